@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` and `make test` (plus `make bench`, `make lint`).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   ?= demo
+JOBS   ?= 2
+# torch is installed first at the exact CPU build (a bare "torch" requirement would pull CUDA).
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install test test-quick demo bench lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e '.[test,container]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# CI=true runs every test, the container build and SLURM included; locally those are skipped.
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) tests
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/demo.py $(DEMO)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check bids_app workflows tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

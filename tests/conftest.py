@@ -1,0 +1,32 @@
+"""Shared fixtures: a seeded RNG, paths to the shared real data, and small generated cohorts."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Container and SLURM tests run in CI (CI=true) or with STROKEFC_SLOW_TESTS=1; skipped otherwise."""
+    if IN_CI or os.environ.get("STROKEFC_SLOW_TESTS"):
+        return
+    skip = pytest.mark.skip(reason="needs CI=true (container build / SLURM daemons)")
+    for item in items:
+        if "container" in item.keywords or "slurm" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20251124)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,1 @@
+"""strokefc science: Nipype workflows, interfaces and the numeric modules they call."""
