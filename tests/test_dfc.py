@@ -1,0 +1,109 @@
+"""Sliding-window dFC: equality with the naive reference, censoring, tapers, window planning."""
+
+import numpy as np
+import pytest
+
+from bids_app.errors import InputError
+from workflows import dfc
+
+
+def _data(rng, n_t=60, n_v=37):
+    seed = rng.standard_normal(n_t)
+    data = 0.5 * seed[:, None] * rng.uniform(-1, 1, n_v) + rng.standard_normal((n_t, n_v))
+    return seed, data + 100.0  # an offset, as raw intensities have: tests the centring
+
+
+def test_equals_naive_reference(rng):
+    seed, data = _data(rng)
+    res = dfc.sliding_window_dfc(seed, data, length=15, step=2, keep_windows=True)
+    ref = dfc.naive_sliding_window_dfc(seed, data, length=15, step=2)
+    assert res.windows.shape == ref.shape == (23, 37)
+    np.testing.assert_allclose(res.windows, ref, atol=1e-5)
+    np.testing.assert_allclose(res.sd, ref.std(axis=0, ddof=1), atol=1e-5)
+    np.testing.assert_allclose(res.mean, ref.mean(axis=0), atol=1e-5)
+    static = dfc.fisher_z(np.corrcoef(np.column_stack([seed, data]).T)[0, 1:])
+    np.testing.assert_allclose(res.static, static, atol=1e-5)
+
+
+def test_chunking_does_not_change_results(rng):
+    seed, data = _data(rng, n_v=50)
+    a = dfc.sliding_window_dfc(seed, data, length=10, chunk_size=7)
+    b = dfc.sliding_window_dfc(seed, data, length=10, chunk_size=1000)
+    np.testing.assert_array_equal(a.sd, b.sd)
+
+
+def test_censored_volumes_are_excluded_not_interpolated(rng):
+    seed, data = _data(rng, n_t=40, n_v=5)
+    kept = np.ones(40, bool)
+    kept[[12, 13]] = False
+    spiked = data.copy()
+    spiked[[12, 13]] = 1e6  # garbage in censored rows must not matter
+    res = dfc.sliding_window_dfc(seed, spiked, length=10, kept=kept, min_coverage=0.8,
+                                 keep_windows=True)
+    # window starting at 5 covers 5..14 -> 8 of 10 kept: valid; compare with corrcoef on kept rows
+    k = int(np.flatnonzero(res.plan.starts[res.plan.valid] == 5)[0])
+    rows = [t for t in range(5, 15) if kept[t]]
+    ref = dfc.fisher_z(np.corrcoef(np.column_stack([seed[rows], data[rows]]).T)[0, 1:])
+    np.testing.assert_allclose(res.windows[k], ref, atol=1e-5)
+    assert np.isfinite(res.sd).all()
+
+
+def test_low_coverage_windows_are_dropped():
+    kept = np.ones(30, bool)
+    kept[10:14] = False
+    plan = dfc.plan_windows(kept, 10, 1, 0.8)
+    assert plan.starts.size == 21
+    # windows fully covering the 4 censored volumes have coverage 0.6 -> dropped
+    assert not plan.valid[plan.starts == 7][0]
+    assert plan.valid[plan.starts == 0][0]
+    assert plan.n_valid == 21 - 9
+
+
+def test_tapers():
+    for shape in dfc.WINDOW_SHAPES:
+        w = dfc.window_taper(22, shape)
+        assert w.shape == (22,) and w.max() == pytest.approx(1.0)
+        np.testing.assert_allclose(w, w[::-1], atol=1e-12)
+    tapered = dfc.window_taper(22, "tapered")
+    assert 0.3 < tapered[0] < 0.7 and tapered[11] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_tapered_window_matches_weighted_corr(rng):
+    seed, data = _data(rng, n_t=30, n_v=4)
+    res = dfc.sliding_window_dfc(seed, data, length=12, step=6, shape="hamming", keep_windows=True)
+    w = np.hamming(12)
+    for k, s in enumerate(res.plan.starts):
+        x, y = seed[s : s + 12], data[s : s + 12, 2]
+        c = np.cov(x, y, aweights=w)
+        r = c[0, 1] / np.sqrt(c[0, 0] * c[1, 1])
+        assert res.windows[k, 2] == pytest.approx(np.arctanh(r), abs=1e-6)
+
+
+def test_parse_duration():
+    assert dfc.parse_duration("60s", 2.0) == 30
+    assert dfc.parse_duration("61s", 2.0) == 30
+    assert dfc.parse_duration("30vol", 0.8) == 30
+    assert dfc.parse_duration(44, 2.0) == 22
+    with pytest.raises(InputError, match="not a duration"):
+        dfc.parse_duration("ten", 2.0)
+
+
+def test_window_longer_than_run_is_an_input_error():
+    with pytest.raises(InputError, match="longer than the run"):
+        dfc.plan_windows(np.ones(20, bool), 30)
+
+
+def test_too_few_valid_windows(rng):
+    seed, data = _data(rng, n_t=20, n_v=3)
+    kept = np.zeros(20, bool)
+    kept[:5] = True
+    with pytest.raises(InputError, match="window"):
+        dfc.sliding_window_dfc(seed, data, length=10, kept=kept)
+
+
+def test_region_z_marks_dropped_windows(rng):
+    seed, data = _data(rng, n_t=30, n_v=2)
+    kept = np.ones(30, bool)
+    kept[10:14] = False
+    z, plan = dfc.window_region_z(seed, data, length=10, kept=kept)
+    assert np.isnan(z[~plan.valid]).all() and np.isfinite(z[plan.valid]).all()
