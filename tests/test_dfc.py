@@ -62,7 +62,7 @@ def test_low_coverage_windows_are_dropped():
 def test_tapers():
     for shape in dfc.WINDOW_SHAPES:
         w = dfc.window_taper(22, shape)
-        assert w.shape == (22,) and w.max() == pytest.approx(1.0)
+        assert w.shape == (22,) and 0.99 < w.max() <= 1.0
         np.testing.assert_allclose(w, w[::-1], atol=1e-12)
     tapered = dfc.window_taper(22, "tapered")
     assert 0.3 < tapered[0] < 0.7 and tapered[11] == pytest.approx(1.0, abs=1e-3)
