@@ -1,0 +1,287 @@
+"""BIDS look-ups: the datasets, participants.tsv, and each subject's fMRIPrep runs (pybids)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bids_app.errors import InputError
+
+LOGGER = logging.getLogger("strokefc.queries")
+_LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """The fMRIPrep files of one BOLD run and the entities that name its outputs."""
+
+    bold: Path
+    mask: Path
+    confounds: Path
+    boldref: Path | None
+    tr: float
+    entities: dict = field(hash=False)  # subject, session, task, run, space, res
+
+    @property
+    def label(self) -> str:
+        """``ses-01_run-2``-style label of the run within its subject (``task-rest`` if alone)."""
+        parts = [f"{k[:3] if k == 'session' else k}-{self.entities[k]}"
+                 for k in ("session", "task", "run") if self.entities.get(k) is not None]
+        return "_".join(parts)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """Read a JSON file with an error that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{what} is missing", str(path), "create it (see the BIDS specification)") \
+            from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} is not valid JSON ({exc})", str(path), "fix its syntax") from None
+
+
+def is_fmriprep_dataset(path: Path) -> bool:
+    """True when ``path/dataset_description.json`` says fMRIPrep generated it."""
+    desc = Path(path) / "dataset_description.json"
+    if not desc.exists():
+        return False
+    try:
+        data = json.loads(desc.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    names = [g.get("Name", "") for g in data.get("GeneratedBy", []) if isinstance(g, dict)]
+    names.append(data.get("PipelineDescription", {}).get("Name", ""))
+    return any("fmriprep" in str(n).lower() for n in names)
+
+
+def fmriprep_version(path: Path) -> str | None:
+    """fMRIPrep version recorded in the derivatives' ``dataset_description.json``."""
+    data = read_json(Path(path) / "dataset_description.json", "the fMRIPrep dataset_description.json")
+    for g in data.get("GeneratedBy", []):
+        if isinstance(g, dict) and "fmriprep" in g.get("Name", "").lower():
+            return g.get("Version")
+    return data.get("PipelineDescription", {}).get("Version")
+
+
+def resolve_datasets(bids_dir: Path, fmriprep_dir: Path | None) -> tuple[Path, Path]:
+    """Return ``(raw_dir, fmriprep_dir)``; ``bids_dir`` may itself be the fMRIPrep derivatives."""
+    bids_dir = Path(bids_dir).resolve()
+    if not bids_dir.is_dir():
+        raise InputError("the BIDS directory does not exist", str(bids_dir),
+                         "give the path of the raw BIDS dataset (or of the fMRIPrep derivatives)")
+    if not (bids_dir / "dataset_description.json").exists():
+        raise InputError("this is not a BIDS dataset: dataset_description.json is missing",
+                         str(bids_dir), "point bids_dir to the dataset root (the folder holding "
+                         "dataset_description.json and participants.tsv)")
+    if fmriprep_dir is None:
+        if is_fmriprep_dataset(bids_dir):
+            fmriprep_dir = bids_dir
+        else:
+            fmriprep_dir = bids_dir / "derivatives" / "fmriprep"
+    fmriprep_dir = Path(fmriprep_dir).resolve()
+    if not fmriprep_dir.is_dir():
+        raise InputError("the fMRIPrep derivatives folder does not exist", str(fmriprep_dir),
+                         "run fMRIPrep first, or give its output with --fmriprep-dir")
+    if not (fmriprep_dir / "dataset_description.json").exists():
+        raise InputError("the fMRIPrep folder has no dataset_description.json", str(fmriprep_dir),
+                         "point --fmriprep-dir to the root of fMRIPrep's output")
+    return bids_dir, fmriprep_dir
+
+
+def check_participant_label(label: str) -> str:
+    """Strip ``sub-`` and refuse anything but letters and digits (no ``/`` or ``..``)."""
+    label = str(label).strip()
+    label = label[4:] if label.startswith("sub-") else label
+    if not _LABEL_RE.match(label):
+        raise InputError(f"participant label {label!r} is not a BIDS label (letters and digits only)",
+                         "--participant-label", "give labels such as 01 or sub-01")
+    return label
+
+
+def read_participants(bids_dir: Path, fmriprep_dir: Path | None = None) -> dict[str, dict[str, str]]:
+    """Rows of ``participants.tsv`` by label (without ``sub-``), values as strings ('' for n/a).
+
+    Looked up in the raw dataset, then in the fMRIPrep folder. Ragged rows, a missing
+    ``participant_id`` column, a wrong delimiter and duplicated participants are errors.
+    """
+    candidates = [Path(bids_dir) / "participants.tsv"]
+    if fmriprep_dir is not None:
+        candidates.append(Path(fmriprep_dir) / "participants.tsv")
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        raise InputError("participants.tsv is missing", str(candidates[0]),
+                         "add a tab-separated participants.tsv with participant_id, "
+                         "lesion_hemisphere and ul_fma columns")
+    text = path.read_text(encoding="utf-8-sig")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise InputError("participants.tsv is empty", str(path), "add a header and one row per patient")
+    header = lines[0].split("\t")
+    if "participant_id" not in header:
+        delim = "," if "," in lines[0] else ";" if ";" in lines[0] else None
+        hint = f" (it looks {'comma' if delim == ',' else 'semicolon'}-separated)" if delim else ""
+        raise InputError(f"participants.tsv has no participant_id column in a tab-separated header{hint}",
+                         f"{path}, line 1", "separate columns with tabs and name the first "
+                         "column participant_id")
+    rows: dict[str, dict[str, str]] = {}
+    for lineno, row in enumerate(csv.reader(lines[1:], delimiter="\t"), start=2):
+        if len(row) != len(header):
+            raise InputError(f"row has {len(row)} fields but the header has {len(header)}",
+                             f"{path}, line {lineno}", "make every row have one value per column "
+                             "(use n/a for missing values)")
+        rec = {k: ("" if v.strip() in {"n/a", "N/A", "NA", ""} else v.strip())
+               for k, v in zip(header, row)}
+        label = rec["participant_id"].removeprefix("sub-")
+        if label in rows:
+            raise InputError(f"participant sub-{label} is listed twice", f"{path}, line {lineno}",
+                             "keep one row per participant")
+        rows[label] = rec
+    return rows
+
+
+def participant_value(rows, label, column, path_hint="participants.tsv"):
+    """One participant's value of ``column`` (``None`` when absent or n/a)."""
+    if label not in rows:
+        return None
+    if rows and column not in next(iter(rows.values())):
+        raise InputError(f"participants.tsv has no {column!r} column", path_hint,
+                         f"add the column or choose another with the matching --*-column option "
+                         f"(columns: {', '.join(next(iter(rows.values())))})")
+    return rows[label].get(column) or None
+
+
+def _layout(fmriprep_dir: Path):
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    try:
+        return BIDSLayout(str(fmriprep_dir), validate=False, config=["bids", "derivatives"],
+                          indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))
+    except Exception as exc:  # pybids raises its own types for malformed datasets
+        raise InputError(f"pybids cannot index the fMRIPrep folder ({exc})", str(fmriprep_dir),
+                         "check its dataset_description.json") from None
+
+
+def list_subjects(fmriprep_dir: Path) -> list[str]:
+    """Subjects with a ``sub-*`` folder in the fMRIPrep derivatives."""
+    return sorted(p.name[4:] for p in Path(fmriprep_dir).glob("sub-*") if p.is_dir())
+
+
+def _check_file(path, what) -> Path:
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise InputError(f"the {what} is an empty file (0 bytes)", str(path),
+                         "these look like placeholders (e.g. a dataset skeleton or an unfinished "
+                         "download): restore the real fMRIPrep outputs")
+    return path
+
+
+def collect_runs(fmriprep_dir: Path, subject: str, *, task: str = "rest",
+                 space: str = "MNI152NLin2009cAsym", res: str | None = None,
+                 filters: dict | None = None, layout=None) -> list[RunInputs]:
+    """Every preprocessed BOLD run of ``subject`` for ``task`` in ``space``, with mask and confounds.
+
+    Handles ``res-2`` and no ``res`` entity; with several resolutions and no ``res`` it says which
+    exist. ``filters`` (from ``--bids-filter-file``, key ``bold``) narrow the query further.
+    """
+    layout = layout or _layout(fmriprep_dir)
+    where = f"{fmriprep_dir}/sub-{subject}"
+    if subject not in layout.get_subjects():
+        raise InputError(f"participant sub-{subject} is not in the fMRIPrep derivatives",
+                         str(fmriprep_dir), f"choose among: {', '.join(layout.get_subjects()) or 'none'}")
+    query = {"subject": subject, "task": task, "space": space, "desc": "preproc", "suffix": "bold",
+             "extension": [".nii.gz", ".nii"]}
+    query.update((filters or {}).get("bold", {}))
+    check_fmriprep_naming(fmriprep_dir, subject)
+    bolds = layout.get(**query)
+    if not bolds:
+        old = layout.get(subject=subject, task=task, suffix="bold", extension=[".nii.gz", ".nii"])
+        spaces = sorted({b.entities.get("space", "(none)") for b in old})
+        raise InputError(
+            f"no preprocessed BOLD for task {task!r} in space {space!r}"
+            + (f" (spaces found for that task: {', '.join(spaces)})" if spaces else ""), where,
+            "check --task-id and --space, or run fMRIPrep with --output-spaces " + space)
+    resolutions = sorted({str(b.entities.get("res", "")) for b in bolds})
+    if res is not None:
+        bolds = [b for b in bolds if str(b.entities.get("res", "")) == str(res)]
+        if not bolds:
+            raise InputError(f"no BOLD at res-{res}", where,
+                             f"use --res with one of: {', '.join(r or '(none)' for r in resolutions)}")
+    elif len(resolutions) > 1:
+        raise InputError(f"several resolutions exist ({', '.join('res-' + r if r else 'none' for r in resolutions)})",
+                         where, "choose one with --res")
+    runs = []
+    for bold in sorted(bolds, key=lambda b: b.path):
+        ent = {k: bold.entities.get(k) for k in ("subject", "session", "task", "run", "space", "res",
+                                                  "acquisition")}
+        ent = {k: v for k, v in ent.items() if v is not None}
+        base = {k: v for k, v in ent.items() if k not in ("space", "res")}
+        mask = _one(layout, where, "brain mask", **ent, desc="brain", suffix="mask",
+                    extension=[".nii.gz", ".nii"])
+        confounds = _one(layout, where, "confounds table", **base, desc="confounds",
+                         suffix="timeseries", extension=".tsv", space=None, res=None)
+        refs = layout.get(**ent, suffix="boldref", extension=[".nii.gz", ".nii"])
+        bold_path = _check_file(bold.path, "preprocessed BOLD")
+        _check_file(mask, "brain mask")
+        _check_file(confounds, "confounds table")
+        runs.append(RunInputs(bold=bold_path, mask=mask, confounds=confounds,
+                              boldref=Path(refs[0].path) if refs else None,
+                              tr=_repetition_time(bold_path), entities=ent))
+    return runs
+
+
+def check_fmriprep_naming(fmriprep_dir: Path, subject: str) -> None:
+    """Refuse fMRIPrep outputs older than the confounds naming nilearn's loader reads (< 1.2)."""
+    old_masks = list(Path(fmriprep_dir).glob(f"sub-{subject}/**/*label-brain_mask.nii*"))
+    old_confounds = [p for p in Path(fmriprep_dir).glob(f"sub-{subject}/**/*_timeseries.tsv")
+                     if "desc-confounds" not in p.name]
+    if old_masks or old_confounds:
+        version = fmriprep_version(fmriprep_dir) or "unknown"
+        example = (old_masks or old_confounds)[0]
+        raise InputError(
+            f"these fMRIPrep outputs are too old for strokefc (fMRIPrep {version}: pre-1.2 names "
+            "such as label-brain_mask and CamelCase confounds without desc-confounds)", str(example),
+            "re-run a current fMRIPrep (>= 20.2); nilearn's confound loader reads only the modern "
+            "confounds naming")
+
+
+def _one(layout, where, what, **query):
+    query = {k: v for k, v in query.items() if v is not None or k in ("space", "res")}
+    found = layout.get(**query, invalid_filters="allow")
+    if not found:
+        raise InputError(f"no {what} matches the BOLD run ({_describe(query)})", where,
+                         f"make sure fMRIPrep wrote the {what} for every run")
+    if len(found) > 1:
+        raise InputError(f"several {what}s match one BOLD run: "
+                         + ", ".join(Path(f.path).name for f in found), where,
+                         "narrow the query with --bids-filter-file")
+    return Path(found[0].path)
+
+
+def _describe(query):
+    return ", ".join(f"{k}={v}" for k, v in query.items() if k not in ("extension",) and v)
+
+
+def _repetition_time(bold_path: Path) -> float:
+    """TR from the BOLD's JSON sidecar (``RepetitionTime``), else from the NIfTI header."""
+    sidecar = Path(str(bold_path).replace(".nii.gz", ".json").replace(".nii", ".json"))
+    if sidecar.exists():
+        meta = read_json(sidecar, "the BOLD sidecar")
+        if "RepetitionTime" in meta:
+            return float(meta["RepetitionTime"])
+    import nibabel as nb
+
+    try:
+        zooms = nb.load(str(bold_path)).header.get_zooms()
+    except Exception:
+        zooms = ()
+    if len(zooms) > 3 and zooms[3] > 0:
+        LOGGER.warning("RepetitionTime missing from %s; using the NIfTI header (%.3f s)", sidecar,
+                       zooms[3])
+        return float(zooms[3])
+    raise InputError("the repetition time is unknown", str(sidecar),
+                     "add RepetitionTime (seconds) to the BOLD's JSON sidecar")

@@ -1,0 +1,257 @@
+"""Denoising of fMRIPrep BOLD: confounds from nilearn's fMRIPrep loader, regression and band-pass in one step.
+
+The strategy names map onto :func:`nilearn.interfaces.fmriprep.load_confounds` arguments
+(:data:`STRATEGIES`). Non-steady-state volumes are cut from the start of the run; censored (scrubbed)
+volumes are passed to :func:`nilearn.signal.clean` as a sample mask (it filters with them
+interpolated and then drops them, so regression and filtering happen together) and come back as rows of
+zeros flagged in ``kept``: the dFC step gives them zero weight and never interpolates them.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from bids_app.errors import InputError
+
+#: ``--denoise`` choices -> load_confounds keyword arguments.
+STRATEGIES = {
+    "simple": {"strategy": ("motion", "wm_csf"), "motion": "full", "wm_csf": "basic"},
+    "simple+gsr": {"strategy": ("motion", "wm_csf", "global_signal"), "motion": "full",
+                   "wm_csf": "basic", "global_signal": "basic"},
+    "scrubbing": {"strategy": ("motion", "wm_csf", "scrub"), "motion": "full", "wm_csf": "basic"},
+    "compcor": {"strategy": ("motion", "high_pass", "compcor"), "motion": "full",
+                "compcor": "anat_combined"},
+}
+
+
+@dataclass(frozen=True)
+class DenoiseParams:
+    """What ``--denoise`` and its companion options set."""
+
+    strategy: str = "simple"
+    high_pass: float | None = 0.01
+    low_pass: float | None = 0.08
+    smoothing_fwhm: float | None = 6.0
+    fd_thresh: float = 0.5
+    std_dvars_thresh: float = 1.5
+    n_compcor: int | str = "all"  # "all" = the components fMRIPrep retained (50% variance)
+    dummy_scans: int | str = "auto"
+
+
+@dataclass
+class DenoisedRun:
+    """Denoised voxel series and what happened to each volume."""
+
+    data: np.ndarray  # (T, V) float32; rows of censored volumes are zero
+    kept: np.ndarray  # (T,) bool, after dropping dummy scans
+    mask_img: nb.Nifti1Image  # brain mask actually used (non-finite voxels removed)
+    fd: np.ndarray  # (T,) framewise displacement (mm), NaN where unknown
+    info: dict = field(default_factory=dict)
+
+
+def read_confounds_table(confounds_tsv) -> pd.DataFrame:
+    """Read an fMRIPrep confounds TSV, with a clear error for an empty or unreadable file."""
+    path = Path(confounds_tsv)
+    if not path.exists() or path.stat().st_size == 0:
+        raise InputError(f"the confounds file is {'empty' if path.exists() else 'missing'}",
+                         str(path), "re-run fMRIPrep for this subject or restore the file")
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"])
+    except Exception as exc:  # pandas raises several types for malformed tables
+        raise InputError(f"the confounds table cannot be read ({exc})", str(path),
+                         "check that it is a tab-separated fMRIPrep confounds file") from None
+
+
+def count_dummy_scans(confounds: pd.DataFrame, dummy_scans: int | str = "auto") -> int:
+    """Number of leading non-steady-state volumes: given, or fMRIPrep's ``non_steady_state_outlier*``."""
+    if dummy_scans != "auto":
+        return int(dummy_scans)
+    cols = [c for c in confounds.columns if c.startswith("non_steady_state_outlier")]
+    if not cols:
+        return 0
+    flagged = confounds[cols].fillna(0).to_numpy().sum(axis=1) > 0
+    n = 0
+    while n < flagged.size and flagged[n]:
+        n += 1
+    return n
+
+
+def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
+    """Confound regressors and kept-volume mask for one run (before dropping dummy scans).
+
+    Returns ``(confounds DataFrame (T, k), kept (T,) bool, info dict)``.
+    """
+    from nilearn.interfaces.fmriprep import load_confounds
+
+    if params.strategy not in STRATEGIES:
+        raise InputError(f"denoising strategy {params.strategy!r} is unknown", "--denoise",
+                         f"use one of {', '.join(STRATEGIES)}")
+    kwargs = dict(STRATEGIES[params.strategy])
+    if "scrub" in kwargs["strategy"]:
+        kwargs.update(fd_threshold=params.fd_thresh, std_dvars_threshold=params.std_dvars_thresh)
+    if "compcor" in kwargs["strategy"]:
+        kwargs["n_compcor"] = params.n_compcor
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            confounds, sample_mask = load_confounds(str(bold_file), **kwargs)
+    except (ValueError, KeyError, FileNotFoundError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"nilearn could not load the fMRIPrep confounds for strategy {params.strategy!r} ({exc})",
+            str(bold_file),
+            "check the *_desc-confounds_timeseries.tsv/.json next to the BOLD: they must come from "
+            "fMRIPrep >= 1.4 (older releases wrote CamelCase columns) and hold the columns the "
+            "strategy needs; or pick another --denoise strategy") from None
+    if len(confounds) != n_volumes:
+        raise InputError(
+            f"the confounds table has {len(confounds)} rows but the BOLD has {n_volumes} volumes",
+            str(bold_file), "use the confounds file produced with this BOLD run")
+    kept = np.ones(n_volumes, bool)
+    if sample_mask is not None:
+        kept[:] = False
+        kept[np.asarray(sample_mask, int)] = True
+    info = {"Strategy": params.strategy, "ConfoundColumns": list(confounds.columns),
+            "LoadConfoundsArguments": {k: (list(v) if isinstance(v, tuple) else v)
+                                       for k, v in kwargs.items()}}
+    return confounds.fillna(0.0), kept, info
+
+
+def load_bold_masked(bold_file, mask_file):
+    """Load a 4D BOLD and its brain mask; check shapes, grids and finiteness.
+
+    Returns ``(data (X, Y, Z, T) float32, mask (X, Y, Z) bool, bold_img, info)``; voxels with a
+    non-finite value at any time are removed from the mask (and counted in ``info``).
+    """
+    bold_img = _load_image(bold_file, "BOLD")
+    mask_img = _load_image(mask_file, "brain mask")
+    if bold_img.ndim != 4:
+        raise InputError(f"the BOLD image is {bold_img.ndim}D ({bold_img.shape}); a 4D series is "
+                         "expected", str(bold_file), "point strokefc to the preprocessed 4D BOLD")
+    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(mask_img.affine, bold_img.affine,
+                                                                     atol=1e-3):
+        raise InputError(
+            f"the brain mask grid {mask_img.shape[:3]} does not match the BOLD grid "
+            f"{bold_img.shape[:3]} (or their affines differ)", f"{bold_file} and {mask_file}",
+            "use the mask fMRIPrep wrote for the same space and resolution")
+    data = read_data(bold_img, bold_file, "BOLD")
+    mask = read_data(mask_img, mask_file, "brain mask") > 0
+    finite = np.isfinite(data).all(axis=3)
+    n_bad = int((mask & ~finite).sum())
+    mask &= finite
+    if mask.sum() == 0:
+        raise InputError("the brain mask has no voxel with finite BOLD values", str(mask_file),
+                         "check the mask and the BOLD")
+    info = {"NonFiniteVoxelsExcluded": n_bad}
+    return data, mask, bold_img, info
+
+
+def _load_image(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"the {what} file does not exist", str(path), "check the path")
+    if path.stat().st_size == 0:
+        raise InputError(f"the {what} file is empty (0 bytes)", str(path),
+                         "restore the real file (placeholders from a dataset skeleton cannot be processed)")
+    try:
+        return nb.load(str(path))
+    except Exception as exc:
+        raise InputError(f"the {what} file cannot be read as NIfTI ({type(exc).__name__}: {exc})",
+                         str(path), "re-copy or regenerate it") from None
+
+
+def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
+    """All voxels of an image, with a clear error for a truncated or corrupt file."""
+    try:
+        return np.asarray(img.dataobj, dtype=dtype)
+    except Exception as exc:  # truncated gzip streams raise EOFError, zlib.error, OSError...
+        raise InputError(f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
+                         str(path), "the file may be truncated: re-copy or regenerate it") from None
+
+
+def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) -> np.ndarray:
+    """Gaussian smoothing restricted to the mask (normalised convolution), volume by volume.
+
+    ``data`` is (X, Y, Z, T); voxels outside the mask neither contribute nor receive signal.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    sigma = [fwhm_mm / np.sqrt(8 * np.log(2)) / z for z in zooms[:3]]
+    m = mask.astype(np.float32)
+    norm = gaussian_filter(m, sigma)
+    norm[norm == 0] = 1.0
+    out = np.empty_like(data)
+    for t in range(data.shape[3]):
+        out[..., t] = gaussian_filter(data[..., t] * m, sigma) / norm * m
+    return out
+
+
+def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams,
+                confounds_file=None) -> DenoisedRun:
+    """Denoise one run: dummy scans cut, confounds regressed and band-pass applied together.
+
+    Voxel series are detrended and z-scored over kept volumes (so window correlations are well
+    conditioned); smoothing, when asked, happens inside the brain mask before cleaning.
+    """
+    from nilearn import signal
+
+    data, mask, bold_img, info = load_bold_masked(bold_file, mask_file)
+    n_t = data.shape[3]
+    conf_path = confounds_file or _confounds_path(bold_file)
+    table = read_confounds_table(conf_path)
+    confounds, kept, conf_info = load_run_confounds(bold_file, params, n_t)
+    n_dummy = count_dummy_scans(table, params.dummy_scans)
+    if n_dummy >= n_t - 2:
+        raise InputError(f"{n_dummy} dummy scans leave no data in a {n_t}-volume run",
+                         str(bold_file), "lower --dummy-scans")
+    fd = table["framewise_displacement"].to_numpy(float) if "framewise_displacement" in table \
+        else np.full(n_t, np.nan)
+
+    if params.smoothing_fwhm:
+        data = smooth_in_mask(data, mask, params.smoothing_fwhm, bold_img.header.get_zooms())
+    series = data[mask].T[n_dummy:]  # (T', V)
+    del data
+    kept = kept[n_dummy:]
+    conf = confounds.to_numpy(float)[n_dummy:]
+    conf = conf[:, conf.std(axis=0) > 0] if conf.size else None  # drop constant columns
+    if kept.sum() < 3:
+        raise InputError("fewer than 3 volumes survive censoring", str(bold_file),
+                         "loosen --fd-thresh / --std-dvars-thresh")
+    cleaned = signal.clean(
+        series, confounds=conf if conf is not None and conf.shape[1] else None,
+        sample_mask=np.flatnonzero(kept) if not kept.all() else None,
+        detrend=True, standardize="zscore_sample", filter="butterworth",
+        low_pass=params.low_pass, high_pass=params.high_pass, t_r=tr)
+    out = np.zeros(series.shape, np.float32)
+    out[kept] = cleaned
+    mask_used = nb.Nifti1Image(mask.astype(np.uint8), bold_img.affine)
+    mask_used.header.set_xyzt_units("mm")
+    info.update(conf_info)
+    info.update({
+        "DummyScans": n_dummy,
+        "VolumesTotal": n_t,
+        "VolumesCensored": int((~kept).sum()),
+        "VolumesKept": int(kept.sum()),
+        "MeanFramewiseDisplacement_mm": float(np.nanmean(fd[n_dummy:])) if np.isfinite(fd).any() else None,
+        "HighPass_Hz": params.high_pass,
+        "LowPass_Hz": params.low_pass,
+        "Filter": "butterworth (nilearn.signal.clean, together with confound regression)",
+        "SmoothingFWHM_mm": params.smoothing_fwhm or 0.0,
+        "Standardize": "zscore over kept volumes",
+    })
+    if params.strategy == "scrubbing":
+        info.update({"FDThreshold_mm": params.fd_thresh, "StdDVARSThreshold": params.std_dvars_thresh})
+    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info)
+
+
+def _confounds_path(bold_file) -> Path:
+    """fMRIPrep's confounds TSV for a preprocessed BOLD (same entities up to ``desc``/``space``/``res``)."""
+    name = Path(bold_file).name
+    stem = name.split("_space-")[0] if "_space-" in name else name.split("_desc-")[0]
+    return Path(bold_file).parent / f"{stem}_desc-confounds_timeseries.tsv"
