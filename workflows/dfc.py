@@ -242,3 +242,73 @@ def naive_sliding_window_dfc(seed, data, *, length, step=1):
         c = np.corrcoef(np.column_stack([seed[s : s + length], data[s : s + length]]).T)
         out.append(fisher_z(np.nan_to_num(c[0, 1:])))
     return np.asarray(out)
+
+
+def window_warnings(length: int, tr: float, high_pass: float | None) -> list[str]:
+    """Leonardi & Van De Ville (2015): windows shorter than 1/high-pass produce spurious fluctuations."""
+    if high_pass and length * tr < 1.0 / high_pass:
+        return [f"The window ({length * tr:g} s) is shorter than 1/high-pass ({1.0 / high_pass:g} s): "
+                "part of the windowed-correlation variability may be spurious (Leonardi & Van De "
+                "Ville 2015). Consider a longer window or a higher --high-pass."]
+    return []
+
+
+def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_coverage,
+                    keep_windows=False, regions=None):
+    """dFC maps of one denoised run as images, plus the seed series and the window table.
+
+    Parameters
+    ----------
+    data : (T, V) array
+        Denoised series of the voxels inside ``mask_img`` (C order of ``mask_img > 0``).
+    kept : (T,) bool
+        Kept (uncensored) volumes.
+    mask_img, seed_img : Nifti1Image
+        Brain mask that defines the voxel columns, and the seed mask on the same grid.
+    regions : dict[str, Nifti1Image], optional
+        A few regions whose windowed correlation with the seed is traced (for the report).
+
+    Returns
+    -------
+    dict
+        ``sd``, ``mean``, ``static`` (and ``windows``) images, ``seed`` (T,) series, ``table``
+        (one row per window: start/end volume, kept volumes, coverage, valid, z per region),
+        ``plan``.
+    """
+    import nibabel as nb
+    import pandas as pd
+
+    mask = np.asarray(mask_img.dataobj) > 0
+    seed_in_mask = (np.asarray(seed_img.dataobj) > 0)[mask]
+    if seed_in_mask.sum() == 0:
+        raise InputError("the seed has no voxel inside the brain mask", "seed mask",
+                         "check the seed definition and the brain mask")
+    seed = data[:, seed_in_mask].mean(axis=1)
+    res = sliding_window_dfc(seed, data, length=length, step=step, shape=shape, kept=kept,
+                             min_coverage=min_coverage, keep_windows=keep_windows)
+
+    def to_img(values):
+        vol = np.zeros(mask.shape + values.shape[:-1][::-1], np.float32)
+        if values.ndim == 1:
+            vol[mask] = values
+        else:
+            vol[mask] = values.T
+        img = nb.Nifti1Image(vol, mask_img.affine)
+        img.header.set_xyzt_units("mm")
+        return img
+
+    plan = res.plan
+    table = pd.DataFrame({"start_volume": plan.starts, "end_volume": plan.starts + plan.length - 1,
+                          "kept_volumes": plan.kept_volumes, "coverage": plan.coverage.round(4),
+                          "valid": plan.valid.astype(int)})
+    for name, img in (regions or {}).items():
+        inside = (np.asarray(img.dataobj) > 0)[mask]
+        if inside.sum():
+            z, _ = window_region_z(seed, data[:, inside].mean(axis=1, keepdims=True), length=length,
+                                   step=step, shape=shape, kept=kept, min_coverage=min_coverage)
+            table[f"z_{name}"] = z[:, 0].round(6)
+    out = {"sd": to_img(res.sd), "mean": to_img(res.mean), "static": to_img(res.static),
+           "seed": seed, "table": table, "plan": plan}
+    if keep_windows:
+        out["windows"] = to_img(res.windows)
+    return out

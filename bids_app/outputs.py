@@ -1,0 +1,95 @@
+"""The output dataset: ``dataset_description.json``, ``.bidsignore``, and atomic writes of shared files.
+
+Several participant-level processes may write into one output directory at once, so every file shared
+between subjects is written to a temporary file in the same folder and renamed into place (an atomic
+operation on POSIX file systems): a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bids_app import __version__
+from bids_app.errors import InputError
+
+#: Custom entities and suffixes that the official validator does not know (see README, Outputs).
+BIDSIGNORE = """\
+# strokefc custom entities (seed-, stat-) and files outside the BIDS derivatives specification
+*_seed-*
+*_stat-*
+*_prediction.json
+*_prediction.tsv
+*_desc-ipsiM1_mask.*
+figures/
+logs/
+group/
+model/
+*.html
+predictions.tsv
+"""
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: Path, data) -> Path:
+    """JSON version of :func:`atomic_write_text` (sorted keys, indented)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def check_output_dir(output_dir: Path, bids_dir: Path) -> Path:
+    """Create the output folder, refusing one inside the input or one that cannot be written."""
+    output_dir = Path(output_dir).resolve()
+    if output_dir == Path(bids_dir).resolve():
+        raise InputError("the output directory is the input dataset", str(output_dir),
+                         "write outputs elsewhere, e.g. <bids_dir>/derivatives/strokefc")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=output_dir, prefix=".strokefc-write-test-")
+        probe.close()
+    except OSError as exc:
+        raise InputError(f"the output directory cannot be written ({exc.strerror})", str(output_dir),
+                         "choose a writable folder or fix its permissions") from None
+    return output_dir
+
+
+def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | None = None) -> dict:
+    """BIDS-derivatives ``dataset_description.json`` content for strokefc's outputs."""
+    generated = {"Name": "strokefc", "Version": __version__,
+                 "CodeURL": "https://github.com/strokefc/strokefc"}
+    if container:
+        generated["Container"] = {"Type": container}
+    return {
+        "Name": "strokefc: ipsilesional-M1 seed-based dynamic functional connectivity",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated],
+        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()},
+                           {"URL": Path(fmriprep_dir).resolve().as_uri()}],
+    }
+
+
+def init_output_dataset(output_dir: Path, bids_dir: Path, fmriprep_dir: Path) -> None:
+    """Write (atomically) ``dataset_description.json`` and ``.bidsignore``; safe to call concurrently."""
+    container = os.environ.get("STROKEFC_CONTAINER")
+    atomic_write_json(Path(output_dir) / "dataset_description.json",
+                      dataset_description(bids_dir, fmriprep_dir, container))
+    atomic_write_text(Path(output_dir) / ".bidsignore", BIDSIGNORE)

@@ -1,0 +1,61 @@
+"""Nipype interface over :func:`workflows.denoise.denoise_run`."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec,
+                                    traits)
+
+
+class _DenoiseInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="fMRIPrep preprocessed BOLD (4D)")
+    mask_file = File(exists=True, mandatory=True, desc="fMRIPrep brain mask on the BOLD grid")
+    confounds_file = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
+    tr = traits.Float(mandatory=True, desc="repetition time (s)")
+    strategy = traits.Str("simple", usedefault=True, desc="--denoise strategy")
+    high_pass = traits.Either(None, traits.Float, default=0.01, usedefault=True, desc="Hz")
+    low_pass = traits.Either(None, traits.Float, default=0.08, usedefault=True, desc="Hz")
+    smoothing_fwhm = traits.Either(None, traits.Float, default=6.0, usedefault=True, desc="mm")
+    fd_thresh = traits.Float(0.5, usedefault=True, desc="FD censoring threshold (mm)")
+    std_dvars_thresh = traits.Float(1.5, usedefault=True, desc="std DVARS censoring threshold")
+    n_compcor = traits.Either(traits.Int, traits.Str, default="all", usedefault=True,
+                              desc="aCompCor components ('all' = fMRIPrep's 50% variance)")
+    dummy_scans = traits.Either(traits.Int, traits.Str, default="auto", usedefault=True,
+                                desc="non-steady-state volumes to drop ('auto' = fMRIPrep's)")
+
+
+class _DenoiseOutputSpec(TraitedSpec):
+    denoised = File(exists=True, desc="denoised series (T, V) float32 .npy, zeros where censored")
+    volumes_tsv = File(exists=True, desc="per-volume table: kept flag and framewise displacement")
+    mask_file = File(exists=True, desc="brain mask actually used (non-finite voxels removed)")
+    info = traits.Dict(desc="denoising parameters and counts, for sidecars")
+
+
+class DenoiseBold(SimpleInterface):
+    """Regress confounds and band-pass together; drop dummy scans; flag censored volumes."""
+
+    input_spec = _DenoiseInputSpec
+    output_spec = _DenoiseOutputSpec
+
+    def _run_interface(self, runtime):
+        from workflows.denoise import DenoiseParams, denoise_run
+
+        params = DenoiseParams(
+            strategy=self.inputs.strategy, high_pass=self.inputs.high_pass,
+            low_pass=self.inputs.low_pass, smoothing_fwhm=self.inputs.smoothing_fwhm,
+            fd_thresh=self.inputs.fd_thresh, std_dvars_thresh=self.inputs.std_dvars_thresh,
+            n_compcor=self.inputs.n_compcor, dummy_scans=self.inputs.dummy_scans)
+        run = denoise_run(self.inputs.bold_file, self.inputs.mask_file, self.inputs.tr, params,
+                          confounds_file=self.inputs.confounds_file)
+        out = os.path.join(runtime.cwd, "denoised.npy")
+        np.save(out, run.data)
+        vols = os.path.join(runtime.cwd, "volumes.tsv")
+        pd.DataFrame({"kept": run.kept.astype(int), "framewise_displacement": run.fd}).to_csv(
+            vols, sep="\t", index_label="volume", na_rep="n/a")
+        mask = os.path.join(runtime.cwd, "brain_mask.nii.gz")
+        run.mask_img.to_filename(mask)
+        self._results.update(denoised=out, volumes_tsv=vols, mask_file=mask,
+                             info=json.loads(json.dumps(run.info, default=float)))
+        return runtime

@@ -1,0 +1,92 @@
+"""Nipype interface over :func:`workflows.dfc.seed_dfc_images`."""
+
+import os
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec,
+                                    traits)
+
+
+def _report_regions(lesion_side, ref_img):
+    """Regions traced in the report: contralesional M1, ipsilesional SMA and thalamus."""
+    from workflows.seeds import atlas_region_mask
+
+    contra = "R" if lesion_side == "L" else "L"
+    return {
+        "contraM1": atlas_region_mask("HCPEx", [f"Primary_Motor_Cortex_{contra}"], ref_img),
+        "ipsiSMA": atlas_region_mask("AAL", [f"Supp_Motor_Area_{lesion_side}"], ref_img),
+        "ipsiThalamus": atlas_region_mask("AAL", [f"Thalamus_{lesion_side}"], ref_img),
+    }
+
+
+class _DFCInputSpec(BaseInterfaceInputSpec):
+    denoised = File(exists=True, mandatory=True, desc="denoised (T, V) .npy from DenoiseBold")
+    volumes_tsv = File(exists=True, mandatory=True, desc="per-volume kept flags")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask defining the voxel columns")
+    seed_mask = File(exists=True, mandatory=True, desc="seed mask on the same grid")
+    lesion_side = traits.Enum("L", "R", mandatory=True, desc="lesion hemisphere")
+    tr = traits.Float(mandatory=True, desc="repetition time (s)")
+    window_length = traits.Str("60s", usedefault=True, desc="window length ('60s' or '30vol')")
+    window_step = traits.Int(1, usedefault=True, desc="window step (volumes)")
+    window_shape = traits.Str("rectangular", usedefault=True, desc="window taper")
+    min_coverage = traits.Float(0.8, usedefault=True, desc="minimum kept fraction per window")
+    high_pass = traits.Either(None, traits.Float, default=0.01, usedefault=True, desc="Hz")
+    save_windows = traits.Bool(False, usedefault=True, desc="also write the 4D window maps")
+
+
+class _DFCOutputSpec(TraitedSpec):
+    dfcsd = File(exists=True, desc="SD over windows of Fisher z (dFC variability)")
+    dfcmean = File(exists=True, desc="mean over windows of Fisher z")
+    fc = File(exists=True, desc="static (whole-run) Fisher z")
+    windows = File(desc="4D window maps (when save_windows)")
+    seed_tsv = File(exists=True, desc="seed time series")
+    windows_tsv = File(exists=True, desc="per-window table (volumes, coverage, region traces)")
+    info = traits.Dict(desc="window parameters and counts, for sidecars")
+
+
+class ComputeDFC(SimpleInterface):
+    """Sliding-window seed correlation maps of one run."""
+
+    input_spec = _DFCInputSpec
+    output_spec = _DFCOutputSpec
+
+    def _run_interface(self, runtime):
+        from workflows.dfc import parse_duration, seed_dfc_images, window_warnings
+
+        tr = self.inputs.tr
+        length = parse_duration(self.inputs.window_length, tr)
+        kept = pd.read_csv(self.inputs.volumes_tsv, sep="\t")["kept"].to_numpy(bool)
+        mask_img = nb.load(self.inputs.mask_file)
+        out = seed_dfc_images(
+            np.load(self.inputs.denoised, mmap_mode="r"), kept, mask_img,
+            nb.load(self.inputs.seed_mask), length=length, step=self.inputs.window_step,
+            shape=self.inputs.window_shape, min_coverage=self.inputs.min_coverage,
+            keep_windows=self.inputs.save_windows,
+            regions=_report_regions(self.inputs.lesion_side, mask_img))
+        for key, name in (("sd", "dfcsd"), ("mean", "dfcmean"), ("static", "fc"),
+                          ("windows", "windows")):
+            if key in out:
+                path = os.path.join(runtime.cwd, f"{name}.nii.gz")
+                out[key].to_filename(path)
+                self._results[name] = path
+        seed_tsv = os.path.join(runtime.cwd, "seed_timeseries.tsv")
+        pd.DataFrame({"seed": out["seed"].round(6), "kept": kept.astype(int)}).to_csv(
+            seed_tsv, sep="\t", index=False)
+        windows_tsv = os.path.join(runtime.cwd, "windows.tsv")
+        table = out["table"].copy()
+        table.insert(2, "onset_s", (table["start_volume"] * tr).round(3))
+        table.to_csv(windows_tsv, sep="\t", index=False, na_rep="n/a")
+        plan = out["plan"]
+        self._results.update(seed_tsv=seed_tsv, windows_tsv=windows_tsv, info={
+            "WindowLength_vol": length, "WindowLength_s": length * tr,
+            "WindowStep_vol": self.inputs.window_step, "WindowShape": self.inputs.window_shape,
+            "MinWindowCoverage": self.inputs.min_coverage,
+            "WindowsTotal": int(plan.starts.size), "WindowsKept": plan.n_valid,
+            "WindowsDropped": int(plan.starts.size - plan.n_valid),
+            "Correlation": "Pearson (taper-weighted), Fisher z (arctanh)",
+            "SummaryOverWindows": {"dfcsd": "SD (ddof=1)", "dfcmean": "mean"},
+            "Warnings": window_warnings(length, tr, self.inputs.high_pass),
+        })
+        return runtime
