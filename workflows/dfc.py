@@ -312,3 +312,23 @@ def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_
     if keep_windows:
         out["windows"] = to_img(res.windows)
     return out
+
+
+def weighted_mean_maps(imgs, weights):
+    """Subject-level map: mean of run maps weighted by their number of valid windows."""
+    import nibabel as nb
+
+    weights = np.asarray(weights, float)
+    if len(imgs) != weights.size or weights.sum() <= 0:
+        raise ValueError("one positive weight per map is needed")
+    ref = nb.load(imgs[0]) if not hasattr(imgs[0], "affine") else imgs[0]
+    acc = np.zeros(ref.shape, np.float64)
+    for img, w in zip(imgs, weights):
+        img = nb.load(img) if not hasattr(img, "affine") else img
+        if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
+            raise InputError("the runs of one subject are on different grids", str(img.get_filename()),
+                             "process runs in one space and resolution (--space/--res)")
+        acc += w * np.asarray(img.dataobj, np.float64)
+    out = nb.Nifti1Image((acc / weights.sum()).astype(np.float32), ref.affine)
+    out.header.set_xyzt_units("mm")
+    return out

@@ -1,0 +1,76 @@
+"""Reportlets of one run (SVG figures for the participant report), written during the run."""
+
+import os
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec,
+                                    traits)
+
+#: Fixed colour scales (Fisher z) so that maps compare across subjects; stated in the figures.
+MAP_VMAX = {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
+
+
+class _ReportletsInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="fMRIPrep BOLD (carpet 'before')")
+    boldref = traits.Either(None, File(exists=True), default=None, usedefault=True,
+                            desc="fMRIPrep BOLD reference (background of the seed figure)")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask used")
+    seed_mask = File(exists=True, mandatory=True, desc="seed mask")
+    lesion_mask = traits.Either(None, File(exists=True), default=None, usedefault=True,
+                                desc="lesion mask, drawn when given")
+    denoised = File(exists=True, mandatory=True, desc="denoised (T, V) .npy")
+    volumes_tsv = File(exists=True, mandatory=True, desc="kept flags and FD")
+    seed_tsv = File(exists=True, mandatory=True, desc="seed series")
+    windows_tsv = File(exists=True, mandatory=True, desc="per-window table with region traces")
+    dfcsd = File(exists=True, mandatory=True, desc="dFC SD map")
+    dfcmean = File(exists=True, mandatory=True, desc="mean dFC map")
+    fc = File(exists=True, mandatory=True, desc="static FC map")
+    tr = traits.Float(mandatory=True, desc="repetition time (s)")
+    fd_thresh = traits.Float(0.5, usedefault=True, desc="FD threshold drawn on the plot")
+    denoise_info = traits.Dict(desc="DenoiseBold record (dummy scans)")
+
+
+class _ReportletsOutputSpec(TraitedSpec):
+    seed = File(exists=True, desc="seed over the reference, three views")
+    confounds = File(exists=True, desc="framewise displacement with censored volumes")
+    carpet = File(exists=True, desc="carpet plot before/after denoising")
+    seedts = File(exists=True, desc="seed series and windowed correlation traces")
+    maps = File(exists=True, desc="mosaics of the dFC SD, mean dFC and static FC maps")
+
+
+class RunReportlets(SimpleInterface):
+    """Draw the five figures of a run."""
+
+    input_spec = _ReportletsInputSpec
+    output_spec = _ReportletsOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_app.reports import reportlets as rl
+
+        cwd = runtime.cwd
+        mask_img = nb.load(self.inputs.mask_file)
+        ref = self.inputs.boldref or self.inputs.mask_file
+        lesion = nb.load(self.inputs.lesion_mask) if self.inputs.lesion_mask else None
+        vols = pd.read_csv(self.inputs.volumes_tsv, sep="\t", na_values="n/a")
+        self._results["seed"] = rl.plot_seed_overlay(
+            nb.load(self.inputs.seed_mask), nb.load(ref), os.path.join(cwd, "seed.svg"),
+            lesion_mask_img=lesion)
+        fd = vols["framewise_displacement"].to_numpy(float)
+        self._results["confounds"] = rl.plot_confounds(
+            fd, ~vols["kept"].to_numpy(bool), os.path.join(cwd, "confounds.svg"),
+            fd_thresh=self.inputs.fd_thresh, dummy=int(self.inputs.denoise_info.get("DummyScans", 0)))
+        self._results["carpet"] = rl.plot_carpet(
+            nb.load(self.inputs.bold_file), np.load(self.inputs.denoised, mmap_mode="r"), mask_img,
+            os.path.join(cwd, "carpet.svg"), self.inputs.tr)
+        table = pd.read_csv(self.inputs.windows_tsv, sep="\t", na_values="n/a")
+        traces = {c[2:]: table[c].to_numpy(float) for c in table.columns if c.startswith("z_")}
+        seed = pd.read_csv(self.inputs.seed_tsv, sep="\t")["seed"].to_numpy(float)
+        self._results["seedts"] = rl.plot_seed_timeseries(
+            seed, self.inputs.tr, table.assign(kept=table["valid"].astype(bool)), traces,
+            os.path.join(cwd, "seedts.svg"))
+        maps = {"dFC SD": nb.load(self.inputs.dfcsd), "mean dFC": nb.load(self.inputs.dfcmean),
+                "static FC": nb.load(self.inputs.fc)}
+        self._results["maps"] = rl.plot_map_mosaics(maps, os.path.join(cwd, "maps.svg"), MAP_VMAX)
+        return runtime

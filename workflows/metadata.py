@@ -1,0 +1,35 @@
+"""Sidecar content: one flat, documented dictionary of every parameter behind a derivative."""
+
+from __future__ import annotations
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of strokefc and the libraries that shape its numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("strokefc", "nipype", "nilearn", "nibabel", "numpy", "scipy", "pybids",
+                 "niworkflows", "torch", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def merge_run_metadata(denoise_info: dict, seed_info: dict, dfc_info: dict, static: dict) -> dict:
+    """Combine the records of denoising, seed and dFC into one sidecar dictionary.
+
+    Warnings from every step are gathered under ``Warnings``; the seed record goes under ``Seed``
+    and the denoising record under ``Denoising`` so that names cannot collide.
+    """
+    warnings = []
+    for info in (denoise_info, seed_info, dfc_info):
+        warnings.extend(info.get("Warnings", info.get("warnings", [])))
+    denoise = {k: v for k, v in denoise_info.items() if k != "Warnings"}
+    seed = {k: v for k, v in seed_info.items() if k not in ("warnings", "Warnings")}
+    dfc = {k: v for k, v in dfc_info.items() if k != "Warnings"}
+    meta = {**static, **dfc, "Denoising": denoise, "Seed": seed}
+    if warnings:
+        meta["Warnings"] = warnings
+    return meta
