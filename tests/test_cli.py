@@ -1,0 +1,83 @@
+"""The command line: help, version, argument validation and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bids_app import __version__, cli
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "bids_app.cli", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_help_documents_every_option():
+    parser = cli._build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        for opt in action.option_strings:
+            assert opt in text
+    for group in ("Options for filtering BIDS queries", "Denoising", "Seed",
+                  "Dynamic functional connectivity", "Model, training and prediction",
+                  "Options to handle performance", "Other options"):
+        assert group in text
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_args(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["participant", "--participant-label", "../etc"], "letters and digits"),
+    (["participant", "--seed-coords", "1,2"], "X,Y,Z"),
+    (["participant", "--high-pass", "0.1", "--low-pass", "0.05"], "must be below"),
+    (["participant", "--window-step", "0"], "positive"),
+    (["participant", "--min-window-coverage", "1.5"], "(0, 1]"),
+    (["group", "--model", "."], "--model is for the participant level"),
+    (["everything"], "invalid choice"),
+])
+def test_bad_arguments_exit_2(tmp_path, args, message):
+    proc = _run(tmp_path, tmp_path / "out", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_missing_bids_dir_is_an_input_error(tmp_path):
+    assert cli.main([str(tmp_path / "nope"), str(tmp_path / "out"), "participant"]) == 2
+
+
+def test_not_bids_dir_says_how_to_fix(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    assert cli.main([str(tmp_path / "raw"), str(tmp_path / "out"), "participant"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset_description.json is missing" in err and "How to fix" in err
+    assert "Traceback" not in err
+
+
+def test_fmriprep_dir_detected_as_bids_dir(tmp_path):
+    fp = tmp_path / "fmriprep"
+    fp.mkdir()
+    (fp / "dataset_description.json").write_text(json.dumps(
+        {"Name": "x", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+         "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.2.1"}]}))
+    config = cli.parse_args([str(fp), str(tmp_path / "out"), "participant"])
+    assert config.fmriprep_dir == fp.resolve()
+
+
+def test_presets_and_explicit_values(tmp_path):
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    base = [str(tmp_path), str(tmp_path / "out"), "participant"]
+    cfg = cli.parse_args(base + ["--dfc-preset", "dpabi"])
+    assert (cfg.window_length, cfg.window_step, cfg.window_shape) == ("30vol", 1, "hamming")
+    cfg = cli.parse_args(base + ["--dfc-preset", "dynamicbc", "--window-step", "5"])
+    assert (cfg.window_length, cfg.window_step) == ("50vol", 5)
+    cfg = cli.parse_args(base + ["--participant-label", "sub-01", "02", "--smoothing", "0"])
+    assert cfg.participant_label == ("01", "02") and cfg.smoothing is None
