@@ -21,7 +21,8 @@ install: $(STAMP)
 
 # CI=true runs every test, the container build and SLURM included; locally those are skipped.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) tests
+	@if [ "$$CI" = "true" ]; then bash scripts/install-system-deps; fi
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/demo.py $(DEMO)

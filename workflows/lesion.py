@@ -7,8 +7,8 @@ x = 0 (true of the fMRIPrep MNI152NLin2009cAsym grids); otherwise the mirrored i
 
 from __future__ import annotations
 
-import numpy as np
 import nibabel as nb
+import numpy as np
 
 from bids_app.errors import InputError
 

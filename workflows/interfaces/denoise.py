@@ -5,8 +5,7 @@ import os
 
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec,
-                                    traits)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
 
 class _DenoiseInputSpec(BaseInterfaceInputSpec):

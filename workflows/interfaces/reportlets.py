@@ -5,8 +5,7 @@ import os
 import nibabel as nb
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import (BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec,
-                                    traits)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
 #: Fixed colour scales (Fisher z) so that maps compare across subjects; stated in the figures.
 MAP_VMAX = {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
