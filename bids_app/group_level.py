@@ -16,12 +16,10 @@ from bids_app import queries
 from bids_app.config import RunConfig
 from bids_app.errors import InputError
 from bids_app.outputs import check_output_dir
+from workflows.metadata import shared_parameters
 
 LOGGER = logging.getLogger("strokefc.group")
 
-#: Sidecar fields that must be equal across subjects (and recorded in the model card).
-SHARED_FIELDS = ("Space", "WindowLength_s", "WindowStep_vol", "WindowShape", "MinWindowCoverage")
-SHARED_DENOISING = ("Strategy", "HighPass_Hz", "LowPass_Hz", "SmoothingFWHM_mm")
 
 
 @dataclass(frozen=True)
@@ -81,13 +79,6 @@ def find_subject_map(output_dir: Path, label: str, stat: str = "dfcsd") -> Path 
 def sidecar(path: Path) -> dict:
     return queries.read_json(Path(str(path).replace(".nii.gz", ".json").replace(".nii", ".json")),
                              "the map's JSON sidecar")
-
-
-def shared_parameters(meta: dict) -> dict:
-    """The fields that must agree across subjects (and with a model at prediction time)."""
-    out = {k: meta.get(k) for k in SHARED_FIELDS}
-    out.update({f"Denoising.{k}": meta.get("Denoising", {}).get(k) for k in SHARED_DENOISING})
-    return out
 
 
 def collect_group_inputs(config: RunConfig):

@@ -33,3 +33,16 @@ def merge_run_metadata(denoise_info: dict, seed_info: dict, dfc_info: dict, stat
     if warnings:
         meta["Warnings"] = warnings
     return meta
+
+
+#: Sidecar fields that must be equal across the subjects of a group and between a model and the
+#: subjects it predicts.
+SHARED_FIELDS = ("Space", "WindowLength_s", "WindowStep_vol", "WindowShape", "MinWindowCoverage")
+SHARED_DENOISING = ("Strategy", "HighPass_Hz", "LowPass_Hz", "SmoothingFWHM_mm")
+
+
+def shared_parameters(meta: dict) -> dict:
+    """The sidecar fields that must agree across subjects (and with a model at prediction time)."""
+    out = {k: meta.get(k) for k in SHARED_FIELDS}
+    out.update({f"Denoising.{k}": meta.get("Denoising", {}).get(k) for k in SHARED_DENOISING})
+    return out

@@ -1,0 +1,41 @@
+"""Prediction of one subject with a trained model (safetensors weights + JSON model card)."""
+
+import json
+import os
+
+from nipype.interfaces.base import (BaseInterfaceInputSpec, Directory, File, SimpleInterface,
+                                    TraitedSpec, traits)
+
+
+class _PredictInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="subject-level dFC SD map")
+    model_dir = Directory(exists=True, mandatory=True, desc="model.safetensors + model_card.json")
+    lesion_side = traits.Enum("L", "R", mandatory=True, desc="lesion hemisphere (for alignment)")
+    subject = traits.Str(mandatory=True, desc="label without sub-")
+    space = traits.Str(mandatory=True, desc="template space of the map")
+    dfc_params = traits.Dict(desc="participant-level options (informational)")
+    meta = traits.Dict(desc="sidecar of a run map (shared parameters are checked)")
+
+
+class _PredictOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="prediction JSON")
+    prob_severe = traits.Float(desc="probability of severe impairment")
+
+
+class PredictSubject(SimpleInterface):
+    """Check the model against the subject's map, then predict (refusing mismatches)."""
+
+    input_spec = _PredictInputSpec
+    output_spec = _PredictOutputSpec
+
+    def _run_interface(self, runtime):
+        from workflows.prediction import predict_subject
+
+        result = predict_subject(self.inputs.in_file, self.inputs.model_dir,
+                                 subject=self.inputs.subject, lesion_side=self.inputs.lesion_side,
+                                 space=self.inputs.space, meta=self.inputs.meta)
+        out = os.path.join(runtime.cwd, "prediction.json")
+        with open(out, "w") as fh:
+            json.dump(result, fh, indent=2, sort_keys=True)
+        self._results.update(out_file=out, prob_severe=result["prob_severe"])
+        return runtime

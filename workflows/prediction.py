@@ -1,0 +1,45 @@
+"""Apply a trained model to one subject's dFC variability map, refusing any mismatch with the card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+
+from workflows.metadata import shared_parameters
+
+
+def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, space: str,
+                    meta: dict) -> dict:
+    """Probability of severe impairment for one subject.
+
+    The model directory is loaded safely (safetensors weights whose SHA-256 must match the card; no
+    pickle is ever loaded), and the card must match the subject's space, grid and dFC/denoising
+    parameters; otherwise an ``InputError`` names the mismatch.
+    """
+    from workflows.cnn import predict_proba
+    from workflows.cnn_inputs import apply_grid
+    from workflows.model_io import check_card_compatible, load_model
+
+    model, card = load_model(model_dir)
+    img = nb.load(str(map_file))
+    check_card_compatible(card, space=space, grid_shape=tuple(img.shape[:3]),
+                          dfc_params=shared_parameters(meta))
+    align = bool(card.get("input", {}).get("align_lesion", True))
+    x = apply_grid(img, card["input"]["grid"], lesion_side, align)
+    prob = float(np.mean(predict_proba(model, x)))
+    threshold = float(card.get("label", {}).get("severe_threshold", 20))
+    cv = card.get("cross_validation", {})
+    return {
+        "participant_id": f"sub-{subject}",
+        "prob_severe": round(prob, 6),
+        "predicted_class": "severe" if prob >= 0.5 else "mild-to-moderate",
+        "decision_threshold": 0.5,
+        "label_definition": f"severe = UL-FMA <= {threshold:g}",
+        "model_id": card.get("WeightsSHA256", "")[:12],
+        "model_dir": str(Path(model_dir).resolve()),
+        "model_cv_balanced_accuracy": cv.get("cnn", {}).get("balanced_accuracy"),
+        "lesion_side": lesion_side,
+        "map_file": str(map_file),
+    }
