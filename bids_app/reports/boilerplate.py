@@ -1,0 +1,238 @@
+"""Methods boilerplate: a paragraph describing exactly what was run, with versions and references.
+
+Written from the run's own parameters (``RunConfig.to_dict()``), like fMRIPrep's ``CITATION.md``, and
+rendered to a self-contained ``CITATION.html`` next to it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from bids_app.outputs import atomic_write_text
+
+DENOISE_TEXT = {
+    "simple": "24 head-motion parameters (6 rigid-body parameters, their derivatives and squares) and the "
+              "mean white-matter and CSF signals",
+    "simple+gsr": "24 head-motion parameters, the mean white-matter and CSF signals and the global signal",
+    "scrubbing": "24 head-motion parameters and the mean white-matter and CSF signals, with high-motion "
+                 "volumes censored",
+    "compcor": "24 head-motion parameters, anatomical CompCor components (combined white-matter and CSF "
+               "mask) and fMRIPrep's cosine drift regressors",
+}
+
+WINDOW_SHAPE_TEXT = {
+    "rectangular": "rectangular",
+    "hamming": "Hamming-tapered (as in DPABI's Temporal Dynamic Analysis)",
+    "tapered": "tapered (a rectangle convolved with a Gaussian of sigma 3 TRs, as in [@allen2014])",
+}
+
+REFERENCES = {
+    "fmriprep": "Esteban O, Markiewicz CJ, Blair RW, et al. fMRIPrep: a robust preprocessing pipeline for "
+                "functional MRI. Nature Methods 16, 111-116 (2019). doi:10.1038/s41592-018-0235-4",
+    "nipype": "Gorgolewski K, Burns CD, Madison C, et al. Nipype: a flexible, lightweight and extensible "
+              "neuroimaging data processing framework in Python. Front Neuroinform 5:13 (2011). "
+              "doi:10.3389/fninf.2011.00013",
+    "nilearn": "Abraham A, Pedregosa F, Eickenberg M, et al. Machine learning for neuroimaging with "
+               "scikit-learn. Front Neuroinform 8:14 (2014). doi:10.3389/fninf.2014.00014 (nilearn)",
+    "pytorch": "Paszke A, Gross S, Massa F, et al. PyTorch: an imperative style, high-performance deep "
+               "learning library. Advances in Neural Information Processing Systems 32 (2019)",
+    "hcpex": "Huang CC, Rolls ET, Feng J, Lin CP. An extended Human Connectome Project multimodal "
+             "parcellation atlas of the human cortex and subcortical areas. Brain Struct Funct 227, "
+             "763-778 (2022). doi:10.1007/s00429-021-02421-6 (HCPex atlas)",
+    "aal": "Tzourio-Mazoyer N, Landeau B, Papathanassiou D, et al. Automated anatomical labeling of "
+           "activations in SPM using a macroscopic anatomical parcellation of the MNI MRI single-subject "
+           "brain. NeuroImage 15, 273-289 (2002). doi:10.1006/nimg.2001.0978 (AAL atlas)",
+    "gao2025": "Gao et al. Dynamic functional connectivity of the ipsilesional primary motor cortex and "
+               "deep learning classification of upper-limb motor impairment after stroke. Frontiers in "
+               "Neurology 16:1666991 (2025). doi:10.3389/fneur.2025.1666991",
+    "allen2014": "Allen EA, Damaraju E, Plis SM, Erhardt EB, Eichele T, Calhoun VD. Tracking whole-brain "
+                 "connectivity dynamics in the resting state. Cerebral Cortex 24, 663-676 (2014). "
+                 "doi:10.1093/cercor/bhs352",
+}
+
+
+def _v(versions: dict, name: str) -> str:
+    return f" {versions[name]}" if versions.get(name) else ""
+
+
+def _hz(value) -> str:
+    return "off" if value in (None, 0) else f"{float(value):g} Hz"
+
+
+def _seed_sentence(params: dict) -> str:
+    if params.get("seed_mask"):
+        return (f"The seed was the user-supplied left-hemisphere mask `{Path(params['seed_mask']).name}`, "
+                "mirrored to the right hemisphere for right-hemisphere lesions")
+    if params.get("seed_coords"):
+        xyz = ", ".join(f"{float(c):g}" for c in params["seed_coords"])
+        return (f"The seed was a sphere of radius {float(params.get('seed_radius', 6)):g} mm centred at "
+                f"({xyz}) mm (left hemisphere; mirrored about x = 0 for right-hemisphere lesions)")
+    atlas = params.get("seed_atlas", "HCPEx")
+    region = "Primary_Motor_Cortex" if atlas == "HCPEx" else "Precentral"
+    ref = "[@hcpex]" if atlas == "HCPEx" else "[@aal]"
+    return (f"The seed was the primary motor cortex of the lesioned hemisphere (ipsilesional M1): the "
+            f"{atlas} atlas {ref} region `{region}_L` or `{region}_R`, resampled to the BOLD grid")
+
+
+def _participant_paragraph(params: dict) -> str:
+    strategy = params.get("denoise", "simple")
+    confounds = DENOISE_TEXT.get(strategy, strategy)
+    censor = ""
+    if strategy == "scrubbing":
+        censor = (f" Volumes with framewise displacement above {float(params.get('fd_thresh', 0.5)):g} mm "
+                  f"or standardised DVARS above {float(params.get('std_dvars_thresh', 1.5)):g} were censored "
+                  "(excluded from the correlations).")
+    dummy = params.get("dummy_scans", "auto")
+    dummy_text = ("the non-steady-state volumes flagged by fMRIPrep" if dummy == "auto"
+                  else f"the first {dummy} volumes")
+    smoothing = params.get("smoothing")
+    smooth_text = (f"spatially smoothed inside the brain mask with a Gaussian kernel of "
+                   f"{float(smoothing):g} mm FWHM" if smoothing else "not spatially smoothed")
+    shape = params.get("window_shape", "rectangular")
+    length = str(params.get("window_length", "60s"))
+    length_text = (f"{length[:-3]} volumes" if length.endswith("vol") else f"{length[:-1]} s"
+                   if length.endswith("s") else length)
+    return (
+        f"Resting-state BOLD runs (task `{params.get('task_id', 'rest')}`) preprocessed with fMRIPrep "
+        f"[@fmriprep] in `{params.get('space', 'MNI152NLin2009cAsym')}` space were denoised with nilearn "
+        f"[@nilearn]: {dummy_text} were discarded, and the confound strategy `{strategy}` ({confounds}) "
+        f"was regressed out together with a Butterworth band-pass filter (high-pass "
+        f"{_hz(params.get('high_pass'))}, low-pass {_hz(params.get('low_pass'))}) in one step "
+        f"(`nilearn.signal.clean`).{censor} The data were {smooth_text} and z-scored over time.\n\n"
+        f"{_seed_sentence(params)}; the lesion hemisphere came from `participants.tsv` "
+        f"(column `{params.get('lesion_column', 'lesion_hemisphere')}`) or from the lesion mask. "
+        f"Dynamic functional connectivity was computed in sliding windows of {length_text} "
+        f"({WINDOW_SHAPE_TEXT.get(shape, shape)}), moved by {int(params.get('window_step', 1))} volume(s); "
+        f"windows with less than {100 * float(params.get('min_window_coverage', 0.8)):.0f}% of their "
+        "volumes kept were dropped. In each window the Pearson correlation between the mean seed series "
+        "and every brain voxel was computed and Fisher z-transformed; the standard deviation of z over "
+        "windows gives the dFC variability map, the mean over windows the mean dFC map, and the "
+        "correlation over the whole run the static FC map (written alongside, since the variability of "
+        "windowed correlations partly re-encodes static connectivity). This follows the analysis of "
+        "[@gao2025]."
+    )
+
+
+def _group_paragraph(params: dict) -> str:
+    threshold = float(params.get("severe_threshold", 20))
+    align = ("Maps of patients with right-hemisphere lesions were mirrored about x = 0 (world "
+             "coordinates) so that the lesioned hemisphere is on the left for everyone"
+             if params.get("align_lesion", True) else "Maps were not mirrored (lesion alignment off)")
+    samples = ("one sample per subject (the dFC variability map)" if params.get("samples") == "maps"
+               else "one sample per window map, with window predictions averaged per subject (soft vote)")
+    perm = int(params.get("n_permutations", 0) or 0)
+    perm_text = (f" Significance was assessed with {perm} label permutations (the whole cross-validation "
+                 "repeated on shuffled labels)." if perm else "")
+    return (
+        f"At the group level, patients were labelled severe when their upper-limb Fugl-Meyer score "
+        f"(column `{params.get('label_column', 'ul_fma')}`) was <= {threshold:g}, and mild-to-moderate "
+        f"otherwise. {align}, and resampled to {float(params.get('cnn_resolution', 3)):g} mm voxels. A 3D "
+        f"convolutional neural network (PyTorch [@pytorch], CPU-compatible) was trained on {samples} for "
+        f"at most {int(params.get('epochs', 40))} epochs (task: {params.get('task', 'classification')}). "
+        f"Performance was estimated by {int(params.get('cv_folds', 5))}-fold cross-validation repeated "
+        f"{int(params.get('cv_repeats', 5))} times, split by subject so that no subject contributes to "
+        "both training and test folds, with every fitted step inside the training folds; a linear "
+        f"baseline, also fitted in-fold, was evaluated on the same folds.{perm_text} The random seed was "
+        f"{params.get('random_seed', 0)}. Saliency maps of the final model were averaged over subjects "
+        "and summarised by AAL [@aal] regions."
+    )
+
+
+def methods_text(params: dict, versions: dict) -> str:
+    """Markdown methods text of this run: what was run with which parameters, versions and references.
+
+    ``params`` is ``RunConfig.to_dict()``; ``versions`` maps package names to versions. The group
+    paragraph is included at the group level, and the prediction sentence when a model was given.
+    """
+    level = params.get("analysis_level", "participant")
+    parts = [
+        "# Methods",
+        "",
+        f"Results were produced with strokefc{_v(versions, 'strokefc')}, a BIDS App built on Nipype"
+        f"{_v(versions, 'nipype')} [@nipype], nilearn{_v(versions, 'nilearn')} [@nilearn], "
+        f"NiBabel{_v(versions, 'nibabel')}, NumPy{_v(versions, 'numpy')}, SciPy{_v(versions, 'scipy')}"
+        + (f", scikit-learn{_v(versions, 'scikit-learn')}" if versions.get("scikit-learn") else "")
+        + (f" and PyTorch{_v(versions, 'torch')} [@pytorch]" if versions.get("torch") else "") + ".",
+        "",
+        _participant_paragraph(params),
+        "",
+    ]
+    if level == "group":
+        parts += [_group_paragraph(params), ""]
+    elif params.get("model"):
+        parts += [f"Each participant's dFC variability map was classified by the trained model "
+                  f"`{Path(params['model']).name}` (a 3D CNN trained by strokefc at the group level), "
+                  f"after the same lesion alignment and resampling as in training; the output is the "
+                  f"probability of severe impairment (UL-FMA <= "
+                  f"{float(params.get('severe_threshold', 20)):g}).", ""]
+    cited = [key for key in REFERENCES if f"[@{key}]" in "\n".join(parts)]
+    parts += ["## Software versions", ""]
+    parts += [f"- {name} {ver}" for name, ver in sorted(versions.items())] or ["- (not recorded)"]
+    parts += ["", "## References", ""]
+    parts += [f"- [{key}] {REFERENCES[key]}" for key in cited]
+    return "\n".join(parts) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escape, then ``code``, **bold**, *italic*, [@key] citations and [text](url) links."""
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", text)
+    text = re.sub(r"\[@([\w-]+)\]", r'[<a href="#ref-\1">\1</a>]', text)
+    text = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', text)
+    return text
+
+
+def markdown_to_html(md: str) -> str:
+    """A small Markdown subset to HTML: headings, paragraphs, bullet lists and inline marks.
+
+    Enough for the methods text; avoids a dependency. Reference items ``- [key] text`` get an anchor.
+    """
+    out, para, items = [], [], []
+
+    def flush():
+        if para:
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+            para.clear()
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
+            items.clear()
+
+    for line in md.splitlines():
+        stripped = line.strip()
+        heading = re.match(r"^(#{1,6})\s+(.*)$", stripped)
+        if not stripped:
+            flush()
+        elif heading:
+            flush()
+            level = min(len(heading.group(1)) + 1, 6)
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif stripped.startswith(("- ", "* ")):
+            if para:
+                out.append(f"<p>{_inline(' '.join(para))}</p>")
+                para.clear()
+            body = stripped[2:]
+            ref = re.match(r"^\[([\w-]+)\]\s+(.*)$", body)
+            if ref:
+                items.append(f'<li id="ref-{ref.group(1)}">[{ref.group(1)}] {_inline(ref.group(2))}</li>')
+            else:
+                items.append(f"<li>{_inline(body)}</li>")
+        else:
+            para.append(stripped)
+    flush()
+    return "\n".join(out)
+
+
+def write_citation(logs_dir, md: str) -> tuple[Path, Path]:
+    """Write ``CITATION.md`` and a self-contained ``CITATION.html`` into ``logs_dir``; return both paths."""
+    from bids_app.reports import render_page
+
+    logs_dir = Path(logs_dir)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    md_path = atomic_write_text(logs_dir / "CITATION.md", md)
+    page = render_page("citation.html", title="strokefc methods", methods_html=markdown_to_html(md))
+    html_path = atomic_write_text(logs_dir / "CITATION.html", page)
+    return Path(md_path), Path(html_path)

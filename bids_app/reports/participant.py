@@ -1,0 +1,91 @@
+"""The participant report ``sub-<label>.html``: summary, per-run figures, prediction and methods."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bids_app.outputs import atomic_write_text
+from bids_app.reports import format_value, render_page
+from bids_app.reports.boilerplate import markdown_to_html
+
+FIGURE_TITLES = {
+    "seed": "Seed and lesion",
+    "confounds": "Head motion and censoring",
+    "carpet": "Carpet plots",
+    "seedts": "Seed time series and windowed correlation",
+    "maps": "Connectivity maps",
+}
+FIGURE_CAPTIONS = {
+    "seed": "Seed mask (ipsilesional M1, orange) over the run's BOLD reference in three orthogonal views; "
+            "the lesion mask is outlined in blue when one was given.",
+    "confounds": "Framewise displacement (mm) per volume; the dashed line is the FD threshold, red lines "
+                 "mark censored volumes and the grey band the dropped non-steady-state volumes.",
+    "carpet": "Every brain voxel (rows, subsampled) over time, z-scored, before denoising (fMRIPrep output) "
+              "and after confound regression, filtering and smoothing.",
+    "seedts": "Top: mean seed signal. Bottom: Fisher-z correlation of the seed with contralesional M1, "
+              "ipsilesional SMA and ipsilesional thalamus in each sliding window (dropped windows in grey).",
+    "maps": "Axial mosaics (template orientation, not lesion-aligned) of the dFC variability (SD of "
+            "windowed Fisher z), the mean windowed Fisher z and the static FC (Fisher z) maps. The colour "
+            "scales are fixed, the same for every subject, and stated in each row's title.",
+}
+
+
+def _cv_text(value) -> str:
+    """The model's cross-validated balanced accuracy, from a number or a {mean, sd, ci95} record."""
+    if isinstance(value, dict):
+        text = f"{format_value(value.get('mean'))}"
+        if value.get("sd") is not None:
+            text += f" \u00b1 {format_value(value['sd'])} (SD)"
+        if value.get("ci95"):
+            lo, hi = value["ci95"]
+            text += f", 95% interval {format_value(lo)} to {format_value(hi)}"
+        return text
+    return format_value(value) if value is not None else "not recorded in the model card"
+
+
+def _prediction_context(prediction: dict | None) -> dict | None:
+    if not prediction:
+        return None
+    prob = prediction.get("prob_severe")
+    return {
+        "prob_severe": prob,
+        "percent": round(100 * min(max(float(prob), 0.0), 1.0), 1) if prob is not None else 0,
+        "predicted_class": prediction.get("predicted_class", "unknown"),
+        "label_definition": prediction.get("label_definition", ""),
+        "threshold": prediction.get("decision_threshold", 0.5),
+        "model_id": prediction.get("model_id") or "unknown",
+        "cv_text": _cv_text(prediction.get("model_cv_balanced_accuracy")),
+        "figure": prediction.get("figure"),
+    }
+
+
+def build_participant_report(out_html, *, subject: str, summary: dict, runs: list[dict],
+                             prediction: dict | None = None, methods_md: str = "",
+                             errors: list | None = None) -> Path:
+    """Write one participant's self-contained HTML report and return its path.
+
+    ``runs`` holds ``{"name", "metadata", "warnings", "figures": {kind: path}}`` per run (figure kinds
+    seed, confounds, carpet, seedts, maps; missing ones are noted, not fatal); ``prediction`` holds
+    prob_severe, predicted_class, model_id, model_cv_balanced_accuracy, label_definition and figure.
+    """
+    label = subject[4:] if subject.startswith("sub-") else subject
+    run_ctx, all_warnings = [], []
+    for run in runs:
+        warnings = [str(w) for w in run.get("warnings") or []]
+        all_warnings += [f"{run.get('name', '')}: {w}" for w in warnings]
+        run_ctx.append({
+            "name": run.get("name", ""),
+            "warnings": warnings,
+            "figures": dict(run.get("figures") or {}),
+            "metadata": run.get("metadata") or {},
+            "metadata_json": json.dumps(run.get("metadata") or {}, indent=2, sort_keys=True, default=str),
+        })
+    page = render_page(
+        "participant.html", title=f"strokefc report: sub-{label}", summary=summary or {},
+        runs=run_ctx, all_warnings=all_warnings, prediction=_prediction_context(prediction),
+        methods_html=markdown_to_html(methods_md) if methods_md else "<h2>Methods</h2>"
+        "<p class=\"missing\">The methods text was not written (see logs/).</p>",
+        errors=[str(e) for e in errors or []], figure_titles=FIGURE_TITLES,
+        figure_captions=FIGURE_CAPTIONS)
+    return atomic_write_text(Path(out_html), page)

@@ -1,0 +1,303 @@
+"""Report figures ("reportlets") as SVG files: one plain function per figure, matplotlib Agg only.
+
+Participant figures (called by ``workflows/interfaces/reportlets.py`` during a run) and group figures
+(called by :mod:`bids_app.reports.group` from the group outputs). Every function writes ``out_svg`` and
+returns its path, so that interfaces and report builders only pass files around.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nb  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: Colours used across figures (colour-blind friendly pairs).
+COLORS = {"cnn": "#0072B2", "baseline": "#D55E00", "train": "#0072B2", "val": "#D55E00",
+          "seed": "#E69F00", "lesion": "#56B4E9", "censored": "#CC3311"}
+LABELS = {"cnn": "3D CNN", "baseline": "linear baseline"}
+MAX_CARPET_VOXELS = 1500
+
+
+def _save(fig, out_svg) -> str:
+    """Write a figure as SVG (text kept as paths so that no font is needed) and close it."""
+    out_svg = str(out_svg)
+    os.makedirs(os.path.dirname(os.path.abspath(out_svg)), exist_ok=True)
+    with matplotlib.rc_context({"svg.fonttype": "path"}):
+        fig.savefig(out_svg, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return out_svg
+
+
+def _as_3d(img):
+    """A 3D image: the mean over time of a 4D image, unchanged otherwise."""
+    img = nb.load(img) if isinstance(img, (str, os.PathLike)) else img
+    if len(img.shape) == 4:
+        data = np.asarray(img.dataobj, dtype=np.float32).mean(axis=3)
+        return nb.Nifti1Image(data, img.affine)
+    return img
+
+
+def _centre_of_mass(img) -> tuple[float, float, float] | None:
+    """World coordinates (mm) of the centre of a mask's non-zero voxels, or None when empty."""
+    ijk = np.argwhere(np.asarray(img.dataobj) > 0)
+    if ijk.size == 0:
+        return None
+    return tuple(float(v) for v in nb.affines.apply_affine(img.affine, ijk.mean(axis=0)))
+
+
+# --------------------------------------------------------------------------- participant figures
+
+
+def plot_seed_overlay(seed_img, ref_img, out_svg, lesion_mask_img=None) -> str:
+    """Seed mask (filled) over the run's reference image in three orthogonal views; lesion as a contour."""
+    from nilearn import plotting
+
+    seed_img, ref_img = _as_3d(seed_img), _as_3d(ref_img)
+    seed = nb.Nifti1Image((np.asarray(seed_img.dataobj) > 0).astype(np.uint8), seed_img.affine)
+    fig = plt.figure(figsize=(9, 3.2))
+    display = plotting.plot_roi(seed, bg_img=ref_img, display_mode="ortho", figure=fig,
+                                cut_coords=_centre_of_mass(seed), cmap="autumn", alpha=0.8,
+                                black_bg=True, draw_cross=False, annotate=True, dim=0)
+    title = "Seed (orange)"
+    if lesion_mask_img is not None:
+        lesion = _as_3d(lesion_mask_img)
+        if np.any(np.asarray(lesion.dataobj) > 0):
+            display.add_contours(lesion, levels=[0.5], colors=COLORS["lesion"], linewidths=1.5)
+            title += ", lesion outline (blue)"
+    display.title(title, size=10)
+    return _save(fig, out_svg)
+
+
+def plot_confounds(fd_array, censored_bool_array, out_svg, fd_thresh=0.5, dummy=0) -> str:
+    """Framewise displacement over volumes, the FD threshold, dummy scans and censored volumes."""
+    fd = np.asarray(fd_array, dtype=float)
+    censored = np.asarray(censored_bool_array, dtype=bool)
+    fig, ax = plt.subplots(figsize=(9, 2.4))
+    x = np.arange(fd.size)
+    if dummy:
+        ax.axvspan(-0.5, dummy - 0.5, color="0.85", label=f"dummy scans ({dummy})")
+    for i in np.flatnonzero(censored[: fd.size]):
+        ax.axvline(i, color=COLORS["censored"], alpha=0.35, lw=1)
+    ax.plot(x, np.nan_to_num(fd), color="k", lw=1, label="FD")
+    if fd_thresh is not None:
+        ax.axhline(fd_thresh, color=COLORS["censored"], ls="--", lw=1, label=f"threshold {fd_thresh:g} mm")
+    if censored.any():
+        ax.plot([], [], color=COLORS["censored"], alpha=0.5, label=f"censored ({int(censored.sum())})")
+    finite = fd[np.isfinite(fd)]
+    ax.set(xlabel="volume", ylabel="FD (mm)", xlim=(-0.5, max(fd.size, 1) - 0.5),
+           title=f"Framewise displacement: mean {finite.mean() if finite.size else float('nan'):.3f} mm, "
+                 f"{int(censored.sum())} of {censored.size} volumes censored")
+    ax.legend(loc="upper right", fontsize=7, ncol=4, frameon=False)
+    return _save(fig, out_svg)
+
+
+def _carpet_rows(data_tv: np.ndarray, rng_seed: int = 0) -> np.ndarray:
+    """(V, T) z-scored rows, detrended by their mean, subsampled to at most MAX_CARPET_VOXELS rows."""
+    data = np.asarray(data_tv, dtype=np.float32)
+    if data.shape[1] > MAX_CARPET_VOXELS:
+        idx = np.sort(np.random.default_rng(rng_seed).choice(data.shape[1], MAX_CARPET_VOXELS,
+                                                              replace=False))
+        data = data[:, idx]
+    data = data - data.mean(axis=0)
+    sd = data.std(axis=0)
+    sd[sd == 0] = 1
+    return (data / sd).T
+
+
+def plot_carpet(bold_img_4d, denoised_TxV_array, mask_img, out_svg, tr) -> str:
+    """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising."""
+    bold_img_4d = nb.load(bold_img_4d) if isinstance(bold_img_4d, (str, os.PathLike)) else bold_img_4d
+    mask = np.asarray(mask_img.dataobj) > 0
+    before = np.asarray(bold_img_4d.dataobj, dtype=np.float32)[mask].T  # (T, V)
+    after = np.asarray(denoised_TxV_array, dtype=np.float32)
+    fig, axes = plt.subplots(2, 1, figsize=(9, 4.6), sharex=False)
+    for ax, data, name in ((axes[0], before, "before denoising (fMRIPrep BOLD)"),
+                           (axes[1], after, "after denoising")):
+        rows = _carpet_rows(data)
+        ax.imshow(rows, aspect="auto", cmap="gray", vmin=-2, vmax=2, interpolation="nearest",
+                  extent=(0, rows.shape[1] * tr, rows.shape[0], 0), rasterized=True)
+        ax.set(ylabel="voxels", yticks=[], title=f"Carpet {name}: {data.shape[1]} voxels x "
+                                                  f"{data.shape[0]} volumes, z-scored, range +/-2")
+    axes[1].set_xlabel("time (s)")
+    fig.tight_layout()
+    return _save(fig, out_svg)
+
+
+def plot_seed_timeseries(seed_array, tr, windows_table, traces, out_svg) -> str:
+    """The seed series and the windowed Fisher-z correlation of the seed with a few regions."""
+    seed = np.asarray(seed_array, dtype=float)
+    fig, axes = plt.subplots(2, 1, figsize=(9, 4.4))
+    axes[0].plot(np.arange(seed.size) * tr, seed, color=COLORS["seed"], lw=1)
+    axes[0].set(xlabel="time (s)", ylabel="signal (z)", title="Seed time series (ipsilesional M1)",
+                xlim=(0, max(seed.size - 1, 1) * tr))
+    ax = axes[1]
+    table = windows_table
+    start = np.asarray(table["start_volume"], dtype=float) if "start_volume" in table else \
+        np.arange(len(table), dtype=float)
+    end = np.asarray(table["end_volume"], dtype=float) if "end_volume" in table else start
+    centre = (start + end) / 2 * tr
+    kept = np.asarray(table["kept"], dtype=bool) if "kept" in table else np.ones(len(table), bool)
+    for name, values in traces.items():
+        values = np.where(kept, np.asarray(values, dtype=float), np.nan)
+        ax.plot(centre, values, lw=1.2, label=name)
+    for c in centre[~kept]:
+        ax.axvline(c, color="0.85", lw=2, zorder=0)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="window centre (s)", ylabel="Fisher z",
+           title=f"Windowed seed correlation: {int(kept.sum())} windows kept"
+                 + (f", {int((~kept).sum())} dropped (grey)" if (~kept).any() else ""))
+    if traces:
+        ax.legend(fontsize=7, frameon=False, loc="upper right", ncol=len(traces))
+    fig.tight_layout()
+    return _save(fig, out_svg)
+
+
+def plot_map_mosaics(maps, out_svg, vmax, cut_coords=7, bg_img=None) -> str:
+    """One axial mosaic per map (title -> image), on a fixed colour scale per map (``vmax`` by title).
+
+    Maps that are never negative (e.g. dFC SD, saliency) use a sequential scale from 0; the others a
+    diverging scale symmetric about 0. The scale is written in each row's title.
+    """
+    from nilearn import plotting
+
+    if bg_img is None:
+        from nilearn.datasets import load_mni152_template
+
+        bg_img = load_mni152_template(resolution=2)
+    if isinstance(cut_coords, int) and maps:
+        # the same slices in every row, so that rows compare
+        first = _as_3d(next(iter(maps.values())))
+        nonzero = nb.Nifti1Image(np.nan_to_num(np.abs(np.asarray(first.dataobj, dtype=np.float32))),
+                                 first.affine)
+        cut_coords = plotting.find_cut_slices(nonzero, direction="z", n_cuts=cut_coords)
+    fig, axes = plt.subplots(len(maps), 1, figsize=(10, 1.9 * len(maps)), squeeze=False)
+    for ax, (title, img) in zip(axes[:, 0], maps.items()):
+        img = _as_3d(img)
+        data = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32))
+        img = nb.Nifti1Image(data, img.affine)
+        top = float(vmax.get(title) or np.percentile(np.abs(data[data != 0]), 99) if data.any() else 1.0)
+        top = top if top > 0 else 1.0
+        positive = data.min() >= 0
+        kwargs = dict(cmap="inferno", vmin=0, vmax=top, symmetric_cbar=False) if positive else \
+            dict(cmap="RdBu_r", vmax=top, symmetric_cbar=True)
+        scale = f"0 to {top:g}" if positive else f"-{top:g} to {top:g}"
+        plotting.plot_stat_map(img, bg_img=bg_img, display_mode="z", cut_coords=cut_coords, axes=ax,
+                               figure=fig, threshold=1e-6, colorbar=True, annotate=True, black_bg=True,
+                               title=f"{title} (scale {scale})", draw_cross=False, **kwargs)
+    return _save(fig, out_svg)
+
+
+# --------------------------------------------------------------------------- group figures
+
+
+def plot_roc(predictions, out_svg) -> str:
+    """ROC curves of each model, one thin line per CV repeat (out-of-fold predictions pooled)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="chance")
+    for model, rows in predictions.groupby("model", sort=True):
+        curves = []
+        for _, rep in rows.groupby("repeat"):
+            y, p = rep["y_true"].to_numpy(int), rep["prob_severe"].to_numpy(float)
+            if len(np.unique(y)) == 2:
+                curves.append((*roc_curve(y, p)[:2], roc_auc_score(y, p)))
+        for i, (fpr, tpr, _) in enumerate(curves):
+            label = None if i else (f"{LABELS.get(model, model)} (mean AUC "
+                                    f"{np.mean([c[2] for c in curves]):.2f}, {len(curves)} repeats)")
+            ax.plot(fpr, tpr, color=COLORS.get(model), alpha=0.6, lw=1.2, label=label)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01),
+           title="ROC, out-of-fold predictions", aspect="equal")
+    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    return _save(fig, out_svg)
+
+
+def subject_probabilities(predictions):
+    """Per model and subject: true class and probability of 'severe' averaged over repeats (soft vote)."""
+    return (predictions.groupby(["model", "participant_id"], sort=True)
+            .agg(y_true=("y_true", "first"), prob_severe=("prob_severe", "mean")).reset_index())
+
+
+def plot_confusion(predictions, out_svg, threshold=0.5) -> str:
+    """Subject-level confusion matrix per model (probabilities averaged over repeats, cut at 0.5)."""
+    per_subject = subject_probabilities(predictions)
+    models = sorted(per_subject["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.2), squeeze=False)
+    names = ["mild-to-moderate", "severe"]
+    for ax, model in zip(axes[0], models):
+        rows = per_subject[per_subject["model"] == model]
+        y = rows["y_true"].to_numpy(int)
+        pred = (rows["prob_severe"].to_numpy(float) >= threshold).astype(int)
+        cm = np.array([[np.sum((y == t) & (pred == p)) for p in (0, 1)] for t in (0, 1)])
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(cm.max(), 1))
+        for t in (0, 1):
+            for p in (0, 1):
+                ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=12,
+                        color="white" if cm[t, p] > cm.max() / 2 else "black")
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names,
+               xlabel="predicted", ylabel="true", title=LABELS.get(model, model))
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Subjects, probability averaged over repeats, cut at 0.5", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_svg)
+
+
+def plot_permutation(null_scores, observed, p_value, out_svg) -> str:
+    """Histogram of balanced accuracy under permuted labels, with the observed score marked."""
+    null = np.asarray(null_scores, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(null, bins=min(20, max(5, null.size // 3)), color="0.6", edgecolor="white",
+            label=f"permuted labels (n={null.size})")
+    if observed is not None:
+        ax.axvline(observed, color=COLORS["cnn"], lw=2, label=f"observed {observed:.3f}")
+    ax.axvline(0.5, color="k", ls=":", lw=1, label="chance")
+    ax.set(xlabel="balanced accuracy", ylabel="count",
+           title=f"Permutation test: p = {p_value:.3g}" if p_value is not None else "Permutation test")
+    ax.legend(fontsize=7, frameon=False)
+    return _save(fig, out_svg)
+
+
+def plot_loss_curves(curves, out_svg) -> str:
+    """Training and validation loss per epoch: one faint line per fold, the mean over folds in bold."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for column, label in (("train_loss", "training"), ("val_loss", "validation")):
+        if column not in curves:
+            continue
+        colour = COLORS["train" if column == "train_loss" else "val"]
+        for _, fold in curves.groupby(["repeat", "fold"]):
+            ax.plot(fold["epoch"], fold[column], color=colour, alpha=0.15, lw=0.8)
+        mean = curves.groupby("epoch")[column].mean()
+        ax.plot(mean.index, mean.to_numpy(), color=colour, lw=2, label=f"{label} (mean over folds)")
+    n = curves.groupby(["repeat", "fold"]).ngroups
+    ax.set(xlabel="epoch", ylabel="loss", title=f"Loss curves ({n} training runs)")
+    ax.legend(fontsize=7, frameon=False)
+    return _save(fig, out_svg)
+
+
+def plot_calibration(predictions, out_svg, n_bins=5) -> str:
+    """Reliability diagram: observed fraction of severe subjects against the mean predicted probability."""
+    per_subject = subject_probabilities(predictions)
+    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
+    edges = np.linspace(0, 1, n_bins + 1)
+    for model, rows in per_subject.groupby("model", sort=True):
+        p, y = rows["prob_severe"].to_numpy(float), rows["y_true"].to_numpy(float)
+        idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+        xs, ys, ns = [], [], []
+        for b in range(n_bins):
+            if np.any(idx == b):
+                xs.append(p[idx == b].mean())
+                ys.append(y[idx == b].mean())
+                ns.append(int(np.sum(idx == b)))
+        ax.plot(xs, ys, marker="o", color=COLORS.get(model), label=LABELS.get(model, model))
+    ax.set(xlabel="mean predicted probability (severe)", ylabel="observed fraction severe",
+           xlim=(0, 1), ylim=(-0.02, 1.02), aspect="equal",
+           title=f"Calibration ({n_bins} bins, subjects)")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    return _save(fig, out_svg)
