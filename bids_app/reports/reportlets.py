@@ -7,6 +7,7 @@ returns its path, so that interfaces and report builders only pass files around.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import matplotlib
@@ -49,6 +50,14 @@ def _centre_of_mass(img) -> tuple[float, float, float] | None:
     if ijk.size == 0:
         return None
     return tuple(float(v) for v in nb.affines.apply_affine(img.affine, ijk.mean(axis=0)))
+
+
+@functools.lru_cache(maxsize=1)
+def _mni_template():
+    """nilearn's bundled MNI152 template at 2 mm (offline), loaded once per process."""
+    from nilearn.datasets import load_mni152_template
+
+    return load_mni152_template(resolution=2)
 
 
 # --------------------------------------------------------------------------- participant figures
@@ -166,10 +175,7 @@ def plot_map_mosaics(maps, out_svg, vmax, cut_coords=7, bg_img=None) -> str:
     """
     from nilearn import plotting
 
-    if bg_img is None:
-        from nilearn.datasets import load_mni152_template
-
-        bg_img = load_mni152_template(resolution=2)
+    bg_img = _mni_template() if bg_img is None else bg_img
     if isinstance(cut_coords, int) and maps:
         # the same slices in every row, so that rows compare
         first = _as_3d(next(iter(maps.values())))
