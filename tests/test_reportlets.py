@@ -36,6 +36,7 @@ def tiny_run(rng):
     lesion[6:10, 8:14, 8:12] = 1
     fd = np.abs(rng.normal(0.2, 0.2, N_VOLS))
     fd[0] = np.nan
+    fd[[5, 6, 20]] = [0.8, 0.9, 1.2]  # three censored volumes
     n_win = 25
     table = pd.DataFrame({"start_volume": np.arange(n_win), "end_volume": np.arange(n_win) + 9,
                           "valid": (np.arange(n_win) % 6 != 0).astype(int)})
@@ -188,8 +189,8 @@ def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     maps_svg = Path(figs["maps"]).read_text()
     for title in ("dFC SD (scale 0 to 0.5)", "mean dFC (scale -1 to 1)", "static FC (scale -1 to 1)"):
         assert f"<!-- {title} -->" in maps_svg
-    n_censored = int(run["censored"].sum())
-    assert f"{n_censored} of {N_VOLS} volumes censored" in Path(figs["confounds"]).read_text()
+    n_censored = int(run["censored"][2:].sum())  # 2 dummy scans are not counted
+    assert f"{n_censored} of {N_VOLS - 2} volumes censored" in Path(figs["confounds"]).read_text()
 
 
 def test_seed_overlay_without_lesion_and_from_4d_reference(tmp_path, rng):

@@ -196,7 +196,8 @@ def write_group_report(config, subjects, excluded) -> Path:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     rows = cohort_rows(_read_tsv(group_dir / "cohort.tsv"), subjects, excluded,
                        float(config.severe_threshold))
-    metrics = {m: v for m, v in summary.get("models", {}).items() if isinstance(v, dict)}
+    metrics = {model: {k: rec for k, rec in v.items() if isinstance(rec, dict) and "mean" in rec}
+               for model, v in summary.get("models", {}).items() if isinstance(v, dict)}
     figures = cv_figures(group_dir, fig_dir, summary, notes)
 
     maps = {t: group_dir / f for t, f in MAP_FILES.items() if (group_dir / f).is_file()}
@@ -226,7 +227,8 @@ def write_group_report(config, subjects, excluded) -> Path:
         cv_text=cv_sentence(summary), metrics=metrics, metric_models=[m for m in ("cnn", "baseline")
                                                                       if m in metrics]
         + [m for m in metrics if m not in ("cnn", "baseline")],
-        metric_names=[m for m in METRICS if any(m in v for v in metrics.values())],
+        metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
+        + sorted({m for v in metrics.values() for m in v if m not in METRICS}),
         metric_labels=METRICS, model_labels=MODEL_LABELS, cv_figures=figures,
         maps_figure=maps_figure, maps_caption=maps_caption,
         regions=_records(regions) if regions is not None else [],

@@ -86,7 +86,8 @@ def plot_seed_overlay(seed_img, ref_img, out_svg, lesion_mask_img=None) -> str:
 def plot_confounds(fd_array, censored_bool_array, out_svg, fd_thresh=0.5, dummy=0) -> str:
     """Framewise displacement over volumes, the FD threshold, dummy scans and censored volumes."""
     fd = np.asarray(fd_array, dtype=float)
-    censored = np.asarray(censored_bool_array, dtype=bool)
+    censored = np.asarray(censored_bool_array, dtype=bool).copy()
+    censored[: int(dummy)] = False  # dummy scans are shown as a band, not counted as censored
     fig, ax = plt.subplots(figsize=(9, 2.4))
     x = np.arange(fd.size)
     if dummy:
@@ -101,7 +102,7 @@ def plot_confounds(fd_array, censored_bool_array, out_svg, fd_thresh=0.5, dummy=
     finite = fd[np.isfinite(fd)]
     ax.set(xlabel="volume", ylabel="FD (mm)", xlim=(-0.5, max(fd.size, 1) - 0.5),
            title=f"Framewise displacement: mean {finite.mean() if finite.size else float('nan'):.3f} mm, "
-                 f"{int(censored.sum())} of {censored.size} volumes censored")
+                 f"{int(censored.sum())} of {censored.size - int(dummy)} volumes censored")
     ax.legend(loc="upper right", fontsize=7, ncol=4, frameon=False)
     return _save(fig, out_svg)
 
