@@ -1,0 +1,208 @@
+"""Honest evaluation: repeated stratified k-fold split by subject, in-fold fitting, metrics, permutation test.
+
+Every sample (a subject map, or one window map of a subject) carries its subject as ``group``.
+Folds come from :class:`sklearn.model_selection.StratifiedGroupKFold` on the samples grouped by
+subject, and :func:`check_folds` refuses any fold in which a subject would sit on both sides. Models
+are given the training samples only (``fit_predict(x_train, y_train, groups_train, x_test)``): any
+normalisation, PCA or early-stopping split is fit inside that call, never on test subjects.
+Window predictions are averaged per subject (soft vote) before any metric is computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+LOGGER = logging.getLogger("strokefc.group")
+
+METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")
+
+BASELINE_DESCRIPTION = ("L2-regularised logistic regression (C=1, balanced class weights) on the principal "
+                        "components (up to 20) of the voxelwise z-scored masked maps; scaler, PCA and "
+                        "classifier fit inside each training fold (scikit-learn pipeline)")
+
+
+def subject_labels(y: np.ndarray, groups: np.ndarray):
+    """Unique subjects and their label; refuses a subject whose samples disagree on the label."""
+    subjects, first = np.unique(groups, return_index=True)
+    labels = np.asarray(y)[first]
+    for subject, label in zip(subjects, labels):
+        if np.any(np.asarray(y)[groups == subject] != label):
+            raise ValueError(f"samples of subject {subject} have different labels")
+    return subjects, labels
+
+
+def effective_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
+    """``n_folds`` lowered to the number of subjects of the smaller class (at least 2)."""
+    _, labels = subject_labels(y, groups)
+    smallest = int(np.bincount(labels.astype(int), minlength=2).min())
+    if smallest < 2:
+        from bids_app.errors import InputError
+
+        raise InputError(f"a class has {smallest} subject(s); cross-validation needs at least 2 per class",
+                         "participants.tsv (labels)", "add subjects or change --severe-threshold")
+    if smallest < n_folds:
+        LOGGER.warning("only %d subjects in the smaller class: using %d folds instead of %d",
+                       smallest, smallest, n_folds)
+    return min(n_folds, smallest)
+
+
+def check_folds(folds, groups: np.ndarray) -> None:
+    """Raise if a subject appears in both the training and test samples of any fold."""
+    for fold in folds:
+        overlap = set(groups[fold["train"]]) & set(groups[fold["test"]])
+        if overlap:
+            raise RuntimeError(f"subject(s) {sorted(overlap)} in both training and test samples "
+                               f"(repeat {fold['repeat']}, fold {fold['fold']})")
+
+
+def subject_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, n_repeats: int, seed: int) -> list[dict]:
+    """Repeated stratified k-fold at the subject level.
+
+    Returns a list of ``{"repeat", "fold", "train", "test"}`` with sample indices; all samples of a
+    subject are on the same side. Repeat ``r`` shuffles with seed ``seed + r``.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y, groups = np.asarray(y), np.asarray(groups)
+    k = effective_folds(y, groups, n_folds)
+    folds = []
+    for repeat in range(n_repeats):
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + repeat)
+        for fold, (train, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+            folds.append({"repeat": repeat, "fold": fold, "train": train, "test": test})
+    check_folds(folds, groups)
+    return folds
+
+
+def classification_metrics(y_true, prob, threshold: float = 0.5) -> dict:
+    """Balanced accuracy, ROC AUC, sensitivity (severe = positive), specificity and F1."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+    y_true = np.asarray(y_true).astype(int)
+    prob = np.asarray(prob, dtype=float)
+    pred = (prob >= threshold).astype(int)
+    pos, neg = y_true == 1, y_true == 0
+    sens = float(pred[pos].mean()) if pos.any() else math.nan
+    spec = float((1 - pred[neg]).mean()) if neg.any() else math.nan
+    auc = float(roc_auc_score(y_true, prob)) if pos.any() and neg.any() else math.nan
+    return {"balanced_accuracy": float(balanced_accuracy_score(y_true, pred)) if pos.any() and neg.any()
+            else math.nan, "roc_auc": auc, "sensitivity": sens, "specificity": spec,
+            "f1": float(f1_score(y_true, pred, zero_division=0))}
+
+
+def summarise(values) -> dict:
+    """Mean, SD and a 95% t-interval over folds x repeats (clipped to [0, 1]).
+
+    The folds of one repeat share subjects, so the interval is optimistic; it is a summary of the
+    spread, not a formal test (the permutation test is).
+    """
+    from scipy import stats
+
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
+    if len(v) == 0:
+        return {"mean": math.nan, "sd": math.nan, "ci95": [math.nan, math.nan]}
+    mean = float(v.mean())
+    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(v) - 1) * sd / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    return {"mean": mean, "sd": sd, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
+
+
+def subject_mean(prob: np.ndarray, groups: np.ndarray):
+    """Average sample probabilities per subject (soft vote over windows); returns (subjects, prob)."""
+    subjects = np.unique(groups)
+    return subjects, np.array([float(np.mean(prob[groups == s])) for s in subjects])
+
+
+def make_baseline(n_train: int, max_components: int = 20, seed: int = 0):
+    """StandardScaler -> PCA -> L2 logistic regression, to be fit on one training fold."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    n_components = max(1, min(max_components, n_train - 1))
+    return make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=seed),
+                         LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
+
+
+def baseline_fit_predict(x_train, y_train, groups_train, x_test, seed: int = 0):
+    """Fit the baseline on the training samples (flattened voxels) and return test probabilities."""
+    del groups_train
+    model = make_baseline(len(y_train), seed=seed)
+    model.fit(x_train.reshape(len(x_train), -1), y_train)
+    return model.predict_proba(x_test.reshape(len(x_test), -1))[:, 1], []
+
+
+FitPredict = Callable[..., tuple]
+
+
+def cross_validate(x, y, groups, folds, models: dict[str, FitPredict]):
+    """Run every model on every fold, fitting on the training samples only.
+
+    ``models[name](x_train, y_train, groups_train, x_test, seed=...)`` returns
+    ``(prob_test_samples, curve_rows)``. Returns ``(predictions, fold_metrics, curves)``:
+    per-subject out-of-fold rows, per-fold metric dicts, and training-curve rows.
+    """
+    y, groups = np.asarray(y), np.asarray(groups)
+    check_folds(folds, groups)
+    predictions, fold_metrics, curves = [], [], []
+    for fold in folds:
+        train, test = fold["train"], fold["test"]
+        seed = 1000 * fold["repeat"] + fold["fold"]
+        for name, fit_predict in models.items():
+            prob, curve = fit_predict(x[train], y[train], groups[train], x[test], seed=seed)
+            subjects, subject_prob = subject_mean(np.asarray(prob), groups[test])
+            _, truth = subject_labels(y[test], groups[test])
+            fold_metrics.append({"model": name, "repeat": fold["repeat"], "fold": fold["fold"],
+                                 **classification_metrics(truth, subject_prob)})
+            predictions.extend({"participant_id": str(s), "repeat": fold["repeat"], "fold": fold["fold"],
+                                "model": name, "y_true": int(t), "prob_severe": float(p)}
+                               for s, t, p in zip(subjects, truth, subject_prob))
+            curves.extend({"repeat": fold["repeat"], "fold": fold["fold"], **row}
+                          for row in curve)
+        LOGGER.info("fold %d of repeat %d done", fold["fold"] + 1, fold["repeat"] + 1)
+    return predictions, fold_metrics, curves
+
+
+def summarise_models(fold_metrics: list[dict]) -> dict:
+    """``{model: {metric: summary}}`` from the per-fold metrics."""
+    out = {}
+    for name in dict.fromkeys(m["model"] for m in fold_metrics):
+        rows = [m for m in fold_metrics if m["model"] == name]
+        out[name] = {metric: summarise([r[metric] for r in rows]) for metric in METRICS}
+    return out
+
+
+def permute_subject_labels(y, groups, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle labels between subjects (all samples of a subject keep one label)."""
+    subjects, labels = subject_labels(y, groups)
+    mapping = dict(zip(subjects, rng.permutation(labels)))
+    return np.array([mapping[g] for g in groups])
+
+
+def permutation_null(x, y, groups, fit_predict: FitPredict, *, n_folds: int, seed: int, index: int) -> float:
+    """Mean balanced accuracy of one k-fold run on labels permuted between subjects (one null draw)."""
+    rng = np.random.default_rng([seed, 7919, index])
+    y_perm = permute_subject_labels(y, groups, rng)
+    folds = subject_folds(y_perm, groups, n_folds, 1, seed + 100_000 + index)
+    _, metrics, _ = cross_validate(x, y_perm, groups, folds, {"null": fit_predict})
+    return float(np.nanmean([m["balanced_accuracy"] for m in metrics]))
+
+
+def permutation_p_value(observed: float, null) -> float:
+    """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw)."""
+    null = [v for v in null if not math.isnan(v)]
+    return float((1 + sum(v >= observed for v in null)) / (1 + len(null)))
+
+
+def permutation_test(x, y, groups, fit_predict: FitPredict, observed: float, *, n_permutations: int,
+                     n_folds: int, seed: int = 0) -> dict:
+    """Label-permutation test of the mean balanced accuracy (one repeat of k-fold per permutation)."""
+    null = [permutation_null(x, y, groups, fit_predict, n_folds=n_folds, seed=seed, index=i)
+            for i in range(n_permutations)]
+    return {"n": n_permutations, "p_value": permutation_p_value(observed, null),
+            "null_balanced_accuracy": null, "observed_balanced_accuracy": float(observed)}

@@ -1,0 +1,178 @@
+"""Safe model export and loading: safetensors weights + a JSON model card holding their SHA-256.
+
+Nothing is ever unpickled: weights are read with :func:`safetensors.torch.load_file` only after their
+checksum matches the card, and pickle-based files (``.pt``, ``.pth``, ``.pkl``, ...) are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from bids_app.errors import InputError
+
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "model_card.json"
+#: Version of the card layout; a card with another version is refused.
+CARD_VERSION = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def sha256(path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(model, card: dict, out_dir) -> Path:
+    """Write ``model.safetensors`` and ``model_card.json`` (with ``WeightsSHA256``) into ``out_dir``.
+
+    The card is completed with the architecture, the card version and the checksum; files are
+    written to temporary names and renamed, so a crash never leaves a half-written model.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_NAME
+    tmp = out_dir / (WEIGHTS_NAME + ".tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": "pt", "card_version": str(CARD_VERSION)})
+    os.replace(tmp, weights)
+    card = {**card, "CardVersion": CARD_VERSION, "architecture": model.architecture(),
+            "WeightsFile": WEIGHTS_NAME, "WeightsSHA256": sha256(weights)}
+    tmp_card = out_dir / (CARD_NAME + ".tmp")
+    tmp_card.write_text(json.dumps(json_clean(card), indent=2, sort_keys=True, allow_nan=False))
+    os.replace(tmp_card, out_dir / CARD_NAME)
+    return out_dir
+
+
+def json_clean(obj):
+    """A copy with NaN/inf floats replaced by None and NumPy scalars/arrays as Python values (valid JSON)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _model_dir(path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InputError(f"{path.name} is a pickle-based file; strokefc never unpickles model files "
+                         "(they can run arbitrary code)", str(path),
+                         f"give the directory holding {WEIGHTS_NAME} and {CARD_NAME} written by "
+                         "'strokefc ... group'")
+    if path.is_file() and path.name in (WEIGHTS_NAME, CARD_NAME):
+        path = path.parent
+    if not path.is_dir():
+        raise InputError("the model directory does not exist", str(path),
+                         "give the 'model' directory of a group-level output (--model OUTPUT_DIR/model)")
+    return path
+
+
+def read_card(model_dir) -> dict:
+    """The model card of a model directory, checked for its version and required keys."""
+    model_dir = _model_dir(model_dir)
+    card_path = model_dir / CARD_NAME
+    if not card_path.exists():
+        pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        extra = f" (found pickle-based file(s) {', '.join(pickles)}, which strokefc refuses to load)" \
+            if pickles else ""
+        raise InputError(f"no {CARD_NAME} in the model directory{extra}", str(model_dir),
+                         "use a model directory written by 'strokefc ... group'")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"the model card cannot be read ({exc})", str(card_path),
+                         "re-export the model with 'strokefc ... group'") from None
+    if card.get("CardVersion") != CARD_VERSION:
+        raise InputError(f"model card version {card.get('CardVersion')!r} is not supported by this "
+                         f"strokefc (expects {CARD_VERSION})", str(card_path),
+                         "retrain the model with this strokefc version, or use the version that wrote it")
+    for key in ("architecture", "input", "WeightsSHA256"):
+        if key not in card:
+            raise InputError(f"the model card lacks {key!r}", str(card_path),
+                             "re-export the model with 'strokefc ... group'")
+    return card
+
+
+def load_model(model_dir):
+    """Load a model safely: card checked, weights' SHA-256 verified, safetensors only.
+
+    Returns ``(model, card)``; the model is in evaluation mode on the CPU.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from workflows.cnn import build_model
+
+    model_dir = _model_dir(model_dir)
+    card = read_card(model_dir)
+    weights = model_dir / card.get("WeightsFile", WEIGHTS_NAME)
+    if weights.suffix.lower() in PICKLE_SUFFIXES or weights.name != WEIGHTS_NAME:
+        raise InputError(f"the card points at {weights.name}; only {WEIGHTS_NAME} (safetensors) is loaded",
+                         str(model_dir / CARD_NAME), "re-export the model with 'strokefc ... group'")
+    if not weights.exists():
+        raise InputError(f"the weights file {WEIGHTS_NAME} is missing", str(model_dir),
+                         "copy the whole model directory (weights and card together)")
+    actual = sha256(weights)
+    if actual != card["WeightsSHA256"]:
+        raise InputError(f"the weights' SHA-256 ({actual[:12]}...) does not match the model card "
+                         f"({str(card['WeightsSHA256'])[:12]}...): the file was modified or comes from "
+                         "another model", str(weights),
+                         "use the weights and card written together by 'strokefc ... group'")
+    try:
+        model = build_model(card["architecture"])
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"the weights do not fit the architecture in the card ({exc})", str(weights),
+                         "re-export the model with 'strokefc ... group'") from None
+    model.eval()
+    return model, card
+
+
+def check_card_compatible(card: dict, *, space: str, grid_shape, dfc_params: dict | None = None) -> None:
+    """Refuse a model whose card does not match the subject's space, source grid or dFC parameters."""
+    where = "model_card.json"
+    inp = card.get("input", {})
+    problems = []
+    if inp.get("space") and space and inp["space"] != space:
+        problems.append(f"space: model {inp['space']!r} vs subject {space!r}")
+    grid = inp.get("grid", {})
+    model_shape = tuple(grid.get("source_shape", ()))
+    if model_shape and tuple(int(s) for s in grid_shape) != model_shape:
+        problems.append(f"map grid: model {list(model_shape)} vs subject {list(grid_shape)}")
+    for key, expected in (card.get("dfc_parameters") or {}).items():
+        got = (dfc_params or {}).get(key, expected)
+        if got != expected and not _same_number(got, expected):
+            problems.append(f"{key}: model {expected!r} vs subject {got!r}")
+    if problems:
+        raise InputError("the model does not match this subject's maps: " + "; ".join(problems), where,
+                         "run the participant level with the model's options (listed in its card) "
+                         "or train a model on matching maps")
+
+
+def _same_number(a, b) -> bool:
+    try:
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+    except (TypeError, ValueError):
+        return False
