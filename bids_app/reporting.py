@@ -170,3 +170,14 @@ def write_boilerplate(config: RunConfig) -> Path | None:
     except Exception:
         LOGGER.exception("The methods boilerplate could not be written")
         return None
+
+
+def write_group_report(config: RunConfig, subjects, excluded: dict[str, str]) -> Path | None:
+    """``output_dir/group.html`` (see :mod:`bids_app.reports.group`); never fails the run."""
+    from bids_app.reports.group import write_group_report as build
+
+    try:
+        return build(config, subjects, excluded)
+    except Exception:
+        LOGGER.exception("The group report could not be written")
+        return None
