@@ -1,0 +1,164 @@
+"""SLURM for real: a one-node cluster on localhost (scripts/slurm-local) runs the participant level through
+Nipype's SLURM plugin (``--use-plugin``) and the array-job example; outputs must equal a MultiProc run's.
+
+Marked ``slurm``: runs in CI (CI=true) or with STROKEFC_SLOW_TESTS=1. Needs root and Debian's slurm-wlm
+and munge (scripts/install-system-deps). The daemons started here are stopped at the end.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SLURM_LOCAL = ROOT / "scripts" / "slurm-local"
+
+
+def _jobs(jobcomp: Path) -> list[dict]:
+    """Completed-job records (jobcomp/filetxt: one line of Key=Value per job)."""
+    if not jobcomp.exists():
+        return []
+    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in jobcomp.read_text().splitlines()]
+
+
+def _free_port_pair() -> int:
+    """A port P with P and P+1 free (slurmctld and slurmd)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            if port > 64000:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """Start munged + slurmctld + slurmd in a temp dir; yield the environment that points at it."""
+    missing = [exe for exe in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(exe) is None]
+    if missing or os.geteuid() != 0:
+        reason = f"needs root and slurm-wlm/munge (missing: {missing or 'root'}); run scripts/install-system-deps"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cluster = tmp_path_factory.mktemp("slurm")
+    port_env = dict(os.environ, SLURM_LOCAL_PORT=str(_free_port_pair()))  # another cluster may run here
+    proc = subprocess.run([str(SLURM_LOCAL), "start", str(cluster)], capture_output=True, text=True,
+                          timeout=120, env=port_env)
+    assert proc.returncode == 0, proc.stderr
+    env = dict(os.environ, SLURM_CONF=str(cluster / "slurm.conf"), LOGNAME=os.environ.get("LOGNAME", "root"),
+               OMP_NUM_THREADS="1")
+    yield {"env": env, "dir": cluster, "jobcomp": cluster / "jobcomp.log"}
+    subprocess.run([str(SLURM_LOCAL), "stop", str(cluster)], capture_output=True, text=True, timeout=60)
+    pidfiles = [cluster / f"{name}.pid" for name in ("munged", "slurmctld", "slurmd")]
+    assert not any(p.exists() for p in pidfiles), "daemons left running"
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm_cohort")
+    subprocess.run([str(BIN / "strokefc-simulate"), str(root / "bids"), "--n-subjects", "2", "--voxel-size", "4"],
+                   check=True, capture_output=True, timeout=300)
+    return root
+
+
+def _strokefc(args, env=None, cwd=None):
+    proc = subprocess.run([str(BIN / "strokefc"), *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=1200)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return proc
+
+
+def _maps(out: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(out)): np.asanyarray(nb.load(p).dataobj)
+            for p in sorted(out.glob("sub-*/**/*.nii.gz"))}
+
+
+def _sidecars(out: Path) -> dict[str, dict]:
+    return {str(p.relative_to(out)): json.loads(p.read_text()) for p in sorted(out.glob("sub-*/**/*.json"))}
+
+
+def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
+    """``--use-plugin`` with ``plugin: SLURM``: every node is a SLURM job; the maps equal MultiProc's."""
+    bids = cohort / "bids"
+    _strokefc([bids, cohort / "out_multiproc", "participant", "-w", cohort / "work_mp", "--nprocs", "2",
+               "--skip-bids-validation"])
+    plugin = cohort / "plugin.yml"
+    plugin.write_text("plugin: SLURM\nplugin_args:\n  sbatch_args: --cpus-per-task=1 --time=00:20:00\n"
+                      "  max_jobs: 4\n")
+    before = len(_jobs(slurm["jobcomp"]))
+    _strokefc([bids, cohort / "out_slurm", "participant", "-w", cohort / "work_slurm", "--use-plugin", plugin,
+               "--skip-bids-validation"], env=slurm["env"])
+
+    jobs = _jobs(slurm["jobcomp"])[before:]
+    # Nipype names each job <node>.<workflow...>.<LOGNAME>: both subjects' nodes went through SLURM.
+    for label in ("01", "02"):
+        mine = [j for j in jobs if f"sub_{label}_wf" in j.get("Name", "")]
+        assert mine, f"no SLURM job ran for sub-{label}: {[j.get('Name') for j in jobs]}"
+        assert {j["JobState"] for j in mine} == {"COMPLETED"}
+    assert any(j["Name"].startswith("dfc.") for j in jobs)
+    # Nothing is left in the queue.
+    queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=slurm["env"], check=True)
+    assert queue.stdout.strip() == ""
+
+    ref, got = _maps(cohort / "out_multiproc"), _maps(cohort / "out_slurm")
+    assert ref and sorted(ref) == sorted(got)
+    assert any("stat-dfcsd_boldmap" in name for name in ref)
+    for name, data in ref.items():
+        np.testing.assert_allclose(got[name], data, rtol=0, atol=1e-6, err_msg=name)
+    ref_meta, got_meta = _sidecars(cohort / "out_multiproc"), _sidecars(cohort / "out_slurm")
+    assert sorted(ref_meta) == sorted(got_meta)
+    for name, meta in ref_meta.items():
+        drop = {"Sources", "GeneratedAt", "DateCreated"}
+        assert {k: v for k, v in got_meta[name].items() if k not in drop} == \
+            {k: v for k, v in meta.items() if k not in drop}, name
+
+
+def test_sbatch_array_then_dependent_group_job(slurm, cohort):
+    """The documented submission: an array job (one participant per task, the real example script, with
+    STROKEFC_EXEC instead of Apptainer) and a group job held by --dependency=afterok on it."""
+    bids, out = cohort / "bids", cohort / "out_array"
+    env = dict(slurm["env"], BIDS_DIR=str(bids), OUT_DIR=str(out), STROKEFC_EXEC=str(BIN / "strokefc"),
+               STROKEFC_ARGS="--skip-bids-validation")
+    sub = subprocess.run(["sbatch", "--parsable", "--array=1-2", "--cpus-per-task=1", "--mem=1G",
+                          str(ROOT / "singularity" / "slurm_participant.sbatch")],
+                         capture_output=True, text=True, env=env, cwd=cohort)
+    assert sub.returncode == 0, sub.stderr
+    array_id = sub.stdout.strip().split(";")[0]
+    # The group job: the real script; --boilerplate-only keeps it short (2 subjects cannot be trained on).
+    group = subprocess.run(["sbatch", "--parsable", "--wait", f"--dependency=afterok:{array_id}",
+                            "--cpus-per-task=1", "--mem=1G", str(ROOT / "singularity" / "slurm_group.sbatch")],
+                           capture_output=True, text=True, env=dict(env, STROKEFC_ARGS="--boilerplate-only"),
+                           cwd=cohort, timeout=1200)
+    logs = "\n".join(p.read_text() for p in sorted(cohort.glob("strokefc-*.log")))
+    assert group.returncode == 0, group.stderr + logs
+
+    jobs = {j["JobId"]: j for j in _jobs(slurm["jobcomp"])}
+    tasks = [j for j in jobs.values() if j.get("Name") == "strokefc-participant"]
+    group_job = jobs[group.stdout.strip()]
+    assert len(tasks) >= 2 and all(j["JobState"] == "COMPLETED" for j in tasks)
+    assert group_job["JobState"] == "COMPLETED"
+    assert group_job["StartTime"] >= max(j["EndTime"] for j in tasks)  # ISO times sort as text
+    for label in ("01", "02"):
+        assert list((out / f"sub-{label}").glob("func/*stat-dfcsd_boldmap.nii.gz")), f"sub-{label} maps"
+        assert (out.parent / "out_array_work" / f"sub-{label}").is_dir()
+        assert f"participant sub-{label}" in logs
+    assert "strokefc group level" in logs
+    assert f"Methods boilerplate: {out / 'logs' / 'CITATION.md'}" in logs
