@@ -8,6 +8,7 @@ subject's map on exactly the same voxels as the training maps.
 from __future__ import annotations
 
 import base64
+import warnings
 import zlib
 
 import nibabel as nb
@@ -111,8 +112,10 @@ def grid_mask(grid: dict) -> np.ndarray:
 def _resample(img, affine, shape, interpolation):
     from nilearn.image import resample_img
 
-    out = resample_img(img, target_affine=np.asarray(affine), target_shape=tuple(shape),
-                       interpolation=interpolation, force_resample=True, copy_header=True)
+    with warnings.catch_warnings():  # a map that happens to hold 0/1 values is still continuous data
+        warnings.filterwarnings("ignore", message="Resampling binary images")
+        out = resample_img(img, target_affine=np.asarray(affine), target_shape=tuple(shape),
+                           interpolation=interpolation, force_resample=True, copy_header=True)
     return np.asarray(out.dataobj, dtype=np.float32)
 
 

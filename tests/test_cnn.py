@@ -1,0 +1,146 @@
+"""CNN inputs (lesion alignment, grid) and the CNN itself (shapes, determinism, in-fold normaliser)."""
+
+import nibabel as nb
+import numpy as np
+import pytest
+import torch
+
+from bids_app.errors import InputError
+from workflows import cnn
+from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
+
+SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
+
+
+def _symmetric_affine(shape, vox=4.0):
+    """A grid whose voxel centres are symmetric about world x = 0."""
+    aff = np.diag([vox, vox, vox, 1.0])
+    aff[:3, 3] = [-(shape[0] - 1) * vox / 2, -30.0, -20.0]
+    return aff
+
+
+def _brain(shape=(16, 17, 18)):
+    ijk = np.indices(shape).astype(float)
+    centre = (np.array(shape)[:, None, None, None] - 1) / 2
+    return (((ijk - centre) / (np.array(shape)[:, None, None, None] / 2.5)) ** 2).sum(0) < 1
+
+
+def _tiny_data(rng, n_subjects=10, per_subject=1, shape=SHAPE):
+    groups = np.repeat(np.arange(n_subjects), per_subject)
+    y = (groups % 2).astype(int)
+    x = rng.normal(size=(len(groups), *shape)).astype(np.float32)
+    x[y == 1, 3:7, 3:7, 3:7] += 1.5
+    return x, y, groups
+
+
+# ----------------------------------------------------------------------------------------- inputs
+def test_grid_crops_resamples_and_masks(rng):
+    brain = _brain()
+    aff = _symmetric_affine(brain.shape, 2.0)
+    imgs = [nb.Nifti1Image((brain * (1 + 0.1 * rng.normal(size=brain.shape))).astype(np.float32), aff)
+            for _ in range(3)]
+    mask = group_mask(imgs)
+    assert mask.sum() == brain.sum()
+    grid = make_grid(imgs[0], mask, resolution=4.0)
+    # coarser than the source and covering the brain's bounding box only
+    assert all(s <= b // 2 + 2 for s, b in zip(grid["shape"], brain.shape))
+    assert grid["source_shape"] == list(brain.shape)
+    # symmetric about x = 0
+    x0 = grid["affine"][0][3]
+    assert np.isclose(x0 + (grid["shape"][0] - 1) * 4.0, -x0)
+    x = apply_grid(imgs[0], grid, "L", align=True)
+    assert x.shape == (1, *grid["shape"]) and x.dtype == np.float32
+    assert np.all(x[0][~grid_mask(grid)] == 0)
+    assert x[0][grid_mask(grid)].mean() == pytest.approx(1.0, abs=0.1)
+
+
+def test_right_lesion_maps_are_mirrored_onto_the_left(rng):
+    shape = (10, 11, 12)
+    aff = _symmetric_affine(shape, 4.0)
+    left = np.zeros(shape, np.float32)
+    left[1:4, 3:8, 3:8] = 1.0  # signal in the left hemisphere (world x < 0)
+    mask = np.ones(shape, bool)
+    grid = make_grid(nb.Nifti1Image(left, aff), mask, resolution=4.0)
+    as_left = apply_grid(nb.Nifti1Image(left, aff), grid, "L", align=True)[0]
+    right = nb.Nifti1Image(left[::-1].copy(), aff)  # same pattern in the right hemisphere
+    aligned = apply_grid(right, grid, "R", align=True)[0]
+    np.testing.assert_allclose(aligned, as_left, atol=1e-5)
+    not_aligned = apply_grid(right, grid, "R", align=False)[0]
+    np.testing.assert_allclose(not_aligned, as_left[::-1], atol=1e-5)
+
+
+def test_4d_windows_give_one_sample_per_volume(rng):
+    shape = (8, 9, 10)
+    aff = _symmetric_affine(shape)
+    data = rng.random((*shape, 5)).astype(np.float32) + 0.5
+    grid = make_grid(nb.Nifti1Image(data[..., 0], aff), np.ones(shape, bool), 4.0)
+    x = apply_grid(nb.Nifti1Image(data, aff), grid, "L", align=True)
+    assert x.shape == (5, *grid["shape"])
+    assert list(subsample_windows(100, 20)) == sorted(set(subsample_windows(100, 20)))
+    assert len(subsample_windows(100, 20)) == 20 and len(subsample_windows(7, 20)) == 7
+
+
+def test_bad_lesion_side_and_mixed_grids_are_refused():
+    aff = _symmetric_affine((4, 4, 4))
+    with pytest.raises(InputError, match="lesion side"):
+        apply_grid(nb.Nifti1Image(np.ones((4, 4, 4), np.float32), aff), {}, "X", True)
+    with pytest.raises(InputError, match="different grids"):
+        group_mask([nb.Nifti1Image(np.ones((4, 4, 4), np.float32), aff),
+                    nb.Nifti1Image(np.ones((5, 4, 4), np.float32), aff)])
+
+
+# -------------------------------------------------------------------------------------------- model
+def test_model_shapes_and_parameter_count(rng):
+    model = cnn.StrokeCNN(SHAPE, channels=(2, 4, 4, 8))
+    x = rng.normal(size=(3, *SHAPE)).astype(np.float32)
+    assert model(torch.from_numpy(x)).shape == (3, 2)
+    p = cnn.predict_proba(model, x)
+    assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+    assert cnn.predict_proba(model, x[0]).shape == (1,)
+    assert cnn.count_parameters(model) == model.architecture()["n_parameters"] > 0
+    rebuilt = cnn.build_model(model.architecture())
+    assert rebuilt.architecture() == model.architecture()
+
+
+def test_training_is_deterministic_for_a_seed(rng):
+    x, y, groups = _tiny_data(rng)
+    settings = cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3)
+    before = torch.are_deterministic_algorithms_enabled()
+    m1, c1 = cnn.train_model(x, y, groups, settings)
+    m2, c2 = cnn.train_model(x, y, groups, settings)
+    assert c1 == c2
+    for key, value in m1.state_dict().items():
+        assert torch.equal(value, m2.state_dict()[key]), key
+    m3, _ = cnn.train_model(x, y, groups, cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=4))
+    assert not torch.equal(m1.features[0].weight, m3.features[0].weight)
+    assert torch.are_deterministic_algorithms_enabled() == before  # global switch restored
+
+
+def test_normaliser_and_validation_split_use_only_the_given_training_subjects(rng):
+    x, y, groups = _tiny_data(rng, n_subjects=12, per_subject=2)
+    settings = cnn.TrainSettings(epochs=2, channels=(2, 2, 2, 2), seed=5)
+    model, curve = cnn.train_model(x, y, groups, settings)
+    is_val = cnn.validation_split(y, groups, settings.val_fraction, np.random.default_rng(settings.seed))
+    # the validation split holds whole subjects of both classes
+    assert set(groups[is_val]).isdisjoint(groups[~is_val])
+    assert set(y[is_val]) == {0, 1}
+    # the normaliser is fit on the training part only (not on validation subjects)
+    np.testing.assert_allclose(model.in_mean.numpy(), x[~is_val].mean(0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.in_mean.numpy(), x.mean(0))
+    assert len(curve) == 2 and np.isfinite(curve[0]["val_loss"])
+
+
+def test_augmentation_shifts_but_never_flips(rng):
+    z = torch.from_numpy(rng.normal(size=(2, *SHAPE)).astype(np.float32))
+    settings = cnn.TrainSettings(shift_vox=1, noise=0.0)
+    out = cnn._augment(z, settings, torch.Generator().manual_seed(0))
+    rolls = [torch.roll(z, (a, b, c), (1, 2, 3)) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)]
+    assert any(torch.equal(out, r) for r in rolls)
+    assert not torch.equal(out, torch.flip(z, (1,)))
+
+
+def test_auto_device_falls_back_to_cpu_without_cuda():
+    if not torch.cuda.is_available():
+        assert cnn.resolve_device("auto").type == "cpu"
+        with pytest.raises(InputError, match="CUDA"):
+            cnn.resolve_device("cuda")

@@ -1,0 +1,202 @@
+"""Subject-level cross-validation: no leakage by construction, in-fold fitting, metrics, baseline, group run."""
+
+import json
+import math
+from functools import partial
+
+import nibabel as nb
+import numpy as np
+import pytest
+
+from workflows import evaluation as ev
+
+
+def _cohort(rng, n_subjects=20, per_subject=1, shape=(6, 7, 8), effect=0.0):
+    """Samples whose values encode their subject (value = subject id + small noise) and labels."""
+    groups = np.repeat(np.arange(n_subjects), per_subject)
+    y = (groups % 2).astype(int)
+    x = rng.normal(size=(len(groups), *shape)).astype(np.float32)
+    x[y == 1, 1:4, 1:4, 1:4] += effect
+    return x, y, groups
+
+
+@pytest.mark.parametrize("per_subject", [1, 4])
+def test_folds_never_put_a_subject_on_both_sides(rng, per_subject):
+    x, y, groups = _cohort(rng, n_subjects=17, per_subject=per_subject)
+    folds = ev.subject_folds(y, groups, n_folds=5, n_repeats=3, seed=1)
+    assert len(folds) == 15
+    for repeat in range(3):
+        tested = []
+        for fold in [f for f in folds if f["repeat"] == repeat]:
+            train, test = set(groups[fold["train"]]), set(groups[fold["test"]])
+            assert train.isdisjoint(test)
+            assert set(fold["train"]).isdisjoint(fold["test"])
+            # every sample of a test subject is in the test set
+            assert len(fold["test"]) == per_subject * len(test)
+            assert set(y[fold["test"]]) == {0, 1}  # stratified: both classes tested
+            tested += list(test)
+        assert sorted(tested) == list(range(17))  # each subject tested exactly once per repeat
+    # repeats are different shuffles
+    assert not np.array_equal(folds[0]["test"], folds[5]["test"])
+
+
+def test_check_folds_refuses_a_leaky_split():
+    groups = np.array([0, 0, 1, 1])
+    with pytest.raises(RuntimeError, match="both training and test"):
+        ev.check_folds([{"repeat": 0, "fold": 0, "train": np.array([0, 2]), "test": np.array([1, 3])}],
+                       groups)
+
+
+def test_folds_are_lowered_to_the_smaller_class():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    assert ev.effective_folds(y, np.arange(10), 5) == 3
+    with pytest.raises(ValueError, match="at least 2 per class"):
+        ev.effective_folds(np.array([1, 0, 0, 0]), np.arange(4), 2)
+
+
+def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
+    """Spy on what reaches the fit of each model, the CNN's normaliser and the baseline's scaler."""
+    from sklearn.preprocessing import StandardScaler
+
+    from workflows import cnn
+    from workflows.group import baseline_predict, cnn_fit_predict
+
+    n, per = 8, 2
+    groups = np.repeat(np.arange(n), per)
+    y = (groups % 2).astype(int)
+    x = (groups[:, None, None, None] * 100.0 + rng.normal(size=(len(groups), 5, 6, 7))).astype(np.float32)
+    subject_of = lambda arr: set(np.round(np.asarray(arr).reshape(len(arr), -1).mean(1) / 100).astype(int))  # noqa: E731
+
+    seen = {"normaliser": [], "scaler": [], "fit": []}
+    fit_normaliser, scaler_fit = cnn.fit_normaliser, StandardScaler.fit
+
+    def spy_normaliser(model, x_train, **kw):
+        seen["normaliser"].append(subject_of(x_train))
+        return fit_normaliser(model, x_train, **kw)
+
+    def spy_scaler(self, X, *args, **kw):
+        seen["scaler"].append(subject_of(X))
+        return scaler_fit(self, X, *args, **kw)
+
+    monkeypatch.setattr(cnn, "fit_normaliser", spy_normaliser)
+    monkeypatch.setattr(StandardScaler, "fit", spy_scaler)
+    settings = {"epochs": 1, "random_seed": 0, "device": "cpu"}
+
+    def spy_model(fit_predict):
+        def wrapped(x_train, y_train, groups_train, x_test, **kw):
+            seen["fit"].append(set(groups_train))
+            return fit_predict(x_train, y_train, groups_train, x_test, **kw)
+        return wrapped
+
+    folds = ev.subject_folds(y, groups, n_folds=2, n_repeats=1, seed=0)
+    models = {"cnn": spy_model(partial(cnn_fit_predict, settings=settings)),
+              "baseline": spy_model(partial(baseline_predict, settings=settings))}
+    predictions, metrics, _ = ev.cross_validate(x, y, groups, folds, models)
+    assert len(seen["normaliser"]) == len(seen["scaler"]) == 2 and len(seen["fit"]) == 4
+    for i, fold in enumerate(folds):
+        test = set(groups[fold["test"]])
+        assert seen["normaliser"][i] and seen["normaliser"][i].isdisjoint(test)
+        assert seen["scaler"][i] and seen["scaler"][i].isdisjoint(test)
+        assert seen["fit"][2 * i].isdisjoint(test) and seen["fit"][2 * i + 1].isdisjoint(test)
+    # predictions are per subject (windows averaged), each subject once per model and repeat
+    assert len(predictions) == 2 * n
+    assert {p["participant_id"] for p in predictions} == {str(g) for g in range(n)}
+    assert len(metrics) == 4
+
+
+def test_baseline_learns_a_planted_signal_and_not_noise(rng):
+    x, y, groups = _cohort(rng, n_subjects=30, effect=1.5)
+    folds = ev.subject_folds(y, groups, 5, 2, seed=0)
+    _, metrics, _ = ev.cross_validate(x, y, groups, folds, {"baseline": ev.baseline_fit_predict})
+    summary = ev.summarise_models(metrics)["baseline"]
+    assert summary["balanced_accuracy"]["mean"] > 0.85
+    assert summary["roc_auc"]["mean"] > 0.9
+    x0, y0, g0 = _cohort(rng, n_subjects=30, effect=0.0)
+    _, metrics0, _ = ev.cross_validate(x0, y0, g0, ev.subject_folds(y0, g0, 5, 2, seed=0),
+                                       {"baseline": ev.baseline_fit_predict})
+    assert ev.summarise_models(metrics0)["baseline"]["balanced_accuracy"]["mean"] < 0.75
+
+
+def test_permutation_keeps_subjects_whole_and_gives_a_small_p_for_a_real_effect(rng):
+    x, y, groups = _cohort(rng, n_subjects=20, per_subject=3, effect=2.0)
+    y_perm = ev.permute_subject_labels(y, groups, np.random.default_rng(0))
+    assert np.bincount(y_perm).tolist() == np.bincount(y).tolist()
+    for g in np.unique(groups):
+        assert len(set(y_perm[groups == g])) == 1
+    result = ev.permutation_test(x, y, groups, ev.baseline_fit_predict, observed=1.0, n_permutations=9,
+                                 n_folds=4, seed=0)
+    assert result["p_value"] == pytest.approx(0.1)
+    assert max(result["null_balanced_accuracy"]) < 0.9
+    assert ev.permutation_p_value(0.5, [0.6, 0.4, 0.5]) == pytest.approx(3 / 4)
+
+
+def test_metrics_and_summary():
+    m = ev.classification_metrics([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
+    assert m["sensitivity"] == 0.5 and m["specificity"] == 0.5
+    assert m["balanced_accuracy"] == 0.5 and m["roc_auc"] == 0.75
+    assert math.isnan(ev.classification_metrics([1, 1], [0.9, 0.8])["roc_auc"])
+    s = ev.summarise([0.6, 0.8, 0.7, 0.9])
+    assert s["mean"] == pytest.approx(0.75) and s["ci95"][0] < 0.75 < s["ci95"][1] <= 1.0
+    assert ev.summarise([1.0, 1.0])["ci95"] == [1.0, 1.0]
+    subjects, prob = ev.subject_mean(np.array([0.2, 0.4, 0.9]), np.array(["a", "a", "b"]))
+    assert list(subjects) == ["a", "b"] and prob.tolist() == pytest.approx([0.3, 0.9])
+
+
+@pytest.mark.integration
+def test_group_workflow_writes_the_contract(tmp_path, rng):
+    """A tiny group run (12 subjects, 8 mm, 2 folds, 2 epochs): every contract output, a loadable model."""
+    from bids_app.config import RunConfig
+    from bids_app.group_level import GroupSubject
+    from workflows.group import init_group_wf
+    from workflows.model_io import load_model
+
+    shape = (20, 24, 20)
+    aff = np.diag([8.0, 8.0, 8.0, 1.0])
+    aff[:3, 3] = [-76.0, -110.0, -70.0]
+    ijk = np.indices(shape).astype(float)
+    brain = (((ijk - np.array([9.5, 12, 9.5])[:, None, None, None]) / np.array([8, 10, 8])[:, None, None, None])
+             ** 2).sum(0) < 1
+    subjects = []
+    for i in range(12):
+        data = (brain * (0.2 + 0.02 * rng.normal(size=shape))).astype(np.float32)
+        if i % 2 == 0:
+            data[4:9, 10:15, 9:14] += 0.05 * brain[4:9, 10:15, 9:14]
+        side = "L" if i % 3 else "R"
+        data = data if side == "L" else data[::-1].copy()
+        path = tmp_path / f"sub-{i:02d}.nii.gz"
+        nb.save(nb.Nifti1Image(data, aff), path)
+        subjects.append(GroupSubject(f"{i:02d}", path, None, side, 10.0 if i % 2 == 0 else 40.0))
+    out = tmp_path / "out"
+    config = RunConfig(bids_dir=tmp_path, output_dir=out, analysis_level="group", fmriprep_dir=tmp_path,
+                       work_dir=tmp_path / "work", cv_folds=2, cv_repeats=1, epochs=2, cnn_resolution=8.0,
+                       device="cpu")
+    wf = init_group_wf(config=config, subjects=subjects, shared_params={"Space": "MNI152NLin2009cAsym"})
+    wf.base_dir = str(tmp_path / "work")
+    wf.run(plugin="Linear")
+    group = out / "group"
+    summary = json.loads((group / "cv_summary.json").read_text())
+    assert set(summary["models"]) == {"cnn", "baseline"}
+    for model in ("cnn", "baseline"):
+        assert set(summary["models"][model]) == set(ev.METRICS)
+        assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
+    assert summary["n_subjects"] == 12 and summary["class_counts"] == {"severe": 6, "mild-to-moderate": 6}
+    assert summary["cv"] == {**summary["cv"], "folds": 2, "repeats": 1, "grouped_by": "subject"}
+    assert summary["permutation"] is None and summary["samples"] == "maps" and summary["cnn_parameters"] > 0
+    rows = (group / "cv_predictions.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]
+    assert len(rows) == 1 + 2 * 12
+    assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
+    cohort = (group / "cohort.tsv").read_text().splitlines()
+    assert cohort[0].split("\t") == ["participant_id", "ul_fma", "class", "lesion_side", "included", "reason"]
+    for name in ("severe", "mild", "difference"):
+        assert nb.load(group / f"desc-{name}_dfcsd.nii.gz").ndim == 3
+    sal = nb.load(group / "desc-saliency_map.nii.gz")
+    assert np.asarray(sal.dataobj).max() > 0
+    regions = (group / "top_regions.tsv").read_text().splitlines()
+    assert regions[0].split("\t") == ["region", "side", "mean_saliency", "n_voxels"]
+    assert 1 < len(regions) <= 11
+    assert {r.split("\t")[1] for r in regions[1:]} <= {"ipsilesional", "contralesional"}
+    model, card = load_model(out / "model")
+    assert card["input"]["grid"]["shape"] == list(sal.shape)
+    assert card["label"]["severe_threshold"] == 20.0 and card["input"]["align_lesion"] is True
+    assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)
