@@ -99,7 +99,9 @@ def prepare_inputs(subjects: list[dict], settings: dict, group_dir, work_dir) ->
             img = nb.load(s["windows_file"])
             n_win = img.shape[3] if img.ndim == 4 else 1
             keep = subsample_windows(n_win, settings.get("max_windows", MAX_WINDOWS))
-            img = img.slicer[..., keep] if img.ndim == 4 else img
+            if img.ndim == 4:  # read only the kept volumes
+                img = nb.Nifti1Image(np.stack([np.asarray(img.dataobj[..., int(i)], dtype=np.float32)
+                                               for i in keep], axis=-1), img.affine)
             xs.append(apply_grid(img, grid, s["lesion_side"], align))
             groups.extend([s["label"]] * len(xs[-1]))
         x, groups = np.concatenate(xs), np.array(groups)
