@@ -22,8 +22,8 @@ BIDSIGNORE = """\
 *_stat-*
 *_prediction.json
 *_prediction.tsv
-*_desc-ipsiM1_mask.*
 figures/
+sub-*/figures
 logs/
 group/
 model/

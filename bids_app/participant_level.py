@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +35,15 @@ class SubjectPlan:
     info: dict = field(default_factory=dict)
 
 
+def validator_executable() -> str | None:
+    """``bids-validator-deno`` next to this Python (a venv not on PATH), else on PATH."""
+    local = Path(sys.executable).parent / "bids-validator-deno"
+    return str(local) if local.exists() else shutil.which("bids-validator-deno")
+
+
 def validate_bids(bids_dir: Path) -> None:
     """Run the official BIDS validator (bids-validator-deno) when installed; errors stop the run."""
-    exe = shutil.which("bids-validator-deno")
+    exe = validator_executable()
     if exe is None:
         LOGGER.warning("bids-validator-deno is not installed: input validation skipped")
         return

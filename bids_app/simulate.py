@@ -76,14 +76,19 @@ def _regions(mask_img, side: str) -> dict[str, np.ndarray]:
 
 
 def _motion(rng, n_t: int, tr: float, n_spikes: int):
-    """Motion parameters (T, 6), FD and a few sudden jumps, like fMRIPrep's estimates."""
-    drift = np.cumsum(rng.normal(0, 0.02, (n_t, 6)), axis=0)
-    drift[:, 3:] *= 0.01  # radians
+    """Motion parameters (T, 6), their derivatives and FD: jitter around a position, plus a few jumps.
+
+    Real estimates are mostly high-frequency jitter with occasional steps; a random walk would make
+    24 smooth regressors that soak up slow neural signal, which real data do not show to that degree.
+    """
+    params = np.zeros((n_t, 6))
+    params[:, :3] = rng.normal(0, 0.03, (n_t, 3))
+    params[:, 3:] = rng.normal(0, 0.0005, (n_t, 3))  # radians
     for t in rng.choice(np.arange(5, n_t - 5), size=n_spikes, replace=False):
-        drift[t:, :3] += rng.normal(0, 0.4, 3)
-    d = np.vstack([np.zeros((1, 6)), np.diff(drift, axis=0)])
+        params[t:, :3] += rng.normal(0, 0.3, 3)
+    d = np.vstack([np.zeros((1, 6)), np.diff(params, axis=0)])
     fd = np.abs(d[:, :3]).sum(axis=1) + 50 * np.abs(d[:, 3:]).sum(axis=1)
-    return drift, d, fd
+    return params, d, fd
 
 
 def simulate_run(rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: float,
@@ -103,13 +108,13 @@ def simulate_run(rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: fl
     phase = rng.uniform(0, 2 * np.pi)
     period = rng.uniform(120, 180)
     # slow switches between positive and negative coupling (a smoothed square wave), minutes apart
-    coupling = np.clip(0.15 + amplitude * np.tanh(3 * np.sin(2 * np.pi * t / period + phase)), -0.95, 0.95)
+    coupling = np.clip(0.1 + amplitude * np.tanh(3 * np.sin(2 * np.pi * t / period + phase)), -0.95, 0.95)
     for name, sel in regions.items():
         if name in ("seed", "motor"):
             continue
-        own = bandlimited(rng, n_t, 1, tr)[:, 0]
-        data[:, sel] += (1.2 * (coupling * seed_sig + np.sqrt(np.clip(1 - coupling**2, 0, 1)) * own)
-                         )[:, None].astype(np.float32)
+        own = bandlimited(rng, n_t, int(sel.sum()), tr)  # voxel-specific remainder
+        data[:, sel] += (1.6 * (coupling[:, None] * seed_sig[:, None]
+                                + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own)).astype(np.float32)
     params, deriv, fd = _motion(rng, n_t, tr, n_spikes)
     weights = rng.normal(0, 0.5, (6, n_v)).astype(np.float32)
     data += (params - params.mean(axis=0)).astype(np.float32) @ weights

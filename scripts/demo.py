@@ -27,9 +27,9 @@ def main(root="demo"):
     pred_out = root / "derivatives" / "strokefc-predict"
     t0 = time.time()
     if not (bids / "dataset_description.json").exists():
-        run("simulate a 24-patient cohort (4 mm grid, 120 volumes)",
+        run("simulate a 24-patient cohort (4 mm grid, 200 volumes)",
             [BIN / "strokefc-simulate", bids, "--n-subjects", 24, "--resolution", 4,
-             "--n-volumes", 120, "--seed", 1])
+             "--n-volumes", 200, "--seed", 1])
     run("participant level (dFC maps)", [BIN / "strokefc", bids, out, "participant",
                                          "--work-dir", work, "--nprocs", 2])
     run("group level (cross-validated CNN + linear baseline, final model)",

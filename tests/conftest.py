@@ -30,3 +30,25 @@ def shared_data():
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def simulate(root: Path, **kwargs) -> Path:
+    """A generated cohort (raw BIDS + fMRIPrep derivatives) under ``root/bids``."""
+    from bids_app.simulate import simulate_cohort
+
+    bids = root / "bids"
+    defaults = {"n_subjects": 4, "resolution": 4, "n_volumes": 200, "seed": 1}
+    simulate_cohort(bids, **{**defaults, **kwargs})
+    return bids
+
+
+@pytest.fixture(scope="session")
+def cohort(tmp_path_factory):
+    """Four patients on the 4 mm grid, 200 volumes (read-only for tests: copy before altering)."""
+    return simulate(tmp_path_factory.mktemp("cohort"))
+
+
+def run_cli(*args) -> int:
+    from bids_app.cli import main
+
+    return main([str(a) for a in args])

@@ -191,7 +191,8 @@ def init_participant_wf(*, subject, runs, config, lesion_side, lesion_source, la
     outputnode = pe.Node(niu.IdentityInterface(fields=["dfcsd", "prediction"]), name="outputnode")
     static = {"LesionHemisphere": lesion_side, "LesionHemisphereSource": lesion_source,
               "SeedName": "ipsiM1", "Space": runs[0].entities.get("space"),
-              "SoftwareVersions": software_versions()}
+              # BIDS defines SoftwareVersions as a string
+              "SoftwareVersions": "; ".join(f"{k} {v}" for k, v in software_versions().items())}
     run_wfs = [init_dfc_wf(run=run, config=config, lesion_side=lesion_side, static_meta=static,
                            lesion_mask=lesion_mask) for run in runs]
     wf.add_nodes(run_wfs)
@@ -215,7 +216,7 @@ def init_participant_wf(*, subject, runs, config, lesion_side, lesion_source, la
                     (aggregate, outputnode, [("out_file", "dfcsd")])])
         ds_subject = pe.Node(DerivativesDataSink(
             base_directory=str(config.output_dir), source_file=[str(r.bold) for r in runs],
-            seed="ipsiM1", stat="dfcsd", suffix="boldmap", dismiss_entities=["desc"],
+            seed="ipsiM1", stat="dfcsd", suffix="boldmap", dismiss_entities=["desc", "session"],
             compress=True, Units="Fisher z"), name="ds_subject_dfcsd", run_without_submitting=True)
         wf.connect([(aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")])])
         subject_map_src, subject_map_field = aggregate, "out_file"
@@ -228,7 +229,7 @@ def init_participant_wf(*, subject, runs, config, lesion_side, lesion_source, la
                                          dfc_params=_dfc_params(config)), name="predict")
         ds_pred = pe.Node(DerivativesDataSink(
             base_directory=str(config.output_dir), source_file=[str(r.bold) for r in runs],
-            desc="ulfma", suffix="prediction", dismiss_entities=["space", "res", "desc"]),
+            desc="ulfma", suffix="prediction", dismiss_entities=["space", "res", "desc", "session"]),
             name="ds_prediction", run_without_submitting=True)
         wf.connect([(subject_map_src, predict, [(subject_map_field, "in_file")]),
                     (run_wfs[0], predict, [("outputnode.meta", "meta")]),

@@ -1,0 +1,108 @@
+"""Participant level end to end on generated cohorts: outputs, sidecars, validator, planted effect."""
+
+import json
+import subprocess
+
+import nibabel as nb
+import numpy as np
+import pytest
+from conftest import run_cli, simulate
+
+from bids_app.participant_level import validator_executable
+from workflows.seeds import atlas_region_mask
+
+pytestmark = pytest.mark.integration
+SPACE = "MNI152NLin2009cAsym"
+STATS = ("dfcsd", "dfcmean", "fc")
+
+
+@pytest.fixture(scope="module")
+def finished(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("participant") / "out"
+    code = run_cli(cohort, out, "participant", "--work-dir", out.parent / "work", "--nprocs", 2)
+    return cohort, out, code
+
+
+def _map(out, label, stat):
+    return out / f"sub-{label}" / "func" / f"sub-{label}_task-rest_space-{SPACE}_seed-ipsiM1_stat-{stat}_boldmap.nii.gz"
+
+
+def test_every_subject_gets_maps_masks_tables_and_a_report(finished):
+    bids, out, code = finished
+    assert code == 0
+    for label in ("01", "02", "03", "04"):
+        for stat in STATS:
+            img = nb.load(_map(out, label, stat))
+            data = img.get_fdata()
+            assert img.shape == (49, 58, 49) and np.isfinite(data).all() and data.any()
+        func = out / f"sub-{label}" / "func"
+        assert (func / f"sub-{label}_task-rest_space-{SPACE}_desc-ipsiM1_mask.nii.gz").exists()
+        assert (func / f"sub-{label}_task-rest_seed-ipsiM1_desc-windows_timeseries.tsv").exists()
+        assert (out / f"sub-{label}.html").stat().st_size > 10_000
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "strokefc"
+    assert (out / "logs" / "CITATION.md").read_text().count("sliding") >= 1
+
+
+def test_sidecars_hold_every_parameter(finished):
+    _, out, _ = finished
+    meta = json.loads(_map(out, "01", "dfcsd").with_suffix("").with_suffix(".json").read_text())
+    for key in ("Sources", "Denoising", "Seed", "LesionHemisphere", "LesionHemisphereSource",
+                "WindowLength_vol", "WindowLength_s", "WindowStep_vol", "WindowShape", "WindowsKept",
+                "WindowsDropped", "MinWindowCoverage", "SoftwareVersions"):
+        assert key in meta, key
+    den = meta["Denoising"]
+    for key in ("Strategy", "HighPass_Hz", "LowPass_Hz", "SmoothingFWHM_mm", "VolumesCensored",
+                "DummyScans", "ConfoundColumns"):
+        assert key in den, key
+    assert den["DummyScans"] == 2 and len(den["ConfoundColumns"]) == 26  # 24 motion + WM + CSF
+    assert meta["Seed"]["source"] == "atlas" and meta["Seed"]["atlas"] == "HCPEx"
+    assert meta["WindowLength_vol"] == 30 and meta["WindowsKept"] == 200 - 2 - 30 + 1
+    assert all(s.startswith("bids:fmriprep:") for s in meta["Sources"])
+
+
+def test_official_bids_validator_accepts_the_outputs(finished):
+    _, out, _ = finished
+    exe = validator_executable()
+    assert exe, "bids-validator-deno is a test dependency (setup.cfg [test])"
+    proc = subprocess.run([exe, str(out), "--ignoreWarnings"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+def _region_sd(img, atlas, name):
+    mask = np.asarray(atlas_region_mask(atlas, [name], img).dataobj) > 0
+    return float(img.get_fdata()[mask].mean())
+
+
+def test_planted_effect_is_found_and_follows_the_lesion_side(finished):
+    """Severe patients carry a time-varying coupling between ipsilesional M1 and ipsilesional
+    thalamus/SMA: their dFC SD there exceeds the contralesional homologue and the mild patients'."""
+    bids, out, _ = finished
+    truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]
+    contrast = {}
+    for label, t in truth.items():
+        img = nb.load(_map(out, label, "dfcsd"))
+        ipsi, contra = t["lesion_hemisphere"], "R" if t["lesion_hemisphere"] == "L" else "L"
+        contrast[label] = sum(_region_sd(img, "AAL", f"{r}_{ipsi}") - _region_sd(img, "AAL", f"{r}_{contra}")
+                              for r in ("Thalamus", "Supp_Motor_Area"))
+    severe = [lb for lb, t in truth.items() if t["group"] == "severe"]
+    mild = [lb for lb in truth if lb not in severe]
+    assert {truth[lb]["lesion_hemisphere"] for lb in severe} == {"L", "R"}  # both sides represented
+    assert all(contrast[lb] > 0.1 for lb in severe), contrast
+    assert min(contrast[lb] for lb in severe) > max(contrast[lb] for lb in mild), contrast
+
+
+def test_several_runs_give_a_weighted_subject_map(tmp_path):
+    bids = simulate(tmp_path, n_subjects=1, n_runs=2, n_sessions=1, n_volumes=60, seed=5)
+    out = tmp_path / "out"
+    assert run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--window-length", "20vol",
+                   "--skip-bids-validation") == 0
+    func = out / "sub-01" / "ses-1" / "func"
+    runs = [nb.load(func / f"sub-01_ses-1_task-rest_run-{r}_space-{SPACE}_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz")
+            for r in (1, 2)]
+    subject = sorted(out.glob("sub-01/func/sub-01_task-rest_space-*_stat-dfcsd_boldmap.nii.gz"))
+    assert len(subject) == 1
+    meta = json.loads(subject[0].with_suffix("").with_suffix(".json").read_text())
+    weights = np.asarray(meta["RunWeights_windows"], float)
+    expected = sum(w * r.get_fdata() for w, r in zip(weights, runs)) / weights.sum()
+    assert np.allclose(nb.load(subject[0]).get_fdata(), expected, atol=1e-5)
