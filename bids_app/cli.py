@@ -272,8 +272,16 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=min(level, logging.INFO), format="%(asctime)s %(name)s %(levelname)s: "
                         "%(message)s", datefmt="%H:%M:%S")
     logging.getLogger("strokefc").setLevel(logging.INFO)
-    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(name).setLevel(level if verbose else logging.WARNING)
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    # nipype re-applies its own levels when a workflow runs: set them through its config, and keep
+    # its records off the root handler (nipype has its own), which would print each line twice
+    nipype_level = logging.getLevelName(level if verbose else logging.WARNING)
+    for key in ("workflow_level", "interface_level", "utils_level"):
+        nipype_config.set("logging", key, nipype_level)
+    nipype_logging.update_logging(nipype_config)
+    logging.getLogger("nipype").propagate = False
 
 
 def main(argv=None) -> int:

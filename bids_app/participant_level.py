@@ -80,6 +80,10 @@ def plan_subject(config: RunConfig, label: str, participants: dict | None, layou
 
     runs = queries.collect_runs(config.fmriprep_dir, label, task=config.task_id, space=config.space,
                                 res=config.res, filters=config.bids_filters, layout=layout)
+    from bids_app.preflight import check_run
+
+    for run in runs:
+        check_run(run, config.window_length)
     tsv_side = None
     where = f"{config.bids_dir / 'participants.tsv'}, participant sub-{label}"
     if participants is not None:
@@ -176,6 +180,12 @@ def run_participant_level(config: RunConfig) -> int:
         if not config.lesion_dir:
             raise
         participants = None  # lesion masks can give the side on their own
+    if participants is not None and not config.lesion_dir and participants and \
+            not any(config.lesion_column in row for row in participants.values()):
+        raise InputError(f"participants.tsv has no {config.lesion_column!r} column",
+                         str(config.bids_dir / "participants.tsv"),
+                         "add the lesion side (L/R) per patient, name the column with --lesion-column, "
+                         "or give lesion masks with --lesion-dir")
     init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir)
     layout = queries._layout(config.fmriprep_dir)
 

@@ -51,4 +51,7 @@ def cohort(tmp_path_factory):
 def run_cli(*args) -> int:
     from bids_app.cli import main
 
-    return main([str(a) for a in args])
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as exc:  # argparse errors exit 2
+        return exc.code

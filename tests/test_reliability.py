@@ -1,0 +1,263 @@
+"""Bad inputs get a clear error (what, where, how to fix) and lose nothing; reruns, interrupted and
+concurrent runs are safe. Faults are injected into copies of a small generated cohort."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SHARED_DATA, run_cli, simulate
+
+pytestmark = pytest.mark.integration
+SPACE = "MNI152NLin2009cAsym"
+FAST = ("--window-length", "20vol", "--skip-bids-validation")
+STROKEFC = str(Path(sys.executable).parent / "strokefc")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """Eight short runs (60 volumes, 4 mm): enough for a 20-volume window."""
+    return simulate(tmp_path_factory.mktemp("faults"), n_subjects=8, n_volumes=60, seed=2)
+
+
+@pytest.fixture
+def bids(base, tmp_path):
+    dst = tmp_path / "bids"
+    shutil.copytree(base, dst)
+    return dst
+
+
+def _func(bids, label):
+    return bids / "derivatives" / "fmriprep" / f"sub-{label}" / "func"
+
+
+def _bold(bids, label):
+    return _func(bids, label) / f"sub-{label}_task-rest_space-{SPACE}_desc-preproc_bold.nii.gz"
+
+
+def _participants(bids):
+    return pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str)
+
+
+def _write_participants(bids, table, sep="\t"):
+    table.to_csv(bids / "participants.tsv", sep=sep, index=False)
+
+
+def _set(bids, label, column, value):
+    table = _participants(bids)
+    table.loc[table.participant_id == f"sub-{label}", column] = value
+    _write_participants(bids, table)
+
+
+def _append(path, text):
+    with open(path, "a") as fh:
+        fh.write(text)
+
+
+# (id, fault injected into the copy -> extra CLI args or None, analysis level, exit code, message)
+CASES = [
+    ("bids_dir missing", lambda b: shutil.rmtree(b), "participant", 2, "BIDS directory does not exist"),
+    ("no dataset_description", lambda b: (b / "dataset_description.json").unlink(), "participant", 2,
+     "dataset_description.json is missing"),
+    ("fmriprep dir missing", lambda b: ["--fmriprep-dir", b / "nothing"], "participant", 2,
+     "fMRIPrep derivatives folder does not exist"),
+    ("unknown participant", lambda b: ["--participant-label", "99"], "participant", 2,
+     r"sub-99 not found.*choose among: 01"),
+    ("label with ..", lambda b: ["--participant-label", "../01"], "participant", 2, "must be letters and digits"),
+    ("label with /", lambda b: ["--participant-label", "01/x"], "participant", 2, "must be letters and digits"),
+    ("no run in the space", lambda b: ["--participant-label", "01", "--space", "MNI152NLin6Asym"],
+     "participant", 1, "MNI152NLin6Asym"),
+    ("participants.tsv missing", lambda b: (b / "participants.tsv").unlink(), "participant", 2,
+     "participants.tsv is missing"),
+    ("ragged participants rows", lambda b: _append(b / "participants.tsv", "sub-09\t50\n"),
+     "participant", 2, "fields but the header has"),
+    ("comma-delimited participants", lambda b: _write_participants(b, _participants(b), sep=","),
+     "participant", 2, "tab-separated"),
+    ("no lesion column", lambda b: _write_participants(b, _participants(b).drop(columns="lesion_hemisphere")),
+     "participant", 2, "lesion_hemisphere"),
+    ("lesion side not L/R", lambda b: _set(b, "01", "lesion_hemisphere", "middle"), "participant", 1,
+     "not one of L, R"),
+    ("duplicated participant", lambda b: _write_participants(b, pd.concat([_participants(b)] * 2)),
+     "participant", 2, "listed twice"),
+    ("UL-FMA out of range", lambda b: _set(b, "03", "ul_fma", "80"), "group", 2, r"80 of sub-03 is outside 0\.\.66"),
+    ("UL-FMA not a number", lambda b: _set(b, "03", "ul_fma", "mild"), "group", 2,
+     "'mild' of sub-03 is not a number"),
+    ("no label column", lambda b: _write_participants(b, _participants(b).drop(columns="ul_fma")), "group", 2,
+     "no 'ul_fma' column"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_a_clear_error(case, bids, tmp_path, capsys):
+    _, fault, level, code, message = case
+    extra = fault(bids) or []
+    result = run_cli(bids, tmp_path / "out", level, *extra, "--work-dir", tmp_path / "work", *FAST)
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert result == code, text
+    assert re.search(message, text), text
+    assert "Traceback" not in text
+    if code == 2:
+        assert "How to fix" in text or "error:" in text
+
+
+def _extract(tarball, dst):
+    with tarfile.open(tarball) as tar:
+        tar.extractall(dst, filter="data")
+    return dst
+
+
+def test_old_fmriprep_naming_is_refused_clearly(tmp_path, capsys):
+    root = _extract(SHARED_DATA / "fmriprep-layouts" / "bids-examples_synthetic_derivatives_fmriprep.tar.gz",
+                    tmp_path)
+    fmriprep = root / "synthetic" / "derivatives" / "fmriprep"
+    (fmriprep / "participants.tsv").write_text("participant_id\tlesion_hemisphere\nsub-01\tL\n")
+    assert run_cli(fmriprep, tmp_path / "out", "participant", "--participant-label", "01",
+                   "--skip-bids-validation", "--work-dir", tmp_path / "w") != 0
+    text = capsys.readouterr()
+    assert "fMRIPrep" in text.err + text.out and "Traceback" not in text.err
+
+
+def test_placeholder_images_name_the_empty_file(tmp_path, capsys):
+    root = _extract(SHARED_DATA / "fmriprep-layouts" / "bids-examples_ds000001-fmriprep.tar.gz", tmp_path)
+    fmriprep = root / "ds000001-fmriprep"
+    (fmriprep / "participants.tsv").write_text("participant_id\tlesion_hemisphere\nsub-16\tL\n")
+    code = run_cli(fmriprep, tmp_path / "out", "participant", "--participant-label", "16",
+                   "--task-id", "balloonanalogrisktask", "--skip-bids-validation", "--work-dir", tmp_path / "w")
+    text = capsys.readouterr()
+    assert code != 0
+    assert "empty" in (text.out + text.err) and "sub-16" in (text.out + text.err)
+    assert "Traceback" not in text.err
+
+
+def test_faulty_subjects_fail_alone_with_a_summary(bids, tmp_path, capsys):
+    """One run, eight subjects, six of them broken in different ways: the two sound subjects finish,
+    the summary names each failure and its reason, the exit code is 1, failed subjects leave no maps."""
+    bold = _bold(bids, "01")
+    bold.write_bytes(bold.read_bytes()[: bold.stat().st_size // 2])                  # truncated gzip
+    conf = _func(bids, "02") / "sub-02_task-rest_desc-confounds_timeseries.tsv"
+    pd.read_csv(conf, sep="\t").drop(columns=["csf"]).to_csv(conf, sep="\t", index=False, na_rep="n/a")
+    img = nb.load(_bold(bids, "03"))                                                   # NaN voxels
+    data = img.get_fdata(dtype=np.float32)
+    data[20:23, 30:33, 20:23, :] = np.nan
+    nan_img = nb.Nifti1Image(data, img.affine, img.header)
+    nan_img.set_data_dtype(np.float32)  # int16 would store NaN as 0
+    nan_img.to_filename(_bold(bids, "03"))
+    img = nb.load(_bold(bids, "04"))                                                   # a 3D image
+    nb.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine).to_filename(_bold(bids, "04"))
+    mask = _func(bids, "05") / f"sub-05_task-rest_space-{SPACE}_desc-brain_mask.nii.gz"
+    nb.Nifti1Image(np.ones((40, 40, 40), np.uint8), np.eye(4)).to_filename(mask)     # another grid
+    conf = _func(bids, "06") / "sub-06_task-rest_desc-confounds_timeseries.tsv"
+    table = pd.read_csv(conf, sep="\t")
+    table.iloc[:-5].to_csv(conf, sep="\t", index=False, na_rep="n/a")                 # rows != volumes
+    _bold(bids, "07").write_bytes(b"")                                                # empty file
+
+    out = tmp_path / "out"
+    code = run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--nprocs", 2, *FAST)
+    text = capsys.readouterr().out
+    assert code == 1
+    summary = text.split("Failed participants:")[1]
+    expected = {"01": "truncated or corrupt", "02": "could not load the fMRIPrep confounds",
+                "04": "3D", "05": "different grids", "06": "55 rows but the BOLD has 60", "07": "empty"}
+    for label, reason in expected.items():
+        line = next(ln for ln in summary.splitlines() if ln.strip().startswith(f"sub-{label}:"))
+        assert reason in line, line
+    for label in ("03", "08"):
+        maps = sorted(out.glob(f"sub-{label}/func/*_stat-dfcsd_boldmap.nii.gz"))
+        assert maps and np.isfinite(nb.load(maps[0]).get_fdata()).all()
+        assert (out / f"sub-{label}.html").exists()
+    meta = json.loads(next(out.glob("sub-03/func/*_stat-dfcsd_boldmap.json")).read_text())
+    assert meta["Denoising"]["NonFiniteVoxelsExcluded"] == 27
+    for label in expected:
+        assert not list(out.glob(f"sub-{label}/**/*.nii.gz")), label
+    assert "Traceback" not in text
+
+
+def test_fewer_volumes_than_one_window(bids, tmp_path, capsys):
+    code = run_cli(bids, tmp_path / "out", "participant", "--participant-label", "01",
+                   "--work-dir", tmp_path / "w", "--window-length", "61vol", "--skip-bids-validation")
+    assert code == 1
+    assert "fewer than one window (61 volumes)" in capsys.readouterr().out
+
+
+def _maps(out):
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.glob("sub-*/**/*.nii.gz"))}
+
+
+def _run(bids, out, work, label):
+    return subprocess.Popen([STROKEFC, str(bids), str(out), "participant", "--participant-label", label,
+                             "--work-dir", str(work), *FAST], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def reference(base, tmp_path_factory):
+    """An uninterrupted run of sub-01."""
+    root = tmp_path_factory.mktemp("reference")
+    proc = _run(base, root / "out", root / "work", "01")
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    return root / "out"
+
+
+def test_rerun_gives_byte_identical_maps(base, reference, tmp_path):
+    proc = _run(base, tmp_path / "out", tmp_path / "work", "01")
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    ref, new = _maps(reference), _maps(tmp_path / "out")
+    assert ref and ref.keys() == new.keys()
+    assert all(ref[k] == new[k] for k in ref), [str(k) for k in ref if ref[k] != new[k]]
+
+
+def test_killed_run_resumes_to_the_same_outputs(base, reference, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = _run(base, out, work, "01")
+    deadline = time.time() + 300
+    while not list(work.glob("**/denoise/result_denoise.pklz")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(out.glob("sub-01/func/*_stat-dfcsd_boldmap.nii.gz"))  # killed before the maps
+    proc = _run(base, out, work, "01")
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    assert _maps(out) == _maps(reference)
+    assert not list(out.rglob("*.tmp*"))
+
+
+def test_concurrent_runs_share_one_output_folder(base, tmp_path):
+    out = tmp_path / "out"
+    procs = [_run(base, out, tmp_path / f"work{lb}", lb) for lb in ("01", "02")]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0], [p.stdout.read() for p in procs]
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    for label in ("01", "02"):
+        assert list(out.glob(f"sub-{label}/func/*_stat-dfcsd_boldmap.nii.gz"))
+        assert (out / f"sub-{label}.html").exists()
+
+
+def test_read_only_output_dir_is_refused(bids, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:  # root ignores permission bits: mount a read-only file system instead
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                              capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("running as root without permission to mount a read-only file system")
+    else:
+        ro.chmod(0o555)
+    try:
+        code = run_cli(bids, ro / "out", "participant", "--work-dir", tmp_path / "w", *FAST)
+        text = capsys.readouterr().err
+        assert code == 2 and "cannot be written" in text and "Traceback" not in text
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(ro)], check=False)
