@@ -148,6 +148,8 @@ def update_predictions_table(config: RunConfig, subjects: list[str]) -> Path:
             old = old[~old["participant_id"].isin(new["participant_id"])]
         merged = pd.concat([old, new.astype(str)], ignore_index=True) if not new.empty else old
         if "participant_id" in merged:
+            first = [c for c in ("participant_id", "prob_severe", "predicted_class") if c in merged]
+            merged = merged[first + [c for c in merged.columns if c not in first]]
             merged = merged.sort_values("participant_id")
         atomic_write_text(table, merged.to_csv(sep="\t", index=False))
     return table

@@ -106,7 +106,7 @@ def simulate_run(rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: fl
     data[:, regions["motor"]] += 0.5 * motor[:, None].astype(np.float32)
     data[:, regions["seed"]] += 0.8 * seed_sig[:, None].astype(np.float32)
     phase = rng.uniform(0, 2 * np.pi)
-    period = rng.uniform(120, 180)
+    period = n_t * tr / rng.uniform(2.5, 3.5)  # about three switches per run, whatever its length
     # slow switches between positive and negative coupling (a smoothed square wave), minutes apart
     coupling = np.clip(0.1 + amplitude * np.tanh(3 * np.sin(2 * np.pi * t / period + phase)), -0.95, 0.95)
     for name, sel in regions.items():
@@ -214,7 +214,7 @@ def simulate_cohort(out_dir, *, n_subjects=24, resolution=4, n_volumes=120, tr=2
                               "Levels": {"L": "left", "R": "right"}},
         "ul_fma": {"Description": "Fugl-Meyer Assessment, upper limb motor score (0-66)",
                    "Units": "score"}})
-    _write_json(out / f"task-rest_bold.json", {"TaskName": "rest", "RepetitionTime": tr})
+    _write_json(out / "task-rest_bold.json", {"TaskName": "rest", "RepetitionTime": tr})
     fmriprep = out / "derivatives" / "fmriprep"
     _write_json(fmriprep / "dataset_description.json", {
         "Name": "fMRIPrep - fMRI PREProcessing workflow (simulated)", "BIDSVersion": "1.9.0",

@@ -39,8 +39,12 @@ def main(root="demo"):
         [BIN / "strokefc", bids, pred_out, "participant", "--participant-label", "01", "02",
          "--model", out / "model", "--work-dir", root / "work-predict", "--nprocs", 2])
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Reports:")
-    for path in sorted(out.glob("*.html")) + sorted(pred_out.glob("*.html")):
-        print(f"  {path}")
+    subjects = sorted(out.glob("sub-*.html"))
+    print(f"  group (cross-validation, model, group maps): {out / 'group.html'}")
+    print(f"  participants ({len(subjects)}): {subjects[0]} ... {subjects[-1].name}")
+    for path in sorted(pred_out.glob("sub-*.html")):
+        print(f"  with the model's prediction: {path}")
+    print(f"Predictions table: {pred_out / 'predictions.tsv'}")
     print(f"Methods text: {out / 'logs' / 'CITATION.md'}")
 
 
