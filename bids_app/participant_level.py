@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,9 +74,8 @@ def select_subjects(config: RunConfig) -> list[str]:
 
 def plan_subject(config: RunConfig, label: str, participants: dict | None, layout=None) -> SubjectPlan:
     """Runs, lesion side (participants.tsv and/or lesion mask) and label of one subject."""
-    from workflows.seeds import find_lesion_mask, lesion_mask_side, resolve_lesion_side
-
     from workflows.lesion import normalise_hemisphere
+    from workflows.seeds import find_lesion_mask, lesion_mask_side, resolve_lesion_side
 
     runs = queries.collect_runs(config.fmriprep_dir, label, task=config.task_id, space=config.space,
                                 res=config.res, filters=config.bids_filters, layout=layout)

@@ -3,8 +3,14 @@
 import json
 import os
 
-from nipype.interfaces.base import (BaseInterfaceInputSpec, Directory, File, SimpleInterface,
-                                    TraitedSpec, traits)
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    Directory,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
 
 
 class _PredictInputSpec(BaseInterfaceInputSpec):
