@@ -23,6 +23,12 @@ def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, spac
     from workflows.model_io import check_card_compatible, load_model
 
     model, card = load_model(model_dir)
+    if card.get("input", {}).get("samples", "maps") != "maps":
+        from bids_app.errors import InputError
+
+        raise InputError("this model was trained on single-window maps (--samples windows); prediction "
+                         "from a subject's dFC variability map needs a model trained with --samples maps",
+                         str(model_dir), "retrain the group level with --samples maps (the default)")
     img = nb.load(str(map_file))
     check_card_compatible(card, space=space, grid_shape=tuple(img.shape[:3]),
                           dfc_params=shared_parameters(meta))
