@@ -6,7 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The real data shared with the project (never copied into the repository): ../shared/data, or
+#: STROKEFC_SHARED_DATA when the checkout lives elsewhere.
+SHARED_DATA = Path(os.environ.get("STROKEFC_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -16,7 +16,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, run_cli, simulate
+from conftest import run_cli, simulate
 
 pytestmark = pytest.mark.integration
 SPACE = "MNI152NLin2009cAsym"
@@ -126,8 +126,8 @@ def _extract(tarball, dst):
     return dst
 
 
-def test_old_fmriprep_naming_is_refused_clearly(tmp_path, capsys):
-    root = _extract(SHARED_DATA / "fmriprep-layouts" / "bids-examples_synthetic_derivatives_fmriprep.tar.gz",
+def test_old_fmriprep_naming_is_refused_clearly(shared_data, tmp_path, capsys):
+    root = _extract(shared_data / "fmriprep-layouts" / "bids-examples_synthetic_derivatives_fmriprep.tar.gz",
                     tmp_path)
     fmriprep = root / "synthetic" / "derivatives" / "fmriprep"
     (fmriprep / "participants.tsv").write_text("participant_id\tlesion_hemisphere\nsub-01\tL\n")
@@ -137,8 +137,8 @@ def test_old_fmriprep_naming_is_refused_clearly(tmp_path, capsys):
     assert "fMRIPrep" in text.err + text.out and "Traceback" not in text.err
 
 
-def test_placeholder_images_name_the_empty_file(tmp_path, capsys):
-    root = _extract(SHARED_DATA / "fmriprep-layouts" / "bids-examples_ds000001-fmriprep.tar.gz", tmp_path)
+def test_placeholder_images_name_the_empty_file(shared_data, tmp_path, capsys):
+    root = _extract(shared_data / "fmriprep-layouts" / "bids-examples_ds000001-fmriprep.tar.gz", tmp_path)
     fmriprep = root / "ds000001-fmriprep"
     (fmriprep / "participants.tsv").write_text("participant_id\tlesion_hemisphere\nsub-16\tL\n")
     code = run_cli(fmriprep, tmp_path / "out", "participant", "--participant-label", "16",
