@@ -1,0 +1,500 @@
+"""`make bench`: time strokefc's hot paths against references, print a table, write a dated results file.
+
+Four benchmarks (issue 7), each measured in one run of this script:
+
+1. ``kernel``: the vectorised sliding-window dFC (``workflows.dfc.sliding_window_dfc``) on a fMRIPrep
+   ``res-2`` run (97x115x97, ~230k brain voxels, 240 volumes, window 30, step 1) against the naive
+   per-window ``numpy.corrcoef`` reference (timed on a voxel subset and scaled linearly in voxels, since
+   its cost is linear in voxels) and against the floor of loading the BOLD ``.nii.gz`` into float32.
+2. ``participant``: the participant level end to end (1 subject, same run, ``--nprocs 2``): wall time,
+   peak RSS summed over the whole process tree (sampled from ``/proc``), and each Nipype node's share.
+3. ``group``: the group level on the 69-subject generator cohort (4 mm, 200 volumes) with default CV
+   settings: wall time, CNN training throughput, and inference time per subject.
+4. ``scaling``: the participant level for 1, 2 and 4 subjects (4 mm, 200 volumes, ``--nprocs 2``).
+
+Generated data and work folders live in ``--cache`` (default ``/tmp/strokefc-bench``, outside the
+repository); simulated cohorts are reused between runs, work and output folders are always fresh.
+The machine may be shared: the load average at the start is recorded, and figures are upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+
+SECTIONS = ("kernel", "participant", "group", "scaling")
+FULL = {"res": 2, "vols": 240, "naive_voxels": 5000, "group_n": 69, "group_vols": 200,
+        "scale_res": 4, "scale_vols": 200, "scale_n": (1, 2, 4), "cv_repeats": None, "epochs": None}
+QUICK = {"res": 4, "vols": 100, "naive_voxels": 1000, "group_n": 12, "group_vols": 100,
+         "scale_res": 4, "scale_vols": 100, "scale_n": (1, 2), "cv_repeats": 1, "epochs": 3}
+NODE_RE = re.compile(r'\[Node\] Finished "([^"]+)", elapsed time ([0-9.]+)s')
+
+
+# ----------------------------------------------------------------------------- measuring helpers
+def best_of(fn, repeats: int) -> tuple[float, object]:
+    """Fastest of ``repeats`` calls (s) and the last result: the minimum is the least load-disturbed."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """Sum of VmRSS over ``root`` and all its descendants (read from /proc; no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_measured(cmd: list, log_file: Path, interval: float = 0.1) -> dict:
+    """Run ``cmd``; return wall time (s), peak process-tree RSS (bytes), exit code. Output to ``log_file``."""
+    cmd = [str(c) for c in cmd]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_file, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        peak = [0]
+
+        def sample():
+            while proc.poll() is None:
+                peak[0] = max(peak[0], _tree_rss_bytes(proc.pid))
+                time.sleep(interval)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        code = proc.wait()
+        wall = time.perf_counter() - t0
+        sampler.join()
+    if code != 0:
+        raise RuntimeError(f"exit {code}; see {log_file}: {' '.join(cmd)}")
+    return {"wall_s": wall, "peak_rss": peak[0], "log": str(log_file)}
+
+
+def node_times(log_file: Path) -> dict[str, float]:
+    """Summed elapsed time per Nipype node name (the ``-v`` log's ``[Node] Finished`` lines)."""
+    out: dict[str, float] = {}
+    for name, sec in NODE_RE.findall(Path(log_file).read_text(errors="replace")):
+        base = re.sub(r"^_?(.*?)\d*$", r"\1", name)  # MapNode children "_cv_fold3" -> "cv_fold"
+        out[base] = out.get(base, 0.0) + float(sec)
+    return out
+
+
+def simulate(cache: Path, name: str, n: int, res: int, vols: int) -> Path:
+    """A cached ``strokefc-simulate`` cohort (seed 1); regenerated only if missing or incomplete."""
+    bids = cache / name
+    stamp = bids / ".complete"
+    if not stamp.exists():
+        shutil.rmtree(bids, ignore_errors=True)
+        print(f"  simulating {name}: {n} subject(s), {res} mm, {vols} volumes ...", flush=True)
+        cmd = [BIN / "strokefc-simulate", bids, "--n-subjects", n, "--resolution", res, "--n-volumes", vols,
+               "--seed", 1]
+        subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
+        stamp.write_text("")
+    return bids
+
+
+def fresh(*paths: Path) -> None:
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def participant_cmd(bids: Path, out: Path, work: Path, labels=None, extra=()) -> list:
+    cmd = [BIN / "strokefc", bids, out, "participant", "--work-dir", work, "--nprocs", 2, "-v", *extra]
+    if labels:
+        cmd += ["--participant-label", *labels]
+    return cmd
+
+
+def gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB"
+
+
+# ----------------------------------------------------------------------------- benchmarks
+def bench_kernel(cache: Path, p: dict) -> dict:
+    """Vectorised dFC vs naive per-window corrcoef vs loading the BOLD into float32."""
+    import nibabel as nb
+
+    from workflows.dfc import naive_sliding_window_dfc, sliding_window_dfc
+
+    bids = simulate(cache, f"single_{p['res']}mm_{p['vols']}", 1, p["res"], p["vols"])
+    func = bids / "derivatives" / "fmriprep" / "sub-01" / "func"
+    bold = next(func.glob("*desc-preproc_bold.nii.gz"))
+    mask_file = next(func.glob("*desc-brain_mask.nii.gz"))
+    t_load, img_data = best_of(lambda: nb.load(str(bold)).get_fdata(dtype=np.float32), 3)
+    mask = np.asarray(nb.load(str(mask_file)).dataobj) > 0
+    data = np.ascontiguousarray(img_data[mask].T)  # (T, V) float32, as the pipeline hands it over
+    del img_data
+    n_t, n_v = data.shape
+    rng = np.random.default_rng(0)
+    seed = data[:, rng.choice(n_v, 50, replace=False)].mean(axis=1).astype(np.float64)
+    t_vec, res = best_of(lambda: sliding_window_dfc(seed, data, length=30, step=1), 3)
+    n_sub = min(p["naive_voxels"], n_v)
+    sub = np.sort(rng.choice(n_v, n_sub, replace=False))
+    t_naive_sub, z_naive = best_of(lambda: naive_sliding_window_dfc(seed, data[:, sub], length=30, step=1), 1)
+    t_naive = t_naive_sub * n_v / n_sub
+    err = float(np.nanmax(np.abs(z_naive.std(axis=0, ddof=1) - res.sd[sub])))
+    return {"grid": "x".join(map(str, mask.shape)), "n_voxels": int(n_v), "n_volumes": int(n_t),
+            "n_windows": int(n_t - 30 + 1), "load_s": t_load, "vectorised_s": t_vec,
+            "naive_subset_voxels": int(n_sub), "naive_subset_s": t_naive_sub, "naive_s": t_naive,
+            "speedup_vs_naive": t_naive / t_vec, "kernel_over_load": t_vec / t_load,
+            "max_abs_sd_diff": err, "bold_gz_mb": bold.stat().st_size / 1e6}
+
+
+def bench_participant(cache: Path, p: dict) -> dict:
+    """Participant level end to end on one subject; wall, tree peak RSS and node shares."""
+    bids = simulate(cache, f"single_{p['res']}mm_{p['vols']}", 1, p["res"], p["vols"])
+    run_dir = cache / "runs" / "participant"
+    fresh(run_dir)
+    run_dir.mkdir(parents=True)
+    r = run_measured(participant_cmd(bids, run_dir / "out", run_dir / "work"), run_dir / "log.txt")
+    nodes = node_times(run_dir / "log.txt")
+    r["nodes"] = dict(sorted(nodes.items(), key=lambda kv: -kv[1]))
+    r["node_sum_s"] = sum(nodes.values())
+    return r
+
+
+def _group_epochs(run_dir: Path, out: Path, n: int) -> dict:
+    """Folds run and mean epochs actually trained (early stopping), from the fold JSON files."""
+    folds = sorted((run_dir / "work").rglob("fold_r*_f*.json"))
+    epochs = []
+    for f in folds:
+        curves = json.loads(f.read_text()).get("curves", {})
+        stack = list(curves.values()) if isinstance(curves, dict) else [curves]
+        while stack:
+            c = stack.pop()
+            if isinstance(c, dict):
+                stack.extend(c.values())
+            elif isinstance(c, list) and c and isinstance(c[0], dict) and "epoch" in c[0]:
+                epochs.append(len(c))
+            elif isinstance(c, list):
+                stack.extend(c)
+    return {"n_folds": len(folds), "mean_epochs": float(np.mean(epochs)) if epochs else float("nan")}
+
+
+def _group_training(run_dir: Path, out: Path, n: int) -> dict:
+    """CNN training throughput: ``train_model`` for 3 epochs on the prepared inputs, 1 torch thread."""
+    import torch
+
+    from workflows.cnn import TrainSettings, train_model, validation_split
+
+    d = np.load(next((run_dir / "work").rglob("group_inputs.npz")))
+    x, y, groups = d["x"], d["y"], d["groups"]
+    torch.set_num_threads(1)  # as in the parallel fold nodes
+    n_ep = 3
+    settings = TrainSettings(epochs=n_ep, min_epochs=n_ep, patience=n_ep, seed=0)
+    is_val = validation_split(y, groups, settings.val_fraction, np.random.default_rng(0))
+    t_train, _ = best_of(lambda: train_model(x, y, groups, settings), 1)
+    return {"cnn_input_shape": "x".join(map(str, x.shape[1:])), "train_samples_per_epoch": int((~is_val).sum()),
+            "train_samples_per_s_1thread": n_ep * int((~is_val).sum()) / t_train}
+
+
+def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
+    """``predict_subject`` (load the safe model, check the card, regrid, forward) on up to 5 subjects."""
+    from bids_app.group_level import find_subject_map, sidecar
+    from workflows.prediction import predict_subject
+
+    times = []
+    for label in [f"{i:02d}" for i in range(1, min(n, 5) + 1)]:
+        map_file = find_subject_map(out, label)
+        meta = sidecar(map_file)
+        t0 = time.perf_counter()
+        predict_subject(map_file, out / "model", subject=label,
+                        lesion_side=meta["LesionHemisphere"], space=meta["Space"], meta=meta)
+        times.append(time.perf_counter() - t0)
+    return {"inference_s_per_subject": float(np.median(times)), "inference_s_first": times[0]}
+
+
+def bench_group(cache: Path, p: dict) -> dict:
+    """Group level (default CV) on the generator cohort; training throughput and inference per subject."""
+    n = p["group_n"]
+    bids = simulate(cache, f"cohort{n}_{p['group_vols']}", n, 4, p["group_vols"])
+    out = cache / f"cohort{n}_{p['group_vols']}_out"
+    prep_stamp = out / ".participant-complete"
+    nan = float("nan")
+    res: dict = {"n_subjects": n, "n_folds": 0, "mean_epochs": nan, "cnn_input_shape": "?",
+                 "train_samples_per_epoch": 0, "train_samples_per_s_1thread": nan,
+                 "inference_s_per_subject": nan, "inference_s_first": nan}
+    if not prep_stamp.exists():  # participant maps are a prerequisite, cached with the cohort
+        fresh(out, cache / f"cohort{n}_work")
+        print(f"  participant level for the {n}-subject cohort (prerequisite) ...", flush=True)
+        r = run_measured(participant_cmd(bids, out, cache / f"cohort{n}_work"), cache / f"cohort{n}_part.log")
+        out.mkdir(parents=True, exist_ok=True)
+        prep_stamp.write_text(json.dumps(r))
+    res["participant_prereq"] = json.loads(prep_stamp.read_text())
+
+    run_dir = cache / "runs" / "group"
+    fresh(run_dir, out / "model", out / "group")
+    run_dir.mkdir(parents=True)
+    cmd = [BIN / "strokefc", bids, out, "group", "--work-dir", run_dir / "work", "--nprocs", 2, "-v"]
+    if p["cv_repeats"]:
+        cmd += ["--cv-repeats", p["cv_repeats"]]
+    if p["epochs"]:
+        cmd += ["--epochs", p["epochs"]]
+    res.update(run_measured(cmd, run_dir / "log.txt"))
+    res["cv_repeats"] = p["cv_repeats"] or 5
+    res["nodes"] = node_times(run_dir / "log.txt")
+
+    for step in (_group_epochs, _group_training, _group_inference):  # a failure here keeps the wall time
+        try:
+            res.update(step(run_dir, out, n))
+        except Exception as exc:
+            traceback.print_exc()
+            res.setdefault("errors", []).append(f"{step.__name__}: {type(exc).__name__}: {exc}")
+    return res
+
+
+def bench_scaling(cache: Path, p: dict) -> dict:
+    """Participant level for 1, 2, 4 subjects: time per subject should stay flat."""
+    n_max = max(p["scale_n"])
+    bids = simulate(cache, f"scale{n_max}_{p['scale_res']}mm_{p['scale_vols']}", n_max, p["scale_res"],
+                    p["scale_vols"])
+    rows = []
+    for n in p["scale_n"]:
+        run_dir = cache / "runs" / f"scaling{n}"
+        fresh(run_dir)
+        run_dir.mkdir(parents=True)
+        labels = [f"{i:02d}" for i in range(1, n + 1)]
+        r = run_measured(participant_cmd(bids, run_dir / "out", run_dir / "work", labels), run_dir / "log.txt")
+        rows.append({"n": n, "wall_s": r["wall_s"], "per_subject_s": r["wall_s"] / n,
+                     "peak_rss": r["peak_rss"]})
+    return {"rows": rows}
+
+
+# ----------------------------------------------------------------------------- reporting
+def machine_info() -> dict:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")),
+                 platform.processor())
+    versions = {}
+    for pkg in ("strokefc", "numpy", "scipy", "nibabel", "nilearn", "nipype", "niworkflows", "pybids", "torch"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "-"
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cores": os.cpu_count(), "load_avg_start": os.getloadavg(),
+            "python": platform.python_version(), "versions": versions, "commit": commit,
+            "kernel": platform.release()}
+
+
+def ok(flag: bool) -> str:
+    return "met" if flag else "MISSED"
+
+
+def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """(benchmark, measured, target, status) rows."""
+    rows = []
+    k = results.get("kernel")
+    if k:
+        rows += [
+            ("dFC kernel, vectorised", f"{k['vectorised_s']:.2f} s ({k['n_voxels']} vox x {k['n_windows']} win)",
+             "", ""),
+            ("  vs naive corrcoef", f"{k['speedup_vs_naive']:.0f}x faster (naive {k['naive_s']:.0f} s, scaled "
+             f"from {k['naive_subset_voxels']} vox)", ">= 20x", ok(k["speedup_vs_naive"] >= 20)),
+            ("  vs loading .nii.gz to float32", f"kernel/load = {k['kernel_over_load']:.2f} "
+             f"(load {k['load_s']:.2f} s)", "<= 1", ok(k["kernel_over_load"] <= 1)),
+        ]
+    pr = results.get("participant")
+    if pr:
+        rows += [("participant, 1 subject, wall", f"{pr['wall_s']:.1f} s", "< 60 s", ok(pr["wall_s"] < 60)),
+                 ("participant, peak RSS (tree)", gb(pr["peak_rss"]), "< 3 GB", ok(pr["peak_rss"] < 3e9))]
+    g = results.get("group")
+    if g:
+        rows += [(f"group, {g['n_subjects']} subj, {g['n_folds']} folds (x{g['cv_repeats']} rep), wall",
+                  f"{g['wall_s'] / 60:.1f} min", "< 10 min", ok(g["wall_s"] < 600)),
+                 ("  CNN training throughput", f"{g['train_samples_per_s_1thread']:.1f} samples/s per process "
+                  f"(1 thread, {g['cnn_input_shape']})", "", ""),
+                 ("  inference per subject", f"{g['inference_s_per_subject']:.2f} s", "< 1 s",
+                  ok(g["inference_s_per_subject"] < 1))]
+    s = results.get("scaling")
+    if s:
+        series = ", ".join(f"{r['n']}: {r['per_subject_s']:.1f}" for r in s["rows"])
+        per = [r["per_subject_s"] for r in s["rows"]]
+        rows.append(("scaling, s/subject (n: s)", series, "flat", ok(per[-1] <= per[0] * 1.2)))
+    return rows
+
+
+def render_table(rows) -> str:
+    widths = [max(len(r[i]) for r in rows + [("Benchmark", "Measured", "Target", "Status")]) for i in range(4)]
+    head = ("Benchmark", "Measured", "Target", "Status")
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def details(results: dict) -> str:
+    out = []
+    pr = results.get("participant")
+    if pr:
+        out.append("### Participant level: node shares (1 subject)\n")
+        out.append(f"Wall {pr['wall_s']:.1f} s; summed node time {pr['node_sum_s']:.1f} s (2 processes may "
+                   "overlap); the rest is start-up, BIDS validation, pybids indexing, workflow build and "
+                   "report assembly.\n")
+        out.append("| Node | Time (s) | Share of wall |\n|---|---|---|")
+        out += [f"| {n} | {t:.2f} | {100 * t / pr['wall_s']:.0f}% |" for n, t in pr["nodes"].items()]
+        out.append("")
+    g = results.get("group")
+    if g:
+        out.append("### Group level\n")
+        pre = g["participant_prereq"]
+        out.append(f"- Participant level for the {g['n_subjects']} subjects (prerequisite, not a target): "
+                   f"{pre['wall_s']:.0f} s, {pre['wall_s'] / g['n_subjects']:.1f} s/subject, "
+                   f"peak RSS {gb(pre['peak_rss'])}.")
+        out.append(f"- Group run peak RSS (tree): {gb(g['peak_rss'])}; mean epochs per fold (early stopping): "
+                   f"{g['mean_epochs']:.1f}.")
+        out.append(f"- Training throughput measured with `train_model` for 3 epochs on "
+                   f"{g['train_samples_per_epoch']} training samples, 1 torch thread (as in a fold node).")
+        out.append(f"- Inference: `predict_subject` (load safetensors model, check card, regrid, forward); "
+                   f"median of up to 5 subjects; first call {g['inference_s_first']:.2f} s.")
+        nodes = ", ".join(f"{n} {t:.0f} s" for n, t in sorted(g["nodes"].items(), key=lambda kv: -kv[1]))
+        out.append(f"- Node times (summed over MapNode children): {nodes}.")
+        if g["cv_repeats"] != 5 and "cv_fold" in g["nodes"]:
+            cv_share = g["nodes"]["cv_fold"] / 2  # fold nodes run two at a time
+            est = g["wall_s"] + (5 / g["cv_repeats"] - 1) * cv_share
+            out.append(f"- Run with --cv-repeats {g['cv_repeats']} (the default is 5). The folds are independent "
+                       f"nodes, so the default costs about {est / 60:.1f} min here (this wall plus "
+                       f"{5 / g['cv_repeats'] - 1:.0f}x the fold time divided by 2 processes); an estimate, "
+                       "not a measurement.")
+        out += [f"- Error: {e}" for e in g.get("errors", [])]
+        out.append("")
+    s = results.get("scaling")
+    if s:
+        out.append("### Scaling (participant level, --nprocs 2)\n")
+        out.append("| Subjects | Wall (s) | s/subject | Peak RSS |\n|---|---|---|---|")
+        out += [f"| {r['n']} | {r['wall_s']:.1f} | {r['per_subject_s']:.1f} | {gb(r['peak_rss'])} |"
+                for r in s["rows"]]
+        out.append("")
+    k = results.get("kernel")
+    if k:
+        out.append("### dFC kernel\n")
+        out.append(f"- Run: {k['grid']} grid, {k['n_voxels']} brain voxels, {k['n_volumes']} volumes, window 30, "
+                   f"step 1 ({k['n_windows']} windows); BOLD .nii.gz {k['bold_gz_mb']:.0f} MB.")
+        out.append(f"- Naive reference timed on {k['naive_subset_voxels']} random voxels "
+                   f"({k['naive_subset_s']:.1f} s) and scaled linearly to all voxels (its cost is linear "
+                   f"in voxels). Max |SD difference| vectorised vs naive on that subset: "
+                   f"{k['max_abs_sd_diff']:.1e} (Fisher z).")
+        out.append("- Vectorised and load: best of 3; naive: 1 run.\n")
+    for name, err in results.get("errors", {}).items():
+        out.append(f"- {name} failed: {err}")
+    return "\n".join(out)
+
+
+def write_results(info: dict, results: dict, args, table: str) -> Path:
+    today = dt.date.today().isoformat()
+    path = REPO / "benchmarks" / "results" / f"{today}{'-quick' if args.quick else ''}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    v = ", ".join(f"{k} {val}" for k, val in info["versions"].items())
+    la = ", ".join(f"{x:.2f}" for x in info["load_avg_start"])
+    text = f"""# strokefc benchmarks, {today}{' (--quick)' if args.quick else ''}
+
+- Machine: {info['cpu']}, {info['cores']} cores (Linux {info['kernel']})
+- Load average at start (1, 5, 15 min): {la}. The machine is shared with other jobs, so every time here
+  is an upper bound.
+- Python {info['python']}; {v}; commit {info['commit']}
+- Command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`; total {results['total_s'] / 60:.1f} min
+
+{table}
+
+{details(results)}
+Raw numbers:
+
+```json
+{json.dumps({k: v for k, v in results.items()}, indent=1, default=str)}
+```
+"""
+    path.write_text(text)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-bench"),
+                        help="cohorts (reused) and work folders (fresh each run)")
+    parser.add_argument("--cv-repeats", type=int, default=None,
+                        help="group level: override the CV repeats (default: the app's default, 5)")
+    parser.add_argument("--no-write", action="store_true", help="print only; no results file")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--only: unknown {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    p = dict(QUICK if args.quick else FULL)
+    if args.cv_repeats:
+        p["cv_repeats"] = args.cv_repeats
+    args.cache.mkdir(parents=True, exist_ok=True)
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, load average {info['load_avg_start']}", flush=True)
+    t0 = time.perf_counter()
+    results: dict = {}
+    errors: dict = {}
+    # the group level first: it is the longest, and run while the machine is freshest
+    for name in ("group", "kernel", "participant", "scaling"):
+        if name in only:
+            print(f"== {name}", flush=True)
+            t = time.perf_counter()
+            try:
+                results[name] = globals()[f"bench_{name}"](args.cache, p)
+            except Exception as exc:  # keep the other sections' figures; report the failure
+                traceback.print_exc()
+                errors[name] = f"{type(exc).__name__}: {exc}"
+            print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
+    results["total_s"] = time.perf_counter() - t0
+    results["load_avg_end"] = os.getloadavg()
+    if errors:
+        results["errors"] = errors
+    table = render_table(summary_rows(results))
+    print("\n" + table)
+    if not args.no_write:
+        print(f"\nwrote {write_results(info, results, args, table)}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
