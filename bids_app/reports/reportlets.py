@@ -124,7 +124,9 @@ def plot_carpet(bold_img_4d, denoised_TxV_array, mask_img, out_svg, tr) -> str:
     """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising."""
     bold_img_4d = nb.load(bold_img_4d) if isinstance(bold_img_4d, (str, os.PathLike)) else bold_img_4d
     mask = np.asarray(mask_img.dataobj) > 0
-    before = np.asarray(bold_img_4d.dataobj, dtype=np.float32)[mask].T  # (T, V)
+    from workflows.denoise import read_data  # scales int16 in float32 (no 2 GB float64 copy)
+
+    before = read_data(bold_img_4d, bold_img_4d.get_filename(), "BOLD")[mask].T  # (T, V)
     after = np.asarray(denoised_TxV_array, dtype=np.float32)
     fig, axes = plt.subplots(2, 1, figsize=(9, 4.6), sharex=False)
     for ax, data, name in ((axes[0], before, "before denoising (fMRIPrep BOLD)"),
