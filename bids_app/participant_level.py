@@ -18,6 +18,7 @@ from bids_app import queries
 from bids_app.config import RunConfig
 from bids_app.errors import InputError
 from bids_app.outputs import check_output_dir, init_output_dataset
+from bids_app.preflight import check_run
 
 LOGGER = logging.getLogger("strokefc.participant")
 
@@ -79,8 +80,6 @@ def plan_subject(config: RunConfig, label: str, participants: dict | None, layou
 
     runs = queries.collect_runs(config.fmriprep_dir, label, task=config.task_id, space=config.space,
                                 res=config.res, filters=config.bids_filters, layout=layout)
-    from bids_app.preflight import check_run
-
     for run in runs:
         check_run(run, config.window_length)
     tsv_side = None
