@@ -128,6 +128,11 @@ def _plugin(config: RunConfig) -> tuple[str, dict]:
         if not isinstance(spec, dict) or "plugin" not in spec:
             raise InputError("the plugin file has no 'plugin' key", str(config.use_plugin),
                              "write e.g. 'plugin: SLURM' and optional 'plugin_args: {...}'")
+        if str(spec["plugin"]).endswith("Graph"):
+            # SLURMGraph/SGEGraph submit every node and return at once: the run would report and
+            # summarise before any job ran
+            raise InputError(f"plugin {spec['plugin']!r} returns before its jobs finish",
+                             str(config.use_plugin), "use 'plugin: SLURM' (waits for every job)")
         return spec["plugin"], dict(spec.get("plugin_args") or {})
     if config.nprocs == 1:
         return "Linear", {}
