@@ -190,7 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="threads per process (BLAS, PyTorch)")
     g.add_argument("--mem-gb", type=float, default=None, help="memory limit for MultiProc (GB)")
     g.add_argument("--use-plugin", type=_existing_path, default=None, metavar="FILE",
-                   help="Nipype plugin YAML (plugin: MultiProc | SLURM | SLURMGraph, plugin_args)")
+                   help="Nipype plugin YAML (plugin: MultiProc | SLURM, plugin_args)")
     g.add_argument("-w", "--work-dir", type=Path, default=None,
                    help="working directory; reuse it to resume (default: output_dir/../work)")
 
