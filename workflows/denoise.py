@@ -131,15 +131,7 @@ def load_bold_masked(bold_file, mask_file):
     """
     bold_img = _load_image(bold_file, "BOLD")
     mask_img = _load_image(mask_file, "brain mask")
-    if bold_img.ndim != 4:
-        raise InputError(f"the BOLD image is {bold_img.ndim}D ({bold_img.shape}); a 4D series is "
-                         "expected", str(bold_file), "point strokefc to the preprocessed 4D BOLD")
-    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(mask_img.affine, bold_img.affine,
-                                                                     atol=1e-3):
-        raise InputError(
-            f"the brain mask grid {mask_img.shape[:3]} does not match the BOLD grid "
-            f"{bold_img.shape[:3]} (or their affines differ)", f"{bold_file} and {mask_file}",
-            "use the mask fMRIPrep wrote for the same space and resolution")
+    check_bold_and_mask(bold_img, mask_img, bold_file, mask_file)
     data = read_data(bold_img, bold_file, "BOLD")
     mask = read_data(mask_img, mask_file, "brain mask") > 0
     finite = np.isfinite(data).all(axis=3)
@@ -150,6 +142,19 @@ def load_bold_masked(bold_file, mask_file):
                          "check the mask and the BOLD")
     info = {"NonFiniteVoxelsExcluded": n_bad}
     return data, mask, bold_img, info
+
+
+def check_bold_and_mask(bold_img, mask_img, bold_file, mask_file) -> None:
+    """The BOLD must be 4D and its brain mask on the same grid (headers only)."""
+    if bold_img.ndim != 4:
+        raise InputError(f"the BOLD image is {bold_img.ndim}D {bold_img.shape}; a 4D series is expected",
+                         str(bold_file), "point strokefc to fMRIPrep's preprocessed 4D BOLD (desc-preproc_bold)")
+    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(mask_img.affine, bold_img.affine,
+                                                                     atol=1e-3):
+        raise InputError(
+            f"the BOLD (grid {bold_img.shape[:3]}) and its brain mask (grid {mask_img.shape[:3]}) are on "
+            "different grids", f"{bold_file} and {mask_file}",
+            "use the mask fMRIPrep wrote for the same space and resolution as the BOLD")
 
 
 def _load_image(path, what):
