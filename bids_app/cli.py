@@ -277,7 +277,9 @@ def _setup_logging(verbose: int) -> None:
 
     # nipype re-applies its own levels when a workflow runs: set them through its config, and keep
     # its records off the root handler (nipype has its own), which would print each line twice
-    nipype_level = logging.getLevelName(level if verbose else logging.WARNING)
+    # without -v, nipype stays quiet: its node-failure records carry tracebacks, and strokefc's own
+    # summary already names each failure and its crash file
+    nipype_level = logging.getLevelName(level if verbose else logging.CRITICAL)
     for key in ("workflow_level", "interface_level", "utils_level"):
         nipype_config.set("logging", key, nipype_level)
     nipype_logging.update_logging(nipype_config)
