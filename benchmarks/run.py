@@ -38,7 +38,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO))
 
 SECTIONS = ("kernel", "participant", "group", "scaling")
 FULL = {"res": 2, "vols": 240, "naive_voxels": 5000, "group_n": 69, "group_vols": 200,
@@ -205,18 +204,8 @@ def bench_participant(cache: Path, p: dict) -> dict:
 def _group_epochs(run_dir: Path, out: Path, n: int) -> dict:
     """Folds run and mean epochs actually trained (early stopping), from the fold JSON files."""
     folds = sorted((run_dir / "work").rglob("fold_r*_f*.json"))
-    epochs = []
-    for f in folds:
-        curves = json.loads(f.read_text()).get("curves", {})
-        stack = list(curves.values()) if isinstance(curves, dict) else [curves]
-        while stack:
-            c = stack.pop()
-            if isinstance(c, dict):
-                stack.extend(c.values())
-            elif isinstance(c, list) and c and isinstance(c[0], dict) and "epoch" in c[0]:
-                epochs.append(len(c))
-            elif isinstance(c, list):
-                stack.extend(c)
+    # a fold file holds one training-curve row per epoch of its CNN (the baseline has no curve)
+    epochs = [len(json.loads(f.read_text())["curves"]) for f in folds]
     return {"n_folds": len(folds), "mean_epochs": float(np.mean(epochs)) if epochs else float("nan")}
 
 
@@ -239,13 +228,15 @@ def _group_training(run_dir: Path, out: Path, n: int) -> dict:
 
 def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
     """``predict_subject`` (load the safe model, check the card, regrid, forward) on up to 5 subjects."""
-    from bids_app.group_level import find_subject_map, sidecar
+    from bids_app.queries import derivatives_layout, find_subject_map, read_json
     from workflows.prediction import predict_subject
+    from workflows.utils.bids import sidecar_path
 
     times = []
+    layout = derivatives_layout(out)
     for label in [f"{i:02d}" for i in range(1, min(n, 5) + 1)]:
-        map_file = find_subject_map(out, label)
-        meta = sidecar(map_file)
+        map_file = find_subject_map(layout, label, space="MNI152NLin2009cAsym", res=None)
+        meta = read_json(sidecar_path(map_file), "the map's JSON sidecar")
         t0 = time.perf_counter()
         predict_subject(map_file, out / "model", subject=label,
                         lesion_side=meta["LesionHemisphere"], space=meta["Space"], meta=meta)
@@ -310,6 +301,11 @@ def bench_scaling(cache: Path, p: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- reporting
+#: Section name -> its benchmark (``make bench`` runs them in this order).
+BENCHES = {"kernel": bench_kernel, "participant": bench_participant, "group": bench_group,
+           "scaling": bench_scaling}
+
+
 def machine_info() -> dict:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")),
@@ -489,7 +485,7 @@ def main(argv=None) -> int:
             print(f"== {name}", flush=True)
             t = time.perf_counter()
             try:
-                results[name] = globals()[f"bench_{name}"](args.cache, p)
+                results[name] = BENCHES[name](args.cache, p)
             except Exception as exc:  # keep the other sections' figures; report the failure
                 traceback.print_exc()
                 errors[name] = f"{type(exc).__name__}: {exc}"

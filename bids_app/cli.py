@@ -6,310 +6,59 @@ input error (the message says what is wrong, where, and how to fix it; ``-v`` ad
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import sys
-from pathlib import Path
 
-from bids_app import __version__
-from bids_app.config import DFC_PRESETS, RunConfig
-from bids_app.errors import InputError
+from nipype import config as nipype_config
+from nipype import logging as nipype_logging
+
+from bids_app.group_level import run_group_level
+from bids_app.parser import flag_names, parse_args
+from bids_app.participant_level import run_participant_level
+from workflows.utils.errors import InputError
 
 LOGGER = logging.getLogger("strokefc")
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
-    return value
-
-
-def _nonneg_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be zero or a positive integer")
-    return value
-
-
-def _optional_float(text):
-    """A float, or 'none'/'0' to switch the step off."""
-    if str(text).lower() in {"none", "off", "0", "0.0"}:
-        return None
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive (or 'none')")
-    return value
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
-    return value
-
-
-def _existing_path(text):
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"path does not exist: {path}")
-    return path.resolve()
-
-
-def _coords(text):
-    try:
-        xyz = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        xyz = ()
-    if len(xyz) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y,Z in mm (e.g. -38,-22,56)")
-    return xyz
-
-
-def _dummy(text):
-    if text == "auto":
-        return text
-    return _nonneg_int(text)
-
-
-def _ncompcor(text):
-    return "all" if text == "all" else _positive_int(text)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    """The argument parser, built apart from parsing so tests and docs can inspect it."""
-    parser = argparse.ArgumentParser(
-        prog="strokefc",
-        description="Ipsilesional-M1 seed-based dynamic functional connectivity from fMRIPrep "
-                    "derivatives of stroke patients, and a 3D CNN that classifies upper-limb "
-                    "motor impairment (UL Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("bids_dir", type=Path,
-                        help="raw BIDS dataset (with participants.tsv), or the fMRIPrep derivatives "
-                             "folder itself")
-    parser.add_argument("output_dir", type=Path, help="where strokefc writes its derivatives")
-    parser.add_argument("analysis_level", choices=["participant", "group"],
-                        help="participant: dFC maps (and predictions with --model) per subject; "
-                             "group: train and cross-validate the CNN")
-    parser.add_argument("--version", action="version", version=f"strokefc {__version__}")
-
-    g = parser.add_argument_group("Options for filtering BIDS queries")
-    g.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
-                   metavar="LABEL", help="subjects to process (with or without 'sub-'); default all")
-    g.add_argument("--fmriprep-dir", type=Path, default=None,
-                   help="fMRIPrep derivatives (default: bids_dir/derivatives/fmriprep, or bids_dir "
-                        "when it is itself fMRIPrep's output)")
-    g.add_argument("--task-id", default="rest", help="task entity of the resting-state runs")
-    g.add_argument("--space", default="MNI152NLin2009cAsym", help="fMRIPrep output space")
-    g.add_argument("--res", default=None, help="res entity to use when several resolutions exist")
-    g.add_argument("--bids-filter-file", type=_existing_path, default=None, metavar="FILE",
-                   help="JSON of extra pybids filters, as in fMRIPrep (key 'bold')")
-    g.add_argument("--lesion-column", default="lesion_hemisphere",
-                   help="participants.tsv column with the lesion side (L/R/left/right)")
-    g.add_argument("--label-column", default="ul_fma",
-                   help="participants.tsv column with the UL-FMA score (0..66)")
-    g.add_argument("--lesion-dir", type=_existing_path, default=None, metavar="DIR",
-                   help="lesion masks in template space: sub-<label>[_ses-<label>]_space-<space>_"
-                        "label-lesion_roi.nii.gz or ..._desc-lesion_mask.nii.gz")
-    g.add_argument("--skip-bids-validation", action="store_true",
-                   help="do not run the BIDS validator on the input dataset")
-
-    g = parser.add_argument_group("Denoising")
-    g.add_argument("--denoise", default="simple",
-                   choices=["simple", "simple+gsr", "scrubbing", "compcor"],
-                   help="confound strategy (nilearn's fMRIPrep loader): simple = 24 motion + WM + "
-                        "CSF; +gsr adds the global signal; scrubbing censors high-motion volumes; "
-                        "compcor = 24 motion + aCompCor + cosine")
-    g.add_argument("--fd-thresh", type=float, default=0.5, help="FD censoring threshold (mm)")
-    g.add_argument("--std-dvars-thresh", type=float, default=1.5,
-                   help="standardised DVARS censoring threshold")
-    g.add_argument("--n-compcor", type=_ncompcor, default="all",
-                   help="aCompCor components: 'all' = those fMRIPrep kept (50%% variance) or N")
-    g.add_argument("--dummy-scans", type=_dummy, default="auto",
-                   help="non-steady-state volumes to drop; 'auto' uses fMRIPrep's outliers")
-    g.add_argument("--high-pass", type=_optional_float, default=0.01, help="Hz ('none' = off)")
-    g.add_argument("--low-pass", type=_optional_float, default=0.08, help="Hz ('none' = off)")
-    g.add_argument("--smoothing", type=_optional_float, default=6.0, metavar="FWHM",
-                   help="Gaussian smoothing inside the brain mask, mm ('0' = off)")
-
-    g = parser.add_argument_group("Seed")
-    g.add_argument("--seed-mask", type=_existing_path, default=None, metavar="FILE",
-                   help="left-hemisphere seed mask (mirrored for right lesions), or a hemi-L file "
-                        "with a hemi-R twin")
-    g.add_argument("--seed-coords", type=_coords, default=None, metavar="X,Y,Z",
-                   help="left-hemisphere sphere centre in mm (mirrored for right lesions)")
-    g.add_argument("--seed-radius", type=float, default=6.0, metavar="MM", help="sphere radius")
-    g.add_argument("--seed-atlas", default="HCPEx", choices=["HCPEx", "AAL", "AAL3"],
-                   help="atlas of the default M1 seed (HCPEx Primary_Motor_Cortex; AAL Precentral)")
-
-    g = parser.add_argument_group("Dynamic functional connectivity")
-    g.add_argument("--dfc-preset", choices=sorted(DFC_PRESETS), default=None,
-                   help="set window length/step/shape at once: dpabi (30 TR Hamming, step 1), "
-                        "dynamicbc (50 TR rectangular, step 20), allen (22 TR tapered, step 1)")
-    g.add_argument("--window-length", default=None,
-                   help="window length, '60s' or '30vol' (default 60s)")
-    g.add_argument("--window-step", type=_positive_int, default=None,
-                   help="window step in volumes (default 1)")
-    g.add_argument("--window-shape", choices=["rectangular", "hamming", "tapered"], default=None,
-                   help="window taper (default rectangular; tapered = Allen et al. 2014)")
-    g.add_argument("--min-window-coverage", type=_fraction, default=0.8,
-                   help="drop windows with less than this fraction of volumes kept")
-    g.add_argument("--save-windows", action="store_true", help="also write the 4D window maps")
-
-    g = parser.add_argument_group("Model, training and prediction")
-    g.add_argument("--model", type=_existing_path, default=None, metavar="MODEL_DIR",
-                   help="participant level: predict with this trained model (output_dir/model)")
-    g.add_argument("--severe-threshold", type=float, default=20.0,
-                   help="UL-FMA <= threshold is 'severe'")
-    g.add_argument("--allow-missing-labels", action="store_true",
-                   help="group level: drop subjects without a label (listed) instead of stopping")
-    g.add_argument("--no-align-lesion", dest="align_lesion", action="store_false",
-                   help="do not mirror right-lesion maps before training")
-    g.add_argument("--cnn-resolution", type=float, default=3.0, choices=[2.0, 3.0, 4.0],
-                   help="voxel size (mm) of the CNN input")
-    g.add_argument("--samples", choices=["maps", "windows"], default="maps",
-                   help="one sample per subject map, or one per window map (needs --save-windows "
-                        "at the participant level); CV is grouped by subject either way")
-    g.add_argument("--task", choices=["classification", "regression"], default="classification",
-                   help="classify severity, or regress the UL-FMA score")
-    g.add_argument("--cv-folds", type=_positive_int, default=5, help="subject-level CV folds")
-    g.add_argument("--cv-repeats", type=_positive_int, default=5, help="CV repetitions")
-    g.add_argument("--n-permutations", type=_nonneg_int, default=0,
-                   help="label permutations for the p-value (100+ for papers)")
-    g.add_argument("--epochs", type=_positive_int, default=40, help="maximum training epochs")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto uses CUDA when present")
-    g.add_argument("--random-seed", type=int, default=0, help="seed of every random step")
-
-    g = parser.add_argument_group("Options to handle performance")
-    g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=os.cpu_count() or 1,
-                   help="processes for Nipype's MultiProc")
-    g.add_argument("--omp-nthreads", type=_positive_int, default=1,
-                   help="threads per process (BLAS, PyTorch)")
-    g.add_argument("--mem-gb", type=float, default=None, help="memory limit for MultiProc (GB)")
-    g.add_argument("--use-plugin", type=_existing_path, default=None, metavar="FILE",
-                   help="Nipype plugin YAML (plugin: MultiProc | SLURM, plugin_args)")
-    g.add_argument("-w", "--work-dir", type=Path, default=None,
-                   help="working directory; reuse it to resume (default: output_dir/../work)")
-
-    g = parser.add_argument_group("Other options")
-    g.add_argument("--boilerplate-only", action="store_true",
-                   help="write the methods text (output_dir/logs/CITATION.md) and stop")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more messages (-vv for debug); tracebacks for input errors")
-    return parser
-
-
-def parse_args(argv=None) -> RunConfig:
-    """Parse and validate; every problem is reported in one ``parser.error`` (exit code 2)."""
-    parser = _build_parser()
-    opts = parser.parse_args(argv)
-    problems = []
-    window = {"window_length": "60s", "window_step": 1, "window_shape": "rectangular"}
-    if opts.dfc_preset:
-        window.update(DFC_PRESETS[opts.dfc_preset])
-    for key in window:
-        if getattr(opts, key) is not None:
-            window[key] = getattr(opts, key)
-    labels = []
-    for label in opts.participant_label:
-        text = label[4:] if label.startswith("sub-") else label
-        if not text.isalnum():
-            problems.append(f"participant label {label!r} must be letters and digits "
-                            "(no '/', '..' or spaces)")
-        labels.append(text)
-    if opts.seed_mask and opts.seed_coords:
-        problems.append("--seed-mask and --seed-coords are exclusive: give one")
-    if opts.high_pass and opts.low_pass and opts.high_pass >= opts.low_pass:
-        problems.append(f"--high-pass ({opts.high_pass}) must be below --low-pass ({opts.low_pass})")
-    if opts.analysis_level == "group" and opts.model:
-        problems.append("--model is for the participant level (the group level trains a model)")
-    filters = {}
-    if opts.bids_filter_file:
-        try:
-            filters = json.loads(opts.bids_filter_file.read_text())
-            if not isinstance(filters, dict):
-                problems.append("--bids-filter-file must hold a JSON object")
-        except json.JSONDecodeError as exc:
-            problems.append(f"--bids-filter-file is not valid JSON: {exc}")
-    if problems:
-        parser.error("; ".join(problems))
-
-    bids_dir = opts.bids_dir.expanduser().resolve()
-    output_dir = opts.output_dir.expanduser().resolve()
-    from bids_app.queries import resolve_datasets
-
-    if opts.analysis_level == "participant" or not opts.boilerplate_only:
-        bids_dir, fmriprep_dir = resolve_datasets(bids_dir, opts.fmriprep_dir)
-    else:
-        fmriprep_dir = opts.fmriprep_dir or bids_dir / "derivatives" / "fmriprep"
-    work_dir = (opts.work_dir or output_dir.parent / "work").expanduser().resolve()
-    return RunConfig(
-        bids_dir=bids_dir, output_dir=output_dir, analysis_level=opts.analysis_level,
-        fmriprep_dir=Path(fmriprep_dir), work_dir=work_dir, participant_label=tuple(labels),
-        task_id=opts.task_id, space=opts.space, res=opts.res, bids_filters=filters,
-        lesion_column=opts.lesion_column, label_column=opts.label_column,
-        lesion_dir=opts.lesion_dir, skip_bids_validation=opts.skip_bids_validation,
-        denoise=opts.denoise, fd_thresh=opts.fd_thresh, std_dvars_thresh=opts.std_dvars_thresh,
-        n_compcor=opts.n_compcor, dummy_scans=opts.dummy_scans, high_pass=opts.high_pass,
-        low_pass=opts.low_pass, smoothing=opts.smoothing, seed_mask=opts.seed_mask,
-        seed_coords=opts.seed_coords, seed_radius=opts.seed_radius, seed_atlas=opts.seed_atlas,
-        window_length=str(window["window_length"]), window_step=int(window["window_step"]),
-        window_shape=window["window_shape"], min_window_coverage=opts.min_window_coverage,
-        save_windows=opts.save_windows, model=opts.model, severe_threshold=opts.severe_threshold,
-        allow_missing_labels=opts.allow_missing_labels, align_lesion=opts.align_lesion,
-        cnn_resolution=opts.cnn_resolution, samples=opts.samples, task=opts.task,
-        cv_folds=opts.cv_folds, cv_repeats=opts.cv_repeats, n_permutations=opts.n_permutations,
-        epochs=opts.epochs, device=opts.device, random_seed=opts.random_seed, nprocs=opts.nprocs,
-        omp_nthreads=opts.omp_nthreads, mem_gb=opts.mem_gb, use_plugin=opts.use_plugin,
-        verbose=opts.verbose, boilerplate_only=opts.boilerplate_only)
-
-
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=min(level, logging.INFO), format="%(asctime)s %(name)s %(levelname)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("strokefc").setLevel(logging.INFO)
-    from nipype import config as nipype_config
-    from nipype import logging as nipype_logging
-
-    # nipype re-applies its own levels when a workflow runs: set them through its config, and keep
-    # its records off the root handler (nipype has its own), which would print each line twice
-    # without -v, nipype stays quiet: its node-failure records carry tracebacks, and strokefc's own
-    # summary already names each failure and its crash file
-    nipype_level = logging.getLevelName(level if verbose else logging.CRITICAL)
+    """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG with -vv."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("strokefc").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # nipype re-applies its own levels when a workflow runs: set them through its config, and keep its
+    # records off the root handler (nipype has its own). Without -v nipype stays quiet: its node-failure
+    # records carry tracebacks, and strokefc's own summary already names each failure and its crash file.
+    nipype_level = {0: "CRITICAL", 1: "INFO"}.get(verbose, "DEBUG")
     for key in ("workflow_level", "interface_level", "utils_level"):
         nipype_config.set("logging", key, nipype_level)
     nipype_logging.update_logging(nipype_config)
     logging.getLogger("nipype").propagate = False
 
 
-def main(argv=None) -> int:
+def _count_verbose(argv: list[str]) -> int:
+    """``-v`` count before parsing, so that errors met while parsing can show their traceback."""
+    return sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose")
+
+
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``strokefc`` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    verbose = sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + \
-        argv.count("--verbose")
+    verbose = _count_verbose(argv)
     try:
         config = parse_args(argv)
-        _setup_logging(config.verbose)
+        _setup_logging(config.execution.verbose)
         if config.analysis_level == "participant":
-            from bids_app.participant_level import run_participant_level
-
             return run_participant_level(config)
-        from bids_app.group_level import run_group_level
-
         return run_group_level(config)
     except InputError as exc:
         if verbose:
             LOGGER.exception("input error")
-        print(f"strokefc: error: {exc}", file=sys.stderr)
+        print(f"strokefc: error: {exc.render(flag_names())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("strokefc: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a processing failure: exit 1, traceback with -v
+    except Exception as exc:  # noqa: BLE001  (a processing failure: exit 1, traceback with -v)
         if verbose:
             LOGGER.exception("processing failure")
         print(f"strokefc: processing failed: {type(exc).__name__}: {exc} (run with -v for the "

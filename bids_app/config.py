@@ -1,75 +1,45 @@
-"""Run options as one frozen value, built by the CLI and passed down explicitly (no global state)."""
+"""The run configuration: one frozen value composed of the steps' parameter objects (no global state).
+
+Each default lives once, in the dataclass of the step that uses it (``workflows``) or, for options of
+the application itself, in the sections below. :data:`OPTIONS` maps every command-line option to its
+section and field; the parser takes its defaults from there, errors raised by the science layer are
+rendered with the flags, and the methods text and sidecars read the same objects.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-#: ``--dfc-preset`` values: window length, step and shape from the tools and papers they name.
-DFC_PRESETS = {
-    # DPABI Temporal Dynamic Analysis: 30-TR Hamming window, step 1 TR.
-    "dpabi": {"window_length": "30vol", "window_step": 1, "window_shape": "hamming"},
-    # DynamicBC: 50-TR rectangular window, 60% overlap (step 20 TRs).
-    "dynamicbc": {"window_length": "50vol", "window_step": 20, "window_shape": "rectangular"},
-    # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR.
-    "allen": {"window_length": "22vol", "window_step": 1, "window_shape": "tapered"},
-}
+from workflows.cnn import TrainSettings
+from workflows.denoise import DenoiseParams
+from workflows.dfc import WindowParams
+from workflows.evaluation import CVParams
+from workflows.seeds import SeedParams
+from workflows.training import GroupParams
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Every option of a strokefc run (see ``strokefc --help`` for their meaning)."""
+class QueryParams:
+    """Which inputs to use: BIDS query filters and participants.tsv columns."""
 
-    bids_dir: Path
-    output_dir: Path
-    analysis_level: str
-    fmriprep_dir: Path
-    work_dir: Path
     participant_label: tuple[str, ...] = ()
-    # BIDS queries
     task_id: str = "rest"
     space: str = "MNI152NLin2009cAsym"
     res: str | None = None
     bids_filters: dict = field(default_factory=dict, hash=False)
     lesion_column: str = "lesion_hemisphere"
-    label_column: str = "ul_fma"
     lesion_dir: Path | None = None
     skip_bids_validation: bool = False
-    # denoising
-    denoise: str = "simple"
-    fd_thresh: float = 0.5
-    std_dvars_thresh: float = 1.5
-    n_compcor: int | str = "all"
-    dummy_scans: int | str = "auto"
-    high_pass: float | None = 0.01
-    low_pass: float | None = 0.08
-    smoothing: float | None = 6.0
-    # seed
-    seed_mask: Path | None = None
-    seed_coords: tuple[float, float, float] | None = None
-    seed_radius: float = 6.0
-    seed_atlas: str = "HCPEx"
-    # dFC
-    window_length: str = "60s"
-    window_step: int = 1
-    window_shape: str = "rectangular"
-    min_window_coverage: float = 0.8
-    save_windows: bool = False
-    # prediction and group level
-    model: Path | None = None
-    severe_threshold: float = 20.0
     allow_missing_labels: bool = False
-    align_lesion: bool = True
-    cnn_resolution: float = 3.0
-    samples: str = "maps"
-    task: str = "classification"
-    cv_folds: int = 5
-    cv_repeats: int = 5
-    n_permutations: int = 0
-    epochs: int = 40
-    device: str = "auto"
-    random_seed: int = 0
-    # performance
+
+
+@dataclass(frozen=True)
+class ExecutionParams:
+    """How to run: Nipype plugin, processes, threads, memory and verbosity."""
+
     nprocs: int = 1
     omp_nthreads: int = 1
     mem_gb: float | None = None
@@ -77,13 +47,88 @@ class RunConfig:
     verbose: int = 0
     boilerplate_only: bool = False
 
-    def to_dict(self) -> dict:
-        """JSON-able view (paths as strings), for sidecars, logs and the methods text."""
-        out = {}
-        for key, value in asdict(self).items():
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[key] = value
-        return out
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of a strokefc run, by section (see ``strokefc --help`` for their meaning)."""
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    fmriprep_dir: Path
+    work_dir: Path
+    model: Path | None = None  # participant level: predict with this trained model
+    queries: QueryParams = field(default_factory=QueryParams)
+    denoise: DenoiseParams = field(default_factory=DenoiseParams)
+    seed: SeedParams = field(default_factory=SeedParams)
+    window: WindowParams = field(default_factory=WindowParams)
+    group: GroupParams = field(default_factory=GroupParams)
+    execution: ExecutionParams = field(default_factory=ExecutionParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view (nested sections, paths as strings), for logs and records."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+#: Section of :class:`RunConfig` -> its parameter class.
+SECTIONS: dict[str, type] = {"queries": QueryParams, "denoise": DenoiseParams, "seed": SeedParams,
+                             "window": WindowParams, "group": GroupParams, "cv": CVParams,
+                             "execution": ExecutionParams}
+
+#: Command-line ``dest`` -> (section, field). ``cv`` and ``train`` are nested in ``group``.
+OPTIONS: dict[str, tuple[str, str]] = {
+    **{name: ("queries", name) for name in ("participant_label", "task_id", "space", "res", "lesion_column",
+                                            "lesion_dir", "skip_bids_validation", "allow_missing_labels",
+                                            "bids_filters")},
+    "denoise": ("denoise", "strategy"),
+    "smoothing": ("denoise", "smoothing_fwhm"),
+    **{name: ("denoise", name) for name in ("fd_thresh", "std_dvars_thresh", "n_compcor", "dummy_scans",
+                                            "high_pass", "low_pass")},
+    **{name: ("seed", name) for name in ("seed_mask", "seed_coords", "seed_radius", "seed_atlas")},
+    **{name: ("window", name) for name in ("window_length", "window_step", "window_shape",
+                                           "min_window_coverage", "save_windows")},
+    **{name: ("group", name) for name in ("severe_threshold", "label_column", "align_lesion", "cnn_resolution",
+                                          "samples", "random_seed")},
+    **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations")},
+    "epochs": ("train", "epochs"),
+    "device": ("train", "device"),
+    **{name: ("execution", name) for name in ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "verbose",
+                                              "boilerplate_only")},
+}
+
+_CLASS_NAMES = {"queries": "QueryParams", "denoise": "DenoiseParams", "seed": "SeedParams",
+                "window": "WindowParams", "group": "GroupParams", "cv": "CVParams", "train": "TrainSettings",
+                "execution": "ExecutionParams"}
+
+
+def option_default(dest: str) -> Any:
+    """The default of a command-line option, read from its parameter class."""
+    section, name = OPTIONS[dest]
+    cls = {**SECTIONS, "train": TrainSettings}[section]
+    return getattr(cls(), name)
+
+
+def parameter_name(dest: str) -> str:
+    """The qualified parameter name the science layer uses in its errors (``WindowParams.window_step``)."""
+    section, name = OPTIONS[dest]
+    return f"{_CLASS_NAMES[section]}.{name}"
+
+
+def build_config(*, bids_dir: Path, output_dir: Path, analysis_level: str, fmriprep_dir: Path, work_dir: Path,
+                 model: Path | None, values: dict[str, Any]) -> RunConfig:
+    """Compose a :class:`RunConfig` from option values keyed by ``dest`` (missing ones keep their default)."""
+    by_section: dict[str, dict[str, Any]] = {}
+    for dest, value in values.items():
+        section, name = OPTIONS[dest]
+        by_section.setdefault(section, {})[name] = value
+    group = GroupParams(**by_section.get("group", {}))
+    group = GroupParams(**{**{f.name: getattr(group, f.name) for f in fields(GroupParams)},
+                           "cv": CVParams(**by_section.get("cv", {})),
+                           "train": TrainSettings(**by_section.get("train", {})),
+                           "threads": int(by_section.get("execution", {}).get("omp_nthreads", 1))})
+    return RunConfig(
+        bids_dir=bids_dir, output_dir=output_dir, analysis_level=analysis_level, fmriprep_dir=fmriprep_dir,
+        work_dir=work_dir, model=model, queries=QueryParams(**by_section.get("queries", {})),
+        denoise=DenoiseParams(**by_section.get("denoise", {})), seed=SeedParams(**by_section.get("seed", {})),
+        window=WindowParams(**by_section.get("window", {})), group=group,
+        execution=ExecutionParams(**by_section.get("execution", {})))

@@ -1,8 +1,8 @@
 """Group level: collect the participant maps and labels, run the group workflow, write the report.
 
-Labels come from ``participants.tsv``; maps from the participant-level outputs in ``output_dir``
-(the subject-level dFC SD map of each subject), checked through their sidecars to share one space,
-grid and set of dFC/denoising parameters.
+Labels come from ``participants.tsv``; maps from the participant-level outputs in ``output_dir`` (found
+by one pybids query over strokefc's derivatives, in ``--space``/``--res``), checked through their
+sidecars to share one space, grid and set of dFC/denoising parameters.
 """
 
 from __future__ import annotations
@@ -14,29 +14,42 @@ from pathlib import Path
 
 from bids_app import queries
 from bids_app.config import RunConfig
-from bids_app.errors import InputError
+from bids_app.execution import execution_config, plugin_settings
 from bids_app.outputs import check_output_dir
+from bids_app.reporting import write_boilerplate, write_group_report
+from bids_app.scores import parse_score
+from workflows.group import init_group_wf
 from workflows.metadata import shared_parameters
+from workflows.training import is_severe
+from workflows.utils.bids import sidecar_path
+from workflows.utils.errors import InputError
 
 LOGGER = logging.getLogger("strokefc.group")
-
+#: Fewest subjects the group level accepts (with at least ``--cv-folds``).
+MIN_SUBJECTS = 4
 
 
 @dataclass(frozen=True)
 class GroupSubject:
     """One subject's input to the group level."""
 
-    label: str
+    subject: str  # participant label, without "sub-"
     map_file: Path
     windows_file: Path | None
     lesion_side: str
-    score: float | None
+    ul_fma: float
+
+    def as_dict(self) -> dict:
+        """The form the group workflow takes (absolute paths, '' for no window maps)."""
+        return {"label": self.subject, "map_file": str(Path(self.map_file).absolute()),
+                "windows_file": str(Path(self.windows_file).absolute()) if self.windows_file else "",
+                "lesion_side": self.lesion_side, "score": float(self.ul_fma)}
 
 
-def parse_labels(rows: dict, column: str, path: str, allow_missing: bool):
+def parse_labels(rows: dict, column: str, path: str, allow_missing: bool) -> tuple[dict[str, float], list[str]]:
     """UL-FMA scores by subject; non-numbers and values outside 0..66 stop with the row named.
 
-    Returns ``(scores: dict[label, float], missing: list[label])``.
+    Returns ``(scores, missing)``.
     """
     if rows and column not in next(iter(rows.values())):
         raise InputError(f"participants.tsv has no {column!r} column", path,
@@ -47,15 +60,7 @@ def parse_labels(rows: dict, column: str, path: str, allow_missing: bool):
         if raw == "":
             missing.append(label)
             continue
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InputError(f"UL-FMA {raw!r} of sub-{label} is not a number", f"{path}, line {lineno}",
-                             "write a score in 0..66, or n/a with --allow-missing-labels") from None
-        if not 0 <= value <= 66:
-            raise InputError(f"UL-FMA {value:g} of sub-{label} is outside 0..66",
-                             f"{path}, line {lineno}", "correct the score")
-        scores[label] = value
+        scores[label] = parse_score(raw, f"{path}, line {lineno}", subject=label, allow_missing_hint=True)
     if missing and not allow_missing:
         raise InputError(f"{len(missing)} participant(s) have no UL-FMA score: "
                          + ", ".join("sub-" + m for m in missing), path,
@@ -63,30 +68,14 @@ def parse_labels(rows: dict, column: str, path: str, allow_missing: bool):
     return scores, missing
 
 
-def find_subject_map(output_dir: Path, label: str, stat: str = "dfcsd") -> Path | None:
-    """The subject-level map: the one without ``ses``/``run`` entities, else the only run map."""
-    maps = sorted((output_dir / f"sub-{label}").glob(f"**/func/*_seed-ipsiM1_stat-{stat}_boldmap.nii*"))
-    if not maps:
-        return None
-    subject_level = [m for m in maps if "_ses-" not in m.name and "_run-" not in m.name]
-    if subject_level:
-        return subject_level[0]
-    if len(maps) == 1:
-        return maps[0]
-    return None
-
-
-def sidecar(path: Path) -> dict:
-    return queries.read_json(Path(str(path).replace(".nii.gz", ".json").replace(".nii", ".json")),
-                             "the map's JSON sidecar")
-
-
-def collect_group_inputs(config: RunConfig):
+def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
     """Subjects with a map and a label, the excluded ones with their reason, and shared parameters."""
+    q, group = config.queries, config.group
     rows = queries.read_participants(config.bids_dir, config.fmriprep_dir)
     path = str(config.bids_dir / "participants.tsv")
-    scores, missing = parse_labels(rows, config.label_column, path, config.allow_missing_labels)
-    wanted = [queries.check_participant_label(x) for x in config.participant_label] or sorted(rows)
+    scores, missing = parse_labels(rows, group.label_column, path, q.allow_missing_labels)
+    wanted = [queries.check_participant_label(x) for x in q.participant_label] or sorted(rows)
+    layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
     for label in wanted:
         if label in missing:
@@ -95,11 +84,11 @@ def collect_group_inputs(config: RunConfig):
         if label not in rows:
             excluded[label] = "not in participants.tsv"
             continue
-        map_file = find_subject_map(config.output_dir, label)
+        map_file = queries.find_subject_map(layout, label, space=q.space, res=q.res)
         if map_file is None:
             excluded[label] = "no participant-level dFC map (run the participant level first)"
             continue
-        meta = sidecar(map_file)
+        meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
         these = shared_parameters(meta)
         if params is None:
             params, first = these, label
@@ -110,16 +99,15 @@ def collect_group_inputs(config: RunConfig):
                 + "; ".join(f"{k}: sub-{first}={a!r} vs sub-{label}={b!r}" for k, (a, b) in diff.items()),
                 str(map_file), "re-run the participant level with the same options for everyone")
         windows = None
-        if config.samples == "windows":
-            windows = find_subject_map(config.output_dir, label, stat="windows")
+        if group.samples == "windows":
+            windows = queries.find_subject_map(layout, label, space=q.space, res=q.res, stat="windows")
             if windows is None:
                 raise InputError(f"sub-{label} has no 4D window maps", str(map_file.parent),
                                  "run the participant level with --save-windows for --samples windows")
-        subjects.append(GroupSubject(label, map_file, windows, meta["LesionHemisphere"],
-                                     scores[label]))
-    if len(subjects) < max(4, config.cv_folds):
+        subjects.append(GroupSubject(label, map_file, windows, meta["LesionHemisphere"], scores[label]))
+    if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):
         raise InputError(f"only {len(subjects)} subject(s) have a map and a label; "
-                         f"{config.cv_folds}-fold cross-validation needs more",
+                         f"{group.cv.cv_folds}-fold cross-validation needs more",
                          str(config.output_dir), "process more participants or lower --cv-folds")
     return subjects, excluded, params
 
@@ -127,29 +115,24 @@ def collect_group_inputs(config: RunConfig):
 def run_group_level(config: RunConfig) -> int:
     """Train and evaluate the CNN, export the model, write the group report; return the exit code."""
     check_output_dir(config.output_dir, config.bids_dir)
-    if config.boilerplate_only:
-        from bids_app.reporting import write_boilerplate
-
+    if config.execution.boilerplate_only:
         print(f"Methods boilerplate: {write_boilerplate(config)}")
         return 0
     subjects, excluded, params = collect_group_inputs(config)
-    severe = sum(s.score <= config.severe_threshold for s in subjects)
+    threshold = config.group.severe_threshold
+    severe = sum(is_severe(s.ul_fma, threshold) for s in subjects)
     print(f"strokefc group level: {len(subjects)} subjects ({severe} severe UL-FMA <= "
-          f"{config.severe_threshold:g}, {len(subjects) - severe} mild-to-moderate); "
-          f"{len(excluded)} excluded")
+          f"{threshold:g}, {len(subjects) - severe} mild-to-moderate); {len(excluded)} excluded")
     for label, why in excluded.items():
         print(f"  excluded sub-{label}: {why}")
-    from workflows.group import init_group_wf
 
     config.work_dir.mkdir(parents=True, exist_ok=True)
-    wf = init_group_wf(config=config, subjects=subjects, shared_params=params)
+    wf = init_group_wf(subjects=[s.as_dict() for s in subjects], params=config.group, shared_params=params,
+                       output_dir=config.output_dir, explain_threads=config.execution.nprocs)
     wf.base_dir = str(config.work_dir)
-    wf.config["execution"] = {"crashdump_dir": str(config.output_dir / "logs" / "crash"),
-                              "crashfile_format": "txt", "remove_unnecessary_outputs": False}
-    plugin = "MultiProc" if config.nprocs > 1 else "Linear"
-    args = {"n_procs": config.nprocs, "raise_insufficient": False} if config.nprocs > 1 else {}
-    wf.run(plugin=plugin, plugin_args=args)
-    from bids_app.reporting import write_group_report
+    wf.config["execution"] = execution_config(config.output_dir / "logs" / "crash")
+    plugin, plugin_args = plugin_settings(config.execution)
+    wf.run(plugin=plugin, plugin_args=plugin_args)
 
     report = write_group_report(config, subjects, excluded)
     summary = json.loads((config.output_dir / "group" / "cv_summary.json").read_text())
@@ -161,9 +144,6 @@ def run_group_level(config: RunConfig) -> int:
 
 
 def _print_metrics(summary: dict) -> None:
-    for model, metrics in summary.get("models", summary).items():
-        if not isinstance(metrics, dict):
-            continue
-        text = ", ".join(f"{m} {v['mean']:.3f} ± {v['sd']:.3f}" for m, v in metrics.items()
-                         if isinstance(v, dict) and "mean" in v)
+    for model, metrics in summary["models"].items():
+        text = ", ".join(f"{m} {v['mean']:.3f} ± {v['sd']:.3f}" for m, v in metrics.items())
         print(f"  {model}: {text}")

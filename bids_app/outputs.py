@@ -1,19 +1,18 @@
-"""The output dataset: ``dataset_description.json``, ``.bidsignore``, and atomic writes of shared files.
+"""The output dataset: ``dataset_description.json`` and ``.bidsignore``, written atomically.
 
-Several participant-level processes may write into one output directory at once, so every file shared
-between subjects is written to a temporary file in the same folder and renamed into place (an atomic
-operation on POSIX file systems): a reader never sees half a file.
+Several participant-level processes may write into one output directory at once, so the files they share
+are written through :func:`workflows.utils.io.atomic_write_text` (a reader never sees half a file).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
 from bids_app import __version__
-from bids_app.errors import InputError
+from workflows.utils.errors import InputError
+from workflows.utils.io import atomic_write_json, atomic_write_text
 
 #: Custom entities and suffixes that the official validator does not know (see README, Outputs).
 BIDSIGNORE = """\
@@ -30,29 +29,6 @@ model/
 *.html
 predictions.tsv
 """
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_json(path: Path, data) -> Path:
-    """JSON version of :func:`atomic_write_text` (sorted keys, indented)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def check_output_dir(output_dir: Path, bids_dir: Path) -> Path:

@@ -6,32 +6,16 @@ import csv
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
-from bids_app.errors import InputError
+import nibabel as nb
+
+from workflows.utils.bids import RunInputs, sidecar_path
+from workflows.utils.errors import InputError
 
 LOGGER = logging.getLogger("strokefc.queries")
 _LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """The fMRIPrep files of one BOLD run and the entities that name its outputs."""
-
-    bold: Path
-    mask: Path
-    confounds: Path
-    boldref: Path | None
-    tr: float
-    entities: dict = field(hash=False)  # subject, session, task, run, space, res
-
-    @property
-    def label(self) -> str:
-        """``ses-01_run-2``-style label of the run within its subject (``task-rest`` if alone)."""
-        parts = [f"{k[:3] if k == 'session' else k}-{self.entities[k]}"
-                 for k in ("session", "task", "run") if self.entities.get(k) is not None]
-        return "_".join(parts)
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -155,7 +139,7 @@ def participant_value(rows, label, column, path_hint="participants.tsv"):
     return rows[label].get(column) or None
 
 
-def _layout(fmriprep_dir: Path):
+def fmriprep_layout(fmriprep_dir: Path):
     from bids import BIDSLayout, BIDSLayoutIndexer
 
     try:
@@ -188,7 +172,7 @@ def collect_runs(fmriprep_dir: Path, subject: str, *, task: str = "rest",
     Handles ``res-2`` and no ``res`` entity; with several resolutions and no ``res`` it says which
     exist. ``filters`` (from ``--bids-filter-file``, key ``bold``) narrow the query further.
     """
-    layout = layout or _layout(fmriprep_dir)
+    layout = layout or fmriprep_layout(fmriprep_dir)
     where = f"{fmriprep_dir}/sub-{subject}"
     if subject not in layout.get_subjects():
         raise InputError(f"participant sub-{subject} is not in the fMRIPrep derivatives",
@@ -268,20 +252,58 @@ def _describe(query):
 
 def _repetition_time(bold_path: Path) -> float:
     """TR from the BOLD's JSON sidecar (``RepetitionTime``), else from the NIfTI header."""
-    sidecar = Path(str(bold_path).replace(".nii.gz", ".json").replace(".nii", ".json"))
+    sidecar = sidecar_path(bold_path)
     if sidecar.exists():
         meta = read_json(sidecar, "the BOLD sidecar")
         if "RepetitionTime" in meta:
             return float(meta["RepetitionTime"])
-    import nibabel as nb
-
     try:
         zooms = nb.load(str(bold_path)).header.get_zooms()
-    except Exception:
-        zooms = ()
+    except (OSError, ValueError, nb.filebasedimages.ImageFileError):
+        raise InputError("the BOLD file cannot be read as NIfTI and its sidecar has no RepetitionTime",
+                         str(bold_path), "re-copy or regenerate the BOLD file") from None
     if len(zooms) > 3 and zooms[3] > 0:
         LOGGER.warning("RepetitionTime missing from %s; using the NIfTI header (%.3f s)", sidecar,
                        zooms[3])
         return float(zooms[3])
     raise InputError("the repetition time is unknown", str(sidecar),
                      "add RepetitionTime (seconds) to the BOLD's JSON sidecar")
+
+
+# ------------------------------------------------------------------ strokefc's own derivatives
+#: Entities that identify one run's outputs (besides subject, space and res).
+_RUN_KEYS = ("session", "task", "acquisition", "run")
+
+
+def derivatives_layout(output_dir: Path):
+    """pybids over strokefc's output dataset, with strokefc's entities (``seed-``, ``stat-``)."""
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    config = str(files("workflows").joinpath("data/strokefc_bids_config.json"))
+    return BIDSLayout(str(output_dir), validate=False, config=[config],
+                      indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))
+
+
+def _matches(entities: dict, wanted: dict) -> bool:
+    return all(str(entities.get(k)) == str(v) if v is not None else k not in entities
+               for k, v in wanted.items())
+
+
+def find_run_outputs(layout, run_entities: dict, **query) -> list[Path]:
+    """Outputs of one run: same subject, session, task, acquisition and run (absent ones absent)."""
+    wanted = {k: run_entities.get(k) for k in _RUN_KEYS}
+    found = layout.get(subject=run_entities["subject"], **query)
+    return sorted(Path(f.path) for f in found if _matches(f.entities, wanted))
+
+
+def find_subject_map(layout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd") -> Path | None:
+    """The subject-level map (no ``ses``/``run`` entity), else the only run map, in ``space``/``res``."""
+    found = layout.get(subject=subject, seed="ipsiM1", stat=stat, suffix="boldmap", space=space,
+                       extension=[".nii.gz", ".nii"])
+    if res is not None:
+        found = [f for f in found if str(f.entities.get("res")) == str(res)]
+    maps = sorted(found, key=lambda f: f.path)
+    subject_level = [f for f in maps if "session" not in f.entities and "run" not in f.entities]
+    if subject_level:
+        return Path(subject_level[0].path)
+    return Path(maps[0].path) if len(maps) == 1 else None

@@ -13,20 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from bids_app import queries
 from bids_app.config import RunConfig
-from bids_app.outputs import atomic_write_text
+from bids_app.reports.boilerplate import methods_text, write_citation
+from bids_app.reports.group import write_group_report as build_group_report
+from bids_app.reports.participant import build_participant_report
+from workflows.interfaces.reportlets import FIGURES
+from workflows.metadata import software_versions
+from workflows.training import is_severe
+from workflows.utils.bids import RunInputs
+from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
-FIGURES = ("seed", "confounds", "carpet", "seedts", "maps")
-
-
-def run_prefix(entities: dict) -> str:
-    """``sub-01_ses-1_task-rest_run-1``: the leading entities every output of a run shares."""
-    parts = [f"sub-{entities['subject']}"]
-    for key, short in (("session", "ses"), ("task", "task"), ("acquisition", "acq"), ("run", "run")):
-        if entities.get(key) is not None:
-            parts.append(f"{short}-{entities[key]}")
-    return "_".join(parts)
 
 
 def subject_dir(config: RunConfig, subject: str) -> Path:
@@ -38,20 +36,20 @@ def _first(paths):
     return paths[0] if paths else None
 
 
-def run_report_data(config: RunConfig, run) -> dict:
-    """Figures, sidecar and warnings of one run, read back from the output dataset."""
-    sub = run.entities["subject"]
-    prefix = run_prefix(run.entities)
-    ses = f"ses-{run.entities['session']}/" if run.entities.get("session") else ""
-    func = subject_dir(config, sub) / ses / "func"
-    sidecar = _first(func.glob(f"{prefix}_space-*seed-ipsiM1_stat-dfcsd_boldmap.json"))
-    meta = json.loads(sidecar.read_text()) if sidecar else {}
+def run_report_data(config: RunConfig, run: RunInputs, layout=None) -> dict:
+    """Figures, sidecar and warnings of one run, found with pybids in the output dataset."""
+    layout = layout or queries.derivatives_layout(config.output_dir)
+    q = config.queries
+    sidecars = [p for p in queries.find_run_outputs(layout, run.entities, seed="ipsiM1", stat="dfcsd",
+                                                       suffix="boldmap", extension=".json", space=q.space)
+                if q.res is None or f"_res-{q.res}_" in p.name]
+    meta = json.loads(sidecars[0].read_text()) if sidecars else {}
     figs = {}
     for fig in FIGURES:
-        path = _first((subject_dir(config, sub) / "figures").glob(f"{prefix}_desc-{fig}_bold.*"))
-        if path is not None:
-            figs[fig] = str(path)
-    name = " ".join(p for p in prefix.split("_")[1:]) or prefix
+        found = queries.find_run_outputs(layout, run.entities, datatype="figures", desc=fig, suffix="bold")
+        if found:
+            figs[fig] = str(found[0])
+    name = " ".join(run.name.split("_")) or f"sub-{run.entities['subject']}"
     return {"name": name, "metadata": meta, "warnings": meta.get("Warnings", []), "figures": figs}
 
 
@@ -61,20 +59,20 @@ def subject_summary(config: RunConfig, plan, runs: list[dict]) -> dict:
     kept = sum(r["metadata"].get("Denoising", {}).get("VolumesKept", 0) for r in runs)
     total = sum(r["metadata"].get("Denoising", {}).get("VolumesTotal", 0) for r in runs)
     return {
-        "Subject": f"sub-{plan.label}",
+        "Subject": f"sub-{plan.subject}",
         "Runs used": ", ".join(r["name"] for r in runs),
         "Repetition time (s)": plan.runs[0].tr,
         "Volumes kept / total": f"{kept} / {total}",
         "Lesion hemisphere": f"{plan.lesion_side} (from {plan.lesion_source})",
         "UL-FMA": "unknown" if plan.ul_fma is None else f"{plan.ul_fma:g} ("
-        f"{'severe' if plan.ul_fma <= config.severe_threshold else 'mild-to-moderate'})",
-        "Space": config.space,
-        "Denoising": f"{config.denoise}; band-pass {config.high_pass}-{config.low_pass} Hz; "
-                     f"smoothing {config.smoothing or 0} mm FWHM",
+        f"{'severe' if is_severe(plan.ul_fma, config.group.severe_threshold) else 'mild-to-moderate'})",
+        "Space": config.queries.space,
+        "Denoising": f"{config.denoise.strategy}; band-pass {config.denoise.high_pass}-{config.denoise.low_pass} "
+                     f"Hz; smoothing {config.denoise.smoothing_fwhm or 0} mm FWHM",
         "Seed": _seed_text(first.get("Seed", {})),
-        "Windows": f"{config.window_length} ({first.get('WindowLength_vol', '?')} volumes), step "
-                   f"{config.window_step}, {config.window_shape}; min coverage "
-                   f"{config.min_window_coverage:g}",
+        "Windows": f"{config.window.window_length} ({first.get('WindowLength_vol', '?')} volumes), step "
+                   f"{config.window.window_step}, {config.window.window_shape}; min coverage "
+                   f"{config.window.min_window_coverage:g}",
         "Windows kept / dropped": ", ".join(
             f"{r['metadata'].get('WindowsKept', '?')} / {r['metadata'].get('WindowsDropped', '?')}"
             for r in runs),
@@ -99,27 +97,23 @@ def find_prediction(config: RunConfig, subject: str) -> dict | None:
 
 def write_participant_reports(config: RunConfig, plans, failures: dict[str, str]) -> list[Path]:
     """One ``sub-<label>.html`` per finished subject, plus ``predictions.tsv`` when predicting."""
-    from bids_app.reports.participant import build_participant_report
-
     methods = write_boilerplate(config)
     methods_md = methods.read_text() if methods else ""
     written = []
+    layout = queries.derivatives_layout(config.output_dir) if plans else None
     for plan in plans:
         try:
-            runs = [run_report_data(config, run) for run in plan.runs]
-            prediction = find_prediction(config, plan.label)
-            if prediction:
-                fig = _first((subject_dir(config, plan.label) / "figures").glob("*desc-prediction*"))
-                prediction = {**prediction, "figure": str(fig) if fig else None}
+            runs = [run_report_data(config, run, layout) for run in plan.runs]
+            prediction = find_prediction(config, plan.subject)
             out = build_participant_report(
-                config.output_dir / f"sub-{plan.label}.html", subject=plan.label,
+                config.output_dir / f"sub-{plan.subject}.html", subject=plan.subject,
                 summary=subject_summary(config, plan, runs), runs=runs, prediction=prediction,
-                methods_md=methods_md, errors=[])
+                methods_md=methods_md)
             written.append(Path(out))
-        except Exception:  # a report must never fail the run
-            LOGGER.exception("The report of sub-%s could not be written", plan.label)
+        except Exception:  # noqa: BLE001  (a report must never fail the run)
+            LOGGER.exception("The report of sub-%s could not be written", plan.subject)
     if config.model:
-        update_predictions_table(config, [p.label for p in plans])
+        update_predictions_table(config, [p.subject for p in plans])
     return written
 
 
@@ -155,31 +149,21 @@ def update_predictions_table(config: RunConfig, subjects: list[str]) -> Path:
     return table
 
 
-def methods_parameters(config: RunConfig) -> dict:
-    """The parameters the methods text describes (the run's configuration)."""
-    return config.to_dict()
-
-
 def write_boilerplate(config: RunConfig) -> Path | None:
     """``output_dir/logs/CITATION.md`` and ``.html`` from the run's parameters and versions."""
-    from bids_app.reports.boilerplate import methods_text, write_citation
-    from workflows.metadata import software_versions
-
     try:
-        md = methods_text(methods_parameters(config), software_versions())
+        md = methods_text(config, software_versions())
         md_path, _ = write_citation(config.output_dir / "logs", md)
         return Path(md_path)
-    except Exception:
+    except Exception:  # noqa: BLE001  (the methods text must never fail the run)
         LOGGER.exception("The methods boilerplate could not be written")
         return None
 
 
 def write_group_report(config: RunConfig, subjects, excluded: dict[str, str]) -> Path | None:
     """``output_dir/group.html`` (see :mod:`bids_app.reports.group`); never fails the run."""
-    from bids_app.reports.group import write_group_report as build
-
     try:
-        return build(config, subjects, excluded)
-    except Exception:
+        return build_group_report(config, subjects, excluded)
+    except Exception:  # noqa: BLE001  (the report must never fail the run)
         LOGGER.exception("The group report could not be written")
         return None

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bids_app import __version__, cli
+from bids_app import __version__, cli, parser
 
 
 def _run(*args):
@@ -15,9 +15,9 @@ def _run(*args):
 
 
 def test_help_documents_every_option():
-    parser = cli._build_parser()
-    text = parser.format_help()
-    for action in parser._actions:
+    built = parser.build_parser()
+    text = built.format_help()
+    for action in built._actions:
         for opt in action.option_strings:
             assert opt in text
     for group in ("Options for filtering BIDS queries", "Denoising", "Seed",
@@ -28,7 +28,7 @@ def test_help_documents_every_option():
 
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.parse_args(["--version"])
+        parser.parse_args(["--version"])
     assert exc.value.code == 0
     assert __version__ in capsys.readouterr().out
 
@@ -48,8 +48,10 @@ def test_bad_arguments_exit_2(tmp_path, args, message):
     assert message in proc.stderr
 
 
-def test_missing_bids_dir_is_an_input_error(tmp_path):
+def test_missing_bids_dir_is_an_input_error(tmp_path, capsys):
     assert cli.main([str(tmp_path / "nope"), str(tmp_path / "out"), "participant"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and str(tmp_path / "nope") in err
 
 
 def test_not_bids_dir_says_how_to_fix(tmp_path, capsys):
@@ -66,7 +68,7 @@ def test_fmriprep_dir_detected_as_bids_dir(tmp_path):
     (fp / "dataset_description.json").write_text(json.dumps(
         {"Name": "x", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
          "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.2.1"}]}))
-    config = cli.parse_args([str(fp), str(tmp_path / "out"), "participant"])
+    config = parser.parse_args([str(fp), str(tmp_path / "out"), "participant"])
     assert config.fmriprep_dir == fp.resolve()
 
 
@@ -75,9 +77,9 @@ def test_presets_and_explicit_values(tmp_path):
     (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
     (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
     base = [str(tmp_path), str(tmp_path / "out"), "participant"]
-    cfg = cli.parse_args(base + ["--dfc-preset", "dpabi"])
-    assert (cfg.window_length, cfg.window_step, cfg.window_shape) == ("30vol", 1, "hamming")
-    cfg = cli.parse_args(base + ["--dfc-preset", "dynamicbc", "--window-step", "5"])
-    assert (cfg.window_length, cfg.window_step) == ("50vol", 5)
-    cfg = cli.parse_args(base + ["--participant-label", "sub-01", "02", "--smoothing", "0"])
-    assert cfg.participant_label == ("01", "02") and cfg.smoothing is None
+    cfg = parser.parse_args(base + ["--dfc-preset", "dpabi"])
+    assert (cfg.window.window_length, cfg.window.window_step, cfg.window.window_shape) == ("30vol", 1, "hamming")
+    cfg = parser.parse_args(base + ["--dfc-preset", "dynamicbc", "--window-step", "5"])
+    assert (cfg.window.window_length, cfg.window.window_step) == ("50vol", 5)
+    cfg = parser.parse_args(base + ["--participant-label", "sub-01", "02", "--smoothing", "0"])
+    assert cfg.queries.participant_label == ("01", "02") and cfg.denoise.smoothing_fwhm is None

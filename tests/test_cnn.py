@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from bids_app.errors import InputError
 from workflows import cnn
 from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
+from workflows.utils.errors import InputError
 
 SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
 

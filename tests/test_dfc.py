@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bids_app.errors import InputError
 from workflows import dfc
+from workflows.utils.errors import InputError
 
 
 def _data(rng, n_t=60, n_v=37):

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from workflows import evaluation as ev
+from workflows.cnn import TrainSettings
+from workflows.training import GroupParams
 
 
 def _cohort(rng, n_subjects=20, per_subject=1, shape=(6, 7, 8), effect=0.0):
@@ -59,7 +61,7 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
     from sklearn.preprocessing import StandardScaler
 
     from workflows import cnn
-    from workflows.group import baseline_predict, cnn_fit_predict
+    from workflows.training import baseline_predict, cnn_fit_predict
 
     n, per = 8, 2
     groups = np.repeat(np.arange(n), per)
@@ -80,7 +82,7 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
 
     monkeypatch.setattr(cnn, "fit_normaliser", spy_normaliser)
     monkeypatch.setattr(StandardScaler, "fit", spy_scaler)
-    settings = {"epochs": 1, "random_seed": 0, "device": "cpu"}
+    params = GroupParams(train=TrainSettings(epochs=1, device="cpu"))
 
     def spy_model(fit_predict):
         def wrapped(x_train, y_train, groups_train, x_test, **kw):
@@ -89,8 +91,8 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
         return wrapped
 
     folds = ev.subject_folds(y, groups, n_folds=2, n_repeats=1, seed=0)
-    models = {"cnn": spy_model(partial(cnn_fit_predict, settings=settings)),
-              "baseline": spy_model(partial(baseline_predict, settings=settings))}
+    models = {"cnn": spy_model(partial(cnn_fit_predict, params=params)),
+              "baseline": spy_model(partial(baseline_predict, params=params))}
     predictions, metrics, _ = ev.cross_validate(x, y, groups, folds, models)
     assert len(seen["normaliser"]) == len(seen["scaler"]) == 2 and len(seen["fit"]) == 4
     for i, fold in enumerate(folds):
@@ -123,10 +125,11 @@ def test_permutation_keeps_subjects_whole_and_gives_a_small_p_for_a_real_effect(
     assert np.bincount(y_perm).tolist() == np.bincount(y).tolist()
     for g in np.unique(groups):
         assert len(set(y_perm[groups == g])) == 1
-    result = ev.permutation_test(x, y, groups, ev.baseline_fit_predict, observed=1.0, n_permutations=9,
-                                 n_folds=4, seed=0)
-    assert result["p_value"] == pytest.approx(0.1)
-    assert max(result["null_balanced_accuracy"]) < 0.9
+    # the null is drawn as the group workflow draws it: one permutation_null per index
+    null = [ev.permutation_null(x, y, groups, ev.baseline_fit_predict, n_folds=4, seed=0, index=i)
+            for i in range(9)]
+    assert ev.permutation_p_value(1.0, null) == pytest.approx(0.1)
+    assert max(null) < 0.9
     assert ev.permutation_p_value(0.5, [0.6, 0.4, 0.5]) == pytest.approx(3 / 4)
 
 
@@ -145,7 +148,6 @@ def test_metrics_and_summary():
 @pytest.mark.integration
 def test_group_workflow_writes_the_contract(tmp_path, rng):
     """A tiny group run (12 subjects, 8 mm, 2 folds, 2 epochs): every contract output, a loadable model."""
-    from bids_app.config import RunConfig
     from bids_app.group_level import GroupSubject
     from workflows.group import init_group_wf
     from workflows.model_io import load_model
@@ -167,10 +169,10 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         nb.save(nb.Nifti1Image(data, aff), path)
         subjects.append(GroupSubject(f"{i:02d}", path, None, side, 10.0 if i % 2 == 0 else 40.0))
     out = tmp_path / "out"
-    config = RunConfig(bids_dir=tmp_path, output_dir=out, analysis_level="group", fmriprep_dir=tmp_path,
-                       work_dir=tmp_path / "work", cv_folds=2, cv_repeats=1, epochs=2, cnn_resolution=8.0,
-                       device="cpu")
-    wf = init_group_wf(config=config, subjects=subjects, shared_params={"Space": "MNI152NLin2009cAsym"})
+    params = GroupParams(cnn_resolution=8.0, cv=ev.CVParams(cv_folds=2, cv_repeats=1),
+                         train=TrainSettings(epochs=2, device="cpu"))
+    wf = init_group_wf(subjects=[s.as_dict() for s in subjects], params=params, output_dir=out,
+                       shared_params={"Space": "MNI152NLin2009cAsym"})
     wf.base_dir = str(tmp_path / "work")
     wf.run(plugin="Linear")
     group = out / "group"
@@ -180,7 +182,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         assert set(summary["models"][model]) == set(ev.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
     assert summary["n_subjects"] == 12 and summary["class_counts"] == {"severe": 6, "mild-to-moderate": 6}
-    assert summary["cv"] == {**summary["cv"], "folds": 2, "repeats": 1, "grouped_by": "subject"}
+    assert (summary["cv"]["folds"], summary["cv"]["repeats"], summary["cv"]["grouped_by"]) == (2, 1, "subject")
     assert summary["permutation"] is None and summary["samples"] == "maps" and summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]

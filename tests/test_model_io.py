@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bids_app.errors import InputError
 from workflows import model_io
 from workflows.cnn import StrokeCNN, fit_normaliser, predict_proba
 from workflows.cnn_inputs import make_grid
 from workflows.metadata import shared_parameters
+from workflows.utils.errors import InputError
 
 SHAPE = (9, 10, 11)
 META = {"Space": "MNI152NLin2009cAsym", "WindowLength_s": 60.0, "WindowStep_vol": 1,

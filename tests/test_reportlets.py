@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_app.config import RunConfig
-from bids_app.reports import reportlets as rl
+from bids_app.config import RunConfig, build_config
+from workflows import plotting as rl
 
 SHAPE = (20, 24, 20)
 N_VOLS = 40
@@ -87,9 +87,10 @@ def no_external_resources(html: str) -> bool:
     return re.search(pattern, html, re.I) is None
 
 
-def make_config(tmp_path: Path, level: str, **kwargs) -> RunConfig:
-    return RunConfig(bids_dir=tmp_path / "bids", output_dir=tmp_path / "out", analysis_level=level,
-                     fmriprep_dir=tmp_path / "fmriprep", work_dir=tmp_path / "work", **kwargs)
+def make_config(tmp_path: Path, level: str, **values) -> RunConfig:
+    """A run configuration with options given by their command-line names (``window_length=...``)."""
+    return build_config(bids_dir=tmp_path / "bids", output_dir=tmp_path / "out", analysis_level=level,
+                        fmriprep_dir=tmp_path / "fmriprep", work_dir=tmp_path / "work", model=None, values=values)
 
 
 def make_participant_report(tmp_path: Path, rng) -> Path:
@@ -108,7 +109,7 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
     return build_participant_report(
         out / "sub-01.html", subject="01",
         summary={"Subject": "sub-01", "Repetition time (s)": TR, "Lesion hemisphere": "L (from mask)"},
-        runs=runs, prediction=prediction, methods_md=methods_text(config.to_dict(), {"nilearn": "0.x"}),
+        runs=runs, prediction=prediction, methods_md=methods_text(config, {"nilearn": "0.x"}),
         errors=[])
 
 
@@ -228,14 +229,14 @@ def test_methods_text_states_parameters_and_references(tmp_path):
 
     config = make_config(tmp_path, "participant", window_length="30vol", window_shape="hamming",
                          smoothing=4.0, denoise="scrubbing", fd_thresh=0.3)
-    md = methods_text(config.to_dict(), {"nipype": "1.11.0", "nilearn": "0.14.1"})
+    md = methods_text(config, {"nipype": "1.11.0", "nilearn": "0.14.1"})
     for needle in ("30 volumes", "Hamming", "4 mm FWHM", "`scrubbing`", "0.3 mm", "0.01 Hz", "0.08 Hz",
                    "HCPEx", "Nipype 1.11.0", "nilearn 0.14.1", "Frontiers in Neurology", "fMRIPrep"):
         assert needle in md, needle
     assert "cross-validation" not in md  # group paragraph only at the group level
 
     group = make_config(tmp_path, "group", cv_folds=4, cv_repeats=3, n_permutations=100)
-    md = methods_text(group.to_dict(), {"torch": "2.13.0"})
+    md = methods_text(group, {"torch": "2.13.0"})
     for needle in ("4-fold cross-validation repeated 3 times", "100 label permutations", "PyTorch 2.13.0",
                    "Paszke", "AAL", "mirrored"):
         assert needle in md, needle
@@ -244,7 +245,7 @@ def test_methods_text_states_parameters_and_references(tmp_path):
 def test_write_citation_writes_markdown_and_offline_html(tmp_path):
     from bids_app.reports.boilerplate import methods_text, write_citation
 
-    md = methods_text(make_config(tmp_path, "participant").to_dict(), {})
+    md = methods_text(make_config(tmp_path, "participant"), {})
     md_path, html_path = write_citation(tmp_path / "logs", md)
     assert md_path.read_text() == md
     html = html_path.read_text()

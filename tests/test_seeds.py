@@ -6,16 +6,10 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from bids_app.errors import InputError
-from workflows.seeds import (
-    atlas_labels,
-    atlas_region_mask,
-    find_lesion_mask,
-    lesion_mask_side,
-    make_seed_mask,
-    resolve_lesion_side,
-    sphere_mask,
-)
+from bids_app.lesions import find_lesion_mask, resolve_lesion_side
+from workflows.lesion import lesion_side_from_mask
+from workflows.seeds import atlas_labels, atlas_region_mask, make_seed_mask, sphere_mask
+from workflows.utils.errors import InputError
 
 AFF4 = np.array([[4.0, 0, 0, -96], [0, 4, 0, -132], [0, 0, 4, -78], [0, 0, 0, 1]])
 
@@ -104,13 +98,13 @@ def test_real_lesion_masks_give_their_side_and_strip_the_seed(shared_data, grid4
         img = nb.load(str(shared_data / "lesions" / "soop" / row["file"]))
         if row["group"] in ("M1_left", "M1_right"):
             side = "L" if row["group"] == "M1_left" else "R"
-            assert lesion_mask_side(img, row["file"]) == side
+            assert lesion_side_from_mask(img, row["file"]) == side
             seed, info = make_seed_mask(lesion_side=side, reference_img=grid4, brain_mask_img=grid4,
                                         lesion_mask_img=img)
             assert 0 < info["fraction_lesioned"] < 1
             assert info["n_voxels"] < info["n_voxels_before_lesion"]
         else:
-            side = lesion_mask_side(img, row["file"])
+            side = lesion_side_from_mask(img, row["file"])
             _, info = make_seed_mask(lesion_side=side, reference_img=grid4, brain_mask_img=grid4,
                                      lesion_mask_img=img)
             assert info["fraction_lesioned"] < 0.05

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from workflows.utils.errors import InputError
+
 #: BatchNorm running-statistics momentum: higher than PyTorch's 0.1 because an epoch has only a few
 #: batches on cohorts of tens of subjects, and stale running statistics make the validation loss erratic.
 BN_MOMENTUM = 0.3
@@ -35,7 +37,7 @@ BN_MOMENTUM = 0.3
 class TrainSettings:
     """Hyper-parameters of one training run (recorded in the model card)."""
 
-    epochs: int = 25
+    epochs: int = 40  # maximum; early stopping usually ends training sooner
     batch_size: int = 4
     learning_rate: float = 5e-3
     weight_decay: float = 1e-2
@@ -47,7 +49,7 @@ class TrainSettings:
     channels: tuple[int, ...] = field(default=(4, 8, 16, 32))
     dropout: float = 0.3
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # "auto" uses CUDA when present
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -125,10 +127,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from bids_app.errors import InputError
-
-        raise InputError("--device cuda was asked for but no CUDA device is available", "--device",
-                         "use --device cpu or auto")
+        raise InputError("TrainSettings.device cuda was asked for but no CUDA device is available",
+                         "TrainSettings.device", "use TrainSettings.device cpu or auto",
+                         params=("TrainSettings.device",))
     return torch.device(device)
 
 

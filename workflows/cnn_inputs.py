@@ -14,8 +14,8 @@ import zlib
 import nibabel as nb
 import numpy as np
 
-from bids_app.errors import InputError
 from workflows.lesion import mirror_lr
+from workflows.utils.errors import InputError
 
 
 def align_image(img, lesion_side: str, align: bool):
@@ -46,7 +46,7 @@ def group_mask(imgs, min_fraction: float = 0.9) -> np.ndarray:
         elif data.shape[:3] != shape:
             raise InputError(f"maps have different grids ({shape} vs {data.shape[:3]})",
                              getattr(img, "get_filename", lambda: None)() or "group maps",
-                             "re-run the participant level with the same --res for everyone")
+                             "re-run the participant level with the same resolution for everyone")
         data = data if data.ndim == 3 else data[..., 0]
         count += (np.isfinite(data) & (data != 0)).astype(np.int32)
     if count is None:
@@ -66,8 +66,8 @@ def make_grid(ref_img, mask: np.ndarray, resolution: float) -> dict:
     stored in the model card (see :func:`grid_to_dict`).
     """
     if resolution <= 0:
-        raise InputError(f"CNN resolution {resolution} mm is not positive", "--cnn-resolution",
-                         "use 2, 3 or 4 (mm)")
+        raise InputError(f"CNN resolution {resolution} mm is not positive", "GroupParams.cnn_resolution",
+                         "use 2, 3 or 4 (mm)", params=("GroupParams.cnn_resolution",))
     ijk = np.argwhere(mask)
     corners = np.array([[a, b, c] for a in (ijk[:, 0].min(), ijk[:, 0].max())
                         for b in (ijk[:, 1].min(), ijk[:, 1].max())

@@ -18,9 +18,10 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-from bids_app.errors import InputError
+from workflows.utils.errors import InputError
+from workflows.utils.images import check_bold_and_mask, load_image, read_data
 
-#: ``--denoise`` choices -> load_confounds keyword arguments.
+#: Denoising strategies -> :func:`nilearn.interfaces.fmriprep.load_confounds` keyword arguments.
 STRATEGIES = {
     "simple": {"strategy": ("motion", "wm_csf"), "motion": "full", "wm_csf": "basic"},
     "simple+gsr": {"strategy": ("motion", "wm_csf", "global_signal"), "motion": "full",
@@ -33,7 +34,7 @@ STRATEGIES = {
 
 @dataclass(frozen=True)
 class DenoiseParams:
-    """What ``--denoise`` and its companion options set."""
+    """Confound strategy, censoring, filtering and smoothing of the denoising step."""
 
     strategy: str = "simple"
     high_pass: float | None = 0.01
@@ -91,8 +92,8 @@ def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
     from nilearn.interfaces.fmriprep import load_confounds
 
     if params.strategy not in STRATEGIES:
-        raise InputError(f"denoising strategy {params.strategy!r} is unknown", "--denoise",
-                         f"use one of {', '.join(STRATEGIES)}")
+        raise InputError(f"denoising strategy {params.strategy!r} is unknown", "DenoiseParams.strategy",
+                         f"use one of {', '.join(STRATEGIES)}", params=("DenoiseParams.strategy",))
     kwargs = dict(STRATEGIES[params.strategy])
     if "scrub" in kwargs["strategy"]:
         kwargs.update(fd_threshold=params.fd_thresh, std_dvars_threshold=params.std_dvars_thresh)
@@ -108,7 +109,7 @@ def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
             str(bold_file),
             "check the *_desc-confounds_timeseries.tsv/.json next to the BOLD: they must come from "
             "fMRIPrep >= 1.4 (older releases wrote CamelCase columns) and hold the columns the "
-            "strategy needs; or pick another --denoise strategy") from None
+            "strategy needs; or pick another DenoiseParams.strategy", params=("DenoiseParams.strategy",)) from None
     if len(confounds) != n_volumes:
         raise InputError(
             f"the confounds table has {len(confounds)} rows but the BOLD has {n_volumes} volumes",
@@ -129,8 +130,8 @@ def load_bold_masked(bold_file, mask_file):
     Returns ``(data (X, Y, Z, T) float32, mask (X, Y, Z) bool, bold_img, info)``; voxels with a
     non-finite value at any time are removed from the mask (and counted in ``info``).
     """
-    bold_img = _load_image(bold_file, "BOLD")
-    mask_img = _load_image(mask_file, "brain mask")
+    bold_img = load_image(bold_file, "BOLD")
+    mask_img = load_image(mask_file, "brain mask")
     check_bold_and_mask(bold_img, mask_img, bold_file, mask_file)
     data = read_data(bold_img, bold_file, "BOLD")
     mask = read_data(mask_img, mask_file, "brain mask") > 0
@@ -142,55 +143,6 @@ def load_bold_masked(bold_file, mask_file):
                          "check the mask and the BOLD")
     info = {"NonFiniteVoxelsExcluded": n_bad}
     return data, mask, bold_img, info
-
-
-def check_bold_and_mask(bold_img, mask_img, bold_file, mask_file) -> None:
-    """The BOLD must be 4D and its brain mask on the same grid (headers only)."""
-    if bold_img.ndim != 4:
-        raise InputError(f"the BOLD image is {bold_img.ndim}D {bold_img.shape}; a 4D series is expected",
-                         str(bold_file), "point strokefc to fMRIPrep's preprocessed 4D BOLD (desc-preproc_bold)")
-    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(mask_img.affine, bold_img.affine,
-                                                                     atol=1e-3):
-        raise InputError(
-            f"the BOLD (grid {bold_img.shape[:3]}) and its brain mask (grid {mask_img.shape[:3]}) are on "
-            "different grids", f"{bold_file} and {mask_file}",
-            "use the mask fMRIPrep wrote for the same space and resolution as the BOLD")
-
-
-def _load_image(path, what):
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"the {what} file does not exist", str(path), "check the path")
-    if path.stat().st_size == 0:
-        raise InputError(f"the {what} file is empty (0 bytes)", str(path),
-                         "restore the real file (placeholders from a dataset skeleton cannot be processed)")
-    try:
-        return nb.load(str(path))
-    except Exception as exc:
-        raise InputError(f"the {what} file cannot be read as NIfTI ({type(exc).__name__}: {exc})",
-                         str(path), "re-copy or regenerate it") from None
-
-
-def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
-    """All voxels of an image, with a clear error for a truncated or corrupt file."""
-    try:
-        proxy = img.dataobj
-        if hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope"):
-            # Scale in the output dtype: nibabel would scale an int16 run in float64 first (a 2 mm,
-            # 240-volume run: 2 GB at once instead of 0.5 GB raw + 1 GB float32).
-            raw = np.asanyarray(proxy.get_unscaled())
-            out = raw.astype(dtype)
-            del raw
-            slope, inter = float(proxy.slope), float(proxy.inter)
-            if slope != 1.0:
-                out *= slope
-            if inter != 0.0:
-                out += inter
-            return out
-        return np.asarray(proxy, dtype=dtype)
-    except Exception as exc:  # truncated gzip streams raise EOFError, zlib.error, OSError...
-        raise InputError(f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
-                         str(path), "the file may be truncated: re-copy or regenerate it") from None
 
 
 def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) -> np.ndarray:
@@ -227,7 +179,8 @@ def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams,
     n_dummy = count_dummy_scans(table, params.dummy_scans)
     if n_dummy >= n_t - 2:
         raise InputError(f"{n_dummy} dummy scans leave no data in a {n_t}-volume run",
-                         str(bold_file), "lower --dummy-scans")
+                         str(bold_file), "lower DenoiseParams.dummy_scans",
+                         params=("DenoiseParams.dummy_scans",))
     fd = table["framewise_displacement"].to_numpy(float) if "framewise_displacement" in table \
         else np.full(n_t, np.nan)
 
@@ -240,7 +193,8 @@ def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams,
     conf = conf[:, conf.std(axis=0) > 0] if conf.size else None  # drop constant columns
     if kept.sum() < 3:
         raise InputError("fewer than 3 volumes survive censoring", str(bold_file),
-                         "loosen --fd-thresh / --std-dvars-thresh")
+                         "loosen DenoiseParams.fd_thresh / DenoiseParams.std_dvars_thresh",
+                         params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"))
     cleaned = signal.clean(
         series, confounds=conf if conf is not None and conf.shape[1] else None,
         sample_mask=np.flatnonzero(kept) if not kept.all() else None,

@@ -18,16 +18,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import nibabel as nb
 import numpy as np
+import pandas as pd
 
-from bids_app.errors import InputError
+from workflows.utils.errors import InputError
 
 WINDOW_SHAPES = ("rectangular", "hamming", "tapered")
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """Sliding windows of the dFC step (``window_length``: ``'60s'`` or ``'30vol'``; step in volumes)."""
+
+    window_length: str = "60s"
+    window_step: int = 1
+    window_shape: str = "rectangular"
+    min_window_coverage: float = 0.8  # windows with a smaller kept fraction are dropped
+    save_windows: bool = False  # also write the 4D window maps
+
+
+#: Window settings of the tools and papers they name (``--dfc-preset``).
+DFC_PRESETS: dict[str, dict[str, Any]] = {
+    # DPABI Temporal Dynamic Analysis: 30-TR Hamming window, step 1 TR.
+    "dpabi": {"window_length": "30vol", "window_step": 1, "window_shape": "hamming"},
+    # DynamicBC: 50-TR rectangular window, 60% overlap (step 20 TRs).
+    "dynamicbc": {"window_length": "50vol", "window_step": 20, "window_shape": "rectangular"},
+    # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR.
+    "allen": {"window_length": "22vol", "window_step": 1, "window_shape": "tapered"},
+}
 _R_CLIP = 1.0 - 1e-7  # keeps arctanh finite for (numerically) perfect correlations
 
 
-def parse_duration(value: str | int | float, tr: float, name: str = "--window-length") -> int:
+def parse_duration(value: str | int | float, tr: float, name: str = "WindowParams.window_length") -> int:
     """Convert ``'60s'``, ``'30vol'`` or a bare number of seconds to a whole number of volumes.
 
     Seconds are rounded to the nearest whole volume (at least 2).
@@ -42,10 +67,10 @@ def parse_duration(value: str | int | float, tr: float, name: str = "--window-le
             n = int(round(float(text) / tr))
     except ValueError:
         raise InputError(f"{name} {value!r} is not a duration", name,
-                         "give seconds ('60s') or volumes ('30vol')") from None
+                         "give seconds ('60s') or volumes ('30vol')", params=(name,)) from None
     if n < 1:
         raise InputError(f"{name} {value!r} is shorter than one volume (TR {tr} s)", name,
-                         "give a longer duration")
+                         "give a longer duration", params=(name,))
     return n
 
 
@@ -65,8 +90,8 @@ def window_taper(length: int, shape: str = "rectangular", sigma: float = 3.0) ->
         full = np.convolve(np.ones(length), g / g.sum(), mode="full")  # length + 2 * half
         taper = full[half : half + length]
         return taper / taper.max()
-    raise InputError(f"window shape {shape!r} is unknown", "--window-shape",
-                     f"use one of {', '.join(WINDOW_SHAPES)}")
+    raise InputError(f"window shape {shape!r} is unknown", "WindowParams.window_shape",
+                     f"use one of {', '.join(WINDOW_SHAPES)}", params=("WindowParams.window_shape",))
 
 
 @dataclass(frozen=True)
@@ -91,10 +116,11 @@ def plan_windows(kept: np.ndarray, length: int, step: int = 1, min_coverage: flo
     if length > n:
         raise InputError(
             f"the window ({length} volumes) is longer than the run ({n} volumes after dummy scans)",
-            "--window-length", "use a shorter window or a longer run")
+            "WindowParams.window_length", "use a shorter window or a longer run",
+            params=("WindowParams.window_length",))
     if step < 1:
-        raise InputError(f"window step {step} must be at least one volume", "--window-step",
-                         "give a positive step")
+        raise InputError(f"window step {step} must be at least one volume", "WindowParams.window_step",
+                         "give a positive step", params=("WindowParams.window_step",))
     starts = np.arange(0, n - length + 1, step)
     csum = np.concatenate([[0], np.cumsum(kept)])
     kept_vols = csum[starts + length] - csum[starts]
@@ -188,8 +214,9 @@ def sliding_window_dfc(
         raise InputError(
             f"only {plan.n_valid} window(s) have at least {min_coverage:.0%} of their volumes kept "
             f"({n_t} volumes, {int(kept.sum())} kept, window {length}, step {step})",
-            "--min-window-coverage / censoring",
-            "loosen the censoring thresholds, lower --min-window-coverage, or shorten the window")
+            "WindowParams.min_window_coverage / censoring",
+            "loosen the censoring thresholds, lower WindowParams.min_window_coverage, or shorten the window",
+            params=("WindowParams.min_window_coverage",))
     taper = window_taper(length, shape)
     weights = window_weights(plan, kept, taper)[plan.valid]
     static_w = kept.astype(float)[None, :]
@@ -249,7 +276,7 @@ def window_warnings(length: int, tr: float, high_pass: float | None) -> list[str
     if high_pass and length * tr < 1.0 / high_pass:
         return [f"The window ({length * tr:g} s) is shorter than 1/high-pass ({1.0 / high_pass:g} s): "
                 "part of the windowed-correlation variability may be spurious (Leonardi & Van De "
-                "Ville 2015). Consider a longer window or a higher --high-pass."]
+                "Ville 2015). Consider a longer window or a higher high-pass cutoff."]
     return []
 
 
@@ -275,9 +302,6 @@ def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_
         (one row per window: start/end volume, kept volumes, coverage, valid, z per region),
         ``plan``.
     """
-    import nibabel as nb
-    import pandas as pd
-
     mask = np.asarray(mask_img.dataobj) > 0
     seed_in_mask = (np.asarray(seed_img.dataobj) > 0)[mask]
     if seed_in_mask.sum() == 0:
@@ -316,8 +340,6 @@ def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_
 
 def weighted_mean_maps(imgs, weights):
     """Subject-level map: mean of run maps weighted by their number of valid windows."""
-    import nibabel as nb
-
     weights = np.asarray(weights, float)
     if len(imgs) != weights.size or weights.sum() <= 0:
         raise ValueError("one positive weight per map is needed")
@@ -327,7 +349,7 @@ def weighted_mean_maps(imgs, weights):
         img = nb.load(img) if not hasattr(img, "affine") else img
         if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
             raise InputError("the runs of one subject are on different grids", str(img.get_filename()),
-                             "process runs in one space and resolution (--space/--res)")
+                             "process runs in one space and resolution")
         acc += w * np.asarray(img.dataobj, np.float64)
     out = nb.Nifti1Image((acc / weights.sum()).astype(np.float32), ref.affine)
     out.header.set_xyzt_units("mm")

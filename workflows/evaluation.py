@@ -13,10 +13,24 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from workflows.utils.errors import InputError
+
 LOGGER = logging.getLogger("strokefc.group")
+
+
+
+@dataclass(frozen=True)
+class CVParams:
+    """Subject-level cross-validation: repeated stratified k-fold, and the label-permutation test."""
+
+    cv_folds: int = 5
+    cv_repeats: int = 5
+    n_permutations: int = 0  # 0 = no permutation test; 100+ for papers
+
 
 METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")
 
@@ -40,10 +54,9 @@ def effective_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
     _, labels = subject_labels(y, groups)
     smallest = int(np.bincount(labels.astype(int), minlength=2).min())
     if smallest < 2:
-        from bids_app.errors import InputError
-
         raise InputError(f"a class has {smallest} subject(s); cross-validation needs at least 2 per class",
-                         "participants.tsv (labels)", "add subjects or change --severe-threshold")
+                         "participants.tsv (labels)", "add subjects or change GroupParams.severe_threshold",
+                         params=("GroupParams.severe_threshold",))
     if smallest < n_folds:
         LOGGER.warning("only %d subjects in the smaller class: using %d folds instead of %d",
                        smallest, smallest, n_folds)

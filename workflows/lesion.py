@@ -10,7 +10,7 @@ from __future__ import annotations
 import nibabel as nb
 import numpy as np
 
-from bids_app.errors import InputError
+from workflows.utils.errors import InputError
 
 _SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 
@@ -40,6 +40,8 @@ def hemisphere_fractions(mask_img) -> dict[str, float]:
 
 def lesion_side_from_mask(mask_img, where: str = "lesion mask") -> str:
     """Return the hemisphere (``'L'``/``'R'``) holding most of the lesion volume."""
+    if mask_img.ndim != 3:
+        raise InputError(f"the lesion mask has {mask_img.ndim} dimensions", where, "give a 3D mask")
     frac = hemisphere_fractions(mask_img)
     if frac["L"] == 0 and frac["R"] == 0:
         raise InputError("the lesion mask is empty (no voxel > 0)", where,

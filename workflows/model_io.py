@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
-from bids_app.errors import InputError
+import numpy as np
+
+from workflows.cnn import build_model
+from workflows.utils.errors import InputError
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model_card.json"
@@ -54,10 +58,6 @@ def save_model(model, card: dict, out_dir) -> Path:
 
 def json_clean(obj):
     """A copy with NaN/inf floats replaced by None and NumPy scalars/arrays as Python values (valid JSON)."""
-    import math
-
-    import numpy as np
-
     if isinstance(obj, dict):
         return {str(k): json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -84,7 +84,7 @@ def _model_dir(path) -> Path:
         path = path.parent
     if not path.is_dir():
         raise InputError("the model directory does not exist", str(path),
-                         "give the 'model' directory of a group-level output (--model OUTPUT_DIR/model)")
+                         "give the 'model' directory of a group-level output (OUTPUT_DIR/model)")
     return path
 
 
@@ -121,8 +121,6 @@ def load_model(model_dir):
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from workflows.cnn import build_model
 
     model_dir = _model_dir(model_dir)
     card = read_card(model_dir)

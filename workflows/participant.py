@@ -1,17 +1,26 @@
-"""Participant level: fMRIPrep derivatives -> ipsilesional-M1 dFC maps (and a prediction), as Nipype graphs."""
+"""Participant level as Nipype graphs: fMRIPrep derivatives -> ipsilesional-M1 dFC maps (and a prediction)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from workflows.denoise import DenoiseParams
+from workflows.dfc import WindowParams
 from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.denoise import DenoiseBold
 from workflows.interfaces.dfc import ComputeDFC
 from workflows.interfaces.metadata import MergeMetadata
+from workflows.interfaces.predict import PredictSubject
+from workflows.interfaces.reportlets import FIGURES, RunReportlets
 from workflows.interfaces.seeds import MakeSeed
+from workflows.interfaces.subject import AggregateRuns
+from workflows.metadata import software_versions
+from workflows.seeds import SeedParams
+from workflows.utils.bids import RunInputs, safe_name
 
 #: stat- entity of each map, with its description for the sidecar.
 MAP_STATS = {
@@ -19,22 +28,32 @@ MAP_STATS = {
     "dfcmean": "Mean over sliding windows of the Fisher-z seed correlation",
     "fc": "Static (whole-run) Fisher-z seed correlation",
 }
+WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
+#: Fields of ``init_dfc_wf``'s inputnode.
+RUN_INPUTS = ("bold_file", "mask_file", "confounds_file", "boldref_file")
 
 
-def init_dfc_wf(*, run, config, lesion_side, static_meta, lesion_mask=None, name=None):
-    """Denoise one BOLD run, build the seed, compute and write its dFC maps.
+def init_dfc_wf(*, tr: float, denoise: DenoiseParams, seed: SeedParams, window: WindowParams,
+                lesion_side: str, output_dir: str | Path, fmriprep_dir: str | Path, static_meta: dict,
+                lesion_mask: str | Path | None = None, name: str = "dfc_wf") -> pe.Workflow:
+    """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
 
     Workflow graph::
 
-        inputnode -> denoise -> seed -> dfc -> metadata -> ds_* (DerivativesDataSink)
+        inputnode -> denoise -> seed -> dfc -> metadata -> ds_<stat> (dfcsd, dfcmean, fc[, windows])
+                                  |       \\-> ds_seed_tsv, ds_windows_tsv          ds_seed_mask
+                                  \\-> reportlets (seed, confounds, carpet, seedts, maps) -> ds_report_*
+        inputnode.bold_file names every output (sinks' source_file) and feeds the carpet plot.
 
     Parameters
     ----------
-    run : bids_app.queries.RunInputs
-        The run's fMRIPrep files and entities.
-    config : bids_app.config.RunConfig
-        Run options.
+    tr : float
+        Repetition time (s).
+    denoise, seed, window : DenoiseParams, SeedParams, WindowParams
+        Parameters of the three steps.
     lesion_side : {'L', 'R'}
+    output_dir, fmriprep_dir : path
+        The output dataset, and the fMRIPrep dataset the inputs come from (sidecar ``Sources``).
     static_meta : dict
         Sidecar fields known before running (lesion side and its source, software versions).
     lesion_mask : path, optional
@@ -42,165 +61,177 @@ def init_dfc_wf(*, run, config, lesion_side, static_meta, lesion_mask=None, name
 
     Inputs
     ------
-    bold_file, mask_file, confounds_file
-        fMRIPrep outputs of the run.
+    bold_file, mask_file, confounds_file, boldref_file
+        fMRIPrep outputs of the run (``boldref_file`` may be None).
 
     Outputs
     -------
     dfcsd, dfcmean, fc
         The run's maps (in the working directory).
-    n_windows
-        Valid windows (weights of the subject-level mean).
-    meta, warnings, seed_mask, denoised, volumes_tsv, windows_tsv, seed_tsv, mask_file
-        For the subject level and the report.
+    dfc_info, meta, warnings
+        Window counts (weights of the subject-level mean), the sidecar content, its warnings.
+    seed_mask, denoised, volumes_tsv, windows_tsv, seed_tsv, mask_file
+        Intermediate files, for reuse.
     """
-    wf = pe.Workflow(name=name or f"dfc_{_safe(run.label)}_wf")
-    inputnode = pe.Node(niu.IdentityInterface(fields=["bold_file", "mask_file", "confounds_file"]),
-                        name="inputnode")
-    inputnode.inputs.bold_file = str(run.bold)
-    inputnode.inputs.mask_file = str(run.mask)
-    inputnode.inputs.confounds_file = str(run.confounds)
+    wf = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=list(RUN_INPUTS)), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "dfcsd", "dfcmean", "fc", "meta", "warnings", "seed_mask", "denoised", "volumes_tsv",
         "windows_tsv", "seed_tsv", "mask_file", "dfc_info"]), name="outputnode")
 
-    denoise = pe.Node(DenoiseBold(
-        tr=run.tr, strategy=config.denoise, high_pass=config.high_pass, low_pass=config.low_pass,
-        smoothing_fwhm=config.smoothing, fd_thresh=config.fd_thresh,
-        std_dvars_thresh=config.std_dvars_thresh, n_compcor=config.n_compcor,
-        dummy_scans=config.dummy_scans), name="denoise", mem_gb=2.0)
-    seed = pe.Node(MakeSeed(
-        lesion_side=lesion_side, seed_radius=config.seed_radius, atlas=config.seed_atlas,
-        seed_mask=str(config.seed_mask) if config.seed_mask else None,
-        seed_coords=tuple(config.seed_coords) if config.seed_coords else None,
+    denoise_node = pe.Node(DenoiseBold(
+        tr=tr, strategy=denoise.strategy, high_pass=denoise.high_pass, low_pass=denoise.low_pass,
+        smoothing_fwhm=denoise.smoothing_fwhm, fd_thresh=denoise.fd_thresh,
+        std_dvars_thresh=denoise.std_dvars_thresh, n_compcor=denoise.n_compcor,
+        dummy_scans=denoise.dummy_scans), name="denoise", mem_gb=2.0)
+    seed_node = pe.Node(MakeSeed(
+        lesion_side=lesion_side, seed_radius=seed.seed_radius, atlas=seed.seed_atlas,
+        seed_mask=str(seed.seed_mask) if seed.seed_mask else None,
+        seed_coords=tuple(seed.seed_coords) if seed.seed_coords else None,
         lesion_mask=str(lesion_mask) if lesion_mask else None), name="seed")
     dfc = pe.Node(ComputeDFC(
-        lesion_side=lesion_side, tr=run.tr, window_length=str(config.window_length),
-        window_step=config.window_step, window_shape=config.window_shape,
-        min_coverage=config.min_window_coverage, high_pass=config.high_pass,
-        save_windows=config.save_windows), name="dfc", mem_gb=1.5)
-    sources = [_bids_uri(run.bold, config.fmriprep_dir), _bids_uri(run.mask, config.fmriprep_dir),
-               _bids_uri(run.confounds, config.fmriprep_dir)]
-    metadata = pe.Node(MergeMetadata(static={**static_meta, "Sources": sources,
-                                             "RepetitionTime": run.tr}),
+        lesion_side=lesion_side, tr=tr, window_length=str(window.window_length),
+        window_step=window.window_step, window_shape=window.window_shape,
+        min_coverage=window.min_window_coverage, high_pass=denoise.high_pass,
+        save_windows=window.save_windows), name="dfc", mem_gb=1.5)
+    sources = pe.Node(niu.Merge(3), name="sources", run_without_submitting=True)
+    metadata = pe.Node(MergeMetadata(static={**static_meta, "RepetitionTime": tr},
+                                     dataset_root=str(fmriprep_dir)),
                        name="metadata", run_without_submitting=True)
+    figures = pe.Node(RunReportlets(
+        tr=tr, fd_thresh=denoise.fd_thresh, lesion_mask=str(lesion_mask) if lesion_mask else None),
+        name="reportlets", mem_gb=1.0)
 
     wf.connect([
-        (inputnode, denoise, [("bold_file", "bold_file"), ("mask_file", "mask_file"),
-                              ("confounds_file", "confounds_file")]),
-        (denoise, seed, [("mask_file", "mask_file")]),
-        (denoise, dfc, [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"),
-                        ("mask_file", "mask_file")]),
-        (seed, dfc, [("seed_mask", "seed_mask")]),
-        (denoise, metadata, [("info", "denoise_info")]),
-        (seed, metadata, [("info", "seed_info")]),
+        (inputnode, denoise_node, [("bold_file", "bold_file"), ("mask_file", "mask_file"),
+                                   ("confounds_file", "confounds_file")]),
+        (inputnode, sources, [("bold_file", "in1"), ("mask_file", "in2"), ("confounds_file", "in3")]),
+        (sources, metadata, [("out", "source_files")]),
+        (denoise_node, seed_node, [("mask_file", "mask_file")]),
+        (denoise_node, dfc, [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"),
+                             ("mask_file", "mask_file")]),
+        (seed_node, dfc, [("seed_mask", "seed_mask")]),
+        (denoise_node, metadata, [("info", "denoise_info")]),
+        (seed_node, metadata, [("info", "seed_info")]),
         (dfc, metadata, [("info", "dfc_info")]),
+        (inputnode, figures, [("bold_file", "bold_file"), ("boldref_file", "boldref")]),
+        (denoise_node, figures, [("mask_file", "mask_file"), ("denoised", "denoised"),
+                                 ("volumes_tsv", "volumes_tsv"), ("info", "denoise_info")]),
+        (seed_node, figures, [("seed_mask", "seed_mask")]),
+        (dfc, figures, [("seed_tsv", "seed_tsv"), ("windows_tsv", "windows_tsv"),
+                        ("dfcsd", "dfcsd"), ("dfcmean", "dfcmean"), ("fc", "fc")]),
         (dfc, outputnode, [("dfcsd", "dfcsd"), ("dfcmean", "dfcmean"), ("fc", "fc"),
                            ("windows_tsv", "windows_tsv"), ("seed_tsv", "seed_tsv"),
                            ("info", "dfc_info")]),
-        (denoise, outputnode, [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"),
-                               ("mask_file", "mask_file")]),
-        (seed, outputnode, [("seed_mask", "seed_mask")]),
+        (denoise_node, outputnode, [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"),
+                                    ("mask_file", "mask_file")]),
+        (seed_node, outputnode, [("seed_mask", "seed_mask")]),
         (metadata, outputnode, [("meta", "meta"), ("warnings", "warnings")]),
     ])
 
-    source = str(run.bold)
-    outdir = str(config.output_dir)
-    _connect_reportlets(wf, run=run, config=config, lesion_mask=lesion_mask, denoise=denoise,
-                        seed=seed, dfc=dfc)
-    maps = ["dfcsd", "dfcmean", "fc"] + (["windows"] if config.save_windows else [])
+    outdir = str(output_dir)
+    maps = ["dfcsd", "dfcmean", "fc"] + (["windows"] if window.save_windows else [])
+    sinks = []
     for stat in maps:
         ds = pe.Node(DerivativesDataSink(
-            base_directory=outdir, source_file=source, seed="ipsiM1", stat=stat,
-            suffix="boldmap", dismiss_entities=["desc"], compress=True,
-            Description=MAP_STATS.get(stat, "Fisher-z seed correlation of every valid window (4D)"),
-            Units="Fisher z"), name=f"ds_{stat}", run_without_submitting=True)
+            base_directory=outdir, seed="ipsiM1", stat=stat, suffix="boldmap", dismiss_entities=["desc"],
+            compress=True, Description=MAP_STATS.get(stat, WINDOWS_DESCRIPTION), Units="Fisher z"),
+            name=f"ds_{stat}", run_without_submitting=True)
         wf.connect([(dfc, ds, [(stat, "in_file")]), (metadata, ds, [("meta", "meta_dict")])])
+        sinks.append(ds)
     ds_seed = pe.Node(DerivativesDataSink(
-        base_directory=outdir, source_file=source, desc="ipsiM1", suffix="mask", compress=True,
-        Type="ROI", Description="Ipsilesional primary motor cortex seed"), name="ds_seed_mask",
-        run_without_submitting=True)
+        base_directory=outdir, desc="ipsiM1", suffix="mask", compress=True, Type="ROI",
+        Description="Ipsilesional primary motor cortex seed"), name="ds_seed_mask", run_without_submitting=True)
     ds_seed_ts = pe.Node(DerivativesDataSink(
-        base_directory=outdir, source_file=source, seed="ipsiM1", desc="seed", suffix="timeseries",
-        dismiss_entities=["space", "res"],
+        base_directory=outdir, seed="ipsiM1", desc="seed", suffix="timeseries", dismiss_entities=["space", "res"],
         Description="Mean denoised signal of the seed; kept = 0 marks censored volumes"),
         name="ds_seed_tsv", run_without_submitting=True)
     ds_windows_ts = pe.Node(DerivativesDataSink(
-        base_directory=outdir, source_file=source, seed="ipsiM1", desc="windows", suffix="timeseries",
-        dismiss_entities=["space", "res"],
+        base_directory=outdir, seed="ipsiM1", desc="windows", suffix="timeseries", dismiss_entities=["space", "res"],
         Description="One row per sliding window: volumes, coverage, validity and the Fisher-z "
-                    "seed correlation with report regions"), name="ds_windows_tsv",
-        run_without_submitting=True)
+                    "seed correlation with report regions"), name="ds_windows_tsv", run_without_submitting=True)
     wf.connect([
-        (seed, ds_seed, [("seed_mask", "in_file")]), (metadata, ds_seed, [("meta", "meta_dict")]),
+        (seed_node, ds_seed, [("seed_mask", "in_file")]), (metadata, ds_seed, [("meta", "meta_dict")]),
         (dfc, ds_seed_ts, [("seed_tsv", "in_file")]),
         (dfc, ds_windows_ts, [("windows_tsv", "in_file")]),
     ])
+    sinks += [ds_seed, ds_seed_ts, ds_windows_ts]
+    for fig in FIGURES:
+        ds = pe.Node(DerivativesDataSink(
+            base_directory=outdir, desc=fig, datatype="figures", suffix="bold", dismiss_entities=["space", "res"]),
+            name=f"ds_report_{fig}", run_without_submitting=True)
+        wf.connect(figures, fig, ds, "in_file")
+        sinks.append(ds)
+    for ds in sinks:
+        wf.connect(inputnode, "bold_file", ds, "source_file")
     return wf
 
 
-def _connect_reportlets(wf, *, run, config, lesion_mask, denoise, seed, dfc):
-    """Figures of the run, drawn during the run and written to ``sub-<label>/figures/``."""
-    from workflows.interfaces.reportlets import RunReportlets
-
-    figures = pe.Node(RunReportlets(
-        bold_file=str(run.bold), boldref=str(run.boldref) if run.boldref else None, tr=run.tr,
-        fd_thresh=config.fd_thresh, lesion_mask=str(lesion_mask) if lesion_mask else None),
-        name="reportlets", mem_gb=1.0)
-    wf.connect([
-        (denoise, figures, [("mask_file", "mask_file"), ("denoised", "denoised"),
-                            ("volumes_tsv", "volumes_tsv"), ("info", "denoise_info")]),
-        (seed, figures, [("seed_mask", "seed_mask")]),
-        (dfc, figures, [("seed_tsv", "seed_tsv"), ("windows_tsv", "windows_tsv"),
-                        ("dfcsd", "dfcsd"), ("dfcmean", "dfcmean"), ("fc", "fc")]),
-    ])
-    for fig in ("seed", "confounds", "carpet", "seedts", "maps"):
-        ds = pe.Node(DerivativesDataSink(
-            base_directory=str(config.output_dir), source_file=str(run.bold), desc=fig,
-            datatype="figures", suffix="bold", dismiss_entities=["space", "res"]),
-            name=f"ds_report_{fig}", run_without_submitting=True)
-        wf.connect(figures, fig, ds, "in_file")
-
-
-def init_participant_wf(*, subject, runs, config, lesion_side, lesion_source, label=None,
-                        lesion_mask=None, name=None):
+def init_participant_wf(*, subject: str, runs: Sequence[RunInputs], denoise: DenoiseParams, seed: SeedParams,
+                        window: WindowParams, lesion_side: str, lesion_source: str, output_dir: str | Path,
+                        fmriprep_dir: str | Path, lesion_mask: str | Path | None = None,
+                        model_dir: str | Path | None = None, name: str | None = None) -> pe.Workflow:
     """All runs of one participant, the subject-level map, and the prediction when a model is given.
+
+    Workflow graph::
+
+        inputnode.run_files -> dfc_<run>_wf (one per run) -> [aggregate -> ds_subject_dfcsd]
+                                                          -> [predict -> ds_prediction] -> outputnode
 
     Parameters
     ----------
     subject : str
         Label without ``sub-``.
-    runs : list of bids_app.queries.RunInputs
-    config : bids_app.config.RunConfig
+    runs : list of RunInputs
+        The runs' fMRIPrep files, repetition times and entities.
+    denoise, seed, window : DenoiseParams, SeedParams, WindowParams
     lesion_side : {'L', 'R'}
     lesion_source : str
         Where the side came from ('participants.tsv', 'lesion mask', ...).
-    label : float, optional
-        UL-FMA score when known (recorded, never used to process).
+    output_dir, fmriprep_dir : path
     lesion_mask : path, optional
+    model_dir : path, optional
+        A trained model (``output_dir/model`` of a group run): predict this subject.
+
+    Inputs
+    ------
+    run_files
+        One dict per run with the ``init_dfc_wf`` inputs (set from ``runs``).
 
     Outputs
     -------
     dfcsd
         The subject-level variability map (the single run's, or the window-weighted mean).
+    prediction
+        The prediction JSON (with ``model_dir``).
     """
-    from workflows.interfaces.subject import AggregateRuns
-    from workflows.metadata import software_versions
-
     wf = pe.Workflow(name=name or f"sub_{subject}_wf")
+    inputnode = pe.Node(niu.IdentityInterface(fields=["run_files"]), name="inputnode")
+    inputnode.inputs.run_files = [
+        {"bold_file": str(r.bold), "mask_file": str(r.mask), "confounds_file": str(r.confounds),
+         "boldref_file": str(r.boldref) if r.boldref else None} for r in runs]
     outputnode = pe.Node(niu.IdentityInterface(fields=["dfcsd", "prediction"]), name="outputnode")
+    space = runs[0].entities.get("space")
     static = {"LesionHemisphere": lesion_side, "LesionHemisphereSource": lesion_source,
-              "SeedName": "ipsiM1", "Space": runs[0].entities.get("space"),
+              "SeedName": "ipsiM1", "Space": space,
               # BIDS defines SoftwareVersions as a string
               "SoftwareVersions": "; ".join(f"{k} {v}" for k, v in software_versions().items())}
-    run_wfs = [init_dfc_wf(run=run, config=config, lesion_side=lesion_side, static_meta=static,
-                           lesion_mask=lesion_mask) for run in runs]
-    wf.add_nodes(run_wfs)
+    run_wfs = []
+    for index, run in enumerate(runs):
+        run_wf = init_dfc_wf(tr=run.tr, denoise=denoise, seed=seed, window=window, lesion_side=lesion_side,
+                             output_dir=output_dir, fmriprep_dir=fmriprep_dir, static_meta=static,
+                             lesion_mask=lesion_mask, name=f"dfc_{safe_name(run.name)}_wf")
+        split = pe.Node(niu.Function(function=_run_fields, input_names=["run_files", "index"],
+                                     output_names=list(RUN_INPUTS)),
+                        name=f"fields_{safe_name(run.name)}", run_without_submitting=True)
+        split.inputs.index = index
+        wf.connect([(inputnode, split, [("run_files", "run_files")]),
+                    (split, run_wf, [(f, f"inputnode.{f}") for f in RUN_INPUTS])])
+        run_wfs.append(run_wf)
+    sources = [str(r.bold) for r in runs]
 
     if len(runs) == 1:
-        wf.connect(run_wfs[0], "outputnode.dfcsd", outputnode, "dfcsd")
-        subject_map_src = run_wfs[0]
-        subject_map_field = "outputnode.dfcsd"
+        subject_map = (run_wfs[0], "outputnode.dfcsd")
     else:
         join = pe.Node(niu.Merge(len(runs)), name="merge_dfcsd", run_without_submitting=True)
         join_info = pe.Node(niu.Merge(len(runs)), name="merge_info", run_without_submitting=True)
@@ -210,49 +241,31 @@ def init_participant_wf(*, subject, runs, config, lesion_side, lesion_source, la
             wf.connect([(rwf, join, [("outputnode.dfcsd", f"in{i}")]),
                         (rwf, join_info, [("outputnode.dfc_info", f"in{i}")]),
                         (rwf, join_meta, [("outputnode.meta", f"in{i}")])])
+        ds_subject = pe.Node(DerivativesDataSink(
+            base_directory=str(output_dir), source_file=sources, seed="ipsiM1", stat="dfcsd", suffix="boldmap",
+            dismiss_entities=["desc", "session"], compress=True, Units="Fisher z"),
+            name="ds_subject_dfcsd", run_without_submitting=True)
         wf.connect([(join, aggregate, [("out", "in_files")]),
                     (join_info, aggregate, [("out", "dfc_infos")]),
                     (join_meta, aggregate, [("out", "run_metas")]),
-                    (aggregate, outputnode, [("out_file", "dfcsd")])])
-        ds_subject = pe.Node(DerivativesDataSink(
-            base_directory=str(config.output_dir), source_file=[str(r.bold) for r in runs],
-            seed="ipsiM1", stat="dfcsd", suffix="boldmap", dismiss_entities=["desc", "session"],
-            compress=True, Units="Fisher z"), name="ds_subject_dfcsd", run_without_submitting=True)
-        wf.connect([(aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")])])
-        subject_map_src, subject_map_field = aggregate, "out_file"
+                    (aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")])])
+        subject_map = (aggregate, "out_file")
+    wf.connect(*subject_map, outputnode, "dfcsd")
 
-    if config.model:
-        from workflows.interfaces.predict import PredictSubject
-
-        predict = pe.Node(PredictSubject(model_dir=str(config.model), lesion_side=lesion_side,
-                                         subject=subject, space=static["Space"],
-                                         dfc_params=_dfc_params(config)), name="predict")
+    if model_dir:
+        predict = pe.Node(PredictSubject(model_dir=str(model_dir), lesion_side=lesion_side, subject=subject,
+                                         space=space), name="predict")
         ds_pred = pe.Node(DerivativesDataSink(
-            base_directory=str(config.output_dir), source_file=[str(r.bold) for r in runs],
-            desc="ulfma", suffix="prediction", dismiss_entities=["space", "res", "desc", "session"]),
-            name="ds_prediction", run_without_submitting=True)
-        wf.connect([(subject_map_src, predict, [(subject_map_field, "in_file")]),
+            base_directory=str(output_dir), source_file=sources, desc="ulfma", suffix="prediction",
+            dismiss_entities=["space", "res", "desc", "session"]), name="ds_prediction", run_without_submitting=True)
+        wf.connect([(subject_map[0], predict, [(subject_map[1], "in_file")]),
                     (run_wfs[0], predict, [("outputnode.meta", "meta")]),
                     (predict, ds_pred, [("out_file", "in_file")]),
                     (predict, outputnode, [("out_file", "prediction")])])
     return wf
 
 
-def _dfc_params(config) -> dict:
-    """dFC and denoising parameters a model must have been trained with (checked at prediction)."""
-    return {"window_length": str(config.window_length), "window_step": config.window_step,
-            "window_shape": config.window_shape, "denoise": config.denoise,
-            "high_pass": config.high_pass, "low_pass": config.low_pass,
-            "smoothing": config.smoothing}
-
-
-def _bids_uri(path, fmriprep_dir) -> str:
-    """``bids:fmriprep:<relative path>`` (the link is declared in dataset_description.json)."""
-    try:
-        return f"bids:fmriprep:{Path(path).resolve().relative_to(Path(fmriprep_dir).resolve())}"
-    except ValueError:
-        return Path(path).resolve().as_uri()
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text)
+def _run_fields(run_files: list, index: int) -> tuple:
+    """The ``init_dfc_wf`` inputs of run ``index`` of ``inputnode.run_files`` (a Nipype Function node)."""
+    run = run_files[index]
+    return run["bold_file"], run["mask_file"], run["confounds_file"], run["boldref_file"]

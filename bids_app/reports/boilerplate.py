@@ -1,6 +1,6 @@
 """Methods boilerplate: a paragraph describing exactly what was run, with versions and references.
 
-Written from the run's own parameters (``RunConfig.to_dict()``), like fMRIPrep's ``CITATION.md``, and
+Written from the run's own parameter objects (:class:`bids_app.config.RunConfig`), like fMRIPrep's ``CITATION.md``, and
 rendered to a self-contained ``CITATION.html`` next to it.
 """
 
@@ -10,7 +10,11 @@ import html
 import re
 from pathlib import Path
 
-from bids_app.outputs import atomic_write_text
+from bids_app.config import RunConfig
+from bids_app.reports import render_page
+from workflows.seeds import SeedParams
+from workflows.training import GroupParams
+from workflows.utils.io import atomic_write_text
 
 DENOISE_TEXT = {
     "simple": "24 head-motion parameters (6 rigid-body parameters, their derivatives and squares) and the "
@@ -61,51 +65,52 @@ def _hz(value) -> str:
     return "off" if value in (None, 0) else f"{float(value):g} Hz"
 
 
-def _seed_sentence(params: dict) -> str:
-    if params.get("seed_mask"):
-        return (f"The seed was the user-supplied left-hemisphere mask `{Path(params['seed_mask']).name}`, "
+def _seed_sentence(seed: SeedParams) -> str:
+    if seed.seed_mask:
+        return (f"The seed was the user-supplied left-hemisphere mask `{Path(seed.seed_mask).name}`, "
                 "mirrored to the right hemisphere for right-hemisphere lesions")
-    if params.get("seed_coords"):
-        xyz = ", ".join(f"{float(c):g}" for c in params["seed_coords"])
-        return (f"The seed was a sphere of radius {float(params.get('seed_radius', 6)):g} mm centred at "
+    if seed.seed_coords:
+        xyz = ", ".join(f"{float(c):g}" for c in seed.seed_coords)
+        return (f"The seed was a sphere of radius {float(seed.seed_radius):g} mm centred at "
                 f"({xyz}) mm (left hemisphere; mirrored about x = 0 for right-hemisphere lesions)")
-    atlas = params.get("seed_atlas", "HCPEx")
+    atlas = seed.seed_atlas
     region = "Primary_Motor_Cortex" if atlas == "HCPEx" else "Precentral"
     ref = "[@hcpex]" if atlas == "HCPEx" else "[@aal]"
     return (f"The seed was the primary motor cortex of the lesioned hemisphere (ipsilesional M1): the "
             f"{atlas} atlas {ref} region `{region}_L` or `{region}_R`, resampled to the BOLD grid")
 
 
-def _participant_paragraph(params: dict) -> str:
-    strategy = params.get("denoise", "simple")
+def _participant_paragraph(config: RunConfig) -> str:
+    denoise, window = config.denoise, config.window
+    strategy = denoise.strategy
     confounds = DENOISE_TEXT.get(strategy, strategy)
     censor = ""
     if strategy == "scrubbing":
-        censor = (f" Volumes with framewise displacement above {float(params.get('fd_thresh', 0.5)):g} mm "
-                  f"or standardised DVARS above {float(params.get('std_dvars_thresh', 1.5)):g} were censored "
+        censor = (f" Volumes with framewise displacement above {float(denoise.fd_thresh):g} mm "
+                  f"or standardised DVARS above {float(denoise.std_dvars_thresh):g} were censored "
                   "(excluded from the correlations).")
-    dummy = params.get("dummy_scans", "auto")
+    dummy = denoise.dummy_scans
     dummy_text = ("the non-steady-state volumes flagged by fMRIPrep" if dummy == "auto"
                   else f"the first {dummy} volumes")
-    smoothing = params.get("smoothing")
+    smoothing = denoise.smoothing_fwhm
     smooth_text = (f"spatially smoothed inside the brain mask with a Gaussian kernel of "
                    f"{float(smoothing):g} mm FWHM" if smoothing else "not spatially smoothed")
-    shape = params.get("window_shape", "rectangular")
-    length = str(params.get("window_length", "60s"))
+    shape = window.window_shape
+    length = str(window.window_length)
     length_text = (f"{length[:-3]} volumes" if length.endswith("vol") else f"{length[:-1]} s"
                    if length.endswith("s") else length)
     return (
-        f"Resting-state BOLD runs (task `{params.get('task_id', 'rest')}`) preprocessed with fMRIPrep "
-        f"[@fmriprep] in `{params.get('space', 'MNI152NLin2009cAsym')}` space were denoised with nilearn "
+        f"Resting-state BOLD runs (task `{config.queries.task_id}`) preprocessed with fMRIPrep "
+        f"[@fmriprep] in `{config.queries.space}` space were denoised with nilearn "
         f"[@nilearn]: {dummy_text} were discarded, and the confound strategy `{strategy}` ({confounds}) "
         f"was regressed out together with a Butterworth band-pass filter (high-pass "
-        f"{_hz(params.get('high_pass'))}, low-pass {_hz(params.get('low_pass'))}) in one step "
+        f"{_hz(denoise.high_pass)}, low-pass {_hz(denoise.low_pass)}) in one step "
         f"(`nilearn.signal.clean`).{censor} The data were {smooth_text} and z-scored over time.\n\n"
-        f"{_seed_sentence(params)}; the lesion hemisphere came from `participants.tsv` "
-        f"(column `{params.get('lesion_column', 'lesion_hemisphere')}`) or from the lesion mask. "
+        f"{_seed_sentence(config.seed)}; the lesion hemisphere came from `participants.tsv` "
+        f"(column `{config.queries.lesion_column}`) or from the lesion mask. "
         f"Dynamic functional connectivity was computed in sliding windows of {length_text} "
-        f"({WINDOW_SHAPE_TEXT.get(shape, shape)}), moved by {int(params.get('window_step', 1))} volume(s); "
-        f"windows with less than {100 * float(params.get('min_window_coverage', 0.8)):.0f}% of their "
+        f"({WINDOW_SHAPE_TEXT.get(shape, shape)}), moved by {int(window.window_step)} volume(s); "
+        f"windows with less than {100 * float(window.min_window_coverage):.0f}% of their "
         "volumes kept were dropped. In each window the Pearson correlation between the mean seed series "
         "and every brain voxel was computed and Fisher z-transformed; the standard deviation of z over "
         "windows gives the dFC variability map, the mean over windows the mean dFC map, and the "
@@ -115,38 +120,38 @@ def _participant_paragraph(params: dict) -> str:
     )
 
 
-def _group_paragraph(params: dict) -> str:
-    threshold = float(params.get("severe_threshold", 20))
+def _group_paragraph(group: GroupParams) -> str:
+    threshold = float(group.severe_threshold)
     align = ("Maps of patients with right-hemisphere lesions were mirrored about x = 0 (world "
              "coordinates) so that the lesioned hemisphere is on the left for everyone"
-             if params.get("align_lesion", True) else "Maps were not mirrored (lesion alignment off)")
-    samples = ("one sample per subject (the dFC variability map)" if params.get("samples") == "maps"
+             if group.align_lesion else "Maps were not mirrored (lesion alignment off)")
+    samples = ("one sample per subject (the dFC variability map)" if group.samples == "maps"
                else "one sample per window map, with window predictions averaged per subject (soft vote)")
-    perm = int(params.get("n_permutations", 0) or 0)
+    perm = int(group.cv.n_permutations)
     perm_text = (f" Significance was assessed with {perm} label permutations (the whole cross-validation "
                  "repeated on shuffled labels)." if perm else "")
     return (
         f"At the group level, patients were labelled severe when their upper-limb Fugl-Meyer score "
-        f"(column `{params.get('label_column', 'ul_fma')}`) was <= {threshold:g}, and mild-to-moderate "
-        f"otherwise. {align}, and resampled to {float(params.get('cnn_resolution', 3)):g} mm voxels. A 3D "
+        f"(column `{group.label_column}`) was <= {threshold:g}, and mild-to-moderate "
+        f"otherwise. {align}, and resampled to {float(group.cnn_resolution):g} mm voxels. A 3D "
         f"convolutional neural network (PyTorch [@pytorch], CPU-compatible) was trained on {samples} for "
-        f"at most {int(params.get('epochs', 40))} epochs (task: {params.get('task', 'classification')}). "
-        f"Performance was estimated by {int(params.get('cv_folds', 5))}-fold cross-validation repeated "
-        f"{int(params.get('cv_repeats', 5))} times, split by subject so that no subject contributes to "
+        f"at most {int(group.train.epochs)} epochs to classify severity. "
+        f"Performance was estimated by {int(group.cv.cv_folds)}-fold cross-validation repeated "
+        f"{int(group.cv.cv_repeats)} times, split by subject so that no subject contributes to "
         "both training and test folds, with every fitted step inside the training folds; a linear "
         f"baseline, also fitted in-fold, was evaluated on the same folds.{perm_text} The random seed was "
-        f"{params.get('random_seed', 0)}. Saliency maps of the final model were averaged over subjects "
+        f"{group.random_seed}. Saliency maps of the final model were averaged over subjects "
         "and summarised by AAL [@aal] regions."
     )
 
 
-def methods_text(params: dict, versions: dict) -> str:
+def methods_text(config: RunConfig, versions: dict[str, str]) -> str:
     """Markdown methods text of this run: what was run with which parameters, versions and references.
 
-    ``params`` is ``RunConfig.to_dict()``; ``versions`` maps package names to versions. The group
-    paragraph is included at the group level, and the prediction sentence when a model was given.
+    Written from the same parameter objects the workflows ran with; ``versions`` maps package names to
+    versions. The group paragraph is included at the group level, the prediction sentence when a model
+    was given.
     """
-    level = params.get("analysis_level", "participant")
     parts = [
         "# Methods",
         "",
@@ -156,17 +161,17 @@ def methods_text(params: dict, versions: dict) -> str:
         + (f", scikit-learn{_v(versions, 'scikit-learn')}" if versions.get("scikit-learn") else "")
         + (f" and PyTorch{_v(versions, 'torch')} [@pytorch]" if versions.get("torch") else "") + ".",
         "",
-        _participant_paragraph(params),
+        _participant_paragraph(config),
         "",
     ]
-    if level == "group":
-        parts += [_group_paragraph(params), ""]
-    elif params.get("model"):
+    if config.analysis_level == "group":
+        parts += [_group_paragraph(config.group), ""]
+    elif config.model:
         parts += [f"Each participant's dFC variability map was classified by the trained model "
-                  f"`{Path(params['model']).name}` (a 3D CNN trained by strokefc at the group level), "
+                  f"`{Path(config.model).name}` (a 3D CNN trained by strokefc at the group level), "
                   f"after the same lesion alignment and resampling as in training; the output is the "
                   f"probability of severe impairment (UL-FMA <= "
-                  f"{float(params.get('severe_threshold', 20)):g}).", ""]
+                  f"{float(config.group.severe_threshold):g}).", ""]
     cited = [key for key in REFERENCES if f"[@{key}]" in "\n".join(parts)]
     parts += ["## Software versions", ""]
     parts += [f"- {name} {ver}" for name, ver in sorted(versions.items())] or ["- (not recorded)"]
@@ -228,8 +233,6 @@ def markdown_to_html(md: str) -> str:
 
 def write_citation(logs_dir, md: str) -> tuple[Path, Path]:
     """Write ``CITATION.md`` and a self-contained ``CITATION.html`` into ``logs_dir``; return both paths."""
-    from bids_app.reports import render_page
-
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)
     md_path = atomic_write_text(logs_dir / "CITATION.md", md)

@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_app.outputs import atomic_write_text
 from bids_app.reports import render_page
-from bids_app.reports import reportlets as rl
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
+from workflows import plotting as rl
+from workflows.metadata import software_versions
+from workflows.training import COHORT_COLUMNS, is_severe
+from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
 
 METRICS = {"balanced_accuracy": "Balanced accuracy", "roc_auc": "ROC AUC", "sensitivity": "Sensitivity",
            "specificity": "Specificity", "f1": "F1 score"}
 MODEL_LABELS = {"cnn": "3D CNN", "baseline": "Linear baseline"}
-COHORT_COLUMNS = ["participant_id", "ul_fma", "class", "lesion_side", "included", "reason"]
 MAP_FILES = {  # title -> file name in output_dir/group
     "severe: mean dFC SD": "desc-severe_dfcsd.nii.gz",
     "mild-to-moderate: mean dFC SD": "desc-mild_dfcsd.nii.gz",
@@ -55,9 +56,8 @@ def cohort_rows(cohort: pd.DataFrame | None, subjects, excluded: dict, threshold
     if cohort is not None:
         rows = _records(cohort)
     else:
-        rows = [{"participant_id": f"sub-{s.label}", "ul_fma": s.score,
-                 "class": None if s.score is None else
-                 ("severe" if s.score <= threshold else "mild-to-moderate"),
+        rows = [{"participant_id": f"sub-{s.subject}", "ul_fma": s.ul_fma,
+                 "class": "severe" if is_severe(s.ul_fma, threshold) else "mild-to-moderate",
                  "lesion_side": s.lesion_side, "included": True, "reason": ""} for s in subjects]
     listed = {str(r.get("participant_id")) for r in rows}
     for label, reason in (excluded or {}).items():
@@ -186,8 +186,6 @@ def write_group_report(config, subjects, excluded) -> Path:
     ``subjects`` are the ``GroupSubject`` records that entered the group level; ``excluded`` maps labels
     to the reason they were left out. Also writes ``logs/CITATION.md``/``.html`` for the group run.
     """
-    from workflows.metadata import software_versions
-
     out_dir = Path(config.output_dir)
     group_dir = out_dir / "group"
     fig_dir = group_dir / "figures"
@@ -195,7 +193,7 @@ def write_group_report(config, subjects, excluded) -> Path:
     summary_path = group_dir / "cv_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     rows = cohort_rows(_read_tsv(group_dir / "cohort.tsv"), subjects, excluded,
-                       float(config.severe_threshold))
+                       float(config.group.severe_threshold))
     metrics = {model: {k: rec for k, rec in v.items() if isinstance(rec, dict) and "mean" in rec}
                for model, v in summary.get("models", {}).items() if isinstance(v, dict)}
     figures = cv_figures(group_dir, fig_dir, summary, notes)
@@ -208,7 +206,7 @@ def write_group_report(config, subjects, excluded) -> Path:
     else:
         notes.append("No group maps were found in group/.")
     aligned = ("Lesion-aligned: right-lesion maps were mirrored, so the left hemisphere is the lesioned "
-               "one. " if config.align_lesion else "Not lesion-aligned (--no-align-lesion). ")
+               "one. " if config.group.align_lesion else "Not lesion-aligned (--no-align-lesion). ")
     maps_caption = (aligned + "Rows: mean dFC variability (SD of windowed Fisher z) of each class on one "
                     "shared colour scale, their difference (severe - mild), and the CNN saliency averaged "
                     "over subjects; scales in each row's title (99th percentile of |value|).")
@@ -216,9 +214,9 @@ def write_group_report(config, subjects, excluded) -> Path:
     regions = _read_tsv(group_dir / "top_regions.tsv")
     md = ""
     try:
-        md = methods_text(config.to_dict(), software_versions())
+        md = methods_text(config, software_versions())
         write_citation(out_dir / "logs", md)
-    except Exception:
+    except Exception:  # noqa: BLE001  (the methods text must never fail the report)
         LOGGER.exception("The methods boilerplate could not be written")
         notes.append("The methods text could not be written (see the log).")
     page = render_page(

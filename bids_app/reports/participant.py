@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bids_app.outputs import atomic_write_text
 from bids_app.reports import format_value, render_page
 from bids_app.reports.boilerplate import markdown_to_html
+from workflows.utils.io import atomic_write_text
 
 FIGURE_TITLES = {
     "seed": "Seed and lesion",

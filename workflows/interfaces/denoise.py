@@ -5,7 +5,10 @@ import os
 
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+
+from workflows.denoise import DenoiseParams, denoise_run
+from workflows.interfaces.base import StrokefcInterface
 
 
 class _DenoiseInputSpec(BaseInterfaceInputSpec):
@@ -13,15 +16,17 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="fMRIPrep brain mask on the BOLD grid")
     confounds_file = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
     tr = traits.Float(mandatory=True, desc="repetition time (s)")
-    strategy = traits.Str("simple", usedefault=True, desc="--denoise strategy")
-    high_pass = traits.Either(None, traits.Float, default=0.01, usedefault=True, desc="Hz")
-    low_pass = traits.Either(None, traits.Float, default=0.08, usedefault=True, desc="Hz")
-    smoothing_fwhm = traits.Either(None, traits.Float, default=6.0, usedefault=True, desc="mm")
-    fd_thresh = traits.Float(0.5, usedefault=True, desc="FD censoring threshold (mm)")
-    std_dvars_thresh = traits.Float(1.5, usedefault=True, desc="std DVARS censoring threshold")
-    n_compcor = traits.Either(traits.Int, traits.Str, default="all", usedefault=True,
+    # the values come from DenoiseParams (workflows.denoise), where their defaults live
+    strategy = traits.Str(mandatory=True, desc="confound strategy (a key of workflows.denoise.STRATEGIES)")
+    high_pass = traits.Either(None, traits.Float, mandatory=True, desc="high-pass cutoff (Hz), None = off")
+    low_pass = traits.Either(None, traits.Float, mandatory=True, desc="low-pass cutoff (Hz), None = off")
+    smoothing_fwhm = traits.Either(None, traits.Float, mandatory=True,
+                                   desc="Gaussian smoothing FWHM inside the mask (mm), None = off")
+    fd_thresh = traits.Float(mandatory=True, desc="FD censoring threshold (mm)")
+    std_dvars_thresh = traits.Float(mandatory=True, desc="std DVARS censoring threshold")
+    n_compcor = traits.Either(traits.Int, traits.Str, mandatory=True,
                               desc="aCompCor components ('all' = fMRIPrep's 50% variance)")
-    dummy_scans = traits.Either(traits.Int, traits.Str, default="auto", usedefault=True,
+    dummy_scans = traits.Either(traits.Int, traits.Str, mandatory=True,
                                 desc="non-steady-state volumes to drop ('auto' = fMRIPrep's)")
 
 
@@ -32,15 +37,13 @@ class _DenoiseOutputSpec(TraitedSpec):
     info = traits.Dict(desc="denoising parameters and counts, for sidecars")
 
 
-class DenoiseBold(SimpleInterface):
+class DenoiseBold(StrokefcInterface):
     """Regress confounds and band-pass together; drop dummy scans; flag censored volumes."""
 
     input_spec = _DenoiseInputSpec
     output_spec = _DenoiseOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.denoise import DenoiseParams, denoise_run
-
         params = DenoiseParams(
             strategy=self.inputs.strategy, high_pass=self.inputs.high_pass,
             low_pass=self.inputs.low_pass, smoothing_fwhm=self.inputs.smoothing_fwhm,

@@ -5,13 +5,15 @@ import os
 import nibabel as nb
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+
+from workflows.dfc import parse_duration, seed_dfc_images, window_warnings
+from workflows.interfaces.base import StrokefcInterface
+from workflows.seeds import atlas_region_mask
 
 
 def _report_regions(lesion_side, ref_img):
     """Regions traced in the report: contralesional M1, ipsilesional SMA and thalamus."""
-    from workflows.seeds import atlas_region_mask
-
     contra = "R" if lesion_side == "L" else "L"
     return {
         "contraM1": atlas_region_mask("HCPEx", [f"Primary_Motor_Cortex_{contra}"], ref_img),
@@ -27,12 +29,14 @@ class _DFCInputSpec(BaseInterfaceInputSpec):
     seed_mask = File(exists=True, mandatory=True, desc="seed mask on the same grid")
     lesion_side = traits.Enum("L", "R", mandatory=True, desc="lesion hemisphere")
     tr = traits.Float(mandatory=True, desc="repetition time (s)")
-    window_length = traits.Str("60s", usedefault=True, desc="window length ('60s' or '30vol')")
-    window_step = traits.Int(1, usedefault=True, desc="window step (volumes)")
-    window_shape = traits.Str("rectangular", usedefault=True, desc="window taper")
-    min_coverage = traits.Float(0.8, usedefault=True, desc="minimum kept fraction per window")
-    high_pass = traits.Either(None, traits.Float, default=0.01, usedefault=True, desc="Hz")
-    save_windows = traits.Bool(False, usedefault=True, desc="also write the 4D window maps")
+    # the values come from WindowParams (workflows.dfc), where their defaults live
+    window_length = traits.Str(mandatory=True, desc="window length ('60s' or '30vol')")
+    window_step = traits.Int(mandatory=True, desc="window step (volumes)")
+    window_shape = traits.Str(mandatory=True, desc="window taper (workflows.dfc.WINDOW_SHAPES)")
+    min_coverage = traits.Float(mandatory=True, desc="minimum kept fraction per window")
+    high_pass = traits.Either(None, traits.Float, mandatory=True,
+                              desc="high-pass cutoff of the denoising (Hz), for the window-length warning")
+    save_windows = traits.Bool(mandatory=True, desc="also write the 4D window maps")
 
 
 class _DFCOutputSpec(TraitedSpec):
@@ -45,15 +49,13 @@ class _DFCOutputSpec(TraitedSpec):
     info = traits.Dict(desc="window parameters and counts, for sidecars")
 
 
-class ComputeDFC(SimpleInterface):
+class ComputeDFC(StrokefcInterface):
     """Sliding-window seed correlation maps of one run."""
 
     input_spec = _DFCInputSpec
     output_spec = _DFCOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.dfc import parse_duration, seed_dfc_images, window_warnings
-
         tr = self.inputs.tr
         length = parse_duration(self.inputs.window_length, tr)
         kept = pd.read_csv(self.inputs.volumes_tsv, sep="\t")["kept"].to_numpy(bool)

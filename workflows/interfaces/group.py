@@ -1,4 +1,6 @@
-"""Group-level interfaces: each calls one step function of :mod:`workflows.group`."""
+"""Group-level interfaces: each calls one step of :mod:`workflows.training` in its node directory."""
+
+from __future__ import annotations
 
 import os
 
@@ -6,84 +8,92 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
     File,
-    SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
+
+from workflows.interfaces.base import StrokefcInterface
+from workflows.training import (
+    GroupParams,
+    explain_model,
+    export_model,
+    prepare_inputs,
+    run_fold,
+    run_permutation,
+    summarise_cv,
+    train_final,
+)
+
+_PARAMS_DESC = "GroupParams.to_dict() (workflows.training.GroupParams)"
 
 
 class _PrepareInputSpec(BaseInterfaceInputSpec):
     subjects = traits.List(traits.Dict, mandatory=True,
                            desc="dicts with label, map_file, windows_file, lesion_side, score")
-    settings = traits.Dict(mandatory=True, desc="group-level settings (workflows.group.settings_from_config)")
-    group_dir = traits.Str(mandatory=True, desc="output_dir/group (cohort.tsv and class maps go there)")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
 
 class _PrepareOutputSpec(TraitedSpec):
     data_file = File(exists=True, desc="npz with samples x, labels y, subject groups and subject maps")
     grid_file = File(exists=True, desc="JSON description of the CNN grid")
+    cohort_file = File(exists=True, desc="cohort.tsv: included subjects, score, class, lesion side")
+    class_maps = traits.List(File(exists=True), desc="mean maps of each class and their difference")
 
 
-class PrepareGroupInputs(SimpleInterface):
+class PrepareGroupInputs(StrokefcInterface):
     """Lesion-align, mask, crop and resample every map onto the CNN grid."""
 
     input_spec = _PrepareInputSpec
     output_spec = _PrepareOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.group import prepare_inputs
-
-        data, grid = prepare_inputs(self.inputs.subjects, self.inputs.settings, self.inputs.group_dir,
-                                    runtime.cwd)
-        self._results.update(data_file=data, grid_file=grid)
+        out = prepare_inputs(self.inputs.subjects, GroupParams.from_dict(self.inputs.params), runtime.cwd)
+        self._results.update(out._asdict())
         return runtime
 
 
 class _RunFoldInputSpec(BaseInterfaceInputSpec):
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     fold = traits.Dict(mandatory=True, desc="{repeat, fold, test: [subject labels]}")
-    settings = traits.Dict(mandatory=True, desc="group-level settings")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
 
 class _RunFoldOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="JSON with the fold's predictions, metrics and training curve")
 
 
-class RunFold(SimpleInterface):
+class RunFold(StrokefcInterface):
     """Fit the CNN and the baseline on one fold's training subjects; predict its test subjects."""
 
     input_spec = _RunFoldInputSpec
     output_spec = _RunFoldOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.group import run_fold
-
-        self._results["out_file"] = run_fold(self.inputs.data_file, self.inputs.fold, self.inputs.settings,
-                                             runtime.cwd)
+        self._results["out_file"] = run_fold(self.inputs.data_file, self.inputs.fold,
+                                             GroupParams.from_dict(self.inputs.params), runtime.cwd)
         return runtime
 
 
 class _RunPermutationInputSpec(BaseInterfaceInputSpec):
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     index = traits.Int(mandatory=True, desc="index of the permutation (seeds the shuffle)")
-    settings = traits.Dict(mandatory=True, desc="group-level settings")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
 
 class _RunPermutationOutputSpec(TraitedSpec):
     null_balanced_accuracy = traits.Float(desc="mean balanced accuracy on permuted labels")
 
 
-class RunPermutation(SimpleInterface):
+class RunPermutation(StrokefcInterface):
     """One draw of the label-permutation null distribution (CNN, one repeat of k-fold)."""
 
     input_spec = _RunPermutationInputSpec
     output_spec = _RunPermutationOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.group import run_permutation
-
-        self._results["null_balanced_accuracy"] = run_permutation(self.inputs.data_file, self.inputs.index,
-                                                                  self.inputs.settings)
+        self._results["null_balanced_accuracy"] = run_permutation(
+            self.inputs.data_file, self.inputs.index, GroupParams.from_dict(self.inputs.params))
         return runtime
 
 
@@ -91,50 +101,47 @@ class _SummariseInputSpec(BaseInterfaceInputSpec):
     fold_files = traits.List(File(exists=True), mandatory=True, desc="outputs of RunFold")
     null = traits.List(traits.Float, desc="permutation null balanced accuracies (empty: no test)")
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
-    settings = traits.Dict(mandatory=True, desc="group-level settings")
-    group_dir = traits.Str(mandatory=True, desc="output_dir/group")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
 
 class _SummariseOutputSpec(TraitedSpec):
     summary_file = File(exists=True, desc="cv_summary.json")
+    predictions_file = File(exists=True, desc="cv_predictions.tsv")
+    curves_file = File(exists=True, desc="training_curves.tsv")
 
 
-class SummariseCV(SimpleInterface):
+class SummariseCV(StrokefcInterface):
     """Write cv_predictions.tsv, training_curves.tsv and cv_summary.json from the folds."""
 
     input_spec = _SummariseInputSpec
     output_spec = _SummariseOutputSpec
 
     def _run_interface(self, runtime):
-        from nipype.interfaces.base import isdefined
-
-        from workflows.group import summarise_cv
-
         null = list(self.inputs.null) if isdefined(self.inputs.null) else []
-        self._results["summary_file"] = summarise_cv(self.inputs.fold_files, null, self.inputs.data_file,
-                                                     self.inputs.settings, self.inputs.group_dir)
+        out = summarise_cv(self.inputs.fold_files, null, self.inputs.data_file,
+                           GroupParams.from_dict(self.inputs.params), runtime.cwd)
+        self._results.update(out._asdict())
         return runtime
 
 
 class _TrainFinalInputSpec(BaseInterfaceInputSpec):
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
-    settings = traits.Dict(mandatory=True, desc="group-level settings")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
 
 class _TrainFinalOutputSpec(TraitedSpec):
     out_dir = Directory(exists=True, desc="final model (safetensors + partial card)")
 
 
-class TrainFinal(SimpleInterface):
+class TrainFinal(StrokefcInterface):
     """Train the final model on every labelled subject."""
 
     input_spec = _TrainFinalInputSpec
     output_spec = _TrainFinalOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.group import train_final
-
-        self._results["out_dir"] = train_final(self.inputs.data_file, self.inputs.settings, runtime.cwd)
+        self._results["out_dir"] = train_final(self.inputs.data_file, GroupParams.from_dict(self.inputs.params),
+                                               runtime.cwd)
         return runtime
 
 
@@ -142,52 +149,52 @@ class _ExportInputSpec(BaseInterfaceInputSpec):
     final_dir = Directory(exists=True, mandatory=True, desc="output of TrainFinal")
     grid_file = File(exists=True, mandatory=True, desc="CNN grid JSON")
     summary_file = File(exists=True, mandatory=True, desc="cv_summary.json (CV metrics go in the card)")
-    settings = traits.Dict(mandatory=True, desc="group-level settings")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
     shared_params = traits.Dict(desc="space and dFC/denoising parameters shared by the maps")
-    model_dir = traits.Str(mandatory=True, desc="output_dir/model")
 
 
 class _ExportOutputSpec(TraitedSpec):
     model_dir = Directory(exists=True, desc="model.safetensors + model_card.json")
+    model_files = traits.List(File(exists=True), desc="the files of model_dir")
 
 
-class ExportModel(SimpleInterface):
+class ExportModel(StrokefcInterface):
     """Export the final model as safetensors weights with a complete model card."""
 
     input_spec = _ExportInputSpec
     output_spec = _ExportOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.group import export_model
-
-        self._results["model_dir"] = export_model(
-            self.inputs.final_dir, self.inputs.grid_file, self.inputs.summary_file, self.inputs.settings,
-            self.inputs.shared_params, os.path.abspath(self.inputs.model_dir))
+        shared = self.inputs.shared_params if isdefined(self.inputs.shared_params) else {}
+        model_dir = export_model(self.inputs.final_dir, self.inputs.grid_file, self.inputs.summary_file,
+                                 GroupParams.from_dict(self.inputs.params), shared,
+                                 os.path.join(runtime.cwd, "model"))
+        self._results.update(model_dir=model_dir, model_files=sorted(
+            os.path.join(model_dir, f) for f in os.listdir(model_dir) if not f.startswith(".")))
         return runtime
 
 
 class _ExplainInputSpec(BaseInterfaceInputSpec):
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     model_dir = Directory(exists=True, mandatory=True, desc="exported model (loaded safely)")
-    settings = traits.Dict(mandatory=True, desc="group-level settings")
-    group_dir = traits.Str(mandatory=True, desc="output_dir/group")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
+    threads = traits.Int(1, usedefault=True, desc="PyTorch threads (the node reserves as many slots)")
 
 
 class _ExplainOutputSpec(TraitedSpec):
     saliency_file = File(exists=True, desc="desc-saliency_map.nii.gz (lesion-aligned, CNN grid)")
     regions_file = File(exists=True, desc="top_regions.tsv (AAL)")
+    class_saliency_files = traits.List(File(exists=True), desc="saliency averaged within each class")
 
 
-class ExplainModel(SimpleInterface):
+class ExplainModel(StrokefcInterface):
     """Integrated-gradients saliency averaged over subjects and the AAL region ranking."""
 
     input_spec = _ExplainInputSpec
     output_spec = _ExplainOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.group import explain_model
-
-        sal, regions = explain_model(self.inputs.data_file, self.inputs.model_dir, self.inputs.settings,
-                                     self.inputs.group_dir)
-        self._results.update(saliency_file=sal, regions_file=regions)
+        out = explain_model(self.inputs.data_file, self.inputs.model_dir,
+                            GroupParams.from_dict(self.inputs.params), runtime.cwd, self.inputs.threads)
+        self._results.update(out._asdict())
         return runtime

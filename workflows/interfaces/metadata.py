@@ -1,13 +1,19 @@
 """Assemble the JSON sidecar content of a run's derivatives from each step's record."""
 
-from nipype.interfaces.base import BaseInterfaceInputSpec, SimpleInterface, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, TraitedSpec, isdefined, traits
+
+from workflows.interfaces.base import StrokefcInterface
+from workflows.metadata import merge_run_metadata
+from workflows.utils.bids import bids_uri
 
 
 class _MergeInputSpec(BaseInterfaceInputSpec):
     denoise_info = traits.Dict(mandatory=True, desc="from DenoiseBold")
     seed_info = traits.Dict(mandatory=True, desc="from MakeSeed")
     dfc_info = traits.Dict(mandatory=True, desc="from ComputeDFC")
-    static = traits.Dict(desc="known at build time: lesion side and source, sources, versions")
+    static = traits.Dict(desc="known at build time: lesion side and source, versions, repetition time")
+    source_files = traits.List(traits.Str, desc="input files of the run (recorded as Sources)")
+    dataset_root = traits.Str(desc="the fMRIPrep dataset the sources belong to (for bids: URIs)")
 
 
 class _MergeOutputSpec(TraitedSpec):
@@ -15,16 +21,16 @@ class _MergeOutputSpec(TraitedSpec):
     warnings = traits.List(traits.Str, desc="warnings for the report")
 
 
-class MergeMetadata(SimpleInterface):
+class MergeMetadata(StrokefcInterface):
     """One dictionary per run: every parameter, count and source that made the maps."""
 
     input_spec = _MergeInputSpec
     output_spec = _MergeOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.metadata import merge_run_metadata
-
-        meta = merge_run_metadata(self.inputs.denoise_info, self.inputs.seed_info,
-                                  self.inputs.dfc_info, self.inputs.static or {})
+        static = dict(self.inputs.static or {})
+        if isdefined(self.inputs.source_files):
+            static["Sources"] = [bids_uri(f, self.inputs.dataset_root) for f in self.inputs.source_files]
+        meta = merge_run_metadata(self.inputs.denoise_info, self.inputs.seed_info, self.inputs.dfc_info, static)
         self._results.update(meta=meta, warnings=meta.get("Warnings", []))
         return runtime

@@ -7,10 +7,12 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
     File,
-    SimpleInterface,
     TraitedSpec,
     traits,
 )
+
+from workflows.interfaces.base import StrokefcInterface
+from workflows.prediction import predict_subject
 
 
 class _PredictInputSpec(BaseInterfaceInputSpec):
@@ -19,7 +21,6 @@ class _PredictInputSpec(BaseInterfaceInputSpec):
     lesion_side = traits.Enum("L", "R", mandatory=True, desc="lesion hemisphere (for alignment)")
     subject = traits.Str(mandatory=True, desc="label without sub-")
     space = traits.Str(mandatory=True, desc="template space of the map")
-    dfc_params = traits.Dict(desc="participant-level options (informational)")
     meta = traits.Dict(desc="sidecar of a run map (shared parameters are checked)")
 
 
@@ -28,15 +29,13 @@ class _PredictOutputSpec(TraitedSpec):
     prob_severe = traits.Float(desc="probability of severe impairment")
 
 
-class PredictSubject(SimpleInterface):
+class PredictSubject(StrokefcInterface):
     """Check the model against the subject's map, then predict (refusing mismatches)."""
 
     input_spec = _PredictInputSpec
     output_spec = _PredictOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.prediction import predict_subject
-
         result = predict_subject(self.inputs.in_file, self.inputs.model_dir,
                                  subject=self.inputs.subject, lesion_side=self.inputs.lesion_side,
                                  space=self.inputs.space, meta=self.inputs.meta)

@@ -5,8 +5,13 @@ import os
 import nibabel as nb
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
+from workflows import plotting
+from workflows.interfaces.base import StrokefcInterface
+
+#: The figures of a run, in report order (``desc-<name>`` of the SVG reportlets).
+FIGURES = ("seed", "confounds", "carpet", "seedts", "maps")
 #: Fixed colour scales (Fisher z) so that maps compare across subjects; stated in the figures.
 MAP_VMAX = {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
 
@@ -27,7 +32,7 @@ class _ReportletsInputSpec(BaseInterfaceInputSpec):
     dfcmean = File(exists=True, mandatory=True, desc="mean dFC map")
     fc = File(exists=True, mandatory=True, desc="static FC map")
     tr = traits.Float(mandatory=True, desc="repetition time (s)")
-    fd_thresh = traits.Float(0.5, usedefault=True, desc="FD threshold drawn on the plot")
+    fd_thresh = traits.Float(mandatory=True, desc="FD threshold drawn on the plot (mm)")
     denoise_info = traits.Dict(desc="DenoiseBold record (dummy scans)")
 
 
@@ -39,37 +44,35 @@ class _ReportletsOutputSpec(TraitedSpec):
     maps = File(exists=True, desc="mosaics of the dFC SD, mean dFC and static FC maps")
 
 
-class RunReportlets(SimpleInterface):
+class RunReportlets(StrokefcInterface):
     """Draw the five figures of a run."""
 
     input_spec = _ReportletsInputSpec
     output_spec = _ReportletsOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_app.reports import reportlets as rl
-
         cwd = runtime.cwd
         mask_img = nb.load(self.inputs.mask_file)
         ref = self.inputs.boldref or self.inputs.mask_file
         lesion = nb.load(self.inputs.lesion_mask) if self.inputs.lesion_mask else None
         vols = pd.read_csv(self.inputs.volumes_tsv, sep="\t", na_values="n/a")
-        self._results["seed"] = rl.plot_seed_overlay(
+        self._results["seed"] = plotting.plot_seed_overlay(
             nb.load(self.inputs.seed_mask), nb.load(ref), os.path.join(cwd, "seed.svg"),
             lesion_mask_img=lesion)
         fd = vols["framewise_displacement"].to_numpy(float)
-        self._results["confounds"] = rl.plot_confounds(
+        self._results["confounds"] = plotting.plot_confounds(
             fd, ~vols["kept"].to_numpy(bool), os.path.join(cwd, "confounds.svg"),
             fd_thresh=self.inputs.fd_thresh, dummy=int(self.inputs.denoise_info.get("DummyScans", 0)))
-        self._results["carpet"] = rl.plot_carpet(
+        self._results["carpet"] = plotting.plot_carpet(
             nb.load(self.inputs.bold_file), np.load(self.inputs.denoised, mmap_mode="r"), mask_img,
             os.path.join(cwd, "carpet.svg"), self.inputs.tr)
         table = pd.read_csv(self.inputs.windows_tsv, sep="\t", na_values="n/a")
         traces = {c[2:]: table[c].to_numpy(float) for c in table.columns if c.startswith("z_")}
         seed = pd.read_csv(self.inputs.seed_tsv, sep="\t")["seed"].to_numpy(float)
-        self._results["seedts"] = rl.plot_seed_timeseries(
+        self._results["seedts"] = plotting.plot_seed_timeseries(
             seed, self.inputs.tr, table.assign(kept=table["valid"].astype(bool)), traces,
             os.path.join(cwd, "seedts.svg"))
         maps = {"dFC SD": nb.load(self.inputs.dfcsd), "mean dFC": nb.load(self.inputs.dfcmean),
                 "static FC": nb.load(self.inputs.fc)}
-        self._results["maps"] = rl.plot_map_mosaics(maps, os.path.join(cwd, "maps.svg"), MAP_VMAX)
+        self._results["maps"] = plotting.plot_map_mosaics(maps, os.path.join(cwd, "maps.svg"), MAP_VMAX)
         return runtime

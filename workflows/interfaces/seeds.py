@@ -6,11 +6,13 @@ import nibabel as nb
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    SimpleInterface,
     TraitedSpec,
     isdefined,
     traits,
 )
+
+from workflows.interfaces.base import StrokefcInterface
+from workflows.seeds import make_seed_mask
 
 
 class _SeedInputSpec(BaseInterfaceInputSpec):
@@ -20,10 +22,10 @@ class _SeedInputSpec(BaseInterfaceInputSpec):
                               desc="user seed mask (left hemisphere, or hemi-L/hemi-R pair)")
     seed_coords = traits.Either(None, traits.Tuple(traits.Float, traits.Float, traits.Float),
                                 default=None, usedefault=True, desc="left-hemisphere sphere centre (mm)")
-    seed_radius = traits.Float(6.0, usedefault=True, desc="sphere radius (mm)")
+    seed_radius = traits.Float(mandatory=True, desc="sphere radius (mm)")
     lesion_mask = traits.Either(None, File(exists=True), default=None, usedefault=True,
                                 desc="lesion mask (any grid in template space)")
-    atlas = traits.Str("HCPEx", usedefault=True, desc="atlas for the default M1 seed")
+    atlas = traits.Str(mandatory=True, desc="atlas for the default M1 seed (workflows.seeds.ATLASES)")
 
 
 class _SeedOutputSpec(TraitedSpec):
@@ -31,15 +33,13 @@ class _SeedOutputSpec(TraitedSpec):
     info = traits.Dict(desc="how the seed was made, for sidecars and the report")
 
 
-class MakeSeed(SimpleInterface):
+class MakeSeed(StrokefcInterface):
     """Ipsilesional M1 seed on the run's grid, inside the brain mask, lesion removed."""
 
     input_spec = _SeedInputSpec
     output_spec = _SeedOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.seeds import make_seed_mask
-
         mask_img = nb.load(self.inputs.mask_file)
         lesion = self.inputs.lesion_mask
         seed_img, info = make_seed_mask(

@@ -6,10 +6,12 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
-    SimpleInterface,
     TraitedSpec,
     traits,
 )
+
+from workflows.dfc import weighted_mean_maps
+from workflows.interfaces.base import StrokefcInterface
 
 
 class _AggregateInputSpec(BaseInterfaceInputSpec):
@@ -24,15 +26,13 @@ class _AggregateOutputSpec(TraitedSpec):
     meta = traits.Dict(desc="sidecar content")
 
 
-class AggregateRuns(SimpleInterface):
+class AggregateRuns(StrokefcInterface):
     """Average run maps weighted by their valid windows; record the runs and weights."""
 
     input_spec = _AggregateInputSpec
     output_spec = _AggregateOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.dfc import weighted_mean_maps
-
         weights = [info["WindowsKept"] for info in self.inputs.dfc_infos]
         img = weighted_mean_maps(list(self.inputs.in_files), weights)
         out = os.path.join(runtime.cwd, "subject_dfcsd.nii.gz")

@@ -1,7 +1,7 @@
 """Report figures ("reportlets") as SVG files: one plain function per figure, matplotlib Agg only.
 
-Participant figures (called by ``workflows/interfaces/reportlets.py`` during a run) and group figures
-(called by :mod:`bids_app.reports.group` from the group outputs). Every function writes ``out_svg`` and
+Participant figures (called by :mod:`workflows.interfaces.reportlets` during a run) and group figures
+(called by the application's group report from the group outputs). Every function writes ``out_svg`` and
 returns its path, so that interfaces and report builders only pass files around.
 """
 
@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nb  # noqa: E402
 import numpy as np  # noqa: E402
+
+from workflows.utils.images import read_data  # noqa: E402  (scales int16 in float32)
 
 #: Colours used across figures (colour-blind friendly pairs).
 COLORS = {"cnn": "#0072B2", "baseline": "#D55E00", "train": "#0072B2", "val": "#D55E00",
@@ -124,7 +126,6 @@ def plot_carpet(bold_img_4d, denoised_TxV_array, mask_img, out_svg, tr) -> str:
     """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising."""
     bold_img_4d = nb.load(bold_img_4d) if isinstance(bold_img_4d, (str, os.PathLike)) else bold_img_4d
     mask = np.asarray(mask_img.dataobj) > 0
-    from workflows.denoise import read_data  # scales int16 in float32 (no 2 GB float64 copy)
 
     before = read_data(bold_img_4d, bold_img_4d.get_filename(), "BOLD")[mask].T  # (T, V)
     after = np.asarray(denoised_TxV_array, dtype=np.float32)

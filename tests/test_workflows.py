@@ -1,0 +1,107 @@
+"""Graph-only tests: every init_*_wf is built on a generated dataset and checked without running a node."""
+
+import time
+
+import networkx as nx
+import pytest
+from nipype.interfaces.base import isdefined
+
+from bids_app.queries import collect_runs
+from workflows.denoise import DenoiseParams
+from workflows.dfc import WindowParams
+from workflows.evaluation import CVParams
+from workflows.group import init_group_wf
+from workflows.participant import RUN_INPUTS, init_dfc_wf, init_participant_wf
+from workflows.seeds import SeedParams
+from workflows.training import GroupParams
+from workflows.utils.bids import RunInputs, run_name, run_prefix
+
+
+def _unsatisfied(wf) -> list[str]:
+    """Mandatory inputs of the flattened graph that are neither set nor connected (the graph must be a DAG)."""
+    flat = wf._create_flat_graph()
+    assert nx.is_directed_acyclic_graph(flat), "the workflow graph has a cycle"
+    missing = []
+    for node in flat.nodes():
+        connected = {dest for _, _, data in flat.in_edges(node, data=True) for _, dest in data["connect"]}
+        for name in node.inputs.traits(mandatory=True):
+            if name not in connected and not isdefined(getattr(node.inputs, name)):
+                missing.append(f"{node.fullname}.{name}")
+    return missing
+
+
+def _edges(wf) -> set[tuple[str, str, str, str]]:
+    flat = wf._create_flat_graph()
+    return {(u.name, src, v.name, dest) for u, v, data in flat.edges(data=True) for src, dest in data["connect"]}
+
+
+@pytest.fixture(scope="module")
+def two_run_cohort(tmp_path_factory):
+    from conftest import simulate
+
+    return simulate(tmp_path_factory.mktemp("graph"), n_subjects=2, n_runs=2, n_volumes=40)
+
+
+def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path):
+    fmriprep = two_run_cohort / "derivatives" / "fmriprep"
+    runs = collect_runs(fmriprep, "01")
+    assert len(runs) == 2
+    (tmp_path / "model").mkdir()
+    t0 = time.perf_counter()
+    wf = init_participant_wf(subject="01", runs=runs, denoise=DenoiseParams(), seed=SeedParams(),
+                             window=WindowParams(save_windows=True), lesion_side="L", lesion_source="test",
+                             output_dir=tmp_path / "out", fmriprep_dir=fmriprep, model_dir=tmp_path / "model")
+    names = set(wf.list_node_names())
+    assert time.perf_counter() - t0 < 10
+    for run in runs:
+        prefix = f"dfc_{run.name.replace('-', '_')}_wf"
+        for node in ("denoise", "seed", "dfc", "metadata", "reportlets", "ds_dfcsd", "ds_windows",
+                     "ds_report_carpet"):
+            assert f"{prefix}.{node}" in names
+    assert {"aggregate", "ds_subject_dfcsd", "predict", "ds_prediction"} <= names
+    assert _unsatisfied(wf) == []
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
+    wf = init_dfc_wf(tr=2.0, denoise=DenoiseParams(), seed=SeedParams(), window=WindowParams(),
+                     lesion_side="R", output_dir=tmp_path, fmriprep_dir=tmp_path, static_meta={})
+    edges = _edges(wf)
+    sinks = [n for n in wf.list_node_names() if n.startswith("ds_")]
+    assert len(sinks) == 3 + 3 + 5  # maps, seed mask and tables, figures
+    for sink in sinks:  # outputs are named after the run given to the inputnode, not at build time
+        assert ("inputnode", "bold_file", sink, "source_file") in edges
+    assert ("inputnode", "bold_file", "reportlets", "bold_file") in edges
+    assert ("inputnode", "boldref_file", "reportlets", "boldref") in edges
+    for field in RUN_INPUTS[:3]:
+        assert ("inputnode", field, "denoise", field) in edges
+    assert _unsatisfied(wf) == []
+    wf.remove_nodes([wf.get_node("inputnode")])  # the check fails when the run files have no source
+    assert "dfc_wf.denoise.bold_file" in _unsatisfied(wf)
+
+
+def test_group_graph(tmp_path):
+    subjects = [{"label": f"{i:02d}", "map_file": str(tmp_path / f"{i}.nii.gz"), "windows_file": "",
+                 "lesion_side": "LR"[i % 2], "score": 10.0 if i % 2 else 40.0} for i in range(8)]
+    params = GroupParams(cv=CVParams(cv_folds=4, cv_repeats=2))
+    wf = init_group_wf(subjects=subjects, params=params, shared_params={}, output_dir=tmp_path)
+    names = set(wf.list_node_names())
+    assert {"prepare", "cv_fold", "summarise_cv", "train_final", "export", "explain"} <= names
+    assert {"ds_group", "ds_cv", "ds_model", "ds_explain"} <= names and "permutation" not in names
+    assert len(wf.get_node("cv_fold").inputs.fold) == 8
+    for fold in wf.get_node("cv_fold").inputs.fold:  # test subjects are whole subjects of both classes
+        assert {int(s) % 2 for s in fold["test"]} == {0, 1}
+    for writer in ("ds_group", "ds_cv", "ds_model", "ds_explain"):
+        assert wf.get_node(writer).interface.always_run
+    assert _unsatisfied(wf) == []
+    with_null = init_group_wf(subjects=subjects, params=GroupParams(cv=CVParams(cv_folds=4, n_permutations=3)),
+                              shared_params={}, output_dir=tmp_path)
+    assert with_null.get_node("permutation").inputs.index == [0, 1, 2]
+
+
+def test_run_names_keep_every_distinguishing_entity():
+    a = {"subject": "01", "session": "1", "task": "rest", "acquisition": "mb", "run": 1, "space": "X"}
+    b = {**a, "acquisition": "sb"}
+    assert run_name(a) == "ses-1_task-rest_acq-mb_run-1" != run_name(b)
+    assert run_prefix(a) == "sub-01_ses-1_task-rest_acq-mb_run-1"
+    assert RunInputs(bold=None, mask=None, confounds=None, boldref=None, tr=2.0, entities=b).name == run_name(b)

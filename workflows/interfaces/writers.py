@@ -1,0 +1,50 @@
+"""Writer node for outputs outside the BIDS naming (group tables and maps, the model directory).
+
+Like niworkflows' ``DerivativesDataSink`` it always runs, even when every upstream node is cached, so a
+rerun that reuses the working directory rewrites outputs that were deleted from ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _CopyInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(File(exists=True), mandatory=True, desc="files to write (names are kept)")
+    out_dir = traits.Str(mandatory=True, desc="destination folder (created when missing)")
+
+
+class _CopyOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True), desc="written files")
+
+
+class WriteOutputs(SimpleInterface):
+    """Copy files into an output folder atomically (temporary name, then rename); always runs."""
+
+    input_spec = _CopyInputSpec
+    output_spec = _CopyOutputSpec
+    _always_run = True
+
+    def _run_interface(self, runtime):
+        out_dir = Path(self.inputs.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for src in self.inputs.in_files:
+            dst = out_dir / Path(src).name
+            tmp = out_dir / f".{dst.name}.tmp"
+            shutil.copyfile(src, tmp)
+            tmp.chmod(0o644)
+            tmp.replace(dst)
+            written.append(str(dst))
+        self._results["out_files"] = written
+        return runtime

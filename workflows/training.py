@@ -1,0 +1,345 @@
+"""Group-level steps (plain functions, no Nipype): inputs on the CNN grid, folds, training, summary, export.
+
+Each step takes paths and a :class:`GroupParams` and writes its files into the working directory it is
+given; :func:`workflows.group.init_group_wf` wires the steps into a Nipype workflow whose writer nodes
+copy the outputs into ``output_dir/group`` and ``output_dir/model``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import nibabel as nb
+import numpy as np
+import torch
+
+from workflows import evaluation as ev
+from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, predict_proba, train_model
+from workflows.cnn_inputs import align_image, apply_grid, grid_image, group_mask, make_grid, subsample_windows
+from workflows.evaluation import BASELINE_DESCRIPTION, CVParams, baseline_fit_predict, subject_folds
+from workflows.explain import aal_atlas, atlas_on_grid, region_table, subject_saliency, write_region_table
+from workflows.metadata import software_versions
+from workflows.model_io import json_clean, load_model, save_model
+from workflows.utils.io import atomic_write_json, write_tsv
+
+LOGGER = logging.getLogger("strokefc.group")
+
+#: Window maps per subject used for saliency with ``samples="windows"``.
+SALIENCY_WINDOWS = 4
+#: Columns of ``group/cohort.tsv``.
+COHORT_COLUMNS = ("participant_id", "ul_fma", "class", "lesion_side", "included", "reason")
+
+
+@dataclass(frozen=True)
+class GroupParams:
+    """Everything that shapes the group-level results (recorded in cv_summary.json and the model card)."""
+
+    severe_threshold: float = 20.0  # UL-FMA <= threshold is "severe"
+    label_column: str = "ul_fma"
+    align_lesion: bool = True  # mirror right-lesion maps so that x < 0 is ipsilesional
+    cnn_resolution: float = 3.0  # voxel size (mm) of the CNN input
+    samples: str = "maps"  # "maps": one per subject; "windows": window maps, grouped by subject
+    random_seed: int = 0
+    max_windows: int = 20  # window maps kept per subject with samples="windows" (neighbours are near copies)
+    group_mask_min_fraction: float = 0.9  # voxel kept when non-zero in this fraction of maps
+    threads: int = 1  # PyTorch threads per fold, permutation and final-training process
+    cv: CVParams = field(default_factory=CVParams)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view (nested sections), for records and Nipype inputs."""
+        out = asdict(self)
+        out["train"] = self.train.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupParams:
+        """Inverse of :meth:`to_dict`."""
+        train = dict(data.get("train", {}))
+        if "channels" in train:
+            train["channels"] = tuple(train["channels"])
+        return cls(**{**data, "cv": CVParams(**data.get("cv", {})), "train": TrainSettings(**train)})
+
+
+class PreparedInputs(NamedTuple):
+    """Files written by :func:`prepare_inputs`."""
+
+    data_file: str  # npz: samples x, labels y, subject groups, subject maps, sides
+    grid_file: str  # JSON description of the CNN grid
+    cohort_file: str  # cohort.tsv
+    class_maps: list[str]  # mean maps of the severe and mild classes and their difference
+
+
+class CVSummaryFiles(NamedTuple):
+    """Files written by :func:`summarise_cv`."""
+
+    summary_file: str
+    predictions_file: str
+    curves_file: str
+
+
+class ExplainFiles(NamedTuple):
+    """Files written by :func:`explain_model`."""
+
+    saliency_file: str
+    regions_file: str
+    class_saliency_files: list[str]
+
+
+def is_severe(score: float, threshold: float) -> bool:
+    """The label rule of the mission: UL-FMA <= threshold is severe impairment."""
+    return float(score) <= float(threshold)
+
+
+def _save_nifti(data: np.ndarray, grid: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb.save(grid_image(data, grid), str(path))
+    return path
+
+
+# --------------------------------------------------------------------------------------------- steps
+def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Path) -> PreparedInputs:
+    """Lesion-align the maps, build the CNN grid, put every sample on it; write cohort and class maps.
+
+    ``subjects`` are dicts with ``label, map_file, windows_file, lesion_side, score``. Everything is
+    written into ``work_dir``; the group workflow's writer node copies the outputs into the dataset.
+    """
+    work_dir = Path(work_dir)
+    align = params.align_lesion
+    aligned = [align_image(nb.load(s["map_file"]), s["lesion_side"], align) for s in subjects]
+    mask = group_mask(aligned, params.group_mask_min_fraction)
+    grid = make_grid(aligned[0], mask, params.cnn_resolution)
+    del aligned
+    maps = np.concatenate([apply_grid(s["map_file"], grid, s["lesion_side"], align) for s in subjects])
+    y_subject = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
+    labels = np.array([s["label"] for s in subjects])
+    if params.samples == "windows":
+        xs, groups = [], []
+        for s in subjects:
+            img = nb.load(s["windows_file"])
+            n_win = img.shape[3] if img.ndim == 4 else 1
+            keep = subsample_windows(n_win, params.max_windows)
+            if img.ndim == 4:  # read only the kept volumes
+                img = nb.Nifti1Image(np.stack([np.asarray(img.dataobj[..., int(i)], dtype=np.float32)
+                                               for i in keep], axis=-1), img.affine)
+            xs.append(apply_grid(img, grid, s["lesion_side"], align))
+            groups.extend([s["label"]] * len(xs[-1]))
+        x, groups = np.concatenate(xs), np.array(groups)
+        y = np.array([y_subject[labels == g][0] for g in groups])
+    else:
+        x, y, groups = maps, y_subject, labels
+    data_file = work_dir / "group_inputs.npz"
+    np.savez(data_file, x=x, y=y, groups=groups, subjects=labels, y_subject=y_subject, maps=maps,
+             sides=np.array([s["lesion_side"] for s in subjects]))
+    grid_file = atomic_write_json(work_dir / "grid.json", grid)
+
+    severe, mild = maps[y_subject == 1], maps[y_subject == 0]
+    shape = tuple(grid["shape"])
+    mean_severe = severe.mean(0) if len(severe) else np.zeros(shape)
+    mean_mild = mild.mean(0) if len(mild) else np.zeros(shape)
+    class_maps = [
+        _save_nifti(mean_severe, grid, work_dir / "desc-severe_dfcsd.nii.gz"),
+        _save_nifti(mean_mild, grid, work_dir / "desc-mild_dfcsd.nii.gz"),
+        _save_nifti(mean_severe - mean_mild, grid, work_dir / "desc-difference_dfcsd.nii.gz"),
+    ]
+    cohort = [{"participant_id": f"sub-{s['label']}", "ul_fma": float(s["score"]),
+               "class": "severe" if t else "mild-to-moderate", "lesion_side": s["lesion_side"],
+               "included": True, "reason": ""} for s, t in zip(subjects, y_subject)]
+    cohort_file = write_tsv(work_dir / "cohort.tsv", cohort, list(COHORT_COLUMNS))
+    LOGGER.info("group inputs: %d subjects, %d samples on a %s grid (%d mask voxels)", len(subjects),
+                len(x), "x".join(map(str, shape)), grid["n_mask_voxels"])
+    return PreparedInputs(str(data_file), str(grid_file), str(cohort_file), [str(p) for p in class_maps])
+
+
+def cnn_fit_predict(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_test: np.ndarray,
+                    *, seed: int, params: GroupParams) -> tuple[np.ndarray, list[dict]]:
+    """Train the CNN on one training fold and predict the test samples (curve rows returned too)."""
+    train = replace(params.train, seed=params.random_seed + seed)
+    model, curve = train_model(x_train, y_train, groups_train, train)
+    return predict_proba(model, x_test), curve
+
+
+def baseline_predict(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_test: np.ndarray,
+                     *, seed: int, params: GroupParams) -> np.ndarray:
+    """The linear baseline on one training fold (see :func:`workflows.evaluation.baseline_fit_predict`)."""
+    return baseline_fit_predict(x_train, y_train, groups_train, x_test, seed=params.random_seed + seed)
+
+
+def plan_folds(subjects: list[dict], params: GroupParams) -> list[dict]:
+    """Subject-level folds, fixed when the workflow is built: ``{repeat, fold, test: [labels]}``.
+
+    Every sample of a subject follows the subject, so a subject is never on both sides of a fold.
+    """
+    labels = np.array([s["label"] for s in subjects])
+    y = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
+    folds = subject_folds(y, labels, params.cv.cv_folds, params.cv.cv_repeats, params.random_seed)
+    return [{"repeat": int(f["repeat"]), "fold": int(f["fold"]), "test": labels[f["test"]].tolist()}
+            for f in folds]
+
+
+def _fold_indices(groups: np.ndarray, fold: dict) -> dict:
+    test = np.isin(groups, fold["test"])
+    return {"repeat": fold["repeat"], "fold": fold["fold"], "train": np.flatnonzero(~test),
+            "test": np.flatnonzero(test)}
+
+
+def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> str:
+    """Fit the CNN and the baseline on one fold's training subjects, predict its test subjects.
+
+    Writes and returns a JSON file with the fold's predictions, metrics and training curve.
+    """
+    torch.set_num_threads(params.threads)  # folds run in parallel as separate Nipype nodes
+    data = np.load(data_file)
+    x, y, groups = data["x"], data["y"], data["groups"]
+    folds = [_fold_indices(groups, fold)]
+    models = {"cnn": partial(cnn_fit_predict, params=params),
+              "baseline": partial(baseline_predict, params=params)}
+    predictions, metrics, curves = ev.cross_validate(x, y, groups, folds, models)
+    out = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}.json"
+    atomic_write_json(out, json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}))
+    return str(out)
+
+
+def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> float:
+    """One draw of the label-permutation null distribution of the CNN's balanced accuracy."""
+    torch.set_num_threads(params.threads)
+    data = np.load(data_file)
+    return ev.permutation_null(data["x"], data["y"], data["groups"], partial(cnn_fit_predict, params=params),
+                               n_folds=params.cv.cv_folds, seed=params.random_seed, index=int(index))
+
+
+def summarise_cv(fold_files: list[str], null: list[float], data_file: str | Path, params: GroupParams,
+                 work_dir: str | Path) -> CVSummaryFiles:
+    """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
+    work_dir = Path(work_dir)
+    predictions, fold_metrics, curves = [], [], []
+    for path in fold_files:
+        part = json.loads(Path(path).read_text())
+        predictions += part["predictions"]
+        fold_metrics += part["metrics"]
+        curves += part["curves"]
+    key = lambda r: (r["repeat"], r["fold"])  # noqa: E731
+    predictions.sort(key=lambda r: (*key(r), r["model"], r["participant_id"]))
+    curves.sort(key=lambda r: (*key(r), r["epoch"]))
+    fold_metrics.sort(key=lambda r: (*key(r), r["model"]))
+    for row in predictions:
+        row["participant_id"] = f"sub-{row['participant_id']}"
+    predictions_file = write_tsv(work_dir / "cv_predictions.tsv", predictions,
+                                 ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"])
+    curves_file = write_tsv(work_dir / "training_curves.tsv", curves,
+                            ["repeat", "fold", "epoch", "train_loss", "val_loss"])
+    models = ev.summarise_models(fold_metrics)
+    permutation = None
+    if null:
+        observed = models["cnn"]["balanced_accuracy"]["mean"]
+        permutation = {"n": len(null), "p_value": ev.permutation_p_value(observed, null),
+                       "null_balanced_accuracy": [float(v) for v in null],
+                       "observed_balanced_accuracy": observed, "model": "cnn",
+                       "scheme": "subject labels permuted between subjects; one repeat of k-fold per draw"}
+    data = np.load(data_file)
+    y_subject = data["y_subject"]
+    summary = {
+        "models": models,
+        "fold_metrics": fold_metrics,
+        "n_subjects": int(len(y_subject)),
+        "n_samples": int(len(data["y"])),
+        "class_counts": {"severe": int((y_subject == 1).sum()),
+                         "mild-to-moderate": int((y_subject == 0).sum())},
+        "cv": {"folds": int(max(m["fold"] for m in fold_metrics) + 1), "repeats": params.cv.cv_repeats,
+               "grouped_by": "subject",
+               "splitter": "sklearn StratifiedGroupKFold by subject (shuffled, seed = random_seed + repeat)",
+               "interval": "95% t-interval over folds x repeats (optimistic: folds share subjects)"},
+        "samples": params.samples,
+        "permutation": permutation,
+        "baseline": ev.BASELINE_DESCRIPTION,
+        "cnn_parameters": count_parameters(StrokeCNN(data["x"].shape[1:])),
+        "settings": params.to_dict(),
+    }
+    summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
+    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))
+
+
+def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path) -> str:
+    """Train the final model on every labelled subject; saved (safetensors) in ``work_dir/final``."""
+    torch.set_num_threads(params.threads)  # runs alongside the cross-validation folds
+    data = np.load(data_file)
+    train = replace(params.train, seed=params.random_seed)
+    model, curve = train_model(data["x"], data["y"], data["groups"], train)
+    card = {"input": {}, "training": {**train.to_dict(), "final_epochs_run": len(curve),
+                                      "n_samples": int(len(data["y"]))}}
+    return str(save_model(model, card, Path(work_dir) / "final"))
+
+
+def export_model(final_dir: str | Path, grid_file: str | Path, summary_file: str | Path, params: GroupParams,
+                 shared_params: dict, model_dir: str | Path) -> str:
+    """Re-load the final model safely, complete its card (grid, labels, CV metrics...), export it."""
+    model, partial_card = load_model(final_dir)
+    grid = json.loads(Path(grid_file).read_text())
+    summary = json.loads(Path(summary_file).read_text())
+    cv = {name: {**{m: v["mean"] for m, v in metrics.items()},
+                 **{f"{m}_sd": v["sd"] for m, v in metrics.items()},
+                 **{f"{m}_ci95": v["ci95"] for m, v in metrics.items()}}
+          for name, metrics in summary["models"].items()}
+    cv.update(folds=summary["cv"]["folds"], repeats=summary["cv"]["repeats"], grouped_by="subject",
+              permutation_p_value=(summary.get("permutation") or {}).get("p_value"))
+    card = {
+        "Name": "strokefc UL-FMA severity CNN",
+        "Description": "3D CNN classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb "
+                       "impairment from lesion-aligned ipsilesional-M1 dFC variability (SD) maps",
+        "strokefc_version": software_versions().get("strokefc", "unknown"),
+        "software": software_versions(),
+        "input": {"grid": grid, "space": (shared_params or {}).get("Space"),
+                  "align_lesion": params.align_lesion, "resolution_mm": params.cnn_resolution,
+                  "map": "stat-dfcsd (subject-level dFC SD map)" if params.samples == "maps"
+                  else "stat-windows (window maps; subject prediction = mean over windows)",
+                  "samples": params.samples,
+                  "lesion_alignment": "right-lesion maps mirrored about world x = 0 (left = ipsilesional)"
+                  if params.align_lesion else "none",
+                  "normalisation": "voxelwise z-score, mean/SD fit on the training samples "
+                                   "(buffers in_mean/in_std of the weights)"},
+        "label": {"column": params.label_column, "severe_threshold": params.severe_threshold,
+                  "positive_class": "severe",
+                  "definition": f"severe = {params.label_column} <= {params.severe_threshold:g}"},
+        "dfc_parameters": shared_params or {},
+        "training": {**partial_card.get("training", {}), "n_subjects": summary["n_subjects"],
+                     "class_counts": summary["class_counts"]},
+        "cross_validation": cv,
+        "baseline": BASELINE_DESCRIPTION,
+    }
+    return str(save_model(model, card, model_dir))
+
+
+def explain_model(data_file: str | Path, model_dir: str | Path, params: GroupParams, work_dir: str | Path,
+                  threads: int = 1) -> ExplainFiles:
+    """Saliency of the exported (re-loaded) model, averaged over subjects, and the AAL region table."""
+    torch.set_num_threads(max(1, threads))
+    work_dir = Path(work_dir)
+    model, card = load_model(model_dir)
+    grid = card["input"]["grid"]
+    data = np.load(data_file)
+    if params.samples == "windows":
+        x, groups = data["x"], data["groups"]
+        keep = np.concatenate([np.flatnonzero(groups == s)[:: max(1, params.max_windows // SALIENCY_WINDOWS)]
+                               for s in np.unique(groups)])
+        x, groups = x[keep], groups[keep]
+    else:
+        x, groups = data["maps"], data["subjects"]
+    subjects, sal = subject_saliency(model, x, groups)
+    order = {s: i for i, s in enumerate(data["subjects"])}
+    sides = np.array([data["sides"][order[s]] for s in subjects])
+    y_subject = np.array([data["y_subject"][order[s]] for s in subjects])
+    if not params.align_lesion:  # bring right-lesion saliency to the left (grid symmetric in x)
+        sal[sides == "R"] = sal[sides == "R"][:, ::-1]
+    mean = sal.mean(0)
+    out = _save_nifti(mean, grid, work_dir / "desc-saliency_map.nii.gz")
+    class_maps = [str(_save_nifti(sal[y_subject == cls].mean(0), grid, work_dir / f"desc-saliency{name}_map.nii.gz"))
+                  for cls, name in ((1, "severe"), (0, "mild")) if (y_subject == cls).any()]
+    atlas, names = aal_atlas()
+    rows = region_table(mean, grid, atlas_on_grid(atlas, grid), names)
+    table = write_region_table(rows, work_dir / "top_regions.tsv")
+    return ExplainFiles(str(out), str(table), class_maps)

@@ -1,0 +1,59 @@
+"""Reading NIfTI images with errors that say what, where and how to fix (missing, empty, corrupt, wrong grid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+
+from workflows.utils.errors import InputError
+
+
+def check_bold_and_mask(bold_img, mask_img, bold_file, mask_file) -> None:
+    """The BOLD must be 4D and its brain mask on the same grid (headers only)."""
+    if bold_img.ndim != 4:
+        raise InputError(f"the BOLD image is {bold_img.ndim}D {bold_img.shape}; a 4D series is expected",
+                         str(bold_file), "point strokefc to fMRIPrep's preprocessed 4D BOLD (desc-preproc_bold)")
+    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(mask_img.affine, bold_img.affine,
+                                                                     atol=1e-3):
+        raise InputError(
+            f"the BOLD (grid {bold_img.shape[:3]}) and its brain mask (grid {mask_img.shape[:3]}) are on "
+            "different grids", f"{bold_file} and {mask_file}",
+            "use the mask fMRIPrep wrote for the same space and resolution as the BOLD")
+
+
+def load_image(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"the {what} file does not exist", str(path), "check the path")
+    if path.stat().st_size == 0:
+        raise InputError(f"the {what} file is empty (0 bytes)", str(path),
+                         "restore the real file (placeholders from a dataset skeleton cannot be processed)")
+    try:
+        return nb.load(str(path))
+    except Exception as exc:
+        raise InputError(f"the {what} file cannot be read as NIfTI ({type(exc).__name__}: {exc})",
+                         str(path), "re-copy or regenerate it") from None
+
+
+def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
+    """All voxels of an image, with a clear error for a truncated or corrupt file."""
+    try:
+        proxy = img.dataobj
+        if hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope"):
+            # Scale in the output dtype: nibabel would scale an int16 run in float64 first (a 2 mm,
+            # 240-volume run: 2 GB at once instead of 0.5 GB raw + 1 GB float32).
+            raw = np.asanyarray(proxy.get_unscaled())
+            out = raw.astype(dtype)
+            del raw
+            slope, inter = float(proxy.slope), float(proxy.inter)
+            if slope != 1.0:
+                out *= slope
+            if inter != 0.0:
+                out += inter
+            return out
+        return np.asarray(proxy, dtype=dtype)
+    except Exception as exc:  # truncated gzip streams raise EOFError, zlib.error, OSError...
+        raise InputError(f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
+                         str(path), "the file may be truncated: re-copy or regenerate it") from None

@@ -1,0 +1,55 @@
+"""Atomic file writes and the TSV/NIfTI writers of the science layer.
+
+Several processes may write into one output directory at once, so every file shared between them is
+written to a temporary file in the same folder and renamed into place (atomic on POSIX file systems):
+a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    """JSON version of :func:`atomic_write_text` (sorted keys, indented)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _tsv_cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return "n/a" if not np.isfinite(value) else f"{value:.6g}"
+    return str(value)
+
+
+def write_tsv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> Path:
+    """Atomically write ``rows`` as a BIDS TSV (floats with 6 significant digits, NaN as ``n/a``)."""
+    lines = ["\t".join(columns)]
+    lines += ["\t".join(_tsv_cell(row.get(col, "")) for col in columns) for row in rows]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
