@@ -40,10 +40,30 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 SECTIONS = ("kernel", "participant", "group", "scaling")
-FULL = {"res": 2, "vols": 240, "naive_voxels": 5000, "group_n": 69, "group_vols": 200,
-        "scale_res": 4, "scale_vols": 200, "scale_n": (1, 2, 4), "cv_repeats": None, "epochs": None}
-QUICK = {"res": 4, "vols": 100, "naive_voxels": 1000, "group_n": 12, "group_vols": 100,
-         "scale_res": 4, "scale_vols": 100, "scale_n": (1, 2), "cv_repeats": 1, "epochs": 3}
+FULL = {
+    "res": 2,
+    "vols": 240,
+    "naive_voxels": 5000,
+    "group_n": 69,
+    "group_vols": 200,
+    "scale_res": 4,
+    "scale_vols": 200,
+    "scale_n": (1, 2, 4),
+    "cv_repeats": None,
+    "epochs": None,
+}
+QUICK = {
+    "res": 4,
+    "vols": 100,
+    "naive_voxels": 1000,
+    "group_n": 12,
+    "group_vols": 100,
+    "scale_res": 4,
+    "scale_vols": 100,
+    "scale_n": (1, 2),
+    "cv_repeats": 1,
+    "epochs": 3,
+}
 NODE_RE = re.compile(r'\[Node\] Finished "([^"]+)", elapsed time ([0-9.]+)s')
 
 
@@ -134,8 +154,18 @@ def simulate(cache: Path, name: str, n: int, res: int, vols: int) -> Path:
     if not stamp.exists():
         shutil.rmtree(bids, ignore_errors=True)
         print(f"  simulating {name}: {n} subject(s), {res} mm, {vols} volumes ...", flush=True)
-        cmd = [BIN / "strokefc-simulate", bids, "--n-subjects", n, "--resolution", res, "--n-volumes", vols,
-               "--seed", 1]
+        cmd = [
+            BIN / "strokefc-simulate",
+            bids,
+            "--n-subjects",
+            n,
+            "--resolution",
+            res,
+            "--n-volumes",
+            vols,
+            "--seed",
+            1,
+        ]
         subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
         stamp.write_text("")
     return bids
@@ -181,11 +211,21 @@ def bench_kernel(cache: Path, p: dict) -> dict:
     t_naive_sub, z_naive = best_of(lambda: naive_sliding_window_dfc(seed, data[:, sub], length=30, step=1), 1)
     t_naive = t_naive_sub * n_v / n_sub
     err = float(np.nanmax(np.abs(z_naive.std(axis=0, ddof=1) - res.sd[sub])))
-    return {"grid": "x".join(map(str, mask.shape)), "n_voxels": int(n_v), "n_volumes": int(n_t),
-            "n_windows": int(n_t - 30 + 1), "load_s": t_load, "vectorised_s": t_vec,
-            "naive_subset_voxels": int(n_sub), "naive_subset_s": t_naive_sub, "naive_s": t_naive,
-            "speedup_vs_naive": t_naive / t_vec, "kernel_over_load": t_vec / t_load,
-            "max_abs_sd_diff": err, "bold_gz_mb": bold.stat().st_size / 1e6}
+    return {
+        "grid": "x".join(map(str, mask.shape)),
+        "n_voxels": int(n_v),
+        "n_volumes": int(n_t),
+        "n_windows": int(n_t - 30 + 1),
+        "load_s": t_load,
+        "vectorised_s": t_vec,
+        "naive_subset_voxels": int(n_sub),
+        "naive_subset_s": t_naive_sub,
+        "naive_s": t_naive,
+        "speedup_vs_naive": t_naive / t_vec,
+        "kernel_over_load": t_vec / t_load,
+        "max_abs_sd_diff": err,
+        "bold_gz_mb": bold.stat().st_size / 1e6,
+    }
 
 
 def bench_participant(cache: Path, p: dict) -> dict:
@@ -222,8 +262,11 @@ def _group_training(run_dir: Path, out: Path, n: int) -> dict:
     settings = TrainSettings(epochs=n_ep, min_epochs=n_ep, patience=n_ep, seed=0)
     is_val = validation_split(y, groups, settings.val_fraction, np.random.default_rng(0))
     t_train, _ = best_of(lambda: train_model(x, y, groups, settings), 1)
-    return {"cnn_input_shape": "x".join(map(str, x.shape[1:])), "train_samples_per_epoch": int((~is_val).sum()),
-            "train_samples_per_s_1thread": n_ep * int((~is_val).sum()) / t_train}
+    return {
+        "cnn_input_shape": "x".join(map(str, x.shape[1:])),
+        "train_samples_per_epoch": int((~is_val).sum()),
+        "train_samples_per_s_1thread": n_ep * int((~is_val).sum()) / t_train,
+    }
 
 
 def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
@@ -238,8 +281,14 @@ def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
         map_file = find_subject_map(layout, label, space="MNI152NLin2009cAsym", res=None)
         meta = read_json(sidecar_path(map_file), "the map's JSON sidecar")
         t0 = time.perf_counter()
-        predict_subject(map_file, out / "model", subject=label,
-                        lesion_side=meta["LesionHemisphere"], space=meta["Space"], meta=meta)
+        predict_subject(
+            map_file,
+            out / "model",
+            subject=label,
+            lesion_side=meta["LesionHemisphere"],
+            space=meta["Space"],
+            meta=meta,
+        )
         times.append(time.perf_counter() - t0)
     return {"inference_s_per_subject": float(np.median(times)), "inference_s_first": times[0]}
 
@@ -251,9 +300,16 @@ def bench_group(cache: Path, p: dict) -> dict:
     out = cache / f"cohort{n}_{p['group_vols']}_out"
     prep_stamp = out / ".participant-complete"
     nan = float("nan")
-    res: dict = {"n_subjects": n, "n_folds": 0, "mean_epochs": nan, "cnn_input_shape": "?",
-                 "train_samples_per_epoch": 0, "train_samples_per_s_1thread": nan,
-                 "inference_s_per_subject": nan, "inference_s_first": nan}
+    res: dict = {
+        "n_subjects": n,
+        "n_folds": 0,
+        "mean_epochs": nan,
+        "cnn_input_shape": "?",
+        "train_samples_per_epoch": 0,
+        "train_samples_per_s_1thread": nan,
+        "inference_s_per_subject": nan,
+        "inference_s_first": nan,
+    }
     if not prep_stamp.exists():  # participant maps are a prerequisite, cached with the cohort
         fresh(out, cache / f"cohort{n}_work")
         print(f"  participant level for the {n}-subject cohort (prerequisite) ...", flush=True)
@@ -286,41 +342,68 @@ def bench_group(cache: Path, p: dict) -> dict:
 def bench_scaling(cache: Path, p: dict) -> dict:
     """Participant level for 1, 2, 4 subjects: time per subject should stay flat."""
     n_max = max(p["scale_n"])
-    bids = simulate(cache, f"scale{n_max}_{p['scale_res']}mm_{p['scale_vols']}", n_max, p["scale_res"],
-                    p["scale_vols"])
+    bids = simulate(
+        cache, f"scale{n_max}_{p['scale_res']}mm_{p['scale_vols']}", n_max, p["scale_res"], p["scale_vols"]
+    )
     rows = []
     for n in p["scale_n"]:
         run_dir = cache / "runs" / f"scaling{n}"
         fresh(run_dir)
         run_dir.mkdir(parents=True)
         labels = [f"{i:02d}" for i in range(1, n + 1)]
-        r = run_measured(participant_cmd(bids, run_dir / "out", run_dir / "work", labels), run_dir / "log.txt")
-        rows.append({"n": n, "wall_s": r["wall_s"], "per_subject_s": r["wall_s"] / n,
-                     "peak_rss": r["peak_rss"]})
+        r = run_measured(
+            participant_cmd(bids, run_dir / "out", run_dir / "work", labels), run_dir / "log.txt"
+        )
+        rows.append(
+            {"n": n, "wall_s": r["wall_s"], "per_subject_s": r["wall_s"] / n, "peak_rss": r["peak_rss"]}
+        )
     return {"rows": rows}
 
 
 # ----------------------------------------------------------------------------- reporting
 #: Section name -> its benchmark (``make bench`` runs them in this order).
-BENCHES = {"kernel": bench_kernel, "participant": bench_participant, "group": bench_group,
-           "scaling": bench_scaling}
+BENCHES = {
+    "kernel": bench_kernel,
+    "participant": bench_participant,
+    "group": bench_group,
+    "scaling": bench_scaling,
+}
 
 
 def machine_info() -> dict:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")),
-                 platform.processor())
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")),
+        platform.processor(),
+    )
     versions = {}
-    for pkg in ("strokefc", "numpy", "scipy", "nibabel", "nilearn", "nipype", "niworkflows", "pybids", "torch"):
+    for pkg in (
+        "strokefc",
+        "numpy",
+        "scipy",
+        "nibabel",
+        "nilearn",
+        "nipype",
+        "niworkflows",
+        "pybids",
+        "torch",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "-"
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    return {"cpu": model, "cores": os.cpu_count(), "load_avg_start": os.getloadavg(),
-            "python": platform.python_version(), "versions": versions, "commit": commit,
-            "kernel": platform.release()}
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_avg_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": commit,
+        "kernel": platform.release(),
+    }
 
 
 def ok(flag: bool) -> str:
@@ -333,27 +416,61 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
     k = results.get("kernel")
     if k:
         rows += [
-            ("dFC kernel, vectorised", f"{k['vectorised_s']:.2f} s ({k['n_voxels']} vox x {k['n_windows']} win)",
-             "", ""),
-            ("  vs naive corrcoef", f"{k['speedup_vs_naive']:.0f}x faster (naive {k['naive_s']:.0f} s, scaled "
-             f"from {k['naive_subset_voxels']} vox)", ">= 20x", ok(k["speedup_vs_naive"] >= 20)),
-            ("  vs loading .nii.gz to float32", f"kernel/load = {k['kernel_over_load']:.2f} "
-             f"(load {k['load_s']:.2f} s)", "<= 1", ok(k["kernel_over_load"] <= 1)),
+            (
+                "dFC kernel, vectorised",
+                f"{k['vectorised_s']:.2f} s ({k['n_voxels']} vox x {k['n_windows']} win)",
+                "",
+                "",
+            ),
+            (
+                "  vs naive corrcoef",
+                f"{k['speedup_vs_naive']:.0f}x faster (naive {k['naive_s']:.0f} s, scaled "
+                f"from {k['naive_subset_voxels']} vox)",
+                ">= 20x",
+                ok(k["speedup_vs_naive"] >= 20),
+            ),
+            (
+                "  vs loading .nii.gz to float32",
+                f"kernel/load = {k['kernel_over_load']:.2f} (load {k['load_s']:.2f} s)",
+                "<= 1",
+                ok(k["kernel_over_load"] <= 1),
+            ),
         ]
     pr = results.get("participant")
     if pr:
-        rows += [("participant, 1 subject, wall", f"{pr['wall_s']:.1f} s", "< 60 s", ok(pr["wall_s"] < 60)),
-                 ("participant, peak RSS sum (tree)", gb(pr["peak_rss"]), "", ""),
-                 ("participant, peak PSS sum (tree)", gb(pr.get("peak_pss", float("nan"))), "< 3 GB",
-                  ok(pr.get("peak_pss", float("inf")) < 3e9))]
+        rows += [
+            ("participant, 1 subject, wall", f"{pr['wall_s']:.1f} s", "< 60 s", ok(pr["wall_s"] < 60)),
+            ("participant, peak RSS sum (tree)", gb(pr["peak_rss"]), "", ""),
+            (
+                "participant, peak PSS sum (tree)",
+                gb(pr.get("peak_pss", float("nan"))),
+                "< 3 GB",
+                ok(pr.get("peak_pss", float("inf")) < 3e9),
+            ),
+        ]
     g = results.get("group")
     if g:
-        rows += [(f"group, {g['n_subjects']} subj, {g['n_folds']} folds (x{g['cv_repeats']} rep), wall",
-                  f"{g['wall_s'] / 60:.1f} min", "< 10 min", ok(g["wall_s"] < 600)),
-                 ("  CNN training throughput", f"{g['train_samples_per_s_1thread']:.1f} samples/s per process "
-                  f"(1 thread, {g['cnn_input_shape']})", "", ""),
-                 ("  inference per subject", f"{g['inference_s_per_subject']:.2f} s", "< 1 s",
-                  ok(g["inference_s_per_subject"] < 1))]
+        rows += [
+            (
+                f"group, {g['n_subjects']} subj, {g['n_folds']} folds (x{g['cv_repeats']} rep), wall",
+                f"{g['wall_s'] / 60:.1f} min",
+                "< 10 min",
+                ok(g["wall_s"] < 600),
+            ),
+            (
+                "  CNN training throughput",
+                f"{g['train_samples_per_s_1thread']:.1f} samples/s per process "
+                f"(1 thread, {g['cnn_input_shape']})",
+                "",
+                "",
+            ),
+            (
+                "  inference per subject",
+                f"{g['inference_s_per_subject']:.2f} s",
+                "< 1 s",
+                ok(g["inference_s_per_subject"] < 1),
+            ),
+        ]
     s = results.get("scaling")
     if s:
         series = ", ".join(f"{r['n']}: {r['per_subject_s']:.1f}" for r in s["rows"])
@@ -363,10 +480,14 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
 
 
 def render_table(rows) -> str:
-    widths = [max(len(r[i]) for r in rows + [("Benchmark", "Measured", "Target", "Status")]) for i in range(4)]
+    widths = [
+        max(len(r[i]) for r in rows + [("Benchmark", "Measured", "Target", "Status")]) for i in range(4)
+    ]
     head = ("Benchmark", "Measured", "Target", "Status")
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -376,9 +497,11 @@ def details(results: dict) -> str:
     pr = results.get("participant")
     if pr:
         out.append("### Participant level: node shares (1 subject)\n")
-        out.append(f"Wall {pr['wall_s']:.1f} s; summed node time {pr['node_sum_s']:.1f} s (2 processes may "
-                   "overlap); the rest is start-up, BIDS validation, pybids indexing, workflow build and "
-                   "report assembly.\n")
+        out.append(
+            f"Wall {pr['wall_s']:.1f} s; summed node time {pr['node_sum_s']:.1f} s (2 processes may "
+            "overlap); the rest is start-up, BIDS validation, pybids indexing, workflow build and "
+            "report assembly.\n"
+        )
         out.append("| Node | Time (s) | Share of wall |\n|---|---|---|")
         out += [f"| {n} | {t:.2f} | {100 * t / pr['wall_s']:.0f}% |" for n, t in pr["nodes"].items()]
         out.append("")
@@ -386,42 +509,58 @@ def details(results: dict) -> str:
     if g:
         out.append("### Group level\n")
         pre = g["participant_prereq"]
-        out.append(f"- Participant level for the {g['n_subjects']} subjects (prerequisite, not a target): "
-                   f"{pre['wall_s']:.0f} s, {pre['wall_s'] / g['n_subjects']:.1f} s/subject, "
-                   f"peak RSS {gb(pre['peak_rss'])}.")
-        out.append(f"- Group run peak RSS (tree): {gb(g['peak_rss'])}; mean epochs per fold (early stopping): "
-                   f"{g['mean_epochs']:.1f}.")
-        out.append(f"- Training throughput measured with `train_model` for 3 epochs on "
-                   f"{g['train_samples_per_epoch']} training samples, 1 torch thread (as in a fold node).")
-        out.append(f"- Inference: `predict_subject` (load safetensors model, check card, regrid, forward); "
-                   f"median of up to 5 subjects; first call {g['inference_s_first']:.2f} s.")
+        out.append(
+            f"- Participant level for the {g['n_subjects']} subjects (prerequisite, not a target): "
+            f"{pre['wall_s']:.0f} s, {pre['wall_s'] / g['n_subjects']:.1f} s/subject, "
+            f"peak RSS {gb(pre['peak_rss'])}."
+        )
+        out.append(
+            f"- Group run peak RSS (tree): {gb(g['peak_rss'])}; mean epochs per fold (early stopping): "
+            f"{g['mean_epochs']:.1f}."
+        )
+        out.append(
+            f"- Training throughput measured with `train_model` for 3 epochs on "
+            f"{g['train_samples_per_epoch']} training samples, 1 torch thread (as in a fold node)."
+        )
+        out.append(
+            f"- Inference: `predict_subject` (load safetensors model, check card, regrid, forward); "
+            f"median of up to 5 subjects; first call {g['inference_s_first']:.2f} s."
+        )
         nodes = ", ".join(f"{n} {t:.0f} s" for n, t in sorted(g["nodes"].items(), key=lambda kv: -kv[1]))
         out.append(f"- Node times (summed over MapNode children): {nodes}.")
         if g["cv_repeats"] != 5 and "cv_fold" in g["nodes"]:
             cv_share = g["nodes"]["cv_fold"] / 2  # fold nodes run two at a time
             est = g["wall_s"] + (5 / g["cv_repeats"] - 1) * cv_share
-            out.append(f"- Run with --cv-repeats {g['cv_repeats']} (the default is 5). The folds are independent "
-                       f"nodes, so the default costs about {est / 60:.1f} min here (this wall plus "
-                       f"{5 / g['cv_repeats'] - 1:.0f}x the fold time divided by 2 processes); an estimate, "
-                       "not a measurement.")
+            out.append(
+                f"- Run with --cv-repeats {g['cv_repeats']} (the default is 5). The folds are independent "
+                f"nodes, so the default costs about {est / 60:.1f} min here (this wall plus "
+                f"{5 / g['cv_repeats'] - 1:.0f}x the fold time divided by 2 processes); an estimate, "
+                "not a measurement."
+            )
         out += [f"- Error: {e}" for e in g.get("errors", [])]
         out.append("")
     s = results.get("scaling")
     if s:
         out.append("### Scaling (participant level, --nprocs 2)\n")
         out.append("| Subjects | Wall (s) | s/subject | Peak RSS |\n|---|---|---|---|")
-        out += [f"| {r['n']} | {r['wall_s']:.1f} | {r['per_subject_s']:.1f} | {gb(r['peak_rss'])} |"
-                for r in s["rows"]]
+        out += [
+            f"| {r['n']} | {r['wall_s']:.1f} | {r['per_subject_s']:.1f} | {gb(r['peak_rss'])} |"
+            for r in s["rows"]
+        ]
         out.append("")
     k = results.get("kernel")
     if k:
         out.append("### dFC kernel\n")
-        out.append(f"- Run: {k['grid']} grid, {k['n_voxels']} brain voxels, {k['n_volumes']} volumes, window 30, "
-                   f"step 1 ({k['n_windows']} windows); BOLD .nii.gz {k['bold_gz_mb']:.0f} MB.")
-        out.append(f"- Naive reference timed on {k['naive_subset_voxels']} random voxels "
-                   f"({k['naive_subset_s']:.1f} s) and scaled linearly to all voxels (its cost is linear "
-                   f"in voxels). Max |SD difference| vectorised vs naive on that subset: "
-                   f"{k['max_abs_sd_diff']:.1e} (Fisher z).")
+        out.append(
+            f"- Run: {k['grid']} grid, {k['n_voxels']} brain voxels, {k['n_volumes']} volumes, window 30, "
+            f"step 1 ({k['n_windows']} windows); BOLD .nii.gz {k['bold_gz_mb']:.0f} MB."
+        )
+        out.append(
+            f"- Naive reference timed on {k['naive_subset_voxels']} random voxels "
+            f"({k['naive_subset_s']:.1f} s) and scaled linearly to all voxels (its cost is linear "
+            f"in voxels). Max |SD difference| vectorised vs naive on that subset: "
+            f"{k['max_abs_sd_diff']:.1e} (Fisher z)."
+        )
         out.append("- Vectorised and load: best of 3; naive: 1 run.\n")
     for name, err in results.get("errors", {}).items():
         out.append(f"- {name} failed: {err}")
@@ -434,13 +573,13 @@ def write_results(info: dict, results: dict, args, table: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     v = ", ".join(f"{k} {val}" for k, val in info["versions"].items())
     la = ", ".join(f"{x:.2f}" for x in info["load_avg_start"])
-    text = f"""# strokefc benchmarks, {today}{' (--quick)' if args.quick else ''}
+    text = f"""# strokefc benchmarks, {today}{" (--quick)" if args.quick else ""}
 
-- Machine: {info['cpu']}, {info['cores']} cores (Linux {info['kernel']})
+- Machine: {info["cpu"]}, {info["cores"]} cores (Linux {info["kernel"]})
 - Load average at start (1, 5, 15 min): {la}. The machine is shared with other jobs, so every time here
   is an upper bound.
-- Python {info['python']}; {v}; commit {info['commit']}
-- Command: `{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`; total {results['total_s'] / 60:.1f} min
+- Python {info["python"]}; {v}; commit {info["commit"]}
+- Command: `{" ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}`; total {results["total_s"] / 60:.1f} min
 
 {table}
 
@@ -458,12 +597,21 @@ Raw numbers:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-bench"),
-                        help="cohorts (reused) and work folders (fresh each run)")
-    parser.add_argument("--cv-repeats", type=int, default=None,
-                        help="group level: override the CV repeats (default: the app's default, 5)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/strokefc-bench"),
+        help="cohorts (reused) and work folders (fresh each run)",
+    )
+    parser.add_argument(
+        "--cv-repeats",
+        type=int,
+        default=None,
+        help="group level: override the CV repeats (default: the app's default, 5)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; no results file")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]

@@ -22,8 +22,9 @@ LOGGER = logging.getLogger("strokefc")
 
 def _setup_logging(verbose: int) -> None:
     """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG with -vv."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("strokefc").setLevel(logging.DEBUG if verbose else logging.INFO)
     # nipype re-applies its own levels when a workflow runs: set them through its config, and keep its
     # records off the root handler (nipype has its own). Without -v nipype stays quiet: its node-failure
@@ -37,7 +38,9 @@ def _setup_logging(verbose: int) -> None:
 
 def _count_verbose(argv: list[str]) -> int:
     """``-v`` count before parsing, so that errors met while parsing can show their traceback."""
-    return sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count("--verbose")
+    return sum(a.count("v") for a in argv if a.startswith("-v") and set(a[1:]) == {"v"}) + argv.count(
+        "--verbose"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  (a processing failure: exit 1, traceback with -v)
         if verbose:
             LOGGER.exception("processing failure")
-        print(f"strokefc: processing failed: {type(exc).__name__}: {exc} (run with -v for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"strokefc: processing failed: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

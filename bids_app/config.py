@@ -71,34 +71,73 @@ class RunConfig:
 
 
 #: Section of :class:`RunConfig` -> its parameter class.
-SECTIONS: dict[str, type] = {"queries": QueryParams, "denoise": DenoiseParams, "seed": SeedParams,
-                             "window": WindowParams, "group": GroupParams, "cv": CVParams,
-                             "execution": ExecutionParams}
+SECTIONS: dict[str, type] = {
+    "queries": QueryParams,
+    "denoise": DenoiseParams,
+    "seed": SeedParams,
+    "window": WindowParams,
+    "group": GroupParams,
+    "cv": CVParams,
+    "execution": ExecutionParams,
+}
 
 #: Command-line ``dest`` -> (section, field). ``cv`` and ``train`` are nested in ``group``.
 OPTIONS: dict[str, tuple[str, str]] = {
-    **{name: ("queries", name) for name in ("participant_label", "task_id", "space", "res", "lesion_column",
-                                            "lesion_dir", "skip_bids_validation", "allow_missing_labels",
-                                            "bids_filters")},
+    **{
+        name: ("queries", name)
+        for name in (
+            "participant_label",
+            "task_id",
+            "space",
+            "res",
+            "lesion_column",
+            "lesion_dir",
+            "skip_bids_validation",
+            "allow_missing_labels",
+            "bids_filters",
+        )
+    },
     "denoise": ("denoise", "strategy"),
     "smoothing": ("denoise", "smoothing_fwhm"),
-    **{name: ("denoise", name) for name in ("fd_thresh", "std_dvars_thresh", "n_compcor", "dummy_scans",
-                                            "high_pass", "low_pass")},
+    **{
+        name: ("denoise", name)
+        for name in ("fd_thresh", "std_dvars_thresh", "n_compcor", "dummy_scans", "high_pass", "low_pass")
+    },
     **{name: ("seed", name) for name in ("seed_mask", "seed_coords", "seed_radius", "seed_atlas")},
-    **{name: ("window", name) for name in ("window_length", "window_step", "window_shape",
-                                           "min_window_coverage", "save_windows")},
-    **{name: ("group", name) for name in ("severe_threshold", "label_column", "align_lesion", "cnn_resolution",
-                                          "samples", "random_seed")},
+    **{
+        name: ("window", name)
+        for name in ("window_length", "window_step", "window_shape", "min_window_coverage", "save_windows")
+    },
+    **{
+        name: ("group", name)
+        for name in (
+            "severe_threshold",
+            "label_column",
+            "align_lesion",
+            "cnn_resolution",
+            "samples",
+            "random_seed",
+        )
+    },
     **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations")},
     "epochs": ("train", "epochs"),
     "device": ("train", "device"),
-    **{name: ("execution", name) for name in ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "verbose",
-                                              "boilerplate_only")},
+    **{
+        name: ("execution", name)
+        for name in ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "verbose", "boilerplate_only")
+    },
 }
 
-_CLASS_NAMES = {"queries": "QueryParams", "denoise": "DenoiseParams", "seed": "SeedParams",
-                "window": "WindowParams", "group": "GroupParams", "cv": "CVParams", "train": "TrainSettings",
-                "execution": "ExecutionParams"}
+_CLASS_NAMES = {
+    "queries": "QueryParams",
+    "denoise": "DenoiseParams",
+    "seed": "SeedParams",
+    "window": "WindowParams",
+    "group": "GroupParams",
+    "cv": "CVParams",
+    "train": "TrainSettings",
+    "execution": "ExecutionParams",
+}
 
 
 def option_default(dest: str) -> Any:
@@ -114,21 +153,41 @@ def parameter_name(dest: str) -> str:
     return f"{_CLASS_NAMES[section]}.{name}"
 
 
-def build_config(*, bids_dir: Path, output_dir: Path, analysis_level: str, fmriprep_dir: Path, work_dir: Path,
-                 model: Path | None, values: dict[str, Any]) -> RunConfig:
+def build_config(
+    *,
+    bids_dir: Path,
+    output_dir: Path,
+    analysis_level: str,
+    fmriprep_dir: Path,
+    work_dir: Path,
+    model: Path | None,
+    values: dict[str, Any],
+) -> RunConfig:
     """Compose a :class:`RunConfig` from option values keyed by ``dest`` (missing ones keep their default)."""
     by_section: dict[str, dict[str, Any]] = {}
     for dest, value in values.items():
         section, name = OPTIONS[dest]
         by_section.setdefault(section, {})[name] = value
     group = GroupParams(**by_section.get("group", {}))
-    group = GroupParams(**{**{f.name: getattr(group, f.name) for f in fields(GroupParams)},
-                           "cv": CVParams(**by_section.get("cv", {})),
-                           "train": TrainSettings(**by_section.get("train", {})),
-                           "threads": int(by_section.get("execution", {}).get("omp_nthreads", 1))})
+    group = GroupParams(
+        **{
+            **{f.name: getattr(group, f.name) for f in fields(GroupParams)},
+            "cv": CVParams(**by_section.get("cv", {})),
+            "train": TrainSettings(**by_section.get("train", {})),
+            "threads": int(by_section.get("execution", {}).get("omp_nthreads", 1)),
+        }
+    )
     return RunConfig(
-        bids_dir=bids_dir, output_dir=output_dir, analysis_level=analysis_level, fmriprep_dir=fmriprep_dir,
-        work_dir=work_dir, model=model, queries=QueryParams(**by_section.get("queries", {})),
-        denoise=DenoiseParams(**by_section.get("denoise", {})), seed=SeedParams(**by_section.get("seed", {})),
-        window=WindowParams(**by_section.get("window", {})), group=group,
-        execution=ExecutionParams(**by_section.get("execution", {})))
+        bids_dir=bids_dir,
+        output_dir=output_dir,
+        analysis_level=analysis_level,
+        fmriprep_dir=fmriprep_dir,
+        work_dir=work_dir,
+        model=model,
+        queries=QueryParams(**by_section.get("queries", {})),
+        denoise=DenoiseParams(**by_section.get("denoise", {})),
+        seed=SeedParams(**by_section.get("seed", {})),
+        window=WindowParams(**by_section.get("window", {})),
+        group=group,
+        execution=ExecutionParams(**by_section.get("execution", {})),
+    )

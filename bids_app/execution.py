@@ -18,15 +18,23 @@ def plugin_settings(execution: ExecutionParams) -> tuple[str, dict[str, Any]]:
         try:
             spec = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise InputError(f"the plugin file is not valid YAML ({exc})", str(path), "fix its syntax") from None
+            raise InputError(
+                f"the plugin file is not valid YAML ({exc})", str(path), "fix its syntax"
+            ) from None
         if not isinstance(spec, dict) or "plugin" not in spec:
-            raise InputError("the plugin file has no 'plugin' key", str(path),
-                             "write e.g. 'plugin: SLURM' and optional 'plugin_args: {...}'")
+            raise InputError(
+                "the plugin file has no 'plugin' key",
+                str(path),
+                "write e.g. 'plugin: SLURM' and optional 'plugin_args: {...}'",
+            )
         if str(spec["plugin"]).endswith("Graph"):
             # SLURMGraph/SGEGraph submit every node and return at once: the run would report and
             # summarise before any job ran
-            raise InputError(f"plugin {spec['plugin']!r} returns before its jobs finish", str(path),
-                             "use 'plugin: SLURM' (waits for every job)")
+            raise InputError(
+                f"plugin {spec['plugin']!r} returns before its jobs finish",
+                str(path),
+                "use 'plugin: SLURM' (waits for every job)",
+            )
         return spec["plugin"], dict(spec.get("plugin_args") or {})
     if execution.nprocs == 1:
         return "Linear", {}
@@ -38,5 +46,11 @@ def plugin_settings(execution: ExecutionParams) -> tuple[str, dict[str, Any]]:
 
 def execution_config(crash_dir: Path) -> dict[str, Any]:
     """Nipype's ``execution`` section: text crash files in ``crash_dir``, content hashes, keep outputs."""
-    return {"crashdump_dir": str(crash_dir), "crashfile_format": "txt", "stop_on_first_crash": False,
-            "remove_unnecessary_outputs": False, "parameterize_dirs": False, "hash_method": "content"}
+    return {
+        "crashdump_dir": str(crash_dir),
+        "crashfile_format": "txt",
+        "stop_on_first_crash": False,
+        "remove_unnecessary_outputs": False,
+        "parameterize_dirs": False,
+        "hash_method": "content",
+    }

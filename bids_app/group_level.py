@@ -41,19 +41,28 @@ class GroupSubject:
 
     def as_dict(self) -> dict:
         """The form the group workflow takes (absolute paths, '' for no window maps)."""
-        return {"label": self.subject, "map_file": str(Path(self.map_file).absolute()),
-                "windows_file": str(Path(self.windows_file).absolute()) if self.windows_file else "",
-                "lesion_side": self.lesion_side, "score": float(self.ul_fma)}
+        return {
+            "label": self.subject,
+            "map_file": str(Path(self.map_file).absolute()),
+            "windows_file": str(Path(self.windows_file).absolute()) if self.windows_file else "",
+            "lesion_side": self.lesion_side,
+            "score": float(self.ul_fma),
+        }
 
 
-def parse_labels(rows: dict, column: str, path: str, allow_missing: bool) -> tuple[dict[str, float], list[str]]:
+def parse_labels(
+    rows: dict, column: str, path: str, allow_missing: bool
+) -> tuple[dict[str, float], list[str]]:
     """UL-FMA scores by subject; non-numbers and values outside 0..66 stop with the row named.
 
     Returns ``(scores, missing)``.
     """
     if rows and column not in next(iter(rows.values())):
-        raise InputError(f"participants.tsv has no {column!r} column", path,
-                         "add the UL-FMA scores or name the column with --label-column")
+        raise InputError(
+            f"participants.tsv has no {column!r} column",
+            path,
+            "add the UL-FMA scores or name the column with --label-column",
+        )
     scores, missing = {}, []
     for lineno, (label, row) in enumerate(rows.items(), start=2):
         raw = row.get(column, "")
@@ -62,9 +71,11 @@ def parse_labels(rows: dict, column: str, path: str, allow_missing: bool) -> tup
             continue
         scores[label] = parse_score(raw, f"{path}, line {lineno}", subject=label, allow_missing_hint=True)
     if missing and not allow_missing:
-        raise InputError(f"{len(missing)} participant(s) have no UL-FMA score: "
-                         + ", ".join("sub-" + m for m in missing), path,
-                         "add the scores, or pass --allow-missing-labels to leave them out")
+        raise InputError(
+            f"{len(missing)} participant(s) have no UL-FMA score: " + ", ".join("sub-" + m for m in missing),
+            path,
+            "add the scores, or pass --allow-missing-labels to leave them out",
+        )
     return scores, missing
 
 
@@ -97,18 +108,26 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
             raise InputError(
                 "participant maps were made with different parameters: "
                 + "; ".join(f"{k}: sub-{first}={a!r} vs sub-{label}={b!r}" for k, (a, b) in diff.items()),
-                str(map_file), "re-run the participant level with the same options for everyone")
+                str(map_file),
+                "re-run the participant level with the same options for everyone",
+            )
         windows = None
         if group.samples == "windows":
             windows = queries.find_subject_map(layout, label, space=q.space, res=q.res, stat="windows")
             if windows is None:
-                raise InputError(f"sub-{label} has no 4D window maps", str(map_file.parent),
-                                 "run the participant level with --save-windows for --samples windows")
+                raise InputError(
+                    f"sub-{label} has no 4D window maps",
+                    str(map_file.parent),
+                    "run the participant level with --save-windows for --samples windows",
+                )
         subjects.append(GroupSubject(label, map_file, windows, meta["LesionHemisphere"], scores[label]))
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):
-        raise InputError(f"only {len(subjects)} subject(s) have a map and a label; "
-                         f"{group.cv.cv_folds}-fold cross-validation needs more",
-                         str(config.output_dir), "process more participants or lower --cv-folds")
+        raise InputError(
+            f"only {len(subjects)} subject(s) have a map and a label; "
+            f"{group.cv.cv_folds}-fold cross-validation needs more",
+            str(config.output_dir),
+            "process more participants or lower --cv-folds",
+        )
     return subjects, excluded, params
 
 
@@ -121,14 +140,21 @@ def run_group_level(config: RunConfig) -> int:
     subjects, excluded, params = collect_group_inputs(config)
     threshold = config.group.severe_threshold
     severe = sum(is_severe(s.ul_fma, threshold) for s in subjects)
-    print(f"strokefc group level: {len(subjects)} subjects ({severe} severe UL-FMA <= "
-          f"{threshold:g}, {len(subjects) - severe} mild-to-moderate); {len(excluded)} excluded")
+    print(
+        f"strokefc group level: {len(subjects)} subjects ({severe} severe UL-FMA <= "
+        f"{threshold:g}, {len(subjects) - severe} mild-to-moderate); {len(excluded)} excluded"
+    )
     for label, why in excluded.items():
         print(f"  excluded sub-{label}: {why}")
 
     config.work_dir.mkdir(parents=True, exist_ok=True)
-    wf = init_group_wf(subjects=[s.as_dict() for s in subjects], params=config.group, shared_params=params,
-                       output_dir=config.output_dir, explain_threads=config.execution.nprocs)
+    wf = init_group_wf(
+        subjects=[s.as_dict() for s in subjects],
+        params=config.group,
+        shared_params=params,
+        output_dir=config.output_dir,
+        explain_threads=config.execution.nprocs,
+    )
     wf.base_dir = str(config.work_dir)
     wf.config["execution"] = execution_config(config.output_dir / "logs" / "crash")
     plugin, plugin_args = plugin_settings(config.execution)

@@ -15,8 +15,12 @@ def find_lesion_mask(lesion_dir, label: str, session: str | None, space: str) ->
     lesion_dir = Path(lesion_dir)
     if not lesion_dir.is_dir():
         raise InputError("the lesion folder does not exist", str(lesion_dir), "check --lesion-dir")
-    suffixes = ("label-lesion_roi.nii.gz", "label-lesion_roi.nii", "desc-lesion_mask.nii.gz",
-                "desc-lesion_mask.nii")
+    suffixes = (
+        "label-lesion_roi.nii.gz",
+        "label-lesion_roi.nii",
+        "desc-lesion_mask.nii.gz",
+        "desc-lesion_mask.nii",
+    )
     found = []
     for path in sorted(lesion_dir.rglob(f"sub-{label}_*")):
         name = path.name
@@ -29,20 +33,29 @@ def find_lesion_mask(lesion_dir, label: str, session: str | None, space: str) ->
     else:
         found = [(s, p) for s, p in found if s is None]
     if len(found) > 1:
-        raise InputError(f"sub-{label} has {len(found)} lesion masks",
-                         ", ".join(str(p) for _, p in found), "keep one lesion mask per subject/session")
+        raise InputError(
+            f"sub-{label} has {len(found)} lesion masks",
+            ", ".join(str(p) for _, p in found),
+            "keep one lesion mask per subject/session",
+        )
     return found[0][1] if found else None
 
 
 def resolve_lesion_side(tsv_side: str | None, mask_side: str | None, label: str) -> tuple[str, str]:
     """Decide the lesion side from ``participants.tsv`` and/or a lesion mask; they must agree."""
     if tsv_side is None and mask_side is None:
-        raise InputError(f"no lesion hemisphere for sub-{label}", "participants.tsv and --lesion-dir",
-                         "fill the lesion_hemisphere column (L/R) or give a lesion mask with --lesion-dir")
+        raise InputError(
+            f"no lesion hemisphere for sub-{label}",
+            "participants.tsv and --lesion-dir",
+            "fill the lesion_hemisphere column (L/R) or give a lesion mask with --lesion-dir",
+        )
     if tsv_side and mask_side and tsv_side != mask_side:
-        raise InputError(f"sub-{label}: participants.tsv says the lesion is on the {tsv_side} side but the "
-                         f"lesion mask lies mostly on the {mask_side} side", "participants.tsv / lesion mask",
-                         "correct whichever is wrong (check the mask's orientation)")
+        raise InputError(
+            f"sub-{label}: participants.tsv says the lesion is on the {tsv_side} side but the "
+            f"lesion mask lies mostly on the {mask_side} side",
+            "participants.tsv / lesion mask",
+            "correct whichever is wrong (check the mask's orientation)",
+        )
     if tsv_side and mask_side:
         return tsv_side, "participants.tsv and lesion mask (agree)"
     return (tsv_side, "participants.tsv") if tsv_side else (mask_side, "lesion mask")

@@ -35,22 +35,31 @@ def check_output_dir(output_dir: Path, bids_dir: Path) -> Path:
     """Create the output folder, refusing one inside the input or one that cannot be written."""
     output_dir = Path(output_dir).resolve()
     if output_dir == Path(bids_dir).resolve():
-        raise InputError("the output directory is the input dataset", str(output_dir),
-                         "write outputs elsewhere, e.g. <bids_dir>/derivatives/strokefc")
+        raise InputError(
+            "the output directory is the input dataset",
+            str(output_dir),
+            "write outputs elsewhere, e.g. <bids_dir>/derivatives/strokefc",
+        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=output_dir, prefix=".strokefc-write-test-")
         probe.close()
     except OSError as exc:
-        raise InputError(f"the output directory cannot be written ({exc.strerror})", str(output_dir),
-                         "choose a writable folder or fix its permissions") from None
+        raise InputError(
+            f"the output directory cannot be written ({exc.strerror})",
+            str(output_dir),
+            "choose a writable folder or fix its permissions",
+        ) from None
     return output_dir
 
 
 def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | None = None) -> dict:
     """BIDS-derivatives ``dataset_description.json`` content for strokefc's outputs."""
-    generated = {"Name": "strokefc", "Version": __version__,
-                 "CodeURL": "https://github.com/strokefc/strokefc"}
+    generated = {
+        "Name": "strokefc",
+        "Version": __version__,
+        "CodeURL": "https://github.com/strokefc/strokefc",
+    }
     if container:
         generated["Container"] = {"Type": container}
     return {
@@ -58,14 +67,17 @@ def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | Non
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
-        "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()},
-                           {"URL": Path(fmriprep_dir).resolve().as_uri()}],
+        "SourceDatasets": [
+            {"URL": Path(bids_dir).resolve().as_uri()},
+            {"URL": Path(fmriprep_dir).resolve().as_uri()},
+        ],
     }
 
 
 def init_output_dataset(output_dir: Path, bids_dir: Path, fmriprep_dir: Path) -> None:
     """Write (atomically) ``dataset_description.json`` and ``.bidsignore``; safe to call concurrently."""
     container = os.environ.get("STROKEFC_CONTAINER")
-    atomic_write_json(Path(output_dir) / "dataset_description.json",
-                      dataset_description(bids_dir, fmriprep_dir, container))
+    atomic_write_json(
+        Path(output_dir) / "dataset_description.json", dataset_description(bids_dir, fmriprep_dir, container)
+    )
     atomic_write_text(Path(output_dir) / ".bidsignore", BIDSIGNORE)

@@ -82,122 +82,266 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strokefc",
         description="Ipsilesional-M1 seed-based dynamic functional connectivity from fMRIPrep "
-                    "derivatives of stroke patients, and a 3D CNN that classifies upper-limb "
-                    "motor impairment (UL Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("bids_dir", type=Path,
-                        help="raw BIDS dataset (with participants.tsv), or the fMRIPrep derivatives "
-                             "folder itself")
+        "derivatives of stroke patients, and a 3D CNN that classifies upper-limb "
+        "motor impairment (UL Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "bids_dir",
+        type=Path,
+        help="raw BIDS dataset (with participants.tsv), or the fMRIPrep derivatives folder itself",
+    )
     parser.add_argument("output_dir", type=Path, help="where strokefc writes its derivatives")
-    parser.add_argument("analysis_level", choices=["participant", "group"],
-                        help="participant: dFC maps (and predictions with --model) per subject; "
-                             "group: train and cross-validate the CNN")
+    parser.add_argument(
+        "analysis_level",
+        choices=["participant", "group"],
+        help="participant: dFC maps (and predictions with --model) per subject; "
+        "group: train and cross-validate the CNN",
+    )
     parser.add_argument("--version", action="version", version=f"strokefc {__version__}")
 
     g = parser.add_argument_group("Options for filtering BIDS queries")
-    g.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
-                   metavar="LABEL", help="subjects to process (with or without 'sub-'); default all")
-    g.add_argument("--fmriprep-dir", type=Path, default=None,
-                   help="fMRIPrep derivatives (default: bids_dir/derivatives/fmriprep, or bids_dir "
-                        "when it is itself fMRIPrep's output)")
+    g.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="subjects to process (with or without 'sub-'); default all",
+    )
+    g.add_argument(
+        "--fmriprep-dir",
+        type=Path,
+        default=None,
+        help="fMRIPrep derivatives (default: bids_dir/derivatives/fmriprep, or bids_dir "
+        "when it is itself fMRIPrep's output)",
+    )
     g.add_argument("--task-id", default=D("task_id"), help="task entity of the resting-state runs")
     g.add_argument("--space", default=D("space"), help="fMRIPrep output space")
     g.add_argument("--res", default=D("res"), help="res entity to use when several resolutions exist")
-    g.add_argument("--bids-filter-file", type=_existing_path, default=None, metavar="FILE",
-                   help="JSON of extra pybids filters, as in fMRIPrep (key 'bold')")
-    g.add_argument("--lesion-column", default=D("lesion_column"),
-                   help="participants.tsv column with the lesion side (L/R/left/right)")
-    g.add_argument("--label-column", default=D("label_column"),
-                   help="participants.tsv column with the UL-FMA score (0..66)")
-    g.add_argument("--lesion-dir", type=_existing_path, default=None, metavar="DIR",
-                   help="lesion masks in template space: sub-<label>[_ses-<label>]_space-<space>_"
-                        "label-lesion_roi.nii.gz or ..._desc-lesion_mask.nii.gz")
-    g.add_argument("--skip-bids-validation", action="store_true",
-                   help="do not run the BIDS validator on the input dataset")
+    g.add_argument(
+        "--bids-filter-file",
+        type=_existing_path,
+        default=None,
+        metavar="FILE",
+        help="JSON of extra pybids filters, as in fMRIPrep (key 'bold')",
+    )
+    g.add_argument(
+        "--lesion-column",
+        default=D("lesion_column"),
+        help="participants.tsv column with the lesion side (L/R/left/right)",
+    )
+    g.add_argument(
+        "--label-column",
+        default=D("label_column"),
+        help="participants.tsv column with the UL-FMA score (0..66)",
+    )
+    g.add_argument(
+        "--lesion-dir",
+        type=_existing_path,
+        default=None,
+        metavar="DIR",
+        help="lesion masks in template space: sub-<label>[_ses-<label>]_space-<space>_"
+        "label-lesion_roi.nii.gz or ..._desc-lesion_mask.nii.gz",
+    )
+    g.add_argument(
+        "--skip-bids-validation",
+        action="store_true",
+        help="do not run the BIDS validator on the input dataset",
+    )
 
     g = parser.add_argument_group("Denoising")
-    g.add_argument("--denoise", default=D("denoise"),
-                   choices=["simple", "simple+gsr", "scrubbing", "compcor"],
-                   help="confound strategy (nilearn's fMRIPrep loader): simple = 24 motion + WM + "
-                        "CSF; +gsr adds the global signal; scrubbing censors high-motion volumes; "
-                        "compcor = 24 motion + aCompCor + cosine")
+    g.add_argument(
+        "--denoise",
+        default=D("denoise"),
+        choices=["simple", "simple+gsr", "scrubbing", "compcor"],
+        help="confound strategy (nilearn's fMRIPrep loader): simple = 24 motion + WM + "
+        "CSF; +gsr adds the global signal; scrubbing censors high-motion volumes; "
+        "compcor = 24 motion + aCompCor + cosine",
+    )
     g.add_argument("--fd-thresh", type=float, default=D("fd_thresh"), help="FD censoring threshold (mm)")
-    g.add_argument("--std-dvars-thresh", type=float, default=D("std_dvars_thresh"),
-                   help="standardised DVARS censoring threshold")
-    g.add_argument("--n-compcor", type=_ncompcor, default=D("n_compcor"),
-                   help="aCompCor components: 'all' = those fMRIPrep kept (50%% variance) or N")
-    g.add_argument("--dummy-scans", type=_dummy, default=D("dummy_scans"),
-                   help="non-steady-state volumes to drop; 'auto' uses fMRIPrep's outliers")
+    g.add_argument(
+        "--std-dvars-thresh",
+        type=float,
+        default=D("std_dvars_thresh"),
+        help="standardised DVARS censoring threshold",
+    )
+    g.add_argument(
+        "--n-compcor",
+        type=_ncompcor,
+        default=D("n_compcor"),
+        help="aCompCor components: 'all' = those fMRIPrep kept (50%% variance) or N",
+    )
+    g.add_argument(
+        "--dummy-scans",
+        type=_dummy,
+        default=D("dummy_scans"),
+        help="non-steady-state volumes to drop; 'auto' uses fMRIPrep's outliers",
+    )
     g.add_argument("--high-pass", type=_optional_float, default=D("high_pass"), help="Hz ('none' = off)")
     g.add_argument("--low-pass", type=_optional_float, default=D("low_pass"), help="Hz ('none' = off)")
-    g.add_argument("--smoothing", type=_optional_float, default=D("smoothing"), metavar="FWHM",
-                   help="Gaussian smoothing inside the brain mask, mm ('0' = off)")
+    g.add_argument(
+        "--smoothing",
+        type=_optional_float,
+        default=D("smoothing"),
+        metavar="FWHM",
+        help="Gaussian smoothing inside the brain mask, mm ('0' = off)",
+    )
 
     g = parser.add_argument_group("Seed")
-    g.add_argument("--seed-mask", type=_existing_path, default=None, metavar="FILE",
-                   help="left-hemisphere seed mask (mirrored for right lesions), or a hemi-L file "
-                        "with a hemi-R twin")
-    g.add_argument("--seed-coords", type=_coords, default=None, metavar="X,Y,Z",
-                   help="left-hemisphere sphere centre in mm (mirrored for right lesions)")
+    g.add_argument(
+        "--seed-mask",
+        type=_existing_path,
+        default=None,
+        metavar="FILE",
+        help="left-hemisphere seed mask (mirrored for right lesions), or a hemi-L file with a hemi-R twin",
+    )
+    g.add_argument(
+        "--seed-coords",
+        type=_coords,
+        default=None,
+        metavar="X,Y,Z",
+        help="left-hemisphere sphere centre in mm (mirrored for right lesions)",
+    )
     g.add_argument("--seed-radius", type=float, default=D("seed_radius"), metavar="MM", help="sphere radius")
-    g.add_argument("--seed-atlas", default=D("seed_atlas"), choices=["HCPEx", "AAL", "AAL3"],
-                   help="atlas of the default M1 seed (HCPEx Primary_Motor_Cortex; AAL Precentral)")
+    g.add_argument(
+        "--seed-atlas",
+        default=D("seed_atlas"),
+        choices=["HCPEx", "AAL", "AAL3"],
+        help="atlas of the default M1 seed (HCPEx Primary_Motor_Cortex; AAL Precentral)",
+    )
 
     g = parser.add_argument_group("Dynamic functional connectivity")
-    g.add_argument("--dfc-preset", choices=sorted(DFC_PRESETS), default=None,
-                   help="set window length/step/shape at once: dpabi (30 TR Hamming, step 1), "
-                        "dynamicbc (50 TR rectangular, step 20), allen (22 TR tapered, step 1)")
-    g.add_argument("--window-length", default=None,
-                   help=f"window length, '60s' or '30vol' (default {D('window_length')})")
-    g.add_argument("--window-step", type=_positive_int, default=None,
-                   help=f"window step in volumes (default {D('window_step')})")
-    g.add_argument("--window-shape", choices=list(WINDOW_SHAPES), default=None,
-                   help=f"window taper (default {D('window_shape')}; tapered = Allen et al. 2014)")
-    g.add_argument("--min-window-coverage", type=_fraction, default=D("min_window_coverage"),
-                   help="drop windows with less than this fraction of volumes kept")
+    g.add_argument(
+        "--dfc-preset",
+        choices=sorted(DFC_PRESETS),
+        default=None,
+        help="set window length/step/shape at once: dpabi (30 TR Hamming, step 1), "
+        "dynamicbc (50 TR rectangular, step 20), allen (22 TR tapered, step 1)",
+    )
+    g.add_argument(
+        "--window-length",
+        default=None,
+        help=f"window length, '60s' or '30vol' (default {D('window_length')})",
+    )
+    g.add_argument(
+        "--window-step",
+        type=_positive_int,
+        default=None,
+        help=f"window step in volumes (default {D('window_step')})",
+    )
+    g.add_argument(
+        "--window-shape",
+        choices=list(WINDOW_SHAPES),
+        default=None,
+        help=f"window taper (default {D('window_shape')}; tapered = Allen et al. 2014)",
+    )
+    g.add_argument(
+        "--min-window-coverage",
+        type=_fraction,
+        default=D("min_window_coverage"),
+        help="drop windows with less than this fraction of volumes kept",
+    )
     g.add_argument("--save-windows", action="store_true", help="also write the 4D window maps")
 
     g = parser.add_argument_group("Model, training and prediction")
-    g.add_argument("--model", type=_existing_path, default=None, metavar="MODEL_DIR",
-                   help="participant level: predict with this trained model (output_dir/model)")
-    g.add_argument("--severe-threshold", type=float, default=D("severe_threshold"),
-                   help="UL-FMA <= threshold is 'severe'")
-    g.add_argument("--allow-missing-labels", action="store_true",
-                   help="group level: drop subjects without a label (listed) instead of stopping")
-    g.add_argument("--no-align-lesion", dest="align_lesion", action="store_false",
-                   help="do not mirror right-lesion maps before training")
-    g.add_argument("--cnn-resolution", type=float, default=D("cnn_resolution"), choices=[2.0, 3.0, 4.0],
-                   help="voxel size (mm) of the CNN input")
-    g.add_argument("--samples", choices=["maps", "windows"], default=D("samples"),
-                   help="one sample per subject map, or one per window map (needs --save-windows "
-                        "at the participant level); CV is grouped by subject either way")
+    g.add_argument(
+        "--model",
+        type=_existing_path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="participant level: predict with this trained model (output_dir/model)",
+    )
+    g.add_argument(
+        "--severe-threshold",
+        type=float,
+        default=D("severe_threshold"),
+        help="UL-FMA <= threshold is 'severe'",
+    )
+    g.add_argument(
+        "--allow-missing-labels",
+        action="store_true",
+        help="group level: drop subjects without a label (listed) instead of stopping",
+    )
+    g.add_argument(
+        "--no-align-lesion",
+        dest="align_lesion",
+        action="store_false",
+        help="do not mirror right-lesion maps before training",
+    )
+    g.add_argument(
+        "--cnn-resolution",
+        type=float,
+        default=D("cnn_resolution"),
+        choices=[2.0, 3.0, 4.0],
+        help="voxel size (mm) of the CNN input",
+    )
+    g.add_argument(
+        "--samples",
+        choices=["maps", "windows"],
+        default=D("samples"),
+        help="one sample per subject map, or one per window map (needs --save-windows "
+        "at the participant level); CV is grouped by subject either way",
+    )
     g.add_argument("--cv-folds", type=_positive_int, default=D("cv_folds"), help="subject-level CV folds")
     g.add_argument("--cv-repeats", type=_positive_int, default=D("cv_repeats"), help="CV repetitions")
-    g.add_argument("--n-permutations", type=_nonneg_int, default=D("n_permutations"),
-                   help="label permutations for the p-value (100+ for papers)")
+    g.add_argument(
+        "--n-permutations",
+        type=_nonneg_int,
+        default=D("n_permutations"),
+        help="label permutations for the p-value (100+ for papers)",
+    )
     g.add_argument("--epochs", type=_positive_int, default=D("epochs"), help="maximum training epochs")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=D("device"),
-                   help="auto uses CUDA when present")
+    g.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default=D("device"), help="auto uses CUDA when present"
+    )
     g.add_argument("--random-seed", type=int, default=D("random_seed"), help="seed of every random step")
 
     g = parser.add_argument_group("Options to handle performance")
-    g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=os.cpu_count() or 1,
-                   help="processes for Nipype's MultiProc")
-    g.add_argument("--omp-nthreads", type=_positive_int, default=D("omp_nthreads"),
-                   help="threads per process (BLAS in every node; PyTorch in each cross-validation fold, "
-                        "permutation and final training)")
+    g.add_argument(
+        "--nprocs",
+        "--n-cpus",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="processes for Nipype's MultiProc",
+    )
+    g.add_argument(
+        "--omp-nthreads",
+        type=_positive_int,
+        default=D("omp_nthreads"),
+        help="threads per process (BLAS in every node; PyTorch in each cross-validation fold, "
+        "permutation and final training)",
+    )
     g.add_argument("--mem-gb", type=float, default=D("mem_gb"), help="memory limit for MultiProc (GB)")
-    g.add_argument("--use-plugin", type=_existing_path, default=None, metavar="FILE",
-                   help="Nipype plugin YAML (plugin: MultiProc | SLURM, plugin_args)")
-    g.add_argument("-w", "--work-dir", type=Path, default=None,
-                   help="working directory; reuse it to resume (default: output_dir/../work)")
+    g.add_argument(
+        "--use-plugin",
+        type=_existing_path,
+        default=None,
+        metavar="FILE",
+        help="Nipype plugin YAML (plugin: MultiProc | SLURM, plugin_args)",
+    )
+    g.add_argument(
+        "-w",
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="working directory; reuse it to resume (default: output_dir/../work)",
+    )
 
     g = parser.add_argument_group("Other options")
-    g.add_argument("--boilerplate-only", action="store_true",
-                   help="write the methods text (output_dir/logs/CITATION.md) and stop")
-    g.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more messages: -v adds strokefc's debug messages, Nipype's progress and "
-                        "tracebacks for errors; -vv adds Nipype's debug messages")
+    g.add_argument(
+        "--boilerplate-only",
+        action="store_true",
+        help="write the methods text (output_dir/logs/CITATION.md) and stop",
+    )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more messages: -v adds strokefc's debug messages, Nipype's progress and "
+        "tracebacks for errors; -vv adds Nipype's debug messages",
+    )
     return parser
 
 
@@ -216,8 +360,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     for label in opts.participant_label:
         text = label[4:] if label.startswith("sub-") else label
         if not text.isalnum():
-            problems.append(f"participant label {label!r} must be letters and digits "
-                            "(no '/', '..' or spaces)")
+            problems.append(
+                f"participant label {label!r} must be letters and digits (no '/', '..' or spaces)"
+            )
         labels.append(text)
     if opts.seed_mask and opts.seed_coords:
         problems.append("--seed-mask and --seed-coords are exclusive: give one")
@@ -244,13 +389,24 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         fmriprep_dir = opts.fmriprep_dir or bids_dir / "derivatives" / "fmriprep"
     work_dir = (opts.work_dir or output_dir.parent / "work").expanduser().resolve()
     values = {dest: getattr(opts, dest) for dest in OPTIONS if hasattr(opts, dest)}
-    values.update(window, participant_label=tuple(labels), window_length=str(window["window_length"]),
-                  window_step=int(window["window_step"]),
-                  seed_mask=str(opts.seed_mask) if opts.seed_mask else None,
-                  seed_coords=tuple(opts.seed_coords) if opts.seed_coords else None)
+    values.update(
+        window,
+        participant_label=tuple(labels),
+        window_length=str(window["window_length"]),
+        window_step=int(window["window_step"]),
+        seed_mask=str(opts.seed_mask) if opts.seed_mask else None,
+        seed_coords=tuple(opts.seed_coords) if opts.seed_coords else None,
+    )
     values["bids_filters"] = filters
-    return build_config(bids_dir=bids_dir, output_dir=output_dir, analysis_level=opts.analysis_level,
-                        fmriprep_dir=Path(fmriprep_dir), work_dir=work_dir, model=opts.model, values=values)
+    return build_config(
+        bids_dir=bids_dir,
+        output_dir=output_dir,
+        analysis_level=opts.analysis_level,
+        fmriprep_dir=Path(fmriprep_dir),
+        work_dir=work_dir,
+        model=opts.model,
+        values=values,
+    )
 
 
 def flag_names(parser: argparse.ArgumentParser | None = None) -> dict[str, str]:

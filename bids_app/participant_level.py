@@ -61,12 +61,16 @@ def validate_bids(bids_dir: Path) -> None:
     if exe is None:
         LOGGER.warning("bids-validator-deno is not installed: input validation skipped")
         return
-    proc = subprocess.run([exe, str(bids_dir), "--ignoreWarnings"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [exe, str(bids_dir), "--ignoreWarnings"], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise InputError(f"the BIDS validator found errors in the input dataset:\n{tail}\n",
-                         str(bids_dir), "fix them, or pass --skip-bids-validation")
+        raise InputError(
+            f"the BIDS validator found errors in the input dataset:\n{tail}\n",
+            str(bids_dir),
+            "fix them, or pass --skip-bids-validation",
+        )
 
 
 def select_subjects(config: RunConfig) -> list[str]:
@@ -74,36 +78,48 @@ def select_subjects(config: RunConfig) -> list[str]:
     available = queries.list_subjects(config.fmriprep_dir)
     if not config.queries.participant_label:
         if not available:
-            raise InputError("the fMRIPrep folder holds no sub-* folder", str(config.fmriprep_dir),
-                             "check --fmriprep-dir")
+            raise InputError(
+                "the fMRIPrep folder holds no sub-* folder", str(config.fmriprep_dir), "check --fmriprep-dir"
+            )
         return available
     labels = [queries.check_participant_label(lb) for lb in config.queries.participant_label]
     missing = [lb for lb in labels if lb not in available]
     if missing:
-        raise InputError(f"participant(s) {', '.join('sub-' + m for m in missing)} not found",
-                         str(config.fmriprep_dir),
-                         f"choose among: {', '.join(available) or 'none'}")
+        raise InputError(
+            f"participant(s) {', '.join('sub-' + m for m in missing)} not found",
+            str(config.fmriprep_dir),
+            f"choose among: {', '.join(available) or 'none'}",
+        )
     return labels
 
 
 def plan_subject(config: RunConfig, label: str, participants: dict | None, layout=None) -> SubjectPlan:
     """Runs, lesion side (participants.tsv and/or lesion mask) and UL-FMA score of one subject."""
     q = config.queries
-    runs = queries.collect_runs(config.fmriprep_dir, label, task=q.task_id, space=q.space, res=q.res,
-                                filters=q.bids_filters, layout=layout)
+    runs = queries.collect_runs(
+        config.fmriprep_dir,
+        label,
+        task=q.task_id,
+        space=q.space,
+        res=q.res,
+        filters=q.bids_filters,
+        layout=layout,
+    )
     for run in runs:
         check_run(run, config.window.window_length)
     tsv_side = None
     where = f"{config.bids_dir / 'participants.tsv'}, participant sub-{label}"
     if participants is not None:
-        value = queries.participant_value(participants, label, q.lesion_column,
-                                          str(config.bids_dir / "participants.tsv"))
+        value = queries.participant_value(
+            participants, label, q.lesion_column, str(config.bids_dir / "participants.tsv")
+        )
         tsv_side = normalise_hemisphere(value, where) if value else None
     mask_path, mask_side = None, None
     if q.lesion_dir:
         sessions = {r.entities.get("session") for r in runs}
-        mask_path = find_lesion_mask(q.lesion_dir, label, sorted(s for s in sessions if s)[0]
-                                     if any(sessions) else None, q.space)
+        mask_path = find_lesion_mask(
+            q.lesion_dir, label, sorted(s for s in sessions if s)[0] if any(sessions) else None, q.space
+        )
         if mask_path is not None:
             mask_side = lesion_side_from_mask(nb.load(str(mask_path)), str(mask_path))
     side, source = resolve_lesion_side(tsv_side, mask_side, label)
@@ -118,10 +134,23 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
     """The top-level Nipype workflow: one ``sub_<label>_wf`` per planned subject."""
     wf = pe.Workflow(name="strokefc_participant_wf", base_dir=str(config.work_dir))
     for plan in plans:
-        wf.add_nodes([init_participant_wf(
-            subject=plan.subject, runs=plan.runs, denoise=config.denoise, seed=config.seed, window=config.window,
-            lesion_side=plan.lesion_side, lesion_source=plan.lesion_source, output_dir=config.output_dir,
-            fmriprep_dir=config.fmriprep_dir, lesion_mask=plan.lesion_mask, model_dir=config.model)])
+        wf.add_nodes(
+            [
+                init_participant_wf(
+                    subject=plan.subject,
+                    runs=plan.runs,
+                    denoise=config.denoise,
+                    seed=config.seed,
+                    window=config.window,
+                    lesion_side=plan.lesion_side,
+                    lesion_source=plan.lesion_source,
+                    output_dir=config.output_dir,
+                    fmriprep_dir=config.fmriprep_dir,
+                    lesion_mask=plan.lesion_mask,
+                    model_dir=config.model,
+                )
+            ]
+        )
     wf.config["execution"] = execution_config(config.output_dir / "logs" / "crash")
     return wf
 
@@ -144,12 +173,17 @@ def run_participant_level(config: RunConfig) -> int:
             raise
         participants = None  # lesion masks can give the side on their own
     column = config.queries.lesion_column
-    if participants and not config.queries.lesion_dir and \
-            not any(column in row for row in participants.values()):
-        raise InputError(f"participants.tsv has no {column!r} column",
-                         str(config.bids_dir / "participants.tsv"),
-                         "add the lesion side (L/R) per patient, name the column with --lesion-column, "
-                         "or give lesion masks with --lesion-dir")
+    if (
+        participants
+        and not config.queries.lesion_dir
+        and not any(column in row for row in participants.values())
+    ):
+        raise InputError(
+            f"participants.tsv has no {column!r} column",
+            str(config.bids_dir / "participants.tsv"),
+            "add the lesion side (L/R) per patient, name the column with --lesion-column, "
+            "or give lesion masks with --lesion-dir",
+        )
     init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir)
     layout = queries.fmriprep_layout(config.fmriprep_dir)
 
@@ -186,8 +220,11 @@ def _failure_reason(config: RunConfig, subject: str, since: float) -> tuple[str,
     """Why a subject's workflow failed in this run: its input-error record, else its crash file's last error."""
     crash = _crash_files(config, subject, since)
     node_dir = config.work_dir / "strokefc_participant_wf" / f"sub_{subject}_wf"
-    records = [p for p in sorted(node_dir.rglob(FAILURE_RECORD)) if p.stat().st_mtime >= since] \
-        if node_dir.exists() else []
+    records = (
+        [p for p in sorted(node_dir.rglob(FAILURE_RECORD)) if p.stat().st_mtime >= since]
+        if node_dir.exists()
+        else []
+    )
     if records:
         error = InputError.from_dict(json.loads(records[0].read_text()))
         return error.render(flag_names()), crash[0] if crash else None
@@ -220,8 +257,10 @@ def _crash_reason(path: Path) -> str:
 
 def _print_summary(config: RunConfig, labels: list[str], failures: dict, reports: list[Path]) -> None:
     ok = [lb for lb in labels if lb not in failures]
-    print(f"strokefc participant level: {len(ok)} of {len(labels)} participant(s) done; "
-          f"outputs in {config.output_dir}")
+    print(
+        f"strokefc participant level: {len(ok)} of {len(labels)} participant(s) done; "
+        f"outputs in {config.output_dir}"
+    )
     for path in reports:
         print(f"  report: {path}")
     if failures:

@@ -19,10 +19,16 @@ def check_run(run: RunInputs, window_length: str) -> None:
     n_vol = bold.shape[3]
     n_rows = len(read_confounds_table(run.confounds))
     if n_rows != n_vol:
-        raise InputError(f"the confounds table has {n_rows} rows but the BOLD has {n_vol} volumes",
-                         str(run.confounds), "use the confounds file fMRIPrep wrote with this BOLD run")
+        raise InputError(
+            f"the confounds table has {n_rows} rows but the BOLD has {n_vol} volumes",
+            str(run.confounds),
+            "use the confounds file fMRIPrep wrote with this BOLD run",
+        )
     length = parse_duration(window_length, run.tr, "WindowParams.window_length")
     if n_vol < length:
-        raise InputError(f"the run has {n_vol} volumes, fewer than one window ({length} volumes)",
-                         str(run.bold), "use a shorter --window-length or exclude this run",
-                         params=("WindowParams.window_length",))
+        raise InputError(
+            f"the run has {n_vol} volumes, fewer than one window ({length} volumes)",
+            str(run.bold),
+            "use a shorter --window-length or exclude this run",
+            params=("WindowParams.window_length",),
+        )

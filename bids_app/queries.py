@@ -23,8 +23,7 @@ def read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise InputError(f"{what} is missing", str(path), "create it (see the BIDS specification)") \
-            from None
+        raise InputError(f"{what} is missing", str(path), "create it (see the BIDS specification)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} is not valid JSON ({exc})", str(path), "fix its syntax") from None
 
@@ -56,12 +55,18 @@ def resolve_datasets(bids_dir: Path, fmriprep_dir: Path | None) -> tuple[Path, P
     """Return ``(raw_dir, fmriprep_dir)``; ``bids_dir`` may itself be the fMRIPrep derivatives."""
     bids_dir = Path(bids_dir).resolve()
     if not bids_dir.is_dir():
-        raise InputError("the BIDS directory does not exist", str(bids_dir),
-                         "give the path of the raw BIDS dataset (or of the fMRIPrep derivatives)")
+        raise InputError(
+            "the BIDS directory does not exist",
+            str(bids_dir),
+            "give the path of the raw BIDS dataset (or of the fMRIPrep derivatives)",
+        )
     if not (bids_dir / "dataset_description.json").exists():
-        raise InputError("this is not a BIDS dataset: dataset_description.json is missing",
-                         str(bids_dir), "point bids_dir to the dataset root (the folder holding "
-                         "dataset_description.json and participants.tsv)")
+        raise InputError(
+            "this is not a BIDS dataset: dataset_description.json is missing",
+            str(bids_dir),
+            "point bids_dir to the dataset root (the folder holding "
+            "dataset_description.json and participants.tsv)",
+        )
     if fmriprep_dir is None:
         if is_fmriprep_dataset(bids_dir):
             fmriprep_dir = bids_dir
@@ -69,11 +74,17 @@ def resolve_datasets(bids_dir: Path, fmriprep_dir: Path | None) -> tuple[Path, P
             fmriprep_dir = bids_dir / "derivatives" / "fmriprep"
     fmriprep_dir = Path(fmriprep_dir).resolve()
     if not fmriprep_dir.is_dir():
-        raise InputError("the fMRIPrep derivatives folder does not exist", str(fmriprep_dir),
-                         "run fMRIPrep first, or give its output with --fmriprep-dir")
+        raise InputError(
+            "the fMRIPrep derivatives folder does not exist",
+            str(fmriprep_dir),
+            "run fMRIPrep first, or give its output with --fmriprep-dir",
+        )
     if not (fmriprep_dir / "dataset_description.json").exists():
-        raise InputError("the fMRIPrep folder has no dataset_description.json", str(fmriprep_dir),
-                         "point --fmriprep-dir to the root of fMRIPrep's output")
+        raise InputError(
+            "the fMRIPrep folder has no dataset_description.json",
+            str(fmriprep_dir),
+            "point --fmriprep-dir to the root of fMRIPrep's output",
+        )
     return bids_dir, fmriprep_dir
 
 
@@ -82,8 +93,11 @@ def check_participant_label(label: str) -> str:
     label = str(label).strip()
     label = label[4:] if label.startswith("sub-") else label
     if not _LABEL_RE.match(label):
-        raise InputError(f"participant label {label!r} is not a BIDS label (letters and digits only)",
-                         "--participant-label", "give labels such as 01 or sub-01")
+        raise InputError(
+            f"participant label {label!r} is not a BIDS label (letters and digits only)",
+            "--participant-label",
+            "give labels such as 01 or sub-01",
+        )
     return label
 
 
@@ -98,9 +112,11 @@ def read_participants(bids_dir: Path, fmriprep_dir: Path | None = None) -> dict[
         candidates.append(Path(fmriprep_dir) / "participants.tsv")
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
-        raise InputError("participants.tsv is missing", str(candidates[0]),
-                         "add a tab-separated participants.tsv with participant_id, "
-                         "lesion_hemisphere and ul_fma columns")
+        raise InputError(
+            "participants.tsv is missing",
+            str(candidates[0]),
+            "add a tab-separated participants.tsv with participant_id, lesion_hemisphere and ul_fma columns",
+        )
     text = path.read_text(encoding="utf-8-sig")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
@@ -109,21 +125,27 @@ def read_participants(bids_dir: Path, fmriprep_dir: Path | None = None) -> dict[
     if "participant_id" not in header:
         delim = "," if "," in lines[0] else ";" if ";" in lines[0] else None
         hint = f" (it looks {'comma' if delim == ',' else 'semicolon'}-separated)" if delim else ""
-        raise InputError(f"participants.tsv has no participant_id column in a tab-separated header{hint}",
-                         f"{path}, line 1", "separate columns with tabs and name the first "
-                         "column participant_id")
+        raise InputError(
+            f"participants.tsv has no participant_id column in a tab-separated header{hint}",
+            f"{path}, line 1",
+            "separate columns with tabs and name the first column participant_id",
+        )
     rows: dict[str, dict[str, str]] = {}
     for lineno, row in enumerate(csv.reader(lines[1:], delimiter="\t"), start=2):
         if len(row) != len(header):
-            raise InputError(f"row has {len(row)} fields but the header has {len(header)}",
-                             f"{path}, line {lineno}", "make every row have one value per column "
-                             "(use n/a for missing values)")
-        rec = {k: ("" if v.strip() in {"n/a", "N/A", "NA", ""} else v.strip())
-               for k, v in zip(header, row)}
+            raise InputError(
+                f"row has {len(row)} fields but the header has {len(header)}",
+                f"{path}, line {lineno}",
+                "make every row have one value per column (use n/a for missing values)",
+            )
+        rec = {k: ("" if v.strip() in {"n/a", "N/A", "NA", ""} else v.strip()) for k, v in zip(header, row)}
         label = rec["participant_id"].removeprefix("sub-")
         if label in rows:
-            raise InputError(f"participant sub-{label} is listed twice", f"{path}, line {lineno}",
-                             "keep one row per participant")
+            raise InputError(
+                f"participant sub-{label} is listed twice",
+                f"{path}, line {lineno}",
+                "keep one row per participant",
+            )
         rows[label] = rec
     return rows
 
@@ -133,9 +155,12 @@ def participant_value(rows, label, column, path_hint="participants.tsv"):
     if label not in rows:
         return None
     if rows and column not in next(iter(rows.values())):
-        raise InputError(f"participants.tsv has no {column!r} column", path_hint,
-                         f"add the column or choose another with the matching --*-column option "
-                         f"(columns: {', '.join(next(iter(rows.values())))})")
+        raise InputError(
+            f"participants.tsv has no {column!r} column",
+            path_hint,
+            f"add the column or choose another with the matching --*-column option "
+            f"(columns: {', '.join(next(iter(rows.values())))})",
+        )
     return rows[label].get(column) or None
 
 
@@ -143,11 +168,18 @@ def fmriprep_layout(fmriprep_dir: Path):
     from bids import BIDSLayout, BIDSLayoutIndexer
 
     try:
-        return BIDSLayout(str(fmriprep_dir), validate=False, config=["bids", "derivatives"],
-                          indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))
+        return BIDSLayout(
+            str(fmriprep_dir),
+            validate=False,
+            config=["bids", "derivatives"],
+            indexer=BIDSLayoutIndexer(validate=False, index_metadata=False),
+        )
     except Exception as exc:  # pybids raises its own types for malformed datasets
-        raise InputError(f"pybids cannot index the fMRIPrep folder ({exc})", str(fmriprep_dir),
-                         "check its dataset_description.json") from None
+        raise InputError(
+            f"pybids cannot index the fMRIPrep folder ({exc})",
+            str(fmriprep_dir),
+            "check its dataset_description.json",
+        ) from None
 
 
 def list_subjects(fmriprep_dir: Path) -> list[str]:
@@ -158,15 +190,25 @@ def list_subjects(fmriprep_dir: Path) -> list[str]:
 def _check_file(path, what) -> Path:
     path = Path(path)
     if path.stat().st_size == 0:
-        raise InputError(f"the {what} is an empty file (0 bytes)", str(path),
-                         "these look like placeholders (e.g. a dataset skeleton or an unfinished "
-                         "download): restore the real fMRIPrep outputs")
+        raise InputError(
+            f"the {what} is an empty file (0 bytes)",
+            str(path),
+            "these look like placeholders (e.g. a dataset skeleton or an unfinished "
+            "download): restore the real fMRIPrep outputs",
+        )
     return path
 
 
-def collect_runs(fmriprep_dir: Path, subject: str, *, task: str = "rest",
-                 space: str = "MNI152NLin2009cAsym", res: str | None = None,
-                 filters: dict | None = None, layout=None) -> list[RunInputs]:
+def collect_runs(
+    fmriprep_dir: Path,
+    subject: str,
+    *,
+    task: str = "rest",
+    space: str = "MNI152NLin2009cAsym",
+    res: str | None = None,
+    filters: dict | None = None,
+    layout=None,
+) -> list[RunInputs]:
     """Every preprocessed BOLD run of ``subject`` for ``task`` in ``space``, with mask and confounds.
 
     Handles ``res-2`` and no ``res`` entity; with several resolutions and no ``res`` it says which
@@ -175,10 +217,19 @@ def collect_runs(fmriprep_dir: Path, subject: str, *, task: str = "rest",
     layout = layout or fmriprep_layout(fmriprep_dir)
     where = f"{fmriprep_dir}/sub-{subject}"
     if subject not in layout.get_subjects():
-        raise InputError(f"participant sub-{subject} is not in the fMRIPrep derivatives",
-                         str(fmriprep_dir), f"choose among: {', '.join(layout.get_subjects()) or 'none'}")
-    query = {"subject": subject, "task": task, "space": space, "desc": "preproc", "suffix": "bold",
-             "extension": [".nii.gz", ".nii"]}
+        raise InputError(
+            f"participant sub-{subject} is not in the fMRIPrep derivatives",
+            str(fmriprep_dir),
+            f"choose among: {', '.join(layout.get_subjects()) or 'none'}",
+        )
+    query = {
+        "subject": subject,
+        "task": task,
+        "space": space,
+        "desc": "preproc",
+        "suffix": "bold",
+        "extension": [".nii.gz", ".nii"],
+    }
     query.update((filters or {}).get("bold", {}))
     check_fmriprep_naming(fmriprep_dir, subject)
     bolds = layout.get(**query)
@@ -187,62 +238,99 @@ def collect_runs(fmriprep_dir: Path, subject: str, *, task: str = "rest",
         spaces = sorted({b.entities.get("space", "(none)") for b in old})
         raise InputError(
             f"no preprocessed BOLD for task {task!r} in space {space!r}"
-            + (f" (spaces found for that task: {', '.join(spaces)})" if spaces else ""), where,
-            "check --task-id and --space, or run fMRIPrep with --output-spaces " + space)
+            + (f" (spaces found for that task: {', '.join(spaces)})" if spaces else ""),
+            where,
+            "check --task-id and --space, or run fMRIPrep with --output-spaces " + space,
+        )
     resolutions = sorted({str(b.entities.get("res", "")) for b in bolds})
     if res is not None:
         bolds = [b for b in bolds if str(b.entities.get("res", "")) == str(res)]
         if not bolds:
-            raise InputError(f"no BOLD at res-{res}", where,
-                             f"use --res with one of: {', '.join(r or '(none)' for r in resolutions)}")
+            raise InputError(
+                f"no BOLD at res-{res}",
+                where,
+                f"use --res with one of: {', '.join(r or '(none)' for r in resolutions)}",
+            )
     elif len(resolutions) > 1:
-        raise InputError(f"several resolutions exist ({', '.join('res-' + r if r else 'none' for r in resolutions)})",
-                         where, "choose one with --res")
+        raise InputError(
+            f"several resolutions exist ({', '.join('res-' + r if r else 'none' for r in resolutions)})",
+            where,
+            "choose one with --res",
+        )
     runs = []
     for bold in sorted(bolds, key=lambda b: b.path):
-        ent = {k: bold.entities.get(k) for k in ("subject", "session", "task", "run", "space", "res",
-                                                  "acquisition")}
+        ent = {
+            k: bold.entities.get(k)
+            for k in ("subject", "session", "task", "run", "space", "res", "acquisition")
+        }
         ent = {k: v for k, v in ent.items() if v is not None}
         base = {k: v for k, v in ent.items() if k not in ("space", "res")}
-        mask = _one(layout, where, "brain mask", **ent, desc="brain", suffix="mask",
-                    extension=[".nii.gz", ".nii"])
-        confounds = _one(layout, where, "confounds table", **base, desc="confounds",
-                         suffix="timeseries", extension=".tsv", space=None, res=None)
+        mask = _one(
+            layout, where, "brain mask", **ent, desc="brain", suffix="mask", extension=[".nii.gz", ".nii"]
+        )
+        confounds = _one(
+            layout,
+            where,
+            "confounds table",
+            **base,
+            desc="confounds",
+            suffix="timeseries",
+            extension=".tsv",
+            space=None,
+            res=None,
+        )
         refs = layout.get(**ent, suffix="boldref", extension=[".nii.gz", ".nii"])
         bold_path = _check_file(bold.path, "preprocessed BOLD")
         _check_file(mask, "brain mask")
         _check_file(confounds, "confounds table")
-        runs.append(RunInputs(bold=bold_path, mask=mask, confounds=confounds,
-                              boldref=Path(refs[0].path) if refs else None,
-                              tr=_repetition_time(bold_path), entities=ent))
+        runs.append(
+            RunInputs(
+                bold=bold_path,
+                mask=mask,
+                confounds=confounds,
+                boldref=Path(refs[0].path) if refs else None,
+                tr=_repetition_time(bold_path),
+                entities=ent,
+            )
+        )
     return runs
 
 
 def check_fmriprep_naming(fmriprep_dir: Path, subject: str) -> None:
     """Refuse fMRIPrep outputs older than the confounds naming nilearn's loader reads (< 1.2)."""
     old_masks = list(Path(fmriprep_dir).glob(f"sub-{subject}/**/*label-brain_mask.nii*"))
-    old_confounds = [p for p in Path(fmriprep_dir).glob(f"sub-{subject}/**/*_timeseries.tsv")
-                     if "desc-confounds" not in p.name]
+    old_confounds = [
+        p
+        for p in Path(fmriprep_dir).glob(f"sub-{subject}/**/*_timeseries.tsv")
+        if "desc-confounds" not in p.name
+    ]
     if old_masks or old_confounds:
         version = fmriprep_version(fmriprep_dir) or "unknown"
         example = (old_masks or old_confounds)[0]
         raise InputError(
             f"these fMRIPrep outputs are too old for strokefc (fMRIPrep {version}: pre-1.2 names "
-            "such as label-brain_mask and CamelCase confounds without desc-confounds)", str(example),
+            "such as label-brain_mask and CamelCase confounds without desc-confounds)",
+            str(example),
             "re-run a current fMRIPrep (>= 20.2); nilearn's confound loader reads only the modern "
-            "confounds naming")
+            "confounds naming",
+        )
 
 
 def _one(layout, where, what, **query):
     query = {k: v for k, v in query.items() if v is not None or k in ("space", "res")}
     found = layout.get(**query, invalid_filters="allow")
     if not found:
-        raise InputError(f"no {what} matches the BOLD run ({_describe(query)})", where,
-                         f"make sure fMRIPrep wrote the {what} for every run")
+        raise InputError(
+            f"no {what} matches the BOLD run ({_describe(query)})",
+            where,
+            f"make sure fMRIPrep wrote the {what} for every run",
+        )
     if len(found) > 1:
-        raise InputError(f"several {what}s match one BOLD run: "
-                         + ", ".join(Path(f.path).name for f in found), where,
-                         "narrow the query with --bids-filter-file")
+        raise InputError(
+            f"several {what}s match one BOLD run: " + ", ".join(Path(f.path).name for f in found),
+            where,
+            "narrow the query with --bids-filter-file",
+        )
     return Path(found[0].path)
 
 
@@ -260,14 +348,19 @@ def _repetition_time(bold_path: Path) -> float:
     try:
         zooms = nb.load(str(bold_path)).header.get_zooms()
     except (OSError, ValueError, nb.filebasedimages.ImageFileError):
-        raise InputError("the BOLD file cannot be read as NIfTI and its sidecar has no RepetitionTime",
-                         str(bold_path), "re-copy or regenerate the BOLD file") from None
+        raise InputError(
+            "the BOLD file cannot be read as NIfTI and its sidecar has no RepetitionTime",
+            str(bold_path),
+            "re-copy or regenerate the BOLD file",
+        ) from None
     if len(zooms) > 3 and zooms[3] > 0:
-        LOGGER.warning("RepetitionTime missing from %s; using the NIfTI header (%.3f s)", sidecar,
-                       zooms[3])
+        LOGGER.warning("RepetitionTime missing from %s; using the NIfTI header (%.3f s)", sidecar, zooms[3])
         return float(zooms[3])
-    raise InputError("the repetition time is unknown", str(sidecar),
-                     "add RepetitionTime (seconds) to the BOLD's JSON sidecar")
+    raise InputError(
+        "the repetition time is unknown",
+        str(sidecar),
+        "add RepetitionTime (seconds) to the BOLD's JSON sidecar",
+    )
 
 
 # ------------------------------------------------------------------ strokefc's own derivatives
@@ -280,13 +373,18 @@ def derivatives_layout(output_dir: Path):
     from bids import BIDSLayout, BIDSLayoutIndexer
 
     config = str(files("workflows").joinpath("data/strokefc_bids_config.json"))
-    return BIDSLayout(str(output_dir), validate=False, config=[config],
-                      indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))
+    return BIDSLayout(
+        str(output_dir),
+        validate=False,
+        config=[config],
+        indexer=BIDSLayoutIndexer(validate=False, index_metadata=False),
+    )
 
 
 def _matches(entities: dict, wanted: dict) -> bool:
-    return all(str(entities.get(k)) == str(v) if v is not None else k not in entities
-               for k, v in wanted.items())
+    return all(
+        str(entities.get(k)) == str(v) if v is not None else k not in entities for k, v in wanted.items()
+    )
 
 
 def find_run_outputs(layout, run_entities: dict, **query) -> list[Path]:
@@ -296,10 +394,18 @@ def find_run_outputs(layout, run_entities: dict, **query) -> list[Path]:
     return sorted(Path(f.path) for f in found if _matches(f.entities, wanted))
 
 
-def find_subject_map(layout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd") -> Path | None:
+def find_subject_map(
+    layout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd"
+) -> Path | None:
     """The subject-level map (no ``ses``/``run`` entity), else the only run map, in ``space``/``res``."""
-    found = layout.get(subject=subject, seed="ipsiM1", stat=stat, suffix="boldmap", space=space,
-                       extension=[".nii.gz", ".nii"])
+    found = layout.get(
+        subject=subject,
+        seed="ipsiM1",
+        stat=stat,
+        suffix="boldmap",
+        space=space,
+        extension=[".nii.gz", ".nii"],
+    )
     if res is not None:
         found = [f for f in found if str(f.entities.get("res")) == str(res)]
     maps = sorted(found, key=lambda f: f.path)

@@ -40,9 +40,19 @@ def run_report_data(config: RunConfig, run: RunInputs, layout=None) -> dict:
     """Figures, sidecar and warnings of one run, found with pybids in the output dataset."""
     layout = layout or queries.derivatives_layout(config.output_dir)
     q = config.queries
-    sidecars = [p for p in queries.find_run_outputs(layout, run.entities, seed="ipsiM1", stat="dfcsd",
-                                                       suffix="boldmap", extension=".json", space=q.space)
-                if q.res is None or f"_res-{q.res}_" in p.name]
+    sidecars = [
+        p
+        for p in queries.find_run_outputs(
+            layout,
+            run.entities,
+            seed="ipsiM1",
+            stat="dfcsd",
+            suffix="boldmap",
+            extension=".json",
+            space=q.space,
+        )
+        if q.res is None or f"_res-{q.res}_" in p.name
+    ]
     meta = json.loads(sidecars[0].read_text()) if sidecars else {}
     figs = {}
     for fig in FIGURES:
@@ -64,18 +74,21 @@ def subject_summary(config: RunConfig, plan, runs: list[dict]) -> dict:
         "Repetition time (s)": plan.runs[0].tr,
         "Volumes kept / total": f"{kept} / {total}",
         "Lesion hemisphere": f"{plan.lesion_side} (from {plan.lesion_source})",
-        "UL-FMA": "unknown" if plan.ul_fma is None else f"{plan.ul_fma:g} ("
+        "UL-FMA": "unknown"
+        if plan.ul_fma is None
+        else f"{plan.ul_fma:g} ("
         f"{'severe' if is_severe(plan.ul_fma, config.group.severe_threshold) else 'mild-to-moderate'})",
         "Space": config.queries.space,
         "Denoising": f"{config.denoise.strategy}; band-pass {config.denoise.high_pass}-{config.denoise.low_pass} "
-                     f"Hz; smoothing {config.denoise.smoothing_fwhm or 0} mm FWHM",
+        f"Hz; smoothing {config.denoise.smoothing_fwhm or 0} mm FWHM",
         "Seed": _seed_text(first.get("Seed", {})),
         "Windows": f"{config.window.window_length} ({first.get('WindowLength_vol', '?')} volumes), step "
-                   f"{config.window.window_step}, {config.window.window_shape}; min coverage "
-                   f"{config.window.min_window_coverage:g}",
+        f"{config.window.window_step}, {config.window.window_shape}; min coverage "
+        f"{config.window.min_window_coverage:g}",
         "Windows kept / dropped": ", ".join(
             f"{r['metadata'].get('WindowsKept', '?')} / {r['metadata'].get('WindowsDropped', '?')}"
-            for r in runs),
+            for r in runs
+        ),
     }
 
 
@@ -83,11 +96,15 @@ def _seed_text(seed: dict) -> str:
     if not seed:
         return "unknown"
     src = seed.get("source", "")
-    what = {"atlas": f"{seed.get('atlas', '')} {', '.join(seed.get('labels', []))}",
-            "mask": f"mask {seed.get('file', '')}",
-            "sphere": f"sphere r={seed.get('radius_mm', '')} mm at {seed.get('coords_mm', '')}"}
-    return f"{what.get(src, src)}; {seed.get('n_voxels', '?')} voxels; " \
-           f"{100 * float(seed.get('fraction_lesioned', 0) or 0):.0f}% lesioned"
+    what = {
+        "atlas": f"{seed.get('atlas', '')} {', '.join(seed.get('labels', []))}",
+        "mask": f"mask {seed.get('file', '')}",
+        "sphere": f"sphere r={seed.get('radius_mm', '')} mm at {seed.get('coords_mm', '')}",
+    }
+    return (
+        f"{what.get(src, src)}; {seed.get('n_voxels', '?')} voxels; "
+        f"{100 * float(seed.get('fraction_lesioned', 0) or 0):.0f}% lesioned"
+    )
 
 
 def find_prediction(config: RunConfig, subject: str) -> dict | None:
@@ -106,9 +123,13 @@ def write_participant_reports(config: RunConfig, plans, failures: dict[str, str]
             runs = [run_report_data(config, run, layout) for run in plan.runs]
             prediction = find_prediction(config, plan.subject)
             out = build_participant_report(
-                config.output_dir / f"sub-{plan.subject}.html", subject=plan.subject,
-                summary=subject_summary(config, plan, runs), runs=runs, prediction=prediction,
-                methods_md=methods_md)
+                config.output_dir / f"sub-{plan.subject}.html",
+                subject=plan.subject,
+                summary=subject_summary(config, plan, runs),
+                runs=runs,
+                prediction=prediction,
+                methods_md=methods_md,
+            )
             written.append(Path(out))
         except Exception:  # noqa: BLE001  (a report must never fail the run)
             LOGGER.exception("The report of sub-%s could not be written", plan.subject)
@@ -136,8 +157,7 @@ def update_predictions_table(config: RunConfig, subjects: list[str]) -> Path:
     rows = [r for r in rows if r]
     with locked(config.output_dir / ".predictions.lock"):
         old = pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
-        new = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))}
-                            for r in rows])
+        new = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in rows])
         if not old.empty and "participant_id" in old and not new.empty:
             old = old[~old["participant_id"].isin(new["participant_id"])]
         merged = pd.concat([old, new.astype(str)], ignore_index=True) if not new.empty else old

@@ -27,8 +27,11 @@ SPACE = "MNI152NLin2009cAsym"
 GRIDS = {2: (97, 115, 97), 4: (49, 58, 49)}
 ORIGIN = (-96.0, -132.0, -78.0)
 #: Planted targets: (atlas, region pattern, which hemisphere relative to the lesion).
-TARGETS = (("HCPEx", "Primary_Motor_Cortex_{side}", "contra"), ("AAL", "Supp_Motor_Area_{side}", "ipsi"),
-           ("AAL", "Thalamus_{side}", "ipsi"))
+TARGETS = (
+    ("HCPEx", "Primary_Motor_Cortex_{side}", "contra"),
+    ("AAL", "Supp_Motor_Area_{side}", "ipsi"),
+    ("AAL", "Thalamus_{side}", "ipsi"),
+)
 MOTION = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 
 
@@ -54,8 +57,13 @@ def brain_mask(resolution: int) -> nb.Nifti1Image:
     from nilearn.image import resample_to_img
 
     ref = nb.Nifti1Image(np.zeros(GRIDS[resolution], np.uint8), grid_affine(resolution))
-    img = resample_to_img(load_mni152_brain_mask(resolution=2), ref, interpolation="nearest",
-                          force_resample=True, copy_header=True)
+    img = resample_to_img(
+        load_mni152_brain_mask(resolution=2),
+        ref,
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
     return nb.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8), ref.affine)
 
 
@@ -65,8 +73,12 @@ def _regions(mask_img, side: str) -> dict[str, np.ndarray]:
 
     contra = "R" if side == "L" else "L"
     inside = np.asarray(mask_img.dataobj) > 0
-    out = {"seed": np.asarray(atlas_region_mask("HCPEx", [f"Primary_Motor_Cortex_{side}"],
-                                                mask_img).dataobj)[inside] > 0}
+    out = {
+        "seed": np.asarray(atlas_region_mask("HCPEx", [f"Primary_Motor_Cortex_{side}"], mask_img).dataobj)[
+            inside
+        ]
+        > 0
+    }
     for atlas, pattern, rel in TARGETS:
         name = pattern.format(side=side if rel == "ipsi" else contra)
         out[name] = np.asarray(atlas_region_mask(atlas, [name], mask_img).dataobj)[inside] > 0
@@ -91,8 +103,9 @@ def _motion(rng, n_t: int, tr: float, n_spikes: int):
     return params, d, fd
 
 
-def simulate_run(rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: float,
-                 n_dummy: int = 2, n_spikes: int = 2) -> tuple[np.ndarray, pd.DataFrame, dict]:
+def simulate_run(
+    rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: float, n_dummy: int = 2, n_spikes: int = 2
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON."""
     regions = _regions(mask_img, side)
     n_v = int(regions["seed"].size)
@@ -113,8 +126,10 @@ def simulate_run(rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: fl
         if name in ("seed", "motor"):
             continue
         own = bandlimited(rng, n_t, int(sel.sum()), tr)  # voxel-specific remainder
-        data[:, sel] += (1.6 * (coupling[:, None] * seed_sig[:, None]
-                                + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own)).astype(np.float32)
+        data[:, sel] += (
+            1.6
+            * (coupling[:, None] * seed_sig[:, None] + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own)
+        ).astype(np.float32)
     params, deriv, fd = _motion(rng, n_t, tr, n_spikes)
     weights = rng.normal(0, 0.5, (6, n_v)).astype(np.float32)
     data += (params - params.mean(axis=0)).astype(np.float32) @ weights
@@ -147,9 +162,14 @@ def simulate_run(rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: fl
     for k in range(min(10, u.shape[1])):
         name = f"a_comp_cor_{k:02d}"
         conf[name] = u[:, k]
-        comp_json[name] = {"Method": "aCompCor", "Mask": "combined", "SingularValue": float(s[k]),
-                           "VarianceExplained": float(var[k]),
-                           "CumulativeVarianceExplained": float(var[: k + 1].sum()), "Retained": True}
+        comp_json[name] = {
+            "Method": "aCompCor",
+            "Mask": "combined",
+            "SingularValue": float(s[k]),
+            "VarianceExplained": float(var[k]),
+            "CumulativeVarianceExplained": float(var[: k + 1].sum()),
+            "Retained": True,
+        }
     for k in range(4):
         conf[f"cosine{k:02d}"] = np.cos(np.pi * (k + 1) * (np.arange(n_t) + 0.5) / n_t)
     for k in range(n_dummy):
@@ -180,15 +200,31 @@ def cohort_table(rng, n_subjects: int, severe_fraction: float) -> pd.DataFrame:
     sides = np.array(["L", "R"] * (n_subjects // 2 + 1))[:n_subjects]
     rng.shuffle(sides)
     score = np.where(severe, rng.integers(2, 21, n_subjects), rng.integers(21, 64, n_subjects))
-    return pd.DataFrame({
-        "participant_id": [f"sub-{i + 1:02d}" for i in range(n_subjects)],
-        "age": rng.integers(38, 85, n_subjects), "sex": rng.choice(["F", "M"], n_subjects),
-        "lesion_hemisphere": sides, "ul_fma": score, "group": np.where(severe, "severe", "mild"),
-    })
+    return pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i + 1:02d}" for i in range(n_subjects)],
+            "age": rng.integers(38, 85, n_subjects),
+            "sex": rng.choice(["F", "M"], n_subjects),
+            "lesion_hemisphere": sides,
+            "ul_fma": score,
+            "group": np.where(severe, "severe", "mild"),
+        }
+    )
 
 
-def simulate_cohort(out_dir, *, n_subjects=24, resolution=4, n_volumes=120, tr=2.0, n_runs=1,
-                    n_sessions=0, severe_fraction=0.5, effect=0.75, seed=1) -> dict:
+def simulate_cohort(
+    out_dir,
+    *,
+    n_subjects=24,
+    resolution=4,
+    n_volumes=120,
+    tr=2.0,
+    n_runs=1,
+    n_sessions=0,
+    severe_fraction=0.5,
+    effect=0.75,
+    seed=1,
+) -> dict:
     """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``)."""
     if resolution not in GRIDS:
         raise SystemExit(f"--resolution must be one of {sorted(GRIDS)} (mm)")
@@ -200,60 +236,116 @@ def simulate_cohort(out_dir, *, n_subjects=24, resolution=4, n_volumes=120, tr=2
     mask = np.asarray(mask_img.dataobj) > 0
     affine = mask_img.affine
     res = {"res": "2"} if resolution == 2 else {}
-    _write_json(out / "dataset_description.json", {
-        "Name": "strokefc synthetic stroke cohort", "BIDSVersion": "1.9.0", "DatasetType": "raw",
-        "License": "CC0", "Authors": ["strokefc-simulate"],
-        "GeneratedBy": [{"Name": "strokefc-simulate", "Version": _version()}]})
-    (out / "README").write_text("Synthetic resting-state fMRI of stroke patients written by "
-                                "strokefc-simulate; not real data.\n")
+    _write_json(
+        out / "dataset_description.json",
+        {
+            "Name": "strokefc synthetic stroke cohort",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["strokefc-simulate"],
+            "GeneratedBy": [{"Name": "strokefc-simulate", "Version": _version()}],
+        },
+    )
+    (out / "README").write_text(
+        "Synthetic resting-state fMRI of stroke patients written by strokefc-simulate; not real data.\n"
+    )
     table.drop(columns="group").to_csv(out / "participants.tsv", sep="\t", index=False)
-    _write_json(out / "participants.json", {
-        "age": {"Description": "age at scan", "Units": "year"},
-        "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
-        "lesion_hemisphere": {"Description": "hemisphere of the stroke lesion",
-                              "Levels": {"L": "left", "R": "right"}},
-        "ul_fma": {"Description": "Fugl-Meyer Assessment, upper limb motor score (0-66)",
-                   "Units": "score"}})
+    _write_json(
+        out / "participants.json",
+        {
+            "age": {"Description": "age at scan", "Units": "year"},
+            "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
+            "lesion_hemisphere": {
+                "Description": "hemisphere of the stroke lesion",
+                "Levels": {"L": "left", "R": "right"},
+            },
+            "ul_fma": {
+                "Description": "Fugl-Meyer Assessment, upper limb motor score (0-66)",
+                "Units": "score",
+            },
+        },
+    )
     _write_json(out / "task-rest_bold.json", {"TaskName": "rest", "RepetitionTime": tr})
     fmriprep = out / "derivatives" / "fmriprep"
-    _write_json(fmriprep / "dataset_description.json", {
-        "Name": "fMRIPrep - fMRI PREProcessing workflow (simulated)", "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.2.0", "CodeURL": "https://github.com/nipreps/fmriprep"}]})
+    _write_json(
+        fmriprep / "dataset_description.json",
+        {
+            "Name": "fMRIPrep - fMRI PREProcessing workflow (simulated)",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [
+                {"Name": "fMRIPrep", "Version": "23.2.0", "CodeURL": "https://github.com/nipreps/fmriprep"}
+            ],
+        },
+    )
     lesion_dir = out / "derivatives" / "lesions"
-    _write_json(lesion_dir / "dataset_description.json", {
-        "Name": "simulated lesion masks", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "strokefc-simulate", "Version": _version()}]})
-    truth = {"seed": seed, "resolution_mm": resolution, "n_volumes": n_volumes, "tr": tr,
-             "targets": [{"atlas": a, "region": p, "hemisphere": h} for a, p, h in TARGETS],
-             "subjects": {}}
+    _write_json(
+        lesion_dir / "dataset_description.json",
+        {
+            "Name": "simulated lesion masks",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "strokefc-simulate", "Version": _version()}],
+        },
+    )
+    truth = {
+        "seed": seed,
+        "resolution_mm": resolution,
+        "n_volumes": n_volumes,
+        "tr": tr,
+        "targets": [{"atlas": a, "region": p, "hemisphere": h} for a, p, h in TARGETS],
+        "subjects": {},
+    }
     sessions = [f"{i + 1}" for i in range(n_sessions)] or [None]
     for row in table.itertuples():
         label = row.participant_id[4:]
         severe = row.group == "severe"
         amp = effect * rng.uniform(0.8, 1.2) if severe else effect * rng.uniform(0.0, 0.15)
-        truth["subjects"][label] = {"group": row.group, "lesion_hemisphere": row.lesion_hemisphere,
-                                    "ul_fma": int(row.ul_fma), "coupling_amplitude": round(float(amp), 4)}
+        truth["subjects"][label] = {
+            "group": row.group,
+            "lesion_hemisphere": row.lesion_hemisphere,
+            "ul_fma": int(row.ul_fma),
+            "coupling_amplitude": round(float(amp), 4),
+        }
         for ses in sessions:
             sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
             for run in range(1, n_runs + 1):
-                ents = f"sub-{label}" + (f"_ses-{ses}" if ses else "") + "_task-rest" + (
-                    f"_run-{run}" if n_runs > 1 else "")
-                data, conf, comp = simulate_run(rng, mask_img, row.lesion_hemisphere, n_t=n_volumes,
-                                                tr=tr, amplitude=amp)
+                ents = (
+                    f"sub-{label}"
+                    + (f"_ses-{ses}" if ses else "")
+                    + "_task-rest"
+                    + (f"_run-{run}" if n_runs > 1 else "")
+                )
+                data, conf, comp = simulate_run(
+                    rng, mask_img, row.lesion_hemisphere, n_t=n_volumes, tr=tr, amplitude=amp
+                )
                 func = fmriprep / sdir / "func"
                 func.mkdir(parents=True, exist_ok=True)
                 sp = f"_space-{SPACE}" + (f"_res-{res['res']}" if res else "")
                 _to_image(data, mask, affine).to_filename(func / f"{ents}{sp}_desc-preproc_bold.nii.gz")
-                _write_json(func / f"{ents}{sp}_desc-preproc_bold.json", {
-                    "RepetitionTime": tr, "TaskName": "rest", "SkullStripped": False,
-                    "StartTime": 0.0, "Sources": [f"bids:raw:{sdir}/func/{ents}_bold.nii.gz"]})
+                _write_json(
+                    func / f"{ents}{sp}_desc-preproc_bold.json",
+                    {
+                        "RepetitionTime": tr,
+                        "TaskName": "rest",
+                        "SkullStripped": False,
+                        "StartTime": 0.0,
+                        "Sources": [f"bids:raw:{sdir}/func/{ents}_bold.nii.gz"],
+                    },
+                )
                 nb.Nifti1Image(mask.astype(np.uint8), affine).to_filename(
-                    func / f"{ents}{sp}_desc-brain_mask.nii.gz")
+                    func / f"{ents}{sp}_desc-brain_mask.nii.gz"
+                )
                 ref = np.where(mask, 1000.0, 0.0).astype(np.float32)
                 nb.Nifti1Image(ref, affine).to_filename(func / f"{ents}{sp}_boldref.nii.gz")
-                conf.to_csv(func / f"{ents}_desc-confounds_timeseries.tsv", sep="\t", index=False,
-                            na_rep="n/a", float_format="%.6g")
+                conf.to_csv(
+                    func / f"{ents}_desc-confounds_timeseries.tsv",
+                    sep="\t",
+                    index=False,
+                    na_rep="n/a",
+                    float_format="%.6g",
+                )
                 _write_json(func / f"{ents}_desc-confounds_timeseries.json", comp)
                 raw = out / sdir / "func"
                 raw.mkdir(parents=True, exist_ok=True)
@@ -279,7 +371,8 @@ def _write_lesion(lesion_dir: Path, label: str, side: str, mask_img, res: dict) 
     anat.mkdir(parents=True, exist_ok=True)
     sp = f"_space-{SPACE}" + (f"_res-{res['res']}" if res else "")
     nb.Nifti1Image(lesion.astype(np.uint8), mask_img.affine).to_filename(
-        anat / f"sub-{label}{sp}_desc-lesion_mask.nii.gz")
+        anat / f"sub-{label}{sp}_desc-lesion_mask.nii.gz"
+    )
 
 
 def _version() -> str:
@@ -289,30 +382,54 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="strokefc-simulate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="strokefc-simulate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("out_dir", type=Path, help="where to write the raw BIDS dataset")
     parser.add_argument("--n-subjects", type=int, default=24)
-    parser.add_argument("--resolution", "--voxel-size", dest="resolution", type=int, default=4,
-                        choices=sorted(GRIDS), help="grid (mm): 2 = fMRIPrep res-2, 4 = coarse and fast")
+    parser.add_argument(
+        "--resolution",
+        "--voxel-size",
+        dest="resolution",
+        type=int,
+        default=4,
+        choices=sorted(GRIDS),
+        help="grid (mm): 2 = fMRIPrep res-2, 4 = coarse and fast",
+    )
     parser.add_argument("--n-volumes", type=int, default=120)
     parser.add_argument("--tr", type=float, default=2.0, help="repetition time (s)")
     parser.add_argument("--n-runs", type=int, default=1, help="runs per session")
     parser.add_argument("--n-sessions", type=int, default=0, help="0 = no session level")
     parser.add_argument("--severe-fraction", type=float, default=0.5)
-    parser.add_argument("--effect", type=float, default=0.75,
-                        help="amplitude of the seed-target coupling oscillation in severe patients")
+    parser.add_argument(
+        "--effect",
+        type=float,
+        default=0.75,
+        help="amplitude of the seed-target coupling oscillation in severe patients",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed")
     args = parser.parse_args(argv)
     if args.n_subjects < 1 or args.n_volumes < 20:
         parser.error("need at least 1 subject and 20 volumes")
-    truth = simulate_cohort(args.out_dir, n_subjects=args.n_subjects, resolution=args.resolution,
-                            n_volumes=args.n_volumes, tr=args.tr, n_runs=args.n_runs,
-                            n_sessions=args.n_sessions, severe_fraction=args.severe_fraction,
-                            effect=args.effect, seed=args.seed)
+    truth = simulate_cohort(
+        args.out_dir,
+        n_subjects=args.n_subjects,
+        resolution=args.resolution,
+        n_volumes=args.n_volumes,
+        tr=args.tr,
+        n_runs=args.n_runs,
+        n_sessions=args.n_sessions,
+        severe_fraction=args.severe_fraction,
+        effect=args.effect,
+        seed=args.seed,
+    )
     groups = [s["group"] for s in truth["subjects"].values()]
-    print(f"Wrote {len(groups)} subjects ({groups.count('severe')} severe) to {args.out_dir}; "
-          f"fMRIPrep derivatives in {args.out_dir / 'derivatives' / 'fmriprep'}")
+    print(
+        f"Wrote {len(groups)} subjects ({groups.count('severe')} severe) to {args.out_dir}; "
+        f"fMRIPrep derivatives in {args.out_dir / 'derivatives' / 'fmriprep'}"
+    )
     return 0
 
 

@@ -27,17 +27,62 @@ def main(root="demo"):
     pred_out = root / "derivatives" / "strokefc-predict"
     t0 = time.time()
     if not (bids / "dataset_description.json").exists():
-        run("simulate a 24-patient cohort (4 mm grid, 200 volumes)",
-            [BIN / "strokefc-simulate", bids, "--n-subjects", 24, "--resolution", 4,
-             "--n-volumes", 200, "--seed", 1])
-    run("participant level (dFC maps)", [BIN / "strokefc", bids, out, "participant",
-                                         "--work-dir", work, "--nprocs", 2])
-    run("group level (cross-validated CNN + linear baseline, final model)",
-        [BIN / "strokefc", bids, out, "group", "--work-dir", work, "--cv-folds", 4,
-         "--cv-repeats", 1, "--epochs", 25, "--cnn-resolution", 4])
-    run("participant level with the trained model (2 patients, fresh output folder)",
-        [BIN / "strokefc", bids, pred_out, "participant", "--participant-label", "01", "02",
-         "--model", out / "model", "--work-dir", root / "work-predict", "--nprocs", 2])
+        run(
+            "simulate a 24-patient cohort (4 mm grid, 200 volumes)",
+            [
+                BIN / "strokefc-simulate",
+                bids,
+                "--n-subjects",
+                24,
+                "--resolution",
+                4,
+                "--n-volumes",
+                200,
+                "--seed",
+                1,
+            ],
+        )
+    run(
+        "participant level (dFC maps)",
+        [BIN / "strokefc", bids, out, "participant", "--work-dir", work, "--nprocs", 2],
+    )
+    run(
+        "group level (cross-validated CNN + linear baseline, final model)",
+        [
+            BIN / "strokefc",
+            bids,
+            out,
+            "group",
+            "--work-dir",
+            work,
+            "--cv-folds",
+            4,
+            "--cv-repeats",
+            1,
+            "--epochs",
+            25,
+            "--cnn-resolution",
+            4,
+        ],
+    )
+    run(
+        "participant level with the trained model (2 patients, fresh output folder)",
+        [
+            BIN / "strokefc",
+            bids,
+            pred_out,
+            "participant",
+            "--participant-label",
+            "01",
+            "02",
+            "--model",
+            out / "model",
+            "--work-dir",
+            root / "work-predict",
+            "--nprocs",
+            2,
+        ],
+    )
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Reports:")
     subjects = sorted(out.glob("sub-*.html"))
     print(f"  group (cross-validation, model, group maps): {out / 'group.html'}")

@@ -8,8 +8,9 @@ import pytest
 
 #: The real data shared with the project (never copied into the repository): ../shared/data, or
 #: STROKEFC_SHARED_DATA when the checkout lives elsewhere.
-SHARED_DATA = Path(os.environ.get("STROKEFC_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("STROKEFC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -11,8 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_import_contracts_are_kept():
     exe = Path(sys.executable).parent / "lint-imports"
-    proc = subprocess.run([str(exe), "--config", str(REPO / "pyproject.toml")], cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(exe), "--config", str(REPO / "pyproject.toml")], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 kept, 0 broken" in proc.stdout
 
@@ -29,7 +30,7 @@ def _cycles(graph) -> list[list[str]]:
             if imported not in colour:
                 continue
             if colour[imported] == 1:
-                cycles.append(stack[stack.index(imported):] + [imported])
+                cycles.append(stack[stack.index(imported) :] + [imported])
             elif colour[imported] == 0:
                 visit(imported)
         stack.pop()

@@ -10,8 +10,9 @@ from bids_app import __version__, cli, parser
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "bids_app.cli", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "bids_app.cli", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_help_documents_every_option():
@@ -20,9 +21,15 @@ def test_help_documents_every_option():
     for action in built._actions:
         for opt in action.option_strings:
             assert opt in text
-    for group in ("Options for filtering BIDS queries", "Denoising", "Seed",
-                  "Dynamic functional connectivity", "Model, training and prediction",
-                  "Options to handle performance", "Other options"):
+    for group in (
+        "Options for filtering BIDS queries",
+        "Denoising",
+        "Seed",
+        "Dynamic functional connectivity",
+        "Model, training and prediction",
+        "Options to handle performance",
+        "Other options",
+    ):
         assert group in text
 
 
@@ -33,15 +40,18 @@ def test_version(capsys):
     assert __version__ in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["participant", "--participant-label", "../etc"], "letters and digits"),
-    (["participant", "--seed-coords", "1,2"], "X,Y,Z"),
-    (["participant", "--high-pass", "0.1", "--low-pass", "0.05"], "must be below"),
-    (["participant", "--window-step", "0"], "positive"),
-    (["participant", "--min-window-coverage", "1.5"], "(0, 1]"),
-    (["group", "--model", "."], "--model is for the participant level"),
-    (["everything"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["participant", "--participant-label", "../etc"], "letters and digits"),
+        (["participant", "--seed-coords", "1,2"], "X,Y,Z"),
+        (["participant", "--high-pass", "0.1", "--low-pass", "0.05"], "must be below"),
+        (["participant", "--window-step", "0"], "positive"),
+        (["participant", "--min-window-coverage", "1.5"], "(0, 1]"),
+        (["group", "--model", "."], "--model is for the participant level"),
+        (["everything"], "invalid choice"),
+    ],
+)
 def test_bad_arguments_exit_2(tmp_path, args, message):
     proc = _run(tmp_path, tmp_path / "out", *args)
     assert proc.returncode == 2
@@ -65,9 +75,16 @@ def test_not_bids_dir_says_how_to_fix(tmp_path, capsys):
 def test_fmriprep_dir_detected_as_bids_dir(tmp_path):
     fp = tmp_path / "fmriprep"
     fp.mkdir()
-    (fp / "dataset_description.json").write_text(json.dumps(
-        {"Name": "x", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-         "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.2.1"}]}))
+    (fp / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "x",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.2.1"}],
+            }
+        )
+    )
     config = parser.parse_args([str(fp), str(tmp_path / "out"), "participant"])
     assert config.fmriprep_dir == fp.resolve()
 
@@ -78,7 +95,11 @@ def test_presets_and_explicit_values(tmp_path):
     (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
     base = [str(tmp_path), str(tmp_path / "out"), "participant"]
     cfg = parser.parse_args(base + ["--dfc-preset", "dpabi"])
-    assert (cfg.window.window_length, cfg.window.window_step, cfg.window.window_shape) == ("30vol", 1, "hamming")
+    assert (cfg.window.window_length, cfg.window.window_step, cfg.window.window_shape) == (
+        "30vol",
+        1,
+        "hamming",
+    )
     cfg = parser.parse_args(base + ["--dfc-preset", "dynamicbc", "--window-step", "5"])
     assert (cfg.window.window_length, cfg.window.window_step) == ("50vol", 5)
     cfg = parser.parse_args(base + ["--participant-label", "sub-01", "02", "--smoothing", "0"])

@@ -37,8 +37,10 @@ def _tiny_data(rng, n_subjects=10, per_subject=1, shape=SHAPE):
 def test_grid_crops_resamples_and_masks(rng):
     brain = _brain()
     aff = _symmetric_affine(brain.shape, 2.0)
-    imgs = [nb.Nifti1Image((brain * (1 + 0.1 * rng.normal(size=brain.shape))).astype(np.float32), aff)
-            for _ in range(3)]
+    imgs = [
+        nb.Nifti1Image((brain * (1 + 0.1 * rng.normal(size=brain.shape))).astype(np.float32), aff)
+        for _ in range(3)
+    ]
     mask = group_mask(imgs)
     assert mask.sum() == brain.sum()
     grid = make_grid(imgs[0], mask, resolution=4.0)
@@ -85,8 +87,12 @@ def test_bad_lesion_side_and_mixed_grids_are_refused():
     with pytest.raises(InputError, match="lesion side"):
         apply_grid(nb.Nifti1Image(np.ones((4, 4, 4), np.float32), aff), {}, "X", True)
     with pytest.raises(InputError, match="different grids"):
-        group_mask([nb.Nifti1Image(np.ones((4, 4, 4), np.float32), aff),
-                    nb.Nifti1Image(np.ones((5, 4, 4), np.float32), aff)])
+        group_mask(
+            [
+                nb.Nifti1Image(np.ones((4, 4, 4), np.float32), aff),
+                nb.Nifti1Image(np.ones((5, 4, 4), np.float32), aff),
+            ]
+        )
 
 
 # -------------------------------------------------------------------------------------------- model

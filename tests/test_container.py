@@ -57,14 +57,37 @@ def test_image_metadata(image):
 
 
 def test_image_has_cpu_torch_and_a_non_editable_install(image):
-    code = ("import torch, bids_app, workflows, pathlib; "
-            "print(torch.__version__, torch.cuda.is_available()); "
-            "print(pathlib.Path(bids_app.__file__).parent); print(pathlib.Path(workflows.__file__).parent)")
-    proc = subprocess.run([*PODMAN, "run", "--rm", "--runtime", "runc", "--cgroup-manager=cgroupfs",
-                           # podman's default rlimits exceed what this kind of host allows runc to set
-                           "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
-                           "--read-only", "--network", "none", "--entrypoint", "python3", image, "-c", code],
-                          capture_output=True, text=True, timeout=600)
+    code = (
+        "import torch, bids_app, workflows, pathlib; "
+        "print(torch.__version__, torch.cuda.is_available()); "
+        "print(pathlib.Path(bids_app.__file__).parent); print(pathlib.Path(workflows.__file__).parent)"
+    )
+    proc = subprocess.run(
+        [
+            *PODMAN,
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "--cgroup-manager=cgroupfs",
+            # podman's default rlimits exceed what this kind of host allows runc to set
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+            "--read-only",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     version, bids_app_dir, workflows_dir = proc.stdout.split("\n")[:3]
     assert version.startswith("2.13.0+cpu")

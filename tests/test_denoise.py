@@ -10,15 +10,17 @@ def test_smoothing_stays_inside_the_mask_and_keeps_constants(rng):
     mask = np.zeros((12, 12, 12), bool)
     mask[3:9, 3:9, 3:9] = True
     data = np.where(mask[..., None], 5.0, 100.0).astype(np.float32).repeat(4, axis=3)
-    data[6, 6, 6, 1] = 50.0                      # a spike spreads, but only inside the mask
+    data[6, 6, 6, 1] = 50.0  # a spike spreads, but only inside the mask
     out = smooth_in_mask(data.copy(), mask, 6.0, (2.0, 2.0, 2.0))
     assert np.all(out[~mask] == 0)
-    assert np.allclose(out[mask][:, 0], 5.0, atol=1e-4)   # normalised convolution: no edge darkening
+    assert np.allclose(out[mask][:, 0], 5.0, atol=1e-4)  # normalised convolution: no edge darkening
     assert out[6, 6, 7, 1] > 5.0 and out[6, 6, 6, 1] < 50.0
 
 
 def test_dummy_scans_from_fmriprep_outliers():
-    table = pd.DataFrame({"non_steady_state_outlier00": [1, 0, 0, 0], "non_steady_state_outlier01": [0, 1, 0, 0]})
+    table = pd.DataFrame(
+        {"non_steady_state_outlier00": [1, 0, 0, 0], "non_steady_state_outlier01": [0, 1, 0, 0]}
+    )
     assert count_dummy_scans(table) == 2
     assert count_dummy_scans(table, 3) == 3
     assert count_dummy_scans(pd.DataFrame({"csf": [0.0] * 4})) == 0
@@ -35,8 +37,10 @@ def test_denoise_run_regresses_confounds_and_keeps_the_signal(tmp_path):
     run = denoise_run(bold, mask, 2.0, DenoiseParams(strategy="scrubbing", smoothing_fwhm=None))
     assert run.info["DummyScans"] == 2 and run.data.shape[0] == 118
     kept = run.data[run.kept]
-    assert np.allclose(kept.mean(axis=0), 0, atol=1e-3) and np.allclose(kept.std(axis=0, ddof=1), 1, atol=1e-2)
-    assert np.all(run.data[~run.kept] == 0)        # censored volumes are zero, never interpolated
+    assert np.allclose(kept.mean(axis=0), 0, atol=1e-3) and np.allclose(
+        kept.std(axis=0, ddof=1), 1, atol=1e-2
+    )
+    assert np.all(run.data[~run.kept] == 0)  # censored volumes are zero, never interpolated
     assert run.info["VolumesCensored"] == int((~run.kept).sum())
     conf = pd.read_csv(func / "sub-01_task-rest_desc-confounds_timeseries.tsv", sep="\t").iloc[2:]
     motion = conf[["trans_x", "trans_y", "trans_z"]].to_numpy()[run.kept]

@@ -38,8 +38,7 @@ def test_censored_volumes_are_excluded_not_interpolated(rng):
     kept[[12, 13]] = False
     spiked = data.copy()
     spiked[[12, 13]] = 1e6  # garbage in censored rows must not matter
-    res = dfc.sliding_window_dfc(seed, spiked, length=10, kept=kept, min_coverage=0.8,
-                                 keep_windows=True)
+    res = dfc.sliding_window_dfc(seed, spiked, length=10, kept=kept, min_coverage=0.8, keep_windows=True)
     # window starting at 5 covers 5..14 -> 8 of 10 kept: valid; compare with corrcoef on kept rows
     k = int(np.flatnonzero(res.plan.starts[res.plan.valid] == 5)[0])
     rows = [t for t in range(5, 15) if kept[t]]

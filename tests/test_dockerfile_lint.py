@@ -31,7 +31,7 @@ def _docker_recipe():
 def _docker_env():
     """ENV keys and values of the Dockerfile's final stage (parsed by hand: spython drops stages)."""
     text = DOCKERFILE.read_text().replace("\\\n", " ")
-    final = text[text.rindex("\nFROM "):]
+    final = text[text.rindex("\nFROM ") :]
     env = {}
     for line in final.splitlines():
         if line.startswith("ENV "):
@@ -89,7 +89,14 @@ def test_dockerignore_keeps_the_context_small():
     rules = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
     assert rules[0] == "**"  # deny everything, then allow what the Dockerfile copies
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"setup.cfg", "pyproject.toml", "README.md", "bids_app", "workflows", ".container-wheels"}
+    assert allowed == {
+        "setup.cfg",
+        "pyproject.toml",
+        "README.md",
+        "bids_app",
+        "workflows",
+        ".container-wheels",
+    }
     copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M))
     sources = {src.rstrip("/") for line in copied for src in line.split()}
     assert sources <= allowed
@@ -149,8 +156,14 @@ def test_participant_sbatch_picks_the_row_of_its_task(tmp_path):
     fake = tmp_path / "strokefc"
     fake.write_text('#!/bin/sh\necho "ARGS $*"\n')
     fake.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "BIDS_DIR": str(bids), "OUT_DIR": str(tmp_path / "out"),
-           "STROKEFC_EXEC": str(fake), "SLURM_ARRAY_TASK_ID": "2", "SLURM_CPUS_PER_TASK": "3"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BIDS_DIR": str(bids),
+        "OUT_DIR": str(tmp_path / "out"),
+        "STROKEFC_EXEC": str(fake),
+        "SLURM_ARRAY_TASK_ID": "2",
+        "SLURM_CPUS_PER_TASK": "3",
+    }
     proc = subprocess.run(["bash", str(SBATCH_PARTICIPANT)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     args = [ln for ln in proc.stdout.splitlines() if ln.startswith("ARGS")][0].split()

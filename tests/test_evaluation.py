@@ -45,8 +45,9 @@ def test_folds_never_put_a_subject_on_both_sides(rng, per_subject):
 def test_check_folds_refuses_a_leaky_split():
     groups = np.array([0, 0, 1, 1])
     with pytest.raises(RuntimeError, match="both training and test"):
-        ev.check_folds([{"repeat": 0, "fold": 0, "train": np.array([0, 2]), "test": np.array([1, 3])}],
-                       groups)
+        ev.check_folds(
+            [{"repeat": 0, "fold": 0, "train": np.array([0, 2]), "test": np.array([1, 3])}], groups
+        )
 
 
 def test_folds_are_lowered_to_the_smaller_class():
@@ -88,11 +89,14 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
         def wrapped(x_train, y_train, groups_train, x_test, **kw):
             seen["fit"].append(set(groups_train))
             return fit_predict(x_train, y_train, groups_train, x_test, **kw)
+
         return wrapped
 
     folds = ev.subject_folds(y, groups, n_folds=2, n_repeats=1, seed=0)
-    models = {"cnn": spy_model(partial(cnn_fit_predict, params=params)),
-              "baseline": spy_model(partial(baseline_predict, params=params))}
+    models = {
+        "cnn": spy_model(partial(cnn_fit_predict, params=params)),
+        "baseline": spy_model(partial(baseline_predict, params=params)),
+    }
     predictions, metrics, _ = ev.cross_validate(x, y, groups, folds, models)
     assert len(seen["normaliser"]) == len(seen["scaler"]) == 2 and len(seen["fit"]) == 4
     for i, fold in enumerate(folds):
@@ -114,8 +118,9 @@ def test_baseline_learns_a_planted_signal_and_not_noise(rng):
     assert summary["balanced_accuracy"]["mean"] > 0.85
     assert summary["roc_auc"]["mean"] > 0.9
     x0, y0, g0 = _cohort(rng, n_subjects=30, effect=0.0)
-    _, metrics0, _ = ev.cross_validate(x0, y0, g0, ev.subject_folds(y0, g0, 5, 2, seed=0),
-                                       {"baseline": ev.baseline_fit_predict})
+    _, metrics0, _ = ev.cross_validate(
+        x0, y0, g0, ev.subject_folds(y0, g0, 5, 2, seed=0), {"baseline": ev.baseline_fit_predict}
+    )
     assert ev.summarise_models(metrics0)["baseline"]["balanced_accuracy"]["mean"] < 0.75
 
 
@@ -126,8 +131,10 @@ def test_permutation_keeps_subjects_whole_and_gives_a_small_p_for_a_real_effect(
     for g in np.unique(groups):
         assert len(set(y_perm[groups == g])) == 1
     # the null is drawn as the group workflow draws it: one permutation_null per index
-    null = [ev.permutation_null(x, y, groups, ev.baseline_fit_predict, n_folds=4, seed=0, index=i)
-            for i in range(9)]
+    null = [
+        ev.permutation_null(x, y, groups, ev.baseline_fit_predict, n_folds=4, seed=0, index=i)
+        for i in range(9)
+    ]
     assert ev.permutation_p_value(1.0, null) == pytest.approx(0.1)
     assert max(null) < 0.9
     assert ev.permutation_p_value(0.5, [0.6, 0.4, 0.5]) == pytest.approx(3 / 4)
@@ -156,8 +163,10 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     aff = np.diag([8.0, 8.0, 8.0, 1.0])
     aff[:3, 3] = [-76.0, -110.0, -70.0]
     ijk = np.indices(shape).astype(float)
-    brain = (((ijk - np.array([9.5, 12, 9.5])[:, None, None, None]) / np.array([8, 10, 8])[:, None, None, None])
-             ** 2).sum(0) < 1
+    brain = (
+        ((ijk - np.array([9.5, 12, 9.5])[:, None, None, None]) / np.array([8, 10, 8])[:, None, None, None])
+        ** 2
+    ).sum(0) < 1
     subjects = []
     for i in range(12):
         data = (brain * (0.2 + 0.02 * rng.normal(size=shape))).astype(np.float32)
@@ -169,10 +178,17 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         nb.save(nb.Nifti1Image(data, aff), path)
         subjects.append(GroupSubject(f"{i:02d}", path, None, side, 10.0 if i % 2 == 0 else 40.0))
     out = tmp_path / "out"
-    params = GroupParams(cnn_resolution=8.0, cv=ev.CVParams(cv_folds=2, cv_repeats=1),
-                         train=TrainSettings(epochs=2, device="cpu"))
-    wf = init_group_wf(subjects=[s.as_dict() for s in subjects], params=params, output_dir=out,
-                       shared_params={"Space": "MNI152NLin2009cAsym"})
+    params = GroupParams(
+        cnn_resolution=8.0,
+        cv=ev.CVParams(cv_folds=2, cv_repeats=1),
+        train=TrainSettings(epochs=2, device="cpu"),
+    )
+    wf = init_group_wf(
+        subjects=[s.as_dict() for s in subjects],
+        params=params,
+        output_dir=out,
+        shared_params={"Space": "MNI152NLin2009cAsym"},
+    )
     wf.base_dir = str(tmp_path / "work")
     wf.run(plugin="Linear")
     group = out / "group"
@@ -182,7 +198,11 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         assert set(summary["models"][model]) == set(ev.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
     assert summary["n_subjects"] == 12 and summary["class_counts"] == {"severe": 6, "mild-to-moderate": 6}
-    assert (summary["cv"]["folds"], summary["cv"]["repeats"], summary["cv"]["grouped_by"]) == (2, 1, "subject")
+    assert (summary["cv"]["folds"], summary["cv"]["repeats"], summary["cv"]["grouped_by"]) == (
+        2,
+        1,
+        "subject",
+    )
     assert summary["permutation"] is None and summary["samples"] == "maps" and summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]

@@ -14,9 +14,14 @@ from workflows.metadata import shared_parameters
 from workflows.utils.errors import InputError
 
 SHAPE = (9, 10, 11)
-META = {"Space": "MNI152NLin2009cAsym", "WindowLength_s": 60.0, "WindowStep_vol": 1,
-        "WindowShape": "rectangular", "MinWindowCoverage": 0.8,
-        "Denoising": {"Strategy": "simple", "HighPass_Hz": 0.01, "LowPass_Hz": 0.08, "SmoothingFWHM_mm": 6.0}}
+META = {
+    "Space": "MNI152NLin2009cAsym",
+    "WindowLength_s": 60.0,
+    "WindowStep_vol": 1,
+    "WindowShape": "rectangular",
+    "MinWindowCoverage": 0.8,
+    "Denoising": {"Strategy": "simple", "HighPass_Hz": 0.01, "LowPass_Hz": 0.08, "SmoothingFWHM_mm": 6.0},
+}
 
 
 def _affine(shape, vox=4.0):
@@ -33,10 +38,12 @@ def exported(tmp_path, rng):
     model = StrokeCNN(grid["shape"], channels=(2, 2, 4, 4))
     fit_normaliser(model, rng.normal(size=(5, *grid["shape"])).astype(np.float32))
     model.eval()
-    card = {"input": {"grid": grid, "space": META["Space"], "align_lesion": True},
-            "label": {"severe_threshold": 20.0},
-            "cross_validation": {"cnn": {"balanced_accuracy": 0.7}},
-            "dfc_parameters": shared_parameters(META)}
+    card = {
+        "input": {"grid": grid, "space": META["Space"], "align_lesion": True},
+        "label": {"severe_threshold": 20.0},
+        "cross_validation": {"cnn": {"balanced_accuracy": 0.7}},
+        "dfc_parameters": shared_parameters(META),
+    }
     out = model_io.save_model(model, card, tmp_path / "model")
     return out, model, grid
 
@@ -116,8 +123,9 @@ def test_card_compatibility_names_the_mismatch(exported):
     with pytest.raises(InputError, match="map grid"):
         model_io.check_card_compatible(card, space=META["Space"], grid_shape=(9, 10, 12), dfc_params=params)
     with pytest.raises(InputError, match="WindowLength_s: model 60.0 vs subject 30.0"):
-        model_io.check_card_compatible(card, space=META["Space"], grid_shape=SHAPE,
-                                       dfc_params={**params, "WindowLength_s": 30.0})
+        model_io.check_card_compatible(
+            card, space=META["Space"], grid_shape=SHAPE, dfc_params={**params, "WindowLength_s": 30.0}
+        )
 
 
 def test_predict_subject_uses_the_card(exported, tmp_path, rng):
@@ -134,8 +142,9 @@ def test_predict_subject_uses_the_card(exported, tmp_path, rng):
     bad = nb.Nifti1Image(rng.random((9, 10, 12)).astype(np.float32), _affine((9, 10, 12)))
     nb.save(bad, tmp_path / "bad.nii.gz")
     with pytest.raises(InputError, match="map grid"):
-        predict_subject(tmp_path / "bad.nii.gz", out, subject="02", lesion_side="L", space=META["Space"],
-                        meta=META)
+        predict_subject(
+            tmp_path / "bad.nii.gz", out, subject="02", lesion_side="L", space=META["Space"], meta=META
+        )
 
 
 def test_json_clean_makes_valid_json():

@@ -24,7 +24,12 @@ def finished(cohort, tmp_path_factory):
 
 
 def _map(out, label, stat):
-    return out / f"sub-{label}" / "func" / f"sub-{label}_task-rest_space-{SPACE}_seed-ipsiM1_stat-{stat}_boldmap.nii.gz"
+    return (
+        out
+        / f"sub-{label}"
+        / "func"
+        / f"sub-{label}_task-rest_space-{SPACE}_seed-ipsiM1_stat-{stat}_boldmap.nii.gz"
+    )
 
 
 def test_every_subject_gets_maps_masks_tables_and_a_report(finished):
@@ -47,13 +52,32 @@ def test_every_subject_gets_maps_masks_tables_and_a_report(finished):
 def test_sidecars_hold_every_parameter(finished):
     _, out, _ = finished
     meta = json.loads(_map(out, "01", "dfcsd").with_suffix("").with_suffix(".json").read_text())
-    for key in ("Sources", "Denoising", "Seed", "LesionHemisphere", "LesionHemisphereSource",
-                "WindowLength_vol", "WindowLength_s", "WindowStep_vol", "WindowShape", "WindowsKept",
-                "WindowsDropped", "MinWindowCoverage", "SoftwareVersions"):
+    for key in (
+        "Sources",
+        "Denoising",
+        "Seed",
+        "LesionHemisphere",
+        "LesionHemisphereSource",
+        "WindowLength_vol",
+        "WindowLength_s",
+        "WindowStep_vol",
+        "WindowShape",
+        "WindowsKept",
+        "WindowsDropped",
+        "MinWindowCoverage",
+        "SoftwareVersions",
+    ):
         assert key in meta, key
     den = meta["Denoising"]
-    for key in ("Strategy", "HighPass_Hz", "LowPass_Hz", "SmoothingFWHM_mm", "VolumesCensored",
-                "DummyScans", "ConfoundColumns"):
+    for key in (
+        "Strategy",
+        "HighPass_Hz",
+        "LowPass_Hz",
+        "SmoothingFWHM_mm",
+        "VolumesCensored",
+        "DummyScans",
+        "ConfoundColumns",
+    ):
         assert key in den, key
     assert den["DummyScans"] == 2 and len(den["ConfoundColumns"]) == 26  # 24 motion + WM + CSF
     assert meta["Seed"]["source"] == "atlas" and meta["Seed"]["atlas"] == "HCPEx"
@@ -83,8 +107,10 @@ def test_planted_effect_is_found_and_follows_the_lesion_side(finished):
     for label, t in truth.items():
         img = nb.load(_map(out, label, "dfcsd"))
         ipsi, contra = t["lesion_hemisphere"], "R" if t["lesion_hemisphere"] == "L" else "L"
-        contrast[label] = sum(_region_sd(img, "AAL", f"{r}_{ipsi}") - _region_sd(img, "AAL", f"{r}_{contra}")
-                              for r in ("Thalamus", "Supp_Motor_Area"))
+        contrast[label] = sum(
+            _region_sd(img, "AAL", f"{r}_{ipsi}") - _region_sd(img, "AAL", f"{r}_{contra}")
+            for r in ("Thalamus", "Supp_Motor_Area")
+        )
     severe = [lb for lb, t in truth.items() if t["group"] == "severe"]
     mild = [lb for lb in truth if lb not in severe]
     assert {truth[lb]["lesion_hemisphere"] for lb in severe} == {"L", "R"}  # both sides represented
@@ -95,11 +121,24 @@ def test_planted_effect_is_found_and_follows_the_lesion_side(finished):
 def test_several_runs_give_a_weighted_subject_map(tmp_path):
     bids = simulate(tmp_path, n_subjects=1, n_runs=2, n_sessions=1, n_volumes=60, seed=5)
     out = tmp_path / "out"
-    assert run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--window-length", "20vol",
-                   "--skip-bids-validation") == 0
+    assert (
+        run_cli(
+            bids,
+            out,
+            "participant",
+            "--work-dir",
+            tmp_path / "work",
+            "--window-length",
+            "20vol",
+            "--skip-bids-validation",
+        )
+        == 0
+    )
     func = out / "sub-01" / "ses-1" / "func"
-    runs = [nb.load(func / f"sub-01_ses-1_task-rest_run-{r}_space-{SPACE}_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz")
-            for r in (1, 2)]
+    runs = [
+        nb.load(func / f"sub-01_ses-1_task-rest_run-{r}_space-{SPACE}_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz")
+        for r in (1, 2)
+    ]
     subject = sorted(out.glob("sub-01/func/sub-01_task-rest_space-*_stat-dfcsd_boldmap.nii.gz"))
     assert len(subject) == 1
     meta = json.loads(subject[0].with_suffix("").with_suffix(".json").read_text())

@@ -73,36 +73,118 @@ def _flip_side(bids, label):
 # (id, fault injected into the copy -> extra CLI args or None, analysis level, exit code, message)
 CASES = [
     ("bids_dir missing", lambda b: shutil.rmtree(b), "participant", 2, "BIDS directory does not exist"),
-    ("no dataset_description", lambda b: (b / "dataset_description.json").unlink(), "participant", 2,
-     "dataset_description.json is missing"),
-    ("fmriprep dir missing", lambda b: ["--fmriprep-dir", b / "nothing"], "participant", 2,
-     "fMRIPrep derivatives folder does not exist"),
-    ("unknown participant", lambda b: ["--participant-label", "99"], "participant", 2,
-     r"sub-99 not found.*choose among: 01"),
-    ("label with ..", lambda b: ["--participant-label", "../01"], "participant", 2, "must be letters and digits"),
-    ("label with /", lambda b: ["--participant-label", "01/x"], "participant", 2, "must be letters and digits"),
-    ("no run in the space", lambda b: ["--participant-label", "01", "--space", "MNI152NLin6Asym"],
-     "participant", 1, "MNI152NLin6Asym"),
-    ("participants.tsv missing", lambda b: (b / "participants.tsv").unlink(), "participant", 2,
-     "participants.tsv is missing"),
-    ("ragged participants rows", lambda b: _append(b / "participants.tsv", "sub-09\t50\n"),
-     "participant", 2, "fields but the header has"),
-    ("comma-delimited participants", lambda b: _write_participants(b, _participants(b), sep=","),
-     "participant", 2, "tab-separated"),
-    ("no lesion column", lambda b: _write_participants(b, _participants(b).drop(columns="lesion_hemisphere")),
-     "participant", 2, "lesion_hemisphere"),
-    ("lesion side not L/R", lambda b: _set(b, "01", "lesion_hemisphere", "middle") or ["--participant-label", "01"],
-     "participant", 1,
-     "not one of L, R"),
-    ("duplicated participant", lambda b: _write_participants(b, pd.concat([_participants(b)] * 2)),
-     "participant", 2, "listed twice"),
-    ("lesion side disagrees with the mask", lambda b: _flip_side(b, "01"), "participant", 1,
-     r"sub-01: participants.tsv says the lesion is on the . side but the lesion mask lies mostly on the"),
-    ("UL-FMA out of range", lambda b: _set(b, "03", "ul_fma", "80"), "group", 2, r"80 of sub-03 is outside 0\.\.66"),
-    ("UL-FMA not a number", lambda b: _set(b, "03", "ul_fma", "mild"), "group", 2,
-     "'mild' of sub-03 is not a number"),
-    ("no label column", lambda b: _write_participants(b, _participants(b).drop(columns="ul_fma")), "group", 2,
-     "no 'ul_fma' column"),
+    (
+        "no dataset_description",
+        lambda b: (b / "dataset_description.json").unlink(),
+        "participant",
+        2,
+        "dataset_description.json is missing",
+    ),
+    (
+        "fmriprep dir missing",
+        lambda b: ["--fmriprep-dir", b / "nothing"],
+        "participant",
+        2,
+        "fMRIPrep derivatives folder does not exist",
+    ),
+    (
+        "unknown participant",
+        lambda b: ["--participant-label", "99"],
+        "participant",
+        2,
+        r"sub-99 not found.*choose among: 01",
+    ),
+    (
+        "label with ..",
+        lambda b: ["--participant-label", "../01"],
+        "participant",
+        2,
+        "must be letters and digits",
+    ),
+    (
+        "label with /",
+        lambda b: ["--participant-label", "01/x"],
+        "participant",
+        2,
+        "must be letters and digits",
+    ),
+    (
+        "no run in the space",
+        lambda b: ["--participant-label", "01", "--space", "MNI152NLin6Asym"],
+        "participant",
+        1,
+        "MNI152NLin6Asym",
+    ),
+    (
+        "participants.tsv missing",
+        lambda b: (b / "participants.tsv").unlink(),
+        "participant",
+        2,
+        "participants.tsv is missing",
+    ),
+    (
+        "ragged participants rows",
+        lambda b: _append(b / "participants.tsv", "sub-09\t50\n"),
+        "participant",
+        2,
+        "fields but the header has",
+    ),
+    (
+        "comma-delimited participants",
+        lambda b: _write_participants(b, _participants(b), sep=","),
+        "participant",
+        2,
+        "tab-separated",
+    ),
+    (
+        "no lesion column",
+        lambda b: _write_participants(b, _participants(b).drop(columns="lesion_hemisphere")),
+        "participant",
+        2,
+        "lesion_hemisphere",
+    ),
+    (
+        "lesion side not L/R",
+        lambda b: _set(b, "01", "lesion_hemisphere", "middle") or ["--participant-label", "01"],
+        "participant",
+        1,
+        "not one of L, R",
+    ),
+    (
+        "duplicated participant",
+        lambda b: _write_participants(b, pd.concat([_participants(b)] * 2)),
+        "participant",
+        2,
+        "listed twice",
+    ),
+    (
+        "lesion side disagrees with the mask",
+        lambda b: _flip_side(b, "01"),
+        "participant",
+        1,
+        r"sub-01: participants.tsv says the lesion is on the . side but the lesion mask lies mostly on the",
+    ),
+    (
+        "UL-FMA out of range",
+        lambda b: _set(b, "03", "ul_fma", "80"),
+        "group",
+        2,
+        r"80 of sub-03 is outside 0\.\.66",
+    ),
+    (
+        "UL-FMA not a number",
+        lambda b: _set(b, "03", "ul_fma", "mild"),
+        "group",
+        2,
+        "'mild' of sub-03 is not a number",
+    ),
+    (
+        "no label column",
+        lambda b: _write_participants(b, _participants(b).drop(columns="ul_fma")),
+        "group",
+        2,
+        "no 'ul_fma' column",
+    ),
 ]
 
 
@@ -127,12 +209,24 @@ def _extract(tarball, dst):
 
 
 def test_old_fmriprep_naming_is_refused_clearly(shared_data, tmp_path, capsys):
-    root = _extract(shared_data / "fmriprep-layouts" / "bids-examples_synthetic_derivatives_fmriprep.tar.gz",
-                    tmp_path)
+    root = _extract(
+        shared_data / "fmriprep-layouts" / "bids-examples_synthetic_derivatives_fmriprep.tar.gz", tmp_path
+    )
     fmriprep = root / "synthetic" / "derivatives" / "fmriprep"
     (fmriprep / "participants.tsv").write_text("participant_id\tlesion_hemisphere\nsub-01\tL\n")
-    assert run_cli(fmriprep, tmp_path / "out", "participant", "--participant-label", "01",
-                   "--skip-bids-validation", "--work-dir", tmp_path / "w") != 0
+    assert (
+        run_cli(
+            fmriprep,
+            tmp_path / "out",
+            "participant",
+            "--participant-label",
+            "01",
+            "--skip-bids-validation",
+            "--work-dir",
+            tmp_path / "w",
+        )
+        != 0
+    )
     text = capsys.readouterr()
     assert "fMRIPrep" in text.err + text.out and "Traceback" not in text.err
 
@@ -141,8 +235,18 @@ def test_placeholder_images_name_the_empty_file(shared_data, tmp_path, capsys):
     root = _extract(shared_data / "fmriprep-layouts" / "bids-examples_ds000001-fmriprep.tar.gz", tmp_path)
     fmriprep = root / "ds000001-fmriprep"
     (fmriprep / "participants.tsv").write_text("participant_id\tlesion_hemisphere\nsub-16\tL\n")
-    code = run_cli(fmriprep, tmp_path / "out", "participant", "--participant-label", "16",
-                   "--task-id", "balloonanalogrisktask", "--skip-bids-validation", "--work-dir", tmp_path / "w")
+    code = run_cli(
+        fmriprep,
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "16",
+        "--task-id",
+        "balloonanalogrisktask",
+        "--skip-bids-validation",
+        "--work-dir",
+        tmp_path / "w",
+    )
     text = capsys.readouterr()
     assert code != 0
     assert "empty" in (text.out + text.err) and "sub-16" in (text.out + text.err)
@@ -153,31 +257,37 @@ def test_faulty_subjects_fail_alone_with_a_summary(bids, tmp_path, capsys):
     """One run, eight subjects, six of them broken in different ways: the two sound subjects finish,
     the summary names each failure and its reason, the exit code is 1, failed subjects leave no maps."""
     bold = _bold(bids, "01")
-    bold.write_bytes(bold.read_bytes()[: bold.stat().st_size // 2])                  # truncated gzip
+    bold.write_bytes(bold.read_bytes()[: bold.stat().st_size // 2])  # truncated gzip
     conf = _func(bids, "02") / "sub-02_task-rest_desc-confounds_timeseries.tsv"
     pd.read_csv(conf, sep="\t").drop(columns=["csf"]).to_csv(conf, sep="\t", index=False, na_rep="n/a")
-    img = nb.load(_bold(bids, "03"))                                                   # NaN voxels
+    img = nb.load(_bold(bids, "03"))  # NaN voxels
     data = img.get_fdata(dtype=np.float32)
     data[20:23, 30:33, 20:23, :] = np.nan
     nan_img = nb.Nifti1Image(data, img.affine, img.header)
     nan_img.set_data_dtype(np.float32)  # int16 would store NaN as 0
     nan_img.to_filename(_bold(bids, "03"))
-    img = nb.load(_bold(bids, "04"))                                                   # a 3D image
+    img = nb.load(_bold(bids, "04"))  # a 3D image
     nb.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine).to_filename(_bold(bids, "04"))
     mask = _func(bids, "05") / f"sub-05_task-rest_space-{SPACE}_desc-brain_mask.nii.gz"
-    nb.Nifti1Image(np.ones((40, 40, 40), np.uint8), np.eye(4)).to_filename(mask)     # another grid
+    nb.Nifti1Image(np.ones((40, 40, 40), np.uint8), np.eye(4)).to_filename(mask)  # another grid
     conf = _func(bids, "06") / "sub-06_task-rest_desc-confounds_timeseries.tsv"
     table = pd.read_csv(conf, sep="\t")
-    table.iloc[:-5].to_csv(conf, sep="\t", index=False, na_rep="n/a")                 # rows != volumes
-    _bold(bids, "07").write_bytes(b"")                                                # empty file
+    table.iloc[:-5].to_csv(conf, sep="\t", index=False, na_rep="n/a")  # rows != volumes
+    _bold(bids, "07").write_bytes(b"")  # empty file
 
     out = tmp_path / "out"
     code = run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--nprocs", 2, *FAST)
     text = capsys.readouterr().out
     assert code == 1
     summary = text.split("Failed participants:")[1]
-    expected = {"01": "truncated or corrupt", "02": "could not load the fMRIPrep confounds",
-                "04": "3D", "05": "different grids", "06": "55 rows but the BOLD has 60", "07": "empty"}
+    expected = {
+        "01": "truncated or corrupt",
+        "02": "could not load the fMRIPrep confounds",
+        "04": "3D",
+        "05": "different grids",
+        "06": "55 rows but the BOLD has 60",
+        "07": "empty",
+    }
     for label, reason in expected.items():
         line = next(ln for ln in summary.splitlines() if ln.strip().startswith(f"sub-{label}:"))
         assert reason in line, line
@@ -193,8 +303,18 @@ def test_faulty_subjects_fail_alone_with_a_summary(bids, tmp_path, capsys):
 
 
 def test_fewer_volumes_than_one_window(bids, tmp_path, capsys):
-    code = run_cli(bids, tmp_path / "out", "participant", "--participant-label", "01",
-                   "--work-dir", tmp_path / "w", "--window-length", "61vol", "--skip-bids-validation")
+    code = run_cli(
+        bids,
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "01",
+        "--work-dir",
+        tmp_path / "w",
+        "--window-length",
+        "61vol",
+        "--skip-bids-validation",
+    )
     assert code == 1
     assert "fewer than one window (61 volumes)" in capsys.readouterr().out
 
@@ -204,10 +324,24 @@ def _maps(out):
 
 
 def _run(bids, out, work, label):
-    return subprocess.Popen([STROKEFC, str(bids), str(out), "participant", "--participant-label", label,
-                             "--work-dir", str(work), *FAST], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [
+            STROKEFC,
+            str(bids),
+            str(out),
+            "participant",
+            "--participant-label",
+            label,
+            "--work-dir",
+            str(work),
+            *FAST,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -257,8 +391,9 @@ def test_read_only_output_dir_is_refused(bids, tmp_path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     if os.geteuid() == 0:  # root ignores permission bits: mount a read-only file system instead
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                              capture_output=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True
+        )
         if done.returncode != 0:
             pytest.skip("running as root without permission to mount a read-only file system")
     else:

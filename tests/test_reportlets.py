@@ -38,19 +38,32 @@ def tiny_run(rng):
     fd[0] = np.nan
     fd[[5, 6, 20]] = [0.8, 0.9, 1.2]  # three censored volumes
     n_win = 25
-    table = pd.DataFrame({"start_volume": np.arange(n_win), "end_volume": np.arange(n_win) + 9,
-                          "valid": (np.arange(n_win) % 6 != 0).astype(int)})
+    table = pd.DataFrame(
+        {
+            "start_volume": np.arange(n_win),
+            "end_volume": np.arange(n_win) + 9,
+            "valid": (np.arange(n_win) % 6 != 0).astype(int),
+        }
+    )
     table["kept"] = table["valid"].astype(bool)
     return {
-        "mask": nb.Nifti1Image(mask, affine()), "bold": nb.Nifti1Image(bold, affine()),
-        "seed": nb.Nifti1Image(seed, affine()), "lesion": nb.Nifti1Image(lesion, affine()),
-        "denoised": rng.normal(size=(N_VOLS - 2, int(mask.sum()))), "fd": fd,
-        "censored": fd > 0.5, "seed_ts": rng.normal(size=N_VOLS - 2), "table": table,
+        "mask": nb.Nifti1Image(mask, affine()),
+        "bold": nb.Nifti1Image(bold, affine()),
+        "seed": nb.Nifti1Image(seed, affine()),
+        "lesion": nb.Nifti1Image(lesion, affine()),
+        "denoised": rng.normal(size=(N_VOLS - 2, int(mask.sum()))),
+        "fd": fd,
+        "censored": fd > 0.5,
+        "seed_ts": rng.normal(size=N_VOLS - 2),
+        "table": table,
         "traces": {"contraM1": rng.normal(0.3, 0.3, n_win), "ipsiSMA": rng.normal(0, 0.3, n_win)},
-        "maps": {"dFC SD": nb.Nifti1Image((np.abs(rng.normal(0.2, 0.1, SHAPE)) * mask).astype(np.float32),
-                                          affine()),
-                 "mean dFC": nb.Nifti1Image((rng.normal(size=SHAPE) * mask).astype(np.float32), affine()),
-                 "static FC": nb.Nifti1Image((rng.normal(size=SHAPE) * mask).astype(np.float32), affine())},
+        "maps": {
+            "dFC SD": nb.Nifti1Image(
+                (np.abs(rng.normal(0.2, 0.1, SHAPE)) * mask).astype(np.float32), affine()
+            ),
+            "mean dFC": nb.Nifti1Image((rng.normal(size=SHAPE) * mask).astype(np.float32), affine()),
+            "static FC": nb.Nifti1Image((rng.normal(size=SHAPE) * mask).astype(np.float32), affine()),
+        },
     }
 
 
@@ -58,15 +71,19 @@ def draw_run_figures(run, fig_dir: Path) -> dict:
     """The five participant figures of a run, as the RunReportlets interface draws them."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "seed": rl.plot_seed_overlay(run["seed"], run["bold"], fig_dir / "seed.svg",
-                                     lesion_mask_img=run["lesion"]),
-        "confounds": rl.plot_confounds(run["fd"], run["censored"], fig_dir / "confounds.svg",
-                                       fd_thresh=0.5, dummy=2),
+        "seed": rl.plot_seed_overlay(
+            run["seed"], run["bold"], fig_dir / "seed.svg", lesion_mask_img=run["lesion"]
+        ),
+        "confounds": rl.plot_confounds(
+            run["fd"], run["censored"], fig_dir / "confounds.svg", fd_thresh=0.5, dummy=2
+        ),
         "carpet": rl.plot_carpet(run["bold"], run["denoised"], run["mask"], fig_dir / "carpet.svg", TR),
-        "seedts": rl.plot_seed_timeseries(run["seed_ts"], TR, run["table"], run["traces"],
-                                          fig_dir / "seedts.svg"),
-        "maps": rl.plot_map_mosaics(run["maps"], fig_dir / "maps.svg",
-                                    {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}),
+        "seedts": rl.plot_seed_timeseries(
+            run["seed_ts"], TR, run["table"], run["traces"], fig_dir / "seedts.svg"
+        ),
+        "maps": rl.plot_map_mosaics(
+            run["maps"], fig_dir / "maps.svg", {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
+        ),
     }
 
 
@@ -89,8 +106,15 @@ def no_external_resources(html: str) -> bool:
 
 def make_config(tmp_path: Path, level: str, **values) -> RunConfig:
     """A run configuration with options given by their command-line names (``window_length=...``)."""
-    return build_config(bids_dir=tmp_path / "bids", output_dir=tmp_path / "out", analysis_level=level,
-                        fmriprep_dir=tmp_path / "fmriprep", work_dir=tmp_path / "work", model=None, values=values)
+    return build_config(
+        bids_dir=tmp_path / "bids",
+        output_dir=tmp_path / "out",
+        analysis_level=level,
+        fmriprep_dir=tmp_path / "fmriprep",
+        work_dir=tmp_path / "work",
+        model=None,
+        values=values,
+    )
 
 
 def make_participant_report(tmp_path: Path, rng) -> Path:
@@ -100,17 +124,32 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
 
     out = tmp_path / "out"
     figs = draw_run_figures(tiny_run(rng), out / "sub-01" / "figures")
-    runs = [{"name": "task-rest run-1", "metadata": {"WindowLength_s": 60.0, "Space": "MNI152NLin2009cAsym"},
-             "warnings": ["12% of the seed lies in the lesion"], "figures": figs}]
-    prediction = {"prob_severe": 0.73, "predicted_class": "severe", "model_id": "abc123def456",
-                  "model_cv_balanced_accuracy": {"mean": 0.71, "sd": 0.05, "ci95": [0.65, 0.77]},
-                  "label_definition": "severe = UL-FMA <= 20", "figure": None}
+    runs = [
+        {
+            "name": "task-rest run-1",
+            "metadata": {"WindowLength_s": 60.0, "Space": "MNI152NLin2009cAsym"},
+            "warnings": ["12% of the seed lies in the lesion"],
+            "figures": figs,
+        }
+    ]
+    prediction = {
+        "prob_severe": 0.73,
+        "predicted_class": "severe",
+        "model_id": "abc123def456",
+        "model_cv_balanced_accuracy": {"mean": 0.71, "sd": 0.05, "ci95": [0.65, 0.77]},
+        "label_definition": "severe = UL-FMA <= 20",
+        "figure": None,
+    }
     config = make_config(tmp_path, "participant")
     return build_participant_report(
-        out / "sub-01.html", subject="01",
+        out / "sub-01.html",
+        subject="01",
         summary={"Subject": "sub-01", "Repetition time (s)": TR, "Lesion hemisphere": "L (from mask)"},
-        runs=runs, prediction=prediction, methods_md=methods_text(config, {"nilearn": "0.x"}),
-        errors=[])
+        runs=runs,
+        prediction=prediction,
+        methods_md=methods_text(config, {"nilearn": "0.x"}),
+        errors=[],
+    )
 
 
 def make_group_outputs(out: Path, rng, permutation=True) -> None:
@@ -121,17 +160,23 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
     y = np.array([1] * 6 + [0] * 6)
     metric = {"mean": 0.7, "sd": 0.08, "ci95": [0.61, 0.79]}
     summary = {
-        "models": {"cnn": {m: metric for m in ("balanced_accuracy", "roc_auc", "sensitivity",
-                                               "specificity", "f1")},
-                   "baseline": {m: {"mean": 0.6, "sd": 0.1, "ci95": [0.5, 0.7]}
-                                for m in ("balanced_accuracy", "roc_auc", "sensitivity", "specificity",
-                                          "f1")}},
-        "n_subjects": 12, "class_counts": {"severe": 6, "mild-to-moderate": 6},
-        "cv": {"folds": 3, "repeats": 2, "grouped_by": "subject"}, "samples": "maps",
-        "permutation": {"n": 30, "p_value": 0.032,
-                        "null_balanced_accuracy": list(rng.normal(0.5, 0.08, 30))} if permutation else None,
+        "models": {
+            "cnn": {m: metric for m in ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")},
+            "baseline": {
+                m: {"mean": 0.6, "sd": 0.1, "ci95": [0.5, 0.7]}
+                for m in ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")
+            },
+        },
+        "n_subjects": 12,
+        "class_counts": {"severe": 6, "mild-to-moderate": 6},
+        "cv": {"folds": 3, "repeats": 2, "grouped_by": "subject"},
+        "samples": "maps",
+        "permutation": {"n": 30, "p_value": 0.032, "null_balanced_accuracy": list(rng.normal(0.5, 0.08, 30))}
+        if permutation
+        else None,
         "baseline": "L2 logistic regression on PCA of the maps, fit in-fold",
-        "cnn_parameters": 12345, "settings": {"epochs": 5},
+        "cnn_parameters": 12345,
+        "settings": {"epochs": 5},
     }
     (group / "cv_summary.json").write_text(json.dumps(summary))
     rows = []
@@ -139,31 +184,58 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
         for i, (pid, yt) in enumerate(zip(labels, y)):
             for model, noise in (("cnn", 0.25), ("baseline", 0.35)):
                 prob = float(np.clip(0.5 + (yt - 0.5) * 0.5 + rng.normal(0, noise), 0, 1))
-                rows.append({"participant_id": pid, "repeat": rep, "fold": i % 3, "model": model,
-                             "y_true": int(yt), "prob_severe": prob})
+                rows.append(
+                    {
+                        "participant_id": pid,
+                        "repeat": rep,
+                        "fold": i % 3,
+                        "model": model,
+                        "y_true": int(yt),
+                        "prob_severe": prob,
+                    }
+                )
     pd.DataFrame(rows).to_csv(group / "cv_predictions.tsv", sep="\t", index=False)
-    curves = [{"repeat": r, "fold": f, "epoch": e, "train_loss": 0.7 * np.exp(-e / 3) + 0.1,
-               "val_loss": 0.7 * np.exp(-e / 4) + 0.2 + rng.normal(0, 0.02)}
-              for r in range(2) for f in range(3) for e in range(5)]
+    curves = [
+        {
+            "repeat": r,
+            "fold": f,
+            "epoch": e,
+            "train_loss": 0.7 * np.exp(-e / 3) + 0.1,
+            "val_loss": 0.7 * np.exp(-e / 4) + 0.2 + rng.normal(0, 0.02),
+        }
+        for r in range(2)
+        for f in range(3)
+        for e in range(5)
+    ]
     pd.DataFrame(curves).to_csv(group / "training_curves.tsv", sep="\t", index=False)
-    cohort = pd.DataFrame({"participant_id": labels + ["sub-13"],
-                           "ul_fma": [10, 12, 5, 18, 20, 3, 40, 55, 33, 60, 25, 45, "n/a"],
-                           "class": ["severe"] * 6 + ["mild-to-moderate"] * 6 + ["n/a"],
-                           "lesion_side": list("LRLRLRLRLRLR") + ["L"],
-                           "included": ["true"] * 12 + ["false"],
-                           "reason": [""] * 12 + ["no UL-FMA score"]})
+    cohort = pd.DataFrame(
+        {
+            "participant_id": labels + ["sub-13"],
+            "ul_fma": [10, 12, 5, 18, 20, 3, 40, 55, 33, 60, 25, 45, "n/a"],
+            "class": ["severe"] * 6 + ["mild-to-moderate"] * 6 + ["n/a"],
+            "lesion_side": list("LRLRLRLRLRLR") + ["L"],
+            "included": ["true"] * 12 + ["false"],
+            "reason": [""] * 12 + ["no UL-FMA score"],
+        }
+    )
     cohort.to_csv(group / "cohort.tsv", sep="\t", index=False)
     mask = np.zeros(SHAPE, bool)
     mask[3:17, 3:21, 3:17] = True
-    for name, data in (("desc-severe_dfcsd", np.abs(rng.normal(0.2, 0.05, SHAPE))),
-                       ("desc-mild_dfcsd", np.abs(rng.normal(0.25, 0.05, SHAPE))),
-                       ("desc-difference_dfcsd", rng.normal(0, 0.05, SHAPE)),
-                       ("desc-saliency_map", np.abs(rng.normal(0, 1, SHAPE)))):
+    for name, data in (
+        ("desc-severe_dfcsd", np.abs(rng.normal(0.2, 0.05, SHAPE))),
+        ("desc-mild_dfcsd", np.abs(rng.normal(0.25, 0.05, SHAPE))),
+        ("desc-difference_dfcsd", rng.normal(0, 0.05, SHAPE)),
+        ("desc-saliency_map", np.abs(rng.normal(0, 1, SHAPE))),
+    ):
         nb.Nifti1Image((data * mask).astype(np.float32), affine()).to_filename(group / f"{name}.nii.gz")
-    pd.DataFrame({"region": ["Precentral", "Postcentral", "Supp_Motor_Area"],
-                  "side": ["ipsilesional", "contralesional", "ipsilesional"],
-                  "mean_saliency": [0.91, 0.55, 0.42], "n_voxels": [120, 98, 60]}).to_csv(
-        group / "top_regions.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "region": ["Precentral", "Postcentral", "Supp_Motor_Area"],
+            "side": ["ipsilesional", "contralesional", "ipsilesional"],
+            "mean_saliency": [0.91, 0.55, 0.42],
+            "n_voxels": [120, 98, 60],
+        }
+    ).to_csv(group / "top_regions.tsv", sep="\t", index=False)
 
 
 def make_group_report(tmp_path: Path, rng, **kwargs) -> Path:
@@ -204,17 +276,27 @@ def test_group_reportlets_are_valid_svgs(tmp_path, rng):
     make_group_outputs(tmp_path, rng)
     preds = pd.read_csv(tmp_path / "group" / "cv_predictions.tsv", sep="\t")
     curves = pd.read_csv(tmp_path / "group" / "training_curves.tsv", sep="\t")
-    for path in (rl.plot_roc(preds, tmp_path / "roc.svg"), rl.plot_confusion(preds, tmp_path / "cm.svg"),
-                 rl.plot_calibration(preds, tmp_path / "cal.svg"),
-                 rl.plot_loss_curves(curves, tmp_path / "loss.svg"),
-                 rl.plot_permutation(rng.normal(0.5, 0.1, 50), 0.7, 0.02, tmp_path / "perm.svg")):
+    for path in (
+        rl.plot_roc(preds, tmp_path / "roc.svg"),
+        rl.plot_confusion(preds, tmp_path / "cm.svg"),
+        rl.plot_calibration(preds, tmp_path / "cal.svg"),
+        rl.plot_loss_curves(curves, tmp_path / "loss.svg"),
+        rl.plot_permutation(rng.normal(0.5, 0.1, 50), 0.7, 0.02, tmp_path / "perm.svg"),
+    ):
         assert_valid_svg(path)
 
 
 def test_subject_probabilities_soft_vote_over_repeats():
-    preds = pd.DataFrame({"participant_id": ["sub-1", "sub-1", "sub-2", "sub-2"], "repeat": [0, 1, 0, 1],
-                          "fold": 0, "model": "cnn", "y_true": [1, 1, 0, 0],
-                          "prob_severe": [0.2, 0.6, 0.1, 0.3]})
+    preds = pd.DataFrame(
+        {
+            "participant_id": ["sub-1", "sub-1", "sub-2", "sub-2"],
+            "repeat": [0, 1, 0, 1],
+            "fold": 0,
+            "model": "cnn",
+            "y_true": [1, 1, 0, 0],
+            "prob_severe": [0.2, 0.6, 0.1, 0.3],
+        }
+    )
     out = rl.subject_probabilities(preds).set_index("participant_id")
     assert out.loc["sub-1", "prob_severe"] == pytest.approx(0.4)
     assert out.loc["sub-2", "prob_severe"] == pytest.approx(0.2)
@@ -227,18 +309,43 @@ def test_subject_probabilities_soft_vote_over_repeats():
 def test_methods_text_states_parameters_and_references(tmp_path):
     from bids_app.reports.boilerplate import methods_text
 
-    config = make_config(tmp_path, "participant", window_length="30vol", window_shape="hamming",
-                         smoothing=4.0, denoise="scrubbing", fd_thresh=0.3)
+    config = make_config(
+        tmp_path,
+        "participant",
+        window_length="30vol",
+        window_shape="hamming",
+        smoothing=4.0,
+        denoise="scrubbing",
+        fd_thresh=0.3,
+    )
     md = methods_text(config, {"nipype": "1.11.0", "nilearn": "0.14.1"})
-    for needle in ("30 volumes", "Hamming", "4 mm FWHM", "`scrubbing`", "0.3 mm", "0.01 Hz", "0.08 Hz",
-                   "HCPEx", "Nipype 1.11.0", "nilearn 0.14.1", "Frontiers in Neurology", "fMRIPrep"):
+    for needle in (
+        "30 volumes",
+        "Hamming",
+        "4 mm FWHM",
+        "`scrubbing`",
+        "0.3 mm",
+        "0.01 Hz",
+        "0.08 Hz",
+        "HCPEx",
+        "Nipype 1.11.0",
+        "nilearn 0.14.1",
+        "Frontiers in Neurology",
+        "fMRIPrep",
+    ):
         assert needle in md, needle
     assert "cross-validation" not in md  # group paragraph only at the group level
 
     group = make_config(tmp_path, "group", cv_folds=4, cv_repeats=3, n_permutations=100)
     md = methods_text(group, {"torch": "2.13.0"})
-    for needle in ("4-fold cross-validation repeated 3 times", "100 label permutations", "PyTorch 2.13.0",
-                   "Paszke", "AAL", "mirrored"):
+    for needle in (
+        "4-fold cross-validation repeated 3 times",
+        "100 label permutations",
+        "PyTorch 2.13.0",
+        "Paszke",
+        "AAL",
+        "mirrored",
+    ):
         assert needle in md, needle
 
 
@@ -261,8 +368,17 @@ def test_participant_report_embeds_every_figure(tmp_path, rng):
     html = Path(out).read_text()
     assert Path(out).name == "sub-01.html"
     assert html.count('src="data:image/svg+xml;base64,') == 5
-    for needle in ("sub-01", "L (from mask)", "12% of the seed lies in the lesion", "0.73", "severe",
-                   "abc123def456", "0.71 \u00b1 0.05", "severe = UL-FMA &lt;= 20", "<h2>Methods</h2>"):
+    for needle in (
+        "sub-01",
+        "L (from mask)",
+        "12% of the seed lies in the lesion",
+        "0.73",
+        "severe",
+        "abc123def456",
+        "0.71 \u00b1 0.05",
+        "severe = UL-FMA &lt;= 20",
+        "<h2>Methods</h2>",
+    ):
         assert needle in html, needle
     assert no_external_resources(html)
 
@@ -270,10 +386,17 @@ def test_participant_report_embeds_every_figure(tmp_path, rng):
 def test_participant_report_notes_missing_figures(tmp_path):
     from bids_app.reports.participant import build_participant_report
 
-    out = build_participant_report(tmp_path / "sub-02.html", subject="sub-02", summary={"Subject": "sub-02"},
-                                   runs=[{"name": "run-1", "metadata": {}, "warnings": [],
-                                          "figures": {"seed": str(tmp_path / "gone.svg")}}],
-                                   prediction=None, methods_md="", errors=["run-2 failed: boom"])
+    out = build_participant_report(
+        tmp_path / "sub-02.html",
+        subject="sub-02",
+        summary={"Subject": "sub-02"},
+        runs=[
+            {"name": "run-1", "metadata": {}, "warnings": [], "figures": {"seed": str(tmp_path / "gone.svg")}}
+        ],
+        prediction=None,
+        methods_md="",
+        errors=["run-2 failed: boom"],
+    )
     html = Path(out).read_text()
     assert "figure not available" in html and "run-2 failed: boom" in html
     assert "<img" not in html and 'id="prediction"' not in html
@@ -284,12 +407,28 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
     html = Path(out).read_text()
     assert Path(out) == tmp_path / "out" / "group.html"
     figures = sorted(p.name for p in (tmp_path / "out" / "group" / "figures").glob("*.svg"))
-    assert figures == ["desc-calibration_cv.svg", "desc-confusion_cv.svg", "desc-groupmaps_mosaic.svg",
-                       "desc-loss_cv.svg", "desc-permutation_cv.svg", "desc-roc_cv.svg"]
+    assert figures == [
+        "desc-calibration_cv.svg",
+        "desc-confusion_cv.svg",
+        "desc-groupmaps_mosaic.svg",
+        "desc-loss_cv.svg",
+        "desc-permutation_cv.svg",
+        "desc-roc_cv.svg",
+    ]
     assert html.count('src="data:image/svg+xml;base64,') == 6
-    for needle in ("no UL-FMA score", "sub-13", "12 subjects included (6 mild-to-moderate, 6 severe)",
-                   "3-fold cross-validation repeated 2 times", "0.7 &plusmn; 0.08", "0.61 to 0.79",
-                   "Linear baseline", "Precentral", "contralesional", "p = 0.032", "12,345"):
+    for needle in (
+        "no UL-FMA score",
+        "sub-13",
+        "12 subjects included (6 mild-to-moderate, 6 severe)",
+        "3-fold cross-validation repeated 2 times",
+        "0.7 &plusmn; 0.08",
+        "0.61 to 0.79",
+        "Linear baseline",
+        "Precentral",
+        "contralesional",
+        "p = 0.032",
+        "12,345",
+    ):
         assert needle in html, needle
     assert no_external_resources(html)
     assert (tmp_path / "out" / "logs" / "CITATION.md").is_file()
@@ -301,8 +440,10 @@ def test_group_report_tolerates_missing_optional_outputs(tmp_path):
     from bids_app.reports.group import write_group_report
 
     config = make_config(tmp_path, "group")
-    subjects = [GroupSubject("01", Path("a.nii.gz"), None, "L", 10.0),
-                GroupSubject("02", Path("b.nii.gz"), None, "R", 45.0)]
+    subjects = [
+        GroupSubject("01", Path("a.nii.gz"), None, "L", 10.0),
+        GroupSubject("02", Path("b.nii.gz"), None, "R", 45.0),
+    ]
     out = write_group_report(config, subjects, {"03": "map missing"})
     html = Path(out).read_text()
     assert "2 subjects included (1 mild-to-moderate, 1 severe)" in html

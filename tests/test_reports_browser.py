@@ -28,15 +28,24 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 if CHROMIUM is None:
     if IN_CI:
         raise RuntimeError("CI=true but chromium is not installed (apt-get install chromium)")
-    pytest.skip("headless Chromium (/usr/bin/chromium, Debian package 'chromium') is not installed",
-                allow_module_level=True)
+    pytest.skip(
+        "headless Chromium (/usr/bin/chromium, Debian package 'chromium') is not installed",
+        allow_module_level=True,
+    )
 
 #: Chromium's own service hosts (component updater, sign-in, network time): contacted by the browser
 #: itself even with --disable-background-networking in this Debian build, whatever page is loaded. They
 #: never serve stylesheets, scripts, fonts or images to a page; any other host is a page request.
-BROWSER_SERVICE_HOSTS = {"update.googleapis.com", "accounts.google.com", "clients2.google.com",
-                         "clientservices.googleapis.com", "redirector.gvt1.com", "edgedl.me.gvt1.com",
-                         "optimizationguide-pa.googleapis.com", "safebrowsingohttpgateway.googleapis.com"}
+BROWSER_SERVICE_HOSTS = {
+    "update.googleapis.com",
+    "accounts.google.com",
+    "clients2.google.com",
+    "clientservices.googleapis.com",
+    "redirector.gvt1.com",
+    "edgedl.me.gvt1.com",
+    "optimizationguide-pa.googleapis.com",
+    "safebrowsingohttpgateway.googleapis.com",
+}
 
 PROBE = """<script>
 window.addEventListener('load', function () {
@@ -79,7 +88,9 @@ class RecordingProxy:
                 try:
                     data = conn.recv(4096)
                     self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
-                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    conn.sendall(
+                        b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
                 except OSError:
                     self.requests.append("<connection without request>")
 
@@ -102,12 +113,26 @@ def _host(request_line: str) -> str:
 
 def chromium(args, profile: Path, proxy: RecordingProxy, timeout=45) -> str:
     """Run headless Chromium with a fresh profile, all traffic through ``proxy``; return stdout."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-features=NetworkTimeServiceQuerying", "--no-pings", "--disable-domain-reliability",
-           "--no-first-run", "--disable-default-apps", "--disable-extensions", "--hide-scrollbars",
-           f"--proxy-server=http://127.0.0.1:{proxy.port}", "--proxy-bypass-list=<-loopback>",
-           *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-features=NetworkTimeServiceQuerying",
+        "--no-pings",
+        "--disable-domain-reliability",
+        "--no-first-run",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        f"--proxy-server=http://127.0.0.1:{proxy.port}",
+        "--proxy-bypass-list=<-loopback>",
+        *args,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -123,8 +148,11 @@ def probe(html: Path, tmp_path: Path, proxy: RecordingProxy, screenshot: Path | 
     page.write_text(html.read_text().replace("</body>", PROBE + "</body>"))
     shot = ["--window-size=1280,2400", f"--screenshot={screenshot}"] if screenshot else []
     try:
-        dom = chromium(["--virtual-time-budget=10000", *shot, "--dump-dom", page.as_uri()],
-                       tmp_path / f"profile-{html.stem}", proxy)
+        dom = chromium(
+            ["--virtual-time-budget=10000", *shot, "--dump-dom", page.as_uri()],
+            tmp_path / f"profile-{html.stem}",
+            proxy,
+        )
     finally:
         page.unlink()
     found = re.search(r"<title>PROBE(.*?)</title>", dom, re.S)
@@ -138,8 +166,10 @@ def probe(html: Path, tmp_path: Path, proxy: RecordingProxy, screenshot: Path | 
 def reports(tmp_path_factory):
     root = tmp_path_factory.mktemp("reports")
     rng = np.random.default_rng(7)
-    return {"participant": Path(make_participant_report(root, rng)),
-            "group": Path(make_group_report(root, rng))}
+    return {
+        "participant": Path(make_participant_report(root, rng)),
+        "group": Path(make_group_report(root, rng)),
+    }
 
 
 @pytest.fixture
@@ -152,9 +182,11 @@ def proxy():
 def test_probe_detects_network_requests_and_empty_images(tmp_path, proxy):
     """Negative control: a page with a remote image and an empty one is caught by both checks."""
     page = tmp_path / "leaky.html"
-    page.write_text('<!DOCTYPE html><html><head><title>x</title></head><body>'
-                    '<img alt="remote" src="http://cdn.example.org/x.png">'
-                    '<img alt="empty" src=""></body></html>')
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>x</title></head><body>"
+        '<img alt="remote" src="http://cdn.example.org/x.png">'
+        '<img alt="empty" src=""></body></html>'
+    )
     result = probe(page, tmp_path, proxy)
     assert any("cdn.example.org" in r for r in proxy.page_requests())
     assert any("cdn.example.org" in r for r in result["resources"])

@@ -36,36 +36,44 @@ def test_atlas_labels_have_m1():
 def test_atlas_seed_is_in_the_lesioned_hemisphere_precentral(grid4, side, sign):
     img, info = make_seed_mask(lesion_side=side, reference_img=grid4, brain_mask_img=grid4)
     x, y, z = _centroid(img)
-    assert np.sign(x) == sign and 15 < abs(x) < 45       # lateral M1
-    assert -35 < y < 0 and 40 < z < 70                    # central sulcus, dorsal
+    assert np.sign(x) == sign and 15 < abs(x) < 45  # lateral M1
+    assert -35 < y < 0 and 40 < z < 70  # central sulcus, dorsal
     assert info["source"] == "atlas" and info["labels"] == [f"Primary_Motor_Cortex_{side}"]
     assert info["n_voxels"] == int(np.asarray(img.dataobj).sum()) > 50
 
 
 def test_seed_is_cut_by_the_brain_mask(grid4):
     half = np.ones(grid4.shape, np.uint8)
-    half[:, :, 36:] = 0                                   # z >= 66 mm outside the "brain"
+    half[:, :, 36:] = 0  # z >= 66 mm outside the "brain"
     full, _ = make_seed_mask(lesion_side="L", reference_img=grid4, brain_mask_img=grid4)
-    cut, _ = make_seed_mask(lesion_side="L", reference_img=grid4,
-                            brain_mask_img=nb.Nifti1Image(half, AFF4))
+    cut, _ = make_seed_mask(lesion_side="L", reference_img=grid4, brain_mask_img=nb.Nifti1Image(half, AFF4))
     assert 0 < np.asarray(cut.dataobj).sum() < np.asarray(full.dataobj).sum()
     assert not np.asarray(cut.dataobj)[:, :, 36:].any()
 
 
 def test_sphere_is_mirrored_for_right_lesions(grid4):
-    img, info = make_seed_mask(lesion_side="R", reference_img=grid4, brain_mask_img=grid4,
-                               seed_coords=(-38, -22, 56), seed_radius_mm=10)
+    img, info = make_seed_mask(
+        lesion_side="R",
+        reference_img=grid4,
+        brain_mask_img=grid4,
+        seed_coords=(-38, -22, 56),
+        seed_radius_mm=10,
+    )
     assert info["coords_mm"] == [38.0, -22.0, 56.0]
     assert np.allclose(_centroid(img), (38, -22, 56), atol=2.5)
     with pytest.raises(InputError, match="right hemisphere"):
-        make_seed_mask(lesion_side="L", reference_img=grid4, brain_mask_img=grid4,
-                       seed_coords=(38, -22, 56))
+        make_seed_mask(lesion_side="L", reference_img=grid4, brain_mask_img=grid4, seed_coords=(38, -22, 56))
 
 
 def test_too_small_seed_is_an_error(grid4):
     with pytest.raises(InputError, match="at least 10"):
-        make_seed_mask(lesion_side="L", reference_img=grid4, brain_mask_img=grid4,
-                       seed_coords=(-38, -22, 56), seed_radius_mm=4)
+        make_seed_mask(
+            lesion_side="L",
+            reference_img=grid4,
+            brain_mask_img=grid4,
+            seed_coords=(-38, -22, 56),
+            seed_radius_mm=4,
+        )
 
 
 def test_user_mask_mirrored_and_hemi_pair(tmp_path, grid4):
@@ -77,14 +85,19 @@ def test_user_mask_mirrored_and_hemi_pair(tmp_path, grid4):
     right = sphere_mask((40, 0, 40), 10, grid4).astype(np.uint8)
     nb.Nifti1Image(left, AFF4).to_filename(tmp_path / "seed_hemi-L_mask.nii.gz")
     nb.Nifti1Image(right, AFF4).to_filename(tmp_path / "seed_hemi-R_mask.nii.gz")
-    img, info = make_seed_mask(lesion_side="R", reference_img=grid4, brain_mask_img=grid4,
-                               seed_mask=tmp_path / "seed_hemi-L_mask.nii.gz")
+    img, info = make_seed_mask(
+        lesion_side="R",
+        reference_img=grid4,
+        brain_mask_img=grid4,
+        seed_mask=tmp_path / "seed_hemi-L_mask.nii.gz",
+    )
     assert info["file"].endswith("hemi-R_mask.nii.gz")
     assert np.allclose(_centroid(img), (40, 0, 40), atol=2.5)
     nb.Nifti1Image(right, AFF4).to_filename(tmp_path / "right.nii.gz")
     with pytest.raises(InputError, match="left hemisphere"):
-        make_seed_mask(lesion_side="L", reference_img=grid4, brain_mask_img=grid4,
-                       seed_mask=tmp_path / "right.nii.gz")
+        make_seed_mask(
+            lesion_side="L", reference_img=grid4, brain_mask_img=grid4, seed_mask=tmp_path / "right.nii.gz"
+        )
 
 
 def _soop(shared_data):
@@ -99,14 +112,16 @@ def test_real_lesion_masks_give_their_side_and_strip_the_seed(shared_data, grid4
         if row["group"] in ("M1_left", "M1_right"):
             side = "L" if row["group"] == "M1_left" else "R"
             assert lesion_side_from_mask(img, row["file"]) == side
-            seed, info = make_seed_mask(lesion_side=side, reference_img=grid4, brain_mask_img=grid4,
-                                        lesion_mask_img=img)
+            seed, info = make_seed_mask(
+                lesion_side=side, reference_img=grid4, brain_mask_img=grid4, lesion_mask_img=img
+            )
             assert 0 < info["fraction_lesioned"] < 1
             assert info["n_voxels"] < info["n_voxels_before_lesion"]
         else:
             side = lesion_side_from_mask(img, row["file"])
-            _, info = make_seed_mask(lesion_side=side, reference_img=grid4, brain_mask_img=grid4,
-                                     lesion_mask_img=img)
+            _, info = make_seed_mask(
+                lesion_side=side, reference_img=grid4, brain_mask_img=grid4, lesion_mask_img=img
+            )
             assert info["fraction_lesioned"] < 0.05
 
 

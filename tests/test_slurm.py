@@ -54,17 +54,24 @@ def slurm(tmp_path_factory):
     """Start munged + slurmctld + slurmd in a temp dir; yield the environment that points at it."""
     missing = [exe for exe in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(exe) is None]
     if missing or os.geteuid() != 0:
-        reason = f"needs root and slurm-wlm/munge (missing: {missing or 'root'}); run scripts/install-system-deps"
+        reason = (
+            f"needs root and slurm-wlm/munge (missing: {missing or 'root'}); run scripts/install-system-deps"
+        )
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(reason)
         pytest.skip(reason)
     cluster = tmp_path_factory.mktemp("slurm")
     port_env = dict(os.environ, SLURM_LOCAL_PORT=str(_free_port_pair()))  # another cluster may run here
-    proc = subprocess.run([str(SLURM_LOCAL), "start", str(cluster)], capture_output=True, text=True,
-                          timeout=120, env=port_env)
+    proc = subprocess.run(
+        [str(SLURM_LOCAL), "start", str(cluster)], capture_output=True, text=True, timeout=120, env=port_env
+    )
     assert proc.returncode == 0, proc.stderr
-    env = dict(os.environ, SLURM_CONF=str(cluster / "slurm.conf"), LOGNAME=os.environ.get("LOGNAME", "root"),
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        SLURM_CONF=str(cluster / "slurm.conf"),
+        LOGNAME=os.environ.get("LOGNAME", "root"),
+        OMP_NUM_THREADS="1",
+    )
     yield {"env": env, "dir": cluster, "jobcomp": cluster / "jobcomp.log"}
     subprocess.run([str(SLURM_LOCAL), "stop", str(cluster)], capture_output=True, text=True, timeout=60)
     pidfiles = [cluster / f"{name}.pid" for name in ("munged", "slurmctld", "slurmd")]
@@ -74,21 +81,33 @@ def slurm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm_cohort")
-    subprocess.run([str(BIN / "strokefc-simulate"), str(root / "bids"), "--n-subjects", "2", "--voxel-size", "4"],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(BIN / "strokefc-simulate"), str(root / "bids"), "--n-subjects", "2", "--voxel-size", "4"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return root
 
 
 def _strokefc(args, env=None, cwd=None):
-    proc = subprocess.run([str(BIN / "strokefc"), *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=1200)
+    proc = subprocess.run(
+        [str(BIN / "strokefc"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=1200,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
 
 
 def _maps(out: Path) -> dict[str, np.ndarray]:
-    return {str(p.relative_to(out)): np.asanyarray(nb.load(p).dataobj)
-            for p in sorted(out.glob("sub-*/**/*.nii.gz"))}
+    return {
+        str(p.relative_to(out)): np.asanyarray(nb.load(p).dataobj)
+        for p in sorted(out.glob("sub-*/**/*.nii.gz"))
+    }
 
 
 def _sidecars(out: Path) -> dict[str, dict]:
@@ -98,14 +117,36 @@ def _sidecars(out: Path) -> dict[str, dict]:
 def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
     """``--use-plugin`` with ``plugin: SLURM``: every node is a SLURM job; the maps equal MultiProc's."""
     bids = cohort / "bids"
-    _strokefc([bids, cohort / "out_multiproc", "participant", "-w", cohort / "work_mp", "--nprocs", "2",
-               "--skip-bids-validation"])
+    _strokefc(
+        [
+            bids,
+            cohort / "out_multiproc",
+            "participant",
+            "-w",
+            cohort / "work_mp",
+            "--nprocs",
+            "2",
+            "--skip-bids-validation",
+        ]
+    )
     plugin = cohort / "plugin.yml"
-    plugin.write_text("plugin: SLURM\nplugin_args:\n  sbatch_args: --cpus-per-task=1 --time=00:20:00\n"
-                      "  max_jobs: 4\n")
+    plugin.write_text(
+        "plugin: SLURM\nplugin_args:\n  sbatch_args: --cpus-per-task=1 --time=00:20:00\n  max_jobs: 4\n"
+    )
     before = len(_jobs(slurm["jobcomp"]))
-    _strokefc([bids, cohort / "out_slurm", "participant", "-w", cohort / "work_slurm", "--use-plugin", plugin,
-               "--skip-bids-validation"], env=slurm["env"])
+    _strokefc(
+        [
+            bids,
+            cohort / "out_slurm",
+            "participant",
+            "-w",
+            cohort / "work_slurm",
+            "--use-plugin",
+            plugin,
+            "--skip-bids-validation",
+        ],
+        env=slurm["env"],
+    )
 
     jobs = _jobs(slurm["jobcomp"])[before:]
     # Nipype names each job <node>.<workflow...>.<LOGNAME>: both subjects' nodes went through SLURM.
@@ -127,26 +168,55 @@ def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
     assert sorted(ref_meta) == sorted(got_meta)
     for name, meta in ref_meta.items():
         drop = {"Sources", "GeneratedAt", "DateCreated"}
-        assert {k: v for k, v in got_meta[name].items() if k not in drop} == \
-            {k: v for k, v in meta.items() if k not in drop}, name
+        assert {k: v for k, v in got_meta[name].items() if k not in drop} == {
+            k: v for k, v in meta.items() if k not in drop
+        }, name
 
 
 def test_sbatch_array_then_dependent_group_job(slurm, cohort):
     """The documented submission: an array job (one participant per task, the real example script, with
     STROKEFC_EXEC instead of Apptainer) and a group job held by --dependency=afterok on it."""
     bids, out = cohort / "bids", cohort / "out_array"
-    env = dict(slurm["env"], BIDS_DIR=str(bids), OUT_DIR=str(out), STROKEFC_EXEC=str(BIN / "strokefc"),
-               STROKEFC_ARGS="--skip-bids-validation")
-    sub = subprocess.run(["sbatch", "--parsable", "--array=1-2", "--cpus-per-task=1", "--mem=1G",
-                          str(ROOT / "singularity" / "slurm_participant.sbatch")],
-                         capture_output=True, text=True, env=env, cwd=cohort)
+    env = dict(
+        slurm["env"],
+        BIDS_DIR=str(bids),
+        OUT_DIR=str(out),
+        STROKEFC_EXEC=str(BIN / "strokefc"),
+        STROKEFC_ARGS="--skip-bids-validation",
+    )
+    sub = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--array=1-2",
+            "--cpus-per-task=1",
+            "--mem=1G",
+            str(ROOT / "singularity" / "slurm_participant.sbatch"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cohort,
+    )
     assert sub.returncode == 0, sub.stderr
     array_id = sub.stdout.strip().split(";")[0]
     # The group job: the real script; --boilerplate-only keeps it short (2 subjects cannot be trained on).
-    group = subprocess.run(["sbatch", "--parsable", "--wait", f"--dependency=afterok:{array_id}",
-                            "--cpus-per-task=1", "--mem=1G", str(ROOT / "singularity" / "slurm_group.sbatch")],
-                           capture_output=True, text=True, env=dict(env, STROKEFC_ARGS="--boilerplate-only"),
-                           cwd=cohort, timeout=1200)
+    group = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--wait",
+            f"--dependency=afterok:{array_id}",
+            "--cpus-per-task=1",
+            "--mem=1G",
+            str(ROOT / "singularity" / "slurm_group.sbatch"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(env, STROKEFC_ARGS="--boilerplate-only"),
+        cwd=cohort,
+        timeout=1200,
+    )
     logs = "\n".join(p.read_text() for p in sorted(cohort.glob("strokefc-*.log")))
     assert group.returncode == 0, group.stderr + logs
 

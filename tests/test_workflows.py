@@ -32,7 +32,9 @@ def _unsatisfied(wf) -> list[str]:
 
 def _edges(wf) -> set[tuple[str, str, str, str]]:
     flat = wf._create_flat_graph()
-    return {(u.name, src, v.name, dest) for u, v, data in flat.edges(data=True) for src, dest in data["connect"]}
+    return {
+        (u.name, src, v.name, dest) for u, v, data in flat.edges(data=True) for src, dest in data["connect"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +50,32 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
     assert len(runs) == 2
     (tmp_path / "model").mkdir()
     t0 = time.perf_counter()
-    wf = init_participant_wf(subject="01", runs=runs, denoise=DenoiseParams(), seed=SeedParams(),
-                             window=WindowParams(save_windows=True), lesion_side="L", lesion_source="test",
-                             output_dir=tmp_path / "out", fmriprep_dir=fmriprep, model_dir=tmp_path / "model")
+    wf = init_participant_wf(
+        subject="01",
+        runs=runs,
+        denoise=DenoiseParams(),
+        seed=SeedParams(),
+        window=WindowParams(save_windows=True),
+        lesion_side="L",
+        lesion_source="test",
+        output_dir=tmp_path / "out",
+        fmriprep_dir=fmriprep,
+        model_dir=tmp_path / "model",
+    )
     names = set(wf.list_node_names())
     assert time.perf_counter() - t0 < 10
     for run in runs:
         prefix = f"dfc_{run.name.replace('-', '_')}_wf"
-        for node in ("denoise", "seed", "dfc", "metadata", "reportlets", "ds_dfcsd", "ds_windows",
-                     "ds_report_carpet"):
+        for node in (
+            "denoise",
+            "seed",
+            "dfc",
+            "metadata",
+            "reportlets",
+            "ds_dfcsd",
+            "ds_windows",
+            "ds_report_carpet",
+        ):
             assert f"{prefix}.{node}" in names
     assert {"aggregate", "ds_subject_dfcsd", "predict", "ds_prediction"} <= names
     assert _unsatisfied(wf) == []
@@ -64,8 +83,16 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
 
 
 def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
-    wf = init_dfc_wf(tr=2.0, denoise=DenoiseParams(), seed=SeedParams(), window=WindowParams(),
-                     lesion_side="R", output_dir=tmp_path, fmriprep_dir=tmp_path, static_meta={})
+    wf = init_dfc_wf(
+        tr=2.0,
+        denoise=DenoiseParams(),
+        seed=SeedParams(),
+        window=WindowParams(),
+        lesion_side="R",
+        output_dir=tmp_path,
+        fmriprep_dir=tmp_path,
+        static_meta={},
+    )
     edges = _edges(wf)
     sinks = [n for n in wf.list_node_names() if n.startswith("ds_")]
     assert len(sinks) == 3 + 3 + 5  # maps, seed mask and tables, figures
@@ -81,8 +108,16 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
 
 
 def test_group_graph(tmp_path):
-    subjects = [{"label": f"{i:02d}", "map_file": str(tmp_path / f"{i}.nii.gz"), "windows_file": "",
-                 "lesion_side": "LR"[i % 2], "score": 10.0 if i % 2 else 40.0} for i in range(8)]
+    subjects = [
+        {
+            "label": f"{i:02d}",
+            "map_file": str(tmp_path / f"{i}.nii.gz"),
+            "windows_file": "",
+            "lesion_side": "LR"[i % 2],
+            "score": 10.0 if i % 2 else 40.0,
+        }
+        for i in range(8)
+    ]
     params = GroupParams(cv=CVParams(cv_folds=4, cv_repeats=2))
     wf = init_group_wf(subjects=subjects, params=params, shared_params={}, output_dir=tmp_path)
     names = set(wf.list_node_names())
@@ -94,8 +129,12 @@ def test_group_graph(tmp_path):
     for writer in ("ds_group", "ds_cv", "ds_model", "ds_explain"):
         assert wf.get_node(writer).interface.always_run
     assert _unsatisfied(wf) == []
-    with_null = init_group_wf(subjects=subjects, params=GroupParams(cv=CVParams(cv_folds=4, n_permutations=3)),
-                              shared_params={}, output_dir=tmp_path)
+    with_null = init_group_wf(
+        subjects=subjects,
+        params=GroupParams(cv=CVParams(cv_folds=4, n_permutations=3)),
+        shared_params={},
+        output_dir=tmp_path,
+    )
     assert with_null.get_node("permutation").inputs.index == [0, 1, 2]
 
 
@@ -104,4 +143,6 @@ def test_run_names_keep_every_distinguishing_entity():
     b = {**a, "acquisition": "sb"}
     assert run_name(a) == "ses-1_task-rest_acq-mb_run-1" != run_name(b)
     assert run_prefix(a) == "sub-01_ses-1_task-rest_acq-mb_run-1"
-    assert RunInputs(bold=None, mask=None, confounds=None, boldref=None, tr=2.0, entities=b).name == run_name(b)
+    assert RunInputs(bold=None, mask=None, confounds=None, boldref=None, tr=2.0, entities=b).name == run_name(
+        b
+    )

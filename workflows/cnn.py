@@ -71,22 +71,34 @@ class StrokeCNN(nn.Module):
         layers, c_in = [], 1
         for i, c in enumerate(self.channels):
             if i == 0:  # strided first convolution: the same downsampling, ~5x faster on CPU than pooling
-                layers += [nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
-                           nn.BatchNorm3d(c, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm3d(c, momentum=BN_MOMENTUM),
+                    nn.ReLU(inplace=True),
+                ]
             else:
-                layers += [nn.Conv3d(c_in, c, 3, padding=1, bias=False),
-                           nn.BatchNorm3d(c, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
-                           nn.MaxPool3d(2, ceil_mode=True)]
+                layers += [
+                    nn.Conv3d(c_in, c, 3, padding=1, bias=False),
+                    nn.BatchNorm3d(c, momentum=BN_MOMENTUM),
+                    nn.ReLU(inplace=True),
+                    nn.MaxPool3d(2, ceil_mode=True),
+                ]
             c_in = c
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(self.dropout),
-                                  nn.Linear(c_in, self.n_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(self.dropout), nn.Linear(c_in, self.n_classes)
+        )
 
     def architecture(self) -> dict:
         """Constructor arguments, enough to rebuild the model from its card."""
-        return {"name": "StrokeCNN", "in_shape": list(self.in_shape), "channels": list(self.channels),
-                "dropout": self.dropout, "n_classes": self.n_classes,
-                "n_parameters": count_parameters(self)}
+        return {
+            "name": "StrokeCNN",
+            "in_shape": list(self.in_shape),
+            "channels": list(self.channels),
+            "dropout": self.dropout,
+            "n_classes": self.n_classes,
+            "n_parameters": count_parameters(self),
+        }
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.in_mean) / self.in_std
@@ -109,8 +121,12 @@ def build_model(architecture: dict) -> StrokeCNN:
     """Rebuild a model from :meth:`StrokeCNN.architecture` (as stored in the card)."""
     if architecture.get("name") != "StrokeCNN":
         raise ValueError(f"unknown architecture {architecture.get('name')!r}")
-    return StrokeCNN(architecture["in_shape"], architecture["channels"], architecture["dropout"],
-                     architecture.get("n_classes", 2))
+    return StrokeCNN(
+        architecture["in_shape"],
+        architecture["channels"],
+        architecture["dropout"],
+        architecture.get("n_classes", 2),
+    )
 
 
 def fit_normaliser(model: StrokeCNN, x_train: np.ndarray, eps: float = 1e-6) -> None:
@@ -127,9 +143,12 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("TrainSettings.device cuda was asked for but no CUDA device is available",
-                         "TrainSettings.device", "use TrainSettings.device cpu or auto",
-                         params=("TrainSettings.device",))
+        raise InputError(
+            "TrainSettings.device cuda was asked for but no CUDA device is available",
+            "TrainSettings.device",
+            "use TrainSettings.device cpu or auto",
+            params=("TrainSettings.device",),
+        )
     return torch.device(device)
 
 
@@ -164,7 +183,7 @@ def validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, rng: np
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
     order = torch.randperm(n, generator=generator).tolist()
-    chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    chunks = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if len(chunks) > 1 and len(chunks[-1]) == 1:  # BatchNorm cannot train on a batch of one
         chunks[-2].extend(chunks.pop())
     return chunks
@@ -190,8 +209,8 @@ def _loss(model, x, y, weights, device, batch_size=16) -> float:
     criterion = nn.CrossEntropyLoss(weight=weights, reduction="sum")
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[i:i + batch_size]).to(device)
-            yb = torch.from_numpy(y[i:i + batch_size]).to(device)
+            xb = torch.from_numpy(x[i : i + batch_size]).to(device)
+            yb = torch.from_numpy(y[i : i + batch_size]).to(device)
             total += float(criterion(model(xb), yb))
     return total / max(float(weights[torch.from_numpy(y)].sum()), 1e-12)
 
@@ -221,8 +240,9 @@ def train_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: Trai
         weights = torch.tensor(len(y_fit) / (2.0 * np.maximum(counts, 1.0)), dtype=torch.float32)
         weights = weights.to(device)
         criterion = nn.CrossEntropyLoss(weight=weights)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                      weight_decay=settings.weight_decay)
+        optimiser = torch.optim.AdamW(
+            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
         best, best_loss, stale, curve = None, math.inf, 0, []
         for epoch in range(1, settings.epochs + 1):
             model.train()
@@ -262,6 +282,6 @@ def predict_proba(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.n
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device))
+            logits = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device))
             out.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
     return np.concatenate(out).astype(float)

@@ -24,8 +24,11 @@ def align_image(img, lesion_side: str, align: bool):
     With alignment on, the left hemisphere (world x < 0) of every aligned map is ipsilesional.
     """
     if lesion_side not in ("L", "R"):
-        raise InputError(f"lesion side {lesion_side!r} is not L or R", "the map's LesionHemisphere",
-                         "re-run the participant level with a valid lesion side")
+        raise InputError(
+            f"lesion side {lesion_side!r} is not L or R",
+            "the map's LesionHemisphere",
+            "re-run the participant level with a valid lesion side",
+        )
     return mirror_lr(img) if align and lesion_side == "R" else img
 
 
@@ -44,9 +47,11 @@ def group_mask(imgs, min_fraction: float = 0.9) -> np.ndarray:
         if shape is None:
             shape, count = data.shape[:3], np.zeros(data.shape[:3], dtype=np.int32)
         elif data.shape[:3] != shape:
-            raise InputError(f"maps have different grids ({shape} vs {data.shape[:3]})",
-                             getattr(img, "get_filename", lambda: None)() or "group maps",
-                             "re-run the participant level with the same resolution for everyone")
+            raise InputError(
+                f"maps have different grids ({shape} vs {data.shape[:3]})",
+                getattr(img, "get_filename", lambda: None)() or "group maps",
+                "re-run the participant level with the same resolution for everyone",
+            )
         data = data if data.ndim == 3 else data[..., 0]
         count += (np.isfinite(data) & (data != 0)).astype(np.int32)
     if count is None:
@@ -54,8 +59,11 @@ def group_mask(imgs, min_fraction: float = 0.9) -> np.ndarray:
     n = len(imgs)
     mask = count >= max(1, int(np.ceil(min_fraction * n)))
     if not mask.any():
-        raise InputError("the group brain mask is empty (no voxel non-zero in the maps)", "group maps",
-                         "check the participant-level maps")
+        raise InputError(
+            "the group brain mask is empty (no voxel non-zero in the maps)",
+            "group maps",
+            "check the participant-level maps",
+        )
     return mask
 
 
@@ -66,12 +74,22 @@ def make_grid(ref_img, mask: np.ndarray, resolution: float) -> dict:
     stored in the model card (see :func:`grid_to_dict`).
     """
     if resolution <= 0:
-        raise InputError(f"CNN resolution {resolution} mm is not positive", "GroupParams.cnn_resolution",
-                         "use 2, 3 or 4 (mm)", params=("GroupParams.cnn_resolution",))
+        raise InputError(
+            f"CNN resolution {resolution} mm is not positive",
+            "GroupParams.cnn_resolution",
+            "use 2, 3 or 4 (mm)",
+            params=("GroupParams.cnn_resolution",),
+        )
     ijk = np.argwhere(mask)
-    corners = np.array([[a, b, c] for a in (ijk[:, 0].min(), ijk[:, 0].max())
-                        for b in (ijk[:, 1].min(), ijk[:, 1].max())
-                        for c in (ijk[:, 2].min(), ijk[:, 2].max())], dtype=float)
+    corners = np.array(
+        [
+            [a, b, c]
+            for a in (ijk[:, 0].min(), ijk[:, 0].max())
+            for b in (ijk[:, 1].min(), ijk[:, 1].max())
+            for c in (ijk[:, 2].min(), ijk[:, 2].max())
+        ],
+        dtype=float,
+    )
     world = nb.affines.apply_affine(ref_img.affine, corners)
     lo, hi = world.min(0), world.max(0)
     res = float(resolution)
@@ -84,8 +102,14 @@ def make_grid(ref_img, mask: np.ndarray, resolution: float) -> dict:
     affine[:3, 3] = lo
     mask_img = nb.Nifti1Image(mask.astype(np.float32), ref_img.affine)
     target_mask = _resample(mask_img, affine, shape, "nearest") > 0.5
-    return grid_to_dict(affine, shape, target_mask, source_shape=ref_img.shape[:3],
-                        source_affine=ref_img.affine, resolution=res)
+    return grid_to_dict(
+        affine,
+        shape,
+        target_mask,
+        source_shape=ref_img.shape[:3],
+        source_affine=ref_img.affine,
+        resolution=res,
+    )
 
 
 def grid_to_dict(affine, shape, mask, *, source_shape, source_affine, resolution) -> dict:
@@ -114,8 +138,14 @@ def _resample(img, affine, shape, interpolation):
 
     with warnings.catch_warnings():  # a map that happens to hold 0/1 values is still continuous data
         warnings.filterwarnings("ignore", message="Resampling binary images")
-        out = resample_img(img, target_affine=np.asarray(affine), target_shape=tuple(shape),
-                           interpolation=interpolation, force_resample=True, copy_header=True)
+        out = resample_img(
+            img,
+            target_affine=np.asarray(affine),
+            target_shape=tuple(shape),
+            interpolation=interpolation,
+            force_resample=True,
+            copy_header=True,
+        )
     return np.asarray(out.dataobj, dtype=np.float32)
 
 

@@ -24,11 +24,14 @@ from workflows.utils.images import check_bold_and_mask, load_image, read_data
 #: Denoising strategies -> :func:`nilearn.interfaces.fmriprep.load_confounds` keyword arguments.
 STRATEGIES = {
     "simple": {"strategy": ("motion", "wm_csf"), "motion": "full", "wm_csf": "basic"},
-    "simple+gsr": {"strategy": ("motion", "wm_csf", "global_signal"), "motion": "full",
-                   "wm_csf": "basic", "global_signal": "basic"},
+    "simple+gsr": {
+        "strategy": ("motion", "wm_csf", "global_signal"),
+        "motion": "full",
+        "wm_csf": "basic",
+        "global_signal": "basic",
+    },
     "scrubbing": {"strategy": ("motion", "wm_csf", "scrub"), "motion": "full", "wm_csf": "basic"},
-    "compcor": {"strategy": ("motion", "high_pass", "compcor"), "motion": "full",
-                "compcor": "anat_combined"},
+    "compcor": {"strategy": ("motion", "high_pass", "compcor"), "motion": "full", "compcor": "anat_combined"},
 }
 
 
@@ -61,13 +64,19 @@ def read_confounds_table(confounds_tsv) -> pd.DataFrame:
     """Read an fMRIPrep confounds TSV, with a clear error for an empty or unreadable file."""
     path = Path(confounds_tsv)
     if not path.exists() or path.stat().st_size == 0:
-        raise InputError(f"the confounds file is {'empty' if path.exists() else 'missing'}",
-                         str(path), "re-run fMRIPrep for this subject or restore the file")
+        raise InputError(
+            f"the confounds file is {'empty' if path.exists() else 'missing'}",
+            str(path),
+            "re-run fMRIPrep for this subject or restore the file",
+        )
     try:
         return pd.read_csv(path, sep="\t", na_values=["n/a"])
     except Exception as exc:  # pandas raises several types for malformed tables
-        raise InputError(f"the confounds table cannot be read ({exc})", str(path),
-                         "check that it is a tab-separated fMRIPrep confounds file") from None
+        raise InputError(
+            f"the confounds table cannot be read ({exc})",
+            str(path),
+            "check that it is a tab-separated fMRIPrep confounds file",
+        ) from None
 
 
 def count_dummy_scans(confounds: pd.DataFrame, dummy_scans: int | str = "auto") -> int:
@@ -92,8 +101,12 @@ def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
     from nilearn.interfaces.fmriprep import load_confounds
 
     if params.strategy not in STRATEGIES:
-        raise InputError(f"denoising strategy {params.strategy!r} is unknown", "DenoiseParams.strategy",
-                         f"use one of {', '.join(STRATEGIES)}", params=("DenoiseParams.strategy",))
+        raise InputError(
+            f"denoising strategy {params.strategy!r} is unknown",
+            "DenoiseParams.strategy",
+            f"use one of {', '.join(STRATEGIES)}",
+            params=("DenoiseParams.strategy",),
+        )
     kwargs = dict(STRATEGIES[params.strategy])
     if "scrub" in kwargs["strategy"]:
         kwargs.update(fd_threshold=params.fd_thresh, std_dvars_threshold=params.std_dvars_thresh)
@@ -109,18 +122,24 @@ def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
             str(bold_file),
             "check the *_desc-confounds_timeseries.tsv/.json next to the BOLD: they must come from "
             "fMRIPrep >= 1.4 (older releases wrote CamelCase columns) and hold the columns the "
-            "strategy needs; or pick another DenoiseParams.strategy", params=("DenoiseParams.strategy",)) from None
+            "strategy needs; or pick another DenoiseParams.strategy",
+            params=("DenoiseParams.strategy",),
+        ) from None
     if len(confounds) != n_volumes:
         raise InputError(
             f"the confounds table has {len(confounds)} rows but the BOLD has {n_volumes} volumes",
-            str(bold_file), "use the confounds file produced with this BOLD run")
+            str(bold_file),
+            "use the confounds file produced with this BOLD run",
+        )
     kept = np.ones(n_volumes, bool)
     if sample_mask is not None:
         kept[:] = False
         kept[np.asarray(sample_mask, int)] = True
-    info = {"Strategy": params.strategy, "ConfoundColumns": list(confounds.columns),
-            "LoadConfoundsArguments": {k: (list(v) if isinstance(v, tuple) else v)
-                                       for k, v in kwargs.items()}}
+    info = {
+        "Strategy": params.strategy,
+        "ConfoundColumns": list(confounds.columns),
+        "LoadConfoundsArguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()},
+    }
     return confounds.fillna(0.0), kept, info
 
 
@@ -139,8 +158,11 @@ def load_bold_masked(bold_file, mask_file):
     n_bad = int((mask & ~finite).sum())
     mask &= finite
     if mask.sum() == 0:
-        raise InputError("the brain mask has no voxel with finite BOLD values", str(mask_file),
-                         "check the mask and the BOLD")
+        raise InputError(
+            "the brain mask has no voxel with finite BOLD values",
+            str(mask_file),
+            "check the mask and the BOLD",
+        )
     info = {"NonFiniteVoxelsExcluded": n_bad}
     return data, mask, bold_img, info
 
@@ -162,8 +184,7 @@ def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) ->
     return data
 
 
-def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams,
-                confounds_file=None) -> DenoisedRun:
+def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams, confounds_file=None) -> DenoisedRun:
     """Denoise one run: dummy scans cut, confounds regressed and band-pass applied together.
 
     Voxel series are detrended and z-scored over kept volumes (so window correlations are well
@@ -178,11 +199,17 @@ def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams,
     confounds, kept, conf_info = load_run_confounds(bold_file, params, n_t)
     n_dummy = count_dummy_scans(table, params.dummy_scans)
     if n_dummy >= n_t - 2:
-        raise InputError(f"{n_dummy} dummy scans leave no data in a {n_t}-volume run",
-                         str(bold_file), "lower DenoiseParams.dummy_scans",
-                         params=("DenoiseParams.dummy_scans",))
-    fd = table["framewise_displacement"].to_numpy(float) if "framewise_displacement" in table \
+        raise InputError(
+            f"{n_dummy} dummy scans leave no data in a {n_t}-volume run",
+            str(bold_file),
+            "lower DenoiseParams.dummy_scans",
+            params=("DenoiseParams.dummy_scans",),
+        )
+    fd = (
+        table["framewise_displacement"].to_numpy(float)
+        if "framewise_displacement" in table
         else np.full(n_t, np.nan)
+    )
 
     if params.smoothing_fwhm:
         data = smooth_in_mask(data, mask, params.smoothing_fwhm, bold_img.header.get_zooms())
@@ -192,34 +219,47 @@ def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams,
     conf = confounds.to_numpy(float)[n_dummy:]
     conf = conf[:, conf.std(axis=0) > 0] if conf.size else None  # drop constant columns
     if kept.sum() < 3:
-        raise InputError("fewer than 3 volumes survive censoring", str(bold_file),
-                         "loosen DenoiseParams.fd_thresh / DenoiseParams.std_dvars_thresh",
-                         params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"))
+        raise InputError(
+            "fewer than 3 volumes survive censoring",
+            str(bold_file),
+            "loosen DenoiseParams.fd_thresh / DenoiseParams.std_dvars_thresh",
+            params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"),
+        )
     cleaned = signal.clean(
-        series, confounds=conf if conf is not None and conf.shape[1] else None,
+        series,
+        confounds=conf if conf is not None and conf.shape[1] else None,
         sample_mask=np.flatnonzero(kept) if not kept.all() else None,
-        detrend=True, standardize="zscore_sample", filter="butterworth",
-        low_pass=params.low_pass, high_pass=params.high_pass, t_r=tr,
+        detrend=True,
+        standardize="zscore_sample",
+        filter="butterworth",
+        low_pass=params.low_pass,
+        high_pass=params.high_pass,
+        t_r=tr,
         # copy=True filters the whole matrix in one vectorised call (nilearn's in-place default loops
         # over voxels in Python: minutes per run instead of about a second)
-        butterworth__copy=True)
+        butterworth__copy=True,
+    )
     out = np.zeros(series.shape, np.float32)
     out[kept] = cleaned
     mask_used = nb.Nifti1Image(mask.astype(np.uint8), bold_img.affine)
     mask_used.header.set_xyzt_units("mm")
     info.update(conf_info)
-    info.update({
-        "DummyScans": n_dummy,
-        "VolumesTotal": n_t,
-        "VolumesCensored": int((~kept).sum()),
-        "VolumesKept": int(kept.sum()),
-        "MeanFramewiseDisplacement_mm": float(np.nanmean(fd[n_dummy:])) if np.isfinite(fd).any() else None,
-        "HighPass_Hz": params.high_pass,
-        "LowPass_Hz": params.low_pass,
-        "Filter": "butterworth (nilearn.signal.clean, together with confound regression)",
-        "SmoothingFWHM_mm": params.smoothing_fwhm or 0.0,
-        "Standardize": "zscore over kept volumes",
-    })
+    info.update(
+        {
+            "DummyScans": n_dummy,
+            "VolumesTotal": n_t,
+            "VolumesCensored": int((~kept).sum()),
+            "VolumesKept": int(kept.sum()),
+            "MeanFramewiseDisplacement_mm": float(np.nanmean(fd[n_dummy:]))
+            if np.isfinite(fd).any()
+            else None,
+            "HighPass_Hz": params.high_pass,
+            "LowPass_Hz": params.low_pass,
+            "Filter": "butterworth (nilearn.signal.clean, together with confound regression)",
+            "SmoothingFWHM_mm": params.smoothing_fwhm or 0.0,
+            "Standardize": "zscore over kept volumes",
+        }
+    )
     if params.strategy == "scrubbing":
         info.update({"FDThreshold_mm": params.fd_thresh, "StdDVARSThreshold": params.std_dvars_thresh})
     return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info)

@@ -66,11 +66,19 @@ def parse_duration(value: str | int | float, tr: float, name: str = "WindowParam
         else:
             n = int(round(float(text) / tr))
     except ValueError:
-        raise InputError(f"{name} {value!r} is not a duration", name,
-                         "give seconds ('60s') or volumes ('30vol')", params=(name,)) from None
+        raise InputError(
+            f"{name} {value!r} is not a duration",
+            name,
+            "give seconds ('60s') or volumes ('30vol')",
+            params=(name,),
+        ) from None
     if n < 1:
-        raise InputError(f"{name} {value!r} is shorter than one volume (TR {tr} s)", name,
-                         "give a longer duration", params=(name,))
+        raise InputError(
+            f"{name} {value!r} is shorter than one volume (TR {tr} s)",
+            name,
+            "give a longer duration",
+            params=(name,),
+        )
     return n
 
 
@@ -90,8 +98,12 @@ def window_taper(length: int, shape: str = "rectangular", sigma: float = 3.0) ->
         full = np.convolve(np.ones(length), g / g.sum(), mode="full")  # length + 2 * half
         taper = full[half : half + length]
         return taper / taper.max()
-    raise InputError(f"window shape {shape!r} is unknown", "WindowParams.window_shape",
-                     f"use one of {', '.join(WINDOW_SHAPES)}", params=("WindowParams.window_shape",))
+    raise InputError(
+        f"window shape {shape!r} is unknown",
+        "WindowParams.window_shape",
+        f"use one of {', '.join(WINDOW_SHAPES)}",
+        params=("WindowParams.window_shape",),
+    )
 
 
 @dataclass(frozen=True)
@@ -116,11 +128,17 @@ def plan_windows(kept: np.ndarray, length: int, step: int = 1, min_coverage: flo
     if length > n:
         raise InputError(
             f"the window ({length} volumes) is longer than the run ({n} volumes after dummy scans)",
-            "WindowParams.window_length", "use a shorter window or a longer run",
-            params=("WindowParams.window_length",))
+            "WindowParams.window_length",
+            "use a shorter window or a longer run",
+            params=("WindowParams.window_length",),
+        )
     if step < 1:
-        raise InputError(f"window step {step} must be at least one volume", "WindowParams.window_step",
-                         "give a positive step", params=("WindowParams.window_step",))
+        raise InputError(
+            f"window step {step} must be at least one volume",
+            "WindowParams.window_step",
+            "give a positive step",
+            params=("WindowParams.window_step",),
+        )
     starts = np.arange(0, n - length + 1, step)
     csum = np.concatenate([[0], np.cumsum(kept)])
     kept_vols = csum[starts + length] - csum[starts]
@@ -216,7 +234,8 @@ def sliding_window_dfc(
             f"({n_t} volumes, {int(kept.sum())} kept, window {length}, step {step})",
             "WindowParams.min_window_coverage / censoring",
             "loosen the censoring thresholds, lower WindowParams.min_window_coverage, or shorten the window",
-            params=("WindowParams.min_window_coverage",))
+            params=("WindowParams.min_window_coverage",),
+        )
     taper = window_taper(length, shape)
     weights = window_weights(plan, kept, taper)[plan.valid]
     static_w = kept.astype(float)[None, :]
@@ -240,8 +259,7 @@ def sliding_window_dfc(
     return DFCResult(sd=sd, mean=mean, static=static, plan=plan, windows=windows)
 
 
-def window_region_z(seed, region_series, *, length, step=1, shape="rectangular", kept=None,
-                    min_coverage=0.8):
+def window_region_z(seed, region_series, *, length, step=1, shape="rectangular", kept=None, min_coverage=0.8):
     """Windowed Fisher-z correlation of the seed with a few region series (T, R) -> (n_windows, R).
 
     Dropped windows are NaN (for plotting the time course with gaps).
@@ -274,14 +292,17 @@ def naive_sliding_window_dfc(seed, data, *, length, step=1):
 def window_warnings(length: int, tr: float, high_pass: float | None) -> list[str]:
     """Leonardi & Van De Ville (2015): windows shorter than 1/high-pass produce spurious fluctuations."""
     if high_pass and length * tr < 1.0 / high_pass:
-        return [f"The window ({length * tr:g} s) is shorter than 1/high-pass ({1.0 / high_pass:g} s): "
-                "part of the windowed-correlation variability may be spurious (Leonardi & Van De "
-                "Ville 2015). Consider a longer window or a higher high-pass cutoff."]
+        return [
+            f"The window ({length * tr:g} s) is shorter than 1/high-pass ({1.0 / high_pass:g} s): "
+            "part of the windowed-correlation variability may be spurious (Leonardi & Van De "
+            "Ville 2015). Consider a longer window or a higher high-pass cutoff."
+        ]
     return []
 
 
-def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_coverage,
-                    keep_windows=False, regions=None):
+def seed_dfc_images(
+    data, kept, mask_img, seed_img, *, length, step, shape, min_coverage, keep_windows=False, regions=None
+):
     """dFC maps of one denoised run as images, plus the seed series and the window table.
 
     Parameters
@@ -305,11 +326,22 @@ def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_
     mask = np.asarray(mask_img.dataobj) > 0
     seed_in_mask = (np.asarray(seed_img.dataobj) > 0)[mask]
     if seed_in_mask.sum() == 0:
-        raise InputError("the seed has no voxel inside the brain mask", "seed mask",
-                         "check the seed definition and the brain mask")
+        raise InputError(
+            "the seed has no voxel inside the brain mask",
+            "seed mask",
+            "check the seed definition and the brain mask",
+        )
     seed = data[:, seed_in_mask].mean(axis=1)
-    res = sliding_window_dfc(seed, data, length=length, step=step, shape=shape, kept=kept,
-                             min_coverage=min_coverage, keep_windows=keep_windows)
+    res = sliding_window_dfc(
+        seed,
+        data,
+        length=length,
+        step=step,
+        shape=shape,
+        kept=kept,
+        min_coverage=min_coverage,
+        keep_windows=keep_windows,
+    )
 
     def to_img(values):
         vol = np.zeros(mask.shape + values.shape[:-1][::-1], np.float32)
@@ -322,17 +354,36 @@ def seed_dfc_images(data, kept, mask_img, seed_img, *, length, step, shape, min_
         return img
 
     plan = res.plan
-    table = pd.DataFrame({"start_volume": plan.starts, "end_volume": plan.starts + plan.length - 1,
-                          "kept_volumes": plan.kept_volumes, "coverage": plan.coverage.round(4),
-                          "valid": plan.valid.astype(int)})
+    table = pd.DataFrame(
+        {
+            "start_volume": plan.starts,
+            "end_volume": plan.starts + plan.length - 1,
+            "kept_volumes": plan.kept_volumes,
+            "coverage": plan.coverage.round(4),
+            "valid": plan.valid.astype(int),
+        }
+    )
     for name, img in (regions or {}).items():
         inside = (np.asarray(img.dataobj) > 0)[mask]
         if inside.sum():
-            z, _ = window_region_z(seed, data[:, inside].mean(axis=1, keepdims=True), length=length,
-                                   step=step, shape=shape, kept=kept, min_coverage=min_coverage)
+            z, _ = window_region_z(
+                seed,
+                data[:, inside].mean(axis=1, keepdims=True),
+                length=length,
+                step=step,
+                shape=shape,
+                kept=kept,
+                min_coverage=min_coverage,
+            )
             table[f"z_{name}"] = z[:, 0].round(6)
-    out = {"sd": to_img(res.sd), "mean": to_img(res.mean), "static": to_img(res.static),
-           "seed": seed, "table": table, "plan": plan}
+    out = {
+        "sd": to_img(res.sd),
+        "mean": to_img(res.mean),
+        "static": to_img(res.static),
+        "seed": seed,
+        "table": table,
+        "plan": plan,
+    }
     if keep_windows:
         out["windows"] = to_img(res.windows)
     return out
@@ -348,8 +399,11 @@ def weighted_mean_maps(imgs, weights):
     for img, w in zip(imgs, weights):
         img = nb.load(img) if not hasattr(img, "affine") else img
         if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
-            raise InputError("the runs of one subject are on different grids", str(img.get_filename()),
-                             "process runs in one space and resolution")
+            raise InputError(
+                "the runs of one subject are on different grids",
+                str(img.get_filename()),
+                "process runs in one space and resolution",
+            )
         acc += w * np.asarray(img.dataobj, np.float64)
     out = nb.Nifti1Image((acc / weights.sum()).astype(np.float32), ref.affine)
     out.header.set_xyzt_units("mm")

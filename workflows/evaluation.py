@@ -22,7 +22,6 @@ from workflows.utils.errors import InputError
 LOGGER = logging.getLogger("strokefc.group")
 
 
-
 @dataclass(frozen=True)
 class CVParams:
     """Subject-level cross-validation: repeated stratified k-fold, and the label-permutation test."""
@@ -34,9 +33,11 @@ class CVParams:
 
 METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")
 
-BASELINE_DESCRIPTION = ("L2-regularised logistic regression (C=1, balanced class weights) on the principal "
-                        "components (up to 20) of the voxelwise z-scored masked maps; scaler, PCA and "
-                        "classifier fit inside each training fold (scikit-learn pipeline)")
+BASELINE_DESCRIPTION = (
+    "L2-regularised logistic regression (C=1, balanced class weights) on the principal "
+    "components (up to 20) of the voxelwise z-scored masked maps; scaler, PCA and "
+    "classifier fit inside each training fold (scikit-learn pipeline)"
+)
 
 
 def subject_labels(y: np.ndarray, groups: np.ndarray):
@@ -54,12 +55,16 @@ def effective_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
     _, labels = subject_labels(y, groups)
     smallest = int(np.bincount(labels.astype(int), minlength=2).min())
     if smallest < 2:
-        raise InputError(f"a class has {smallest} subject(s); cross-validation needs at least 2 per class",
-                         "participants.tsv (labels)", "add subjects or change GroupParams.severe_threshold",
-                         params=("GroupParams.severe_threshold",))
+        raise InputError(
+            f"a class has {smallest} subject(s); cross-validation needs at least 2 per class",
+            "participants.tsv (labels)",
+            "add subjects or change GroupParams.severe_threshold",
+            params=("GroupParams.severe_threshold",),
+        )
     if smallest < n_folds:
-        LOGGER.warning("only %d subjects in the smaller class: using %d folds instead of %d",
-                       smallest, smallest, n_folds)
+        LOGGER.warning(
+            "only %d subjects in the smaller class: using %d folds instead of %d", smallest, smallest, n_folds
+        )
     return min(n_folds, smallest)
 
 
@@ -68,8 +73,10 @@ def check_folds(folds, groups: np.ndarray) -> None:
     for fold in folds:
         overlap = set(groups[fold["train"]]) & set(groups[fold["test"]])
         if overlap:
-            raise RuntimeError(f"subject(s) {sorted(overlap)} in both training and test samples "
-                               f"(repeat {fold['repeat']}, fold {fold['fold']})")
+            raise RuntimeError(
+                f"subject(s) {sorted(overlap)} in both training and test samples "
+                f"(repeat {fold['repeat']}, fold {fold['fold']})"
+            )
 
 
 def subject_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, n_repeats: int, seed: int) -> list[dict]:
@@ -102,9 +109,15 @@ def classification_metrics(y_true, prob, threshold: float = 0.5) -> dict:
     sens = float(pred[pos].mean()) if pos.any() else math.nan
     spec = float((1 - pred[neg]).mean()) if neg.any() else math.nan
     auc = float(roc_auc_score(y_true, prob)) if pos.any() and neg.any() else math.nan
-    return {"balanced_accuracy": float(balanced_accuracy_score(y_true, pred)) if pos.any() and neg.any()
-            else math.nan, "roc_auc": auc, "sensitivity": sens, "specificity": spec,
-            "f1": float(f1_score(y_true, pred, zero_division=0))}
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred))
+        if pos.any() and neg.any()
+        else math.nan,
+        "roc_auc": auc,
+        "sensitivity": sens,
+        "specificity": spec,
+        "f1": float(f1_score(y_true, pred, zero_division=0)),
+    }
 
 
 def summarise(values) -> dict:
@@ -138,8 +151,11 @@ def make_baseline(n_train: int, max_components: int = 20, seed: int = 0):
     from sklearn.preprocessing import StandardScaler
 
     n_components = max(1, min(max_components, n_train - 1))
-    return make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=seed),
-                         LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
+    return make_pipeline(
+        StandardScaler(),
+        PCA(n_components=n_components, random_state=seed),
+        LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
+    )
 
 
 def baseline_fit_predict(x_train, y_train, groups_train, x_test, seed: int = 0):
@@ -170,13 +186,26 @@ def cross_validate(x, y, groups, folds, models: dict[str, FitPredict]):
             prob, curve = fit_predict(x[train], y[train], groups[train], x[test], seed=seed)
             subjects, subject_prob = subject_mean(np.asarray(prob), groups[test])
             _, truth = subject_labels(y[test], groups[test])
-            fold_metrics.append({"model": name, "repeat": fold["repeat"], "fold": fold["fold"],
-                                 **classification_metrics(truth, subject_prob)})
-            predictions.extend({"participant_id": str(s), "repeat": fold["repeat"], "fold": fold["fold"],
-                                "model": name, "y_true": int(t), "prob_severe": float(p)}
-                               for s, t, p in zip(subjects, truth, subject_prob))
-            curves.extend({"repeat": fold["repeat"], "fold": fold["fold"], **row}
-                          for row in curve)
+            fold_metrics.append(
+                {
+                    "model": name,
+                    "repeat": fold["repeat"],
+                    "fold": fold["fold"],
+                    **classification_metrics(truth, subject_prob),
+                }
+            )
+            predictions.extend(
+                {
+                    "participant_id": str(s),
+                    "repeat": fold["repeat"],
+                    "fold": fold["fold"],
+                    "model": name,
+                    "y_true": int(t),
+                    "prob_severe": float(p),
+                }
+                for s, t, p in zip(subjects, truth, subject_prob)
+            )
+            curves.extend({"repeat": fold["repeat"], "fold": fold["fold"], **row} for row in curve)
         LOGGER.info("fold %d of repeat %d done", fold["fold"] + 1, fold["repeat"] + 1)
     return predictions, fold_metrics, curves
 
@@ -212,10 +241,25 @@ def permutation_p_value(observed: float, null) -> float:
     return float((1 + sum(v >= observed for v in null)) / (1 + len(null)))
 
 
-def permutation_test(x, y, groups, fit_predict: FitPredict, observed: float, *, n_permutations: int,
-                     n_folds: int, seed: int = 0) -> dict:
+def permutation_test(
+    x,
+    y,
+    groups,
+    fit_predict: FitPredict,
+    observed: float,
+    *,
+    n_permutations: int,
+    n_folds: int,
+    seed: int = 0,
+) -> dict:
     """Label-permutation test of the mean balanced accuracy (one repeat of k-fold per permutation)."""
-    null = [permutation_null(x, y, groups, fit_predict, n_folds=n_folds, seed=seed, index=i)
-            for i in range(n_permutations)]
-    return {"n": n_permutations, "p_value": permutation_p_value(observed, null),
-            "null_balanced_accuracy": null, "observed_balanced_accuracy": float(observed)}
+    null = [
+        permutation_null(x, y, groups, fit_predict, n_folds=n_folds, seed=seed, index=i)
+        for i in range(n_permutations)
+    ]
+    return {
+        "n": n_permutations,
+        "p_value": permutation_p_value(observed, null),
+        "null_balanced_accuracy": null,
+        "observed_balanced_accuracy": float(observed),
+    }

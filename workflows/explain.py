@@ -32,9 +32,14 @@ def integrated_gradients(model, x: np.ndarray, n_steps: int = 16, batch_size: in
     baseline = model.in_mean.detach()[None]
     out = []
     for i in range(0, len(x), batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))
-        attr = ig.attribute(xb, baselines=baseline.expand_as(xb), target=1, n_steps=n_steps,
-                            internal_batch_size=max(n_steps, 8))
+        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
+        attr = ig.attribute(
+            xb,
+            baselines=baseline.expand_as(xb),
+            target=1,
+            n_steps=n_steps,
+            internal_batch_size=max(n_steps, 8),
+        )
         out.append(attr.detach().abs().numpy())
     return np.concatenate(out).astype(np.float32)
 
@@ -54,8 +59,14 @@ def aal_atlas() -> tuple[nb.Nifti1Image, dict[int, str]]:
 def atlas_on_grid(atlas_img, grid: dict) -> np.ndarray:
     """Atlas labels resampled (nearest neighbour) onto the CNN grid."""
 
-    out = resample_img(atlas_img, target_affine=np.asarray(grid["affine"]), target_shape=tuple(grid["shape"]),
-                       interpolation="nearest", force_resample=True, copy_header=True)
+    out = resample_img(
+        atlas_img,
+        target_affine=np.asarray(grid["affine"]),
+        target_shape=tuple(grid["shape"]),
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
     return np.asarray(out.dataobj).astype(np.int32)
 
 
@@ -68,8 +79,14 @@ def _region_side(name: str, mean_x: float) -> tuple[str, str]:
     return name, "ipsilesional" if mean_x < 0 else "contralesional"
 
 
-def region_table(saliency: np.ndarray, grid: dict, labels: np.ndarray, names: dict[int, str],
-                 top: int = 10, min_voxels: int = 2) -> list[dict]:
+def region_table(
+    saliency: np.ndarray,
+    grid: dict,
+    labels: np.ndarray,
+    names: dict[int, str],
+    top: int = 10,
+    min_voxels: int = 2,
+) -> list[dict]:
     """Atlas regions ranked by mean saliency over their voxels inside the CNN mask.
 
     ``labels`` are atlas labels on the CNN grid (:func:`atlas_on_grid`). Regions with fewer than
@@ -88,8 +105,9 @@ def region_table(saliency: np.ndarray, grid: dict, labels: np.ndarray, names: di
             continue
         mean_x = float(nb.affines.apply_affine(affine, np.argwhere(voxels))[:, 0].mean())
         region, side = _region_side(names.get(int(label), f"AAL_{label}"), mean_x)
-        rows.append({"region": region, "side": side, "mean_saliency": float(saliency[voxels].mean()),
-                     "n_voxels": n})
+        rows.append(
+            {"region": region, "side": side, "mean_saliency": float(saliency[voxels].mean()), "n_voxels": n}
+        )
     rows.sort(key=lambda r: -r["mean_saliency"])
     return rows[:top]
 

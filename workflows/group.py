@@ -17,9 +17,15 @@ from workflows.interfaces.writers import WriteOutputs
 from workflows.training import GroupParams, plan_folds
 
 
-def init_group_wf(*, subjects: Sequence[dict], params: GroupParams, shared_params: dict,
-                  output_dir: str | Path, explain_threads: int = 1,
-                  name: str = "strokefc_group_wf") -> pe.Workflow:
+def init_group_wf(
+    *,
+    subjects: Sequence[dict],
+    params: GroupParams,
+    shared_params: dict,
+    output_dir: str | Path,
+    explain_threads: int = 1,
+    name: str = "strokefc_group_wf",
+) -> pe.Workflow:
     """Build the group-level workflow.
 
     Workflow graph::
@@ -59,52 +65,77 @@ def init_group_wf(*, subjects: Sequence[dict], params: GroupParams, shared_param
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["subjects"]), name="inputnode")
     inputnode.inputs.subjects = list(subjects)
-    outputnode = pe.Node(niu.IdentityInterface(
-        fields=["summary_file", "model_dir", "saliency_file", "regions_file"]), name="outputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["summary_file", "model_dir", "saliency_file", "regions_file"]),
+        name="outputnode",
+    )
     prepare = pe.Node(gi.PrepareGroupInputs(params=params_dict), name="prepare")
     cv_fold = pe.MapNode(gi.RunFold(params=params_dict), iterfield=["fold"], name="cv_fold")
     cv_fold.inputs.fold = folds
     summarise = pe.Node(gi.SummariseCV(params=params_dict), name="summarise_cv")
     train = pe.Node(gi.TrainFinal(params=params_dict), name="train_final")
-    export = pe.Node(gi.ExportModel(params=params_dict, shared_params=dict(shared_params or {})),
-                     name="export")
-    explain = pe.Node(gi.ExplainModel(params=params_dict, threads=max(1, explain_threads)), name="explain",
-                      n_procs=max(1, explain_threads))
+    export = pe.Node(
+        gi.ExportModel(params=params_dict, shared_params=dict(shared_params or {})), name="export"
+    )
+    explain = pe.Node(
+        gi.ExplainModel(params=params_dict, threads=max(1, explain_threads)),
+        name="explain",
+        n_procs=max(1, explain_threads),
+    )
 
     def writer(name: str, out_dir: str) -> pe.Node:
         return pe.Node(WriteOutputs(out_dir=out_dir), name=name, run_without_submitting=True)
 
-    ds_group, ds_cv, ds_model, ds_explain = (writer("ds_group", group_dir), writer("ds_cv", group_dir),
-                                             writer("ds_model", model_dir), writer("ds_explain", group_dir))
+    ds_group, ds_cv, ds_model, ds_explain = (
+        writer("ds_group", group_dir),
+        writer("ds_cv", group_dir),
+        writer("ds_model", model_dir),
+        writer("ds_explain", group_dir),
+    )
     group_files = pe.Node(niu.Merge(2), name="group_files", run_without_submitting=True)
     cv_files = pe.Node(niu.Merge(3), name="cv_files", run_without_submitting=True)
     explain_files = pe.Node(niu.Merge(3), name="explain_files", run_without_submitting=True)
-    wf.connect([
-        (inputnode, prepare, [("subjects", "subjects")]),
-        (prepare, group_files, [("cohort_file", "in1"), ("class_maps", "in2")]),
-        (group_files, ds_group, [("out", "in_files")]),
-        (prepare, cv_fold, [("data_file", "data_file")]),
-        (prepare, summarise, [("data_file", "data_file")]),
-        (cv_fold, summarise, [("out_file", "fold_files")]),
-        (summarise, cv_files, [("summary_file", "in1"), ("predictions_file", "in2"), ("curves_file", "in3")]),
-        (cv_files, ds_cv, [("out", "in_files")]),
-        (prepare, train, [("data_file", "data_file")]),
-        (train, export, [("out_dir", "final_dir")]),
-        (prepare, export, [("grid_file", "grid_file")]),
-        (summarise, export, [("summary_file", "summary_file")]),
-        (export, ds_model, [("model_files", "in_files")]),
-        (prepare, explain, [("data_file", "data_file")]),
-        (export, explain, [("model_dir", "model_dir")]),
-        (explain, explain_files, [("saliency_file", "in1"), ("regions_file", "in2"),
-                                  ("class_saliency_files", "in3")]),
-        (explain_files, ds_explain, [("out", "in_files")]),
-        (summarise, outputnode, [("summary_file", "summary_file")]),
-        (export, outputnode, [("model_dir", "model_dir")]),
-        (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
-    ])
+    wf.connect(
+        [
+            (inputnode, prepare, [("subjects", "subjects")]),
+            (prepare, group_files, [("cohort_file", "in1"), ("class_maps", "in2")]),
+            (group_files, ds_group, [("out", "in_files")]),
+            (prepare, cv_fold, [("data_file", "data_file")]),
+            (prepare, summarise, [("data_file", "data_file")]),
+            (cv_fold, summarise, [("out_file", "fold_files")]),
+            (
+                summarise,
+                cv_files,
+                [("summary_file", "in1"), ("predictions_file", "in2"), ("curves_file", "in3")],
+            ),
+            (cv_files, ds_cv, [("out", "in_files")]),
+            (prepare, train, [("data_file", "data_file")]),
+            (train, export, [("out_dir", "final_dir")]),
+            (prepare, export, [("grid_file", "grid_file")]),
+            (summarise, export, [("summary_file", "summary_file")]),
+            (export, ds_model, [("model_files", "in_files")]),
+            (prepare, explain, [("data_file", "data_file")]),
+            (export, explain, [("model_dir", "model_dir")]),
+            (
+                explain,
+                explain_files,
+                [("saliency_file", "in1"), ("regions_file", "in2"), ("class_saliency_files", "in3")],
+            ),
+            (explain_files, ds_explain, [("out", "in_files")]),
+            (summarise, outputnode, [("summary_file", "summary_file")]),
+            (export, outputnode, [("model_dir", "model_dir")]),
+            (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
+        ]
+    )
     if params.cv.n_permutations > 0:
-        permutation = pe.MapNode(gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation")
+        permutation = pe.MapNode(
+            gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation"
+        )
         permutation.inputs.index = list(range(params.cv.n_permutations))
-        wf.connect([(prepare, permutation, [("data_file", "data_file")]),
-                    (permutation, summarise, [("null_balanced_accuracy", "null")])])
+        wf.connect(
+            [
+                (prepare, permutation, [("data_file", "data_file")]),
+                (permutation, summarise, [("null_balanced_accuracy", "null")]),
+            ]
+        )
     return wf

@@ -44,11 +44,17 @@ def lesion_side_from_mask(mask_img, where: str = "lesion mask") -> str:
         raise InputError(f"the lesion mask has {mask_img.ndim} dimensions", where, "give a 3D mask")
     frac = hemisphere_fractions(mask_img)
     if frac["L"] == 0 and frac["R"] == 0:
-        raise InputError("the lesion mask is empty (no voxel > 0)", where,
-                         "check the mask, or give the side in participants.tsv instead")
+        raise InputError(
+            "the lesion mask is empty (no voxel > 0)",
+            where,
+            "check the mask, or give the side in participants.tsv instead",
+        )
     if frac["L"] == frac["R"]:
-        raise InputError("the lesion mask is split evenly between hemispheres", where,
-                         "give the lesion side in participants.tsv")
+        raise InputError(
+            "the lesion mask is split evenly between hemispheres",
+            where,
+            "give the lesion side in participants.tsv",
+        )
     return "L" if frac["L"] > frac["R"] else "R"
 
 
@@ -64,9 +70,11 @@ def mirror_lr(img):
     # voxel -> mirrored world -> voxel of the same grid
     vox2vox = np.linalg.inv(affine) @ flip @ affine
     data = np.asanyarray(img.dataobj)
-    if np.allclose(vox2vox[:3, :3], np.diag([-1, 1, 1])) and np.allclose(
-        vox2vox[0, 3], shape[0] - 1
-    ) and np.allclose(vox2vox[1:3, 3], 0):
+    if (
+        np.allclose(vox2vox[:3, :3], np.diag([-1, 1, 1]))
+        and np.allclose(vox2vox[0, 3], shape[0] - 1)
+        and np.allclose(vox2vox[1:3, 3], 0)
+    ):
         out = data[::-1, ...].copy()
     else:
         from scipy.ndimage import affine_transform
@@ -74,7 +82,11 @@ def mirror_lr(img):
         order = 0 if np.issubdtype(data.dtype, np.integer) or data.dtype == bool else 1
         vols = data if data.ndim == 4 else data[..., None]
         out = np.stack(
-            [affine_transform(vols[..., t], vox2vox[:3, :3], vox2vox[:3, 3], order=order)
-             for t in range(vols.shape[-1])], axis=-1)
+            [
+                affine_transform(vols[..., t], vox2vox[:3, :3], vox2vox[:3, 3], order=order)
+                for t in range(vols.shape[-1])
+            ],
+            axis=-1,
+        )
         out = out if data.ndim == 4 else out[..., 0]
     return nb.Nifti1Image(out, affine, img.header)

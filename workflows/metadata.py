@@ -8,8 +8,18 @@ def software_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("strokefc", "nipype", "nilearn", "nibabel", "numpy", "scipy", "pybids",
-                 "niworkflows", "torch", "scikit-learn"):
+    for name in (
+        "strokefc",
+        "nipype",
+        "nilearn",
+        "nibabel",
+        "numpy",
+        "scipy",
+        "pybids",
+        "niworkflows",
+        "torch",
+        "scikit-learn",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -48,8 +48,13 @@ def save_model(model, card: dict, out_dir) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp), metadata={"format": "pt", "card_version": str(CARD_VERSION)})
     os.replace(tmp, weights)
-    card = {**card, "CardVersion": CARD_VERSION, "architecture": model.architecture(),
-            "WeightsFile": WEIGHTS_NAME, "WeightsSHA256": sha256(weights)}
+    card = {
+        **card,
+        "CardVersion": CARD_VERSION,
+        "architecture": model.architecture(),
+        "WeightsFile": WEIGHTS_NAME,
+        "WeightsSHA256": sha256(weights),
+    }
     tmp_card = out_dir / (CARD_NAME + ".tmp")
     tmp_card.write_text(json.dumps(json_clean(card), indent=2, sort_keys=True, allow_nan=False))
     os.replace(tmp_card, out_dir / CARD_NAME)
@@ -76,15 +81,20 @@ def json_clean(obj):
 def _model_dir(path) -> Path:
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise InputError(f"{path.name} is a pickle-based file; strokefc never unpickles model files "
-                         "(they can run arbitrary code)", str(path),
-                         f"give the directory holding {WEIGHTS_NAME} and {CARD_NAME} written by "
-                         "'strokefc ... group'")
+        raise InputError(
+            f"{path.name} is a pickle-based file; strokefc never unpickles model files "
+            "(they can run arbitrary code)",
+            str(path),
+            f"give the directory holding {WEIGHTS_NAME} and {CARD_NAME} written by 'strokefc ... group'",
+        )
     if path.is_file() and path.name in (WEIGHTS_NAME, CARD_NAME):
         path = path.parent
     if not path.is_dir():
-        raise InputError("the model directory does not exist", str(path),
-                         "give the 'model' directory of a group-level output (OUTPUT_DIR/model)")
+        raise InputError(
+            "the model directory does not exist",
+            str(path),
+            "give the 'model' directory of a group-level output (OUTPUT_DIR/model)",
+        )
     return path
 
 
@@ -94,23 +104,38 @@ def read_card(model_dir) -> dict:
     card_path = model_dir / CARD_NAME
     if not card_path.exists():
         pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-        extra = f" (found pickle-based file(s) {', '.join(pickles)}, which strokefc refuses to load)" \
-            if pickles else ""
-        raise InputError(f"no {CARD_NAME} in the model directory{extra}", str(model_dir),
-                         "use a model directory written by 'strokefc ... group'")
+        extra = (
+            f" (found pickle-based file(s) {', '.join(pickles)}, which strokefc refuses to load)"
+            if pickles
+            else ""
+        )
+        raise InputError(
+            f"no {CARD_NAME} in the model directory{extra}",
+            str(model_dir),
+            "use a model directory written by 'strokefc ... group'",
+        )
     try:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"the model card cannot be read ({exc})", str(card_path),
-                         "re-export the model with 'strokefc ... group'") from None
+        raise InputError(
+            f"the model card cannot be read ({exc})",
+            str(card_path),
+            "re-export the model with 'strokefc ... group'",
+        ) from None
     if card.get("CardVersion") != CARD_VERSION:
-        raise InputError(f"model card version {card.get('CardVersion')!r} is not supported by this "
-                         f"strokefc (expects {CARD_VERSION})", str(card_path),
-                         "retrain the model with this strokefc version, or use the version that wrote it")
+        raise InputError(
+            f"model card version {card.get('CardVersion')!r} is not supported by this "
+            f"strokefc (expects {CARD_VERSION})",
+            str(card_path),
+            "retrain the model with this strokefc version, or use the version that wrote it",
+        )
     for key in ("architecture", "input", "WeightsSHA256"):
         if key not in card:
-            raise InputError(f"the model card lacks {key!r}", str(card_path),
-                             "re-export the model with 'strokefc ... group'")
+            raise InputError(
+                f"the model card lacks {key!r}",
+                str(card_path),
+                "re-export the model with 'strokefc ... group'",
+            )
     return card
 
 
@@ -126,24 +151,36 @@ def load_model(model_dir):
     card = read_card(model_dir)
     weights = model_dir / card.get("WeightsFile", WEIGHTS_NAME)
     if weights.suffix.lower() in PICKLE_SUFFIXES or weights.name != WEIGHTS_NAME:
-        raise InputError(f"the card points at {weights.name}; only {WEIGHTS_NAME} (safetensors) is loaded",
-                         str(model_dir / CARD_NAME), "re-export the model with 'strokefc ... group'")
+        raise InputError(
+            f"the card points at {weights.name}; only {WEIGHTS_NAME} (safetensors) is loaded",
+            str(model_dir / CARD_NAME),
+            "re-export the model with 'strokefc ... group'",
+        )
     if not weights.exists():
-        raise InputError(f"the weights file {WEIGHTS_NAME} is missing", str(model_dir),
-                         "copy the whole model directory (weights and card together)")
+        raise InputError(
+            f"the weights file {WEIGHTS_NAME} is missing",
+            str(model_dir),
+            "copy the whole model directory (weights and card together)",
+        )
     actual = sha256(weights)
     if actual != card["WeightsSHA256"]:
-        raise InputError(f"the weights' SHA-256 ({actual[:12]}...) does not match the model card "
-                         f"({str(card['WeightsSHA256'])[:12]}...): the file was modified or comes from "
-                         "another model", str(weights),
-                         "use the weights and card written together by 'strokefc ... group'")
+        raise InputError(
+            f"the weights' SHA-256 ({actual[:12]}...) does not match the model card "
+            f"({str(card['WeightsSHA256'])[:12]}...): the file was modified or comes from "
+            "another model",
+            str(weights),
+            "use the weights and card written together by 'strokefc ... group'",
+        )
     try:
         model = build_model(card["architecture"])
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"the weights do not fit the architecture in the card ({exc})", str(weights),
-                         "re-export the model with 'strokefc ... group'") from None
+        raise InputError(
+            f"the weights do not fit the architecture in the card ({exc})",
+            str(weights),
+            "re-export the model with 'strokefc ... group'",
+        ) from None
     model.eval()
     return model, card
 
@@ -164,9 +201,12 @@ def check_card_compatible(card: dict, *, space: str, grid_shape, dfc_params: dic
         if got != expected and not _same_number(got, expected):
             problems.append(f"{key}: model {expected!r} vs subject {got!r}")
     if problems:
-        raise InputError("the model does not match this subject's maps: " + "; ".join(problems), where,
-                         "run the participant level with the model's options (listed in its card) "
-                         "or train a model on matching maps")
+        raise InputError(
+            "the model does not match this subject's maps: " + "; ".join(problems),
+            where,
+            "run the participant level with the model's options (listed in its card) "
+            "or train a model on matching maps",
+        )
 
 
 def _same_number(a, b) -> bool:

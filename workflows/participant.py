@@ -33,9 +33,19 @@ WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
 RUN_INPUTS = ("bold_file", "mask_file", "confounds_file", "boldref_file")
 
 
-def init_dfc_wf(*, tr: float, denoise: DenoiseParams, seed: SeedParams, window: WindowParams,
-                lesion_side: str, output_dir: str | Path, fmriprep_dir: str | Path, static_meta: dict,
-                lesion_mask: str | Path | None = None, name: str = "dfc_wf") -> pe.Workflow:
+def init_dfc_wf(
+    *,
+    tr: float,
+    denoise: DenoiseParams,
+    seed: SeedParams,
+    window: WindowParams,
+    lesion_side: str,
+    output_dir: str | Path,
+    fmriprep_dir: str | Path,
+    static_meta: dict,
+    lesion_mask: str | Path | None = None,
+    name: str = "dfc_wf",
+) -> pe.Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
 
     Workflow graph::
@@ -75,91 +85,226 @@ def init_dfc_wf(*, tr: float, denoise: DenoiseParams, seed: SeedParams, window: 
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=list(RUN_INPUTS)), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=[
-        "dfcsd", "dfcmean", "fc", "meta", "warnings", "seed_mask", "denoised", "volumes_tsv",
-        "windows_tsv", "seed_tsv", "mask_file", "dfc_info"]), name="outputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(
+            fields=[
+                "dfcsd",
+                "dfcmean",
+                "fc",
+                "meta",
+                "warnings",
+                "seed_mask",
+                "denoised",
+                "volumes_tsv",
+                "windows_tsv",
+                "seed_tsv",
+                "mask_file",
+                "dfc_info",
+            ]
+        ),
+        name="outputnode",
+    )
 
-    denoise_node = pe.Node(DenoiseBold(
-        tr=tr, strategy=denoise.strategy, high_pass=denoise.high_pass, low_pass=denoise.low_pass,
-        smoothing_fwhm=denoise.smoothing_fwhm, fd_thresh=denoise.fd_thresh,
-        std_dvars_thresh=denoise.std_dvars_thresh, n_compcor=denoise.n_compcor,
-        dummy_scans=denoise.dummy_scans), name="denoise", mem_gb=2.0)
-    seed_node = pe.Node(MakeSeed(
-        lesion_side=lesion_side, seed_radius=seed.seed_radius, atlas=seed.seed_atlas,
-        seed_mask=str(seed.seed_mask) if seed.seed_mask else None,
-        seed_coords=tuple(seed.seed_coords) if seed.seed_coords else None,
-        lesion_mask=str(lesion_mask) if lesion_mask else None), name="seed")
-    dfc = pe.Node(ComputeDFC(
-        lesion_side=lesion_side, tr=tr, window_length=str(window.window_length),
-        window_step=window.window_step, window_shape=window.window_shape,
-        min_coverage=window.min_window_coverage, high_pass=denoise.high_pass,
-        save_windows=window.save_windows), name="dfc", mem_gb=1.5)
+    denoise_node = pe.Node(
+        DenoiseBold(
+            tr=tr,
+            strategy=denoise.strategy,
+            high_pass=denoise.high_pass,
+            low_pass=denoise.low_pass,
+            smoothing_fwhm=denoise.smoothing_fwhm,
+            fd_thresh=denoise.fd_thresh,
+            std_dvars_thresh=denoise.std_dvars_thresh,
+            n_compcor=denoise.n_compcor,
+            dummy_scans=denoise.dummy_scans,
+        ),
+        name="denoise",
+        mem_gb=2.0,
+    )
+    seed_node = pe.Node(
+        MakeSeed(
+            lesion_side=lesion_side,
+            seed_radius=seed.seed_radius,
+            atlas=seed.seed_atlas,
+            seed_mask=str(seed.seed_mask) if seed.seed_mask else None,
+            seed_coords=tuple(seed.seed_coords) if seed.seed_coords else None,
+            lesion_mask=str(lesion_mask) if lesion_mask else None,
+        ),
+        name="seed",
+    )
+    dfc = pe.Node(
+        ComputeDFC(
+            lesion_side=lesion_side,
+            tr=tr,
+            window_length=str(window.window_length),
+            window_step=window.window_step,
+            window_shape=window.window_shape,
+            min_coverage=window.min_window_coverage,
+            high_pass=denoise.high_pass,
+            save_windows=window.save_windows,
+        ),
+        name="dfc",
+        mem_gb=1.5,
+    )
     sources = pe.Node(niu.Merge(3), name="sources", run_without_submitting=True)
-    metadata = pe.Node(MergeMetadata(static={**static_meta, "RepetitionTime": tr},
-                                     dataset_root=str(fmriprep_dir)),
-                       name="metadata", run_without_submitting=True)
-    figures = pe.Node(RunReportlets(
-        tr=tr, fd_thresh=denoise.fd_thresh, lesion_mask=str(lesion_mask) if lesion_mask else None),
-        name="reportlets", mem_gb=1.0)
+    metadata = pe.Node(
+        MergeMetadata(static={**static_meta, "RepetitionTime": tr}, dataset_root=str(fmriprep_dir)),
+        name="metadata",
+        run_without_submitting=True,
+    )
+    figures = pe.Node(
+        RunReportlets(
+            tr=tr, fd_thresh=denoise.fd_thresh, lesion_mask=str(lesion_mask) if lesion_mask else None
+        ),
+        name="reportlets",
+        mem_gb=1.0,
+    )
 
-    wf.connect([
-        (inputnode, denoise_node, [("bold_file", "bold_file"), ("mask_file", "mask_file"),
-                                   ("confounds_file", "confounds_file")]),
-        (inputnode, sources, [("bold_file", "in1"), ("mask_file", "in2"), ("confounds_file", "in3")]),
-        (sources, metadata, [("out", "source_files")]),
-        (denoise_node, seed_node, [("mask_file", "mask_file")]),
-        (denoise_node, dfc, [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"),
-                             ("mask_file", "mask_file")]),
-        (seed_node, dfc, [("seed_mask", "seed_mask")]),
-        (denoise_node, metadata, [("info", "denoise_info")]),
-        (seed_node, metadata, [("info", "seed_info")]),
-        (dfc, metadata, [("info", "dfc_info")]),
-        (inputnode, figures, [("bold_file", "bold_file"), ("boldref_file", "boldref")]),
-        (denoise_node, figures, [("mask_file", "mask_file"), ("denoised", "denoised"),
-                                 ("volumes_tsv", "volumes_tsv"), ("info", "denoise_info")]),
-        (seed_node, figures, [("seed_mask", "seed_mask")]),
-        (dfc, figures, [("seed_tsv", "seed_tsv"), ("windows_tsv", "windows_tsv"),
-                        ("dfcsd", "dfcsd"), ("dfcmean", "dfcmean"), ("fc", "fc")]),
-        (dfc, outputnode, [("dfcsd", "dfcsd"), ("dfcmean", "dfcmean"), ("fc", "fc"),
-                           ("windows_tsv", "windows_tsv"), ("seed_tsv", "seed_tsv"),
-                           ("info", "dfc_info")]),
-        (denoise_node, outputnode, [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"),
-                                    ("mask_file", "mask_file")]),
-        (seed_node, outputnode, [("seed_mask", "seed_mask")]),
-        (metadata, outputnode, [("meta", "meta"), ("warnings", "warnings")]),
-    ])
+    wf.connect(
+        [
+            (
+                inputnode,
+                denoise_node,
+                [
+                    ("bold_file", "bold_file"),
+                    ("mask_file", "mask_file"),
+                    ("confounds_file", "confounds_file"),
+                ],
+            ),
+            (inputnode, sources, [("bold_file", "in1"), ("mask_file", "in2"), ("confounds_file", "in3")]),
+            (sources, metadata, [("out", "source_files")]),
+            (denoise_node, seed_node, [("mask_file", "mask_file")]),
+            (
+                denoise_node,
+                dfc,
+                [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"), ("mask_file", "mask_file")],
+            ),
+            (seed_node, dfc, [("seed_mask", "seed_mask")]),
+            (denoise_node, metadata, [("info", "denoise_info")]),
+            (seed_node, metadata, [("info", "seed_info")]),
+            (dfc, metadata, [("info", "dfc_info")]),
+            (inputnode, figures, [("bold_file", "bold_file"), ("boldref_file", "boldref")]),
+            (
+                denoise_node,
+                figures,
+                [
+                    ("mask_file", "mask_file"),
+                    ("denoised", "denoised"),
+                    ("volumes_tsv", "volumes_tsv"),
+                    ("info", "denoise_info"),
+                ],
+            ),
+            (seed_node, figures, [("seed_mask", "seed_mask")]),
+            (
+                dfc,
+                figures,
+                [
+                    ("seed_tsv", "seed_tsv"),
+                    ("windows_tsv", "windows_tsv"),
+                    ("dfcsd", "dfcsd"),
+                    ("dfcmean", "dfcmean"),
+                    ("fc", "fc"),
+                ],
+            ),
+            (
+                dfc,
+                outputnode,
+                [
+                    ("dfcsd", "dfcsd"),
+                    ("dfcmean", "dfcmean"),
+                    ("fc", "fc"),
+                    ("windows_tsv", "windows_tsv"),
+                    ("seed_tsv", "seed_tsv"),
+                    ("info", "dfc_info"),
+                ],
+            ),
+            (
+                denoise_node,
+                outputnode,
+                [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"), ("mask_file", "mask_file")],
+            ),
+            (seed_node, outputnode, [("seed_mask", "seed_mask")]),
+            (metadata, outputnode, [("meta", "meta"), ("warnings", "warnings")]),
+        ]
+    )
 
     outdir = str(output_dir)
     maps = ["dfcsd", "dfcmean", "fc"] + (["windows"] if window.save_windows else [])
     sinks = []
     for stat in maps:
-        ds = pe.Node(DerivativesDataSink(
-            base_directory=outdir, seed="ipsiM1", stat=stat, suffix="boldmap", dismiss_entities=["desc"],
-            compress=True, Description=MAP_STATS.get(stat, WINDOWS_DESCRIPTION), Units="Fisher z"),
-            name=f"ds_{stat}", run_without_submitting=True)
+        ds = pe.Node(
+            DerivativesDataSink(
+                base_directory=outdir,
+                seed="ipsiM1",
+                stat=stat,
+                suffix="boldmap",
+                dismiss_entities=["desc"],
+                compress=True,
+                Description=MAP_STATS.get(stat, WINDOWS_DESCRIPTION),
+                Units="Fisher z",
+            ),
+            name=f"ds_{stat}",
+            run_without_submitting=True,
+        )
         wf.connect([(dfc, ds, [(stat, "in_file")]), (metadata, ds, [("meta", "meta_dict")])])
         sinks.append(ds)
-    ds_seed = pe.Node(DerivativesDataSink(
-        base_directory=outdir, desc="ipsiM1", suffix="mask", compress=True, Type="ROI",
-        Description="Ipsilesional primary motor cortex seed"), name="ds_seed_mask", run_without_submitting=True)
-    ds_seed_ts = pe.Node(DerivativesDataSink(
-        base_directory=outdir, seed="ipsiM1", desc="seed", suffix="timeseries", dismiss_entities=["space", "res"],
-        Description="Mean denoised signal of the seed; kept = 0 marks censored volumes"),
-        name="ds_seed_tsv", run_without_submitting=True)
-    ds_windows_ts = pe.Node(DerivativesDataSink(
-        base_directory=outdir, seed="ipsiM1", desc="windows", suffix="timeseries", dismiss_entities=["space", "res"],
-        Description="One row per sliding window: volumes, coverage, validity and the Fisher-z "
-                    "seed correlation with report regions"), name="ds_windows_tsv", run_without_submitting=True)
-    wf.connect([
-        (seed_node, ds_seed, [("seed_mask", "in_file")]), (metadata, ds_seed, [("meta", "meta_dict")]),
-        (dfc, ds_seed_ts, [("seed_tsv", "in_file")]),
-        (dfc, ds_windows_ts, [("windows_tsv", "in_file")]),
-    ])
+    ds_seed = pe.Node(
+        DerivativesDataSink(
+            base_directory=outdir,
+            desc="ipsiM1",
+            suffix="mask",
+            compress=True,
+            Type="ROI",
+            Description="Ipsilesional primary motor cortex seed",
+        ),
+        name="ds_seed_mask",
+        run_without_submitting=True,
+    )
+    ds_seed_ts = pe.Node(
+        DerivativesDataSink(
+            base_directory=outdir,
+            seed="ipsiM1",
+            desc="seed",
+            suffix="timeseries",
+            dismiss_entities=["space", "res"],
+            Description="Mean denoised signal of the seed; kept = 0 marks censored volumes",
+        ),
+        name="ds_seed_tsv",
+        run_without_submitting=True,
+    )
+    ds_windows_ts = pe.Node(
+        DerivativesDataSink(
+            base_directory=outdir,
+            seed="ipsiM1",
+            desc="windows",
+            suffix="timeseries",
+            dismiss_entities=["space", "res"],
+            Description="One row per sliding window: volumes, coverage, validity and the Fisher-z "
+            "seed correlation with report regions",
+        ),
+        name="ds_windows_tsv",
+        run_without_submitting=True,
+    )
+    wf.connect(
+        [
+            (seed_node, ds_seed, [("seed_mask", "in_file")]),
+            (metadata, ds_seed, [("meta", "meta_dict")]),
+            (dfc, ds_seed_ts, [("seed_tsv", "in_file")]),
+            (dfc, ds_windows_ts, [("windows_tsv", "in_file")]),
+        ]
+    )
     sinks += [ds_seed, ds_seed_ts, ds_windows_ts]
     for fig in FIGURES:
-        ds = pe.Node(DerivativesDataSink(
-            base_directory=outdir, desc=fig, datatype="figures", suffix="bold", dismiss_entities=["space", "res"]),
-            name=f"ds_report_{fig}", run_without_submitting=True)
+        ds = pe.Node(
+            DerivativesDataSink(
+                base_directory=outdir,
+                desc=fig,
+                datatype="figures",
+                suffix="bold",
+                dismiss_entities=["space", "res"],
+            ),
+            name=f"ds_report_{fig}",
+            run_without_submitting=True,
+        )
         wf.connect(figures, fig, ds, "in_file")
         sinks.append(ds)
     for ds in sinks:
@@ -167,10 +312,21 @@ def init_dfc_wf(*, tr: float, denoise: DenoiseParams, seed: SeedParams, window: 
     return wf
 
 
-def init_participant_wf(*, subject: str, runs: Sequence[RunInputs], denoise: DenoiseParams, seed: SeedParams,
-                        window: WindowParams, lesion_side: str, lesion_source: str, output_dir: str | Path,
-                        fmriprep_dir: str | Path, lesion_mask: str | Path | None = None,
-                        model_dir: str | Path | None = None, name: str | None = None) -> pe.Workflow:
+def init_participant_wf(
+    *,
+    subject: str,
+    runs: Sequence[RunInputs],
+    denoise: DenoiseParams,
+    seed: SeedParams,
+    window: WindowParams,
+    lesion_side: str,
+    lesion_source: str,
+    output_dir: str | Path,
+    fmriprep_dir: str | Path,
+    lesion_mask: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    name: str | None = None,
+) -> pe.Workflow:
     """All runs of one participant, the subject-level map, and the prediction when a model is given.
 
     Workflow graph::
@@ -208,25 +364,52 @@ def init_participant_wf(*, subject: str, runs: Sequence[RunInputs], denoise: Den
     wf = pe.Workflow(name=name or f"sub_{subject}_wf")
     inputnode = pe.Node(niu.IdentityInterface(fields=["run_files"]), name="inputnode")
     inputnode.inputs.run_files = [
-        {"bold_file": str(r.bold), "mask_file": str(r.mask), "confounds_file": str(r.confounds),
-         "boldref_file": str(r.boldref) if r.boldref else None} for r in runs]
+        {
+            "bold_file": str(r.bold),
+            "mask_file": str(r.mask),
+            "confounds_file": str(r.confounds),
+            "boldref_file": str(r.boldref) if r.boldref else None,
+        }
+        for r in runs
+    ]
     outputnode = pe.Node(niu.IdentityInterface(fields=["dfcsd", "prediction"]), name="outputnode")
     space = runs[0].entities.get("space")
-    static = {"LesionHemisphere": lesion_side, "LesionHemisphereSource": lesion_source,
-              "SeedName": "ipsiM1", "Space": space,
-              # BIDS defines SoftwareVersions as a string
-              "SoftwareVersions": "; ".join(f"{k} {v}" for k, v in software_versions().items())}
+    static = {
+        "LesionHemisphere": lesion_side,
+        "LesionHemisphereSource": lesion_source,
+        "SeedName": "ipsiM1",
+        "Space": space,
+        # BIDS defines SoftwareVersions as a string
+        "SoftwareVersions": "; ".join(f"{k} {v}" for k, v in software_versions().items()),
+    }
     run_wfs = []
     for index, run in enumerate(runs):
-        run_wf = init_dfc_wf(tr=run.tr, denoise=denoise, seed=seed, window=window, lesion_side=lesion_side,
-                             output_dir=output_dir, fmriprep_dir=fmriprep_dir, static_meta=static,
-                             lesion_mask=lesion_mask, name=f"dfc_{safe_name(run.name)}_wf")
-        split = pe.Node(niu.Function(function=_run_fields, input_names=["run_files", "index"],
-                                     output_names=list(RUN_INPUTS)),
-                        name=f"fields_{safe_name(run.name)}", run_without_submitting=True)
+        run_wf = init_dfc_wf(
+            tr=run.tr,
+            denoise=denoise,
+            seed=seed,
+            window=window,
+            lesion_side=lesion_side,
+            output_dir=output_dir,
+            fmriprep_dir=fmriprep_dir,
+            static_meta=static,
+            lesion_mask=lesion_mask,
+            name=f"dfc_{safe_name(run.name)}_wf",
+        )
+        split = pe.Node(
+            niu.Function(
+                function=_run_fields, input_names=["run_files", "index"], output_names=list(RUN_INPUTS)
+            ),
+            name=f"fields_{safe_name(run.name)}",
+            run_without_submitting=True,
+        )
         split.inputs.index = index
-        wf.connect([(inputnode, split, [("run_files", "run_files")]),
-                    (split, run_wf, [(f, f"inputnode.{f}") for f in RUN_INPUTS])])
+        wf.connect(
+            [
+                (inputnode, split, [("run_files", "run_files")]),
+                (split, run_wf, [(f, f"inputnode.{f}") for f in RUN_INPUTS]),
+            ]
+        )
         run_wfs.append(run_wf)
     sources = [str(r.bold) for r in runs]
 
@@ -238,30 +421,62 @@ def init_participant_wf(*, subject: str, runs: Sequence[RunInputs], denoise: Den
         join_meta = pe.Node(niu.Merge(len(runs)), name="merge_meta", run_without_submitting=True)
         aggregate = pe.Node(AggregateRuns(static=static), name="aggregate")
         for i, rwf in enumerate(run_wfs, start=1):
-            wf.connect([(rwf, join, [("outputnode.dfcsd", f"in{i}")]),
-                        (rwf, join_info, [("outputnode.dfc_info", f"in{i}")]),
-                        (rwf, join_meta, [("outputnode.meta", f"in{i}")])])
-        ds_subject = pe.Node(DerivativesDataSink(
-            base_directory=str(output_dir), source_file=sources, seed="ipsiM1", stat="dfcsd", suffix="boldmap",
-            dismiss_entities=["desc", "session"], compress=True, Units="Fisher z"),
-            name="ds_subject_dfcsd", run_without_submitting=True)
-        wf.connect([(join, aggregate, [("out", "in_files")]),
-                    (join_info, aggregate, [("out", "dfc_infos")]),
-                    (join_meta, aggregate, [("out", "run_metas")]),
-                    (aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")])])
+            wf.connect(
+                [
+                    (rwf, join, [("outputnode.dfcsd", f"in{i}")]),
+                    (rwf, join_info, [("outputnode.dfc_info", f"in{i}")]),
+                    (rwf, join_meta, [("outputnode.meta", f"in{i}")]),
+                ]
+            )
+        ds_subject = pe.Node(
+            DerivativesDataSink(
+                base_directory=str(output_dir),
+                source_file=sources,
+                seed="ipsiM1",
+                stat="dfcsd",
+                suffix="boldmap",
+                dismiss_entities=["desc", "session"],
+                compress=True,
+                Units="Fisher z",
+            ),
+            name="ds_subject_dfcsd",
+            run_without_submitting=True,
+        )
+        wf.connect(
+            [
+                (join, aggregate, [("out", "in_files")]),
+                (join_info, aggregate, [("out", "dfc_infos")]),
+                (join_meta, aggregate, [("out", "run_metas")]),
+                (aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")]),
+            ]
+        )
         subject_map = (aggregate, "out_file")
     wf.connect(*subject_map, outputnode, "dfcsd")
 
     if model_dir:
-        predict = pe.Node(PredictSubject(model_dir=str(model_dir), lesion_side=lesion_side, subject=subject,
-                                         space=space), name="predict")
-        ds_pred = pe.Node(DerivativesDataSink(
-            base_directory=str(output_dir), source_file=sources, desc="ulfma", suffix="prediction",
-            dismiss_entities=["space", "res", "desc", "session"]), name="ds_prediction", run_without_submitting=True)
-        wf.connect([(subject_map[0], predict, [(subject_map[1], "in_file")]),
-                    (run_wfs[0], predict, [("outputnode.meta", "meta")]),
-                    (predict, ds_pred, [("out_file", "in_file")]),
-                    (predict, outputnode, [("out_file", "prediction")])])
+        predict = pe.Node(
+            PredictSubject(model_dir=str(model_dir), lesion_side=lesion_side, subject=subject, space=space),
+            name="predict",
+        )
+        ds_pred = pe.Node(
+            DerivativesDataSink(
+                base_directory=str(output_dir),
+                source_file=sources,
+                desc="ulfma",
+                suffix="prediction",
+                dismiss_entities=["space", "res", "desc", "session"],
+            ),
+            name="ds_prediction",
+            run_without_submitting=True,
+        )
+        wf.connect(
+            [
+                (subject_map[0], predict, [(subject_map[1], "in_file")]),
+                (run_wfs[0], predict, [("outputnode.meta", "meta")]),
+                (predict, ds_pred, [("out_file", "in_file")]),
+                (predict, outputnode, [("out_file", "prediction")]),
+            ]
+        )
     return wf
 
 

@@ -21,8 +21,15 @@ import numpy as np  # noqa: E402
 from workflows.utils.images import read_data  # noqa: E402  (scales int16 in float32)
 
 #: Colours used across figures (colour-blind friendly pairs).
-COLORS = {"cnn": "#0072B2", "baseline": "#D55E00", "train": "#0072B2", "val": "#D55E00",
-          "seed": "#E69F00", "lesion": "#56B4E9", "censored": "#CC3311"}
+COLORS = {
+    "cnn": "#0072B2",
+    "baseline": "#D55E00",
+    "train": "#0072B2",
+    "val": "#D55E00",
+    "seed": "#E69F00",
+    "lesion": "#56B4E9",
+    "censored": "#CC3311",
+}
 LABELS = {"cnn": "3D CNN", "baseline": "linear baseline"}
 MAX_CARPET_VOXELS = 1500
 
@@ -72,9 +79,19 @@ def plot_seed_overlay(seed_img, ref_img, out_svg, lesion_mask_img=None) -> str:
     seed_img, ref_img = _as_3d(seed_img), _as_3d(ref_img)
     seed = nb.Nifti1Image((np.asarray(seed_img.dataobj) > 0).astype(np.uint8), seed_img.affine)
     fig = plt.figure(figsize=(9, 3.2))
-    display = plotting.plot_roi(seed, bg_img=ref_img, display_mode="ortho", figure=fig,
-                                cut_coords=_centre_of_mass(seed), cmap="autumn", alpha=0.8,
-                                black_bg=True, draw_cross=False, annotate=True, dim=0)
+    display = plotting.plot_roi(
+        seed,
+        bg_img=ref_img,
+        display_mode="ortho",
+        figure=fig,
+        cut_coords=_centre_of_mass(seed),
+        cmap="autumn",
+        alpha=0.8,
+        black_bg=True,
+        draw_cross=False,
+        annotate=True,
+        dim=0,
+    )
     title = "Seed (orange)"
     if lesion_mask_img is not None:
         lesion = _as_3d(lesion_mask_img)
@@ -102,9 +119,13 @@ def plot_confounds(fd_array, censored_bool_array, out_svg, fd_thresh=0.5, dummy=
     if censored.any():
         ax.plot([], [], color=COLORS["censored"], alpha=0.5, label=f"censored ({int(censored.sum())})")
     finite = fd[np.isfinite(fd)]
-    ax.set(xlabel="volume", ylabel="FD (mm)", xlim=(-0.5, max(fd.size, 1) - 0.5),
-           title=f"Framewise displacement: mean {finite.mean() if finite.size else float('nan'):.3f} mm, "
-                 f"{int(censored.sum())} of {censored.size - int(dummy)} volumes censored")
+    ax.set(
+        xlabel="volume",
+        ylabel="FD (mm)",
+        xlim=(-0.5, max(fd.size, 1) - 0.5),
+        title=f"Framewise displacement: mean {finite.mean() if finite.size else float('nan'):.3f} mm, "
+        f"{int(censored.sum())} of {censored.size - int(dummy)} volumes censored",
+    )
     ax.legend(loc="upper right", fontsize=7, ncol=4, frameon=False)
     return _save(fig, out_svg)
 
@@ -113,8 +134,7 @@ def _carpet_rows(data_tv: np.ndarray, rng_seed: int = 0) -> np.ndarray:
     """(V, T) z-scored rows, detrended by their mean, subsampled to at most MAX_CARPET_VOXELS rows."""
     data = np.asarray(data_tv, dtype=np.float32)
     if data.shape[1] > MAX_CARPET_VOXELS:
-        idx = np.sort(np.random.default_rng(rng_seed).choice(data.shape[1], MAX_CARPET_VOXELS,
-                                                              replace=False))
+        idx = np.sort(np.random.default_rng(rng_seed).choice(data.shape[1], MAX_CARPET_VOXELS, replace=False))
         data = data[:, idx]
     data = data - data.mean(axis=0)
     sd = data.std(axis=0)
@@ -130,13 +150,26 @@ def plot_carpet(bold_img_4d, denoised_TxV_array, mask_img, out_svg, tr) -> str:
     before = read_data(bold_img_4d, bold_img_4d.get_filename(), "BOLD")[mask].T  # (T, V)
     after = np.asarray(denoised_TxV_array, dtype=np.float32)
     fig, axes = plt.subplots(2, 1, figsize=(9, 4.6), sharex=False)
-    for ax, data, name in ((axes[0], before, "before denoising (fMRIPrep BOLD)"),
-                           (axes[1], after, "after denoising")):
+    for ax, data, name in (
+        (axes[0], before, "before denoising (fMRIPrep BOLD)"),
+        (axes[1], after, "after denoising"),
+    ):
         rows = _carpet_rows(data)
-        ax.imshow(rows, aspect="auto", cmap="gray", vmin=-2, vmax=2, interpolation="nearest",
-                  extent=(0, rows.shape[1] * tr, rows.shape[0], 0), rasterized=True)
-        ax.set(ylabel="voxels", yticks=[], title=f"Carpet {name}: {data.shape[1]} voxels x "
-                                                  f"{data.shape[0]} volumes, z-scored, range +/-2")
+        ax.imshow(
+            rows,
+            aspect="auto",
+            cmap="gray",
+            vmin=-2,
+            vmax=2,
+            interpolation="nearest",
+            extent=(0, rows.shape[1] * tr, rows.shape[0], 0),
+            rasterized=True,
+        )
+        ax.set(
+            ylabel="voxels",
+            yticks=[],
+            title=f"Carpet {name}: {data.shape[1]} voxels x {data.shape[0]} volumes, z-scored, range +/-2",
+        )
     axes[1].set_xlabel("time (s)")
     fig.tight_layout()
     return _save(fig, out_svg)
@@ -147,12 +180,19 @@ def plot_seed_timeseries(seed_array, tr, windows_table, traces, out_svg) -> str:
     seed = np.asarray(seed_array, dtype=float)
     fig, axes = plt.subplots(2, 1, figsize=(9, 4.4))
     axes[0].plot(np.arange(seed.size) * tr, seed, color=COLORS["seed"], lw=1)
-    axes[0].set(xlabel="time (s)", ylabel="signal (z)", title="Seed time series (ipsilesional M1)",
-                xlim=(0, max(seed.size - 1, 1) * tr))
+    axes[0].set(
+        xlabel="time (s)",
+        ylabel="signal (z)",
+        title="Seed time series (ipsilesional M1)",
+        xlim=(0, max(seed.size - 1, 1) * tr),
+    )
     ax = axes[1]
     table = windows_table
-    start = np.asarray(table["start_volume"], dtype=float) if "start_volume" in table else \
-        np.arange(len(table), dtype=float)
+    start = (
+        np.asarray(table["start_volume"], dtype=float)
+        if "start_volume" in table
+        else np.arange(len(table), dtype=float)
+    )
     end = np.asarray(table["end_volume"], dtype=float) if "end_volume" in table else start
     centre = (start + end) / 2 * tr
     kept = np.asarray(table["kept"], dtype=bool) if "kept" in table else np.ones(len(table), bool)
@@ -162,9 +202,12 @@ def plot_seed_timeseries(seed_array, tr, windows_table, traces, out_svg) -> str:
     for c in centre[~kept]:
         ax.axvline(c, color="0.85", lw=2, zorder=0)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set(xlabel="window centre (s)", ylabel="Fisher z",
-           title=f"Windowed seed correlation: {int(kept.sum())} windows kept"
-                 + (f", {int((~kept).sum())} dropped (grey)" if (~kept).any() else ""))
+    ax.set(
+        xlabel="window centre (s)",
+        ylabel="Fisher z",
+        title=f"Windowed seed correlation: {int(kept.sum())} windows kept"
+        + (f", {int((~kept).sum())} dropped (grey)" if (~kept).any() else ""),
+    )
     if traces:
         ax.legend(fontsize=7, frameon=False, loc="upper right", ncol=len(traces))
     fig.tight_layout()
@@ -183,8 +226,9 @@ def plot_map_mosaics(maps, out_svg, vmax, cut_coords=7, bg_img=None) -> str:
     if isinstance(cut_coords, int) and maps:
         # the same slices in every row, so that rows compare
         first = _as_3d(next(iter(maps.values())))
-        nonzero = nb.Nifti1Image(np.nan_to_num(np.abs(np.asarray(first.dataobj, dtype=np.float32))),
-                                 first.affine)
+        nonzero = nb.Nifti1Image(
+            np.nan_to_num(np.abs(np.asarray(first.dataobj, dtype=np.float32))), first.affine
+        )
         cut_coords = plotting.find_cut_slices(nonzero, direction="z", n_cuts=cut_coords)
     fig, axes = plt.subplots(len(maps), 1, figsize=(10, 1.9 * len(maps)), squeeze=False)
     for ax, (title, img) in zip(axes[:, 0], maps.items()):
@@ -194,12 +238,27 @@ def plot_map_mosaics(maps, out_svg, vmax, cut_coords=7, bg_img=None) -> str:
         top = float(vmax.get(title) or np.percentile(np.abs(data[data != 0]), 99) if data.any() else 1.0)
         top = top if top > 0 else 1.0
         positive = data.min() >= 0
-        kwargs = dict(cmap="inferno", vmin=0, vmax=top, symmetric_cbar=False) if positive else \
-            dict(cmap="RdBu_r", vmax=top, symmetric_cbar=True)
+        kwargs = (
+            dict(cmap="inferno", vmin=0, vmax=top, symmetric_cbar=False)
+            if positive
+            else dict(cmap="RdBu_r", vmax=top, symmetric_cbar=True)
+        )
         scale = f"0 to {top:g}" if positive else f"-{top:g} to {top:g}"
-        plotting.plot_stat_map(img, bg_img=bg_img, display_mode="z", cut_coords=cut_coords, axes=ax,
-                               figure=fig, threshold=1e-6, colorbar=True, annotate=True, black_bg=True,
-                               title=f"{title} (scale {scale})", draw_cross=False, **kwargs)
+        plotting.plot_stat_map(
+            img,
+            bg_img=bg_img,
+            display_mode="z",
+            cut_coords=cut_coords,
+            axes=ax,
+            figure=fig,
+            threshold=1e-6,
+            colorbar=True,
+            annotate=True,
+            black_bg=True,
+            title=f"{title} (scale {scale})",
+            draw_cross=False,
+            **kwargs,
+        )
     return _save(fig, out_svg)
 
 
@@ -219,19 +278,34 @@ def plot_roc(predictions, out_svg) -> str:
             if len(np.unique(y)) == 2:
                 curves.append((*roc_curve(y, p)[:2], roc_auc_score(y, p)))
         for i, (fpr, tpr, _) in enumerate(curves):
-            label = None if i else (f"{LABELS.get(model, model)} (mean AUC "
-                                    f"{np.mean([c[2] for c in curves]):.2f}, {len(curves)} repeats)")
+            label = (
+                None
+                if i
+                else (
+                    f"{LABELS.get(model, model)} (mean AUC "
+                    f"{np.mean([c[2] for c in curves]):.2f}, {len(curves)} repeats)"
+                )
+            )
             ax.plot(fpr, tpr, color=COLORS.get(model), alpha=0.6, lw=1.2, label=label)
-    ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01),
-           title="ROC, out-of-fold predictions", aspect="equal")
+    ax.set(
+        xlabel="1 - specificity",
+        ylabel="sensitivity",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="ROC, out-of-fold predictions",
+        aspect="equal",
+    )
     ax.legend(fontsize=7, loc="lower right", frameon=False)
     return _save(fig, out_svg)
 
 
 def subject_probabilities(predictions):
     """Per model and subject: true class and probability of 'severe' averaged over repeats (soft vote)."""
-    return (predictions.groupby(["model", "participant_id"], sort=True)
-            .agg(y_true=("y_true", "first"), prob_severe=("prob_severe", "mean")).reset_index())
+    return (
+        predictions.groupby(["model", "participant_id"], sort=True)
+        .agg(y_true=("y_true", "first"), prob_severe=("prob_severe", "mean"))
+        .reset_index()
+    )
 
 
 def plot_confusion(predictions, out_svg, threshold=0.5) -> str:
@@ -248,10 +322,24 @@ def plot_confusion(predictions, out_svg, threshold=0.5) -> str:
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(cm.max(), 1))
         for t in (0, 1):
             for p in (0, 1):
-                ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=12,
-                        color="white" if cm[t, p] > cm.max() / 2 else "black")
-        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names,
-               xlabel="predicted", ylabel="true", title=LABELS.get(model, model))
+                ax.text(
+                    p,
+                    t,
+                    str(cm[t, p]),
+                    ha="center",
+                    va="center",
+                    fontsize=12,
+                    color="white" if cm[t, p] > cm.max() / 2 else "black",
+                )
+        ax.set(
+            xticks=[0, 1],
+            yticks=[0, 1],
+            xticklabels=names,
+            yticklabels=names,
+            xlabel="predicted",
+            ylabel="true",
+            title=LABELS.get(model, model),
+        )
         ax.tick_params(labelsize=7)
     fig.suptitle("Subjects, probability averaged over repeats, cut at 0.5", fontsize=8)
     fig.tight_layout()
@@ -262,13 +350,21 @@ def plot_permutation(null_scores, observed, p_value, out_svg) -> str:
     """Histogram of balanced accuracy under permuted labels, with the observed score marked."""
     null = np.asarray(null_scores, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(null, bins=min(20, max(5, null.size // 3)), color="0.6", edgecolor="white",
-            label=f"permuted labels (n={null.size})")
+    ax.hist(
+        null,
+        bins=min(20, max(5, null.size // 3)),
+        color="0.6",
+        edgecolor="white",
+        label=f"permuted labels (n={null.size})",
+    )
     if observed is not None:
         ax.axvline(observed, color=COLORS["cnn"], lw=2, label=f"observed {observed:.3f}")
     ax.axvline(0.5, color="k", ls=":", lw=1, label="chance")
-    ax.set(xlabel="balanced accuracy", ylabel="count",
-           title=f"Permutation test: p = {p_value:.3g}" if p_value is not None else "Permutation test")
+    ax.set(
+        xlabel="balanced accuracy",
+        ylabel="count",
+        title=f"Permutation test: p = {p_value:.3g}" if p_value is not None else "Permutation test",
+    )
     ax.legend(fontsize=7, frameon=False)
     return _save(fig, out_svg)
 
@@ -306,8 +402,13 @@ def plot_calibration(predictions, out_svg, n_bins=5) -> str:
                 ys.append(y[idx == b].mean())
                 ns.append(int(np.sum(idx == b)))
         ax.plot(xs, ys, marker="o", color=COLORS.get(model), label=LABELS.get(model, model))
-    ax.set(xlabel="mean predicted probability (severe)", ylabel="observed fraction severe",
-           xlim=(0, 1), ylim=(-0.02, 1.02), aspect="equal",
-           title=f"Calibration ({n_bins} bins, subjects)")
+    ax.set(
+        xlabel="mean predicted probability (severe)",
+        ylabel="observed fraction severe",
+        xlim=(0, 1),
+        ylim=(-0.02, 1.02),
+        aspect="equal",
+        title=f"Calibration ({n_bins} bins, subjects)",
+    )
     ax.legend(fontsize=7, frameon=False, loc="upper left")
     return _save(fig, out_svg)

@@ -14,8 +14,7 @@ from workflows.model_io import check_card_compatible, load_model
 from workflows.utils.errors import InputError
 
 
-def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, space: str,
-                    meta: dict) -> dict:
+def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, space: str, meta: dict) -> dict:
     """Probability of severe impairment for one subject.
 
     The model directory is loaded safely (safetensors weights whose SHA-256 must match the card; no
@@ -24,14 +23,18 @@ def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, spac
     """
     model, card = load_model(model_dir)
     if card.get("input", {}).get("samples", "maps") != "maps":
-        raise InputError("this model was trained on single-window maps (GroupParams.samples windows); "
-                         "prediction from a subject's dFC variability map needs a model trained with "
-                         "GroupParams.samples maps", str(model_dir),
-                         "retrain the group level with GroupParams.samples maps (the default)",
-                         params=("GroupParams.samples",))
+        raise InputError(
+            "this model was trained on single-window maps (GroupParams.samples windows); "
+            "prediction from a subject's dFC variability map needs a model trained with "
+            "GroupParams.samples maps",
+            str(model_dir),
+            "retrain the group level with GroupParams.samples maps (the default)",
+            params=("GroupParams.samples",),
+        )
     img = nb.load(str(map_file))
-    check_card_compatible(card, space=space, grid_shape=tuple(img.shape[:3]),
-                          dfc_params=shared_parameters(meta))
+    check_card_compatible(
+        card, space=space, grid_shape=tuple(img.shape[:3]), dfc_params=shared_parameters(meta)
+    )
     align = bool(card.get("input", {}).get("align_lesion", True))
     x = apply_grid(img, card["input"]["grid"], lesion_side, align)
     prob = float(np.mean(predict_proba(model, x)))

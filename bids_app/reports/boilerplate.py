@@ -18,12 +18,12 @@ from workflows.utils.io import atomic_write_text
 
 DENOISE_TEXT = {
     "simple": "24 head-motion parameters (6 rigid-body parameters, their derivatives and squares) and the "
-              "mean white-matter and CSF signals",
+    "mean white-matter and CSF signals",
     "simple+gsr": "24 head-motion parameters, the mean white-matter and CSF signals and the global signal",
     "scrubbing": "24 head-motion parameters and the mean white-matter and CSF signals, with high-motion "
-                 "volumes censored",
+    "volumes censored",
     "compcor": "24 head-motion parameters, anatomical CompCor components (combined white-matter and CSF "
-               "mask) and fMRIPrep's cosine drift regressors",
+    "mask) and fMRIPrep's cosine drift regressors",
 }
 
 WINDOW_SHAPE_TEXT = {
@@ -34,26 +34,26 @@ WINDOW_SHAPE_TEXT = {
 
 REFERENCES = {
     "fmriprep": "Esteban O, Markiewicz CJ, Blair RW, et al. fMRIPrep: a robust preprocessing pipeline for "
-                "functional MRI. Nature Methods 16, 111-116 (2019). doi:10.1038/s41592-018-0235-4",
+    "functional MRI. Nature Methods 16, 111-116 (2019). doi:10.1038/s41592-018-0235-4",
     "nipype": "Gorgolewski K, Burns CD, Madison C, et al. Nipype: a flexible, lightweight and extensible "
-              "neuroimaging data processing framework in Python. Front Neuroinform 5:13 (2011). "
-              "doi:10.3389/fninf.2011.00013",
+    "neuroimaging data processing framework in Python. Front Neuroinform 5:13 (2011). "
+    "doi:10.3389/fninf.2011.00013",
     "nilearn": "Abraham A, Pedregosa F, Eickenberg M, et al. Machine learning for neuroimaging with "
-               "scikit-learn. Front Neuroinform 8:14 (2014). doi:10.3389/fninf.2014.00014 (nilearn)",
+    "scikit-learn. Front Neuroinform 8:14 (2014). doi:10.3389/fninf.2014.00014 (nilearn)",
     "pytorch": "Paszke A, Gross S, Massa F, et al. PyTorch: an imperative style, high-performance deep "
-               "learning library. Advances in Neural Information Processing Systems 32 (2019)",
+    "learning library. Advances in Neural Information Processing Systems 32 (2019)",
     "hcpex": "Huang CC, Rolls ET, Feng J, Lin CP. An extended Human Connectome Project multimodal "
-             "parcellation atlas of the human cortex and subcortical areas. Brain Struct Funct 227, "
-             "763-778 (2022). doi:10.1007/s00429-021-02421-6 (HCPex atlas)",
+    "parcellation atlas of the human cortex and subcortical areas. Brain Struct Funct 227, "
+    "763-778 (2022). doi:10.1007/s00429-021-02421-6 (HCPex atlas)",
     "aal": "Tzourio-Mazoyer N, Landeau B, Papathanassiou D, et al. Automated anatomical labeling of "
-           "activations in SPM using a macroscopic anatomical parcellation of the MNI MRI single-subject "
-           "brain. NeuroImage 15, 273-289 (2002). doi:10.1006/nimg.2001.0978 (AAL atlas)",
+    "activations in SPM using a macroscopic anatomical parcellation of the MNI MRI single-subject "
+    "brain. NeuroImage 15, 273-289 (2002). doi:10.1006/nimg.2001.0978 (AAL atlas)",
     "gao2025": "Gao et al. Dynamic functional connectivity of the ipsilesional primary motor cortex and "
-               "deep learning classification of upper-limb motor impairment after stroke. Frontiers in "
-               "Neurology 16:1666991 (2025). doi:10.3389/fneur.2025.1666991",
+    "deep learning classification of upper-limb motor impairment after stroke. Frontiers in "
+    "Neurology 16:1666991 (2025). doi:10.3389/fneur.2025.1666991",
     "allen2014": "Allen EA, Damaraju E, Plis SM, Erhardt EB, Eichele T, Calhoun VD. Tracking whole-brain "
-                 "connectivity dynamics in the resting state. Cerebral Cortex 24, 663-676 (2014). "
-                 "doi:10.1093/cercor/bhs352",
+    "connectivity dynamics in the resting state. Cerebral Cortex 24, 663-676 (2014). "
+    "doi:10.1093/cercor/bhs352",
 }
 
 
@@ -67,17 +67,23 @@ def _hz(value) -> str:
 
 def _seed_sentence(seed: SeedParams) -> str:
     if seed.seed_mask:
-        return (f"The seed was the user-supplied left-hemisphere mask `{Path(seed.seed_mask).name}`, "
-                "mirrored to the right hemisphere for right-hemisphere lesions")
+        return (
+            f"The seed was the user-supplied left-hemisphere mask `{Path(seed.seed_mask).name}`, "
+            "mirrored to the right hemisphere for right-hemisphere lesions"
+        )
     if seed.seed_coords:
         xyz = ", ".join(f"{float(c):g}" for c in seed.seed_coords)
-        return (f"The seed was a sphere of radius {float(seed.seed_radius):g} mm centred at "
-                f"({xyz}) mm (left hemisphere; mirrored about x = 0 for right-hemisphere lesions)")
+        return (
+            f"The seed was a sphere of radius {float(seed.seed_radius):g} mm centred at "
+            f"({xyz}) mm (left hemisphere; mirrored about x = 0 for right-hemisphere lesions)"
+        )
     atlas = seed.seed_atlas
     region = "Primary_Motor_Cortex" if atlas == "HCPEx" else "Precentral"
     ref = "[@hcpex]" if atlas == "HCPEx" else "[@aal]"
-    return (f"The seed was the primary motor cortex of the lesioned hemisphere (ipsilesional M1): the "
-            f"{atlas} atlas {ref} region `{region}_L` or `{region}_R`, resampled to the BOLD grid")
+    return (
+        f"The seed was the primary motor cortex of the lesioned hemisphere (ipsilesional M1): the "
+        f"{atlas} atlas {ref} region `{region}_L` or `{region}_R`, resampled to the BOLD grid"
+    )
 
 
 def _participant_paragraph(config: RunConfig) -> str:
@@ -86,19 +92,32 @@ def _participant_paragraph(config: RunConfig) -> str:
     confounds = DENOISE_TEXT.get(strategy, strategy)
     censor = ""
     if strategy == "scrubbing":
-        censor = (f" Volumes with framewise displacement above {float(denoise.fd_thresh):g} mm "
-                  f"or standardised DVARS above {float(denoise.std_dvars_thresh):g} were censored "
-                  "(excluded from the correlations).")
+        censor = (
+            f" Volumes with framewise displacement above {float(denoise.fd_thresh):g} mm "
+            f"or standardised DVARS above {float(denoise.std_dvars_thresh):g} were censored "
+            "(excluded from the correlations)."
+        )
     dummy = denoise.dummy_scans
-    dummy_text = ("the non-steady-state volumes flagged by fMRIPrep" if dummy == "auto"
-                  else f"the first {dummy} volumes")
+    dummy_text = (
+        "the non-steady-state volumes flagged by fMRIPrep"
+        if dummy == "auto"
+        else f"the first {dummy} volumes"
+    )
     smoothing = denoise.smoothing_fwhm
-    smooth_text = (f"spatially smoothed inside the brain mask with a Gaussian kernel of "
-                   f"{float(smoothing):g} mm FWHM" if smoothing else "not spatially smoothed")
+    smooth_text = (
+        f"spatially smoothed inside the brain mask with a Gaussian kernel of {float(smoothing):g} mm FWHM"
+        if smoothing
+        else "not spatially smoothed"
+    )
     shape = window.window_shape
     length = str(window.window_length)
-    length_text = (f"{length[:-3]} volumes" if length.endswith("vol") else f"{length[:-1]} s"
-                   if length.endswith("s") else length)
+    length_text = (
+        f"{length[:-3]} volumes"
+        if length.endswith("vol")
+        else f"{length[:-1]} s"
+        if length.endswith("s")
+        else length
+    )
     return (
         f"Resting-state BOLD runs (task `{config.queries.task_id}`) preprocessed with fMRIPrep "
         f"[@fmriprep] in `{config.queries.space}` space were denoised with nilearn "
@@ -122,14 +141,24 @@ def _participant_paragraph(config: RunConfig) -> str:
 
 def _group_paragraph(group: GroupParams) -> str:
     threshold = float(group.severe_threshold)
-    align = ("Maps of patients with right-hemisphere lesions were mirrored about x = 0 (world "
-             "coordinates) so that the lesioned hemisphere is on the left for everyone"
-             if group.align_lesion else "Maps were not mirrored (lesion alignment off)")
-    samples = ("one sample per subject (the dFC variability map)" if group.samples == "maps"
-               else "one sample per window map, with window predictions averaged per subject (soft vote)")
+    align = (
+        "Maps of patients with right-hemisphere lesions were mirrored about x = 0 (world "
+        "coordinates) so that the lesioned hemisphere is on the left for everyone"
+        if group.align_lesion
+        else "Maps were not mirrored (lesion alignment off)"
+    )
+    samples = (
+        "one sample per subject (the dFC variability map)"
+        if group.samples == "maps"
+        else "one sample per window map, with window predictions averaged per subject (soft vote)"
+    )
     perm = int(group.cv.n_permutations)
-    perm_text = (f" Significance was assessed with {perm} label permutations (the whole cross-validation "
-                 "repeated on shuffled labels)." if perm else "")
+    perm_text = (
+        f" Significance was assessed with {perm} label permutations (the whole cross-validation "
+        "repeated on shuffled labels)."
+        if perm
+        else ""
+    )
     return (
         f"At the group level, patients were labelled severe when their upper-limb Fugl-Meyer score "
         f"(column `{group.label_column}`) was <= {threshold:g}, and mild-to-moderate "
@@ -159,7 +188,8 @@ def methods_text(config: RunConfig, versions: dict[str, str]) -> str:
         f"{_v(versions, 'nipype')} [@nipype], nilearn{_v(versions, 'nilearn')} [@nilearn], "
         f"NiBabel{_v(versions, 'nibabel')}, NumPy{_v(versions, 'numpy')}, SciPy{_v(versions, 'scipy')}"
         + (f", scikit-learn{_v(versions, 'scikit-learn')}" if versions.get("scikit-learn") else "")
-        + (f" and PyTorch{_v(versions, 'torch')} [@pytorch]" if versions.get("torch") else "") + ".",
+        + (f" and PyTorch{_v(versions, 'torch')} [@pytorch]" if versions.get("torch") else "")
+        + ".",
         "",
         _participant_paragraph(config),
         "",
@@ -167,11 +197,14 @@ def methods_text(config: RunConfig, versions: dict[str, str]) -> str:
     if config.analysis_level == "group":
         parts += [_group_paragraph(config.group), ""]
     elif config.model:
-        parts += [f"Each participant's dFC variability map was classified by the trained model "
-                  f"`{Path(config.model).name}` (a 3D CNN trained by strokefc at the group level), "
-                  f"after the same lesion alignment and resampling as in training; the output is the "
-                  f"probability of severe impairment (UL-FMA <= "
-                  f"{float(config.group.severe_threshold):g}).", ""]
+        parts += [
+            f"Each participant's dFC variability map was classified by the trained model "
+            f"`{Path(config.model).name}` (a 3D CNN trained by strokefc at the group level), "
+            f"after the same lesion alignment and resampling as in training; the output is the "
+            f"probability of severe impairment (UL-FMA <= "
+            f"{float(config.group.severe_threshold):g}).",
+            "",
+        ]
     cited = [key for key in REFERENCES if f"[@{key}]" in "\n".join(parts)]
     parts += ["## Software versions", ""]
     parts += [f"- {name} {ver}" for name, ver in sorted(versions.items())] or ["- (not recorded)"]

@@ -24,8 +24,13 @@ from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
 
-METRICS = {"balanced_accuracy": "Balanced accuracy", "roc_auc": "ROC AUC", "sensitivity": "Sensitivity",
-           "specificity": "Specificity", "f1": "F1 score"}
+METRICS = {
+    "balanced_accuracy": "Balanced accuracy",
+    "roc_auc": "ROC AUC",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "f1": "F1 score",
+}
 MODEL_LABELS = {"cnn": "3D CNN", "baseline": "Linear baseline"}
 MAP_FILES = {  # title -> file name in output_dir/group
     "severe: mean dFC SD": "desc-severe_dfcsd.nii.gz",
@@ -47,8 +52,10 @@ def _read_tsv(path: Path) -> pd.DataFrame | None:
 
 def _records(table: pd.DataFrame) -> list[dict]:
     """Rows as dicts with NaN turned into None (shown as a dash)."""
-    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-            for row in table.to_dict("records")]
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
 
 
 def cohort_rows(cohort: pd.DataFrame | None, subjects, excluded: dict, threshold: float) -> list[dict]:
@@ -56,15 +63,31 @@ def cohort_rows(cohort: pd.DataFrame | None, subjects, excluded: dict, threshold
     if cohort is not None:
         rows = _records(cohort)
     else:
-        rows = [{"participant_id": f"sub-{s.subject}", "ul_fma": s.ul_fma,
-                 "class": "severe" if is_severe(s.ul_fma, threshold) else "mild-to-moderate",
-                 "lesion_side": s.lesion_side, "included": True, "reason": ""} for s in subjects]
+        rows = [
+            {
+                "participant_id": f"sub-{s.subject}",
+                "ul_fma": s.ul_fma,
+                "class": "severe" if is_severe(s.ul_fma, threshold) else "mild-to-moderate",
+                "lesion_side": s.lesion_side,
+                "included": True,
+                "reason": "",
+            }
+            for s in subjects
+        ]
     listed = {str(r.get("participant_id")) for r in rows}
     for label, reason in (excluded or {}).items():
         pid = label if str(label).startswith("sub-") else f"sub-{label}"
         if pid not in listed:
-            rows.append({"participant_id": pid, "ul_fma": None, "class": None, "lesion_side": None,
-                         "included": False, "reason": reason})
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "ul_fma": None,
+                    "class": None,
+                    "lesion_side": None,
+                    "included": False,
+                    "reason": reason,
+                }
+            )
     for row in rows:
         for col in COHORT_COLUMNS:
             row.setdefault(col, None)
@@ -94,23 +117,35 @@ def cv_sentence(summary: dict) -> str:
     cv = summary.get("cv", {})
     parts = []
     if cv:
-        parts.append(f"{cv.get('folds', '?')}-fold cross-validation repeated {cv.get('repeats', '?')} "
-                     f"times, folds grouped by {cv.get('grouped_by', 'subject')}")
+        parts.append(
+            f"{cv.get('folds', '?')}-fold cross-validation repeated {cv.get('repeats', '?')} "
+            f"times, folds grouped by {cv.get('grouped_by', 'subject')}"
+        )
     if summary.get("n_subjects") is not None:
         counts = summary.get("class_counts") or {}
-        parts.append(f"{summary['n_subjects']} subjects"
-                     + (" (" + ", ".join(f"{n} {c}" for c, n in counts.items()) + ")" if counts else ""))
+        parts.append(
+            f"{summary['n_subjects']} subjects"
+            + (" (" + ", ".join(f"{n} {c}" for c, n in counts.items()) + ")" if counts else "")
+        )
     if summary.get("samples"):
-        parts.append("one sample per " + ("subject map" if summary["samples"] == "maps"
-                                          else "window map, window predictions averaged per subject"))
+        parts.append(
+            "one sample per "
+            + (
+                "subject map"
+                if summary["samples"] == "maps"
+                else "window map, window predictions averaged per subject"
+            )
+        )
     if summary.get("baseline"):
         parts.append(f"baseline: {summary['baseline']}")
     if summary.get("cnn_parameters"):
         parts.append(f"CNN with {int(summary['cnn_parameters']):,} trainable parameters")
     perm = summary.get("permutation")
     if perm:
-        parts.append(f"permutation test: p = {perm.get('p_value', float('nan')):.3g} over "
-                     f"{perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label permutations")
+        parts.append(
+            f"permutation test: p = {perm.get('p_value', float('nan')):.3g} over "
+            f"{perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label permutations"
+        )
     return ("; ".join(parts) + ".") if parts else ""
 
 
@@ -130,34 +165,65 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
     preds = _read_tsv(group_dir / "cv_predictions.tsv")
     if preds is not None and not preds.empty:
         for name, func, title, caption in (
-            ("roc", rl.plot_roc, "ROC curves",
-             "ROC curves of the out-of-fold predictions, one line per CV repeat, for the CNN and the "
-             "linear baseline."),
-            ("confusion", rl.plot_confusion, "Confusion matrices",
-             "Subject-level confusion matrices: each subject's probability of 'severe' averaged over "
-             "repeats, cut at 0.5."),
-            ("calibration", rl.plot_calibration, "Calibration",
-             "Calibration (reliability) of the subject-level probabilities: a well-calibrated model "
-             "follows the diagonal."),
+            (
+                "roc",
+                rl.plot_roc,
+                "ROC curves",
+                "ROC curves of the out-of-fold predictions, one line per CV repeat, for the CNN and the "
+                "linear baseline.",
+            ),
+            (
+                "confusion",
+                rl.plot_confusion,
+                "Confusion matrices",
+                "Subject-level confusion matrices: each subject's probability of 'severe' averaged over "
+                "repeats, cut at 0.5.",
+            ),
+            (
+                "calibration",
+                rl.plot_calibration,
+                "Calibration",
+                "Calibration (reliability) of the subject-level probabilities: a well-calibrated model "
+                "follows the diagonal.",
+            ),
         ):
             path = _draw(name, func, notes, preds, fig_dir / f"desc-{name}_cv.svg")
             figures.append({"path": path, "title": title, "caption": caption})
     else:
-        notes.append("No cross-validated predictions (group/cv_predictions.tsv): ROC, confusion and "
-                     "calibration figures are not shown.")
+        notes.append(
+            "No cross-validated predictions (group/cv_predictions.tsv): ROC, confusion and "
+            "calibration figures are not shown."
+        )
     curves = _read_tsv(group_dir / "training_curves.tsv")
     if curves is not None and not curves.empty:
         path = _draw("loss curves", rl.plot_loss_curves, notes, curves, fig_dir / "desc-loss_cv.svg")
-        figures.append({"path": path, "title": "Loss curves",
-                        "caption": "Training and validation loss per epoch of the CNN in every fold."})
+        figures.append(
+            {
+                "path": path,
+                "title": "Loss curves",
+                "caption": "Training and validation loss per epoch of the CNN in every fold.",
+            }
+        )
     perm = summary.get("permutation")
     if perm and perm.get("null_balanced_accuracy"):
         observed = summary.get("models", {}).get("cnn", {}).get("balanced_accuracy", {}).get("mean")
-        path = _draw("permutation", rl.plot_permutation, notes, perm["null_balanced_accuracy"],
-                     observed, perm.get("p_value"), fig_dir / "desc-permutation_cv.svg")
-        figures.append({"path": path, "title": "Permutation test",
-                        "caption": "Balanced accuracy of the whole cross-validation on permuted labels, "
-                                   "against the observed one (a sanity check for leakage)."})
+        path = _draw(
+            "permutation",
+            rl.plot_permutation,
+            notes,
+            perm["null_balanced_accuracy"],
+            observed,
+            perm.get("p_value"),
+            fig_dir / "desc-permutation_cv.svg",
+        )
+        figures.append(
+            {
+                "path": path,
+                "title": "Permutation test",
+                "caption": "Balanced accuracy of the whole cross-validation on permuted labels, "
+                "against the observed one (a sanity check for leakage).",
+            }
+        )
     return figures
 
 
@@ -166,8 +232,9 @@ def map_vmax(maps: dict) -> dict:
     import nibabel as nb
 
     def top(imgs):
-        vals = np.concatenate([np.abs(np.asarray(nb.load(i).dataobj, dtype=np.float32)).ravel()
-                               for i in imgs])
+        vals = np.concatenate(
+            [np.abs(np.asarray(nb.load(i).dataobj, dtype=np.float32)).ravel() for i in imgs]
+        )
         vals = vals[np.isfinite(vals) & (vals > 0)]
         return float(np.percentile(vals, 99)) if vals.size else 1.0
 
@@ -192,24 +259,39 @@ def write_group_report(config, subjects, excluded) -> Path:
     notes: list[str] = []
     summary_path = group_dir / "cv_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    rows = cohort_rows(_read_tsv(group_dir / "cohort.tsv"), subjects, excluded,
-                       float(config.group.severe_threshold))
-    metrics = {model: {k: rec for k, rec in v.items() if isinstance(rec, dict) and "mean" in rec}
-               for model, v in summary.get("models", {}).items() if isinstance(v, dict)}
+    rows = cohort_rows(
+        _read_tsv(group_dir / "cohort.tsv"), subjects, excluded, float(config.group.severe_threshold)
+    )
+    metrics = {
+        model: {k: rec for k, rec in v.items() if isinstance(rec, dict) and "mean" in rec}
+        for model, v in summary.get("models", {}).items()
+        if isinstance(v, dict)
+    }
     figures = cv_figures(group_dir, fig_dir, summary, notes)
 
     maps = {t: group_dir / f for t, f in MAP_FILES.items() if (group_dir / f).is_file()}
     maps_figure = None
     if maps:
-        maps_figure = _draw("group maps", rl.plot_map_mosaics, notes, maps,
-                            fig_dir / "desc-groupmaps_mosaic.svg", map_vmax(maps))
+        maps_figure = _draw(
+            "group maps",
+            rl.plot_map_mosaics,
+            notes,
+            maps,
+            fig_dir / "desc-groupmaps_mosaic.svg",
+            map_vmax(maps),
+        )
     else:
         notes.append("No group maps were found in group/.")
-    aligned = ("Lesion-aligned: right-lesion maps were mirrored, so the left hemisphere is the lesioned "
-               "one. " if config.group.align_lesion else "Not lesion-aligned (--no-align-lesion). ")
-    maps_caption = (aligned + "Rows: mean dFC variability (SD of windowed Fisher z) of each class on one "
-                    "shared colour scale, their difference (severe - mild), and the CNN saliency averaged "
-                    "over subjects; scales in each row's title (99th percentile of |value|).")
+    aligned = (
+        "Lesion-aligned: right-lesion maps were mirrored, so the left hemisphere is the lesioned one. "
+        if config.group.align_lesion
+        else "Not lesion-aligned (--no-align-lesion). "
+    )
+    maps_caption = (
+        aligned + "Rows: mean dFC variability (SD of windowed Fisher z) of each class on one "
+        "shared colour scale, their difference (severe - mild), and the CNN saliency averaged "
+        "over subjects; scales in each row's title (99th percentile of |value|)."
+    )
 
     regions = _read_tsv(group_dir / "top_regions.tsv")
     md = ""
@@ -220,16 +302,25 @@ def write_group_report(config, subjects, excluded) -> Path:
         LOGGER.exception("The methods boilerplate could not be written")
         notes.append("The methods text could not be written (see the log).")
     page = render_page(
-        "group.html", title="strokefc group report", notes=notes,
-        cohort=rows, cohort_columns=COHORT_COLUMNS, cohort_summary=cohort_summary(rows),
-        cv_text=cv_sentence(summary), metrics=metrics, metric_models=[m for m in ("cnn", "baseline")
-                                                                      if m in metrics]
+        "group.html",
+        title="strokefc group report",
+        notes=notes,
+        cohort=rows,
+        cohort_columns=COHORT_COLUMNS,
+        cohort_summary=cohort_summary(rows),
+        cv_text=cv_sentence(summary),
+        metrics=metrics,
+        metric_models=[m for m in ("cnn", "baseline") if m in metrics]
         + [m for m in metrics if m not in ("cnn", "baseline")],
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
         + sorted({m for v in metrics.values() for m in v if m not in METRICS}),
-        metric_labels=METRICS, model_labels=MODEL_LABELS, cv_figures=figures,
-        maps_figure=maps_figure, maps_caption=maps_caption,
+        metric_labels=METRICS,
+        model_labels=MODEL_LABELS,
+        cv_figures=figures,
+        maps_figure=maps_figure,
+        maps_caption=maps_caption,
         regions=_records(regions) if regions is not None else [],
         region_columns=list(regions.columns) if regions is not None else [],
-        methods_html=markdown_to_html(md) if md else "")
+        methods_html=markdown_to_html(md) if md else "",
+    )
     return atomic_write_text(out_dir / "group.html", page)

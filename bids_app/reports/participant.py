@@ -18,16 +18,16 @@ FIGURE_TITLES = {
 }
 FIGURE_CAPTIONS = {
     "seed": "Seed mask (ipsilesional M1, orange) over the run's BOLD reference in three orthogonal views; "
-            "the lesion mask is outlined in blue when one was given.",
+    "the lesion mask is outlined in blue when one was given.",
     "confounds": "Framewise displacement (mm) per volume; the dashed line is the FD threshold, red lines "
-                 "mark censored volumes and the grey band the dropped non-steady-state volumes.",
+    "mark censored volumes and the grey band the dropped non-steady-state volumes.",
     "carpet": "Every brain voxel (rows, subsampled) over time, z-scored, before denoising (fMRIPrep output) "
-              "and after confound regression, filtering and smoothing.",
+    "and after confound regression, filtering and smoothing.",
     "seedts": "Top: mean seed signal. Bottom: Fisher-z correlation of the seed with contralesional M1, "
-              "ipsilesional SMA and ipsilesional thalamus in each sliding window (dropped windows in grey).",
+    "ipsilesional SMA and ipsilesional thalamus in each sliding window (dropped windows in grey).",
     "maps": "Axial mosaics (template orientation, not lesion-aligned) of the dFC variability (SD of "
-            "windowed Fisher z), the mean windowed Fisher z and the static FC (Fisher z) maps. The colour "
-            "scales are fixed, the same for every subject, and stated in each row's title.",
+    "windowed Fisher z), the mean windowed Fisher z and the static FC (Fisher z) maps. The colour "
+    "scales are fixed, the same for every subject, and stated in each row's title.",
 }
 
 
@@ -60,9 +60,16 @@ def _prediction_context(prediction: dict | None) -> dict | None:
     }
 
 
-def build_participant_report(out_html, *, subject: str, summary: dict, runs: list[dict],
-                             prediction: dict | None = None, methods_md: str = "",
-                             errors: list | None = None) -> Path:
+def build_participant_report(
+    out_html,
+    *,
+    subject: str,
+    summary: dict,
+    runs: list[dict],
+    prediction: dict | None = None,
+    methods_md: str = "",
+    errors: list | None = None,
+) -> Path:
     """Write one participant's self-contained HTML report and return its path.
 
     ``runs`` holds ``{"name", "metadata", "warnings", "figures": {kind: path}}`` per run (figure kinds
@@ -74,18 +81,27 @@ def build_participant_report(out_html, *, subject: str, summary: dict, runs: lis
     for run in runs:
         warnings = [str(w) for w in run.get("warnings") or []]
         all_warnings += [f"{run.get('name', '')}: {w}" for w in warnings]
-        run_ctx.append({
-            "name": run.get("name", ""),
-            "warnings": warnings,
-            "figures": dict(run.get("figures") or {}),
-            "metadata": run.get("metadata") or {},
-            "metadata_json": json.dumps(run.get("metadata") or {}, indent=2, sort_keys=True, default=str),
-        })
+        run_ctx.append(
+            {
+                "name": run.get("name", ""),
+                "warnings": warnings,
+                "figures": dict(run.get("figures") or {}),
+                "metadata": run.get("metadata") or {},
+                "metadata_json": json.dumps(run.get("metadata") or {}, indent=2, sort_keys=True, default=str),
+            }
+        )
     page = render_page(
-        "participant.html", title=f"strokefc report: sub-{label}", summary=summary or {},
-        runs=run_ctx, all_warnings=all_warnings, prediction=_prediction_context(prediction),
-        methods_html=markdown_to_html(methods_md) if methods_md else "<h2>Methods</h2>"
-        "<p class=\"missing\">The methods text was not written (see logs/).</p>",
-        errors=[str(e) for e in errors or []], figure_titles=FIGURE_TITLES,
-        figure_captions=FIGURE_CAPTIONS)
+        "participant.html",
+        title=f"strokefc report: sub-{label}",
+        summary=summary or {},
+        runs=run_ctx,
+        all_warnings=all_warnings,
+        prediction=_prediction_context(prediction),
+        methods_html=markdown_to_html(methods_md)
+        if methods_md
+        else '<h2>Methods</h2><p class="missing">The methods text was not written (see logs/).</p>',
+        errors=[str(e) for e in errors or []],
+        figure_titles=FIGURE_TITLES,
+        figure_captions=FIGURE_CAPTIONS,
+    )
     return atomic_write_text(Path(out_html), page)

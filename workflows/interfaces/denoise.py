@@ -20,14 +20,17 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     strategy = traits.Str(mandatory=True, desc="confound strategy (a key of workflows.denoise.STRATEGIES)")
     high_pass = traits.Either(None, traits.Float, mandatory=True, desc="high-pass cutoff (Hz), None = off")
     low_pass = traits.Either(None, traits.Float, mandatory=True, desc="low-pass cutoff (Hz), None = off")
-    smoothing_fwhm = traits.Either(None, traits.Float, mandatory=True,
-                                   desc="Gaussian smoothing FWHM inside the mask (mm), None = off")
+    smoothing_fwhm = traits.Either(
+        None, traits.Float, mandatory=True, desc="Gaussian smoothing FWHM inside the mask (mm), None = off"
+    )
     fd_thresh = traits.Float(mandatory=True, desc="FD censoring threshold (mm)")
     std_dvars_thresh = traits.Float(mandatory=True, desc="std DVARS censoring threshold")
-    n_compcor = traits.Either(traits.Int, traits.Str, mandatory=True,
-                              desc="aCompCor components ('all' = fMRIPrep's 50% variance)")
-    dummy_scans = traits.Either(traits.Int, traits.Str, mandatory=True,
-                                desc="non-steady-state volumes to drop ('auto' = fMRIPrep's)")
+    n_compcor = traits.Either(
+        traits.Int, traits.Str, mandatory=True, desc="aCompCor components ('all' = fMRIPrep's 50% variance)"
+    )
+    dummy_scans = traits.Either(
+        traits.Int, traits.Str, mandatory=True, desc="non-steady-state volumes to drop ('auto' = fMRIPrep's)"
+    )
 
 
 class _DenoiseOutputSpec(TraitedSpec):
@@ -45,19 +48,34 @@ class DenoiseBold(StrokefcInterface):
 
     def _run_interface(self, runtime):
         params = DenoiseParams(
-            strategy=self.inputs.strategy, high_pass=self.inputs.high_pass,
-            low_pass=self.inputs.low_pass, smoothing_fwhm=self.inputs.smoothing_fwhm,
-            fd_thresh=self.inputs.fd_thresh, std_dvars_thresh=self.inputs.std_dvars_thresh,
-            n_compcor=self.inputs.n_compcor, dummy_scans=self.inputs.dummy_scans)
-        run = denoise_run(self.inputs.bold_file, self.inputs.mask_file, self.inputs.tr, params,
-                          confounds_file=self.inputs.confounds_file)
+            strategy=self.inputs.strategy,
+            high_pass=self.inputs.high_pass,
+            low_pass=self.inputs.low_pass,
+            smoothing_fwhm=self.inputs.smoothing_fwhm,
+            fd_thresh=self.inputs.fd_thresh,
+            std_dvars_thresh=self.inputs.std_dvars_thresh,
+            n_compcor=self.inputs.n_compcor,
+            dummy_scans=self.inputs.dummy_scans,
+        )
+        run = denoise_run(
+            self.inputs.bold_file,
+            self.inputs.mask_file,
+            self.inputs.tr,
+            params,
+            confounds_file=self.inputs.confounds_file,
+        )
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
         vols = os.path.join(runtime.cwd, "volumes.tsv")
         pd.DataFrame({"kept": run.kept.astype(int), "framewise_displacement": run.fd}).to_csv(
-            vols, sep="\t", index_label="volume", na_rep="n/a")
+            vols, sep="\t", index_label="volume", na_rep="n/a"
+        )
         mask = os.path.join(runtime.cwd, "brain_mask.nii.gz")
         run.mask_img.to_filename(mask)
-        self._results.update(denoised=out, volumes_tsv=vols, mask_file=mask,
-                             info=json.loads(json.dumps(run.info, default=float)))
+        self._results.update(
+            denoised=out,
+            volumes_tsv=vols,
+            mask_file=mask,
+            info=json.loads(json.dumps(run.info, default=float)),
+        )
         return runtime

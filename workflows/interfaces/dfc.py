@@ -34,8 +34,12 @@ class _DFCInputSpec(BaseInterfaceInputSpec):
     window_step = traits.Int(mandatory=True, desc="window step (volumes)")
     window_shape = traits.Str(mandatory=True, desc="window taper (workflows.dfc.WINDOW_SHAPES)")
     min_coverage = traits.Float(mandatory=True, desc="minimum kept fraction per window")
-    high_pass = traits.Either(None, traits.Float, mandatory=True,
-                              desc="high-pass cutoff of the denoising (Hz), for the window-length warning")
+    high_pass = traits.Either(
+        None,
+        traits.Float,
+        mandatory=True,
+        desc="high-pass cutoff of the denoising (Hz), for the window-length warning",
+    )
     save_windows = traits.Bool(mandatory=True, desc="also write the 4D window maps")
 
 
@@ -61,33 +65,46 @@ class ComputeDFC(StrokefcInterface):
         kept = pd.read_csv(self.inputs.volumes_tsv, sep="\t")["kept"].to_numpy(bool)
         mask_img = nb.load(self.inputs.mask_file)
         out = seed_dfc_images(
-            np.load(self.inputs.denoised, mmap_mode="r"), kept, mask_img,
-            nb.load(self.inputs.seed_mask), length=length, step=self.inputs.window_step,
-            shape=self.inputs.window_shape, min_coverage=self.inputs.min_coverage,
+            np.load(self.inputs.denoised, mmap_mode="r"),
+            kept,
+            mask_img,
+            nb.load(self.inputs.seed_mask),
+            length=length,
+            step=self.inputs.window_step,
+            shape=self.inputs.window_shape,
+            min_coverage=self.inputs.min_coverage,
             keep_windows=self.inputs.save_windows,
-            regions=_report_regions(self.inputs.lesion_side, mask_img))
-        for key, name in (("sd", "dfcsd"), ("mean", "dfcmean"), ("static", "fc"),
-                          ("windows", "windows")):
+            regions=_report_regions(self.inputs.lesion_side, mask_img),
+        )
+        for key, name in (("sd", "dfcsd"), ("mean", "dfcmean"), ("static", "fc"), ("windows", "windows")):
             if key in out:
                 path = os.path.join(runtime.cwd, f"{name}.nii.gz")
                 out[key].to_filename(path)
                 self._results[name] = path
         seed_tsv = os.path.join(runtime.cwd, "seed_timeseries.tsv")
         pd.DataFrame({"seed": out["seed"].round(6), "kept": kept.astype(int)}).to_csv(
-            seed_tsv, sep="\t", index=False)
+            seed_tsv, sep="\t", index=False
+        )
         windows_tsv = os.path.join(runtime.cwd, "windows.tsv")
         table = out["table"].copy()
         table.insert(2, "onset_s", (table["start_volume"] * tr).round(3))
         table.to_csv(windows_tsv, sep="\t", index=False, na_rep="n/a")
         plan = out["plan"]
-        self._results.update(seed_tsv=seed_tsv, windows_tsv=windows_tsv, info={
-            "WindowLength_vol": length, "WindowLength_s": length * tr,
-            "WindowStep_vol": self.inputs.window_step, "WindowShape": self.inputs.window_shape,
-            "MinWindowCoverage": self.inputs.min_coverage,
-            "WindowsTotal": int(plan.starts.size), "WindowsKept": plan.n_valid,
-            "WindowsDropped": int(plan.starts.size - plan.n_valid),
-            "Correlation": "Pearson (taper-weighted), Fisher z (arctanh)",
-            "SummaryOverWindows": {"dfcsd": "SD (ddof=1)", "dfcmean": "mean"},
-            "Warnings": window_warnings(length, tr, self.inputs.high_pass),
-        })
+        self._results.update(
+            seed_tsv=seed_tsv,
+            windows_tsv=windows_tsv,
+            info={
+                "WindowLength_vol": length,
+                "WindowLength_s": length * tr,
+                "WindowStep_vol": self.inputs.window_step,
+                "WindowShape": self.inputs.window_shape,
+                "MinWindowCoverage": self.inputs.min_coverage,
+                "WindowsTotal": int(plan.starts.size),
+                "WindowsKept": plan.n_valid,
+                "WindowsDropped": int(plan.starts.size - plan.n_valid),
+                "Correlation": "Pearson (taper-weighted), Fisher z (arctanh)",
+                "SummaryOverWindows": {"dfcsd": "SD (ddof=1)", "dfcmean": "mean"},
+                "Warnings": window_warnings(length, tr, self.inputs.high_pass),
+            },
+        )
         return runtime

@@ -29,8 +29,9 @@ _PARAMS_DESC = "GroupParams.to_dict() (workflows.training.GroupParams)"
 
 
 class _PrepareInputSpec(BaseInterfaceInputSpec):
-    subjects = traits.List(traits.Dict, mandatory=True,
-                           desc="dicts with label, map_file, windows_file, lesion_side, score")
+    subjects = traits.List(
+        traits.Dict, mandatory=True, desc="dicts with label, map_file, windows_file, lesion_side, score"
+    )
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
 
@@ -70,8 +71,9 @@ class RunFold(StrokefcInterface):
     output_spec = _RunFoldOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["out_file"] = run_fold(self.inputs.data_file, self.inputs.fold,
-                                             GroupParams.from_dict(self.inputs.params), runtime.cwd)
+        self._results["out_file"] = run_fold(
+            self.inputs.data_file, self.inputs.fold, GroupParams.from_dict(self.inputs.params), runtime.cwd
+        )
         return runtime
 
 
@@ -93,7 +95,8 @@ class RunPermutation(StrokefcInterface):
 
     def _run_interface(self, runtime):
         self._results["null_balanced_accuracy"] = run_permutation(
-            self.inputs.data_file, self.inputs.index, GroupParams.from_dict(self.inputs.params))
+            self.inputs.data_file, self.inputs.index, GroupParams.from_dict(self.inputs.params)
+        )
         return runtime
 
 
@@ -118,8 +121,13 @@ class SummariseCV(StrokefcInterface):
 
     def _run_interface(self, runtime):
         null = list(self.inputs.null) if isdefined(self.inputs.null) else []
-        out = summarise_cv(self.inputs.fold_files, null, self.inputs.data_file,
-                           GroupParams.from_dict(self.inputs.params), runtime.cwd)
+        out = summarise_cv(
+            self.inputs.fold_files,
+            null,
+            self.inputs.data_file,
+            GroupParams.from_dict(self.inputs.params),
+            runtime.cwd,
+        )
         self._results.update(out._asdict())
         return runtime
 
@@ -140,8 +148,9 @@ class TrainFinal(StrokefcInterface):
     output_spec = _TrainFinalOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["out_dir"] = train_final(self.inputs.data_file, GroupParams.from_dict(self.inputs.params),
-                                               runtime.cwd)
+        self._results["out_dir"] = train_final(
+            self.inputs.data_file, GroupParams.from_dict(self.inputs.params), runtime.cwd
+        )
         return runtime
 
 
@@ -166,11 +175,20 @@ class ExportModel(StrokefcInterface):
 
     def _run_interface(self, runtime):
         shared = self.inputs.shared_params if isdefined(self.inputs.shared_params) else {}
-        model_dir = export_model(self.inputs.final_dir, self.inputs.grid_file, self.inputs.summary_file,
-                                 GroupParams.from_dict(self.inputs.params), shared,
-                                 os.path.join(runtime.cwd, "model"))
-        self._results.update(model_dir=model_dir, model_files=sorted(
-            os.path.join(model_dir, f) for f in os.listdir(model_dir) if not f.startswith(".")))
+        model_dir = export_model(
+            self.inputs.final_dir,
+            self.inputs.grid_file,
+            self.inputs.summary_file,
+            GroupParams.from_dict(self.inputs.params),
+            shared,
+            os.path.join(runtime.cwd, "model"),
+        )
+        self._results.update(
+            model_dir=model_dir,
+            model_files=sorted(
+                os.path.join(model_dir, f) for f in os.listdir(model_dir) if not f.startswith(".")
+            ),
+        )
         return runtime
 
 
@@ -194,7 +212,12 @@ class ExplainModel(StrokefcInterface):
     output_spec = _ExplainOutputSpec
 
     def _run_interface(self, runtime):
-        out = explain_model(self.inputs.data_file, self.inputs.model_dir,
-                            GroupParams.from_dict(self.inputs.params), runtime.cwd, self.inputs.threads)
+        out = explain_model(
+            self.inputs.data_file,
+            self.inputs.model_dir,
+            GroupParams.from_dict(self.inputs.params),
+            runtime.cwd,
+            self.inputs.threads,
+        )
         self._results.update(out._asdict())
         return runtime

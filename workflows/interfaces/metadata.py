@@ -31,6 +31,8 @@ class MergeMetadata(StrokefcInterface):
         static = dict(self.inputs.static or {})
         if isdefined(self.inputs.source_files):
             static["Sources"] = [bids_uri(f, self.inputs.dataset_root) for f in self.inputs.source_files]
-        meta = merge_run_metadata(self.inputs.denoise_info, self.inputs.seed_info, self.inputs.dfc_info, static)
+        meta = merge_run_metadata(
+            self.inputs.denoise_info, self.inputs.seed_info, self.inputs.dfc_info, static
+        )
         self._results.update(meta=meta, warnings=meta.get("Warnings", []))
         return runtime

@@ -36,9 +36,14 @@ class PredictSubject(StrokefcInterface):
     output_spec = _PredictOutputSpec
 
     def _run_interface(self, runtime):
-        result = predict_subject(self.inputs.in_file, self.inputs.model_dir,
-                                 subject=self.inputs.subject, lesion_side=self.inputs.lesion_side,
-                                 space=self.inputs.space, meta=self.inputs.meta)
+        result = predict_subject(
+            self.inputs.in_file,
+            self.inputs.model_dir,
+            subject=self.inputs.subject,
+            lesion_side=self.inputs.lesion_side,
+            space=self.inputs.space,
+            meta=self.inputs.meta,
+        )
         out = os.path.join(runtime.cwd, "prediction.json")
         with open(out, "w") as fh:
             json.dump(result, fh, indent=2, sort_keys=True)

@@ -18,12 +18,18 @@ MAP_VMAX = {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
 
 class _ReportletsInputSpec(BaseInterfaceInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="fMRIPrep BOLD (carpet 'before')")
-    boldref = traits.Either(None, File(exists=True), default=None, usedefault=True,
-                            desc="fMRIPrep BOLD reference (background of the seed figure)")
+    boldref = traits.Either(
+        None,
+        File(exists=True),
+        default=None,
+        usedefault=True,
+        desc="fMRIPrep BOLD reference (background of the seed figure)",
+    )
     mask_file = File(exists=True, mandatory=True, desc="brain mask used")
     seed_mask = File(exists=True, mandatory=True, desc="seed mask")
-    lesion_mask = traits.Either(None, File(exists=True), default=None, usedefault=True,
-                                desc="lesion mask, drawn when given")
+    lesion_mask = traits.Either(
+        None, File(exists=True), default=None, usedefault=True, desc="lesion mask, drawn when given"
+    )
     denoised = File(exists=True, mandatory=True, desc="denoised (T, V) .npy")
     volumes_tsv = File(exists=True, mandatory=True, desc="kept flags and FD")
     seed_tsv = File(exists=True, mandatory=True, desc="seed series")
@@ -57,22 +63,40 @@ class RunReportlets(StrokefcInterface):
         lesion = nb.load(self.inputs.lesion_mask) if self.inputs.lesion_mask else None
         vols = pd.read_csv(self.inputs.volumes_tsv, sep="\t", na_values="n/a")
         self._results["seed"] = plotting.plot_seed_overlay(
-            nb.load(self.inputs.seed_mask), nb.load(ref), os.path.join(cwd, "seed.svg"),
-            lesion_mask_img=lesion)
+            nb.load(self.inputs.seed_mask),
+            nb.load(ref),
+            os.path.join(cwd, "seed.svg"),
+            lesion_mask_img=lesion,
+        )
         fd = vols["framewise_displacement"].to_numpy(float)
         self._results["confounds"] = plotting.plot_confounds(
-            fd, ~vols["kept"].to_numpy(bool), os.path.join(cwd, "confounds.svg"),
-            fd_thresh=self.inputs.fd_thresh, dummy=int(self.inputs.denoise_info.get("DummyScans", 0)))
+            fd,
+            ~vols["kept"].to_numpy(bool),
+            os.path.join(cwd, "confounds.svg"),
+            fd_thresh=self.inputs.fd_thresh,
+            dummy=int(self.inputs.denoise_info.get("DummyScans", 0)),
+        )
         self._results["carpet"] = plotting.plot_carpet(
-            nb.load(self.inputs.bold_file), np.load(self.inputs.denoised, mmap_mode="r"), mask_img,
-            os.path.join(cwd, "carpet.svg"), self.inputs.tr)
+            nb.load(self.inputs.bold_file),
+            np.load(self.inputs.denoised, mmap_mode="r"),
+            mask_img,
+            os.path.join(cwd, "carpet.svg"),
+            self.inputs.tr,
+        )
         table = pd.read_csv(self.inputs.windows_tsv, sep="\t", na_values="n/a")
         traces = {c[2:]: table[c].to_numpy(float) for c in table.columns if c.startswith("z_")}
         seed = pd.read_csv(self.inputs.seed_tsv, sep="\t")["seed"].to_numpy(float)
         self._results["seedts"] = plotting.plot_seed_timeseries(
-            seed, self.inputs.tr, table.assign(kept=table["valid"].astype(bool)), traces,
-            os.path.join(cwd, "seedts.svg"))
-        maps = {"dFC SD": nb.load(self.inputs.dfcsd), "mean dFC": nb.load(self.inputs.dfcmean),
-                "static FC": nb.load(self.inputs.fc)}
+            seed,
+            self.inputs.tr,
+            table.assign(kept=table["valid"].astype(bool)),
+            traces,
+            os.path.join(cwd, "seedts.svg"),
+        )
+        maps = {
+            "dFC SD": nb.load(self.inputs.dfcsd),
+            "mean dFC": nb.load(self.inputs.dfcmean),
+            "static FC": nb.load(self.inputs.fc),
+        }
         self._results["maps"] = plotting.plot_map_mosaics(maps, os.path.join(cwd, "maps.svg"), MAP_VMAX)
         return runtime

@@ -38,12 +38,14 @@ class AggregateRuns(StrokefcInterface):
         out = os.path.join(runtime.cwd, "subject_dfcsd.nii.gz")
         img.to_filename(out)
         first = self.inputs.run_metas[0]
-        shared = {k: v for k, v in first.items()
-                  if all(m.get(k) == v for m in self.inputs.run_metas[1:])}
-        meta = {**shared, **(self.inputs.static or {}),
-                "Description": "Subject-level dFC variability: mean of the run maps weighted by "
-                               "their number of valid windows",
-                "RunWeights_windows": weights,
-                "Sources": [s for m in self.inputs.run_metas for s in m.get("Sources", [])[:1]]}
+        shared = {k: v for k, v in first.items() if all(m.get(k) == v for m in self.inputs.run_metas[1:])}
+        meta = {
+            **shared,
+            **(self.inputs.static or {}),
+            "Description": "Subject-level dFC variability: mean of the run maps weighted by "
+            "their number of valid windows",
+            "RunWeights_windows": weights,
+            "Sources": [s for m in self.inputs.run_metas for s in m.get("Sources", [])[:1]],
+        }
         self._results.update(out_file=out, meta=meta)
         return runtime

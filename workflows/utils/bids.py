@@ -12,8 +12,9 @@ RUN_ENTITIES = (("session", "ses"), ("task", "task"), ("acquisition", "acq"), ("
 
 def run_name(entities: Mapping[str, object]) -> str:
     """``ses-1_task-rest_acq-mb_run-1``: the entities that tell a subject's runs apart."""
-    return "_".join(f"{short}-{entities[key]}" for key, short in RUN_ENTITIES
-                    if entities.get(key) is not None)
+    return "_".join(
+        f"{short}-{entities[key]}" for key, short in RUN_ENTITIES if entities.get(key) is not None
+    )
 
 
 def run_prefix(entities: Mapping[str, object]) -> str:

@@ -25,8 +25,9 @@ class InputError(ValueError):
         application renames them (to its flags) with :meth:`render`.
     """
 
-    def __init__(self, what: str, where: str | None = None, fix: str | None = None,
-                 params: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, what: str, where: str | None = None, fix: str | None = None, params: tuple[str, ...] = ()
+    ) -> None:
         self.what, self.where, self.fix = what, where, fix
         self.params = tuple(params)
         super().__init__(self.render())

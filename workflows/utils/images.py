@@ -13,14 +13,20 @@ from workflows.utils.errors import InputError
 def check_bold_and_mask(bold_img, mask_img, bold_file, mask_file) -> None:
     """The BOLD must be 4D and its brain mask on the same grid (headers only)."""
     if bold_img.ndim != 4:
-        raise InputError(f"the BOLD image is {bold_img.ndim}D {bold_img.shape}; a 4D series is expected",
-                         str(bold_file), "point strokefc to fMRIPrep's preprocessed 4D BOLD (desc-preproc_bold)")
-    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(mask_img.affine, bold_img.affine,
-                                                                     atol=1e-3):
+        raise InputError(
+            f"the BOLD image is {bold_img.ndim}D {bold_img.shape}; a 4D series is expected",
+            str(bold_file),
+            "point strokefc to fMRIPrep's preprocessed 4D BOLD (desc-preproc_bold)",
+        )
+    if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(
+        mask_img.affine, bold_img.affine, atol=1e-3
+    ):
         raise InputError(
             f"the BOLD (grid {bold_img.shape[:3]}) and its brain mask (grid {mask_img.shape[:3]}) are on "
-            "different grids", f"{bold_file} and {mask_file}",
-            "use the mask fMRIPrep wrote for the same space and resolution as the BOLD")
+            "different grids",
+            f"{bold_file} and {mask_file}",
+            "use the mask fMRIPrep wrote for the same space and resolution as the BOLD",
+        )
 
 
 def load_image(path, what):
@@ -28,13 +34,19 @@ def load_image(path, what):
     if not path.exists():
         raise InputError(f"the {what} file does not exist", str(path), "check the path")
     if path.stat().st_size == 0:
-        raise InputError(f"the {what} file is empty (0 bytes)", str(path),
-                         "restore the real file (placeholders from a dataset skeleton cannot be processed)")
+        raise InputError(
+            f"the {what} file is empty (0 bytes)",
+            str(path),
+            "restore the real file (placeholders from a dataset skeleton cannot be processed)",
+        )
     try:
         return nb.load(str(path))
     except Exception as exc:
-        raise InputError(f"the {what} file cannot be read as NIfTI ({type(exc).__name__}: {exc})",
-                         str(path), "re-copy or regenerate it") from None
+        raise InputError(
+            f"the {what} file cannot be read as NIfTI ({type(exc).__name__}: {exc})",
+            str(path),
+            "re-copy or regenerate it",
+        ) from None
 
 
 def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
@@ -55,5 +67,8 @@ def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
             return out
         return np.asarray(proxy, dtype=dtype)
     except Exception as exc:  # truncated gzip streams raise EOFError, zlib.error, OSError...
-        raise InputError(f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
-                         str(path), "the file may be truncated: re-copy or regenerate it") from None
+        raise InputError(
+            f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
+            str(path),
+            "the file may be truncated: re-copy or regenerate it",
+        ) from None
