@@ -30,8 +30,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+# Formatter check, linter (ruff), type checker on the science layer (mypy), layer contracts (import-linter).
+LINTED := bids_app workflows tests benchmarks scripts
 lint: $(STAMP)
-	$(BIN)/ruff check bids_app workflows tests benchmarks scripts
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -21,7 +21,9 @@ LOGGER = logging.getLogger("strokefc")
 
 
 def _setup_logging(verbose: int) -> None:
-    """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG with -vv."""
+    """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG
+    with -vv.
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
     )
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("strokefc: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001  (a processing failure: exit 1, traceback with -v)
+    except Exception as exc:  # a processing failure: exit 1, traceback with -v
         if verbose:
             LOGGER.exception("processing failure")
         print(

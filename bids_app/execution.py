@@ -12,7 +12,9 @@ from workflows.utils.errors import InputError
 
 
 def plugin_settings(execution: ExecutionParams) -> tuple[str, dict[str, Any]]:
-    """``(plugin, plugin_args)`` from ``--use-plugin`` YAML, else MultiProc/Linear from ``--nprocs``/``--mem-gb``."""
+    """``(plugin, plugin_args)`` from ``--use-plugin`` YAML, else MultiProc/Linear from
+    ``--nprocs``/``--mem-gb``.
+    """
     if execution.use_plugin:
         path = Path(execution.use_plugin)
         try:

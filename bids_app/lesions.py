@@ -10,7 +10,7 @@ from pathlib import Path
 from workflows.utils.errors import InputError
 
 
-def find_lesion_mask(lesion_dir, label: str, session: str | None, space: str) -> Path | None:
+def find_lesion_mask(lesion_dir: str | Path, label: str, session: str | None, space: str) -> Path | None:
     """The lesion mask of one subject in ``lesion_dir`` (flat, or BIDS-like ``sub-*/[ses-*/]anat``)."""
     lesion_dir = Path(lesion_dir)
     if not lesion_dir.is_dir():

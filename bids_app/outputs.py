@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bids_app import __version__
 from workflows.utils.errors import InputError
@@ -53,9 +54,9 @@ def check_output_dir(output_dir: Path, bids_dir: Path) -> Path:
     return output_dir
 
 
-def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | None = None) -> dict:
+def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | None = None) -> dict[str, Any]:
     """BIDS-derivatives ``dataset_description.json`` content for strokefc's outputs."""
-    generated = {
+    generated: dict[str, Any] = {
         "Name": "strokefc",
         "Version": __version__,
         "CodeURL": "https://github.com/strokefc/strokefc",

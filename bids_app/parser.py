@@ -19,21 +19,21 @@ from workflows.dfc import DFC_PRESETS, WINDOW_SHAPES
 D = option_default  # every default below comes from the steps' parameter classes
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
     return value
 
 
-def _nonneg_int(text):
+def _nonneg_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be zero or a positive integer")
     return value
 
 
-def _optional_float(text):
+def _optional_float(text: str) -> float | None:
     """A float, or 'none'/'0' to switch the step off."""
     if str(text).lower() in {"none", "off", "0", "0.0"}:
         return None
@@ -43,21 +43,21 @@ def _optional_float(text):
     return value
 
 
-def _fraction(text):
+def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
     return value
 
 
-def _existing_path(text):
+def _existing_path(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():
         raise argparse.ArgumentTypeError(f"path does not exist: {path}")
     return path.resolve()
 
 
-def _coords(text):
+def _coords(text: str) -> tuple[float, ...]:
     try:
         xyz = tuple(float(v) for v in text.replace(" ", "").split(","))
     except ValueError:
@@ -67,13 +67,13 @@ def _coords(text):
     return xyz
 
 
-def _dummy(text):
+def _dummy(text: str) -> str | int:
     if text == "auto":
         return text
     return _nonneg_int(text)
 
 
-def _ncompcor(text):
+def _ncompcor(text: str) -> str | int:
     return "all" if text == "all" else _positive_int(text)
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nb
 from nipype.pipeline import engine as pe
@@ -33,6 +34,9 @@ from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.participant import init_participant_wf
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
+
+if TYPE_CHECKING:
+    from bids import BIDSLayout
 
 LOGGER = logging.getLogger("strokefc.participant")
 
@@ -93,7 +97,12 @@ def select_subjects(config: RunConfig) -> list[str]:
     return labels
 
 
-def plan_subject(config: RunConfig, label: str, participants: dict | None, layout=None) -> SubjectPlan:
+def plan_subject(
+    config: RunConfig,
+    label: str,
+    participants: dict[str, dict[str, str]] | None,
+    layout: BIDSLayout | None = None,
+) -> SubjectPlan:
     """Runs, lesion side (participants.tsv and/or lesion mask) and UL-FMA score of one subject."""
     q = config.queries
     runs = queries.collect_runs(
@@ -187,7 +196,8 @@ def run_participant_level(config: RunConfig) -> int:
     init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir)
     layout = queries.fmriprep_layout(config.fmriprep_dir)
 
-    plans, failures = [], {}
+    plans: list[SubjectPlan] = []
+    failures: dict[str, tuple[str, Path | None]] = {}
     for label in labels:
         try:
             plans.append(plan_subject(config, label, participants, layout))
@@ -217,7 +227,9 @@ def run_participant_level(config: RunConfig) -> int:
 
 
 def _failure_reason(config: RunConfig, subject: str, since: float) -> tuple[str, Path | None] | None:
-    """Why a subject's workflow failed in this run: its input-error record, else its crash file's last error."""
+    """Why a subject's workflow failed in this run: its input-error record, else its crash file's last
+    error.
+    """
     crash = _crash_files(config, subject, since)
     node_dir = config.work_dir / "strokefc_participant_wf" / f"sub_{subject}_wf"
     records = (
@@ -236,7 +248,7 @@ def _failure_reason(config: RunConfig, subject: str, since: float) -> tuple[str,
 def _crash_files(config: RunConfig, subject: str, since: float) -> list[Path]:
     crash_dir = config.output_dir / "logs" / "crash"
     marker = f"sub_{subject}_wf"
-    out = []
+    out: list[Path] = []
     for path in sorted(crash_dir.glob("crash-*.txt")) if crash_dir.exists() else []:
         try:
             if marker in path.read_text(errors="replace") and path.stat().st_mtime >= since:
@@ -255,7 +267,12 @@ def _crash_reason(path: Path) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-def _print_summary(config: RunConfig, labels: list[str], failures: dict, reports: list[Path]) -> None:
+def _print_summary(
+    config: RunConfig,
+    labels: list[str],
+    failures: dict[str, tuple[str, Path | None]],
+    reports: list[Path],
+) -> None:
     ok = [lb for lb in labels if lb not in failures]
     print(
         f"strokefc participant level: {len(ok)} of {len(labels)} participant(s) done; "

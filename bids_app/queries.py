@@ -8,11 +8,15 @@ import logging
 import re
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nb
 
 from workflows.utils.bids import RunInputs, sidecar_path
 from workflows.utils.errors import InputError
+
+if TYPE_CHECKING:
+    from bids import BIDSLayout
 
 LOGGER = logging.getLogger("strokefc.queries")
 _LABEL_RE = re.compile(r"^[a-zA-Z0-9]+$")
@@ -150,7 +154,9 @@ def read_participants(bids_dir: Path, fmriprep_dir: Path | None = None) -> dict[
     return rows
 
 
-def participant_value(rows, label, column, path_hint="participants.tsv"):
+def participant_value(
+    rows: dict[str, dict[str, str]], label: str, column: str, path_hint: str = "participants.tsv"
+) -> str | None:
     """One participant's value of ``column`` (``None`` when absent or n/a)."""
     if label not in rows:
         return None
@@ -164,8 +170,9 @@ def participant_value(rows, label, column, path_hint="participants.tsv"):
     return rows[label].get(column) or None
 
 
-def fmriprep_layout(fmriprep_dir: Path):
+def fmriprep_layout(fmriprep_dir: Path) -> BIDSLayout:
     from bids import BIDSLayout, BIDSLayoutIndexer
+    from bids.exceptions import PyBIDSError
 
     try:
         return BIDSLayout(
@@ -174,7 +181,11 @@ def fmriprep_layout(fmriprep_dir: Path):
             config=["bids", "derivatives"],
             indexer=BIDSLayoutIndexer(validate=False, index_metadata=False),
         )
-    except Exception as exc:  # pybids raises its own types for malformed datasets
+    # pybids raises its own types for malformed datasets (PyBIDSError; BIDSValidationError and
+    # BIDSConflictingValuesError are also ValueErrors, like a missing root), OSError for unreadable
+    # files or folders, and AttributeError/TypeError for a dataset_description.json that is JSON but
+    # not an object of the expected shape (e.g. a list)
+    except (ValueError, OSError, AttributeError, TypeError, PyBIDSError) as exc:
         raise InputError(
             f"pybids cannot index the fMRIPrep folder ({exc})",
             str(fmriprep_dir),
@@ -187,7 +198,7 @@ def list_subjects(fmriprep_dir: Path) -> list[str]:
     return sorted(p.name[4:] for p in Path(fmriprep_dir).glob("sub-*") if p.is_dir())
 
 
-def _check_file(path, what) -> Path:
+def _check_file(path: str | Path, what: str) -> Path:
     path = Path(path)
     if path.stat().st_size == 0:
         raise InputError(
@@ -206,8 +217,8 @@ def collect_runs(
     task: str = "rest",
     space: str = "MNI152NLin2009cAsym",
     res: str | None = None,
-    filters: dict | None = None,
-    layout=None,
+    filters: dict[str, dict[str, Any]] | None = None,
+    layout: BIDSLayout | None = None,
 ) -> list[RunInputs]:
     """Every preprocessed BOLD run of ``subject`` for ``task`` in ``space``, with mask and confounds.
 
@@ -316,7 +327,7 @@ def check_fmriprep_naming(fmriprep_dir: Path, subject: str) -> None:
         )
 
 
-def _one(layout, where, what, **query):
+def _one(layout: BIDSLayout, where: str, what: str, **query: Any) -> Path:
     query = {k: v for k, v in query.items() if v is not None or k in ("space", "res")}
     found = layout.get(**query, invalid_filters="allow")
     if not found:
@@ -334,7 +345,7 @@ def _one(layout, where, what, **query):
     return Path(found[0].path)
 
 
-def _describe(query):
+def _describe(query: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in query.items() if k not in ("extension",) and v)
 
 
@@ -368,7 +379,7 @@ def _repetition_time(bold_path: Path) -> float:
 _RUN_KEYS = ("session", "task", "acquisition", "run")
 
 
-def derivatives_layout(output_dir: Path):
+def derivatives_layout(output_dir: Path) -> BIDSLayout:
     """pybids over strokefc's output dataset, with strokefc's entities (``seed-``, ``stat-``)."""
     from bids import BIDSLayout, BIDSLayoutIndexer
 
@@ -387,7 +398,7 @@ def _matches(entities: dict, wanted: dict) -> bool:
     )
 
 
-def find_run_outputs(layout, run_entities: dict, **query) -> list[Path]:
+def find_run_outputs(layout: BIDSLayout, run_entities: dict[str, Any], **query: Any) -> list[Path]:
     """Outputs of one run: same subject, session, task, acquisition and run (absent ones absent)."""
     wanted = {k: run_entities.get(k) for k in _RUN_KEYS}
     found = layout.get(subject=run_entities["subject"], **query)
@@ -395,7 +406,7 @@ def find_run_outputs(layout, run_entities: dict, **query) -> list[Path]:
 
 
 def find_subject_map(
-    layout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd"
+    layout: BIDSLayout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd"
 ) -> Path | None:
     """The subject-level map (no ``ses``/``run`` entity), else the only run map, in ``space``/``res``."""
     found = layout.get(

@@ -8,14 +8,17 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from bids_app import queries
 from bids_app.config import RunConfig
 from bids_app.reports.boilerplate import methods_text, write_citation
+from bids_app.reports.group import CohortSubject
 from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
 from workflows.interfaces.reportlets import FIGURES
@@ -24,19 +27,32 @@ from workflows.training import is_severe
 from workflows.utils.bids import RunInputs
 from workflows.utils.io import atomic_write_text
 
+if TYPE_CHECKING:
+    from bids import BIDSLayout
+
 LOGGER = logging.getLogger("strokefc.reports")
+
+
+class ParticipantPlan(Protocol):
+    """What the reports read of a subject's plan (:class:`bids_app.participant_level.SubjectPlan`)."""
+
+    subject: str
+    runs: list[RunInputs]
+    lesion_side: str
+    lesion_source: str
+    ul_fma: float | None
 
 
 def subject_dir(config: RunConfig, subject: str) -> Path:
     return config.output_dir / f"sub-{subject}"
 
 
-def _first(paths):
+def _first(paths: Iterable[Path]) -> Path | None:
     paths = sorted(paths)
     return paths[0] if paths else None
 
 
-def run_report_data(config: RunConfig, run: RunInputs, layout=None) -> dict:
+def run_report_data(config: RunConfig, run: RunInputs, layout: BIDSLayout | None = None) -> dict[str, Any]:
     """Figures, sidecar and warnings of one run, found with pybids in the output dataset."""
     layout = layout or queries.derivatives_layout(config.output_dir)
     q = config.queries
@@ -63,7 +79,7 @@ def run_report_data(config: RunConfig, run: RunInputs, layout=None) -> dict:
     return {"name": name, "metadata": meta, "warnings": meta.get("Warnings", []), "figures": figs}
 
 
-def subject_summary(config: RunConfig, plan, runs: list[dict]) -> dict:
+def subject_summary(config: RunConfig, plan: ParticipantPlan, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Key facts and every processing parameter, for the report's summary table."""
     first = runs[0]["metadata"] if runs else {}
     kept = sum(r["metadata"].get("Denoising", {}).get("VolumesKept", 0) for r in runs)
@@ -79,7 +95,8 @@ def subject_summary(config: RunConfig, plan, runs: list[dict]) -> dict:
         else f"{plan.ul_fma:g} ("
         f"{'severe' if is_severe(plan.ul_fma, config.group.severe_threshold) else 'mild-to-moderate'})",
         "Space": config.queries.space,
-        "Denoising": f"{config.denoise.strategy}; band-pass {config.denoise.high_pass}-{config.denoise.low_pass} "
+        "Denoising": f"{config.denoise.strategy}; band-pass "
+        f"{config.denoise.high_pass}-{config.denoise.low_pass} "
         f"Hz; smoothing {config.denoise.smoothing_fwhm or 0} mm FWHM",
         "Seed": _seed_text(first.get("Seed", {})),
         "Windows": f"{config.window.window_length} ({first.get('WindowLength_vol', '?')} volumes), step "
@@ -112,7 +129,9 @@ def find_prediction(config: RunConfig, subject: str) -> dict | None:
     return json.loads(path.read_text()) if path else None
 
 
-def write_participant_reports(config: RunConfig, plans, failures: dict[str, str]) -> list[Path]:
+def write_participant_reports(
+    config: RunConfig, plans: Sequence[ParticipantPlan], failures: dict[str, str]
+) -> list[Path]:
     """One ``sub-<label>.html`` per finished subject, plus ``predictions.tsv`` when predicting."""
     methods = write_boilerplate(config)
     methods_md = methods.read_text() if methods else ""
@@ -131,7 +150,7 @@ def write_participant_reports(config: RunConfig, plans, failures: dict[str, str]
                 methods_md=methods_md,
             )
             written.append(Path(out))
-        except Exception:  # noqa: BLE001  (a report must never fail the run)
+        except Exception:  # a report must never fail the run
             LOGGER.exception("The report of sub-%s could not be written", plan.subject)
     if config.model:
         update_predictions_table(config, [p.subject for p in plans])
@@ -139,7 +158,7 @@ def write_participant_reports(config: RunConfig, plans, failures: dict[str, str]
 
 
 @contextmanager
-def locked(path: Path):
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (a lock file), for read-modify-write of shared tables."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
@@ -175,15 +194,17 @@ def write_boilerplate(config: RunConfig) -> Path | None:
         md = methods_text(config, software_versions())
         md_path, _ = write_citation(config.output_dir / "logs", md)
         return Path(md_path)
-    except Exception:  # noqa: BLE001  (the methods text must never fail the run)
+    except Exception:  # the methods text must never fail the run
         LOGGER.exception("The methods boilerplate could not be written")
         return None
 
 
-def write_group_report(config: RunConfig, subjects, excluded: dict[str, str]) -> Path | None:
+def write_group_report(
+    config: RunConfig, subjects: Sequence[CohortSubject], excluded: dict[str, str]
+) -> Path | None:
     """``output_dir/group.html`` (see :mod:`bids_app.reports.group`); never fails the run."""
     try:
         return build_group_report(config, subjects, excluded)
-    except Exception:  # noqa: BLE001  (the report must never fail the run)
+    except Exception:  # the report must never fail the run
         LOGGER.exception("The group report could not be written")
         return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import nibabel as nb
 import numpy as np
@@ -41,7 +42,9 @@ def grid_affine(resolution: int) -> np.ndarray:
     return aff
 
 
-def bandlimited(rng, n_t: int, n: int, tr: float, low=0.01, high=0.08) -> np.ndarray:
+def bandlimited(
+    rng: np.random.Generator, n_t: int, n: int, tr: float, low: float = 0.01, high: float = 0.08
+) -> np.ndarray:
     """``n`` unit-variance Gaussian series (T, n) limited to ``low``-``high`` Hz."""
     freqs = np.fft.rfftfreq(n_t, tr)
     spec = rng.standard_normal((freqs.size, n)) + 1j * rng.standard_normal((freqs.size, n))
@@ -67,7 +70,7 @@ def brain_mask(resolution: int) -> nb.Nifti1Image:
     return nb.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8), ref.affine)
 
 
-def _regions(mask_img, side: str) -> dict[str, np.ndarray]:
+def _regions(mask_img: nb.Nifti1Image, side: str) -> dict[str, np.ndarray]:
     """Seed and target masks (booleans over the brain voxels) for a lesion side."""
     from workflows.seeds import atlas_region_mask
 
@@ -87,7 +90,9 @@ def _regions(mask_img, side: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _motion(rng, n_t: int, tr: float, n_spikes: int):
+def _motion(
+    rng: np.random.Generator, n_t: int, tr: float, n_spikes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Motion parameters (T, 6), their derivatives and FD: jitter around a position, plus a few jumps.
 
     Real estimates are mostly high-frequency jitter with occasional steps; a random walk would make
@@ -104,7 +109,15 @@ def _motion(rng, n_t: int, tr: float, n_spikes: int):
 
 
 def simulate_run(
-    rng, mask_img, side: str, *, n_t: int, tr: float, amplitude: float, n_dummy: int = 2, n_spikes: int = 2
+    rng: np.random.Generator,
+    mask_img: nb.Nifti1Image,
+    side: str,
+    *,
+    n_t: int,
+    tr: float,
+    amplitude: float,
+    n_dummy: int = 2,
+    n_spikes: int = 2,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON."""
     regions = _regions(mask_img, side)
@@ -180,21 +193,21 @@ def simulate_run(
     return data, table, comp_json
 
 
-def _write_json(path: Path, obj) -> None:
+def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def _to_image(data_tv: np.ndarray, mask: np.ndarray, affine) -> nb.Nifti1Image:
-    vol = np.zeros(mask.shape + (data_tv.shape[0],), np.float32)
+def _to_image(data_tv: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nb.Nifti1Image:
+    vol = np.zeros((*mask.shape, data_tv.shape[0]), np.float32)
     vol[mask] = (1000.0 + 20.0 * data_tv).T
     img = nb.Nifti1Image(vol, affine)
     img.set_data_dtype(np.int16)  # nibabel picks the scale factor; 10x smaller and faster to gzip
     return img
 
 
-def cohort_table(rng, n_subjects: int, severe_fraction: float) -> pd.DataFrame:
-    n_severe = int(round(n_subjects * severe_fraction))
+def cohort_table(rng: np.random.Generator, n_subjects: int, severe_fraction: float) -> pd.DataFrame:
+    n_severe = round(n_subjects * severe_fraction)
     severe = np.array([True] * n_severe + [False] * (n_subjects - n_severe))
     rng.shuffle(severe)
     sides = np.array(["L", "R"] * (n_subjects // 2 + 1))[:n_subjects]
@@ -213,18 +226,18 @@ def cohort_table(rng, n_subjects: int, severe_fraction: float) -> pd.DataFrame:
 
 
 def simulate_cohort(
-    out_dir,
+    out_dir: str | Path,
     *,
-    n_subjects=24,
-    resolution=4,
-    n_volumes=120,
-    tr=2.0,
-    n_runs=1,
-    n_sessions=0,
-    severe_fraction=0.5,
-    effect=0.75,
-    seed=1,
-) -> dict:
+    n_subjects: int = 24,
+    resolution: int = 4,
+    n_volumes: int = 120,
+    tr: float = 2.0,
+    n_runs: int = 1,
+    n_sessions: int = 0,
+    severe_fraction: float = 0.5,
+    effect: float = 0.75,
+    seed: int = 1,
+) -> dict[str, Any]:
     """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``)."""
     if resolution not in GRIDS:
         raise SystemExit(f"--resolution must be one of {sorted(GRIDS)} (mm)")
@@ -289,7 +302,7 @@ def simulate_cohort(
             "GeneratedBy": [{"Name": "strokefc-simulate", "Version": _version()}],
         },
     )
-    truth = {
+    truth: dict[str, Any] = {
         "seed": seed,
         "resolution_mm": resolution,
         "n_volumes": n_volumes,
@@ -297,7 +310,7 @@ def simulate_cohort(
         "targets": [{"atlas": a, "region": p, "hemisphere": h} for a, p, h in TARGETS],
         "subjects": {},
     }
-    sessions = [f"{i + 1}" for i in range(n_sessions)] or [None]
+    sessions: list[str | None] = [f"{i + 1}" for i in range(n_sessions)] or [None]
     for row in table.itertuples():
         label = row.participant_id[4:]
         severe = row.group == "severe"
@@ -361,7 +374,9 @@ def simulate_cohort(
     return truth
 
 
-def _write_lesion(lesion_dir: Path, label: str, side: str, mask_img, res: dict) -> None:
+def _write_lesion(
+    lesion_dir: Path, label: str, side: str, mask_img: nb.Nifti1Image, res: dict[str, str]
+) -> None:
     """A subcortical (corona radiata) lesion in the lesioned hemisphere, away from M1."""
     from workflows.seeds import sphere_mask
 
@@ -381,7 +396,7 @@ def _version() -> str:
     return __version__
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="strokefc-simulate",
         description=__doc__.split("\n\n")[0],

@@ -11,6 +11,7 @@ import pytest
 SHARED_DATA = Path(
     os.environ.get("STROKEFC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+#: The one CI switch of the tests (the Makefile installs the system packages when CI is "true").
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -30,7 +30,7 @@ def _cycles(graph) -> list[list[str]]:
             if imported not in colour:
                 continue
             if colour[imported] == 1:
-                cycles.append(stack[stack.index(imported) :] + [imported])
+                cycles.append([*stack[stack.index(imported) :], imported])
             elif colour[imported] == 0:
                 visit(imported)
         stack.pop()
@@ -51,7 +51,7 @@ def test_no_import_cycle():
 
 def test_the_cycle_finder_finds_cycles():
     class Graph:
-        modules = {"a", "b", "c"}
+        modules = frozenset({"a", "b", "c"})
 
         @staticmethod
         def find_modules_directly_imported_by(module):

@@ -41,7 +41,7 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [
         (["participant", "--participant-label", "../etc"], "letters and digits"),
         (["participant", "--seed-coords", "1,2"], "X,Y,Z"),
@@ -61,14 +61,16 @@ def test_bad_arguments_exit_2(tmp_path, args, message):
 def test_missing_bids_dir_is_an_input_error(tmp_path, capsys):
     assert cli.main([str(tmp_path / "nope"), str(tmp_path / "out"), "participant"]) == 2
     err = capsys.readouterr().err
-    assert "does not exist" in err and str(tmp_path / "nope") in err
+    assert "does not exist" in err
+    assert str(tmp_path / "nope") in err
 
 
 def test_not_bids_dir_says_how_to_fix(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
     assert cli.main([str(tmp_path / "raw"), str(tmp_path / "out"), "participant"]) == 2
     err = capsys.readouterr().err
-    assert "dataset_description.json is missing" in err and "How to fix" in err
+    assert "dataset_description.json is missing" in err
+    assert "How to fix" in err
     assert "Traceback" not in err
 
 
@@ -94,13 +96,14 @@ def test_presets_and_explicit_values(tmp_path):
     (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
     (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
     base = [str(tmp_path), str(tmp_path / "out"), "participant"]
-    cfg = parser.parse_args(base + ["--dfc-preset", "dpabi"])
+    cfg = parser.parse_args([*base, "--dfc-preset", "dpabi"])
     assert (cfg.window.window_length, cfg.window.window_step, cfg.window.window_shape) == (
         "30vol",
         1,
         "hamming",
     )
-    cfg = parser.parse_args(base + ["--dfc-preset", "dynamicbc", "--window-step", "5"])
+    cfg = parser.parse_args([*base, "--dfc-preset", "dynamicbc", "--window-step", "5"])
     assert (cfg.window.window_length, cfg.window.window_step) == ("50vol", 5)
-    cfg = parser.parse_args(base + ["--participant-label", "sub-01", "02", "--smoothing", "0"])
-    assert cfg.queries.participant_label == ("01", "02") and cfg.denoise.smoothing_fwhm is None
+    cfg = parser.parse_args([*base, "--participant-label", "sub-01", "02", "--smoothing", "0"])
+    assert cfg.queries.participant_label == ("01", "02")
+    assert cfg.denoise.smoothing_fwhm is None

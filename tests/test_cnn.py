@@ -51,7 +51,8 @@ def test_grid_crops_resamples_and_masks(rng):
     x0 = grid["affine"][0][3]
     assert np.isclose(x0 + (grid["shape"][0] - 1) * 4.0, -x0)
     x = apply_grid(imgs[0], grid, "L", align=True)
-    assert x.shape == (1, *grid["shape"]) and x.dtype == np.float32
+    assert x.shape == (1, *grid["shape"])
+    assert x.dtype == np.float32
     assert np.all(x[0][~grid_mask(grid)] == 0)
     assert x[0][grid_mask(grid)].mean() == pytest.approx(1.0, abs=0.1)
 
@@ -79,7 +80,8 @@ def test_4d_windows_give_one_sample_per_volume(rng):
     x = apply_grid(nb.Nifti1Image(data, aff), grid, "L", align=True)
     assert x.shape == (5, *grid["shape"])
     assert list(subsample_windows(100, 20)) == sorted(set(subsample_windows(100, 20)))
-    assert len(subsample_windows(100, 20)) == 20 and len(subsample_windows(7, 20)) == 7
+    assert len(subsample_windows(100, 20)) == 20
+    assert len(subsample_windows(7, 20)) == 7
 
 
 def test_bad_lesion_side_and_mixed_grids_are_refused():
@@ -101,7 +103,8 @@ def test_model_shapes_and_parameter_count(rng):
     x = rng.normal(size=(3, *SHAPE)).astype(np.float32)
     assert model(torch.from_numpy(x)).shape == (3, 2)
     p = cnn.predict_proba(model, x)
-    assert p.shape == (3,) and np.all((p >= 0) & (p <= 1))
+    assert p.shape == (3,)
+    assert np.all((p >= 0) & (p <= 1))
     assert cnn.predict_proba(model, x[0]).shape == (1,)
     assert cnn.count_parameters(model) == model.architecture()["n_parameters"] > 0
     rebuilt = cnn.build_model(model.architecture())
@@ -133,7 +136,8 @@ def test_normaliser_and_validation_split_use_only_the_given_training_subjects(rn
     # the normaliser is fit on the training part only (not on validation subjects)
     np.testing.assert_allclose(model.in_mean.numpy(), x[~is_val].mean(0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(model.in_mean.numpy(), x.mean(0))
-    assert len(curve) == 2 and np.isfinite(curve[0]["val_loss"])
+    assert len(curve) == 2
+    assert np.isfinite(curve[0]["val_loss"])
 
 
 def test_augmentation_shifts_but_never_flips(rng):
@@ -145,8 +149,8 @@ def test_augmentation_shifts_but_never_flips(rng):
     assert not torch.equal(out, torch.flip(z, (1,)))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback; this machine has CUDA")
 def test_auto_device_falls_back_to_cpu_without_cuda():
-    if not torch.cuda.is_available():
-        assert cnn.resolve_device("auto").type == "cpu"
-        with pytest.raises(InputError, match="CUDA"):
-            cnn.resolve_device("cuda")
+    assert cnn.resolve_device("auto").type == "cpu"
+    with pytest.raises(InputError, match="CUDA"):
+        cnn.resolve_device("cuda")

@@ -14,7 +14,8 @@ def test_smoothing_stays_inside_the_mask_and_keeps_constants(rng):
     out = smooth_in_mask(data.copy(), mask, 6.0, (2.0, 2.0, 2.0))
     assert np.all(out[~mask] == 0)
     assert np.allclose(out[mask][:, 0], 5.0, atol=1e-4)  # normalised convolution: no edge darkening
-    assert out[6, 6, 7, 1] > 5.0 and out[6, 6, 6, 1] < 50.0
+    assert out[6, 6, 7, 1] > 5.0
+    assert out[6, 6, 6, 1] < 50.0
 
 
 def test_dummy_scans_from_fmriprep_outliers():
@@ -35,11 +36,11 @@ def test_denoise_run_regresses_confounds_and_keeps_the_signal(tmp_path):
     bold = func / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
     mask = func / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz"
     run = denoise_run(bold, mask, 2.0, DenoiseParams(strategy="scrubbing", smoothing_fwhm=None))
-    assert run.info["DummyScans"] == 2 and run.data.shape[0] == 118
+    assert run.info["DummyScans"] == 2
+    assert run.data.shape[0] == 118
     kept = run.data[run.kept]
-    assert np.allclose(kept.mean(axis=0), 0, atol=1e-3) and np.allclose(
-        kept.std(axis=0, ddof=1), 1, atol=1e-2
-    )
+    assert np.allclose(kept.mean(axis=0), 0, atol=1e-3)
+    assert np.allclose(kept.std(axis=0, ddof=1), 1, atol=1e-2)
     assert np.all(run.data[~run.kept] == 0)  # censored volumes are zero, never interpolated
     assert run.info["VolumesCensored"] == int((~run.kept).sum())
     conf = pd.read_csv(func / "sub-01_task-rest_desc-confounds_timeseries.tsv", sep="\t").iloc[2:]

@@ -61,10 +61,12 @@ def test_low_coverage_windows_are_dropped():
 def test_tapers():
     for shape in dfc.WINDOW_SHAPES:
         w = dfc.window_taper(22, shape)
-        assert w.shape == (22,) and 0.99 < w.max() <= 1.0
+        assert w.shape == (22,)
+        assert 0.99 < w.max() <= 1.0
         np.testing.assert_allclose(w, w[::-1], atol=1e-12)
     tapered = dfc.window_taper(22, "tapered")
-    assert 0.3 < tapered[0] < 0.7 and tapered[11] == pytest.approx(1.0, abs=1e-3)
+    assert 0.3 < tapered[0] < 0.7
+    assert tapered[11] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_tapered_window_matches_weighted_corr(rng):
@@ -105,4 +107,5 @@ def test_region_z_marks_dropped_windows(rng):
     kept = np.ones(30, bool)
     kept[10:14] = False
     z, plan = dfc.window_region_z(seed, data, length=10, kept=kept)
-    assert np.isnan(z[~plan.valid]).all() and np.isfinite(z[plan.valid]).all()
+    assert np.isnan(z[~plan.valid]).all()
+    assert np.isfinite(z[plan.valid]).all()

@@ -62,12 +62,15 @@ def test_dockerfile_contract():
     assert re.search(r"^ARG BASE=debian:bookworm-slim$", text, re.M)
     assert text.count("FROM ${BASE}") == 2
     assert re.search(r"pip install --no-cache-dir --no-deps /src", text)
-    assert " -e " not in text and "--editable" not in text
+    assert " -e " not in text
+    assert "--editable" not in text
     users = re.findall(r"^USER (\S+)$", text, re.M)
-    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert users
+    assert users[-1].split(":")[0] not in {"root", "0"}
     for key in ("title", "description", "version", "revision", "created", "licenses"):
         assert f"org.opencontainers.image.{key}=" in text
-    assert "ARG TORCH_SPEC" in text and "ARG TORCH_INDEX_URL" in text
+    assert "ARG TORCH_SPEC" in text
+    assert "ARG TORCH_INDEX_URL" in text
 
 
 def test_dockerfile_runtime_paths_are_writable_when_read_only():
@@ -105,7 +108,7 @@ def test_dockerignore_keeps_the_context_small():
 def test_apptainer_definition_parses():
     from spython.main.parse.parsers import SingularityParser
 
-    recipe = list(SingularityParser(str(DEF_FILE)).recipe.values())[0]
+    recipe = next(iter(SingularityParser(str(DEF_FILE)).recipe.values()))
     header = dict(re.findall(r"^(Bootstrap|From):\s*(\S+)", DEF_FILE.read_text(), re.M))
     assert header == {"Bootstrap": "docker-archive", "From": "strokefc.tar"}
     assert recipe.fromHeader == "strokefc.tar"
@@ -127,7 +130,8 @@ def test_apptainer_definition_round_trips_through_spython(tmp_path):
 
     recipe = SingularityParser(str(DEF_FILE))
     text = DockerWriter(recipe.recipe).convert()
-    assert "strokefc" in text and "FROM strokefc.tar" in text
+    assert "strokefc" in text
+    assert "FROM strokefc.tar" in text
 
 
 @pytest.mark.parametrize("path", [SBATCH_PARTICIPANT, SBATCH_GROUP], ids=lambda p: p.name)
@@ -143,7 +147,8 @@ def test_sbatch_examples_are_valid_bash(path):
 def test_participant_sbatch_is_an_array_over_participants():
     text = SBATCH_PARTICIPANT.read_text()
     assert re.search(r"^#SBATCH --array=", text, re.M)
-    assert "SLURM_ARRAY_TASK_ID" in text and "participants.tsv" in text
+    assert "SLURM_ARRAY_TASK_ID" in text
+    assert "participants.tsv" in text
     assert "--participant-label" in text
     assert "--dependency=afterok:" in SBATCH_GROUP.read_text()
 
@@ -166,11 +171,12 @@ def test_participant_sbatch_picks_the_row_of_its_task(tmp_path):
     }
     proc = subprocess.run(["bash", str(SBATCH_PARTICIPANT)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    args = [ln for ln in proc.stdout.splitlines() if ln.startswith("ARGS")][0].split()
+    args = next(ln for ln in proc.stdout.splitlines() if ln.startswith("ARGS")).split()
     assert args[1:4] == [str(bids), str(tmp_path / "out"), "participant"]
     assert args[args.index("--participant-label") + 1] == "07"
     assert args[args.index("--nprocs") + 1] == "3"
     assert args[args.index("-w") + 1] == str(tmp_path / "out_work" / "sub-07")
     env["SLURM_ARRAY_TASK_ID"] = "3"  # past the last row: a clear failure, not a run on everyone
     proc = subprocess.run(["bash", str(SBATCH_PARTICIPANT)], capture_output=True, text=True, env=env)
-    assert proc.returncode == 2 and "no participant on row 3" in proc.stderr
+    assert proc.returncode == 2
+    assert "no participant on row 3" in proc.stderr

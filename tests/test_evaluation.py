@@ -1,4 +1,4 @@
-"""Subject-level cross-validation: no leakage by construction, in-fold fitting, metrics, baseline, group run."""
+"""Subject-level cross-validation: no leakage, in-fold fitting, metrics, baseline, a group run."""
 
 import json
 import math
@@ -24,7 +24,7 @@ def _cohort(rng, n_subjects=20, per_subject=1, shape=(6, 7, 8), effect=0.0):
 
 @pytest.mark.parametrize("per_subject", [1, 4])
 def test_folds_never_put_a_subject_on_both_sides(rng, per_subject):
-    x, y, groups = _cohort(rng, n_subjects=17, per_subject=per_subject)
+    _, y, groups = _cohort(rng, n_subjects=17, per_subject=per_subject)
     folds = ev.subject_folds(y, groups, n_folds=5, n_repeats=3, seed=1)
     assert len(folds) == 15
     for repeat in range(3):
@@ -68,7 +68,9 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
     groups = np.repeat(np.arange(n), per)
     y = (groups % 2).astype(int)
     x = (groups[:, None, None, None] * 100.0 + rng.normal(size=(len(groups), 5, 6, 7))).astype(np.float32)
-    subject_of = lambda arr: set(np.round(np.asarray(arr).reshape(len(arr), -1).mean(1) / 100).astype(int))  # noqa: E731
+
+    def subject_of(arr):
+        return set(np.round(np.asarray(arr).reshape(len(arr), -1).mean(1) / 100).astype(int))
 
     seen = {"normaliser": [], "scaler": [], "fit": []}
     fit_normaliser, scaler_fit = cnn.fit_normaliser, StandardScaler.fit
@@ -98,12 +100,16 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
         "baseline": spy_model(partial(baseline_predict, params=params)),
     }
     predictions, metrics, _ = ev.cross_validate(x, y, groups, folds, models)
-    assert len(seen["normaliser"]) == len(seen["scaler"]) == 2 and len(seen["fit"]) == 4
+    assert len(seen["normaliser"]) == len(seen["scaler"]) == 2
+    assert len(seen["fit"]) == 4
     for i, fold in enumerate(folds):
         test = set(groups[fold["test"]])
-        assert seen["normaliser"][i] and seen["normaliser"][i].isdisjoint(test)
-        assert seen["scaler"][i] and seen["scaler"][i].isdisjoint(test)
-        assert seen["fit"][2 * i].isdisjoint(test) and seen["fit"][2 * i + 1].isdisjoint(test)
+        assert seen["normaliser"][i]
+        assert seen["normaliser"][i].isdisjoint(test)
+        assert seen["scaler"][i]
+        assert seen["scaler"][i].isdisjoint(test)
+        assert seen["fit"][2 * i].isdisjoint(test)
+        assert seen["fit"][2 * i + 1].isdisjoint(test)
     # predictions are per subject (windows averaged), each subject once per model and repeat
     assert len(predictions) == 2 * n
     assert {p["participant_id"] for p in predictions} == {str(g) for g in range(n)}
@@ -142,14 +148,18 @@ def test_permutation_keeps_subjects_whole_and_gives_a_small_p_for_a_real_effect(
 
 def test_metrics_and_summary():
     m = ev.classification_metrics([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
-    assert m["sensitivity"] == 0.5 and m["specificity"] == 0.5
-    assert m["balanced_accuracy"] == 0.5 and m["roc_auc"] == 0.75
+    assert m["sensitivity"] == 0.5
+    assert m["specificity"] == 0.5
+    assert m["balanced_accuracy"] == 0.5
+    assert m["roc_auc"] == 0.75
     assert math.isnan(ev.classification_metrics([1, 1], [0.9, 0.8])["roc_auc"])
     s = ev.summarise([0.6, 0.8, 0.7, 0.9])
-    assert s["mean"] == pytest.approx(0.75) and s["ci95"][0] < 0.75 < s["ci95"][1] <= 1.0
+    assert s["mean"] == pytest.approx(0.75)
+    assert s["ci95"][0] < 0.75 < s["ci95"][1] <= 1.0
     assert ev.summarise([1.0, 1.0])["ci95"] == [1.0, 1.0]
     subjects, prob = ev.subject_mean(np.array([0.2, 0.4, 0.9]), np.array(["a", "a", "b"]))
-    assert list(subjects) == ["a", "b"] and prob.tolist() == pytest.approx([0.3, 0.9])
+    assert list(subjects) == ["a", "b"]
+    assert prob.tolist() == pytest.approx([0.3, 0.9])
 
 
 @pytest.mark.integration
@@ -197,13 +207,16 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     for model in ("cnn", "baseline"):
         assert set(summary["models"][model]) == set(ev.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
-    assert summary["n_subjects"] == 12 and summary["class_counts"] == {"severe": 6, "mild-to-moderate": 6}
+    assert summary["n_subjects"] == 12
+    assert summary["class_counts"] == {"severe": 6, "mild-to-moderate": 6}
     assert (summary["cv"]["folds"], summary["cv"]["repeats"], summary["cv"]["grouped_by"]) == (
         2,
         1,
         "subject",
     )
-    assert summary["permutation"] is None and summary["samples"] == "maps" and summary["cnn_parameters"] > 0
+    assert summary["permutation"] is None
+    assert summary["samples"] == "maps"
+    assert summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]
     assert len(rows) == 1 + 2 * 12
@@ -220,5 +233,6 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert {r.split("\t")[1] for r in regions[1:]} <= {"ipsilesional", "contralesional"}
     model, card = load_model(out / "model")
     assert card["input"]["grid"]["shape"] == list(sal.shape)
-    assert card["label"]["severe_threshold"] == 20.0 and card["input"]["align_lesion"] is True
+    assert card["label"]["severe_threshold"] == 20.0
+    assert card["input"]["align_lesion"] is True
     assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)

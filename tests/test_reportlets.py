@@ -29,7 +29,7 @@ def tiny_run(rng):
     """Images and arrays of one fake run: 4D BOLD, mask, seed, lesion, denoised data and tables."""
     mask = np.zeros(SHAPE, np.uint8)
     mask[3:17, 3:21, 3:17] = 1
-    bold = (rng.normal(100, 5, SHAPE + (N_VOLS,)) * mask[..., None]).astype(np.float32)
+    bold = (rng.normal(100, 5, (*SHAPE, N_VOLS)) * mask[..., None]).astype(np.float32)
     seed = np.zeros(SHAPE, np.uint8)
     seed[5:8, 10:13, 12:15] = 1
     lesion = np.zeros(SHAPE, np.uint8)
@@ -90,7 +90,8 @@ def draw_run_figures(run, fig_dir: Path) -> dict:
 def assert_valid_svg(path, min_bytes=5000):
     """A parseable SVG document with drawn content (paths or embedded raster images)."""
     path = Path(path)
-    assert path.is_file() and path.stat().st_size > min_bytes, path
+    assert path.is_file(), path
+    assert path.stat().st_size > min_bytes, path
     root = ET.parse(path).getroot()
     assert root.tag.endswith("svg")
     tags = {el.tag.split("}")[-1] for el in root.iter()}
@@ -100,7 +101,10 @@ def assert_valid_svg(path, min_bytes=5000):
 
 def no_external_resources(html: str) -> bool:
     """No stylesheet, script, image or font fetched from a network address."""
-    pattern = r"""(<(link|script|img|iframe|source)\b[^>]*\b(src|href)\s*=\s*["']?(https?:)?//)|@import|url\(\s*["']?(https?:)?//"""
+    pattern = (
+        r"""(<(link|script|img|iframe|source)\b[^>]*\b(src|href)\s*=\s*["']?(https?:)?//)"""
+        r"""|@import|url\(\s*["']?(https?:)?//"""
+    )
     return re.search(pattern, html, re.I) is None
 
 
@@ -210,10 +214,10 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
     pd.DataFrame(curves).to_csv(group / "training_curves.tsv", sep="\t", index=False)
     cohort = pd.DataFrame(
         {
-            "participant_id": labels + ["sub-13"],
+            "participant_id": [*labels, "sub-13"],
             "ul_fma": [10, 12, 5, 18, 20, 3, 40, 55, 33, 60, 25, 45, "n/a"],
             "class": ["severe"] * 6 + ["mild-to-moderate"] * 6 + ["n/a"],
-            "lesion_side": list("LRLRLRLRLRLR") + ["L"],
+            "lesion_side": [*list("LRLRLRLRLRLR"), "L"],
             "included": ["true"] * 12 + ["false"],
             "reason": [""] * 12 + ["no UL-FMA score"],
         }
@@ -356,7 +360,9 @@ def test_write_citation_writes_markdown_and_offline_html(tmp_path):
     md_path, html_path = write_citation(tmp_path / "logs", md)
     assert md_path.read_text() == md
     html = html_path.read_text()
-    assert "<h2>Methods</h2>" in html and 'id="ref-fmriprep"' in html and "<code>simple</code>" in html
+    assert "<h2>Methods</h2>" in html
+    assert 'id="ref-fmriprep"' in html
+    assert "<code>simple</code>" in html
     assert no_external_resources(html)
 
 
@@ -398,8 +404,10 @@ def test_participant_report_notes_missing_figures(tmp_path):
         errors=["run-2 failed: boom"],
     )
     html = Path(out).read_text()
-    assert "figure not available" in html and "run-2 failed: boom" in html
-    assert "<img" not in html and 'id="prediction"' not in html
+    assert "figure not available" in html
+    assert "run-2 failed: boom" in html
+    assert "<img" not in html
+    assert 'id="prediction"' not in html
 
 
 def test_group_report_from_contract_outputs(tmp_path, rng):
@@ -447,5 +455,7 @@ def test_group_report_tolerates_missing_optional_outputs(tmp_path):
     out = write_group_report(config, subjects, {"03": "map missing"})
     html = Path(out).read_text()
     assert "2 subjects included (1 mild-to-moderate, 1 severe)" in html
-    assert "map missing" in html and "No cross-validation summary" in html
-    assert "No group maps were found" in html and "<img" not in html
+    assert "map missing" in html
+    assert "No cross-validation summary" in html
+    assert "No group maps were found" in html
+    assert "<img" not in html

@@ -8,7 +8,6 @@ the resources the page fetched into ``document.title``, read back with ``--dump-
 """
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -19,10 +18,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from conftest import IN_CI
 from test_reportlets import make_group_report, make_participant_report
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-IN_CI = os.environ.get("CI", "").lower() == "true"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 if CHROMIUM is None:
@@ -206,5 +205,6 @@ def test_report_loads_offline_with_every_image_drawn(reports, kind, tmp_path, pr
     assert len(images) == {"participant": 5, "group": 6}[kind]
     empty = [e for e in result["elements"] if not (e["w"] > 0 and e["h"] > 0 and e["decoded"])]
     assert empty == [], f"elements without size in the {kind} report: {empty}"
-    assert shot.is_file() and shot.stat().st_size > 20000
+    assert shot.is_file()
+    assert shot.stat().st_size > 20000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

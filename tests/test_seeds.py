@@ -28,17 +28,21 @@ def _centroid(img):
 
 def test_atlas_labels_have_m1():
     labels = atlas_labels("HCPEx")
-    assert labels["Primary_Motor_Cortex_L"] == 31 and labels["Primary_Motor_Cortex_R"] == 211
+    assert labels["Primary_Motor_Cortex_L"] == 31
+    assert labels["Primary_Motor_Cortex_R"] == 211
     assert atlas_labels("AAL")["Precentral_L"] == 1
 
 
-@pytest.mark.parametrize("side,sign", [("L", -1), ("R", 1)])
+@pytest.mark.parametrize(("side", "sign"), [("L", -1), ("R", 1)])
 def test_atlas_seed_is_in_the_lesioned_hemisphere_precentral(grid4, side, sign):
     img, info = make_seed_mask(lesion_side=side, reference_img=grid4, brain_mask_img=grid4)
     x, y, z = _centroid(img)
-    assert np.sign(x) == sign and 15 < abs(x) < 45  # lateral M1
-    assert -35 < y < 0 and 40 < z < 70  # central sulcus, dorsal
-    assert info["source"] == "atlas" and info["labels"] == [f"Primary_Motor_Cortex_{side}"]
+    assert np.sign(x) == sign
+    assert 15 < abs(x) < 45
+    assert -35 < y < 0
+    assert 40 < z < 70
+    assert info["source"] == "atlas"
+    assert info["labels"] == [f"Primary_Motor_Cortex_{side}"]
     assert info["n_voxels"] == int(np.asarray(img.dataobj).sum()) > 50
 
 
@@ -81,7 +85,8 @@ def test_user_mask_mirrored_and_hemi_pair(tmp_path, grid4):
     path = tmp_path / "seed.nii.gz"
     nb.Nifti1Image(left, AFF4).to_filename(path)
     img, info = make_seed_mask(lesion_side="R", reference_img=grid4, brain_mask_img=grid4, seed_mask=path)
-    assert info["mirrored"] and _centroid(img)[0] > 20
+    assert info["mirrored"]
+    assert _centroid(img)[0] > 20
     right = sphere_mask((40, 0, 40), 10, grid4).astype(np.uint8)
     nb.Nifti1Image(left, AFF4).to_filename(tmp_path / "seed_hemi-L_mask.nii.gz")
     nb.Nifti1Image(right, AFF4).to_filename(tmp_path / "seed_hemi-R_mask.nii.gz")
@@ -112,7 +117,7 @@ def test_real_lesion_masks_give_their_side_and_strip_the_seed(shared_data, grid4
         if row["group"] in ("M1_left", "M1_right"):
             side = "L" if row["group"] == "M1_left" else "R"
             assert lesion_side_from_mask(img, row["file"]) == side
-            seed, info = make_seed_mask(
+            _, info = make_seed_mask(
                 lesion_side=side, reference_img=grid4, brain_mask_img=grid4, lesion_mask_img=img
             )
             assert 0 < info["fraction_lesioned"] < 1
@@ -129,7 +134,7 @@ def test_resolve_lesion_side():
     assert resolve_lesion_side("L", None, "01") == ("L", "participants.tsv")
     assert resolve_lesion_side(None, "R", "01") == ("R", "lesion mask")
     assert resolve_lesion_side("R", "R", "01")[0] == "R"
-    with pytest.raises(InputError, match="sub-01.*L side.*R side"):
+    with pytest.raises(InputError, match=r"sub-01.*L side.*R side"):
         resolve_lesion_side("L", "R", "01")
     with pytest.raises(InputError, match="no lesion hemisphere"):
         resolve_lesion_side(None, None, "01")
@@ -151,6 +156,7 @@ def test_find_lesion_mask(tmp_path):
 
 def test_region_mask_for_reports(grid4):
     sma = atlas_region_mask("AAL", ["Supp_Motor_Area_L"], grid4)
-    assert _centroid(sma)[0] < 0 and np.asarray(sma.dataobj).sum() > 10
+    assert _centroid(sma)[0] < 0
+    assert np.asarray(sma.dataobj).sum() > 10
     with pytest.raises(InputError, match="no region"):
         atlas_region_mask("AAL", ["Nowhere_L"], grid4)

@@ -17,6 +17,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
+from conftest import IN_CI
 
 pytestmark = pytest.mark.slurm
 
@@ -57,7 +58,7 @@ def slurm(tmp_path_factory):
         reason = (
             f"needs root and slurm-wlm/munge (missing: {missing or 'root'}); run scripts/install-system-deps"
         )
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if IN_CI:
             pytest.fail(reason)
         pytest.skip(reason)
     cluster = tmp_path_factory.mktemp("slurm")
@@ -160,7 +161,8 @@ def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
     assert queue.stdout.strip() == ""
 
     ref, got = _maps(cohort / "out_multiproc"), _maps(cohort / "out_slurm")
-    assert ref and sorted(ref) == sorted(got)
+    assert ref
+    assert sorted(ref) == sorted(got)
     assert any("stat-dfcsd_boldmap" in name for name in ref)
     for name, data in ref.items():
         np.testing.assert_allclose(got[name], data, rtol=0, atol=1e-6, err_msg=name)
@@ -223,7 +225,8 @@ def test_sbatch_array_then_dependent_group_job(slurm, cohort):
     jobs = {j["JobId"]: j for j in _jobs(slurm["jobcomp"])}
     tasks = [j for j in jobs.values() if j.get("Name") == "strokefc-participant"]
     group_job = jobs[group.stdout.strip()]
-    assert len(tasks) >= 2 and all(j["JobState"] == "COMPLETED" for j in tasks)
+    assert len(tasks) >= 2
+    assert all(j["JobState"] == "COMPLETED" for j in tasks)
     assert group_job["JobState"] == "COMPLETED"
     assert group_job["StartTime"] >= max(j["EndTime"] for j in tasks)  # ISO times sort as text
     for label in ("01", "02"):

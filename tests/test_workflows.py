@@ -18,7 +18,7 @@ from workflows.utils.bids import RunInputs, run_name, run_prefix
 
 
 def _unsatisfied(wf) -> list[str]:
-    """Mandatory inputs of the flattened graph that are neither set nor connected (the graph must be a DAG)."""
+    """Mandatory inputs of the flat graph that are neither set nor connected (the graph must be a DAG)."""
     flat = wf._create_flat_graph()
     assert nx.is_directed_acyclic_graph(flat), "the workflow graph has a cycle"
     missing = []
@@ -122,7 +122,8 @@ def test_group_graph(tmp_path):
     wf = init_group_wf(subjects=subjects, params=params, shared_params={}, output_dir=tmp_path)
     names = set(wf.list_node_names())
     assert {"prepare", "cv_fold", "summarise_cv", "train_final", "export", "explain"} <= names
-    assert {"ds_group", "ds_cv", "ds_model", "ds_explain"} <= names and "permutation" not in names
+    assert {"ds_group", "ds_cv", "ds_model", "ds_explain"} <= names
+    assert "permutation" not in names
     assert len(wf.get_node("cv_fold").inputs.fold) == 8
     for fold in wf.get_node("cv_fold").inputs.fold:  # test subjects are whole subjects of both classes
         assert {int(s) % 2 for s in fold["test"]} == {0, 1}

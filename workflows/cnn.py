@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -60,7 +61,17 @@ class TrainSettings:
 class StrokeCNN(nn.Module):
     """Voxelwise z-score -> 4 x (Conv3d-BN-ReLU-downsample) -> global average pool -> dropout -> linear."""
 
-    def __init__(self, in_shape, channels=(4, 8, 16, 32), dropout: float = 0.3, n_classes: int = 2):
+    # buffers registered in __init__ (declared here for type checkers: nn.Module.__getattr__ is untyped)
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        channels: Sequence[int] = (4, 8, 16, 32),
+        dropout: float = 0.3,
+        n_classes: int = 2,
+    ) -> None:
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.channels = tuple(int(c) for c in channels)
@@ -153,7 +164,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def deterministic(seed: int):
+def deterministic(seed: int) -> Iterator[None]:
     """Seed torch and switch on deterministic algorithms for the duration of a block."""
     previous = torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(seed)
@@ -164,7 +175,9 @@ def deterministic(seed: int):
         torch.use_deterministic_algorithms(previous)
 
 
-def validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, rng: np.random.Generator):
+def validation_split(
+    y: np.ndarray, groups: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean mask of validation samples: whole subjects, stratified by class, from the given data.
 
     Returns an all-False mask when a class has fewer than 3 subjects (then no early stopping).
@@ -176,12 +189,12 @@ def validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, rng: np
         members = subjects[labels == cls]
         if len(members) < 3:
             return np.zeros(len(y), dtype=bool)
-        n_val = max(1, int(round(fraction * len(members))))
+        n_val = max(1, round(fraction * len(members)))
         val_subjects.extend(rng.choice(members, n_val, replace=False).tolist())
     return np.isin(groups, val_subjects)
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     order = torch.randperm(n, generator=generator).tolist()
     chunks = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if len(chunks) > 1 and len(chunks[-1]) == 1:  # BatchNorm cannot train on a batch of one
@@ -189,7 +202,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
     return chunks
 
 
-def _augment(z: torch.Tensor, settings: TrainSettings, generator: torch.Generator):
+def _augment(z: torch.Tensor, settings: TrainSettings, generator: torch.Generator) -> torch.Tensor:
     """Random shift (same for the batch) and Gaussian noise, applied to z-scored maps.
 
     Shifting after the voxelwise z-score matters: a shifted raw map minus the unshifted mean map
@@ -203,7 +216,14 @@ def _augment(z: torch.Tensor, settings: TrainSettings, generator: torch.Generato
     return z
 
 
-def _loss(model, x, y, weights, device, batch_size=16) -> float:
+def _loss(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 16,
+) -> float:
     model.eval()
     total = 0.0
     criterion = nn.CrossEntropyLoss(weight=weights, reduction="sum")
@@ -215,7 +235,9 @@ def _loss(model, x, y, weights, device, batch_size=16) -> float:
     return total / max(float(weights[torch.from_numpy(y)].sum()), 1e-12)
 
 
-def train_model(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings = TrainSettings()):
+def train_model(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings = TrainSettings()
+) -> tuple[StrokeCNN, list[dict[str, float]]]:
     """Train a :class:`StrokeCNN` on samples ``x`` (n, X, Y, Z) with labels ``y`` (1 = severe).
 
     ``groups`` gives the subject of each sample; the early-stopping split takes whole subjects from

@@ -10,15 +10,19 @@ from __future__ import annotations
 import base64
 import warnings
 import zlib
+from collections.abc import Sequence
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+import numpy.typing as npt
 
 from workflows.lesion import mirror_lr
 from workflows.utils.errors import InputError
+from workflows.utils.images import as_image
 
 
-def align_image(img, lesion_side: str, align: bool):
+def align_image(img: nb.Nifti1Image, lesion_side: str, align: bool) -> nb.Nifti1Image:
     """Mirror a right-lesion map left-right (about world x = 0) so the lesion is always on the left.
 
     With alignment on, the left hemisphere (world x < 0) of every aligned map is ipsilesional.
@@ -32,11 +36,11 @@ def align_image(img, lesion_side: str, align: bool):
     return mirror_lr(img) if align and lesion_side == "R" else img
 
 
-def _finite(data: np.ndarray) -> np.ndarray:
+def _finite(data: npt.ArrayLike) -> np.ndarray:
     return np.nan_to_num(np.asarray(data, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def group_mask(imgs, min_fraction: float = 0.9) -> np.ndarray:
+def group_mask(imgs: Sequence[nb.Nifti1Image], min_fraction: float = 0.9) -> np.ndarray:
     """Voxels that are finite and non-zero in at least ``min_fraction`` of the (aligned) 3D maps.
 
     All maps must share one grid (the participant level guarantees it; checked here anyway).
@@ -67,7 +71,7 @@ def group_mask(imgs, min_fraction: float = 0.9) -> np.ndarray:
     return mask
 
 
-def make_grid(ref_img, mask: np.ndarray, resolution: float) -> dict:
+def make_grid(ref_img: nb.Nifti1Image, mask: np.ndarray, resolution: float) -> dict:
     """The CNN grid: the mask's bounding box in world space at ``resolution`` mm, symmetric about x = 0.
 
     Symmetry in x keeps left-right mirroring on the CNN grid an exact voxel flip. Returns the dict
@@ -96,7 +100,7 @@ def make_grid(ref_img, mask: np.ndarray, resolution: float) -> dict:
     half_x = res * np.ceil(max(abs(lo[0]), abs(hi[0])) / res)
     lo = np.array([-half_x, res * np.floor(lo[1] / res), res * np.floor(lo[2] / res)])
     hi = np.array([half_x, res * np.ceil(hi[1] / res), res * np.ceil(hi[2] / res)])
-    shape = tuple(int(round((top - bottom) / res)) + 1 for bottom, top in zip(lo, hi))
+    shape = tuple(round((top - bottom) / res) + 1 for bottom, top in zip(lo, hi))
     affine = np.eye(4)
     affine[:3, :3] *= res
     affine[:3, 3] = lo
@@ -112,7 +116,15 @@ def make_grid(ref_img, mask: np.ndarray, resolution: float) -> dict:
     )
 
 
-def grid_to_dict(affine, shape, mask, *, source_shape, source_affine, resolution) -> dict:
+def grid_to_dict(
+    affine: npt.ArrayLike,
+    shape: Sequence[int],
+    mask: npt.ArrayLike,
+    *,
+    source_shape: Sequence[int],
+    source_affine: npt.ArrayLike,
+    resolution: float,
+) -> dict:
     """JSON-able description of a grid; the mask is bit-packed, zlib-compressed and base64-encoded."""
     packed = np.packbits(np.asarray(mask, dtype=bool).ravel(order="C"))
     return {
@@ -133,7 +145,9 @@ def grid_mask(grid: dict) -> np.ndarray:
     return np.unpackbits(bits)[: int(np.prod(shape))].astype(bool).reshape(shape)
 
 
-def _resample(img, affine, shape, interpolation):
+def _resample(
+    img: nb.Nifti1Image, affine: npt.ArrayLike, shape: Sequence[int], interpolation: str
+) -> np.ndarray:
     from nilearn.image import resample_img
 
     with warnings.catch_warnings():  # a map that happens to hold 0/1 values is still continuous data
@@ -149,7 +163,7 @@ def _resample(img, affine, shape, interpolation):
     return np.asarray(out.dataobj, dtype=np.float32)
 
 
-def apply_grid(img, grid: dict, lesion_side: str, align: bool) -> np.ndarray:
+def apply_grid(img: nb.Nifti1Image | Path | str, grid: dict, lesion_side: str, align: bool) -> np.ndarray:
     """Put one map (3D) or a series of window maps (4D) on the CNN grid, ready for the model.
 
     Steps: lesion alignment (mirror right-lesion maps), NaN -> 0, linear resampling to the grid
@@ -160,7 +174,7 @@ def apply_grid(img, grid: dict, lesion_side: str, align: bool) -> np.ndarray:
     ndarray, float32, shape (n_samples, X, Y, Z)
         ``n_samples`` is 1 for a 3D map and the number of volumes for a 4D file.
     """
-    img = nb.load(str(img)) if not hasattr(img, "affine") else img
+    img = as_image(img)
     img = align_image(img, lesion_side, align)
     clean = nb.Nifti1Image(_finite(img.dataobj), img.affine)
     data = _resample(clean, grid["affine"], grid["shape"], "linear")
@@ -169,7 +183,7 @@ def apply_grid(img, grid: dict, lesion_side: str, align: bool) -> np.ndarray:
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def grid_image(data: np.ndarray, grid: dict):
+def grid_image(data: np.ndarray, grid: dict) -> nb.Nifti1Image:
     """A NIfTI image of a 3D array on the CNN grid (e.g. a class mean or a saliency map)."""
     img = nb.Nifti1Image(np.asarray(data, dtype=np.float32), np.asarray(grid["affine"]))
     img.header.set_xyzt_units("mm")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nb
 import numpy as np
@@ -60,7 +62,7 @@ class DenoisedRun:
     info: dict = field(default_factory=dict)
 
 
-def read_confounds_table(confounds_tsv) -> pd.DataFrame:
+def read_confounds_table(confounds_tsv: Path | str) -> pd.DataFrame:
     """Read an fMRIPrep confounds TSV, with a clear error for an empty or unreadable file."""
     path = Path(confounds_tsv)
     if not path.exists() or path.stat().st_size == 0:
@@ -71,7 +73,7 @@ def read_confounds_table(confounds_tsv) -> pd.DataFrame:
         )
     try:
         return pd.read_csv(path, sep="\t", na_values=["n/a"])
-    except Exception as exc:  # pandas raises several types for malformed tables
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise InputError(
             f"the confounds table cannot be read ({exc})",
             str(path),
@@ -93,7 +95,9 @@ def count_dummy_scans(confounds: pd.DataFrame, dummy_scans: int | str = "auto") 
     return n
 
 
-def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
+def load_run_confounds(
+    bold_file: Path | str, params: DenoiseParams, n_volumes: int
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     """Confound regressors and kept-volume mask for one run (before dropping dummy scans).
 
     Returns ``(confounds DataFrame (T, k), kept (T,) bool, info dict)``.
@@ -107,7 +111,7 @@ def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
             f"use one of {', '.join(STRATEGIES)}",
             params=("DenoiseParams.strategy",),
         )
-    kwargs = dict(STRATEGIES[params.strategy])
+    kwargs: dict[str, Any] = dict(STRATEGIES[params.strategy])
     if "scrub" in kwargs["strategy"]:
         kwargs.update(fd_threshold=params.fd_thresh, std_dvars_threshold=params.std_dvars_thresh)
     if "compcor" in kwargs["strategy"]:
@@ -143,7 +147,9 @@ def load_run_confounds(bold_file, params: DenoiseParams, n_volumes: int):
     return confounds.fillna(0.0), kept, info
 
 
-def load_bold_masked(bold_file, mask_file):
+def load_bold_masked(
+    bold_file: Path | str, mask_file: Path | str
+) -> tuple[np.ndarray, np.ndarray, nb.Nifti1Image, dict[str, Any]]:
     """Load a 4D BOLD and its brain mask; check shapes, grids and finiteness.
 
     Returns ``(data (X, Y, Z, T) float32, mask (X, Y, Z) bool, bold_img, info)``; voxels with a
@@ -163,11 +169,11 @@ def load_bold_masked(bold_file, mask_file):
             str(mask_file),
             "check the mask and the BOLD",
         )
-    info = {"NonFiniteVoxelsExcluded": n_bad}
+    info: dict[str, Any] = {"NonFiniteVoxelsExcluded": n_bad}
     return data, mask, bold_img, info
 
 
-def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) -> np.ndarray:
+def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms: Sequence[float]) -> np.ndarray:
     """Gaussian smoothing restricted to the mask (normalised convolution), volume by volume.
 
     ``data`` is (X, Y, Z, T); voxels outside the mask neither contribute nor receive signal.
@@ -184,7 +190,13 @@ def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms) ->
     return data
 
 
-def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams, confounds_file=None) -> DenoisedRun:
+def denoise_run(
+    bold_file: Path | str,
+    mask_file: Path | str,
+    tr: float,
+    params: DenoiseParams,
+    confounds_file: Path | str | None = None,
+) -> DenoisedRun:
     """Denoise one run: dummy scans cut, confounds regressed and band-pass applied together.
 
     Voxel series are detrended and z-scored over kept volumes (so window correlations are well
@@ -265,7 +277,7 @@ def denoise_run(bold_file, mask_file, tr: float, params: DenoiseParams, confound
     return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info)
 
 
-def _confounds_path(bold_file) -> Path:
+def _confounds_path(bold_file: Path | str) -> Path:
     """fMRIPrep's confounds TSV for a preprocessed BOLD (same entities up to ``desc``/``space``/``res``)."""
     name = Path(bold_file).name
     stem = name.split("_space-")[0] if "_space-" in name else name.split("_desc-")[0]

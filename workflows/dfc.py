@@ -17,7 +17,9 @@ Correlations are Fisher z-transformed (``arctanh``) before the summary over wind
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nibabel as nb
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from workflows.utils.errors import InputError
+from workflows.utils.images import as_image
 
 WINDOW_SHAPES = ("rectangular", "hamming", "tapered")
 
@@ -62,9 +65,9 @@ def parse_duration(value: str | int | float, tr: float, name: str = "WindowParam
         if text.endswith("vol"):
             n = int(text[:-3])
         elif text.endswith("s"):
-            n = int(round(float(text[:-1]) / tr))
+            n = round(float(text[:-1]) / tr)
         else:
-            n = int(round(float(text) / tr))
+            n = round(float(text) / tr)
     except ValueError:
         raise InputError(
             f"{name} {value!r} is not a duration",
@@ -93,7 +96,7 @@ def window_taper(length: int, shape: str = "rectangular", sigma: float = 3.0) ->
     if shape == "hamming":
         return np.hamming(length) if length > 1 else np.ones(1)
     if shape == "tapered":
-        half = int(math.ceil(4 * sigma))
+        half = math.ceil(4 * sigma)
         g = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
         full = np.convolve(np.ones(length), g / g.sum(), mode="full")  # length + 2 * half
         taper = full[half : half + length]
@@ -160,7 +163,7 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
 
 
-def _weighted_corr(weights, x, y):
+def _weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
     sw = weights.sum(axis=1)[:, None]
     mx = (weights @ x)[:, None] / sw
@@ -254,12 +257,21 @@ def sliding_window_dfc(
         sd[start:stop] = z.std(axis=0, ddof=1)
         mean[start:stop] = z.mean(axis=0)
         static[start:stop] = fisher_z(_weighted_corr(static_w, seed_c, y))[0]
-        if keep_windows:
+        if windows is not None:  # keep_windows
             windows[:, start:stop] = z
     return DFCResult(sd=sd, mean=mean, static=static, plan=plan, windows=windows)
 
 
-def window_region_z(seed, region_series, *, length, step=1, shape="rectangular", kept=None, min_coverage=0.8):
+def window_region_z(
+    seed: np.ndarray,
+    region_series: np.ndarray,
+    *,
+    length: int,
+    step: int = 1,
+    shape: str = "rectangular",
+    kept: np.ndarray | None = None,
+    min_coverage: float = 0.8,
+) -> tuple[np.ndarray, WindowPlan]:
     """Windowed Fisher-z correlation of the seed with a few region series (T, R) -> (n_windows, R).
 
     Dropped windows are NaN (for plotting the time course with gaps).
@@ -275,7 +287,7 @@ def window_region_z(seed, region_series, *, length, step=1, shape="rectangular",
     return z, plan
 
 
-def naive_sliding_window_dfc(seed, data, *, length, step=1):
+def naive_sliding_window_dfc(seed: np.ndarray, data: np.ndarray, *, length: int, step: int = 1) -> np.ndarray:
     """Reference implementation: ``numpy.corrcoef`` per window (rectangular, no censoring).
 
     Slow on purpose; used by tests and benchmarks to check :func:`sliding_window_dfc`.
@@ -301,8 +313,18 @@ def window_warnings(length: int, tr: float, high_pass: float | None) -> list[str
 
 
 def seed_dfc_images(
-    data, kept, mask_img, seed_img, *, length, step, shape, min_coverage, keep_windows=False, regions=None
-):
+    data: np.ndarray,
+    kept: np.ndarray,
+    mask_img: nb.Nifti1Image,
+    seed_img: nb.Nifti1Image,
+    *,
+    length: int,
+    step: int,
+    shape: str,
+    min_coverage: float,
+    keep_windows: bool = False,
+    regions: Mapping[str, nb.Nifti1Image] | None = None,
+) -> dict[str, Any]:
     """dFC maps of one denoised run as images, plus the seed series and the window table.
 
     Parameters
@@ -343,7 +365,7 @@ def seed_dfc_images(
         keep_windows=keep_windows,
     )
 
-    def to_img(values):
+    def to_img(values: np.ndarray) -> nb.Nifti1Image:
         vol = np.zeros(mask.shape + values.shape[:-1][::-1], np.float32)
         if values.ndim == 1:
             vol[mask] = values
@@ -376,7 +398,7 @@ def seed_dfc_images(
                 min_coverage=min_coverage,
             )
             table[f"z_{name}"] = z[:, 0].round(6)
-    out = {
+    out: dict[str, Any] = {
         "sd": to_img(res.sd),
         "mean": to_img(res.mean),
         "static": to_img(res.static),
@@ -384,20 +406,22 @@ def seed_dfc_images(
         "table": table,
         "plan": plan,
     }
-    if keep_windows:
+    if res.windows is not None:  # keep_windows
         out["windows"] = to_img(res.windows)
     return out
 
 
-def weighted_mean_maps(imgs, weights):
+def weighted_mean_maps(
+    imgs: Sequence[nb.Nifti1Image | Path | str], weights: Sequence[float] | np.ndarray
+) -> nb.Nifti1Image:
     """Subject-level map: mean of run maps weighted by their number of valid windows."""
     weights = np.asarray(weights, float)
     if len(imgs) != weights.size or weights.sum() <= 0:
         raise ValueError("one positive weight per map is needed")
-    ref = nb.load(imgs[0]) if not hasattr(imgs[0], "affine") else imgs[0]
+    ref = as_image(imgs[0])
     acc = np.zeros(ref.shape, np.float64)
     for img, w in zip(imgs, weights):
-        img = nb.load(img) if not hasattr(img, "affine") else img
+        img = as_image(img)
         if img.shape != ref.shape or not np.allclose(img.affine, ref.affine, atol=1e-3):
             raise InputError(
                 "the runs of one subject are on different grids",

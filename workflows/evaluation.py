@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from workflows.utils.errors import InputError
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 LOGGER = logging.getLogger("strokefc.group")
 
@@ -40,7 +45,7 @@ BASELINE_DESCRIPTION = (
 )
 
 
-def subject_labels(y: np.ndarray, groups: np.ndarray):
+def subject_labels(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique subjects and their label; refuses a subject whose samples disagree on the label."""
     subjects, first = np.unique(groups, return_index=True)
     labels = np.asarray(y)[first]
@@ -68,7 +73,7 @@ def effective_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
     return min(n_folds, smallest)
 
 
-def check_folds(folds, groups: np.ndarray) -> None:
+def check_folds(folds: Iterable[dict], groups: np.ndarray) -> None:
     """Raise if a subject appears in both the training and test samples of any fold."""
     for fold in folds:
         overlap = set(groups[fold["train"]]) & set(groups[fold["test"]])
@@ -98,7 +103,7 @@ def subject_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, n_repeats: in
     return folds
 
 
-def classification_metrics(y_true, prob, threshold: float = 0.5) -> dict:
+def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold: float = 0.5) -> dict:
     """Balanced accuracy, ROC AUC, sensitivity (severe = positive), specificity and F1."""
     from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -120,7 +125,7 @@ def classification_metrics(y_true, prob, threshold: float = 0.5) -> dict:
     }
 
 
-def summarise(values) -> dict:
+def summarise(values: Iterable[float]) -> dict:
     """Mean, SD and a 95% t-interval over folds x repeats (clipped to [0, 1]).
 
     The folds of one repeat share subjects, so the interval is optimistic; it is a summary of the
@@ -137,13 +142,13 @@ def summarise(values) -> dict:
     return {"mean": mean, "sd": sd, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
 
 
-def subject_mean(prob: np.ndarray, groups: np.ndarray):
+def subject_mean(prob: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Average sample probabilities per subject (soft vote over windows); returns (subjects, prob)."""
     subjects = np.unique(groups)
     return subjects, np.array([float(np.mean(prob[groups == s])) for s in subjects])
 
 
-def make_baseline(n_train: int, max_components: int = 20, seed: int = 0):
+def make_baseline(n_train: int, max_components: int = 20, seed: int = 0) -> Pipeline:
     """StandardScaler -> PCA -> L2 logistic regression, to be fit on one training fold."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
@@ -158,7 +163,9 @@ def make_baseline(n_train: int, max_components: int = 20, seed: int = 0):
     )
 
 
-def baseline_fit_predict(x_train, y_train, groups_train, x_test, seed: int = 0):
+def baseline_fit_predict(
+    x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_test: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Fit the baseline on the training samples (flattened voxels) and return test probabilities."""
     del groups_train
     model = make_baseline(len(y_train), seed=seed)
@@ -166,10 +173,17 @@ def baseline_fit_predict(x_train, y_train, groups_train, x_test, seed: int = 0):
     return model.predict_proba(x_test.reshape(len(x_test), -1))[:, 1], []
 
 
-FitPredict = Callable[..., tuple]
+#: ``fit_predict(x_train, y_train, groups_train, x_test, seed=...) -> (prob_test_samples, curve_rows)``
+FitPredict = Callable[..., tuple[np.ndarray, list[dict[str, Any]]]]
 
 
-def cross_validate(x, y, groups, folds, models: dict[str, FitPredict]):
+def cross_validate(
+    x: np.ndarray,
+    y: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    folds: Sequence[dict],
+    models: dict[str, FitPredict],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Run every model on every fold, fitting on the training samples only.
 
     ``models[name](x_train, y_train, groups_train, x_test, seed=...)`` returns
@@ -178,7 +192,9 @@ def cross_validate(x, y, groups, folds, models: dict[str, FitPredict]):
     """
     y, groups = np.asarray(y), np.asarray(groups)
     check_folds(folds, groups)
-    predictions, fold_metrics, curves = [], [], []
+    predictions: list[dict[str, Any]] = []
+    fold_metrics: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
     for fold in folds:
         train, test = fold["train"], fold["test"]
         seed = 1000 * fold["repeat"] + fold["fold"]
@@ -219,14 +235,23 @@ def summarise_models(fold_metrics: list[dict]) -> dict:
     return out
 
 
-def permute_subject_labels(y, groups, rng: np.random.Generator) -> np.ndarray:
+def permute_subject_labels(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Shuffle labels between subjects (all samples of a subject keep one label)."""
     subjects, labels = subject_labels(y, groups)
     mapping = dict(zip(subjects, rng.permutation(labels)))
     return np.array([mapping[g] for g in groups])
 
 
-def permutation_null(x, y, groups, fit_predict: FitPredict, *, n_folds: int, seed: int, index: int) -> float:
+def permutation_null(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fit_predict: FitPredict,
+    *,
+    n_folds: int,
+    seed: int,
+    index: int,
+) -> float:
     """Mean balanced accuracy of one k-fold run on labels permuted between subjects (one null draw)."""
     rng = np.random.default_rng([seed, 7919, index])
     y_perm = permute_subject_labels(y, groups, rng)
@@ -235,16 +260,16 @@ def permutation_null(x, y, groups, fit_predict: FitPredict, *, n_folds: int, see
     return float(np.nanmean([m["balanced_accuracy"] for m in metrics]))
 
 
-def permutation_p_value(observed: float, null) -> float:
+def permutation_p_value(observed: float, null: Iterable[float]) -> float:
     """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw)."""
     null = [v for v in null if not math.isnan(v)]
     return float((1 + sum(v >= observed for v in null)) / (1 + len(null)))
 
 
 def permutation_test(
-    x,
-    y,
-    groups,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
     fit_predict: FitPredict,
     observed: float,
     *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import nibabel as nb
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from captum.attr import IntegratedGradients
 from nilearn.image import resample_img
 
+from workflows.cnn import StrokeCNN
 from workflows.cnn_inputs import grid_mask
 from workflows.seeds import atlas_image, atlas_labels
 from workflows.utils.io import write_tsv
@@ -25,7 +27,9 @@ from workflows.utils.io import write_tsv
 LOGGER = logging.getLogger("strokefc.group")
 
 
-def integrated_gradients(model, x: np.ndarray, n_steps: int = 16, batch_size: int = 4) -> np.ndarray:
+def integrated_gradients(
+    model: StrokeCNN, x: np.ndarray, n_steps: int = 16, batch_size: int = 4
+) -> np.ndarray:
     """Absolute integrated gradients of the severe logit for each sample (n, X, Y, Z) -> (n, X, Y, Z)."""
     model.eval()
     ig = IntegratedGradients(model)
@@ -44,7 +48,9 @@ def integrated_gradients(model, x: np.ndarray, n_steps: int = 16, batch_size: in
     return np.concatenate(out).astype(np.float32)
 
 
-def subject_saliency(model, x: np.ndarray, groups: np.ndarray, n_steps: int = 16):
+def subject_saliency(
+    model: StrokeCNN, x: np.ndarray, groups: np.ndarray, n_steps: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """Saliency averaged over each subject's samples; returns (subjects, maps (n_subjects, X, Y, Z))."""
     sal = integrated_gradients(model, x, n_steps=n_steps)
     subjects = np.unique(groups)
@@ -56,7 +62,7 @@ def aal_atlas() -> tuple[nb.Nifti1Image, dict[int, str]]:
     return atlas_image("AAL"), {value: name for name, value in atlas_labels("AAL").items()}
 
 
-def atlas_on_grid(atlas_img, grid: dict) -> np.ndarray:
+def atlas_on_grid(atlas_img: nb.Nifti1Image, grid: dict) -> np.ndarray:
     """Atlas labels resampled (nearest neighbour) onto the CNN grid."""
 
     out = resample_img(
@@ -95,7 +101,7 @@ def region_table(
 
     mask = grid_mask(grid)
     affine = np.asarray(grid["affine"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label in np.unique(labels[mask]):
         if label == 0:
             continue

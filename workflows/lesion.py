@@ -15,7 +15,7 @@ from workflows.utils.errors import InputError
 _SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 
 
-def normalise_hemisphere(value, where: str = "participants.tsv") -> str:
+def normalise_hemisphere(value: object, where: str = "participants.tsv") -> str:
     """Return ``'L'`` or ``'R'`` for a user-given lesion side (L/R/left/right, any case)."""
     key = str(value).strip().lower()
     if key not in _SIDES:
@@ -27,7 +27,7 @@ def normalise_hemisphere(value, where: str = "participants.tsv") -> str:
     return _SIDES[key]
 
 
-def hemisphere_fractions(mask_img) -> dict[str, float]:
+def hemisphere_fractions(mask_img: nb.Nifti1Image) -> dict[str, float]:
     """Fraction of a mask's volume in the left (x < 0) and right (x > 0) hemisphere (world x)."""
     data = np.asarray(mask_img.dataobj) > 0
     ijk = np.argwhere(data)
@@ -38,7 +38,7 @@ def hemisphere_fractions(mask_img) -> dict[str, float]:
     return {"L": float((x < 0).sum()) / n, "R": float((x > 0).sum()) / n}
 
 
-def lesion_side_from_mask(mask_img, where: str = "lesion mask") -> str:
+def lesion_side_from_mask(mask_img: nb.Nifti1Image, where: str = "lesion mask") -> str:
     """Return the hemisphere (``'L'``/``'R'``) holding most of the lesion volume."""
     if mask_img.ndim != 3:
         raise InputError(f"the lesion mask has {mask_img.ndim} dimensions", where, "give a 3D mask")
@@ -58,7 +58,7 @@ def lesion_side_from_mask(mask_img, where: str = "lesion mask") -> str:
     return "L" if frac["L"] > frac["R"] else "R"
 
 
-def mirror_lr(img):
+def mirror_lr(img: nb.Nifti1Image) -> nb.Nifti1Image:
     """Mirror an image left-right about world x = 0, on the same grid.
 
     For a grid symmetric about x = 0 this is an exact voxel flip; otherwise values are resampled

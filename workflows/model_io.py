@@ -10,11 +10,13 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from workflows.cnn import build_model
+from workflows.cnn import StrokeCNN, build_model
 from workflows.utils.errors import InputError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -24,7 +26,7 @@ CARD_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 
 
-def sha256(path) -> str:
+def sha256(path: Path | str) -> str:
     """Hex SHA-256 of a file."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -33,7 +35,7 @@ def sha256(path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model, card: dict, out_dir) -> Path:
+def save_model(model: StrokeCNN, card: dict, out_dir: Path | str) -> Path:
     """Write ``model.safetensors`` and ``model_card.json`` (with ``WeightsSHA256``) into ``out_dir``.
 
     The card is completed with the architecture, the card version and the checksum; files are
@@ -46,7 +48,9 @@ def save_model(model, card: dict, out_dir) -> Path:
     weights = out_dir / WEIGHTS_NAME
     tmp = out_dir / (WEIGHTS_NAME + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt", "card_version": str(CARD_VERSION)})
+    # one metadata key only: safetensors writes metadata from a hash map, so two keys come out in a
+    # random order and the file's SHA-256 (the model id) would differ between identical trainings
+    save_file(state, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, weights)
     card = {
         **card,
@@ -61,7 +65,7 @@ def save_model(model, card: dict, out_dir) -> Path:
     return out_dir
 
 
-def json_clean(obj):
+def json_clean(obj: Any) -> Any:
     """A copy with NaN/inf floats replaced by None and NumPy scalars/arrays as Python values (valid JSON)."""
     if isinstance(obj, dict):
         return {str(k): json_clean(v) for k, v in obj.items()}
@@ -78,7 +82,7 @@ def json_clean(obj):
     return obj
 
 
-def _model_dir(path) -> Path:
+def _model_dir(path: Path | str) -> Path:
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise InputError(
@@ -98,7 +102,7 @@ def _model_dir(path) -> Path:
     return path
 
 
-def read_card(model_dir) -> dict:
+def read_card(model_dir: Path | str) -> dict:
     """The model card of a model directory, checked for its version and required keys."""
     model_dir = _model_dir(model_dir)
     card_path = model_dir / CARD_NAME
@@ -139,7 +143,7 @@ def read_card(model_dir) -> dict:
     return card
 
 
-def load_model(model_dir):
+def load_model(model_dir: Path | str) -> tuple[StrokeCNN, dict]:
     """Load a model safely: card checked, weights' SHA-256 verified, safetensors only.
 
     Returns ``(model, card)``; the model is in evaluation mode on the CPU.
@@ -185,7 +189,9 @@ def load_model(model_dir):
     return model, card
 
 
-def check_card_compatible(card: dict, *, space: str, grid_shape, dfc_params: dict | None = None) -> None:
+def check_card_compatible(
+    card: dict, *, space: str, grid_shape: Sequence[int], dfc_params: dict | None = None
+) -> None:
     """Refuse a model whose card does not match the subject's space, source grid or dFC parameters."""
     where = "model_card.json"
     inp = card.get("input", {})
@@ -209,7 +215,7 @@ def check_card_compatible(card: dict, *, space: str, grid_shape, dfc_params: dic
         )
 
 
-def _same_number(a, b) -> bool:
+def _same_number(a: Any, b: Any) -> bool:
     try:
         return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
     except (TypeError, ValueError):

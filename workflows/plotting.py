@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nb  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import nibabel as nb
+import numpy as np
 
-from workflows.utils.images import read_data  # noqa: E402  (scales int16 in float32)
+from workflows.utils.images import as_image, read_data
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 #: Colours used across figures (colour-blind friendly pairs).
 COLORS = {
@@ -34,7 +42,7 @@ LABELS = {"cnn": "3D CNN", "baseline": "linear baseline"}
 MAX_CARPET_VOXELS = 1500
 
 
-def _save(fig, out_svg) -> str:
+def _save(fig: Figure, out_svg: Path | str) -> str:
     """Write a figure as SVG (text kept as paths so that no font is needed) and close it."""
     out_svg = str(out_svg)
     os.makedirs(os.path.dirname(os.path.abspath(out_svg)), exist_ok=True)
@@ -44,25 +52,26 @@ def _save(fig, out_svg) -> str:
     return out_svg
 
 
-def _as_3d(img):
+def _as_3d(img: nb.Nifti1Image | Path | str) -> nb.Nifti1Image:
     """A 3D image: the mean over time of a 4D image, unchanged otherwise."""
-    img = nb.load(img) if isinstance(img, (str, os.PathLike)) else img
+    img = as_image(img)
     if len(img.shape) == 4:
         data = np.asarray(img.dataobj, dtype=np.float32).mean(axis=3)
         return nb.Nifti1Image(data, img.affine)
     return img
 
 
-def _centre_of_mass(img) -> tuple[float, float, float] | None:
+def _centre_of_mass(img: nb.Nifti1Image) -> tuple[float, float, float] | None:
     """World coordinates (mm) of the centre of a mask's non-zero voxels, or None when empty."""
     ijk = np.argwhere(np.asarray(img.dataobj) > 0)
     if ijk.size == 0:
         return None
-    return tuple(float(v) for v in nb.affines.apply_affine(img.affine, ijk.mean(axis=0)))
+    x, y, z = (float(v) for v in nb.affines.apply_affine(img.affine, ijk.mean(axis=0)))
+    return x, y, z
 
 
 @functools.lru_cache(maxsize=1)
-def _mni_template():
+def _mni_template() -> nb.Nifti1Image:
     """nilearn's bundled MNI152 template at 2 mm (offline), loaded once per process."""
     from nilearn.datasets import load_mni152_template
 
@@ -72,7 +81,12 @@ def _mni_template():
 # --------------------------------------------------------------------------- participant figures
 
 
-def plot_seed_overlay(seed_img, ref_img, out_svg, lesion_mask_img=None) -> str:
+def plot_seed_overlay(
+    seed_img: nb.Nifti1Image | Path | str,
+    ref_img: nb.Nifti1Image | Path | str,
+    out_svg: Path | str,
+    lesion_mask_img: nb.Nifti1Image | Path | str | None = None,
+) -> str:
     """Seed mask (filled) over the run's reference image in three orthogonal views; lesion as a contour."""
     from nilearn import plotting
 
@@ -102,7 +116,13 @@ def plot_seed_overlay(seed_img, ref_img, out_svg, lesion_mask_img=None) -> str:
     return _save(fig, out_svg)
 
 
-def plot_confounds(fd_array, censored_bool_array, out_svg, fd_thresh=0.5, dummy=0) -> str:
+def plot_confounds(
+    fd_array: npt.ArrayLike,
+    censored_bool_array: npt.ArrayLike,
+    out_svg: Path | str,
+    fd_thresh: float | None = 0.5,
+    dummy: int = 0,
+) -> str:
     """Framewise displacement over volumes, the FD threshold, dummy scans and censored volumes."""
     fd = np.asarray(fd_array, dtype=float)
     censored = np.asarray(censored_bool_array, dtype=bool).copy()
@@ -112,7 +132,7 @@ def plot_confounds(fd_array, censored_bool_array, out_svg, fd_thresh=0.5, dummy=
     if dummy:
         ax.axvspan(-0.5, dummy - 0.5, color="0.85", label=f"dummy scans ({dummy})")
     for i in np.flatnonzero(censored[: fd.size]):
-        ax.axvline(i, color=COLORS["censored"], alpha=0.35, lw=1)
+        ax.axvline(int(i), color=COLORS["censored"], alpha=0.35, lw=1)
     ax.plot(x, np.nan_to_num(fd), color="k", lw=1, label="FD")
     if fd_thresh is not None:
         ax.axhline(fd_thresh, color=COLORS["censored"], ls="--", lw=1, label=f"threshold {fd_thresh:g} mm")
@@ -142,9 +162,15 @@ def _carpet_rows(data_tv: np.ndarray, rng_seed: int = 0) -> np.ndarray:
     return (data / sd).T
 
 
-def plot_carpet(bold_img_4d, denoised_TxV_array, mask_img, out_svg, tr) -> str:
+def plot_carpet(
+    bold_img_4d: nb.Nifti1Image | Path | str,
+    denoised_TxV_array: npt.ArrayLike,
+    mask_img: nb.Nifti1Image,
+    out_svg: Path | str,
+    tr: float,
+) -> str:
     """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising."""
-    bold_img_4d = nb.load(bold_img_4d) if isinstance(bold_img_4d, (str, os.PathLike)) else bold_img_4d
+    bold_img_4d = as_image(bold_img_4d)
     mask = np.asarray(mask_img.dataobj) > 0
 
     before = read_data(bold_img_4d, bold_img_4d.get_filename(), "BOLD")[mask].T  # (T, V)
@@ -175,7 +201,13 @@ def plot_carpet(bold_img_4d, denoised_TxV_array, mask_img, out_svg, tr) -> str:
     return _save(fig, out_svg)
 
 
-def plot_seed_timeseries(seed_array, tr, windows_table, traces, out_svg) -> str:
+def plot_seed_timeseries(
+    seed_array: npt.ArrayLike,
+    tr: float,
+    windows_table: pd.DataFrame,
+    traces: Mapping[str, npt.ArrayLike],
+    out_svg: Path | str,
+) -> str:
     """The seed series and the windowed Fisher-z correlation of the seed with a few regions."""
     seed = np.asarray(seed_array, dtype=float)
     fig, axes = plt.subplots(2, 1, figsize=(9, 4.4))
@@ -214,7 +246,13 @@ def plot_seed_timeseries(seed_array, tr, windows_table, traces, out_svg) -> str:
     return _save(fig, out_svg)
 
 
-def plot_map_mosaics(maps, out_svg, vmax, cut_coords=7, bg_img=None) -> str:
+def plot_map_mosaics(
+    maps: Mapping[str, nb.Nifti1Image | Path | str],
+    out_svg: Path | str,
+    vmax: Mapping[str, float | None],
+    cut_coords: int | Sequence[float] = 7,
+    bg_img: nb.Nifti1Image | Path | str | None = None,
+) -> str:
     """One axial mosaic per map (title -> image), on a fixed colour scale per map (``vmax`` by title).
 
     Maps that are never negative (e.g. dFC SD, saliency) use a sequential scale from 0; the others a
@@ -265,7 +303,7 @@ def plot_map_mosaics(maps, out_svg, vmax, cut_coords=7, bg_img=None) -> str:
 # --------------------------------------------------------------------------- group figures
 
 
-def plot_roc(predictions, out_svg) -> str:
+def plot_roc(predictions: pd.DataFrame, out_svg: Path | str) -> str:
     """ROC curves of each model, one thin line per CV repeat (out-of-fold predictions pooled)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -299,7 +337,7 @@ def plot_roc(predictions, out_svg) -> str:
     return _save(fig, out_svg)
 
 
-def subject_probabilities(predictions):
+def subject_probabilities(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per model and subject: true class and probability of 'severe' averaged over repeats (soft vote)."""
     return (
         predictions.groupby(["model", "participant_id"], sort=True)
@@ -308,7 +346,7 @@ def subject_probabilities(predictions):
     )
 
 
-def plot_confusion(predictions, out_svg, threshold=0.5) -> str:
+def plot_confusion(predictions: pd.DataFrame, out_svg: Path | str, threshold: float = 0.5) -> str:
     """Subject-level confusion matrix per model (probabilities averaged over repeats, cut at 0.5)."""
     per_subject = subject_probabilities(predictions)
     models = sorted(per_subject["model"].unique())
@@ -346,7 +384,9 @@ def plot_confusion(predictions, out_svg, threshold=0.5) -> str:
     return _save(fig, out_svg)
 
 
-def plot_permutation(null_scores, observed, p_value, out_svg) -> str:
+def plot_permutation(
+    null_scores: npt.ArrayLike, observed: float | None, p_value: float | None, out_svg: Path | str
+) -> str:
     """Histogram of balanced accuracy under permuted labels, with the observed score marked."""
     null = np.asarray(null_scores, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -369,7 +409,7 @@ def plot_permutation(null_scores, observed, p_value, out_svg) -> str:
     return _save(fig, out_svg)
 
 
-def plot_loss_curves(curves, out_svg) -> str:
+def plot_loss_curves(curves: pd.DataFrame, out_svg: Path | str) -> str:
     """Training and validation loss per epoch: one faint line per fold, the mean over folds in bold."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for column, label in (("train_loss", "training"), ("val_loss", "validation")):
@@ -386,7 +426,7 @@ def plot_loss_curves(curves, out_svg) -> str:
     return _save(fig, out_svg)
 
 
-def plot_calibration(predictions, out_svg, n_bins=5) -> str:
+def plot_calibration(predictions: pd.DataFrame, out_svg: Path | str, n_bins: int = 5) -> str:
     """Reliability diagram: observed fraction of severe subjects against the mean predicted probability."""
     per_subject = subject_probabilities(predictions)
     fig, ax = plt.subplots(figsize=(4.4, 4.2))

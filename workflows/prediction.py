@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nb
 import numpy as np
 
 from workflows.cnn import predict_proba
@@ -12,9 +11,12 @@ from workflows.cnn_inputs import apply_grid
 from workflows.metadata import shared_parameters
 from workflows.model_io import check_card_compatible, load_model
 from workflows.utils.errors import InputError
+from workflows.utils.images import load_nifti
 
 
-def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, space: str, meta: dict) -> dict:
+def predict_subject(
+    map_file: Path | str, model_dir: Path | str, *, subject: str, lesion_side: str, space: str, meta: dict
+) -> dict:
     """Probability of severe impairment for one subject.
 
     The model directory is loaded safely (safetensors weights whose SHA-256 must match the card; no
@@ -31,7 +33,7 @@ def predict_subject(map_file, model_dir, *, subject: str, lesion_side: str, spac
             "retrain the group level with GroupParams.samples maps (the default)",
             params=("GroupParams.samples",),
         )
-    img = nb.load(str(map_file))
+    img = load_nifti(str(map_file))
     check_card_compatible(
         card, space=space, grid_shape=tuple(img.shape[:3]), dfc_params=shared_parameters(meta)
     )

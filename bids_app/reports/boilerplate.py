@@ -1,7 +1,7 @@
 """Methods boilerplate: a paragraph describing exactly what was run, with versions and references.
 
-Written from the run's own parameter objects (:class:`bids_app.config.RunConfig`), like fMRIPrep's ``CITATION.md``, and
-rendered to a self-contained ``CITATION.html`` next to it.
+Written from the run's own parameter objects (:class:`bids_app.config.RunConfig`), like fMRIPrep's
+``CITATION.md``, and rendered to a self-contained ``CITATION.html`` next to it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _v(versions: dict, name: str) -> str:
     return f" {versions[name]}" if versions.get(name) else ""
 
 
-def _hz(value) -> str:
+def _hz(value: float | None) -> str:
     return "off" if value in (None, 0) else f"{float(value):g} Hz"
 
 
@@ -229,9 +229,11 @@ def markdown_to_html(md: str) -> str:
 
     Enough for the methods text; avoids a dependency. Reference items ``- [key] text`` get an anchor.
     """
-    out, para, items = [], [], []
+    out: list[str] = []
+    para: list[str] = []
+    items: list[str] = []
 
-    def flush():
+    def flush() -> None:
         if para:
             out.append(f"<p>{_inline(' '.join(para))}</p>")
             para.clear()
@@ -264,7 +266,7 @@ def markdown_to_html(md: str) -> str:
     return "\n".join(out)
 
 
-def write_citation(logs_dir, md: str) -> tuple[Path, Path]:
+def write_citation(logs_dir: str | Path, md: str) -> tuple[Path, Path]:
     """Write ``CITATION.md`` and a self-contained ``CITATION.html`` into ``logs_dir``; return both paths."""
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from bids_app.config import RunConfig
 from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
@@ -40,6 +43,19 @@ MAP_FILES = {  # title -> file name in output_dir/group
 }
 
 
+class CohortSubject(Protocol):
+    """What the report reads of a group-level subject (:class:`bids_app.group_level.GroupSubject`)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def lesion_side(self) -> str: ...
+
+    @property
+    def ul_fma(self) -> float: ...
+
+
 def _read_tsv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
@@ -58,7 +74,12 @@ def _records(table: pd.DataFrame) -> list[dict]:
     ]
 
 
-def cohort_rows(cohort: pd.DataFrame | None, subjects, excluded: dict, threshold: float) -> list[dict]:
+def cohort_rows(
+    cohort: pd.DataFrame | None,
+    subjects: Iterable[CohortSubject],
+    excluded: dict[str, str] | None,
+    threshold: float,
+) -> list[dict]:
     """The cohort table: ``cohort.tsv`` when written, else built from the subjects and exclusions."""
     if cohort is not None:
         rows = _records(cohort)
@@ -94,7 +115,7 @@ def cohort_rows(cohort: pd.DataFrame | None, subjects, excluded: dict, threshold
     return sorted(rows, key=lambda r: str(r["participant_id"]))
 
 
-def _included(row) -> bool:
+def _included(row: Mapping[str, Any]) -> bool:
     return str(row.get("included")).strip().lower() in ("true", "1", "yes")
 
 
@@ -149,7 +170,7 @@ def cv_sentence(summary: dict) -> str:
     return ("; ".join(parts) + ".") if parts else ""
 
 
-def _draw(name: str, func, notes: list, *args, **kwargs):
+def _draw(name: str, func: Callable[..., str], notes: list[str], *args: Any, **kwargs: Any) -> str | None:
     """Draw one figure; a failure is logged and noted on the page instead of failing the report."""
     try:
         return func(*args, **kwargs)
@@ -231,7 +252,7 @@ def map_vmax(maps: dict) -> dict:
     """Colour scales: one shared by the two class means, one each for the difference and saliency."""
     import nibabel as nb
 
-    def top(imgs):
+    def top(imgs: Iterable[str | Path]) -> float:
         vals = np.concatenate(
             [np.abs(np.asarray(nb.load(i).dataobj, dtype=np.float32)).ravel() for i in imgs]
         )
@@ -247,7 +268,9 @@ def map_vmax(maps: dict) -> dict:
     return {t: float(f"{v:.2g}") for t, v in out.items()}
 
 
-def write_group_report(config, subjects, excluded) -> Path:
+def write_group_report(
+    config: RunConfig, subjects: Iterable[CohortSubject], excluded: dict[str, str]
+) -> Path:
     """Write ``config.output_dir/group.html`` from the group outputs and return its path.
 
     ``subjects`` are the ``GroupSubject`` records that entered the group level; ``excluded`` maps labels
@@ -298,7 +321,7 @@ def write_group_report(config, subjects, excluded) -> Path:
     try:
         md = methods_text(config, software_versions())
         write_citation(out_dir / "logs", md)
-    except Exception:  # noqa: BLE001  (the methods text must never fail the report)
+    except Exception:  # the methods text must never fail the report
         LOGGER.exception("The methods boilerplate could not be written")
         notes.append("The methods text could not be written (see the log).")
     page = render_page(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from bids_app.reports import format_value, render_page
 from bids_app.reports.boilerplate import markdown_to_html
@@ -31,7 +32,7 @@ FIGURE_CAPTIONS = {
 }
 
 
-def _cv_text(value) -> str:
+def _cv_text(value: float | dict[str, Any] | None) -> str:
     """The model's cross-validated balanced accuracy, from a number or a {mean, sd, ci95} record."""
     if isinstance(value, dict):
         text = f"{format_value(value.get('mean'))}"
@@ -61,7 +62,7 @@ def _prediction_context(prediction: dict | None) -> dict | None:
 
 
 def build_participant_report(
-    out_html,
+    out_html: str | Path,
     *,
     subject: str,
     summary: dict,

@@ -10,9 +10,10 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, tr
 from workflows.dfc import parse_duration, seed_dfc_images, window_warnings
 from workflows.interfaces.base import StrokefcInterface
 from workflows.seeds import atlas_region_mask
+from workflows.utils.images import load_nifti
 
 
-def _report_regions(lesion_side, ref_img):
+def _report_regions(lesion_side: str, ref_img: nb.Nifti1Image) -> dict[str, nb.Nifti1Image]:
     """Regions traced in the report: contralesional M1, ipsilesional SMA and thalamus."""
     contra = "R" if lesion_side == "L" else "L"
     return {
@@ -63,12 +64,12 @@ class ComputeDFC(StrokefcInterface):
         tr = self.inputs.tr
         length = parse_duration(self.inputs.window_length, tr)
         kept = pd.read_csv(self.inputs.volumes_tsv, sep="\t")["kept"].to_numpy(bool)
-        mask_img = nb.load(self.inputs.mask_file)
+        mask_img = load_nifti(self.inputs.mask_file)
         out = seed_dfc_images(
             np.load(self.inputs.denoised, mmap_mode="r"),
             kept,
             mask_img,
-            nb.load(self.inputs.seed_mask),
+            load_nifti(self.inputs.seed_mask),
             length=length,
             step=self.inputs.window_step,
             shape=self.inputs.window_shape,

@@ -2,13 +2,13 @@
 
 import os
 
-import nibabel as nb
 import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from workflows import plotting
 from workflows.interfaces.base import StrokefcInterface
+from workflows.utils.images import load_nifti
 
 #: The figures of a run, in report order (``desc-<name>`` of the SVG reportlets).
 FIGURES = ("seed", "confounds", "carpet", "seedts", "maps")
@@ -58,13 +58,13 @@ class RunReportlets(StrokefcInterface):
 
     def _run_interface(self, runtime):
         cwd = runtime.cwd
-        mask_img = nb.load(self.inputs.mask_file)
+        mask_img = load_nifti(self.inputs.mask_file)
         ref = self.inputs.boldref or self.inputs.mask_file
-        lesion = nb.load(self.inputs.lesion_mask) if self.inputs.lesion_mask else None
+        lesion = load_nifti(self.inputs.lesion_mask) if self.inputs.lesion_mask else None
         vols = pd.read_csv(self.inputs.volumes_tsv, sep="\t", na_values="n/a")
         self._results["seed"] = plotting.plot_seed_overlay(
-            nb.load(self.inputs.seed_mask),
-            nb.load(ref),
+            load_nifti(self.inputs.seed_mask),
+            load_nifti(ref),
             os.path.join(cwd, "seed.svg"),
             lesion_mask_img=lesion,
         )
@@ -77,7 +77,7 @@ class RunReportlets(StrokefcInterface):
             dummy=int(self.inputs.denoise_info.get("DummyScans", 0)),
         )
         self._results["carpet"] = plotting.plot_carpet(
-            nb.load(self.inputs.bold_file),
+            load_nifti(self.inputs.bold_file),
             np.load(self.inputs.denoised, mmap_mode="r"),
             mask_img,
             os.path.join(cwd, "carpet.svg"),
@@ -94,9 +94,9 @@ class RunReportlets(StrokefcInterface):
             os.path.join(cwd, "seedts.svg"),
         )
         maps = {
-            "dFC SD": nb.load(self.inputs.dfcsd),
-            "mean dFC": nb.load(self.inputs.dfcmean),
-            "static FC": nb.load(self.inputs.fc),
+            "dFC SD": load_nifti(self.inputs.dfcsd),
+            "mean dFC": load_nifti(self.inputs.dfcmean),
+            "static FC": load_nifti(self.inputs.fc),
         }
         self._results["maps"] = plotting.plot_map_mosaics(maps, os.path.join(cwd, "maps.svg"), MAP_VMAX)
         return runtime

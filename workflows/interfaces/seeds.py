@@ -2,7 +2,6 @@
 
 import os
 
-import nibabel as nb
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -13,6 +12,7 @@ from nipype.interfaces.base import (
 
 from workflows.interfaces.base import StrokefcInterface
 from workflows.seeds import make_seed_mask
+from workflows.utils.images import load_nifti
 
 
 class _SeedInputSpec(BaseInterfaceInputSpec):
@@ -55,7 +55,7 @@ class MakeSeed(StrokefcInterface):
     output_spec = _SeedOutputSpec
 
     def _run_interface(self, runtime):
-        mask_img = nb.load(self.inputs.mask_file)
+        mask_img = load_nifti(self.inputs.mask_file)
         lesion = self.inputs.lesion_mask
         seed_img, info = make_seed_mask(
             lesion_side=self.inputs.lesion_side,
@@ -64,7 +64,7 @@ class MakeSeed(StrokefcInterface):
             seed_mask=self.inputs.seed_mask,
             seed_coords=self.inputs.seed_coords,
             seed_radius_mm=self.inputs.seed_radius,
-            lesion_mask_img=nb.load(lesion) if lesion and isdefined(lesion) else None,
+            lesion_mask_img=load_nifti(lesion) if lesion and isdefined(lesion) else None,
             atlas=self.inputs.atlas,
         )
         out = os.path.join(runtime.cwd, "seed_mask.nii.gz")

@@ -1,16 +1,27 @@
-"""Reading NIfTI images with errors that say what, where and how to fix (missing, empty, corrupt, wrong grid)."""
+"""Reading NIfTI images with errors that say what, where and how to fix.
+
+The errors cover missing, empty and corrupt files, and a brain mask on another grid than its BOLD.
+"""
 
 from __future__ import annotations
 
+import os
+import zlib
 from pathlib import Path
+from typing import cast
 
 import nibabel as nb
 import numpy as np
+import numpy.typing as npt
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 
 from workflows.utils.errors import InputError
 
 
-def check_bold_and_mask(bold_img, mask_img, bold_file, mask_file) -> None:
+def check_bold_and_mask(
+    bold_img: nb.Nifti1Image, mask_img: nb.Nifti1Image, bold_file: Path | str, mask_file: Path | str
+) -> None:
     """The BOLD must be 4D and its brain mask on the same grid (headers only)."""
     if bold_img.ndim != 4:
         raise InputError(
@@ -29,7 +40,20 @@ def check_bold_and_mask(bold_img, mask_img, bold_file, mask_file) -> None:
         )
 
 
-def load_image(path, what):
+def load_nifti(path: Path | str) -> nb.Nifti1Image:
+    """:func:`nibabel.load`, typed for the NIfTI files strokefc reads (no checks: see :func:`load_image`)."""
+    # nibabel types load() as returning the FileBasedImage base class; for .nii/.nii.gz files it returns a
+    # Nifti1Image (or its subclass Nifti2Image)
+    return cast(nb.Nifti1Image, nb.load(path))
+
+
+def as_image(img: nb.Nifti1Image | Path | str) -> nb.Nifti1Image:
+    """An image as given, or loaded (:func:`load_nifti`) from its path."""
+    return load_nifti(img) if isinstance(img, (str, os.PathLike)) else img
+
+
+def load_image(path: Path | str, what: str) -> nb.Nifti1Image:
+    """Load a NIfTI image, with a clear error for a missing, empty or unreadable file."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"the {what} file does not exist", str(path), "check the path")
@@ -40,8 +64,8 @@ def load_image(path, what):
             "restore the real file (placeholders from a dataset skeleton cannot be processed)",
         )
     try:
-        return nb.load(str(path))
-    except Exception as exc:
+        return load_nifti(str(path))
+    except (OSError, ValueError, EOFError, zlib.error, ImageFileError, HeaderDataError) as exc:
         raise InputError(
             f"the {what} file cannot be read as NIfTI ({type(exc).__name__}: {exc})",
             str(path),
@@ -49,11 +73,13 @@ def load_image(path, what):
         ) from None
 
 
-def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
+def read_data(
+    img: nb.Nifti1Image, path: Path | str | None, what: str, dtype: npt.DTypeLike = np.float32
+) -> np.ndarray:
     """All voxels of an image, with a clear error for a truncated or corrupt file."""
     try:
         proxy = img.dataobj
-        if hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope"):
+        if hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope") and hasattr(proxy, "inter"):
             # Scale in the output dtype: nibabel would scale an int16 run in float64 first (a 2 mm,
             # 240-volume run: 2 GB at once instead of 0.5 GB raw + 1 GB float32).
             raw = np.asanyarray(proxy.get_unscaled())
@@ -66,7 +92,7 @@ def read_data(img, path, what, dtype=np.float32) -> np.ndarray:
                 out += inter
             return out
         return np.asarray(proxy, dtype=dtype)
-    except Exception as exc:  # truncated gzip streams raise EOFError, zlib.error, OSError...
+    except Exception as exc:  # noqa: BLE001  # truncated gzip, corrupt header: EOFError, zlib.error, OSError...
         raise InputError(
             f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
             str(path),
