@@ -109,3 +109,18 @@ def test_region_z_marks_dropped_windows(rng):
     z, plan = dfc.window_region_z(seed, data, length=10, kept=kept)
     assert np.isnan(z[~plan.valid]).all()
     assert np.isfinite(z[plan.valid]).all()
+
+
+def test_coverage_counts_taper_weight_not_volumes():
+    """Hamming 30 with its 6 central volumes censored: 80% of the volumes but ~63% of the weight."""
+    kept = np.ones(30, bool)
+    kept[12:18] = False
+    taper = dfc.window_taper(30, "hamming")
+    weighted = dfc.plan_windows(kept, 30, 1, 0.8, taper)
+    assert weighted.kept_volumes[0] == 24
+    assert weighted.coverage[0] == pytest.approx(taper[kept].sum() / taper.sum())
+    assert 0.6 < weighted.coverage[0] < 0.66
+    assert not weighted.valid[0]
+    rectangular = dfc.plan_windows(kept, 30, 1, 0.8, dfc.window_taper(30, "rectangular"))
+    assert rectangular.coverage[0] == pytest.approx(0.8)
+    assert rectangular.valid[0]

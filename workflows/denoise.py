@@ -1,10 +1,11 @@
 """Denoising of fMRIPrep BOLD: confounds from nilearn's fMRIPrep loader, regression and band-pass in one step.
 
 The strategy names map onto :func:`nilearn.interfaces.fmriprep.load_confounds` arguments
-(:data:`STRATEGIES`). Non-steady-state volumes are cut from the start of the run; censored (scrubbed)
-volumes are passed to :func:`nilearn.signal.clean` as a sample mask (it filters with them
-interpolated and then drops them, so regression and filtering happen together) and come back as rows of
-zeros flagged in ``kept``: the dFC step gives them zero weight and never interpolates them.
+(:data:`STRATEGIES`). Non-steady-state volumes are cut from the start of the run. Censored (scrubbed)
+volumes are interpolated in the data and the confounds by a cubic spline through the kept volumes
+(:func:`interpolate_censored`), so that filtering and regression see a continuous series; they are then
+dropped, the kept volumes z-scored, and they come back as rows of zeros flagged in ``kept``: the dFC
+step gives them zero weight in every window.
 """
 
 from __future__ import annotations
@@ -186,8 +187,80 @@ def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms: Se
     norm = gaussian_filter(m, sigma)
     norm[norm == 0] = 1.0
     for t in range(data.shape[3]):
-        data[..., t] = gaussian_filter(data[..., t] * m, sigma) / norm * m
+        # np.where, not data * m: a non-finite value outside the mask would spread (NaN * 0 = NaN)
+        data[..., t] = gaussian_filter(np.where(mask, data[..., t], 0.0), sigma) / norm * m
     return data
+
+
+def interpolate_censored(series: np.ndarray, kept: np.ndarray, chunk_size: int = 20000) -> np.ndarray:
+    """Censored rows of ``series`` (T, N) replaced by a cubic spline through the kept rows, column by column.
+
+    Censored volumes before the first or after the last kept volume take the nearest kept value (a
+    spline extrapolated past its data diverges). Returns a float32 copy; kept rows are unchanged.
+    """
+    from scipy.interpolate import CubicSpline
+
+    kept = np.asarray(kept, dtype=bool)
+    out = np.array(series, dtype=np.float32)
+    if kept.all() or out.size == 0:
+        return out
+    t_kept = np.flatnonzero(kept)
+    t_cens = np.flatnonzero(~kept)
+    where = np.clip(t_cens, t_kept[0], t_kept[-1]).astype(float)
+    for start in range(0, out.shape[1], chunk_size):  # bounded memory: spline coefficients per chunk
+        cols = slice(start, start + chunk_size)
+        values = np.asarray(series[t_kept, cols], dtype=np.float64)
+        if t_kept.size == 1:
+            out[t_cens, cols] = values[0]
+            continue
+        out[t_cens, cols] = CubicSpline(t_kept, values, axis=0)(where)
+    return out
+
+
+def _zscore_rows(x: np.ndarray) -> np.ndarray:
+    """Columns z-scored over rows (ddof=1), constant columns left at zero (nilearn's ``zscore_sample``)."""
+    mean = x.mean(axis=0)
+    std = x.std(axis=0, ddof=1)
+    std[std < np.finfo(np.float64).eps] = 1.0
+    return (x - mean) / std
+
+
+def clean_series(
+    series: np.ndarray, confounds: np.ndarray | None, kept: np.ndarray, tr: float, params: DenoiseParams
+) -> np.ndarray:
+    """Detrend, band-pass and regress confounds in one step; z-score over kept volumes.
+
+    ``series`` is (T, V), ``confounds`` (T, k) or None, ``kept`` (T,) bool. Censored volumes are first
+    interpolated in the data and the confounds (:func:`interpolate_censored`), so that filtering sees a
+    continuous series, and come back as rows of zeros. Returns (T, V) float32.
+    """
+    from nilearn import signal
+
+    kept = np.asarray(kept, dtype=bool)
+    conf = confounds
+    censored = not kept.all()
+    if censored:
+        # Censored volumes are interpolated (data and confounds), filtered and regressed with the rest,
+        # then dropped: nilearn's own sample_mask path (0.14) interpolates the wrong volumes when given
+        # indices (it negates them bitwise), so strokefc never passes it one.
+        series = interpolate_censored(series, kept)
+        conf = interpolate_censored(conf, kept).astype(np.float64) if conf is not None else None
+    cleaned = signal.clean(
+        series,
+        confounds=conf if conf is not None and conf.shape[1] else None,
+        detrend=True,
+        standardize=None if censored else "zscore_sample",
+        filter="butterworth",
+        low_pass=params.low_pass,
+        high_pass=params.high_pass,
+        t_r=tr,
+        # copy=True filters the whole matrix in one vectorised call (nilearn's in-place default loops
+        # over voxels in Python: minutes per run instead of about a second)
+        butterworth__copy=True,
+    )
+    out = np.zeros(series.shape, np.float32)
+    out[kept] = _zscore_rows(np.asarray(cleaned[kept], np.float64)) if censored else cleaned
+    return out
 
 
 def denoise_run(
@@ -202,8 +275,6 @@ def denoise_run(
     Voxel series are detrended and z-scored over kept volumes (so window correlations are well
     conditioned); smoothing, when asked, happens inside the brain mask before cleaning.
     """
-    from nilearn import signal
-
     data, mask, bold_img, info = load_bold_masked(bold_file, mask_file)
     n_t = data.shape[3]
     conf_path = confounds_file or _confounds_path(bold_file)
@@ -237,22 +308,8 @@ def denoise_run(
             "loosen DenoiseParams.fd_thresh / DenoiseParams.std_dvars_thresh",
             params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"),
         )
-    cleaned = signal.clean(
-        series,
-        confounds=conf if conf is not None and conf.shape[1] else None,
-        sample_mask=np.flatnonzero(kept) if not kept.all() else None,
-        detrend=True,
-        standardize="zscore_sample",
-        filter="butterworth",
-        low_pass=params.low_pass,
-        high_pass=params.high_pass,
-        t_r=tr,
-        # copy=True filters the whole matrix in one vectorised call (nilearn's in-place default loops
-        # over voxels in Python: minutes per run instead of about a second)
-        butterworth__copy=True,
-    )
-    out = np.zeros(series.shape, np.float32)
-    out[kept] = cleaned
+    out = clean_series(series, conf, kept, tr, params)
+    censored = not kept.all()
     mask_used = nb.Nifti1Image(mask.astype(np.uint8), bold_img.affine)
     mask_used.header.set_xyzt_units("mm")
     info.update(conf_info)
@@ -274,6 +331,11 @@ def denoise_run(
     )
     if params.strategy == "scrubbing":
         info.update({"FDThreshold_mm": params.fd_thresh, "StdDVARSThreshold": params.std_dvars_thresh})
+    if censored:
+        info["CensoredVolumesHandling"] = (
+            "cubic-spline interpolation of data and confounds before filtering and regression, then "
+            "removed (zero weight in every window)"
+        )
     return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info)
 
 

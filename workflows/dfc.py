@@ -36,7 +36,9 @@ WINDOW_SHAPES = ("rectangular", "hamming", "tapered")
 class WindowParams:
     """Sliding windows of the dFC step (``window_length``: ``'60s'`` or ``'30vol'``; step in volumes)."""
 
-    window_length: str = "60s"
+    # >= 1/high-pass (100 s at 0.01 Hz): shorter windows let slow stationary fluctuations pass for
+    # dynamics (Leonardi & Van De Ville 2015)
+    window_length: str = "100s"
     window_step: int = 1
     window_shape: str = "rectangular"
     min_window_coverage: float = 0.8  # windows with a smaller kept fraction are dropped
@@ -124,8 +126,14 @@ class WindowPlan:
         return int(self.valid.sum())
 
 
-def plan_windows(kept: np.ndarray, length: int, step: int = 1, min_coverage: float = 0.8) -> WindowPlan:
-    """Lay windows of ``length`` volumes every ``step`` volumes over a run of ``len(kept)`` volumes."""
+def plan_windows(
+    kept: np.ndarray, length: int, step: int = 1, min_coverage: float = 0.8, taper: np.ndarray | None = None
+) -> WindowPlan:
+    """Lay windows of ``length`` volumes every ``step`` volumes over a run of ``len(kept)`` volumes.
+
+    A window's coverage is the fraction of its taper weight on kept volumes (for a rectangular window,
+    the fraction of kept volumes): a Hamming window censored at its centre loses more than its edges.
+    """
     kept = np.asarray(kept, dtype=bool)
     n = kept.size
     if length > n:
@@ -145,7 +153,11 @@ def plan_windows(kept: np.ndarray, length: int, step: int = 1, min_coverage: flo
     starts = np.arange(0, n - length + 1, step)
     csum = np.concatenate([[0], np.cumsum(kept)])
     kept_vols = csum[starts + length] - csum[starts]
-    coverage = kept_vols / float(length)
+    if taper is None or np.all(taper == taper[0]):
+        coverage = kept_vols / float(length)
+    else:
+        taper = np.asarray(taper, dtype=float)
+        coverage = np.correlate(kept.astype(float), taper, mode="valid")[starts] / taper.sum()
     return WindowPlan(starts, length, kept_vols, coverage, coverage >= min_coverage - 1e-12)
 
 
@@ -230,16 +242,16 @@ def sliding_window_dfc(
     if data.ndim != 2 or data.shape[0] != n_t:
         raise ValueError(f"data must be (T={n_t}, V); got {data.shape}")
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
-    plan = plan_windows(kept, length, step, min_coverage)
+    taper = window_taper(length, shape)
+    plan = plan_windows(kept, length, step, min_coverage, taper)
     if plan.n_valid < 2:
         raise InputError(
-            f"only {plan.n_valid} window(s) have at least {min_coverage:.0%} of their volumes kept "
+            f"only {plan.n_valid} window(s) have at least {min_coverage:.0%} of their taper weight kept "
             f"({n_t} volumes, {int(kept.sum())} kept, window {length}, step {step})",
             "WindowParams.min_window_coverage / censoring",
             "loosen the censoring thresholds, lower WindowParams.min_window_coverage, or shorten the window",
             params=("WindowParams.min_window_coverage",),
         )
-    taper = window_taper(length, shape)
     weights = window_weights(plan, kept, taper)[plan.valid]
     static_w = kept.astype(float)[None, :]
 
@@ -278,8 +290,9 @@ def window_region_z(
     """
     seed = np.asarray(seed, float)
     kept = np.ones(seed.size, bool) if kept is None else np.asarray(kept, bool)
-    plan = plan_windows(kept, length, step, min_coverage)
-    w = window_weights(plan, kept, window_taper(length, shape))
+    taper = window_taper(length, shape)
+    plan = plan_windows(kept, length, step, min_coverage, taper)
+    w = window_weights(plan, kept, taper)
     y = np.asarray(region_series, float)
     y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)
     z = fisher_z(_weighted_corr(w, np.where(kept, seed - seed[kept].mean(), 0.0), y))

@@ -100,6 +100,7 @@ class ComputeDFC(StrokefcInterface):
                 "WindowStep_vol": self.inputs.window_step,
                 "WindowShape": self.inputs.window_shape,
                 "MinWindowCoverage": self.inputs.min_coverage,
+                "WindowCoverage": "fraction of the window's taper weight on kept volumes",
                 "WindowsTotal": int(plan.starts.size),
                 "WindowsKept": plan.n_valid,
                 "WindowsDropped": int(plan.starts.size - plan.n_valid),
