@@ -104,7 +104,7 @@ def test_censored_volumes_never_leak_into_kept_ones(censored):
 
 
 def test_censoring_interpolates_the_confounds_too(rng):
-    clean, spiky, kept = _spiky_series((5, 30, 54), n_t=80)
+    _, spiky, kept = _spiky_series((5, 30, 54), n_t=80)
     confounds = rng.normal(size=(80, 2))
     confounds[~kept] += 30.0  # a high-motion volume is extreme in the motion regressors too
     params = DenoiseParams(low_pass=0.2, high_pass=0.01)
