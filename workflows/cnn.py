@@ -2,16 +2,23 @@
 
 Architecture (:class:`StrokeCNN`): a voxelwise z-score whose mean and SD are buffers fit on the training
 data only (so they travel with the weights), 4 blocks of Conv3d(3^3)-BatchNorm-ReLU-downsample(2)
-(the first block downsamples with a stride-2 convolution, which PyTorch runs ~5x faster on CPU than a
-stride-1 convolution of a single-channel volume followed by max-pooling; the others max-pool),
-global average pooling, dropout and a linear head giving two logits (mild-to-moderate, severe).
-With the default channels (4, 8, 16, 32) it has ~19k trainable parameters (twice the channels cost
-~4x the CPU time for no gain on cohorts of tens of subjects).
+(the first block downsamples with a stride-2 convolution, ~5x faster on CPU than a stride-1
+convolution followed by pooling; the others average-pool), then a head that keeps *where* features
+are: the last feature maps are averaged onto a coarse ``pool^3`` grid (2 x 2 x 2 by default), flattened,
+dropped out and fed to a linear layer giving two logits (mild-to-moderate, severe).
 
-Training (:func:`train_model`): weighted cross-entropy (class weights n / (2 n_c)), AdamW, light
-augmentation (random shifts of up to ``shift_vox`` voxels, Gaussian noise of ``noise`` z-units; never
-left-right flips, which would undo the lesion alignment), early stopping on a validation split of
-whole subjects taken from the training data it is given, restoring the best epoch.
+Why: after the voxelwise z-score every voxel has the same marginal distribution, so the information is
+in *where* values are high. The first version (max-pooling, global average pooling, random shifts) could
+only learn global shifts and stayed at chance on a localised effect. On 48 synthetic subjects with an
+81-voxel blob (5-fold CV, i.i.d. voxel noise), average-pooled downsampling with the 2^3 head and no
+shifts reached balanced accuracy 1.00 at +2 SD and 0.74 at +1 SD (global pooling with shifts: 0.96 and
+0.65; max-pooling with the 2^3 head: 0.61 at +2 SD), and 0.37-0.6 on a null; see tests/test_cnn.py.
+
+Training (:func:`train_model`): weighted cross-entropy (class weights n / (2 n_c)), AdamW with weight
+decay, dropout, Gaussian noise of ``noise`` z-units as augmentation (no shifts by default: they blur
+the alignment a location-aware head relies on; never left-right flips, which would undo the lesion
+alignment), early stopping on a validation split of whole subjects taken from the training data it is
+given, restoring the best epoch.
 Deterministic on CPU for a given seed.
 """
 
@@ -45,10 +52,12 @@ class TrainSettings:
     patience: int = 8
     min_epochs: int = 10
     val_fraction: float = 0.2
-    shift_vox: int = 1
+    shift_vox: int = 0  # random shifts blur the alignment the location-aware head relies on
     noise: float = 0.1
     channels: tuple[int, ...] = field(default=(4, 8, 16, 32))
     dropout: float = 0.3
+    downsample: str = "avg"  # "avg" keeps regional means (a localised effect); "max" keeps peaks
+    pool: int = 2  # head: average-pool the last feature maps to pool^3 cells (1 = global, no location)
     seed: int = 0
     device: str = "auto"  # "auto" uses CUDA when present
 
@@ -71,8 +80,12 @@ class StrokeCNN(nn.Module):
         channels: Sequence[int] = (4, 8, 16, 32),
         dropout: float = 0.3,
         n_classes: int = 2,
+        pool: int = 2,
+        downsample: str = "avg",
     ) -> None:
         super().__init__()
+        self.pool = int(pool)
+        self.downsample = downsample
         self.in_shape = tuple(int(s) for s in in_shape)
         self.channels = tuple(int(c) for c in channels)
         self.dropout = float(dropout)
@@ -92,12 +105,17 @@ class StrokeCNN(nn.Module):
                     nn.Conv3d(c_in, c, 3, padding=1, bias=False),
                     nn.BatchNorm3d(c, momentum=BN_MOMENTUM),
                     nn.ReLU(inplace=True),
-                    nn.MaxPool3d(2, ceil_mode=True),
+                    nn.MaxPool3d(2, ceil_mode=True)
+                    if downsample == "max"
+                    else nn.AvgPool3d(2, ceil_mode=True),
                 ]
             c_in = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(self.dropout), nn.Linear(c_in, self.n_classes)
+            nn.AdaptiveAvgPool3d(self.pool),
+            nn.Flatten(),
+            nn.Dropout(self.dropout),
+            nn.Linear(c_in * self.pool**3, self.n_classes),
         )
 
     def architecture(self) -> dict:
@@ -108,6 +126,8 @@ class StrokeCNN(nn.Module):
             "channels": list(self.channels),
             "dropout": self.dropout,
             "n_classes": self.n_classes,
+            "pool": self.pool,
+            "downsample": self.downsample,
             "n_parameters": count_parameters(self),
         }
 
@@ -137,6 +157,8 @@ def build_model(architecture: dict) -> StrokeCNN:
         architecture["channels"],
         architecture["dropout"],
         architecture.get("n_classes", 2),
+        architecture.get("pool", 1),  # cards written before the pooled-grid head had global pooling
+        architecture.get("downsample", "max"),
     )
 
 
@@ -255,7 +277,13 @@ def train_model(
         is_val = validation_split(y, groups, settings.val_fraction, rng)
         x_fit, y_fit = x[~is_val], y[~is_val]
         x_val, y_val = x[is_val], y[is_val]
-        model = StrokeCNN(x.shape[1:], settings.channels, settings.dropout)
+        model = StrokeCNN(
+            x.shape[1:],
+            settings.channels,
+            settings.dropout,
+            pool=settings.pool,
+            downsample=settings.downsample,
+        )
         fit_normaliser(model, x_fit)
         model.to(device)
         counts = np.bincount(y_fit, minlength=2).astype(float)

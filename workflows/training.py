@@ -328,7 +328,15 @@ def summarise_cv(
         "samples": params.samples,
         "permutation": permutation,
         "baseline": ev.BASELINE_DESCRIPTION,
-        "cnn_parameters": count_parameters(StrokeCNN(data["x"].shape[1:])),
+        "cnn_parameters": count_parameters(
+            StrokeCNN(
+                data["x"].shape[1:],
+                params.train.channels,
+                params.train.dropout,
+                pool=params.train.pool,
+                downsample=params.train.downsample,
+            )
+        ),
         "settings": params.to_dict(),
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
