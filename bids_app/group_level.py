@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bids_app import queries
@@ -38,6 +39,9 @@ class GroupSubject:
     windows_file: Path | None
     lesion_side: str
     ul_fma: float
+    fc_file: Path | None = None  # static-FC map (control model)
+    dfcmean_file: Path | None = None  # mean-dFC map (control model)
+    qc: dict[str, float] = field(default_factory=dict)  # quality measures (confound-only model)
 
     def as_dict(self) -> dict:
         """The form the group workflow takes (absolute paths, '' for no window maps)."""
@@ -47,7 +51,23 @@ class GroupSubject:
             "windows_file": str(Path(self.windows_file).absolute()) if self.windows_file else "",
             "lesion_side": self.lesion_side,
             "score": float(self.ul_fma),
+            "fc_file": str(Path(self.fc_file).absolute()) if self.fc_file else "",
+            "dfcmean_file": str(Path(self.dfcmean_file).absolute()) if self.dfcmean_file else "",
+            "qc": dict(self.qc),
         }
+
+
+def quality_measures(meta: dict) -> dict[str, float]:
+    """The confound-only model's features from a map's sidecar (NaN when a field is missing)."""
+    denoising = meta.get("Denoising", {})
+    total = denoising.get("VolumesTotal")
+    censored = denoising.get("VolumesCensored")
+    return {
+        "mean_fd_mm": float(denoising.get("MeanFramewiseDisplacement_mm") or math.nan),
+        "censored_fraction": float(censored) / float(total) if total and censored is not None else math.nan,
+        "volumes_kept": float(denoising.get("VolumesKept", math.nan)),
+        "windows_kept": float(meta.get("WindowsKept", math.nan)),
+    }
 
 
 def parse_labels(
@@ -120,7 +140,22 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                     str(map_file.parent),
                     "run the participant level with --save-windows for --samples windows",
                 )
-        subjects.append(GroupSubject(label, map_file, windows, meta["LesionHemisphere"], scores[label]))
+        controls = {
+            stat: queries.find_subject_map(layout, label, space=q.space, res=q.res, stat=stat)
+            for stat in ("fc", "dfcmean")
+        }
+        subjects.append(
+            GroupSubject(
+                label,
+                map_file,
+                windows,
+                meta["LesionHemisphere"],
+                scores[label],
+                fc_file=controls["fc"],
+                dfcmean_file=controls["dfcmean"],
+                qc=quality_measures(meta),
+            )
+        )
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):
         raise InputError(
             f"only {len(subjects)} subject(s) have a map and a label; "

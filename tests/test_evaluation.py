@@ -203,7 +203,12 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     wf.run(plugin="Linear")
     group = out / "group"
     summary = json.loads((group / "cv_summary.json").read_text())
-    assert set(summary["models"]) == {"cnn", "baseline"}
+    # no static-FC or mean-dFC maps were given: those two controls are left out, the rest run
+    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds"}
+    assert summary["primary_model"] == "parcel"
+    assert set(summary["bootstrap"]) == set(summary["models"])
+    assert "difference_from_parcel" in summary["bootstrap"]["cnn"]
+    assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds"}
     for model in ("cnn", "baseline"):
         assert set(summary["models"][model]) == set(ev.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
@@ -219,7 +224,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]
-    assert len(rows) == 1 + 2 * 12
+    assert len(rows) == 1 + 4 * 12
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
     assert cohort[0].split("\t") == ["participant_id", "ul_fma", "class", "lesion_side", "included", "reason"]
@@ -236,3 +241,79 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert card["label"]["severe_threshold"] == 20.0
     assert card["input"]["align_lesion"] is True
     assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)
+
+
+# ------------------------------------------------------------ the parcel model and the controls
+def _parcel_cohort(effect, n=48, shape=(12, 13, 14), seed=0, confound_shift=0.0):
+    """i.i.d. voxel maps in 8 box parcels; the severe half gets +effect SD in parcel 3 only."""
+    gen = np.random.default_rng(seed)
+    parcels = np.zeros(shape, int)
+    for k, (i, j) in enumerate([(a, b) for a in (0, 6) for b in (0, 6)], start=1):
+        parcels[i : i + 6, j : j + 6, :7] = k
+        parcels[i : i + 6, j : j + 6, 7:] = k + 4
+    x = gen.normal(size=(n, *shape)).astype(np.float32)
+    y = (np.arange(n) % 2).astype(int)
+    gen.shuffle(y)
+    x[y == 1] += effect * (parcels == 3)
+    qc = gen.normal(size=(n, 4)) + confound_shift * y[:, None]
+    return x, y, np.arange(n).astype(str), parcels, qc
+
+
+def _cv(x, y, groups, fit_predict, repeats=1):
+    folds = ev.subject_folds(y, groups, 5, repeats, seed=0)
+    _, metrics, _ = ev.cross_validate(x, y, groups, folds, {"m": fit_predict})
+    return float(np.mean([m["balanced_accuracy"] for m in metrics]))
+
+
+def test_parcel_model_finds_a_parcel_effect_and_not_a_null():
+    from functools import partial
+
+    from workflows.linear_models import parcel_fit_predict, parcel_matrix
+
+    x, y, groups, parcels, _ = _parcel_cohort(0.5)
+    operator, ids = parcel_matrix(parcels)
+    assert ids.tolist() == list(range(1, 9))
+    model = partial(parcel_fit_predict, operator=operator)
+    assert _cv(x, y, groups, model) >= 0.8
+    x0, y0, g0, _, _ = _parcel_cohort(0.0, seed=3)
+    null = [ev.permutation_null(x0, y0, g0, model, n_folds=5, seed=0, index=i) for i in range(19)]
+    observed = _cv(x0, y0, g0, model)
+    assert 0.3 <= observed <= 0.7
+    assert ev.permutation_p_value(observed, null) > 0.05
+
+
+def test_confound_model_flags_a_class_difference_in_motion_only():
+    from workflows.linear_models import confound_fit_predict
+
+    _x, y, groups, _, qc = _parcel_cohort(0.0, confound_shift=1.5)
+    assert _cv(qc, y, groups, confound_fit_predict) >= 0.75
+    _, y0, g0, _, qc0 = _parcel_cohort(0.0, seed=5)
+    assert 0.3 <= _cv(qc0, y0, g0, confound_fit_predict) <= 0.7
+
+
+def test_bootstrap_comparison_and_corrected_ttest():
+    from workflows.linear_models import bootstrap_comparison, corrected_resampled_ttest
+
+    gen = np.random.default_rng(0)
+    y = np.array([0, 1] * 20)
+    rows = []
+    for model, noise in (("good", 0.2), ("chance", 5.0)):
+        p = 1 / (1 + np.exp(-((y - 0.5) * 4 + gen.normal(scale=noise, size=y.size))))
+        rows += [
+            {"participant_id": f"sub-{i}", "repeat": 0, "model": model, "y_true": int(t), "prob_severe": v}
+            for i, (t, v) in enumerate(zip(y, p))
+        ]
+    out = bootstrap_comparison(rows, "good", n_boot=300)
+    assert out["good"]["balanced_accuracy"]["ci95"][0] > 0.8
+    assert out["chance"]["balanced_accuracy"]["ci95"][0] < 0.5 < out["chance"]["balanced_accuracy"]["ci95"][1]
+    diff = out["chance"]["difference_from_good"]["balanced_accuracy"]
+    assert diff["ci95"][1] < 0
+    assert diff["p_two_sided"] < 0.05
+    # the corrected test is more conservative than the naive paired t-test on the same differences
+    d = [0.05, 0.1, 0.0, 0.08, 0.12, 0.02, 0.07, 0.04, 0.09, 0.03]
+    corrected = corrected_resampled_ttest(d, test_fraction=0.25)
+    from scipy import stats
+
+    naive = stats.ttest_1samp(d, 0.0).pvalue
+    assert corrected["p_two_sided"] > naive
+    assert corrected["mean_difference"] == pytest.approx(np.mean(d))

@@ -431,7 +431,7 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
         "3-fold cross-validation repeated 2 times",
         "0.7 &plusmn; 0.08",
         "0.61 to 0.79",
-        "Linear baseline",
+        "Voxel PCA-logistic",
         "Precentral",
         "contralesional",
         "p = 0.032",

@@ -93,7 +93,10 @@ class StrokeCNN(nn.Module):
         self.register_buffer("in_mean", torch.zeros(self.in_shape))
         self.register_buffer("in_std", torch.ones(self.in_shape))
         layers, c_in = [], 1
+        size = [int(v) for v in self.in_shape]  # grid size entering each block
         for i, c in enumerate(self.channels):
+            kernel = tuple(2 if v > 1 else 1 for v in size)  # a one-voxel axis is not pooled
+            size = [(v + 1) // 2 for v in size]  # every block halves the grid (rounding up)
             if i == 0:  # strided first convolution: the same downsampling, ~5x faster on CPU than pooling
                 layers += [
                     nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False),
@@ -107,7 +110,7 @@ class StrokeCNN(nn.Module):
                     nn.ReLU(inplace=True),
                     nn.MaxPool3d(2, ceil_mode=True)
                     if downsample == "max"
-                    else nn.AvgPool3d(2, ceil_mode=True),
+                    else nn.AvgPool3d(kernel, stride=kernel, ceil_mode=True),
                 ]
             c_in = c
         self.features = nn.Sequential(*layers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -20,11 +21,30 @@ import torch
 
 from workflows import evaluation as ev
 from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, predict_proba, train_model
-from workflows.cnn_inputs import align_image, apply_grid, grid_image, group_mask, make_grid, subsample_windows
+from workflows.cnn_inputs import (
+    align_image,
+    apply_grid,
+    grid_image,
+    grid_mask,
+    group_mask,
+    make_grid,
+    subsample_windows,
+)
 from workflows.evaluation import BASELINE_DESCRIPTION, CVParams, baseline_fit_predict, subject_folds
 from workflows.explain import aal_atlas, atlas_on_grid, region_table, subject_saliency, write_region_table
+from workflows.linear_models import (
+    CONFOUND_DESCRIPTION,
+    CONFOUND_FEATURES,
+    PARCEL_DESCRIPTION,
+    bootstrap_comparison,
+    confound_fit_predict,
+    corrected_resampled_ttest,
+    parcel_fit_predict,
+    parcel_matrix,
+)
 from workflows.metadata import software_versions
 from workflows.model_io import json_clean, load_model, save_model
+from workflows.seeds import atlas_image
 from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
 
@@ -32,6 +52,19 @@ LOGGER = logging.getLogger("strokefc.group")
 
 #: Window maps per subject used for saliency with ``samples="windows"``.
 SALIENCY_WINDOWS = 4
+#: Subject-level maps of the control models (participant-level ``stat-<name>``).
+CONTROL_MAPS = ("fc", "dfcmean")
+#: The models of the group level, compared on the same folds; ``parcel`` is the primary analysis.
+MODELS = {
+    "parcel": "dFC-SD parcel model (primary): " + PARCEL_DESCRIPTION,
+    "cnn": "3D CNN on the dFC-SD maps (location-aware head; see workflows/cnn.py)",
+    "baseline": BASELINE_DESCRIPTION,
+    "parcel_fc": "control: the parcel model on static-FC maps (is dFC-SD more than static FC?)",
+    "parcel_dfcmean": "control: the parcel model on mean-dFC maps",
+    "confounds": "control: " + CONFOUND_DESCRIPTION,
+}
+#: The model every other one is compared with (paired bootstrap and corrected t-test).
+PRIMARY_MODEL = "parcel"
 #: Columns of ``group/cohort.tsv``.
 COHORT_COLUMNS = ("participant_id", "ul_fma", "class", "lesion_side", "included", "reason")
 
@@ -107,8 +140,11 @@ def _save_nifti(data: np.ndarray, grid: dict, path: Path) -> Path:
 def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Path) -> PreparedInputs:
     """Lesion-align the maps, build the CNN grid, put every sample on it; write cohort and class maps.
 
-    ``subjects`` are dicts with ``label, map_file, windows_file, lesion_side, score``. Everything is
-    written into ``work_dir``; the group workflow's writer node copies the outputs into the dataset.
+    ``subjects`` are dicts with ``label, map_file, windows_file, lesion_side, score`` and, for the
+    control models, ``fc_file``, ``dfcmean_file`` and ``qc`` (quality measures, see
+    :data:`workflows.linear_models.CONFOUND_FEATURES`). The atlas parcels of the primary model are put
+    on the same grid. Everything is written into ``work_dir``; the group workflow's writer node copies
+    the outputs into the dataset.
     """
     work_dir = Path(work_dir)
     align = params.align_lesion
@@ -137,17 +173,30 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         y = np.array([y_subject[labels == g][0] for g in groups])
     else:
         x, y, groups = maps, y_subject, labels
-    data_file = work_dir / "group_inputs.npz"
-    np.savez(
-        data_file,
-        x=x,
-        y=y,
-        groups=groups,
-        subjects=labels,
-        y_subject=y_subject,
-        maps=maps,
-        sides=np.array([s["lesion_side"] for s in subjects]),
+    controls = {}
+    for stat in CONTROL_MAPS:  # static FC and mean dFC, when every subject has them
+        if all(s.get(f"{stat}_file") for s in subjects):
+            controls[stat] = np.concatenate(
+                [apply_grid(s[f"{stat}_file"], grid, s["lesion_side"], align) for s in subjects]
+            )
+    parcels = (atlas_on_grid(atlas_image("HCPEx"), grid) * grid_mask(grid)).astype(np.int32)
+    confounds = np.array(
+        [[float(s.get("qc", {}).get(k, np.nan)) for k in CONFOUND_FEATURES] for s in subjects], dtype=float
     )
+    data_file = work_dir / "group_inputs.npz"
+    arrays: dict[str, np.ndarray] = {
+        "x": x,
+        "y": y,
+        "groups": groups,
+        "subjects": labels,
+        "y_subject": y_subject,
+        "maps": maps,
+        "sides": np.array([s["lesion_side"] for s in subjects]),
+        "parcels": parcels,
+        "confounds": confounds,
+        **{f"control_{k}": v for k, v in controls.items()},
+    }
+    np.savez(data_file, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     grid_file = atomic_write_json(work_dir / "grid.json", grid)
 
     severe, mild = maps[y_subject == 1], maps[y_subject == 0]
@@ -233,20 +282,54 @@ def _fold_indices(groups: np.ndarray, fold: dict) -> dict:
     }
 
 
+def _by_index(data: np.ndarray, fit_predict: ev.FitPredict) -> ev.FitPredict:
+    """A model that receives sample indices and looks its inputs up in ``data``."""
+
+    def fit(
+        idx_train: np.ndarray, y_train: np.ndarray, g_train: np.ndarray, idx_test: np.ndarray, seed: int = 0
+    ) -> tuple[np.ndarray, list]:
+        return fit_predict(data[idx_train], y_train, g_train, data[idx_test], seed=seed)
+
+    return fit
+
+
+def fold_models(data: Mapping[str, np.ndarray], params: GroupParams) -> dict[str, ev.FitPredict]:
+    """Every model compared on the same folds, as functions of sample indices (see :data:`MODELS`).
+
+    ``cnn`` and ``baseline`` (voxel PCA-logistic) see the samples; ``parcel`` (the primary model) their
+    atlas-parcel means; the controls see each sample's subject-level static-FC or mean-dFC map, or its
+    quality measures only.
+    """
+    x, groups = data["x"], data["groups"]
+    operator, _ = parcel_matrix(data["parcels"])
+    parcel = partial(parcel_fit_predict, operator=operator)
+    row = {str(s): i for i, s in enumerate(data["subjects"])}
+    subject_of_sample = np.array([row[str(g)] for g in groups])
+    models: dict[str, ev.FitPredict] = {
+        "cnn": _by_index(x, partial(cnn_fit_predict, params=params)),
+        "baseline": _by_index(x, partial(baseline_predict, params=params)),
+        "parcel": _by_index(x, parcel),
+    }
+    for stat in CONTROL_MAPS:
+        if f"control_{stat}" in data:
+            models[f"parcel_{stat}"] = _by_index(data[f"control_{stat}"][subject_of_sample], parcel)
+    models["confounds"] = _by_index(data["confounds"][subject_of_sample], confound_fit_predict)
+    return models
+
+
 def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> str:
-    """Fit the CNN and the baseline on one fold's training subjects, predict its test subjects.
+    """Fit every model (:func:`fold_models`) on one fold's training subjects, predict its test subjects.
 
     Writes and returns a JSON file with the fold's predictions, metrics and training curve.
     """
     torch.set_num_threads(params.threads)  # folds run in parallel as separate Nipype nodes
     data = np.load(data_file)
-    x, y, groups = data["x"], data["y"], data["groups"]
+    y, groups = data["y"], data["groups"]
     folds = [_fold_indices(groups, fold)]
-    models: dict[str, ev.FitPredict] = {
-        "cnn": partial(cnn_fit_predict, params=params),
-        "baseline": partial(baseline_predict, params=params),
-    }
-    predictions, metrics, curves = ev.cross_validate(x, y, groups, folds, models)
+    # every model sees the same folds; each takes its own inputs by sample index
+    predictions, metrics, curves = ev.cross_validate(
+        np.arange(len(y)), y, groups, folds, fold_models(data, params)
+    )
     out = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}.json"
     atomic_write_json(out, json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}))
     return str(out)
@@ -309,8 +392,14 @@ def summarise_cv(
         }
     data = np.load(data_file)
     y_subject = data["y_subject"]
+    n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
     summary = {
         "models": models,
+        "model_descriptions": {name: MODELS[name] for name in models if name in MODELS},
+        "primary_model": PRIMARY_MODEL,
+        # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
+        "bootstrap": bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed),
+        "paired_tests": _paired_tests(fold_metrics, PRIMARY_MODEL, test_fraction=1.0 / max(1, n_folds - 1)),
         "fold_metrics": fold_metrics,
         "n_subjects": len(y_subject),
         "n_samples": len(data["y"]),
@@ -319,11 +408,12 @@ def summarise_cv(
             "mild-to-moderate": int((y_subject == 0).sum()),
         },
         "cv": {
-            "folds": int(max(m["fold"] for m in fold_metrics) + 1),
+            "folds": n_folds,
             "repeats": params.cv.cv_repeats,
             "grouped_by": "subject",
             "splitter": "sklearn StratifiedGroupKFold by subject (shuffled, seed = random_seed + repeat)",
-            "interval": "95% t-interval over folds x repeats (optimistic: folds share subjects)",
+            "interval": "models.*.ci95: 95% t-interval over folds x repeats (optimistic: folds share "
+            "subjects); bootstrap.*.ci95: subject-level bootstrap of the pooled out-of-fold predictions",
         },
         "samples": params.samples,
         "permutation": permutation,
@@ -341,6 +431,20 @@ def summarise_cv(
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
     return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))
+
+
+def _paired_tests(fold_metrics: list[dict], reference: str, test_fraction: float) -> dict[str, dict]:
+    """Nadeau & Bengio (2003) corrected t-test of each model's fold-wise BA minus the reference's."""
+    by_fold: dict[tuple[int, int], dict[str, float]] = {}
+    for m in fold_metrics:
+        by_fold.setdefault((int(m["repeat"]), int(m["fold"])), {})[m["model"]] = m["balanced_accuracy"]
+    names = sorted({m["model"] for m in fold_metrics} - {reference})
+    return {
+        name: corrected_resampled_ttest(
+            [f[name] - f[reference] for f in by_fold.values() if name in f and reference in f], test_fraction
+        )
+        for name in names
+    }
 
 
 def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path) -> str:

@@ -34,7 +34,77 @@ METRICS = {
     "specificity": "Specificity",
     "f1": "F1 score",
 }
-MODEL_LABELS = {"cnn": "3D CNN", "baseline": "Linear baseline"}
+MODEL_LABELS = {
+    "parcel": "dFC-SD parcels (primary)",
+    "cnn": "3D CNN",
+    "baseline": "Voxel PCA-logistic",
+    "parcel_fc": "Static FC (control)",
+    "parcel_dfcmean": "Mean dFC (control)",
+    "confounds": "Motion/QC only (control)",
+}
+#: Order of the models in tables: the primary first, then the CNN, then the rest.
+MODEL_ORDER = ("parcel", "cnn", "baseline", "parcel_fc", "parcel_dfcmean", "confounds")
+
+
+def comparison_rows(summary: dict) -> list[dict]:
+    """One row per model: pooled out-of-fold BA with its subject-bootstrap interval, and the paired
+    difference from the primary model with its bootstrap interval and corrected t-test p."""
+    boot, tests = summary.get("bootstrap", {}), summary.get("paired_tests", {})
+    primary = summary.get("primary_model", "parcel")
+    rows = []
+    for model in [m for m in MODEL_ORDER if m in boot] + [m for m in boot if m not in MODEL_ORDER]:
+        ba = boot[model]["balanced_accuracy"]
+        diff = boot[model].get(f"difference_from_{primary}", {}).get("balanced_accuracy")
+        test = tests.get(model, {})
+        rows.append(
+            {
+                "model": MODEL_LABELS.get(model, model),
+                "description": summary.get("model_descriptions", {}).get(model, ""),
+                "ba": ba["value"],
+                "ba_ci": ba["ci95"],
+                "auc": boot[model]["roc_auc"]["value"],
+                "diff": diff["value"] if diff else None,
+                "diff_ci": diff["ci95"] if diff else None,
+                "p": test.get("p_two_sided"),
+            }
+        )
+    return rows
+
+
+def comparison_sentences(summary: dict) -> list[str]:
+    """What the comparison means, in words: above chance or not, and dFC-SD against each control."""
+    boot = summary.get("bootstrap", {})
+    primary = summary.get("primary_model", "parcel")
+    if primary not in boot:
+        return []
+    out = []
+    for model in [m for m in MODEL_ORDER if m in boot]:
+        lo, hi = boot[model]["balanced_accuracy"]["ci95"]
+        label = MODEL_LABELS.get(model, model)
+        verdict = "above chance" if lo > 0.5 else "not distinguishable from chance"
+        out.append(
+            f"{label}: balanced accuracy {boot[model]['balanced_accuracy']['value']:.2f} "
+            f"(95% bootstrap interval {lo:.2f} to {hi:.2f}), {verdict}."
+        )
+    for control in ("parcel_fc", "parcel_dfcmean", "confounds", "cnn", "baseline"):
+        diff = boot.get(control, {}).get(f"difference_from_{primary}", {}).get("balanced_accuracy")
+        if not diff:
+            continue
+        lo, hi = diff["ci95"]
+        label = MODEL_LABELS.get(control, control)
+        if hi < 0:
+            text = f"the primary dFC-SD model beats {label} (difference interval {-hi:.2f} to {-lo:.2f})"
+        elif lo > 0:
+            text = f"{label} beats the primary dFC-SD model (difference interval {lo:.2f} to {hi:.2f})"
+        else:
+            text = (
+                f"the primary dFC-SD model and {label} do not differ "
+                f"(difference interval {lo:.2f} to {hi:.2f})"
+            )
+        out.append(text[0].upper() + text[1:] + ".")
+    return out
+
+
 MAP_FILES = {  # title -> file name in output_dir/group
     "severe: mean dFC SD": "desc-severe_dfcsd.nii.gz",
     "mild-to-moderate: mean dFC SD": "desc-mild_dfcsd.nii.gz",
@@ -333,12 +403,13 @@ def write_group_report(
         cohort_summary=cohort_summary(rows),
         cv_text=cv_sentence(summary),
         metrics=metrics,
-        metric_models=[m for m in ("cnn", "baseline") if m in metrics]
-        + [m for m in metrics if m not in ("cnn", "baseline")],
+        metric_models=[m for m in MODEL_ORDER if m in metrics] + [m for m in metrics if m not in MODEL_ORDER],
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
         + sorted({m for v in metrics.values() for m in v if m not in METRICS}),
         metric_labels=METRICS,
         model_labels=MODEL_LABELS,
+        comparison=comparison_rows(summary),
+        comparison_text=comparison_sentences(summary),
         cv_figures=figures,
         maps_figure=maps_figure,
         maps_caption=maps_caption,
