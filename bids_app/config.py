@@ -106,7 +106,14 @@ OPTIONS: dict[str, tuple[str, str]] = {
     **{name: ("seed", name) for name in ("seed_mask", "seed_coords", "seed_radius", "seed_atlas")},
     **{
         name: ("window", name)
-        for name in ("window_length", "window_step", "window_shape", "min_window_coverage", "save_windows")
+        for name in (
+            "window_length",
+            "window_step",
+            "window_shape",
+            "min_window_coverage",
+            "save_windows",
+            "null_surrogates",
+        )
     },
     **{
         name: ("group", name)

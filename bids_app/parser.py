@@ -243,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop windows with less than this fraction of volumes kept",
     )
     g.add_argument("--save-windows", action="store_true", help="also write the 4D window maps")
+    g.add_argument(
+        "--null-surrogates",
+        type=_nonneg_int,
+        default=D("null_surrogates"),
+        metavar="N",
+        help="phase-randomised surrogates of the stationary null (stat-dfcexcess map and the top-target "
+        "test of dynamics); 0 = no null",
+    )
 
     g = parser.add_argument_group("Model, training and prediction")
     g.add_argument(

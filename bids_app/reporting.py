@@ -106,7 +106,22 @@ def subject_summary(config: RunConfig, plan: ParticipantPlan, runs: list[dict[st
             f"{r['metadata'].get('WindowsKept', '?')} / {r['metadata'].get('WindowsDropped', '?')}"
             for r in runs
         ),
+        "Dynamics beyond a stationary null": "; ".join(_null_text(r["metadata"]) for r in runs),
     }
+
+
+def _null_text(meta: dict) -> str:
+    """The top-target test of a run, in words (see workflows.dfc_null)."""
+    null = meta.get("StationaryNull")
+    if not null:
+        return "not computed (--null-surrogates 0)"
+    p, excess = null.get("TopTargetsPValue"), null.get("TopTargetsMeanExcess")
+    verdict = (
+        "more dynamics than a stationary process with the same spectra and static FC"
+        if p is not None and p < 0.05
+        else "no more dynamics than a stationary process with the same spectra and static FC"
+    )
+    return f"{verdict} (top targets: mean excess {excess:+.2f} surrogate SD, p = {p:.3f})"
 
 
 def _seed_text(seed: dict) -> str:

@@ -124,3 +124,51 @@ def test_coverage_counts_taper_weight_not_volumes():
     rectangular = dfc.plan_windows(kept, 30, 1, 0.8, dfc.window_taper(30, "rectangular"))
     assert rectangular.coverage[0] == pytest.approx(0.8)
     assert rectangular.valid[0]
+
+
+# ------------------------------------------------------------------------- the stationary null
+def _coupled(rng, n_t=240, n_v=60, dynamic=False, tr=2.0):
+    """Band-limited seed and voxels with static coupling 0.5, or coupling that flips sign slowly."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, [0.01, 0.08], btype="band", fs=1 / tr, output="sos")
+    seed = sosfiltfilt(sos, rng.normal(size=n_t))
+    noise = sosfiltfilt(sos, rng.normal(size=(n_t, n_v)), axis=0)
+    seed, noise = seed / seed.std(), noise / noise.std(axis=0)
+    coupling = np.full(n_t, 0.5)
+    if dynamic:  # correlation +0.8 / -0.8 in alternating 100 s blocks: no static FC, strong dynamics
+        coupling = 0.8 * np.sign(np.sin(2 * np.pi * np.arange(n_t) * tr / 200.0) + 1e-9)
+    data = coupling[:, None] * seed[:, None] + np.sqrt(1 - coupling[:, None] ** 2) * noise
+    return seed, data
+
+
+def test_phase_randomised_surrogates_keep_spectra_and_static_fc(rng):
+    from workflows.dfc_null import phase_randomise, surrogate_phases
+
+    seed, data = _coupled(rng)
+    x = np.column_stack([seed, data])
+    surrogate = phase_randomise(x, surrogate_phases(len(seed), 1, seed=3)[0])
+    np.testing.assert_allclose(
+        np.abs(np.fft.rfft(surrogate, axis=0)), np.abs(np.fft.rfft(x, axis=0)), atol=1e-8
+    )
+    np.testing.assert_allclose(np.corrcoef(surrogate.T), np.corrcoef(x.T), atol=1e-8)  # zero-lag FC
+    assert not np.allclose(surrogate, x)
+
+
+def test_excess_variability_is_null_when_stationary_and_positive_when_dynamic(rng):
+    from workflows.dfc_null import stationary_null
+
+    kwargs = {"length": 50, "n_surrogates": 40, "random_seed": 1}
+    seed, data = _coupled(rng)
+    static = dfc.fisher_z(np.array([np.corrcoef(seed, d)[0, 1] for d in data.T]))
+    stationary = stationary_null(seed, data, static=static, **kwargs)
+    # per voxel the excess of a stationary run is a draw from its own null (about N(0, 1)); on average ~0
+    assert abs(stationary.excess.mean()) < 0.5
+    assert stationary.top_p_value > 0.05
+    seed, data = _coupled(rng, dynamic=True)
+    dynamic = stationary_null(seed, data, **kwargs)
+    assert dynamic.excess.mean() > 2.0
+    assert dynamic.top_p_value < 0.05
+    # the observed SD is the dFC kernel's own
+    res = dfc.sliding_window_dfc(seed, data, length=50)
+    np.testing.assert_allclose(dynamic.observed_sd, res.sd, rtol=1e-5, atol=1e-6)

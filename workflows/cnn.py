@@ -95,7 +95,8 @@ class StrokeCNN(nn.Module):
         layers, c_in = [], 1
         size = [int(v) for v in self.in_shape]  # grid size entering each block
         for i, c in enumerate(self.channels):
-            kernel = tuple(2 if v > 1 else 1 for v in size)  # a one-voxel axis is not pooled
+            a, b, c_ = (2 if v > 1 else 1 for v in size)  # a one-voxel axis is not pooled
+            kernel = (a, b, c_)
             size = [(v + 1) // 2 for v in size]  # every block halves the grid (rounding up)
             if i == 0:  # strided first convolution: the same downsampling, ~5x faster on CPU than pooling
                 layers += [

@@ -43,6 +43,8 @@ class WindowParams:
     window_shape: str = "rectangular"
     min_window_coverage: float = 0.8  # windows with a smaller kept fraction are dropped
     save_windows: bool = False  # also write the 4D window maps
+    # phase-randomised surrogates of the stationary null behind stat-dfcexcess (0 = no null)
+    null_surrogates: int = 50
 
 
 #: Window settings of the tools and papers they name (``--dfc-preset``).
@@ -175,7 +177,7 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
 
 
-def _weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
     sw = weights.sum(axis=1)[:, None]
     mx = (weights @ x)[:, None] / sw
@@ -265,10 +267,10 @@ def sliding_window_dfc(
         stop = min(start + chunk_size, n_v)
         y = np.asarray(data[:, start:stop], dtype=np.float64)
         y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)  # centring: float cancellation
-        z = fisher_z(_weighted_corr(weights, seed_c, y))
+        z = fisher_z(weighted_corr(weights, seed_c, y))
         sd[start:stop] = z.std(axis=0, ddof=1)
         mean[start:stop] = z.mean(axis=0)
-        static[start:stop] = fisher_z(_weighted_corr(static_w, seed_c, y))[0]
+        static[start:stop] = fisher_z(weighted_corr(static_w, seed_c, y))[0]
         if windows is not None:  # keep_windows
             windows[:, start:stop] = z
     return DFCResult(sd=sd, mean=mean, static=static, plan=plan, windows=windows)
@@ -295,7 +297,7 @@ def window_region_z(
     w = window_weights(plan, kept, taper)
     y = np.asarray(region_series, float)
     y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)
-    z = fisher_z(_weighted_corr(w, np.where(kept, seed - seed[kept].mean(), 0.0), y))
+    z = fisher_z(weighted_corr(w, np.where(kept, seed - seed[kept].mean(), 0.0), y))
     z[~plan.valid] = np.nan
     return z, plan
 

@@ -36,7 +36,7 @@ class CVParams:
     n_permutations: int = 0  # 0 = no permutation test; 100+ for papers
 
 
-METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")
+METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1", "brier")
 
 BASELINE_DESCRIPTION = (
     "L2-regularised logistic regression (C=1, balanced class weights) on the principal "
@@ -104,7 +104,11 @@ def subject_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, n_repeats: in
 
 
 def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold: float = 0.5) -> dict:
-    """Balanced accuracy, ROC AUC, sensitivity (severe = positive), specificity and F1."""
+    """Balanced accuracy, ROC AUC, sensitivity (severe = positive), specificity, F1 and Brier score.
+
+    The Brier score (mean squared error of the probability) is for the probabilities as the models give
+    them; class-weighted models are not recalibrated, so read it as a check, not as calibration.
+    """
     from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
     y_true = np.asarray(y_true).astype(int)
@@ -122,6 +126,7 @@ def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold
         "sensitivity": sens,
         "specificity": spec,
         "f1": float(f1_score(y_true, pred, zero_division=0)),
+        "brier": float(np.mean((prob - y_true) ** 2)) if len(y_true) else math.nan,
     }
 
 

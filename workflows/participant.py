@@ -27,6 +27,8 @@ MAP_STATS = {
     "dfcsd": "SD over sliding windows of the Fisher-z seed correlation (dFC variability)",
     "dfcmean": "Mean over sliding windows of the Fisher-z seed correlation",
     "fc": "Static (whole-run) Fisher-z seed correlation",
+    "dfcexcess": "Excess dFC variability over a stationary null (phase-randomised surrogates keeping the "
+    "spectra and static FC): (observed SD - surrogate mean SD) / surrogate SD",
 }
 WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
 #: Fields of ``init_dfc_wf``'s inputnode.
@@ -141,6 +143,7 @@ def init_dfc_wf(
             min_coverage=window.min_window_coverage,
             high_pass=denoise.high_pass,
             save_windows=window.save_windows,
+            n_surrogates=window.null_surrogates,
         ),
         name="dfc",
         mem_gb=1.5,
@@ -229,6 +232,7 @@ def init_dfc_wf(
 
     outdir = str(output_dir)
     maps = ["dfcsd", "dfcmean", "fc"] + (["windows"] if window.save_windows else [])
+    maps += ["dfcexcess"] if window.null_surrogates > 0 else []
     sinks = []
     for stat in maps:
         ds = pe.Node(

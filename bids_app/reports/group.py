@@ -33,6 +33,7 @@ METRICS = {
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "f1": "F1 score",
+    "brier": "Brier score (lower is better; probabilities not recalibrated)",
 }
 MODEL_LABELS = {
     "parcel": "dFC-SD parcels (primary)",

@@ -8,6 +8,7 @@ import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from workflows.dfc import parse_duration, seed_dfc_images, window_warnings
+from workflows.dfc_null import stationary_null
 from workflows.interfaces.base import StrokefcInterface
 from workflows.seeds import atlas_region_mask
 from workflows.utils.images import load_nifti
@@ -42,6 +43,9 @@ class _DFCInputSpec(BaseInterfaceInputSpec):
         desc="high-pass cutoff of the denoising (Hz), for the window-length warning",
     )
     save_windows = traits.Bool(mandatory=True, desc="also write the 4D window maps")
+    n_surrogates = traits.Int(
+        mandatory=True, desc="phase-randomised surrogates of the stationary null (0 = off)"
+    )
 
 
 class _DFCOutputSpec(TraitedSpec):
@@ -49,6 +53,7 @@ class _DFCOutputSpec(TraitedSpec):
     dfcmean = File(exists=True, desc="mean over windows of Fisher z")
     fc = File(exists=True, desc="static (whole-run) Fisher z")
     windows = File(desc="4D window maps (when save_windows)")
+    dfcexcess = File(desc="excess dFC SD over the stationary null, in surrogate SD units (when n_surrogates)")
     seed_tsv = File(exists=True, desc="seed time series")
     windows_tsv = File(exists=True, desc="per-window table (volumes, coverage, region traces)")
     info = traits.Dict(desc="window parameters and counts, for sidecars")
@@ -65,8 +70,9 @@ class ComputeDFC(StrokefcInterface):
         length = parse_duration(self.inputs.window_length, tr)
         kept = pd.read_csv(self.inputs.volumes_tsv, sep="\t")["kept"].to_numpy(bool)
         mask_img = load_nifti(self.inputs.mask_file)
+        data = np.load(self.inputs.denoised, mmap_mode="r")
         out = seed_dfc_images(
-            np.load(self.inputs.denoised, mmap_mode="r"),
+            data,
             kept,
             mask_img,
             load_nifti(self.inputs.seed_mask),
@@ -91,6 +97,38 @@ class ComputeDFC(StrokefcInterface):
         table.insert(2, "onset_s", (table["start_volume"] * tr).round(3))
         table.to_csv(windows_tsv, sep="\t", index=False, na_rep="n/a")
         plan = out["plan"]
+        null_info = {}
+        if self.inputs.n_surrogates > 0:
+            mask = np.asarray(mask_img.dataobj) > 0
+            null = stationary_null(
+                out["seed"],
+                data,
+                length=length,
+                step=self.inputs.window_step,
+                shape=self.inputs.window_shape,
+                kept=kept,
+                min_coverage=self.inputs.min_coverage,
+                static=np.asarray(out["static"].dataobj)[mask],
+                n_surrogates=self.inputs.n_surrogates,
+            )
+            vol = np.zeros(mask.shape, np.float32)
+            vol[mask] = null.excess
+            excess_img = nb.Nifti1Image(vol, mask_img.affine)
+            excess_img.header.set_xyzt_units("mm")
+            path = os.path.join(runtime.cwd, "dfcexcess.nii.gz")
+            excess_img.to_filename(path)
+            self._results["dfcexcess"] = path
+            null_info = {
+                "StationaryNull": {
+                    "Method": "multivariate phase-randomised surrogates (same phase shift for the seed and "
+                    "every voxel: spectra and static FC kept, dynamics removed), same windows",
+                    "Surrogates": int(self.inputs.n_surrogates),
+                    "dfcexcess": "(observed SD - surrogate mean SD) / surrogate SD",
+                    "TopTargets": f"{int(null.top_targets.sum())} voxels with the largest |static z|",
+                    "TopTargetsMeanExcess": round(null.top_excess, 4),
+                    "TopTargetsPValue": round(null.top_p_value, 4),
+                }
+            }
         self._results.update(
             seed_tsv=seed_tsv,
             windows_tsv=windows_tsv,
@@ -107,6 +145,7 @@ class ComputeDFC(StrokefcInterface):
                 "Correlation": "Pearson (taper-weighted), Fisher z (arctanh)",
                 "SummaryOverWindows": {"dfcsd": "SD (ddof=1)", "dfcmean": "mean"},
                 "Warnings": window_warnings(length, tr, self.inputs.high_pass),
+                **null_info,
             },
         )
         return runtime
