@@ -68,6 +68,8 @@ def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | Non
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
+        # every "bids:fmriprep:" URI in the sidecars' Sources resolves through this link
+        "DatasetLinks": {"fmriprep": Path(fmriprep_dir).resolve().as_uri()},
         "SourceDatasets": [
             {"URL": Path(bids_dir).resolve().as_uri()},
             {"URL": Path(fmriprep_dir).resolve().as_uri()},

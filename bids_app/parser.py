@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser, built apart from parsing so tests and docs can inspect it."""
     parser = argparse.ArgumentParser(
         prog="strokefc",
+        allow_abbrev=False,  # "--mem 16000" must not silently become --mem-gb 16000
         description="Ipsilesional-M1 seed-based dynamic functional connectivity from fMRIPrep "
         "derivatives of stroke patients, and a 3D CNN that classifies upper-limb "
         "motor impairment (UL Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate).",
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fMRIPrep derivatives (default: bids_dir/derivatives/fmriprep, or bids_dir "
         "when it is itself fMRIPrep's output)",
     )
-    g.add_argument("--task-id", default=D("task_id"), help="task entity of the resting-state runs")
+    g.add_argument("-t", "--task-id", default=D("task_id"), help="task entity of the resting-state runs")
     g.add_argument("--space", default=D("space"), help="fMRIPrep output space")
     g.add_argument("--res", default=D("res"), help="res entity to use when several resolutions exist")
     g.add_argument(
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--skip-bids-validation",
+        "--skip_bids_validation",
         action="store_true",
         help="do not run the BIDS validator on the input dataset",
     )
@@ -309,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--nprocs",
         "--n-cpus",
+        "--n_cpus",
+        "--nthreads",
         type=_positive_int,
         default=os.cpu_count() or 1,
         help="processes for Nipype's MultiProc",
@@ -320,7 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads per process (BLAS in every node; PyTorch in each cross-validation fold, "
         "permutation and final training)",
     )
-    g.add_argument("--mem-gb", type=float, default=D("mem_gb"), help="memory limit for MultiProc (GB)")
+    g.add_argument(
+        "--mem-gb", "--mem_gb", type=float, default=D("mem_gb"), help="memory limit for MultiProc (GB)"
+    )
+    g.add_argument(
+        "--mem",
+        "--mem-mb",
+        "--mem_mb",
+        dest="mem_mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="memory limit for MultiProc in MB, as fMRIPrep's --mem (wins over --mem-gb)",
+    )
     g.add_argument(
         "--use-plugin",
         type=_existing_path,
@@ -331,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-w",
         "--work-dir",
+        "--work_dir",
         type=Path,
         default=None,
         help="working directory; reuse it to resume (default: output_dir/../work)",
@@ -397,6 +414,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         fmriprep_dir = opts.fmriprep_dir or bids_dir / "derivatives" / "fmriprep"
     work_dir = (opts.work_dir or output_dir.parent / "work").expanduser().resolve()
     values = {dest: getattr(opts, dest) for dest in OPTIONS if hasattr(opts, dest)}
+    if opts.mem_mb is not None:
+        values["mem_gb"] = opts.mem_mb / 1000.0
     values.update(
         window,
         participant_label=tuple(labels),

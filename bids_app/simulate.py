@@ -132,7 +132,9 @@ def simulate_run(
     data[:, regions["motor"]] += 0.5 * motor[:, None].astype(np.float32)
     data[:, regions["seed"]] += 0.8 * seed_sig[:, None].astype(np.float32)
     phase = rng.uniform(0, 2 * np.pi)
-    period = n_t * tr / rng.uniform(2.5, 3.5)  # about three switches per run, whatever its length
+    # states last at least two default windows (100 s): the coupling switches sign every 100-150 s at
+    # least, so that windows as long as 1/high-pass (Leonardi & Van De Ville 2015) can see the dynamics
+    period = max(n_t * tr / rng.uniform(2.5, 3.5), rng.uniform(200.0, 300.0))
     # slow switches between positive and negative coupling (a smoothed square wave), minutes apart
     coupling = np.clip(0.1 + amplitude * np.tanh(3 * np.sin(2 * np.pi * t / period + phase)), -0.95, 0.95)
     for name, sel in regions.items():

@@ -107,3 +107,37 @@ def test_presets_and_explicit_values(tmp_path):
     cfg = parser.parse_args([*base, "--participant-label", "sub-01", "02", "--smoothing", "0"])
     assert cfg.queries.participant_label == ("01", "02")
     assert cfg.denoise.smoothing_fwhm is None
+
+
+@pytest.mark.parametrize(
+    ("args", "section", "field", "value"),
+    [
+        (["--mem", "16000"], "execution", "mem_gb", 16.0),  # MB, as fMRIPrep's --mem
+        (["--mem-mb", "8000"], "execution", "mem_gb", 8.0),
+        (["--mem-gb", "4"], "execution", "mem_gb", 4.0),
+        (["-t", "motor"], "queries", "task_id", "motor"),
+        (["--nthreads", "3"], "execution", "nprocs", 3),
+        (["--n_cpus", "3"], "execution", "nprocs", 3),
+        (["--skip_bids_validation"], "queries", "skip_bids_validation", True),
+        (["--participant_label", "01"], "queries", "participant_label", ("01",)),
+    ],
+)
+def test_fmriprep_spellings_are_accepted(tmp_path, args, section, field, value):
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    cfg = parser.parse_args([str(tmp_path), str(tmp_path / "out"), "participant", *args])
+    assert getattr(getattr(cfg, section), field) == value
+
+
+def test_work_dir_underscore_and_no_abbreviations(tmp_path):
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    cfg = parser.parse_args(
+        [str(tmp_path), str(tmp_path / "out"), "participant", "--work_dir", str(tmp_path / "w")]
+    )
+    assert cfg.work_dir == (tmp_path / "w").resolve()
+    proc = _run(tmp_path, tmp_path / "out", "participant", "--mem-g", "4")  # a prefix is not an option
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --mem-g" in proc.stderr

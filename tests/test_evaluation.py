@@ -227,7 +227,21 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert len(rows) == 1 + 4 * 12
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
-    assert cohort[0].split("\t") == ["participant_id", "ul_fma", "class", "lesion_side", "included", "reason"]
+    assert cohort[0].split("\t")[:6] == [
+        "participant_id",
+        "ul_fma",
+        "class",
+        "lesion_side",
+        "included",
+        "reason",
+    ]
+    assert cohort[0].split("\t")[6:] == ["mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept"]
+    assert set(summary["quality_by_class"]) <= {
+        "mean_fd_mm",
+        "censored_fraction",
+        "volumes_kept",
+        "windows_kept",
+    }
     for name in ("severe", "mild", "difference"):
         assert nb.load(group / f"desc-{name}_dfcsd.nii.gz").ndim == 3
     sal = nb.load(group / "desc-saliency_map.nii.gz")

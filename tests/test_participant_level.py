@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -86,7 +87,7 @@ def test_sidecars_hold_every_parameter(finished):
     assert len(den["ConfoundColumns"]) == 26
     assert meta["Seed"]["source"] == "atlas"
     assert meta["Seed"]["atlas"] == "HCPEx"
-    assert meta["WindowLength_vol"] == 30
+    assert meta["WindowLength_vol"] == 50  # the 100 s default at TR 2 s
     assert meta["WindowsKept"] == 200 - 2 - 30 + 1
     assert all(s.startswith("bids:fmriprep:") for s in meta["Sources"])
 
@@ -151,3 +152,32 @@ def test_several_runs_give_a_weighted_subject_map(tmp_path):
     weights = np.asarray(meta["RunWeights_windows"], float)
     expected = sum(w * r.get_fdata() for w, r in zip(weights, runs)) / weights.sum()
     assert np.allclose(nb.load(subject[0]).get_fdata(), expected, atol=1e-5)
+
+
+def test_every_bids_uri_resolves_through_dataset_links(finished):
+    """Sources use bids:<name>:<path>; DatasetLinks must map <name> to a dataset holding <path>."""
+    from urllib.parse import urlsplit
+
+    _, out, _ = finished
+    links = json.loads((out / "dataset_description.json").read_text())["DatasetLinks"]
+    uris = [
+        source
+        for sidecar in out.rglob("sub-*/func/*.json")
+        for source in json.loads(sidecar.read_text()).get("Sources", [])
+        if source.startswith("bids:")
+    ]
+    assert uris
+    for uri in uris:
+        _, name, relative = uri.split(":", 2)
+        assert name in links, uri
+        assert (Path(urlsplit(links[name]).path) / relative).is_file(), uri
+
+
+def test_stationary_null_is_written_and_tested(finished):
+    _, out, _ = finished
+    meta = json.loads(_map(out, "01", "dfcsd").with_suffix("").with_suffix(".json").read_text())
+    null = meta["StationaryNull"]
+    assert null["Surrogates"] == 50
+    assert 0 < null["TopTargetsPValue"] <= 1
+    excess = nb.load(_map(out, "01", "dfcexcess"))
+    assert np.isfinite(np.asarray(excess.dataobj)).all()

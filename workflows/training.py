@@ -66,7 +66,15 @@ MODELS = {
 #: The model every other one is compared with (paired bootstrap and corrected t-test).
 PRIMARY_MODEL = "parcel"
 #: Columns of ``group/cohort.tsv``.
-COHORT_COLUMNS = ("participant_id", "ul_fma", "class", "lesion_side", "included", "reason")
+COHORT_COLUMNS = (
+    "participant_id",
+    "ul_fma",
+    "class",
+    "lesion_side",
+    "included",
+    "reason",
+    *CONFOUND_FEATURES,
+)
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,9 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
             "lesion_side": s["lesion_side"],
             "included": True,
             "reason": "",
+            **{k: float(v) for k, v in zip(CONFOUND_FEATURES, row)},
         }
-        for s, t in zip(subjects, y_subject)
+        for s, t, row in zip(subjects, y_subject, confounds)
     ]
     cohort_file = write_tsv(work_dir / "cohort.tsv", cohort, list(COHORT_COLUMNS))
     LOGGER.info(
@@ -399,6 +408,7 @@ def summarise_cv(
         "primary_model": PRIMARY_MODEL,
         # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
         "bootstrap": bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed),
+        "quality_by_class": quality_by_class(data["confounds"], y_subject),
         "paired_tests": _paired_tests(fold_metrics, PRIMARY_MODEL, test_fraction=1.0 / max(1, n_folds - 1)),
         "fold_metrics": fold_metrics,
         "n_subjects": len(y_subject),
@@ -431,6 +441,24 @@ def summarise_cv(
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
     return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))
+
+
+def quality_by_class(confounds: np.ndarray, y_subject: np.ndarray) -> dict[str, dict[str, float]]:
+    """Median of each quality measure by class and a Mann-Whitney U test: does motion differ by class?"""
+    from scipy.stats import mannwhitneyu
+
+    out = {}
+    for j, name in enumerate(CONFOUND_FEATURES):
+        severe, mild = confounds[y_subject == 1, j], confounds[y_subject == 0, j]
+        severe, mild = severe[np.isfinite(severe)], mild[np.isfinite(mild)]
+        if len(severe) < 2 or len(mild) < 2:
+            continue
+        out[name] = {
+            "median_severe": float(np.median(severe)),
+            "median_mild": float(np.median(mild)),
+            "p_mann_whitney": float(mannwhitneyu(severe, mild).pvalue),
+        }
+    return out
 
 
 def _paired_tests(fold_metrics: list[dict], reference: str, test_fraction: float) -> dict[str, dict]:

@@ -103,6 +103,18 @@ def comparison_sentences(summary: dict) -> list[str]:
                 f"(difference interval {lo:.2f} to {hi:.2f})"
             )
         out.append(text[0].upper() + text[1:] + ".")
+    fd = summary.get("quality_by_class", {}).get("mean_fd_mm")
+    if fd:
+        differs = fd["p_mann_whitney"] < 0.05
+        out.append(
+            f"Mean framewise displacement: median {fd['median_severe']:.3f} mm (severe) vs "
+            f"{fd['median_mild']:.3f} mm (mild-to-moderate), Mann-Whitney p = {fd['p_mann_whitney']:.3g}"
+            + (
+                ": motion differs by class, so read the map models against the motion-only control."
+                if differs
+                else "."
+            )
+        )
     return out
 
 
