@@ -110,6 +110,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "window_length",
             "window_step",
             "window_shape",
+            "window_estimator",
             "min_window_coverage",
             "save_windows",
             "null_surrogates",

@@ -14,7 +14,7 @@ from pathlib import Path
 from bids_app import __version__
 from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name
 from bids_app.queries import resolve_datasets
-from workflows.dfc import DFC_PRESETS, WINDOW_SHAPES
+from workflows.dfc import DFC_PRESETS, WINDOW_ESTIMATORS, WINDOW_SHAPES
 
 D = option_default  # every default below comes from the steps' parameter classes
 
@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dfc-preset",
         choices=sorted(DFC_PRESETS),
         default=None,
-        help="set window length/step/shape at once: dpabi (30 TR Hamming, step 1), "
-        "dynamicbc (50 TR rectangular, step 20), allen (22 TR tapered, step 1)",
+        help="set window length/step/shape/estimator at once: dpabi (30 TR Hamming, step 1, tapered-series), "
+        "dynamicbc (50 TR rectangular, step 20), allen (22 TR tapered, step 1, tapered-series)",
     )
     g.add_argument(
         "--window-length",
@@ -239,10 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"window taper (default {D('window_shape')}; tapered = Allen et al. 2014)",
     )
     g.add_argument(
+        "--window-estimator",
+        choices=list(WINDOW_ESTIMATORS),
+        default=None,
+        help=f"windowed correlation: taper-weighted Pearson r, or r of the tapered series as DPABI and GIFT "
+        f"compute it (default {D('window_estimator')}; the dpabi and allen presets use tapered-series)",
+    )
+    g.add_argument(
         "--min-window-coverage",
         type=_fraction,
         default=D("min_window_coverage"),
-        help="drop windows with less than this fraction of volumes kept",
+        help="drop windows with less than this fraction of their taper weight on kept volumes",
     )
     g.add_argument("--save-windows", action="store_true", help="also write the 4D window maps")
     g.add_argument(
@@ -375,7 +382,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = build_parser()
     opts = parser.parse_args(argv)
     problems = []
-    window = {key: option_default(key) for key in ("window_length", "window_step", "window_shape")}
+    window = {
+        key: option_default(key)
+        for key in ("window_length", "window_step", "window_shape", "window_estimator")
+    }
     if opts.dfc_preset:
         window.update(DFC_PRESETS[opts.dfc_preset])
     for key in window:

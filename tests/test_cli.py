@@ -102,6 +102,7 @@ def test_presets_and_explicit_values(tmp_path):
         1,
         "hamming",
     )
+    assert cfg.window.window_estimator == "tapered-series"  # DPABI correlates the tapered series
     cfg = parser.parse_args([*base, "--dfc-preset", "dynamicbc", "--window-step", "5"])
     assert (cfg.window.window_length, cfg.window.window_step) == ("50vol", 5)
     cfg = parser.parse_args([*base, "--participant-label", "sub-01", "02", "--smoothing", "0"])

@@ -172,3 +172,49 @@ def test_excess_variability_is_null_when_stationary_and_positive_when_dynamic(rn
     # the observed SD is the dFC kernel's own
     res = dfc.sliding_window_dfc(seed, data, length=50)
     np.testing.assert_allclose(dynamic.observed_sd, res.sd, rtol=1e-5, atol=1e-6)
+
+
+def _dpabi_style(seed, data, length, taper):
+    """Independent reference of DPABI's y_SCA_Window: each window's series times the taper, then corrcoef."""
+    out = []
+    for s in range(len(seed) - length + 1):
+        xs = seed[s : s + length] * taper
+        ys = data[s : s + length] * taper[:, None]
+        out.append([np.corrcoef(xs, ys[:, v])[0, 1] for v in range(data.shape[1])])
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("preset", "shape", "length"), [("dpabi", "hamming", 30), ("allen", "tapered", 22)])
+def test_presets_reproduce_their_tools_estimator(rng, preset, shape, length):
+    settings = dfc.DFC_PRESETS[preset]
+    assert settings["window_estimator"] == "tapered-series"
+    assert settings["window_shape"] == shape
+    n_t = 90
+    seed = rng.normal(size=n_t)
+    data = 0.5 * seed[:, None] + rng.normal(size=(n_t, 7))
+    seed, data = seed - seed.mean(), data - data.mean(axis=0)  # denoised series are centred (z-scored)
+    res = dfc.sliding_window_dfc(
+        seed,
+        data,
+        length=length,
+        shape=shape,
+        estimator="tapered-series",
+        keep_windows=True,
+        min_coverage=0.0,
+    )
+    reference = _dpabi_style(seed, data, length, dfc.window_taper(length, shape))
+    np.testing.assert_allclose(np.tanh(res.windows), reference, atol=1e-6)
+    weighted = dfc.sliding_window_dfc(seed, data, length=length, shape=shape, keep_windows=True)
+    assert np.abs(np.tanh(weighted.windows) - reference).max() > 0.01  # the two conventions differ
+
+
+def test_estimators_agree_for_rectangular_windows(rng):
+    seed = rng.normal(size=80)
+    data = rng.normal(size=(80, 5)) + 0.3 * seed[:, None]
+    kept = np.ones(80, bool)
+    kept[[10, 41]] = False
+    a = dfc.sliding_window_dfc(seed, data, length=25, kept=kept, estimator="weighted")
+    b = dfc.sliding_window_dfc(seed, data, length=25, kept=kept, estimator="tapered-series")
+    np.testing.assert_allclose(a.sd, b.sd, atol=1e-6)
+    with pytest.raises(InputError, match="window estimator"):
+        dfc.sliding_window_dfc(seed, data, length=25, estimator="median")

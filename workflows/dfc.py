@@ -30,6 +30,9 @@ from workflows.utils.errors import InputError
 from workflows.utils.images import as_image
 
 WINDOW_SHAPES = ("rectangular", "hamming", "tapered")
+#: How a window's correlation is estimated: "weighted" = Pearson r with the taper as sample weights;
+#: "tapered-series" = multiply both series by the taper, then Pearson r (DPABI's y_SCA_Window, GIFT).
+WINDOW_ESTIMATORS = ("weighted", "tapered-series")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class WindowParams:
     window_length: str = "100s"
     window_step: int = 1
     window_shape: str = "rectangular"
+    window_estimator: str = "weighted"  # see WINDOW_ESTIMATORS; identical for rectangular windows
     min_window_coverage: float = 0.8  # windows with a smaller kept fraction are dropped
     save_windows: bool = False  # also write the 4D window maps
     # phase-randomised surrogates of the stationary null behind stat-dfcexcess (0 = no null)
@@ -49,12 +53,24 @@ class WindowParams:
 
 #: Window settings of the tools and papers they name (``--dfc-preset``).
 DFC_PRESETS: dict[str, dict[str, Any]] = {
-    # DPABI Temporal Dynamic Analysis: 30-TR Hamming window, step 1 TR.
-    "dpabi": {"window_length": "30vol", "window_step": 1, "window_shape": "hamming"},
+    # DPABI Temporal Dynamic Analysis: 30-TR Hamming window, step 1 TR; y_SCA_Window multiplies the
+    # series by the window, then correlates.
+    "dpabi": {
+        "window_length": "30vol",
+        "window_step": 1,
+        "window_shape": "hamming",
+        "window_estimator": "tapered-series",
+    },
     # DynamicBC: 50-TR rectangular window, 60% overlap (step 20 TRs).
     "dynamicbc": {"window_length": "50vol", "window_step": 20, "window_shape": "rectangular"},
-    # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR.
-    "allen": {"window_length": "22vol", "window_step": 1, "window_shape": "tapered"},
+    # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR; GIFT
+    # multiplies the series by the window (whose Gaussian tails it keeps; strokefc cuts them).
+    "allen": {
+        "window_length": "22vol",
+        "window_step": 1,
+        "window_shape": "tapered",
+        "window_estimator": "tapered-series",
+    },
 }
 _R_CLIP = 1.0 - 1e-7  # keeps arctanh finite for (numerically) perfect correlations
 
@@ -177,6 +193,41 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
 
 
+def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of the tapered series ``h*x`` and ``h*y`` over each window's kept volumes.
+
+    ``weights`` (windows, T) holds ``h * kept`` (as :func:`window_weights` builds it) and ``counts``
+    (windows,) the number of kept volumes per window: the tapered series' moments are
+    ``weights @ x / n`` and ``weights**2 @ (x*y) / n``.
+    """
+    n = counts[:, None].astype(float)
+    w2 = weights * weights
+    mx = (weights @ x)[:, None] / n
+    vx = (w2 @ (x * x))[:, None] / n - mx**2
+    my = weights @ y / n
+    vy = w2 @ (y * y) / n - my**2
+    cov = w2 @ (x[:, None] * y) / n - mx * my
+    denom = np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cov / denom, 0.0)
+
+
+def window_corr(
+    weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray, estimator: str = "weighted"
+) -> np.ndarray:
+    """Windowed seed correlation by the chosen estimator (:data:`WINDOW_ESTIMATORS`)."""
+    if estimator == "weighted":
+        return weighted_corr(weights, x, y)
+    if estimator == "tapered-series":
+        return tapered_series_corr(weights, counts, x, y)
+    raise InputError(
+        f"window estimator {estimator!r} is unknown",
+        "WindowParams.window_estimator",
+        f"use one of {', '.join(WINDOW_ESTIMATORS)}",
+        params=("WindowParams.window_estimator",),
+    )
+
+
 def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
     sw = weights.sum(axis=1)[:, None]
@@ -209,6 +260,7 @@ def sliding_window_dfc(
     length: int,
     step: int = 1,
     shape: str = "rectangular",
+    estimator: str = "weighted",
     kept: np.ndarray | None = None,
     min_coverage: float = 0.8,
     keep_windows: bool = False,
@@ -226,6 +278,8 @@ def sliding_window_dfc(
         Window length and step, in volumes.
     shape : {'rectangular', 'hamming', 'tapered'}
         Window taper.
+    estimator : {'weighted', 'tapered-series'}
+        Taper-weighted Pearson r, or Pearson r of the tapered series (see :data:`WINDOW_ESTIMATORS`).
     kept : (T,) bool array, optional
         False for censored volumes; they get zero weight in every window.
     min_coverage : float
@@ -255,6 +309,7 @@ def sliding_window_dfc(
             params=("WindowParams.min_window_coverage",),
         )
     weights = window_weights(plan, kept, taper)[plan.valid]
+    counts = plan.kept_volumes[plan.valid]
     static_w = kept.astype(float)[None, :]
 
     seed_c = np.where(kept, seed - seed[kept].mean(), 0.0)
@@ -267,7 +322,7 @@ def sliding_window_dfc(
         stop = min(start + chunk_size, n_v)
         y = np.asarray(data[:, start:stop], dtype=np.float64)
         y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)  # centring: float cancellation
-        z = fisher_z(weighted_corr(weights, seed_c, y))
+        z = fisher_z(window_corr(weights, counts, seed_c, y, estimator))
         sd[start:stop] = z.std(axis=0, ddof=1)
         mean[start:stop] = z.mean(axis=0)
         static[start:stop] = fisher_z(weighted_corr(static_w, seed_c, y))[0]
@@ -285,6 +340,7 @@ def window_region_z(
     shape: str = "rectangular",
     kept: np.ndarray | None = None,
     min_coverage: float = 0.8,
+    estimator: str = "weighted",
 ) -> tuple[np.ndarray, WindowPlan]:
     """Windowed Fisher-z correlation of the seed with a few region series (T, R) -> (n_windows, R).
 
@@ -297,7 +353,8 @@ def window_region_z(
     w = window_weights(plan, kept, taper)
     y = np.asarray(region_series, float)
     y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)
-    z = fisher_z(weighted_corr(w, np.where(kept, seed - seed[kept].mean(), 0.0), y))
+    seed_c = np.where(kept, seed - seed[kept].mean(), 0.0)
+    z = fisher_z(window_corr(w, np.maximum(plan.kept_volumes, 1), seed_c, y, estimator))
     z[~plan.valid] = np.nan
     return z, plan
 
@@ -337,6 +394,7 @@ def seed_dfc_images(
     step: int,
     shape: str,
     min_coverage: float,
+    estimator: str = "weighted",
     keep_windows: bool = False,
     regions: Mapping[str, nb.Nifti1Image] | None = None,
 ) -> dict[str, Any]:
@@ -377,6 +435,7 @@ def seed_dfc_images(
         shape=shape,
         kept=kept,
         min_coverage=min_coverage,
+        estimator=estimator,
         keep_windows=keep_windows,
     )
 
@@ -411,6 +470,7 @@ def seed_dfc_images(
                 shape=shape,
                 kept=kept,
                 min_coverage=min_coverage,
+                estimator=estimator,
             )
             table[f"z_{name}"] = z[:, 0].round(6)
     out: dict[str, Any] = {

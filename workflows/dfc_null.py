@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflows.dfc import fisher_z, plan_windows, weighted_corr, window_taper, window_weights
+from workflows.dfc import fisher_z, plan_windows, window_corr, window_taper, window_weights
 
 #: Voxels with the strongest static coupling to the seed whose excess is tested per subject.
 TOP_TARGET_FRACTION = 0.01
@@ -55,7 +55,9 @@ def phase_randomise(x: np.ndarray, phases: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum * np.exp(1j * phases)[:, None], n=x.shape[0], axis=0)
 
 
-def _window_sd(weights: np.ndarray, kept: np.ndarray, seed: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _window_sd(
+    weights: np.ndarray, counts: np.ndarray, kept: np.ndarray, seed: np.ndarray, y: np.ndarray, estimator: str
+) -> np.ndarray:
     """SD over windows (ddof=1) of the Fisher-z seed correlation, as the dFC kernel computes it.
 
     Runs in the dtype of ``y``: float64 for the observed map, float32 for surrogates (centred,
@@ -63,7 +65,7 @@ def _window_sd(weights: np.ndarray, kept: np.ndarray, seed: np.ndarray, y: np.nd
     """
     seed_c = np.where(kept, seed - seed[kept].mean(), 0.0).astype(y.dtype)
     y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0).astype(y.dtype)
-    return fisher_z(weighted_corr(weights.astype(y.dtype), seed_c, y)).std(axis=0, ddof=1)
+    return fisher_z(window_corr(weights.astype(y.dtype), counts, seed_c, y, estimator)).std(axis=0, ddof=1)
 
 
 def stationary_null(
@@ -75,6 +77,7 @@ def stationary_null(
     shape: str = "rectangular",
     kept: np.ndarray | None = None,
     min_coverage: float = 0.8,
+    estimator: str = "weighted",
     static: np.ndarray | None = None,
     n_surrogates: int = 100,
     random_seed: int = 0,
@@ -93,6 +96,7 @@ def stationary_null(
     taper = window_taper(length, shape)
     plan = plan_windows(kept, length, step, min_coverage, taper)
     weights = window_weights(plan, kept, taper)[plan.valid]
+    counts = plan.kept_volumes[plan.valid]
     phases = surrogate_phases(n_t, n_surrogates, random_seed)
     if static is None:
         targets = np.ones(n_v, bool)
@@ -108,12 +112,13 @@ def stationary_null(
         stop = min(start + chunk_size, n_v)
         block = np.column_stack([seed, np.asarray(data[:, start:stop], dtype=np.float64)])
         spectrum = np.fft.rfft(block, axis=0)  # once per chunk; each surrogate only rotates phases
-        observed[start:stop] = _window_sd(weights, kept, block[:, 0], block[:, 1:])
+        observed[start:stop] = _window_sd(weights, counts, kept, block[:, 0], block[:, 1:], estimator)
         in_chunk = targets[start:stop]
         for i in range(n_surrogates):
             rotated = spectrum * np.exp(1j * phases[i])[:, None]
             surrogate = np.fft.irfft(rotated, n=n_t, axis=0).astype(np.float32)
-            sd = _window_sd(weights, kept, surrogate[:, 0], surrogate[:, 1:]).astype(np.float64)
+            sd = _window_sd(weights, counts, kept, surrogate[:, 0], surrogate[:, 1:], estimator)
+            sd = sd.astype(np.float64)
             null_sum[start:stop] += sd
             null_sq[start:stop] += sd * sd
             top_null[i] += sd[in_chunk].sum()

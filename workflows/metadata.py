@@ -47,7 +47,14 @@ def merge_run_metadata(denoise_info: dict, seed_info: dict, dfc_info: dict, stat
 
 #: Sidecar fields that must be equal across the subjects of a group and between a model and the
 #: subjects it predicts.
-SHARED_FIELDS = ("Space", "WindowLength_s", "WindowStep_vol", "WindowShape", "MinWindowCoverage")
+SHARED_FIELDS = (
+    "Space",
+    "WindowLength_s",
+    "WindowStep_vol",
+    "WindowShape",
+    "WindowEstimator",
+    "MinWindowCoverage",
+)
 SHARED_DENOISING = ("Strategy", "HighPass_Hz", "LowPass_Hz", "SmoothingFWHM_mm")
 
 

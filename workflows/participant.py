@@ -140,6 +140,7 @@ def init_dfc_wf(
             window_length=str(window.window_length),
             window_step=window.window_step,
             window_shape=window.window_shape,
+            window_estimator=window.window_estimator,
             min_coverage=window.min_window_coverage,
             high_pass=denoise.high_pass,
             save_windows=window.save_windows,

@@ -35,6 +35,9 @@ class _DFCInputSpec(BaseInterfaceInputSpec):
     window_length = traits.Str(mandatory=True, desc="window length ('60s' or '30vol')")
     window_step = traits.Int(mandatory=True, desc="window step (volumes)")
     window_shape = traits.Str(mandatory=True, desc="window taper (workflows.dfc.WINDOW_SHAPES)")
+    window_estimator = traits.Str(
+        mandatory=True, desc="correlation estimator (workflows.dfc.WINDOW_ESTIMATORS)"
+    )
     min_coverage = traits.Float(mandatory=True, desc="minimum kept fraction per window")
     high_pass = traits.Either(
         None,
@@ -80,6 +83,7 @@ class ComputeDFC(StrokefcInterface):
             step=self.inputs.window_step,
             shape=self.inputs.window_shape,
             min_coverage=self.inputs.min_coverage,
+            estimator=self.inputs.window_estimator,
             keep_windows=self.inputs.save_windows,
             regions=_report_regions(self.inputs.lesion_side, mask_img),
         )
@@ -108,6 +112,7 @@ class ComputeDFC(StrokefcInterface):
                 shape=self.inputs.window_shape,
                 kept=kept,
                 min_coverage=self.inputs.min_coverage,
+                estimator=self.inputs.window_estimator,
                 static=np.asarray(out["static"].dataobj)[mask],
                 n_surrogates=self.inputs.n_surrogates,
             )
@@ -142,7 +147,12 @@ class ComputeDFC(StrokefcInterface):
                 "WindowsTotal": int(plan.starts.size),
                 "WindowsKept": plan.n_valid,
                 "WindowsDropped": int(plan.starts.size - plan.n_valid),
-                "Correlation": "Pearson (taper-weighted), Fisher z (arctanh)",
+                "WindowEstimator": self.inputs.window_estimator,
+                "Correlation": (
+                    "Pearson (taper-weighted), Fisher z (arctanh)"
+                    if self.inputs.window_estimator == "weighted"
+                    else "Pearson of the tapered series (series x taper, then r), Fisher z (arctanh)"
+                ),
                 "SummaryOverWindows": {"dfcsd": "SD (ddof=1)", "dfcmean": "mean"},
                 "Warnings": window_warnings(length, tr, self.inputs.high_pass),
                 **null_info,
