@@ -67,6 +67,7 @@ def quality_measures(meta: dict) -> dict[str, float]:
         "censored_fraction": float(censored) / float(total) if total and censored is not None else math.nan,
         "volumes_kept": float(denoising.get("VolumesKept", math.nan)),
         "windows_kept": float(meta.get("WindowsKept", math.nan)),
+        "dof_remaining": float(denoising.get("DegreesOfFreedomRemaining", math.nan)),
     }
 
 

@@ -143,3 +143,12 @@ def test_default_window_passes_its_own_leonardi_check():
         length = parse_duration(WindowParams().window_length, tr)
         assert window_warnings(length, tr, DenoiseParams().high_pass) == []
     assert window_warnings(parse_duration("60s", 2.0), 2.0, 0.01)  # the old default did not
+
+
+def test_degrees_of_freedom_and_their_warning():
+    from workflows.denoise import degrees_of_freedom
+
+    dof = degrees_of_freedom(200, 2.0, 0.01, 0.08, 26)  # 24 motion + WM + CSF
+    assert dof["DegreesOfFreedomInBand"] == pytest.approx(200 * 2 * 0.07 * 2.0)
+    assert dof["DegreesOfFreedomRemaining"] == pytest.approx(56.0 - 26)
+    assert degrees_of_freedom(100, 2.0, None, None, 0)["DegreesOfFreedomInBand"] == pytest.approx(100)

@@ -235,13 +235,9 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         "included",
         "reason",
     ]
-    assert cohort[0].split("\t")[6:] == ["mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept"]
-    assert set(summary["quality_by_class"]) <= {
-        "mean_fd_mm",
-        "censored_fraction",
-        "volumes_kept",
-        "windows_kept",
-    }
+    quality = ["mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept", "dof_remaining"]
+    assert cohort[0].split("\t")[6:] == quality
+    assert set(summary["quality_by_class"]) <= set(quality)
     for name in ("severe", "mild", "difference"):
         assert nb.load(group / f"desc-{name}_dfcsd.nii.gz").ndim == 3
     sal = nb.load(group / "desc-saliency_map.nii.gz")

@@ -225,6 +225,28 @@ def _zscore_rows(x: np.ndarray) -> np.ndarray:
     return (x - mean) / std
 
 
+#: A run keeping less than this fraction of its in-band degrees of freedom gets a warning.
+DOF_WARNING_FRACTION = 0.5
+
+
+def degrees_of_freedom(
+    n_kept: int, tr: float, high_pass: float | None, low_pass: float | None, n_regressors: int
+) -> dict[str, float | int]:
+    """Temporal degrees of freedom left by band-pass and confound regression (as xcp_d reports them).
+
+    In-band dof = kept volumes x 2 (low - high) TR (the fraction of the spectrum the filter keeps);
+    each (band-passed) regressor removes about one more.
+    """
+    nyquist = 0.5 / tr
+    band = (min(low_pass, nyquist) if low_pass else nyquist) - (high_pass or 0.0)
+    in_band = n_kept * 2.0 * band * tr
+    return {
+        "DegreesOfFreedomInBand": round(in_band, 2),
+        "ConfoundRegressors": n_regressors,
+        "DegreesOfFreedomRemaining": round(in_band - n_regressors, 2),
+    }
+
+
 def clean_series(
     series: np.ndarray, confounds: np.ndarray | None, kept: np.ndarray, tr: float, params: DenoiseParams
 ) -> np.ndarray:
@@ -331,6 +353,17 @@ def denoise_run(
     )
     if params.strategy == "scrubbing":
         info.update({"FDThreshold_mm": params.fd_thresh, "StdDVARSThreshold": params.std_dvars_thresh})
+    dof = degrees_of_freedom(
+        int(kept.sum()), tr, params.high_pass, params.low_pass, 0 if conf is None else int(conf.shape[1])
+    )
+    info.update(dof)
+    if dof["DegreesOfFreedomRemaining"] < DOF_WARNING_FRACTION * dof["DegreesOfFreedomInBand"]:
+        info.setdefault("Warnings", []).append(
+            f"Confound regression uses {dof['ConfoundRegressors']} of the "
+            f"{dof['DegreesOfFreedomInBand']:.0f} degrees of freedom in the pass band, leaving "
+            f"{dof['DegreesOfFreedomRemaining']:.0f}: windowed correlations will be noisy. Prefer longer "
+            "runs or fewer regressors."
+        )
     if censored:
         info["CensoredVolumesHandling"] = (
             "cubic-spline interpolation of data and confounds before filtering and regression, then "

@@ -41,7 +41,7 @@ _LRCV_L2 = {
     if key in inspect.signature(LogisticRegressionCV).parameters
 }
 #: Quality measures of the confound-only model (sidecar fields, per subject).
-CONFOUND_FEATURES = ("mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept")
+CONFOUND_FEATURES = ("mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept", "dof_remaining")
 
 PARCEL_DESCRIPTION = (
     "mean of the map in each parcel of the HCPEx atlas (lesion-aligned CNN grid), standardised, and an "
