@@ -88,7 +88,7 @@ def test_sidecars_hold_every_parameter(finished):
     assert meta["Seed"]["source"] == "atlas"
     assert meta["Seed"]["atlas"] == "HCPEx"
     assert meta["WindowLength_vol"] == 50  # the 100 s default at TR 2 s
-    assert meta["WindowsKept"] == 200 - 2 - 30 + 1
+    assert meta["WindowsKept"] == 200 - 2 - 50 + 1
     assert all(s.startswith("bids:fmriprep:") for s in meta["Sources"])
 
 
