@@ -327,3 +327,15 @@ def test_bootstrap_comparison_and_corrected_ttest():
     naive = stats.ttest_1samp(d, 0.0).pvalue
     assert corrected["p_two_sided"] > naive
     assert corrected["mean_difference"] == pytest.approx(np.mean(d))
+
+
+def test_parcel_model_copes_with_one_training_subject_in_a_class():
+    from workflows.linear_models import parcel_fit_predict, parcel_matrix
+
+    x, y, groups, parcels, _ = _parcel_cohort(1.0, n=6)
+    y[:] = [1, 0, 0, 0, 0, 1]
+    operator, _ = parcel_matrix(parcels)
+    train = np.array([0, 1, 2, 3])  # one severe subject
+    prob, curve = parcel_fit_predict(x[train], y[train], groups[train], x[4:], operator=operator)
+    assert prob.shape == (2,)
+    assert curve == []

@@ -80,11 +80,16 @@ def parcel_means(x: np.ndarray, operator: sparse.csr_matrix) -> np.ndarray:
     return np.asarray(operator.T @ flat.T).T
 
 
-def _inner_splits(y: np.ndarray, groups: np.ndarray, seed: int, n_splits: int = 5) -> list:
-    """Subject-level stratified splits of the training data (for choosing the regularisation)."""
+def _inner_splits(y: np.ndarray, groups: np.ndarray, seed: int, n_splits: int = 5) -> list | None:
+    """Subject-level stratified splits of the training data (for choosing the regularisation).
+
+    None when a class has fewer than 2 training subjects: no inner split could hold both classes.
+    """
     _, first = np.unique(groups, return_index=True)
     smallest = int(np.bincount(np.asarray(y)[first].astype(int), minlength=2).min())
-    k = max(2, min(n_splits, smallest))
+    if smallest < 2:
+        return None
+    k = min(n_splits, smallest)
     return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
 
@@ -97,18 +102,24 @@ def parcel_fit_predict(
     operator: sparse.csr_matrix,
     seed: int = 0,
 ) -> tuple[np.ndarray, list]:
-    """Nested-CV parcel model: fit on one training fold, return the test probabilities (and no curve)."""
-    model = make_pipeline(
-        StandardScaler(),
+    """Nested-CV parcel model: fit on one training fold, return the test probabilities (and no curve).
+
+    With fewer than 2 training subjects in a class the strength cannot be chosen and stays at C = 1.
+    """
+    inner = _inner_splits(y_train, groups_train, seed)
+    classifier = (
         LogisticRegressionCV(
             Cs=list(PARCEL_CS),
-            cv=_inner_splits(y_train, groups_train, seed),
+            cv=inner,
             class_weight="balanced",
             scoring="neg_log_loss",
             max_iter=5000,
             **_LRCV_L2,
-        ),
+        )
+        if inner is not None
+        else LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
     )
+    model = make_pipeline(StandardScaler(), classifier)
     model.fit(parcel_means(x_train, operator), y_train)
     return model.predict_proba(parcel_means(x_test, operator))[:, 1], []
 
