@@ -199,3 +199,81 @@ def build_config(
         group=group,
         execution=ExecutionParams(**by_section.get("execution", {})),
     )
+
+
+def option_values(config: RunConfig) -> dict[str, Any]:
+    """Every option's value by its command-line ``dest`` (the inverse of :func:`build_config`)."""
+    sections: dict[str, Any] = {
+        "queries": config.queries,
+        "denoise": config.denoise,
+        "seed": config.seed,
+        "window": config.window,
+        "group": config.group,
+        "cv": config.group.cv,
+        "train": config.group.train,
+        "execution": config.execution,
+    }
+    return {dest: getattr(sections[section], name) for dest, (section, name) in OPTIONS.items()}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))  # a TOML basic string is a JSON string
+
+
+def to_toml(config: RunConfig) -> str:
+    """The run configuration as TOML: ``[run]`` (datasets and level) and ``[options]`` by ``dest``.
+
+    Unset options (None) are left out, or written "none" where None means "off"; ``--config-file``
+    reads the file back.
+    """
+    run = {
+        "bids_dir": config.bids_dir,
+        "output_dir": config.output_dir,
+        "analysis_level": config.analysis_level,
+        "fmriprep_dir": config.fmriprep_dir,
+        "work_dir": config.work_dir,
+        "model": config.model,
+    }
+    lines = [
+        "# strokefc run configuration (strokefc --config-file FILE repeats it; flags given win)",
+        "[run]",
+    ]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in run.items() if v is not None]
+    lines += ["", "[options]"]
+    values = option_values(config)
+    for key in sorted(values):
+        if values[key] is not None:
+            lines.append(f"{key} = {_toml_value(values[key])}")
+        elif option_default(key) is not None:  # switched off (e.g. smoothing); the parser reads "none"
+            lines.append(f'{key} = "none"')
+    return "\n".join(lines) + "\n"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """``{"run": {...}, "options": {...}}`` from a file written by :func:`to_toml`."""
+    import tomllib
+
+    from workflows.utils.errors import InputError
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(
+            f"the configuration file cannot be read ({exc})", str(path), "fix its syntax"
+        ) from None
+    unknown = sorted(set(data.get("options", {})) - set(OPTIONS))
+    if unknown:
+        raise InputError(
+            f"the configuration file has unknown options: {', '.join(unknown)}",
+            str(path),
+            "remove them (names are the long options with '_' for '-')",
+        )
+    return data

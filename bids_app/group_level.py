@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bids_app import queries
-from bids_app.config import RunConfig
+from bids_app.config import RunConfig, to_toml
 from bids_app.execution import execution_config, plugin_settings
 from bids_app.outputs import check_output_dir
 from bids_app.reporting import write_boilerplate, write_group_report
@@ -24,6 +24,7 @@ from workflows.metadata import shared_parameters
 from workflows.training import is_severe
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
+from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.group")
 #: Fewest subjects the group level accepts (with at least ``--cv-folds``).
@@ -170,6 +171,9 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
 def run_group_level(config: RunConfig) -> int:
     """Train and evaluate the CNN, export the model, write the group report; return the exit code."""
     check_output_dir(config.output_dir, config.bids_dir)
+    atomic_write_text(
+        config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
+    )
     if config.execution.boilerplate_only:
         print(f"Methods boilerplate: {write_boilerplate(config)}")
         return 0

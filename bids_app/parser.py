@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from bids_app import __version__
-from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name
+from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name, read_toml
 from bids_app.queries import resolve_datasets
 from workflows.dfc import DFC_PRESETS, WINDOW_ESTIMATORS, WINDOW_SHAPES
 
@@ -362,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("Other options")
     g.add_argument(
+        "--config-file",
+        type=_existing_path,
+        default=None,
+        metavar="FILE",
+        help="options from a run configuration (output_dir/logs/strokefc_<level>_config.toml); "
+        "options given on the command line win",
+    )
+    g.add_argument(
         "--boilerplate-only",
         action="store_true",
         help="write the methods text (output_dir/logs/CITATION.md) and stop",
@@ -377,9 +385,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _saved_options(argv: list[str] | None) -> dict:
+    """Options of ``--config-file`` (by ``dest``), read before parsing so that they become defaults."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config-file", type=_existing_path, default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.config_file is None:
+        return {}
+    return dict(read_toml(known.config_file).get("options", {}))
+
+
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     """Parse and validate; every problem is reported in one ``parser.error`` (exit code 2)."""
     parser = build_parser()
+    saved = _saved_options(argv)
+    if saved:
+        parser.set_defaults(**{k: v for k, v in saved.items() if k != "bids_filters"})
     opts = parser.parse_args(argv)
     problems = []
     window = {
@@ -405,7 +426,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         problems.append(f"--high-pass ({opts.high_pass}) must be below --low-pass ({opts.low_pass})")
     if opts.analysis_level == "group" and opts.model:
         problems.append("--model is for the participant level (the group level trains a model)")
-    filters = {}
+    filters = dict(saved.get("bids_filters") or {})
     if opts.bids_filter_file:
         try:
             filters = json.loads(opts.bids_filter_file.read_text())

@@ -22,7 +22,7 @@ import nibabel as nb
 from nipype.pipeline import engine as pe
 
 from bids_app import queries
-from bids_app.config import RunConfig
+from bids_app.config import RunConfig, to_toml
 from bids_app.execution import execution_config, plugin_settings
 from bids_app.lesions import find_lesion_mask, resolve_lesion_side
 from bids_app.outputs import check_output_dir, init_output_dataset
@@ -34,6 +34,7 @@ from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.participant import init_participant_wf
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
+from workflows.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -168,6 +169,9 @@ def run_participant_level(config: RunConfig) -> int:
     """Plan, run and report every selected subject; return the exit code (0 or 1)."""
     started = time.time() - 1  # failure records and crash files older than this belong to earlier runs
     check_output_dir(config.output_dir, config.bids_dir)
+    atomic_write_text(
+        config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
+    )
     if config.execution.boilerplate_only:
         path = write_boilerplate(config)
         print(f"Methods boilerplate: {path}")

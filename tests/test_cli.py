@@ -142,3 +142,43 @@ def test_work_dir_underscore_and_no_abbreviations(tmp_path):
     proc = _run(tmp_path, tmp_path / "out", "participant", "--mem-g", "4")  # a prefix is not an option
     assert proc.returncode == 2
     assert "unrecognized arguments: --mem-g" in proc.stderr
+
+
+def test_saved_configuration_repeats_a_run_and_flags_win(tmp_path):
+    from bids_app.config import to_toml
+
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    base = [str(tmp_path), str(tmp_path / "out"), "participant"]
+    first = parser.parse_args(
+        [
+            *base,
+            "--dfc-preset",
+            "dpabi",
+            "--denoise",
+            "scrubbing",
+            "--fd-thresh",
+            "0.3",
+            "--smoothing",
+            "0",
+            "--seed-coords=-38,-22,56",
+            "--participant-label",
+            "01",
+            "02",
+            "--null-surrogates",
+            "7",
+        ]
+    )
+    saved = tmp_path / "config.toml"
+    saved.write_text(to_toml(first))
+    again = parser.parse_args([*base, "--config-file", str(saved)])
+    assert again == first
+    assert saved.read_text() == to_toml(again)  # byte for byte
+    changed = parser.parse_args([*base, "--config-file", str(saved), "--fd-thresh", "0.4"])
+    assert changed.denoise.fd_thresh == 0.4
+    assert changed.denoise.strategy == "scrubbing"
+    saved.write_text('[options]\nwindow_lenght = "30vol"\n')
+    proc = _run(*base, "--config-file", saved)
+    assert proc.returncode == 2
+    assert "unknown options: window_lenght" in proc.stderr
