@@ -28,6 +28,7 @@ from bids_app.lesions import find_lesion_mask, resolve_lesion_side
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
+from bids_app.progress import SubjectProgress
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
@@ -212,6 +213,7 @@ def run_participant_level(config: RunConfig) -> int:
         config.work_dir.mkdir(parents=True, exist_ok=True)
         wf = build_workflow(config, plans)
         plugin, plugin_args = plugin_settings(config.execution)
+        plugin_args = {**plugin_args, "status_callback": SubjectProgress(wf)}
         LOGGER.info("Running %d subject(s) with %s", len(plans), plugin)
         # BLAS threads of every node (inherited by MultiProc workers and batch jobs)
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))

@@ -147,3 +147,44 @@ def test_run_names_keep_every_distinguishing_entity():
     assert RunInputs(bold=None, mask=None, confounds=None, boldref=None, tr=2.0, entities=b).name == run_name(
         b
     )
+
+
+def test_progress_prints_one_line_per_subject_when_its_last_node_ends(two_run_cohort, tmp_path):
+    from nipype.interfaces.utility import IdentityInterface
+    from nipype.pipeline import engine as pe
+
+    from bids_app.progress import SubjectProgress
+
+    fmriprep = two_run_cohort / "derivatives" / "fmriprep"
+    top = pe.Workflow(name="strokefc_participant_wf")
+    for subject in ("01", "02"):
+        top.add_nodes(
+            [
+                init_participant_wf(
+                    subject=subject,
+                    runs=collect_runs(fmriprep, subject),
+                    denoise=DenoiseParams(),
+                    seed=SeedParams(),
+                    window=WindowParams(),
+                    lesion_side="L",
+                    lesion_source="test",
+                    output_dir=tmp_path,
+                    fmriprep_dir=fmriprep,
+                )
+            ]
+        )
+    lines = []
+    progress = SubjectProgress(top, printer=lambda text, **_: lines.append(text))
+    nodes = [n for n in top._create_flat_graph().nodes() if not isinstance(n.interface, IdentityInterface)]
+    sub01 = [n for n in nodes if ".sub_01_wf." in n.fullname]
+    for node in sub01[:-1]:
+        progress(node, "start")
+        progress(node, "end")
+    assert lines == []
+    progress(sub01[-1], "end")
+    assert len(lines) == 1
+    assert lines[0].startswith("  sub-01 done (1/2,")
+    sub02 = next(n for n in nodes if ".sub_02_wf." in n.fullname)
+    progress(sub02, "exception")
+    assert lines[1].startswith("  sub-02 failed")
+    assert lines[1].endswith("min elapsed)")
