@@ -195,3 +195,14 @@ def test_cnn_learns_a_localised_effect_and_not_a_null():
     assert _cv_balanced_accuracy(*_blob_cohort(1.0), old) < _cv_balanced_accuracy(
         *_blob_cohort(1.0), settings
     )
+
+
+def test_group_mask_comes_from_the_template_not_from_the_maps():
+    from workflows.cnn_inputs import template_mask
+
+    aff = np.diag([4.0, 4.0, 4.0, 1.0])
+    aff[:3, 3] = [-96.0, -132.0, -78.0]  # the simulator's 4 mm MNI grid, symmetric about x = 0
+    ref = nb.Nifti1Image(np.zeros((49, 58, 49), np.float32), aff)
+    mask = template_mask(ref)
+    assert 25_000 < mask.sum() < 35_000  # about 1.5 l of brain in 64 mm^3 voxels
+    np.testing.assert_array_equal(mask, mask[::-1])  # symmetric: mirroring never leaves the mask

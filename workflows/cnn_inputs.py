@@ -71,6 +71,47 @@ def group_mask(imgs: Sequence[nb.Nifti1Image], min_fraction: float = 0.9) -> np.
     return mask
 
 
+def template_mask(ref_img: nb.Nifti1Image) -> np.ndarray:
+    """The MNI152 brain mask (nilearn's, offline) on ``ref_img``'s grid, made symmetric about x = 0.
+
+    The group mask and the CNN grid come from it rather than from the subjects' maps, so that no test
+    subject shapes them (and a map with missing coverage does not shrink everyone's grid).
+    """
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_to_img
+
+    mask_img = resample_to_img(
+        load_mni152_brain_mask(resolution=2),
+        ref_img,
+        interpolation="nearest",
+        force_resample=True,
+        copy_header=True,
+    )
+    mask = np.asarray(mask_img.dataobj) > 0
+    mask = mask if mask.ndim == 3 else mask[..., 0]
+    mirrored = np.asarray(mirror_lr(nb.Nifti1Image(mask.astype(np.uint8), ref_img.affine)).dataobj) > 0
+    mask |= mirrored
+    if not mask.any():
+        raise InputError(
+            "the MNI152 brain mask does not overlap the maps' grid",
+            "group maps",
+            "check that the participant-level maps are in MNI space",
+        )
+    return mask
+
+
+def check_same_grid(imgs: Sequence[nb.Nifti1Image]) -> None:
+    """Every map must share the first one's grid (the participant level guarantees it)."""
+    ref = imgs[0]
+    for img in imgs[1:]:
+        if img.shape[:3] != ref.shape[:3] or not np.allclose(img.affine, ref.affine, atol=1e-3):
+            raise InputError(
+                f"maps have different grids ({ref.shape[:3]} vs {img.shape[:3]})",
+                img.get_filename() or "group maps",
+                "re-run the participant level with the same resolution for everyone",
+            )
+
+
 def make_grid(ref_img: nb.Nifti1Image, mask: np.ndarray, resolution: float) -> dict:
     """The CNN grid: the mask's bounding box in world space at ``resolution`` mm, symmetric about x = 0.
 

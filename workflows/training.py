@@ -24,11 +24,13 @@ from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, predict_pr
 from workflows.cnn_inputs import (
     align_image,
     apply_grid,
+    check_same_grid,
     grid_image,
     grid_mask,
     group_mask,
     make_grid,
     subsample_windows,
+    template_mask,
 )
 from workflows.evaluation import BASELINE_DESCRIPTION, CVParams, baseline_fit_predict, subject_folds
 from workflows.explain import aal_atlas, atlas_on_grid, region_table, subject_saliency, write_region_table
@@ -88,7 +90,10 @@ class GroupParams:
     samples: str = "maps"  # "maps": one per subject; "windows": window maps, grouped by subject
     random_seed: int = 0
     max_windows: int = 20  # window maps kept per subject with samples="windows" (neighbours are near copies)
-    group_mask_min_fraction: float = 0.9  # voxel kept when non-zero in this fraction of maps
+    # "template": the MNI152 brain mask (no subject shapes the grid); "maps": voxels non-zero in at least
+    # group_mask_min_fraction of the maps (all subjects, test folds included: the first version's choice)
+    group_mask: str = "template"
+    group_mask_min_fraction: float = 0.9
     threads: int = 1  # PyTorch threads per fold, permutation and final-training process
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
@@ -156,10 +161,16 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     """
     work_dir = Path(work_dir)
     align = params.align_lesion
-    aligned = [align_image(load_nifti(s["map_file"]), s["lesion_side"], align) for s in subjects]
-    mask = group_mask(aligned, params.group_mask_min_fraction)
-    grid = make_grid(aligned[0], mask, params.cnn_resolution)
-    del aligned
+    maps_imgs = [load_nifti(s["map_file"]) for s in subjects]
+    check_same_grid(maps_imgs)
+    if params.group_mask == "template":
+        mask = template_mask(maps_imgs[0])
+    else:  # "maps": voxels present in most subjects' (aligned) maps, the first version's mask
+        aligned = [align_image(img, s["lesion_side"], align) for img, s in zip(maps_imgs, subjects)]
+        mask = group_mask(aligned, params.group_mask_min_fraction)
+        del aligned
+    grid = make_grid(maps_imgs[0], mask, params.cnn_resolution)
+    del maps_imgs
     maps = np.concatenate([apply_grid(s["map_file"], grid, s["lesion_side"], align) for s in subjects])
     y_subject = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
     labels = np.array([s["label"] for s in subjects])
