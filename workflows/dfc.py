@@ -193,6 +193,20 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
 
 
+def _moment_corr(
+    first: np.ndarray, second: np.ndarray, norm: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Pearson r from moments: means ``first @ a / norm``, second moments ``second @ (a*b) / norm``."""
+    mx = (first @ x)[:, None] / norm
+    vx = (second @ (x * x))[:, None] / norm - mx**2
+    my = first @ y / norm
+    vy = second @ (y * y) / norm - my**2
+    cov = second @ (x[:, None] * y) / norm - mx * my
+    denom = np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, cov / denom, 0.0)
+
+
 def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson r of the tapered series ``h*x`` and ``h*y`` over each window's kept volumes.
 
@@ -200,16 +214,7 @@ def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, 
     (windows,) the number of kept volumes per window: the tapered series' moments are
     ``weights @ x / n`` and ``weights**2 @ (x*y) / n``.
     """
-    n = counts[:, None].astype(float)
-    w2 = weights * weights
-    mx = (weights @ x)[:, None] / n
-    vx = (w2 @ (x * x))[:, None] / n - mx**2
-    my = weights @ y / n
-    vy = w2 @ (y * y) / n - my**2
-    cov = w2 @ (x[:, None] * y) / n - mx * my
-    denom = np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, cov / denom, 0.0)
+    return _moment_corr(weights, weights * weights, counts[:, None].astype(float), x, y)
 
 
 def window_corr(
@@ -230,16 +235,7 @@ def window_corr(
 
 def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
-    sw = weights.sum(axis=1)[:, None]
-    mx = (weights @ x)[:, None] / sw
-    vx = (weights @ (x * x))[:, None] / sw - mx**2
-    my = weights @ y / sw
-    vy = weights @ (y * y) / sw - my**2
-    cov = weights @ (x[:, None] * y) / sw - mx * my
-    denom = np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(denom > 0, cov / denom, 0.0)
-    return r
+    return _moment_corr(weights, weights, weights.sum(axis=1)[:, None], x, y)
 
 
 @dataclass
