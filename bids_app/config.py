@@ -277,3 +277,32 @@ def read_toml(path: Path) -> dict[str, Any]:
             "remove them (names are the long options with '_' for '-')",
         )
     return data
+
+
+#: Sections whose values the group level takes from the participant run (for the methods text).
+PARTICIPANT_SECTIONS = ("queries", "denoise", "seed", "window")
+
+
+def with_participant_options(config: RunConfig) -> RunConfig:
+    """``config`` with the participant-level options saved in ``output_dir/logs`` (when the file exists).
+
+    The group level describes the participant processing as it was run, not with its own defaults.
+    """
+    saved_file = Path(config.output_dir) / "logs" / "strokefc_participant_config.toml"
+    if not saved_file.is_file():
+        return config
+    saved = read_toml(saved_file).get("options", {})
+    values = option_values(config)
+    for dest, (section, _) in OPTIONS.items():
+        if section in PARTICIPANT_SECTIONS and dest in saved and dest != "participant_label":
+            value = saved[dest]
+            values[dest] = None if value == "none" else tuple(value) if isinstance(value, list) else value
+    return build_config(
+        bids_dir=config.bids_dir,
+        output_dir=config.output_dir,
+        analysis_level=config.analysis_level,
+        fmriprep_dir=config.fmriprep_dir,
+        work_dir=config.work_dir,
+        model=config.model,
+        values=values,
+    )

@@ -182,3 +182,39 @@ def test_saved_configuration_repeats_a_run_and_flags_win(tmp_path):
     proc = _run(*base, "--config-file", saved)
     assert proc.returncode == 2
     assert "unknown options: window_lenght" in proc.stderr
+
+
+def test_group_methods_text_describes_the_participant_options_that_ran(tmp_path):
+    from bids_app.config import to_toml, with_participant_options
+    from bids_app.reports.boilerplate import methods_text
+
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    out = tmp_path / "out"
+    participant = parser.parse_args(
+        [
+            str(tmp_path),
+            str(out),
+            "participant",
+            "--denoise",
+            "scrubbing",
+            "--dfc-preset",
+            "dpabi",
+            "--smoothing",
+            "0",
+        ]
+    )
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "strokefc_participant_config.toml").write_text(to_toml(participant))
+    group = parser.parse_args([str(tmp_path), str(out), "group", "--cv-folds", "3"])
+    assert group.denoise.strategy == "simple"  # the group command's own defaults...
+    described = with_participant_options(group)
+    assert described.denoise.strategy == "scrubbing"  # ...are replaced by what the participant level ran
+    assert described.denoise.smoothing_fwhm is None
+    assert described.window.window_length == "30vol"
+    assert described.group.cv.cv_folds == 3
+    md = methods_text(described, {})
+    assert "`scrubbing`" in md
+    assert "30 volumes" in md
+    assert "3-fold cross-validation" in md

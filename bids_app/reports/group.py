@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from bids_app.config import RunConfig
+from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
@@ -402,7 +402,7 @@ def write_group_report(
     regions = _read_tsv(group_dir / "top_regions.tsv")
     md = ""
     try:
-        md = methods_text(config, software_versions())
+        md = methods_text(with_participant_options(config), software_versions())
         write_citation(out_dir / "logs", md)
     except Exception:  # the methods text must never fail the report
         LOGGER.exception("The methods boilerplate could not be written")
