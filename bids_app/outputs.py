@@ -29,6 +29,7 @@ group/
 model/
 *.html
 predictions.tsv
+predictions_summary.json
 """
 
 

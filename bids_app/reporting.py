@@ -21,7 +21,9 @@ from bids_app.reports.boilerplate import methods_text, write_citation
 from bids_app.reports.group import CohortSubject
 from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
+from workflows.evaluation import classification_metrics
 from workflows.interfaces.reportlets import FIGURES
+from workflows.linear_models import bootstrap_comparison
 from workflows.metadata import software_versions
 from workflows.training import is_severe
 from workflows.utils.bids import RunInputs
@@ -168,7 +170,7 @@ def write_participant_reports(
         except Exception:  # a report must never fail the run
             LOGGER.exception("The report of sub-%s could not be written", plan.subject)
     if config.model:
-        update_predictions_table(config, [p.subject for p in plans])
+        update_predictions_table(config, list(plans))
     return written
 
 
@@ -184,11 +186,31 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def update_predictions_table(config: RunConfig, subjects: list[str]) -> Path:
-    """Merge these subjects' predictions into ``output_dir/predictions.tsv`` (locked, atomic)."""
+def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) -> Path:
+    """Merge these subjects' predictions into ``output_dir/predictions.tsv`` (locked, atomic).
+
+    Each row names its map by a BIDS URI in this dataset (``bids::sub-01/func/...``) and, when
+    participants.tsv has the score, the true UL-FMA and class; ``predictions_summary.json`` then scores
+    the model on every labelled row (external validation).
+    """
     table = config.output_dir / "predictions.tsv"
-    rows = [find_prediction(config, s) for s in subjects]
-    rows = [r for r in rows if r]
+    layout = queries.derivatives_layout(config.output_dir)
+    rows = []
+    for plan in plans:
+        row = find_prediction(config, plan.subject)
+        if not row:
+            continue
+        found = queries.find_subject_map(
+            layout, plan.subject, space=config.queries.space, res=config.queries.res
+        )
+        if found is not None:
+            row["map_file"] = f"bids::{found.relative_to(config.output_dir)}"
+        if plan.ul_fma is not None:
+            row["ul_fma_true"] = plan.ul_fma
+            row["class_true"] = (
+                "severe" if is_severe(plan.ul_fma, config.group.severe_threshold) else "mild-to-moderate"
+            )
+        rows.append(row)
     with locked(config.output_dir / ".predictions.lock"):
         old = pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
         new = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in rows])
@@ -200,7 +222,47 @@ def update_predictions_table(config: RunConfig, subjects: list[str]) -> Path:
             merged = merged[first + [c for c in merged.columns if c not in first]]
             merged = merged.sort_values("participant_id")
         atomic_write_text(table, merged.to_csv(sep="\t", index=False))
+        summary = external_validation(merged)
+        if summary:
+            atomic_write_text(
+                config.output_dir / "predictions_summary.json",
+                json.dumps(summary, indent=2, sort_keys=True) + "\n",
+            )
     return table
+
+
+def external_validation(table: pd.DataFrame) -> dict | None:
+    """Balanced accuracy, AUC and Brier score of the labelled predictions, with bootstrap intervals."""
+    if "class_true" not in table or "prob_severe" not in table:
+        return None
+    labelled = table[table["class_true"].isin(["severe", "mild-to-moderate"])]
+    y = (labelled["class_true"] == "severe").to_numpy(int)
+    prob = labelled["prob_severe"].astype(float).to_numpy()
+    if len(y) < 2 or len(set(y)) < 2:
+        return {"n_labelled": len(y), "note": "both classes are needed to score the model"}
+    rows = [
+        {"participant_id": pid, "repeat": 0, "model": "model", "y_true": int(t), "prob_severe": float(p)}
+        for pid, t, p in zip(labelled["participant_id"], y, prob)
+    ]
+    boot = bootstrap_comparison(rows, "model", n_boot=1000)["model"]
+    metrics = classification_metrics(y, prob)
+    return {
+        "n_labelled": len(y),
+        "class_counts": {"severe": int(y.sum()), "mild-to-moderate": int(len(y) - y.sum())},
+        "balanced_accuracy": {
+            "value": metrics["balanced_accuracy"],
+            "ci95": boot["balanced_accuracy"]["ci95"],
+        },
+        "roc_auc": {"value": metrics["roc_auc"], "ci95": boot["roc_auc"]["ci95"]},
+        "brier": metrics["brier"],
+        "confusion": {
+            "true_severe_predicted_severe": int(((prob >= 0.5) & (y == 1)).sum()),
+            "true_severe_predicted_mild": int(((prob < 0.5) & (y == 1)).sum()),
+            "true_mild_predicted_severe": int(((prob >= 0.5) & (y == 0)).sum()),
+            "true_mild_predicted_mild": int(((prob < 0.5) & (y == 0)).sum()),
+        },
+        "interval": "95% subject bootstrap (1000 draws)",
+    }
 
 
 def write_boilerplate(config: RunConfig) -> Path | None:

@@ -459,3 +459,29 @@ def test_group_report_tolerates_missing_optional_outputs(tmp_path):
     assert "No cross-validation summary" in html
     assert "No group maps were found" in html
     assert "<img" not in html
+
+
+def test_external_validation_matches_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, brier_score_loss, roc_auc_score
+
+    from bids_app.reporting import external_validation
+
+    rng = np.random.default_rng(0)
+    y = np.array([1, 0] * 10)
+    prob = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(scale=0.2, size=y.size), 0, 1)
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:02d}" for i in range(y.size)],
+            "prob_severe": prob.astype(str),
+            "class_true": np.where(y == 1, "severe", "mild-to-moderate"),
+        }
+    )
+    out = external_validation(table)
+    assert out["n_labelled"] == 20
+    assert out["balanced_accuracy"]["value"] == pytest.approx(balanced_accuracy_score(y, prob >= 0.5))
+    assert out["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, prob))
+    assert out["brier"] == pytest.approx(brier_score_loss(y, prob))
+    lo, hi = out["balanced_accuracy"]["ci95"]
+    assert lo <= out["balanced_accuracy"]["value"] <= hi
+    assert sum(out["confusion"].values()) == 20
+    assert external_validation(table.drop(columns="class_true")) is None
