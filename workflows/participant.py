@@ -52,7 +52,7 @@ def init_dfc_wf(
 
     Workflow graph::
 
-        inputnode -> denoise -> seed -> dfc -> metadata -> ds_<stat> (dfcsd, dfcmean, fc[, windows])
+        inputnode -> denoise -> seed -> dfc -> metadata -> ds_<stat> (dfcsd dfcmean fc dfcexcess [windows])
                                   |       \\-> ds_seed_tsv, ds_windows_tsv          ds_seed_mask
                                   \\-> reportlets (seed, confounds, carpet, seedts, maps) -> ds_report_*
         inputnode.bold_file names every output (sinks' source_file) and feeds the carpet plot.
