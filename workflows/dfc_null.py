@@ -60,8 +60,8 @@ def _window_sd(
 ) -> np.ndarray:
     """SD over windows (ddof=1) of the Fisher-z seed correlation, as the dFC kernel computes it.
 
-    Runs in the dtype of ``y``: float64 for the observed map, float32 for surrogates (centred,
-    unit-variance series; the null's mean and SD do not need more than float32's 7 digits).
+    Runs in the dtype of ``y`` (float64 here: float32 products differ with the number of BLAS threads by
+    about 1e-5, so the same run on MultiProc and on SLURM would not give the same excess map).
     """
     seed_c = np.where(kept, seed - seed[kept].mean(), 0.0).astype(y.dtype)
     y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0).astype(y.dtype)
@@ -116,7 +116,7 @@ def stationary_null(
         in_chunk = targets[start:stop]
         for i in range(n_surrogates):
             rotated = spectrum * np.exp(1j * phases[i])[:, None]
-            surrogate = np.fft.irfft(rotated, n=n_t, axis=0).astype(np.float32)
+            surrogate = np.fft.irfft(rotated, n=n_t, axis=0)
             sd = _window_sd(weights, counts, kept, surrogate[:, 0], surrogate[:, 1:], estimator)
             sd = sd.astype(np.float64)
             null_sum[start:stop] += sd
