@@ -136,29 +136,20 @@ OPTIONS: dict[str, tuple[str, str]] = {
     },
 }
 
-_CLASS_NAMES = {
-    "queries": "QueryParams",
-    "denoise": "DenoiseParams",
-    "seed": "SeedParams",
-    "window": "WindowParams",
-    "group": "GroupParams",
-    "cv": "CVParams",
-    "train": "TrainSettings",
-    "execution": "ExecutionParams",
-}
+#: Every parameter class by section, ``train`` (nested in ``group``) included.
+_SECTION_CLASSES: dict[str, type] = {**SECTIONS, "train": TrainSettings}
 
 
 def option_default(dest: str) -> Any:
     """The default of a command-line option, read from its parameter class."""
     section, name = OPTIONS[dest]
-    cls = {**SECTIONS, "train": TrainSettings}[section]
-    return getattr(cls(), name)
+    return getattr(_SECTION_CLASSES[section](), name)
 
 
 def parameter_name(dest: str) -> str:
     """The qualified parameter name the science layer uses in its errors (``WindowParams.window_step``)."""
     section, name = OPTIONS[dest]
-    return f"{_CLASS_NAMES[section]}.{name}"
+    return f"{_SECTION_CLASSES[section].__name__}.{name}"
 
 
 def build_config(

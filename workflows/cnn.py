@@ -68,7 +68,7 @@ class TrainSettings:
 
 
 class StrokeCNN(nn.Module):
-    """Voxelwise z-score -> 4 x (Conv3d-BN-ReLU-downsample) -> global average pool -> dropout -> linear."""
+    """Voxelwise z-score -> 4 x (Conv3d-BN-ReLU-downsample) -> pool to a pool^3 grid -> dropout -> linear."""
 
     # buffers registered in __init__ (declared here for type checkers: nn.Module.__getattr__ is untyped)
     in_mean: torch.Tensor
@@ -145,6 +145,13 @@ class StrokeCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.normalise(x))
+
+
+def model_for(in_shape: Sequence[int], settings: TrainSettings) -> StrokeCNN:
+    """A fresh :class:`StrokeCNN` for inputs of ``in_shape`` with the architecture of ``settings``."""
+    return StrokeCNN(
+        in_shape, settings.channels, settings.dropout, pool=settings.pool, downsample=settings.downsample
+    )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -281,13 +288,7 @@ def train_model(
         is_val = validation_split(y, groups, settings.val_fraction, rng)
         x_fit, y_fit = x[~is_val], y[~is_val]
         x_val, y_val = x[is_val], y[is_val]
-        model = StrokeCNN(
-            x.shape[1:],
-            settings.channels,
-            settings.dropout,
-            pool=settings.pool,
-            downsample=settings.downsample,
-        )
+        model = model_for(x.shape[1:], settings)
         fit_normaliser(model, x_fit)
         model.to(device)
         counts = np.bincount(y_fit, minlength=2).astype(float)

@@ -233,6 +233,15 @@ def window_corr(
     )
 
 
+def centre_kept(a: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``a`` (T,) or (T, V) minus its mean over kept volumes, zero on censored ones.
+
+    Centring first keeps the one-pass moment formulas free of float cancellation on large offsets.
+    """
+    mask = kept if a.ndim == 1 else kept[:, None]
+    return np.where(mask, a - a[kept].mean(axis=0), 0.0)
+
+
 def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
     return _moment_corr(weights, weights, weights.sum(axis=1)[:, None], x, y)
@@ -308,7 +317,7 @@ def sliding_window_dfc(
     counts = plan.kept_volumes[plan.valid]
     static_w = kept.astype(float)[None, :]
 
-    seed_c = np.where(kept, seed - seed[kept].mean(), 0.0)
+    seed_c = centre_kept(seed, kept)
     n_v = data.shape[1]
     sd = np.empty(n_v, np.float32)
     mean = np.empty(n_v, np.float32)
@@ -317,7 +326,7 @@ def sliding_window_dfc(
     for start in range(0, n_v, chunk_size):
         stop = min(start + chunk_size, n_v)
         y = np.asarray(data[:, start:stop], dtype=np.float64)
-        y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)  # centring: float cancellation
+        y = centre_kept(y, kept)
         z = fisher_z(window_corr(weights, counts, seed_c, y, estimator))
         sd[start:stop] = z.std(axis=0, ddof=1)
         mean[start:stop] = z.mean(axis=0)
@@ -348,8 +357,8 @@ def window_region_z(
     plan = plan_windows(kept, length, step, min_coverage, taper)
     w = window_weights(plan, kept, taper)
     y = np.asarray(region_series, float)
-    y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0)
-    seed_c = np.where(kept, seed - seed[kept].mean(), 0.0)
+    y = centre_kept(y, kept)
+    seed_c = centre_kept(seed, kept)
     z = fisher_z(window_corr(w, np.maximum(plan.kept_volumes, 1), seed_c, y, estimator))
     z[~plan.valid] = np.nan
     return z, plan

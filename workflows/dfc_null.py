@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflows.dfc import fisher_z, plan_windows, window_corr, window_taper, window_weights
+from workflows.dfc import centre_kept, fisher_z, plan_windows, window_corr, window_taper, window_weights
 
 #: Voxels with the strongest static coupling to the seed whose excess is tested per subject.
 TOP_TARGET_FRACTION = 0.01
@@ -63,8 +63,8 @@ def _window_sd(
     Runs in the dtype of ``y`` (float64 here: float32 products differ with the number of BLAS threads by
     about 1e-5, so the same run on MultiProc and on SLURM would not give the same excess map).
     """
-    seed_c = np.where(kept, seed - seed[kept].mean(), 0.0).astype(y.dtype)
-    y = np.where(kept[:, None], y - y[kept].mean(axis=0), 0.0).astype(y.dtype)
+    seed_c = centre_kept(seed, kept).astype(y.dtype)
+    y = centre_kept(y, kept).astype(y.dtype)
     return fisher_z(window_corr(weights.astype(y.dtype), counts, seed_c, y, estimator)).std(axis=0, ddof=1)
 
 

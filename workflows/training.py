@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from workflows import evaluation as ev
-from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, predict_proba, train_model
+from workflows.cnn import TrainSettings, count_parameters, model_for, predict_proba, train_model
 from workflows.cnn_inputs import (
     align_image,
     apply_grid,
@@ -439,15 +439,7 @@ def summarise_cv(
         "samples": params.samples,
         "permutation": permutation,
         "baseline": ev.BASELINE_DESCRIPTION,
-        "cnn_parameters": count_parameters(
-            StrokeCNN(
-                data["x"].shape[1:],
-                params.train.channels,
-                params.train.dropout,
-                pool=params.train.pool,
-                downsample=params.train.downsample,
-            )
-        ),
+        "cnn_parameters": count_parameters(model_for(data["x"].shape[1:], params.train)),
         "settings": params.to_dict(),
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
