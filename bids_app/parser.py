@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(DFC_PRESETS),
         default=None,
         help="set window length/step/shape/estimator at once: dpabi (30 TR Hamming, step 1, tapered-series), "
-        "dynamicbc (50 TR rectangular, step 20), allen (22 TR tapered, step 1, tapered-series)",
+        "dynamicbc (50 TR rectangular, step 20), "
+        "allen (22 TR tapered-circular as GIFT, step 1, tapered-series)",
     )
     g.add_argument(
         "--window-length",
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--window-shape",
         choices=list(WINDOW_SHAPES),
         default=None,
-        help=f"window taper (default {D('window_shape')}; tapered = Allen et al. 2014)",
+        help=f"window taper (default {D('window_shape')}; tapered = Allen et al. 2014 cut to the window; "
+        "tapered-circular = GIFT's full-run window)",
     )
     g.add_argument(
         "--window-estimator",

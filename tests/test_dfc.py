@@ -184,7 +184,72 @@ def _dpabi_style(seed, data, length, taper):
     return np.array(out)
 
 
-@pytest.mark.parametrize(("preset", "shape", "length"), [("dpabi", "hamming", 30), ("allen", "tapered", 22)])
+def _gift_style(seed, data, wsize, sigma=3.0):
+    """GIFT's dFNC windows written from its published code (icatb_compute_sliding_window + circshift).
+
+    1-based MATLAB indices are kept visible: b((m-w+1):(m+w)) = 1, c = c(m+1:end-m+1), and window
+    ii = 1..nT-wsize is circshift(c, round(-nT/2) + round(wsize/2) + ii); r = corr of the tapered series.
+    """
+    n_t = len(seed)
+    matlab_round = lambda v: int(np.sign(v) * np.floor(abs(v) + 0.5))  # noqa: E731
+    n_even = n_t + 1 if n_t % 2 else n_t
+    m = n_even // 2
+    w = matlab_round(wsize / 2)
+    x = np.arange(n_even)
+    gw = np.exp(-((x - m) ** 2) / (2 * sigma * sigma))
+    b = np.zeros(n_even)
+    b[(m - w + 1) - 1 : (m + w)] = 1
+    c = np.convolve(gw, b)
+    c = c / c.max()
+    c = c[(m + 1) - 1 : len(c) - m + 1][:n_t]
+    out = []
+    for ii in range(1, n_t - wsize + 1):
+        a = np.roll(c, matlab_round(-n_t / 2) + matlab_round(wsize / 2) + ii)
+        out.append([np.corrcoef(seed * a, data[:, v] * a)[0, 1] for v in range(data.shape[1])])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n_t", [90, 91])
+def test_allen_preset_reproduces_gift_full_length_window(rng, n_t):
+    settings = dfc.DFC_PRESETS["allen"]
+    assert settings["window_shape"] == "tapered-circular"
+    assert settings["window_estimator"] == "tapered-series"
+    seed = rng.normal(size=n_t)
+    data = 0.5 * seed[:, None] + rng.normal(size=(n_t, 6))
+    seed, data = seed - seed.mean(), data - data.mean(axis=0)  # GIFT z-scores its time courses
+    res = dfc.sliding_window_dfc(
+        seed,
+        data,
+        length=22,
+        shape="tapered-circular",
+        estimator="tapered-series",
+        keep_windows=True,
+        min_coverage=0.0,
+    )
+    reference = _gift_style(seed, data, 22)
+    assert res.windows.shape == reference.shape == (n_t - 22, 6)
+    np.testing.assert_allclose(np.tanh(res.windows), reference, atol=1e-6)
+    # the cut taper (Gaussian tails dropped) is a different estimate
+    cut = dfc.sliding_window_dfc(seed, data, length=22, shape="tapered", estimator="tapered-series")
+    assert np.abs(cut.sd - res.sd).max() > 0.01
+
+
+def test_circular_window_coverage_is_kept_weight(rng):
+    kept = np.ones(80, bool)
+    kept[40:46] = False
+    design = dfc.window_design(kept, 22, shape="tapered-circular", min_coverage=0.0)
+    base = dfc.circular_taper(80, 22)
+    k = 30  # window whose rectangle covers volumes 30..51, censored at its centre
+    row = np.roll(base, -40 + 11 + k)
+    assert design.plan.starts[k - 1] == k
+    assert design.plan.coverage[k - 1] == pytest.approx(row[kept].sum() / row.sum())
+    edge = np.ones(80, bool)
+    edge[30:33] = edge[49:52] = False  # six volumes at the edges of the same window
+    at_edges = dfc.window_design(edge, 22, shape="tapered-circular", min_coverage=0.0)
+    assert at_edges.plan.coverage[k - 1] > design.plan.coverage[k - 1] + 0.05
+
+
+@pytest.mark.parametrize(("preset", "shape", "length"), [("dpabi", "hamming", 30)])
 def test_presets_reproduce_their_tools_estimator(rng, preset, shape, length):
     settings = dfc.DFC_PRESETS[preset]
     assert settings["window_estimator"] == "tapered-series"

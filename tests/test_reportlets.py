@@ -485,3 +485,10 @@ def test_external_validation_matches_scikit_learn():
     assert lo <= out["balanced_accuracy"]["value"] <= hi
     assert sum(out["confusion"].values()) == 20
     assert external_validation(table.drop(columns="class_true")) is None
+
+
+def test_methods_text_names_every_window_shape():
+    from bids_app.reports.boilerplate import WINDOW_SHAPE_TEXT
+    from workflows.dfc import WINDOW_SHAPES
+
+    assert set(WINDOW_SHAPE_TEXT) == set(WINDOW_SHAPES)

@@ -29,7 +29,9 @@ import pandas as pd
 from workflows.utils.errors import InputError
 from workflows.utils.images import as_image
 
-WINDOW_SHAPES = ("rectangular", "hamming", "tapered")
+#: ``tapered-circular`` is GIFT's window: the tapered window over the whole run, circularly shifted
+#: (its Gaussian tails reach every volume), laid as GIFT lays it (see :func:`circular_taper`).
+WINDOW_SHAPES = ("rectangular", "hamming", "tapered", "tapered-circular")
 #: How a window's correlation is estimated: "weighted" = Pearson r with the taper as sample weights;
 #: "tapered-series" = multiply both series by the taper, then Pearson r (DPABI's y_SCA_Window, GIFT).
 WINDOW_ESTIMATORS = ("weighted", "tapered-series")
@@ -64,11 +66,11 @@ DFC_PRESETS: dict[str, dict[str, Any]] = {
     # DynamicBC: 50-TR rectangular window, 60% overlap (step 20 TRs).
     "dynamicbc": {"window_length": "50vol", "window_step": 20, "window_shape": "rectangular"},
     # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR; GIFT
-    # multiplies the series by the window (whose Gaussian tails it keeps; strokefc cuts them).
+    # multiplies the series by the full-run window, Gaussian tails included, then correlates.
     "allen": {
         "window_length": "22vol",
         "window_step": 1,
-        "window_shape": "tapered",
+        "window_shape": "tapered-circular",
         "window_estimator": "tapered-series",
     },
 }
@@ -115,7 +117,7 @@ def window_taper(length: int, shape: str = "rectangular", sigma: float = 3.0) ->
         return np.ones(length)
     if shape == "hamming":
         return np.hamming(length) if length > 1 else np.ones(1)
-    if shape == "tapered":
+    if shape in ("tapered", "tapered-circular"):
         half = math.ceil(4 * sigma)
         g = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
         full = np.convolve(np.ones(length), g / g.sum(), mode="full")  # length + 2 * half
@@ -127,6 +129,25 @@ def window_taper(length: int, shape: str = "rectangular", sigma: float = 3.0) ->
         f"use one of {', '.join(WINDOW_SHAPES)}",
         params=("WindowParams.window_shape",),
     )
+
+
+def circular_taper(n_t: int, length: int, sigma: float = 3.0) -> np.ndarray:
+    """GIFT's sliding window over a whole run of ``n_t`` volumes (``icatb_compute_sliding_window``).
+
+    A Gaussian (``sigma`` volumes) centred at volume ``m = ceil(n_t / 2)`` is convolved with a
+    rectangle of ``2 * round(length / 2)`` ones centred on ``m``, scaled to a maximum of 1 and cut
+    back to ``n_t`` samples: nothing is truncated to the window, so the tails reach every volume
+    once the window is circularly shifted.
+    """
+    n_even = n_t + (n_t % 2)
+    m = n_even // 2
+    w = int(np.floor(length / 2 + 0.5))  # MATLAB round (half away from zero)
+    gauss = np.exp(-((np.arange(n_even) - m) ** 2) / (2.0 * sigma * sigma))
+    box = np.zeros(n_even)
+    box[m - w : m + w] = 1.0  # MATLAB b((m-w+1):(m+w)) = 1
+    full = np.convolve(gauss, box)
+    full = full / full.max()
+    return full[m : m + n_even][:n_t]
 
 
 @dataclass(frozen=True)
@@ -186,6 +207,57 @@ def window_weights(plan: WindowPlan, kept: np.ndarray, taper: np.ndarray) -> np.
     for k, s in enumerate(plan.starts):  # windows x length: small, built once
         w[k, s : s + plan.length] = taper
     return w * np.asarray(kept, dtype=float)[None, :]
+
+
+@dataclass(frozen=True)
+class WindowDesign:
+    """Everything the estimators need about the windows of one run."""
+
+    plan: WindowPlan
+    weights: np.ndarray  # (n_windows, T): taper times kept mask
+    counts: np.ndarray  # (n_windows,) samples each window's Pearson r is taken over
+
+    @property
+    def valid_weights(self) -> np.ndarray:
+        return self.weights[self.plan.valid]
+
+    @property
+    def valid_counts(self) -> np.ndarray:
+        return self.counts[self.plan.valid]
+
+
+def window_design(
+    kept: np.ndarray, length: int, step: int = 1, shape: str = "rectangular", min_coverage: float = 0.8
+) -> WindowDesign:
+    """Plan the windows of a run and build their weights.
+
+    For ``tapered-circular`` (GIFT), each window is :func:`circular_taper` rolled so that its
+    rectangle covers volumes ``s .. s + length - 1``, for ``s = 1 .. T - length`` (GIFT's
+    ``circshift(A, round(-nT/2) + round(wsize/2) + ii)``, ``ii = 1 .. nT - wsize``): the window
+    starting at volume 0 is not used, as in GIFT. Every window spans the whole run, so a window's
+    Pearson r is taken over all kept volumes and its coverage is the kept share of its weight.
+    """
+    kept = np.asarray(kept, dtype=bool)
+    taper = window_taper(length, shape)
+    plan = plan_windows(kept, length, step, min_coverage, taper)
+    if shape != "tapered-circular":
+        return WindowDesign(plan, window_weights(plan, kept, taper), plan.kept_volumes)
+    n_t = kept.size
+    base = circular_taper(n_t, length)
+    n_even = n_t + (n_t % 2)
+    shift0 = -round_half_away(n_even / 2) + round_half_away(length / 2)
+    starts = np.arange(1, n_t - length + 1, step)
+    weights = np.stack([np.roll(base, shift0 + s) for s in starts]) if starts.size else np.zeros((0, n_t))
+    weights = weights * kept[None, :]
+    coverage = weights.sum(axis=1) / base.sum()
+    kept_vols = np.full(starts.size, int(kept.sum()))
+    plan = WindowPlan(starts, length, kept_vols, coverage, coverage >= min_coverage - 1e-12)
+    return WindowDesign(plan, weights, kept_vols)
+
+
+def round_half_away(x: float) -> int:
+    """MATLAB's ``round`` (halves away from zero), for GIFT's window arithmetic."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
 def fisher_z(r: np.ndarray) -> np.ndarray:
@@ -303,8 +375,8 @@ def sliding_window_dfc(
     if data.ndim != 2 or data.shape[0] != n_t:
         raise ValueError(f"data must be (T={n_t}, V); got {data.shape}")
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
-    taper = window_taper(length, shape)
-    plan = plan_windows(kept, length, step, min_coverage, taper)
+    design = window_design(kept, length, step, shape, min_coverage)
+    plan = design.plan
     if plan.n_valid < 2:
         raise InputError(
             f"only {plan.n_valid} window(s) have at least {min_coverage:.0%} of their taper weight kept "
@@ -313,8 +385,7 @@ def sliding_window_dfc(
             "loosen the censoring thresholds, lower WindowParams.min_window_coverage, or shorten the window",
             params=("WindowParams.min_window_coverage",),
         )
-    weights = window_weights(plan, kept, taper)[plan.valid]
-    counts = plan.kept_volumes[plan.valid]
+    weights, counts = design.valid_weights, design.valid_counts
     static_w = kept.astype(float)[None, :]
 
     seed_c = centre_kept(seed, kept)
@@ -353,13 +424,12 @@ def window_region_z(
     """
     seed = np.asarray(seed, float)
     kept = np.ones(seed.size, bool) if kept is None else np.asarray(kept, bool)
-    taper = window_taper(length, shape)
-    plan = plan_windows(kept, length, step, min_coverage, taper)
-    w = window_weights(plan, kept, taper)
+    design = window_design(kept, length, step, shape, min_coverage)
+    plan = design.plan
     y = np.asarray(region_series, float)
     y = centre_kept(y, kept)
     seed_c = centre_kept(seed, kept)
-    z = fisher_z(window_corr(w, np.maximum(plan.kept_volumes, 1), seed_c, y, estimator))
+    z = fisher_z(window_corr(design.weights, np.maximum(design.counts, 1), seed_c, y, estimator))
     z[~plan.valid] = np.nan
     return z, plan
 

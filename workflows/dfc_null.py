@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflows.dfc import centre_kept, fisher_z, plan_windows, window_corr, window_taper, window_weights
+from workflows.dfc import centre_kept, fisher_z, window_corr, window_design
 
 #: Voxels with the strongest static coupling to the seed whose excess is tested per subject.
 TOP_TARGET_FRACTION = 0.01
@@ -93,10 +93,8 @@ def stationary_null(
     seed = np.asarray(seed, dtype=np.float64)
     n_t, n_v = data.shape
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
-    taper = window_taper(length, shape)
-    plan = plan_windows(kept, length, step, min_coverage, taper)
-    weights = window_weights(plan, kept, taper)[plan.valid]
-    counts = plan.kept_volumes[plan.valid]
+    design = window_design(kept, length, step, shape, min_coverage)
+    weights, counts = design.valid_weights, design.valid_counts
     phases = surrogate_phases(n_t, n_surrogates, random_seed)
     if static is None:
         targets = np.ones(n_v, bool)
