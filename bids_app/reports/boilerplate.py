@@ -29,8 +29,8 @@ DENOISE_TEXT = {
 WINDOW_SHAPE_TEXT = {
     "rectangular": "rectangular",
     "hamming": "Hamming-tapered (as in DPABI's Temporal Dynamic Analysis)",
-    "tapered": "tapered (a rectangle convolved with a Gaussian of sigma 3 TRs, as in [@allen2014], cut to the "
-    "window)",
+    "tapered": "tapered (a rectangle convolved with a Gaussian of sigma 3 TRs, as in [@allen2014], "
+    "cut to the window)",
     "tapered-circular": "tapered (a rectangle convolved with a Gaussian of sigma 3 TRs, as in [@allen2014]), "
     "spanning the whole run with its Gaussian tails and circularly shifted, as GIFT's dFNC computes it",
 }
