@@ -283,3 +283,26 @@ def test_estimators_agree_for_rectangular_windows(rng):
     np.testing.assert_allclose(a.sd, b.sd, atol=1e-6)
     with pytest.raises(InputError, match="window estimator"):
         dfc.sliding_window_dfc(seed, data, length=25, estimator="median")
+
+
+def test_running_sums_match_per_window_corrcoef_on_large_offsets(rng):
+    """Rectangular windows use running sums; centring first keeps them exact on offsets of 1e4."""
+    n_t, length = 300, 40
+    seed = rng.normal(size=n_t) + 1e4
+    data = 0.4 * (seed - 1e4)[:, None] + rng.normal(size=(n_t, 5)) + 1e4
+    kept = np.ones(n_t, bool)
+    kept[[3, 100, 101, 250]] = False
+    res = dfc.sliding_window_dfc(seed, data, length=length, kept=kept, min_coverage=0.0, keep_windows=True)
+    design = dfc.window_design(kept, length, min_coverage=0.0)
+    assert design.boxcar
+    ref = []
+    for s in range(n_t - length + 1):
+        k = kept[s : s + length]
+        ref.append([np.corrcoef(seed[s : s + length][k], data[s : s + length, v][k])[0, 1] for v in range(5)])
+    np.testing.assert_allclose(np.tanh(res.windows), np.array(ref), atol=1e-6)  # windows are kept as float32
+    seed_c, data_c = dfc.centre_kept(seed, kept), dfc.centre_kept(data, kept)
+    running = dfc.design_corr(design, seed_c, data_c)
+    np.testing.assert_allclose(running, np.array(ref), atol=1e-10)
+    # the weight-matrix path gives the same numbers
+    matrix = dfc.window_corr(design.weights, design.counts, seed_c, data_c)
+    np.testing.assert_allclose(running, matrix, atol=1e-12)

@@ -17,7 +17,7 @@ Correlations are Fisher z-transformed (``arctanh``) before the summary over wind
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,14 +216,8 @@ class WindowDesign:
     plan: WindowPlan
     weights: np.ndarray  # (n_windows, T): taper times kept mask
     counts: np.ndarray  # (n_windows,) samples each window's Pearson r is taken over
-
-    @property
-    def valid_weights(self) -> np.ndarray:
-        return self.weights[self.plan.valid]
-
-    @property
-    def valid_counts(self) -> np.ndarray:
-        return self.counts[self.plan.valid]
+    kept: np.ndarray  # (T,) bool
+    boxcar: bool = False  # rectangular windows: sums are running sums (see design_corr)
 
 
 def window_design(
@@ -241,7 +235,8 @@ def window_design(
     taper = window_taper(length, shape)
     plan = plan_windows(kept, length, step, min_coverage, taper)
     if shape != "tapered-circular":
-        return WindowDesign(plan, window_weights(plan, kept, taper), plan.kept_volumes)
+        weights = window_weights(plan, kept, taper)
+        return WindowDesign(plan, weights, plan.kept_volumes, kept, boxcar=shape == "rectangular")
     n_t = kept.size
     base = circular_taper(n_t, length)
     n_even = n_t + (n_t % 2)
@@ -252,7 +247,7 @@ def window_design(
     coverage = weights.sum(axis=1) / base.sum()
     kept_vols = np.full(starts.size, int(kept.sum()))
     plan = WindowPlan(starts, length, kept_vols, coverage, coverage >= min_coverage - 1e-12)
-    return WindowDesign(plan, weights, kept_vols)
+    return WindowDesign(plan, weights, kept_vols, kept)
 
 
 def round_half_away(x: float) -> int:
@@ -265,15 +260,18 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
 
 
+WindowSums = Callable[[np.ndarray], np.ndarray]  # a (T, ...) -> weighted sums per window (n_windows, ...)
+
+
 def _moment_corr(
-    first: np.ndarray, second: np.ndarray, norm: np.ndarray, x: np.ndarray, y: np.ndarray
+    first: WindowSums, second: WindowSums, norm: np.ndarray, x: np.ndarray, y: np.ndarray
 ) -> np.ndarray:
-    """Pearson r from moments: means ``first @ a / norm``, second moments ``second @ (a*b) / norm``."""
-    mx = (first @ x)[:, None] / norm
-    vx = (second @ (x * x))[:, None] / norm - mx**2
-    my = first @ y / norm
-    vy = second @ (y * y) / norm - my**2
-    cov = second @ (x[:, None] * y) / norm - mx * my
+    """Pearson r from moments: means ``first(a) / norm``, second moments ``second(a*b) / norm``."""
+    mx = first(x)[:, None] / norm
+    vx = second(x * x)[:, None] / norm - mx**2
+    my = first(y) / norm
+    vy = second(y * y) / norm - my**2
+    cov = second(x[:, None] * y) / norm - mx * my
     denom = np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, cov / denom, 0.0)
@@ -286,23 +284,29 @@ def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, 
     (windows,) the number of kept volumes per window: the tapered series' moments are
     ``weights @ x / n`` and ``weights**2 @ (x*y) / n``.
     """
-    return _moment_corr(weights, weights * weights, counts[:, None].astype(float), x, y)
+    return _moment_corr(
+        weights.__matmul__, (weights * weights).__matmul__, counts[:, None].astype(float), x, y
+    )
 
 
 def window_corr(
     weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray, estimator: str = "weighted"
 ) -> np.ndarray:
     """Windowed seed correlation by the chosen estimator (:data:`WINDOW_ESTIMATORS`)."""
+    check_estimator(estimator)
     if estimator == "weighted":
         return weighted_corr(weights, x, y)
-    if estimator == "tapered-series":
-        return tapered_series_corr(weights, counts, x, y)
-    raise InputError(
-        f"window estimator {estimator!r} is unknown",
-        "WindowParams.window_estimator",
-        f"use one of {', '.join(WINDOW_ESTIMATORS)}",
-        params=("WindowParams.window_estimator",),
-    )
+    return tapered_series_corr(weights, counts, x, y)
+
+
+def check_estimator(estimator: str) -> None:
+    if estimator not in WINDOW_ESTIMATORS:
+        raise InputError(
+            f"window estimator {estimator!r} is unknown",
+            "WindowParams.window_estimator",
+            f"use one of {', '.join(WINDOW_ESTIMATORS)}",
+            params=("WindowParams.window_estimator",),
+        )
 
 
 def centre_kept(a: np.ndarray, kept: np.ndarray) -> np.ndarray:
@@ -316,7 +320,48 @@ def centre_kept(a: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
-    return _moment_corr(weights, weights, weights.sum(axis=1)[:, None], x, y)
+    return _moment_corr(weights.__matmul__, weights.__matmul__, weights.sum(axis=1)[:, None], x, y)
+
+
+def boxcar_sums(starts: np.ndarray, length: int, a: np.ndarray) -> np.ndarray:
+    """Sums of ``a`` (T, ...) over the rectangular windows ``[s, s + length)``, from running sums.
+
+    O(T) per column instead of O(windows x T) for the matrix product; the running sums are taken in
+    float64 on series centred over the run (:func:`centre_kept`), so differencing them loses at most
+    about log10(T / length) digits.
+    """
+    cs = np.zeros((a.shape[0] + 1, *a.shape[1:]))
+    np.cumsum(a, axis=0, out=cs[1:])
+    return cs[starts + length] - cs[starts]
+
+
+def design_corr(
+    design: WindowDesign,
+    x: np.ndarray,
+    y: np.ndarray,
+    estimator: str = "weighted",
+    *,
+    valid_only: bool = True,
+) -> np.ndarray:
+    """Windowed correlation of centred seed ``x`` (T,) with centred voxels ``y`` (T, V).
+
+    Rectangular windows use running sums (:func:`boxcar_sums`; both estimators coincide for them),
+    other tapers the weight matrix. ``valid_only`` keeps the windows with enough coverage.
+    """
+    rows = design.plan.valid if valid_only else np.ones(design.plan.starts.size, bool)
+    counts = np.maximum(design.counts[rows], 1)
+    if not design.boxcar:
+        return window_corr(design.weights[rows], counts, x, y, estimator)
+    check_estimator(estimator)
+    kept = design.kept
+    x = np.where(kept, x, 0.0)
+    y = np.where(kept[:, None], y, 0.0)
+    starts, length = design.plan.starts[rows], design.plan.length
+
+    def sums(a: np.ndarray) -> np.ndarray:
+        return boxcar_sums(starts, length, a)
+
+    return _moment_corr(sums, sums, counts[:, None].astype(float), x, y)
 
 
 @dataclass
@@ -341,7 +386,7 @@ def sliding_window_dfc(
     kept: np.ndarray | None = None,
     min_coverage: float = 0.8,
     keep_windows: bool = False,
-    chunk_size: int = 20000,
+    chunk_size: int = 5000,
 ) -> DFCResult:
     """Seed-to-voxel sliding-window correlation and its summaries.
 
@@ -385,7 +430,6 @@ def sliding_window_dfc(
             "loosen the censoring thresholds, lower WindowParams.min_window_coverage, or shorten the window",
             params=("WindowParams.min_window_coverage",),
         )
-    weights, counts = design.valid_weights, design.valid_counts
     static_w = kept.astype(float)[None, :]
 
     seed_c = centre_kept(seed, kept)
@@ -398,7 +442,7 @@ def sliding_window_dfc(
         stop = min(start + chunk_size, n_v)
         y = np.asarray(data[:, start:stop], dtype=np.float64)
         y = centre_kept(y, kept)
-        z = fisher_z(window_corr(weights, counts, seed_c, y, estimator))
+        z = fisher_z(design_corr(design, seed_c, y, estimator))
         sd[start:stop] = z.std(axis=0, ddof=1)
         mean[start:stop] = z.mean(axis=0)
         static[start:stop] = fisher_z(weighted_corr(static_w, seed_c, y))[0]
@@ -429,7 +473,7 @@ def window_region_z(
     y = np.asarray(region_series, float)
     y = centre_kept(y, kept)
     seed_c = centre_kept(seed, kept)
-    z = fisher_z(window_corr(design.weights, np.maximum(design.counts, 1), seed_c, y, estimator))
+    z = fisher_z(design_corr(design, seed_c, y, estimator, valid_only=False))
     z[~plan.valid] = np.nan
     return z, plan
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workflows.dfc import centre_kept, fisher_z, window_corr, window_design
+from workflows.dfc import WindowDesign, centre_kept, design_corr, fisher_z, window_design
 
 #: Voxels with the strongest static coupling to the seed whose excess is tested per subject.
 TOP_TARGET_FRACTION = 0.01
@@ -55,17 +55,15 @@ def phase_randomise(x: np.ndarray, phases: np.ndarray) -> np.ndarray:
     return np.fft.irfft(spectrum * np.exp(1j * phases)[:, None], n=x.shape[0], axis=0)
 
 
-def _window_sd(
-    weights: np.ndarray, counts: np.ndarray, kept: np.ndarray, seed: np.ndarray, y: np.ndarray, estimator: str
-) -> np.ndarray:
+def _window_sd(design: WindowDesign, seed: np.ndarray, y: np.ndarray, estimator: str) -> np.ndarray:
     """SD over windows (ddof=1) of the Fisher-z seed correlation, as the dFC kernel computes it.
 
-    Runs in the dtype of ``y`` (float64 here: float32 products differ with the number of BLAS threads by
-    about 1e-5, so the same run on MultiProc and on SLURM would not give the same excess map).
+    In float64: float32 products differ with the number of BLAS threads by about 1e-5, so the same run on
+    MultiProc and on SLURM would not give the same excess map.
     """
-    seed_c = centre_kept(seed, kept).astype(y.dtype)
-    y = centre_kept(y, kept).astype(y.dtype)
-    return fisher_z(window_corr(weights.astype(y.dtype), counts, seed_c, y, estimator)).std(axis=0, ddof=1)
+    seed_c = centre_kept(seed, design.kept)
+    y = centre_kept(y, design.kept)
+    return fisher_z(design_corr(design, seed_c, y, estimator)).std(axis=0, ddof=1)
 
 
 def stationary_null(
@@ -94,7 +92,6 @@ def stationary_null(
     n_t, n_v = data.shape
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
     design = window_design(kept, length, step, shape, min_coverage)
-    weights, counts = design.valid_weights, design.valid_counts
     phases = surrogate_phases(n_t, n_surrogates, random_seed)
     if static is None:
         targets = np.ones(n_v, bool)
@@ -110,12 +107,12 @@ def stationary_null(
         stop = min(start + chunk_size, n_v)
         block = np.column_stack([seed, np.asarray(data[:, start:stop], dtype=np.float64)])
         spectrum = np.fft.rfft(block, axis=0)  # once per chunk; each surrogate only rotates phases
-        observed[start:stop] = _window_sd(weights, counts, kept, block[:, 0], block[:, 1:], estimator)
+        observed[start:stop] = _window_sd(design, block[:, 0], block[:, 1:], estimator)
         in_chunk = targets[start:stop]
         for i in range(n_surrogates):
             rotated = spectrum * np.exp(1j * phases[i])[:, None]
             surrogate = np.fft.irfft(rotated, n=n_t, axis=0)
-            sd = _window_sd(weights, counts, kept, surrogate[:, 0], surrogate[:, 1:], estimator)
+            sd = _window_sd(design, surrogate[:, 0], surrogate[:, 1:], estimator)
             sd = sd.astype(np.float64)
             null_sum[start:stop] += sd
             null_sq[start:stop] += sd * sd
