@@ -32,6 +32,7 @@ class QueryParams:
     bids_filters: dict = field(default_factory=dict, hash=False)
     lesion_column: str = "lesion_hemisphere"
     lesion_dir: Path | None = None
+    lesion_desc: str | None = None  # also take desc-<lesion_desc>_mask/_roi files in lesion_dir
     skip_bids_validation: bool = False
     allow_missing_labels: bool = False
 
@@ -92,6 +93,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "res",
             "lesion_column",
             "lesion_dir",
+            "lesion_desc",
             "skip_bids_validation",
             "allow_missing_labels",
             "bids_filters",
@@ -101,7 +103,15 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "smoothing": ("denoise", "smoothing_fwhm"),
     **{
         name: ("denoise", name)
-        for name in ("fd_thresh", "std_dvars_thresh", "n_compcor", "dummy_scans", "high_pass", "low_pass")
+        for name in (
+            "fd_thresh",
+            "std_dvars_thresh",
+            "n_compcor",
+            "dummy_scans",
+            "high_pass",
+            "low_pass",
+            "lesion_components",
+        )
     },
     **{name: ("seed", name) for name in ("seed_mask", "seed_coords", "seed_radius", "seed_atlas")},
     **{

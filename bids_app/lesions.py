@@ -1,44 +1,158 @@
 """Lesion masks and the lesion side of each patient: where the app finds them and how it decides.
 
-The numeric part (which hemisphere a mask lies in) is :func:`workflows.lesion.lesion_side_from_mask`.
+Masks are found in every form researchers have them (see :func:`find_lesion_masks`), per session;
+T1w-space masks are warped into the template through fMRIPrep's own transform. The numeric parts
+(which hemisphere a mask lies in, warping) live in :mod:`workflows.lesion` and
+:mod:`workflows.lesion_warp`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from workflows.utils.errors import InputError
 
+_EXTENSIONS = (".nii.gz", ".nii")
 
-def find_lesion_mask(lesion_dir: str | Path, label: str, session: str | None, space: str) -> Path | None:
-    """The lesion mask of one subject in ``lesion_dir`` (flat, or BIDS-like ``sub-*/[ses-*/]anat``)."""
-    lesion_dir = Path(lesion_dir)
+
+@dataclass(frozen=True)
+class LesionFile:
+    """One lesion mask as found, before it is put on a run's grid."""
+
+    path: Path
+    session: str | None  # None: one mask for every session of the subject
+    space: str  # the template space, or "T1w" for raw-dataset masks
+    origin: str  # "lesion-dir" or "raw"
+    transform: Path | None = None  # fMRIPrep's T1w -> template transform (T1w masks)
+
+
+def _entities(name: str) -> dict[str, str]:
+    stem = name
+    for ext in _EXTENSIONS:
+        if stem.endswith(ext):
+            stem = stem[: -len(ext)]
+    parts = stem.split("_")
+    out = {"suffix": parts[-1]}
+    for part in parts[:-1]:
+        key, _, value = part.partition("-")
+        out[key] = value
+    return out
+
+
+def is_lesion_name(name: str, lesion_desc: str | None = None) -> bool:
+    """A lesion-mask file name: ``label-lesion_roi``, ``desc-lesion_mask``/``_roi`` (fMRIStroke), or
+    ``desc-<lesion_desc>_mask``/``_roi``."""
+    if not name.endswith(_EXTENSIONS):
+        return False
+    ent = _entities(name)
+    if ent["suffix"] not in ("roi", "mask"):
+        return False
+    if ent.get("label") == "lesion" and ent["suffix"] == "roi":
+        return True
+    return ent.get("desc") in {"lesion", lesion_desc} - {None}
+
+
+def _pick_session(found: list[LesionFile], session: str | None) -> LesionFile | None:
+    """The session's own mask, else the subject-level (session-less) one; several is an error."""
+    own = [f for f in found if f.session == session] if session is not None else []
+    pool = own or [f for f in found if f.session is None]
+    if len(pool) > 1:
+        raise InputError(
+            f"{len(pool)} lesion masks match" + (f" session {session}" if session else ""),
+            ", ".join(str(f.path) for f in pool),
+            "keep one lesion mask per subject/session (or name the one to use with --lesion-desc)",
+        )
+    return pool[0] if pool else None
+
+
+def template_masks(
+    lesion_dir: Path, label: str, space: str, res: str | None, lesion_desc: str | None
+) -> list[LesionFile]:
+    """Template-space masks of one subject in ``lesion_dir`` (flat, BIDS-like, or an fMRIStroke output)."""
     if not lesion_dir.is_dir():
         raise InputError("the lesion folder does not exist", str(lesion_dir), "check --lesion-dir")
-    suffixes = (
-        "label-lesion_roi.nii.gz",
-        "label-lesion_roi.nii",
-        "desc-lesion_mask.nii.gz",
-        "desc-lesion_mask.nii",
-    )
     found = []
     for path in sorted(lesion_dir.rglob(f"sub-{label}_*")):
-        name = path.name
-        if f"space-{space}_" not in name or not name.endswith(suffixes):
+        ent = _entities(path.name)
+        if ent.get("space") != space or not is_lesion_name(path.name, lesion_desc):
             continue
-        ses = next((p[4:] for p in name.split("_") if p.startswith("ses-")), None)
-        found.append((ses, path))
-    if session is not None and any(s == session for s, _ in found):
-        found = [(s, p) for s, p in found if s == session]
-    else:
-        found = [(s, p) for s, p in found if s is None]
-    if len(found) > 1:
-        raise InputError(
-            f"sub-{label} has {len(found)} lesion masks",
-            ", ".join(str(p) for _, p in found),
-            "keep one lesion mask per subject/session",
-        )
-    return found[0][1] if found else None
+        found.append((ent, LesionFile(path, ent.get("ses"), space, "lesion-dir")))
+    if res is not None and any(e.get("res") == res for e, _ in found):
+        found = [(e, f) for e, f in found if e.get("res") in (res, None)]
+    return [f for _, f in found]
+
+
+def raw_masks(bids_dir: Path, label: str) -> list[LesionFile]:
+    """T1w-space ``label-lesion_roi`` masks in the raw dataset (``sub-<l>/[ses-<s>/]anat``)."""
+    found = []
+    for path in sorted((bids_dir / f"sub-{label}").glob("**/anat/*")):
+        ent = _entities(path.name)
+        if ent.get("label") == "lesion" and ent["suffix"] == "roi" and ent.get("space", "T1w") == "T1w":
+            if path.name.endswith(_EXTENSIONS):
+                found.append(LesionFile(path, ent.get("ses"), "T1w", "raw"))
+    return found
+
+
+def t1w_transform(fmriprep_dir: Path, label: str, session: str | None, space: str) -> Path | None:
+    """fMRIPrep's ``from-T1w_to-<space>_mode-image_xfm.h5`` (the session's, else the subject's)."""
+    pattern = f"sub-{label}*_from-T1w_to-{space}_mode-image_xfm.h5"
+    candidates = sorted((fmriprep_dir / f"sub-{label}").glob(f"**/anat/{pattern}"))
+    same = [p for p in candidates if session and f"_ses-{session}_" in p.name]
+    subject_level = [p for p in candidates if "_ses-" not in p.name]
+    for pool in (same, subject_level, candidates if len(candidates) == 1 else []):
+        if pool:
+            return pool[0]
+    return None
+
+
+def find_lesion_masks(
+    label: str,
+    sessions: Iterable[str | None],
+    space: str,
+    *,
+    bids_dir: Path,
+    fmriprep_dir: Path,
+    lesion_dir: Path | None = None,
+    lesion_desc: str | None = None,
+    res: str | None = None,
+) -> dict[str | None, LesionFile]:
+    """The lesion mask of each session of one subject, in the first place it is found.
+
+    1. ``lesion_dir`` (template space): ``..._space-<space>[_res-<r>]_label-lesion_roi``,
+       ``..._desc-lesion_mask``, fMRIStroke's ``..._desc-lesion_roi``, or ``desc-<lesion_desc>``;
+    2. the raw dataset (T1w space): ``sub-<l>/[ses-<s>/]anat/*_label-lesion_roi.nii[.gz]``, with
+       fMRIPrep's T1w -> template transform (an error when it is missing).
+
+    A session's own mask wins over a session-less one. Sessions without a mask are absent.
+    """
+    in_dir = template_masks(lesion_dir, label, space, res, lesion_desc) if lesion_dir else []
+    raw = raw_masks(bids_dir, label)
+    out: dict[str | None, LesionFile] = {}
+    for session in sorted(set(sessions), key=lambda s: s or ""):
+        chosen = _pick_session(in_dir, session) or _pick_session(raw, session)
+        if chosen is None:
+            continue
+        if chosen.space == "T1w":
+            xfm = t1w_transform(fmriprep_dir, label, session, space)
+            if xfm is None:
+                raise InputError(
+                    f"sub-{label} has a T1w-space lesion mask but fMRIPrep wrote no T1w -> {space} transform",
+                    str(chosen.path),
+                    f"keep fMRIPrep's anat/sub-{label}_from-T1w_to-{space}_mode-image_xfm.h5 in the "
+                    "derivatives, or give a template-space mask with --lesion-dir",
+                )
+            chosen = LesionFile(chosen.path, chosen.session, chosen.space, chosen.origin, xfm)
+        out[session] = chosen
+    return out
+
+
+def masks_expected(lesion_dir: Path | None, bids_dir: Path) -> bool:
+    """Lesion masks are expected for everyone when ``--lesion-dir`` is given or any raw mask exists."""
+    if lesion_dir:
+        return True
+    return any(p.name.endswith(_EXTENSIONS) for p in bids_dir.glob("sub-*/**/anat/*_label-lesion_roi.nii*"))
 
 
 def resolve_lesion_side(tsv_side: str | None, mask_side: str | None, label: str) -> tuple[str, str]:

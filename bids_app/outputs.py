@@ -20,6 +20,8 @@ BIDSIGNORE = """\
 # strokefc custom entities (seed-, stat-) and files outside the BIDS derivatives specification
 *_seed-*
 *_stat-*
+# derivative time series (fMRIPrep's confounds alike) are not in the validator's schema yet
+*_desc-design_timeseries.*
 *_prediction.json
 *_prediction.tsv
 figures/
@@ -55,7 +57,9 @@ def check_output_dir(output_dir: Path, bids_dir: Path) -> Path:
     return output_dir
 
 
-def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | None = None) -> dict[str, Any]:
+def dataset_description(
+    bids_dir: Path, fmriprep_dir: Path, container: str | None = None, lesion_dir: Path | None = None
+) -> dict[str, Any]:
     """BIDS-derivatives ``dataset_description.json`` content for strokefc's outputs."""
     generated: dict[str, Any] = {
         "Name": "strokefc",
@@ -64,13 +68,16 @@ def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | Non
     }
     if container:
         generated["Container"] = {"Type": container}
+    # every "bids:<name>:" URI in the sidecars' Sources resolves through these links
+    links = {"raw": Path(bids_dir).resolve().as_uri(), "fmriprep": Path(fmriprep_dir).resolve().as_uri()}
+    if lesion_dir:
+        links["lesions"] = Path(lesion_dir).resolve().as_uri()
     return {
         "Name": "strokefc: ipsilesional-M1 seed-based dynamic functional connectivity",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
         "GeneratedBy": [generated],
-        # every "bids:fmriprep:" URI in the sidecars' Sources resolves through this link
-        "DatasetLinks": {"fmriprep": Path(fmriprep_dir).resolve().as_uri()},
+        "DatasetLinks": links,
         "SourceDatasets": [
             {"URL": Path(bids_dir).resolve().as_uri()},
             {"URL": Path(fmriprep_dir).resolve().as_uri()},
@@ -78,10 +85,13 @@ def dataset_description(bids_dir: Path, fmriprep_dir: Path, container: str | Non
     }
 
 
-def init_output_dataset(output_dir: Path, bids_dir: Path, fmriprep_dir: Path) -> None:
+def init_output_dataset(
+    output_dir: Path, bids_dir: Path, fmriprep_dir: Path, lesion_dir: Path | None = None
+) -> None:
     """Write (atomically) ``dataset_description.json`` and ``.bidsignore``; safe to call concurrently."""
     container = os.environ.get("STROKEFC_CONTAINER")
     atomic_write_json(
-        Path(output_dir) / "dataset_description.json", dataset_description(bids_dir, fmriprep_dir, container)
+        Path(output_dir) / "dataset_description.json",
+        dataset_description(bids_dir, fmriprep_dir, container, lesion_dir),
     )
     atomic_write_text(Path(output_dir) / ".bidsignore", BIDSIGNORE)

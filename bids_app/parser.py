@@ -14,6 +14,7 @@ from pathlib import Path
 from bids_app import __version__
 from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name, read_toml
 from bids_app.queries import resolve_datasets
+from workflows.denoise import STRATEGIES
 from workflows.dfc import DFC_PRESETS, WINDOW_ESTIMATORS, WINDOW_SHAPES
 
 D = option_default  # every default below comes from the steps' parameter classes
@@ -142,8 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=_existing_path,
         default=None,
         metavar="DIR",
-        help="lesion masks in template space: sub-<label>[_ses-<label>]_space-<space>_"
-        "label-lesion_roi.nii.gz or ..._desc-lesion_mask.nii.gz",
+        help="lesion masks in template space (a folder, a BIDS-like tree or an fMRIStroke output): "
+        "sub-<label>[_ses-<label>]_space-<space>[_res-<r>]_label-lesion_roi.nii.gz, ..._desc-lesion_mask or "
+        "..._desc-lesion_roi (fMRIStroke). Without it, T1w-space masks in the raw dataset "
+        "(sub-<label>/[ses-<label>/]anat/*_label-lesion_roi.nii.gz) are warped with fMRIPrep's transform",
+    )
+    g.add_argument(
+        "--lesion-desc",
+        default=D("lesion_desc"),
+        metavar="DESC",
+        help="also take ..._desc-<DESC>_mask/_roi files in --lesion-dir as lesion masks",
     )
     g.add_argument(
         "--skip-bids-validation",
@@ -156,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--denoise",
         default=D("denoise"),
-        choices=["simple", "simple+gsr", "scrubbing", "compcor"],
+        choices=list(STRATEGIES),
         help="confound strategy (nilearn's fMRIPrep loader): simple = 24 motion + WM + "
         "CSF; +gsr adds the global signal; scrubbing censors high-motion volumes; "
-        "compcor = 24 motion + aCompCor + cosine",
+        "compcor = 24 motion + aCompCor + cosine; +lesion adds the lesion's mean signal and principal "
+        "components and keeps the lesion out of the smoothing (needs lesion masks)",
     )
     g.add_argument("--fd-thresh", type=float, default=D("fd_thresh"), help="FD censoring threshold (mm)")
     g.add_argument(
@@ -179,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_dummy,
         default=D("dummy_scans"),
         help="non-steady-state volumes to drop; 'auto' uses fMRIPrep's outliers",
+    )
+    g.add_argument(
+        "--lesion-components",
+        type=int,
+        default=D("lesion_components"),
+        help="principal components of the lesion signal regressed with the +lesion strategies, besides "
+        "its mean (default %(default)s)",
     )
     g.add_argument("--high-pass", type=_optional_float, default=D("high_pass"), help="Hz ('none' = off)")
     g.add_argument("--low-pass", type=_optional_float, default=D("low_pass"), help="Hz ('none' = off)")

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from nipype.pipeline import engine as pe
 from bids_app import queries
 from bids_app.config import RunConfig, to_toml
 from bids_app.execution import execution_config, plugin_settings
-from bids_app.lesions import find_lesion_mask, resolve_lesion_side
+from bids_app.lesions import LesionFile, find_lesion_masks, masks_expected, resolve_lesion_side
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
@@ -33,7 +33,7 @@ from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.participant import init_participant_wf
-from workflows.utils.bids import RunInputs
+from workflows.utils.bids import RunInputs, bids_uri
 from workflows.utils.errors import FAILURE_RECORD, InputError
 from workflows.utils.io import atomic_write_text
 
@@ -51,8 +51,10 @@ class SubjectPlan:
     runs: list[RunInputs]
     lesion_side: str
     lesion_source: str
-    lesion_mask: Path | None = None
+    lesion_masks: dict[str | None, Path] = field(default_factory=dict)  # template space, per session
+    lesion_sources: dict[str | None, list[str]] = field(default_factory=dict)  # sidecar Sources
     ul_fma: float | None = None
+    notes: list[str] = field(default_factory=list)  # said in the log, the summary and the report
 
 
 def validator_executable() -> str | None:
@@ -125,20 +127,73 @@ def plan_subject(
             participants, label, q.lesion_column, str(config.bids_dir / "participants.tsv")
         )
         tsv_side = normalise_hemisphere(value, where) if value else None
-    mask_path, mask_side = None, None
-    if q.lesion_dir:
-        sessions = {r.entities.get("session") for r in runs}
-        mask_path = find_lesion_mask(
-            q.lesion_dir, label, sorted(s for s in sessions if s)[0] if any(sessions) else None, q.space
+    sessions = sorted({r.entities.get("session") for r in runs}, key=lambda v: v or "")
+    found = find_lesion_masks(
+        label,
+        sessions,
+        q.space,
+        bids_dir=config.bids_dir,
+        fmriprep_dir=config.fmriprep_dir,
+        lesion_dir=q.lesion_dir,
+        lesion_desc=q.lesion_desc,
+        res=q.res,
+    )
+    masks, sources, mask_sides = {}, {}, {}
+    for session, lesion in found.items():
+        reference = next(r for r in runs if r.entities.get("session") == session).mask
+        masks[session], sources[session] = template_space_mask(config, label, lesion, reference)
+        mask_sides[session] = lesion_side_from_mask(nb.load(str(masks[session])), str(lesion.path))
+    if len(set(mask_sides.values())) > 1:
+        raise InputError(
+            f"sub-{label}: the lesion masks of different sessions lie on different sides ({mask_sides})",
+            ", ".join(str(f.path) for f in found.values()),
+            "check the masks' orientation",
         )
-        if mask_path is not None:
-            mask_side = lesion_side_from_mask(nb.load(str(mask_path)), str(mask_path))
+    notes = []
+    missing = [s for s in sessions if s not in found]
+    if missing and (found or masks_expected(q.lesion_dir, config.bids_dir)):
+        where = ", ".join(f"ses-{s}" for s in missing if s) or "the subject"
+        notes.append(
+            f"no lesion mask for {where}: the lesion stays in the maps and only the seed side is known"
+        )
+        LOGGER.warning("sub-%s: %s", label, notes[-1])
+    mask_side = next(iter(mask_sides.values()), None)
     side, source = resolve_lesion_side(tsv_side, mask_side, label)
     ul_fma = None
     if participants is not None and label in participants:
         raw = participants[label].get(config.group.label_column)
         ul_fma = parse_score(raw, where) if raw else None
-    return SubjectPlan(label, runs, side, source, mask_path, ul_fma)
+    return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes)
+
+
+def template_space_mask(
+    config: RunConfig, label: str, lesion: LesionFile, reference: Path
+) -> tuple[Path, list[str]]:
+    """The lesion mask in the template space, and the URIs of what it was made from.
+
+    Template-space masks are used as they are; T1w-space masks from the raw dataset are warped once
+    onto the run grid (``reference``) through fMRIPrep's transform, into the working directory.
+    """
+    if lesion.origin == "lesion-dir" and config.queries.lesion_dir:
+        return lesion.path, [bids_uri(lesion.path, config.queries.lesion_dir, "lesions")]
+    uris = [bids_uri(lesion.path, config.bids_dir, "raw")]
+    if lesion.transform is None:
+        return lesion.path, uris
+    from workflows.lesion_warp import warp_mask_to_template
+
+    uris.append(bids_uri(lesion.transform, config.fmriprep_dir, "fmriprep"))
+    out = (
+        config.work_dir
+        / "lesions"
+        / (lesion.path.name.split(".nii")[0] + f"_to-{config.queries.space}.nii.gz")
+    )
+    if not out.exists() or out.stat().st_mtime < max(
+        lesion.path.stat().st_mtime, lesion.transform.stat().st_mtime
+    ):
+        warped = warp_mask_to_template(nb.load(str(lesion.path)), lesion.transform, nb.load(str(reference)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        warped.to_filename(str(out))
+    return out, uris
 
 
 def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
@@ -157,7 +212,8 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                     lesion_source=plan.lesion_source,
                     output_dir=config.output_dir,
                     fmriprep_dir=config.fmriprep_dir,
-                    lesion_mask=plan.lesion_mask,
+                    lesion_masks=plan.lesion_masks,
+                    lesion_sources=plan.lesion_sources,
                     model_dir=config.model,
                 )
             ]
@@ -198,7 +254,7 @@ def run_participant_level(config: RunConfig) -> int:
             "add the lesion side (L/R) per patient, name the column with --lesion-column, "
             "or give lesion masks with --lesion-dir",
         )
-    init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir)
+    init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir)
     layout = queries.fmriprep_layout(config.fmriprep_dir)
 
     plans: list[SubjectPlan] = []
@@ -228,7 +284,7 @@ def run_participant_level(config: RunConfig) -> int:
 
     done = [p for p in plans if p.subject not in failures]
     reports = write_participant_reports(config, done, {k: v[0] for k, v in failures.items()})
-    _print_summary(config, labels, failures, reports)
+    _print_summary(config, labels, failures, reports, {p.subject: p.notes for p in plans if p.notes})
     return 1 if failures else 0
 
 
@@ -278,6 +334,7 @@ def _print_summary(
     labels: list[str],
     failures: dict[str, tuple[str, Path | None]],
     reports: list[Path],
+    notes: dict[str, list[str]] | None = None,
 ) -> None:
     ok = [lb for lb in labels if lb not in failures]
     print(
@@ -286,6 +343,11 @@ def _print_summary(
     )
     for path in reports:
         print(f"  report: {path}")
+    if notes:
+        print("Notes:")
+        for label, lines in notes.items():
+            for line in lines:
+                print(f"  sub-{label}: {line}")
     if failures:
         print("Failed participants:")
         for label, (reason, crash) in failures.items():

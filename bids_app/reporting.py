@@ -43,6 +43,7 @@ class ParticipantPlan(Protocol):
     lesion_side: str
     lesion_source: str
     ul_fma: float | None
+    notes: list[str]
 
 
 def subject_dir(config: RunConfig, subject: str) -> Path:
@@ -109,7 +110,20 @@ def subject_summary(config: RunConfig, plan: ParticipantPlan, runs: list[dict[st
             for r in runs
         ),
         "Dynamics beyond a stationary null": "; ".join(_null_text(r["metadata"]) for r in runs),
+        "Lesion mask": _lesion_text(first.get("Lesion"), first.get("Seed", {})),
+        **({"Notes": "; ".join(plan.notes)} if plan.notes else {}),
     }
+
+
+def _lesion_text(lesion: dict | None, seed: dict) -> str:
+    """Lesion volume, exclusion and seed overlap, in words."""
+    if not lesion:
+        return "none: the lesion stays in the maps"
+    return (
+        f"{lesion.get('LesionVolume_ml', '?')} ml; {lesion.get('LesionExcludedVoxels', '?')} voxels "
+        f"(dilated by {lesion.get('LesionDilation_vox', '?')}) left the maps; "
+        f"{100 * float(seed.get('fraction_lesioned', 0)):.0f}% of the seed was lesioned"
+    )
 
 
 def _null_text(meta: dict) -> str:

@@ -118,8 +118,15 @@ def simulate_run(
     amplitude: float,
     n_dummy: int = 2,
     n_spikes: int = 2,
+    lesion: np.ndarray | None = None,
+    lesion_noise: float = 0.0,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON."""
+    """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON.
+
+    With ``lesion`` (bool over the brain voxels) and ``lesion_noise`` > 0, the lesion holds no neural
+    signal but a shared cavity artefact plus voxel noise, of SD ``lesion_noise`` x the lesion radius in
+    cm; half the artefact leaks into a one-voxel ring around it (partial volume).
+    """
     regions = _regions(mask_img, side)
     n_v = int(regions["seed"].size)
     t = np.arange(n_t) * tr
@@ -145,6 +152,21 @@ def simulate_run(
             1.6
             * (coupling[:, None] * seed_sig[:, None] + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own)
         ).astype(np.float32)
+    if lesion is not None and lesion_noise > 0 and lesion.any():
+        inside = np.asarray(mask_img.dataobj) > 0
+        vol = np.zeros(inside.shape, bool)
+        vol[inside] = lesion
+        from scipy.ndimage import binary_dilation
+
+        ring = (binary_dilation(vol) & ~vol)[inside]
+        radius_cm = (3 * lesion.sum() * np.prod(mask_img.header.get_zooms()[:3]) / (4 * np.pi)) ** (
+            1 / 3
+        ) / 10
+        artefact = lesion_noise * radius_cm * bandlimited(rng, n_t, 1, tr, 0.005, 0.2)[:, 0]
+        data[:, lesion] = (
+            artefact[:, None] + 0.5 * lesion_noise * rng.standard_normal((n_t, lesion.sum()))
+        ).astype(np.float32)
+        data[:, ring] += (0.5 * artefact[:, None]).astype(np.float32)
     params, deriv, fd = _motion(rng, n_t, tr, n_spikes)
     weights = rng.normal(0, 0.5, (6, n_v)).astype(np.float32)
     data += (params - params.mean(axis=0)).astype(np.float32) @ weights
@@ -239,8 +261,20 @@ def simulate_cohort(
     severe_fraction: float = 0.5,
     effect: float = 0.75,
     seed: int = 1,
+    lesion_form: str = "template",
+    lesion_noise: float = 0.0,
+    lesion_size_by_class: bool = False,
 ) -> dict[str, Any]:
-    """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``)."""
+    """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``).
+
+    ``lesion_form``: ``template`` writes MNI-space masks in ``derivatives/lesions``; ``t1w`` writes
+    them as researchers draw them, in T1w space in the raw dataset (``anat/*_label-lesion_roi``),
+    with a T1w image and fMRIPrep's ``from-T1w_to-<space>_mode-image_xfm.h5`` transform; ``both``
+    writes both. ``lesion_noise`` puts a cavity artefact in the lesion (see :func:`simulate_run`);
+    ``lesion_size_by_class`` makes severe patients' lesions larger (a confound, not dFC).
+    """
+    if lesion_form not in LESION_FORMS:
+        raise SystemExit(f"--lesion-form must be one of {', '.join(LESION_FORMS)}")
     if resolution not in GRIDS:
         raise SystemExit(f"--resolution must be one of {sorted(GRIDS)} (mm)")
     nb.openers.Opener.default_compresslevel = 1
@@ -313,15 +347,22 @@ def simulate_cohort(
         "subjects": {},
     }
     sessions: list[str | None] = [f"{i + 1}" for i in range(n_sessions)] or [None]
+    lesion_rng = np.random.default_rng([seed, 7919])  # lesion draws leave the main stream unchanged
     for row in table.itertuples():
         label = row.participant_id[4:]
         severe = row.group == "severe"
         amp = effect * rng.uniform(0.8, 1.2) if severe else effect * rng.uniform(0.0, 0.15)
+        radius = LESION_RADIUS_MM
+        if lesion_size_by_class:
+            radius = lesion_rng.uniform(11.0, 14.0) if severe else lesion_rng.uniform(5.0, 8.0)
+        lesion_vol = lesion_sphere(row.lesion_hemisphere, radius, mask_img)
         truth["subjects"][label] = {
             "group": row.group,
             "lesion_hemisphere": row.lesion_hemisphere,
             "ul_fma": int(row.ul_fma),
             "coupling_amplitude": round(float(amp), 4),
+            "lesion_radius_mm": round(float(radius), 3),
+            "lesion_centre_mm": list(lesion_centre(row.lesion_hemisphere)),
         }
         for ses in sessions:
             sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
@@ -333,7 +374,14 @@ def simulate_cohort(
                     + (f"_run-{run}" if n_runs > 1 else "")
                 )
                 data, conf, comp = simulate_run(
-                    rng, mask_img, row.lesion_hemisphere, n_t=n_volumes, tr=tr, amplitude=amp
+                    rng,
+                    mask_img,
+                    row.lesion_hemisphere,
+                    n_t=n_volumes,
+                    tr=tr,
+                    amplitude=amp,
+                    lesion=lesion_vol[mask],
+                    lesion_noise=lesion_noise,
                 )
                 func = fmriprep / sdir / "func"
                 func.mkdir(parents=True, exist_ok=True)
@@ -369,27 +417,83 @@ def simulate_cohort(
                 img.header.set_xyzt_units("mm", "sec")
                 img.header["pixdim"][4] = tr
                 img.to_filename(raw / f"{ents}_bold.nii.gz")
-        _write_lesion(lesion_dir, label, row.lesion_hemisphere, mask_img, res)
+        if lesion_form in ("template", "both"):
+            _write_lesion(lesion_dir, label, lesion_vol, mask_img, res)
+        if lesion_form in ("t1w", "both"):
+            _write_t1w_lesion(out, fmriprep, label, row.lesion_hemisphere, radius)
     (out / "code").mkdir(exist_ok=True)
     _write_json(out / "code" / "strokefc_ground_truth.json", truth)
-    (out / ".bidsignore").write_text("code/\n")
+    # fMRIPrep's documented lesion-mask name is not (yet) in the BIDS schema: the validator needs it ignored
+    (out / ".bidsignore").write_text(
+        "code/\n" + ("*_label-lesion_roi.nii.gz\n" if lesion_form != "template" else "")
+    )
     return truth
 
 
-def _write_lesion(
-    lesion_dir: Path, label: str, side: str, mask_img: nb.Nifti1Image, res: dict[str, str]
-) -> None:
-    """A subcortical (corona radiata) lesion in the lesioned hemisphere, away from M1."""
+#: Centre and default radius of the simulated lesion: corona radiata, in the lesioned hemisphere, away
+#: from M1.
+LESION_CENTRE_MM = (-26.0, -12.0, 22.0)
+LESION_RADIUS_MM = 9.0
+LESION_FORMS = ("template", "t1w", "both")
+#: The simulated T1w space: template point -> T1w point (rotation of 5 degrees about z, then a shift),
+#: which is what fMRIPrep's from-T1w_to-<template> transform maps.
+_ANGLE = np.deg2rad(5.0)
+TEMPLATE_TO_T1W = np.array(
+    [
+        [np.cos(_ANGLE), -np.sin(_ANGLE), 0.0, 3.0],
+        [np.sin(_ANGLE), np.cos(_ANGLE), 0.0, -4.0],
+        [0.0, 0.0, 1.0, 6.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+
+def lesion_centre(side: str) -> tuple[float, float, float]:
+    x, y, z = LESION_CENTRE_MM
+    return (x if side == "L" else -x, y, z)
+
+
+def lesion_sphere(side: str, radius: float, mask_img: nb.Nifti1Image) -> np.ndarray:
+    """The lesion (bool volume on the grid): a sphere in the lesioned hemisphere, inside the brain."""
     from workflows.seeds import sphere_mask
 
-    x = -26.0 if side == "L" else 26.0
-    lesion = sphere_mask((x, -12.0, 22.0), 9.0, mask_img) & (np.asarray(mask_img.dataobj) > 0)
+    return sphere_mask(lesion_centre(side), radius, mask_img) & (np.asarray(mask_img.dataobj) > 0)
+
+
+def _write_lesion(
+    lesion_dir: Path, label: str, lesion: np.ndarray, mask_img: nb.Nifti1Image, res: dict[str, str]
+) -> None:
+    """The template-space mask, as a lesion-segmentation derivative names it."""
     anat = lesion_dir / f"sub-{label}" / "anat"
     anat.mkdir(parents=True, exist_ok=True)
     sp = f"_space-{SPACE}" + (f"_res-{res['res']}" if res else "")
     nb.Nifti1Image(lesion.astype(np.uint8), mask_img.affine).to_filename(
         anat / f"sub-{label}{sp}_desc-lesion_mask.nii.gz"
     )
+
+
+def _write_t1w_lesion(out: Path, fmriprep: Path, label: str, side: str, radius: float) -> None:
+    """A T1w image and its lesion mask (1.5 mm, T1w space) in the raw dataset, and fMRIPrep's transform."""
+    from workflows.lesion_warp import write_itk_affine_h5
+    from workflows.seeds import sphere_mask
+
+    shape = (128, 150, 128)
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    affine[:3, 3] = (-96.0, -130.0, -80.0)
+    grid = nb.Nifti1Image(np.zeros(shape, np.uint8), affine)
+    centre_t1w = (TEMPLATE_TO_T1W @ np.array([*lesion_centre(side), 1.0]))[:3]
+    mask = sphere_mask(centre_t1w, radius, grid)
+    head = sphere_mask((0.0, -10.0, 5.0), 85.0, grid)
+    anat = out / f"sub-{label}" / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    t1w = nb.Nifti1Image(np.where(head, np.where(mask, 300, 1000), 0).astype(np.int16), affine)
+    t1w.header.set_xyzt_units("mm")
+    t1w.to_filename(anat / f"sub-{label}_T1w.nii.gz")
+    _write_json(anat / f"sub-{label}_T1w.json", {"Description": "synthetic T1w (strokefc-simulate)"})
+    nb.Nifti1Image(mask.astype(np.uint8), affine).to_filename(anat / f"sub-{label}_label-lesion_roi.nii.gz")
+    xfm = fmriprep / f"sub-{label}" / "anat" / f"sub-{label}_from-T1w_to-{SPACE}_mode-image_xfm.h5"
+    xfm.parent.mkdir(parents=True, exist_ok=True)
+    write_itk_affine_h5(xfm, TEMPLATE_TO_T1W)
 
 
 def _version() -> str:
@@ -427,6 +531,19 @@ def main(argv: list[str] | None = None) -> int:
         help="amplitude of the seed-target coupling oscillation in severe patients",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed")
+    parser.add_argument(
+        "--lesion-form",
+        default="template",
+        choices=LESION_FORMS,
+        help="template: MNI masks in derivatives/lesions; t1w: raw T1w-space masks with fMRIPrep's "
+        "transform; both",
+    )
+    parser.add_argument(
+        "--lesion-noise", type=float, default=0.0, help="cavity artefact in the lesion (SD per cm of radius)"
+    )
+    parser.add_argument(
+        "--lesion-size-by-class", action="store_true", help="severe patients get larger lesions (a confound)"
+    )
     args = parser.parse_args(argv)
     if args.n_subjects < 1 or args.n_volumes < 20:
         parser.error("need at least 1 subject and 20 volumes")
@@ -441,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         severe_fraction=args.severe_fraction,
         effect=args.effect,
         seed=args.seed,
+        lesion_form=args.lesion_form,
+        lesion_noise=args.lesion_noise,
+        lesion_size_by_class=args.lesion_size_by_class,
     )
     groups = [s["group"] for s in truth["subjects"].values()]
     print(

@@ -6,7 +6,7 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from bids_app.lesions import find_lesion_mask, resolve_lesion_side
+from bids_app.lesions import LesionFile, find_lesion_masks, masks_expected, resolve_lesion_side
 from workflows.lesion import lesion_side_from_mask
 from workflows.seeds import atlas_labels, atlas_region_mask, make_seed_mask, sphere_mask
 from workflows.utils.errors import InputError
@@ -140,18 +140,47 @@ def test_resolve_lesion_side():
         resolve_lesion_side(None, None, "01")
 
 
-def test_find_lesion_mask(tmp_path):
+def test_find_lesion_masks_in_every_form(tmp_path):
     space = "MNI152NLin2009cAsym"
-    (tmp_path / "sub-01" / "anat").mkdir(parents=True)
-    target = tmp_path / "sub-01" / "anat" / f"sub-01_space-{space}_label-lesion_roi.nii.gz"
-    target.touch()
-    (tmp_path / f"sub-02_ses-1_space-{space}_desc-lesion_mask.nii.gz").touch()
-    assert find_lesion_mask(tmp_path, "01", None, space) == target
-    assert find_lesion_mask(tmp_path, "02", "1", space).name.startswith("sub-02_ses-1")
-    assert find_lesion_mask(tmp_path, "03", None, space) is None
-    (tmp_path / f"sub-01_space-{space}_desc-lesion_mask.nii.gz").touch()
+    lesions, raw, fmriprep = tmp_path / "lesions", tmp_path / "raw", tmp_path / "fmriprep"
+
+    def touch(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        return path
+
+    def find(label, sessions=(None,), **kw):
+        kw.setdefault("lesion_dir", lesions)
+        return find_lesion_masks(label, sessions, space, bids_dir=raw, fmriprep_dir=fmriprep, **kw)
+
+    target = touch(lesions / "sub-01" / "anat" / f"sub-01_space-{space}_label-lesion_roi.nii.gz")
+    touch(lesions / f"sub-02_ses-1_space-{space}_desc-lesion_mask.nii.gz")
+    touch(lesions / f"sub-02_ses-2_space-{space}_desc-lesion_mask.nii.gz")
+    # fMRIStroke's output: desc-lesion_roi in a derivative tree
+    stroke = touch(lesions / "sub-04" / "anat" / f"sub-04_space-{space}_res-2_desc-lesion_roi.nii.gz")
+    custom = touch(lesions / f"sub-05_space-{space}_desc-manual_mask.nii.gz")
+    touch(lesions / "sub-06_space-T1w_desc-lesion_mask.nii.gz")  # another space: not used
+    assert find("01") == {None: LesionFile(target, None, space, "lesion-dir")}
+    per_session = find("02", ["1", "2"])
+    assert {k: v.path.name[:12] for k, v in per_session.items()} == {"1": "sub-02_ses-1", "2": "sub-02_ses-2"}
+    assert find("03") == {}
+    assert find("04")[None].path == stroke
+    assert find("05") == {}
+    assert find("05", lesion_desc="manual")[None].path == custom
+    assert find("06") == {}
+    touch(lesions / f"sub-01_space-{space}_desc-lesion_mask.nii.gz")
     with pytest.raises(InputError, match="2 lesion masks"):
-        find_lesion_mask(tmp_path, "01", None, space)
+        find("01")
+    # raw-dataset masks are in T1w space and need fMRIPrep's transform
+    raw_mask = touch(raw / "sub-07" / "ses-a" / "anat" / "sub-07_ses-a_label-lesion_roi.nii.gz")
+    with pytest.raises(InputError, match="no T1w -> MNI152NLin2009cAsym transform"):
+        find("07", ["a"], lesion_dir=None)
+    xfm = touch(fmriprep / "sub-07" / "anat" / f"sub-07_from-T1w_to-{space}_mode-image_xfm.h5")
+    found = find("07", ["a", "b"], lesion_dir=None)
+    assert list(found) == ["a"]  # session b has no mask
+    assert found["a"] == LesionFile(raw_mask, "a", "T1w", "raw", xfm)
+    assert masks_expected(None, raw)
+    assert not masks_expected(None, tmp_path / "empty")
 
 
 def test_region_mask_for_reports(grid4):

@@ -36,6 +36,11 @@ STRATEGIES = {
     "scrubbing": {"strategy": ("motion", "wm_csf", "scrub"), "motion": "full", "wm_csf": "basic"},
     "compcor": {"strategy": ("motion", "high_pass", "compcor"), "motion": "full", "compcor": "anat_combined"},
 }
+#: Lesion-aware strategies: the base strategy plus the lesion's own signal (its mean and first principal
+#: components, as fMRIStroke's lesion CompCor; Yourganov et al. 2018), and smoothing that keeps the
+#: lesion's cavity signal out of the tissue around it. They need a lesion mask.
+LESION_STRATEGIES = {"simple+lesion": "simple", "compcor+lesion": "compcor"}
+STRATEGIES.update({name: STRATEGIES[base] for name, base in LESION_STRATEGIES.items()})
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class DenoiseParams:
     std_dvars_thresh: float = 1.5
     n_compcor: int | str = "all"  # "all" = the components fMRIPrep retained (50% variance)
     dummy_scans: int | str = "auto"
+    lesion_components: int = 4  # principal components of the lesion signal (besides its mean), +lesion only
 
 
 @dataclass
@@ -61,6 +67,7 @@ class DenoisedRun:
     mask_img: nb.Nifti1Image  # brain mask actually used (non-finite voxels removed)
     fd: np.ndarray  # (T,) framewise displacement (mm), NaN where unknown
     info: dict = field(default_factory=dict)
+    design: pd.DataFrame | None = None  # the regressors actually used, after dummy scans (for audits)
 
 
 def read_confounds_table(confounds_tsv: Path | str) -> pd.DataFrame:
@@ -285,19 +292,66 @@ def clean_series(
     return out
 
 
+def lesion_signal_regressors(series: np.ndarray, n_components: int) -> tuple[np.ndarray, list[str]]:
+    """The lesion's mean signal and its first ``n_components`` principal components, (T, k).
+
+    ``series`` (T, L) holds the unsmoothed lesion voxels. Each voxel is demeaned and scaled to unit
+    variance before the SVD (as CompCor does), so the components do not just follow the largest voxels.
+    """
+    x = np.asarray(series, np.float64)
+    x = x[:, x.std(axis=0) > 0]
+    if x.shape[1] == 0:
+        raise InputError(
+            "the lesion's voxels have constant signal",
+            "lesion mask",
+            "check the lesion mask against the BOLD, or use a strategy without +lesion",
+        )
+    mean = x.mean(axis=1)
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    k = int(min(n_components, z.shape[1] - 1, z.shape[0] - 1))
+    columns = [mean - mean.mean()]
+    names = ["lesion_mean"]
+    if k > 0:
+        u, sv, _ = np.linalg.svd(z, full_matrices=False)
+        columns += [u[:, i] * sv[i] for i in range(k)]
+        names += [f"lesion_comp_cor_{i:02d}" for i in range(k)]
+    return np.column_stack(columns), names
+
+
 def denoise_run(
     bold_file: Path | str,
     mask_file: Path | str,
     tr: float,
     params: DenoiseParams,
     confounds_file: Path | str | None = None,
+    lesion_mask: np.ndarray | None = None,
+    exclude_mask: np.ndarray | None = None,
 ) -> DenoisedRun:
     """Denoise one run: dummy scans cut, confounds regressed and band-pass applied together.
 
     Voxel series are detrended and z-scored over kept volumes (so window correlations are well
     conditioned); smoothing, when asked, happens inside the brain mask before cleaning.
+    ``exclude_mask`` (bool, on the BOLD grid: the dilated lesion) leaves the analysis mask, so it is
+    neither smoothed into its neighbours nor mapped; ``lesion_mask`` gives the lesion-signal
+    regressors of the ``+lesion`` strategies.
     """
     data, mask, bold_img, info = load_bold_masked(bold_file, mask_file)
+    if params.strategy in LESION_STRATEGIES and lesion_mask is None:
+        raise InputError(
+            f"denoising strategy {params.strategy!r} needs a lesion mask, and this subject has none",
+            str(bold_file),
+            "give lesion masks (--lesion-dir, or label-lesion_roi masks in the raw dataset) or use "
+            f"DenoiseParams.strategy {LESION_STRATEGIES[params.strategy]!r}",
+            params=("DenoiseParams.strategy",),
+        )
+    lesion_series = None
+    if params.strategy in LESION_STRATEGIES and lesion_mask is not None:
+        in_lesion = np.asarray(lesion_mask, bool) & mask
+        lesion_series = data[in_lesion].T  # before smoothing: the lesion's own signal
+    if exclude_mask is not None:
+        excluded = mask & np.asarray(exclude_mask, bool)
+        info["LesionVoxelsExcluded"] = int(excluded.sum())
+        mask = mask & ~excluded
     n_t = data.shape[3]
     conf_path = confounds_file or _confounds_path(bold_file)
     table = read_confounds_table(conf_path)
@@ -322,7 +376,20 @@ def denoise_run(
     del data
     kept = kept[n_dummy:]
     conf = confounds.to_numpy(float)[n_dummy:]
-    conf = conf[:, conf.std(axis=0) > 0] if conf.size else None  # drop constant columns
+    names = list(confounds.columns)
+    if lesion_series is not None:
+        regs, reg_names = lesion_signal_regressors(lesion_series[n_dummy:], params.lesion_components)
+        conf = np.column_stack([conf, regs]) if conf.size else regs
+        names += reg_names
+        conf_info["ConfoundColumns"] = names
+        conf_info["LesionRegressors"] = {
+            "Columns": reg_names,
+            "Voxels": int(lesion_series.shape[1]),
+            "Method": "mean and principal components of the unsmoothed, voxelwise z-scored lesion signal",
+        }
+    constant = conf.std(axis=0) == 0 if conf.size else np.zeros(0, bool)
+    design = pd.DataFrame(conf[:, ~constant], columns=[n for n, c in zip(names, constant) if not c])
+    conf = conf[:, ~constant] if conf.size else None  # drop constant columns
     if kept.sum() < 3:
         raise InputError(
             "fewer than 3 volumes survive censoring",
@@ -369,7 +436,7 @@ def denoise_run(
             "cubic-spline interpolation of data and confounds before filtering and regression, then "
             "removed (zero weight in every window)"
         )
-    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info)
+    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info, design)
 
 
 def _confounds_path(bold_file: Path | str) -> Path:

@@ -1,4 +1,4 @@
-"""Lesion side: parsing user values, deciding it from a lesion mask, and left-right mirroring.
+"""Lesion side, left-right mirroring, and a lesion mask on a run's grid (what leaves the maps).
 
 Mirroring happens about x = 0 in world (scanner/MNI) coordinates, so that a map of a right-lesion
 patient is brought to the left, whatever the voxel grid, as long as the grid is symmetric about
@@ -7,10 +7,15 @@ x = 0 (true of the fMRIPrep MNI152NLin2009cAsym grids); otherwise the mirrored i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import nibabel as nb
 import numpy as np
+from scipy import ndimage
 
 from workflows.utils.errors import InputError
+from workflows.utils.images import resample_binary
 
 _SIDES = {"l": "L", "left": "L", "r": "R", "right": "R"}
 
@@ -90,3 +95,87 @@ def mirror_lr(img: nb.Nifti1Image) -> nb.Nifti1Image:
         )
         out = out if data.ndim == 4 else out[..., 0]
     return nb.Nifti1Image(out, affine, img.header)
+
+
+#: Voxels of dilation around the lesion before it leaves the maps: BOLD voxels at the lesion's border
+#: mix cavity and tissue signal.
+LESION_DILATION = 1
+#: Share of the lesion (on the BOLD grid) allowed outside the brain mask before it is reported.
+OUTSIDE_BRAIN_WARNING = 0.5
+
+
+@dataclass
+class LesionOnGrid:
+    """A lesion mask put on a run's BOLD grid, what leaves the maps, and figures for the sidecar."""
+
+    lesion: np.ndarray  # (X, Y, Z) bool: the lesion on the grid
+    excluded: np.ndarray  # (X, Y, Z) bool: lesion dilated by LESION_DILATION voxels, inside the brain
+    info: dict[str, Any]
+
+
+def lesion_on_grid(
+    lesion_img: nb.Nifti1Image,
+    brain_img: nb.Nifti1Image,
+    *,
+    dilation: int = LESION_DILATION,
+    where: str = "lesion mask",
+) -> LesionOnGrid:
+    """Put a template-space lesion mask on the BOLD grid of ``brain_img`` and check it.
+
+    The mask is resampled with :func:`workflows.utils.images.resample_binary` (voxels at least half
+    covered). An empty mask, a mask with nothing on the BOLD grid (another space or field of view) or
+    entirely outside the brain is an error; more than :data:`OUTSIDE_BRAIN_WARNING` of it outside the
+    brain is a recorded warning.
+    """
+    if lesion_img.ndim != 3 and not (lesion_img.ndim == 4 and lesion_img.shape[3] == 1):
+        raise InputError(
+            f"the lesion mask is {lesion_img.ndim}D {lesion_img.shape}", where, "give a 3D binary mask"
+        )
+    source = np.asanyarray(lesion_img.dataobj).reshape(lesion_img.shape[:3]) > 0
+    if not source.any():
+        raise InputError("the lesion mask is empty (no voxel > 0)", where, "check the mask, or remove it")
+    lesion_img = nb.Nifti1Image(source.astype(np.uint8), lesion_img.affine)
+    lesion = resample_binary(lesion_img, brain_img)
+    if not lesion.any():
+        raise InputError(
+            "the lesion mask has no voxel on the BOLD grid: it lies outside the field of view of the run",
+            where,
+            "check that the mask is in the space of the BOLD (the space entity of --output-spaces) and "
+            "not in T1w or native space",
+        )
+    brain = np.asanyarray(brain_img.dataobj) > 0
+    inside = lesion & brain
+    if not inside.any():
+        raise InputError(
+            "the lesion mask lies entirely outside the brain mask of the run",
+            where,
+            "check the mask's space and orientation (a mask drawn in another space needs its transform)",
+        )
+    excluded = ndimage.binary_dilation(lesion, iterations=dilation) & brain if dilation else inside
+    source_ml = float(source.sum() * abs(np.linalg.det(lesion_img.affine[:3, :3])) / 1000.0)
+    outside = 1.0 - inside.sum() / lesion.sum()
+    warnings = []
+    if outside > OUTSIDE_BRAIN_WARNING:
+        warnings.append(
+            f"{100 * outside:.0f}% of the lesion mask lies outside the brain mask: check that it is in "
+            "the space of the BOLD"
+        )
+    info = {
+        "LesionVolume_ml": round(source_ml, 3),
+        "LesionVoxelsOnGrid": int(lesion.sum()),
+        "LesionFractionOutsideBrain": round(float(outside), 4),
+        "LesionExcludedVoxels": int(excluded.sum()),
+        "LesionDilation_vox": int(dilation),
+        "Warnings": warnings,
+    }
+    return LesionOnGrid(lesion, excluded, info)
+
+
+def exclusion_with_mirror(excluded: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``excluded`` or its left-right mirror (about world x = 0) on the same grid.
+
+    Used after lesion alignment: the lesioned territory and its homologue leave every model input, so
+    a model cannot tell lesion topography from connectivity.
+    """
+    img = nb.Nifti1Image(np.asarray(excluded, np.uint8), affine)
+    return np.asarray(excluded, bool) | (np.asarray(mirror_lr(img).dataobj) > 0)

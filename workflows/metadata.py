@@ -27,19 +27,24 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def merge_run_metadata(denoise_info: dict, seed_info: dict, dfc_info: dict, static: dict) -> dict:
-    """Combine the records of denoising, seed and dFC into one sidecar dictionary.
+def merge_run_metadata(
+    denoise_info: dict, seed_info: dict, dfc_info: dict, static: dict, lesion_info: dict | None = None
+) -> dict:
+    """Combine the records of denoising, seed, dFC (and lesion) into one sidecar dictionary.
 
-    Warnings from every step are gathered under ``Warnings``; the seed record goes under ``Seed``
-    and the denoising record under ``Denoising`` so that names cannot collide.
+    Warnings from every step are gathered under ``Warnings``; the seed record goes under ``Seed``,
+    the denoising record under ``Denoising`` and the lesion record under ``Lesion`` so that names
+    cannot collide.
     """
     warnings = []
-    for info in (denoise_info, seed_info, dfc_info):
+    for info in (lesion_info or {}, denoise_info, seed_info, dfc_info):
         warnings.extend(info.get("Warnings", info.get("warnings", [])))
     denoise = {k: v for k, v in denoise_info.items() if k != "Warnings"}
     seed = {k: v for k, v in seed_info.items() if k not in ("warnings", "Warnings")}
     dfc = {k: v for k, v in dfc_info.items() if k != "Warnings"}
     meta = {**static, **dfc, "Denoising": denoise, "Seed": seed}
+    if lesion_info:
+        meta["Lesion"] = {k: v for k, v in lesion_info.items() if k != "Warnings"}
     if warnings:
         meta["Warnings"] = warnings
     return meta

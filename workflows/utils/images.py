@@ -6,6 +6,7 @@ The errors cover missing, empty and corrupt files, and a brain mask on another g
 from __future__ import annotations
 
 import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import cast
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
+from scipy import ndimage
 
 from workflows.utils.errors import InputError
 
@@ -98,3 +100,44 @@ def read_data(
             str(path),
             "the file may be truncated: re-copy or regenerate it",
         ) from None
+
+
+def resample_binary(img: nb.Nifti1Image, target_img: nb.Nifti1Image) -> np.ndarray:
+    """A binary mask on ``target_img``'s grid: voxels at least half covered by the mask.
+
+    Linear interpolation of the 0/1 image, box-averaged first over one target voxel when the target is
+    coarser (:func:`box_average`), gives the covered fraction of each target voxel; thresholding it at
+    0.5 keeps thin cortical ribbons when the target grid is coarser.
+    """
+    data = np.asarray(img.dataobj) > 0
+    src = nb.Nifti1Image(box_average(data, img.affine, target_img.affine), img.affine)
+    target = nb.Nifti1Image(np.zeros(target_img.shape[:3], np.uint8), target_img.affine)
+    from nilearn.image import resample_to_img
+
+    with warnings.catch_warnings():  # linear interpolation of a 0/1 image is the point here
+        warnings.filterwarnings("ignore", message="Resampling binary images")
+        out = resample_to_img(src, target, interpolation="linear", force_resample=True, copy_header=True)
+    return np.asarray(out.dataobj) >= 0.5
+
+
+def box_average(mask: npt.NDArray[np.bool_], src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
+    """``mask`` as float32, averaged over a centred box one target voxel wide along each axis it is coarser.
+
+    The box has the target voxel's width ``w`` (in source voxels, per source axis, from the smallest
+    target voxel size): odd ``w`` is a plain box; even ``w`` a box of ``w + 1`` taps with half-weight
+    ends, so that neither shifts the mask by half a voxel (``ndimage.uniform_filter`` with an even size
+    would).
+    """
+    data = mask.astype(np.float32)
+    src_zooms = nb.affines.voxel_sizes(src_affine)[:3]
+    dst_zoom = float(np.min(nb.affines.voxel_sizes(dst_affine)[:3]))
+    for axis, zoom in enumerate(src_zooms):
+        ratio = dst_zoom / float(zoom)
+        if ratio <= 1.5:
+            continue
+        width = round(ratio)
+        weights = np.ones(width + (1 - width % 2), dtype=np.float32)
+        if width % 2 == 0:
+            weights[[0, -1]] = 0.5
+        data = ndimage.correlate1d(data, weights / width, axis=axis, mode="constant", cval=0.0)
+    return data
