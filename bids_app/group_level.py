@@ -43,6 +43,7 @@ class GroupSubject:
     fc_file: Path | None = None  # static-FC map (control model)
     dfcmean_file: Path | None = None  # mean-dFC map (control model)
     qc: dict[str, float] = field(default_factory=dict)  # quality measures (confound-only model)
+    lesion_files: tuple[Path, ...] = ()  # the participant level's desc-lesion_mask (one per session)
 
     def as_dict(self) -> dict:
         """The form the group workflow takes (absolute paths, '' for no window maps)."""
@@ -55,6 +56,7 @@ class GroupSubject:
             "fc_file": str(Path(self.fc_file).absolute()) if self.fc_file else "",
             "dfcmean_file": str(Path(self.dfcmean_file).absolute()) if self.dfcmean_file else "",
             "qc": dict(self.qc),
+            "lesion_files": [str(Path(p).absolute()) for p in self.lesion_files],
         }
 
 
@@ -69,6 +71,7 @@ def quality_measures(meta: dict) -> dict[str, float]:
         "volumes_kept": float(denoising.get("VolumesKept", math.nan)),
         "windows_kept": float(meta.get("WindowsKept", math.nan)),
         "dof_remaining": float(denoising.get("DegreesOfFreedomRemaining", math.nan)),
+        "lesion_volume_ml": float(meta.get("Lesion", {}).get("LesionVolume_ml", math.nan)),
     }
 
 
@@ -156,6 +159,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                 fc_file=controls["fc"],
                 dfcmean_file=controls["dfcmean"],
                 qc=quality_measures(meta),
+                lesion_files=tuple(queries.find_lesion_masks(layout, label, space=q.space, res=q.res)),
             )
         )
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):

@@ -405,6 +405,21 @@ def find_run_outputs(layout: BIDSLayout, run_entities: dict[str, Any], **query: 
     return sorted(Path(f.path) for f in found if _matches(f.entities, wanted))
 
 
+def find_lesion_masks(layout: BIDSLayout, subject: str, *, space: str, res: str | None) -> list[Path]:
+    """The participant level's ``desc-lesion_mask`` files of a subject (one per session), in ``space``."""
+    found = layout.get(
+        subject=subject,
+        desc="lesion",
+        suffix="mask",
+        space=space,
+        datatype="anat",
+        extension=[".nii.gz", ".nii"],
+    )
+    if res is not None:
+        found = [f for f in found if str(f.entities.get("res")) == str(res)]
+    return sorted(Path(f.path) for f in found)
+
+
 def find_subject_map(
     layout: BIDSLayout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd"
 ) -> Path | None:

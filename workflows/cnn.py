@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -136,7 +137,8 @@ class StrokeCNN(nn.Module):
         }
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.in_mean) / self.in_std
+        """Voxelwise z-score; excluded voxels (NaN: a lesion or its mirror) become 0, the training mean."""
+        return torch.nan_to_num((x - self.in_mean) / self.in_std, nan=0.0)
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         """Logits from already z-scored input (training augments in z-space, see :func:`_augment`)."""
@@ -174,9 +176,14 @@ def build_model(architecture: dict) -> StrokeCNN:
 
 
 def fit_normaliser(model: StrokeCNN, x_train: np.ndarray, eps: float = 1e-6) -> None:
-    """Set the voxelwise z-score buffers from the training samples only (constant voxels get SD 1)."""
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
+    """Set the voxelwise z-score buffers from the training samples only (constant voxels get SD 1).
+
+    Excluded voxels (NaN) do not count; a voxel excluded in every training sample gets mean 0, SD 1.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN voxels
+        mean = np.nan_to_num(np.nanmean(x_train, axis=0))
+        std = np.nan_to_num(np.nanstd(x_train, axis=0))
     std = np.where(std > eps, std, 1.0)
     model.in_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
     model.in_std.copy_(torch.from_numpy(std.astype(np.float32)))

@@ -204,11 +204,18 @@ def _resample(
     return np.asarray(out.dataobj, dtype=np.float32)
 
 
-def apply_grid(img: nb.Nifti1Image | Path | str, grid: dict, lesion_side: str, align: bool) -> np.ndarray:
+def apply_grid(
+    img: nb.Nifti1Image | Path | str,
+    grid: dict,
+    lesion_side: str,
+    align: bool,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
     """Put one map (3D) or a series of window maps (4D) on the CNN grid, ready for the model.
 
     Steps: lesion alignment (mirror right-lesion maps), NaN -> 0, linear resampling to the grid
-    (which crops to the brain's bounding box), masking with the group mask.
+    (which crops to the brain's bounding box), masking with the group mask; voxels of ``exclude``
+    (bool on the grid, see :func:`lesion_exclusion`) become NaN, which every model treats as missing.
 
     Returns
     -------
@@ -221,7 +228,24 @@ def apply_grid(img: nb.Nifti1Image | Path | str, grid: dict, lesion_side: str, a
     data = _resample(clean, grid["affine"], grid["shape"], "linear")
     data = data[..., None] if data.ndim == 3 else data
     data = np.moveaxis(data, -1, 0) * grid_mask(grid)[None]
+    if exclude is not None:
+        data[:, exclude] = np.nan
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def lesion_exclusion(
+    lesion: nb.Nifti1Image | Path | str, grid: dict, lesion_side: str, align: bool
+) -> np.ndarray:
+    """The lesion and its left-right mirror on the CNN grid (bool): voxels no model may read.
+
+    After alignment the lesioned territory and its homologue are excluded in every subject that has a
+    mask, so a model cannot learn lesion topography (which tracks impairment) and call it dFC. Any
+    overlap with a grid voxel excludes it.
+    """
+    from workflows.lesion import exclusion_with_mirror
+
+    on_grid = apply_grid(lesion, grid, lesion_side, align)[0] > 0
+    return exclusion_with_mirror(on_grid, np.asarray(grid["affine"]))
 
 
 def grid_image(data: np.ndarray, grid: dict) -> nb.Nifti1Image:

@@ -154,8 +154,13 @@ def subject_mean(prob: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def make_baseline(n_train: int, max_components: int = 20, seed: int = 0) -> Pipeline:
-    """StandardScaler -> PCA -> L2 logistic regression, to be fit on one training fold."""
+    """StandardScaler -> PCA -> L2 logistic regression, to be fit on one training fold.
+
+    Excluded voxels (NaN: a lesion or its mirror) are ignored by the scaler and then set to 0, the
+    training mean.
+    """
     from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -163,6 +168,7 @@ def make_baseline(n_train: int, max_components: int = 20, seed: int = 0) -> Pipe
     n_components = max(1, min(max_components, n_train - 1))
     return make_pipeline(
         StandardScaler(),
+        SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
         PCA(n_components=n_components, random_state=seed),
         LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
     )

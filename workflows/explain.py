@@ -37,6 +37,7 @@ def integrated_gradients(
     out = []
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
+        xb = torch.where(torch.isnan(xb), baseline, xb)  # excluded voxels (lesion): no attribution
         attr = ig.attribute(
             xb,
             baselines=baseline.expand_as(xb),

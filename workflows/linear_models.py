@@ -41,7 +41,16 @@ _LRCV_L2 = {
     if key in inspect.signature(LogisticRegressionCV).parameters
 }
 #: Quality measures of the confound-only model (sidecar fields, per subject).
-CONFOUND_FEATURES = ("mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept", "dof_remaining")
+#: Quality measures and lesion volume (which tracks impairment: a model that only sees lesion size must
+#: not be mistaken for one that reads connectivity).
+CONFOUND_FEATURES = (
+    "mean_fd_mm",
+    "censored_fraction",
+    "volumes_kept",
+    "windows_kept",
+    "dof_remaining",
+    "lesion_volume_ml",
+)
 
 PARCEL_DESCRIPTION = (
     "mean of the map in each parcel of the HCPEx atlas (lesion-aligned CNN grid), standardised, and an "
@@ -49,7 +58,7 @@ PARCEL_DESCRIPTION = (
     f"{len(PARCEL_CS)} values by an inner stratified group 5-fold CV on the training subjects only"
 )
 CONFOUND_DESCRIPTION = (
-    "L2 logistic regression (C=1, balanced class weights) on quality measures only: "
+    "L2 logistic regression (C=1, balanced class weights) on quality measures and lesion volume only: "
     + ", ".join(CONFOUND_FEATURES)
     + " (median-imputed and standardised inside each training fold)"
 )
@@ -75,9 +84,17 @@ def parcel_matrix(
 
 
 def parcel_means(x: np.ndarray, operator: sparse.csr_matrix) -> np.ndarray:
-    """Parcel means (n, parcels) of samples ``x`` (n, X, Y, Z); non-finite values count as 0."""
-    flat = np.nan_to_num(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
-    return np.asarray(operator.T @ flat.T).T
+    """Parcel means (n, parcels) of samples ``x`` (n, X, Y, Z) over their finite voxels.
+
+    Excluded voxels (NaN: a lesion or its mirror) leave the mean; a parcel with no finite voxel in a
+    sample is NaN there (the model imputes it from its training fold).
+    """
+    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    finite = np.isfinite(flat)
+    sums = np.asarray(operator.T @ np.where(finite, flat, 0.0).T).T
+    weights = np.asarray(operator.T @ finite.T.astype(np.float64)).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weights > 0, sums / weights, np.nan)
 
 
 def _inner_splits(y: np.ndarray, groups: np.ndarray, seed: int, n_splits: int = 5) -> list | None:
@@ -119,7 +136,11 @@ def parcel_fit_predict(
         if inner is not None
         else LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
     )
-    model = make_pipeline(StandardScaler(), classifier)
+    model = make_pipeline(
+        StandardScaler(),
+        SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
+        classifier,
+    )
     model.fit(parcel_means(x_train, operator), y_train)
     return model.predict_proba(parcel_means(x_test, operator))[:, 1], []
 

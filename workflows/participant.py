@@ -549,6 +549,13 @@ def init_participant_wf(
                 (predict, outputnode, [("out_file", "prediction")]),
             ]
         )
+        if lesion_nodes:  # the lesion and its mirror leave the model's input, as in training
+            join_lesions = pe.Node(
+                niu.Merge(len(lesion_nodes)), name="merge_lesions", run_without_submitting=True
+            )
+            for i, node in enumerate(lesion_nodes.values(), 1):
+                wf.connect(node, "lesion_mask", join_lesions, f"in{i}")
+            wf.connect(join_lesions, "out", predict, "lesion_masks")
     return wf
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from workflows.cnn import predict_proba
-from workflows.cnn_inputs import apply_grid
+from workflows.cnn_inputs import apply_grid, lesion_exclusion
 from workflows.metadata import shared_parameters
 from workflows.model_io import check_card_compatible, load_model
 from workflows.utils.errors import InputError
@@ -15,13 +16,21 @@ from workflows.utils.images import load_nifti
 
 
 def predict_subject(
-    map_file: Path | str, model_dir: Path | str, *, subject: str, lesion_side: str, space: str, meta: dict
+    map_file: Path | str,
+    model_dir: Path | str,
+    *,
+    subject: str,
+    lesion_side: str,
+    space: str,
+    meta: dict,
+    lesion_files: Sequence[Path | str] = (),
 ) -> dict:
     """Probability of severe impairment for one subject.
 
     The model directory is loaded safely (safetensors weights whose SHA-256 must match the card; no
     pickle is ever loaded), and the card must match the subject's space, grid and dFC/denoising
-    parameters; otherwise an ``InputError`` names the mismatch.
+    parameters; otherwise an ``InputError`` names the mismatch. ``lesion_files`` take the lesion and its
+    mirror out of the input, as training did.
     """
     model, card = load_model(model_dir)
     if card.get("input", {}).get("samples", "maps") != "maps":
@@ -38,7 +47,9 @@ def predict_subject(
         card, space=space, grid_shape=tuple(img.shape[:3]), dfc_params=shared_parameters(meta)
     )
     align = bool(card.get("input", {}).get("align_lesion", True))
-    x = apply_grid(img, card["input"]["grid"], lesion_side, align)
+    grid = card["input"]["grid"]
+    masks = [lesion_exclusion(f, grid, lesion_side, align) for f in lesion_files]
+    x = apply_grid(img, grid, lesion_side, align, np.logical_or.reduce(masks) if masks else None)
     prob = float(np.mean(predict_proba(model, x)))
     threshold = float(card.get("label", {}).get("severe_threshold", 20))
     cv = card.get("cross_validation", {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -28,6 +29,7 @@ from workflows.cnn_inputs import (
     grid_image,
     grid_mask,
     group_mask,
+    lesion_exclusion,
     make_grid,
     subsample_windows,
     template_mask,
@@ -150,14 +152,21 @@ def _save_nifti(data: np.ndarray, grid: dict, path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- steps
+def _exclusion(lesion_files: list[str], grid: dict, side: str, align: bool) -> np.ndarray | None:
+    """The union over a subject's lesion masks (one per session) of :func:`lesion_exclusion`."""
+    masks = [lesion_exclusion(f, grid, side, align) for f in lesion_files]
+    return np.logical_or.reduce(masks) if masks else None
+
+
 def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Path) -> PreparedInputs:
     """Lesion-align the maps, build the CNN grid, put every sample on it; write cohort and class maps.
 
     ``subjects`` are dicts with ``label, map_file, windows_file, lesion_side, score`` and, for the
     control models, ``fc_file``, ``dfcmean_file`` and ``qc`` (quality measures, see
-    :data:`workflows.linear_models.CONFOUND_FEATURES`). The atlas parcels of the primary model are put
-    on the same grid. Everything is written into ``work_dir``; the group workflow's writer node copies
-    the outputs into the dataset.
+    :data:`workflows.linear_models.CONFOUND_FEATURES`). ``lesion_files`` (the participant level's
+    lesion masks) take the lesion and its mirror out of every model input (NaN). The atlas parcels of
+    the primary model are put on the same grid. Everything is written into ``work_dir``; the group
+    workflow's writer node copies the outputs into the dataset.
     """
     work_dir = Path(work_dir)
     align = params.align_lesion
@@ -171,13 +180,16 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         del aligned
     grid = make_grid(maps_imgs[0], mask, params.cnn_resolution)
     del maps_imgs
-    maps = np.concatenate([apply_grid(s["map_file"], grid, s["lesion_side"], align) for s in subjects])
+    excluded = [_exclusion(s.get("lesion_files") or [], grid, s["lesion_side"], align) for s in subjects]
+    maps = np.concatenate(
+        [apply_grid(s["map_file"], grid, s["lesion_side"], align, ex) for s, ex in zip(subjects, excluded)]
+    )
     y_subject = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
     labels = np.array([s["label"] for s in subjects])
     if params.samples == "windows":
         xs: list[np.ndarray] = []
         sample_groups: list[str] = []
-        for s in subjects:
+        for s, ex in zip(subjects, excluded):
             img = load_nifti(s["windows_file"])
             n_win = img.shape[3] if img.ndim == 4 else 1
             keep = subsample_windows(n_win, params.max_windows)
@@ -186,7 +198,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
                     np.stack([np.asarray(img.dataobj[..., int(i)], dtype=np.float32) for i in keep], axis=-1),
                     img.affine,
                 )
-            xs.append(apply_grid(img, grid, s["lesion_side"], align))
+            xs.append(apply_grid(img, grid, s["lesion_side"], align, ex))
             sample_groups.extend([s["label"]] * len(xs[-1]))
         x, groups = np.concatenate(xs), np.array(sample_groups)
         y = np.array([y_subject[labels == g][0] for g in groups])
@@ -196,7 +208,10 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     for stat in CONTROL_MAPS:  # static FC and mean dFC, when every subject has them
         if all(s.get(f"{stat}_file") for s in subjects):
             controls[stat] = np.concatenate(
-                [apply_grid(s[f"{stat}_file"], grid, s["lesion_side"], align) for s in subjects]
+                [
+                    apply_grid(s[f"{stat}_file"], grid, s["lesion_side"], align, ex)
+                    for s, ex in zip(subjects, excluded)
+                ]
             )
     parcels = (atlas_on_grid(atlas_image("HCPEx"), grid) * grid_mask(grid)).astype(np.int32)
     confounds = np.array(
@@ -220,8 +235,10 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
 
     severe, mild = maps[y_subject == 1], maps[y_subject == 0]
     shape = tuple(grid["shape"])
-    mean_severe = severe.mean(0) if len(severe) else np.zeros(shape)
-    mean_mild = mild.mean(0) if len(mild) else np.zeros(shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # voxels excluded in every subject of a class
+        mean_severe = np.nan_to_num(np.nanmean(severe, 0)) if len(severe) else np.zeros(shape)
+        mean_mild = np.nan_to_num(np.nanmean(mild, 0)) if len(mild) else np.zeros(shape)
     class_maps = [
         _save_nifti(mean_severe, grid, work_dir / "desc-severe_dfcsd.nii.gz"),
         _save_nifti(mean_mild, grid, work_dir / "desc-mild_dfcsd.nii.gz"),

@@ -8,6 +8,7 @@ from nipype.interfaces.base import (
     Directory,
     File,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -22,6 +23,9 @@ class _PredictInputSpec(BaseInterfaceInputSpec):
     subject = traits.Str(mandatory=True, desc="label without sub-")
     space = traits.Str(mandatory=True, desc="template space of the map")
     meta = traits.Dict(desc="sidecar of a run map (shared parameters are checked)")
+    lesion_masks = traits.List(
+        File(exists=True), desc="the subject's lesion masks: out of the input, as in training"
+    )
 
 
 class _PredictOutputSpec(TraitedSpec):
@@ -43,6 +47,7 @@ class PredictSubject(StrokefcInterface):
             lesion_side=self.inputs.lesion_side,
             space=self.inputs.space,
             meta=self.inputs.meta,
+            lesion_files=self.inputs.lesion_masks if isdefined(self.inputs.lesion_masks) else (),
         )
         out = os.path.join(runtime.cwd, "prediction.json")
         with open(out, "w") as fh:
