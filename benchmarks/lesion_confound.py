@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Lesion-size negative control ({dt.date.today().isoformat()})",
         "",
-        f"{args.n_subjects} generated patients (4 mm, {args.n_volumes} volumes, seed 5), no dFC effect, severe "
-        "patients with larger lesions holding a size-scaled cavity artefact; "
+        f"{args.n_subjects} generated patients (4 mm, {args.n_volumes} volumes, seed 5), no dFC effect, "
+        "severe patients with larger lesions holding a size-scaled cavity artefact; "
         f"subject-level {5}-fold CV x {args.cv_repeats} repeats, the same folds for every model. "
         "Balanced accuracy, mean ± SD over folds (chance 0.5).",
         "",
