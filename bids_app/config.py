@@ -17,6 +17,7 @@ from workflows.cnn import TrainSettings
 from workflows.denoise import DenoiseParams
 from workflows.dfc import WindowParams
 from workflows.evaluation import CVParams
+from workflows.qc import QCParams
 from workflows.seeds import SeedParams
 from workflows.training import GroupParams
 
@@ -63,6 +64,7 @@ class RunConfig:
     denoise: DenoiseParams = field(default_factory=DenoiseParams)
     seed: SeedParams = field(default_factory=SeedParams)
     window: WindowParams = field(default_factory=WindowParams)
+    qc: QCParams = field(default_factory=QCParams)
     group: GroupParams = field(default_factory=GroupParams)
     execution: ExecutionParams = field(default_factory=ExecutionParams)
 
@@ -77,6 +79,7 @@ SECTIONS: dict[str, type] = {
     "denoise": DenoiseParams,
     "seed": SeedParams,
     "window": WindowParams,
+    "qc": QCParams,
     "group": GroupParams,
     "cv": CVParams,
     "execution": ExecutionParams,
@@ -137,6 +140,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "random_seed",
         )
     },
+    **{name: ("qc", name) for name in ("lag_search", "max_lag")},
     **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations")},
     "epochs": ("train", "epochs"),
     "device": ("train", "device"),
@@ -197,6 +201,7 @@ def build_config(
         denoise=DenoiseParams(**by_section.get("denoise", {})),
         seed=SeedParams(**by_section.get("seed", {})),
         window=WindowParams(**by_section.get("window", {})),
+        qc=QCParams(**by_section.get("qc", {})),
         group=group,
         execution=ExecutionParams(**by_section.get("execution", {})),
     )
@@ -209,6 +214,7 @@ def option_values(config: RunConfig) -> dict[str, Any]:
         "denoise": config.denoise,
         "seed": config.seed,
         "window": config.window,
+        "qc": config.qc,
         "group": config.group,
         "cv": config.group.cv,
         "train": config.group.train,

@@ -280,6 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
         "test of dynamics); 0 = no null",
     )
 
+    g = parser.add_argument_group("Quality control")
+    g.add_argument(
+        "--max-lag",
+        type=float,
+        default=D("max_lag"),
+        metavar="S",
+        help="flag a run whose lesioned side lags the other (M1 or hemisphere medians) by more than S "
+        "seconds (default %(default)s, Siegel et al. 2016)",
+    )
+    g.add_argument(
+        "--lag-search",
+        type=float,
+        default=D("lag_search"),
+        metavar="S",
+        help="hemodynamic lags searched, +/- S seconds (default %(default)s)",
+    )
+
     g = parser.add_argument_group("Model, training and prediction")
     g.add_argument(
         "--model",

@@ -214,6 +214,7 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                     fmriprep_dir=config.fmriprep_dir,
                     lesion_masks=plan.lesion_masks,
                     lesion_sources=plan.lesion_sources,
+                    qc=config.qc,
                     model_dir=config.model,
                 )
             ]

@@ -111,8 +111,21 @@ def subject_summary(config: RunConfig, plan: ParticipantPlan, runs: list[dict[st
         ),
         "Dynamics beyond a stationary null": "; ".join(_null_text(r["metadata"]) for r in runs),
         "Lesion mask": _lesion_text(first.get("Lesion"), first.get("Seed", {})),
+        "Hemodynamic lag (lesioned - other side)": "; ".join(_lag_text(r["metadata"]) for r in runs),
         **({"Notes": "; ".join(plan.notes)} if plan.notes else {}),
     }
+
+
+def _lag_text(meta: dict) -> str:
+    """The lag QC of a run, in words (see workflows.qc)."""
+    lag = meta.get("HemodynamicLag")
+    if not lag:
+        return "not measured"
+    verdict = "FLAGGED: dFC of the lesioned side is unreliable" if lag.get("Flagged") else "within threshold"
+    return (
+        f"M1 {lag.get('M1IpsiMinusContra_s')} s, hemisphere {lag.get('HemisphereIpsiMinusContra_s')} s "
+        f"({verdict}, threshold {lag.get('Threshold_s')} s)"
+    )
 
 
 def _lesion_text(lesion: dict | None, seed: dict) -> str:

@@ -120,12 +120,14 @@ def simulate_run(
     n_spikes: int = 2,
     lesion: np.ndarray | None = None,
     lesion_noise: float = 0.0,
+    lag: float = 0.0,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON.
 
     With ``lesion`` (bool over the brain voxels) and ``lesion_noise`` > 0, the lesion holds no neural
     signal but a shared cavity artefact plus voxel noise, of SD ``lesion_noise`` x the lesion radius in
-    cm; half the artefact leaks into a one-voxel ring around it (partial volume).
+    cm; half the artefact leaks into a one-voxel ring around it (partial volume). ``lag`` (s) delays
+    every signal of the lesioned hemisphere (|x| > 8 mm on the lesion's side), as hypoperfusion does.
     """
     regions = _regions(mask_img, side)
     n_v = int(regions["seed"].size)
@@ -152,6 +154,9 @@ def simulate_run(
             1.6
             * (coupling[:, None] * seed_sig[:, None] + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own)
         ).astype(np.float32)
+    if lag:
+        territory = lag_territory(mask_img, side)
+        data[:, territory] = delay(data[:, territory], lag, tr)
     if lesion is not None and lesion_noise > 0 and lesion.any():
         inside = np.asarray(mask_img.dataobj) > 0
         vol = np.zeros(inside.shape, bool)
@@ -217,6 +222,21 @@ def simulate_run(
     return data, table, comp_json
 
 
+def lag_territory(mask_img: nb.Nifti1Image, side: str) -> np.ndarray:
+    """Brain voxels of the lesioned hemisphere more than 8 mm from the midline (bool over the voxels)."""
+    inside = np.asarray(mask_img.dataobj) > 0
+    x = nb.affines.apply_affine(mask_img.affine, np.argwhere(inside))[:, 0]
+    return x < -8.0 if side == "L" else x > 8.0
+
+
+def delay(series: np.ndarray, seconds: float, tr: float) -> np.ndarray:
+    """Columns of ``series`` (T, N) delayed by ``seconds`` (a Fourier phase shift: any fraction of a TR)."""
+    n_t = series.shape[0]
+    freqs = np.fft.rfftfreq(n_t, tr)
+    spec = np.fft.rfft(series, axis=0) * np.exp(-2j * np.pi * freqs * seconds)[:, None]
+    return np.fft.irfft(spec, n=n_t, axis=0).astype(series.dtype)
+
+
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2) + "\n")
@@ -264,6 +284,7 @@ def simulate_cohort(
     lesion_form: str = "template",
     lesion_noise: float = 0.0,
     lesion_size_by_class: bool = False,
+    lag: float = 0.0,
 ) -> dict[str, Any]:
     """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``).
 
@@ -271,7 +292,8 @@ def simulate_cohort(
     them as researchers draw them, in T1w space in the raw dataset (``anat/*_label-lesion_roi``),
     with a T1w image and fMRIPrep's ``from-T1w_to-<space>_mode-image_xfm.h5`` transform; ``both``
     writes both. ``lesion_noise`` puts a cavity artefact in the lesion (see :func:`simulate_run`);
-    ``lesion_size_by_class`` makes severe patients' lesions larger (a confound, not dFC).
+    ``lesion_size_by_class`` makes severe patients' lesions larger (a confound, not dFC); ``lag`` (s)
+    delays the lesioned hemisphere's signals (hemodynamic lag).
     """
     if lesion_form not in LESION_FORMS:
         raise SystemExit(f"--lesion-form must be one of {', '.join(LESION_FORMS)}")
@@ -363,6 +385,8 @@ def simulate_cohort(
             "coupling_amplitude": round(float(amp), 4),
             "lesion_radius_mm": round(float(radius), 3),
             "lesion_centre_mm": list(lesion_centre(row.lesion_hemisphere)),
+            "lag_s": float(lag),
+            "lag_territory": "lesioned hemisphere, |x| > 8 mm" if lag else "",
         }
         for ses in sessions:
             sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
@@ -382,6 +406,7 @@ def simulate_cohort(
                     amplitude=amp,
                     lesion=lesion_vol[mask],
                     lesion_noise=lesion_noise,
+                    lag=lag,
                 )
                 func = fmriprep / sdir / "func"
                 func.mkdir(parents=True, exist_ok=True)
@@ -544,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lesion-size-by-class", action="store_true", help="severe patients get larger lesions (a confound)"
     )
+    parser.add_argument(
+        "--lag", type=float, default=0.0, help="hemodynamic lag (s) of the lesioned hemisphere's signals"
+    )
     args = parser.parse_args(argv)
     if args.n_subjects < 1 or args.n_volumes < 20:
         parser.error("need at least 1 subject and 20 volumes")
@@ -561,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         lesion_form=args.lesion_form,
         lesion_noise=args.lesion_noise,
         lesion_size_by_class=args.lesion_size_by_class,
+        lag=args.lag,
     )
     groups = [s["group"] for s in truth["subjects"].values()]
     print(

@@ -144,3 +144,21 @@ def test_t1w_masks_are_warped_written_and_kept_out_of_the_maps(tmp_path, brain4)
     exe = validator_executable()
     proc = subprocess.run([exe, str(out), "--ignoreWarnings"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize("lag", [0.0, 2.0])
+def test_lag_qc_recovers_a_planted_hemispheric_lag(tmp_path, lag):
+    from workflows.qc import QCParams, run_lag_qc
+
+    bids = simulate(tmp_path, n_subjects=1, n_volumes=200, lag=lag)
+    bold, mask_file = _bold_files(bids)
+    truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]["01"]
+    assert truth["lag_s"] == lag
+    run = denoise_run(bold, mask_file, 2.0, DenoiseParams(smoothing_fwhm=None), keep_bandpassed=True)
+    img, info = run_lag_qc(
+        run.bandpassed, run.kept, run.mask_img, truth["lesion_hemisphere"], 2.0, QCParams()
+    )
+    assert info["HemisphereIpsiMinusContra_s"] == pytest.approx(lag, abs=0.5)
+    assert info["Flagged"] is (lag > 1.0)
+    assert bool(info["Warnings"]) is (lag > 1.0)
+    assert img.shape == run.mask_img.shape

@@ -68,6 +68,7 @@ class DenoisedRun:
     fd: np.ndarray  # (T,) framewise displacement (mm), NaN where unknown
     info: dict = field(default_factory=dict)
     design: pd.DataFrame | None = None  # the regressors actually used, after dummy scans (for audits)
+    bandpassed: np.ndarray | None = None  # (T, V) detrended and band-passed only, when asked (lag QC)
 
 
 def read_confounds_table(confounds_tsv: Path | str) -> pd.DataFrame:
@@ -326,6 +327,7 @@ def denoise_run(
     confounds_file: Path | str | None = None,
     lesion_mask: np.ndarray | None = None,
     exclude_mask: np.ndarray | None = None,
+    keep_bandpassed: bool = False,
 ) -> DenoisedRun:
     """Denoise one run: dummy scans cut, confounds regressed and band-pass applied together.
 
@@ -333,7 +335,9 @@ def denoise_run(
     conditioned); smoothing, when asked, happens inside the brain mask before cleaning.
     ``exclude_mask`` (bool, on the BOLD grid: the dilated lesion) leaves the analysis mask, so it is
     neither smoothed into its neighbours nor mapped; ``lesion_mask`` gives the lesion-signal
-    regressors of the ``+lesion`` strategies.
+    regressors of the ``+lesion`` strategies. ``keep_bandpassed`` also returns the series detrended and
+    band-passed without confound regression (for the hemodynamic-lag QC, whose global reference the
+    regressors would partly remove).
     """
     data, mask, bold_img, info = load_bold_masked(bold_file, mask_file)
     if params.strategy in LESION_STRATEGIES and lesion_mask is None:
@@ -398,6 +402,7 @@ def denoise_run(
             params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"),
         )
     out = clean_series(series, conf, kept, tr, params)
+    bandpassed = clean_series(series, None, kept, tr, params) if keep_bandpassed else None
     censored = not kept.all()
     mask_used = nb.Nifti1Image(mask.astype(np.uint8), bold_img.affine)
     mask_used.header.set_xyzt_units("mm")
@@ -436,7 +441,7 @@ def denoise_run(
             "cubic-spline interpolation of data and confounds before filtering and regression, then "
             "removed (zero weight in every window)"
         )
-    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info, design)
+    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info, design, bandpassed)
 
 
 def _confounds_path(bold_file: Path | str) -> Path:

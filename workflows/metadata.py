@@ -28,7 +28,12 @@ def software_versions() -> dict[str, str]:
 
 
 def merge_run_metadata(
-    denoise_info: dict, seed_info: dict, dfc_info: dict, static: dict, lesion_info: dict | None = None
+    denoise_info: dict,
+    seed_info: dict,
+    dfc_info: dict,
+    static: dict,
+    lesion_info: dict | None = None,
+    lag_info: dict | None = None,
 ) -> dict:
     """Combine the records of denoising, seed, dFC (and lesion) into one sidecar dictionary.
 
@@ -37,7 +42,7 @@ def merge_run_metadata(
     cannot collide.
     """
     warnings = []
-    for info in (lesion_info or {}, denoise_info, seed_info, dfc_info):
+    for info in (lesion_info or {}, denoise_info, seed_info, dfc_info, lag_info or {}):
         warnings.extend(info.get("Warnings", info.get("warnings", [])))
     denoise = {k: v for k, v in denoise_info.items() if k != "Warnings"}
     seed = {k: v for k, v in seed_info.items() if k not in ("warnings", "Warnings")}
@@ -45,6 +50,8 @@ def merge_run_metadata(
     meta = {**static, **dfc, "Denoising": denoise, "Seed": seed}
     if lesion_info:
         meta["Lesion"] = {k: v for k, v in lesion_info.items() if k != "Warnings"}
+    if lag_info:
+        meta["HemodynamicLag"] = {k: v for k, v in lag_info.items() if k != "Warnings"}
     if warnings:
         meta["Warnings"] = warnings
     return meta

@@ -20,6 +20,7 @@ from workflows.interfaces.reportlets import FIGURES, RunReportlets
 from workflows.interfaces.seeds import MakeSeed
 from workflows.interfaces.subject import AggregateRuns
 from workflows.metadata import software_versions
+from workflows.qc import QCParams
 from workflows.seeds import SeedParams
 from workflows.utils.bids import RunInputs, safe_name
 
@@ -47,6 +48,7 @@ def init_dfc_wf(
     fmriprep_dir: str | Path,
     static_meta: dict,
     has_lesion: bool = False,
+    qc: QCParams | None = None,
     name: str = "dfc_wf",
 ) -> pe.Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
@@ -64,6 +66,8 @@ def init_dfc_wf(
         Repetition time (s).
     denoise, seed, window : DenoiseParams, SeedParams, WindowParams
         Parameters of the three steps.
+    qc : QCParams, optional
+        Hemodynamic-lag QC (``lag`` node, ``stat-lag`` map); the defaults when not given.
     lesion_side : {'L', 'R'}
     output_dir, fmriprep_dir : path
         The output dataset, and the fMRIPrep dataset the inputs come from (sidecar ``Sources``).
@@ -90,6 +94,7 @@ def init_dfc_wf(
     seed_mask, denoised, volumes_tsv, windows_tsv, seed_tsv, mask_file
         Intermediate files, for reuse.
     """
+    qc = qc or QCParams()
     wf = pe.Workflow(name=name)
     lesion_fields = ["lesion_mask", "exclude_mask", "lesion_info"] if has_lesion else []
     inputnode = pe.Node(niu.IdentityInterface(fields=list(RUN_INPUTS) + lesion_fields), name="inputnode")
@@ -125,6 +130,9 @@ def init_dfc_wf(
             n_compcor=denoise.n_compcor,
             dummy_scans=denoise.dummy_scans,
             lesion_components=denoise.lesion_components,
+            lesion_side=lesion_side,
+            lag_search=qc.lag_search,
+            max_lag=qc.max_lag,
         ),
         name="denoise",
         mem_gb=2.0,
@@ -162,6 +170,27 @@ def init_dfc_wf(
         run_without_submitting=True,
     )
     figures = pe.Node(RunReportlets(tr=tr, fd_thresh=denoise.fd_thresh), name="reportlets", mem_gb=1.0)
+    ds_lag = pe.Node(
+        DerivativesDataSink(
+            base_directory=str(output_dir),
+            stat="lag",
+            suffix="boldmap",
+            dismiss_entities=["desc"],
+            compress=True,
+            Description="Hemodynamic lag of each voxel behind the mean signal of the analysis mask (positive "
+            "= later), by cross-correlation over +/- the search range with sub-TR peak interpolation",
+            Units="s",
+        ),
+        name="ds_lag",
+        run_without_submitting=True,
+    )
+    wf.connect(
+        [
+            (denoise_node, metadata, [("lag_info", "lag_info")]),
+            (denoise_node, ds_lag, [("lag_map", "in_file")]),
+            (inputnode, ds_lag, [("bold_file", "source_file")]),
+        ]
+    )
     if has_lesion:
         wf.connect(
             [
@@ -352,6 +381,7 @@ def init_participant_wf(
     fmriprep_dir: str | Path,
     lesion_masks: Mapping[str | None, str | Path] | None = None,
     lesion_sources: Mapping[str | None, Sequence[str]] | None = None,
+    qc: QCParams | None = None,
     model_dir: str | Path | None = None,
     name: str | None = None,
 ) -> pe.Workflow:
@@ -379,6 +409,8 @@ def init_participant_wf(
         given to that session's runs. Runs of a session without a mask keep the lesion in their maps.
     lesion_sources : dict, optional
         Session -> ``Sources`` of the lesion derivative (URIs of the original mask and transform).
+    qc : QCParams, optional
+        Quality-control parameters of every run.
     model_dir : path, optional
         A trained model (``output_dir/model`` of a group run): predict this subject.
 
@@ -452,6 +484,7 @@ def init_participant_wf(
             fmriprep_dir=fmriprep_dir,
             static_meta=static,
             has_lesion=run.entities.get("session") in lesion_nodes,
+            qc=qc,
             name=f"dfc_{safe_name(run.name)}_wf",
         )
         if run.entities.get("session") in lesion_nodes:

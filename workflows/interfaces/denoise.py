@@ -9,6 +9,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, is
 
 from workflows.denoise import DenoiseParams, denoise_run
 from workflows.interfaces.base import StrokefcInterface
+from workflows.qc import QCParams, run_lag_qc
 from workflows.utils.images import load_nifti
 
 
@@ -38,6 +39,10 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     lesion_mask = traits.Either(
         None, File(exists=True), default=None, usedefault=True, desc="lesion on the BOLD grid (uint8)"
     )
+    lesion_side = traits.Enum("L", "R", mandatory=True, desc="lesion hemisphere (lag QC)")
+    # the values come from QCParams (workflows.qc), where their defaults live
+    lag_search = traits.Float(mandatory=True, desc="hemodynamic lags searched, +/- seconds")
+    max_lag = traits.Float(mandatory=True, desc="lag QC flag threshold (s)")
     exclude_mask = traits.Either(
         None,
         File(exists=True),
@@ -53,6 +58,8 @@ class _DenoiseOutputSpec(TraitedSpec):
     mask_file = File(exists=True, desc="brain mask actually used (non-finite voxels removed)")
     info = traits.Dict(desc="denoising parameters and counts, for sidecars")
     design_tsv = File(exists=True, desc="the confound regressors actually used (after dummy scans)")
+    lag_map = File(exists=True, desc="hemodynamic lag of each voxel (s), see workflows.qc")
+    lag_info = traits.Dict(desc="lag QC record, for sidecars and the report")
 
 
 class DenoiseBold(StrokefcInterface):
@@ -81,7 +88,21 @@ class DenoiseBold(StrokefcInterface):
             confounds_file=self.inputs.confounds_file,
             lesion_mask=_mask_or_none(self.inputs.lesion_mask),
             exclude_mask=_mask_or_none(self.inputs.exclude_mask),
+            keep_bandpassed=True,
         )
+        # the lag QC needs the series before confound regression, which only this node holds in memory
+        assert run.bandpassed is not None  # keep_bandpassed=True
+        lag_img, lag_info = run_lag_qc(
+            run.bandpassed,
+            run.kept,
+            run.mask_img,
+            self.inputs.lesion_side,
+            self.inputs.tr,
+            QCParams(lag_search=self.inputs.lag_search, max_lag=self.inputs.max_lag),
+        )
+        run.bandpassed = None
+        lag_path = os.path.join(runtime.cwd, "lag.nii.gz")
+        lag_img.to_filename(lag_path)
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
         vols = os.path.join(runtime.cwd, "volumes.tsv")
@@ -94,6 +115,8 @@ class DenoiseBold(StrokefcInterface):
         if run.design is not None:
             run.design.round(8).to_csv(design, sep="\t", index=False)
         self._results.update(
+            lag_map=lag_path,
+            lag_info=json.loads(json.dumps(lag_info, default=float)),
             design_tsv=design,
             denoised=out,
             volumes_tsv=vols,

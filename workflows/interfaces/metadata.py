@@ -12,6 +12,7 @@ class _MergeInputSpec(BaseInterfaceInputSpec):
     seed_info = traits.Dict(mandatory=True, desc="from MakeSeed")
     dfc_info = traits.Dict(mandatory=True, desc="from ComputeDFC")
     lesion_info = traits.Dict(desc="from LesionOnGrid, when the subject has a lesion mask")
+    lag_info = traits.Dict(desc="from HemodynamicLag")
     static = traits.Dict(desc="known at build time: lesion side and source, versions, repetition time")
     source_files = traits.List(traits.Str, desc="input files of the run (recorded as Sources)")
     dataset_root = traits.Str(desc="the fMRIPrep dataset the sources belong to (for bids: URIs)")
@@ -33,8 +34,9 @@ class MergeMetadata(StrokefcInterface):
         if isdefined(self.inputs.source_files):
             static["Sources"] = [bids_uri(f, self.inputs.dataset_root) for f in self.inputs.source_files]
         lesion = self.inputs.lesion_info if isdefined(self.inputs.lesion_info) else None
+        lag = self.inputs.lag_info if isdefined(self.inputs.lag_info) else None
         meta = merge_run_metadata(
-            self.inputs.denoise_info, self.inputs.seed_info, self.inputs.dfc_info, static, lesion
+            self.inputs.denoise_info, self.inputs.seed_info, self.inputs.dfc_info, static, lesion, lag
         )
         self._results.update(meta=meta, warnings=meta.get("Warnings", []))
         return runtime
