@@ -54,10 +54,10 @@ FULL = {
 }
 QUICK = {
     "res": 4,
-    "vols": 100,
+    "vols": 150,
     "naive_voxels": 1000,
     "group_n": 12,
-    "group_vols": 100,
+    "group_vols": 150,
     "scale_res": 4,
     "scale_vols": 100,
     "scale_n": (1, 2),

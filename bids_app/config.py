@@ -140,7 +140,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "random_seed",
         )
     },
-    **{name: ("qc", name) for name in ("lag_search", "max_lag")},
+    **{
+        name: ("qc", name)
+        for name in ("min_time", "max_mean_fd", "min_windows", "min_dof", "lag_search", "max_lag")
+    },
     **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations")},
     "epochs": ("train", "epochs"),
     "device": ("train", "device"),

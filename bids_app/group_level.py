@@ -7,6 +7,7 @@ sidecars to share one space, grid and set of dFC/denoising parameters.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -104,6 +105,16 @@ def parse_labels(
     return scores, missing
 
 
+def qc_exclusion(output_dir: Path, label: str) -> str | None:
+    """Why the participant level's quality control excluded every run of a subject, if it did."""
+    reasons = []
+    for path in sorted((output_dir / f"sub-{label}").glob("**/func/*_qc.tsv")):
+        with open(path) as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        reasons += [f"{r['run']}: {r['reason']}" for r in rows if r.get("excluded") == "1"]
+    return "excluded by quality control (" + "; ".join(reasons) + ")" if reasons else None
+
+
 def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
     """Subjects with a map and a label, the excluded ones with their reason, and shared parameters."""
     q, group = config.queries, config.group
@@ -122,7 +133,9 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
             continue
         map_file = queries.find_subject_map(layout, label, space=q.space, res=q.res)
         if map_file is None:
-            excluded[label] = "no participant-level dFC map (run the participant level first)"
+            excluded[label] = qc_exclusion(config.output_dir, label) or (
+                "no participant-level dFC map (run the participant level first)"
+            )
             continue
         meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
         these = shared_parameters(meta)

@@ -22,6 +22,8 @@ BIDSIGNORE = """\
 *_stat-*
 # derivative time series (fMRIPrep's confounds alike) are not in the validator's schema yet
 *_desc-design_timeseries.*
+*_qc.tsv
+*_qc.json
 *_prediction.json
 *_prediction.tsv
 figures/

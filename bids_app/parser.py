@@ -282,6 +282,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = parser.add_argument_group("Quality control")
     g.add_argument(
+        "--min-time",
+        type=_optional_float,
+        default=D("min_time"),
+        metavar="S",
+        help="exclude a run with fewer than S seconds left after censoring and dummy scans "
+        "(default %(default)s, as xcp_d; 'none' = off)",
+    )
+    g.add_argument(
+        "--max-mean-fd",
+        type=_optional_float,
+        default=D("max_mean_fd"),
+        metavar="MM",
+        help="exclude a run whose mean framewise displacement exceeds MM "
+        "(default %(default)s, Parkes et al. 2018's lenient criterion; 'none' = off)",
+    )
+    g.add_argument(
+        "--min-windows",
+        type=_nonneg_int,
+        default=D("min_windows"),
+        metavar="N",
+        help="exclude a run with fewer than N valid windows (default %(default)s)",
+    )
+    g.add_argument(
+        "--min-dof",
+        type=_optional_float,
+        default=D("min_dof"),
+        metavar="N",
+        help="exclude a run with fewer than N temporal degrees of freedom left after band-pass and "
+        "confound regression (default %(default)s; 'none' = off)",
+    )
+    g.add_argument(
         "--max-lag",
         type=float,
         default=D("max_lag"),

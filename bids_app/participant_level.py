@@ -33,9 +33,10 @@ from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.participant import init_participant_wf
-from workflows.utils.bids import RunInputs, bids_uri
+from workflows.qc import QC_COLUMNS, QC_DESCRIPTIONS, exclusion_reasons, predict_run_quality
+from workflows.utils.bids import RunInputs, bids_uri, run_prefix
 from workflows.utils.errors import FAILURE_RECORD, InputError
-from workflows.utils.io import atomic_write_text
+from workflows.utils.io import atomic_write_json, atomic_write_text, write_tsv
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -55,6 +56,7 @@ class SubjectPlan:
     lesion_sources: dict[str | None, list[str]] = field(default_factory=dict)  # sidecar Sources
     ul_fma: float | None = None
     notes: list[str] = field(default_factory=list)  # said in the log, the summary and the report
+    excluded_runs: list[dict] = field(default_factory=list)  # QC rows of runs excluded by the rules
 
 
 def validator_executable() -> str | None:
@@ -120,6 +122,13 @@ def plan_subject(
     )
     for run in runs:
         check_run(run, config.window.window_length)
+    runs, excluded_runs = apply_exclusion_rules(config, runs)
+    if not runs:
+        raise SubjectExcluded(
+            "every run was excluded by quality control: "
+            + "; ".join(f"{r['run']}: {r['reason']}" for r in excluded_runs),
+            excluded_runs,
+        )
     tsv_side = None
     where = f"{config.bids_dir / 'participants.tsv'}, participant sub-{label}"
     if participants is not None:
@@ -163,7 +172,51 @@ def plan_subject(
     if participants is not None and label in participants:
         raw = participants[label].get(config.group.label_column)
         ul_fma = parse_score(raw, where) if raw else None
-    return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes)
+    notes += [f"{r['run']} excluded by quality control: {r['reason']}" for r in excluded_runs]
+    return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes, excluded_runs)
+
+
+class SubjectExcluded(Exception):
+    """Every run of a subject failed an exclusion rule: not an error, a recorded decision."""
+
+    def __init__(self, reason: str, rows: list[dict]):
+        super().__init__(reason)
+        self.rows = rows
+
+
+def apply_exclusion_rules(config: RunConfig, runs: list[RunInputs]) -> tuple[list[RunInputs], list[dict]]:
+    """Split runs into kept and excluded by :func:`workflows.qc.exclusion_reasons` (confounds only).
+
+    Excluded runs get their QC row (``excluded`` 1, with the reason) and no maps.
+    """
+    kept, excluded = [], []
+    for run in runs:
+        quality = predict_run_quality(run.bold, run.confounds, run.tr, config.denoise, config.window)
+        reasons = exclusion_reasons(quality, config.qc)
+        if reasons:
+            row = {"run": run.name, **quality, "excluded": 1, "reason": "; ".join(reasons)}
+            excluded.append(row)
+            LOGGER.warning("sub-%s %s excluded: %s", run.entities["subject"], run.name, row["reason"])
+            write_qc_table(config.output_dir, run, row)
+        else:
+            kept.append(run)
+    return kept, excluded
+
+
+def write_qc_table(output_dir: Path, run: RunInputs, row: dict) -> Path:
+    """The QC table of an excluded run, named as the workflow names those of processed runs."""
+    ses = run.entities.get("session")
+    func = output_dir / f"sub-{run.entities['subject']}" / (f"ses-{ses}" if ses else "") / "func"
+    path = func / f"{run_prefix(run.entities)}_qc.tsv"
+    write_tsv(path, [row], list(QC_COLUMNS))
+    atomic_write_json(
+        path.with_suffix(".json"),
+        {
+            "Description": "Quality control of the run (one row); see the column descriptions",
+            **{column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()},
+        },
+    )
+    return path
 
 
 def template_space_mask(
@@ -260,9 +313,13 @@ def run_participant_level(config: RunConfig) -> int:
 
     plans: list[SubjectPlan] = []
     failures: dict[str, tuple[str, Path | None]] = {}
+    excluded: dict[str, str] = {}
     for label in labels:
         try:
             plans.append(plan_subject(config, label, participants, layout))
+        except SubjectExcluded as exc:
+            excluded[label] = str(exc)
+            LOGGER.warning("sub-%s excluded: %s", label, exc)
         except InputError as exc:
             failures[label] = (exc.render(flag_names()), None)
             LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
@@ -285,7 +342,8 @@ def run_participant_level(config: RunConfig) -> int:
 
     done = [p for p in plans if p.subject not in failures]
     reports = write_participant_reports(config, done, {k: v[0] for k, v in failures.items()})
-    _print_summary(config, labels, failures, reports, {p.subject: p.notes for p in plans if p.notes})
+    notes = {p.subject: p.notes for p in plans if p.notes}
+    _print_summary(config, labels, failures, reports, notes, excluded)
     return 1 if failures else 0
 
 
@@ -336,14 +394,20 @@ def _print_summary(
     failures: dict[str, tuple[str, Path | None]],
     reports: list[Path],
     notes: dict[str, list[str]] | None = None,
+    excluded: dict[str, str] | None = None,
 ) -> None:
-    ok = [lb for lb in labels if lb not in failures]
+    excluded = excluded or {}
+    ok = [lb for lb in labels if lb not in failures and lb not in excluded]
     print(
         f"strokefc participant level: {len(ok)} of {len(labels)} participant(s) done; "
         f"outputs in {config.output_dir}"
     )
     for path in reports:
         print(f"  report: {path}")
+    if excluded:
+        print("Excluded by quality control (no maps; QC tables in the subjects' func folders):")
+        for label, reason in excluded.items():
+            print(f"  sub-{label}: {reason}")
     if notes:
         print("Notes:")
         for label, lines in notes.items():

@@ -274,7 +274,7 @@ def simulate_cohort(
     *,
     n_subjects: int = 24,
     resolution: int = 4,
-    n_volumes: int = 120,
+    n_volumes: int = 150,
     tr: float = 2.0,
     n_runs: int = 1,
     n_sessions: int = 0,
@@ -544,7 +544,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(GRIDS),
         help="grid (mm): 2 = fMRIPrep res-2, 4 = coarse and fast",
     )
-    parser.add_argument("--n-volumes", type=int, default=120)
+    parser.add_argument(
+        "--n-volumes",
+        type=int,
+        default=150,
+        help="volumes per run (150 at TR 2 s pass the default exclusion rules)",
+    )
     parser.add_argument("--tr", type=float, default=2.0, help="repetition time (s)")
     parser.add_argument("--n-runs", type=int, default=1, help="runs per session")
     parser.add_argument("--n-sessions", type=int, default=0, help="0 = no session level")

@@ -53,6 +53,10 @@ def cohort(tmp_path_factory):
     return simulate(tmp_path_factory.mktemp("cohort"))
 
 
+#: Exclusion rules off, for generated runs kept short to keep the tests fast.
+NO_QC = ("--min-time", "none", "--min-dof", "none", "--min-windows", "2")
+
+
 def run_cli(*args) -> int:
     from bids_app.cli import main
 

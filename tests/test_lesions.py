@@ -108,7 +108,7 @@ def test_lesion_regressors_remove_a_cavity_artefact_that_simple_leaves(tmp_path,
 @pytest.mark.integration
 def test_t1w_masks_are_warped_written_and_kept_out_of_the_maps(tmp_path, brain4):
     """Raw-dataset T1w masks + fMRIPrep's transform; a subject without a mask is reported."""
-    bids = simulate(tmp_path, n_subjects=2, n_volumes=120, lesion_form="t1w")
+    bids = simulate(tmp_path, n_subjects=2, n_volumes=150, lesion_form="t1w")
     (bids / "sub-02" / "anat" / "sub-02_label-lesion_roi.nii.gz").unlink()
     out = tmp_path / "out"
     code = run_cli(

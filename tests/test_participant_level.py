@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
-from conftest import run_cli, simulate
+from conftest import NO_QC, run_cli, simulate
 
 from bids_app.participant_level import validator_executable
 from workflows.seeds import atlas_region_mask
@@ -138,6 +138,7 @@ def test_several_runs_give_a_weighted_subject_map(tmp_path):
             "--window-length",
             "20vol",
             "--skip-bids-validation",
+            *NO_QC,
         )
         == 0
     )

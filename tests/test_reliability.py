@@ -16,11 +16,11 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, simulate
+from conftest import NO_QC, run_cli, simulate
 
 pytestmark = pytest.mark.integration
 SPACE = "MNI152NLin2009cAsym"
-FAST = ("--window-length", "20vol", "--skip-bids-validation")
+FAST = ("--window-length", "20vol", "--skip-bids-validation", *NO_QC)
 STROKEFC = str(Path(sys.executable).parent / "strokefc")
 
 

@@ -69,6 +69,7 @@ class DenoisedRun:
     info: dict = field(default_factory=dict)
     design: pd.DataFrame | None = None  # the regressors actually used, after dummy scans (for audits)
     bandpassed: np.ndarray | None = None  # (T, V) detrended and band-passed only, when asked (lag QC)
+    tsnr: np.ndarray | None = None  # (X, Y, Z) temporal SNR before smoothing and denoising
 
 
 def read_confounds_table(confounds_tsv: Path | str) -> pd.DataFrame:
@@ -319,6 +320,19 @@ def lesion_signal_regressors(series: np.ndarray, n_components: int) -> tuple[np.
     return np.column_stack(columns), names
 
 
+def tsnr_map(data: np.ndarray, mask: np.ndarray, kept: np.ndarray, n_dummy: int) -> np.ndarray:
+    """Temporal SNR (mean / SD over kept volumes) of each mask voxel of a 4D run, slab by slab (3D)."""
+    volumes = np.flatnonzero(np.asarray(kept, bool)) + n_dummy
+    out = np.zeros(mask.shape, np.float32)
+    for x in range(mask.shape[0]):
+        if not mask[x].any():
+            continue
+        series = np.asarray(data[x][mask[x]][:, volumes], dtype=np.float64)
+        sd = series.std(axis=1)
+        out[x][mask[x]] = np.where(sd > 0, series.mean(axis=1) / np.where(sd > 0, sd, 1.0), 0.0)
+    return out
+
+
 def denoise_run(
     bold_file: Path | str,
     mask_file: Path | str,
@@ -374,6 +388,7 @@ def denoise_run(
         else np.full(n_t, np.nan)
     )
 
+    tsnr = tsnr_map(data, mask, kept[n_dummy:], n_dummy)
     if params.smoothing_fwhm:
         data = smooth_in_mask(data, mask, params.smoothing_fwhm, bold_img.header.get_zooms())
     series = data[mask].T[n_dummy:]  # (T', V)
@@ -414,8 +429,12 @@ def denoise_run(
             "VolumesCensored": int((~kept).sum()),
             "VolumesKept": int(kept.sum()),
             "MeanFramewiseDisplacement_mm": float(np.nanmean(fd[n_dummy:]))
-            if np.isfinite(fd).any()
+            if np.isfinite(fd[n_dummy:]).any()
             else None,
+            "MaxFramewiseDisplacement_mm": float(np.nanmax(fd[n_dummy:]))
+            if np.isfinite(fd[n_dummy:]).any()
+            else None,
+            "RetainedTime_s": round(float(kept.sum() * tr), 2),
             "HighPass_Hz": params.high_pass,
             "LowPass_Hz": params.low_pass,
             "Filter": "butterworth (nilearn.signal.clean, together with confound regression)",
@@ -441,7 +460,7 @@ def denoise_run(
             "cubic-spline interpolation of data and confounds before filtering and regression, then "
             "removed (zero weight in every window)"
         )
-    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info, design, bandpassed)
+    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info, design, bandpassed, tsnr)
 
 
 def _confounds_path(bold_file: Path | str) -> Path:

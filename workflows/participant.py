@@ -16,13 +16,17 @@ from workflows.interfaces.dfc import ComputeDFC
 from workflows.interfaces.lesion import LesionOnGrid
 from workflows.interfaces.metadata import MergeMetadata
 from workflows.interfaces.predict import PredictSubject
+from workflows.interfaces.qc import RunQC
 from workflows.interfaces.reportlets import FIGURES, RunReportlets
 from workflows.interfaces.seeds import MakeSeed
 from workflows.interfaces.subject import AggregateRuns
 from workflows.metadata import software_versions
-from workflows.qc import QCParams
+from workflows.qc import QC_DESCRIPTIONS, QCParams
 from workflows.seeds import SeedParams
 from workflows.utils.bids import RunInputs, safe_name
+
+#: The QC table's column descriptions, as BIDS TSV sidecar entries.
+QC_DESCRIPTIONS_META = {column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()}
 
 #: stat- entity of each map, with its description for the sidecar.
 MAP_STATS = {
@@ -49,6 +53,7 @@ def init_dfc_wf(
     static_meta: dict,
     has_lesion: bool = False,
     qc: QCParams | None = None,
+    run_label: str = "",
     name: str = "dfc_wf",
 ) -> pe.Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
@@ -184,8 +189,30 @@ def init_dfc_wf(
         name="ds_lag",
         run_without_submitting=True,
     )
+    run_qc = pe.Node(RunQC(run=run_label), name="qc", run_without_submitting=True)
+    ds_qc = pe.Node(
+        DerivativesDataSink(
+            base_directory=str(output_dir),
+            suffix="qc",
+            extension=".tsv",
+            dismiss_entities=["space", "res", "desc"],
+            Description="Quality control of the run (one row); see the column descriptions",
+            **QC_DESCRIPTIONS_META,
+        ),
+        name="ds_qc",
+        run_without_submitting=True,
+    )
     wf.connect(
         [
+            (
+                denoise_node,
+                run_qc,
+                [("info", "denoise_info"), ("lag_info", "lag_info"), ("tsnr_file", "tsnr_file")],
+            ),
+            (seed_node, run_qc, [("seed_mask", "seed_mask")]),
+            (dfc, run_qc, [("info", "dfc_info")]),
+            (run_qc, ds_qc, [("qc_tsv", "in_file")]),
+            (inputnode, ds_qc, [("bold_file", "source_file")]),
             (denoise_node, metadata, [("lag_info", "lag_info")]),
             (denoise_node, ds_lag, [("lag_map", "in_file")]),
             (inputnode, ds_lag, [("bold_file", "source_file")]),
@@ -198,6 +225,7 @@ def init_dfc_wf(
                 (inputnode, seed_node, [("lesion_mask", "lesion_mask")]),
                 (inputnode, figures, [("lesion_mask", "lesion_mask")]),
                 (inputnode, metadata, [("lesion_info", "lesion_info")]),
+                (inputnode, run_qc, [("lesion_info", "lesion_info")]),
             ]
         )
 
@@ -485,6 +513,7 @@ def init_participant_wf(
             static_meta=static,
             has_lesion=run.entities.get("session") in lesion_nodes,
             qc=qc,
+            run_label=run.name,
             name=f"dfc_{safe_name(run.name)}_wf",
         )
         if run.entities.get("session") in lesion_nodes:

@@ -1,4 +1,8 @@
-"""Quality control of each run: hemodynamic lag in the lesioned territory (and its parameters).
+"""Quality control of each run: exclusion rules, the QC table, and hemodynamic lag in the lesioned territory.
+
+Exclusion is decided before any image is read (:func:`run_quality` needs only the confounds table and
+the BOLD header), so an excluded run gets no maps and its reason reaches the log, the summary, the
+report and the group table.
 
 The lag map is :func:`workflows.lag.lag_map` of the voxel series, detrended and band-passed but not
 regressed (confound regressors built from the data, such as WM/CSF means, carry part of the global
@@ -10,21 +14,245 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nibabel as nb
 import numpy as np
+import pandas as pd
 
+from workflows.denoise import (
+    LESION_STRATEGIES,
+    DenoiseParams,
+    count_dummy_scans,
+    degrees_of_freedom,
+    load_run_confounds,
+    read_confounds_table,
+)
+from workflows.dfc import WindowParams, parse_duration, window_design
 from workflows.lag import LAG_FLAG_S, lag_map, lag_summary
 from workflows.seeds import atlas_region_mask
 
 
 @dataclass(frozen=True)
 class QCParams:
-    """Hemodynamic-lag QC of each run."""
+    """Exclusion rules and hemodynamic-lag QC of each run (None switches a rule off)."""
 
+    # retained time after censoring and dummy scans (s): xcp_d's default, and about the shortest run in
+    # which windows of 1/high-pass (100 s) fit more than twice
+    min_time: float | None = 240.0
+    # mean framewise displacement (mm): Parkes et al. 2018's lenient gross-motion criterion
+    max_mean_fd: float | None = 0.55
+    # valid windows (enough of their taper weight kept): an SD over fewer is not a variability estimate
+    min_windows: int = 5
+    # temporal degrees of freedom left after band-pass and confound regression (Parkes et al. 2018)
+    min_dof: float | None = 10.0
     lag_search: float = 6.0  # +/- seconds searched for each voxel's lag
     max_lag: float = LAG_FLAG_S  # ipsi - contra lag (s, M1 or hemisphere) above which a run is flagged
+
+
+#: Columns of the per-run QC table (``..._desc-qc_timeseries.tsv`` has one row per run).
+QC_COLUMNS = (
+    "run",
+    "mean_fd_mm",
+    "max_fd_mm",
+    "volumes_total",
+    "dummy_scans",
+    "volumes_censored",
+    "retained_time_s",
+    "dof_in_band",
+    "regressors",
+    "dof_remaining",
+    "windows_total",
+    "windows_valid",
+    "seed_tsnr",
+    "lesion_volume_ml",
+    "lag_m1_s",
+    "lag_hemisphere_s",
+    "lag_flagged",
+    "excluded",
+    "reason",
+)
+QC_DESCRIPTIONS = {
+    "run": "the BOLD run (file name up to the space entity)",
+    "mean_fd_mm": "mean framewise displacement after dummy scans (mm)",
+    "max_fd_mm": "largest framewise displacement after dummy scans (mm)",
+    "volumes_total": "volumes of the run, dummy scans included",
+    "dummy_scans": "non-steady-state volumes dropped at the start",
+    "volumes_censored": "volumes censored (scrubbing), after dummy scans",
+    "retained_time_s": "kept volumes x repetition time (s)",
+    "dof_in_band": "temporal degrees of freedom the band-pass keeps",
+    "regressors": "confound regressors",
+    "dof_remaining": "degrees of freedom left after band-pass and regression (Parkes et al. 2018)",
+    "windows_total": "sliding windows laid over the run",
+    "windows_valid": "windows with enough of their taper weight on kept volumes",
+    "seed_tsnr": "median temporal SNR (mean / SD over kept volumes) of the seed's voxels, before denoising",
+    "lesion_volume_ml": "lesion volume (ml), when a lesion mask is known",
+    "lag_m1_s": "median hemodynamic lag of ipsilesional minus contralesional M1 (s)",
+    "lag_hemisphere_s": "median hemodynamic lag of the lesioned minus the other hemisphere (s)",
+    "lag_flagged": "1 when either lag difference exceeds QCParams.max_lag",
+    "excluded": "1 when an exclusion rule removed the run (no maps)",
+    "reason": "why the run was excluded",
+}
+
+
+def run_quality(
+    confounds: pd.DataFrame,
+    kept: np.ndarray,
+    n_dummy: int,
+    tr: float,
+    n_regressors: int,
+    denoise: DenoiseParams,
+    window: WindowParams,
+) -> dict[str, Any]:
+    """The QC measures known before any image is read (from the confounds table and the censoring).
+
+    ``kept`` (T,) marks the uncensored volumes of the whole run (dummy scans included).
+    """
+    kept = np.asarray(kept, bool)[n_dummy:]
+    fd = (
+        confounds["framewise_displacement"].to_numpy(float)[n_dummy:]
+        if "framewise_displacement" in confounds
+        else np.full(kept.size, np.nan)
+    )
+    dof = degrees_of_freedom(int(kept.sum()), tr, denoise.high_pass, denoise.low_pass, n_regressors)
+    length = parse_duration(window.window_length, tr)
+    if length <= kept.size:
+        plan = window_design(
+            kept, length, window.window_step, window.window_shape, window.min_window_coverage
+        ).plan
+        windows_total, windows_valid = int(plan.starts.size), plan.n_valid
+    else:
+        windows_total = windows_valid = 0
+    finite = np.isfinite(fd)
+    return {
+        "mean_fd_mm": round(float(fd[finite].mean()), 4) if finite.any() else math.nan,
+        "max_fd_mm": round(float(fd[finite].max()), 4) if finite.any() else math.nan,
+        "volumes_total": int(kept.size + n_dummy),
+        "dummy_scans": int(n_dummy),
+        "volumes_censored": int((~kept).sum()),
+        "retained_time_s": round(float(kept.sum() * tr), 2),
+        "dof_in_band": dof["DegreesOfFreedomInBand"],
+        "regressors": int(n_regressors),
+        "dof_remaining": dof["DegreesOfFreedomRemaining"],
+        "windows_total": windows_total,
+        "windows_valid": windows_valid,
+    }
+
+
+def predict_run_quality(
+    bold_file: str | Path, confounds_file: str | Path, tr: float, denoise: DenoiseParams, window: WindowParams
+) -> dict[str, Any]:
+    """:func:`run_quality` of one fMRIPrep run, from its confounds (no image is read).
+
+    The regressor count is the denoising strategy's (constant columns dropped), plus the mean and
+    ``lesion_components`` components of the ``+lesion`` strategies.
+    """
+    table = read_confounds_table(confounds_file)
+    confounds, kept, _ = load_run_confounds(bold_file, denoise, len(table))
+    n_dummy = count_dummy_scans(table, denoise.dummy_scans)
+    values = confounds.to_numpy(float)[n_dummy:]
+    n_regressors = int((values.std(axis=0) > 0).sum()) if values.size else 0
+    if denoise.strategy in LESION_STRATEGIES:
+        n_regressors += 1 + denoise.lesion_components
+    return run_quality(table, kept, n_dummy, tr, n_regressors, denoise, window)
+
+
+def qc_row(
+    run: str,
+    denoise_info: dict,
+    dfc_info: dict,
+    seed_tsnr: float,
+    lag_info: dict | None = None,
+    lesion_info: dict | None = None,
+) -> dict[str, Any]:
+    """The QC table row of a processed run, from the records of its steps."""
+    lag = lag_info or {}
+    return {
+        "run": run,
+        "mean_fd_mm": _num(denoise_info.get("MeanFramewiseDisplacement_mm")),
+        "max_fd_mm": _num(denoise_info.get("MaxFramewiseDisplacement_mm")),
+        "volumes_total": denoise_info.get("VolumesTotal"),
+        "dummy_scans": denoise_info.get("DummyScans"),
+        "volumes_censored": denoise_info.get("VolumesCensored"),
+        "retained_time_s": _num(denoise_info.get("RetainedTime_s")),
+        "dof_in_band": _num(denoise_info.get("DegreesOfFreedomInBand")),
+        "regressors": denoise_info.get("ConfoundRegressors"),
+        "dof_remaining": _num(denoise_info.get("DegreesOfFreedomRemaining")),
+        "windows_total": dfc_info.get("WindowsTotal"),
+        "windows_valid": dfc_info.get("WindowsKept"),
+        "seed_tsnr": round(float(seed_tsnr), 2) if math.isfinite(seed_tsnr) else math.nan,
+        "lesion_volume_ml": _num((lesion_info or {}).get("LesionVolume_ml")),
+        "lag_m1_s": _num(lag.get("M1IpsiMinusContra_s")),
+        "lag_hemisphere_s": _num(lag.get("HemisphereIpsiMinusContra_s")),
+        "lag_flagged": int(bool(lag.get("Flagged"))) if lag else math.nan,
+        "excluded": 0,
+        "reason": "",
+    }
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def qc_fc(maps: np.ndarray, motion: np.ndarray, alpha: float = 0.05) -> dict[str, Any]:
+    """QC-FC (Ciric et al. 2017): correlation across subjects of mean FD with each voxel's map value.
+
+    ``maps`` (subjects, ...) on one grid (NaN and constant voxels skipped), ``motion`` (subjects,) mean FD.
+    Returns the median |r|, the share of voxels with uncorrected p < ``alpha`` (about ``alpha`` when motion
+    does not shape the maps) and a histogram of r. Descriptive: it uses no label, so no test subject's
+    label reaches any model.
+    """
+    from scipy import stats
+
+    x = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    fd = np.asarray(motion, dtype=np.float64)
+    use = np.isfinite(fd)
+    x, fd = x[use], fd[use]
+    n = len(fd)
+    if n < 4 or np.std(fd) == 0:
+        return {"n_subjects": int(n), "computed": False}
+    voxels = np.isfinite(x).all(axis=0) & (x.std(axis=0) > 0)
+    xv = x[:, voxels]
+    xz = (xv - xv.mean(axis=0)) / xv.std(axis=0)
+    fz = (fd - fd.mean()) / fd.std()
+    r = (xz * fz[:, None]).mean(axis=0)
+    t = r * np.sqrt((n - 2) / np.clip(1 - r**2, 1e-12, None))
+    p = 2 * stats.t.sf(np.abs(t), n - 2)
+    counts, edges = np.histogram(r, bins=20, range=(-1, 1))
+    return {
+        "computed": True,
+        "n_subjects": int(n),
+        "n_voxels": int(voxels.sum()),
+        "median_abs_r": round(float(np.median(np.abs(r))), 4),
+        "fraction_p_below_alpha": round(float((p < alpha).mean()), 4),
+        "alpha": alpha,
+        "histogram": {"counts": counts.tolist(), "edges": np.round(edges, 3).tolist()},
+    }
+
+
+def exclusion_reasons(quality: dict[str, Any], params: QCParams) -> list[str]:
+    """Every exclusion rule the run fails, in words (empty: the run is kept)."""
+    out = []
+    if params.min_time is not None and quality["retained_time_s"] < params.min_time:
+        out.append(
+            f"{quality['retained_time_s']:g} s retained after censoring, fewer than QCParams.min_time "
+            f"{params.min_time:g} s"
+        )
+    fd = quality["mean_fd_mm"]
+    if params.max_mean_fd is not None and math.isfinite(fd) and fd > params.max_mean_fd:
+        out.append(f"mean FD {fd:.3g} mm above QCParams.max_mean_fd {params.max_mean_fd:g} mm")
+    if quality["windows_valid"] < params.min_windows:
+        out.append(
+            f"{quality['windows_valid']} valid window(s) of {quality['windows_total']}, fewer than "
+            f"QCParams.min_windows {params.min_windows}"
+        )
+    if params.min_dof is not None and quality["dof_remaining"] < params.min_dof:
+        out.append(
+            f"{quality['dof_remaining']:g} degrees of freedom left after band-pass and "
+            f"{quality['regressors']} regressors, fewer than QCParams.min_dof {params.min_dof:g}"
+        )
+    return out
 
 
 def hemisphere_masks(mask_img: nb.Nifti1Image, lesion_side: str) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,7 @@ from workflows.linear_models import (
 )
 from workflows.metadata import software_versions
 from workflows.model_io import json_clean, load_model, save_model
+from workflows.qc import qc_fc
 from workflows.seeds import atlas_image
 from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
@@ -437,6 +438,7 @@ def summarise_cv(
         # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
         "bootstrap": bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed),
         "quality_by_class": quality_by_class(data["confounds"], y_subject),
+        "qc_fc": qc_fc(data["maps"], data["confounds"][:, CONFOUND_FEATURES.index("mean_fd_mm")]),
         "paired_tests": _paired_tests(fold_metrics, PRIMARY_MODEL, test_fraction=1.0 / max(1, n_folds - 1)),
         "fold_metrics": fold_metrics,
         "n_subjects": len(y_subject),

@@ -103,6 +103,32 @@ def comparison_sentences(summary: dict) -> list[str]:
                 f"(difference interval {lo:.2f} to {hi:.2f})"
             )
         out.append(text[0].upper() + text[1:] + ".")
+    qcfc = summary.get("qc_fc", {})
+    if qcfc.get("computed"):
+        share = qcfc["fraction_p_below_alpha"]
+        out.append(
+            f"QC-FC (Ciric et al. 2017): across {qcfc['n_subjects']} subjects, mean FD correlates with the "
+            f"dFC-SD of {100 * share:.1f}% of {qcfc['n_voxels']} voxels at uncorrected p < {qcfc['alpha']:g} "
+            f"(about {100 * qcfc['alpha']:.0f}% expected without a motion effect; median |r| "
+            f"{qcfc['median_abs_r']:.2f})"
+            + (
+                ": motion shapes the maps, so read the models against the motion-only control."
+                if share > 2 * qcfc["alpha"]
+                else "."
+            )
+        )
+    for name, text in (
+        ("censored_fraction", "censored fraction"),
+        ("dof_remaining", "degrees of freedom left"),
+        ("lesion_volume_ml", "lesion volume (ml)"),
+    ):
+        q = summary.get("quality_by_class", {}).get(name)
+        if q and q["p_mann_whitney"] < 0.05:
+            out.append(
+                f"The {text} differs by class: median {q['median_severe']:.3g} (severe) vs "
+                f"{q['median_mild']:.3g} (mild-to-moderate), Mann-Whitney p = {q['p_mann_whitney']:.3g}; "
+                "the confound-only control shows how far it alone predicts the class."
+            )
     fd = summary.get("quality_by_class", {}).get("mean_fd_mm")
     if fd:
         differs = fd["p_mann_whitney"] < 0.05

@@ -3,6 +3,7 @@
 import json
 import os
 
+import nibabel as nb
 import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, isdefined, traits
@@ -59,6 +60,7 @@ class _DenoiseOutputSpec(TraitedSpec):
     info = traits.Dict(desc="denoising parameters and counts, for sidecars")
     design_tsv = File(exists=True, desc="the confound regressors actually used (after dummy scans)")
     lag_map = File(exists=True, desc="hemodynamic lag of each voxel (s), see workflows.qc")
+    tsnr_file = File(exists=True, desc="temporal SNR before smoothing and denoising (3D)")
     lag_info = traits.Dict(desc="lag QC record, for sidecars and the report")
 
 
@@ -103,6 +105,8 @@ class DenoiseBold(StrokefcInterface):
         run.bandpassed = None
         lag_path = os.path.join(runtime.cwd, "lag.nii.gz")
         lag_img.to_filename(lag_path)
+        tsnr_path = os.path.join(runtime.cwd, "tsnr.nii.gz")
+        nb.Nifti1Image(run.tsnr, run.mask_img.affine).to_filename(tsnr_path)
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
         vols = os.path.join(runtime.cwd, "volumes.tsv")
@@ -115,6 +119,7 @@ class DenoiseBold(StrokefcInterface):
         if run.design is not None:
             run.design.round(8).to_csv(design, sep="\t", index=False)
         self._results.update(
+            tsnr_file=tsnr_path,
             lag_map=lag_path,
             lag_info=json.loads(json.dumps(lag_info, default=float)),
             design_tsv=design,
