@@ -239,12 +239,20 @@ def lesion_exclusion(
     """The lesion and its left-right mirror on the CNN grid (bool): voxels no model may read.
 
     After alignment the lesioned territory and its homologue are excluded in every subject that has a
-    mask, so a model cannot learn lesion topography (which tracks impairment) and call it dFC. Any
-    overlap with a grid voxel excludes it.
+    mask, so a model cannot learn lesion topography (which tracks impairment) and call it dFC. The
+    lesion is dilated as the participant level dilated it before leaving the maps, and any overlap with
+    a grid voxel excludes it: a grid voxel that blends the zeros of the excluded zone with tissue would
+    otherwise carry the lesion's size into the model.
     """
-    from workflows.lesion import exclusion_with_mirror
+    from scipy.ndimage import binary_dilation
 
-    on_grid = apply_grid(lesion, grid, lesion_side, align)[0] > 0
+    from workflows.lesion import LESION_DILATION, exclusion_with_mirror
+
+    img = as_image(lesion)
+    dilated = binary_dilation(np.asanyarray(img.dataobj) > 0, iterations=LESION_DILATION)
+    on_grid = (
+        apply_grid(nb.Nifti1Image(dilated.astype(np.float32), img.affine), grid, lesion_side, align)[0] > 0
+    )
     return exclusion_with_mirror(on_grid, np.asarray(grid["affine"]))
 
 
