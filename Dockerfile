@@ -1,13 +1,14 @@
 # strokefc: a BIDS App (ipsilesional-M1 dynamic FC maps + a 3D CNN for upper-limb impairment after stroke).
 #
-#   docker build -t strokefc .                      # CPU PyTorch from .container-wheels/ (see below)
+#   docker build -t strokefc .                      # from a clean clone: CPU PyTorch from download.pytorch.org
 #   docker run --rm --read-only --tmpfs /tmp -u "$(id -u):$(id -g)" \
 #     -v /data/bids:/data:ro -v /data/out:/out strokefc /data /out participant
 #
-# Build context: the CPU torch wheel must be in .container-wheels/ (scripts/container-test copies it
-# there with `pip download torch==2.13.0 --no-deps`). For a CUDA image the folder may be empty
-# (`mkdir -p .container-wheels`); pass --build-arg TORCH_SPEC=torch==2.13.0 (PyPI's Linux build is CUDA)
-# or --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 --build-arg TORCH_SPEC=torch==2.x.y
+# PyTorch comes from a wheel staged in .container-wheels/ when there is one (scripts/container-test stages
+# it with `pip download` and builds offline from PyPI's mirror with --build-arg TORCH_EXTRA_INDEX_URL=),
+# else from PyTorch's CPU index. For a CUDA image pass --build-arg TORCH_SPEC=torch==2.13.0 (PyPI's Linux
+# build is CUDA) or --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 --build-arg
+# TORCH_SPEC=torch==2.x.y
 # Without a registry, BASE can be a locally imported debootstrap rootfs (scripts/container-test does that).
 ARG BASE=debian:bookworm-slim
 
@@ -35,11 +36,13 @@ ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 # TORCH_INDEX_URL switches to another index, e.g. for a CUDA build.
 ARG TORCH_SPEC="torch==2.13.0+cpu"
 ARG TORCH_INDEX_URL=""
+ARG TORCH_EXTRA_INDEX_URL="https://download.pytorch.org/whl/cpu"
 COPY .container-wheels/ /tmp/wheels/
 # TORCH_SPEC carries the pin (torch==X.Y.Z); hadolint cannot see through the build argument.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --find-links /tmp/wheels \
-        ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} "${TORCH_SPEC}" \
+        ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} \
+        ${TORCH_EXTRA_INDEX_URL:+--extra-index-url "${TORCH_EXTRA_INDEX_URL}"} "${TORCH_SPEC}" \
     && rm -rf /tmp/wheels
 
 # Dependencies before the source, so editing the code does not reinstall them: install_requires is read

@@ -34,6 +34,8 @@ class QueryParams:
     lesion_column: str = "lesion_hemisphere"
     lesion_dir: Path | None = None
     lesion_desc: str | None = None  # also take desc-<lesion_desc>_mask/_roi files in lesion_dir
+    session_id: tuple[str, ...] = ()  # only these sessions (all when empty)
+    combine_sessions: bool = False  # one map per subject over all sessions, instead of one per session
     skip_bids_validation: bool = False
     allow_missing_labels: bool = False
 
@@ -97,6 +99,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "lesion_column",
             "lesion_dir",
             "lesion_desc",
+            "session_id",
+            "combine_sessions",
             "skip_bids_validation",
             "allow_missing_labels",
             "bids_filters",
@@ -304,7 +308,11 @@ def with_participant_options(config: RunConfig) -> RunConfig:
     saved = read_toml(saved_file).get("options", {})
     values = option_values(config)
     for dest, (section, _) in OPTIONS.items():
-        if section in PARTICIPANT_SECTIONS and dest in saved and dest != "participant_label":
+        if (
+            section in PARTICIPANT_SECTIONS
+            and dest in saved
+            and dest not in ("participant_label", "session_id")
+        ):
             value = saved[dest]
             values[dest] = None if value == "none" else tuple(value) if isinstance(value, list) else value
     return build_config(

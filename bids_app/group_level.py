@@ -13,9 +13,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bids_app import queries
-from bids_app.config import RunConfig, to_toml
+from bids_app.config import QueryParams, RunConfig, to_toml
 from bids_app.execution import execution_config, plugin_settings
 from bids_app.outputs import check_output_dir
 from bids_app.reporting import write_boilerplate, write_group_report
@@ -45,11 +46,19 @@ class GroupSubject:
     dfcmean_file: Path | None = None  # mean-dFC map (control model)
     qc: dict[str, float] = field(default_factory=dict)  # quality measures (confound-only model)
     lesion_files: tuple[Path, ...] = ()  # the participant level's desc-lesion_mask (one per session)
+    session: str | None = None  # one sample per subject-session unless sessions were combined
+
+    @property
+    def unit(self) -> str:
+        """The sample's id: the subject label, with ``_ses-<label>`` for a session's map."""
+        return self.subject if self.session is None else f"{self.subject}_ses-{self.session}"
 
     def as_dict(self) -> dict:
         """The form the group workflow takes (absolute paths, '' for no window maps)."""
         return {
-            "label": self.subject,
+            "label": self.unit,
+            "subject": self.subject,
+            "session": self.session or "",
             "map_file": str(Path(self.map_file).absolute()),
             "windows_file": str(Path(self.windows_file).absolute()) if self.windows_file else "",
             "lesion_side": self.lesion_side,
@@ -115,6 +124,14 @@ def qc_exclusion(output_dir: Path, label: str) -> str | None:
     return "excluded by quality control (" + "; ".join(reasons) + ")" if reasons else None
 
 
+def _unit_file(layout: Any, q: QueryParams, label: str, session: str | None, stat: str) -> Path | None:
+    """Another map (``stat``) of the same subject-session unit."""
+    found = queries.find_unit_maps(
+        layout, label, space=q.space, res=q.res, stat=stat, combine_sessions=q.combine_sessions
+    )
+    return found.get(session)
+
+
 def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
     """Subjects with a map and a label, the excluded ones with their reason, and shared parameters."""
     q, group = config.queries, config.group
@@ -125,56 +142,71 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
     for label in wanted:
-        if label in missing:
+        if label in missing and not queries.read_session_scores(config.bids_dir, label, group.label_column):
             excluded[label] = "no UL-FMA score (--allow-missing-labels)"
             continue
         if label not in rows:
             excluded[label] = "not in participants.tsv"
             continue
-        map_file = queries.find_subject_map(layout, label, space=q.space, res=q.res)
-        if map_file is None:
+        unit_maps = queries.find_unit_maps(
+            layout, label, space=q.space, res=q.res, combine_sessions=q.combine_sessions
+        )
+        if q.session_id:
+            unit_maps = {k: v for k, v in unit_maps.items() if k is None or k in q.session_id}
+        if not unit_maps:
             excluded[label] = qc_exclusion(config.output_dir, label) or (
                 "no participant-level dFC map (run the participant level first)"
             )
             continue
-        meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
-        these = shared_parameters(meta)
-        if params is None:
-            params, first = these, label
-        elif these != params:
-            diff = {k: (params[k], these[k]) for k in params if params[k] != these[k]}
-            raise InputError(
-                "participant maps were made with different parameters: "
-                + "; ".join(f"{k}: sub-{first}={a!r} vs sub-{label}={b!r}" for k, (a, b) in diff.items()),
-                str(map_file),
-                "re-run the participant level with the same options for everyone",
-            )
-        windows = None
-        if group.samples == "windows":
-            windows = queries.find_subject_map(layout, label, space=q.space, res=q.res, stat="windows")
-            if windows is None:
+        session_scores = queries.read_session_scores(config.bids_dir, label, group.label_column)
+        for session, map_file in unit_maps.items():
+            unit = label if session is None else f"{label}_ses-{session}"
+            score = scores.get(label)
+            if session is not None and session in session_scores:
+                where = f"{config.bids_dir}/sub-{label}/sub-{label}_sessions.tsv, ses-{session}"
+                score = parse_score(session_scores[session], where, subject=label)
+            if score is None:
+                excluded[unit] = "no UL-FMA score"
+                continue
+            meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
+            these = shared_parameters(meta)
+            if params is None:
+                params, first = these, unit
+            elif these != params:
+                diff = {k: (params[k], these[k]) for k in params if params[k] != these[k]}
                 raise InputError(
-                    f"sub-{label} has no 4D window maps",
-                    str(map_file.parent),
-                    "run the participant level with --save-windows for --samples windows",
+                    "participant maps were made with different parameters: "
+                    + "; ".join(f"{k}: sub-{first}={a!r} vs sub-{unit}={b!r}" for k, (a, b) in diff.items()),
+                    str(map_file),
+                    "re-run the participant level with the same options for everyone",
                 )
-        controls = {
-            stat: queries.find_subject_map(layout, label, space=q.space, res=q.res, stat=stat)
-            for stat in ("fc", "dfcmean")
-        }
-        subjects.append(
-            GroupSubject(
-                label,
-                map_file,
-                windows,
-                meta["LesionHemisphere"],
-                scores[label],
-                fc_file=controls["fc"],
-                dfcmean_file=controls["dfcmean"],
-                qc=quality_measures(meta),
-                lesion_files=tuple(queries.find_lesion_masks(layout, label, space=q.space, res=q.res)),
+
+            windows = None
+            if group.samples == "windows":
+                windows = _unit_file(layout, q, label, session, "windows")
+                if windows is None:
+                    raise InputError(
+                        f"sub-{unit} has no 4D window maps",
+                        str(map_file.parent),
+                        "run the participant level with --save-windows for --samples windows",
+                    )
+            lesions = queries.find_lesion_masks(layout, label, space=q.space, res=q.res)
+            if session is not None:
+                lesions = [p for p in lesions if f"_ses-{session}_" in p.name or "_ses-" not in p.name]
+            subjects.append(
+                GroupSubject(
+                    label,
+                    map_file,
+                    windows,
+                    meta["LesionHemisphere"],
+                    score,
+                    fc_file=_unit_file(layout, q, label, session, "fc"),
+                    dfcmean_file=_unit_file(layout, q, label, session, "dfcmean"),
+                    qc=quality_measures(meta),
+                    lesion_files=tuple(lesions),
+                    session=session,
+                )
             )
-        )
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):
         raise InputError(
             f"only {len(subjects)} subject(s) have a map and a label; "

@@ -112,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="subjects to process (with or without 'sub-'); default all",
     )
     g.add_argument(
+        "--session-id",
+        "--session-label",
+        "--session_id",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="sessions to process (with or without 'ses-'; fMRIPrep's --session-label is an alias); default "
+        "all. Each session gets its own map unless --combine-sessions",
+    )
+    g.add_argument(
+        "--combine-sessions",
+        action="store_true",
+        help="average the runs of every session into one map per subject (cross-sectional designs with "
+        "repeated baseline scans); by default sessions are never averaged together",
+    )
+    g.add_argument(
         "--fmriprep-dir",
         type=Path,
         default=None,
@@ -487,6 +503,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
                 f"participant label {label!r} must be letters and digits (no '/', '..' or spaces)"
             )
         labels.append(text)
+    sessions = []
+    for label in opts.session_id:
+        text = label[4:] if label.startswith("ses-") else label
+        if not text.isalnum():
+            problems.append(f"session label {label!r} must be letters and digits")
+        sessions.append(text)
     if opts.seed_mask and opts.seed_coords:
         problems.append("--seed-mask and --seed-coords are exclusive: give one")
     if opts.high_pass and opts.low_pass and opts.high_pass >= opts.low_pass:
@@ -517,6 +539,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     values.update(
         window,
         participant_label=tuple(labels),
+        session_id=tuple(sessions),
         window_length=str(window["window_length"]),
         window_step=int(window["window_step"]),
         seed_mask=str(opts.seed_mask) if opts.seed_mask else None,

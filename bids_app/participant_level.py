@@ -119,6 +119,7 @@ def plan_subject(
         res=q.res,
         filters=q.bids_filters,
         layout=layout,
+        sessions=q.session_id,
     )
     for run in runs:
         check_run(run, config.window.window_length)
@@ -269,6 +270,7 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                     lesion_sources=plan.lesion_sources,
                     qc=config.qc,
                     model_dir=config.model,
+                    combine_sessions=config.queries.combine_sessions,
                 )
             ]
         )

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import re
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -219,11 +220,13 @@ def collect_runs(
     res: str | None = None,
     filters: dict[str, dict[str, Any]] | None = None,
     layout: BIDSLayout | None = None,
+    sessions: Sequence[str] = (),
 ) -> list[RunInputs]:
     """Every preprocessed BOLD run of ``subject`` for ``task`` in ``space``, with mask and confounds.
 
     Handles ``res-2`` and no ``res`` entity; with several resolutions and no ``res`` it says which
-    exist. ``filters`` (from ``--bids-filter-file``, key ``bold``) narrow the query further.
+    exist. ``filters`` (from ``--bids-filter-file``, key ``bold``) narrow the query further, and
+    ``sessions`` (``--session-id``) to those sessions (a label the subject does not have is an error).
     """
     layout = layout or fmriprep_layout(fmriprep_dir)
     where = f"{fmriprep_dir}/sub-{subject}"
@@ -242,6 +245,17 @@ def collect_runs(
         "extension": [".nii.gz", ".nii"],
     }
     query.update((filters or {}).get("bold", {}))
+    if sessions:
+        available = layout.get_sessions(subject=subject)
+        missing = [s for s in sessions if s not in available]
+        if missing:
+            raise InputError(
+                f"sub-{subject} has no session {', '.join('ses-' + m for m in missing)}",
+                where,
+                f"choose among: {', '.join(available) or 'none (the dataset has no session level)'}",
+                params=("QueryParams.session_id",),
+            )
+        query["session"] = list(sessions)
     check_fmriprep_naming(fmriprep_dir, subject)
     bolds = layout.get(**query)
     if not bolds:
@@ -418,6 +432,70 @@ def find_lesion_masks(layout: BIDSLayout, subject: str, *, space: str, res: str 
     if res is not None:
         found = [f for f in found if str(f.entities.get("res")) == str(res)]
     return sorted(Path(f.path) for f in found)
+
+
+def find_unit_maps(
+    layout: BIDSLayout,
+    subject: str,
+    *,
+    space: str,
+    res: str | None,
+    stat: str = "dfcsd",
+    combine_sessions: bool = False,
+) -> dict[str | None, Path]:
+    """The maps the group level learns from, one per session (key: session label; None: no session).
+
+    A session's map is its multi-run mean (``ses-`` but no ``run-`` entity) or its single run's map; a
+    session whose runs have no mean is left out. With ``combine_sessions`` (or a dataset without
+    sessions) the subject-level map (neither ``ses-`` nor ``run-``) is the one unit, else the only map.
+    """
+    found = layout.get(
+        subject=subject,
+        seed="ipsiM1",
+        stat=stat,
+        suffix="boldmap",
+        space=space,
+        extension=[".nii.gz", ".nii"],
+    )
+    if res is not None:
+        found = [f for f in found if str(f.entities.get("res")) == str(res)]
+    maps = sorted(found, key=lambda f: f.path)
+    subject_level = [f for f in maps if "session" not in f.entities and "run" not in f.entities]
+    sessions = sorted({str(f.entities["session"]) for f in maps if "session" in f.entities})
+    if combine_sessions or not sessions:
+        if subject_level:
+            return {None: Path(subject_level[0].path)}
+        return {None: Path(maps[0].path)} if len(maps) == 1 else {}
+    out: dict[str | None, Path] = {}
+    for ses in sessions:
+        in_session = [f for f in maps if str(f.entities.get("session")) == ses]
+        mean = [f for f in in_session if "run" not in f.entities]
+        if mean:
+            out[ses] = Path(mean[0].path)
+        elif len(in_session) == 1:
+            out[ses] = Path(in_session[0].path)
+    return out
+
+
+def read_session_scores(bids_dir: Path, subject: str, column: str) -> dict[str, str]:
+    """``sub-<l>/sub-<l>_sessions.tsv`` values of ``column`` by session label (empty when absent)."""
+    path = bids_dir / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if rows and "session_id" not in rows[0]:
+        raise InputError(
+            "the sessions table has no session_id column",
+            str(path),
+            "write a BIDS sessions.tsv: session_id (ses-<label>) and the score columns",
+        )
+    out = {}
+    for row in rows:
+        ses = row["session_id"]
+        if row.get(column, "") not in ("", "n/a"):
+            out[ses[4:] if ses.startswith("ses-") else ses] = row[column]
+    return out
 
 
 def find_subject_map(

@@ -21,6 +21,7 @@ from bids_app.reports.boilerplate import methods_text, write_citation
 from bids_app.reports.group import CohortSubject
 from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
+from bids_app.scores import parse_score
 from workflows.evaluation import classification_metrics
 from workflows.interfaces.reportlets import FIGURES
 from workflows.linear_models import bootstrap_comparison
@@ -169,8 +170,26 @@ def _seed_text(seed: dict) -> str:
 
 
 def find_prediction(config: RunConfig, subject: str) -> dict | None:
-    path = _first(subject_dir(config, subject).glob("**/*_desc-ulfma_prediction.json"))
-    return json.loads(path.read_text()) if path else None
+    """The subject's first prediction (its only one without sessions)."""
+    found = find_predictions(config, subject)
+    return next(iter(found.values())) if found else None
+
+
+def find_predictions(config: RunConfig, subject: str) -> dict[str | None, dict]:
+    """The subject's predictions by session (None: a subject-level prediction)."""
+    out: dict[str | None, dict] = {}
+    for path in sorted(subject_dir(config, subject).glob("**/*_desc-ulfma_prediction.json")):
+        ses = next((p[4:] for p in path.name.split("_") if p.startswith("ses-")), None)
+        out[ses] = json.loads(path.read_text())
+    return out
+
+
+def _trajectory(predictions: dict[str | None, dict]) -> str:
+    """Predictions over sessions, in order, for the participant report."""
+    return "; ".join(
+        f"ses-{ses}: P(severe) {p['prob_severe']:.2f} ({p['predicted_class']})"
+        for ses, p in sorted(predictions.items(), key=lambda kv: kv[0] or "")
+    )
 
 
 def write_participant_reports(
@@ -184,11 +203,15 @@ def write_participant_reports(
     for plan in plans:
         try:
             runs = [run_report_data(config, run, layout) for run in plan.runs]
-            prediction = find_prediction(config, plan.subject)
+            predictions = find_predictions(config, plan.subject)
+            prediction = next(iter(predictions.values())) if predictions else None
+            summary = subject_summary(config, plan, runs)
+            if len(predictions) > 1:
+                summary["Predictions by session"] = _trajectory(predictions)
             out = build_participant_report(
                 config.output_dir / f"sub-{plan.subject}.html",
                 subject=plan.subject,
-                summary=subject_summary(config, plan, runs),
+                summary=summary,
                 runs=runs,
                 prediction=prediction,
                 methods_md=methods_md,
@@ -224,30 +247,41 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
     layout = queries.derivatives_layout(config.output_dir)
     rows = []
     for plan in plans:
-        row = find_prediction(config, plan.subject)
-        if not row:
-            continue
-        found = queries.find_subject_map(
-            layout, plan.subject, space=config.queries.space, res=config.queries.res
+        maps = queries.find_unit_maps(
+            layout,
+            plan.subject,
+            space=config.queries.space,
+            res=config.queries.res,
+            combine_sessions=config.queries.combine_sessions,
         )
-        if found is not None:
-            row["map_file"] = f"bids::{found.relative_to(config.output_dir)}"
-        if plan.ul_fma is not None:
-            row["ul_fma_true"] = plan.ul_fma
-            row["class_true"] = (
-                "severe" if is_severe(plan.ul_fma, config.group.severe_threshold) else "mild-to-moderate"
-            )
-        rows.append(row)
+        session_scores = queries.read_session_scores(config.bids_dir, plan.subject, config.group.label_column)
+        for session, row in find_predictions(config, plan.subject).items():
+            row["session"] = f"ses-{session}" if session else "n/a"
+            if session in maps:
+                row["map_file"] = f"bids::{maps[session].relative_to(config.output_dir)}"
+            score = plan.ul_fma
+            if session is not None and session in session_scores:
+                score = parse_score(
+                    session_scores[session], f"sub-{plan.subject}_sessions.tsv", subject=plan.subject
+                )
+            if score is not None:
+                row["ul_fma_true"] = score
+                row["class_true"] = (
+                    "severe" if is_severe(score, config.group.severe_threshold) else "mild-to-moderate"
+                )
+            rows.append(row)
     with locked(config.output_dir / ".predictions.lock"):
         old = pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
         new = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in rows])
         if not old.empty and "participant_id" in old and not new.empty:
-            old = old[~old["participant_id"].isin(new["participant_id"])]
+            old = old[~old["participant_id"].isin(new["participant_id"])]  # a re-run replaces every session
         merged = pd.concat([old, new.astype(str)], ignore_index=True) if not new.empty else old
         if "participant_id" in merged:
-            first = [c for c in ("participant_id", "prob_severe", "predicted_class") if c in merged]
+            first = [
+                c for c in ("participant_id", "session", "prob_severe", "predicted_class") if c in merged
+            ]
             merged = merged[first + [c for c in merged.columns if c not in first]]
-            merged = merged.sort_values("participant_id")
+            merged = merged.sort_values([c for c in ("participant_id", "session") if c in merged])
         atomic_write_text(table, merged.to_csv(sep="\t", index=False))
         summary = external_validation(merged)
         if summary:

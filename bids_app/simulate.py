@@ -388,8 +388,20 @@ def simulate_cohort(
             "lag_s": float(lag),
             "lag_territory": "lesioned hemisphere, |x| > 8 mm" if lag else "",
         }
-        for ses in sessions:
+        session_rows = []
+        for index, ses in enumerate(sessions):
             sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
+            session_amp = amp
+            if ses is not None:
+                # recovery: UL-FMA rises between sessions; a patient who crosses 20 loses the effect
+                score = int(min(66, row.ul_fma + index * lesion_rng.uniform(3.0, 9.0)))
+                crossed = (score <= 20) != severe
+                session_amp = effect * lesion_rng.uniform(0.0, 0.15) if crossed else amp
+                session_rows.append({"session_id": f"ses-{ses}", "ul_fma": score})
+                truth["subjects"][label].setdefault("sessions", {})[ses] = {
+                    "ul_fma": score,
+                    "coupling_amplitude": round(float(session_amp), 4),
+                }
             for run in range(1, n_runs + 1):
                 ents = (
                     f"sub-{label}"
@@ -403,7 +415,7 @@ def simulate_cohort(
                     row.lesion_hemisphere,
                     n_t=n_volumes,
                     tr=tr,
-                    amplitude=amp,
+                    amplitude=session_amp,
                     lesion=lesion_vol[mask],
                     lesion_noise=lesion_noise,
                     lag=lag,
@@ -442,6 +454,10 @@ def simulate_cohort(
                 img.header.set_xyzt_units("mm", "sec")
                 img.header["pixdim"][4] = tr
                 img.to_filename(raw / f"{ents}_bold.nii.gz")
+        if session_rows:
+            pd.DataFrame(session_rows).to_csv(
+                out / f"sub-{label}" / f"sub-{label}_sessions.tsv", sep="\t", index=False
+            )
         if lesion_form in ("template", "both"):
             _write_lesion(lesion_dir, label, lesion_vol, mask_img, res)
         if lesion_form in ("t1w", "both"):

@@ -227,16 +227,24 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert len(rows) == 1 + 4 * 12
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
-    assert cohort[0].split("\t")[:6] == [
+    assert cohort[0].split("\t")[:7] == [
         "participant_id",
+        "session",
         "ul_fma",
         "class",
         "lesion_side",
         "included",
         "reason",
     ]
-    quality = ["mean_fd_mm", "censored_fraction", "volumes_kept", "windows_kept", "dof_remaining"]
-    assert cohort[0].split("\t")[6:] == quality
+    quality = [
+        "mean_fd_mm",
+        "censored_fraction",
+        "volumes_kept",
+        "windows_kept",
+        "dof_remaining",
+        "lesion_volume_ml",
+    ]
+    assert cohort[0].split("\t")[7:] == quality
     assert set(summary["quality_by_class"]) <= set(quality)
     for name in ("severe", "mild", "difference"):
         assert nb.load(group / f"desc-{name}_dfcsd.nii.gz").ndim == 3

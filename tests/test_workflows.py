@@ -95,7 +95,7 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
     )
     edges = _edges(wf)
     sinks = [n for n in wf.list_node_names() if n.startswith("ds_")]
-    assert len(sinks) == 5 + 4 + 5  # maps (dfcexcess and lag included), seed mask and three tables, figures
+    assert len(sinks) == 5 + 5 + 5  # maps (dfcexcess and lag included), seed mask, four tables, figures
     for sink in sinks:  # outputs are named after the run given to the inputnode, not at build time
         assert ("inputnode", "bold_file", sink, "source_file") in edges
     assert ("inputnode", "bold_file", "reportlets", "bold_file") in edges

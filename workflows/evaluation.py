@@ -56,9 +56,12 @@ def subject_labels(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def effective_folds(y: np.ndarray, groups: np.ndarray, n_folds: int) -> int:
-    """``n_folds`` lowered to the number of subjects of the smaller class (at least 2)."""
-    _, labels = subject_labels(y, groups)
-    smallest = int(np.bincount(labels.astype(int), minlength=2).min())
+    """``n_folds`` lowered to the number of subjects of the smaller class (at least 2).
+
+    A subject counts for every class its samples have (sessions of one subject may differ in class).
+    """
+    y, groups = np.asarray(y), np.asarray(groups)
+    smallest = min(len(np.unique(groups[y == c])) for c in (0, 1))
     if smallest < 2:
         raise InputError(
             f"a class has {smallest} subject(s); cross-validation needs at least 2 per class",
@@ -88,7 +91,8 @@ def subject_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, n_repeats: in
     """Repeated stratified k-fold at the subject level.
 
     Returns a list of ``{"repeat", "fold", "train", "test"}`` with sample indices; all samples of a
-    subject are on the same side. Repeat ``r`` shuffles with seed ``seed + r``.
+    subject (``groups``: every session and window of it) are on the same side. Repeat ``r`` shuffles
+    with seed ``seed + r``.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -194,15 +198,19 @@ def cross_validate(
     groups: npt.ArrayLike,
     folds: Sequence[dict],
     models: dict[str, FitPredict],
+    split_groups: npt.ArrayLike | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Run every model on every fold, fitting on the training samples only.
 
     ``models[name](x_train, y_train, groups_train, x_test, seed=...)`` returns
     ``(prob_test_samples, curve_rows)``. Returns ``(predictions, fold_metrics, curves)``:
-    per-subject out-of-fold rows, per-fold metric dicts, and training-curve rows.
+    per-unit out-of-fold rows, per-fold metric dicts, and training-curve rows. ``groups`` are the
+    units scored (a subject, or a subject-session); ``split_groups`` (default ``groups``) the subjects
+    that must never straddle a fold, also given to the models for their inner splits.
     """
     y, groups = np.asarray(y), np.asarray(groups)
-    check_folds(folds, groups)
+    split = groups if split_groups is None else np.asarray(split_groups)
+    check_folds(folds, split)
     predictions: list[dict[str, Any]] = []
     fold_metrics: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
@@ -210,7 +218,7 @@ def cross_validate(
         train, test = fold["train"], fold["test"]
         seed = 1000 * fold["repeat"] + fold["fold"]
         for name, fit_predict in models.items():
-            prob, curve = fit_predict(x[train], y[train], groups[train], x[test], seed=seed)
+            prob, curve = fit_predict(x[train], y[train], split[train], x[test], seed=seed)
             subjects, subject_prob = subject_mean(np.asarray(prob), groups[test])
             _, truth = subject_labels(y[test], groups[test])
             fold_metrics.append(

@@ -411,14 +411,17 @@ def init_participant_wf(
     lesion_sources: Mapping[str | None, Sequence[str]] | None = None,
     qc: QCParams | None = None,
     model_dir: str | Path | None = None,
+    combine_sessions: bool = False,
     name: str | None = None,
 ) -> pe.Workflow:
-    """All runs of one participant, the subject-level map, and the prediction when a model is given.
+    """All runs of one participant, a map per session (or per subject), and predictions with a model.
 
     Workflow graph::
 
-        inputnode.run_files -> dfc_<run>_wf (one per run) -> [aggregate -> ds_subject_dfcsd]
-                                                          -> [predict -> ds_prediction] -> outputnode
+        inputnode.run_files -> dfc_<run>_wf (one per run) -> [aggregate_<ses> -> ds_subject_dfcsd_<ses>]
+                                                          -> [predict_<ses> -> ds_prediction_<ses>]
+                                                          -> outputnode
+        (one aggregate per session with several runs; no _<ses> suffix without sessions)
 
     Parameters
     ----------
@@ -440,7 +443,10 @@ def init_participant_wf(
     qc : QCParams, optional
         Quality-control parameters of every run.
     model_dir : path, optional
-        A trained model (``output_dir/model`` of a group run): predict this subject.
+        A trained model (``output_dir/model`` of a group run): predict this subject (each session).
+    combine_sessions : bool
+        Average every run of the subject into one map (today's cross-sectional behaviour); by default
+        runs are averaged within a session only, and each session gets its own ``ses-`` map.
 
     Inputs
     ------
@@ -450,9 +456,10 @@ def init_participant_wf(
     Outputs
     -------
     dfcsd
-        The subject-level variability map (the single run's, or the window-weighted mean).
+        The variability map of each session (the single run's, or the window-weighted mean of its runs);
+        a list when there are several sessions.
     prediction
-        The prediction JSON (with ``model_dir``).
+        The prediction JSON of each session (with ``model_dir``).
     """
     wf = pe.Workflow(name=name or f"sub_{subject}_wf")
     inputnode = pe.Node(niu.IdentityInterface(fields=["run_files"]), name="inputnode")
@@ -545,52 +552,61 @@ def init_participant_wf(
             ]
         )
         run_wfs.append(run_wf)
-    sources = [str(r.bold) for r in runs]
-
-    if len(runs) == 1:
-        subject_map = (run_wfs[0], "outputnode.dfcsd")
-    else:
-        join = pe.Node(niu.Merge(len(runs)), name="merge_dfcsd", run_without_submitting=True)
-        join_info = pe.Node(niu.Merge(len(runs)), name="merge_info", run_without_submitting=True)
-        join_meta = pe.Node(niu.Merge(len(runs)), name="merge_meta", run_without_submitting=True)
-        aggregate = pe.Node(AggregateRuns(static=static), name="aggregate")
-        for i, rwf in enumerate(run_wfs, start=1):
+    units = session_units(runs, combine_sessions)
+    maps, predictions = [], []
+    for key, indices in units.items():
+        suffix = f"_ses_{safe_name(key)}" if key and not combine_sessions else ""
+        dismissed = ["desc", "session"] if combine_sessions else ["desc"]
+        sources = [str(runs[i].bold) for i in indices]
+        if len(indices) == 1:
+            unit_map: tuple[pe.Node | pe.Workflow, str] = (run_wfs[indices[0]], "outputnode.dfcsd")
+        else:
+            join = pe.Node(niu.Merge(len(indices)), name=f"merge_dfcsd{suffix}", run_without_submitting=True)
+            join_info = pe.Node(
+                niu.Merge(len(indices)), name=f"merge_info{suffix}", run_without_submitting=True
+            )
+            join_meta = pe.Node(
+                niu.Merge(len(indices)), name=f"merge_meta{suffix}", run_without_submitting=True
+            )
+            aggregate = pe.Node(AggregateRuns(static=static), name=f"aggregate{suffix}")
+            for i, index in enumerate(indices, start=1):
+                rwf = run_wfs[index]
+                wf.connect(
+                    [
+                        (rwf, join, [("outputnode.dfcsd", f"in{i}")]),
+                        (rwf, join_info, [("outputnode.dfc_info", f"in{i}")]),
+                        (rwf, join_meta, [("outputnode.meta", f"in{i}")]),
+                    ]
+                )
+            ds_subject = pe.Node(
+                DerivativesDataSink(
+                    base_directory=str(output_dir),
+                    source_file=sources,
+                    seed="ipsiM1",
+                    stat="dfcsd",
+                    suffix="boldmap",
+                    dismiss_entities=dismissed,
+                    compress=True,
+                    Units="Fisher z",
+                ),
+                name=f"ds_subject_dfcsd{suffix}",
+                run_without_submitting=True,
+            )
             wf.connect(
                 [
-                    (rwf, join, [("outputnode.dfcsd", f"in{i}")]),
-                    (rwf, join_info, [("outputnode.dfc_info", f"in{i}")]),
-                    (rwf, join_meta, [("outputnode.meta", f"in{i}")]),
+                    (join, aggregate, [("out", "in_files")]),
+                    (join_info, aggregate, [("out", "dfc_infos")]),
+                    (join_meta, aggregate, [("out", "run_metas")]),
+                    (aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")]),
                 ]
             )
-        ds_subject = pe.Node(
-            DerivativesDataSink(
-                base_directory=str(output_dir),
-                source_file=sources,
-                seed="ipsiM1",
-                stat="dfcsd",
-                suffix="boldmap",
-                dismiss_entities=["desc", "session"],
-                compress=True,
-                Units="Fisher z",
-            ),
-            name="ds_subject_dfcsd",
-            run_without_submitting=True,
-        )
-        wf.connect(
-            [
-                (join, aggregate, [("out", "in_files")]),
-                (join_info, aggregate, [("out", "dfc_infos")]),
-                (join_meta, aggregate, [("out", "run_metas")]),
-                (aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")]),
-            ]
-        )
-        subject_map = (aggregate, "out_file")
-    wf.connect(*subject_map, outputnode, "dfcsd")
-
-    if model_dir:
+            unit_map = (aggregate, "out_file")
+        maps.append(unit_map)
+        if not model_dir:
+            continue
         predict = pe.Node(
             PredictSubject(model_dir=str(model_dir), lesion_side=lesion_side, subject=subject, space=space),
-            name="predict",
+            name=f"predict{suffix}",
         )
         ds_pred = pe.Node(
             DerivativesDataSink(
@@ -598,27 +614,50 @@ def init_participant_wf(
                 source_file=sources,
                 desc="ulfma",
                 suffix="prediction",
-                dismiss_entities=["space", "res", "desc", "session"],
+                dismiss_entities=["space", "res", *dismissed],
             ),
-            name="ds_prediction",
+            name=f"ds_prediction{suffix}",
             run_without_submitting=True,
         )
         wf.connect(
             [
-                (subject_map[0], predict, [(subject_map[1], "in_file")]),
-                (run_wfs[0], predict, [("outputnode.meta", "meta")]),
+                (unit_map[0], predict, [(unit_map[1], "in_file")]),
+                (run_wfs[indices[0]], predict, [("outputnode.meta", "meta")]),
                 (predict, ds_pred, [("out_file", "in_file")]),
-                (predict, outputnode, [("out_file", "prediction")]),
             ]
         )
-        if lesion_nodes:  # the lesion and its mirror leave the model's input, as in training
+        predictions.append((predict, "out_file"))
+        # the lesion and its mirror leave the model's input, as in training
+        unit_lesions = [lesion_nodes[k] for k in lesion_nodes if combine_sessions or k == key]
+        if unit_lesions:
             join_lesions = pe.Node(
-                niu.Merge(len(lesion_nodes)), name="merge_lesions", run_without_submitting=True
+                niu.Merge(len(unit_lesions)), name=f"merge_lesions{suffix}", run_without_submitting=True
             )
-            for i, node in enumerate(lesion_nodes.values(), 1):
+            for i, node in enumerate(unit_lesions, 1):
                 wf.connect(node, "lesion_mask", join_lesions, f"in{i}")
             wf.connect(join_lesions, "out", predict, "lesion_masks")
+    for field, outputs in (("dfcsd", maps), ("prediction", predictions)):
+        if len(outputs) == 1:
+            wf.connect(*outputs[0], outputnode, field)
+        elif outputs:
+            gather = pe.Node(niu.Merge(len(outputs)), name=f"gather_{field}", run_without_submitting=True)
+            for i, (node, port) in enumerate(outputs, 1):
+                wf.connect(node, port, gather, f"in{i}")
+            wf.connect(gather, "out", outputnode, field)
     return wf
+
+
+def session_units(runs: Sequence[RunInputs], combine_sessions: bool = False) -> dict[str | None, list[int]]:
+    """Run indices combined into one map: per session (None: no session entity), or all together.
+
+    Sessions are never averaged together unless ``combine_sessions`` (cross-sectional designs with
+    repeated baseline scans).
+    """
+    units: dict[str | None, list[int]] = {}
+    for index, run in enumerate(runs):
+        key = "all" if combine_sessions else run.entities.get("session")
+        units.setdefault(key, []).append(index)
+    return units
 
 
 def _run_fields(run_files: list, index: int) -> tuple:

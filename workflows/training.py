@@ -73,6 +73,7 @@ PRIMARY_MODEL = "parcel"
 #: Columns of ``group/cohort.tsv``.
 COHORT_COLUMNS = (
     "participant_id",
+    "session",
     "ul_fma",
     "class",
     "lesion_side",
@@ -187,6 +188,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     )
     y_subject = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
     labels = np.array([s["label"] for s in subjects])
+    subject_of = {s["label"]: s.get("subject") or s["label"] for s in subjects}
     if params.samples == "windows":
         xs: list[np.ndarray] = []
         sample_groups: list[str] = []
@@ -223,6 +225,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         "x": x,
         "y": y,
         "groups": groups,
+        "split_groups": np.array([subject_of[str(g)] for g in groups]),
         "subjects": labels,
         "y_subject": y_subject,
         "maps": maps,
@@ -247,7 +250,8 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     ]
     cohort = [
         {
-            "participant_id": f"sub-{s['label']}",
+            "participant_id": f"sub-{s.get('subject') or s['label']}",
+            "session": f"ses-{s['session']}" if s.get("session") else "n/a",
             "ul_fma": float(s["score"]),
             "class": "severe" if t else "mild-to-moderate",
             "lesion_side": s["lesion_side"],
@@ -297,13 +301,15 @@ def baseline_predict(
 
 
 def plan_folds(subjects: list[dict], params: GroupParams) -> list[dict]:
-    """Subject-level folds, fixed when the workflow is built: ``{repeat, fold, test: [labels]}``.
+    """Subject-level folds, fixed when the workflow is built: ``{repeat, fold, test: [unit labels]}``.
 
-    Every sample of a subject follows the subject, so a subject is never on both sides of a fold.
+    Every sample of a subject (each of its sessions, each window) follows the subject, so a subject is
+    never on both sides of a fold.
     """
     labels = np.array([s["label"] for s in subjects])
+    split = np.array([s.get("subject") or s["label"] for s in subjects])
     y = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
-    folds = subject_folds(y, labels, params.cv.cv_folds, params.cv.cv_repeats, params.random_seed)
+    folds = subject_folds(y, split, params.cv.cv_folds, params.cv.cv_repeats, params.random_seed)
     return [
         {"repeat": int(f["repeat"]), "fold": int(f["fold"]), "test": labels[f["test"]].tolist()}
         for f in folds
@@ -355,6 +361,11 @@ def fold_models(data: Mapping[str, np.ndarray], params: GroupParams) -> dict[str
     return models
 
 
+def _split_groups(data: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The subject of each sample (inputs written before sessions had one: the sample's unit)."""
+    return data["split_groups"] if "split_groups" in data else data["groups"]
+
+
 def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> str:
     """Fit every model (:func:`fold_models`) on one fold's training subjects, predict its test subjects.
 
@@ -366,7 +377,7 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     folds = [_fold_indices(groups, fold)]
     # every model sees the same folds; each takes its own inputs by sample index
     predictions, metrics, curves = ev.cross_validate(
-        np.arange(len(y)), y, groups, folds, fold_models(data, params)
+        np.arange(len(y)), y, groups, folds, fold_models(data, params), split_groups=_split_groups(data)
     )
     out = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}.json"
     atomic_write_json(out, json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}))
@@ -502,7 +513,7 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     torch.set_num_threads(params.threads)  # runs alongside the cross-validation folds
     data = np.load(data_file)
     train = replace(params.train, seed=params.random_seed)
-    model, curve = train_model(data["x"], data["y"], data["groups"], train)
+    model, curve = train_model(data["x"], data["y"], _split_groups(data), train)
     card = {
         "input": {},
         "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": len(data["y"])},

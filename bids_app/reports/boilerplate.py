@@ -25,6 +25,12 @@ DENOISE_TEXT = {
     "compcor": "24 head-motion parameters, anatomical CompCor components (combined white-matter and CSF "
     "mask) and fMRIPrep's cosine drift regressors",
 }
+LESION_TEXT = (
+    ", plus the lesion's mean signal and its first {k} principal components (unsmoothed, voxelwise "
+    "z-scored lesion voxels, as in fMRIStroke's lesion CompCor)"
+)
+for _name, _base in (("simple+lesion", "simple"), ("compcor+lesion", "compcor")):
+    DENOISE_TEXT[_name] = DENOISE_TEXT[_base] + LESION_TEXT
 
 WINDOW_SHAPE_TEXT = {
     "rectangular": "rectangular",
@@ -36,6 +42,12 @@ WINDOW_SHAPE_TEXT = {
 }
 
 REFERENCES = {
+    "parkes2018": "Parkes L, Fulcher B, Yücel M, Fornito A. An evaluation of the efficacy, reliability, and "
+    "sensitivity of motion correction strategies for resting-state functional MRI. NeuroImage 171, 415-436 "
+    "(2018). doi:10.1016/j.neuroimage.2017.12.073",
+    "siegel2016": "Siegel JS, Snyder AZ, Ramsey L, Shulman GL, Corbetta M. The effects of hemodynamic lag on "
+    "functional connectivity and behavior after stroke. J Cereb Blood Flow Metab 36, 2162-2176 (2016). "
+    "doi:10.1177/0271678X15614846",
     "fmriprep": "Esteban O, Markiewicz CJ, Blair RW, et al. fMRIPrep: a robust preprocessing pipeline for "
     "functional MRI. Nature Methods 16, 111-116 (2019). doi:10.1038/s41592-018-0235-4",
     "nipype": "Gorgolewski K, Burns CD, Madison C, et al. Nipype: a flexible, lightweight and extensible "
@@ -92,7 +104,7 @@ def _seed_sentence(seed: SeedParams) -> str:
 def _participant_paragraph(config: RunConfig) -> str:
     denoise, window = config.denoise, config.window
     strategy = denoise.strategy
-    confounds = DENOISE_TEXT.get(strategy, strategy)
+    confounds = DENOISE_TEXT.get(strategy, strategy).replace("{k}", str(denoise.lesion_components))
     censor = ""
     if strategy == "scrubbing":
         censor = (
@@ -127,7 +139,8 @@ def _participant_paragraph(config: RunConfig) -> str:
         f"[@nilearn]: {dummy_text} were discarded, and the confound strategy `{strategy}` ({confounds}) "
         f"was regressed out together with a Butterworth band-pass filter (high-pass "
         f"{_hz(denoise.high_pass)}, low-pass {_hz(denoise.low_pass)}) in one step "
-        f"(`nilearn.signal.clean`).{censor} The data were {smooth_text} and z-scored over time.\n\n"
+        f"(`nilearn.signal.clean`).{censor} The data were {smooth_text} and z-scored over time. "
+        f"{_qc_sentence(config)}\n\n"
         f"{_seed_sentence(config.seed)}; the lesion hemisphere came from `participants.tsv` "
         f"(column `{config.queries.lesion_column}`) or from the lesion mask. "
         f"Dynamic functional connectivity was computed in sliding windows of {length_text} "
@@ -139,6 +152,29 @@ def _participant_paragraph(config: RunConfig) -> str:
         "correlation over the whole run the static FC map (written alongside, since the variability of "
         "windowed correlations partly re-encodes static connectivity). This follows the analysis of "
         "[@gao2025]."
+    )
+
+
+def _qc_sentence(config: RunConfig) -> str:
+    """Exclusion rules, lesion handling and the lag QC, in words."""
+    qc = config.qc
+    rules = []
+    if qc.min_time is not None:
+        rules.append(f"fewer than {qc.min_time:g} s left after censoring")
+    if qc.max_mean_fd is not None:
+        rules.append(f"a mean framewise displacement above {qc.max_mean_fd:g} mm [@parkes2018]")
+    if qc.min_dof is not None:
+        rules.append(
+            f"fewer than {qc.min_dof:g} temporal degrees of freedom left after filtering and regression"
+        )
+    rules.append(f"fewer than {qc.min_windows} valid windows")
+    return (
+        "Runs were excluded with " + ", ".join(rules) + ". When a lesion mask was available (drawn in "
+        "template space, or in T1w space and warped with fMRIPrep's transform using nitransforms), the "
+        "lesion dilated by one voxel was removed from the analysis mask before smoothing, so that it "
+        "entered no map. A hemodynamic lag map was computed for every run by cross-correlating each voxel's "
+        "band-passed series with the mean brain signal (parabolic peak interpolation), and runs whose "
+        f"lesioned side lagged the other by more than {qc.max_lag:g} s were flagged [@siegel2016]."
     )
 
 

@@ -1,0 +1,135 @@
+"""Sessions (one map and label per session, CV grouped by subject) and run exclusion rules."""
+
+import json
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli, simulate
+
+from workflows.denoise import DenoiseParams, count_dummy_scans
+from workflows.dfc import WindowParams, weighted_mean_maps
+from workflows.qc import QCParams, exclusion_reasons, predict_run_quality
+from workflows.training import GroupParams, _fold_indices, plan_folds
+
+SPACE = "MNI152NLin2009cAsym"
+
+
+def _run_files(bids, label="01"):
+    func = bids / "derivatives" / "fmriprep" / f"sub-{label}" / "func"
+    bold = next(func.glob("*desc-preproc_bold.nii.gz"))
+    return bold, next(func.glob("*desc-confounds_timeseries.tsv"))
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("qc"), n_subjects=1, n_volumes=200, seed=3)
+
+
+def test_qc_numbers_match_a_direct_computation(short_run):
+    bold, confounds = _run_files(short_run)
+    quality = predict_run_quality(bold, confounds, 2.0, DenoiseParams(), WindowParams())
+    table = pd.read_csv(confounds, sep="\t")
+    dummy = count_dummy_scans(table)
+    fd = table["framewise_displacement"].to_numpy(float)[dummy:]
+    assert quality["mean_fd_mm"] == pytest.approx(np.nanmean(fd), abs=1e-4)
+    assert quality["max_fd_mm"] == pytest.approx(np.nanmax(fd), abs=1e-4)
+    assert quality["retained_time_s"] == (200 - dummy) * 2.0
+    in_band = (200 - dummy) * 2 * (0.08 - 0.01) * 2.0
+    assert quality["dof_in_band"] == pytest.approx(in_band, abs=0.01)
+    assert quality["regressors"] == 26  # 24 motion + WM + CSF
+    assert quality["dof_remaining"] == pytest.approx(in_band - 26, abs=0.01)
+    assert quality["windows_valid"] == quality["windows_total"] == (200 - dummy) - 50 + 1
+    assert exclusion_reasons(quality, QCParams()) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "change", "expected"),
+    [
+        ("min_time", {"min_time": 400.0}, "QCParams.min_time"),
+        ("max_mean_fd", {"max_mean_fd": 0.01}, "QCParams.max_mean_fd"),
+        ("min_windows", {"min_windows": 500}, "QCParams.min_windows"),
+        ("min_dof", {"min_dof": 100.0}, "QCParams.min_dof"),
+    ],
+)
+def test_each_exclusion_rule_on_its_own(short_run, rule, change, expected):
+    bold, confounds = _run_files(short_run)
+    quality = predict_run_quality(bold, confounds, 2.0, DenoiseParams(), WindowParams())
+    reasons = exclusion_reasons(quality, QCParams(**change))
+    assert len(reasons) == 1, reasons
+    assert expected in reasons[0]
+    off = {k: None for k in ("min_time", "max_mean_fd", "min_dof")}
+    assert exclusion_reasons(quality, QCParams(**{**off, "min_windows": 0, **change})) == reasons
+
+
+def test_runs_built_to_fail_are_excluded_with_their_reason(tmp_path):
+    """Short runs (no rule off) get no maps; the reason is in the QC table and the summary."""
+    bids = simulate(tmp_path, n_subjects=2, n_volumes=100, seed=3)
+    out = tmp_path / "out"
+    code = run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation")
+    assert code == 0  # exclusion is a decision, not a failure
+    for label in ("01", "02"):
+        qc = pd.read_csv(out / f"sub-{label}" / "func" / f"sub-{label}_task-rest_qc.tsv", sep="\t")
+        assert qc.loc[0, "excluded"] == 1
+        assert "QCParams.min_time" in qc.loc[0, "reason"]
+        assert not list((out / f"sub-{label}").glob("**/*_boldmap.nii.gz"))
+    sidecar = json.loads((out / "sub-01" / "func" / "sub-01_task-rest_qc.json").read_text())
+    assert "Description" in sidecar["retained_time_s"]
+
+
+def test_folds_keep_every_session_of_a_subject_together():
+    subjects = [
+        {"label": f"{s}_ses-{k}", "subject": s, "score": score, "session": str(k)}
+        for s, base in (("01", 10), ("02", 15), ("03", 30), ("04", 40), ("05", 12), ("06", 50))
+        for k, score in enumerate((base, base + 8, base + 16), start=1)
+    ]
+    folds = plan_folds(subjects, GroupParams())
+    units = np.array([s["label"] for s in subjects])
+    of_subject = np.array([s["subject"] for s in subjects])
+    for fold in folds:
+        idx = _fold_indices(units, fold)
+        assert not set(of_subject[idx["train"]]) & set(of_subject[idx["test"]])
+        assert len(idx["test"]) % 3 == 0  # whole subjects
+
+
+@pytest.mark.integration
+def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
+    bids = simulate(tmp_path, n_subjects=6, n_sessions=3, n_volumes=150, seed=2)
+    out = tmp_path / "out"
+    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2]
+    assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
+    maps = sorted((out / "sub-01").glob("ses-*/func/*_stat-dfcsd_boldmap.nii.gz"))
+    assert [m.name.split("_")[1] for m in maps] == ["ses-1", "ses-2", "ses-3"]
+    assert run_cli(bids, out, "group", *common, "--cv-folds", 3, "--cv-repeats", 1, "--epochs", 3) == 0
+    cohort = pd.read_csv(out / "group" / "cohort.tsv", sep="\t")
+    assert len(cohort) == 18
+    sessions = pd.read_csv(bids / "sub-01" / "sub-01_sessions.tsv", sep="\t")
+    got = cohort[cohort.participant_id == "sub-01"].set_index("session")["ul_fma"]
+    assert got.to_dict() == dict(zip(sessions.session_id, sessions.ul_fma.astype(float)))
+    predictions = pd.read_csv(out / "group" / "cv_predictions.tsv", sep="\t")
+    for _, fold in predictions.groupby(["model", "repeat", "fold"]):
+        assert fold.participant_id.str[:6].nunique() * 3 == len(fold)  # all three sessions together
+    code = run_cli(
+        bids, out, "participant", *common, "--null-surrogates", 0, "--participant-label", "01",
+        "--model", out / "model",
+    )  # fmt: skip
+    assert code == 0
+    table = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert table.session.tolist() == ["ses-1", "ses-2", "ses-3"]
+    assert table.ul_fma_true.tolist() == sessions.ul_fma.astype(float).tolist()
+    # --combine-sessions: one subject map, the window-weighted mean of the three session maps
+    combined = tmp_path / "combined"
+    code = run_cli(
+        bids, combined, "participant", "--work-dir", tmp_path / "work2", "--skip-bids-validation",
+        "--null-surrogates", 0, "--participant-label", "01", "--combine-sessions",
+    )  # fmt: skip
+    assert code == 0
+    subject_map = (
+        combined / "sub-01" / "func" / f"sub-01_task-rest_space-{SPACE}_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz"
+    )
+    weights = [
+        json.loads(m.with_name(m.name.replace(".nii.gz", ".json")).read_text())["WindowsKept"] for m in maps
+    ]
+    expected = weighted_mean_maps(maps, weights)
+    np.testing.assert_allclose(nb.load(str(subject_map)).get_fdata(), expected.get_fdata(), atol=1e-6)
