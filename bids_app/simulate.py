@@ -91,18 +91,20 @@ def _regions(mask_img: nb.Nifti1Image, side: str) -> dict[str, np.ndarray]:
 
 
 def _motion(
-    rng: np.random.Generator, n_t: int, tr: float, n_spikes: int
+    rng: np.random.Generator, n_t: int, tr: float, n_spikes: int, scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Motion parameters (T, 6), their derivatives and FD: jitter around a position, plus a few jumps.
+
+    ``scale`` multiplies the jitter and the jumps (the same random draws, so other outputs are unchanged).
 
     Real estimates are mostly high-frequency jitter with occasional steps; a random walk would make
     24 smooth regressors that soak up slow neural signal, which real data do not show to that degree.
     """
     params = np.zeros((n_t, 6))
-    params[:, :3] = rng.normal(0, 0.03, (n_t, 3))
-    params[:, 3:] = rng.normal(0, 0.0005, (n_t, 3))  # radians
+    params[:, :3] = rng.normal(0, 0.03 * scale, (n_t, 3))
+    params[:, 3:] = rng.normal(0, 0.0005 * scale, (n_t, 3))  # radians
     for t in rng.choice(np.arange(5, n_t - 5), size=n_spikes, replace=False):
-        params[t:, :3] += rng.normal(0, 0.3, 3)
+        params[t:, :3] += rng.normal(0, 0.3 * scale, 3)
     d = np.vstack([np.zeros((1, 6)), np.diff(params, axis=0)])
     fd = np.abs(d[:, :3]).sum(axis=1) + 50 * np.abs(d[:, 3:]).sum(axis=1)
     return params, d, fd
@@ -121,6 +123,7 @@ def simulate_run(
     lesion: np.ndarray | None = None,
     lesion_noise: float = 0.0,
     lag: float = 0.0,
+    motion_scale: float = 1.0,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON.
 
@@ -172,7 +175,7 @@ def simulate_run(
             artefact[:, None] + 0.5 * lesion_noise * rng.standard_normal((n_t, lesion.sum()))
         ).astype(np.float32)
         data[:, ring] += (0.5 * artefact[:, None]).astype(np.float32)
-    params, deriv, fd = _motion(rng, n_t, tr, n_spikes)
+    params, deriv, fd = _motion(rng, n_t, tr, n_spikes, motion_scale)
     weights = rng.normal(0, 0.5, (6, n_v)).astype(np.float32)
     data += (params - params.mean(axis=0)).astype(np.float32) @ weights
     data[:n_dummy] += 3.0  # non-steady state
@@ -285,6 +288,7 @@ def simulate_cohort(
     lesion_noise: float = 0.0,
     lesion_size_by_class: bool = False,
     lag: float = 0.0,
+    motion_by_class: float = 1.0,
 ) -> dict[str, Any]:
     """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``).
 
@@ -293,7 +297,8 @@ def simulate_cohort(
     with a T1w image and fMRIPrep's ``from-T1w_to-<space>_mode-image_xfm.h5`` transform; ``both``
     writes both. ``lesion_noise`` puts a cavity artefact in the lesion (see :func:`simulate_run`);
     ``lesion_size_by_class`` makes severe patients' lesions larger (a confound, not dFC); ``lag`` (s)
-    delays the lesioned hemisphere's signals (hemodynamic lag).
+    delays the lesioned hemisphere's signals (hemodynamic lag); ``motion_by_class`` multiplies the
+    head motion of severe patients (a confound: motion usually differs between classes).
     """
     if lesion_form not in LESION_FORMS:
         raise SystemExit(f"--lesion-form must be one of {', '.join(LESION_FORMS)}")
@@ -386,6 +391,7 @@ def simulate_cohort(
             "lesion_radius_mm": round(float(radius), 3),
             "lesion_centre_mm": list(lesion_centre(row.lesion_hemisphere)),
             "lag_s": float(lag),
+            "motion_scale": float(motion_by_class if severe else 1.0),
             "lag_territory": "lesioned hemisphere, |x| > 8 mm" if lag else "",
         }
         session_rows = []
@@ -419,6 +425,7 @@ def simulate_cohort(
                     lesion=lesion_vol[mask],
                     lesion_noise=lesion_noise,
                     lag=lag,
+                    motion_scale=motion_by_class if severe else 1.0,
                 )
                 func = fmriprep / sdir / "func"
                 func.mkdir(parents=True, exist_ok=True)
@@ -593,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lag", type=float, default=0.0, help="hemodynamic lag (s) of the lesioned hemisphere's signals"
     )
+    parser.add_argument(
+        "--motion-by-class", type=float, default=1.0, help="head motion of severe patients, times the others'"
+    )
     args = parser.parse_args(argv)
     if args.n_subjects < 1 or args.n_volumes < 20:
         parser.error("need at least 1 subject and 20 volumes")
@@ -611,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         lesion_noise=args.lesion_noise,
         lesion_size_by_class=args.lesion_size_by_class,
         lag=args.lag,
+        motion_by_class=args.motion_by_class,
     )
     groups = [s["group"] for s in truth["subjects"].values()]
     print(

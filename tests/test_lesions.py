@@ -162,3 +162,26 @@ def test_lag_qc_recovers_a_planted_hemispheric_lag(tmp_path, lag):
     assert info["Flagged"] is (lag > 1.0)
     assert bool(info["Warnings"]) is (lag > 1.0)
     assert img.shape == run.mask_img.shape
+
+
+def test_group_inputs_lose_the_lesion_and_its_mirror(tmp_path, brain4):
+    """On the CNN grid the (dilated) lesion and its mirror become NaN, after lesion alignment."""
+    from workflows.cnn_inputs import apply_grid, lesion_exclusion, make_grid, template_mask
+
+    lesion = lesion_sphere("R", 9.0, brain4)  # right lesion: mirrored to the left by alignment
+    lesion_file = tmp_path / "lesion.nii.gz"
+    nb.Nifti1Image(lesion.astype(np.uint8), brain4.affine).to_filename(lesion_file)
+    ref = nb.Nifti1Image(np.ones(brain4.shape, np.float32), brain4.affine)
+    grid = make_grid(ref, template_mask(ref), 3.0)
+    excluded = lesion_exclusion(lesion_file, grid, "R", align=True)
+    x = apply_grid(ref, grid, "R", True, excluded)[0]
+    assert np.isnan(x[excluded]).all()
+    assert np.isfinite(x[~excluded]).all()
+    affine = np.asarray(grid["affine"])
+    xyz = nb.affines.apply_affine(affine, np.argwhere(excluded))
+    centre = lesion_sphere("L", 9.0, brain4)  # where alignment puts the lesion
+    assert np.any(xyz[:, 0] < -15)
+    assert np.any(xyz[:, 0] > 15)
+    # dilation: the excluded zone reaches beyond the undilated lesion resampled to the grid
+    plain = apply_grid(nb.Nifti1Image(centre.astype(np.float32), brain4.affine), grid, "L", False)[0] > 0.5
+    assert excluded.sum() > 2 * plain.sum()

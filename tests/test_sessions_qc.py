@@ -133,3 +133,22 @@ def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
     ]
     expected = weighted_mean_maps(maps, weights)
     np.testing.assert_allclose(nb.load(str(subject_map)).get_fdata(), expected.get_fdata(), atol=1e-6)
+
+
+@pytest.mark.integration
+def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path):
+    """Severe patients move twice as much and there is no dFC effect: the report says so, with QC-FC."""
+    bids = simulate(tmp_path, n_subjects=12, n_volumes=150, seed=4, effect=0.0, motion_by_class=2.0)
+    out = tmp_path / "out"
+    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2]
+    assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
+    assert run_cli(bids, out, "group", *common, "--cv-folds", 3, "--cv-repeats", 1, "--epochs", 2) == 0
+    summary = json.loads((out / "group" / "cv_summary.json").read_text())
+    fd = summary["quality_by_class"]["mean_fd_mm"]
+    assert fd["median_severe"] > 1.5 * fd["median_mild"]
+    assert fd["p_mann_whitney"] < 0.05
+    assert summary["qc_fc"]["computed"]
+    assert 0 <= summary["qc_fc"]["fraction_p_below_alpha"] <= 1
+    report = (out / "group.html").read_text()
+    assert "motion differs by class" in report
+    assert "QC-FC" in report
