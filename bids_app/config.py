@@ -50,6 +50,11 @@ class ExecutionParams:
     use_plugin: Path | None = None
     verbose: int = 0
     boilerplate_only: bool = False
+    reports_only: bool = False  # rewrite the reports from existing outputs, run nothing
+    stop_on_first_crash: bool = False
+    write_graph: bool = False  # the workflow graph (SVG, needs Graphviz) in output_dir/logs
+    clean_workdir: bool = False  # empty the working directory first
+    bids_database_dir: Path | None = None  # pybids index of the fMRIPrep dataset, reused between runs
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,19 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "device": ("train", "device"),
     **{
         name: ("execution", name)
-        for name in ("nprocs", "omp_nthreads", "mem_gb", "use_plugin", "verbose", "boilerplate_only")
+        for name in (
+            "nprocs",
+            "omp_nthreads",
+            "mem_gb",
+            "use_plugin",
+            "verbose",
+            "boilerplate_only",
+            "reports_only",
+            "stop_on_first_crash",
+            "write_graph",
+            "clean_workdir",
+            "bids_database_dir",
+        )
     },
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,31 @@ import yaml
 
 from bids_app.config import ExecutionParams
 from workflows.utils.errors import InputError
+
+LOGGER = logging.getLogger("strokefc")
+
+
+def prepare_work_dir(execution: ExecutionParams, work_dir: Path) -> None:
+    """Create the working directory, emptied first with ``--clean-workdir`` (before anything is planned)."""
+    if execution.clean_workdir and work_dir.exists():
+        LOGGER.info("emptying the working directory %s (--clean-workdir)", work_dir)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_run(wf: Any, execution: ExecutionParams, work_dir: Path, logs: Path, level: str) -> None:
+    """The working directory exists, and ``--write-graph`` draws the workflow, before it runs."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if execution.write_graph:
+        logs.mkdir(parents=True, exist_ok=True)
+        try:
+            wf.write_graph(
+                str(logs / f"{level}_graph.dot"), graph2use="colored", format="svg", simple_form=True
+            )
+        except (OSError, RuntimeError, FileNotFoundError) as exc:  # Graphviz's dot missing or failing
+            LOGGER.warning(
+                "the workflow graph could not be drawn (%s); install Graphviz for --write-graph", exc
+            )
 
 
 def plugin_settings(execution: ExecutionParams) -> tuple[str, dict[str, Any]]:
@@ -46,12 +73,12 @@ def plugin_settings(execution: ExecutionParams) -> tuple[str, dict[str, Any]]:
     return "MultiProc", args
 
 
-def execution_config(crash_dir: Path) -> dict[str, Any]:
+def execution_config(crash_dir: Path, stop_on_first_crash: bool = False) -> dict[str, Any]:
     """Nipype's ``execution`` section: text crash files in ``crash_dir``, content hashes, keep outputs."""
     return {
         "crashdump_dir": str(crash_dir),
         "crashfile_format": "txt",
-        "stop_on_first_crash": False,
+        "stop_on_first_crash": stop_on_first_crash,
         "remove_unnecessary_outputs": False,
         "parameterize_dirs": False,
         "hash_method": "content",

@@ -17,7 +17,7 @@ from typing import Any
 
 from bids_app import queries
 from bids_app.config import QueryParams, RunConfig, to_toml
-from bids_app.execution import execution_config, plugin_settings
+from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
 from bids_app.outputs import check_output_dir
 from bids_app.reporting import write_boilerplate, write_group_report
 from bids_app.scores import parse_score
@@ -236,7 +236,11 @@ def run_group_level(config: RunConfig) -> int:
     for label, why in excluded.items():
         print(f"  excluded sub-{label}: {why}")
 
-    config.work_dir.mkdir(parents=True, exist_ok=True)
+    if config.execution.reports_only:
+        report = write_group_report(config, subjects, excluded)
+        print(f"Group report: {report}")
+        return 0
+    prepare_work_dir(config.execution, config.work_dir)
     wf = init_group_wf(
         subjects=[s.as_dict() for s in subjects],
         params=config.group,
@@ -244,8 +248,11 @@ def run_group_level(config: RunConfig) -> int:
         output_dir=config.output_dir,
         explain_threads=config.execution.nprocs,
     )
+    prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "group")
     wf.base_dir = str(config.work_dir)
-    wf.config["execution"] = execution_config(config.output_dir / "logs" / "crash")
+    wf.config["execution"] = execution_config(
+        config.output_dir / "logs" / "crash", config.execution.stop_on_first_crash
+    )
     plugin, plugin_args = plugin_settings(config.execution)
     wf.run(plugin=plugin, plugin_args=plugin_args)
 

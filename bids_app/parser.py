@@ -458,6 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the methods text (output_dir/logs/CITATION.md) and stop",
     )
     g.add_argument(
+        "--reports-only",
+        action="store_true",
+        help="rewrite the HTML reports (and predictions table) from the existing outputs; run nothing",
+    )
+    g.add_argument(
+        "--stop-on-first-crash",
+        action="store_true",
+        help="stop the whole run at the first failed node (default: finish the other subjects)",
+    )
+    g.add_argument(
+        "--write-graph",
+        action="store_true",
+        help="write the workflow graph to output_dir/logs (SVG; needs Graphviz's dot)",
+    )
+    g.add_argument(
+        "--clean-workdir",
+        action="store_true",
+        help="empty the working directory before running (not with concurrent runs sharing it)",
+    )
+    g.add_argument(
+        "--bids-database-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep pybids' index of the fMRIPrep dataset here and reuse it in later runs "
+        "(large datasets index once)",
+    )
+    g.add_argument(
         "-v",
         "--verbose",
         action="count",

@@ -23,7 +23,7 @@ from nipype.pipeline import engine as pe
 
 from bids_app import queries
 from bids_app.config import RunConfig, to_toml
-from bids_app.execution import execution_config, plugin_settings
+from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
 from bids_app.lesions import LesionFile, find_lesion_masks, masks_expected, resolve_lesion_side
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
@@ -274,7 +274,9 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                 )
             ]
         )
-    wf.config["execution"] = execution_config(config.output_dir / "logs" / "crash")
+    wf.config["execution"] = execution_config(
+        config.output_dir / "logs" / "crash", config.execution.stop_on_first_crash
+    )
     return wf
 
 
@@ -311,7 +313,9 @@ def run_participant_level(config: RunConfig) -> int:
             "or give lesion masks with --lesion-dir",
         )
     init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir)
-    layout = queries.fmriprep_layout(config.fmriprep_dir)
+    if not config.execution.reports_only:
+        prepare_work_dir(config.execution, config.work_dir)
+    layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
 
     plans: list[SubjectPlan] = []
     failures: dict[str, tuple[str, Path | None]] = {}
@@ -325,9 +329,9 @@ def run_participant_level(config: RunConfig) -> int:
         except InputError as exc:
             failures[label] = (exc.render(flag_names()), None)
             LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
-    if plans:
-        config.work_dir.mkdir(parents=True, exist_ok=True)
+    if plans and not config.execution.reports_only:
         wf = build_workflow(config, plans)
+        prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "participant")
         plugin, plugin_args = plugin_settings(config.execution)
         plugin_args = {**plugin_args, "status_callback": SubjectProgress(wf)}
         LOGGER.info("Running %d subject(s) with %s", len(plans), plugin)

@@ -171,7 +171,8 @@ def participant_value(
     return rows[label].get(column) or None
 
 
-def fmriprep_layout(fmriprep_dir: Path) -> BIDSLayout:
+def fmriprep_layout(fmriprep_dir: Path, database_dir: Path | None = None) -> BIDSLayout:
+    """pybids over the fMRIPrep dataset; with ``database_dir`` the index is saved there and reused."""
     from bids import BIDSLayout, BIDSLayoutIndexer
     from bids.exceptions import PyBIDSError
 
@@ -181,6 +182,7 @@ def fmriprep_layout(fmriprep_dir: Path) -> BIDSLayout:
             validate=False,
             config=["bids", "derivatives"],
             indexer=BIDSLayoutIndexer(validate=False, index_metadata=False),
+            database_path=str(database_dir) if database_dir else None,
         )
     # pybids raises its own types for malformed datasets (PyBIDSError; BIDSValidationError and
     # BIDSConflictingValuesError are also ValueErrors, like a missing root), OSError for unreadable

@@ -182,3 +182,28 @@ def test_stationary_null_is_written_and_tested(finished):
     assert 0 < null["TopTargetsPValue"] <= 1
     excess = nb.load(_map(out, "01", "dfcexcess"))
     assert np.isfinite(np.asarray(excess.dataobj)).all()
+
+
+def test_reports_only_rewrites_reports_without_running(finished, tmp_path):
+    cohort, out, _ = finished
+    report = out / "sub-01.html"
+    report.unlink()
+    work = tmp_path / "untouched"
+    code = run_cli(cohort, out, "participant", "--reports-only", "--work-dir", work, "--skip-bids-validation")
+    assert code == 0
+    assert report.is_file()
+    assert not work.exists()  # nothing ran
+
+
+def test_clean_workdir_empties_it_first(tmp_path):
+    from bids_app.config import ExecutionParams
+    from bids_app.execution import execution_config, prepare_work_dir
+
+    work = tmp_path / "work"
+    (work / "old").mkdir(parents=True)
+    prepare_work_dir(ExecutionParams(), work)
+    assert (work / "old").exists()
+    prepare_work_dir(ExecutionParams(clean_workdir=True), work)
+    assert work.is_dir()
+    assert not (work / "old").exists()
+    assert execution_config(tmp_path, stop_on_first_crash=True)["stop_on_first_crash"] is True
