@@ -1,0 +1,209 @@
+"""Positive and negative control at the cohort level: the simulator's planted effect, 40 patients, 5 x 5 CV.
+
+1. ``strokefc-simulate`` writes 40 patients (4 mm, 240 volumes at TR 2 s) whose severe half carries the
+   planted time-varying coupling (``--effect``).
+2. The participant level computes the maps (no stationary null, for time).
+3. An **oracle** written here, independently of strokefc's models: one feature per subject, the mean
+   dFC SD over the planted target regions (atlas masks on the map grid, lesion-aligned by the side in
+   ``participants.tsv``), and a one-feature logistic regression scored on the same subject-level
+   5 x 5 folds (scikit-learn's ``StratifiedKFold``, not strokefc's code). It tells how much signal the
+   maps carry, so the models' numbers can be read against it.
+4. The group level (every model on the same folds, 5 x 5).
+5. The **null**: the same maps with the labels shuffled between subjects (a copy of the raw dataset
+   whose ``participants.tsv`` is permuted; the outputs are hard-linked): every model must be at chance.
+
+Usage: ``python benchmarks/planted_cohort.py [--effect 0.75] [--n-subjects 40] [--n-volumes 240]``;
+writes ``benchmarks/results/<date>-planted-cohort.md`` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SPACE = "MNI152NLin2009cAsym"
+
+
+def run(cmd: list, log: Path) -> float:
+    start = time.time()
+    with open(log, "w") as fh:
+        subprocess.run([str(c) for c in cmd], check=True, stdout=fh, stderr=subprocess.STDOUT)
+    return time.time() - start
+
+
+def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
+    """One-feature logistic regression on the planted regions' mean dFC SD, subject-level repeated CV."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from bids_app.simulate import TARGETS
+    from workflows.seeds import atlas_region_mask
+
+    truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]
+    labels, feature = [], []
+    masks: dict[str, np.ndarray] = {}
+    for label, info in sorted(truth.items()):
+        path = next((out / f"sub-{label}" / "func").glob("*_stat-dfcsd_boldmap.nii.gz"))
+        img = nb.load(str(path))
+        side = info["lesion_hemisphere"]
+        if side not in masks:
+            contra = "R" if side == "L" else "L"
+            regions = [
+                np.asarray(
+                    atlas_region_mask(a, [p.format(side=side if h == "ipsi" else contra)], img).dataobj
+                )
+                > 0
+                for a, p, h in TARGETS
+            ]
+            masks[side] = np.logical_or.reduce(regions)
+        feature.append(float(np.asarray(img.dataobj)[masks[side]].mean()))
+        labels.append(int(info["ul_fma"] <= 20))
+    x, y = np.array(feature)[:, None], np.array(labels)
+    scores = []
+    for repeat in range(n_repeats):
+        for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=repeat).split(x, y):
+            model = LogisticRegression(class_weight="balanced").fit(x[train], y[train])
+            scores.append(balanced_accuracy_score(y[test], model.predict(x[test])))
+    return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1))}
+
+
+def shuffled_copy(bids: Path, out: Path, dest: Path, seed: int = 11) -> tuple[Path, Path]:
+    """The raw dataset with labels permuted between subjects (derivatives linked), and a linked output."""
+    raw = dest / "bids"
+    raw.mkdir(parents=True)
+    for item in bids.iterdir():
+        target = raw / item.name
+        if item.name == "participants.tsv":
+            table = pd.read_csv(item, sep="\t", dtype=str)
+            table["ul_fma"] = np.random.default_rng(seed).permutation(table["ul_fma"].to_numpy())
+            table.to_csv(target, sep="\t", index=False)
+        else:
+            target.symlink_to(item.resolve())
+    out_copy = dest / "out"
+    subprocess.run(["cp", "-al", str(out), str(out_copy)], check=True)
+    for stale in ("group", "model", "group.html"):
+        path = out_copy / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return raw, out_copy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-subjects", type=int, default=40)
+    parser.add_argument("--n-volumes", type=int, default=240)
+    parser.add_argument("--effect", type=float, default=0.75)
+    parser.add_argument("--cv-repeats", type=int, default=5)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-planted"))
+    parser.add_argument("--skip-null", action="store_true")
+    args = parser.parse_args(argv)
+    cache = args.cache
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    bids, out, work = cache / "bids", cache / "out", cache / "work"
+    subprocess.run(
+        [
+            str(BIN / "strokefc-simulate"),
+            str(bids),
+            "--n-subjects",
+            str(args.n_subjects),
+            "--n-volumes",
+            str(args.n_volumes),
+            "--effect",
+            str(args.effect),
+            "--seed",
+            "7",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    common = ["--nprocs", 2, "--skip-bids-validation"]
+    t_part = run(
+        [BIN / "strokefc", bids, out, "participant", "--work-dir", work, "--null-surrogates", 0, *common],
+        cache / "participant.log",
+    )
+    oracle_ba = oracle(bids, out, n_repeats=args.cv_repeats)
+    print(f"oracle balanced accuracy {oracle_ba['mean']:.3f} ± {oracle_ba['sd']:.3f}", flush=True)
+    t_group = run(
+        [
+            BIN / "strokefc",
+            bids,
+            out,
+            "group",
+            "--work-dir",
+            cache / "gwork",
+            "--cv-repeats",
+            args.cv_repeats,
+            *common,
+        ],
+        cache / "group.log",
+    )
+    results = {"planted": json.loads((out / "group" / "cv_summary.json").read_text())}
+    times = {"participant_s": round(t_part), "group_s": round(t_group)}
+    if not args.skip_null:
+        raw, out_null = shuffled_copy(bids, out, cache / "null")
+        times["null_group_s"] = round(
+            run(
+                [
+                    BIN / "strokefc",
+                    raw,
+                    out_null,
+                    "group",
+                    "--work-dir",
+                    cache / "nwork",
+                    "--cv-repeats",
+                    args.cv_repeats,
+                    *common,
+                ],
+                cache / "null_group.log",
+            )
+        )
+        results["labels shuffled"] = json.loads((out_null / "group" / "cv_summary.json").read_text())
+    models = list(results["planted"]["models"])
+    lines = [
+        f"# Planted-cohort positive and negative control ({dt.date.today().isoformat()})",
+        "",
+        f"{args.n_subjects} generated patients (4 mm, {args.n_volumes} volumes at TR 2 s, "
+        f"`--effect {args.effect}`, seed 7); subject-level 5-fold CV x {args.cv_repeats} repeats, "
+        "the same folds for every model. "
+        "Balanced accuracy: mean ± SD over folds, and the pooled out-of-fold value with its 95% "
+        "subject-bootstrap interval. Chance is 0.5.",
+        "",
+        f"Oracle (one feature: mean dFC SD over the planted regions, logistic regression, independent code): "
+        f"{oracle_ba['mean']:.2f} ± {oracle_ba['sd']:.2f}.",
+        "",
+        "| model | " + " | ".join(results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for m in models:
+        cells = []
+        for summary in results.values():
+            ba, boot = summary["models"][m]["balanced_accuracy"], summary["bootstrap"][m]["balanced_accuracy"]
+            low, high = boot["ci95"]
+            cells.append(
+                f"{ba['mean']:.2f} ± {ba['sd']:.2f} (pooled {boot['value']:.2f}, {low:.2f}-{high:.2f})"
+            )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Run times on this machine (2 cores): " + ", ".join(f"{k} {v}" for k, v in times.items())]
+    text = "\n".join(lines) + "\n"
+    target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-planted-cohort.md"
+    target.write_text(text)
+    print(text)
+    print(f"written to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
