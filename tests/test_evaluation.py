@@ -248,6 +248,9 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert set(summary["quality_by_class"]) <= set(quality)
     for name in ("severe", "mild", "difference"):
         assert nb.load(group / f"desc-{name}_dfcsd.nii.gz").ndim == 3
+        sidecar = json.loads((group / f"desc-{name}_dfcsd.json").read_text())
+        assert sidecar["LesionAligned"] is True
+        assert sidecar["Grid"]["Shape"] == list(nb.load(group / f"desc-{name}_dfcsd.nii.gz").shape)
     sal = nb.load(group / "desc-saliency_map.nii.gz")
     assert np.asarray(sal.dataobj).max() > 0
     regions = (group / "top_regions.tsv").read_text().splitlines()

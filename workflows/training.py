@@ -50,6 +50,7 @@ from workflows.metadata import software_versions
 from workflows.model_io import json_clean, load_model, save_model
 from workflows.qc import qc_fc
 from workflows.seeds import atlas_image
+from workflows.utils.bids import sidecar_path
 from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
 
@@ -147,9 +148,27 @@ def is_severe(score: float, threshold: float) -> bool:
     return float(score) <= float(threshold)
 
 
-def _save_nifti(data: np.ndarray, grid: dict, path: Path) -> Path:
+def _save_nifti(data: np.ndarray, grid: dict, path: Path, description: str = "", **meta: Any) -> Path:
+    """A group image on the CNN grid, with a JSON sidecar saying what it is, on which grid and how aligned."""
     path.parent.mkdir(parents=True, exist_ok=True)
     nb.save(grid_image(data, grid), str(path))
+    shape = [int(n) for n in grid["shape"]]
+    zooms = np.abs(np.diag(np.asarray(grid["affine"], dtype=float))[:3]).round(3).tolist()
+    atomic_write_json(
+        sidecar_path(path),
+        json_clean(
+            {
+                "Description": description,
+                "Grid": {
+                    "Shape": shape,
+                    "VoxelSize_mm": zooms,
+                    "Affine": np.asarray(grid["affine"]).tolist(),
+                },
+                "LesionAligned": meta.pop("aligned", None),
+                **meta,
+            }
+        ),
+    )
     return path
 
 
@@ -182,6 +201,8 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         del aligned
     grid = make_grid(maps_imgs[0], mask, params.cnn_resolution)
     del maps_imgs
+    first_sidecar = sidecar_path(subjects[0]["map_file"])
+    space = json.loads(first_sidecar.read_text()).get("Space") if first_sidecar.is_file() else None
     excluded = [_exclusion(s.get("lesion_files") or [], grid, s["lesion_side"], align) for s in subjects]
     maps = np.concatenate(
         [apply_grid(s["map_file"], grid, s["lesion_side"], align, ex) for s, ex in zip(subjects, excluded)]
@@ -244,9 +265,20 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         mean_severe = np.nan_to_num(np.nanmean(severe, 0)) if len(severe) else np.zeros(shape)
         mean_mild = np.nan_to_num(np.nanmean(mild, 0)) if len(mild) else np.zeros(shape)
     class_maps = [
-        _save_nifti(mean_severe, grid, work_dir / "desc-severe_dfcsd.nii.gz"),
-        _save_nifti(mean_mild, grid, work_dir / "desc-mild_dfcsd.nii.gz"),
-        _save_nifti(mean_severe - mean_mild, grid, work_dir / "desc-difference_dfcsd.nii.gz"),
+        _save_nifti(
+            mean,
+            grid,
+            work_dir / f"desc-{name}_dfcsd.nii.gz",
+            text,
+            aligned=align,
+            Space=space,
+            Units="Fisher z",
+        )
+        for name, mean, text in (
+            ("severe", mean_severe, "mean dFC SD of the severe class"),
+            ("mild", mean_mild, "mean dFC SD of the mild-to-moderate class"),
+            ("difference", mean_severe - mean_mild, "severe minus mild-to-moderate mean dFC SD"),
+        )
     ]
     cohort = [
         {
@@ -269,7 +301,9 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         "x".join(map(str, shape)),
         grid["n_mask_voxels"],
     )
-    return PreparedInputs(str(data_file), str(grid_file), str(cohort_file), [str(p) for p in class_maps])
+    # the sidecars are listed too, so Nipype keeps them (it prunes unlisted files from node folders)
+    files = [str(p) for p in class_maps] + [str(sidecar_path(p)) for p in class_maps]
+    return PreparedInputs(str(data_file), str(grid_file), str(cohort_file), files)
 
 
 def cnn_fit_predict(
@@ -613,13 +647,23 @@ def explain_model(
     if not params.align_lesion:  # bring right-lesion saliency to the left (grid symmetric in x)
         sal[sides == "R"] = sal[sides == "R"][:, ::-1]
     mean = sal.mean(0)
-    out = _save_nifti(mean, grid, work_dir / "desc-saliency_map.nii.gz")
+    text = "absolute integrated gradients of the final CNN's severe logit, averaged over subjects"
+    meta = {"aligned": True, "Space": card.get("input", {}).get("space")}
+    out = _save_nifti(mean, grid, work_dir / "desc-saliency_map.nii.gz", text, **meta)
     class_maps = [
-        str(_save_nifti(sal[y_subject == cls].mean(0), grid, work_dir / f"desc-saliency{name}_map.nii.gz"))
+        str(
+            _save_nifti(
+                sal[y_subject == cls].mean(0),
+                grid,
+                work_dir / f"desc-saliency{name}_map.nii.gz",
+                text,
+                **meta,
+            )
+        )
         for cls, name in ((1, "severe"), (0, "mild"))
         if (y_subject == cls).any()
     ]
     atlas, names = aal_atlas()
     rows = region_table(mean, grid, atlas_on_grid(atlas, grid), names)
     table = write_region_table(rows, work_dir / "top_regions.tsv")
-    return ExplainFiles(str(out), str(table), class_maps)
+    return ExplainFiles(str(out), str(table), class_maps + [str(sidecar_path(p)) for p in [out, *class_maps]])

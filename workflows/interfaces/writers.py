@@ -18,6 +18,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from workflows.utils.bids import sidecar_path
+
 
 class _CopyInputSpec(BaseInterfaceInputSpec):
     in_files = InputMultiObject(File(exists=True), mandatory=True, desc="files to write (names are kept)")
@@ -29,7 +31,7 @@ class _CopyOutputSpec(TraitedSpec):
 
 
 class WriteOutputs(SimpleInterface):
-    """Copy files into an output folder atomically (temporary name, then rename); always runs."""
+    """Copy files (and an image's JSON sidecar, when it has one) into a folder atomically; always runs."""
 
     input_spec = _CopyInputSpec
     output_spec = _CopyOutputSpec
@@ -39,7 +41,9 @@ class WriteOutputs(SimpleInterface):
         out_dir = Path(self.inputs.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
-        for src in self.inputs.in_files:
+        sources = list(self.inputs.in_files)
+        sources += [str(sidecar_path(s)) for s in sources if str(s).endswith((".nii", ".nii.gz"))]
+        for src in [s for s in dict.fromkeys(sources) if Path(s).exists()]:
             dst = out_dir / Path(src).name
             tmp = out_dir / f".{dst.name}.tmp"
             shutil.copyfile(src, tmp)
