@@ -666,4 +666,6 @@ def explain_model(
     atlas, names = aal_atlas()
     rows = region_table(mean, grid, atlas_on_grid(atlas, grid), names)
     table = write_region_table(rows, work_dir / "top_regions.tsv")
-    return ExplainFiles(str(out), str(table), class_maps + [str(sidecar_path(p)) for p in [out, *class_maps]])
+    return ExplainFiles(
+        str(out), str(table), class_maps + [str(sidecar_path(p)) for p in [str(out), *class_maps]]
+    )
