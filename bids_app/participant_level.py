@@ -123,6 +123,7 @@ def plan_subject(
     )
     for run in runs:
         check_run(run, config.window.window_length)
+    notes = _sessions_without_space(config, label, runs, layout)
     runs, excluded_runs = apply_exclusion_rules(config, runs)
     if not runs:
         raise SubjectExcluded(
@@ -159,7 +160,6 @@ def plan_subject(
             ", ".join(str(f.path) for f in found.values()),
             "check the masks' orientation",
         )
-    notes = []
     missing = [s for s in sessions if s not in found]
     if missing and (found or masks_expected(q.lesion_dir, config.bids_dir)):
         where = ", ".join(f"ses-{s}" for s in missing if s) or "the subject"
@@ -175,6 +175,30 @@ def plan_subject(
         ul_fma = parse_score(raw, where) if raw else None
     notes += [f"{r['run']} excluded by quality control: {r['reason']}" for r in excluded_runs]
     return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes, excluded_runs)
+
+
+def _sessions_without_space(
+    config: RunConfig, label: str, runs: list[RunInputs], layout: BIDSLayout | None
+) -> list[str]:
+    """Sessions whose preprocessed BOLD exists only in other spaces: recorded, never silently dropped."""
+    if layout is None:
+        return []
+    q = config.queries
+    everywhere = {
+        str(f.entities["session"])
+        for f in layout.get(subject=label, task=q.task_id, desc="preproc", suffix="bold")
+        if "session" in f.entities
+    }
+    used = {str(r.entities.get("session")) for r in runs}
+    wanted = set(q.session_id) or everywhere
+    space = q.space if q.res is None else f"{q.space} res-{q.res}"
+    notes = [
+        f"ses-{s} has no preprocessed BOLD in space {space}: not processed"
+        for s in sorted((everywhere & wanted) - used)
+    ]
+    for note in notes:
+        LOGGER.warning("sub-%s: %s", label, note)
+    return notes
 
 
 class SubjectExcluded(Exception):

@@ -492,3 +492,25 @@ def test_methods_text_names_every_window_shape():
     from workflows.dfc import WINDOW_SHAPES
 
     assert set(WINDOW_SHAPE_TEXT) == set(WINDOW_SHAPES)
+
+
+def test_cohort_summary_counts_sessions_per_subject():
+    from bids_app.reports.group import cohort_summary
+
+    rows = [
+        {
+            "participant_id": f"sub-{s}",
+            "session": f"ses-{k}",
+            "class": "severe",
+            "lesion_side": "L",
+            "included": True,
+        }
+        for s, n in (("01", 3), ("02", 3), ("03", 2))
+        for k in range(1, n + 1)
+    ]
+    text = cohort_summary(rows)
+    assert text.startswith(
+        "8 subject-sessions included from 3 subjects (1 with 2 sessions, 2 with 3 sessions"
+    )
+    plain = cohort_summary([{**r, "session": "n/a"} for r in rows[:2]])
+    assert plain.startswith("2 subjects included")

@@ -152,3 +152,21 @@ def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path):
     report = (out / "group.html").read_text()
     assert "motion differs by class" in report
     assert "QC-FC" in report
+
+
+def test_a_session_in_another_space_is_recorded_not_dropped_silently(tmp_path, capsys):
+    bids = simulate(tmp_path, n_subjects=1, n_sessions=2, n_volumes=150, seed=6)
+    func = bids / "derivatives" / "fmriprep" / "sub-01" / "ses-2" / "func"
+    for path in func.iterdir():
+        path.rename(path.with_name(path.name.replace(SPACE, "MNI152NLin6Asym")))
+    out = tmp_path / "out"
+    code = run_cli(
+        bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation",
+        "--null-surrogates", 0, "--participant-label", "01",
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"ses-2 has no preprocessed BOLD in space {SPACE}: not processed" in printed
+    assert (out / "sub-01" / "ses-1").is_dir()
+    assert not (out / "sub-01" / "ses-2").exists()
+    assert "ses-2 has no preprocessed BOLD" in (out / "sub-01.html").read_text()

@@ -233,7 +233,17 @@ def cohort_summary(rows: list[dict]) -> str:
     inc = [r for r in rows if _included(r)]
     classes = pd.Series([r["class"] for r in inc if r["class"]]).value_counts().to_dict()
     sides = pd.Series([r["lesion_side"] for r in inc if r["lesion_side"]]).value_counts().to_dict()
-    text = f"{len(inc)} subjects included"
+    sessions = [r for r in inc if str(r.get("session") or "n/a") != "n/a"]
+    if sessions:
+        per_subject = pd.Series([r["participant_id"] for r in sessions]).value_counts()
+        counts = per_subject.value_counts().sort_index().to_dict()
+        text = (
+            f"{len(inc)} subject-sessions included from {per_subject.size} subjects ("
+            + ", ".join(f"{n} with {k} session{'s' if k > 1 else ''}" for k, n in counts.items())
+            + "; cross-validation keeps every session of a subject on one side)"
+        )
+    else:
+        text = f"{len(inc)} subjects included"
     if classes:
         text += " (" + ", ".join(f"{n} {c}" for c, n in sorted(classes.items())) + ")"
     if sides:
