@@ -35,6 +35,7 @@ class QueryParams:
     lesion_dir: Path | None = None
     lesion_desc: str | None = None  # also take desc-<lesion_desc>_mask/_roi files in lesion_dir
     session_id: tuple[str, ...] = ()  # only these sessions (all when empty)
+    fmristroke_dir: Path | None = None  # fMRIStroke's outputs: lesion-aware confounds and lag maps
     combine_sessions: bool = False  # one map per subject over all sessions, instead of one per session
     skip_bids_validation: bool = False
     allow_missing_labels: bool = False
@@ -106,6 +107,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "lesion_desc",
             "session_id",
             "combine_sessions",
+            "fmristroke_dir",
             "skip_bids_validation",
             "allow_missing_labels",
             "bids_filters",

@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         "all. Each session gets its own map unless --combine-sessions",
     )
     g.add_argument(
+        "--datasets",
+        nargs="+",
+        default=[],
+        metavar="NAME=DIR",
+        help="other derivatives to read, as xcp_d's --datasets: fmristroke=DIR takes fMRIStroke's "
+        "lesion-aware confounds (desc-confounds2: lesion-free WM/CSF signals, lesion and ICA-lesion "
+        "regressors) and its rapidtide lag maps (desc-maxtime_map)",
+    )
+    g.add_argument(
         "--combine-sessions",
         action="store_true",
         help="average the runs of every session into one map per subject (cross-sectional designs with "
@@ -537,6 +546,15 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         if not text.isalnum():
             problems.append(f"session label {label!r} must be letters and digits")
         sessions.append(text)
+    fmristroke_dir = None
+    for item in opts.datasets:
+        name, _, folder = item.partition("=")
+        if name != "fmristroke" or not folder:
+            problems.append(f"--datasets {item!r}: give fmristroke=DIR (the only dataset strokefc reads)")
+        elif not Path(folder).is_dir():
+            problems.append(f"--datasets {item!r}: {folder} is not a folder")
+        else:
+            fmristroke_dir = Path(folder).resolve()
     if opts.seed_mask and opts.seed_coords:
         problems.append("--seed-mask and --seed-coords are exclusive: give one")
     if opts.high_pass and opts.low_pass and opts.high_pass >= opts.low_pass:
@@ -568,6 +586,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         window,
         participant_label=tuple(labels),
         session_id=tuple(sessions),
+        fmristroke_dir=fmristroke_dir,
         window_length=str(window["window_length"]),
         window_step=int(window["window_step"]),
         seed_mask=str(opts.seed_mask) if opts.seed_mask else None,

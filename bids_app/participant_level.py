@@ -123,6 +123,8 @@ def plan_subject(
     )
     for run in runs:
         check_run(run, config.window.window_length)
+    if q.fmristroke_dir:
+        runs = [queries.with_fmristroke(run, q.fmristroke_dir) for run in runs]
     notes = _sessions_without_space(config, label, runs, layout)
     runs, excluded_runs = apply_exclusion_rules(config, runs)
     if not runs:

@@ -323,6 +323,31 @@ def collect_runs(
     return runs
 
 
+def with_fmristroke(run: RunInputs, fmristroke_dir: Path) -> RunInputs:
+    """``run`` with fMRIStroke's lesion-aware confounds (required) and lag map (when written).
+
+    fMRIStroke names them like fMRIPrep: ``<run>_desc-confounds2_timeseries.tsv`` (no space) and
+    ``<run>_space-<space>[_res-<r>]_desc-maxtime_map.nii.gz``.
+    """
+    from dataclasses import replace
+
+    stem = run.bold.name.split("_space-")[0]
+    ses = run.entities.get("session")
+    func = Path(fmristroke_dir) / f"sub-{run.entities['subject']}" / (f"ses-{ses}" if ses else "") / "func"
+    confounds = func / f"{stem}_desc-confounds2_timeseries.tsv"
+    if not confounds.is_file():
+        raise InputError(
+            f"fMRIStroke wrote no lesion-aware confounds for {run.bold.name}",
+            str(confounds),
+            "run fMRIStroke on this subject (with its lesion mask), or leave out --datasets fmristroke=...",
+        )
+    space = f"_space-{run.entities.get('space')}" + (
+        f"_res-{run.entities['res']}" if run.entities.get("res") else ""
+    )
+    lag = next(iter(sorted(func.glob(f"{stem}{space}_desc-maxtime_map.nii*"))), None)
+    return replace(run, lesion_confounds=confounds, lag_map=lag)
+
+
 def check_fmriprep_naming(fmriprep_dir: Path, subject: str) -> None:
     """Refuse fMRIPrep outputs older than the confounds naming nilearn's loader reads (< 1.2)."""
     old_masks = list(Path(fmriprep_dir).glob(f"sub-{subject}/**/*label-brain_mask.nii*"))

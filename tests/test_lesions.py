@@ -6,6 +6,7 @@ import subprocess
 
 import nibabel as nb
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import run_cli, simulate
 
@@ -185,3 +186,68 @@ def test_group_inputs_lose_the_lesion_and_its_mirror(tmp_path, brain4):
     # dilation: the excluded zone reaches beyond the undilated lesion resampled to the grid
     plain = apply_grid(nb.Nifti1Image(centre.astype(np.float32), brain4.affine), grid, "L", False)[0] > 0.5
     assert excluded.sum() > 2 * plain.sum()
+
+
+def _fake_fmristroke(bids, dest, label="01", lag=2.5):
+    """fMRIStroke-like outputs of one run: desc-confounds2 (lesion-free WM/CSF, lesion, ICA) and a lag map."""
+    func_in = bids / "derivatives" / "fmriprep" / f"sub-{label}" / "func"
+    confounds = pd.read_csv(next(func_in.glob("*desc-confounds_timeseries.tsv")), sep="\t")
+    rng = np.random.default_rng(0)
+    n = len(confounds)
+    table = pd.DataFrame(
+        {
+            "white_matter_nolesion": rng.normal(size=n),
+            "csf_nolesion": rng.normal(size=n),
+            "lesion": rng.normal(size=n),
+            "ica_lesion_00": rng.normal(size=n),
+        }
+    )
+    func = dest / f"sub-{label}" / "func"
+    func.mkdir(parents=True)
+    table.to_csv(func / f"sub-{label}_task-rest_desc-confounds2_timeseries.tsv", sep="\t", index=False)
+    mask_img = nb.load(str(next(func_in.glob("*desc-brain_mask.nii.gz"))))
+    x = nb.affines.apply_affine(mask_img.affine, np.indices(mask_img.shape).reshape(3, -1).T)[:, 0]
+    lag_map = np.where(x.reshape(mask_img.shape) < 0, lag, 0.0).astype(np.float32)  # left hemisphere lags
+    nb.Nifti1Image(lag_map, mask_img.affine).to_filename(
+        func / f"sub-{label}_task-rest_space-{SPACE}_desc-maxtime_map.nii.gz"
+    )
+    return table
+
+
+def test_fmristroke_confounds_replace_tissue_signals_and_add_lesion_ones(tmp_path):
+    from workflows.denoise import fmristroke_columns
+
+    bids = simulate(tmp_path, n_subjects=1, n_volumes=150, seed=8)
+    table = _fake_fmristroke(bids, tmp_path / "fmristroke")
+    confounds = pd.DataFrame({"white_matter": np.ones(150), "csf": np.ones(150), "trans_x": np.zeros(150)})
+    tsv = tmp_path / "fmristroke" / "sub-01" / "func" / "sub-01_task-rest_desc-confounds2_timeseries.tsv"
+    out, record = fmristroke_columns(confounds, tsv, 150)
+    np.testing.assert_allclose(out["white_matter"], table["white_matter_nolesion"])
+    np.testing.assert_allclose(out["csf"], table["csf_nolesion"])
+    assert record["Added"] == ["fmristroke_lesion", "fmristroke_ica_lesion_00"]
+    with pytest.raises(InputError, match="rows"):
+        fmristroke_columns(confounds, tsv, 151)
+
+
+@pytest.mark.integration
+def test_participant_reads_fmristroke_outputs(tmp_path):
+    bids = simulate(tmp_path, n_subjects=2, n_volumes=150, seed=8)
+    _fake_fmristroke(bids, tmp_path / "fmristroke")
+    out = tmp_path / "out"
+    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--null-surrogates", 0]
+    fs = ["--datasets", f"fmristroke={tmp_path / 'fmristroke'}"]
+    # sub-02 has no fMRIStroke output: a clear error for it, sub-01 is processed
+    assert run_cli(bids, out, "participant", *common, *fs) == 1
+    meta = json.loads(next((out / "sub-01" / "func").glob("*stat-dfcsd_boldmap.json")).read_text())
+    assert meta["Denoising"]["FMRIStrokeConfounds"]["Replaced"]["white_matter"] == "white_matter_nolesion"
+    assert "fmristroke_lesion" in meta["Denoising"]["ConfoundColumns"]
+    lag = meta["HemodynamicLag"]
+    assert lag["Method"].startswith("fMRIStroke")
+    truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]["01"]
+    expected = 2.5 if truth["lesion_hemisphere"] == "L" else -2.5
+    assert lag["HemisphereIpsiMinusContra_s"] == pytest.approx(expected, abs=0.01)
+    assert not (out / "sub-02" / "func").exists()
+    from bids_app.parser import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args([str(bids), str(out), "participant", "--datasets", "xcpd=/tmp"])

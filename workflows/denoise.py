@@ -294,6 +294,48 @@ def clean_series(
     return out
 
 
+#: fMRIStroke's lesion-free replacements for fMRIPrep's tissue signals (same derivative suffixes).
+FMRISTROKE_REPLACEMENTS = {"white_matter": "white_matter_nolesion", "csf": "csf_nolesion"}
+
+
+def fmristroke_columns(
+    confounds: pd.DataFrame, fmristroke_tsv: Path | str, n_volumes: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``confounds`` with fMRIStroke's lesion-aware signals.
+
+    fMRIStroke (Lam et al.) recomputes the tissue signals without the lesion (``white_matter_nolesion``,
+    ``csf_nolesion``, with the same ``_derivative1``/``_power2`` variants when written) and adds the
+    lesion's own signal (``lesion``) and ICA lesion components (``ica_lesion*``). Each fMRIPrep WM/CSF
+    column is replaced by its lesion-free twin when fMRIStroke wrote it; the lesion columns are added.
+    """
+    table = read_confounds_table(fmristroke_tsv)
+    if len(table) != n_volumes:
+        raise InputError(
+            f"fMRIStroke's confounds have {len(table)} rows but the BOLD has {n_volumes} volumes",
+            str(fmristroke_tsv),
+            "use the fMRIStroke output made from this fMRIPrep run",
+        )
+    out = confounds.copy()
+    replaced = {}
+    for column in list(out.columns):
+        for base, nolesion in FMRISTROKE_REPLACEMENTS.items():
+            twin = column.replace(base, nolesion, 1)
+            if column.startswith(base) and twin in table.columns:
+                out[column] = table[twin].fillna(0.0).to_numpy()
+                replaced[column] = twin
+    added = [c for c in table.columns if c == "lesion" or c.startswith("ica_lesion")]
+    for column in added:
+        out[f"fmristroke_{column}"] = table[column].fillna(0.0).to_numpy()
+    if not replaced and not added:
+        raise InputError(
+            "fMRIStroke's confounds hold no lesion column (lesion, ica_lesion*, *_nolesion)",
+            str(fmristroke_tsv),
+            "run fMRIStroke with a lesion mask, or leave its confounds out",
+        )
+    record = {"File": str(fmristroke_tsv), "Replaced": replaced, "Added": [f"fmristroke_{c}" for c in added]}
+    return out, record
+
+
 def lesion_signal_regressors(series: np.ndarray, n_components: int) -> tuple[np.ndarray, list[str]]:
     """The lesion's mean signal and its first ``n_components`` principal components, (T, k).
 
@@ -342,6 +384,7 @@ def denoise_run(
     lesion_mask: np.ndarray | None = None,
     exclude_mask: np.ndarray | None = None,
     keep_bandpassed: bool = False,
+    lesion_confounds: Path | str | None = None,
 ) -> DenoisedRun:
     """Denoise one run: dummy scans cut, confounds regressed and band-pass applied together.
 
@@ -351,7 +394,9 @@ def denoise_run(
     neither smoothed into its neighbours nor mapped; ``lesion_mask`` gives the lesion-signal
     regressors of the ``+lesion`` strategies. ``keep_bandpassed`` also returns the series detrended and
     band-passed without confound regression (for the hemodynamic-lag QC, whose global reference the
-    regressors would partly remove).
+    regressors would partly remove). ``lesion_confounds`` (fMRIStroke's ``desc-confounds2`` table)
+    swaps the WM/CSF signals for fMRIStroke's lesion-free ones and adds its lesion signals
+    (:func:`fmristroke_columns`).
     """
     data, mask, bold_img, info = load_bold_masked(bold_file, mask_file)
     if params.strategy in LESION_STRATEGIES and lesion_mask is None:
@@ -394,6 +439,9 @@ def denoise_run(
     series = data[mask].T[n_dummy:]  # (T', V)
     del data
     kept = kept[n_dummy:]
+    if lesion_confounds is not None:
+        confounds, conf_info["FMRIStrokeConfounds"] = fmristroke_columns(confounds, lesion_confounds, n_t)
+        conf_info["ConfoundColumns"] = list(confounds.columns)
     conf = confounds.to_numpy(float)[n_dummy:]
     names = list(confounds.columns)
     if lesion_series is not None:

@@ -54,6 +54,8 @@ def init_dfc_wf(
     has_lesion: bool = False,
     qc: QCParams | None = None,
     run_label: str = "",
+    lesion_confounds: str | Path | None = None,
+    external_lag_map: str | Path | None = None,
     name: str = "dfc_wf",
 ) -> pe.Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
@@ -72,7 +74,10 @@ def init_dfc_wf(
     denoise, seed, window : DenoiseParams, SeedParams, WindowParams
         Parameters of the three steps.
     qc : QCParams, optional
-        Hemodynamic-lag QC (``lag`` node, ``stat-lag`` map); the defaults when not given.
+        Hemodynamic-lag QC (``stat-lag`` map); the defaults when not given.
+    lesion_confounds, external_lag_map : path, optional
+        fMRIStroke's lesion-aware confounds (``desc-confounds2``) and rapidtide lag map
+        (``desc-maxtime_map``) of the run.
     lesion_side : {'L', 'R'}
     output_dir, fmriprep_dir : path
         The output dataset, and the fMRIPrep dataset the inputs come from (sidecar ``Sources``).
@@ -138,6 +143,8 @@ def init_dfc_wf(
             lesion_side=lesion_side,
             lag_search=qc.lag_search,
             max_lag=qc.max_lag,
+            lesion_confounds=str(lesion_confounds) if lesion_confounds else None,
+            external_lag_map=str(external_lag_map) if external_lag_map else None,
         ),
         name="denoise",
         mem_gb=2.0,
@@ -521,6 +528,8 @@ def init_participant_wf(
             has_lesion=run.entities.get("session") in lesion_nodes,
             qc=qc,
             run_label=run.name,
+            lesion_confounds=run.lesion_confounds,
+            external_lag_map=run.lag_map,
             name=f"dfc_{safe_name(run.name)}_wf",
         )
         if run.entities.get("session") in lesion_nodes:

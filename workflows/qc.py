@@ -281,31 +281,49 @@ def run_lag_qc(
     lesion_side: str,
     tr: float,
     params: QCParams,
+    external: nb.Nifti1Image | None = None,
 ) -> tuple[nb.Nifti1Image, dict[str, Any]]:
     """Lag map of one run (s; positive = later than the reference) and its QC record.
 
     ``data`` (T, V) are the band-passed series over the mask's voxels, ``kept`` the uncensored volumes.
     The record holds the ipsi - contra median lag in M1 and over the hemispheres, and ``Flagged`` when
-    either exceeds ``params.max_lag``.
+    either exceeds ``params.max_lag``. ``external`` (fMRIStroke's rapidtide ``desc-maxtime_map``, s)
+    is read instead of computing the map: it is resampled to the run grid and every voxel counts.
     """
-    kept = np.asarray(kept, bool)
-    series = np.asarray(data, dtype=np.float64)
-    reference = series.mean(axis=1)
-    result = lag_map(series, reference, tr, max_lag=max(params.lag_search, tr), kept=kept)
     mask = np.asarray(mask_img.dataobj) > 0
+    if external is None:
+        series = np.asarray(data, dtype=np.float64)
+        reference = series.mean(axis=1)
+        result = lag_map(
+            series, reference, tr, max_lag=max(params.lag_search, tr), kept=np.asarray(kept, bool)
+        )
+        lag, peak_r = result.lag, result.peak_r
+        source = (
+            "cross-correlation of each detrended, band-passed (not regressed) voxel series with their "
+            "mean over the analysis mask, integer shifts refined by parabolic interpolation "
+            "(Siegel et al. 2016)"
+        )
+    else:
+        from nilearn.image import resample_to_img
+
+        on_grid = resample_to_img(
+            external, mask_img, interpolation="linear", force_resample=True, copy_header=True
+        )
+        lag = np.asarray(on_grid.dataobj, dtype=np.float64).reshape(mask.shape)[mask]
+        peak_r = np.where(np.isfinite(lag), 1.0, np.nan)
+        source = "fMRIStroke's rapidtide lag map (desc-maxtime_map), resampled to the run grid"
     vol = np.zeros(mask.shape, np.float32)
-    vol[mask] = np.nan_to_num(result.lag)
+    vol[mask] = np.nan_to_num(lag)
     img = nb.Nifti1Image(vol, mask_img.affine)
     img.header.set_xyzt_units("mm")
     summaries = {
-        "M1": lag_summary(result.lag, result.peak_r, *m1_masks(mask_img, lesion_side)),
-        "Hemisphere": lag_summary(result.lag, result.peak_r, *hemisphere_masks(mask_img, lesion_side)),
+        "M1": lag_summary(lag, peak_r, *m1_masks(mask_img, lesion_side)),
+        "Hemisphere": lag_summary(lag, peak_r, *hemisphere_masks(mask_img, lesion_side)),
     }
     differences = [s["ipsi_minus_contra_s"] for s in summaries.values()]
     flagged = any(math.isfinite(d) and d > params.max_lag for d in differences)
     info: dict[str, Any] = {
-        "Method": "cross-correlation of each detrended, band-passed (not regressed) voxel series with their "
-        "mean over the analysis mask, integer shifts refined by parabolic interpolation (Siegel et al. 2016)",
+        "Method": source,
         "SearchRange_s": float(max(params.lag_search, tr)),
         "Threshold_s": float(params.max_lag),
         **{

@@ -44,6 +44,12 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     # the values come from QCParams (workflows.qc), where their defaults live
     lag_search = traits.Float(mandatory=True, desc="hemodynamic lags searched, +/- seconds")
     max_lag = traits.Float(mandatory=True, desc="lag QC flag threshold (s)")
+    lesion_confounds = traits.Either(
+        None, File(exists=True), default=None, usedefault=True, desc="fMRIStroke's desc-confounds2 table"
+    )
+    external_lag_map = traits.Either(
+        None, File(exists=True), default=None, usedefault=True, desc="fMRIStroke's desc-maxtime_map (s)"
+    )
     exclude_mask = traits.Either(
         None,
         File(exists=True),
@@ -90,17 +96,19 @@ class DenoiseBold(StrokefcInterface):
             confounds_file=self.inputs.confounds_file,
             lesion_mask=_mask_or_none(self.inputs.lesion_mask),
             exclude_mask=_mask_or_none(self.inputs.exclude_mask),
-            keep_bandpassed=True,
+            keep_bandpassed=self.inputs.external_lag_map is None,
+            lesion_confounds=self.inputs.lesion_confounds,
         )
         # the lag QC needs the series before confound regression, which only this node holds in memory
-        assert run.bandpassed is not None  # keep_bandpassed=True
+        external = self.inputs.external_lag_map
         lag_img, lag_info = run_lag_qc(
-            run.bandpassed,
+            run.bandpassed if run.bandpassed is not None else np.zeros((0, 0)),
             run.kept,
             run.mask_img,
             self.inputs.lesion_side,
             self.inputs.tr,
             QCParams(lag_search=self.inputs.lag_search, max_lag=self.inputs.max_lag),
+            external=load_nifti(external) if external else None,
         )
         run.bandpassed = None
         lag_path = os.path.join(runtime.cwd, "lag.nii.gz")

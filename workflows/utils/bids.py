@@ -58,6 +58,8 @@ class RunInputs:
     boldref: Path | None
     tr: float  # repetition time (s)
     entities: dict = field(hash=False)  # subject, session, task, acquisition, run, space, res
+    lesion_confounds: Path | None = None  # fMRIStroke's desc-confounds2_timeseries.tsv, when given
+    lag_map: Path | None = None  # fMRIStroke's desc-maxtime_map (rapidtide), when given
 
     @property
     def name(self) -> str:
