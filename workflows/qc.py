@@ -297,7 +297,8 @@ def run_lag_qc(
         result = lag_map(
             series, reference, tr, max_lag=max(params.lag_search, tr), kept=np.asarray(kept, bool)
         )
-        lag, peak_r = result.lag, result.peak_r
+        lag: np.ndarray = result.lag.astype(np.float64)
+        peak_r: np.ndarray = result.peak_r.astype(np.float64)
         source = (
             "cross-correlation of each detrended, band-passed (not regressed) voxel series with their "
             "mean over the analysis mask, integer shifts refined by parabolic interpolation "
