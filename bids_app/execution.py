@@ -67,7 +67,13 @@ def plugin_settings(execution: ExecutionParams) -> tuple[str, dict[str, Any]]:
         return spec["plugin"], dict(spec.get("plugin_args") or {})
     if execution.nprocs == 1:
         return "Linear", {}
-    args: dict[str, Any] = {"n_procs": execution.nprocs, "raise_insufficient": False}
+    # forkserver, as fMRIPrep: a forked worker inherits the parent's OpenMP/PyTorch thread pool, and
+    # libgomp deadlocks in the child (seen: the explain node hung after torch had run in the parent)
+    args: dict[str, Any] = {
+        "n_procs": execution.nprocs,
+        "raise_insufficient": False,
+        "mp_context": "forkserver",
+    }
     if execution.mem_gb:
         args["memory_gb"] = execution.mem_gb
     return "MultiProc", args

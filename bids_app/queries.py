@@ -529,18 +529,4 @@ def find_subject_map(
     layout: BIDSLayout, subject: str, *, space: str, res: str | None, stat: str = "dfcsd"
 ) -> Path | None:
     """The subject-level map (no ``ses``/``run`` entity), else the only run map, in ``space``/``res``."""
-    found = layout.get(
-        subject=subject,
-        seed="ipsiM1",
-        stat=stat,
-        suffix="boldmap",
-        space=space,
-        extension=[".nii.gz", ".nii"],
-    )
-    if res is not None:
-        found = [f for f in found if str(f.entities.get("res")) == str(res)]
-    maps = sorted(found, key=lambda f: f.path)
-    subject_level = [f for f in maps if "session" not in f.entities and "run" not in f.entities]
-    if subject_level:
-        return Path(subject_level[0].path)
-    return Path(maps[0].path) if len(maps) == 1 else None
+    return find_unit_maps(layout, subject, space=space, res=res, stat=stat, combine_sessions=True).get(None)
