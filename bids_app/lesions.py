@@ -11,8 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import nibabel as nb
+
+from workflows.utils.bids import bids_uri
 from workflows.utils.errors import InputError
+
+if TYPE_CHECKING:
+    from bids_app.config import RunConfig
 
 _EXTENSIONS = (".nii.gz", ".nii")
 
@@ -173,3 +180,33 @@ def resolve_lesion_side(tsv_side: str | None, mask_side: str | None, label: str)
     if tsv_side and mask_side:
         return tsv_side, "participants.tsv and lesion mask (agree)"
     return (tsv_side, "participants.tsv") if tsv_side else (mask_side, "lesion mask")
+
+
+def template_space_mask(
+    config: RunConfig, label: str, lesion: LesionFile, reference: Path
+) -> tuple[Path, list[str]]:
+    """The lesion mask in the template space, and the URIs of what it was made from.
+
+    Template-space masks are used as they are; T1w-space masks from the raw dataset are warped once
+    onto the run grid (``reference``) through fMRIPrep's transform, into the working directory.
+    """
+    if lesion.origin == "lesion-dir" and config.queries.lesion_dir:
+        return lesion.path, [bids_uri(lesion.path, config.queries.lesion_dir, "lesions")]
+    uris = [bids_uri(lesion.path, config.bids_dir, "raw")]
+    if lesion.transform is None:
+        return lesion.path, uris
+    from workflows.lesion_warp import warp_mask_to_template
+
+    uris.append(bids_uri(lesion.transform, config.fmriprep_dir, "fmriprep"))
+    out = (
+        config.work_dir
+        / "lesions"
+        / (lesion.path.name.split(".nii")[0] + f"_to-{config.queries.space}.nii.gz")
+    )
+    if not out.exists() or out.stat().st_mtime < max(
+        lesion.path.stat().st_mtime, lesion.transform.stat().st_mtime
+    ):
+        warped = warp_mask_to_template(nb.load(str(lesion.path)), lesion.transform, nb.load(str(reference)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        warped.to_filename(str(out))
+    return out, uris

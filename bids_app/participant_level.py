@@ -23,8 +23,9 @@ from nipype.pipeline import engine as pe
 
 from bids_app import queries
 from bids_app.config import RunConfig, to_toml
+from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
 from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
-from bids_app.lesions import LesionFile, find_lesion_masks, masks_expected, resolve_lesion_side
+from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_side, template_space_mask
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
@@ -33,10 +34,9 @@ from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.participant import init_participant_wf
-from workflows.qc import QC_COLUMNS, QC_DESCRIPTIONS, exclusion_reasons, predict_run_quality
-from workflows.utils.bids import RunInputs, bids_uri, run_prefix
+from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
-from workflows.utils.io import atomic_write_json, atomic_write_text, write_tsv
+from workflows.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -125,7 +125,7 @@ def plan_subject(
         check_run(run, config.window.window_length)
     if q.fmristroke_dir:
         runs = [queries.with_fmristroke(run, q.fmristroke_dir) for run in runs]
-    notes = _sessions_without_space(config, label, runs, layout)
+    notes = sessions_without_space(config, label, runs, layout)
     runs, excluded_runs = apply_exclusion_rules(config, runs)
     if not runs:
         raise SubjectExcluded(
@@ -177,103 +177,6 @@ def plan_subject(
         ul_fma = parse_score(raw, where) if raw else None
     notes += [f"{r['run']} excluded by quality control: {r['reason']}" for r in excluded_runs]
     return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes, excluded_runs)
-
-
-def _sessions_without_space(
-    config: RunConfig, label: str, runs: list[RunInputs], layout: BIDSLayout | None
-) -> list[str]:
-    """Sessions whose preprocessed BOLD exists only in other spaces: recorded, never silently dropped."""
-    if layout is None:
-        return []
-    q = config.queries
-    everywhere = {
-        str(f.entities["session"])
-        for f in layout.get(subject=label, task=q.task_id, desc="preproc", suffix="bold")
-        if "session" in f.entities
-    }
-    used = {str(r.entities.get("session")) for r in runs}
-    wanted = set(q.session_id) or everywhere
-    space = q.space if q.res is None else f"{q.space} res-{q.res}"
-    notes = [
-        f"ses-{s} has no preprocessed BOLD in space {space}: not processed"
-        for s in sorted((everywhere & wanted) - used)
-    ]
-    for note in notes:
-        LOGGER.warning("sub-%s: %s", label, note)
-    return notes
-
-
-class SubjectExcluded(Exception):
-    """Every run of a subject failed an exclusion rule: not an error, a recorded decision."""
-
-    def __init__(self, reason: str, rows: list[dict]):
-        super().__init__(reason)
-        self.rows = rows
-
-
-def apply_exclusion_rules(config: RunConfig, runs: list[RunInputs]) -> tuple[list[RunInputs], list[dict]]:
-    """Split runs into kept and excluded by :func:`workflows.qc.exclusion_reasons` (confounds only).
-
-    Excluded runs get their QC row (``excluded`` 1, with the reason) and no maps.
-    """
-    kept, excluded = [], []
-    for run in runs:
-        quality = predict_run_quality(run.bold, run.confounds, run.tr, config.denoise, config.window)
-        reasons = exclusion_reasons(quality, config.qc)
-        if reasons:
-            row = {"run": run.name, **quality, "excluded": 1, "reason": "; ".join(reasons)}
-            excluded.append(row)
-            LOGGER.warning("sub-%s %s excluded: %s", run.entities["subject"], run.name, row["reason"])
-            write_qc_table(config.output_dir, run, row)
-        else:
-            kept.append(run)
-    return kept, excluded
-
-
-def write_qc_table(output_dir: Path, run: RunInputs, row: dict) -> Path:
-    """The QC table of an excluded run, named as the workflow names those of processed runs."""
-    ses = run.entities.get("session")
-    func = output_dir / f"sub-{run.entities['subject']}" / (f"ses-{ses}" if ses else "") / "func"
-    path = func / f"{run_prefix(run.entities)}_qc.tsv"
-    write_tsv(path, [row], list(QC_COLUMNS))
-    atomic_write_json(
-        path.with_suffix(".json"),
-        {
-            "Description": "Quality control of the run (one row); see the column descriptions",
-            **{column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()},
-        },
-    )
-    return path
-
-
-def template_space_mask(
-    config: RunConfig, label: str, lesion: LesionFile, reference: Path
-) -> tuple[Path, list[str]]:
-    """The lesion mask in the template space, and the URIs of what it was made from.
-
-    Template-space masks are used as they are; T1w-space masks from the raw dataset are warped once
-    onto the run grid (``reference``) through fMRIPrep's transform, into the working directory.
-    """
-    if lesion.origin == "lesion-dir" and config.queries.lesion_dir:
-        return lesion.path, [bids_uri(lesion.path, config.queries.lesion_dir, "lesions")]
-    uris = [bids_uri(lesion.path, config.bids_dir, "raw")]
-    if lesion.transform is None:
-        return lesion.path, uris
-    from workflows.lesion_warp import warp_mask_to_template
-
-    uris.append(bids_uri(lesion.transform, config.fmriprep_dir, "fmriprep"))
-    out = (
-        config.work_dir
-        / "lesions"
-        / (lesion.path.name.split(".nii")[0] + f"_to-{config.queries.space}.nii.gz")
-    )
-    if not out.exists() or out.stat().st_mtime < max(
-        lesion.path.stat().st_mtime, lesion.transform.stat().st_mtime
-    ):
-        warped = warp_mask_to_template(nb.load(str(lesion.path)), lesion.transform, nb.load(str(reference)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        warped.to_filename(str(out))
-    return out, uris
 
 
 def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
