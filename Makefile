@@ -8,7 +8,10 @@ JOBS   ?= 2
 # torch is installed first at the exact CPU build (a bare "torch" requirement would pull CUDA).
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install test test-quick demo bench lint clean
+# `make docker`: the image from this checkout (docker, else podman); PyTorch comes from its CPU index.
+DOCKER ?= $(shell command -v docker || command -v podman)
+
+.PHONY: install test test-quick demo bench lint clean docker
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +43,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
+
+docker:
+	@test -n "$(DOCKER)" || { echo "make docker needs docker or podman"; exit 1; }
+	$(DOCKER) build -t strokefc .
