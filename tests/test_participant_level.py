@@ -147,8 +147,10 @@ def test_several_runs_give_a_weighted_subject_map(tmp_path):
         nb.load(func / f"sub-01_ses-1_task-rest_run-{r}_space-{SPACE}_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz")
         for r in (1, 2)
     ]
-    subject = sorted(out.glob("sub-01/func/sub-01_task-rest_space-*_stat-dfcsd_boldmap.nii.gz"))
+    # the session's map (runs are averaged within a session, never across sessions)
+    subject = sorted(func.glob("sub-01_ses-1_task-rest_space-*_stat-dfcsd_boldmap.nii.gz"))
     assert len(subject) == 1
+    assert not list(out.glob("sub-01/func/*_stat-dfcsd_boldmap.nii.gz"))
     meta = json.loads(subject[0].with_suffix("").with_suffix(".json").read_text())
     weights = np.asarray(meta["RunWeights_windows"], float)
     expected = sum(w * r.get_fdata() for w, r in zip(weights, runs)) / weights.sum()
