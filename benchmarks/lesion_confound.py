@@ -22,18 +22,12 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from planted_cohort import ba_cell, run  # the sibling script (benchmarks/ is on sys.path when run)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def run(cmd: list, log: Path) -> float:
-    start = time.time()
-    with open(log, "w") as fh:
-        subprocess.run([str(c) for c in cmd], check=True, stdout=fh, stderr=subprocess.STDOUT)
-    return time.time() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,27 +76,26 @@ def main(argv: list[str] | None = None) -> int:
             [BIN / "strokefc", bids, out, "group", *common, "--cv-repeats", args.cv_repeats],
             cache / f"{tag}_group.log",
         )
-        summary = json.loads((out / "group" / "cv_summary.json").read_text())
         results[name] = {
-            "models": {m: v["balanced_accuracy"] for m, v in summary["models"].items()},
+            "summary": json.loads((out / "group" / "cv_summary.json").read_text()),
             "participant_s": round(t_part, 1),
             "group_s": round(t_group, 1),
         }
-    models = list(next(iter(results.values()))["models"])
+    models = list(next(iter(results.values()))["summary"]["models"])
     lines = [
         f"# Lesion-size negative control ({dt.date.today().isoformat()})",
         "",
         f"{args.n_subjects} generated patients (4 mm, {args.n_volumes} volumes, seed 5), no dFC effect, "
         "severe patients with larger lesions holding a size-scaled cavity artefact; "
         f"subject-level {5}-fold CV x {args.cv_repeats} repeats, the same folds for every model. "
-        "Balanced accuracy, mean ± SD over folds (chance 0.5).",
+        "Balanced accuracy: mean ± SD over folds, and the pooled out-of-fold value with its 95% "
+        "subject-bootstrap interval (chance 0.5).",
         "",
         "| model | " + " | ".join(results) + " |",
         "|---|" + "---|" * len(results),
     ]
     for m in models:
-        cells = [f"{r['models'][m]['mean']:.2f} ± {r['models'][m]['sd']:.2f}" for r in results.values()]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m} | " + " | ".join(ba_cell(r["summary"], m) for r in results.values()) + " |")
     lines += [
         "",
         "Run times: "

@@ -37,10 +37,18 @@ SPACE = "MNI152NLin2009cAsym"
 
 
 def run(cmd: list, log: Path) -> float:
+    """Run a command with its output in ``log``; the wall time (s)."""
     start = time.time()
     with open(log, "w") as fh:
         subprocess.run([str(c) for c in cmd], check=True, stdout=fh, stderr=subprocess.STDOUT)
     return time.time() - start
+
+
+def ba_cell(summary: dict, model: str) -> str:
+    """A table cell: balanced accuracy over folds, and the pooled value with its bootstrap interval."""
+    ba, boot = summary["models"][model]["balanced_accuracy"], summary["bootstrap"][model]["balanced_accuracy"]
+    low, high = boot["ci95"]
+    return f"{ba['mean']:.2f} ± {ba['sd']:.2f} (pooled {boot['value']:.2f}, {low:.2f}-{high:.2f})"
 
 
 def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
@@ -188,14 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|" + "---|" * len(results),
     ]
     for m in models:
-        cells = []
-        for summary in results.values():
-            ba, boot = summary["models"][m]["balanced_accuracy"], summary["bootstrap"][m]["balanced_accuracy"]
-            low, high = boot["ci95"]
-            cells.append(
-                f"{ba['mean']:.2f} ± {ba['sd']:.2f} (pooled {boot['value']:.2f}, {low:.2f}-{high:.2f})"
-            )
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m} | " + " | ".join(ba_cell(summary, m) for summary in results.values()) + " |")
     lines += ["", "Run times on this machine (2 cores): " + ", ".join(f"{k} {v}" for k, v in times.items())]
     text = "\n".join(lines) + "\n"
     target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-planted-cohort.md"

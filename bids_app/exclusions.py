@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bids_app.config import RunConfig
-from workflows.qc import QC_COLUMNS, QC_DESCRIPTIONS, exclusion_reasons, predict_run_quality
+from workflows.qc import QC_COLUMNS, QC_SIDECAR, exclusion_reasons, predict_run_quality
 from workflows.utils.bids import RunInputs, run_prefix
 from workflows.utils.io import atomic_write_json, write_tsv
 
@@ -52,13 +52,7 @@ def write_qc_table(output_dir: Path, run: RunInputs, row: dict) -> Path:
     func = output_dir / f"sub-{run.entities['subject']}" / (f"ses-{ses}" if ses else "") / "func"
     path = func / f"{run_prefix(run.entities)}_qc.tsv"
     write_tsv(path, [row], list(QC_COLUMNS))
-    atomic_write_json(
-        path.with_suffix(".json"),
-        {
-            "Description": "Quality control of the run (one row); see the column descriptions",
-            **{column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()},
-        },
-    )
+    atomic_write_json(path.with_suffix(".json"), QC_SIDECAR)
     return path
 
 

@@ -33,6 +33,11 @@ LOGGER = logging.getLogger("strokefc.group")
 MIN_SUBJECTS = 4
 
 
+def unit_id(label: str, session: str | None) -> str:
+    """A sample's id: the subject label, with ``_ses-<label>`` for a session's map."""
+    return label if session is None else f"{label}_ses-{session}"
+
+
 @dataclass(frozen=True)
 class GroupSubject:
     """One subject's input to the group level."""
@@ -50,8 +55,8 @@ class GroupSubject:
 
     @property
     def unit(self) -> str:
-        """The sample's id: the subject label, with ``_ses-<label>`` for a session's map."""
-        return self.subject if self.session is None else f"{self.subject}_ses-{self.session}"
+        """The sample's id (:func:`unit_id`)."""
+        return unit_id(self.subject, self.session)
 
     def as_dict(self) -> dict:
         """The form the group workflow takes (absolute paths, '' for no window maps)."""
@@ -124,12 +129,11 @@ def qc_exclusion(output_dir: Path, label: str) -> str | None:
     return "excluded by quality control (" + "; ".join(reasons) + ")" if reasons else None
 
 
-def _unit_file(layout: Any, q: QueryParams, label: str, session: str | None, stat: str) -> Path | None:
-    """Another map (``stat``) of the same subject-session unit."""
-    found = queries.find_unit_maps(
+def _unit_maps(layout: Any, q: QueryParams, label: str, stat: str) -> dict[str | None, Path]:
+    """A subject's ``stat`` maps, one per unit (session, or the subject), as the group level reads them."""
+    return queries.find_unit_maps(
         layout, label, space=q.space, res=q.res, stat=stat, combine_sessions=q.combine_sessions
     )
-    return found.get(session)
 
 
 def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
@@ -142,15 +146,14 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
     for label in wanted:
-        if label in missing and not queries.read_session_scores(config.bids_dir, label, group.label_column):
+        session_scores = queries.read_session_scores(config.bids_dir, label, group.label_column)
+        if label in missing and not session_scores:
             excluded[label] = "no UL-FMA score (--allow-missing-labels)"
             continue
         if label not in rows:
             excluded[label] = "not in participants.tsv"
             continue
-        unit_maps = queries.find_unit_maps(
-            layout, label, space=q.space, res=q.res, combine_sessions=q.combine_sessions
-        )
+        unit_maps = _unit_maps(layout, q, label, "dfcsd")
         if q.session_id:
             unit_maps = {k: v for k, v in unit_maps.items() if k is None or k in q.session_id}
         if not unit_maps:
@@ -158,9 +161,12 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                 "no participant-level dFC map (run the participant level first)"
             )
             continue
-        session_scores = queries.read_session_scores(config.bids_dir, label, group.label_column)
+        other = {stat: _unit_maps(layout, q, label, stat) for stat in ("fc", "dfcmean")}
+        if group.samples == "windows":
+            other["windows"] = _unit_maps(layout, q, label, "windows")
+        all_lesions = queries.find_lesion_derivatives(layout, label, space=q.space, res=q.res)
         for session, map_file in unit_maps.items():
-            unit = label if session is None else f"{label}_ses-{session}"
+            unit = unit_id(label, session)
             score = scores.get(label)
             if session is not None and session in session_scores:
                 where = f"{config.bids_dir}/sub-{label}/sub-{label}_sessions.tsv, ses-{session}"
@@ -183,14 +189,14 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
 
             windows = None
             if group.samples == "windows":
-                windows = _unit_file(layout, q, label, session, "windows")
+                windows = other["windows"].get(session)
                 if windows is None:
                     raise InputError(
                         f"sub-{unit} has no 4D window maps",
                         str(map_file.parent),
                         "run the participant level with --save-windows for --samples windows",
                     )
-            lesions = queries.find_lesion_masks(layout, label, space=q.space, res=q.res)
+            lesions = all_lesions
             if session is not None:
                 lesions = [p for p in lesions if f"_ses-{session}_" in p.name or "_ses-" not in p.name]
             subjects.append(
@@ -200,8 +206,8 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                     windows,
                     meta["LesionHemisphere"],
                     score,
-                    fc_file=_unit_file(layout, q, label, session, "fc"),
-                    dfcmean_file=_unit_file(layout, q, label, session, "dfcmean"),
+                    fc_file=other["fc"].get(session),
+                    dfcmean_file=other["dfcmean"].get(session),
                     qc=quality_measures(meta),
                     lesion_files=tuple(lesions),
                     session=session,

@@ -446,7 +446,7 @@ def find_run_outputs(layout: BIDSLayout, run_entities: dict[str, Any], **query: 
     return sorted(Path(f.path) for f in found if _matches(f.entities, wanted))
 
 
-def find_lesion_masks(layout: BIDSLayout, subject: str, *, space: str, res: str | None) -> list[Path]:
+def find_lesion_derivatives(layout: BIDSLayout, subject: str, *, space: str, res: str | None) -> list[Path]:
     """The participant level's ``desc-lesion_mask`` files of a subject (one per session), in ``space``."""
     found = layout.get(
         subject=subject,

@@ -21,12 +21,9 @@ from workflows.interfaces.reportlets import FIGURES, RunReportlets
 from workflows.interfaces.seeds import MakeSeed
 from workflows.interfaces.subject import AggregateRuns
 from workflows.metadata import software_versions
-from workflows.qc import QC_DESCRIPTIONS, QCParams
+from workflows.qc import QC_SIDECAR, QCParams
 from workflows.seeds import SeedParams
 from workflows.utils.bids import RunInputs, safe_name
-
-#: The QC table's column descriptions, as BIDS TSV sidecar entries.
-QC_DESCRIPTIONS_META = {column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()}
 
 #: stat- entity of each map, with its description for the sidecar.
 MAP_STATS = {
@@ -203,8 +200,7 @@ def init_dfc_wf(
             suffix="qc",
             extension=".tsv",
             dismiss_entities=["space", "res", "desc"],
-            Description="Quality control of the run (one row); see the column descriptions",
-            **QC_DESCRIPTIONS_META,
+            **QC_SIDECAR,
         ),
         name="ds_qc",
         run_without_submitting=True,

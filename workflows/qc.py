@@ -96,6 +96,14 @@ QC_DESCRIPTIONS = {
 }
 
 
+#: The QC table's JSON sidecar (BIDS TSV sidecar: a description per column), for processed and
+#: excluded runs alike.
+QC_SIDECAR = {
+    "Description": "Quality control of the run (one row); see the column descriptions",
+    **{column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()},
+}
+
+
 def run_quality(
     confounds: pd.DataFrame,
     kept: np.ndarray,
@@ -275,7 +283,7 @@ def m1_masks(mask_img: nb.Nifti1Image, lesion_side: str) -> tuple[np.ndarray, np
 
 
 def run_lag_qc(
-    data: np.ndarray,
+    data: np.ndarray | None,
     kept: np.ndarray,
     mask_img: nb.Nifti1Image,
     lesion_side: str,
@@ -288,10 +296,13 @@ def run_lag_qc(
     ``data`` (T, V) are the band-passed series over the mask's voxels, ``kept`` the uncensored volumes.
     The record holds the ipsi - contra median lag in M1 and over the hemispheres, and ``Flagged`` when
     either exceeds ``params.max_lag``. ``external`` (fMRIStroke's rapidtide ``desc-maxtime_map``, s)
-    is read instead of computing the map: it is resampled to the run grid and every voxel counts.
+    is read instead of computing the map (``data`` may then be None): it is resampled to the run grid
+    and every voxel counts.
     """
     mask = np.asarray(mask_img.dataobj) > 0
     if external is None:
+        if data is None:
+            raise ValueError("run_lag_qc needs the band-passed series or an external lag map")
         series = np.asarray(data, dtype=np.float64)
         reference = series.mean(axis=1)
         result = lag_map(

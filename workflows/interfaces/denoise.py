@@ -102,7 +102,7 @@ class DenoiseBold(StrokefcInterface):
         # the lag QC needs the series before confound regression, which only this node holds in memory
         external = self.inputs.external_lag_map
         lag_img, lag_info = run_lag_qc(
-            run.bandpassed if run.bandpassed is not None else np.zeros((0, 0)),
+            run.bandpassed,
             run.kept,
             run.mask_img,
             self.inputs.lesion_side,
