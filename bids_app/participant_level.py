@@ -200,6 +200,7 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                     qc=config.qc,
                     model_dir=config.model,
                     combine_sessions=config.queries.combine_sessions,
+                    omp_nthreads=config.execution.omp_nthreads,
                 )
             ]
         )

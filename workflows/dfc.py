@@ -255,9 +255,9 @@ def round_half_away(x: float) -> int:
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
-def fisher_z(r: np.ndarray) -> np.ndarray:
-    """Fisher z-transform, clipped so that |r| = 1 stays finite."""
-    return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP))
+def fisher_z(r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Fisher z-transform, clipped so that |r| = 1 stays finite (in place with ``out=r``)."""
+    return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP, out=out), out=out)
 
 
 WindowSums = Callable[[np.ndarray], np.ndarray]  # a (T, ...) -> weighted sums per window (n_windows, ...)

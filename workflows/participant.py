@@ -53,6 +53,7 @@ def init_dfc_wf(
     run_label: str = "",
     lesion_confounds: str | Path | None = None,
     external_lag_map: str | Path | None = None,
+    omp_nthreads: int = 1,
     name: str = "dfc_wf",
 ) -> pe.Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
@@ -168,9 +169,11 @@ def init_dfc_wf(
             high_pass=denoise.high_pass,
             save_windows=window.save_windows,
             n_surrogates=window.null_surrogates,
+            n_threads=omp_nthreads,
         ),
         name="dfc",
         mem_gb=1.5,
+        n_procs=omp_nthreads,
     )
     sources = pe.Node(niu.Merge(3), name="sources", run_without_submitting=True)
     metadata = pe.Node(
@@ -415,6 +418,7 @@ def init_participant_wf(
     qc: QCParams | None = None,
     model_dir: str | Path | None = None,
     combine_sessions: bool = False,
+    omp_nthreads: int = 1,
     name: str | None = None,
 ) -> pe.Workflow:
     """All runs of one participant, a map per session (or per subject), and predictions with a model.
@@ -450,6 +454,8 @@ def init_participant_wf(
     combine_sessions : bool
         Average every run of the subject into one map (today's cross-sectional behaviour); by default
         runs are averaged within a session only, and each session gets its own ``ses-`` map.
+    omp_nthreads : int
+        Threads of each run's dFC node (its stationary null); the node books as many MultiProc slots.
 
     Inputs
     ------
@@ -526,6 +532,7 @@ def init_participant_wf(
             run_label=run.name,
             lesion_confounds=run.lesion_confounds,
             external_lag_map=run.lag_map,
+            omp_nthreads=omp_nthreads,
             name=f"dfc_{safe_name(run.name)}_wf",
         )
         if run.entities.get("session") in lesion_nodes:

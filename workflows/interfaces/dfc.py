@@ -49,6 +49,9 @@ class _DFCInputSpec(BaseInterfaceInputSpec):
     n_surrogates = traits.Int(
         mandatory=True, desc="phase-randomised surrogates of the stationary null (0 = off)"
     )
+    n_threads = traits.Int(
+        1, usedefault=True, desc="threads of the stationary null (results do not depend on it)"
+    )
 
 
 class _DFCOutputSpec(TraitedSpec):
@@ -115,6 +118,7 @@ class ComputeDFC(StrokefcInterface):
                 estimator=self.inputs.window_estimator,
                 static=np.asarray(out["static"].dataobj)[mask],
                 n_surrogates=self.inputs.n_surrogates,
+                n_jobs=self.inputs.n_threads,
             )
             vol = np.zeros(mask.shape, np.float32)
             vol[mask] = null.excess
