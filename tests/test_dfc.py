@@ -345,3 +345,22 @@ def test_running_sums_match_per_window_corrcoef_on_large_offsets(rng):
     # the weight-matrix path gives the same numbers
     matrix = dfc.window_corr(design.weights, design.counts, seed_c, data_c)
     np.testing.assert_allclose(running, matrix, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", ["hamming", "tapered", "tapered-circular"])
+def test_banded_window_sums_equal_the_dense_product(rng, shape):
+    """The kernel multiplies each block of windows only over its non-zero volumes; censoring included."""
+    kept = np.ones(90, bool)
+    kept[[5, 40, 41, 77]] = False
+    design = dfc.window_design(kept, 20, 3, shape, min_coverage=0.0)
+    a = rng.normal(size=(90, 2, 7))
+    banded = dfc._band_matmul(design.weights, a, block=4)
+    np.testing.assert_allclose(banded, np.einsum("wt,tcv->wcv", design.weights, a), atol=1e-12)
+
+
+def test_running_sums_equal_cumsum(rng):
+    a = rng.normal(size=(30, 4)) + 1e3
+    run = dfc._running_sums(a)
+    np.testing.assert_allclose(run[1:], np.cumsum(a, axis=0), rtol=1e-14)
+    assert run.shape == (31, 4)
+    assert (run[0] == 0).all()

@@ -7,17 +7,20 @@ For window :math:`k` with weights :math:`w_{kt} = h_{t - s_k}\\,m_t` (taper :mat
                  {\\sqrt{(S^{xx}_k/S_k - \\bar x_k^2)(S^{yy}_k/S_k - \\bar y_k^2)}},
            \\quad S^{ab}_k = \\sum_t w_{kt} a_t b_t .
 
-All windows' sums are one matrix product ``W @ (y, y**2, x*y)`` (``W`` is windows x volumes), computed in
-float64 over chunks of voxels, so the cost is linear in voxels and windows, any taper and any censoring
-pattern work, and memory stays bounded (only per-voxel running moments are kept unless all window maps
-are requested). Censored volumes get zero weight: they are never interpolated into a correlation.
-Correlations are Fisher z-transformed (``arctanh``) before the summary over windows (SD, mean).
+For rectangular windows the sums are differences of running sums of ``(y, y**2, x*y)`` (O(T) per voxel,
+whatever the window length; the whole-run sums of the static map are their last row); for tapered
+windows they are the matrix product ``W @ (y, y**2, x*y)`` (``W`` is windows x volumes), taken block of
+windows by block over the volumes each block covers. Everything is float64 over cache-sized chunks of
+voxels, so the cost is linear in voxels and windows, any taper and any censoring pattern work, and
+memory stays bounded (only per-voxel summaries are kept unless all window maps are requested).
+Censored volumes get zero weight: they are never interpolated into a correlation. Correlations are
+Fisher z-transformed (``arctanh``) before the summary over windows (SD, mean).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,24 +260,65 @@ def round_half_away(x: float) -> int:
 
 def fisher_z(r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Fisher z-transform, clipped so that |r| = 1 stays finite (in place with ``out=r``)."""
-    return np.arctanh(np.clip(r, -_R_CLIP, _R_CLIP, out=out), out=out)
+    z = np.clip(r, -_R_CLIP, _R_CLIP, out=out)
+    return np.arctanh(z, out=z)
 
 
-WindowSums = Callable[[np.ndarray], np.ndarray]  # a (T, ...) -> weighted sums per window (n_windows, ...)
-
-
-def _moment_corr(
-    first: WindowSums, second: WindowSums, norm: np.ndarray, x: np.ndarray, y: np.ndarray
+def _sums_corr(
+    sx: np.ndarray, sxx: np.ndarray, norm: np.ndarray, sy: np.ndarray, syy: np.ndarray, sxy: np.ndarray
 ) -> np.ndarray:
-    """Pearson r from moments: means ``first(a) / norm``, second moments ``second(a*b) / norm``."""
-    mx = first(x)[:, None] / norm
-    vx = second(x * x)[:, None] / norm - mx**2
-    my = first(y) / norm
-    vy = second(y * y) / norm - my**2
-    cov = second(x[:, None] * y) / norm - mx * my
-    denom = np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, cov / denom, 0.0)
+    """Pearson r per window from weighted sums; the voxel sums' buffers are overwritten (r is in ``sxy``).
+
+    ``sx``, ``sxx`` (W,) are the seed's first and second sums, ``norm`` (W,) what they are divided by
+    (the weight sum, or the number of kept volumes), ``sy``, ``syy``, ``sxy`` (W, V) the voxels'. With
+    ``n`` the norm: ``n cov = Sxy - Sx Sy / n``, ``n var = Syy - Sy^2 / n``. Windows with a constant
+    series (or no weight) get r = 0. In place, in float64: about ten passes over the (W, V) sums.
+    """
+    inv = np.divide(1.0, norm, out=np.zeros(norm.shape), where=norm > 0)
+    vx = np.maximum(sxx - sx * sx * inv, 0.0)  # n var(x), per window
+    tmp = np.multiply(sy, (sx * inv)[:, None])
+    sxy -= tmp  # n cov
+    np.multiply(sy, sy, out=tmp)
+    tmp *= inv[:, None]
+    syy -= tmp  # n var(y)
+    np.maximum(syy, 0.0, out=syy)
+    syy *= vx[:, None]
+    np.sqrt(syy, out=syy)
+    np.copyto(syy, np.inf, where=~(syy > 0))  # constant series: r = 0
+    return np.divide(sxy, syy, out=sxy)
+
+
+def _band_matmul(weights: np.ndarray, a: np.ndarray, block: int = 32) -> np.ndarray:
+    """``weights @ a`` for a windows x volumes ``weights``, multiplying each block of rows only over the
+    columns where it is non-zero: a sliding window of L volumes costs O(L) per window, not O(T)."""
+    n_w, n_t = weights.shape
+    out = np.zeros((n_w, *a.shape[1:]))
+    flat = a.reshape(n_t, -1)
+    for b in range(0, n_w, block):
+        cols = np.flatnonzero((weights[b : b + block] != 0).any(axis=0))
+        if cols.size:
+            lo, hi = cols[0], cols[-1] + 1
+            out[b : b + block].reshape(-1, flat.shape[1])[...] = weights[b : b + block, lo:hi] @ flat[lo:hi]
+    return out
+
+
+def _matrix_corr(
+    first: np.ndarray, second: np.ndarray, norm: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Pearson r from sums with the weight matrices ``first`` (means) and ``second`` (second moments)."""
+    n_t, n_v = y.shape
+    terms = np.empty((n_t, 3, n_v))  # y, y*y, x*y: one matrix product per weight matrix
+    terms[:, 0] = y
+    np.multiply(y, y, out=terms[:, 1])
+    np.multiply(y, x[:, None], out=terms[:, 2])
+    if first is second:
+        sums = _band_matmul(first, terms)
+        sy, syy, sxy = sums[:, 0], sums[:, 1], sums[:, 2]
+    else:
+        sy = _band_matmul(first, terms[:, 0])
+        sums = _band_matmul(second, terms[:, 1:])
+        syy, sxy = sums[:, 0], sums[:, 1]
+    return _sums_corr(first @ x, second @ (x * x), norm, sy, syy, sxy)
 
 
 def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -284,9 +328,8 @@ def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, 
     (windows,) the number of kept volumes per window: the tapered series' moments are
     ``weights @ x / n`` and ``weights**2 @ (x*y) / n``.
     """
-    return _moment_corr(
-        weights.__matmul__, (weights * weights).__matmul__, counts[:, None].astype(float), x, y
-    )
+    counts = np.asarray(counts, float).reshape(-1)
+    return _matrix_corr(weights, weights * weights, counts, np.asarray(x, float), np.asarray(y, float))
 
 
 def window_corr(
@@ -310,17 +353,37 @@ def check_estimator(estimator: str) -> None:
 
 
 def centre_kept(a: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """``a`` (T,) or (T, V) minus its mean over kept volumes, zero on censored ones.
+    """``a`` (T,) or (T, V) minus its mean over kept volumes, zero on censored ones (float64 copy).
 
     Centring first keeps the one-pass moment formulas free of float cancellation on large offsets.
     """
-    mask = kept if a.ndim == 1 else kept[:, None]
-    return np.where(mask, a - a[kept].mean(axis=0), 0.0)
+    kept = np.asarray(kept, bool)
+    out = np.array(a, dtype=np.float64)
+    out -= out[kept].mean(axis=0) if not kept.all() else out.mean(axis=0)
+    out[~kept] = 0.0
+    return out
 
 
 def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weighted correlation of seed ``x`` (T,) with voxels ``y`` (T, V) for every row of ``weights``."""
-    return _moment_corr(weights.__matmul__, weights.__matmul__, weights.sum(axis=1)[:, None], x, y)
+    return _matrix_corr(weights, weights, weights.sum(axis=1), np.asarray(x, float), np.asarray(y, float))
+
+
+def _running_sums(a: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the first axis with a leading row of zeros, (T + 1, ...), in float64.
+
+    Row by row: numpy's ``cumsum`` along the first axis of a C-ordered (T, V) array walks each column
+    with a stride of V and is several times slower.
+    """
+    out = np.empty((a.shape[0] + 1, *a.shape[1:]))
+    out[0] = 0.0
+    if a.ndim == 1:
+        np.cumsum(a, out=out[1:])
+        return out
+    out[1:] = a
+    for t in range(1, out.shape[0]):
+        np.add(out[t], out[t - 1], out=out[t])
+    return out
 
 
 def boxcar_sums(starts: np.ndarray, length: int, a: np.ndarray) -> np.ndarray:
@@ -330,9 +393,52 @@ def boxcar_sums(starts: np.ndarray, length: int, a: np.ndarray) -> np.ndarray:
     float64 on series centred over the run (:func:`centre_kept`), so differencing them loses at most
     about log10(T / length) digits.
     """
-    cs = np.zeros((a.shape[0] + 1, *a.shape[1:]))
-    np.cumsum(a, axis=0, out=cs[1:])
+    cs = _running_sums(a)
     return cs[starts + length] - cs[starts]
+
+
+def _boxcar_corr(
+    starts: np.ndarray, length: int, counts: np.ndarray, kept: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rectangular-window r (len(starts), V) and the whole-run r (V,) over kept volumes, from running sums.
+
+    The running sums of ``y``, ``y*y`` and ``x*y`` (censored rows zeroed) are built once; each window's
+    sums are two rows' difference, and the whole run's sums are the last row.
+    """
+    k = kept.astype(np.float64)
+    xk = x * k
+    n_t, n_v = y.shape
+    terms = np.empty((n_t, 3, n_v))
+    np.multiply(y, k[:, None], out=terms[:, 0])
+    np.multiply(terms[:, 0], y, out=terms[:, 1])
+    np.multiply(terms[:, 0], x[:, None], out=terms[:, 2])
+    run = _running_sums(terms)
+    del terms
+    step = int(starts[1] - starts[0]) if starts.size > 1 else 1
+    if starts.size and np.array_equal(starts, starts[0] + step * np.arange(starts.size)):
+        stop = starts[0] + step * (starts.size - 1) + 1
+        sums = run[starts[0] + length : stop + length : step] - run[starts[0] : stop : step]
+    else:
+        sums = run[starts + length] - run[starts]
+    r = _sums_corr(
+        boxcar_sums(starts, length, xk),
+        boxcar_sums(starts, length, xk * x),
+        counts.astype(float),
+        sums[:, 0],
+        sums[:, 1],
+        sums[:, 2],
+    )
+    whole = run[-1].copy()
+    n_kept = np.array([k.sum()])
+    static = _sums_corr(
+        np.array([xk.sum()]),
+        np.array([(xk * x).sum()]),
+        n_kept,
+        whole[None, 0],
+        whole[None, 1],
+        whole[None, 2],
+    )
+    return r, static[0]
 
 
 def design_corr(
@@ -348,20 +454,21 @@ def design_corr(
     Rectangular windows use running sums (:func:`boxcar_sums`; both estimators coincide for them),
     other tapers the weight matrix. ``valid_only`` keeps the windows with enough coverage.
     """
+    return _design_corr_static(design, x, y, estimator, valid_only=valid_only)[0]
+
+
+def _design_corr_static(
+    design: WindowDesign, x: np.ndarray, y: np.ndarray, estimator: str, *, valid_only: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`design_corr` and, for rectangular windows, the whole-run r that comes free with it."""
+    check_estimator(estimator)
     rows = design.plan.valid if valid_only else np.ones(design.plan.starts.size, bool)
     counts = np.maximum(design.counts[rows], 1)
-    if not design.boxcar:
-        return window_corr(design.weights[rows], counts, x, y, estimator)
-    check_estimator(estimator)
-    kept = design.kept
-    x = np.where(kept, x, 0.0)
-    y = np.where(kept[:, None], y, 0.0)
-    starts, length = design.plan.starts[rows], design.plan.length
-
-    def sums(a: np.ndarray) -> np.ndarray:
-        return boxcar_sums(starts, length, a)
-
-    return _moment_corr(sums, sums, counts[:, None].astype(float), x, y)
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if design.boxcar:
+        return _boxcar_corr(design.plan.starts[rows], design.plan.length, counts, design.kept, x, y)
+    return window_corr(design.weights[rows], counts, x, y, estimator), None
 
 
 @dataclass
@@ -375,6 +482,10 @@ class DFCResult:
     windows: np.ndarray | None = None  # (n_valid, V) float32, only when requested
 
 
+#: Voxels per block of the dFC kernel: its (windows, 3, voxels) float64 sums stay in the CPU caches.
+KERNEL_CHUNK = 1024
+
+
 def sliding_window_dfc(
     seed: np.ndarray,
     data: np.ndarray,
@@ -386,7 +497,7 @@ def sliding_window_dfc(
     kept: np.ndarray | None = None,
     min_coverage: float = 0.8,
     keep_windows: bool = False,
-    chunk_size: int = 5000,
+    chunk_size: int = KERNEL_CHUNK,
 ) -> DFCResult:
     """Seed-to-voxel sliding-window correlation and its summaries.
 
@@ -438,14 +549,20 @@ def sliding_window_dfc(
     mean = np.empty(n_v, np.float32)
     static = np.empty(n_v, np.float32)
     windows = np.empty((plan.n_valid, n_v), np.float32) if keep_windows else None
+    n_w = plan.n_valid
     for start in range(0, n_v, chunk_size):
         stop = min(start + chunk_size, n_v)
-        y = np.asarray(data[:, start:stop], dtype=np.float64)
-        y = centre_kept(y, kept)
-        z = fisher_z(design_corr(design, seed_c, y, estimator))
-        sd[start:stop] = z.std(axis=0, ddof=1)
-        mean[start:stop] = z.mean(axis=0)
-        static[start:stop] = fisher_z(weighted_corr(static_w, seed_c, y))[0]
+        y = centre_kept(data[:, start:stop], kept)
+        r, r_static = _design_corr_static(design, seed_c, y, estimator)
+        if r_static is None:
+            r_static = weighted_corr(static_w, seed_c, y)[0]
+        z = fisher_z(r, out=r)
+        total = z.sum(axis=0)
+        mean[start:stop] = total / n_w
+        # SD from the sums of z and z^2 (|z| < 9, so no cancellation beyond ~1e-13)
+        sq = np.einsum("wv,wv->v", z, z)
+        sd[start:stop] = np.sqrt(np.maximum(sq - total * total / n_w, 0.0) / (n_w - 1))
+        static[start:stop] = fisher_z(r_static)
         if windows is not None:  # keep_windows
             windows[:, start:stop] = z
     return DFCResult(sd=sd, mean=mean, static=static, plan=plan, windows=windows)
