@@ -144,6 +144,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
         name: ("group", name)
         for name in (
             "severe_threshold",
+            "target",
             "label_column",
             "align_lesion",
             "cnn_resolution",

@@ -16,6 +16,7 @@ from bids_app.config import OPTIONS, RunConfig, build_config, option_default, pa
 from bids_app.queries import resolve_datasets
 from workflows.denoise import STRATEGIES
 from workflows.dfc import DFC_PRESETS, WINDOW_ESTIMATORS, WINDOW_SHAPES
+from workflows.training import TARGETS
 
 D = option_default  # every default below comes from the steps' parameter classes
 
@@ -366,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=D("severe_threshold"),
         help="UL-FMA <= threshold is 'severe'",
+    )
+    g.add_argument(
+        "--target",
+        choices=list(TARGETS),
+        default=D("target"),
+        help="group level: classify severe vs mild-to-moderate (default), or predict the UL-FMA score "
+        "itself (ridge on parcels, PCA-ridge, CNN regression head, confound and mean references; "
+        "--severe-threshold still defines the classes of the folds and of the thresholded predictions)",
     )
     g.add_argument(
         "--allow-missing-labels",

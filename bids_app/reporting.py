@@ -187,7 +187,13 @@ def find_predictions(config: RunConfig, subject: str) -> dict[str | None, dict]:
 def _trajectory(predictions: dict[str | None, dict]) -> str:
     """Predictions over sessions, in order, for the participant report."""
     return "; ".join(
-        f"ses-{ses}: P(severe) {p['prob_severe']:.2f} ({p['predicted_class']})"
+        f"ses-{ses}: "
+        + (
+            f"P(severe) {p['prob_severe']:.2f}"
+            if p.get("prob_severe") is not None
+            else f"UL-FMA {p.get('predicted_ul_fma', float('nan')):.1f}"
+        )
+        + f" ({p['predicted_class']})"
         for ses, p in sorted(predictions.items(), key=lambda kv: kv[0] or "")
     )
 
@@ -272,13 +278,17 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
             rows.append(row)
     with locked(config.output_dir / ".predictions.lock"):
         old = pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
-        new = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in rows])
+        new = pd.DataFrame(
+            [{k: v for k, v in r.items() if v is not None and not isinstance(v, (dict, list))} for r in rows]
+        )
         if not old.empty and "participant_id" in old and not new.empty:
             old = old[~old["participant_id"].isin(new["participant_id"])]  # a re-run replaces every session
         merged = pd.concat([old, new.astype(str)], ignore_index=True) if not new.empty else old
         if "participant_id" in merged:
             first = [
-                c for c in ("participant_id", "session", "prob_severe", "predicted_class") if c in merged
+                c
+                for c in ("participant_id", "session", "prob_severe", "predicted_ul_fma", "predicted_class")
+                if c in merged
             ]
             merged = merged[first + [c for c in merged.columns if c not in first]]
             merged = merged.sort_values([c for c in ("participant_id", "session") if c in merged])

@@ -165,28 +165,12 @@ def test_metrics_and_summary():
 @pytest.mark.integration
 def test_group_workflow_writes_the_contract(tmp_path, rng):
     """A tiny group run (12 subjects, 8 mm, 2 folds, 2 epochs): every contract output, a loadable model."""
-    from bids_app.group_level import GroupSubject
+    from conftest import tiny_group_maps
+
     from workflows.group import init_group_wf
     from workflows.model_io import load_model
 
-    shape = (20, 24, 20)
-    aff = np.diag([8.0, 8.0, 8.0, 1.0])
-    aff[:3, 3] = [-76.0, -110.0, -70.0]
-    ijk = np.indices(shape).astype(float)
-    brain = (
-        ((ijk - np.array([9.5, 12, 9.5])[:, None, None, None]) / np.array([8, 10, 8])[:, None, None, None])
-        ** 2
-    ).sum(0) < 1
-    subjects = []
-    for i in range(12):
-        data = (brain * (0.2 + 0.02 * rng.normal(size=shape))).astype(np.float32)
-        if i % 2 == 0:
-            data[4:9, 10:15, 9:14] += 0.05 * brain[4:9, 10:15, 9:14]
-        side = "L" if i % 3 else "R"
-        data = data if side == "L" else data[::-1].copy()
-        path = tmp_path / f"sub-{i:02d}.nii.gz"
-        nb.save(nb.Nifti1Image(data, aff), path)
-        subjects.append(GroupSubject(f"{i:02d}", path, None, side, 10.0 if i % 2 == 0 else 40.0))
+    subjects = tiny_group_maps(tmp_path, rng)
     out = tmp_path / "out"
     params = GroupParams(
         cnn_resolution=8.0,

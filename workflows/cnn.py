@@ -5,7 +5,9 @@ data only (so they travel with the weights), 4 blocks of Conv3d(3^3)-BatchNorm-R
 (the first block downsamples with a stride-2 convolution, ~5x faster on CPU than a stride-1
 convolution followed by pooling; the others average-pool), then a head that keeps *where* features
 are: the last feature maps are averaged onto a coarse ``pool^3`` grid (2 x 2 x 2 by default), flattened,
-dropped out and fed to a linear layer giving two logits (mild-to-moderate, severe).
+dropped out and fed to a linear layer giving two logits (mild-to-moderate, severe), or, for UL-FMA
+regression (``n_classes=1``), one output: the standardised score, turned back into UL-FMA points by the
+buffers ``target_mean``/``target_std`` (fit on the training samples only, like the input z-score).
 
 Why: after the voxelwise z-score every voxel has the same marginal distribution, so the information is
 in *where* values are high. The first version (max-pooling, global average pooling, random shifts) could
@@ -18,7 +20,8 @@ Training (:func:`train_model`): weighted cross-entropy (class weights n / (2 n_c
 decay, dropout, Gaussian noise of ``noise`` z-units as augmentation (no shifts by default: they blur
 the alignment a location-aware head relies on; never left-right flips, which would undo the lesion
 alignment), early stopping on a validation split of whole subjects taken from the training data it is
-given, restoring the best epoch.
+given, restoring the best epoch. Regression (``train_model(..., regression=True)``) uses the same loop
+with a Huber loss on the standardised score and no class weights.
 Deterministic on CPU for a given seed.
 """
 
@@ -74,6 +77,8 @@ class StrokeCNN(nn.Module):
     # buffers registered in __init__ (declared here for type checkers: nn.Module.__getattr__ is untyped)
     in_mean: torch.Tensor
     in_std: torch.Tensor
+    target_mean: torch.Tensor  # regression only (n_classes == 1)
+    target_std: torch.Tensor
 
     def __init__(
         self,
@@ -93,6 +98,9 @@ class StrokeCNN(nn.Module):
         self.n_classes = int(n_classes)
         self.register_buffer("in_mean", torch.zeros(self.in_shape))
         self.register_buffer("in_std", torch.ones(self.in_shape))
+        if self.n_classes == 1:  # regression: the score's training mean and SD travel with the weights
+            self.register_buffer("target_mean", torch.zeros(()))
+            self.register_buffer("target_std", torch.ones(()))
         layers, c_in = [], 1
         size = [int(v) for v in self.in_shape]  # grid size entering each block
         for i, c in enumerate(self.channels):
@@ -149,10 +157,18 @@ class StrokeCNN(nn.Module):
         return self.classify(self.normalise(x))
 
 
-def model_for(in_shape: Sequence[int], settings: TrainSettings) -> StrokeCNN:
-    """A fresh :class:`StrokeCNN` for inputs of ``in_shape`` with the architecture of ``settings``."""
+def model_for(in_shape: Sequence[int], settings: TrainSettings, n_classes: int = 2) -> StrokeCNN:
+    """A fresh :class:`StrokeCNN` for inputs of ``in_shape`` with the architecture of ``settings``.
+
+    ``n_classes=1`` gives the regression head (one output, the standardised score).
+    """
     return StrokeCNN(
-        in_shape, settings.channels, settings.dropout, pool=settings.pool, downsample=settings.downsample
+        in_shape,
+        settings.channels,
+        settings.dropout,
+        n_classes=n_classes,
+        pool=settings.pool,
+        downsample=settings.downsample,
     )
 
 
@@ -257,51 +273,82 @@ def _augment(z: torch.Tensor, settings: TrainSettings, generator: torch.Generato
 
 
 def _loss(
-    model: nn.Module,
+    model: StrokeCNN,
     x: np.ndarray,
     y: np.ndarray,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     device: torch.device,
     batch_size: int = 16,
 ) -> float:
+    """Validation loss: class-weighted cross-entropy, or (``weights`` None) the Huber loss of regression."""
     model.eval()
     total = 0.0
-    criterion = nn.CrossEntropyLoss(weight=weights, reduction="sum")
+    criterion = (
+        nn.CrossEntropyLoss(weight=weights, reduction="sum")
+        if weights is not None
+        else nn.HuberLoss(reduction="sum")
+    )
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb = torch.from_numpy(x[i : i + batch_size]).to(device)
             yb = torch.from_numpy(y[i : i + batch_size]).to(device)
-            total += float(criterion(model(xb), yb))
+            total += float(criterion(_output(model, xb, weights is None), yb))
+    if weights is None:
+        return total / max(len(y), 1)
     return total / max(float(weights[torch.from_numpy(y)].sum()), 1e-12)
 
 
+def _output(model: StrokeCNN, x: torch.Tensor, regression: bool, z_scored: bool = False) -> torch.Tensor:
+    """Logits (classification) or the standardised score (regression, one value per sample)."""
+    out = model.classify(x) if z_scored else model(x)
+    return out[:, 0] if regression else out
+
+
 def train_model(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings = TrainSettings()
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    regression: bool = False,
 ) -> tuple[StrokeCNN, list[dict[str, float]]]:
     """Train a :class:`StrokeCNN` on samples ``x`` (n, X, Y, Z) with labels ``y`` (1 = severe).
 
     ``groups`` gives the subject of each sample; the early-stopping split takes whole subjects from
-    these training data only, and the normaliser is fit on the remaining training samples.
+    these training data only, and the normaliser is fit on the remaining training samples. With
+    ``regression=True``, ``y`` is the score (UL-FMA): the model has one output, the score is standardised
+    with the mean and SD of the samples it is fit on (stored in the model), the loss is Huber's, and the
+    early-stopping split is stratified by the score's median.
 
     Returns ``(model, curve)`` where ``curve`` is a list of ``{epoch, train_loss, val_loss}``.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y, dtype=np.float32 if regression else np.int64)
     groups = np.asarray(groups)
     device = resolve_device(settings.device)
     with deterministic(settings.seed):
         rng = np.random.default_rng(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
-        is_val = validation_split(y, groups, settings.val_fraction, rng)
+        strata = (y > np.median(y)).astype(np.int64) if regression else y
+        is_val = validation_split(strata, groups, settings.val_fraction, rng)
         x_fit, y_fit = x[~is_val], y[~is_val]
         x_val, y_val = x[is_val], y[is_val]
-        model = model_for(x.shape[1:], settings)
+        model = model_for(x.shape[1:], settings, n_classes=1 if regression else 2)
         fit_normaliser(model, x_fit)
+        weights: torch.Tensor | None = None
+        criterion: nn.Module
+        if regression:
+            centre, scale = float(y_fit.mean()), float(y_fit.std()) or 1.0
+            model.target_mean.fill_(centre)
+            model.target_std.fill_(scale)
+            y_fit = ((y_fit - centre) / scale).astype(np.float32)
+            y_val = ((y_val - centre) / scale).astype(np.float32)
+            criterion = nn.HuberLoss()
+        else:
+            counts = np.bincount(y_fit, minlength=2).astype(float)
+            weights = torch.tensor(len(y_fit) / (2.0 * np.maximum(counts, 1.0)), dtype=torch.float32)
+            criterion = nn.CrossEntropyLoss(weight=weights.to(device))
         model.to(device)
-        counts = np.bincount(y_fit, minlength=2).astype(float)
-        weights = torch.tensor(len(y_fit) / (2.0 * np.maximum(counts, 1.0)), dtype=torch.float32)
-        weights = weights.to(device)
-        criterion = nn.CrossEntropyLoss(weight=weights)
         optimiser = torch.optim.AdamW(
             model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
@@ -315,12 +362,12 @@ def train_model(
                 zb = _augment(zb, settings, generator).to(device)
                 yb = torch.from_numpy(y_fit[idx]).to(device)
                 optimiser.zero_grad()
-                loss = criterion(model.classify(zb), yb)
+                loss = criterion(_output(model, zb, regression, z_scored=True), yb)
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
-            val_loss = _loss(model, x_val, y_val, weights.cpu(), device) if len(y_val) else math.nan
+            val_loss = _loss(model, x_val, y_val, weights, device) if len(y_val) else math.nan
             curve.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss})
             monitored = val_loss if len(y_val) else curve[-1]["train_loss"]
             if monitored < best_loss - 1e-4:
@@ -346,4 +393,20 @@ def predict_proba(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.n
         for i in range(0, len(x), batch_size):
             logits = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device))
             out.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+    return np.concatenate(out).astype(float)
+
+
+def predict_score(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Predicted score (UL-FMA points) of a regression model for each sample of ``x``."""
+    if model.n_classes != 1:
+        raise ValueError("predict_score needs a regression model (one output)")
+    x = np.asarray(x, dtype=np.float32)
+    x = x[None] if x.ndim == 3 else x
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            z = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device))[:, 0]
+            out.append((z * model.target_std + model.target_mean).cpu().numpy())
     return np.concatenate(out).astype(float)

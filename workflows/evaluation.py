@@ -134,8 +134,8 @@ def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold
     }
 
 
-def summarise(values: Iterable[float]) -> dict:
-    """Mean, SD and a 95% t-interval over folds x repeats (clipped to [0, 1]).
+def summarise(values: Iterable[float], bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """Mean, SD and a 95% t-interval over folds x repeats (clipped to ``bounds``; None: not clipped).
 
     The folds of one repeat share subjects, so the interval is optimistic; it is a summary of the
     spread, not a formal test (the permutation test is).
@@ -148,7 +148,8 @@ def summarise(values: Iterable[float]) -> dict:
     mean = float(v.mean())
     sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
     half = float(stats.t.ppf(0.975, len(v) - 1) * sd / np.sqrt(len(v))) if len(v) > 1 else 0.0
-    return {"mean": mean, "sd": sd, "ci95": [max(0.0, mean - half), min(1.0, mean + half)]}
+    low, high = bounds if bounds is not None else (-math.inf, math.inf)
+    return {"mean": mean, "sd": sd, "ci95": [max(low, mean - half), min(high, mean + half)]}
 
 
 def subject_mean(prob: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,11 +158,11 @@ def subject_mean(prob: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.n
     return subjects, np.array([float(np.mean(prob[groups == s])) for s in subjects])
 
 
-def make_baseline(n_train: int, max_components: int = 20, seed: int = 0) -> Pipeline:
-    """StandardScaler -> PCA -> L2 logistic regression, to be fit on one training fold.
+def make_baseline(n_train: int, max_components: int = 20, seed: int = 0, final: Any = None) -> Pipeline:
+    """StandardScaler -> PCA -> L2 logistic regression (or the estimator ``final``), for one training fold.
 
     Excluded voxels (NaN: a lesion or its mirror) are ignored by the scaler and then set to 0, the
-    training mean.
+    training mean. UL-FMA regression passes a ridge as ``final``.
     """
     from sklearn.decomposition import PCA
     from sklearn.impute import SimpleImputer
@@ -174,7 +175,7 @@ def make_baseline(n_train: int, max_components: int = 20, seed: int = 0) -> Pipe
         StandardScaler(),
         SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
         PCA(n_components=n_components, random_state=seed),
-        LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
+        LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000) if final is None else final,
     )
 
 
@@ -199,6 +200,9 @@ def cross_validate(
     folds: Sequence[dict],
     models: dict[str, FitPredict],
     split_groups: npt.ArrayLike | None = None,
+    *,
+    metrics: Callable[[np.ndarray, np.ndarray], dict] = classification_metrics,
+    value: str = "prob_severe",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Run every model on every fold, fitting on the training samples only.
 
@@ -206,8 +210,11 @@ def cross_validate(
     ``(prob_test_samples, curve_rows)``. Returns ``(predictions, fold_metrics, curves)``:
     per-unit out-of-fold rows, per-fold metric dicts, and training-curve rows. ``groups`` are the
     units scored (a subject, or a subject-session); ``split_groups`` (default ``groups``) the subjects
-    that must never straddle a fold, also given to the models for their inner splits.
+    that must never straddle a fold, also given to the models for their inner splits. Regression
+    passes its own ``metrics(y_true, predicted)`` and names the predicted ``value`` column
+    (``predicted_score``; ``y_true`` then keeps the score).
     """
+    cast = int if value == "prob_severe" else float
     y, groups = np.asarray(y), np.asarray(groups)
     split = groups if split_groups is None else np.asarray(split_groups)
     check_folds(folds, split)
@@ -226,7 +233,7 @@ def cross_validate(
                     "model": name,
                     "repeat": fold["repeat"],
                     "fold": fold["fold"],
-                    **classification_metrics(truth, subject_prob),
+                    **metrics(truth, subject_prob),
                 }
             )
             predictions.extend(
@@ -235,8 +242,8 @@ def cross_validate(
                     "repeat": fold["repeat"],
                     "fold": fold["fold"],
                     "model": name,
-                    "y_true": int(t),
-                    "prob_severe": float(p),
+                    "y_true": cast(t),
+                    value: float(p),
                 }
                 for s, t, p in zip(subjects, truth, subject_prob)
             )

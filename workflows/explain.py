@@ -41,7 +41,7 @@ def integrated_gradients(
         attr = ig.attribute(
             xb,
             baselines=baseline.expand_as(xb),
-            target=1,
+            target=1 if model.n_classes > 1 else 0,  # severe logit, or the regression head's score
             n_steps=n_steps,
             internal_batch_size=max(n_steps, 8),
         )

@@ -32,7 +32,7 @@ def init_group_wf(
 
         inputnode.subjects -> prepare (align, grid, samples) -> ds_group (cohort.tsv, class maps)
            prepare -> cv_fold (MapNode: CNN + baseline per subject-level fold; folds run in parallel)
-              -> [permutation (MapNode, only when params.cv.n_permutations > 0)]
+              -> [permutation (MapNode, only when params.cv.n_permutations > 0, classification)]
               -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv)
            prepare -> train_final (all subjects) -> export (card with the CV metrics) -> ds_model
               export -> explain (saliency, top_regions.tsv) -> ds_explain
@@ -127,7 +127,7 @@ def init_group_wf(
             (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
         ]
     )
-    if params.cv.n_permutations > 0:
+    if params.cv.n_permutations > 0 and params.target != "regression":  # a test of the CNN's accuracy
         permutation = pe.MapNode(
             gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation"
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse, stats
@@ -165,9 +165,9 @@ def confound_fit_predict(
 
 
 def _pooled_predictions(
-    rows: Sequence[Mapping], model: str
+    rows: Sequence[Mapping], model: str, value: str = "prob_severe"
 ) -> dict[int, tuple[np.ndarray, np.ndarray, list]]:
-    """Out-of-fold predictions of ``model`` per repeat: ``{repeat: (y_true, prob, sorted subjects)}``."""
+    """Out-of-fold predictions of ``model`` per repeat: ``{repeat: (y_true, prediction, subjects)}``."""
     out: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}
     for repeat in sorted({int(r["repeat"]) for r in rows if r["model"] == model}):
         these = sorted(
@@ -175,59 +175,77 @@ def _pooled_predictions(
             key=lambda r: str(r["participant_id"]),
         )
         out[repeat] = (
-            np.array([int(r["y_true"]) for r in these]),
-            np.array([float(r["prob_severe"]) for r in these]),
+            np.array([float(r["y_true"]) for r in these]),
+            np.array([float(r[value]) for r in these]),
             [str(r["participant_id"]) for r in these],
         )
     return out
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    y = np.asarray(y).astype(int)
     ba = float(balanced_accuracy_score(y, p >= 0.5)) if len(np.unique(y)) == 2 else math.nan
     auc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else math.nan
     return ba, auc
 
 
-def bootstrap_comparison(
-    predictions: Sequence[Mapping], reference: str, n_boot: int = 1000, seed: int = 0
-) -> dict[str, dict]:
-    """Pooled out-of-fold BA and AUC per model with subject-bootstrap 95% intervals, and paired differences.
+def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The pooled scores :func:`bootstrap_comparison` reports by default: balanced accuracy and AUC."""
+    ba, auc = _scores(y, p)
+    return {"balanced_accuracy": ba, "roc_auc": auc}
 
-    For each repeat the out-of-fold predictions of all subjects are pooled; a bootstrap draw resamples
-    subjects (the same draw for every model, so differences are paired) and averages the score over
-    repeats. Returns ``{model: {"balanced_accuracy": {"value", "ci95"}, "roc_auc": {...},
-    "difference_from_<reference>": {"balanced_accuracy": {"value", "ci95", "p_two_sided"}}}}``.
+
+def bootstrap_comparison(
+    predictions: Sequence[Mapping],
+    reference: str | Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    scores: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_scores,
+    value: str = "prob_severe",
+    compare: str = "balanced_accuracy",
+) -> dict[str, dict]:
+    """Pooled out-of-fold scores per model with subject-bootstrap 95% intervals, and paired differences.
+
+    For each repeat the out-of-fold predictions (column ``value``) of all subjects are pooled; a
+    bootstrap draw resamples subjects (the same draw for every model, so differences are paired) and
+    averages ``scores(y_true, prediction)`` over repeats. Returns ``{model: {"balanced_accuracy":
+    {"value", "ci95"}, "roc_auc": {...}, "difference_from_<reference>": {"balanced_accuracy": {"value",
+    "ci95", "p_two_sided"}}}}`` (the keys of ``scores``, and the difference in ``compare``, model minus
+    reference, from each reference model). Regression passes its own ``scores`` (MAE, R², ...).
     """
+    references = [reference] if isinstance(reference, str) else list(reference)
     models = sorted({str(r["model"]) for r in predictions})
-    pooled = {m: _pooled_predictions(predictions, m) for m in models}
-    subjects = pooled[reference][next(iter(pooled[reference]))][2] if reference in pooled else []
+    pooled = {m: _pooled_predictions(predictions, m, value) for m in models}
+    first = next((r for r in references if r in pooled), models[0] if models else None)
+    subjects = pooled[first][next(iter(pooled[first]))][2] if first is not None else []
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, len(subjects), len(subjects)) for _ in range(n_boot)]
 
-    def score(model: str, idx: np.ndarray | None) -> tuple[float, float]:
-        values = []
-        for y, p, _ in pooled[model].values():
-            values.append(_scores(y, p) if idx is None else _scores(y[idx], p[idx]))
-        return _nanmean([v[0] for v in values]), _nanmean([v[1] for v in values])
+    def score(model: str, idx: np.ndarray | None) -> dict[str, float]:
+        values = [
+            scores(y, p) if idx is None else scores(y[idx], p[idx]) for y, p, _ in pooled[model].values()
+        ]
+        return {k: _nanmean([v[k] for v in values]) for k in values[0]}
 
-    boot = {m: np.array([score(m, idx) for idx in draws]) for m in models}
+    boot = {m: [score(m, idx) for idx in draws] for m in models}
     plain = {m: score(m, None) for m in models}
     out: dict[str, dict] = {}
     for m in models:
-        ba, auc = plain[m]
         out[m] = {
-            "balanced_accuracy": {"value": ba, "ci95": _interval(boot[m][:, 0])},
-            "roc_auc": {"value": auc, "ci95": _interval(boot[m][:, 1])},
+            k: {"value": v, "ci95": _interval(np.array([b[k] for b in boot[m]]))} for k, v in plain[m].items()
         }
-        if m != reference and reference in boot:
-            diff = boot[m][:, 0] - boot[reference][:, 0]
+        for ref in references:
+            if m == ref or ref not in boot:
+                continue
+            diff = np.array([b[compare] for b in boot[m]]) - np.array([b[compare] for b in boot[ref]])
             diff = diff[np.isfinite(diff)]
             p_two = (
                 float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean()))) if diff.size else math.nan
             )
-            out[m][f"difference_from_{reference}"] = {
-                "balanced_accuracy": {
-                    "value": ba - plain[reference][0],
+            out[m][f"difference_from_{ref}"] = {
+                compare: {
+                    "value": plain[m][compare] - plain[ref][compare],
                     "ci95": _interval(diff),
                     "p_two_sided": p_two,
                 }

@@ -452,3 +452,49 @@ def plot_calibration(predictions: pd.DataFrame, out_svg: Path | str, n_bins: int
     )
     ax.legend(fontsize=7, frameon=False, loc="upper left")
     return _save(fig, out_svg)
+
+
+def plot_regression_scatter(
+    predictions: pd.DataFrame,
+    out_svg: Path | str,
+    threshold: float,
+    labels: Mapping[str, str] | None = None,
+    order: Sequence[str] = (),
+) -> str:
+    """Predicted against true UL-FMA, one panel per model (each subject's prediction averaged over repeats).
+
+    The identity line is dashed; the dotted lines are the severe threshold on both axes, so the lower-left
+    and upper-right quadrants are the subjects whose thresholded prediction has the right class.
+    """
+    per_subject = (
+        predictions.groupby(["model", "participant_id"], sort=True)
+        .agg(y_true=("y_true", "first"), predicted=("predicted_score", "mean"))
+        .reset_index()
+    )
+    models = [m for m in order if m in set(per_subject["model"])]
+    models += sorted(set(per_subject["model"]) - set(models))
+    n_cols = min(3, max(1, len(models)))
+    n_rows = -(-len(models) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 3.0 * n_rows), squeeze=False)
+    values = np.concatenate([per_subject["y_true"].to_numpy(float), per_subject["predicted"].to_numpy(float)])
+    low, high = float(np.nanmin(values)) - 3, float(np.nanmax(values)) + 3
+    for ax, model in zip(axes.ravel(), models):
+        rows = per_subject[per_subject["model"] == model]
+        y, p = rows["y_true"].to_numpy(float), rows["predicted"].to_numpy(float)
+        ax.plot([low, high], [low, high], color="0.5", ls="--", lw=1)
+        ax.axvline(threshold, color="0.7", ls=":", lw=1)
+        ax.axhline(threshold, color="0.7", ls=":", lw=1)
+        ax.scatter(y, p, s=14, color=COLORS.get(model, "#009E73"), alpha=0.8, edgecolor="none")
+        text = f"MAE {np.mean(np.abs(y - p)):.1f}"
+        if len(y) > 2 and np.ptp(p) > 0:
+            text += f", r {np.corrcoef(y, p)[0, 1]:.2f}"
+        ax.set_title(f"{(labels or {}).get(model, model)}\n{text}", fontsize=8)
+        ax.set(xlim=(low, high), ylim=(low, high), aspect="equal")
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(models) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("true UL-FMA", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("predicted UL-FMA (out of fold)", fontsize=8)
+    return _save(fig, out_svg)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflows.cnn import predict_proba
+from workflows.cnn import predict_proba, predict_score
 from workflows.cnn_inputs import apply_grid, lesion_exclusion
 from workflows.metadata import shared_parameters
 from workflows.model_io import check_card_compatible, load_model
@@ -25,7 +25,7 @@ def predict_subject(
     meta: dict,
     lesion_files: Sequence[Path | str] = (),
 ) -> dict:
-    """Probability of severe impairment for one subject.
+    """Probability of severe impairment for one subject (a regression model: the predicted UL-FMA).
 
     The model directory is loaded safely (safetensors weights whose SHA-256 must match the card; no
     pickle is ever loaded), and the card must match the subject's space, grid and dFC/denoising
@@ -50,14 +50,28 @@ def predict_subject(
     grid = card["input"]["grid"]
     masks = [lesion_exclusion(f, grid, lesion_side, align) for f in lesion_files]
     x = apply_grid(img, grid, lesion_side, align, np.logical_or.reduce(masks) if masks else None)
-    prob = float(np.mean(predict_proba(model, x)))
     threshold = float(card.get("label", {}).get("severe_threshold", 20))
     cv = card.get("cross_validation", {})
+    if model.n_classes == 1:  # regression (GroupParams.target): a score; the class is its threshold
+        score = float(np.mean(predict_score(model, x)))
+        decision = {
+            "target": "regression",
+            "predicted_ul_fma": round(score, 3),
+            "prob_severe": None,
+            "predicted_class": "severe" if score <= threshold else "mild-to-moderate",
+            "decision_threshold": threshold,
+            "model_cv_mae": cv.get("cnn", {}).get("mae"),
+        }
+    else:
+        prob = float(np.mean(predict_proba(model, x)))
+        decision = {
+            "prob_severe": round(prob, 6),
+            "predicted_class": "severe" if prob >= 0.5 else "mild-to-moderate",
+            "decision_threshold": 0.5,
+        }
     return {
         "participant_id": f"sub-{subject}",
-        "prob_severe": round(prob, 6),
-        "predicted_class": "severe" if prob >= 0.5 else "mild-to-moderate",
-        "decision_threshold": 0.5,
+        **decision,
         "label_definition": f"severe = UL-FMA <= {threshold:g}",
         "model_id": card.get("WeightsSHA256", "")[:12],
         "model_dir": str(Path(model_dir).resolve()),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from workflows import evaluation as ev
+from workflows import regression as rg
 from workflows.cnn import TrainSettings, count_parameters, model_for, predict_proba, train_model
 from workflows.cnn_inputs import (
     align_image,
@@ -51,6 +52,7 @@ from workflows.model_io import json_clean, load_model, save_model
 from workflows.qc import qc_fc
 from workflows.seeds import atlas_image
 from workflows.utils.bids import sidecar_path
+from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
 
@@ -71,6 +73,8 @@ MODELS = {
 }
 #: The model every other one is compared with (paired bootstrap and corrected t-test).
 PRIMARY_MODEL = "parcel"
+#: What the group level learns: the severe/mild class, or the UL-FMA score (:mod:`workflows.regression`).
+TARGETS = ("classification", "regression")
 #: Columns of ``group/cohort.tsv``.
 COHORT_COLUMNS = (
     "participant_id",
@@ -89,6 +93,9 @@ class GroupParams:
     """Everything that shapes the group-level results (recorded in cv_summary.json and the model card)."""
 
     severe_threshold: float = 20.0  # UL-FMA <= threshold is "severe"
+    # "classification" (severe vs mild-to-moderate) or "regression" of the UL-FMA score itself
+    # (workflows.regression; the folds are the same, planned from the class)
+    target: str = "classification"
     label_column: str = "ul_fma"
     align_lesion: bool = True  # mirror right-lesion maps so that x < 0 is ipsilesional
     cnn_resolution: float = 3.0  # voxel size (mm) of the CNN input
@@ -102,6 +109,15 @@ class GroupParams:
     threads: int = 1  # PyTorch threads per fold, permutation and final-training process
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise InputError(
+                f"target {self.target!r} is unknown",
+                "GroupParams.target",
+                f"use one of {', '.join(TARGETS)}",
+                params=("GroupParams.target",),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections), for records and Nipype inputs."""
@@ -249,6 +265,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         "split_groups": np.array([subject_of[str(g)] for g in groups]),
         "subjects": labels,
         "y_subject": y_subject,
+        "scores": np.array([float(s["score"]) for s in subjects]),  # UL-FMA per subject (regression)
         "maps": maps,
         "sides": np.array([s["lesion_side"] for s in subjects]),
         "parcels": parcels,
@@ -380,19 +397,37 @@ def fold_models(data: Mapping[str, np.ndarray], params: GroupParams) -> dict[str
     """
     x, groups = data["x"], data["groups"]
     operator, _ = parcel_matrix(data["parcels"])
-    parcel = partial(parcel_fit_predict, operator=operator)
+    if params.target == "regression":  # the same inputs, regression models (workflows.regression)
+        fits = rg.model_functions(operator, params.train, params.random_seed)
+    else:
+        fits = {
+            "cnn": partial(cnn_fit_predict, params=params),
+            "baseline": partial(baseline_predict, params=params),
+            "parcel": partial(parcel_fit_predict, operator=operator),
+            "confounds": confound_fit_predict,
+        }
     row = {str(s): i for i, s in enumerate(data["subjects"])}
     subject_of_sample = np.array([row[str(g)] for g in groups])
     models: dict[str, ev.FitPredict] = {
-        "cnn": _by_index(x, partial(cnn_fit_predict, params=params)),
-        "baseline": _by_index(x, partial(baseline_predict, params=params)),
-        "parcel": _by_index(x, parcel),
+        "cnn": _by_index(x, fits["cnn"]),
+        "baseline": _by_index(x, fits["baseline"]),
+        "parcel": _by_index(x, fits["parcel"]),
     }
     for stat in CONTROL_MAPS:
         if f"control_{stat}" in data:
-            models[f"parcel_{stat}"] = _by_index(data[f"control_{stat}"][subject_of_sample], parcel)
-    models["confounds"] = _by_index(data["confounds"][subject_of_sample], confound_fit_predict)
+            models[f"parcel_{stat}"] = _by_index(data[f"control_{stat}"][subject_of_sample], fits["parcel"])
+    models["confounds"] = _by_index(data["confounds"][subject_of_sample], fits["confounds"])
+    if "mean" in fits:  # the training-mean reference (its input is ignored)
+        models["mean"] = _by_index(data["confounds"][subject_of_sample], fits["mean"])
     return models
+
+
+def _targets(data: Mapping[str, np.ndarray], params: GroupParams) -> np.ndarray:
+    """What the models learn for each sample: the class (1 = severe), or the UL-FMA score."""
+    if params.target != "regression":
+        return data["y"]
+    row = {str(s): i for i, s in enumerate(data["subjects"])}
+    return np.array([data["scores"][row[str(g)]] for g in data["groups"]], dtype=float)
 
 
 def _split_groups(data: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -407,11 +442,23 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     """
     torch.set_num_threads(params.threads)  # folds run in parallel as separate Nipype nodes
     data = np.load(data_file)
-    y, groups = data["y"], data["groups"]
+    y, groups = _targets(data, params), data["groups"]
     folds = [_fold_indices(groups, fold)]
+    scoring: dict[str, Any] = {}
+    if params.target == "regression":
+        scoring = {
+            "metrics": partial(rg.regression_metrics, threshold=params.severe_threshold),
+            "value": "predicted_score",
+        }
     # every model sees the same folds; each takes its own inputs by sample index
     predictions, metrics, curves = ev.cross_validate(
-        np.arange(len(y)), y, groups, folds, fold_models(data, params), split_groups=_split_groups(data)
+        np.arange(len(y)),
+        y,
+        groups,
+        folds,
+        fold_models(data, params),
+        split_groups=_split_groups(data),
+        **scoring,
     )
     out = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}.json"
     atomic_write_json(out, json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}))
@@ -453,17 +500,35 @@ def summarise_cv(
     fold_metrics.sort(key=lambda r: (*key(r), r["model"]))
     for row in predictions:
         row["participant_id"] = f"sub-{row['participant_id']}"
+    regression = params.target == "regression"
     predictions_file = write_tsv(
         work_dir / "cv_predictions.tsv",
         predictions,
-        ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"],
+        [
+            "participant_id",
+            "repeat",
+            "fold",
+            "model",
+            "y_true",
+            "predicted_score" if regression else "prob_severe",
+        ],
     )
     curves_file = write_tsv(
         work_dir / "training_curves.tsv", curves, ["repeat", "fold", "epoch", "train_loss", "val_loss"]
     )
-    models = ev.summarise_models(fold_metrics)
+    if regression:
+        pieces = rg.summarise_regression(
+            predictions, fold_metrics, params.severe_threshold, seed=params.random_seed
+        )
+        models, bootstrap = pieces["models"], pieces["bootstrap"]
+        descriptions, compare = rg.REGRESSION_MODELS, rg.COMPARE_METRIC
+    else:
+        models = ev.summarise_models(fold_metrics)
+        # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
+        bootstrap = bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed)
+        descriptions, compare = MODELS, "balanced_accuracy"
     permutation = None
-    if null:
+    if null and not regression:
         observed = models["cnn"]["balanced_accuracy"]["mean"]
         permutation = {
             "n": len(null),
@@ -477,14 +542,16 @@ def summarise_cv(
     y_subject = data["y_subject"]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
     summary = {
+        "target": params.target,
         "models": models,
-        "model_descriptions": {name: MODELS[name] for name in models if name in MODELS},
+        "model_descriptions": {name: descriptions[name] for name in models if name in descriptions},
         "primary_model": PRIMARY_MODEL,
-        # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
-        "bootstrap": bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed),
+        "bootstrap": bootstrap,
         "quality_by_class": quality_by_class(data["confounds"], y_subject),
         "qc_fc": qc_fc(data["maps"], data["confounds"][:, CONFOUND_FEATURES.index("mean_fd_mm")]),
-        "paired_tests": _paired_tests(fold_metrics, PRIMARY_MODEL, test_fraction=1.0 / max(1, n_folds - 1)),
+        "paired_tests": _paired_tests(
+            fold_metrics, PRIMARY_MODEL, test_fraction=1.0 / max(1, n_folds - 1), metric=compare
+        ),
         "fold_metrics": fold_metrics,
         "n_subjects": len(y_subject),
         "n_samples": len(data["y"]),
@@ -502,8 +569,10 @@ def summarise_cv(
         },
         "samples": params.samples,
         "permutation": permutation,
-        "baseline": ev.BASELINE_DESCRIPTION,
-        "cnn_parameters": count_parameters(model_for(data["x"].shape[1:], params.train)),
+        "baseline": descriptions["baseline"] if regression else ev.BASELINE_DESCRIPTION,
+        "cnn_parameters": count_parameters(
+            model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)
+        ),
         "settings": params.to_dict(),
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
@@ -528,11 +597,13 @@ def quality_by_class(confounds: np.ndarray, y_subject: np.ndarray) -> dict[str, 
     return out
 
 
-def _paired_tests(fold_metrics: list[dict], reference: str, test_fraction: float) -> dict[str, dict]:
-    """Nadeau & Bengio (2003) corrected t-test of each model's fold-wise BA minus the reference's."""
+def _paired_tests(
+    fold_metrics: list[dict], reference: str, test_fraction: float, metric: str = "balanced_accuracy"
+) -> dict[str, dict]:
+    """Nadeau & Bengio (2003) corrected t-test of each model's fold-wise ``metric`` minus the reference's."""
     by_fold: dict[tuple[int, int], dict[str, float]] = {}
     for m in fold_metrics:
-        by_fold.setdefault((int(m["repeat"]), int(m["fold"])), {})[m["model"]] = m["balanced_accuracy"]
+        by_fold.setdefault((int(m["repeat"]), int(m["fold"])), {})[m["model"]] = m[metric]
     names = sorted({m["model"] for m in fold_metrics} - {reference})
     return {
         name: corrected_resampled_ttest(
@@ -547,7 +618,10 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     torch.set_num_threads(params.threads)  # runs alongside the cross-validation folds
     data = np.load(data_file)
     train = replace(params.train, seed=params.random_seed)
-    model, curve = train_model(data["x"], data["y"], _split_groups(data), train)
+    regression = params.target == "regression"
+    model, curve = train_model(
+        data["x"], _targets(data, params), _split_groups(data), train, regression=regression
+    )
     card = {
         "input": {},
         "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": len(data["y"])},
@@ -581,10 +655,16 @@ def export_model(
         grouped_by="subject",
         permutation_p_value=(summary.get("permutation") or {}).get("p_value"),
     )
+    regression = params.target == "regression"
     card = {
-        "Name": "strokefc UL-FMA severity CNN",
-        "Description": "3D CNN classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb "
-        "impairment from lesion-aligned ipsilesional-M1 dFC variability (SD) maps",
+        "Name": "strokefc UL-FMA " + ("regression" if regression else "severity") + " CNN",
+        "Description": (
+            "3D CNN predicting the UL-FMA score (severe when the predicted score <= threshold)"
+            if regression
+            else "3D CNN classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb impairment"
+        )
+        + " from lesion-aligned ipsilesional-M1 dFC variability (SD) maps",
+        "target": params.target,
         "strokefc_version": software_versions().get("strokefc", "unknown"),
         "software": software_versions(),
         "input": {
@@ -607,6 +687,10 @@ def export_model(
             "severe_threshold": params.severe_threshold,
             "positive_class": "severe",
             "definition": f"severe = {params.label_column} <= {params.severe_threshold:g}",
+            "target": params.target,
+            "output": "predicted UL-FMA score (points; class = predicted score <= severe_threshold)"
+            if regression
+            else "probability of severe",
         },
         "dfc_parameters": shared_params or {},
         "training": {

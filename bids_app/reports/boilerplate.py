@@ -191,7 +191,8 @@ def _group_paragraph(group: GroupParams) -> str:
         if group.samples == "maps"
         else "one sample per window map, with window predictions averaged per subject (soft vote)"
     )
-    perm = int(group.cv.n_permutations)
+    regression = group.target == "regression"
+    perm = 0 if regression else int(group.cv.n_permutations)  # the permutation test is classification's
     perm_text = (
         f" Significance was assessed with {perm} label permutations (the whole cross-validation "
         "repeated on shuffled labels)."
@@ -203,8 +204,17 @@ def _group_paragraph(group: GroupParams) -> str:
         f"(column `{group.label_column}`) was <= {threshold:g}, and mild-to-moderate "
         f"otherwise. {align}, and resampled to {float(group.cnn_resolution):g} mm voxels. A 3D "
         f"convolutional neural network (PyTorch [@pytorch], CPU-compatible) was trained on {samples} for "
-        f"at most {int(group.train.epochs)} epochs to classify severity. "
-        f"Performance was estimated by {int(group.cv.cv_folds)}-fold cross-validation repeated "
+        f"at most {int(group.train.epochs)} epochs to "
+        + (
+            "predict the UL-FMA score itself (one-output head, Huber loss on the score standardised "
+            "with the training fold's mean and SD); a parcel ridge whose penalty was chosen by nested "
+            "subject-level cross-validation (the primary model), a voxel PCA-ridge, a ridge on quality "
+            "measures only and the training mean were evaluated on the same folds by MAE, RMSE, "
+            "Pearson and Spearman r, R² and the balanced accuracy of the thresholded prediction. "
+            if regression
+            else "classify severity. "
+        )
+        + f"Performance was estimated by {int(group.cv.cv_folds)}-fold cross-validation repeated "
         f"{int(group.cv.cv_repeats)} times, split by subject so that no subject contributes to "
         "both training and test folds, with every fitted step inside the training folds; a linear "
         f"baseline, also fitted in-fold, was evaluated on the same folds.{perm_text} The random seed was "

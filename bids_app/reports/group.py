@@ -21,6 +21,7 @@ from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
+from workflows import regression as rg
 from workflows.metadata import software_versions
 from workflows.training import COHORT_COLUMNS, is_severe
 from workflows.utils.io import atomic_write_text
@@ -34,6 +35,11 @@ METRICS = {
     "specificity": "Specificity",
     "f1": "F1 score",
     "brier": "Brier score (lower is better; probabilities not recalibrated)",
+    "mae": "MAE (UL-FMA points)",
+    "rmse": "RMSE (UL-FMA points)",
+    "pearson_r": "Pearson r",
+    "spearman_r": "Spearman r",
+    "r2": "R²",
 }
 MODEL_LABELS = {
     "parcel": "dFC-SD parcels (primary)",
@@ -42,9 +48,88 @@ MODEL_LABELS = {
     "parcel_fc": "Static FC (control)",
     "parcel_dfcmean": "Mean dFC (control)",
     "confounds": "Motion/QC only (control)",
+    "mean": "Training mean (reference)",
 }
+#: Labels that differ when the UL-FMA score is regressed (--target regression).
+REGRESSION_LABELS = {**MODEL_LABELS, "baseline": "Voxel PCA-ridge"}
 #: Order of the models in tables: the primary first, then the CNN, then the rest.
-MODEL_ORDER = ("parcel", "cnn", "baseline", "parcel_fc", "parcel_dfcmean", "confounds")
+MODEL_ORDER = ("parcel", "cnn", "baseline", "parcel_fc", "parcel_dfcmean", "confounds", "mean")
+
+
+def regression_rows(summary: dict) -> list[dict]:
+    """One row per regression model: pooled out-of-fold MAE, r, R² and thresholded balanced accuracy
+    with subject-bootstrap intervals, and its MAE difference from the mean reference and the confound
+    model (negative: closer to the true scores)."""
+    boot = summary.get("bootstrap", {})
+    rows = []
+    for model in [m for m in MODEL_ORDER if m in boot] + [m for m in boot if m not in MODEL_ORDER]:
+        rec = boot[model]
+        row = {
+            "model": REGRESSION_LABELS.get(model, model),
+            "description": summary.get("model_descriptions", {}).get(model, ""),
+            **{k: rec.get(k, {}).get("value") for k in rg.REGRESSION_METRICS},
+            **{f"{k}_ci": rec.get(k, {}).get("ci95") for k in rg.REGRESSION_METRICS},
+        }
+        for ref in rg.REFERENCES:
+            diff = rec.get(f"difference_from_{ref}", {}).get(rg.COMPARE_METRIC)
+            row[f"vs_{ref}"] = diff["value"] if diff else None
+            row[f"vs_{ref}_ci"] = diff["ci95"] if diff else None
+        rows.append(row)
+    return rows
+
+
+def regression_sentences(summary: dict) -> list[str]:
+    """In words: does each model predict the UL-FMA better than the training mean and the confound model?"""
+    boot = summary.get("bootstrap", {})
+    words = {
+        "better": "beats",
+        "worse": "is worse than",
+        "same": "does not beat",
+    }
+    out = []
+    for model in [m for m in MODEL_ORDER if m in boot and m not in rg.REFERENCES[:1]]:
+        rec = boot[model]
+        label = REGRESSION_LABELS.get(model, model)
+        lo, hi = rec["mae"]["ci95"]
+        text = (
+            f"{label}: out-of-fold MAE {rec['mae']['value']:.1f} UL-FMA points (95% bootstrap interval "
+            f"{lo:.1f} to {hi:.1f}), R² {rec['r2']['value']:.2f}"
+        )
+        parts = []
+        for ref, name in (("mean", "the training-mean reference"), ("confounds", "the confound-only model")):
+            verdict = rg.beats(boot, model, ref)
+            if verdict and model != ref:
+                diff = rec[f"difference_from_{ref}"]["mae"]
+                parts.append(
+                    f"{words[verdict]} {name} (MAE difference {diff['value']:+.1f}, "
+                    f"interval {diff['ci95'][0]:+.1f} to {diff['ci95'][1]:+.1f})"
+                )
+        out.append(text + ("; it " + " and ".join(parts) if parts else "") + ".")
+    return out
+
+
+def _regression_scatter(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> list[dict]:
+    """The predicted-vs-true reportlet of a regression run (one panel per model)."""
+    preds = _read_tsv(group_dir / "cv_predictions.tsv")
+    if preds is None or preds.empty or "predicted_score" not in preds:
+        notes.append("No cross-validated score predictions (group/cv_predictions.tsv): no scatter plot.")
+        return []
+    threshold = float((summary.get("settings") or {}).get("severe_threshold", 20.0))
+    path = _draw(
+        "predicted-vs-true",
+        rl.plot_regression_scatter,
+        notes,
+        preds,
+        fig_dir / "desc-regression_cv.svg",
+        threshold,
+        REGRESSION_LABELS,
+        MODEL_ORDER,
+    )
+    caption = (
+        "Out-of-fold predicted UL-FMA against the true score, each subject's prediction averaged over "
+        f"repeats; dashed: identity, dotted: the severe threshold ({threshold:g}) on both axes."
+    )
+    return [{"path": path, "title": "Predicted vs true UL-FMA", "caption": caption}]
 
 
 def comparison_rows(summary: dict) -> list[dict]:
@@ -300,10 +385,13 @@ def _draw(name: str, func: Callable[..., str], notes: list[str], *args: Any, **k
 
 
 def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> list[dict]:
-    """ROC, confusion, calibration, loss curves and permutation figures that the inputs allow."""
+    """ROC, confusion, calibration (or, for regression, predicted vs true), loss curves, permutation."""
     figures = []
-    preds = _read_tsv(group_dir / "cv_predictions.tsv")
-    if preds is not None and not preds.empty:
+    regression = summary.get("target") == "regression"
+    preds = None if regression else _read_tsv(group_dir / "cv_predictions.tsv")
+    if regression:
+        figures += _regression_scatter(group_dir, fig_dir, summary, notes)
+    elif preds is not None and not preds.empty:
         for name, func, title, caption in (
             (
                 "roc",
@@ -410,6 +498,7 @@ def write_group_report(
         if isinstance(v, dict)
     }
     figures = cv_figures(group_dir, fig_dir, summary, notes)
+    regression = summary.get("target") == "regression"
 
     maps = {t: group_dir / f for t, f in MAP_FILES.items() if (group_dir / f).is_file()}
     maps_figure = None
@@ -456,9 +545,10 @@ def write_group_report(
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
         + sorted({m for v in metrics.values() for m in v if m not in METRICS}),
         metric_labels=METRICS,
-        model_labels=MODEL_LABELS,
-        comparison=comparison_rows(summary),
-        comparison_text=comparison_sentences(summary),
+        model_labels=REGRESSION_LABELS if regression else MODEL_LABELS,
+        comparison=[] if regression else comparison_rows(summary),
+        comparison_text=regression_sentences(summary) if regression else comparison_sentences(summary),
+        regression=regression_rows(summary) if regression else [],
         cv_figures=figures,
         maps_figure=maps_figure,
         maps_caption=maps_caption,

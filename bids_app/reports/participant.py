@@ -51,6 +51,7 @@ def _prediction_context(prediction: dict | None) -> dict | None:
     prob = prediction.get("prob_severe")
     return {
         "prob_severe": prob,
+        "predicted_ul_fma": prediction.get("predicted_ul_fma"),  # a regression model's score
         "percent": round(100 * min(max(float(prob), 0.0), 1.0), 1) if prob is not None else 0,
         "predicted_class": prediction.get("predicted_class", "unknown"),
         "label_definition": prediction.get("label_definition", ""),

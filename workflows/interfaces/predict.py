@@ -30,7 +30,7 @@ class _PredictInputSpec(BaseInterfaceInputSpec):
 
 class _PredictOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="prediction JSON")
-    prob_severe = traits.Float(desc="probability of severe impairment")
+    prob_severe = traits.Float(desc="probability of severe impairment (NaN for a regression model)")
 
 
 class PredictSubject(StrokefcInterface):
@@ -52,5 +52,6 @@ class PredictSubject(StrokefcInterface):
         out = os.path.join(runtime.cwd, "prediction.json")
         with open(out, "w") as fh:
             json.dump(result, fh, indent=2, sort_keys=True)
-        self._results.update(out_file=out, prob_severe=result["prob_severe"])
+        prob = result["prob_severe"]
+        self._results.update(out_file=out, prob_severe=float("nan") if prob is None else prob)
         return runtime

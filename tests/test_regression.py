@@ -1,0 +1,229 @@
+"""UL-FMA regression (--target regression): metrics, nested-CV models, the CNN head, the option."""
+
+import math
+
+import numpy as np
+import pytest
+
+from workflows import evaluation as ev
+from workflows import regression as rg
+from workflows.cnn import TrainSettings, predict_score, train_model
+from workflows.linear_models import parcel_matrix
+from workflows.training import GroupParams
+from workflows.utils.errors import InputError
+
+
+def test_regression_metrics_against_direct_formulas():
+    y = np.array([5.0, 15.0, 25.0, 40.0, 60.0])
+    p = np.array([10.0, 12.0, 30.0, 35.0, 50.0])
+    m = rg.regression_metrics(y, p, threshold=20)
+    assert m["mae"] == pytest.approx(np.mean(np.abs(y - p)))
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((y - p) ** 2)))
+    assert m["r2"] == pytest.approx(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert m["pearson_r"] == pytest.approx(np.corrcoef(y, p)[0, 1])
+    assert m["spearman_r"] == pytest.approx(1.0)  # same order
+    assert m["balanced_accuracy"] == 1.0  # both severe (<= 20) predicted <= 20, the rest above
+    wrong = rg.regression_metrics(y, np.array([30.0, 30.0, 10.0, 10.0, 10.0]), threshold=20)
+    assert wrong["balanced_accuracy"] == 0.0
+    flat = rg.regression_metrics(y, np.full(5, 29.0), threshold=20)  # the mean reference
+    assert math.isnan(flat["pearson_r"])
+    assert math.isnan(flat["spearman_r"])
+    assert flat["r2"] == pytest.approx(0.0)
+    assert math.isnan(rg.regression_metrics(y[2:], p[2:], threshold=20)["balanced_accuracy"])
+
+
+def _parcel_cohort(rng, n=40, shuffle=False):
+    """Maps on a 6x6x6 grid of 8 parcels; the score is a planted linear function of parcel 1's mean."""
+    parcels = np.zeros((6, 6, 6), dtype=int)
+    parcels[:3, :3, :3], parcels[3:, :3, :3], parcels[:3, 3:, :3], parcels[3:, 3:, :3] = 1, 2, 3, 4
+    parcels[:3, :3, 3:], parcels[3:, :3, 3:], parcels[:3, 3:, 3:], parcels[3:, 3:, 3:] = 5, 6, 7, 8
+    signal = rng.normal(size=n)
+    x = rng.normal(size=(n, 6, 6, 6)).astype(np.float32)
+    x[:, :3, :3, :3] += signal[:, None, None, None]
+    y = np.clip(33 + 15 * signal + rng.normal(scale=4, size=n), 0, 66)
+    if shuffle:
+        y = rng.permutation(y)
+    return x, y, np.arange(n), parcel_matrix(parcels)[0]
+
+
+def _out_of_fold(x, y, groups, models, threshold=20.0):
+    folds = ev.subject_folds((y <= threshold).astype(int), groups, 5, 2, seed=0)
+    preds, metrics, _ = ev.cross_validate(
+        x,
+        y,
+        groups,
+        folds,
+        models,
+        metrics=lambda t, p: rg.regression_metrics(t, p, threshold),
+        value="predicted_score",
+    )
+    return preds, rg.summarise_regression(preds, metrics, threshold, n_boot=300)
+
+
+def test_planted_linear_relation_is_learned_and_a_null_is_not(rng):
+    """Nested-CV parcel ridge: r > 0.5 and R² > 0 on a planted relation; R² <= ~0 on shuffled scores."""
+    for shuffle in (False, True):
+        x, y, groups, operator = _parcel_cohort(rng, shuffle=shuffle)
+        fits = rg.model_functions(operator, TrainSettings(), 0)
+        preds, summary = _out_of_fold(
+            x, y, groups, {"parcel": fits["parcel"], "baseline": fits["baseline"], "mean": fits["mean"]}
+        )
+        assert {r["model"] for r in preds} == {"parcel", "baseline", "mean"}
+        assert "predicted_score" in preds[0]
+        assert isinstance(preds[0]["y_true"], float)
+        parcel = summary["bootstrap"]["parcel"]
+        verdict = rg.beats(summary["bootstrap"], "parcel", "mean")
+        if not shuffle:
+            assert parcel["pearson_r"]["value"] > 0.5
+            assert parcel["r2"]["value"] > 0
+            assert parcel["balanced_accuracy"]["value"] > 0.7
+            assert verdict == "better"
+            _low, high = parcel["difference_from_mean"]["mae"]["ci95"]
+            assert high < 0  # lower MAE than the mean reference in every bootstrap interval
+        else:
+            assert parcel["r2"]["value"] <= 0.05
+            assert verdict in ("same", "worse")
+        # the mean reference scores R² <= 0 out of fold (the training mean is not the test mean)
+        assert summary["bootstrap"]["mean"]["r2"]["value"] <= 0.0
+        assert set(summary["models"]["parcel"]) == set(rg.REGRESSION_METRICS)
+
+
+def test_inner_splits_keep_subjects_together(rng):
+    groups = np.repeat(np.arange(9), 3)
+    splits = rg.inner_group_splits(groups, seed=1)
+    assert len(splits) == 5
+    for train, test in splits:
+        assert set(groups[train]).isdisjoint(groups[test])
+    assert rg.inner_group_splits(np.array([0, 0, 1]), seed=0) is None
+
+
+def test_mean_reference_counts_each_subject_once():
+    y = np.array([10.0, 10.0, 10.0, 40.0])  # subject a has three samples, b one
+    pred, _ = rg.mean_fit_predict(np.zeros((4, 1)), y, np.array(["a", "a", "a", "b"]), np.zeros((2, 1)))
+    assert pred.tolist() == [25.0, 25.0]
+
+
+def test_cnn_regression_head_learns_a_global_score(rng):
+    """The same training loop with one output: a score carried by the whole map is recovered."""
+    n = 24
+    scores = np.linspace(5, 60, n)
+    x = (rng.normal(size=(n, 8, 8, 8)) + (scores[:, None, None, None] - 33) / 15).astype(np.float32)
+    settings = TrainSettings(epochs=10, min_epochs=10, channels=(2, 4, 4, 4), device="cpu", seed=0)
+    model, curve = train_model(x, scores, np.arange(n), settings, regression=True)
+    assert model.n_classes == 1
+    assert float(model.target_mean) == pytest.approx(np.mean(scores[np.isfinite(scores)]), abs=10)
+    pred = predict_score(model, x)
+    assert pred.shape == (n,)
+    assert np.corrcoef(pred, scores)[0, 1] > 0.8
+    assert len(curve) >= 1
+
+
+def test_target_option_reaches_the_group_parameters(tmp_path):
+    from bids_app import parser
+    from bids_app.config import read_toml, to_toml
+
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    default = parser.parse_args([str(tmp_path), str(tmp_path / "out"), "group"])
+    assert default.group.target == "classification"
+    config = parser.parse_args([str(tmp_path), str(tmp_path / "out"), "group", "--target", "regression"])
+    assert config.group.target == "regression"
+    assert config.group.to_dict()["target"] == "regression"
+    saved = tmp_path / "config.toml"
+    saved.write_text(to_toml(config))
+    assert read_toml(saved)["options"]["target"] == "regression"
+    again = parser.parse_args([str(tmp_path), str(tmp_path / "out"), "group", "--config-file", str(saved)])
+    assert again.group.target == "regression"
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args([str(tmp_path), str(tmp_path / "out"), "group", "--target", "rest"])
+    assert exc.value.code == 2
+    with pytest.raises(InputError, match=r"GroupParams\.target"):
+        GroupParams(target="regresion")
+
+
+@pytest.mark.integration
+def test_group_level_regression_end_to_end(tmp_path, rng):
+    """A tiny group run with --target regression: every model on the same folds, the regression summary,
+    a one-output model that predicts a score at the participant level, and the report's reportlet."""
+    import json
+
+    import pandas as pd
+    from conftest import tiny_group_maps
+
+    from bids_app.config import build_config
+    from bids_app.reports.group import write_group_report
+    from workflows.group import init_group_wf
+    from workflows.model_io import load_model
+    from workflows.prediction import predict_subject
+
+    subjects = tiny_group_maps(tmp_path, rng, spread=1.0)
+    config = build_config(
+        bids_dir=tmp_path / "bids",
+        output_dir=tmp_path / "out",
+        analysis_level="group",
+        fmriprep_dir=tmp_path / "fmriprep",
+        work_dir=tmp_path / "work",
+        model=None,
+        values={
+            "target": "regression",
+            "cnn_resolution": 8.0,
+            "cv_folds": 2,
+            "cv_repeats": 1,
+            "epochs": 2,
+            "device": "cpu",
+            "n_permutations": 2,  # classification only: no permutation node in regression
+        },
+    )
+    wf = init_group_wf(
+        subjects=[s.as_dict() for s in subjects],
+        params=config.group,
+        output_dir=config.output_dir,
+        shared_params={"Space": "MNI152NLin2009cAsym"},
+    )
+    assert "permutation" not in wf.list_node_names()
+    wf.base_dir = str(tmp_path / "work")
+    wf.run(plugin="Linear")
+    group = config.output_dir / "group"
+    summary = json.loads((group / "cv_summary.json").read_text())
+    assert summary["target"] == "regression"
+    assert summary["settings"]["target"] == "regression"
+    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds", "mean"}
+    for model in summary["models"]:
+        assert set(summary["models"][model]) == set(rg.REGRESSION_METRICS)
+        assert set(summary["bootstrap"][model]) >= set(rg.REGRESSION_METRICS)
+    assert "difference_from_mean" in summary["bootstrap"]["parcel"]
+    assert "difference_from_confounds" in summary["bootstrap"]["parcel"]
+    assert summary["permutation"] is None
+    assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds", "mean"}
+    preds = pd.read_csv(group / "cv_predictions.tsv", sep="\t")
+    assert list(preds.columns) == ["participant_id", "repeat", "fold", "model", "y_true", "predicted_score"]
+    assert len(preds) == 5 * 12
+    truth = {f"sub-{s.subject}": s.ul_fma for s in subjects}
+    assert all(preds["y_true"] == preds["participant_id"].map(truth))  # the score, not the class
+    mean_rows = preds[preds["model"] == "mean"]
+    for _fold, rows in mean_rows.groupby("fold"):  # the mean reference is the *training* subjects' mean
+        train = [v for k, v in truth.items() if k not in set(rows["participant_id"])]
+        assert rows["predicted_score"].to_numpy() == pytest.approx(np.mean(train))
+
+    model, card = load_model(config.output_dir / "model")
+    assert model.n_classes == 1
+    assert card["target"] == "regression"
+    assert card["label"]["target"] == "regression"
+    assert "mae" in card["cross_validation"]["cnn"]
+    meta = {"Space": "MNI152NLin2009cAsym"}
+    result = predict_subject(
+        subjects[0].map_file, config.output_dir / "model", subject="00", lesion_side="R", space="", meta=meta
+    )
+    assert result["prob_severe"] is None
+    assert isinstance(result["predicted_ul_fma"], float)
+    expected = "severe" if result["predicted_ul_fma"] <= 20 else "mild-to-moderate"
+    assert result["predicted_class"] == expected
+
+    page = write_group_report(config, subjects, {}).read_text()
+    assert "UL-FMA regression: models on the same folds" in page
+    assert "the training-mean reference" in page
+    assert "the confound-only model" in page
+    assert (group / "figures" / "desc-regression_cv.svg").stat().st_size > 0
+    assert "could not be drawn" not in page
+    assert "predict the UL-FMA score itself" in (config.output_dir / "logs" / "CITATION.md").read_text()
