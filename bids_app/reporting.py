@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,7 @@ from workflows.evaluation import classification_metrics
 from workflows.interfaces.reportlets import FIGURES
 from workflows.linear_models import bootstrap_comparison
 from workflows.metadata import software_versions
+from workflows.regression import regression_metrics
 from workflows.training import is_severe
 from workflows.utils.bids import RunInputs
 from workflows.utils.io import atomic_write_text
@@ -293,7 +295,7 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
             merged = merged[first + [c for c in merged.columns if c not in first]]
             merged = merged.sort_values([c for c in ("participant_id", "session") if c in merged])
         atomic_write_text(table, merged.to_csv(sep="\t", index=False))
-        summary = external_validation(merged)
+        summary = external_validation(merged, config.group.severe_threshold)
         if summary:
             atomic_write_text(
                 config.output_dir / "predictions_summary.json",
@@ -302,8 +304,14 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
     return table
 
 
-def external_validation(table: pd.DataFrame) -> dict | None:
-    """Balanced accuracy, AUC and Brier score of the labelled predictions, with bootstrap intervals."""
+def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | None:
+    """Balanced accuracy, AUC and Brier score of the labelled predictions, with bootstrap intervals.
+
+    Predictions of a regression model (``predicted_ul_fma``) are scored against ``ul_fma_true`` instead
+    (:func:`regression_validation`).
+    """
+    if "predicted_ul_fma" in table and "ul_fma_true" in table:
+        return regression_validation(table, threshold)
     if "class_true" not in table or "prob_severe" not in table:
         return None
     labelled = table[table["class_true"].isin(["severe", "mild-to-moderate"])]
@@ -332,6 +340,34 @@ def external_validation(table: pd.DataFrame) -> dict | None:
             "true_mild_predicted_severe": int(((prob >= 0.5) & (y == 0)).sum()),
             "true_mild_predicted_mild": int(((prob < 0.5) & (y == 0)).sum()),
         },
+        "interval": "95% subject bootstrap (1000 draws)",
+    }
+
+
+def regression_validation(table: pd.DataFrame, threshold: float) -> dict:
+    """MAE, RMSE, Pearson/Spearman r, R² and the thresholded balanced accuracy of predicted UL-FMA scores
+    against the true ones, with subject-bootstrap 95% intervals (external validation of a regression model).
+    """
+    true = pd.to_numeric(table["ul_fma_true"], errors="coerce")
+    predicted = pd.to_numeric(table["predicted_ul_fma"], errors="coerce")
+    keep = true.notna() & predicted.notna()
+    y, p = true[keep].to_numpy(float), predicted[keep].to_numpy(float)
+    if len(y) < 3:
+        return {"n_labelled": len(y), "note": "at least 3 labelled predictions are needed to score the model"}
+    rows = [
+        {"participant_id": pid, "repeat": 0, "model": "model", "y_true": t, "predicted_score": v}
+        for pid, t, v in zip(table["participant_id"][keep], y, p)
+    ]
+    scores = partial(regression_metrics, threshold=threshold)
+    boot = bootstrap_comparison(
+        rows, "model", n_boot=1000, scores=scores, value="predicted_score", compare="mae"
+    )
+    metrics = scores(y, p)
+    return {
+        "target": "regression",
+        "n_labelled": len(y),
+        "severe_threshold": threshold,
+        **{k: {"value": v, "ci95": boot["model"][k]["ci95"]} for k, v in metrics.items()},
         "interval": "95% subject bootstrap (1000 draws)",
     }
 

@@ -88,6 +88,30 @@ def test_planted_linear_relation_is_learned_and_a_null_is_not(rng):
         assert set(summary["models"]["parcel"]) == set(rg.REGRESSION_METRICS)
 
 
+def test_external_validation_of_a_regression_model_matches_direct_formulas(rng):
+    import pandas as pd
+
+    from bids_app.reporting import external_validation
+
+    y = rng.uniform(0, 66, 30)
+    p = y + rng.normal(scale=8, size=30)
+    table = pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:02d}" for i in range(30)],
+            "predicted_ul_fma": p.astype(str),
+            "predicted_class": np.where(p <= 20, "severe", "mild-to-moderate"),
+            "ul_fma_true": y.astype(str),
+        }
+    )
+    out = external_validation(table, threshold=20)
+    assert out["target"] == "regression"
+    assert out["n_labelled"] == 30
+    assert out["mae"]["value"] == pytest.approx(np.mean(np.abs(y - p)))
+    assert out["pearson_r"]["value"] == pytest.approx(np.corrcoef(y, p)[0, 1])
+    low, high = out["r2"]["ci95"]
+    assert low <= out["r2"]["value"] <= high
+
+
 def test_inner_splits_keep_subjects_together(rng):
     groups = np.repeat(np.arange(9), 3)
     splits = rg.inner_group_splits(groups, seed=1)
