@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows.denoise import DenoiseParams, clean_series, count_dummy_scans, denoise_run, smooth_in_mask
+from workflows.denoise import (
+    DenoiseParams,
+    carpet_sample,
+    clean_series,
+    count_dummy_scans,
+    denoise_run,
+    smooth_in_mask,
+)
 
 
 def test_smoothing_stays_inside_the_mask_and_keeps_constants(rng):
@@ -49,6 +56,12 @@ def test_denoise_run_regresses_confounds_and_keeps_the_signal(tmp_path):
     fit = np.linalg.lstsq(np.column_stack([motion, np.ones(len(motion))]), kept[:, :500], rcond=None)
     resid = kept[:, :500] - np.column_stack([motion, np.ones(len(motion))]) @ fit[0]
     assert 1 - resid.var() / kept[:, :500].var() < 0.05  # motion explains almost nothing after cleaning
+    # the carpet plot's raw voxels, kept so that the report does not read the BOLD again
+    import nibabel as nb
+
+    raw = np.asarray(nb.load(bold).dataobj, np.float32)[run.mask_img.get_fdata() > 0].T
+    np.testing.assert_allclose(run.carpet, raw[:, carpet_sample(raw.shape[1])], rtol=1e-6)
+    assert run.carpet.shape == (120, 1500)
 
 
 # ----------------------------------------------------------------------- scrubbing (censored volumes)
@@ -123,6 +136,25 @@ def test_nilearn_sample_mask_still_misplaces_interpolation():
     through_nilearn = signal.clean(spiky, sample_mask=np.flatnonzero(kept), **kwargs)
     spike_free = signal.clean(clean, **kwargs)[kept]
     assert np.abs(through_nilearn - spike_free).max() > 1.0
+
+
+def test_smoothing_equals_filtering_each_whole_volume(rng):
+    """Filtering only the mask's widened bounding box, all volumes at once, changes nothing."""
+    from scipy.ndimage import gaussian_filter
+
+    mask = np.zeros((14, 11, 9), bool)  # unequal axes; the mask touches one border
+    mask[0:6, 3:9, 2:7] = True
+    mask[4, 8, 6] = False
+    data = rng.normal(100, 10, (14, 11, 9, 5)).astype(np.float32)
+    data[13, 0, 0] = np.nan  # outside the mask, as load_bold_masked leaves it
+    sigma = [6.0 / np.sqrt(8 * np.log(2)) / 2.0] * 3
+    norm = gaussian_filter(mask.astype(np.float32), sigma)
+    norm[norm == 0] = 1.0
+    ref = np.stack(
+        [gaussian_filter(np.where(mask, data[..., t], 0.0), sigma) / norm * mask for t in range(5)], axis=-1
+    )
+    out = smooth_in_mask(data.copy(), mask, 6.0, (2.0, 2.0, 2.0))
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-4)
 
 
 def test_smoothing_never_spreads_non_finite_values():

@@ -63,7 +63,7 @@ def init_dfc_wf(
         inputnode -> denoise -> seed -> dfc -> metadata -> ds_<stat> (dfcsd dfcmean fc dfcexcess [windows])
                                   |       \\-> ds_seed_tsv, ds_windows_tsv          ds_seed_mask
                                   \\-> reportlets (seed, confounds, carpet, seedts, maps) -> ds_report_*
-        inputnode.bold_file names every output (sinks' source_file) and feeds the carpet plot.
+        inputnode.bold_file names every output (sinks' source_file); the BOLD is read once, by denoise.
 
     Parameters
     ----------
@@ -258,13 +258,14 @@ def init_dfc_wf(
             (denoise_node, metadata, [("info", "denoise_info")]),
             (seed_node, metadata, [("info", "seed_info")]),
             (dfc, metadata, [("info", "dfc_info")]),
-            (inputnode, figures, [("bold_file", "bold_file"), ("boldref_file", "boldref")]),
+            (inputnode, figures, [("boldref_file", "boldref")]),
             (
                 denoise_node,
                 figures,
                 [
                     ("mask_file", "mask_file"),
                     ("denoised", "denoised"),
+                    ("carpet_bold", "carpet_bold"),
                     ("volumes_tsv", "volumes_tsv"),
                     ("info", "denoise_info"),
                 ],

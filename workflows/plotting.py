@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import nibabel as nb
 import numpy as np
 
+from workflows.denoise import CARPET_VOXELS, carpet_sample
 from workflows.utils.images import as_image, read_data
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ COLORS = {
     "censored": "#CC3311",
 }
 LABELS = {"cnn": "3D CNN", "baseline": "linear baseline"}
-MAX_CARPET_VOXELS = 1500
+MAX_CARPET_VOXELS = CARPET_VOXELS
 
 
 def _save(fig: Figure, out_svg: Path | str) -> str:
@@ -154,8 +155,7 @@ def _carpet_rows(data_tv: np.ndarray, rng_seed: int = 0) -> np.ndarray:
     """(V, T) z-scored rows, detrended by their mean, subsampled to at most MAX_CARPET_VOXELS rows."""
     data = np.asarray(data_tv, dtype=np.float32)
     if data.shape[1] > MAX_CARPET_VOXELS:
-        idx = np.sort(np.random.default_rng(rng_seed).choice(data.shape[1], MAX_CARPET_VOXELS, replace=False))
-        data = data[:, idx]
+        data = data[:, carpet_sample(data.shape[1], MAX_CARPET_VOXELS, rng_seed)]
     data = data - data.mean(axis=0)
     sd = data.std(axis=0)
     sd[sd == 0] = 1
@@ -163,17 +163,24 @@ def _carpet_rows(data_tv: np.ndarray, rng_seed: int = 0) -> np.ndarray:
 
 
 def plot_carpet(
-    bold_img_4d: nb.Nifti1Image | Path | str,
+    bold: nb.Nifti1Image | Path | str | np.ndarray,
     denoised_TxV_array: npt.ArrayLike,
     mask_img: nb.Nifti1Image,
     out_svg: Path | str,
     tr: float,
 ) -> str:
-    """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising."""
-    bold_img_4d = as_image(bold_img_4d)
-    mask = np.asarray(mask_img.dataobj) > 0
+    """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising.
 
-    before = read_data(bold_img_4d, bold_img_4d.get_filename(), "BOLD")[mask].T  # (T, V)
+    ``bold`` is the 4D BOLD, or the (T, n) series of its mask voxels at :func:`workflows.denoise.
+    carpet_sample` (what the denoising step keeps, so that the report does not read the run again).
+    """
+    mask = np.asarray(mask_img.dataobj) > 0
+    n_voxels = int(mask.sum())
+    if isinstance(bold, np.ndarray):
+        before = bold
+    else:
+        img = as_image(bold)
+        before = read_data(img, img.get_filename(), "BOLD")[mask].T  # (T, V)
     after = np.asarray(denoised_TxV_array, dtype=np.float32)
     fig, axes = plt.subplots(2, 1, figsize=(9, 4.6), sharex=False)
     for ax, data, name in (
@@ -194,7 +201,7 @@ def plot_carpet(
         ax.set(
             ylabel="voxels",
             yticks=[],
-            title=f"Carpet {name}: {data.shape[1]} voxels x {data.shape[0]} volumes, z-scored, range +/-2",
+            title=f"Carpet {name}: {n_voxels} voxels x {data.shape[0]} volumes, z-scored, range +/-2",
         )
     axes[1].set_xlabel("time (s)")
     fig.tight_layout()

@@ -67,6 +67,7 @@ class _DenoiseOutputSpec(TraitedSpec):
     design_tsv = File(exists=True, desc="the confound regressors actually used (after dummy scans)")
     lag_map = File(exists=True, desc="hemodynamic lag of each voxel (s), see workflows.qc")
     tsnr_file = File(exists=True, desc="temporal SNR before smoothing and denoising (3D)")
+    carpet_bold = File(exists=True, desc="raw BOLD (T, n) .npy of the carpet plot's voxel sample")
     lag_info = traits.Dict(desc="lag QC record, for sidecars and the report")
 
 
@@ -115,6 +116,8 @@ class DenoiseBold(StrokefcInterface):
         lag_img.to_filename(lag_path)
         tsnr_path = os.path.join(runtime.cwd, "tsnr.nii.gz")
         nb.Nifti1Image(run.tsnr, run.mask_img.affine).to_filename(tsnr_path)
+        carpet = os.path.join(runtime.cwd, "carpet_bold.npy")
+        np.save(carpet, run.carpet if run.carpet is not None else np.zeros((0, 0), np.float32))
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
         vols = os.path.join(runtime.cwd, "volumes.tsv")
@@ -128,6 +131,7 @@ class DenoiseBold(StrokefcInterface):
             run.design.round(8).to_csv(design, sep="\t", index=False)
         self._results.update(
             tsnr_file=tsnr_path,
+            carpet_bold=carpet,
             lag_map=lag_path,
             lag_info=json.loads(json.dumps(lag_info, default=float)),
             design_tsv=design,

@@ -17,7 +17,9 @@ MAP_VMAX = {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
 
 
 class _ReportletsInputSpec(BaseInterfaceInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="fMRIPrep BOLD (carpet 'before')")
+    carpet_bold = File(
+        exists=True, mandatory=True, desc="raw BOLD of the carpet's voxel sample, (T, n) .npy (DenoiseBold)"
+    )
     boldref = traits.Either(
         None,
         File(exists=True),
@@ -77,7 +79,7 @@ class RunReportlets(StrokefcInterface):
             dummy=int(self.inputs.denoise_info.get("DummyScans", 0)),
         )
         self._results["carpet"] = plotting.plot_carpet(
-            load_nifti(self.inputs.bold_file),
+            np.load(self.inputs.carpet_bold),
             np.load(self.inputs.denoised, mmap_mode="r"),
             mask_img,
             os.path.join(cwd, "carpet.svg"),
