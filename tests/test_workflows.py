@@ -98,7 +98,9 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
     assert len(sinks) == 5 + 5 + 5  # maps (dfcexcess and lag included), seed mask, four tables, figures
     for sink in sinks:  # outputs are named after the run given to the inputnode, not at build time
         assert ("inputnode", "bold_file", sink, "source_file") in edges
-    assert ("inputnode", "bold_file", "reportlets", "bold_file") in edges
+    # the BOLD is read once: the report's carpet takes the denoising step's voxel sample
+    assert ("denoise", "carpet_bold", "reportlets", "carpet_bold") in edges
+    assert not any(e[0] == "inputnode" and e[1] == "bold_file" and e[2] == "reportlets" for e in edges)
     assert ("inputnode", "boldref_file", "reportlets", "boldref") in edges
     for field in RUN_INPUTS[:3]:
         assert ("inputnode", field, "denoise", field) in edges
