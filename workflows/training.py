@@ -731,7 +731,8 @@ def explain_model(
     if not params.align_lesion:  # bring right-lesion saliency to the left (grid symmetric in x)
         sal[sides == "R"] = sal[sides == "R"][:, ::-1]
     mean = sal.mean(0)
-    text = "absolute integrated gradients of the final CNN's severe logit, averaged over subjects"
+    output = "predicted UL-FMA" if params.target == "regression" else "severe logit"
+    text = f"absolute integrated gradients of the final CNN's {output}, averaged over subjects"
     meta = {"aligned": True, "Space": card.get("input", {}).get("space")}
     out = _save_nifti(mean, grid, work_dir / "desc-saliency_map.nii.gz", text, **meta)
     class_maps = [
