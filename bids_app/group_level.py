@@ -272,6 +272,11 @@ def run_group_level(config: RunConfig) -> int:
 
 
 def _print_metrics(summary: dict) -> None:
+    """One line per model; a metric that cannot be computed (JSON null: the mean reference's r) is n/a."""
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
     for model, metrics in summary["models"].items():
-        text = ", ".join(f"{m} {v['mean']:.3f} ± {v['sd']:.3f}" for m, v in metrics.items())
+        text = ", ".join(f"{m} {number(v['mean'])} ± {number(v['sd'])}" for m, v in metrics.items())
         print(f"  {model}: {text}")

@@ -167,7 +167,7 @@ def test_target_option_reaches_the_group_parameters(tmp_path):
 
 
 @pytest.mark.integration
-def test_group_level_regression_end_to_end(tmp_path, rng):
+def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     """A tiny group run with --target regression: every model on the same folds, the regression summary,
     a one-output model that predicts a score at the participant level, and the report's reportlet."""
     import json
@@ -176,6 +176,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng):
     from conftest import tiny_group_maps
 
     from bids_app.config import build_config
+    from bids_app.group_level import _print_metrics
     from bids_app.reports.group import write_group_report
     from workflows.group import init_group_wf
     from workflows.model_io import load_model
@@ -246,6 +247,9 @@ def test_group_level_regression_end_to_end(tmp_path, rng):
     expected = "severe" if result["predicted_ul_fma"] <= 20 else "mild-to-moderate"
     assert result["predicted_class"] == expected
 
+    _print_metrics(summary)  # the mean reference's correlations are null in JSON: printed as n/a
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  mean: ")]
+    assert "pearson_r n/a ± n/a" in printed[0]
     page = write_group_report(config, subjects, {}).read_text()
     assert "UL-FMA regression: models on the same folds" in page
     assert "the training-mean reference" in page
