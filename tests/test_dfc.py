@@ -364,3 +364,26 @@ def test_running_sums_equal_cumsum(rng):
     np.testing.assert_allclose(run[1:], np.cumsum(a, axis=0), rtol=1e-14)
     assert run.shape == (31, 4)
     assert (run[0] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("shape", "estimator"),
+    [
+        ("rectangular", "weighted"),
+        ("hamming", "weighted"),
+        ("tapered", "weighted"),
+        ("hamming", "tapered-series"),
+    ],
+)
+def test_kernel_equals_the_naive_reference_with_tapers_and_censoring(rng, shape, estimator):
+    seed, data = _data(rng, n_t=70, n_v=9)
+    kept = np.ones(70, bool)
+    kept[[4, 30, 31, 55]] = False
+    res = dfc.sliding_window_dfc(
+        seed, data, length=16, step=2, shape=shape, kept=kept, estimator=estimator, keep_windows=True
+    )
+    ref = dfc.naive_sliding_window_dfc(
+        seed, data, length=16, step=2, shape=shape, kept=kept, estimator=estimator
+    )
+    assert ref.shape[0] == res.plan.starts.size
+    np.testing.assert_allclose(res.windows, ref[res.plan.valid], atol=1e-5)

@@ -595,16 +595,40 @@ def window_region_z(
     return z, plan
 
 
-def naive_sliding_window_dfc(seed: np.ndarray, data: np.ndarray, *, length: int, step: int = 1) -> np.ndarray:
-    """Reference implementation: ``numpy.corrcoef`` per window (rectangular, no censoring).
+def naive_sliding_window_dfc(
+    seed: np.ndarray,
+    data: np.ndarray,
+    *,
+    length: int,
+    step: int = 1,
+    shape: str = "rectangular",
+    kept: np.ndarray | None = None,
+    estimator: str = "weighted",
+) -> np.ndarray:
+    """Reference implementation: ``numpy.corrcoef`` (or ``numpy.cov`` with the taper as weights) per window.
 
-    Slow on purpose; used by tests and benchmarks to check :func:`sliding_window_dfc`.
-    Returns the (n_windows, V) Fisher-z maps.
+    Slow on purpose; used by tests and benchmarks to check :func:`sliding_window_dfc`. Censored
+    volumes (``kept`` False) are left out of each window; ``tapered-series`` correlates the run-centred
+    series multiplied by the taper. Returns the (n_windows, V) Fisher-z maps of every window (valid or
+    not); ``tapered-circular`` windows are not covered.
     """
     n_t = len(seed)
+    kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
+    taper = window_taper(length, shape)
+    series = np.column_stack([seed, data]).astype(np.float64)
+    if estimator == "tapered-series":
+        series = centre_kept(series, kept)
     out = []
     for s in range(0, n_t - length + 1, step):
-        c = np.corrcoef(np.column_stack([seed[s : s + length], data[s : s + length]]).T)
+        rows = kept[s : s + length]
+        block, w = series[s : s + length][rows], taper[rows]
+        if estimator == "tapered-series":
+            c = np.corrcoef((block * w[:, None]).T)
+        elif shape == "rectangular":
+            c = np.corrcoef(block.T)
+        else:
+            cov = np.cov(block.T, aweights=w)
+            c = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
         out.append(fisher_z(np.nan_to_num(c[0, 1:])))
     return np.asarray(out)
 
