@@ -482,7 +482,7 @@ def plot_regression_scatter(
     models += sorted(set(per_subject["model"]) - set(models))
     n_cols = min(3, max(1, len(models)))
     n_rows = -(-len(models) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 3.0 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 3.3 * n_rows), squeeze=False)
     values = np.concatenate([per_subject["y_true"].to_numpy(float), per_subject["predicted"].to_numpy(float)])
     low, high = float(np.nanmin(values)) - 3, float(np.nanmax(values)) + 3
     for ax, model in zip(axes.ravel(), models):
@@ -504,4 +504,5 @@ def plot_regression_scatter(
         ax.set_xlabel("true UL-FMA", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("predicted UL-FMA (out of fold)", fontsize=8)
+    fig.tight_layout()
     return _save(fig, out_svg)

@@ -28,6 +28,7 @@ from functools import partial
 
 import numpy as np
 from scipy import sparse, stats
+from scipy.linalg import LinAlgWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
@@ -131,7 +132,9 @@ def parcel_ridge_fit_predict(
         SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
         nested_ridge(groups_train, seed),
     )
-    model.fit(parcel_means(x_train, operator), y_train)
+    with warnings.catch_warnings():  # the smallest penalties on p >> n features: expected, harmless
+        warnings.simplefilter("ignore", LinAlgWarning)
+        model.fit(parcel_means(x_train, operator), y_train)
     return model.predict(parcel_means(x_test, operator)), []
 
 
@@ -140,7 +143,9 @@ def pca_ridge_fit_predict(
 ) -> tuple[np.ndarray, list]:
     """The voxel PCA baseline ending in the nested ridge (flattened voxels)."""
     model = ev.make_baseline(len(y_train), seed=seed, final=nested_ridge(groups_train, seed))
-    model.fit(x_train.reshape(len(x_train), -1), y_train)
+    with warnings.catch_warnings():  # see parcel_ridge_fit_predict
+        warnings.simplefilter("ignore", LinAlgWarning)
+        model.fit(x_train.reshape(len(x_train), -1), y_train)
     return model.predict(x_test.reshape(len(x_test), -1)), []
 
 
