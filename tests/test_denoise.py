@@ -184,3 +184,28 @@ def test_degrees_of_freedom_and_their_warning():
     assert dof["DegreesOfFreedomInBand"] == pytest.approx(200 * 2 * 0.07 * 2.0)
     assert dof["DegreesOfFreedomRemaining"] == pytest.approx(56.0 - 26)
     assert degrees_of_freedom(100, 2.0, None, None, 0)["DegreesOfFreedomInBand"] == pytest.approx(100)
+
+
+@pytest.mark.parametrize("censored", [(), (7, 30, 31)])
+def test_filtering_once_gives_nilearn_clean_in_one_call(rng, censored):
+    """The cleaned and band-passed series come from one filtering; each equals its own nilearn.clean."""
+    from nilearn import signal
+
+    from workflows.denoise import clean_and_bandpass
+
+    n_t = 80
+    confounds = rng.normal(size=(n_t, 3)).cumsum(axis=0)
+    series = (rng.normal(size=(n_t, 6)) + confounds @ rng.normal(size=(3, 6))).astype(np.float32) + 50
+    kept = np.ones(n_t, bool)
+    kept[list(censored)] = False
+    params = DenoiseParams(low_pass=0.2, high_pass=0.02)
+    cleaned, band = clean_and_bandpass(series, confounds, kept, 1.0, params)
+    if not censored:
+        common = {"detrend": True, "standardize": "zscore_sample", "filter": "butterworth", "t_r": 1.0}
+        common.update(low_pass=0.2, high_pass=0.02, butterworth__copy=True)
+        np.testing.assert_allclose(cleaned, signal.clean(series, confounds=confounds, **common), atol=1e-5)
+        np.testing.assert_allclose(band, signal.clean(series, **common), atol=1e-5)
+    np.testing.assert_allclose(cleaned, clean_series(series, confounds, kept, 1.0, params), atol=1e-6)
+    np.testing.assert_allclose(band, clean_series(series, None, kept, 1.0, params), atol=1e-6)
+    assert (cleaned[~kept] == 0).all()
+    assert np.abs(cleaned - band).max() > 0.1  # the regression did something

@@ -293,6 +293,26 @@ def clean_series(
     interpolated in the data and the confounds (:func:`interpolate_censored`), so that filtering sees a
     continuous series, and come back as rows of zeros. Returns (T, V) float32.
     """
+    return clean_and_bandpass(series, confounds, kept, tr, params, bandpassed=False)[0]
+
+
+def clean_and_bandpass(
+    series: np.ndarray,
+    confounds: np.ndarray | None,
+    kept: np.ndarray,
+    tr: float,
+    params: DenoiseParams,
+    *,
+    bandpassed: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`clean_series`, and the same series detrended and band-passed only (no regression).
+
+    ``nilearn.signal.clean`` detrends and filters the data and the confounds, then regresses the
+    filtered confounds out of the filtered data (Lindquist et al. 2019). It is called here in those two
+    steps (filter once, then regress with ``detrend=False, filter=False``), so that the band-passed
+    series the lag QC needs costs no second filtering of the whole run; the numbers are those of one
+    call. Both outputs are (T, V) float32, z-scored over kept volumes, zero on censored volumes.
+    """
     from nilearn import signal
 
     kept = np.asarray(kept, dtype=bool)
@@ -304,22 +324,34 @@ def clean_series(
         # indices (it negates them bitwise), so strokefc never passes it one.
         series = interpolate_censored(series, kept)
         conf = interpolate_censored(conf, kept).astype(np.float64) if conf is not None else None
-    cleaned = signal.clean(
-        series,
-        confounds=conf if conf is not None and conf.shape[1] else None,
-        detrend=True,
-        standardize=None if censored else "zscore_sample",
-        filter="butterworth",
-        low_pass=params.low_pass,
-        high_pass=params.high_pass,
-        t_r=tr,
+    filtering: dict[str, Any] = {
+        "filter": "butterworth",
+        "low_pass": params.low_pass,
+        "high_pass": params.high_pass,
+        "t_r": tr,
         # copy=True filters the whole matrix in one vectorised call (nilearn's in-place default loops
         # over voxels in Python: minutes per run instead of about a second)
-        butterworth__copy=True,
+        "butterworth__copy": True,
+    }
+    filtered = signal.clean(series, detrend=True, standardize=None, **filtering)
+    with_conf = conf is not None and conf.shape[1] > 0
+
+    def finish(x: np.ndarray, chunk: int = 16384) -> np.ndarray:
+        """Kept rows z-scored into float32, zeros elsewhere; by column blocks (no full float64 copy)."""
+        out = np.zeros(series.shape, np.float32)
+        for start in range(0, x.shape[1], chunk):
+            cols = slice(start, start + chunk)
+            out[kept, cols] = _zscore_rows(np.asarray(x[kept, cols], np.float64))
+        return out
+
+    band = finish(filtered) if bandpassed or not with_conf else None
+    if not with_conf:
+        return band if band is not None else finish(filtered), band if bandpassed else None
+    conf_filtered = signal.clean(conf, detrend=True, standardize=None, **filtering)
+    regressed = signal.clean(
+        filtered, confounds=conf_filtered, detrend=False, filter=False, standardize=None, t_r=tr
     )
-    out = np.zeros(series.shape, np.float32)
-    out[kept] = _zscore_rows(np.asarray(cleaned[kept], np.float64)) if censored else cleaned
-    return out
+    return finish(regressed), band
 
 
 #: fMRIStroke's lesion-free replacements for fMRIPrep's tissue signals (same derivative suffixes).
@@ -494,8 +526,7 @@ def denoise_run(
             "loosen DenoiseParams.fd_thresh / DenoiseParams.std_dvars_thresh",
             params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"),
         )
-    out = clean_series(series, conf, kept, tr, params)
-    bandpassed = clean_series(series, None, kept, tr, params) if keep_bandpassed else None
+    out, bandpassed = clean_and_bandpass(series, conf, kept, tr, params, bandpassed=keep_bandpassed)
     censored = not kept.all()
     mask_used = nb.Nifti1Image(mask.astype(np.uint8), bold_img.affine)
     mask_used.header.set_xyzt_units("mm")
