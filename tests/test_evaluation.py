@@ -235,12 +235,31 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         sidecar = json.loads((group / f"desc-{name}_dfcsd.json").read_text())
         assert sidecar["LesionAligned"] is True
         assert sidecar["Grid"]["Shape"] == list(nb.load(group / f"desc-{name}_dfcsd.nii.gz").shape)
-    sal = nb.load(group / "desc-saliency_map.nii.gz")
-    assert np.asarray(sal.dataobj).max() > 0
-    regions = (group / "top_regions.tsv").read_text().splitlines()
-    assert regions[0].split("\t") == ["region", "side", "mean_saliency", "n_voxels"]
-    assert 1 < len(regions) <= 11
-    assert {r.split("\t")[1] for r in regions[1:]} <= {"ipsilesional", "contralesional"}
+    sal = nb.load(group / "desc-heldoutsaliency_map.nii.gz")
+    values = np.asarray(sal.dataobj)
+    assert values.max() > 0 > values.min()  # signed
+    sal_meta = json.loads((group / "desc-heldoutsaliency_map.json").read_text())
+    assert sal_meta["HeldOut"] is True
+    assert sal_meta["SubjectMapsAveraged"] == 12  # 12 subjects x 1 repeat, each by the fold that tested it
+    assert sal_meta["Space"] == "MNI152NLin2009cAsym"
+    for cls in ("severe", "mild"):
+        assert nb.load(group / f"desc-heldoutsaliency{cls}_map.nii.gz").shape == sal.shape
+        assert (group / f"desc-heldoutsaliency{cls}_map.json").is_file()
+    regions = (group / "saliency_regions.tsv").read_text().splitlines()
+    assert regions[0].split("\t") == [
+        "region",
+        "side",
+        "class_difference",
+        "mean_saliency_severe",
+        "mean_saliency_mild",
+        "mean_saliency",
+        "n_voxels",
+    ]
+    assert 1 < len(regions) <= 21
+    sides = {"ipsilesional", "contralesional", "bilateral (midline)"}
+    assert {r.split("\t")[1] for r in regions[1:]} <= sides
+    assert "mean_saliency" in json.loads((group / "saliency_regions.json").read_text())
+    assert not (group / "desc-saliency_map.nii.gz").exists()  # the final model explains nobody
     model, card = load_model(out / "model")
     assert card["input"]["grid"]["shape"] == list(sal.shape)
     assert card["label"]["severe_threshold"] == 20.0

@@ -231,8 +231,10 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
         train = [v for k, v in truth.items() if k not in set(rows["participant_id"])]
         assert rows["predicted_score"].to_numpy() == pytest.approx(np.mean(train))
 
-    saliency = json.loads((group / "desc-saliency_map.json").read_text())
+    saliency = json.loads((group / "desc-heldoutsaliency_map.json").read_text())
     assert "predicted UL-FMA" in saliency["Description"]
+    assert saliency["HeldOut"] is True
+    assert saliency["SubjectMapsAveraged"] == 12  # each subject explained by the fold that tested it
     model, card = load_model(config.output_dir / "model")
     assert model.n_classes == 1
     assert card["target"] == "regression"

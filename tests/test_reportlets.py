@@ -163,6 +163,7 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
     labels = [f"sub-{i:02d}" for i in range(1, 13)]
     y = np.array([1] * 6 + [0] * 6)
     metric = {"mean": 0.7, "sd": 0.08, "ci95": [0.61, 0.79]}
+    null_cnn = list(rng.normal(0.5, 0.08, 30))
     summary = {
         "models": {
             "cnn": {m: metric for m in ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1")},
@@ -175,7 +176,26 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
         "class_counts": {"severe": 6, "mild-to-moderate": 6},
         "cv": {"folds": 3, "repeats": 2, "grouped_by": "subject"},
         "samples": "maps",
-        "permutation": {"n": 30, "p_value": 0.032, "null_balanced_accuracy": list(rng.normal(0.5, 0.08, 30))}
+        "permutation": {
+            "n": 30,
+            "repeats": 2,
+            "model": "cnn",
+            "p_value": 0.032,
+            "null_balanced_accuracy": null_cnn,
+            "observed_balanced_accuracy": 0.7,
+            "models": {
+                "cnn": {
+                    "p_value": 0.032,
+                    "null_balanced_accuracy": null_cnn,
+                    "observed_balanced_accuracy": 0.7,
+                },
+                "baseline": {
+                    "p_value": 0.2,
+                    "null_balanced_accuracy": list(rng.normal(0.5, 0.08, 30)),
+                    "observed_balanced_accuracy": 0.6,
+                },
+            },
+        }
         if permutation
         else None,
         "baseline": "L2 logistic regression on PCA of the maps, fit in-fold",
@@ -229,17 +249,21 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
         ("desc-severe_dfcsd", np.abs(rng.normal(0.2, 0.05, SHAPE))),
         ("desc-mild_dfcsd", np.abs(rng.normal(0.25, 0.05, SHAPE))),
         ("desc-difference_dfcsd", rng.normal(0, 0.05, SHAPE)),
-        ("desc-saliency_map", np.abs(rng.normal(0, 1, SHAPE))),
+        ("desc-heldoutsaliencysevere_map", rng.normal(0.2, 1, SHAPE)),
+        ("desc-heldoutsaliencymild_map", rng.normal(-0.2, 1, SHAPE)),
     ):
         nb.Nifti1Image((data * mask).astype(np.float32), affine()).to_filename(group / f"{name}.nii.gz")
     pd.DataFrame(
         {
             "region": ["Precentral", "Postcentral", "Supp_Motor_Area"],
             "side": ["ipsilesional", "contralesional", "ipsilesional"],
-            "mean_saliency": [0.91, 0.55, 0.42],
+            "class_difference": [0.9, -0.55, 0.42],
+            "mean_saliency_severe": [0.5, -0.3, 0.2],
+            "mean_saliency_mild": [-0.4, 0.25, -0.22],
+            "mean_saliency": [0.05, -0.03, -0.01],
             "n_voxels": [120, 98, 60],
         }
-    ).to_csv(group / "top_regions.tsv", sep="\t", index=False)
+    ).to_csv(group / "saliency_regions.tsv", sep="\t", index=False)
 
 
 def make_group_report(tmp_path: Path, rng, **kwargs) -> Path:
@@ -347,7 +371,10 @@ def test_methods_text_states_parameters_and_references(tmp_path):
         "100 label permutations",
         "PyTorch 2.13.0",
         "Paszke",
-        "AAL",
+        "held-out subjects",
+        "HCPex",
+        "not recalibrated",
+        "every model",
         "mirrored",
     ):
         assert needle in md, needle
@@ -434,7 +461,11 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
         "Voxel PCA-logistic",
         "Precentral",
         "contralesional",
-        "p = 0.032",
+        "3D CNN p = 0.032",
+        "Voxel PCA-logistic p = 0.2",
+        "2 repeat(s) of k-fold per draw",
+        "class_difference",
+        "not calibrated",
         "12,345",
     ):
         assert needle in html, needle

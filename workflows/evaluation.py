@@ -268,6 +268,35 @@ def permute_subject_labels(y: np.ndarray, groups: np.ndarray, rng: np.random.Gen
     return np.array([mapping[g] for g in groups])
 
 
+def permutation_nulls(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    models: dict[str, FitPredict],
+    *,
+    n_folds: int,
+    seed: int,
+    index: int,
+    n_repeats: int = 1,
+    split_groups: npt.ArrayLike | None = None,
+) -> dict[str, float]:
+    """One null draw for every model: labels permuted between units, then the same repeated k-fold.
+
+    Each model's mean balanced accuracy over ``n_repeats`` repeats of subject-level k-fold (use as many
+    repeats as the observed score, so that null and observed means average the same number of folds).
+    Folds are grouped by ``split_groups`` (default ``groups``) and shared by every model.
+    """
+    split = np.asarray(groups if split_groups is None else split_groups)
+    rng = np.random.default_rng([seed, 7919, index])
+    y_perm = permute_subject_labels(y, groups, rng)
+    folds = subject_folds(y_perm, split, n_folds, n_repeats, seed + 100_000 + index)
+    _, metrics, _ = cross_validate(x, y_perm, groups, folds, models, split_groups=split)
+    return {
+        name: float(np.nanmean([m["balanced_accuracy"] for m in metrics if m["model"] == name]))
+        for name in models
+    }
+
+
 def permutation_null(
     x: np.ndarray,
     y: np.ndarray,
@@ -277,13 +306,12 @@ def permutation_null(
     n_folds: int,
     seed: int,
     index: int,
+    n_repeats: int = 1,
 ) -> float:
-    """Mean balanced accuracy of one k-fold run on labels permuted between subjects (one null draw)."""
-    rng = np.random.default_rng([seed, 7919, index])
-    y_perm = permute_subject_labels(y, groups, rng)
-    folds = subject_folds(y_perm, groups, n_folds, 1, seed + 100_000 + index)
-    _, metrics, _ = cross_validate(x, y_perm, groups, folds, {"null": fit_predict})
-    return float(np.nanmean([m["balanced_accuracy"] for m in metrics]))
+    """Mean balanced accuracy of one model on labels permuted between subjects (one null draw)."""
+    return permutation_nulls(
+        x, y, groups, {"null": fit_predict}, n_folds=n_folds, seed=seed, index=index, n_repeats=n_repeats
+    )["null"]
 
 
 def permutation_p_value(observed: float, null: Iterable[float]) -> float:
@@ -301,11 +329,13 @@ def permutation_test(
     *,
     n_permutations: int,
     n_folds: int,
+    n_repeats: int = 1,
     seed: int = 0,
 ) -> dict:
-    """Label-permutation test of the mean balanced accuracy (one repeat of k-fold per permutation)."""
+    """Label-permutation test of the mean balanced accuracy (``n_repeats`` repeats of k-fold per draw,
+    as many as the observed score averaged)."""
     null = [
-        permutation_null(x, y, groups, fit_predict, n_folds=n_folds, seed=seed, index=i)
+        permutation_null(x, y, groups, fit_predict, n_folds=n_folds, seed=seed, index=i, n_repeats=n_repeats)
         for i in range(n_permutations)
     ]
     return {

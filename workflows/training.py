@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -22,7 +22,7 @@ import torch
 
 from workflows import evaluation as ev
 from workflows import regression as rg
-from workflows.cnn import TrainSettings, count_parameters, model_for, predict_proba, train_model
+from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, model_for, predict_proba, train_model
 from workflows.cnn_inputs import (
     align_image,
     apply_grid,
@@ -36,7 +36,15 @@ from workflows.cnn_inputs import (
     template_mask,
 )
 from workflows.evaluation import BASELINE_DESCRIPTION, CVParams, baseline_fit_predict, subject_folds
-from workflows.explain import aal_atlas, atlas_on_grid, region_table, subject_saliency, write_region_table
+from workflows.explain import (
+    atlas_on_grid,
+    class_sums,
+    held_out_means,
+    region_table,
+    saliency_samples,
+    subject_saliency,
+    write_region_table,
+)
 from workflows.linear_models import (
     CONFOUND_DESCRIPTION,
     CONFOUND_FEATURES,
@@ -50,7 +58,7 @@ from workflows.linear_models import (
 from workflows.metadata import software_versions
 from workflows.model_io import json_clean, load_model, save_model
 from workflows.qc import qc_fc
-from workflows.seeds import atlas_image
+from workflows.seeds import atlas_image, atlas_labels
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
@@ -60,6 +68,15 @@ LOGGER = logging.getLogger("strokefc.group")
 
 #: Window maps per subject used for saliency with ``samples="windows"``.
 SALIENCY_WINDOWS = 4
+#: The atlas of the parcel model and of the saliency region table (on MNI152NLin2009cAsym, the maps' space).
+PARCEL_ATLAS = "HCPEx"
+#: Group outputs of the held-out saliency (see :func:`summarise_saliency`).
+SALIENCY_FILES = {
+    "all": "desc-heldoutsaliency_map.nii.gz",
+    "severe": "desc-heldoutsaliencysevere_map.nii.gz",
+    "mild": "desc-heldoutsaliencymild_map.nii.gz",
+}
+SALIENCY_REGIONS = "saliency_regions.tsv"
 #: Subject-level maps of the control models (participant-level ``stat-<name>``).
 CONTROL_MAPS = ("fc", "dfcmean")
 #: The models of the group level, compared on the same folds; ``parcel`` is the primary analysis.
@@ -151,12 +168,19 @@ class CVSummaryFiles(NamedTuple):
     curves_file: str
 
 
+class FoldFiles(NamedTuple):
+    """Files written by :func:`run_fold`."""
+
+    out_file: str  # predictions, metrics and training curve (JSON)
+    saliency_file: str  # per-class sums of the CNN's held-out saliency over the fold's test units (npz)
+
+
 class ExplainFiles(NamedTuple):
-    """Files written by :func:`explain_model`."""
+    """Files written by :func:`summarise_saliency`."""
 
     saliency_file: str
     regions_file: str
-    class_saliency_files: list[str]
+    class_saliency_files: list[str]  # the class maps, and every JSON sidecar
 
 
 def is_severe(score: float, threshold: float) -> bool:
@@ -253,7 +277,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
                     for s, ex in zip(subjects, excluded)
                 ]
             )
-    parcels = (atlas_on_grid(atlas_image("HCPEx"), grid) * grid_mask(grid)).astype(np.int32)
+    parcels = (atlas_on_grid(atlas_image(PARCEL_ATLAS), grid) * grid_mask(grid)).astype(np.int32)
     confounds = np.array(
         [[float(s.get("qc", {}).get(k, np.nan)) for k in CONFOUND_FEATURES] for s in subjects], dtype=float
     )
@@ -331,10 +355,17 @@ def cnn_fit_predict(
     *,
     seed: int,
     params: GroupParams,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """Train the CNN on one training fold and predict the test samples (curve rows returned too)."""
+    """Train the CNN on one training fold and predict the test samples (curve rows returned too).
+
+    ``explain(model, x_test)``, when given, is called with the fold's model and its test samples only
+    (held-out saliency, see :func:`run_fold`).
+    """
     train = replace(params.train, seed=params.random_seed + seed)
     model, curve = train_model(x_train, y_train, groups_train, train)
+    if explain is not None:
+        explain(model, x_test)
     return predict_proba(model, x_test), curve
 
 
@@ -388,20 +419,25 @@ def _by_index(data: np.ndarray, fit_predict: ev.FitPredict) -> ev.FitPredict:
     return fit
 
 
-def fold_models(data: Mapping[str, np.ndarray], params: GroupParams) -> dict[str, ev.FitPredict]:
+def fold_models(
+    data: Mapping[str, np.ndarray],
+    params: GroupParams,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
+) -> dict[str, ev.FitPredict]:
     """Every model compared on the same folds, as functions of sample indices (see :data:`MODELS`).
 
     ``cnn`` and ``baseline`` (voxel PCA-logistic) see the samples; ``parcel`` (the primary model) their
     atlas-parcel means; the controls see each sample's subject-level static-FC or mean-dFC map, or its
-    quality measures only.
+    quality measures only. ``explain`` is handed to the CNN (:func:`cnn_fit_predict`, or the regression
+    CNN of :func:`workflows.regression.model_functions`).
     """
     x, groups = data["x"], data["groups"]
     operator, _ = parcel_matrix(data["parcels"])
     if params.target == "regression":  # the same inputs, regression models (workflows.regression)
-        fits = rg.model_functions(operator, params.train, params.random_seed)
+        fits = rg.model_functions(operator, params.train, params.random_seed, explain=explain)
     else:
         fits = {
-            "cnn": partial(cnn_fit_predict, params=params),
+            "cnn": partial(cnn_fit_predict, params=params, explain=explain),
             "baseline": partial(baseline_predict, params=params),
             "parcel": partial(parcel_fit_predict, operator=operator),
             "confounds": confound_fit_predict,
@@ -435,10 +471,38 @@ def _split_groups(data: Mapping[str, np.ndarray]) -> np.ndarray:
     return data["split_groups"] if "split_groups" in data else data["groups"]
 
 
-def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> str:
+def held_out_explainer(
+    data: Mapping[str, np.ndarray], test: np.ndarray, params: GroupParams, out: dict[str, np.ndarray]
+) -> Callable[[StrokeCNN, np.ndarray], None]:
+    """``explain(model, x_test)`` for one fold: signed saliency of the fold's CNN on its test units.
+
+    ``test`` are the fold's test sample indices (the order of ``x_test``). Saliency is averaged over
+    each unit's samples (at most :data:`SALIENCY_WINDOWS` window maps), brought to the lesion-aligned
+    orientation when the maps were not aligned, and summed per class into ``out``
+    (:func:`workflows.explain.class_sums`).
+    """
+    groups = np.asarray(data["groups"])[test]
+    row = {str(s): i for i, s in enumerate(data["subjects"])}
+
+    def explain(model: StrokeCNN, x_test: np.ndarray) -> None:
+        if len(x_test) != len(groups):
+            raise RuntimeError("held-out saliency: the test samples are not the fold's test units")
+        keep = saliency_samples(groups, SALIENCY_WINDOWS if params.samples == "windows" else len(groups))
+        units, maps = subject_saliency(model, x_test[keep], groups[keep])
+        rows = np.array([row[str(u)] for u in units])
+        if not params.align_lesion:  # bring right-lesion saliency to the left (grid symmetric in x)
+            right = np.asarray(data["sides"])[rows] == "R"
+            maps[right] = maps[right][:, ::-1]
+        out.update(class_sums(maps, np.asarray(data["y_subject"])[rows]), units=units.astype(str))
+
+    return explain
+
+
+def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> FoldFiles:
     """Fit every model (:func:`fold_models`) on one fold's training subjects, predict its test subjects.
 
-    Writes and returns a JSON file with the fold's predictions, metrics and training curve.
+    Writes a JSON file with the fold's predictions, metrics and training curve, and an npz with the
+    fold CNN's signed saliency on the fold's test units (held out), summed per class.
     """
     torch.set_num_threads(params.threads)  # folds run in parallel as separate Nipype nodes
     data = np.load(data_file)
@@ -450,38 +514,55 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
             "metrics": partial(rg.regression_metrics, threshold=params.severe_threshold),
             "value": "predicted_score",
         }
+    saliency: dict[str, np.ndarray] = {}
+    explain = held_out_explainer(data, folds[0]["test"], params, saliency)
     # every model sees the same folds; each takes its own inputs by sample index
     predictions, metrics, curves = ev.cross_validate(
         np.arange(len(y)),
         y,
         groups,
         folds,
-        fold_models(data, params),
+        fold_models(data, params, explain),
         split_groups=_split_groups(data),
         **scoring,
     )
-    out = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}.json"
-    atomic_write_json(out, json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}))
-    return str(out)
+    stem = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}"
+    out = atomic_write_json(
+        stem.with_suffix(".json"),
+        json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}),
+    )
+    saliency_file = stem.parent / f"{stem.name}_saliency.npz"
+    np.savez_compressed(saliency_file, **saliency)  # type: ignore[arg-type]
+    return FoldFiles(str(out), str(saliency_file))
 
 
-def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> float:
-    """One draw of the label-permutation null distribution of the CNN's balanced accuracy."""
+def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> dict[str, float]:
+    """One draw of the label-permutation null of every model's mean balanced accuracy.
+
+    Labels are permuted between units, then every model of :func:`fold_models` is cross-validated on
+    the same subject-level folds, with as many repeats as the observed score (``cv_repeats``).
+    """
     torch.set_num_threads(params.threads)
     data = np.load(data_file)
-    return ev.permutation_null(
-        data["x"],
+    return ev.permutation_nulls(
+        np.arange(len(data["y"])),
         data["y"],
         data["groups"],
-        partial(cnn_fit_predict, params=params),
+        fold_models(data, params),
         n_folds=params.cv.cv_folds,
+        n_repeats=params.cv.cv_repeats,
         seed=params.random_seed,
         index=int(index),
+        split_groups=_split_groups(data),
     )
 
 
 def summarise_cv(
-    fold_files: list[str], null: list[float], data_file: str | Path, params: GroupParams, work_dir: str | Path
+    fold_files: list[str],
+    null: list[dict[str, float]],
+    data_file: str | Path,
+    params: GroupParams,
+    work_dir: str | Path,
 ) -> CVSummaryFiles:
     """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
     work_dir = Path(work_dir)
@@ -527,17 +608,7 @@ def summarise_cv(
         # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
         bootstrap = bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed)
         descriptions, compare = MODELS, "balanced_accuracy"
-    permutation = None
-    if null and not regression:
-        observed = models["cnn"]["balanced_accuracy"]["mean"]
-        permutation = {
-            "n": len(null),
-            "p_value": ev.permutation_p_value(observed, null),
-            "null_balanced_accuracy": [float(v) for v in null],
-            "observed_balanced_accuracy": observed,
-            "model": "cnn",
-            "scheme": "subject labels permuted between subjects; one repeat of k-fold per draw",
-        }
+    permutation = permutation_summary(models, null, params) if null and not regression else None
     data = np.load(data_file)
     y_subject = data["y_subject"]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
@@ -569,6 +640,10 @@ def summarise_cv(
         },
         "samples": params.samples,
         "permutation": permutation,
+        "calibration": None
+        if regression
+        else "none: probabilities of the class-weighted models are not recalibrated (the Brier score and "
+        "calibration curves describe them as they are)",
         "baseline": descriptions["baseline"] if regression else ev.BASELINE_DESCRIPTION,
         "cnn_parameters": count_parameters(
             model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)
@@ -577,6 +652,34 @@ def summarise_cv(
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
     return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))
+
+
+def permutation_summary(
+    models: dict[str, dict], null: list[dict[str, float]], params: GroupParams
+) -> dict[str, Any]:
+    """Permutation p-value of every model's mean balanced accuracy; the primary model's at the top level."""
+    per_model = {}
+    for name in models:
+        draws = [float(d[name]) for d in null if name in d]
+        if not draws:
+            continue
+        observed = models[name]["balanced_accuracy"]["mean"]
+        per_model[name] = {
+            "p_value": ev.permutation_p_value(observed, draws),
+            "null_balanced_accuracy": draws,
+            "observed_balanced_accuracy": observed,
+        }
+    primary = PRIMARY_MODEL if PRIMARY_MODEL in per_model else next(iter(per_model), None)
+    return {
+        "n": len(null),
+        "repeats": params.cv.cv_repeats,
+        "folds": params.cv.cv_folds,
+        "model": primary,
+        **(per_model[primary] if primary else {}),
+        "models": per_model,
+        "scheme": "labels permuted between units; every model cross-validated on the same subject-level "
+        f"folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score",
+    }
 
 
 def quality_by_class(confounds: np.ndarray, y_subject: np.ndarray) -> dict[str, dict[str, float]]:
@@ -653,7 +756,9 @@ def export_model(
         folds=summary["cv"]["folds"],
         repeats=summary["cv"]["repeats"],
         grouped_by="subject",
-        permutation_p_value=(summary.get("permutation") or {}).get("p_value"),
+        permutation_p_value=((summary.get("permutation") or {}).get("models", {}).get("cnn") or {}).get(
+            "p_value"
+        ),
     )
     regression = params.target == "regression"
     card = {
@@ -704,53 +809,62 @@ def export_model(
     return str(save_model(model, card, model_dir))
 
 
-def explain_model(
-    data_file: str | Path, model_dir: str | Path, params: GroupParams, work_dir: str | Path, threads: int = 1
+def summarise_saliency(
+    saliency_files: list[str],
+    data_file: str | Path,
+    grid_file: str | Path,
+    params: GroupParams,
+    work_dir: str | Path,
+    space: str | None = None,
 ) -> ExplainFiles:
-    """Saliency of the exported (re-loaded) model, averaged over subjects, and the AAL region table."""
-    torch.set_num_threads(max(1, threads))
+    """Held-out saliency maps (all subjects, each class) and the region table, from the folds' sums.
+
+    Each fold's CNN explained only its own test units (:func:`held_out_explainer`); the maps are the
+    mean over subjects (and over repeats) of the signed integrated gradients, lesion-aligned, on the
+    CNN grid. Regions: the HCPEx parcels (the parcel model's, already on the grid).
+    """
     work_dir = Path(work_dir)
-    model, card = load_model(model_dir)
-    grid = card["input"]["grid"]
-    data = np.load(data_file)
-    if params.samples == "windows":
-        x, groups = data["x"], data["groups"]
-        keep = np.concatenate(
-            [
-                np.flatnonzero(groups == s)[:: max(1, params.max_windows // SALIENCY_WINDOWS)]
-                for s in np.unique(groups)
-            ]
-        )
-        x, groups = x[keep], groups[keep]
-    else:
-        x, groups = data["maps"], data["subjects"]
-    subjects, sal = subject_saliency(model, x, groups)
-    order = {s: i for i, s in enumerate(data["subjects"])}
-    sides = np.array([data["sides"][order[s]] for s in subjects])
-    y_subject = np.array([data["y_subject"][order[s]] for s in subjects])
-    if not params.align_lesion:  # bring right-lesion saliency to the left (grid symmetric in x)
-        sal[sides == "R"] = sal[sides == "R"][:, ::-1]
-    mean = sal.mean(0)
-    output = "predicted UL-FMA" if params.target == "regression" else "severe logit"
-    text = f"absolute integrated gradients of the final CNN's {output}, averaged over subjects"
-    meta = {"aligned": True, "Space": card.get("input", {}).get("space")}
-    out = _save_nifti(mean, grid, work_dir / "desc-saliency_map.nii.gz", text, **meta)
-    class_maps = [
-        str(
-            _save_nifti(
-                sal[y_subject == cls].mean(0),
-                grid,
-                work_dir / f"desc-saliency{name}_map.nii.gz",
-                text,
-                **meta,
-            )
-        )
-        for cls, name in ((1, "severe"), (0, "mild"))
-        if (y_subject == cls).any()
-    ]
-    atlas, names = aal_atlas()
-    rows = region_table(mean, grid, atlas_on_grid(atlas, grid), names)
-    table = write_region_table(rows, work_dir / "top_regions.tsv")
-    return ExplainFiles(
-        str(out), str(table), class_maps + [str(sidecar_path(p)) for p in [str(out), *class_maps]]
+    grid = json.loads(Path(grid_file).read_text())
+    parts = []
+    for path in saliency_files:
+        with np.load(path) as part:
+            if "sum_severe" in part:
+                parts.append({k: part[k] for k in ("sum_severe", "sum_mild", "n_severe", "n_mild")})
+    means = held_out_means(parts)
+    n_units = sum(int(p["n_severe"]) + int(p["n_mild"]) for p in parts)
+    regression = params.target == "regression"
+    output = (
+        "minus the predicted UL-FMA (standardised; positive pushes toward a lower score, i.e. severe)"
+        if regression
+        else "the severe-vs-mild log-odds (positive pushes toward severe)"
     )
+    text = (
+        f"signed integrated gradients of {output}, each cross-validation fold's CNN on its own test "
+        "subjects only, averaged per subject and then over subjects{}"
+    )
+    meta = {
+        "aligned": True,
+        "Space": space,
+        "Units": "standardised UL-FMA per voxel" if regression else "log-odds per voxel",
+        "HeldOut": True,
+        "Folds": len(parts),
+        "Repeats": params.cv.cv_repeats,
+        "SubjectMapsAveraged": n_units,
+    }
+    saved = {
+        cls: _save_nifti(
+            mean,
+            grid,
+            work_dir / SALIENCY_FILES[cls],
+            text.format("" if cls == "all" else f" of the {cls} class"),
+            **meta,
+        )
+        for cls, mean in means.items()
+    }
+    data = np.load(data_file)
+    names = {value: name for name, value in atlas_labels(PARCEL_ATLAS).items()}
+    rows = region_table(means, grid, data["parcels"], names)
+    table, table_sidecar = write_region_table(rows, work_dir / SALIENCY_REGIONS)
+    class_maps = [str(p) for cls, p in saved.items() if cls != "all"]
+    sidecars = [str(sidecar_path(p)) for p in saved.values()] + [str(table_sidecar)]
+    return ExplainFiles(str(saved["all"]), str(table), class_maps + sidecars)

@@ -194,8 +194,9 @@ def _group_paragraph(group: GroupParams) -> str:
     regression = group.target == "regression"
     perm = 0 if regression else int(group.cv.n_permutations)  # the permutation test is classification's
     perm_text = (
-        f" Significance was assessed with {perm} label permutations (the whole cross-validation "
-        "repeated on shuffled labels)."
+        f" Significance was assessed with {perm} label permutations for every model (the whole "
+        f"cross-validation, {int(group.cv.cv_repeats)} repeat(s) as for the observed score, run again "
+        "on labels shuffled between subjects)."
         if perm
         else ""
     )
@@ -218,8 +219,17 @@ def _group_paragraph(group: GroupParams) -> str:
         f"{int(group.cv.cv_repeats)} times, split by subject so that no subject contributes to "
         "both training and test folds, with every fitted step inside the training folds; a linear "
         f"baseline, also fitted in-fold, was evaluated on the same folds.{perm_text} The random seed was "
-        f"{group.random_seed}. Saliency maps of the final model were averaged over subjects "
-        "and summarised by AAL [@aal] regions."
+        f"{group.random_seed}."
+        + (
+            ""
+            if regression
+            else " Predicted probabilities come from class-weighted models and were not recalibrated."
+        )
+        + " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
+        "only its own test subjects with signed integrated gradients of "
+        + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
+        + ", averaged per subject and then over subjects, and summarised over the parcels of the HCPex "
+        "atlas [@hcpex] (MNI152NLin2009cAsym, the maps' space), midline parcels as bilateral."
     )
 
 

@@ -1,7 +1,7 @@
 """The group report ``output_dir/group.html``: cohort, cross-validation, group maps, methods.
 
 Reads the group outputs described in the group contract (``output_dir/group/``: cv_summary.json,
-cv_predictions.tsv, training_curves.tsv, cohort.tsv, the group maps, top_regions.tsv); any of them may
+cv_predictions.tsv, training_curves.tsv, cohort.tsv, the group maps, saliency_regions.tsv); any of them may
 be missing, in which case its section says so. Figures are written to ``output_dir/group/figures/`` and
 embedded in the page.
 """
@@ -23,7 +23,7 @@ from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_c
 from workflows import plotting as rl
 from workflows import regression as rg
 from workflows.metadata import software_versions
-from workflows.training import COHORT_COLUMNS, is_severe
+from workflows.training import COHORT_COLUMNS, SALIENCY_FILES, SALIENCY_REGIONS, is_severe
 from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
@@ -34,7 +34,7 @@ METRICS = {
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "f1": "F1 score",
-    "brier": "Brier score (lower is better; probabilities not recalibrated)",
+    "brier": "Brier score (lower is better; probabilities not calibrated)",
     "mae": "MAE (UL-FMA points)",
     "rmse": "RMSE (UL-FMA points)",
     "pearson_r": "Pearson r",
@@ -233,7 +233,8 @@ MAP_FILES = {  # title -> file name in output_dir/group
     "severe: mean dFC SD": "desc-severe_dfcsd.nii.gz",
     "mild-to-moderate: mean dFC SD": "desc-mild_dfcsd.nii.gz",
     "difference (severe - mild)": "desc-difference_dfcsd.nii.gz",
-    "saliency": "desc-saliency_map.nii.gz",
+    "held-out CNN saliency, severe subjects": SALIENCY_FILES["severe"],
+    "held-out CNN saliency, mild-to-moderate subjects": SALIENCY_FILES["mild"],
 }
 
 
@@ -367,11 +368,27 @@ def cv_sentence(summary: dict) -> str:
         parts.append(f"CNN with {int(summary['cnn_parameters']):,} trainable parameters")
     perm = summary.get("permutation")
     if perm:
+        per_model = perm.get("models") or {perm.get("model", "cnn"): perm}
         parts.append(
-            f"permutation test: p = {perm.get('p_value', float('nan')):.3g} over "
-            f"{perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label permutations"
+            f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
+            f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
+            + ", ".join(
+                f"{MODEL_LABELS.get(m, m)} p = {v.get('p_value', float('nan')):.3g}"
+                for m, v in sorted(per_model.items(), key=lambda kv: _model_rank(kv[0]))
+            )
         )
     return ("; ".join(parts) + ".") if parts else ""
+
+
+def _model_rank(model: str) -> int:
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
+CALIBRATION_NOTE = (
+    "The probabilities are not calibrated: the models are fit with balanced class weights (as if both "
+    "classes were equally common) and are not recalibrated, so read the Brier score and the calibration "
+    "curves as a description, not as calibrated risks."
+)
 
 
 def _draw(name: str, func: Callable[..., str], notes: list[str], *args: Any, **kwargs: Any) -> str | None:
@@ -411,8 +428,9 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
                 "calibration",
                 rl.plot_calibration,
                 "Calibration",
-                "Calibration (reliability) of the subject-level probabilities: a well-calibrated model "
-                "follows the diagonal.",
+                "Calibration (reliability) of the out-of-fold probabilities, one line per CV repeat "
+                "(not averaged over repeats first): a well-calibrated model follows the diagonal. "
+                + CALIBRATION_NOTE,
             ),
         ):
             path = _draw(name, func, notes, preds, fig_dir / f"desc-{name}_cv.svg")
@@ -434,7 +452,10 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
         )
     perm = summary.get("permutation")
     if perm and perm.get("null_balanced_accuracy"):
-        observed = summary.get("models", {}).get("cnn", {}).get("balanced_accuracy", {}).get("mean")
+        model = perm.get("model", "cnn")
+        observed = perm.get("observed_balanced_accuracy")
+        if observed is None:
+            observed = summary.get("models", {}).get(model, {}).get("balanced_accuracy", {}).get("mean")
         path = _draw(
             "permutation",
             rl.plot_permutation,
@@ -447,16 +468,17 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
         figures.append(
             {
                 "path": path,
-                "title": "Permutation test",
-                "caption": "Balanced accuracy of the whole cross-validation on permuted labels, "
-                "against the observed one (a sanity check for leakage).",
+                "title": f"Permutation test ({MODEL_LABELS.get(model, model)})",
+                "caption": "Balanced accuracy of the whole cross-validation (as many repeats as the "
+                "observed score) on permuted labels, against the observed one; every model's p-value is "
+                "in the text above.",
             }
         )
     return figures
 
 
 def map_vmax(maps: dict) -> dict:
-    """Colour scales: one shared by the two class means, one each for the difference and saliency."""
+    """Colour scales: one shared by the class means, one by the saliency maps, one for the difference."""
     import nibabel as nb
 
     def top(imgs: Iterable[str | Path]) -> float:
@@ -467,10 +489,11 @@ def map_vmax(maps: dict) -> dict:
         return float(np.percentile(vals, 99)) if vals.size else 1.0
 
     out = {}
-    means = [p for t, p in maps.items() if "mean dFC SD" in t]
-    if means:
-        shared = top(means)
-        out.update({t: shared for t in maps if "mean dFC SD" in t})
+    for kind in ("mean dFC SD", "saliency"):
+        same = [p for t, p in maps.items() if kind in t]
+        if same:
+            shared = top(same)
+            out.update({t: shared for t in maps if kind in t})
     out.update({t: top([p]) for t, p in maps.items() if t not in out})
     return {t: float(f"{v:.2g}") for t, v in out.items()}
 
@@ -520,11 +543,14 @@ def write_group_report(
     )
     maps_caption = (
         aligned + "Rows: mean dFC variability (SD of windowed Fisher z) of each class on one "
-        "shared colour scale, their difference (severe - mild), and the CNN saliency averaged "
-        "over subjects; scales in each row's title (99th percentile of |value|)."
+        "shared colour scale, their difference (severe - mild), and the CNN saliency on held-out "
+        "subjects (each cross-validation fold's CNN on its own test subjects; signed integrated "
+        "gradients of the severe log-odds from the training-mean map, red pushes toward severe, blue "
+        "toward mild-to-moderate) averaged over the severe and over the mild-to-moderate subjects, on "
+        "one shared scale; scales in each row's title (99th percentile of |value|)."
     )
 
-    regions = _read_tsv(group_dir / "top_regions.tsv")
+    regions = _read_tsv(group_dir / SALIENCY_REGIONS)
     md = ""
     try:
         md = methods_text(with_participant_options(config), software_versions())

@@ -16,12 +16,12 @@ from nipype.interfaces.base import (
 from workflows.interfaces.base import StrokefcInterface
 from workflows.training import (
     GroupParams,
-    explain_model,
     export_model,
     prepare_inputs,
     run_fold,
     run_permutation,
     summarise_cv,
+    summarise_saliency,
     train_final,
 )
 
@@ -62,18 +62,20 @@ class _RunFoldInputSpec(BaseInterfaceInputSpec):
 
 class _RunFoldOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="JSON with the fold's predictions, metrics and training curve")
+    saliency_file = File(exists=True, desc="npz: the fold CNN's signed saliency on its test units, per class")
 
 
 class RunFold(StrokefcInterface):
-    """Fit the CNN and the baseline on one fold's training subjects; predict its test subjects."""
+    """Fit every model on one fold's training subjects; predict (and, the CNN, explain) its test subjects."""
 
     input_spec = _RunFoldInputSpec
     output_spec = _RunFoldOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["out_file"] = run_fold(
+        out = run_fold(
             self.inputs.data_file, self.inputs.fold, GroupParams.from_dict(self.inputs.params), runtime.cwd
         )
+        self._results.update(out._asdict())
         return runtime
 
 
@@ -84,11 +86,11 @@ class _RunPermutationInputSpec(BaseInterfaceInputSpec):
 
 
 class _RunPermutationOutputSpec(TraitedSpec):
-    null_balanced_accuracy = traits.Float(desc="mean balanced accuracy on permuted labels")
+    null_balanced_accuracy = traits.Dict(desc="model -> mean balanced accuracy on permuted labels")
 
 
 class RunPermutation(StrokefcInterface):
-    """One draw of the label-permutation null distribution (CNN, one repeat of k-fold)."""
+    """One draw of the label-permutation null of every model (as many repeats of k-fold as observed)."""
 
     input_spec = _RunPermutationInputSpec
     output_spec = _RunPermutationOutputSpec
@@ -102,7 +104,7 @@ class RunPermutation(StrokefcInterface):
 
 class _SummariseInputSpec(BaseInterfaceInputSpec):
     fold_files = traits.List(File(exists=True), mandatory=True, desc="outputs of RunFold")
-    null = traits.List(traits.Float, desc="permutation null balanced accuracies (empty: no test)")
+    null = traits.List(traits.Dict, desc="per draw, model -> null balanced accuracy (empty: no test)")
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
@@ -193,31 +195,33 @@ class ExportModel(StrokefcInterface):
 
 
 class _ExplainInputSpec(BaseInterfaceInputSpec):
-    data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
-    model_dir = Directory(exists=True, mandatory=True, desc="exported model (loaded safely)")
+    saliency_files = traits.List(File(exists=True), mandatory=True, desc="RunFold saliency_file outputs")
+    data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs (parcels, labels)")
+    grid_file = File(exists=True, mandatory=True, desc="CNN grid JSON")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
-    threads = traits.Int(1, usedefault=True, desc="PyTorch threads (the node reserves as many slots)")
+    space = traits.Str(desc="template space of the maps (recorded in the sidecars)")
 
 
 class _ExplainOutputSpec(TraitedSpec):
-    saliency_file = File(exists=True, desc="desc-saliency_map.nii.gz (lesion-aligned, CNN grid)")
-    regions_file = File(exists=True, desc="top_regions.tsv (AAL)")
-    class_saliency_files = traits.List(File(exists=True), desc="saliency averaged within each class")
+    saliency_file = File(exists=True, desc="desc-heldoutsaliency_map.nii.gz (lesion-aligned, CNN grid)")
+    regions_file = File(exists=True, desc="saliency_regions.tsv (HCPEx parcels, signed)")
+    class_saliency_files = traits.List(File(exists=True), desc="class maps and every JSON sidecar")
 
 
-class ExplainModel(StrokefcInterface):
-    """Integrated-gradients saliency averaged over subjects and the AAL region ranking."""
+class ExplainHeldOut(StrokefcInterface):
+    """Held-out signed saliency averaged over subjects (and per class), and the HCPEx region ranking."""
 
     input_spec = _ExplainInputSpec
     output_spec = _ExplainOutputSpec
 
     def _run_interface(self, runtime):
-        out = explain_model(
+        out = summarise_saliency(
+            self.inputs.saliency_files,
             self.inputs.data_file,
-            self.inputs.model_dir,
+            self.inputs.grid_file,
             GroupParams.from_dict(self.inputs.params),
             runtime.cwd,
-            self.inputs.threads,
+            (self.inputs.space if isdefined(self.inputs.space) else "") or None,
         )
         self._results.update(out._asdict())
         return runtime

@@ -1,0 +1,257 @@
+"""Held-out saliency (each fold's CNN explains only its own test subjects), permutation nulls, calibration."""
+
+import json
+from functools import partial
+
+import nibabel as nb
+import numpy as np
+import pytest
+import torch
+
+from workflows import evaluation as ev
+from workflows import explain
+from workflows.cnn import StrokeCNN, TrainSettings
+from workflows.cnn_inputs import grid_to_dict
+from workflows.training import GroupParams
+
+SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
+
+
+def _grid(shape=SHAPE, vox=4.0):
+    """A fully masked grid of ``shape`` whose voxel centres are symmetric about world x = 0."""
+    aff = np.diag([vox, vox, vox, 1.0])
+    aff[:3, 3] = [-(shape[0] - 1) * vox / 2, -30.0, -20.0]
+    return grid_to_dict(
+        aff, shape, np.ones(shape, bool), source_shape=shape, source_affine=aff, resolution=vox
+    )
+
+
+def _box_parcels(shape=SHAPE):
+    """8 box parcels: x halves (left 1-4, right 5-8) x y halves x z halves; parcel 3 is left."""
+    parcels = np.zeros(shape, np.int32)
+    hx, hy, hz = (s // 2 for s in shape)
+    k = 1
+    for xs in (slice(0, hx), slice(hx, None)):
+        for ys in (slice(0, hy), slice(hy, None)):
+            for zs in (slice(0, hz), slice(hz, None)):
+                parcels[xs, ys, zs] = k
+                k += 1
+    return parcels
+
+
+def test_integrated_gradients_are_signed_and_sum_to_the_log_odds_difference(rng):
+    torch.manual_seed(0)
+    model = StrokeCNN(SHAPE, channels=(2, 4, 4, 4))
+    model.in_mean.copy_(torch.from_numpy(rng.normal(size=SHAPE).astype(np.float32)))
+    model.eval()
+    x = rng.normal(size=(3, *SHAPE)).astype(np.float32)
+    attr = explain.integrated_gradients(model, x, n_steps=64)
+    assert attr.shape == x.shape
+    assert (attr > 0).any()
+    assert (attr < 0).any()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x))
+        base = model(model.in_mean[None])
+    log_odds = (logits[:, 1] - logits[:, 0]).numpy()
+    base_odds = float(base[0, 1] - base[0, 0])
+    # completeness: the attributions of a sample add up to its log-odds minus the baseline's
+    np.testing.assert_allclose(attr.reshape(3, -1).sum(1), log_odds - base_odds, atol=0.02)
+
+
+def test_held_out_means_average_subjects_then_classes():
+    maps = np.stack([np.full(SHAPE, v, np.float32) for v in (1.0, 3.0, -2.0, 0.0)])
+    parts = [explain.class_sums(maps[:2], np.array([1, 0])), explain.class_sums(maps[2:], np.array([1, 0]))]
+    means = explain.held_out_means(parts)
+    assert means["all"][0, 0, 0] == pytest.approx(0.5)
+    assert means["severe"][0, 0, 0] == pytest.approx(-0.5)
+    assert means["mild"][0, 0, 0] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no held-out saliency"):
+        explain.held_out_means([])
+
+
+def test_region_sides_relative_to_the_lesion_and_midline_parcels_bilateral():
+    assert explain.region_side("Primary_Motor_Cortex_L", np.array([-30.0, -20.0])) == (
+        "Primary_Motor_Cortex",
+        "ipsilesional",
+    )
+    assert explain.region_side("Insula_R", np.array([30.0, 40.0, 35.0]))[1] == "contralesional"
+    # a medial parcel whose grid voxels straddle x = 0 mixes both hemispheres
+    assert explain.region_side("Anterior_Cingulate_L", np.array([-6.0, -2.0, 2.0, 6.0])) == (
+        "Anterior_Cingulate",
+        "bilateral (midline)",
+    )
+    assert explain.region_side("Vermis_1_2", np.array([-2.0, -6.0]))[1] == "bilateral (midline)"
+    grid = _grid()
+    parcels = _box_parcels()
+    sal = np.zeros(SHAPE, np.float32)
+    sal[parcels == 3] = 2.0
+    sal[parcels == 6] = -1.0
+    rows = explain.region_table(
+        {"all": 0.5 * sal, "severe": sal, "mild": 0 * sal}, grid, parcels, {3: "A_L", 6: "B_R"}, top=3
+    )
+    assert [(r["region"], r["side"], r["class_difference"]) for r in rows[:2]] == [
+        ("A", "ipsilesional", 2.0),
+        ("B", "contralesional", -1.0),
+    ]
+    assert (rows[0]["mean_saliency_mild"], rows[0]["mean_saliency"]) == (0.0, 1.0)
+    assert len(rows) == 3
+    assert rows[2]["class_difference"] == 0.0
+
+
+def _planted_inputs(path, effect, n=32, seed=0):
+    """A group_inputs.npz as prepare_inputs writes it: i.i.d. maps, +effect SD in parcel 3 if severe."""
+    gen = np.random.default_rng(seed)
+    parcels = _box_parcels()
+    x = gen.normal(size=(n, *SHAPE)).astype(np.float32)
+    y = (np.arange(n) % 2).astype(int)
+    gen.shuffle(y)
+    x[y == 1] += effect * (parcels == 3)
+    labels = np.array([f"{i:02d}" for i in range(n)])
+    np.savez(
+        path,
+        x=x,
+        y=y,
+        groups=labels,
+        split_groups=labels,
+        subjects=labels,
+        y_subject=y,
+        maps=x,
+        sides=np.array(["L"] * n),
+        parcels=parcels,
+        confounds=gen.normal(size=(n, 6)),
+    )
+    return x, y, labels, parcels
+
+
+def test_each_fold_explains_only_its_test_subjects_and_finds_the_planted_region(tmp_path, monkeypatch):
+    """A planted +3 SD parcel: every fold's CNN explains its own test subjects only (never one it was
+    trained on), and the held-out saliency is positive and concentrated in the planted parcel."""
+    from workflows import training
+
+    torch.set_num_threads(1)
+    data_file = tmp_path / "group_inputs.npz"
+    x, y, labels, parcels = _planted_inputs(data_file, 3.0)
+    seen: list[np.ndarray] = []
+    original = training.subject_saliency
+
+    def spy(model, xs, groups, n_steps=16):
+        seen.append(np.asarray(groups))
+        for g, sample in zip(groups, xs):  # the very test maps, nothing from training
+            np.testing.assert_array_equal(sample, x[labels == g][0])
+        return original(model, xs, groups, n_steps)
+
+    monkeypatch.setattr(training, "subject_saliency", spy)
+    params = GroupParams(
+        cv=ev.CVParams(cv_folds=4, cv_repeats=1), train=TrainSettings(device="cpu", channels=(4, 8, 8, 8))
+    )
+    subjects = [{"label": s, "score": 10.0 if t else 40.0} for s, t in zip(labels, y)]
+    folds = training.plan_folds(subjects, params)
+    outputs = [training.run_fold(data_file, fold, params, tmp_path) for fold in folds]
+    assert len(seen) == len(folds)
+    for fold, tested, out in zip(folds, seen, outputs):
+        assert sorted(tested) == sorted(fold["test"])  # the fold's test units, all of them, only them
+        with np.load(out.saliency_file) as part:
+            assert sorted(part["units"]) == sorted(fold["test"])
+            assert int(part["n_severe"]) + int(part["n_mild"]) == len(fold["test"])
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps(_grid()))
+    files = training.summarise_saliency(
+        [o.saliency_file for o in outputs],
+        data_file,
+        grid_file,
+        params,
+        tmp_path / "out",
+        "MNI152NLin2009cAsym",
+    )
+    out = tmp_path / "out"
+    severe = np.asarray(nb.load(out / "desc-heldoutsaliencysevere_map.nii.gz").dataobj)
+    mild = np.asarray(nb.load(out / "desc-heldoutsaliencymild_map.nii.gz").dataobj)
+    assert files.saliency_file == str(out / "desc-heldoutsaliency_map.nii.gz")
+    planted = parcels == 3
+    # the planted region pushes the held-out severe subjects toward severe, the mild ones toward mild
+    assert severe[planted].mean() > 0 > mild[planted].mean()
+    difference = severe - mild
+    assert difference[planted].mean() > 5 * np.abs(difference[~planted]).mean()  # and little else does
+    meta = json.loads((tmp_path / "out" / "desc-heldoutsaliency_map.json").read_text())
+    assert meta["SubjectMapsAveraged"] == len(labels)
+    assert meta["HeldOut"] is True
+    top = (tmp_path / "out" / "saliency_regions.tsv").read_text().splitlines()[1].split("\t")
+    from workflows.seeds import atlas_labels
+
+    name = {v: k for k, v in atlas_labels("HCPEx").items()}[3]
+    assert top[0] == name[:-2]
+    assert float(top[2]) > 0
+
+
+def _indexed(fit_predict, data):
+    """A model of sample indices that looks its inputs up in ``data`` (as the group level's models)."""
+
+    def fit(idx_train, y_train, g_train, idx_test, seed=0):
+        return fit_predict(data[idx_train], y_train, g_train, data[idx_test], seed=seed)
+
+    return fit
+
+
+def test_parcel_model_permutation_p_is_small_on_a_planted_effect_and_large_on_a_null():
+    from workflows.linear_models import confound_fit_predict, parcel_fit_predict, parcel_matrix
+
+    parcels = _box_parcels()
+    operator, _ = parcel_matrix(parcels)
+    for effect, seed, small, n_draws in ((1.0, 0, True, 19), (0.0, 4, False, 9)):
+        gen = np.random.default_rng(seed)
+        x = gen.normal(size=(40, *SHAPE)).astype(np.float32)
+        y = (np.arange(40) % 2).astype(int)
+        gen.shuffle(y)
+        x[y == 1] += effect * (parcels == 3)
+        qc = gen.normal(size=(40, 2))
+        groups = np.arange(40).astype(str)
+        # models of sample indices, as the group level's fold_models: the parcel model and a cheap one
+        models = {
+            "parcel": _indexed(partial(parcel_fit_predict, operator=operator), x),
+            "qc": _indexed(confound_fit_predict, qc),
+        }
+        folds = ev.subject_folds(y, groups, 4, 2, seed=0)
+        _, metrics, _ = ev.cross_validate(np.arange(40), y, groups, folds, {"parcel": models["parcel"]})
+        observed = float(np.mean([m["balanced_accuracy"] for m in metrics]))
+        # every draw cross-validates both models with 2 repeats, as the observed score
+        draws = [
+            ev.permutation_nulls(np.arange(40), y, groups, models, n_folds=4, n_repeats=2, seed=0, index=i)
+            for i in range(n_draws)
+        ]
+        assert all(set(d) == {"parcel", "qc"} for d in draws)
+        assert len({d["qc"] for d in draws}) > 1  # each draw is a different permutation
+        p = ev.permutation_p_value(observed, [d["parcel"] for d in draws])
+        assert (p <= 0.05) if small else (p > 0.05), (effect, observed, p)
+
+
+def test_permutation_summary_covers_every_model_with_the_observed_repeats():
+    from workflows.training import permutation_summary
+
+    models = {
+        "parcel": {"balanced_accuracy": {"mean": 0.9}},
+        "cnn": {"balanced_accuracy": {"mean": 0.5}},
+    }
+    null = [{"parcel": 0.5 + 0.01 * i, "cnn": 0.45 + 0.02 * i} for i in range(9)]
+    out = permutation_summary(models, null, GroupParams(cv=ev.CVParams(cv_repeats=3)))
+    assert out["model"] == "parcel"
+    assert out["repeats"] == 3
+    assert out["n"] == 9
+    assert out["p_value"] == pytest.approx(0.1)  # no null draw reaches 0.9: 1 / (1 + 9)
+    assert out["models"]["cnn"]["p_value"] == pytest.approx(7 / 10)  # 0.51..0.61: 6 draws >= 0.5, +1
+    assert out["models"]["parcel"]["null_balanced_accuracy"] == [d["parcel"] for d in null]
+
+
+def test_calibration_points_follow_the_diagonal_only_for_calibrated_probabilities():
+    from workflows.plotting import calibration_points
+
+    gen = np.random.default_rng(0)
+    p = gen.uniform(size=20_000)
+    y = gen.uniform(size=p.size) < p  # outcomes drawn with the stated probabilities
+    xs, ys, ns = calibration_points(p, y, n_bins=5)
+    assert ns.sum() == p.size
+    assert len(xs) == 5
+    np.testing.assert_allclose(ys, xs, atol=0.02)
+    # over-confident probabilities (pushed toward 0 and 1) leave the diagonal
+    sharp = 1 / (1 + np.exp(-4 * np.log(p / (1 - p))))
+    xs2, ys2, _ = calibration_points(sharp, y, n_bins=5)
+    assert np.abs(ys2 - xs2).max() > 0.1
