@@ -1,6 +1,6 @@
 """`make bench`: time strokefc's hot paths against references, print a table, write a dated results file.
 
-Four benchmarks (issue 7), each measured in one run of this script:
+Five benchmarks (issues 7 and 16), each measured in one run of this script:
 
 1. ``kernel``: the vectorised sliding-window dFC (``workflows.dfc.sliding_window_dfc``) on a fMRIPrep
    ``res-2`` run (97x115x97, ~230k brain voxels, 240 volumes, window 30, step 1) against the naive
@@ -15,6 +15,9 @@ Four benchmarks (issue 7), each measured in one run of this script:
    settings: wall time, CNN training throughput, and inference time per subject.
 4. ``scaling``: the participant level for 1, 2, 4 and 8 subjects (4 mm, 200 volumes, ``--nprocs 2``):
    the time per subject must not grow.
+5. ``cnn``: PyTorch's CPU paths for the CNN (float32, channels-last 3D, bfloat16 autocast,
+   ``torch.compile``) and the balanced accuracy of float32 vs bfloat16 training on the same folds of
+   planted cohorts (``benchmarks/cnn_paths.py``).
 
 Generated data and work folders live in ``--cache`` (default ``/tmp/strokefc-bench``, outside the
 repository); simulated cohorts are reused between runs, work and output folders are always fresh.
@@ -39,12 +42,13 @@ import traceback
 from importlib import metadata
 from pathlib import Path
 
+import cnn_paths  # benchmarks/ (this script's folder) is on sys.path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-SECTIONS = ("kernel", "participant", "group", "scaling")
+SECTIONS = ("kernel", "participant", "group", "scaling", "cnn")
 FULL = {
     "res": 2,
     "vols": 240,
@@ -56,6 +60,7 @@ FULL = {
     "scale_n": (1, 2, 4, 8),
     "cv_repeats": None,
     "epochs": None,
+    "cnn_quick": False,
 }
 QUICK = {
     "res": 4,
@@ -68,6 +73,7 @@ QUICK = {
     "scale_n": (1, 2),
     "cv_repeats": 1,
     "epochs": 3,
+    "cnn_quick": True,
 }
 NODE_RE = re.compile(r'\[Node\] Finished "([^"]+)", elapsed time ([0-9.]+)s')
 
@@ -428,6 +434,7 @@ BENCHES = {
     "participant": bench_participant,
     "group": bench_group,
     "scaling": bench_scaling,
+    "cnn": lambda cache, p: cnn_paths.bench_cnn(quick=p["cnn_quick"]),
 }
 
 
@@ -550,6 +557,8 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
                 ok(g["inference_s_per_subject"] < 1),
             ),
         ]
+    if results.get("cnn"):
+        rows += cnn_paths.rows(results["cnn"])
     s = results.get("scaling")
     if s:
         series = ", ".join(f"{r['n']}: {r['per_subject_s']:.1f}" for r in s["rows"])
@@ -717,7 +726,7 @@ def main(argv=None) -> int:
     results: dict = {}
     errors: dict = {}
     # the group level first: it is the longest, and run while the machine is freshest
-    for name in ("group", "kernel", "participant", "scaling"):
+    for name in ("group", "kernel", "participant", "scaling", "cnn"):
         if name in only:
             print(f"== {name}", flush=True)
             t = time.perf_counter()

@@ -159,6 +159,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations")},
     "epochs": ("train", "epochs"),
     "device": ("train", "device"),
+    "cnn_precision": ("train", "precision"),
     **{
         name: ("execution", name)
         for name in (

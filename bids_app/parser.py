@@ -413,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default=D("device"), help="auto uses CUDA when present"
     )
+    g.add_argument(
+        "--cnn-precision",
+        choices=["float32", "bfloat16"],
+        default=D("cnn_precision"),
+        help="precision of the CNN's training forward pass; bfloat16 is about 1.5x faster on CPU "
+        "(see the README's benchmarks before using it)",
+    )
     g.add_argument("--random-seed", type=int, default=D("random_seed"), help="seed of every random step")
 
     g = parser.add_argument_group("Options to handle performance")

@@ -8,6 +8,7 @@ import torch
 from workflows import cnn
 from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
 from workflows.utils.errors import InputError
+from workflows.utils.planted import blob_cohort
 
 SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
 
@@ -157,18 +158,6 @@ def test_auto_device_falls_back_to_cpu_without_cuda():
 
 
 # ------------------------------------------------------------------ positive and negative controls
-def _blob_cohort(effect, n=48, shape=(24, 28, 24), seed=0, radius=2.5):
-    """i.i.d. voxel noise; the severe half carries an 81-voxel blob at +effect SD (a localised effect)."""
-    gen = np.random.default_rng(seed)
-    x = gen.normal(size=(n, *shape)).astype(np.float32)
-    y = (np.arange(n) % 2).astype(int)
-    gen.shuffle(y)
-    ijk = np.indices(shape)
-    blob = ((ijk - np.array([7, 16, 14])[:, None, None, None]) ** 2).sum(0) <= radius**2
-    x[y == 1] += effect * blob
-    return x, y, np.arange(n).astype(str)
-
-
 def _cv_balanced_accuracy(x, y, groups, settings):
     from dataclasses import replace
 
@@ -187,14 +176,12 @@ def test_cnn_learns_a_localised_effect_and_not_a_null():
     """The default CNN finds a +2 SD blob in 48 subjects; on a null it stays near chance."""
     torch.set_num_threads(1)
     settings = cnn.TrainSettings(device="cpu")
-    assert _cv_balanced_accuracy(*_blob_cohort(2.0), settings) >= 0.8
-    null = _cv_balanced_accuracy(*_blob_cohort(0.0, seed=1), settings)
+    assert _cv_balanced_accuracy(*blob_cohort(2.0), settings) >= 0.8
+    null = _cv_balanced_accuracy(*blob_cohort(0.0, seed=1), settings)
     assert 0.3 <= null <= 0.7
     # the first architecture (max-pooling, global average pooling, shifts) does worse on a weaker blob
     old = cnn.TrainSettings(device="cpu", pool=1, downsample="max", shift_vox=1)
-    assert _cv_balanced_accuracy(*_blob_cohort(1.0), old) < _cv_balanced_accuracy(
-        *_blob_cohort(1.0), settings
-    )
+    assert _cv_balanced_accuracy(*blob_cohort(1.0), old) < _cv_balanced_accuracy(*blob_cohort(1.0), settings)
 
 
 def test_group_mask_comes_from_the_template_not_from_the_maps():
@@ -206,3 +193,18 @@ def test_group_mask_comes_from_the_template_not_from_the_maps():
     mask = template_mask(ref)
     assert 25_000 < mask.sum() < 35_000  # about 1.5 l of brain in 64 mm^3 voxels
     np.testing.assert_array_equal(mask, mask[::-1])  # symmetric: mirroring never leaves the mask
+
+
+def test_bfloat16_training_runs_deterministically_and_unknown_precisions_are_refused(rng):
+    """bfloat16 autocasts the forward pass only: float32 weights, deterministic for a seed."""
+    x, y, groups = _tiny_data(rng)
+    settings = cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3, device="cpu", precision="bfloat16")
+    m1, c1 = cnn.train_model(x, y, groups, settings)
+    m2, c2 = cnn.train_model(x, y, groups, settings)
+    assert c1 == c2
+    assert m1.features[0].weight.dtype == torch.float32
+    assert torch.equal(m1.features[0].weight, m2.features[0].weight)
+    f32, _ = cnn.train_model(x, y, groups, cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3))
+    assert not torch.equal(m1.features[0].weight, f32.features[0].weight)  # the precision was used
+    with pytest.raises(InputError, match="precision"):
+        cnn.train_model(x, y, groups, cnn.TrainSettings(epochs=1, precision="float16"))
