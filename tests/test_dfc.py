@@ -360,7 +360,7 @@ def test_banded_window_sums_equal_the_dense_product(rng, shape):
 
 def test_running_sums_equal_cumsum(rng):
     a = rng.normal(size=(30, 4)) + 1e3
-    run = dfc._running_sums(a)
+    run = dfc.running_sums(a)
     np.testing.assert_allclose(run[1:], np.cumsum(a, axis=0), rtol=1e-14)
     assert run.shape == (31, 4)
     assert (run[0] == 0).all()

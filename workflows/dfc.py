@@ -369,13 +369,15 @@ def weighted_corr(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
     return _matrix_corr(weights, weights, weights.sum(axis=1), np.asarray(x, float), np.asarray(y, float))
 
 
-def _running_sums(a: np.ndarray) -> np.ndarray:
-    """Cumulative sums along the first axis with a leading row of zeros, (T + 1, ...), in float64.
+def running_sums(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Cumulative sums along the first axis with a leading row of zeros, (T + 1, ...), float64 by default.
 
     Row by row: numpy's ``cumsum`` along the first axis of a C-ordered (T, V) array walks each column
-    with a stride of V and is several times slower.
+    with a stride of V and is several times slower. ``out`` (T + 1, ...) is filled instead of a new
+    float64 array (its dtype is the accumulator's).
     """
-    out = np.empty((a.shape[0] + 1, *a.shape[1:]))
+    if out is None:
+        out = np.empty((a.shape[0] + 1, *a.shape[1:]))
     out[0] = 0.0
     if a.ndim == 1:
         np.cumsum(a, out=out[1:])
@@ -393,7 +395,7 @@ def boxcar_sums(starts: np.ndarray, length: int, a: np.ndarray) -> np.ndarray:
     float64 on series centred over the run (:func:`centre_kept`), so differencing them loses at most
     about log10(T / length) digits.
     """
-    cs = _running_sums(a)
+    cs = running_sums(a)
     return cs[starts + length] - cs[starts]
 
 
@@ -412,7 +414,7 @@ def _boxcar_corr(
     np.multiply(y, k[:, None], out=terms[:, 0])
     np.multiply(terms[:, 0], y, out=terms[:, 1])
     np.multiply(terms[:, 0], x[:, None], out=terms[:, 2])
-    run = _running_sums(terms)
+    run = running_sums(terms)
     del terms
     step = int(starts[1] - starts[0]) if starts.size > 1 else 1
     if starts.size and np.array_equal(starts, starts[0] + step * np.arange(starts.size)):

@@ -23,7 +23,7 @@ from functools import partial
 
 import numpy as np
 
-from workflows.dfc import WindowDesign, centre_kept, design_corr, fisher_z, window_design
+from workflows.dfc import WindowDesign, centre_kept, design_corr, fisher_z, running_sums, window_design
 
 #: Voxels with the strongest static coupling to the seed whose excess is tested per subject.
 TOP_TARGET_FRACTION = 0.01
@@ -69,19 +69,6 @@ def _window_sd(design: WindowDesign, seed: np.ndarray, y: np.ndarray, estimator:
     return fisher_z(design_corr(design, seed_c, y, estimator)).std(axis=0, ddof=1)
 
 
-def running_sums(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    """Running sums of ``a`` (T, ...) along time, ``(T + 1, ...)``, starting at 0.
-
-    Row by row: numpy's ``cumsum`` along the slow axis of a C-ordered array is several times slower than
-    T vectorised row additions, and this is the null's inner loop.
-    """
-    out = np.empty((a.shape[0] + 1, *a.shape[1:]), dtype)
-    out[0] = 0.0
-    for t in range(a.shape[0]):
-        np.add(out[t], a[t], out=out[t + 1])
-    return out
-
-
 class BoxcarSD:
     """SD over rectangular windows (ddof=1) of the Fisher-z correlation of a seed with voxels, repeatedly.
 
@@ -105,7 +92,6 @@ class BoxcarSD:
         f4 = np.float32
         self.stack = np.empty((n_t, 3, n_voxels), f4)  # y, y^2, x*y
         self.sums = np.empty((n_t + 1, 3 * n_voxels), f4)
-        self.sums[0] = 0.0
         self.win = np.empty((n_w, 3, n_voxels), f4)
         self.num, self.den = np.empty((n_w, n_voxels), f4), np.empty((n_w, n_voxels), f4)
 
@@ -126,9 +112,7 @@ class BoxcarSD:
         stack[~kept, 0] = 0.0
         np.multiply(stack[:, 0], stack[:, 0], out=stack[:, 1])
         np.multiply(stack[:, 0], x[:, None].astype(np.float32), out=stack[:, 2])
-        flat = stack.reshape(stack.shape[0], -1)
-        for t in range(flat.shape[0]):  # running sums row by row: numpy's cumsum on axis 0 is ~4x slower
-            np.add(sums[t], flat[t], out=sums[t + 1])
+        running_sums(stack.reshape(stack.shape[0], -1), out=sums)
         np.subtract(*self._edges(sums.reshape(-1, 3, n_v)), out=win)
         sy, syy, sxy = win[:, 0], win[:, 1], win[:, 2]
         np.multiply(sxy, n[:, None].astype(np.float32), out=num)
