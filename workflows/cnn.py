@@ -31,7 +31,7 @@ import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -404,8 +404,10 @@ def train_model(
     return model.cpu(), curve
 
 
-def predict_proba(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Probability of the severe class for each sample of ``x`` ((n, X, Y, Z) or one (X, Y, Z) map)."""
+def _forward(
+    model: StrokeCNN, x: np.ndarray, read: Callable[[torch.Tensor], torch.Tensor], batch_size: int
+) -> np.ndarray:
+    """``read(model output)`` for each sample of ``x`` ((n, X, Y, Z) or one (X, Y, Z) map), in batches."""
     x = np.asarray(x, dtype=np.float32)
     x = x[None] if x.ndim == 3 else x
     model.eval()
@@ -413,22 +415,18 @@ def predict_proba(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.n
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            logits = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device))
-            out.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
+            batch = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)
+            out.append(read(model(batch)).cpu().numpy())
     return np.concatenate(out).astype(float)
+
+
+def predict_proba(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Probability of the severe class for each sample of ``x`` ((n, X, Y, Z) or one (X, Y, Z) map)."""
+    return _forward(model, x, lambda logits: torch.softmax(logits, dim=1)[:, 1], batch_size)
 
 
 def predict_score(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Predicted score (UL-FMA points) of a regression model for each sample of ``x``."""
     if model.n_classes != 1:
         raise ValueError("predict_score needs a regression model (one output)")
-    x = np.asarray(x, dtype=np.float32)
-    x = x[None] if x.ndim == 3 else x
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            z = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device))[:, 0]
-            out.append((z * model.target_std + model.target_mean).cpu().numpy())
-    return np.concatenate(out).astype(float)
+    return _forward(model, x, lambda z: z[:, 0] * model.target_std + model.target_mean, batch_size)
