@@ -209,3 +209,23 @@ def test_filtering_once_gives_nilearn_clean_in_one_call(rng, censored):
     np.testing.assert_allclose(band, clean_series(series, None, kept, 1.0, params), atol=1e-6)
     assert (cleaned[~kept] == 0).all()
     assert np.abs(cleaned - band).max() > 0.1  # the regression did something
+
+
+def test_4d_runs_are_read_a_few_volumes_at_a_time_with_their_scaling(tmp_path, rng):
+    """An int16 run with scaling, 19 volumes (not a multiple of the chunk), read as float32."""
+    import nibabel as nb
+
+    from workflows.utils.images import READ_VOLUMES, read_data
+
+    values = rng.normal(800, 200, (5, 6, 4, 19))
+    img = nb.Nifti1Image(values, np.eye(4))
+    img.set_data_dtype(np.int16)  # nibabel picks a slope and an intercept
+    img.to_filename(tmp_path / "bold.nii.gz")
+    loaded = nb.load(tmp_path / "bold.nii.gz")
+    assert loaded.dataobj.slope != 1.0
+    assert 19 % READ_VOLUMES != 0
+    data = read_data(loaded, tmp_path / "bold.nii.gz", "BOLD")
+    assert data.dtype == np.float32
+    assert data.shape == (5, 6, 4, 19)
+    np.testing.assert_allclose(data, np.asarray(loaded.dataobj, np.float64), rtol=1e-6)
+    np.testing.assert_allclose(data, values, atol=loaded.dataobj.slope)  # int16 quantisation only

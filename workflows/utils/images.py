@@ -9,7 +9,7 @@ import os
 import warnings
 import zlib
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import nibabel as nb
 import numpy as np
@@ -42,11 +42,11 @@ def check_bold_and_mask(
         )
 
 
-def load_nifti(path: Path | str) -> nb.Nifti1Image:
+def load_nifti(path: Path | str, **kwargs: Any) -> nb.Nifti1Image:
     """:func:`nibabel.load`, typed for the NIfTI files strokefc reads (no checks: see :func:`load_image`)."""
     # nibabel types load() as returning the FileBasedImage base class; for .nii/.nii.gz files it returns a
     # Nifti1Image (or its subclass Nifti2Image)
-    return cast(nb.Nifti1Image, nb.load(path))
+    return cast(nb.Nifti1Image, nb.load(path, **kwargs))
 
 
 def as_image(img: nb.Nifti1Image | Path | str) -> nb.Nifti1Image:
@@ -81,6 +81,9 @@ def read_data(
     """All voxels of an image, with a clear error for a truncated or corrupt file."""
     try:
         proxy = img.dataobj
+        filename = img.get_filename()
+        if len(img.shape) == 4 and filename and hasattr(proxy, "get_unscaled"):
+            return _read_by_volumes(filename, img.shape, dtype)
         if hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope") and hasattr(proxy, "inter"):
             # Scale in the output dtype: nibabel would scale an int16 run in float64 first (a 2 mm,
             # 240-volume run: 2 GB at once instead of 0.5 GB raw + 1 GB float32).
@@ -100,6 +103,24 @@ def read_data(
             str(path),
             "the file may be truncated: re-copy or regenerate it",
         ) from None
+
+
+#: Volumes of a 4D run read (and scaled) at a time by :func:`read_data`.
+READ_VOLUMES = 8
+
+
+def _read_by_volumes(path: str, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
+    """A 4D image read a few volumes at a time into one array of ``dtype``.
+
+    The volumes are contiguous on disk, so one open (gzip) stream reads them in order; only a few volumes
+    are ever held in the file's type or in nibabel's float64 scaling (an int16 2 mm, 240-volume run:
+    1.04 GB of float32 and about 70 MB besides, instead of 0.5 GB of int16 next to it).
+    """
+    proxy = load_nifti(path, keep_file_open=True).dataobj
+    out = np.empty(shape, dtype)
+    for start in range(0, shape[3], READ_VOLUMES):
+        out[..., start : start + READ_VOLUMES] = proxy[..., start : start + READ_VOLUMES]
+    return out
 
 
 def resample_binary(img: nb.Nifti1Image, target_img: nb.Nifti1Image) -> np.ndarray:
