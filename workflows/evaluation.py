@@ -158,6 +158,28 @@ def subject_mean(prob: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.n
     return subjects, np.array([float(np.mean(prob[groups == s])) for s in subjects])
 
 
+def map_pipeline(*steps: Any) -> Pipeline:
+    """Standardise map features, unknown (NaN: lesion-excluded) ones at the training mean, then ``steps``."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(), SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True), *steps
+    )
+
+
+def confound_pipeline(estimator: Any) -> Pipeline:
+    """Impute unknown quality measures by the training median, standardise, then ``estimator``."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), estimator
+    )
+
+
 def make_baseline(n_train: int, max_components: int = 20, seed: int = 0, final: Any = None) -> Pipeline:
     """StandardScaler -> PCA -> L2 logistic regression (or the estimator ``final``), for one training fold.
 
@@ -165,15 +187,10 @@ def make_baseline(n_train: int, max_components: int = 20, seed: int = 0, final: 
     training mean. UL-FMA regression passes a ridge as ``final``.
     """
     from sklearn.decomposition import PCA
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     n_components = max(1, min(max_components, n_train - 1))
-    return make_pipeline(
-        StandardScaler(),
-        SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
+    return map_pipeline(
         PCA(n_components=n_components, random_state=seed),
         LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000) if final is None else final,
     )

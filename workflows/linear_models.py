@@ -23,12 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse, stats
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from workflows.evaluation import confound_pipeline, map_pipeline
 
 #: Regularisation strengths searched by the inner cross-validation of the parcel model.
 PARCEL_CS = tuple(float(c) for c in np.logspace(-4, 1, 11))
@@ -136,11 +135,7 @@ def parcel_fit_predict(
         if inner is not None
         else LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
     )
-    model = make_pipeline(
-        StandardScaler(),
-        SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
-        classifier,
-    )
+    model = map_pipeline(classifier)
     model.fit(parcel_means(x_train, operator), y_train)
     return model.predict_proba(parcel_means(x_test, operator))[:, 1], []
 
@@ -155,11 +150,7 @@ def confound_fit_predict(
 ) -> tuple[np.ndarray, list]:
     """Confound-only model on (n, features) quality measures; NaN (unknown) values are imputed in-fold."""
     del groups_train, seed  # same signature as the other models; this one needs neither
-    model = make_pipeline(
-        SimpleImputer(strategy="median", keep_empty_features=True),
-        StandardScaler(),
-        LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
-    )
+    model = confound_pipeline(LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
     model.fit(x_train, y_train)
     return model.predict_proba(x_test)[:, 1], []
 

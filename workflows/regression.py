@@ -29,12 +29,9 @@ from functools import partial
 import numpy as np
 from scipy import sparse, stats
 from scipy.linalg import LinAlgWarning
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from workflows import evaluation as ev
 from workflows.cnn import StrokeCNN, TrainSettings, predict_score, train_model
@@ -127,11 +124,7 @@ def parcel_ridge_fit_predict(
     seed: int = 0,
 ) -> tuple[np.ndarray, list]:
     """Nested-CV parcel ridge: fit on one training fold, return the predicted test scores."""
-    model = make_pipeline(
-        StandardScaler(),
-        SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
-        nested_ridge(groups_train, seed),
-    )
+    model = ev.map_pipeline(nested_ridge(groups_train, seed))
     with warnings.catch_warnings():  # the smallest penalties on p >> n features: expected, harmless
         warnings.simplefilter("ignore", LinAlgWarning)
         model.fit(parcel_means(x_train, operator), y_train)
@@ -154,9 +147,7 @@ def confound_ridge_fit_predict(
 ) -> tuple[np.ndarray, list]:
     """Ridge on (n, features) quality measures; NaN (unknown) values are imputed in-fold."""
     del groups_train, seed  # the signature of every model; this one needs neither
-    model = make_pipeline(
-        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), Ridge(alpha=1.0)
-    )
+    model = ev.confound_pipeline(Ridge(alpha=1.0))
     model.fit(x_train, y_train)
     return model.predict(x_test), []
 
