@@ -145,6 +145,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
         for name in (
             "severe_threshold",
             "target",
+            "calibration",
             "label_column",
             "align_lesion",
             "cnn_resolution",

@@ -14,6 +14,7 @@ from pathlib import Path
 from bids_app import __version__
 from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name, read_toml
 from bids_app.queries import resolve_datasets
+from workflows.calibration import CALIBRATION_METHODS
 from workflows.denoise import STRATEGIES
 from workflows.dfc import DFC_PRESETS, WINDOW_ESTIMATORS, WINDOW_SHAPES
 from workflows.training import TARGETS
@@ -375,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="group level: classify severe vs mild-to-moderate (default), or predict the UL-FMA score "
         "itself (ridge on parcels, PCA-ridge, CNN regression head, confound and mean references; "
         "--severe-threshold still defines the classes of the folds and of the thresholded predictions)",
+    )
+    g.add_argument(
+        "--calibration",
+        choices=list(CALIBRATION_METHODS),
+        default=D("calibration"),
+        help="group level, classification: recalibrate the probabilities of every model but the CNN "
+        "inside each training fold (sigmoid = Platt scaling, isotonic), fit on out-of-fold predictions "
+        "of the training subjects; none (default) leaves the class-weighted probabilities as they are",
     )
     g.add_argument(
         "--allow-missing-labels",

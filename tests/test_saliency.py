@@ -255,3 +255,76 @@ def test_calibration_points_follow_the_diagonal_only_for_calibrated_probabilitie
     sharp = 1 / (1 + np.exp(-4 * np.log(p / (1 - p))))
     xs2, ys2, _ = calibration_points(sharp, y, n_bins=5)
     assert np.abs(ys2 - xs2).max() > 0.1
+
+
+def test_in_fold_calibration_fixes_overconfident_probabilities_from_training_subjects_only():
+    from workflows.calibration import calibrated, fit_calibrator
+
+    gen = np.random.default_rng(1)
+    n = 400
+    score = gen.normal(size=n)
+    y = (gen.uniform(size=n) < 1 / (1 + np.exp(-score))).astype(int)  # true risk: sigmoid(score)
+    groups = np.arange(n).astype(str)
+    x = score[:, None]
+    seen_test: list[np.ndarray] = []
+
+    def overconfident(x_train, y_train, g_train, x_test, seed=0):
+        """A 'model' whose probabilities are far too sharp (sigmoid of 4 x the true log-odds)."""
+        seen_test.append(np.asarray(x_test))
+        return 1 / (1 + np.exp(-4 * x_test[:, 0])), []
+
+    train, test = np.arange(300), np.arange(300, n)
+    raw, _ = overconfident(x[train], y[train], groups[train], x[test])
+    seen_test.clear()
+    fixed, _ = calibrated(overconfident, "sigmoid")(x[train], y[train], groups[train], x[test], seed=0)
+    # the inner refits predicted training subjects only; the test subjects went through the outer fit once
+    assert sum(len(s) for s in seen_test) == len(test) + len(train)
+    assert sum(np.isin(s, x[test]).all() and len(s) == len(test) for s in seen_test) == 1
+    truth = 1 / (1 + np.exp(-score[test]))
+    assert np.mean((fixed - truth) ** 2) < 0.2 * np.mean((raw - truth) ** 2)
+    assert np.mean((fixed - y[test]) ** 2) < np.mean((raw - y[test]) ** 2)  # Brier score improves
+    # the Platt map of a sharp model undoes the sharpening: about sigmoid(logit / 4)
+    p = np.array([0.1, 0.5, 0.9])
+    mapped = fit_calibrator(1 / (1 + np.exp(-4 * score)), y)(p)
+    np.testing.assert_allclose(mapped, 1 / (1 + np.exp(-np.log(p / (1 - p)) / 4)), atol=0.06)
+    iso = fit_calibrator(1 / (1 + np.exp(-4 * score)), y, "isotonic")(p)
+    assert iso[0] < iso[1] < iso[2]
+    assert calibrated(overconfident, "none") is overconfident
+    with pytest.raises(ValueError, match="unknown calibration"):
+        fit_calibrator(p, np.array([0, 1, 1]), "beta")
+
+
+def test_calibration_option_recalibrates_every_model_but_the_cnn(tmp_path, monkeypatch):
+    from bids_app import parser
+    from workflows import training
+
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    cfg = parser.parse_args([str(tmp_path), str(tmp_path / "out"), "group", "--calibration", "isotonic"])
+    assert cfg.group.calibration == "isotonic"
+    data_file = tmp_path / "group_inputs.npz"
+    _planted_inputs(data_file, 1.0, n=24)
+    data = dict(np.load(data_file))
+    plain = training.fold_models(data, GroupParams())
+    recal = training.fold_models(data, GroupParams(calibration="isotonic"))
+    idx, y, groups = np.arange(24), data["y"], data["groups"]
+    train, test = idx[:16], idx[16:]
+    for name in ("parcel", "confounds"):
+        p0, _ = plain[name](train, y[train], groups[train], test, seed=0)
+        p1, _ = recal[name](train, y[train], groups[train], test, seed=0)
+        assert not np.allclose(p0, p1)
+        assert ((p1 >= 0) & (p1 <= 1)).all()
+    wrapped: list[str] = []
+
+    def spy(model, method):
+        wrapped.append(method)
+        return model
+
+    monkeypatch.setattr(training, "calibrated", spy)
+    models = training.fold_models(data, GroupParams(calibration="isotonic"))
+    assert wrapped == ["isotonic"] * (len(models) - 1)  # every model but the CNN
+    assert "isotonic" in training.calibration_text(GroupParams(calibration="isotonic"))
+    assert training.calibration_text(GroupParams()).startswith("none")
+    with pytest.raises(Exception, match="calibration 'beta' is unknown"):
+        GroupParams(calibration="beta")

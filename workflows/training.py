@@ -22,6 +22,7 @@ import torch
 
 from workflows import evaluation as ev
 from workflows import regression as rg
+from workflows.calibration import CALIBRATION_METHODS, calibrated
 from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, model_for, predict_proba, train_model
 from workflows.cnn_inputs import (
     align_image,
@@ -114,6 +115,9 @@ class GroupParams:
     # (workflows.regression; the folds are the same, planned from the class)
     target: str = "classification"
     label_column: str = "ul_fma"
+    # recalibration of the non-CNN classifiers' probabilities inside each training fold
+    # (workflows.calibration): "none", "sigmoid" (Platt) or "isotonic"
+    calibration: str = "none"
     align_lesion: bool = True  # mirror right-lesion maps so that x < 0 is ipsilesional
     cnn_resolution: float = 3.0  # voxel size (mm) of the CNN input
     samples: str = "maps"  # "maps": one per subject; "windows": window maps, grouped by subject
@@ -134,6 +138,13 @@ class GroupParams:
                 "GroupParams.target",
                 f"use one of {', '.join(TARGETS)}",
                 params=("GroupParams.target",),
+            )
+        if self.calibration not in CALIBRATION_METHODS:
+            raise InputError(
+                f"calibration {self.calibration!r} is unknown",
+                "GroupParams.calibration",
+                f"use one of {', '.join(CALIBRATION_METHODS)}",
+                params=("GroupParams.calibration",),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -455,7 +466,29 @@ def fold_models(
     models["confounds"] = _by_index(data["confounds"][subject_of_sample], fits["confounds"])
     if "mean" in fits:  # the training-mean reference (its input is ignored)
         models["mean"] = _by_index(data["confounds"][subject_of_sample], fits["mean"])
+    if params.target != "regression":  # the CNN is left out: recalibrating it would train it 4x per fold
+        models = {
+            name: model if name == "cnn" else calibrated(model, params.calibration)
+            for name, model in models.items()
+        }
     return models
+
+
+def calibration_text(params: GroupParams) -> str | None:
+    """What ``cv_summary.json`` and the report say about the probabilities' calibration."""
+    if params.target == "regression":
+        return None
+    if params.calibration == "none":
+        return (
+            "none: probabilities of the class-weighted models are not recalibrated (the Brier score and "
+            "calibration curves describe them as they are)"
+        )
+    method = "Platt scaling" if params.calibration == "sigmoid" else "isotonic regression"
+    return (
+        f"{params.calibration}: the probabilities of every model but the CNN were recalibrated by {method} "
+        "fit inside each training fold on out-of-fold predictions of the training subjects "
+        "(subject-level inner splits); the CNN's are not recalibrated"
+    )
 
 
 def _targets(data: Mapping[str, np.ndarray], params: GroupParams) -> np.ndarray:
@@ -640,10 +673,7 @@ def summarise_cv(
         },
         "samples": params.samples,
         "permutation": permutation,
-        "calibration": None
-        if regression
-        else "none: probabilities of the class-weighted models are not recalibrated (the Brier score and "
-        "calibration curves describe them as they are)",
+        "calibration": calibration_text(params),
         "baseline": descriptions["baseline"] if regression else ev.BASELINE_DESCRIPTION,
         "cnn_parameters": count_parameters(
             model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)

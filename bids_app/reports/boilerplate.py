@@ -224,6 +224,10 @@ def _group_paragraph(group: GroupParams) -> str:
             ""
             if regression
             else " Predicted probabilities come from class-weighted models and were not recalibrated."
+            if group.calibration == "none"
+            else " The probabilities of every model but the network were recalibrated by "
+            + ("Platt scaling" if group.calibration == "sigmoid" else "isotonic regression")
+            + " fit inside each training fold on out-of-fold predictions of its subjects."
         )
         + " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
         "only its own test subjects with signed integrated gradients of "

@@ -34,7 +34,7 @@ METRICS = {
     "sensitivity": "Sensitivity",
     "specificity": "Specificity",
     "f1": "F1 score",
-    "brier": "Brier score (lower is better; probabilities not calibrated)",
+    "brier": "Brier score (lower is better; see the calibration figure)",
     "mae": "MAE (UL-FMA points)",
     "rmse": "RMSE (UL-FMA points)",
     "pearson_r": "Pearson r",
@@ -391,6 +391,15 @@ CALIBRATION_NOTE = (
 )
 
 
+def calibration_note(summary: dict) -> str:
+    """Whether the probabilities were recalibrated, in words (from ``cv_summary.json``)."""
+    text = str(summary.get("calibration") or "")
+    if not text or text.startswith("none"):
+        return CALIBRATION_NOTE
+    method, _, how = text.partition(": ")
+    return f"Probabilities recalibrated ({method}): {how}."
+
+
 def _draw(name: str, func: Callable[..., str], notes: list[str], *args: Any, **kwargs: Any) -> str | None:
     """Draw one figure; a failure is logged and noted on the page instead of failing the report."""
     try:
@@ -430,7 +439,7 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
                 "Calibration",
                 "Calibration (reliability) of the out-of-fold probabilities, one line per CV repeat "
                 "(not averaged over repeats first): a well-calibrated model follows the diagonal. "
-                + CALIBRATION_NOTE,
+                + calibration_note(summary),
             ),
         ):
             path = _draw(name, func, notes, preds, fig_dir / f"desc-{name}_cv.svg")
