@@ -163,6 +163,12 @@ def test_lag_qc_recovers_a_planted_hemispheric_lag(tmp_path, lag):
     assert info["Flagged"] is (lag > 1.0)
     assert bool(info["Warnings"]) is (lag > 1.0)
     assert img.shape == run.mask_img.shape
+    # float32 series (as denoising hands them over) give the float64 series' map: no copy is needed
+    assert run.bandpassed.dtype == np.float32
+    img64, _ = run_lag_qc(
+        run.bandpassed.astype(np.float64), run.kept, run.mask_img, truth["lesion_hemisphere"], 2.0, QCParams()
+    )
+    np.testing.assert_allclose(img.get_fdata(), img64.get_fdata(), atol=1e-5)
 
 
 def test_group_inputs_lose_the_lesion_and_its_mirror(tmp_path, brain4):

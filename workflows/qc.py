@@ -303,8 +303,9 @@ def run_lag_qc(
     if external is None:
         if data is None:
             raise ValueError("run_lag_qc needs the band-passed series or an external lag map")
-        series = np.asarray(data, dtype=np.float64)
-        reference = series.mean(axis=1)
+        # lag_map converts voxel chunks to float64 itself: no float64 copy of the whole run here
+        series = np.asarray(data)
+        reference = series.mean(axis=1, dtype=np.float64)
         result = lag_map(
             series, reference, tr, max_lag=max(params.lag_search, tr), kept=np.asarray(kept, bool)
         )
