@@ -252,6 +252,7 @@ def run_group_level(config: RunConfig) -> int:
         params=config.group,
         shared_params=params,
         output_dir=config.output_dir,
+        excluded=excluded,
     )
     prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "group")
     wf.base_dir = str(config.work_dir)

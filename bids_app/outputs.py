@@ -15,25 +15,28 @@ from bids_app import __version__
 from workflows.utils.errors import InputError
 from workflows.utils.io import atomic_write_json, atomic_write_text
 
-#: Custom entities and suffixes that the official validator does not know (see README, Outputs).
+#: What the official validator cannot validate, one output kind per line, so that everything else (the
+#: dataset description, the seed and lesion masks with their sidecars, any unexpected or misnamed file)
+#: is validated. Checked with bids-validator-deno 3.0.2, where some globs with several ``*`` match
+#: nothing (``*_stat-*_boldmap.*``) and folders written with a trailing ``/`` are still flagged.
 BIDSIGNORE = """\
-# strokefc custom entities (seed-, stat-) and files outside the BIDS derivatives specification
-*_seed-*
-*_stat-*
-# derivative time series (fMRIPrep's confounds alike) are not in the validator's schema yet
-*_desc-design_timeseries.*
-*_qc.tsv
-*_qc.json
-*_prediction.json
-*_prediction.tsv
-figures/
+# custom entities seed- and stat- (not in BIDS; xcp_d uses stat- alike): the dFC maps and their tables
+sub-*_stat-*
+sub-*_seed-*
+# derivative tables the validator's schema has no rule for (fMRIPrep's confounds alike)
+sub-*_desc-design_timeseries.*
+sub-*_qc.*
+sub-*_desc-ulfma_prediction.json
+# reports, figures, logs, group-level results and the model: not BIDS files
 sub-*/figures
-logs/
-group/
-model/
-*.html
-predictions.tsv
-predictions_summary.json
+/sub-*.html
+/group.html
+/predictions.html
+/predictions.tsv
+/predictions_summary.json
+/logs
+/group
+/model
 """
 
 

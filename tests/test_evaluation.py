@@ -265,6 +265,20 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert card["label"]["severe_threshold"] == 20.0
     assert card["input"]["align_lesion"] is True
     assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)
+    # provenance: every table's columns described, atlases cited by checksum, the training cohort
+    for table in ("cohort", "cv_predictions", "training_curves", "saliency_regions"):
+        sidecar = json.loads((group / f"{table}.json").read_text())
+        header = (group / f"{table}.tsv").read_text().splitlines()[0].split("\t")
+        assert all(sidecar[c]["Description"] != "undocumented column" for c in header), table
+    assert json.loads((group / "cohort.json").read_text())["ul_fma"]["Units"] == "points"
+    regions_atlas = json.loads((group / "saliency_regions.json").read_text())["Atlas"]
+    assert regions_atlas["Name"] == "HCPEx"
+    assert card["Atlases"]["saliency_regions"]["SHA256"] == regions_atlas["SHA256"]
+    assert card["Atlases"]["parcels"]["Name"] == "HCPEx"
+    assert card["TrainingCohort"]["ClassCounts"] == {"severe": 6, "mild-to-moderate": 6}
+    assert card["TrainingCohort"]["LesionSidesByClass"]["severe"] == {"L": 4, "R": 2}
+    assert card["TrainingCohort"]["VoxelSize_mm"] == [8.0]
+    assert card["IntendedUse"].startswith("Research only")
 
 
 # ------------------------------------------------------------ the parcel model and the controls

@@ -10,7 +10,7 @@ import pytest
 from conftest import NO_QC, run_cli, simulate
 
 from bids_app.participant_level import validator_executable
-from workflows.seeds import atlas_region_mask
+from workflows.seeds import atlas_record, atlas_region_mask
 
 pytestmark = pytest.mark.integration
 SPACE = "MNI152NLin2009cAsym"
@@ -87,9 +87,29 @@ def test_sidecars_hold_every_parameter(finished):
     assert len(den["ConfoundColumns"]) == 26
     assert meta["Seed"]["source"] == "atlas"
     assert meta["Seed"]["atlas"] == "HCPEx"
+    assert meta["Seed"]["Atlas"]["SHA256"] == atlas_record("HCPEx")["SHA256"]  # cited by checksum
     assert meta["WindowLength_vol"] == 50  # the 100 s default at TR 2 s
     assert meta["WindowsKept"] == 200 - 2 - 50 + 1
     assert all(s.startswith("bids:fmriprep:") for s in meta["Sources"])
+
+
+def test_every_table_has_a_sidecar_describing_each_column(finished):
+    _, out, _ = finished
+    func = out / "sub-01" / "func"
+    tables = sorted(func.glob("*.tsv"))
+    assert {t.name for t in tables} >= {
+        "sub-01_task-rest_qc.tsv",  # no entity taken from the column descriptions (was run-{...})
+        "sub-01_task-rest_desc-design_timeseries.tsv",
+        "sub-01_task-rest_seed-ipsiM1_desc-seed_timeseries.tsv",
+        "sub-01_task-rest_seed-ipsiM1_desc-windows_timeseries.tsv",
+    }
+    for table in tables:
+        sidecar = json.loads(table.with_suffix(".json").read_text())
+        header = table.read_text().splitlines()[0].split("\t")
+        assert sidecar["Description"]
+        for column in header:
+            assert sidecar[column]["Description"] != "undocumented column", (table.name, column)
+    assert json.loads((func / "sub-01_task-rest_qc.json").read_text())["retained_time_s"]["Units"] == "s"
 
 
 def test_official_bids_validator_accepts_the_outputs(finished):
@@ -98,6 +118,15 @@ def test_official_bids_validator_accepts_the_outputs(finished):
     assert exe, "bids-validator-deno is a test dependency (setup.cfg [test])"
     proc = subprocess.run([exe, str(out), "--ignoreWarnings"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    # the .bidsignore hides output kinds, not folders: a misnamed file next to the maps is flagged
+    stray = out / "sub-01" / "func" / "sub-01_task-rest_space-MNI152NLin2009cAsym_desc-stray_bold.txt"
+    stray.write_text("not BIDS")
+    try:
+        proc = subprocess.run([exe, str(out), "--ignoreWarnings"], capture_output=True, text=True)
+    finally:
+        stray.unlink()
+    assert proc.returncode != 0
+    assert stray.name in proc.stdout, proc.stdout[-3000:]
 
 
 def _region_sd(img, atlas, name):

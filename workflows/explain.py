@@ -27,13 +27,15 @@ from nilearn.image import resample_img
 
 from workflows.cnn import StrokeCNN
 from workflows.cnn_inputs import grid_mask
+from workflows.columns import tsv_sidecar
+from workflows.seeds import atlas_record
 from workflows.utils.io import atomic_write_json, write_tsv
 
 LOGGER = logging.getLogger("strokefc.group")
 
 #: Fraction of a parcel's grid voxels that must lie on each side of x = 0 for it to count as midline.
 MIDLINE_FRACTION = 0.2
-#: Columns of the region table (see :data:`REGION_COLUMNS_DESCRIPTION`).
+#: Columns of the region table (described in :data:`workflows.columns.COLUMNS`).
 REGION_COLUMNS = (
     "region",
     "side",
@@ -43,20 +45,6 @@ REGION_COLUMNS = (
     "mean_saliency",
     "n_voxels",
 )
-REGION_COLUMNS_DESCRIPTION = {
-    "region": "HCPEx parcel (MNI152NLin2009cAsym), hemisphere suffix removed",
-    "side": "relative to the lesion after alignment (x < 0 ipsilesional); 'bilateral (midline)' when at "
-    f"least {MIDLINE_FRACTION:.0%} of the parcel's grid voxels lie on each side of x = 0",
-    "class_difference": "mean_saliency_severe - mean_saliency_mild; the rows are ranked by its absolute "
-    "value. Positive: the region pushes severe subjects toward severe and mild-to-moderate subjects "
-    "toward mild (it supports the right class in both)",
-    "mean_saliency_severe": "mean signed held-out integrated gradient over the parcel's voxels, severe "
-    "subjects (log-odds units; positive pushes toward severe)",
-    "mean_saliency_mild": "the same over the mild-to-moderate subjects",
-    "mean_saliency": "the same over all subjects (near 0 for a region read linearly: the baseline is the "
-    "training mean, so the classes' attributions cancel)",
-    "n_voxels": "parcel voxels inside the CNN mask",
-}
 
 
 def _severe_log_odds(model: StrokeCNN) -> Any:
@@ -220,15 +208,13 @@ def region_table(
     return rows[:top]
 
 
-def write_region_table(rows: list[dict], path: str | Path) -> tuple[Path, Path]:
-    """Write the region table as TSV with a JSON sidecar describing its columns (both atomically)."""
+def write_region_table(rows: list[dict], path: str | Path, atlas: str = "HCPEx") -> tuple[Path, Path]:
+    """Write the region table as TSV with a JSON sidecar describing its columns and naming the atlas."""
     path = Path(path)
     table = write_tsv(path, rows, list(REGION_COLUMNS))
+    description = "atlas regions ranked by |severe - mild| mean held-out signed saliency of the CNN"
     sidecar = atomic_write_json(
         path.with_suffix(".json"),
-        {
-            "Description": "atlas regions ranked by |severe - mild| mean held-out signed saliency of the CNN",
-            **{col: {"Description": text} for col, text in REGION_COLUMNS_DESCRIPTION.items()},
-        },
+        {**tsv_sidecar(REGION_COLUMNS, description, strict=True), "Atlas": atlas_record(atlas)},
     )
     return table, sidecar

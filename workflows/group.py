@@ -6,7 +6,7 @@ that lands in ``output_dir`` goes through an always-run writer node (``ds_*``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -14,6 +14,8 @@ from nipype.pipeline import engine as pe
 
 from workflows.interfaces import group as gi
 from workflows.interfaces.writers import WriteOutputs
+from workflows.model_card import training_cohort
+from workflows.model_io import json_clean
 from workflows.training import GroupParams, plan_folds
 
 
@@ -23,6 +25,7 @@ def init_group_wf(
     params: GroupParams,
     shared_params: dict,
     output_dir: str | Path,
+    excluded: Mapping[str, str] | None = None,
     name: str = "strokefc_group_wf",
 ) -> pe.Workflow:
     """Build the group-level workflow.
@@ -51,6 +54,8 @@ def init_group_wf(
         Space and dFC/denoising parameters shared by every map (recorded in the model card).
     output_dir : path
         The output dataset; outputs go to ``group/`` and ``model/`` inside it.
+    excluded : dict, optional
+        Left-out unit -> reason, for the model card's training-cohort description.
 
     Inputs (``inputnode``): ``subjects``.
     Outputs (``outputnode``): ``summary_file``, ``model_dir``, ``saliency_file``, ``regions_file``.
@@ -73,7 +78,12 @@ def init_group_wf(
     summarise = pe.Node(gi.SummariseCV(params=params_dict), name="summarise_cv")
     train = pe.Node(gi.TrainFinal(params=params_dict), name="train_final")
     export = pe.Node(
-        gi.ExportModel(params=params_dict, shared_params=dict(shared_params or {})), name="export"
+        gi.ExportModel(
+            params=params_dict,
+            shared_params=dict(shared_params or {}),
+            cohort=json_clean(training_cohort(list(subjects), params.severe_threshold, excluded)),
+        ),
+        name="export",
     )
     explain = pe.Node(
         gi.ExplainHeldOut(params=params_dict, space=str((shared_params or {}).get("Space") or "")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
@@ -14,7 +15,7 @@ from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.denoise import DenoiseBold
 from workflows.interfaces.dfc import ComputeDFC
 from workflows.interfaces.lesion import LesionOnGrid
-from workflows.interfaces.metadata import MergeMetadata
+from workflows.interfaces.metadata import MergeMetadata, TSVSidecar
 from workflows.interfaces.predict import PredictSubject
 from workflows.interfaces.qc import RunQC
 from workflows.interfaces.reportlets import FIGURES, RunReportlets
@@ -36,6 +37,23 @@ MAP_STATS = {
 WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
 #: Fields of ``init_dfc_wf``'s inputnode.
 RUN_INPUTS = ("bold_file", "mask_file", "confounds_file", "boldref_file")
+
+
+def _tsv_sink(
+    wf: pe.Workflow, name: str, source: tuple[pe.Node, str], description: str, **sink_args: Any
+) -> pe.Node:
+    """A sink for a TSV whose JSON sidecar describes every column (``workflows.columns``), from its header.
+
+    The column descriptions go through ``meta_dict``: as sink keywords a column named like an entity
+    (``run``) would become part of the file name.
+    """
+    sidecar = pe.Node(
+        TSVSidecar(description=description), name=f"{name}_sidecar", run_without_submitting=True
+    )
+    sink = pe.Node(DerivativesDataSink(**sink_args), name=f"ds_{name}", run_without_submitting=True)
+    wf.connect([(source[0], sidecar, [(source[1], "in_file")]), (source[0], sink, [(source[1], "in_file")])])
+    wf.connect(sidecar, "meta", sink, "meta_dict")
+    return sink
 
 
 def init_dfc_wf(
@@ -197,16 +215,15 @@ def init_dfc_wf(
         run_without_submitting=True,
     )
     run_qc = pe.Node(RunQC(run=run_label), name="qc", run_without_submitting=True)
-    ds_qc = pe.Node(
-        DerivativesDataSink(
-            base_directory=str(output_dir),
-            suffix="qc",
-            extension=".tsv",
-            dismiss_entities=["space", "res", "desc"],
-            **QC_SIDECAR,
-        ),
-        name="ds_qc",
-        run_without_submitting=True,
+    ds_qc = _tsv_sink(
+        wf,
+        "qc",
+        (run_qc, "qc_tsv"),
+        QC_SIDECAR["Description"],
+        base_directory=str(output_dir),
+        suffix="qc",
+        extension=".tsv",
+        dismiss_entities=["space", "res", "desc"],
     )
     wf.connect(
         [
@@ -217,7 +234,6 @@ def init_dfc_wf(
             ),
             (seed_node, run_qc, [("seed_mask", "seed_mask")]),
             (dfc, run_qc, [("info", "dfc_info")]),
-            (run_qc, ds_qc, [("qc_tsv", "in_file")]),
             (inputnode, ds_qc, [("bold_file", "source_file")]),
             (denoise_node, metadata, [("lag_info", "lag_info")]),
             (denoise_node, ds_lag, [("lag_map", "in_file")]),
@@ -337,52 +353,46 @@ def init_dfc_wf(
         name="ds_seed_mask",
         run_without_submitting=True,
     )
-    ds_seed_ts = pe.Node(
-        DerivativesDataSink(
-            base_directory=outdir,
-            seed="ipsiM1",
-            desc="seed",
-            suffix="timeseries",
-            dismiss_entities=["space", "res"],
-            Description="Mean denoised signal of the seed; kept = 0 marks censored volumes",
-        ),
-        name="ds_seed_tsv",
-        run_without_submitting=True,
+    ds_seed_ts = _tsv_sink(
+        wf,
+        "seed_tsv",
+        (dfc, "seed_tsv"),
+        "Mean denoised signal of the seed; kept = 0 marks censored volumes",
+        base_directory=outdir,
+        seed="ipsiM1",
+        desc="seed",
+        suffix="timeseries",
+        dismiss_entities=["space", "res"],
     )
-    ds_windows_ts = pe.Node(
-        DerivativesDataSink(
-            base_directory=outdir,
-            seed="ipsiM1",
-            desc="windows",
-            suffix="timeseries",
-            dismiss_entities=["space", "res"],
-            Description="One row per sliding window: volumes, coverage, validity and the Fisher-z "
-            "seed correlation with report regions",
-        ),
-        name="ds_windows_tsv",
-        run_without_submitting=True,
+    ds_windows_ts = _tsv_sink(
+        wf,
+        "windows_tsv",
+        (dfc, "windows_tsv"),
+        "One row per sliding window: volumes, coverage, validity and the Fisher-z seed correlation "
+        "with report regions",
+        base_directory=outdir,
+        seed="ipsiM1",
+        desc="windows",
+        suffix="timeseries",
+        dismiss_entities=["space", "res"],
     )
     wf.connect(
         [
             (seed_node, ds_seed, [("seed_mask", "in_file")]),
             (metadata, ds_seed, [("meta", "meta_dict")]),
-            (dfc, ds_seed_ts, [("seed_tsv", "in_file")]),
-            (dfc, ds_windows_ts, [("windows_tsv", "in_file")]),
         ]
     )
-    ds_design = pe.Node(
-        DerivativesDataSink(
-            base_directory=outdir,
-            desc="design",
-            suffix="timeseries",
-            dismiss_entities=["space", "res"],
-            Description="Confound regressors of the denoising, as regressed (after dummy scans); lesion_* "
-            "columns are the lesion's mean signal and principal components (+lesion strategies)",
-        ),
-        name="ds_design_tsv",
-        run_without_submitting=True,
+    ds_design = _tsv_sink(
+        wf,
+        "design_tsv",
+        (denoise_node, "design_tsv"),
+        "Confound regressors of the denoising, as regressed (after dummy scans); lesion_* columns are "
+        "the lesion's mean signal and principal components (+lesion strategies)",
+        base_directory=outdir,
+        desc="design",
+        suffix="timeseries",
+        dismiss_entities=["space", "res"],
     )
-    wf.connect([(denoise_node, ds_design, [("design_tsv", "in_file")])])
     sinks += [ds_seed, ds_seed_ts, ds_windows_ts, ds_design]
     for fig in FIGURES:
         ds = pe.Node(

@@ -21,6 +21,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
+from workflows.columns import tsv_sidecar
 from workflows.denoise import (
     LESION_STRATEGIES,
     DenoiseParams,
@@ -73,35 +74,9 @@ QC_COLUMNS = (
     "excluded",
     "reason",
 )
-QC_DESCRIPTIONS = {
-    "run": "the BOLD run (file name up to the space entity)",
-    "mean_fd_mm": "mean framewise displacement after dummy scans (mm)",
-    "max_fd_mm": "largest framewise displacement after dummy scans (mm)",
-    "volumes_total": "volumes of the run, dummy scans included",
-    "dummy_scans": "non-steady-state volumes dropped at the start",
-    "volumes_censored": "volumes censored (scrubbing), after dummy scans",
-    "retained_time_s": "kept volumes x repetition time (s)",
-    "dof_in_band": "temporal degrees of freedom the band-pass keeps",
-    "regressors": "confound regressors",
-    "dof_remaining": "degrees of freedom left after band-pass and regression (Parkes et al. 2018)",
-    "windows_total": "sliding windows laid over the run",
-    "windows_valid": "windows with enough of their taper weight on kept volumes",
-    "seed_tsnr": "median temporal SNR (mean / SD over kept volumes) of the seed's voxels, before denoising",
-    "lesion_volume_ml": "lesion volume (ml), when a lesion mask is known",
-    "lag_m1_s": "median hemodynamic lag of ipsilesional minus contralesional M1 (s)",
-    "lag_hemisphere_s": "median hemodynamic lag of the lesioned minus the other hemisphere (s)",
-    "lag_flagged": "1 when either lag difference exceeds QCParams.max_lag",
-    "excluded": "1 when an exclusion rule removed the run (no maps)",
-    "reason": "why the run was excluded",
-}
-
-
-#: The QC table's JSON sidecar (BIDS TSV sidecar: a description per column), for processed and
-#: excluded runs alike.
-QC_SIDECAR = {
-    "Description": "Quality control of the run (one row); see the column descriptions",
-    **{column: {"Description": text} for column, text in QC_DESCRIPTIONS.items()},
-}
+#: The QC table's JSON sidecar (BIDS TSV sidecar: a description per column, from
+#: :data:`workflows.columns.COLUMNS`), for processed and excluded runs alike.
+QC_SIDECAR = tsv_sidecar(QC_COLUMNS, "Quality control of the run (one row); see the column descriptions")
 
 
 def run_quality(

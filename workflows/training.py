@@ -57,9 +57,10 @@ from workflows.linear_models import (
     parcel_matrix,
 )
 from workflows.metadata import software_versions
+from workflows.model_card import card_sections
 from workflows.model_io import json_clean, load_model, save_model
 from workflows.qc import qc_fc
-from workflows.seeds import atlas_image, atlas_labels
+from workflows.seeds import atlas_image, atlas_labels, atlas_record
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
@@ -769,8 +770,10 @@ def export_model(
     params: GroupParams,
     shared_params: dict,
     model_dir: str | Path,
+    cohort: dict | None = None,
 ) -> str:
-    """Re-load the final model safely, complete its card (grid, labels, CV metrics...), export it."""
+    """Re-load the final model safely, complete its card (grid, labels, CV metrics, the training
+    ``cohort`` with intended use and limitations: :mod:`workflows.model_card`), export it."""
     model, partial_card = load_model(final_dir)
     grid = json.loads(Path(grid_file).read_text())
     summary = json.loads(Path(summary_file).read_text())
@@ -835,6 +838,9 @@ def export_model(
         },
         "cross_validation": cv,
         "baseline": BASELINE_DESCRIPTION,
+        **card_sections(
+            cohort, {"parcels": atlas_record(PARCEL_ATLAS), "saliency_regions": atlas_record(PARCEL_ATLAS)}
+        ),
     }
     return str(save_model(model, card, model_dir))
 
@@ -894,7 +900,7 @@ def summarise_saliency(
     data = np.load(data_file)
     names = {value: name for name, value in atlas_labels(PARCEL_ATLAS).items()}
     rows = region_table(means, grid, data["parcels"], names)
-    table, table_sidecar = write_region_table(rows, work_dir / SALIENCY_REGIONS)
+    table, table_sidecar = write_region_table(rows, work_dir / SALIENCY_REGIONS, PARCEL_ATLAS)
     class_maps = [str(p) for cls, p in saved.items() if cls != "all"]
     sidecars = [str(sidecar_path(p)) for p in saved.values()] + [str(table_sidecar)]
     return ExplainFiles(str(saved["all"]), str(table), class_maps + sidecars)

@@ -162,6 +162,7 @@ class _ExportInputSpec(BaseInterfaceInputSpec):
     summary_file = File(exists=True, mandatory=True, desc="cv_summary.json (CV metrics go in the card)")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
     shared_params = traits.Dict(desc="space and dFC/denoising parameters shared by the maps")
+    cohort = traits.Dict(desc="the training cohort's description (workflows.model_card.training_cohort)")
 
 
 class _ExportOutputSpec(TraitedSpec):
@@ -184,6 +185,7 @@ class ExportModel(StrokefcInterface):
             GroupParams.from_dict(self.inputs.params),
             shared,
             os.path.join(runtime.cwd, "model"),
+            cohort=self.inputs.cohort if isdefined(self.inputs.cohort) else None,
         )
         self._results.update(
             model_dir=model_dir,

@@ -2,9 +2,11 @@
 
 from nipype.interfaces.base import BaseInterfaceInputSpec, TraitedSpec, isdefined, traits
 
+from workflows.columns import tsv_sidecar
 from workflows.interfaces.base import StrokefcInterface
 from workflows.metadata import merge_run_metadata
 from workflows.utils.bids import bids_uri
+from workflows.utils.io import read_tsv_header
 
 
 class _MergeInputSpec(BaseInterfaceInputSpec):
@@ -39,4 +41,24 @@ class MergeMetadata(StrokefcInterface):
             self.inputs.denoise_info, self.inputs.seed_info, self.inputs.dfc_info, static, lesion, lag
         )
         self._results.update(meta=meta, warnings=meta.get("Warnings", []))
+        return runtime
+
+
+class _TSVSidecarInputSpec(BaseInterfaceInputSpec):
+    in_file = traits.File(exists=True, mandatory=True, desc="a tab-separated table with a header")
+    description = traits.Str("", usedefault=True, desc="what the table is (the sidecar's Description)")
+
+
+class _TSVSidecarOutputSpec(TraitedSpec):
+    meta = traits.Dict(desc="BIDS TSV sidecar: every column's description and units")
+
+
+class TSVSidecar(StrokefcInterface):
+    """The JSON sidecar of a table from its header (:func:`workflows.columns.tsv_sidecar`), for a sink."""
+
+    input_spec = _TSVSidecarInputSpec
+    output_spec = _TSVSidecarOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["meta"] = tsv_sidecar(read_tsv_header(self.inputs.in_file), self.inputs.description)
         return runtime

@@ -1,11 +1,14 @@
 """Writer node for outputs outside the BIDS naming (group tables and maps, the model directory).
 
+Every TSV gets a JSON sidecar describing its columns (:func:`workflows.columns.tsv_sidecar`).
+
 Like niworkflows' ``DerivativesDataSink`` it always runs, even when every upstream node is cached, so a
 rerun that reuses the working directory rewrites outputs that were deleted from ``output_dir``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,7 +21,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from workflows.columns import tsv_sidecar
 from workflows.utils.bids import sidecar_path
+from workflows.utils.io import atomic_write_json, read_tsv_header
 
 
 class _CopyInputSpec(BaseInterfaceInputSpec):
@@ -31,7 +36,7 @@ class _CopyOutputSpec(TraitedSpec):
 
 
 class WriteOutputs(SimpleInterface):
-    """Copy files (and an image's JSON sidecar, when it has one) into a folder atomically; always runs."""
+    """Copy files (an image's JSON sidecar with it; a TSV gets its column sidecar) atomically; always runs."""
 
     input_spec = _CopyInputSpec
     output_spec = _CopyOutputSpec
@@ -43,6 +48,8 @@ class WriteOutputs(SimpleInterface):
         written = []
         sources = list(self.inputs.in_files)
         sources += [str(sidecar_path(s)) for s in sources if str(s).endswith((".nii", ".nii.gz"))]
+        tables = {str(Path(s).with_suffix(".json")) for s in sources if str(s).endswith(".tsv")}
+        sources = [s for s in sources if str(s) not in tables]  # a table's own sidecar is merged below
         for src in [s for s in dict.fromkeys(sources) if Path(s).exists()]:
             dst = out_dir / Path(src).name
             tmp = out_dir / f".{dst.name}.tmp"
@@ -50,5 +57,10 @@ class WriteOutputs(SimpleInterface):
             tmp.chmod(0o644)
             tmp.replace(dst)
             written.append(str(dst))
+            if dst.suffix == ".tsv":  # column descriptions, under what the step put in its own sidecar
+                own = Path(src).with_suffix(".json")
+                meta = tsv_sidecar(read_tsv_header(dst))
+                meta.update(json.loads(own.read_text()) if own.exists() else {})
+                written.append(str(atomic_write_json(dst.with_suffix(".json"), meta)))
         self._results["out_files"] = written
         return runtime

@@ -7,6 +7,7 @@ a reader never sees half a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -53,3 +54,18 @@ def write_tsv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: list
     lines = ["\t".join(columns)]
     lines += ["\t".join(_tsv_cell(row.get(col, "")) for col in columns) for row in rows]
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_tsv_header(path: str | Path) -> list[str]:
+    """The column names of a tab-separated table (its first line)."""
+    with open(path) as fh:
+        return fh.readline().rstrip("\n").split("\t")
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (model weights, atlases: the checksum that identifies them)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
