@@ -18,24 +18,39 @@ import pandas as pd
 
 from bids_app import queries
 from bids_app.config import RunConfig
+from bids_app.reports import render_page
 from bids_app.reports.boilerplate import methods_text, write_citation
 from bids_app.reports.group import CohortSubject
 from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
 from bids_app.scores import parse_score
-from workflows.evaluation import classification_metrics
+from workflows.columns import tsv_sidecar
+from workflows.external_validation import validation_summary
 from workflows.interfaces.reportlets import FIGURES
 from workflows.linear_models import bootstrap_comparison
 from workflows.metadata import software_versions
+from workflows.model_io import json_clean
 from workflows.regression import regression_metrics
 from workflows.training import is_severe
 from workflows.utils.bids import RunInputs
-from workflows.utils.io import atomic_write_text
+from workflows.utils.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
 
 LOGGER = logging.getLogger("strokefc.reports")
+#: Columns of predictions.tsv shown in predictions.html, in order.
+PREDICTION_REPORT_COLUMNS = (
+    "participant_id",
+    "session",
+    "prob_severe",
+    "predicted_class",
+    "ul_fma_true",
+    "class_true",
+    "lesion_side",
+    "source_voxel_size_mm",
+    "grid_coverage",
+)
 
 
 class ParticipantPlan(Protocol):
@@ -295,18 +310,24 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
             merged = merged[first + [c for c in merged.columns if c not in first]]
             merged = merged.sort_values([c for c in ("participant_id", "session") if c in merged])
         atomic_write_text(table, merged.to_csv(sep="\t", index=False))
+        atomic_write_json(
+            table.with_suffix(".json"),
+            tsv_sidecar(merged.columns, "Predictions of a trained model, one row per subject (and session)"),
+        )
         summary = external_validation(merged, config.group.severe_threshold)
         if summary:
             atomic_write_text(
                 config.output_dir / "predictions_summary.json",
-                json.dumps(summary, indent=2, sort_keys=True) + "\n",
+                json.dumps(json_clean(summary), indent=2, sort_keys=True, allow_nan=False) + "\n",
             )
+        write_predictions_report(config, merged, summary)
     return table
 
 
 def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | None:
-    """Balanced accuracy, AUC and Brier score of the labelled predictions, with bootstrap intervals.
+    """The labelled predictions scored (:func:`workflows.external_validation.validation_summary`).
 
+    Returns None without labels; with one class only, the counts and a note (nothing can be scored).
     Predictions of a regression model (``predicted_ul_fma``) are scored against ``ul_fma_true`` instead
     (:func:`regression_validation`).
     """
@@ -319,28 +340,12 @@ def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | 
     prob = labelled["prob_severe"].astype(float).to_numpy()
     if len(y) < 2 or len(set(y)) < 2:
         return {"n_labelled": len(y), "note": "both classes are needed to score the model"}
-    rows = [
-        {"participant_id": pid, "repeat": 0, "model": "model", "y_true": int(t), "prob_severe": float(p)}
-        for pid, t, p in zip(labelled["participant_id"], y, prob)
-    ]
-    boot = bootstrap_comparison(rows, "model", n_boot=1000)["model"]
-    metrics = classification_metrics(y, prob)
+    summary = validation_summary(y, prob, labelled["participant_id"].astype(str).tolist())
+    resampled = table["resampled"].astype(str).str.lower().eq("true") if "resampled" in table else None
     return {
         "n_labelled": len(y),
-        "class_counts": {"severe": int(y.sum()), "mild-to-moderate": int(len(y) - y.sum())},
-        "balanced_accuracy": {
-            "value": metrics["balanced_accuracy"],
-            "ci95": boot["balanced_accuracy"]["ci95"],
-        },
-        "roc_auc": {"value": metrics["roc_auc"], "ci95": boot["roc_auc"]["ci95"]},
-        "brier": metrics["brier"],
-        "confusion": {
-            "true_severe_predicted_severe": int(((prob >= 0.5) & (y == 1)).sum()),
-            "true_severe_predicted_mild": int(((prob < 0.5) & (y == 1)).sum()),
-            "true_mild_predicted_severe": int(((prob >= 0.5) & (y == 0)).sum()),
-            "true_mild_predicted_mild": int(((prob < 0.5) & (y == 0)).sum()),
-        },
-        "interval": "95% subject bootstrap (1000 draws)",
+        **summary,
+        "maps_resampled": int(resampled.sum()) if resampled is not None else None,
     }
 
 
@@ -370,6 +375,26 @@ def regression_validation(table: pd.DataFrame, threshold: float) -> dict:
         **{k: {"value": v, "ci95": boot["model"][k]["ci95"]} for k, v in metrics.items()},
         "interval": "95% subject bootstrap (1000 draws)",
     }
+
+
+def write_predictions_report(config: RunConfig, table: pd.DataFrame, summary: dict | None) -> Path | None:
+    """``output_dir/predictions.html``: every prediction, how maps met the model grid, the validation."""
+    try:
+        rows = table.to_dict("records")
+        notes = sorted({str(r["resampling"]) for r in rows if str(r.get("resampling", "nan")) != "nan"})
+        html = render_page(
+            "predictions.html",
+            title="strokefc predictions",
+            model=str(config.model),
+            rows=rows,
+            columns=[c for c in PREDICTION_REPORT_COLUMNS if c in table],
+            resampling=notes,
+            summary=summary,
+        )
+        return atomic_write_text(config.output_dir / "predictions.html", html)
+    except Exception:  # a report must never fail the run
+        LOGGER.exception("The predictions report could not be written")
+        return None
 
 
 def write_boilerplate(config: RunConfig) -> Path | None:

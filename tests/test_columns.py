@@ -56,7 +56,14 @@ TABLES = {
         "class_true",
         "resampled",
         "source_voxel_size_mm",
+        "model_source_voxel_size_mm",
+        "grid_coverage",
+        "resampling",
+        "target",
+        "predicted_ul_fma",
+        "model_cv_mae",
     ],
+    "cv_predictions_regression": ["participant_id", "repeat", "fold", "model", "y_true", "predicted_score"],
 }
 
 

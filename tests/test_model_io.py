@@ -117,14 +117,20 @@ def test_card_compatibility_names_the_mismatch(exported):
     out, _, _ = exported
     card = model_io.read_card(out)
     params = shared_parameters(META)
-    model_io.check_card_compatible(card, space=META["Space"], grid_shape=SHAPE, dfc_params=params)
+    model_io.check_card_compatible(card, space=META["Space"], dfc_params=params)
     with pytest.raises(InputError, match="space: model 'MNI152NLin2009cAsym' vs subject 'MNI152NLin6Asym'"):
-        model_io.check_card_compatible(card, space="MNI152NLin6Asym", grid_shape=SHAPE, dfc_params=params)
-    with pytest.raises(InputError, match="map grid"):
-        model_io.check_card_compatible(card, space=META["Space"], grid_shape=(9, 10, 12), dfc_params=params)
+        model_io.check_card_compatible(card, space="MNI152NLin6Asym", dfc_params=params)
     with pytest.raises(InputError, match=r"WindowLength_s: model 60\.0 vs subject 30\.0"):
         model_io.check_card_compatible(
-            card, space=META["Space"], grid_shape=SHAPE, dfc_params={**params, "WindowLength_s": 30.0}
+            card, space=META["Space"], dfc_params={**params, "WindowLength_s": 30.0}
+        )
+    # another repetition time: 60 s is 20 volumes of 3 s but 27 volumes (59.4 s) of 2.2 s
+    model_io.check_card_compatible(
+        card, space=META["Space"], dfc_params={**params, "WindowLength_s": 59.4}, tr=2.2
+    )
+    with pytest.raises(InputError, match="WindowLength_s"):
+        model_io.check_card_compatible(
+            card, space=META["Space"], dfc_params={**params, "WindowLength_s": 59.4}
         )
 
 
@@ -139,11 +145,28 @@ def test_predict_subject_uses_the_card(exported, tmp_path, rng):
     assert 0 <= result["prob_severe"] <= 1
     assert result["model_id"] == model_io.read_card(out)["WeightsSHA256"][:12]
     assert result["model_cv_balanced_accuracy"] == 0.7
-    bad = nb.Nifti1Image(rng.random((9, 10, 12)).astype(np.float32), _affine((9, 10, 12)))
-    nb.save(bad, tmp_path / "bad.nii.gz")
-    with pytest.raises(InputError, match="map grid"):
+    assert result["resampled"] is False
+    assert result["resampling"].startswith("none")
+    # a second site at 3 mm on another field of view: resampled to the model grid, and said so
+    shape3 = (13, 14, 15)
+    aff3 = np.diag([3.0, 3.0, 3.0, 1.0])
+    aff3[:3, 3] = [-18.0, -21.0, -21.0]
+    nb.save(nb.Nifti1Image(rng.random(shape3).astype(np.float32), aff3), tmp_path / "map3.nii.gz")
+    other = predict_subject(
+        tmp_path / "map3.nii.gz", out, subject="02", lesion_side="L", space=META["Space"], meta=META
+    )
+    assert other["resampled"] is True
+    assert other["source_voxel_size_mm"] == 3.0
+    assert other["model_source_voxel_size_mm"] == 4.0
+    assert "3x3x3 mm" in other["resampling"]
+    assert other["grid_coverage"] > 0.9
+    # a map that misses most of the model's brain (another field of view or space) is refused
+    far = aff3.copy()
+    far[:3, 3] += 60.0
+    nb.save(nb.Nifti1Image(rng.random(shape3).astype(np.float32), far), tmp_path / "far.nii.gz")
+    with pytest.raises(InputError, match="covers"):
         predict_subject(
-            tmp_path / "bad.nii.gz", out, subject="02", lesion_side="L", space=META["Space"], meta=META
+            tmp_path / "far.nii.gz", out, subject="03", lesion_side="L", space=META["Space"], meta=META
         )
 
 

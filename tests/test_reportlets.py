@@ -511,10 +511,11 @@ def test_external_validation_matches_scikit_learn():
     assert out["n_labelled"] == 20
     assert out["balanced_accuracy"]["value"] == pytest.approx(balanced_accuracy_score(y, prob >= 0.5))
     assert out["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, prob))
-    assert out["brier"] == pytest.approx(brier_score_loss(y, prob))
+    assert out["brier"]["value"] == pytest.approx(brier_score_loss(y, prob))
     lo, hi = out["balanced_accuracy"]["ci95"]
     assert lo <= out["balanced_accuracy"]["value"] <= hi
-    assert sum(out["confusion"].values()) == 20
+    assert np.sum(out["confusion"]["matrix"]) == 20
+    assert sum(b["n"] for b in out["calibration"]) == 20
     assert external_validation(table.drop(columns="class_true")) is None
 
 

@@ -79,7 +79,11 @@ COLUMNS: dict[str, dict[str, Any]] = {
     "repeat": {"Description": "repeat of the repeated subject-level k-fold cross-validation (0-based)"},
     "fold": {"Description": "fold within the repeat (0-based); its test subjects never train it"},
     "model": {"Description": "model name (see cv_summary.json, models)"},
-    "y_true": {"Description": "true class", "Levels": {"1": "severe", "0": "mild-to-moderate"}},
+    "y_true": {
+        "Description": "true value: the class (1 = severe, 0 = mild-to-moderate), or the UL-FMA score "
+        "for a regression model (--target regression)"
+    },
+    "predicted_score": {"Description": "predicted UL-FMA score (regression models)", "Units": "points"},
     "prob_severe": {"Description": "predicted probability of severe impairment", "Units": "probability"},
     "epoch": {"Description": "training epoch (1-based)"},
     "train_loss": {"Description": "class-weighted cross-entropy on the training samples", "Units": "nats"},
@@ -117,6 +121,14 @@ COLUMNS: dict[str, dict[str, Any]] = {
         "Units": "probability",
     },
     "label_definition": {"Description": "the model's label rule"},
+    "target": {
+        "Description": "what the model predicts: regression (a UL-FMA score); empty for classification"
+    },
+    "predicted_ul_fma": {"Description": "UL-FMA predicted by a regression model", "Units": "points"},
+    "model_cv_mae": {
+        "Description": "the regression model's cross-validated mean absolute error (model card)",
+        "Units": "points",
+    },
     "model_id": {"Description": "first 12 hex digits of the model weights' SHA-256"},
     "model_dir": {"Description": "the model directory used"},
     "model_cv_balanced_accuracy": {

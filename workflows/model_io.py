@@ -6,11 +6,9 @@ checksum matches the card, and pickle-based files (``.pt``, ``.pth``, ``.pkl``, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +16,13 @@ import numpy as np
 
 from workflows.cnn import StrokeCNN, build_model
 from workflows.utils.errors import InputError
+from workflows.utils.io import sha256
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model_card.json"
 #: Version of the card layout; a card with another version is refused.
 CARD_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
-
-
-def sha256(path: Path | str) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_model(model: StrokeCNN, card: dict, out_dir: Path | str) -> Path:
@@ -189,34 +179,46 @@ def load_model(model_dir: Path | str) -> tuple[StrokeCNN, dict]:
     return model, card
 
 
+def template_name(space: str | None) -> str:
+    """The template of a space label, without a resolution or cohort (``MNI152NLin2009cAsym:res-2``)."""
+    return str(space or "").split(":")[0]
+
+
 def check_card_compatible(
-    card: dict, *, space: str, grid_shape: Sequence[int], dfc_params: dict | None = None
+    card: dict, *, space: str, dfc_params: dict | None = None, tr: float | None = None
 ) -> None:
-    """Refuse a model whose card does not match the subject's space, source grid or dFC parameters."""
+    """Refuse a model whose card does not match the subject's space (template) or dFC parameters.
+
+    The grid is not compared: maps at another resolution or field of view are resampled to the model
+    grid (:func:`workflows.prediction.predict_subject` records it). A window given in seconds becomes
+    whole volumes, so at another repetition time ``tr`` its length may differ by up to half a volume.
+    """
     where = "model_card.json"
     inp = card.get("input", {})
     problems = []
-    if inp.get("space") and space and inp["space"] != space:
+    if inp.get("space") and space and template_name(inp["space"]) != template_name(space):
         problems.append(f"space: model {inp['space']!r} vs subject {space!r}")
-    grid = inp.get("grid", {})
-    model_shape = tuple(grid.get("source_shape", ()))
-    if model_shape and tuple(int(s) for s in grid_shape) != model_shape:
-        problems.append(f"map grid: model {list(model_shape)} vs subject {list(grid_shape)}")
     for key, expected in (card.get("dfc_parameters") or {}).items():
         got = (dfc_params or {}).get(key, expected)
-        if got != expected and not _same_number(got, expected):
+        if key == "Space":
+            same = template_name(got) == template_name(expected)
+        elif key == "WindowLength_s" and tr:
+            same = _same_number(got, expected, tolerance=tr / 2)
+        else:
+            same = got == expected or _same_number(got, expected)
+        if not same:
             problems.append(f"{key}: model {expected!r} vs subject {got!r}")
     if problems:
         raise InputError(
-            "the model does not match this subject's maps: " + "; ".join(problems),
+            "the model does not match this subject's maps: " + "; ".join(dict.fromkeys(problems)),
             where,
             "run the participant level with the model's options (listed in its card) "
             "or train a model on matching maps",
         )
 
 
-def _same_number(a: Any, b: Any) -> bool:
+def _same_number(a: Any, b: Any, tolerance: float = 0.0) -> bool:
     try:
-        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+        return abs(float(a) - float(b)) <= tolerance + 1e-6 * max(1.0, abs(float(b)))
     except (TypeError, ValueError):
         return False

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 
 from workflows.cnn import predict_proba, predict_score
-from workflows.cnn_inputs import apply_grid, lesion_exclusion
+from workflows.cnn_inputs import apply_grid, grid_mask, lesion_exclusion
 from workflows.metadata import shared_parameters
 from workflows.model_io import check_card_compatible, load_model
 from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
+
+#: Share of the model's brain mask a resampled map must cover.
+MIN_GRID_COVERAGE = 0.5
 
 
 def predict_subject(
@@ -28,9 +32,10 @@ def predict_subject(
     """Probability of severe impairment for one subject (a regression model: the predicted UL-FMA).
 
     The model directory is loaded safely (safetensors weights whose SHA-256 must match the card; no
-    pickle is ever loaded), and the card must match the subject's space, grid and dFC/denoising
-    parameters; otherwise an ``InputError`` names the mismatch. ``lesion_files`` take the lesion and its
-    mirror out of the input, as training did.
+    pickle is ever loaded), and the card must match the subject's template space and dFC/denoising
+    parameters; otherwise an ``InputError`` names the mismatch. A map on another grid (resolution,
+    field of view) is resampled to the model's grid, and the result says so (:func:`grid_resampling`).
+    ``lesion_files`` take the lesion and its mirror out of the input, as training did.
     """
     model, card = load_model(model_dir)
     if card.get("input", {}).get("samples", "maps") != "maps":
@@ -44,12 +49,13 @@ def predict_subject(
         )
     img = load_nifti(str(map_file))
     check_card_compatible(
-        card, space=space, grid_shape=tuple(img.shape[:3]), dfc_params=shared_parameters(meta)
+        card, space=space, dfc_params=shared_parameters(meta), tr=meta.get("RepetitionTime")
     )
     align = bool(card.get("input", {}).get("align_lesion", True))
     grid = card["input"]["grid"]
     masks = [lesion_exclusion(f, grid, lesion_side, align) for f in lesion_files]
     x = apply_grid(img, grid, lesion_side, align, np.logical_or.reduce(masks) if masks else None)
+    resampling = grid_resampling(img, grid, x)
     threshold = float(card.get("label", {}).get("severe_threshold", 20))
     cv = card.get("cross_validation", {})
     if model.n_classes == 1:  # regression (GroupParams.target): a score; the class is its threshold
@@ -78,4 +84,39 @@ def predict_subject(
         "model_cv_balanced_accuracy": cv.get("cnn", {}).get("balanced_accuracy"),
         "lesion_side": lesion_side,
         "map_file": str(map_file),
+        **resampling,
+    }
+
+
+def grid_resampling(img: nb.Nifti1Image, grid: dict, x: np.ndarray) -> dict:
+    """Whether a map's grid differed from the model's training maps, and how much of the model's mask
+    it covers once resampled; a map covering less than :data:`MIN_GRID_COVERAGE` is refused (another
+    field of view, or not in the model's space).
+    """
+    source = np.asarray(grid.get("source_affine", img.affine), float)
+    same = tuple(img.shape[:3]) == tuple(grid.get("source_shape", img.shape[:3])) and np.allclose(
+        img.affine, source, atol=1e-3
+    )
+    mask = grid_mask(grid)
+    valid = mask & np.isfinite(x[0])  # lesion-excluded voxels (NaN) are not the map's to cover
+    covered = float((x[0][valid] != 0).mean()) if valid.any() else 0.0
+    zooms = [round(float(z), 3) for z in img.header.get_zooms()[:3]]
+    model_zooms = np.abs(np.diag(source)[:3]).round(3).tolist()
+    if covered < MIN_GRID_COVERAGE:
+        raise InputError(
+            f"the map covers {100 * covered:.0f}% of the model's brain mask after resampling "
+            f"(at least {100 * MIN_GRID_COVERAGE:.0f}% is needed)",
+            "map grid",
+            "check that the maps are in the model's template space and cover the whole brain",
+        )
+    return {
+        "resampled": not same,
+        "source_voxel_size_mm": zooms[0],
+        "model_source_voxel_size_mm": model_zooms[0],
+        "grid_coverage": round(covered, 4),
+        "resampling": "none: the map is on the model's source grid"
+        if same
+        else f"map on a {'x'.join(f'{z:g}' for z in zooms)} mm grid of shape {list(img.shape[:3])}, "
+        f"resampled (linear) to the model's {grid.get('resolution_mm', '?')} mm input grid; the model "
+        f"was trained on {'x'.join(f'{z:g}' for z in model_zooms)} mm maps",
     }
