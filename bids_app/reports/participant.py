@@ -59,6 +59,7 @@ def _prediction_context(prediction: dict | None) -> dict | None:
         "model_id": prediction.get("model_id") or "unknown",
         "cv_text": _cv_text(prediction.get("model_cv_balanced_accuracy")),
         "figure": prediction.get("figure"),
+        "resampling": prediction.get("resampling"),  # how the map met the model's grid
     }
 
 
