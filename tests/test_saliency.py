@@ -328,3 +328,39 @@ def test_calibration_option_recalibrates_every_model_but_the_cnn(tmp_path, monke
     assert training.calibration_text(GroupParams()).startswith("none")
     with pytest.raises(Exception, match="calibration 'beta' is unknown"):
         GroupParams(calibration="beta")
+
+
+def test_held_out_explainer_takes_a_few_windows_per_subject_and_mirrors_right_lesions(monkeypatch):
+    """Window samples: at most SALIENCY_WINDOWS per test subject; without lesion alignment, right-lesion
+    subjects' saliency is mirrored onto the left before the class sums."""
+    from workflows import training
+
+    groups = np.repeat(["a", "b", "c"], [10, 2, 6])
+    assert explain.saliency_samples(groups, 4).tolist() == [0, 3, 6, 9, 10, 11, 12, 14, 15, 17]
+    data = {
+        "groups": groups,
+        "subjects": np.array(["a", "b", "c"]),
+        "sides": np.array(["L", "R", "L"]),
+        "y_subject": np.array([1, 1, 0]),
+    }
+    test = np.flatnonzero(groups != "a")  # subjects b and c are this fold's test subjects
+    left = np.zeros(SHAPE, np.float32)
+    left[:3] = 1.0  # saliency on world-left voxels only
+    calls = []
+
+    def fake_saliency(model, x, g, n_steps=16):
+        calls.append(list(g))
+        units = np.unique(g)
+        return units, np.stack([left.copy() for _ in units])
+
+    monkeypatch.setattr(training, "subject_saliency", fake_saliency)
+    out: dict = {}
+    params = GroupParams(samples="windows", align_lesion=False)
+    training.held_out_explainer(data, test, params, out)(None, np.zeros((len(test), *SHAPE), np.float32))
+    assert calls == [["b", "b", "c", "c", "c", "c"]]  # 2 of b's windows, 4 of c's 6
+    assert sorted(out["units"]) == ["b", "c"]
+    assert (int(out["n_severe"]), int(out["n_mild"])) == (1, 1)
+    np.testing.assert_array_equal(out["sum_severe"], left[::-1])  # b (right lesion) mirrored
+    np.testing.assert_array_equal(out["sum_mild"], left)
+    with pytest.raises(RuntimeError, match="not the fold's test units"):
+        training.held_out_explainer(data, test, params, {})(None, np.zeros((3, *SHAPE), np.float32))
