@@ -209,6 +209,9 @@ def test_filtering_once_gives_nilearn_clean_in_one_call(rng, censored):
     np.testing.assert_allclose(band, clean_series(series, None, kept, 1.0, params), atol=1e-6)
     assert (cleaned[~kept] == 0).all()
     assert np.abs(cleaned - band).max() > 0.1  # the regression did something
+    blocks = clean_and_bandpass(series, confounds, kept, 1.0, params, chunk=4)  # voxel blocks of 4 and 2
+    np.testing.assert_allclose(blocks[0], cleaned, atol=1e-6)
+    np.testing.assert_allclose(blocks[1], band, atol=1e-6)
 
 
 def test_4d_runs_are_read_a_few_volumes_at_a_time_with_their_scaling(tmp_path, rng):

@@ -304,6 +304,7 @@ def clean_and_bandpass(
     params: DenoiseParams,
     *,
     bandpassed: bool = True,
+    chunk: int = 32768,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`clean_series`, and the same series detrended and band-passed only (no regression).
 
@@ -333,25 +334,23 @@ def clean_and_bandpass(
         # over voxels in Python: minutes per run instead of about a second)
         "butterworth__copy": True,
     }
-    filtered = signal.clean(series, detrend=True, standardize=None, **filtering)
     with_conf = conf is not None and conf.shape[1] > 0
-
-    def finish(x: np.ndarray, chunk: int = 16384) -> np.ndarray:
-        """Kept rows z-scored into float32, zeros elsewhere; by column blocks (no full float64 copy)."""
-        out = np.zeros(series.shape, np.float32)
-        for start in range(0, x.shape[1], chunk):
-            cols = slice(start, start + chunk)
-            out[kept, cols] = _zscore_rows(np.asarray(x[kept, cols], np.float64))
-        return out
-
-    band = finish(filtered) if bandpassed or not with_conf else None
-    if not with_conf:
-        return band if band is not None else finish(filtered), band if bandpassed else None
-    conf_filtered = signal.clean(conf, detrend=True, standardize=None, **filtering)
-    regressed = signal.clean(
-        filtered, confounds=conf_filtered, detrend=False, filter=False, standardize=None, t_r=tr
-    )
-    return finish(regressed), band
+    conf_filtered = signal.clean(conf, detrend=True, standardize=None, **filtering) if with_conf else None
+    out = np.zeros(series.shape, np.float32)
+    band = np.zeros(series.shape, np.float32) if bandpassed else None
+    # by voxel blocks: every step is column by column, and the float64 copies of detrending and
+    # filtering (several of the run's size) stay a block's size
+    for start in range(0, series.shape[1], chunk):
+        cols = slice(start, start + chunk)
+        filtered = signal.clean(series[:, cols], detrend=True, standardize=None, **filtering)
+        if band is not None:
+            band[kept, cols] = _zscore_rows(np.asarray(filtered[kept], np.float64))
+        if with_conf:
+            filtered = signal.clean(
+                filtered, confounds=conf_filtered, detrend=False, filter=False, standardize=None, t_r=tr
+            )
+        out[kept, cols] = _zscore_rows(np.asarray(filtered[kept], np.float64))
+    return out, band
 
 
 #: fMRIStroke's lesion-free replacements for fMRIPrep's tissue signals (same derivative suffixes).
