@@ -157,7 +157,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
         name: ("qc", name)
         for name in ("min_time", "max_mean_fd", "min_windows", "min_dof", "lag_search", "max_lag")
     },
-    **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations")},
+    **{name: ("cv", name) for name in ("cv_folds", "cv_repeats", "n_permutations", "permute_cnn")},
     "epochs": ("train", "epochs"),
     "device": ("train", "device"),
     "cnn_precision": ("train", "precision"),

@@ -416,7 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-permutations",
         type=_nonneg_int,
         default=D("n_permutations"),
-        help="label permutations for the p-value (100+ for papers)",
+        help="label permutations for every model's p-value (100+ for papers)",
+    )
+    g.add_argument(
+        "--permute-cnn",
+        action="store_true",
+        default=D("permute_cnn"),
+        help="also permute the CNN: each draw retrains it folds x repeats times (100 draws of 5 x 5: "
+        "2,500 trainings); without it the primary parcel model and the other linear models are permuted",
     )
     g.add_argument("--epochs", type=_positive_int, default=D("epochs"), help="maximum training epochs")
     g.add_argument(

@@ -367,3 +367,20 @@ def test_parcel_model_copes_with_one_training_subject_in_a_class():
     prob, curve = parcel_fit_predict(x[train], y[train], groups[train], x[4:], operator=operator)
     assert prob.shape == (2,)
     assert curve == []
+
+
+def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
+    """Each draw permutes every linear model; the CNN (folds x repeats trainings per draw) only on request."""
+    from workflows import training
+    from workflows.evaluation import CVParams
+    from workflows.training import GroupParams
+
+    data_file = tmp_path / "data.npz"
+    np.savez(data_file, y=np.array([0, 1, 0, 1]), groups=np.array(["a", "b", "c", "d"]))
+    seen = []
+    monkeypatch.setattr(training, "fold_models", lambda data, params: {"cnn": None, "parcel": None})
+    monkeypatch.setattr(training, "_split_groups", lambda data: data["groups"])
+    monkeypatch.setattr(training.ev, "permutation_nulls", lambda *a, **k: seen.append(sorted(a[3])) or {})
+    training.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1)))
+    training.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1, permute_cnn=True)))
+    assert seen == [["parcel"], ["cnn", "parcel"]]

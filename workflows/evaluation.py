@@ -34,6 +34,9 @@ class CVParams:
     cv_folds: int = 5
     cv_repeats: int = 5
     n_permutations: int = 0  # 0 = no permutation test; 100+ for papers
+    # the CNN in every draw costs n_permutations x folds x repeats trainings (2,500 for 100 draws of 5 x 5):
+    # off by default, the primary (parcel) and the other linear models are always permuted
+    permute_cnn: bool = False
 
 
 METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1", "brier")

@@ -574,15 +574,19 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> d
     """One draw of the label-permutation null of every model's mean balanced accuracy.
 
     Labels are permuted between units, then every model of :func:`fold_models` is cross-validated on
-    the same subject-level folds, with as many repeats as the observed score (``cv_repeats``).
+    the same subject-level folds, with as many repeats as the observed score (``cv_repeats``). The CNN
+    only with ``params.cv.permute_cnn``: its draws cost as many trainings as the observed CV.
     """
     torch.set_num_threads(params.threads)
     data = np.load(data_file)
+    models = fold_models(data, params)
+    if not params.cv.permute_cnn:
+        models.pop("cnn", None)
     return ev.permutation_nulls(
         np.arange(len(data["y"])),
         data["y"],
         data["groups"],
-        fold_models(data, params),
+        models,
         n_folds=params.cv.cv_folds,
         n_repeats=params.cv.cv_repeats,
         seed=params.random_seed,
@@ -709,7 +713,8 @@ def permutation_summary(
         **(per_model[primary] if primary else {}),
         "models": per_model,
         "scheme": "labels permuted between units; every model cross-validated on the same subject-level "
-        f"folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score",
+        f"folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score"
+        + ("" if params.cv.permute_cnn else "; the CNN is not permuted (--permute-cnn)"),
     }
 
 
