@@ -190,3 +190,19 @@ def test_progress_prints_one_line_per_subject_when_its_last_node_ends(two_run_co
     progress(sub02, "exception")
     assert lines[1].startswith("  sub-02 failed")
     assert lines[1].endswith("min elapsed)")
+
+
+def test_sinks_hash_their_source_by_path_and_their_input_by_content(tmp_path):
+    """A sink's source only names the output: rewriting the (large) BOLD must not make it re-read."""
+    from workflows.interfaces.bids import DerivativesDataSink
+
+    source = tmp_path / "sub-01_task-rest_desc-preproc_bold.nii.gz"
+    in_file = tmp_path / "map.nii.gz"
+    source.write_bytes(b"a" * 1000)
+    in_file.write_bytes(b"x")
+    sink = DerivativesDataSink(base_directory=str(tmp_path), source_file=str(source), in_file=str(in_file))
+    first = sink.inputs.get_hashval(hash_method="content")[1]
+    source.write_bytes(b"b" * 1000)
+    assert sink.inputs.get_hashval(hash_method="content")[1] == first
+    in_file.write_bytes(b"y")
+    assert sink.inputs.get_hashval(hash_method="content")[1] != first
