@@ -110,6 +110,8 @@ def test_every_table_has_a_sidecar_describing_each_column(finished):
         for column in header:
             assert sidecar[column]["Description"] != "undocumented column", (table.name, column)
     assert json.loads((func / "sub-01_task-rest_qc.json").read_text())["retained_time_s"]["Units"] == "s"
+    windows = json.loads((func / "sub-01_task-rest_seed-ipsiM1_desc-windows_timeseries.json").read_text())
+    assert windows["RegionAtlases"]["contraM1"]["SHA256"] == atlas_record("HCPEx")["SHA256"]
 
 
 def test_official_bids_validator_accepts_the_outputs(finished):

@@ -59,3 +59,20 @@ def test_training_cohort_counts_classes_sides_tr_runs_and_exclusions(tmp_path):
     assert sections["Limitations"]
     assert "TRIPOD+AI" in sections["ReportingGuideline"]
     json.dumps(sections)
+
+
+def test_tsv_sidecar_node_describes_the_header_and_adds_the_region_atlases(tmp_path):
+    from workflows.interfaces.dfc import REPORT_REGIONS
+    from workflows.interfaces.metadata import TSVSidecar
+
+    table = tmp_path / "windows.tsv"
+    table.write_text("start_volume\tonset_s\tz_contraM1\n0\t0.0\t0.1\n")
+    atlases = {name: atlas_record(atlas) for name, (atlas, _) in REPORT_REGIONS.items()}
+    node = TSVSidecar(in_file=str(table), description="windows", extra={"RegionAtlases": atlases})
+    node.base_dir = str(tmp_path)
+    meta = node.run(cwd=str(tmp_path)).outputs.meta
+    assert meta["Description"] == "windows"
+    assert meta["onset_s"]["Units"] == "s"
+    assert meta["z_contraM1"]["Units"] == "Fisher z"
+    assert meta["RegionAtlases"]["contraM1"]["Name"] == "HCPEx"
+    assert meta["RegionAtlases"]["ipsiThalamus"]["Name"] == "AAL"

@@ -13,7 +13,7 @@ from workflows.denoise import DenoiseParams
 from workflows.dfc import WindowParams
 from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.denoise import DenoiseBold
-from workflows.interfaces.dfc import ComputeDFC
+from workflows.interfaces.dfc import REPORT_REGIONS, ComputeDFC
 from workflows.interfaces.lesion import LesionOnGrid
 from workflows.interfaces.metadata import MergeMetadata, TSVSidecar
 from workflows.interfaces.predict import PredictSubject
@@ -23,7 +23,7 @@ from workflows.interfaces.seeds import MakeSeed
 from workflows.interfaces.subject import AggregateRuns
 from workflows.metadata import software_versions
 from workflows.qc import QC_SIDECAR, QCParams
-from workflows.seeds import SeedParams
+from workflows.seeds import SeedParams, atlas_record
 from workflows.utils.bids import RunInputs, safe_name
 
 #: stat- entity of each map, with its description for the sidecar.
@@ -40,15 +40,23 @@ RUN_INPUTS = ("bold_file", "mask_file", "confounds_file", "boldref_file")
 
 
 def _tsv_sink(
-    wf: pe.Workflow, name: str, source: tuple[pe.Node, str], description: str, **sink_args: Any
+    wf: pe.Workflow,
+    name: str,
+    source: tuple[pe.Node, str],
+    description: str,
+    extra: dict | None = None,
+    **sink_args: Any,
 ) -> pe.Node:
-    """A sink for a TSV whose JSON sidecar describes every column (``workflows.columns``), from its header.
+    """A sink for a TSV whose JSON sidecar describes every column (``workflows.columns``), from its header,
+    plus the ``extra`` entries.
 
     The column descriptions go through ``meta_dict``: as sink keywords a column named like an entity
     (``run``) would become part of the file name.
     """
     sidecar = pe.Node(
-        TSVSidecar(description=description), name=f"{name}_sidecar", run_without_submitting=True
+        TSVSidecar(description=description, extra=extra or {}),
+        name=f"{name}_sidecar",
+        run_without_submitting=True,
     )
     sink = pe.Node(DerivativesDataSink(**sink_args), name=f"ds_{name}", run_without_submitting=True)
     wf.connect([(source[0], sidecar, [(source[1], "in_file")]), (source[0], sink, [(source[1], "in_file")])])
@@ -370,6 +378,12 @@ def init_dfc_wf(
         (dfc, "windows_tsv"),
         "One row per sliding window: volumes, coverage, validity and the Fisher-z seed correlation "
         "with report regions",
+        extra={
+            "RegionAtlases": {
+                name: {"Region": region, **atlas_record(atlas)}
+                for name, (atlas, region) in REPORT_REGIONS.items()
+            }
+        },
         base_directory=outdir,
         seed="ipsiM1",
         desc="windows",

@@ -13,14 +13,20 @@ from workflows.interfaces.base import StrokefcInterface
 from workflows.seeds import atlas_region_mask
 from workflows.utils.images import load_nifti
 
+#: Regions traced in the windows table and the report: name -> (atlas, region; {ipsi}/{contra} = side).
+REPORT_REGIONS = {
+    "contraM1": ("HCPEx", "Primary_Motor_Cortex_{contra}"),
+    "ipsiSMA": ("AAL", "Supp_Motor_Area_{ipsi}"),
+    "ipsiThalamus": ("AAL", "Thalamus_{ipsi}"),
+}
+
 
 def _report_regions(lesion_side: str, ref_img: nb.Nifti1Image) -> dict[str, nb.Nifti1Image]:
     """Regions traced in the report: contralesional M1, ipsilesional SMA and thalamus."""
     contra = "R" if lesion_side == "L" else "L"
     return {
-        "contraM1": atlas_region_mask("HCPEx", [f"Primary_Motor_Cortex_{contra}"], ref_img),
-        "ipsiSMA": atlas_region_mask("AAL", [f"Supp_Motor_Area_{lesion_side}"], ref_img),
-        "ipsiThalamus": atlas_region_mask("AAL", [f"Thalamus_{lesion_side}"], ref_img),
+        name: atlas_region_mask(atlas, [region.format(ipsi=lesion_side, contra=contra)], ref_img)
+        for name, (atlas, region) in REPORT_REGIONS.items()
     }
 
 

@@ -47,6 +47,7 @@ class MergeMetadata(StrokefcInterface):
 class _TSVSidecarInputSpec(BaseInterfaceInputSpec):
     in_file = traits.File(exists=True, mandatory=True, desc="a tab-separated table with a header")
     description = traits.Str("", usedefault=True, desc="what the table is (the sidecar's Description)")
+    extra = traits.Dict(desc="further sidecar entries (e.g. the atlases of named regions)")
 
 
 class _TSVSidecarOutputSpec(TraitedSpec):
@@ -60,5 +61,6 @@ class TSVSidecar(StrokefcInterface):
     output_spec = _TSVSidecarOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["meta"] = tsv_sidecar(read_tsv_header(self.inputs.in_file), self.inputs.description)
+        meta = tsv_sidecar(read_tsv_header(self.inputs.in_file), self.inputs.description)
+        self._results["meta"] = {**meta, **(self.inputs.extra if isdefined(self.inputs.extra) else {})}
         return runtime
