@@ -360,6 +360,31 @@ def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
     return {"inference_s_per_subject": float(np.median(times)), "inference_s_first": times[0]}
 
 
+def _group_permutation(run_dir: Path, out: Path, n: int) -> dict:
+    """CPU time of one permutation draw as ``--n-permutations`` runs it (linear models, same CV)."""
+    from workflows.evaluation import CVParams
+    from workflows.training import GroupParams, run_permutation
+
+    data = run_dir / "work" / "strokefc_group_wf" / "prepare" / "group_inputs.npz"
+    cv = json.loads((out / "group" / "cv_summary.json").read_text()).get("cv", {})
+    params = GroupParams(cv=CVParams(cv_folds=cv.get("folds", 5), cv_repeats=cv.get("repeats", 5)))
+    t = time.process_time()
+    run_permutation(data, 0, params)
+    return {"permutation_draw_cpu_s": time.process_time() - t}
+
+
+def _group_half(run_dir: Path, out: Path, n: int, cmd: list) -> dict:
+    """Wall time of the same group run on the first half of the subjects (is the cost linear in subjects?)."""
+    half = n // 2
+    work = run_dir.parent / "group_half"
+    fresh(work)
+    labels = [f"{i:02d}" for i in range(1, half + 1)]
+    r = run_measured(
+        [*cmd[:4], "--work-dir", work / "work", *cmd[6:], "--participant-label", *labels], work / "log.txt"
+    )
+    return {"half_n": half, "half_wall_s": r["wall_s"]}
+
+
 def bench_group(cache: Path, p: dict) -> dict:
     """Group level (default CV) on the generator cohort; training throughput and inference per subject."""
     n = p["group_n"]
@@ -397,9 +422,10 @@ def bench_group(cache: Path, p: dict) -> dict:
     res["cv_repeats"] = p["cv_repeats"] or 5
     res["nodes"] = node_times(run_dir / "log.txt")
 
-    for step in (_group_epochs, _group_training, _group_inference):  # a failure here keeps the wall time
+    steps = (_group_epochs, _group_training, _group_inference, _group_permutation, _group_half)
+    for step in steps:  # a failure here keeps the wall time
         try:
-            res.update(step(run_dir, out, n))
+            res.update(step(run_dir, out, n) if step is not _group_half else step(run_dir, out, n, cmd))
         except Exception as exc:  # noqa: BLE001  (a failed measurement is reported, the rest kept)
             traceback.print_exc()
             res.setdefault("errors", []).append(f"{step.__name__}: {type(exc).__name__}: {exc}")
@@ -557,6 +583,26 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
                 ok(g["inference_s_per_subject"] < 1),
             ),
         ]
+        if "half_wall_s" in g:
+            rows.append(
+                (
+                    f"  same, {g['half_n']} subjects (linear in subjects?)",
+                    f"{g['half_wall_s'] / 60:.1f} min ({g['wall_s'] / g['half_wall_s']:.2f}x for "
+                    f"{g['n_subjects'] / g['half_n']:.2f}x the subjects)",
+                    "linear",
+                    ok(g["wall_s"] / g["half_wall_s"] <= 1.2 * g["n_subjects"] / g["half_n"]),
+                )
+            )
+        if "permutation_draw_cpu_s" in g:
+            est = 100 * g["permutation_draw_cpu_s"] / 2 / 60  # two draws at a time on 2 cores
+            rows.append(
+                (
+                    "  100 permutations (linear models; estimate)",
+                    f"{est:.0f} min (one draw {g['permutation_draw_cpu_s']:.0f} s CPU, x100 / 2 cores)",
+                    "< 60 min",
+                    ok(est < 60),
+                )
+            )
     if results.get("cnn"):
         rows += cnn_paths.rows(results["cnn"])
     s = results.get("scaling")
@@ -667,7 +713,9 @@ def details(results: dict) -> str:
 
 def write_results(info: dict, results: dict, args, table: str) -> Path:
     today = dt.date.today().isoformat()
-    path = REPO / "benchmarks" / "results" / f"{today}{'-quick' if args.quick else ''}.md"
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    part = "" if set(only) >= set(SECTIONS) else "-" + "-".join(only)
+    path = REPO / "benchmarks" / "results" / f"{today}{part}{'-quick' if args.quick else ''}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     v = ", ".join(f"{k} {val}" for k, val in info["versions"].items())
     la = ", ".join(f"{x:.2f}" for x in info["load_avg_start"])

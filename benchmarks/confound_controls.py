@@ -1,17 +1,20 @@
-"""Negative control: lesion size tracks impairment, dFC does not. Are the models at chance?
+"""Negative controls: a confound tracks impairment, dFC does not. Are the map models at chance?
 
-A generated cohort where severe patients have larger lesions (radius 11-14 mm vs 5-8 mm), the lesion
-holds a cavity artefact whose amplitude scales with its size, and there is no dFC effect at all
+``--confound lesion`` (default): severe patients have larger lesions (radius 11-14 mm vs 5-8 mm), the
+lesion holds a cavity artefact whose amplitude scales with its size, and there is no dFC effect at all
 (``--effect 0``). The participant level runs twice: with the lesion masks (the dilated lesion leaves
 every map; the group level also takes the lesion and its mirror out of every model input) and without
-them (the lesion stays in the maps). The group level then cross-validates every model on each.
+them (the lesion stays in the maps). A model above chance *with* the masks would be learning lesion
+topography or size from what is left; the confound-only model (quality measures and lesion volume) is
+expected above chance, since lesion volume does track the class here: that is the point of having it.
 
-A model above chance *with* the masks would be learning lesion topography or size from what is left;
-the confound-only model (quality measures and lesion volume) is expected above chance in both runs,
-since lesion volume does track the class here: that is the point of having it.
+``--confound motion``: severe patients move ``--motion-by-class`` times more (the simulator's head
+motion, with its spin-history and FD-linked signal changes) and there is no dFC effect. The motion/QC
+control should win; a map model that beats it learns motion.
 
-Usage: ``python benchmarks/lesion_confound.py [--n-subjects 32] [--cache DIR]``; writes
-``benchmarks/results/<date>-lesion-confound.md`` and prints the table.
+The group level cross-validates every model on the same subject-level folds. Usage:
+``python benchmarks/confound_controls.py [--confound lesion|motion] [--n-subjects 32] [--cache DIR]``;
+writes ``benchmarks/results/<date>-<confound>-confound.md`` and prints the table.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ BIN = Path(sys.executable).parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--confound", choices=["lesion", "motion"], default="lesion")
+    parser.add_argument("--motion-by-class", type=float, default=2.5)
     parser.add_argument("--n-subjects", type=int, default=32)
     parser.add_argument("--n-volumes", type=int, default=200)
     parser.add_argument("--cv-repeats", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-lesion-confound"))
+    parser.add_argument("--cache", type=Path, default=None, help="default /tmp/strokefc-<confound>-confound")
     args = parser.parse_args(argv)
-    cache = args.cache
+    cache = args.cache or Path(f"/tmp/strokefc-{args.confound}-confound")
     shutil.rmtree(cache, ignore_errors=True)
     cache.mkdir(parents=True)
     bids = cache / "bids"
@@ -51,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             str(args.n_volumes),
             "--effect",
             "0",
-            "--lesion-size-by-class",
-            "--lesion-noise",
-            "2",
+            *(
+                ["--lesion-size-by-class", "--lesion-noise", "2"]
+                if args.confound == "lesion"
+                else ["--motion-by-class", str(args.motion_by_class)]
+            ),
             "--seed",
             "5",
         ],
@@ -61,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         stdout=subprocess.DEVNULL,
     )
     results = {}
-    for name, extra in (
-        ("lesions excluded", ["--lesion-dir", bids / "derivatives" / "lesions"]),
-        ("lesions kept", []),
-    ):
-        tag = name.split()[1]
+    variants = (
+        (
+            ("lesions excluded", "excluded", ["--lesion-dir", bids / "derivatives" / "lesions"]),
+            ("lesions kept", "kept", []),
+        )
+        if args.confound == "lesion"
+        else ((f"severe move {args.motion_by_class:g}x more", "motion", []),)
+    )
+    for name, tag, extra in variants:
         out, work = cache / f"out_{tag}", cache / f"work_{tag}"
         common = ["--work-dir", work, "--nprocs", 2, "--skip-bids-validation"]
         t_part = run(
@@ -83,11 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         }
     models = list(next(iter(results.values()))["summary"]["models"])
     lines = [
-        f"# Lesion-size negative control ({dt.date.today().isoformat()})",
+        f"# {args.confound.capitalize()} negative control ({dt.date.today().isoformat()})",
         "",
         f"{args.n_subjects} generated patients (4 mm, {args.n_volumes} volumes, seed 5), no dFC effect, "
-        "severe patients with larger lesions holding a size-scaled cavity artefact; "
-        f"subject-level {5}-fold CV x {args.cv_repeats} repeats, the same folds for every model. "
+        + (
+            "severe patients with larger lesions holding a size-scaled cavity artefact; "
+            if args.confound == "lesion"
+            else f"severe patients moving {args.motion_by_class:g}x more; "
+        )
+        + f"subject-level {5}-fold CV x {args.cv_repeats} repeats, the same folds for every model. "
         "Balanced accuracy: mean ± SD over folds, and the pooled out-of-fold value with its 95% "
         "subject-bootstrap interval (chance 0.5).",
         "",
@@ -103,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{k}: participant {v['participant_s']} s, group {v['group_s']} s" for k, v in results.items()
         ),
         "",
-        f"Command: `python benchmarks/lesion_confound.py --n-subjects {args.n_subjects} "
-        f"--cv-repeats {args.cv_repeats}`",
+        f"Command: `python benchmarks/confound_controls.py --confound {args.confound} "
+        f"--n-subjects {args.n_subjects} --cv-repeats {args.cv_repeats}`",
     ]
     text = "\n".join(lines) + "\n"
-    target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-lesion-confound.md"
+    target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-{args.confound}-confound.md"
     target.write_text(text)
     print(text)
     print(f"written to {target}")
