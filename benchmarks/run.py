@@ -378,6 +378,7 @@ def _group_half(run_dir: Path, out: Path, n: int, cmd: list) -> dict:
     half = n // 2
     work = run_dir.parent / "group_half"
     fresh(work)
+    work.mkdir(parents=True)
     labels = [f"{i:02d}" for i in range(1, half + 1)]
     r = run_measured(
         [*cmd[:4], "--work-dir", work / "work", *cmd[6:], "--participant-label", *labels], work / "log.txt"
