@@ -430,3 +430,24 @@ def predict_score(model: StrokeCNN, x: np.ndarray, batch_size: int = 16) -> np.n
     if model.n_classes != 1:
         raise ValueError("predict_score needs a regression model (one output)")
     return _forward(model, x, lambda z: z[:, 0] * model.target_std + model.target_mean, batch_size)
+
+
+def fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    settings: TrainSettings,
+    *,
+    regression: bool = False,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Train on one training fold, predict its test samples (severe probability, or the score); curve too.
+
+    ``explain(model, x_test)``, when given, is called with the fold's model and its test samples only
+    (held-out saliency, see :func:`workflows.training.run_fold`).
+    """
+    model, curve = train_model(x_train, y_train, groups_train, settings, regression=regression)
+    if explain is not None:
+        explain(model, x_test)
+    return (predict_score if regression else predict_proba)(model, x_test), curve

@@ -34,7 +34,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import GroupKFold
 
 from workflows import evaluation as ev
-from workflows.cnn import StrokeCNN, TrainSettings, predict_score, train_model
+from workflows.cnn import StrokeCNN, TrainSettings, fit_predict
 from workflows.linear_models import CONFOUND_FEATURES, bootstrap_comparison, parcel_means
 
 #: Ridge penalties searched by the inner cross-validation (standardised features).
@@ -173,13 +173,10 @@ def cnn_regression_fit_predict(
 ) -> tuple[np.ndarray, list[dict]]:
     """Train the one-output CNN on one training fold, predict the test scores (curve rows returned too).
 
-    ``explain(model, x_test)``, when given, is called with the fold's model and its test samples only
-    (held-out saliency, see :func:`workflows.training.run_fold`).
+    ``explain`` sees the fold's model and its test samples only (:func:`workflows.cnn.fit_predict`).
     """
-    model, curve = train_model(x_train, y_train, groups_train, replace(train, seed=seed), regression=True)
-    if explain is not None:
-        explain(model, x_test)
-    return predict_score(model, x_test), curve
+    settings = replace(train, seed=seed)
+    return fit_predict(x_train, y_train, groups_train, x_test, settings, regression=True, explain=explain)
 
 
 def model_functions(

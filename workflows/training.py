@@ -23,7 +23,7 @@ import torch
 from workflows import evaluation as ev
 from workflows import regression as rg
 from workflows.calibration import CALIBRATION_METHODS, calibrated
-from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, model_for, predict_proba, train_model
+from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, fit_predict, model_for, train_model
 from workflows.cnn_inputs import (
     align_image,
     apply_grid,
@@ -371,14 +371,10 @@ def cnn_fit_predict(
 ) -> tuple[np.ndarray, list[dict]]:
     """Train the CNN on one training fold and predict the test samples (curve rows returned too).
 
-    ``explain(model, x_test)``, when given, is called with the fold's model and its test samples only
-    (held-out saliency, see :func:`run_fold`).
+    ``explain`` sees the fold's model and its test samples only (:func:`workflows.cnn.fit_predict`).
     """
     train = replace(params.train, seed=params.random_seed + seed)
-    model, curve = train_model(x_train, y_train, groups_train, train)
-    if explain is not None:
-        explain(model, x_test)
-    return predict_proba(model, x_test), curve
+    return fit_predict(x_train, y_train, groups_train, x_test, train, explain=explain)
 
 
 def baseline_predict(
