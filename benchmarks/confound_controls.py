@@ -27,9 +27,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from planted_cohort import ba_cell, run  # the sibling script (benchmarks/ is on sys.path when run)
+from planted_cohort import (
+    ba_cell,
+    run,
+    write_result,
+)  # the sibling script (benchmarks/ is on sys.path when run)
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -121,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `python benchmarks/confound_controls.py --confound {args.confound} "
         f"--n-subjects {args.n_subjects} --cv-repeats {args.cv_repeats}`",
     ]
-    text = "\n".join(lines) + "\n"
-    target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-{args.confound}-confound.md"
-    target.write_text(text)
-    print(text)
-    print(f"written to {target}")
+    write_result(f"{args.confound}-confound", lines)
     return 0
 
 

@@ -51,6 +51,16 @@ def ba_cell(summary: dict, model: str) -> str:
     return f"{ba['mean']:.2f} ± {ba['sd']:.2f} (pooled {boot['value']:.2f}, {low:.2f}-{high:.2f})"
 
 
+def write_result(name: str, lines: list[str]) -> Path:
+    """Write ``lines`` to ``benchmarks/results/<today>-<name>.md``, print them and the path."""
+    text = "\n".join(lines) + "\n"
+    target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-{name}.md"
+    target.write_text(text)
+    print(text)
+    print(f"written to {target}")
+    return target
+
+
 def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
     """One-feature logistic regression on the planted regions' mean dFC SD, subject-level repeated CV."""
     from sklearn.linear_model import LogisticRegression
@@ -198,11 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         lines.append(f"| {m} | " + " | ".join(ba_cell(summary, m) for summary in results.values()) + " |")
     lines += ["", "Run times on this machine (2 cores): " + ", ".join(f"{k} {v}" for k, v in times.items())]
-    text = "\n".join(lines) + "\n"
-    target = REPO / "benchmarks" / "results" / f"{dt.date.today().isoformat()}-planted-cohort.md"
-    target.write_text(text)
-    print(text)
-    print(f"written to {target}")
+    write_result("planted-cohort", lines)
     return 0
 
 
