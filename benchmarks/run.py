@@ -320,7 +320,8 @@ def _group_training(run_dir: Path, out: Path, n: int) -> dict:
     """CNN training throughput: ``train_model`` for 3 epochs on the prepared inputs, 1 torch thread."""
     import torch
 
-    from workflows.cnn import TrainSettings, train_model, validation_split
+    from workflows.cnn import train_model, validation_split
+    from workflows.params import TrainSettings
 
     d = np.load(next((run_dir / "work").rglob("group_inputs.npz")))
     x, y, groups = d["x"], d["y"], d["groups"]
@@ -362,8 +363,8 @@ def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
 
 def _group_permutation(run_dir: Path, out: Path, n: int) -> dict:
     """CPU time of one permutation draw as ``--n-permutations`` runs it (linear models, same CV)."""
-    from workflows.evaluation import CVParams
-    from workflows.training import GroupParams, run_permutation
+    from workflows.params import CVParams, GroupParams
+    from workflows.training import run_permutation
 
     data = run_dir / "work" / "strokefc_group_wf" / "prepare" / "group_inputs.npz"
     cv = json.loads((out / "group" / "cv_summary.json").read_text()).get("cv", {})

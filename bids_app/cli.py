@@ -9,12 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from nipype import config as nipype_config
-from nipype import logging as nipype_logging
-
-from bids_app.group_level import run_group_level
 from bids_app.parser import flag_names, parse_args
-from bids_app.participant_level import run_participant_level
 from workflows.utils.errors import InputError
 
 LOGGER = logging.getLogger("strokefc")
@@ -24,6 +19,9 @@ def _setup_logging(verbose: int) -> None:
     """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG
     with -vv.
     """
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
     )
@@ -52,8 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
         _setup_logging(config.execution.verbose)
+        # the level runners import Nipype, nilearn and PyTorch: only once the arguments are known to be
+        # valid, so that --help, --version and usage errors answer at once
         if config.analysis_level == "participant":
+            from bids_app.participant_level import run_participant_level
+
             return run_participant_level(config)
+        from bids_app.group_level import run_group_level
+
         return run_group_level(config)
     except InputError as exc:
         if verbose:

@@ -9,17 +9,20 @@ rendered with the flags, and the methods text and sidecars read the same objects
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from workflows.cnn import TrainSettings
-from workflows.denoise import DenoiseParams
-from workflows.dfc import WindowParams
-from workflows.evaluation import CVParams
-from workflows.qc import QCParams
-from workflows.seeds import SeedParams
-from workflows.training import GroupParams
+from workflows.params import (
+    CVParams,
+    DenoiseParams,
+    GroupParams,
+    QCParams,
+    SeedParams,
+    TrainSettings,
+    WindowParams,
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class QueryParams:
 class ExecutionParams:
     """How to run: Nipype plugin, processes, threads, memory and verbosity."""
 
-    nprocs: int = 1
+    nprocs: int = field(default_factory=lambda: os.cpu_count() or 1)  # Nipype MultiProc processes
     omp_nthreads: int = 1
     mem_gb: float | None = None
     use_plugin: Path | None = None

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from bids_app import __version__
 from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name, read_toml
 from bids_app.queries import resolve_datasets
-from workflows.calibration import CALIBRATION_METHODS
-from workflows.denoise import STRATEGIES
-from workflows.dfc import DFC_PRESETS, WINDOW_ESTIMATORS, WINDOW_SHAPES
-from workflows.training import TARGETS
+from workflows.params import (
+    CALIBRATION_METHODS,
+    DFC_PRESETS,
+    STRATEGIES,
+    TARGETS,
+    WINDOW_ESTIMATORS,
+    WINDOW_SHAPES,
+)
 
 D = option_default  # every default below comes from the steps' parameter classes
 
@@ -445,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--n_cpus",
         "--nthreads",
         type=_positive_int,
-        default=os.cpu_count() or 1,
-        help="processes for Nipype's MultiProc",
+        default=D("nprocs"),
+        help="processes for Nipype's MultiProc (default: the CPUs of this machine)",
     )
     g.add_argument(
         "--omp-nthreads",

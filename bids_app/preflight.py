@@ -4,7 +4,7 @@ reported up front with what, where and how to fix, and never half-processed."""
 from __future__ import annotations
 
 from workflows.denoise import read_confounds_table
-from workflows.dfc import parse_duration
+from workflows.params import parse_duration
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import InputError
 from workflows.utils.images import check_bold_and_mask, load_image

@@ -7,6 +7,7 @@ import torch
 
 from workflows import cnn
 from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
+from workflows.params import TrainSettings
 from workflows.utils.errors import InputError
 from workflows.utils.planted import blob_cohort
 
@@ -114,21 +115,21 @@ def test_model_shapes_and_parameter_count(rng):
 
 def test_training_is_deterministic_for_a_seed(rng):
     x, y, groups = _tiny_data(rng)
-    settings = cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3)
+    settings = TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3)
     before = torch.are_deterministic_algorithms_enabled()
     m1, c1 = cnn.train_model(x, y, groups, settings)
     m2, c2 = cnn.train_model(x, y, groups, settings)
     assert c1 == c2
     for key, value in m1.state_dict().items():
         assert torch.equal(value, m2.state_dict()[key]), key
-    m3, _ = cnn.train_model(x, y, groups, cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=4))
+    m3, _ = cnn.train_model(x, y, groups, TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=4))
     assert not torch.equal(m1.features[0].weight, m3.features[0].weight)
     assert torch.are_deterministic_algorithms_enabled() == before  # global switch restored
 
 
 def test_normaliser_and_validation_split_use_only_the_given_training_subjects(rng):
     x, y, groups = _tiny_data(rng, n_subjects=12, per_subject=2)
-    settings = cnn.TrainSettings(epochs=2, channels=(2, 2, 2, 2), seed=5)
+    settings = TrainSettings(epochs=2, channels=(2, 2, 2, 2), seed=5)
     model, curve = cnn.train_model(x, y, groups, settings)
     is_val = cnn.validation_split(y, groups, settings.val_fraction, np.random.default_rng(settings.seed))
     # the validation split holds whole subjects of both classes
@@ -143,7 +144,7 @@ def test_normaliser_and_validation_split_use_only_the_given_training_subjects(rn
 
 def test_augmentation_shifts_but_never_flips(rng):
     z = torch.from_numpy(rng.normal(size=(2, *SHAPE)).astype(np.float32))
-    settings = cnn.TrainSettings(shift_vox=1, noise=0.0)
+    settings = TrainSettings(shift_vox=1, noise=0.0)
     out = cnn._augment(z, settings, torch.Generator().manual_seed(0))
     rolls = [torch.roll(z, (a, b, c), (1, 2, 3)) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)]
     assert any(torch.equal(out, r) for r in rolls)
@@ -175,12 +176,12 @@ def _cv_balanced_accuracy(x, y, groups, settings):
 def test_cnn_learns_a_localised_effect_and_not_a_null():
     """The default CNN finds a +2 SD blob in 48 subjects; on a null it stays near chance."""
     torch.set_num_threads(1)
-    settings = cnn.TrainSettings(device="cpu")
+    settings = TrainSettings(device="cpu")
     assert _cv_balanced_accuracy(*blob_cohort(2.0), settings) >= 0.8
     null = _cv_balanced_accuracy(*blob_cohort(0.0, seed=1), settings)
     assert 0.3 <= null <= 0.7
     # the first architecture (max-pooling, global average pooling, shifts) does worse on a weaker blob
-    old = cnn.TrainSettings(device="cpu", pool=1, downsample="max", shift_vox=1)
+    old = TrainSettings(device="cpu", pool=1, downsample="max", shift_vox=1)
     assert _cv_balanced_accuracy(*blob_cohort(1.0), old) < _cv_balanced_accuracy(*blob_cohort(1.0), settings)
 
 
@@ -198,13 +199,13 @@ def test_group_mask_comes_from_the_template_not_from_the_maps():
 def test_bfloat16_training_runs_deterministically_and_unknown_precisions_are_refused(rng):
     """bfloat16 autocasts the forward pass only: float32 weights, deterministic for a seed."""
     x, y, groups = _tiny_data(rng)
-    settings = cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3, device="cpu", precision="bfloat16")
+    settings = TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3, device="cpu", precision="bfloat16")
     m1, c1 = cnn.train_model(x, y, groups, settings)
     m2, c2 = cnn.train_model(x, y, groups, settings)
     assert c1 == c2
     assert m1.features[0].weight.dtype == torch.float32
     assert torch.equal(m1.features[0].weight, m2.features[0].weight)
-    f32, _ = cnn.train_model(x, y, groups, cnn.TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3))
+    f32, _ = cnn.train_model(x, y, groups, TrainSettings(epochs=2, channels=(2, 4, 4, 4), seed=3))
     assert not torch.equal(m1.features[0].weight, f32.features[0].weight)  # the precision was used
     with pytest.raises(InputError, match="precision"):
-        cnn.train_model(x, y, groups, cnn.TrainSettings(epochs=1, precision="float16"))
+        cnn.train_model(x, y, groups, TrainSettings(epochs=1, precision="float16"))

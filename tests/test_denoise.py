@@ -4,14 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows.denoise import (
-    DenoiseParams,
-    carpet_sample,
-    clean_series,
-    count_dummy_scans,
-    denoise_run,
-    smooth_in_mask,
-)
+from workflows.denoise import carpet_sample, clean_series, count_dummy_scans, denoise_run, smooth_in_mask
+from workflows.params import DenoiseParams
 
 
 def test_smoothing_stays_inside_the_mask_and_keeps_constants(rng):
@@ -169,7 +163,8 @@ def test_smoothing_never_spreads_non_finite_values():
 
 
 def test_default_window_passes_its_own_leonardi_check():
-    from workflows.dfc import WindowParams, parse_duration, window_warnings
+    from workflows.dfc import window_warnings
+    from workflows.params import WindowParams, parse_duration
 
     for tr in (0.8, 1.0, 2.0, 2.5):
         length = parse_duration(WindowParams().window_length, tr)

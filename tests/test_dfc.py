@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workflows import dfc
+from workflows import dfc, params
 from workflows.utils.errors import InputError
 
 
@@ -59,7 +59,7 @@ def test_low_coverage_windows_are_dropped():
 
 
 def test_tapers():
-    for shape in dfc.WINDOW_SHAPES:
+    for shape in params.WINDOW_SHAPES:
         w = dfc.window_taper(22, shape)
         assert w.shape == (22,)
         assert 0.99 < w.max() <= 1.0
@@ -81,12 +81,12 @@ def test_tapered_window_matches_weighted_corr(rng):
 
 
 def test_parse_duration():
-    assert dfc.parse_duration("60s", 2.0) == 30
-    assert dfc.parse_duration("61s", 2.0) == 30
-    assert dfc.parse_duration("30vol", 0.8) == 30
-    assert dfc.parse_duration(44, 2.0) == 22
+    assert params.parse_duration("60s", 2.0) == 30
+    assert params.parse_duration("61s", 2.0) == 30
+    assert params.parse_duration("30vol", 0.8) == 30
+    assert params.parse_duration(44, 2.0) == 22
     with pytest.raises(InputError, match="not a duration"):
-        dfc.parse_duration("ten", 2.0)
+        params.parse_duration("ten", 2.0)
 
 
 def test_window_longer_than_run_is_an_input_error():
@@ -250,7 +250,7 @@ def _gift_style(seed, data, wsize, sigma=3.0):
 
 @pytest.mark.parametrize("n_t", [90, 91])
 def test_allen_preset_reproduces_gift_full_length_window(rng, n_t):
-    settings = dfc.DFC_PRESETS["allen"]
+    settings = params.DFC_PRESETS["allen"]
     assert settings["window_shape"] == "tapered-circular"
     assert settings["window_estimator"] == "tapered-series"
     seed = rng.normal(size=n_t)
@@ -290,7 +290,7 @@ def test_circular_window_coverage_is_kept_weight(rng):
 
 @pytest.mark.parametrize(("preset", "shape", "length"), [("dpabi", "hamming", 30)])
 def test_presets_reproduce_their_tools_estimator(rng, preset, shape, length):
-    settings = dfc.DFC_PRESETS[preset]
+    settings = params.DFC_PRESETS[preset]
     assert settings["window_estimator"] == "tapered-series"
     assert settings["window_shape"] == shape
     n_t = 90

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from workflows import evaluation as ev
-from workflows.cnn import TrainSettings
-from workflows.training import GroupParams
+from workflows.params import CVParams, GroupParams, TrainSettings
 
 
 def _cohort(rng, n_subjects=20, per_subject=1, shape=(6, 7, 8), effect=0.0):
@@ -174,7 +173,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     out = tmp_path / "out"
     params = GroupParams(
         cnn_resolution=8.0,
-        cv=ev.CVParams(cv_folds=2, cv_repeats=1),
+        cv=CVParams(cv_folds=2, cv_repeats=1),
         train=TrainSettings(epochs=2, device="cpu"),
     )
     wf = init_group_wf(
@@ -372,8 +371,7 @@ def test_parcel_model_copes_with_one_training_subject_in_a_class():
 def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     """Each draw permutes every linear model; the CNN (folds x repeats trainings per draw) only on request."""
     from workflows import training
-    from workflows.evaluation import CVParams
-    from workflows.training import GroupParams
+    from workflows.params import CVParams, GroupParams
 
     data_file = tmp_path / "data.npz"
     np.savez(data_file, y=np.array([0, 1, 0, 1]), groups=np.array(["a", "b", "c", "d"]))

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from workflows.lag import LAG_FLAG_S, lag_map, lag_summary
+from workflows.lag import lag_map, lag_summary
+from workflows.params import LAG_FLAG_S
 from workflows.utils.errors import InputError
 
 TR = 2.0

@@ -12,8 +12,9 @@ from conftest import run_cli, simulate
 
 from bids_app.participant_level import validator_executable
 from bids_app.simulate import brain_mask, lesion_sphere
-from workflows.denoise import DenoiseParams, denoise_run
+from workflows.denoise import denoise_run
 from workflows.lesion import exclusion_with_mirror, lesion_on_grid
+from workflows.params import DenoiseParams
 from workflows.utils.errors import InputError
 
 SPACE = "MNI152NLin2009cAsym"
@@ -149,7 +150,8 @@ def test_t1w_masks_are_warped_written_and_kept_out_of_the_maps(tmp_path, brain4)
 
 @pytest.mark.parametrize("lag", [0.0, 2.0])
 def test_lag_qc_recovers_a_planted_hemispheric_lag(tmp_path, lag):
-    from workflows.qc import QCParams, run_lag_qc
+    from workflows.params import QCParams
+    from workflows.qc import run_lag_qc
 
     bids = simulate(tmp_path, n_subjects=1, n_volumes=200, lag=lag)
     bold, mask_file = _bold_files(bids)

@@ -7,9 +7,9 @@ import pytest
 
 from workflows import evaluation as ev
 from workflows import regression as rg
-from workflows.cnn import TrainSettings, predict_score, train_model
+from workflows.cnn import predict_score, train_model
 from workflows.linear_models import parcel_matrix
-from workflows.training import GroupParams
+from workflows.params import GroupParams, TrainSettings
 from workflows.utils.errors import InputError
 
 

@@ -521,7 +521,7 @@ def test_external_validation_matches_scikit_learn():
 
 def test_methods_text_names_every_window_shape():
     from bids_app.reports.boilerplate import WINDOW_SHAPE_TEXT
-    from workflows.dfc import WINDOW_SHAPES
+    from workflows.params import WINDOW_SHAPES
 
     assert set(WINDOW_SHAPE_TEXT) == set(WINDOW_SHAPES)
 

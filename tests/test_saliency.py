@@ -10,9 +10,9 @@ import torch
 
 from workflows import evaluation as ev
 from workflows import explain
-from workflows.cnn import StrokeCNN, TrainSettings
+from workflows.cnn import StrokeCNN
 from workflows.cnn_inputs import grid_to_dict
-from workflows.training import GroupParams
+from workflows.params import CVParams, GroupParams, TrainSettings
 
 SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
 
@@ -142,7 +142,7 @@ def test_each_fold_explains_only_its_test_subjects_and_finds_the_planted_region(
 
     monkeypatch.setattr(training, "subject_saliency", spy)
     params = GroupParams(
-        cv=ev.CVParams(cv_folds=4, cv_repeats=1), train=TrainSettings(device="cpu", channels=(4, 8, 8, 8))
+        cv=CVParams(cv_folds=4, cv_repeats=1), train=TrainSettings(device="cpu", channels=(4, 8, 8, 8))
     )
     subjects = [{"label": s, "score": 10.0 if t else 40.0} for s, t in zip(labels, y)]
     folds = training.plan_folds(subjects, params)
@@ -232,7 +232,7 @@ def test_permutation_summary_covers_every_model_with_the_observed_repeats():
         "cnn": {"balanced_accuracy": {"mean": 0.5}},
     }
     null = [{"parcel": 0.5 + 0.01 * i, "cnn": 0.45 + 0.02 * i} for i in range(9)]
-    out = permutation_summary(models, null, GroupParams(cv=ev.CVParams(cv_repeats=3)))
+    out = permutation_summary(models, null, GroupParams(cv=CVParams(cv_repeats=3)))
     assert out["model"] == "parcel"
     assert out["repeats"] == 3
     assert out["n"] == 9

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from conftest import NO_QC, run_cli, simulate
 
-from workflows.denoise import DenoiseParams, count_dummy_scans
-from workflows.dfc import WindowParams, weighted_mean_maps
-from workflows.qc import QCParams, exclusion_reasons, predict_run_quality
-from workflows.training import GroupParams, _fold_indices, plan_folds
+from workflows.denoise import count_dummy_scans
+from workflows.dfc import weighted_mean_maps
+from workflows.params import DenoiseParams, GroupParams, QCParams, WindowParams
+from workflows.qc import exclusion_reasons, predict_run_quality
+from workflows.training import _fold_indices, plan_folds
 
 SPACE = "MNI152NLin2009cAsym"
 

@@ -7,13 +7,9 @@ import pytest
 from nipype.interfaces.base import isdefined
 
 from bids_app.queries import collect_runs
-from workflows.denoise import DenoiseParams
-from workflows.dfc import WindowParams
-from workflows.evaluation import CVParams
 from workflows.group import init_group_wf
+from workflows.params import CVParams, DenoiseParams, GroupParams, SeedParams, WindowParams
 from workflows.participant import RUN_INPUTS, init_dfc_wf, init_participant_wf
-from workflows.seeds import SeedParams
-from workflows.training import GroupParams
 from workflows.utils.bids import RunInputs, run_name, run_prefix
 
 

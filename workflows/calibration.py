@@ -22,8 +22,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 
-#: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
-CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
+from workflows.params import CALIBRATION_METHODS
+
 #: Inner subject-level splits of the training fold that give the calibration data.
 CALIBRATION_SPLITS = 3
 _EPS = 1e-6

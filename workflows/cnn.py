@@ -32,46 +32,17 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from workflows.params import TrainSettings
 from workflows.utils.errors import InputError
 
 #: BatchNorm running-statistics momentum: higher than PyTorch's 0.1 because an epoch has only a few
 #: batches on cohorts of tens of subjects, and stale running statistics make the validation loss erratic.
 BN_MOMENTUM = 0.3
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of one training run (recorded in the model card)."""
-
-    epochs: int = 40  # maximum; early stopping usually ends training sooner
-    batch_size: int = 4
-    learning_rate: float = 5e-3
-    weight_decay: float = 1e-2
-    patience: int = 8
-    min_epochs: int = 10
-    val_fraction: float = 0.2
-    shift_vox: int = 0  # random shifts blur the alignment the location-aware head relies on
-    noise: float = 0.1
-    channels: tuple[int, ...] = field(default=(4, 8, 16, 32))
-    dropout: float = 0.3
-    downsample: str = "avg"  # "avg" keeps regional means (a localised effect); "max" keeps peaks
-    pool: int = 2  # head: average-pool the last feature maps to pool^3 cells (1 = global, no location)
-    seed: int = 0
-    device: str = "auto"  # "auto" uses CUDA when present
-    # "bfloat16" autocasts the training forward pass (about 1.5x faster on this CPU); weights, optimiser,
-    # validation and prediction stay float32. float32 by default: see benchmarks/cnn_cpu_paths.py
-    precision: str = "float32"
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["channels"] = list(self.channels)
-        return out
 
 
 class StrokeCNN(nn.Module):

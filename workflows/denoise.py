@@ -21,41 +21,9 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
+from workflows.params import LESION_STRATEGIES, STRATEGIES, DenoiseParams
 from workflows.utils.errors import InputError
 from workflows.utils.images import check_bold_and_mask, load_image, read_data
-
-#: Denoising strategies -> :func:`nilearn.interfaces.fmriprep.load_confounds` keyword arguments.
-STRATEGIES = {
-    "simple": {"strategy": ("motion", "wm_csf"), "motion": "full", "wm_csf": "basic"},
-    "simple+gsr": {
-        "strategy": ("motion", "wm_csf", "global_signal"),
-        "motion": "full",
-        "wm_csf": "basic",
-        "global_signal": "basic",
-    },
-    "scrubbing": {"strategy": ("motion", "wm_csf", "scrub"), "motion": "full", "wm_csf": "basic"},
-    "compcor": {"strategy": ("motion", "high_pass", "compcor"), "motion": "full", "compcor": "anat_combined"},
-}
-#: Lesion-aware strategies: the base strategy plus the lesion's own signal (its mean and first principal
-#: components, as fMRIStroke's lesion CompCor; Yourganov et al. 2018), and smoothing that keeps the
-#: lesion's cavity signal out of the tissue around it. They need a lesion mask.
-LESION_STRATEGIES = {"simple+lesion": "simple", "compcor+lesion": "compcor"}
-STRATEGIES.update({name: STRATEGIES[base] for name, base in LESION_STRATEGIES.items()})
-
-
-@dataclass(frozen=True)
-class DenoiseParams:
-    """Confound strategy, censoring, filtering and smoothing of the denoising step."""
-
-    strategy: str = "simple"
-    high_pass: float | None = 0.01
-    low_pass: float | None = 0.08
-    smoothing_fwhm: float | None = 6.0
-    fd_thresh: float = 0.5
-    std_dvars_thresh: float = 1.5
-    n_compcor: int | str = "all"  # "all" = the components fMRIPrep retained (50% variance)
-    dummy_scans: int | str = "auto"
-    lesion_components: int = 4  # principal components of the lesion signal (besides its mean), +lesion only
 
 
 @dataclass

@@ -30,85 +30,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from workflows.params import WINDOW_ESTIMATORS, WINDOW_SHAPES
 from workflows.utils.errors import InputError
 from workflows.utils.images import as_image
 
-#: ``tapered-circular`` is GIFT's window: the tapered window over the whole run, circularly shifted
-#: (its Gaussian tails reach every volume), laid as GIFT lays it (see :func:`circular_taper`).
-WINDOW_SHAPES = ("rectangular", "hamming", "tapered", "tapered-circular")
-#: How a window's correlation is estimated: "weighted" = Pearson r with the taper as sample weights;
-#: "tapered-series" = multiply both series by the taper, then Pearson r (DPABI's y_SCA_Window, GIFT).
-WINDOW_ESTIMATORS = ("weighted", "tapered-series")
-
-
-@dataclass(frozen=True)
-class WindowParams:
-    """Sliding windows of the dFC step (``window_length``: ``'60s'`` or ``'30vol'``; step in volumes)."""
-
-    # >= 1/high-pass (100 s at 0.01 Hz): shorter windows let slow stationary fluctuations pass for
-    # dynamics (Leonardi & Van De Ville 2015)
-    window_length: str = "100s"
-    window_step: int = 1
-    window_shape: str = "rectangular"
-    window_estimator: str = "weighted"  # see WINDOW_ESTIMATORS; identical for rectangular windows
-    min_window_coverage: float = 0.8  # windows with a smaller kept fraction are dropped
-    save_windows: bool = False  # also write the 4D window maps
-    # phase-randomised surrogates of the stationary null behind stat-dfcexcess (0 = no null)
-    null_surrogates: int = 50
-
-
-#: Window settings of the tools and papers they name (``--dfc-preset``).
-DFC_PRESETS: dict[str, dict[str, Any]] = {
-    # DPABI Temporal Dynamic Analysis: 30-TR Hamming window, step 1 TR; y_SCA_Window multiplies the
-    # series by the window, then correlates.
-    "dpabi": {
-        "window_length": "30vol",
-        "window_step": 1,
-        "window_shape": "hamming",
-        "window_estimator": "tapered-series",
-    },
-    # DynamicBC: 50-TR rectangular window, 60% overlap (step 20 TRs).
-    "dynamicbc": {"window_length": "50vol", "window_step": 20, "window_shape": "rectangular"},
-    # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR; GIFT
-    # multiplies the series by the full-run window, Gaussian tails included, then correlates.
-    "allen": {
-        "window_length": "22vol",
-        "window_step": 1,
-        "window_shape": "tapered-circular",
-        "window_estimator": "tapered-series",
-    },
-}
 _R_CLIP = 1.0 - 1e-7  # keeps arctanh finite for (numerically) perfect correlations
-
-
-def parse_duration(value: str | int | float, tr: float, name: str = "WindowParams.window_length") -> int:
-    """Convert ``'60s'``, ``'30vol'`` or a bare number of seconds to a whole number of volumes.
-
-    Seconds are rounded to the nearest whole volume (at least 2).
-    """
-    text = str(value).strip().lower()
-    try:
-        if text.endswith("vol"):
-            n = int(text[:-3])
-        elif text.endswith("s"):
-            n = round(float(text[:-1]) / tr)
-        else:
-            n = round(float(text) / tr)
-    except ValueError:
-        raise InputError(
-            f"{name} {value!r} is not a duration",
-            name,
-            "give seconds ('60s') or volumes ('30vol')",
-            params=(name,),
-        ) from None
-    if n < 1:
-        raise InputError(
-            f"{name} {value!r} is shorter than one volume (TR {tr} s)",
-            name,
-            "give a longer duration",
-            params=(name,),
-        )
-    return n
 
 
 def window_taper(length: int, shape: str = "rectangular", sigma: float = 3.0) -> np.ndarray:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,18 +24,6 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 LOGGER = logging.getLogger("strokefc.group")
-
-
-@dataclass(frozen=True)
-class CVParams:
-    """Subject-level cross-validation: repeated stratified k-fold, and the label-permutation test."""
-
-    cv_folds: int = 5
-    cv_repeats: int = 5
-    n_permutations: int = 0  # 0 = no permutation test; 100+ for papers
-    # the CNN in every draw costs n_permutations x folds x repeats trainings (2,500 for 100 draws of 5 x 5):
-    # off by default, the primary (parcel) and the other linear models are always permuted
-    permute_cnn: bool = False
 
 
 METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1", "brier")

@@ -16,7 +16,8 @@ from workflows.interfaces import group as gi
 from workflows.interfaces.writers import WriteOutputs
 from workflows.model_card import training_cohort
 from workflows.model_io import json_clean
-from workflows.training import GroupParams, plan_folds
+from workflows.params import GroupParams
+from workflows.training import plan_folds
 
 
 def init_group_wf(

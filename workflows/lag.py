@@ -24,11 +24,6 @@ import numpy.typing as npt
 
 from workflows.utils.errors import InputError
 
-#: Lag (s) of the ipsilesional relative to the contralesional hemisphere above which a run is flagged:
-#: Siegel et al. 2016 (J Cereb Blood Flow Metab 36:2162) found such lag in ~30% of subacute patients,
-#: with grossly aberrant FC; their later stroke FC studies exclude (or lag-correct) patients beyond 1 s.
-LAG_FLAG_S = 1.0
-
 #: A shift needs at least this many kept volume pairs for its correlation to be estimated.
 _MIN_PAIRS = 10
 #: Voxels processed together (bounds memory: two float64 arrays of volumes x chunk).

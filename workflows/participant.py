@@ -9,8 +9,6 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from workflows.denoise import DenoiseParams
-from workflows.dfc import WindowParams
 from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.denoise import DenoiseBold
 from workflows.interfaces.dfc import REPORT_REGIONS, ComputeDFC
@@ -22,8 +20,9 @@ from workflows.interfaces.reportlets import FIGURES, RunReportlets
 from workflows.interfaces.seeds import MakeSeed
 from workflows.interfaces.subject import AggregateRuns
 from workflows.metadata import software_versions
-from workflows.qc import QC_SIDECAR, QCParams
-from workflows.seeds import SeedParams, atlas_record
+from workflows.params import DenoiseParams, QCParams, SeedParams, WindowParams
+from workflows.qc import QC_SIDECAR
+from workflows.seeds import atlas_record
 from workflows.utils.bids import RunInputs, safe_name
 
 #: stat- entity of each map, with its description for the sidecar.

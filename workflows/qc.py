@@ -13,7 +13,6 @@ lesion): fMRIPrep gives no grey-matter mask on the BOLD grid, and grey matter do
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +21,11 @@ import numpy as np
 import pandas as pd
 
 from workflows.columns import tsv_sidecar
-from workflows.denoise import (
-    LESION_STRATEGIES,
-    DenoiseParams,
-    count_dummy_scans,
-    degrees_of_freedom,
-    load_run_confounds,
-    read_confounds_table,
-)
-from workflows.dfc import WindowParams, parse_duration, window_design
-from workflows.lag import LAG_FLAG_S, lag_map, lag_summary
+from workflows.denoise import count_dummy_scans, degrees_of_freedom, load_run_confounds, read_confounds_table
+from workflows.dfc import window_design
+from workflows.lag import lag_map, lag_summary
+from workflows.params import LESION_STRATEGIES, DenoiseParams, QCParams, WindowParams, parse_duration
 from workflows.seeds import atlas_region_mask
-
-
-@dataclass(frozen=True)
-class QCParams:
-    """Exclusion rules and hemodynamic-lag QC of each run (None switches a rule off)."""
-
-    # retained time after censoring and dummy scans (s): xcp_d's default, and about the shortest run in
-    # which windows of 1/high-pass (100 s) fit more than twice
-    min_time: float | None = 240.0
-    # mean framewise displacement (mm): Parkes et al. 2018's lenient gross-motion criterion
-    max_mean_fd: float | None = 0.55
-    # valid windows (enough of their taper weight kept): an SD over fewer is not a variability estimate
-    min_windows: int = 5
-    # temporal degrees of freedom left after band-pass and confound regression (Parkes et al. 2018)
-    min_dof: float | None = 10.0
-    lag_search: float = 6.0  # +/- seconds searched for each voxel's lag
-    max_lag: float = LAG_FLAG_S  # ipsi - contra lag (s, M1 or hemisphere) above which a run is flagged
-
 
 #: Columns of the per-run QC table (``..._desc-qc_timeseries.tsv`` has one row per run).
 QC_COLUMNS = (

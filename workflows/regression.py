@@ -34,8 +34,9 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sklearn.model_selection import GroupKFold
 
 from workflows import evaluation as ev
-from workflows.cnn import StrokeCNN, TrainSettings, fit_predict
+from workflows.cnn import StrokeCNN, fit_predict
 from workflows.linear_models import CONFOUND_FEATURES, bootstrap_comparison, parcel_means
+from workflows.params import TrainSettings
 
 #: Ridge penalties searched by the inner cross-validation (standardised features).
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))

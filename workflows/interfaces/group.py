@@ -14,8 +14,8 @@ from nipype.interfaces.base import (
 )
 
 from workflows.interfaces.base import StrokefcInterface
+from workflows.params import GroupParams
 from workflows.training import (
-    GroupParams,
     export_model,
     prepare_inputs,
     run_fold,
@@ -25,7 +25,7 @@ from workflows.training import (
     train_final,
 )
 
-_PARAMS_DESC = "GroupParams.to_dict() (workflows.training.GroupParams)"
+_PARAMS_DESC = "GroupParams.to_dict() (workflows.params.GroupParams)"
 
 
 class _PrepareInputSpec(BaseInterfaceInputSpec):

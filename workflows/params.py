@@ -1,0 +1,268 @@
+"""The parameter objects of every step: one frozen dataclass per step, so each default exists once.
+
+Plain Python (standard library only): the command line builds its parser and ``--help`` from these
+classes without importing NumPy, nilearn, Nipype or PyTorch. The steps, the interfaces, the methods
+text, the sidecars and the model card all read the same objects from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from workflows.utils.errors import InputError
+
+# -- denoising (workflows.denoise) -------------------------------------------------------------------
+#: Denoising strategies -> :func:`nilearn.interfaces.fmriprep.load_confounds` keyword arguments.
+STRATEGIES = {
+    "simple": {"strategy": ("motion", "wm_csf"), "motion": "full", "wm_csf": "basic"},
+    "simple+gsr": {
+        "strategy": ("motion", "wm_csf", "global_signal"),
+        "motion": "full",
+        "wm_csf": "basic",
+        "global_signal": "basic",
+    },
+    "scrubbing": {"strategy": ("motion", "wm_csf", "scrub"), "motion": "full", "wm_csf": "basic"},
+    "compcor": {"strategy": ("motion", "high_pass", "compcor"), "motion": "full", "compcor": "anat_combined"},
+}
+#: Lesion-aware strategies: the base strategy plus the lesion's own signal (its mean and first principal
+#: components, as fMRIStroke's lesion CompCor; Yourganov et al. 2018), and smoothing that keeps the
+#: lesion's cavity signal out of the tissue around it. They need a lesion mask.
+LESION_STRATEGIES = {"simple+lesion": "simple", "compcor+lesion": "compcor"}
+STRATEGIES.update({name: STRATEGIES[base] for name, base in LESION_STRATEGIES.items()})
+
+
+@dataclass(frozen=True)
+class DenoiseParams:
+    """Confound strategy, censoring, filtering and smoothing of the denoising step."""
+
+    strategy: str = "simple"
+    high_pass: float | None = 0.01
+    low_pass: float | None = 0.08
+    smoothing_fwhm: float | None = 6.0
+    fd_thresh: float = 0.5
+    std_dvars_thresh: float = 1.5
+    n_compcor: int | str = "all"  # "all" = the components fMRIPrep retained (50% variance)
+    dummy_scans: int | str = "auto"
+    lesion_components: int = 4  # principal components of the lesion signal (besides its mean), +lesion only
+
+
+# -- sliding windows (workflows.dfc) ---------------------------------------------------------------
+#: ``tapered-circular`` is GIFT's window: the tapered window over the whole run, circularly shifted
+#: (its Gaussian tails reach every volume), laid as GIFT lays it (see :func:`circular_taper`).
+WINDOW_SHAPES = ("rectangular", "hamming", "tapered", "tapered-circular")
+#: How a window's correlation is estimated: "weighted" = Pearson r with the taper as sample weights;
+#: "tapered-series" = multiply both series by the taper, then Pearson r (DPABI's y_SCA_Window, GIFT).
+WINDOW_ESTIMATORS = ("weighted", "tapered-series")
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """Sliding windows of the dFC step (``window_length``: ``'60s'`` or ``'30vol'``; step in volumes)."""
+
+    # >= 1/high-pass (100 s at 0.01 Hz): shorter windows let slow stationary fluctuations pass for
+    # dynamics (Leonardi & Van De Ville 2015)
+    window_length: str = "100s"
+    window_step: int = 1
+    window_shape: str = "rectangular"
+    window_estimator: str = "weighted"  # see WINDOW_ESTIMATORS; identical for rectangular windows
+    min_window_coverage: float = 0.8  # windows with a smaller kept fraction are dropped
+    save_windows: bool = False  # also write the 4D window maps
+    # phase-randomised surrogates of the stationary null behind stat-dfcexcess (0 = no null)
+    null_surrogates: int = 50
+
+
+#: Window settings of the tools and papers they name (``--dfc-preset``).
+DFC_PRESETS: dict[str, dict[str, Any]] = {
+    # DPABI Temporal Dynamic Analysis: 30-TR Hamming window, step 1 TR; y_SCA_Window multiplies the
+    # series by the window, then correlates.
+    "dpabi": {
+        "window_length": "30vol",
+        "window_step": 1,
+        "window_shape": "hamming",
+        "window_estimator": "tapered-series",
+    },
+    # DynamicBC: 50-TR rectangular window, 60% overlap (step 20 TRs).
+    "dynamicbc": {"window_length": "50vol", "window_step": 20, "window_shape": "rectangular"},
+    # Allen et al. 2014: 22-TR rectangle convolved with a Gaussian (sigma 3 TRs), step 1 TR; GIFT
+    # multiplies the series by the full-run window, Gaussian tails included, then correlates.
+    "allen": {
+        "window_length": "22vol",
+        "window_step": 1,
+        "window_shape": "tapered-circular",
+        "window_estimator": "tapered-series",
+    },
+}
+
+
+def parse_duration(value: str | int | float, tr: float, name: str = "WindowParams.window_length") -> int:
+    """Convert ``'60s'``, ``'30vol'`` or a bare number of seconds to a whole number of volumes.
+
+    Seconds are rounded to the nearest whole volume (at least 2).
+    """
+    text = str(value).strip().lower()
+    try:
+        if text.endswith("vol"):
+            n = int(text[:-3])
+        elif text.endswith("s"):
+            n = round(float(text[:-1]) / tr)
+        else:
+            n = round(float(text) / tr)
+    except ValueError:
+        raise InputError(
+            f"{name} {value!r} is not a duration",
+            name,
+            "give seconds ('60s') or volumes ('30vol')",
+            params=(name,),
+        ) from None
+    if n < 1:
+        raise InputError(
+            f"{name} {value!r} is shorter than one volume (TR {tr} s)",
+            name,
+            "give a longer duration",
+            params=(name,),
+        )
+    return n
+
+
+# -- seed (workflows.seeds) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedParams:
+    """How the seed is drawn: a user mask, else a sphere, else the atlas' M1 (for left lesions; mirrored)."""
+
+    seed_atlas: str = "HCPEx"
+    seed_mask: str | None = None  # left-hemisphere mask, or the hemi-L file of a hemi-L/hemi-R pair
+    seed_coords: tuple[float, float, float] | None = None  # left-hemisphere sphere centre (mm)
+    seed_radius: float = 6.0  # sphere radius (mm)
+
+
+# -- quality control (workflows.qc, workflows.lag) -------------------------------------------------------
+
+#: Lag (s) of the ipsilesional relative to the contralesional hemisphere above which a run is flagged:
+#: Siegel et al. 2016 (J Cereb Blood Flow Metab 36:2162) found such lag in ~30% of subacute patients,
+#: with grossly aberrant FC; their later stroke FC studies exclude (or lag-correct) patients beyond 1 s.
+LAG_FLAG_S = 1.0
+
+
+@dataclass(frozen=True)
+class QCParams:
+    """Exclusion rules and hemodynamic-lag QC of each run (None switches a rule off)."""
+
+    # retained time after censoring and dummy scans (s): xcp_d's default, and about the shortest run in
+    # which windows of 1/high-pass (100 s) fit more than twice
+    min_time: float | None = 240.0
+    # mean framewise displacement (mm): Parkes et al. 2018's lenient gross-motion criterion
+    max_mean_fd: float | None = 0.55
+    # valid windows (enough of their taper weight kept): an SD over fewer is not a variability estimate
+    min_windows: int = 5
+    # temporal degrees of freedom left after band-pass and confound regression (Parkes et al. 2018)
+    min_dof: float | None = 10.0
+    lag_search: float = 6.0  # +/- seconds searched for each voxel's lag
+    max_lag: float = LAG_FLAG_S  # ipsi - contra lag (s, M1 or hemisphere) above which a run is flagged
+
+
+# -- group level (workflows.training, workflows.evaluation, workflows.cnn) -----------------------------
+
+#: What the group level learns: the severe/mild class, or the UL-FMA score (:mod:`workflows.regression`).
+TARGETS = ("classification", "regression")
+#: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
+CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
+
+
+@dataclass(frozen=True)
+class CVParams:
+    """Subject-level cross-validation: repeated stratified k-fold, and the label-permutation test."""
+
+    cv_folds: int = 5
+    cv_repeats: int = 5
+    n_permutations: int = 0  # 0 = no permutation test; 100+ for papers
+    # the CNN in every draw costs n_permutations x folds x repeats trainings (2,500 for 100 draws of 5 x 5):
+    # off by default, the primary (parcel) and the other linear models are always permuted
+    permute_cnn: bool = False
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one training run (recorded in the model card)."""
+
+    epochs: int = 40  # maximum; early stopping usually ends training sooner
+    batch_size: int = 4
+    learning_rate: float = 5e-3
+    weight_decay: float = 1e-2
+    patience: int = 8
+    min_epochs: int = 10
+    val_fraction: float = 0.2
+    shift_vox: int = 0  # random shifts blur the alignment the location-aware head relies on
+    noise: float = 0.1
+    channels: tuple[int, ...] = field(default=(4, 8, 16, 32))
+    dropout: float = 0.3
+    downsample: str = "avg"  # "avg" keeps regional means (a localised effect); "max" keeps peaks
+    pool: int = 2  # head: average-pool the last feature maps to pool^3 cells (1 = global, no location)
+    seed: int = 0
+    device: str = "auto"  # "auto" uses CUDA when present
+    # "bfloat16" autocasts the training forward pass (about 1.5x faster on this CPU); weights, optimiser,
+    # validation and prediction stay float32. float32 by default: see benchmarks/cnn_cpu_paths.py
+    precision: str = "float32"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["channels"] = list(self.channels)
+        return out
+
+
+@dataclass(frozen=True)
+class GroupParams:
+    """Everything that shapes the group-level results (recorded in cv_summary.json and the model card)."""
+
+    severe_threshold: float = 20.0  # UL-FMA <= threshold is "severe"
+    # "classification" (severe vs mild-to-moderate) or "regression" of the UL-FMA score itself
+    # (workflows.regression; the folds are the same, planned from the class)
+    target: str = "classification"
+    label_column: str = "ul_fma"
+    # recalibration of the non-CNN classifiers' probabilities inside each training fold
+    # (workflows.calibration): "none", "sigmoid" (Platt) or "isotonic"
+    calibration: str = "none"
+    align_lesion: bool = True  # mirror right-lesion maps so that x < 0 is ipsilesional
+    cnn_resolution: float = 3.0  # voxel size (mm) of the CNN input
+    samples: str = "maps"  # "maps": one per subject; "windows": window maps, grouped by subject
+    random_seed: int = 0
+    max_windows: int = 20  # window maps kept per subject with samples="windows" (neighbours are near copies)
+    # "template": the MNI152 brain mask (no subject shapes the grid); "maps": voxels non-zero in at least
+    # group_mask_min_fraction of the maps (all subjects, test folds included: the first version's choice)
+    group_mask: str = "template"
+    group_mask_min_fraction: float = 0.9
+    threads: int = 1  # PyTorch threads per fold, permutation and final-training process
+    cv: CVParams = field(default_factory=CVParams)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise InputError(
+                f"target {self.target!r} is unknown",
+                "GroupParams.target",
+                f"use one of {', '.join(TARGETS)}",
+                params=("GroupParams.target",),
+            )
+        if self.calibration not in CALIBRATION_METHODS:
+            raise InputError(
+                f"calibration {self.calibration!r} is unknown",
+                "GroupParams.calibration",
+                f"use one of {', '.join(CALIBRATION_METHODS)}",
+                params=("GroupParams.calibration",),
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able view (nested sections), for records and Nipype inputs."""
+        out = asdict(self)
+        out["train"] = self.train.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupParams:
+        """Inverse of :meth:`to_dict`."""
+        train = dict(data.get("train", {}))
+        if "channels" in train:
+            train["channels"] = tuple(train["channels"])
+        return cls(**{**data, "cv": CVParams(**data.get("cv", {})), "train": TrainSettings(**train)})
