@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 # Formatter check, linter (ruff), type checker on the science layer (mypy), layer contracts (import-linter).
-LINTED := bids_app workflows tests benchmarks scripts
+LINTED := bids_app workflows strokefc_sim tests benchmarks scripts
 lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)

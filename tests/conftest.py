@@ -39,7 +39,7 @@ def shared_data():
 
 def simulate(root: Path, **kwargs) -> Path:
     """A generated cohort (raw BIDS + fMRIPrep derivatives) under ``root/bids``."""
-    from bids_app.simulate import simulate_cohort
+    from strokefc_sim import simulate_cohort
 
     bids = root / "bids"
     defaults = {"n_subjects": 4, "resolution": 4, "n_volumes": 200, "seed": 1}

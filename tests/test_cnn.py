@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from strokefc_sim.planted import blob_cohort
 from workflows import cnn
 from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
 from workflows.utils.errors import InputError
-from workflows.utils.planted import blob_cohort
 
 SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
 

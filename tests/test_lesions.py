@@ -11,7 +11,8 @@ import pytest
 from conftest import run_cli, simulate
 
 from bids_app.participant_level import validator_executable
-from bids_app.simulate import brain_mask, lesion_sphere
+from strokefc_sim.grid import brain_mask
+from strokefc_sim.lesions import lesion_sphere
 from workflows.denoise import DenoiseParams, denoise_run
 from workflows.lesion import exclusion_with_mirror, lesion_on_grid
 from workflows.utils.errors import InputError
