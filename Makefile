@@ -27,6 +27,10 @@ test: $(STAMP)
 	@if [ "$$CI" = "true" ]; then bash scripts/install-system-deps; fi
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests
 
+# Unit and graph tests only (no workflow, CLI or full CNN run): under 2 minutes on 2 cores.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not integration" --durations=10 tests
+
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/demo.py $(DEMO)
 

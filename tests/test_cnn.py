@@ -172,6 +172,7 @@ def _cv_balanced_accuracy(x, y, groups, settings):
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
+@pytest.mark.integration  # 20 default CNN trainings
 def test_cnn_learns_a_localised_effect_and_not_a_null():
     """The default CNN finds a +2 SD blob in 48 subjects; on a null it stays near chance."""
     torch.set_num_threads(1)

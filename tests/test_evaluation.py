@@ -303,6 +303,7 @@ def _cv(x, y, groups, fit_predict, repeats=1):
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
+@pytest.mark.integration  # full nested cross-validations (about 45 s)
 def test_parcel_model_finds_a_parcel_effect_and_not_a_null():
     from functools import partial
 
