@@ -58,6 +58,7 @@ print(c['options']['install_requires'])" | grep -v '^\s*$' > /tmp/requirements.t
 COPY README.md /src/
 COPY bids_app /src/bids_app
 COPY workflows /src/workflows
+COPY strokefc_sim /src/strokefc_sim
 RUN pip install --no-cache-dir --no-deps /src
 
 # ---------------------------------------------------------------------------------------------------

@@ -27,6 +27,10 @@ test: $(STAMP)
 	@if [ "$$CI" = "true" ]; then bash scripts/install-system-deps; fi
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests
 
+# Unit and graph tests only (no workflow, CLI or full CNN run): under 2 minutes on 2 cores.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) -m "not integration" --durations=10 tests
+
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/demo.py $(DEMO)
 
@@ -34,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 # Formatter check, linter (ruff), type checker on the science layer (mypy), layer contracts (import-linter).
-LINTED := bids_app workflows tests benchmarks scripts
+LINTED := bids_app workflows strokefc_sim tests benchmarks scripts
 lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)

@@ -15,9 +15,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from strokefc_sim.planted import blob_cohort
 from workflows import cnn
 from workflows import evaluation as ev
-from workflows.utils.planted import blob_cohort
 
 FULL = {"shape": (49, 60, 53), "n": 48, "folds": 5, "steps": 6}
 QUICK = {"shape": (24, 28, 24), "n": 24, "folds": 2, "steps": 3}

@@ -67,7 +67,7 @@ def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold
 
-    from bids_app.simulate import TARGETS
+    from strokefc_sim.signal import PLANTED_TARGETS
     from workflows.seeds import atlas_region_mask
 
     truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]
@@ -84,7 +84,7 @@ def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
                     atlas_region_mask(a, [p.format(side=side if h == "ipsi" else contra)], img).dataobj
                 )
                 > 0
-                for a, p, h in TARGETS
+                for a, p, h in PLANTED_TARGETS
             ]
             masks[side] = np.logical_or.reduce(regions)
         feature.append(float(np.asarray(img.dataobj)[masks[side]].mean()))

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from strokefc_sim.planted import blob_cohort
 from workflows import cnn
 from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
 from workflows.params import TrainSettings
 from workflows.utils.errors import InputError
-from workflows.utils.planted import blob_cohort
 
 SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
 
@@ -173,6 +173,7 @@ def _cv_balanced_accuracy(x, y, groups, settings):
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
+@pytest.mark.integration  # 20 default CNN trainings
 def test_cnn_learns_a_localised_effect_and_not_a_null():
     """The default CNN finds a +2 SD blob in 48 subjects; on a null it stays near chance."""
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI
+from helpers import IN_CI
 
 pytestmark = pytest.mark.container
 

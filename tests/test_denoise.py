@@ -31,7 +31,7 @@ def test_dummy_scans_from_fmriprep_outliers():
 
 def test_denoise_run_regresses_confounds_and_keeps_the_signal(tmp_path):
     """On a generated run: dummy scans cut, motion-driven variance removed, output z-scored."""
-    from conftest import simulate
+    from helpers import simulate
 
     bids = simulate(tmp_path, n_subjects=1, n_volumes=120, seed=4)
     func = bids / "derivatives" / "fmriprep" / "sub-01" / "func"

@@ -98,6 +98,7 @@ def test_dockerignore_keeps_the_context_small():
         "README.md",
         "bids_app",
         "workflows",
+        "strokefc_sim",
         ".container-wheels",
     }
     copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M))

@@ -164,7 +164,7 @@ def test_metrics_and_summary():
 @pytest.mark.integration
 def test_group_workflow_writes_the_contract(tmp_path, rng):
     """A tiny group run (12 subjects, 8 mm, 2 folds, 2 epochs): every contract output, a loadable model."""
-    from conftest import tiny_group_maps
+    from helpers import tiny_group_maps
 
     from workflows.group import init_group_wf
     from workflows.model_io import load_model
@@ -302,6 +302,7 @@ def _cv(x, y, groups, fit_predict, repeats=1):
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
+@pytest.mark.integration  # full nested cross-validations (about 45 s)
 def test_parcel_model_finds_a_parcel_effect_and_not_a_null():
     from functools import partial
 

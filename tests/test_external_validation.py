@@ -60,9 +60,10 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
 
     import nibabel as nb
     import pandas as pd
-    from conftest import NO_QC, run_cli, simulate
+    from helpers import NO_QC, run_cli, simulate
 
-    from bids_app.simulate import GRIDS, ORIGIN
+    from strokefc_sim.grid import ORIGIN
+    from strokefc_sim.params import GRIDS
     from workflows import model_io
     from workflows.cnn import StrokeCNN, fit_normaliser
     from workflows.cnn_inputs import make_grid, template_mask

@@ -11,11 +11,8 @@ import pytest
 from nitransforms.io.itk import ITKCompositeH5
 from nitransforms.manip import load
 
-from workflows.lesion_warp import (
-    warp_mask_to_template,
-    write_itk_affine_h5,
-    write_itk_composite_h5,
-)
+from strokefc_sim.itk import write_itk_affine_h5, write_itk_composite_h5
+from workflows.lesion_warp import warp_mask_to_template
 from workflows.utils.errors import InputError
 from workflows.utils.images import box_average
 

@@ -8,10 +8,11 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, simulate
+from helpers import run_cli, simulate
 
 from bids_app.participant_level import validator_executable
-from bids_app.simulate import brain_mask, lesion_sphere
+from strokefc_sim.grid import brain_mask
+from strokefc_sim.lesions import lesion_sphere
 from workflows.denoise import denoise_run
 from workflows.lesion import exclusion_with_mirror, lesion_on_grid
 from workflows.params import DenoiseParams
@@ -238,7 +239,7 @@ def test_fmristroke_confounds_replace_tissue_signals_and_add_lesion_ones(tmp_pat
 
 
 @pytest.mark.integration
-def test_participant_reads_fmristroke_outputs(tmp_path):
+def test_participant_reads_fmristroke_outputs(tmp_path, capsys):
     bids = simulate(tmp_path, n_subjects=2, n_volumes=150, seed=8)
     _fake_fmristroke(bids, tmp_path / "fmristroke")
     out = tmp_path / "out"
@@ -257,5 +258,8 @@ def test_participant_reads_fmristroke_outputs(tmp_path):
     assert not (out / "sub-02" / "func").exists()
     from bids_app.parser import parse_args
 
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
         parse_args([str(bids), str(out), "participant", "--datasets", "xcpd=/tmp"])
+    assert exc.value.code == 2
+    assert "--datasets 'xcpd=/tmp': give fmristroke=DIR" in capsys.readouterr().err

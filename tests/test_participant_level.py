@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
-from conftest import NO_QC, run_cli, simulate
+from helpers import NO_QC, run_cli, simulate
 
 from bids_app.participant_level import validator_executable
 from workflows.seeds import atlas_record, atlas_region_mask

@@ -173,7 +173,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     import json
 
     import pandas as pd
-    from conftest import tiny_group_maps
+    from helpers import tiny_group_maps
 
     from bids_app.config import build_config
     from bids_app.group_level import _print_metrics

@@ -16,7 +16,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NO_QC, run_cli, simulate
+from helpers import NO_QC, run_cli, simulate
 
 pytestmark = pytest.mark.integration
 SPACE = "MNI152NLin2009cAsym"

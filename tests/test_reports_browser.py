@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from conftest import IN_CI
+from helpers import IN_CI
 from test_reportlets import make_group_report, make_participant_report
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

@@ -192,6 +192,7 @@ def _indexed(fit_predict, data):
     return fit
 
 
+@pytest.mark.integration  # full nested cross-validations under permutation (about 45 s)
 def test_parcel_model_permutation_p_is_small_on_a_planted_effect_and_large_on_a_null():
     from workflows.linear_models import confound_fit_predict, parcel_fit_predict, parcel_matrix
 

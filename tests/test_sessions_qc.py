@@ -6,7 +6,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NO_QC, run_cli, simulate
+from helpers import NO_QC, run_cli, simulate
 
 from workflows.denoise import count_dummy_scans
 from workflows.dfc import weighted_mean_maps
@@ -64,6 +64,7 @@ def test_each_exclusion_rule_on_its_own(short_run, rule, change, expected):
     assert exclusion_reasons(quality, QCParams(**{**off, "min_windows": 0, **change})) == reasons
 
 
+@pytest.mark.integration
 def test_runs_built_to_fail_are_excluded_with_their_reason(tmp_path):
     """Short runs (no rule off) get no maps; the reason is in the QC table and the summary."""
     bids = simulate(tmp_path, n_subjects=2, n_volumes=100, seed=3)
@@ -155,6 +156,7 @@ def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path):
     assert "QC-FC" in report
 
 
+@pytest.mark.integration
 def test_a_session_in_another_space_is_recorded_not_dropped_silently(tmp_path, capsys):
     bids = simulate(tmp_path, n_subjects=1, n_sessions=2, n_volumes=150, seed=6)
     func = bids / "derivatives" / "fmriprep" / "sub-01" / "ses-2" / "func"

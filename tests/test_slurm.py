@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
-from conftest import IN_CI
+from helpers import IN_CI
 
 pytestmark = pytest.mark.slurm
 

@@ -1,7 +1,5 @@
 """Graph-only tests: every init_*_wf is built on a generated dataset and checked without running a node."""
 
-import time
-
 import networkx as nx
 import pytest
 from nipype.interfaces.base import isdefined
@@ -35,7 +33,7 @@ def _edges(wf) -> set[tuple[str, str, str, str]]:
 
 @pytest.fixture(scope="module")
 def two_run_cohort(tmp_path_factory):
-    from conftest import simulate
+    from helpers import simulate
 
     return simulate(tmp_path_factory.mktemp("graph"), n_subjects=2, n_runs=2, n_volumes=40)
 
@@ -45,7 +43,6 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
     runs = collect_runs(fmriprep, "01")
     assert len(runs) == 2
     (tmp_path / "model").mkdir()
-    t0 = time.perf_counter()
     wf = init_participant_wf(
         subject="01",
         runs=runs,
@@ -59,7 +56,6 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
         model_dir=tmp_path / "model",
     )
     names = set(wf.list_node_names())
-    assert time.perf_counter() - t0 < 10
     for run in runs:
         prefix = f"dfc_{run.name.replace('-', '_')}_wf"
         for node in (

@@ -1,0 +1,163 @@
+"""A synthetic stroke cohort: who the patients are, and the loop that writes their runs and lesions.
+
+Each patient has resting-state BOLD in MNI152NLin2009cAsym (fMRIPrep naming: ``res-2`` on the 2 mm
+97x115x97 grid, no ``res`` entity on the 4 mm 49x58x49 grid), a brain mask, a reference image and a
+confounds table with fMRIPrep's column names (motion with derivatives and squares, WM/CSF/global
+signals, FD, DVARS, aCompCor with its JSON, non-steady-state outliers), plus a small lesion mask.
+
+Patients who carry the effect ("severe", UL-FMA <= 20) get a *time-varying* seed-target coupling
+(:mod:`strokefc_sim.signal`); mild-to-moderate patients a nearly constant one. Everything is seeded;
+the truth is written to ``code/strokefc_ground_truth.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from strokefc_sim import bids_writer, fmriprep
+from strokefc_sim.grid import brain_mask
+from strokefc_sim.lesions import (
+    LESION_RADIUS_MM,
+    lesion_centre,
+    lesion_sphere,
+    write_t1w_lesion,
+    write_template_lesion,
+)
+from strokefc_sim.params import CohortParams
+from strokefc_sim.signal import PLANTED_TARGETS, simulate_run
+
+
+def cohort_table(rng: np.random.Generator, n_subjects: int, severe_fraction: float) -> pd.DataFrame:
+    n_severe = round(n_subjects * severe_fraction)
+    severe = np.array([True] * n_severe + [False] * (n_subjects - n_severe))
+    rng.shuffle(severe)
+    sides = np.array(["L", "R"] * (n_subjects // 2 + 1))[:n_subjects]
+    rng.shuffle(sides)
+    score = np.where(severe, rng.integers(2, 21, n_subjects), rng.integers(21, 64, n_subjects))
+    return pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i + 1:02d}" for i in range(n_subjects)],
+            "age": rng.integers(38, 85, n_subjects),
+            "sex": rng.choice(["F", "M"], n_subjects),
+            "lesion_hemisphere": sides,
+            "ul_fma": score,
+            "group": np.where(severe, "severe", "mild"),
+        }
+    )
+
+
+def simulate_cohort(
+    out_dir: str | Path, params: CohortParams | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """Write the cohort; returns the ground truth (also in ``code/strokefc_ground_truth.json``).
+
+    ``params`` (default :class:`CohortParams`) with any field replaced by a keyword of the same name.
+    ``lesion_form``: ``template`` writes MNI-space masks in ``derivatives/lesions``; ``t1w`` writes
+    them as researchers draw them, in T1w space in the raw dataset (``anat/*_label-lesion_roi``),
+    with a T1w image and fMRIPrep's ``from-T1w_to-<space>_mode-image_xfm.h5`` transform; ``both``
+    writes both. ``lesion_noise`` puts a cavity artefact in the lesion (see :func:`simulate_run`);
+    ``lesion_size_by_class`` makes severe patients' lesions larger (a confound, not dFC); ``lag`` (s)
+    delays the lesioned hemisphere's signals (hemodynamic lag); ``motion_by_class`` multiplies the
+    head motion of severe patients (a confound: motion usually differs between classes).
+    """
+    p = dataclasses.replace(params or CohortParams(), **overrides)
+    p.check()
+    nb.openers.Opener.default_compresslevel = 1
+    out = Path(out_dir)
+    rng = np.random.default_rng(p.seed)
+    table = cohort_table(rng, p.n_subjects, p.severe_fraction)
+    mask_img = brain_mask(p.resolution)
+    mask = np.asarray(mask_img.dataobj) > 0
+    bids_writer.write_dataset(out, table, p.tr)
+    fmriprep_dir = out / "derivatives" / "fmriprep"
+    fmriprep.write_description(fmriprep_dir)
+    lesion_dir = out / "derivatives" / "lesions"
+    bids_writer.write_lesion_description(lesion_dir)
+    truth: dict[str, Any] = {
+        "seed": p.seed,
+        "resolution_mm": p.resolution,
+        "n_volumes": p.n_volumes,
+        "tr": p.tr,
+        "targets": [{"atlas": a, "region": r, "hemisphere": h} for a, r, h in PLANTED_TARGETS],
+        "subjects": {},
+    }
+    sessions: list[str | None] = [f"{i + 1}" for i in range(p.n_sessions)] or [None]
+    lesion_rng = np.random.default_rng([p.seed, 7919])  # lesion draws leave the main stream unchanged
+    for row in table.itertuples():
+        label = row.participant_id[4:]
+        severe = row.group == "severe"
+        amp = p.effect * rng.uniform(0.8, 1.2) if severe else p.effect * rng.uniform(0.0, 0.15)
+        radius = LESION_RADIUS_MM
+        if p.lesion_size_by_class:
+            radius = lesion_rng.uniform(11.0, 14.0) if severe else lesion_rng.uniform(5.0, 8.0)
+        lesion_vol = lesion_sphere(row.lesion_hemisphere, radius, mask_img)
+        truth["subjects"][label] = {
+            "group": row.group,
+            "lesion_hemisphere": row.lesion_hemisphere,
+            "ul_fma": int(row.ul_fma),
+            "coupling_amplitude": round(float(amp), 4),
+            "lesion_radius_mm": round(float(radius), 3),
+            "lesion_centre_mm": list(lesion_centre(row.lesion_hemisphere)),
+            "lag_s": float(p.lag),
+            "motion_scale": float(p.motion_by_class if severe else 1.0),
+            "lag_territory": "lesioned hemisphere, |x| > 8 mm" if p.lag else "",
+        }
+        session_rows = []
+        for index, ses in enumerate(sessions):
+            sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
+            session_amp = amp
+            if ses is not None:
+                # recovery: UL-FMA rises between sessions; a patient who crosses 20 loses the effect
+                score = int(min(66, row.ul_fma + index * lesion_rng.uniform(3.0, 9.0)))
+                crossed = (score <= 20) != severe
+                session_amp = p.effect * lesion_rng.uniform(0.0, 0.15) if crossed else amp
+                session_rows.append({"session_id": f"ses-{ses}", "ul_fma": score})
+                truth["subjects"][label].setdefault("sessions", {})[ses] = {
+                    "ul_fma": score,
+                    "coupling_amplitude": round(float(session_amp), 4),
+                }
+            for run in range(1, p.n_runs + 1):
+                ents = (
+                    f"sub-{label}"
+                    + (f"_ses-{ses}" if ses else "")
+                    + "_task-rest"
+                    + (f"_run-{run}" if p.n_runs > 1 else "")
+                )
+                data, conf, comp = simulate_run(
+                    rng,
+                    mask_img,
+                    row.lesion_hemisphere,
+                    n_t=p.n_volumes,
+                    tr=p.tr,
+                    amplitude=session_amp,
+                    lesion=lesion_vol[mask],
+                    lesion_noise=p.lesion_noise,
+                    lag=p.lag,
+                    motion_scale=p.motion_by_class if severe else 1.0,
+                )
+                fmriprep.write_run(
+                    fmriprep_dir / sdir / "func",
+                    ents,
+                    resolution=p.resolution,
+                    data=data,
+                    mask_img=mask_img,
+                    confounds=conf,
+                    compcor=comp,
+                    tr=p.tr,
+                    source=f"bids:raw:{sdir}/func/{ents}_bold.nii.gz",
+                )
+                bids_writer.write_raw_bold(out / sdir / "func", ents, rng, p.n_volumes, p.tr)
+        if session_rows:
+            bids_writer.write_sessions(out, label, session_rows)
+        if p.lesion_form in ("template", "both"):
+            write_template_lesion(lesion_dir, label, lesion_vol, mask_img, p.resolution)
+        if p.lesion_form in ("t1w", "both"):
+            write_t1w_lesion(out, fmriprep_dir, label, row.lesion_hemisphere, radius)
+    bids_writer.write_code(out, truth, p.lesion_form)
+    return truth
