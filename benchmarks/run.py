@@ -207,7 +207,7 @@ def bench_kernel(cache: Path, p: dict) -> dict:
     """Vectorised dFC vs naive per-window corrcoef vs loading the BOLD into float32."""
     import nibabel as nb
 
-    from workflows.dfc import naive_sliding_window_dfc, sliding_window_dfc
+    from workflows.dfc import WindowSpec, naive_sliding_window_dfc, sliding_window_dfc
 
     bids = simulate(cache, f"single_{p['res']}mm_{p['vols']}", 1, p["res"], p["vols"])
     func = bids / "derivatives" / "fmriprep" / "sub-01" / "func"
@@ -221,11 +221,13 @@ def bench_kernel(cache: Path, p: dict) -> dict:
     n_t, n_v = data.shape
     rng = np.random.default_rng(0)
     seed = data[:, rng.choice(n_v, 50, replace=False)].mean(axis=1).astype(np.float64)
-    t_vec, res = best_of(lambda: sliding_window_dfc(seed, data, length=30, step=1), 3)
-    cpu_vec, _ = best_of_cpu(lambda: sliding_window_dfc(seed, data, length=30, step=1), 1)
+    t_vec, res = best_of(lambda: sliding_window_dfc(seed, data, WindowSpec.volumes(30, step=1)), 3)
+    cpu_vec, _ = best_of_cpu(lambda: sliding_window_dfc(seed, data, WindowSpec.volumes(30, step=1)), 1)
     n_sub = min(p["naive_voxels"], n_v)
     sub = np.sort(rng.choice(n_v, n_sub, replace=False))
-    t_naive_sub, z_naive = best_of(lambda: naive_sliding_window_dfc(seed, data[:, sub], length=30, step=1), 1)
+    t_naive_sub, z_naive = best_of(
+        lambda: naive_sliding_window_dfc(seed, data[:, sub], WindowSpec.volumes(30, step=1)), 1
+    )
     t_naive = t_naive_sub * n_v / n_sub
     err = float(np.nanmax(np.abs(z_naive.std(axis=0, ddof=1) - res.sd[sub])))
     equality = _kernel_equality(seed, data[:, sub[:300]], n_t)
@@ -234,7 +236,9 @@ def bench_kernel(cache: Path, p: dict) -> dict:
     # the stationary null's target (issue 17): 100 surrogates, 100 s windows at TR 2, two threads, on this
     # run and on every 8th voxel (the voxel count of a 4 mm run)
     def null(block: np.ndarray) -> float:
-        return best_of(lambda: stationary_null(seed, block, length=50, n_surrogates=100, n_jobs=2), 1)[0]
+        return best_of(
+            lambda: stationary_null(seed, block, WindowSpec.volumes(50), n_surrogates=100, n_jobs=2), 1
+        )[0]
 
     return {
         "null_100_s": null(data),
@@ -266,7 +270,7 @@ CENSORED = (3, 40, 41, 97, 150, 151, 152, 200)
 
 def _kernel_equality(seed: np.ndarray, data: np.ndarray, n_t: int) -> dict[str, float]:
     """Max |z| difference of the kernel from the naive per-window reference, censored volumes included."""
-    from workflows.dfc import naive_sliding_window_dfc, sliding_window_dfc
+    from workflows.dfc import WindowSpec, naive_sliding_window_dfc, sliding_window_dfc
 
     kept = np.ones(n_t, bool)
     kept[[c for c in CENSORED if c < n_t]] = False
@@ -277,9 +281,9 @@ def _kernel_equality(seed: np.ndarray, data: np.ndarray, n_t: int) -> dict[str, 
         ("tapered", "weighted"),
         ("hamming", "tapered-series"),
     ):
-        kw = {"length": 30, "step": 1, "shape": shape, "kept": kept, "estimator": estimator}
-        res = sliding_window_dfc(seed, data, keep_windows=True, **kw)
-        ref = naive_sliding_window_dfc(seed, data, **kw)[res.plan.valid]
+        window = WindowSpec.volumes(30, step=1, shape=shape, estimator=estimator)
+        res = sliding_window_dfc(seed, data, window, kept=kept, keep_windows=True)
+        ref = naive_sliding_window_dfc(seed, data, window, kept=kept)[res.plan.valid]
         out[f"{shape}/{estimator}"] = float(np.abs(res.windows - ref).max())
     return out
 

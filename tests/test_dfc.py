@@ -15,8 +15,8 @@ def _data(rng, n_t=60, n_v=37):
 
 def test_equals_naive_reference(rng):
     seed, data = _data(rng)
-    res = dfc.sliding_window_dfc(seed, data, length=15, step=2, keep_windows=True)
-    ref = dfc.naive_sliding_window_dfc(seed, data, length=15, step=2)
+    res = dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(15, step=2), keep_windows=True)
+    ref = dfc.naive_sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(15, step=2))
     assert res.windows.shape == ref.shape == (23, 37)
     np.testing.assert_allclose(res.windows, ref, atol=1e-5)
     np.testing.assert_allclose(res.sd, ref.std(axis=0, ddof=1), atol=1e-5)
@@ -27,8 +27,8 @@ def test_equals_naive_reference(rng):
 
 def test_chunking_does_not_change_results(rng):
     seed, data = _data(rng, n_v=50)
-    a = dfc.sliding_window_dfc(seed, data, length=10, chunk_size=7)
-    b = dfc.sliding_window_dfc(seed, data, length=10, chunk_size=1000)
+    a = dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(10), chunk_size=7)
+    b = dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(10), chunk_size=1000)
     np.testing.assert_array_equal(a.sd, b.sd)
 
 
@@ -38,7 +38,9 @@ def test_censored_volumes_are_excluded_not_interpolated(rng):
     kept[[12, 13]] = False
     spiked = data.copy()
     spiked[[12, 13]] = 1e6  # garbage in censored rows must not matter
-    res = dfc.sliding_window_dfc(seed, spiked, length=10, kept=kept, min_coverage=0.8, keep_windows=True)
+    res = dfc.sliding_window_dfc(
+        seed, spiked, dfc.WindowSpec.volumes(10, min_coverage=0.8), kept=kept, keep_windows=True
+    )
     # window starting at 5 covers 5..14 -> 8 of 10 kept: valid; compare with corrcoef on kept rows
     k = int(np.flatnonzero(res.plan.starts[res.plan.valid] == 5)[0])
     rows = [t for t in range(5, 15) if kept[t]]
@@ -71,7 +73,9 @@ def test_tapers():
 
 def test_tapered_window_matches_weighted_corr(rng):
     seed, data = _data(rng, n_t=30, n_v=4)
-    res = dfc.sliding_window_dfc(seed, data, length=12, step=6, shape="hamming", keep_windows=True)
+    res = dfc.sliding_window_dfc(
+        seed, data, dfc.WindowSpec.volumes(12, step=6, shape="hamming"), keep_windows=True
+    )
     w = np.hamming(12)
     for k, s in enumerate(res.plan.starts):
         x, y = seed[s : s + 12], data[s : s + 12, 2]
@@ -91,7 +95,7 @@ def test_parse_duration():
 
 def test_window_longer_than_run_is_an_input_error():
     with pytest.raises(InputError, match="longer than the run"):
-        dfc.plan_windows(np.ones(20, bool), 30)
+        dfc.plan_windows(np.ones(20, bool), 30, 1, 0.8)
 
 
 def test_too_few_valid_windows(rng):
@@ -99,14 +103,14 @@ def test_too_few_valid_windows(rng):
     kept = np.zeros(20, bool)
     kept[:5] = True
     with pytest.raises(InputError, match="window"):
-        dfc.sliding_window_dfc(seed, data, length=10, kept=kept)
+        dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(10), kept=kept)
 
 
 def test_region_z_marks_dropped_windows(rng):
     seed, data = _data(rng, n_t=30, n_v=2)
     kept = np.ones(30, bool)
     kept[10:14] = False
-    z, plan = dfc.window_region_z(seed, data, length=10, kept=kept)
+    z, plan = dfc.window_region_z(seed, data, dfc.WindowSpec.volumes(10), kept=kept)
     assert np.isnan(z[~plan.valid]).all()
     assert np.isfinite(z[plan.valid]).all()
 
@@ -158,19 +162,19 @@ def test_phase_randomised_surrogates_keep_spectra_and_static_fc(rng):
 def test_excess_variability_is_null_when_stationary_and_positive_when_dynamic(rng):
     from workflows.dfc_null import stationary_null
 
-    kwargs = {"length": 50, "n_surrogates": 40, "random_seed": 1}
+    kwargs = {"n_surrogates": 40, "random_seed": 1}
     seed, data = _coupled(rng)
     static = dfc.fisher_z(np.array([np.corrcoef(seed, d)[0, 1] for d in data.T]))
-    stationary = stationary_null(seed, data, static=static, **kwargs)
+    stationary = stationary_null(seed, data, dfc.WindowSpec.volumes(50), static=static, **kwargs)
     # per voxel the excess of a stationary run is a draw from its own null (about N(0, 1)); on average ~0
     assert abs(stationary.excess.mean()) < 0.5
     assert stationary.top_p_value > 0.05
     seed, data = _coupled(rng, dynamic=True)
-    dynamic = stationary_null(seed, data, **kwargs)
+    dynamic = stationary_null(seed, data, dfc.WindowSpec.volumes(50), **kwargs)
     assert dynamic.excess.mean() > 2.0
     assert dynamic.top_p_value < 0.05
     # the observed SD is the dFC kernel's own
-    res = dfc.sliding_window_dfc(seed, data, length=50)
+    res = dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(50))
     np.testing.assert_allclose(dynamic.observed_sd, res.sd, rtol=1e-5, atol=1e-6)
 
 
@@ -186,10 +190,12 @@ def test_null_boxcar_sd_matches_the_kernel_estimator(rng, step, censored):
     seed, data = seed + 1e4, data + 1e4
     kept = np.ones(seed.size, bool)
     kept[censored] = False
-    design = dfc.window_design(kept, 50, step, "rectangular", 0.8)
+    design = dfc.window_design(
+        kept, dfc.WindowSpec.volumes(50, step=step, shape="rectangular", min_coverage=0.8)
+    )
     x = dfc.centre_kept(seed, kept)
     y = dfc.centre_kept(data, kept)
-    reference = dfc.fisher_z(dfc.design_corr(design, x, y)).std(axis=0, ddof=1)
+    reference = dfc.fisher_z(dfc.design_corr(design, x, y, "weighted")).std(axis=0, ddof=1)
     boxcar = BoxcarSD(kept, 50, step, design.plan.valid, 400)  # buffers larger than the block
     if step == 3:
         assert not design.plan.valid.all()
@@ -204,7 +210,9 @@ def test_null_does_not_depend_on_chunks_or_threads(rng):
     kept = np.ones(seed.size, bool)
     kept[[10, 11, 200]] = False
     runs = [
-        stationary_null(seed, data, length=50, kept=kept, n_surrogates=12, chunk_size=c, n_jobs=j)
+        stationary_null(
+            seed, data, dfc.WindowSpec.volumes(50), kept=kept, n_surrogates=12, chunk_size=c, n_jobs=j
+        )
         for c, j in ((1000, 1), (64, 2), (100, 3))
     ]
     for other in runs[1:]:
@@ -259,24 +267,23 @@ def test_allen_preset_reproduces_gift_full_length_window(rng, n_t):
     res = dfc.sliding_window_dfc(
         seed,
         data,
-        length=22,
-        shape="tapered-circular",
-        estimator="tapered-series",
+        dfc.WindowSpec.volumes(22, shape="tapered-circular", estimator="tapered-series", min_coverage=0.0),
         keep_windows=True,
-        min_coverage=0.0,
     )
     reference = _gift_style(seed, data, 22)
     assert res.windows.shape == reference.shape == (n_t - 22, 6)
     np.testing.assert_allclose(np.tanh(res.windows), reference, atol=1e-6)
     # the cut taper (Gaussian tails dropped) is a different estimate
-    cut = dfc.sliding_window_dfc(seed, data, length=22, shape="tapered", estimator="tapered-series")
+    cut = dfc.sliding_window_dfc(
+        seed, data, dfc.WindowSpec.volumes(22, shape="tapered", estimator="tapered-series")
+    )
     assert np.abs(cut.sd - res.sd).max() > 0.01
 
 
 def test_circular_window_coverage_is_kept_weight(rng):
     kept = np.ones(80, bool)
     kept[40:46] = False
-    design = dfc.window_design(kept, 22, shape="tapered-circular", min_coverage=0.0)
+    design = dfc.window_design(kept, dfc.WindowSpec.volumes(22, shape="tapered-circular", min_coverage=0.0))
     base = dfc.circular_taper(80, 22)
     k = 30  # window whose rectangle covers volumes 30..51, censored at its centre
     row = np.roll(base, -40 + 11 + k)
@@ -284,7 +291,7 @@ def test_circular_window_coverage_is_kept_weight(rng):
     assert design.plan.coverage[k - 1] == pytest.approx(row[kept].sum() / row.sum())
     edge = np.ones(80, bool)
     edge[30:33] = edge[49:52] = False  # six volumes at the edges of the same window
-    at_edges = dfc.window_design(edge, 22, shape="tapered-circular", min_coverage=0.0)
+    at_edges = dfc.window_design(edge, dfc.WindowSpec.volumes(22, shape="tapered-circular", min_coverage=0.0))
     assert at_edges.plan.coverage[k - 1] > design.plan.coverage[k - 1] + 0.05
 
 
@@ -300,15 +307,14 @@ def test_presets_reproduce_their_tools_estimator(rng, preset, shape, length):
     res = dfc.sliding_window_dfc(
         seed,
         data,
-        length=length,
-        shape=shape,
-        estimator="tapered-series",
+        dfc.WindowSpec.volumes(length, shape=shape, estimator="tapered-series", min_coverage=0.0),
         keep_windows=True,
-        min_coverage=0.0,
     )
     reference = _dpabi_style(seed, data, length, dfc.window_taper(length, shape))
     np.testing.assert_allclose(np.tanh(res.windows), reference, atol=1e-6)
-    weighted = dfc.sliding_window_dfc(seed, data, length=length, shape=shape, keep_windows=True)
+    weighted = dfc.sliding_window_dfc(
+        seed, data, dfc.WindowSpec.volumes(length, shape=shape), keep_windows=True
+    )
     assert np.abs(np.tanh(weighted.windows) - reference).max() > 0.01  # the two conventions differ
 
 
@@ -317,11 +323,11 @@ def test_estimators_agree_for_rectangular_windows(rng):
     data = rng.normal(size=(80, 5)) + 0.3 * seed[:, None]
     kept = np.ones(80, bool)
     kept[[10, 41]] = False
-    a = dfc.sliding_window_dfc(seed, data, length=25, kept=kept, estimator="weighted")
-    b = dfc.sliding_window_dfc(seed, data, length=25, kept=kept, estimator="tapered-series")
+    a = dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(25, estimator="weighted"), kept=kept)
+    b = dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(25, estimator="tapered-series"), kept=kept)
     np.testing.assert_allclose(a.sd, b.sd, atol=1e-6)
     with pytest.raises(InputError, match="window estimator"):
-        dfc.sliding_window_dfc(seed, data, length=25, estimator="median")
+        dfc.sliding_window_dfc(seed, data, dfc.WindowSpec.volumes(25, estimator="median"))
 
 
 def test_running_sums_match_per_window_corrcoef_on_large_offsets(rng):
@@ -331,8 +337,10 @@ def test_running_sums_match_per_window_corrcoef_on_large_offsets(rng):
     data = 0.4 * (seed - 1e4)[:, None] + rng.normal(size=(n_t, 5)) + 1e4
     kept = np.ones(n_t, bool)
     kept[[3, 100, 101, 250]] = False
-    res = dfc.sliding_window_dfc(seed, data, length=length, kept=kept, min_coverage=0.0, keep_windows=True)
-    design = dfc.window_design(kept, length, min_coverage=0.0)
+    res = dfc.sliding_window_dfc(
+        seed, data, dfc.WindowSpec.volumes(length, min_coverage=0.0), kept=kept, keep_windows=True
+    )
+    design = dfc.window_design(kept, dfc.WindowSpec.volumes(length, min_coverage=0.0))
     assert design.boxcar
     ref = []
     for s in range(n_t - length + 1):
@@ -340,7 +348,7 @@ def test_running_sums_match_per_window_corrcoef_on_large_offsets(rng):
         ref.append([np.corrcoef(seed[s : s + length][k], data[s : s + length, v][k])[0, 1] for v in range(5)])
     np.testing.assert_allclose(np.tanh(res.windows), np.array(ref), atol=1e-6)  # windows are kept as float32
     seed_c, data_c = dfc.centre_kept(seed, kept), dfc.centre_kept(data, kept)
-    running = dfc.design_corr(design, seed_c, data_c)
+    running = dfc.design_corr(design, seed_c, data_c, "weighted")
     np.testing.assert_allclose(running, np.array(ref), atol=1e-10)
     # the weight-matrix path gives the same numbers
     matrix = dfc.window_corr(design.weights, design.counts, seed_c, data_c)
@@ -352,7 +360,7 @@ def test_banded_window_sums_equal_the_dense_product(rng, shape):
     """The kernel multiplies each block of windows only over its non-zero volumes; censoring included."""
     kept = np.ones(90, bool)
     kept[[5, 40, 41, 77]] = False
-    design = dfc.window_design(kept, 20, 3, shape, min_coverage=0.0)
+    design = dfc.window_design(kept, dfc.WindowSpec.volumes(20, step=3, shape=shape, min_coverage=0.0))
     a = rng.normal(size=(90, 2, 7))
     banded = dfc._band_matmul(design.weights, a, block=4)
     np.testing.assert_allclose(banded, np.einsum("wt,tcv->wcv", design.weights, a), atol=1e-12)
@@ -380,10 +388,14 @@ def test_kernel_equals_the_naive_reference_with_tapers_and_censoring(rng, shape,
     kept = np.ones(70, bool)
     kept[[4, 30, 31, 55]] = False
     res = dfc.sliding_window_dfc(
-        seed, data, length=16, step=2, shape=shape, kept=kept, estimator=estimator, keep_windows=True
+        seed,
+        data,
+        dfc.WindowSpec.volumes(16, step=2, shape=shape, estimator=estimator),
+        kept=kept,
+        keep_windows=True,
     )
     ref = dfc.naive_sliding_window_dfc(
-        seed, data, length=16, step=2, shape=shape, kept=kept, estimator=estimator
+        seed, data, dfc.WindowSpec.volumes(16, step=2, shape=shape, estimator=estimator), kept=kept
     )
     assert ref.shape[0] == res.plan.starts.size
     np.testing.assert_allclose(res.windows, ref[res.plan.valid], atol=1e-5)

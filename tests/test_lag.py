@@ -38,7 +38,7 @@ def _delayed(rng, lags, *, noise=0.3, n_vols=N_VOLS):
 
 def test_planted_lags_are_recovered_with_their_sign(rng):
     reference, data = _delayed(rng, LAGS)
-    result = lag_map(data, reference, TR, max_lag=6.0)
+    result = lag_map(data, reference, TR, search_s=6.0)
     assert result.lag.dtype == np.float32
     assert result.peak_r.dtype == np.float32
     assert result.at_bound.dtype == bool
@@ -59,7 +59,7 @@ def test_sub_tr_refinement_beats_integer_shifts(rng):
 def test_matches_pearson_r_on_the_kept_pairs(rng):
     reference, data = _delayed(rng, [0.7, -1.0], noise=0.5, n_vols=120)
     kept = rng.random(120) > 0.2
-    result = lag_map(data, reference, TR, max_lag=2.0, kept=kept)
+    result = lag_map(data, reference, TR, search_s=2.0, kept=kept)
     # K = 1: shifts -1, 0, 1 volumes; r at each by a plain loop, voxel sample t + s against reference t.
     for v in range(2):
         rs = []
@@ -108,9 +108,9 @@ def test_noise_voxel_has_low_peak_r(rng):
     assert result.peak_r[1] < 0.25
 
 
-def test_lag_beyond_max_lag_is_flagged_at_bound(rng):
+def test_lag_beyond_the_search_range_is_flagged_at_bound(rng):
     reference, data = _delayed(rng, [9.0, -9.0, 1.5])
-    result = lag_map(data, reference, TR, max_lag=6.0)
+    result = lag_map(data, reference, TR, search_s=6.0)
     assert result.at_bound.tolist() == [True, True, False]
     assert result.lag[0] == pytest.approx(6.0)  # the last shift, unrefined
     assert result.lag[1] == pytest.approx(-6.0)
@@ -128,8 +128,8 @@ def test_constant_voxel_gives_nan_not_an_error(rng):
 @pytest.mark.parametrize(
     ("kwargs", "where"),
     [
-        ({"max_lag": 1.0}, "max_lag"),  # shorter than one TR
-        ({"kept": np.arange(N_VOLS) < 12}, "max_lag"),  # too few kept pairs at the largest shifts
+        ({"search_s": 1.0}, "search_s"),  # shorter than one TR
+        ({"kept": np.arange(N_VOLS) < 12}, "search_s"),  # too few kept pairs at the largest shifts
         ({"kept": np.ones(N_VOLS - 1, dtype=bool)}, "kept"),
     ],
 )

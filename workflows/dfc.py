@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from workflows.params import WINDOW_ESTIMATORS, WINDOW_SHAPES
+from workflows.params import WINDOW_ESTIMATORS, WINDOW_SHAPES, WindowParams, parse_duration
 from workflows.utils.errors import InputError
 from workflows.utils.images import as_image
 
@@ -96,7 +96,7 @@ class WindowPlan:
 
 
 def plan_windows(
-    kept: np.ndarray, length: int, step: int = 1, min_coverage: float = 0.8, taper: np.ndarray | None = None
+    kept: np.ndarray, length: int, step: int, min_coverage: float, taper: np.ndarray | None = None
 ) -> WindowPlan:
     """Lay windows of ``length`` volumes every ``step`` volumes over a run of ``len(kept)`` volumes.
 
@@ -140,6 +140,32 @@ def window_weights(plan: WindowPlan, kept: np.ndarray, taper: np.ndarray) -> np.
 
 
 @dataclass(frozen=True)
+class WindowSpec:
+    """:class:`~workflows.params.WindowParams` resolved on one run (length in volumes); no defaults."""
+
+    length: int
+    step: int
+    shape: str
+    estimator: str
+    min_coverage: float
+
+    @classmethod
+    def from_params(cls, params: WindowParams, tr: float) -> WindowSpec:
+        return cls(
+            length=parse_duration(params.window_length, tr),
+            step=params.window_step,
+            shape=params.window_shape,
+            estimator=params.window_estimator,
+            min_coverage=params.min_window_coverage,
+        )
+
+    @classmethod
+    def volumes(cls, length: int, **changes: Any) -> WindowSpec:
+        """``WindowParams()`` with a window of ``length`` volumes, then ``changes`` (WindowSpec fields)."""
+        return replace(cls.from_params(WindowParams(window_length=f"{length}vol"), 1.0), **changes)
+
+
+@dataclass(frozen=True)
 class WindowDesign:
     """Everything the estimators need about the windows of one run."""
 
@@ -150,9 +176,7 @@ class WindowDesign:
     boxcar: bool = False  # rectangular windows: sums are running sums (see design_corr)
 
 
-def window_design(
-    kept: np.ndarray, length: int, step: int = 1, shape: str = "rectangular", min_coverage: float = 0.8
-) -> WindowDesign:
+def window_design(kept: np.ndarray, window: WindowSpec) -> WindowDesign:
     """Plan the windows of a run and build their weights.
 
     For ``tapered-circular`` (GIFT), each window is :func:`circular_taper` rolled so that its
@@ -162,6 +186,7 @@ def window_design(
     Pearson r is taken over all kept volumes and its coverage is the kept share of its weight.
     """
     kept = np.asarray(kept, dtype=bool)
+    length, step, shape, min_coverage = window.length, window.step, window.shape, window.min_coverage
     taper = window_taper(length, shape)
     plan = plan_windows(kept, length, step, min_coverage, taper)
     if shape != "tapered-circular":
@@ -260,7 +285,7 @@ def tapered_series_corr(weights: np.ndarray, counts: np.ndarray, x: np.ndarray, 
 
 
 def window_corr(
-    weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray, estimator: str = "weighted"
+    weights: np.ndarray, counts: np.ndarray, x: np.ndarray, y: np.ndarray, estimator: str
 ) -> np.ndarray:
     """Windowed seed correlation by the chosen estimator (:data:`WINDOW_ESTIMATORS`)."""
     check_estimator(estimator)
@@ -374,7 +399,7 @@ def design_corr(
     design: WindowDesign,
     x: np.ndarray,
     y: np.ndarray,
-    estimator: str = "weighted",
+    estimator: str,
     *,
     valid_only: bool = True,
 ) -> np.ndarray:
@@ -418,13 +443,9 @@ KERNEL_CHUNK = 1024
 def sliding_window_dfc(
     seed: np.ndarray,
     data: np.ndarray,
+    window: WindowSpec,
     *,
-    length: int,
-    step: int = 1,
-    shape: str = "rectangular",
-    estimator: str = "weighted",
     kept: np.ndarray | None = None,
-    min_coverage: float = 0.8,
     keep_windows: bool = False,
     chunk_size: int = KERNEL_CHUNK,
 ) -> DFCResult:
@@ -436,16 +457,11 @@ def sliding_window_dfc(
         Seed time series (mean of the seed voxels of the denoised data).
     data : (T, V) array
         Denoised voxel time series; rows of censored volumes are ignored (any value).
-    length, step : int
-        Window length and step, in volumes.
-    shape : {'rectangular', 'hamming', 'tapered'}
-        Window taper.
-    estimator : {'weighted', 'tapered-series'}
-        Taper-weighted Pearson r, or Pearson r of the tapered series (see :data:`WINDOW_ESTIMATORS`).
+    window : WindowSpec
+        Length and step (volumes), taper, estimator (:data:`WINDOW_ESTIMATORS`), and the minimum kept
+        share of a window's taper weight below which the window is dropped.
     kept : (T,) bool array, optional
         False for censored volumes; they get zero weight in every window.
-    min_coverage : float
-        Windows with fewer than this fraction of their volumes kept are dropped.
     keep_windows : bool
         Also return the (n_valid_windows, V) z maps, as float32.
 
@@ -460,12 +476,12 @@ def sliding_window_dfc(
     if data.ndim != 2 or data.shape[0] != n_t:
         raise ValueError(f"data must be (T={n_t}, V); got {data.shape}")
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
-    design = window_design(kept, length, step, shape, min_coverage)
+    design = window_design(kept, window)
     plan = design.plan
     if plan.n_valid < 2:
         raise InputError(
-            f"only {plan.n_valid} window(s) have at least {min_coverage:.0%} of their taper weight kept "
-            f"({n_t} volumes, {int(kept.sum())} kept, window {length}, step {step})",
+            f"only {plan.n_valid} window(s) have at least {window.min_coverage:.0%} of their taper weight "
+            f"kept ({n_t} volumes, {int(kept.sum())} kept, window {window.length}, step {window.step})",
             "WindowParams.min_window_coverage / censoring",
             "loosen the censoring thresholds, lower WindowParams.min_window_coverage, or shorten the window",
             params=("WindowParams.min_window_coverage",),
@@ -479,7 +495,7 @@ def sliding_window_dfc(
     # one BLAS thread: the tapered windows' banded products are small, and a second OpenBLAS thread
     # spins more than it helps (2 mm Hamming run: 5.1 s of CPU with two threads, 1.1 s with one)
     with threadpool_limits(limits=1, user_api="blas"):
-        _kernel_chunks(design, seed_c, data, kept, estimator, chunk_size, sd, mean, static, windows)
+        _kernel_chunks(design, seed_c, data, kept, window.estimator, chunk_size, sd, mean, static, windows)
     return DFCResult(sd=sd, mean=mean, static=static, plan=plan, windows=windows)
 
 
@@ -517,15 +533,7 @@ def _kernel_chunks(
 
 
 def window_region_z(
-    seed: np.ndarray,
-    region_series: np.ndarray,
-    *,
-    length: int,
-    step: int = 1,
-    shape: str = "rectangular",
-    kept: np.ndarray | None = None,
-    min_coverage: float = 0.8,
-    estimator: str = "weighted",
+    seed: np.ndarray, region_series: np.ndarray, window: WindowSpec, *, kept: np.ndarray | None = None
 ) -> tuple[np.ndarray, WindowPlan]:
     """Windowed Fisher-z correlation of the seed with a few region series (T, R) -> (n_windows, R).
 
@@ -533,25 +541,18 @@ def window_region_z(
     """
     seed = np.asarray(seed, float)
     kept = np.ones(seed.size, bool) if kept is None else np.asarray(kept, bool)
-    design = window_design(kept, length, step, shape, min_coverage)
+    design = window_design(kept, window)
     plan = design.plan
     y = np.asarray(region_series, float)
     y = centre_kept(y, kept)
     seed_c = centre_kept(seed, kept)
-    z = fisher_z(design_corr(design, seed_c, y, estimator, valid_only=False))
+    z = fisher_z(design_corr(design, seed_c, y, window.estimator, valid_only=False))
     z[~plan.valid] = np.nan
     return z, plan
 
 
 def naive_sliding_window_dfc(
-    seed: np.ndarray,
-    data: np.ndarray,
-    *,
-    length: int,
-    step: int = 1,
-    shape: str = "rectangular",
-    kept: np.ndarray | None = None,
-    estimator: str = "weighted",
+    seed: np.ndarray, data: np.ndarray, window: WindowSpec, *, kept: np.ndarray | None = None
 ) -> np.ndarray:
     """Reference implementation: ``numpy.corrcoef`` (or ``numpy.cov`` with the taper as weights) per window.
 
@@ -561,6 +562,7 @@ def naive_sliding_window_dfc(
     not); ``tapered-circular`` windows are not covered.
     """
     n_t = len(seed)
+    length, step, shape, estimator = window.length, window.step, window.shape, window.estimator
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
     taper = window_taper(length, shape)
     series = np.column_stack([seed, data]).astype(np.float64)
@@ -597,12 +599,8 @@ def seed_dfc_images(
     kept: np.ndarray,
     mask_img: nb.Nifti1Image,
     seed_img: nb.Nifti1Image,
+    window: WindowSpec,
     *,
-    length: int,
-    step: int,
-    shape: str,
-    min_coverage: float,
-    estimator: str = "weighted",
     keep_windows: bool = False,
     regions: Mapping[str, nb.Nifti1Image] | None = None,
 ) -> dict[str, Any]:
@@ -635,17 +633,7 @@ def seed_dfc_images(
             "check the seed definition and the brain mask",
         )
     seed = data[:, seed_in_mask].mean(axis=1)
-    res = sliding_window_dfc(
-        seed,
-        data,
-        length=length,
-        step=step,
-        shape=shape,
-        kept=kept,
-        min_coverage=min_coverage,
-        estimator=estimator,
-        keep_windows=keep_windows,
-    )
+    res = sliding_window_dfc(seed, data, window, kept=kept, keep_windows=keep_windows)
 
     def to_img(values: np.ndarray) -> nb.Nifti1Image:
         vol = np.zeros(mask.shape + values.shape[:-1][::-1], np.float32)
@@ -670,16 +658,7 @@ def seed_dfc_images(
     for name, img in (regions or {}).items():
         inside = (np.asarray(img.dataobj) > 0)[mask]
         if inside.sum():
-            z, _ = window_region_z(
-                seed,
-                data[:, inside].mean(axis=1, keepdims=True),
-                length=length,
-                step=step,
-                shape=shape,
-                kept=kept,
-                min_coverage=min_coverage,
-                estimator=estimator,
-            )
+            z, _ = window_region_z(seed, data[:, inside].mean(axis=1, keepdims=True), window, kept=kept)
             table[f"z_{name}"] = z[:, 0].round(6)
     out: dict[str, Any] = {
         "sd": to_img(res.sd),

@@ -23,7 +23,15 @@ from functools import partial
 
 import numpy as np
 
-from workflows.dfc import WindowDesign, centre_kept, design_corr, fisher_z, running_sums, window_design
+from workflows.dfc import (
+    WindowDesign,
+    WindowSpec,
+    centre_kept,
+    design_corr,
+    fisher_z,
+    running_sums,
+    window_design,
+)
 
 #: Voxels with the strongest static coupling to the seed whose excess is tested per subject.
 TOP_TARGET_FRACTION = 0.01
@@ -181,15 +189,11 @@ def _chunk_null(
 def stationary_null(
     seed: np.ndarray,
     data: np.ndarray,
+    window: WindowSpec,
     *,
-    length: int,
-    step: int = 1,
-    shape: str = "rectangular",
+    n_surrogates: int,
     kept: np.ndarray | None = None,
-    min_coverage: float = 0.8,
-    estimator: str = "weighted",
     static: np.ndarray | None = None,
-    n_surrogates: int = 100,
     random_seed: int = 0,
     chunk_size: int = 1000,
     n_jobs: int = 1,
@@ -197,7 +201,7 @@ def stationary_null(
     """Excess dFC variability over ``n_surrogates`` phase-randomised surrogates, voxel by voxel.
 
     ``seed`` (T,) and ``data`` (T, V) are the denoised series given to
-    :func:`workflows.dfc.sliding_window_dfc`, with the same window parameters. ``static`` (V,), the
+    :func:`workflows.dfc.sliding_window_dfc`, with the same ``window``. ``static`` (V,), the
     static Fisher z, selects the top targets (:data:`TOP_TARGET_FRACTION` of voxels by |z|) of the
     subject-level test; without it every voxel is a target. Voxels are processed in chunks small enough
     to stay in cache, on ``n_jobs`` threads; the result does not depend on either.
@@ -205,7 +209,7 @@ def stationary_null(
     seed = np.asarray(seed, dtype=np.float64)
     n_t, n_v = data.shape
     kept = np.ones(n_t, bool) if kept is None else np.asarray(kept, bool)
-    design = window_design(kept, length, step, shape, min_coverage)
+    design = window_design(kept, window)
     phases = surrogate_phases(n_t, n_surrogates, random_seed)
     if static is None:
         targets = np.ones(n_v, bool)
@@ -216,7 +220,7 @@ def stationary_null(
     chunks = [slice(a, min(a + chunk_size, n_v)) for a in range(0, n_v, chunk_size)]
 
     def run(c: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return _chunk_null(seed, data[:, c], design, phases, estimator, targets[c])
+        return _chunk_null(seed, data[:, c], design, phases, window.estimator, targets[c])
 
     with ThreadPoolExecutor(max(1, n_jobs)) as pool:
         parts = list(pool.map(run, chunks))  # in chunk order: sums are added in a fixed order

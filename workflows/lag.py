@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from workflows.params import QCParams
 from workflows.utils.errors import InputError
 
 #: A shift needs at least this many kept volume pairs for its correlation to be estimated.
@@ -64,15 +65,15 @@ def _shift_windows(
             raise InputError(
                 f"only {int(pairs.sum())} kept volume pairs at a shift of {s} volumes "
                 f"(at least {_MIN_PAIRS} are needed)",
-                "max_lag",
-                "lower max_lag, or keep more volumes (less censoring, a longer run)",
+                "search_s",
+                "lower search_s, or keep more volumes (less censoring, a longer run)",
             )
         windows.append((s, a, b, pairs.astype(np.float64)))
     return windows
 
 
 def _validate(
-    data: npt.ArrayLike, reference: npt.ArrayLike, tr: float, max_lag: float, kept: npt.ArrayLike | None
+    data: npt.ArrayLike, reference: npt.ArrayLike, tr: float, search_s: float, kept: npt.ArrayLike | None
 ) -> tuple[npt.NDArray, npt.NDArray[np.float64], npt.NDArray[np.bool_], int]:
     y = np.asarray(data)
     x = np.asarray(reference, dtype=np.float64)
@@ -87,12 +88,12 @@ def _validate(
         )
     if not (math.isfinite(tr) and tr > 0):
         raise InputError(f"TR {tr} is not a positive number of seconds", "tr", "give the TR in seconds")
-    k = math.floor(max_lag / tr + 1e-9) if math.isfinite(max_lag) else -1
+    k = math.floor(search_s / tr + 1e-9) if math.isfinite(search_s) else -1
     if k < 1:
         raise InputError(
-            f"max_lag {max_lag} s is shorter than one TR ({tr} s)",
-            "max_lag",
-            "give a max_lag of at least 1 TR",
+            f"lag search range {search_s} s is shorter than one TR ({tr} s)",
+            "search_s",
+            "search at least 1 TR",
         )
     mask = np.ones(n, dtype=bool) if kept is None else np.asarray(kept, dtype=bool)
     if mask.shape != (n,):
@@ -114,7 +115,7 @@ def lag_map(
     reference: npt.ArrayLike,
     tr: float,
     *,
-    max_lag: float = 6.0,
+    search_s: float = QCParams.lag_search,
     kept: npt.ArrayLike | None = None,
 ) -> LagResult:
     """Lag of every voxel relative to ``reference`` by cross-correlation, in seconds.
@@ -127,8 +128,8 @@ def lag_map(
         The global grey-matter signal.
     tr : float
         Repetition time (s).
-    max_lag : float
-        Largest lag searched (s): shifts ``-K..K`` volumes with ``K = floor(max_lag / tr)`` (``K >= 1``).
+    search_s : float
+        Lag search range (+/- s): shifts ``-K..K`` volumes with ``K = floor(search_s / tr)`` (``K >= 1``).
     kept : (T,) bool array, optional
         Volumes kept by censoring (default: all). A shift's correlation uses only pairs of kept volumes.
 
@@ -142,10 +143,10 @@ def lag_map(
     Raises
     ------
     InputError
-        Shapes disagree, ``tr`` or ``max_lag`` is invalid, the reference is constant, or some shift has
+        Shapes disagree, ``tr`` or ``search_s`` is invalid, the reference is constant, or some shift has
         fewer than 10 kept volume pairs.
     """
-    y_all, x, mask, k = _validate(data, reference, tr, max_lag, kept)
+    y_all, x, mask, k = _validate(data, reference, tr, search_s, kept)
     n_vox = y_all.shape[1]
     windows = _shift_windows(mask, k)
     # Reference moments per shift (they depend on the shift's pairs, not on the voxel).

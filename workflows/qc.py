@@ -22,9 +22,9 @@ import pandas as pd
 
 from workflows.columns import tsv_sidecar
 from workflows.denoise import count_dummy_scans, degrees_of_freedom, load_run_confounds, read_confounds_table
-from workflows.dfc import window_design
+from workflows.dfc import WindowSpec, window_design
 from workflows.lag import lag_map, lag_summary
-from workflows.params import LESION_STRATEGIES, DenoiseParams, QCParams, WindowParams, parse_duration
+from workflows.params import LESION_STRATEGIES, DenoiseParams, QCParams, WindowParams
 from workflows.seeds import atlas_region_mask
 
 #: Columns of the per-run QC table (``..._desc-qc_timeseries.tsv`` has one row per run).
@@ -74,11 +74,9 @@ def run_quality(
         else np.full(kept.size, np.nan)
     )
     dof = degrees_of_freedom(int(kept.sum()), tr, denoise.high_pass, denoise.low_pass, n_regressors)
-    length = parse_duration(window.window_length, tr)
-    if length <= kept.size:
-        plan = window_design(
-            kept, length, window.window_step, window.window_shape, window.min_window_coverage
-        ).plan
+    spec = WindowSpec.from_params(window, tr)
+    if spec.length <= kept.size:
+        plan = window_design(kept, spec).plan
         windows_total, windows_valid = int(plan.starts.size), plan.n_valid
     else:
         windows_total = windows_valid = 0
@@ -257,7 +255,7 @@ def run_lag_qc(
         series = np.asarray(data)
         reference = series.mean(axis=1, dtype=np.float64)
         result = lag_map(
-            series, reference, tr, max_lag=max(params.lag_search, tr), kept=np.asarray(kept, bool)
+            series, reference, tr, search_s=max(params.lag_search, tr), kept=np.asarray(kept, bool)
         )
         lag: np.ndarray = result.lag.astype(np.float64)
         peak_r: np.ndarray = result.peak_r.astype(np.float64)

@@ -20,31 +20,12 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="fMRIPrep brain mask on the BOLD grid")
     confounds_file = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
     tr = traits.Float(mandatory=True, desc="repetition time (s)")
-    # the values come from DenoiseParams (workflows.denoise), where their defaults live
-    strategy = traits.Str(mandatory=True, desc="confound strategy (a key of workflows.denoise.STRATEGIES)")
-    high_pass = traits.Either(None, traits.Float, mandatory=True, desc="high-pass cutoff (Hz), None = off")
-    low_pass = traits.Either(None, traits.Float, mandatory=True, desc="low-pass cutoff (Hz), None = off")
-    smoothing_fwhm = traits.Either(
-        None, traits.Float, mandatory=True, desc="Gaussian smoothing FWHM inside the mask (mm), None = off"
-    )
-    fd_thresh = traits.Float(mandatory=True, desc="FD censoring threshold (mm)")
-    std_dvars_thresh = traits.Float(mandatory=True, desc="std DVARS censoring threshold")
-    n_compcor = traits.Either(
-        traits.Int, traits.Str, mandatory=True, desc="aCompCor components ('all' = fMRIPrep's 50% variance)"
-    )
-    dummy_scans = traits.Either(
-        traits.Int, traits.Str, mandatory=True, desc="non-steady-state volumes to drop ('auto' = fMRIPrep's)"
-    )
-    lesion_components = traits.Int(
-        mandatory=True, desc="lesion-signal principal components (+lesion strategies)"
-    )
+    denoise = traits.Dict(mandatory=True, desc="DenoiseParams as a dict (workflows.params.DenoiseParams)")
     lesion_mask = traits.Either(
         None, File(exists=True), default=None, usedefault=True, desc="lesion on the BOLD grid (uint8)"
     )
     lesion_side = traits.Enum("L", "R", mandatory=True, desc="lesion hemisphere (lag QC)")
-    # the values come from QCParams (workflows.qc), where their defaults live
-    lag_search = traits.Float(mandatory=True, desc="hemodynamic lags searched, +/- seconds")
-    max_lag = traits.Float(mandatory=True, desc="lag QC flag threshold (s)")
+    qc = traits.Dict(mandatory=True, desc="QCParams as a dict (lag search and flag threshold)")
     lesion_confounds = traits.Either(
         None, File(exists=True), default=None, usedefault=True, desc="fMRIStroke's desc-confounds2 table"
     )
@@ -79,17 +60,7 @@ class DenoiseBold(StrokefcInterface):
     output_spec = _DenoiseOutputSpec
 
     def _run_interface(self, runtime):
-        params = DenoiseParams(
-            strategy=self.inputs.strategy,
-            high_pass=self.inputs.high_pass,
-            low_pass=self.inputs.low_pass,
-            smoothing_fwhm=self.inputs.smoothing_fwhm,
-            fd_thresh=self.inputs.fd_thresh,
-            std_dvars_thresh=self.inputs.std_dvars_thresh,
-            n_compcor=self.inputs.n_compcor,
-            dummy_scans=self.inputs.dummy_scans,
-            lesion_components=self.inputs.lesion_components,
-        )
+        params = DenoiseParams(**self.inputs.denoise)
         run = denoise_run(
             self.inputs.bold_file,
             self.inputs.mask_file,
@@ -109,7 +80,7 @@ class DenoiseBold(StrokefcInterface):
             run.mask_img,
             self.inputs.lesion_side,
             self.inputs.tr,
-            QCParams(lag_search=self.inputs.lag_search, max_lag=self.inputs.max_lag),
+            QCParams(**self.inputs.qc),
             external=load_nifti(external) if external else None,
         )
         run.bandpassed = None
