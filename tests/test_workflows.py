@@ -31,6 +31,17 @@ def _edges(wf) -> set[tuple[str, str, str, str]]:
     }
 
 
+def _full_edges(wf) -> set[tuple[str, str, str, str]]:
+    """:func:`_edges` with node names relative to ``wf`` (``ds_dfc_wf.ds_fc``)."""
+    flat = wf._create_flat_graph()
+    strip = len(wf.name) + 1
+    return {
+        (u.fullname[strip:], src, v.fullname[strip:], dest)
+        for u, v, data in flat.edges(data=True)
+        for src, dest in data["connect"]
+    }
+
+
 @pytest.fixture(scope="module")
 def two_run_cohort(tmp_path_factory):
     from helpers import simulate
@@ -64,12 +75,18 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
             "dfc",
             "metadata",
             "reportlets",
-            "ds_dfcsd",
-            "ds_windows",
-            "ds_report_carpet",
+            "ds_dfc_wf.ds_dfcsd",
+            "ds_dfc_wf.ds_windows",
+            "ds_figures_wf.ds_report_carpet",
         ):
             assert f"{prefix}.{node}" in names
-    assert {"aggregate", "ds_subject_dfcsd", "predict", "ds_prediction"} <= names
+    assert {
+        "aggregate",
+        "ds_subject_wf.ds_subject_dfcsd",
+        "predict",
+        "ds_prediction_wf.ds_prediction",
+    } <= names
+    assert "The variability maps of several runs of one session were averaged" in wf.visit_desc()
     assert _unsatisfied(wf) == []
     assert not (tmp_path / "out").exists()  # nothing ran
 
@@ -86,10 +103,13 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
         static_meta={},
     )
     edges = _edges(wf)
-    sinks = [n for n in wf.list_node_names() if n.startswith("ds_")]
+    full = _full_edges(wf)
+    sinks = [n for n in wf.list_node_names() if n.split(".")[-1].startswith("ds_")]
     assert len(sinks) == 5 + 5 + 5  # maps (dfcexcess and lag included), seed mask, four tables, figures
     for sink in sinks:  # outputs are named after the run given to the inputnode, not at build time
-        assert ("inputnode", "bold_file", sink, "source_file") in edges
+        ds_wf = sink.split(".")[0]
+        assert (f"{ds_wf}.inputnode", "source_file", sink, "source_file") in full
+        assert ("inputnode", "bold_file", f"{ds_wf}.inputnode", "source_file") in full
     # the BOLD is read once: the report's carpet takes the denoising step's voxel sample
     assert ("denoise", "carpet_bold", "reportlets", "carpet_bold") in edges
     assert not any(e[0] == "inputnode" and e[1] == "bold_file" and e[2] == "reportlets" for e in edges)
@@ -198,3 +218,46 @@ def test_sinks_hash_their_source_by_path_and_their_input_by_content(tmp_path):
     assert sink.inputs.get_hashval(hash_method="content")[1] == first
     in_file.write_bytes(b"y")
     assert sink.inputs.get_hashval(hash_method="content")[1] != first
+
+
+@pytest.mark.parametrize(("save_windows", "null"), [(False, False), (True, True)])
+def test_ds_dfc_wf_writes_the_maps_its_options_ask_for(tmp_path, save_windows, null):
+    from workflows.outputs import DFC_OUTPUTS, init_ds_dfc_wf
+
+    wf = init_ds_dfc_wf(output_dir=tmp_path, save_windows=save_windows, null=null)
+    names = set(wf.list_node_names())
+    maps = {"ds_dfcsd", "ds_dfcmean", "ds_fc"}
+    maps |= {"ds_windows"} if save_windows else set()
+    maps |= {"ds_dfcexcess"} if null else set()
+    assert {n for n in names if n.startswith("ds_")} == maps | {
+        "ds_seed_mask",
+        "ds_seed_tsv",
+        "ds_windows_tsv",
+    }
+    edges = _edges(wf)
+    for stat in maps:
+        assert ("inputnode", stat.removeprefix("ds_"), stat, "in_file") in edges
+        assert ("inputnode", "meta", stat, "meta_dict") in edges
+        assert wf.get_node(stat).inputs.base_directory == str(tmp_path)
+    for table in ("seed_tsv", "windows_tsv"):  # the sidecar describes the columns, from the table itself
+        assert ("inputnode", table, f"{table}_sidecar", "in_file") in edges
+        assert (f"{table}_sidecar", "meta", f"ds_{table}", "meta_dict") in edges
+    assert set(DFC_OUTPUTS) <= set(wf.get_node("inputnode").inputs.copyable_trait_names())
+
+
+def test_ds_qc_and_figures_wfs(tmp_path):
+    from workflows.interfaces.reportlets import FIGURES
+    from workflows.outputs import QC_TABLE, init_ds_figures_wf, init_ds_qc_wf
+
+    qc = init_ds_qc_wf(output_dir=tmp_path)
+    assert {"ds_lag", "ds_qc", "ds_design_tsv"} <= set(qc.list_node_names())
+    sink = qc.get_node("ds_qc").inputs
+    assert (sink.suffix, sink.extension, sink.dismiss_entities) == (
+        QC_TABLE["suffix"],
+        QC_TABLE["extension"],
+        QC_TABLE["dismiss_entities"],
+    )
+    figures = init_ds_figures_wf(output_dir=tmp_path)
+    assert {f"ds_report_{fig}" for fig in FIGURES} == set(figures.list_node_names()) - {"inputnode"}
+    for fig in FIGURES:
+        assert ("inputnode", fig, f"ds_report_{fig}", "in_file") in _edges(figures)

@@ -3,64 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.denoise import DenoiseBold
-from workflows.interfaces.dfc import REPORT_REGIONS, ComputeDFC
+from workflows.interfaces.dfc import ComputeDFC
 from workflows.interfaces.lesion import LesionOnGrid
-from workflows.interfaces.metadata import MergeMetadata, TSVSidecar
+from workflows.interfaces.metadata import MergeMetadata
 from workflows.interfaces.predict import PredictSubject
 from workflows.interfaces.qc import RunQC
 from workflows.interfaces.reportlets import FIGURES, RunReportlets
 from workflows.interfaces.seeds import MakeSeed
 from workflows.interfaces.subject import AggregateRuns
 from workflows.metadata import software_versions
+from workflows.methods import (
+    describe_denoise,
+    describe_null,
+    describe_qc,
+    describe_seed,
+    describe_sessions,
+    describe_windows,
+)
+from workflows.outputs import (
+    init_ds_dfc_wf,
+    init_ds_figures_wf,
+    init_ds_lesion_wf,
+    init_ds_prediction_wf,
+    init_ds_qc_wf,
+    init_ds_subject_map_wf,
+)
 from workflows.params import DenoiseParams, QCParams, SeedParams, WindowParams
-from workflows.qc import QC_SIDECAR
-from workflows.seeds import atlas_record
 from workflows.utils.bids import RunInputs, safe_name
 
-#: stat- entity of each map, with its description for the sidecar.
-MAP_STATS = {
-    "dfcsd": "SD over sliding windows of the Fisher-z seed correlation (dFC variability)",
-    "dfcmean": "Mean over sliding windows of the Fisher-z seed correlation",
-    "fc": "Static (whole-run) Fisher-z seed correlation",
-    "dfcexcess": "Excess dFC variability over a stationary null (phase-randomised surrogates keeping the "
-    "spectra and static FC): (observed SD - surrogate mean SD) / surrogate SD",
-}
-WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
 #: Fields of ``init_dfc_wf``'s inputnode.
 RUN_INPUTS = ("bold_file", "mask_file", "confounds_file", "boldref_file")
-
-
-def _tsv_sink(
-    wf: pe.Workflow,
-    name: str,
-    source: tuple[pe.Node, str],
-    description: str,
-    extra: dict | None = None,
-    **sink_args: Any,
-) -> pe.Node:
-    """A sink for a TSV whose JSON sidecar describes every column (``workflows.columns``), from its header,
-    plus the ``extra`` entries.
-
-    The column descriptions go through ``meta_dict``: as sink keywords a column named like an entity
-    (``run``) would become part of the file name.
-    """
-    sidecar = pe.Node(
-        TSVSidecar(description=description, extra=extra or {}),
-        name=f"{name}_sidecar",
-        run_without_submitting=True,
-    )
-    sink = pe.Node(DerivativesDataSink(**sink_args), name=f"ds_{name}", run_without_submitting=True)
-    wf.connect([(source[0], sidecar, [(source[1], "in_file")]), (source[0], sink, [(source[1], "in_file")])])
-    wf.connect(sidecar, "meta", sink, "meta_dict")
-    return sink
 
 
 def init_dfc_wf(
@@ -80,15 +60,17 @@ def init_dfc_wf(
     external_lag_map: str | Path | None = None,
     omp_nthreads: int = 1,
     name: str = "dfc_wf",
-) -> pe.Workflow:
+) -> Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
 
     Workflow graph::
 
-        inputnode -> denoise -> seed -> dfc -> metadata -> ds_<stat> (dfcsd dfcmean fc dfcexcess [windows])
-                                  |       \\-> ds_seed_tsv, ds_windows_tsv          ds_seed_mask
-                                  \\-> reportlets (seed, confounds, carpet, seedts, maps) -> ds_report_*
+        inputnode -> denoise -> seed -> dfc -> metadata -> ds_dfc_wf (maps, seed mask, seed/window tables)
+                        |         |      \\-> qc -> ds_qc_wf (qc table, lag map, design table)
+                        |         \\-> reportlets (seed, confounds, carpet, seedts, maps) -> ds_figures_wf
+                        \\-> (lag map, design) -> ds_qc_wf
         inputnode.bold_file names every output (sinks' source_file); the BOLD is read once, by denoise.
+        ``__desc__``: the methods text of these parameters (:mod:`workflows.methods`).
 
     Parameters
     ----------
@@ -128,7 +110,11 @@ def init_dfc_wf(
         Intermediate files, for reuse.
     """
     qc = qc or QCParams()
-    wf = pe.Workflow(name=name)
+    wf = Workflow(name=name)
+    wf.__desc__ = (
+        f"{describe_denoise(denoise)} {describe_qc(qc)}\n\n"
+        f"{describe_seed(seed)} {describe_windows(window)} {describe_null(window)}"
+    )
     lesion_fields = ["lesion_mask", "exclude_mask", "lesion_info"] if has_lesion else []
     inputnode = pe.Node(niu.IdentityInterface(fields=list(RUN_INPUTS) + lesion_fields), name="inputnode")
     outputnode = pe.Node(
@@ -154,18 +140,9 @@ def init_dfc_wf(
     denoise_node = pe.Node(
         DenoiseBold(
             tr=tr,
-            strategy=denoise.strategy,
-            high_pass=denoise.high_pass,
-            low_pass=denoise.low_pass,
-            smoothing_fwhm=denoise.smoothing_fwhm,
-            fd_thresh=denoise.fd_thresh,
-            std_dvars_thresh=denoise.std_dvars_thresh,
-            n_compcor=denoise.n_compcor,
-            dummy_scans=denoise.dummy_scans,
-            lesion_components=denoise.lesion_components,
+            denoise=asdict(denoise),
             lesion_side=lesion_side,
-            lag_search=qc.lag_search,
-            max_lag=qc.max_lag,
+            qc=asdict(qc),
             lesion_confounds=str(lesion_confounds) if lesion_confounds else None,
             external_lag_map=str(external_lag_map) if external_lag_map else None,
         ),
@@ -186,14 +163,8 @@ def init_dfc_wf(
         ComputeDFC(
             lesion_side=lesion_side,
             tr=tr,
-            window_length=str(window.window_length),
-            window_step=window.window_step,
-            window_shape=window.window_shape,
-            window_estimator=window.window_estimator,
-            min_coverage=window.min_window_coverage,
+            window=asdict(window),
             high_pass=denoise.high_pass,
-            save_windows=window.save_windows,
-            n_surrogates=window.null_surrogates,
             n_threads=omp_nthreads,
         ),
         name="dfc",
@@ -207,31 +178,12 @@ def init_dfc_wf(
         run_without_submitting=True,
     )
     figures = pe.Node(RunReportlets(tr=tr, fd_thresh=denoise.fd_thresh), name="reportlets", mem_gb=1.0)
-    ds_lag = pe.Node(
-        DerivativesDataSink(
-            base_directory=str(output_dir),
-            stat="lag",
-            suffix="boldmap",
-            dismiss_entities=["desc"],
-            compress=True,
-            Description="Hemodynamic lag of each voxel behind the mean signal of the analysis mask (positive "
-            "= later), by cross-correlation over +/- the search range with sub-TR peak interpolation",
-            Units="s",
-        ),
-        name="ds_lag",
-        run_without_submitting=True,
-    )
     run_qc = pe.Node(RunQC(run=run_label), name="qc", run_without_submitting=True)
-    ds_qc = _tsv_sink(
-        wf,
-        "qc",
-        (run_qc, "qc_tsv"),
-        QC_SIDECAR["Description"],
-        base_directory=str(output_dir),
-        suffix="qc",
-        extension=".tsv",
-        dismiss_entities=["space", "res", "desc"],
+    ds_dfc = init_ds_dfc_wf(
+        output_dir=output_dir, save_windows=window.save_windows, null=window.null_surrogates > 0
     )
+    ds_qc = init_ds_qc_wf(output_dir=output_dir)
+    ds_figures = init_ds_figures_wf(output_dir=output_dir)
     wf.connect(
         [
             (
@@ -241,10 +193,25 @@ def init_dfc_wf(
             ),
             (seed_node, run_qc, [("seed_mask", "seed_mask")]),
             (dfc, run_qc, [("info", "dfc_info")]),
-            (inputnode, ds_qc, [("bold_file", "source_file")]),
             (denoise_node, metadata, [("lag_info", "lag_info")]),
-            (denoise_node, ds_lag, [("lag_map", "in_file")]),
-            (inputnode, ds_lag, [("bold_file", "source_file")]),
+            (inputnode, ds_qc, [("bold_file", "inputnode.source_file")]),
+            (run_qc, ds_qc, [("qc_tsv", "inputnode.qc_tsv")]),
+            (denoise_node, ds_qc, [("lag_map", "inputnode.lag_map"), ("design_tsv", "inputnode.design_tsv")]),
+            (inputnode, ds_dfc, [("bold_file", "inputnode.source_file")]),
+            (metadata, ds_dfc, [("meta", "inputnode.meta")]),
+            (seed_node, ds_dfc, [("seed_mask", "inputnode.seed_mask")]),
+            (
+                dfc,
+                ds_dfc,
+                [
+                    (field, f"inputnode.{field}")
+                    for field in ("dfcsd", "dfcmean", "fc", "seed_tsv", "windows_tsv")
+                    + (("windows",) if window.save_windows else ())
+                    + (("dfcexcess",) if window.null_surrogates > 0 else ())
+                ],
+            ),
+            (inputnode, ds_figures, [("bold_file", "inputnode.source_file")]),
+            (figures, ds_figures, [(fig, f"inputnode.{fig}") for fig in FIGURES]),
         ]
     )
     if has_lesion:
@@ -327,102 +294,6 @@ def init_dfc_wf(
         ]
     )
 
-    outdir = str(output_dir)
-    maps = ["dfcsd", "dfcmean", "fc"] + (["windows"] if window.save_windows else [])
-    maps += ["dfcexcess"] if window.null_surrogates > 0 else []
-    sinks = []
-    for stat in maps:
-        ds = pe.Node(
-            DerivativesDataSink(
-                base_directory=outdir,
-                seed="ipsiM1",
-                stat=stat,
-                suffix="boldmap",
-                dismiss_entities=["desc"],
-                compress=True,
-                Description=MAP_STATS.get(stat, WINDOWS_DESCRIPTION),
-                Units="Fisher z",
-            ),
-            name=f"ds_{stat}",
-            run_without_submitting=True,
-        )
-        wf.connect([(dfc, ds, [(stat, "in_file")]), (metadata, ds, [("meta", "meta_dict")])])
-        sinks.append(ds)
-    ds_seed = pe.Node(
-        DerivativesDataSink(
-            base_directory=outdir,
-            desc="ipsiM1",
-            suffix="mask",
-            compress=True,
-            Type="ROI",
-            Description="Ipsilesional primary motor cortex seed",
-        ),
-        name="ds_seed_mask",
-        run_without_submitting=True,
-    )
-    ds_seed_ts = _tsv_sink(
-        wf,
-        "seed_tsv",
-        (dfc, "seed_tsv"),
-        "Mean denoised signal of the seed; kept = 0 marks censored volumes",
-        base_directory=outdir,
-        seed="ipsiM1",
-        desc="seed",
-        suffix="timeseries",
-        dismiss_entities=["space", "res"],
-    )
-    ds_windows_ts = _tsv_sink(
-        wf,
-        "windows_tsv",
-        (dfc, "windows_tsv"),
-        "One row per sliding window: volumes, coverage, validity and the Fisher-z seed correlation "
-        "with report regions",
-        extra={
-            "RegionAtlases": {
-                name: {"Region": region, **atlas_record(atlas)}
-                for name, (atlas, region) in REPORT_REGIONS.items()
-            }
-        },
-        base_directory=outdir,
-        seed="ipsiM1",
-        desc="windows",
-        suffix="timeseries",
-        dismiss_entities=["space", "res"],
-    )
-    wf.connect(
-        [
-            (seed_node, ds_seed, [("seed_mask", "in_file")]),
-            (metadata, ds_seed, [("meta", "meta_dict")]),
-        ]
-    )
-    ds_design = _tsv_sink(
-        wf,
-        "design_tsv",
-        (denoise_node, "design_tsv"),
-        "Confound regressors of the denoising, as regressed (after dummy scans); lesion_* columns are "
-        "the lesion's mean signal and principal components (+lesion strategies)",
-        base_directory=outdir,
-        desc="design",
-        suffix="timeseries",
-        dismiss_entities=["space", "res"],
-    )
-    sinks += [ds_seed, ds_seed_ts, ds_windows_ts, ds_design]
-    for fig in FIGURES:
-        ds = pe.Node(
-            DerivativesDataSink(
-                base_directory=outdir,
-                desc=fig,
-                datatype="figures",
-                suffix="bold",
-                dismiss_entities=["space", "res"],
-            ),
-            name=f"ds_report_{fig}",
-            run_without_submitting=True,
-        )
-        wf.connect(figures, fig, ds, "in_file")
-        sinks.append(ds)
-    for ds in sinks:
-        wf.connect(inputnode, "bold_file", ds, "source_file")
     return wf
 
 
@@ -444,13 +315,13 @@ def init_participant_wf(
     combine_sessions: bool = False,
     omp_nthreads: int = 1,
     name: str | None = None,
-) -> pe.Workflow:
+) -> Workflow:
     """All runs of one participant, a map per session (or per subject), and predictions with a model.
 
     Workflow graph::
 
-        inputnode.run_files -> dfc_<run>_wf (one per run) -> [aggregate_<ses> -> ds_subject_dfcsd_<ses>]
-                                                          -> [predict_<ses> -> ds_prediction_<ses>]
+        inputnode.run_files -> dfc_<run>_wf (one per run) -> [aggregate_<ses> -> ds_subject_<ses>_wf]
+                                                          -> [predict_<ses> -> ds_prediction_<ses>_wf]
                                                           -> outputnode
         (one aggregate per session with several runs; no _<ses> suffix without sessions)
 
@@ -494,7 +365,8 @@ def init_participant_wf(
     prediction
         The prediction JSON of each session (with ``model_dir``).
     """
-    wf = pe.Workflow(name=name or f"sub_{subject}_wf")
+    wf = Workflow(name=name or f"sub_{subject}_wf")
+    wf.__postdesc__ = "\n\n" + describe_sessions(combine_sessions)
     inputnode = pe.Node(niu.IdentityInterface(fields=["run_files"]), name="inputnode")
     inputnode.inputs.run_files = [
         {
@@ -522,24 +394,13 @@ def init_participant_wf(
         lesion_nodes[session] = node = pe.Node(
             LesionOnGrid(lesion_file=str(mask), mask_file=str(first.mask)), name=f"lesion{suffix}"
         )
-        ds_lesion = pe.Node(
-            DerivativesDataSink(
-                base_directory=str(output_dir),
-                source_file=str(first.bold),
-                datatype="anat",
-                desc="lesion",
-                suffix="mask",
-                dismiss_entities=["task", "run", "acquisition"],
-                compress=True,
-                Type="Lesion",
-                Description="The lesion mask used, on the BOLD grid (voxels at least half covered); "
-                "dilated by one voxel it leaves every map and the analysis mask",
-                Sources=list((lesion_sources or {}).get(session) or [str(mask)]),
-            ),
-            name=f"ds_lesion_mask{suffix}",
-            run_without_submitting=True,
+        ds_lesion = init_ds_lesion_wf(
+            output_dir=output_dir,
+            source_file=str(first.bold),
+            sources=(lesion_sources or {}).get(session) or [str(mask)],
+            name=f"ds_lesion{suffix}_wf",
         )
-        wf.connect(node, "lesion_mask", ds_lesion, "in_file")
+        wf.connect(node, "lesion_mask", ds_lesion, "inputnode.lesion_mask")
     run_wfs = []
     for index, run in enumerate(runs):
         run_wf = init_dfc_wf(
@@ -614,26 +475,15 @@ def init_participant_wf(
                         (rwf, join_meta, [("outputnode.meta", f"in{i}")]),
                     ]
                 )
-            ds_subject = pe.Node(
-                DerivativesDataSink(
-                    base_directory=str(output_dir),
-                    source_file=sources,
-                    seed="ipsiM1",
-                    stat="dfcsd",
-                    suffix="boldmap",
-                    dismiss_entities=dismissed,
-                    compress=True,
-                    Units="Fisher z",
-                ),
-                name=f"ds_subject_dfcsd{suffix}",
-                run_without_submitting=True,
+            ds_subject = init_ds_subject_map_wf(
+                output_dir=output_dir, source_files=sources, dismiss=dismissed, name=f"ds_subject{suffix}_wf"
             )
             wf.connect(
                 [
                     (join, aggregate, [("out", "in_files")]),
                     (join_info, aggregate, [("out", "dfc_infos")]),
                     (join_meta, aggregate, [("out", "run_metas")]),
-                    (aggregate, ds_subject, [("out_file", "in_file"), ("meta", "meta_dict")]),
+                    (aggregate, ds_subject, [("out_file", "inputnode.in_file"), ("meta", "inputnode.meta")]),
                 ]
             )
             unit_map = (aggregate, "out_file")
@@ -644,22 +494,14 @@ def init_participant_wf(
             PredictSubject(model_dir=str(model_dir), lesion_side=lesion_side, subject=subject, space=space),
             name=f"predict{suffix}",
         )
-        ds_pred = pe.Node(
-            DerivativesDataSink(
-                base_directory=str(output_dir),
-                source_file=sources,
-                desc="ulfma",
-                suffix="prediction",
-                dismiss_entities=["space", "res", *dismissed],
-            ),
-            name=f"ds_prediction{suffix}",
-            run_without_submitting=True,
+        ds_pred = init_ds_prediction_wf(
+            output_dir=output_dir, source_files=sources, dismiss=dismissed, name=f"ds_prediction{suffix}_wf"
         )
         wf.connect(
             [
                 (unit_map[0], predict, [(unit_map[1], "in_file")]),
                 (run_wfs[indices[0]], predict, [("outputnode.meta", "meta")]),
-                (predict, ds_pred, [("out_file", "in_file")]),
+                (predict, ds_pred, [("out_file", "inputnode.in_file")]),
             ]
         )
         predictions.append((predict, "out_file"))
@@ -700,3 +542,41 @@ def _run_fields(run_files: list, index: int) -> tuple:
     """The ``init_dfc_wf`` inputs of run ``index`` of ``inputnode.run_files`` (a Nipype Function node)."""
     run = run_files[index]
     return run["bold_file"], run["mask_file"], run["confounds_file"], run["boldref_file"]
+
+
+def describe_participant(
+    *,
+    denoise: DenoiseParams,
+    seed: SeedParams,
+    window: WindowParams,
+    qc: QCParams | None = None,
+    combine_sessions: bool = False,
+) -> str:
+    """The methods text of the participant level with these parameters, read from its graph.
+
+    Builds :func:`init_participant_wf` for one placeholder run (cheap: no file is read, and the text
+    depends on no property of the run) and returns its ``visit_desc()``.
+    """
+    run = RunInputs(
+        bold=Path("sub-x_task-rest_bold.nii.gz"),
+        mask=Path("sub-x_task-rest_desc-brain_mask.nii.gz"),
+        confounds=Path("sub-x_task-rest_desc-confounds_timeseries.tsv"),
+        boldref=None,
+        tr=1.0,
+        entities={"subject": "x", "task": "rest"},
+    )
+    wf = init_participant_wf(
+        subject="x",
+        runs=[run],
+        denoise=denoise,
+        seed=seed,
+        window=window,
+        lesion_side="L",
+        lesion_source="",
+        output_dir=".",
+        fmriprep_dir=".",
+        qc=qc,
+        combine_sessions=combine_sessions,
+        name="methods_wf",
+    )
+    return wf.visit_desc()
