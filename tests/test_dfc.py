@@ -351,7 +351,7 @@ def test_running_sums_match_per_window_corrcoef_on_large_offsets(rng):
     running = dfc.design_corr(design, seed_c, data_c, "weighted")
     np.testing.assert_allclose(running, np.array(ref), atol=1e-10)
     # the weight-matrix path gives the same numbers
-    matrix = dfc.window_corr(design.weights, design.counts, seed_c, data_c)
+    matrix = dfc.window_corr(design.weights, design.counts, seed_c, data_c, "weighted")
     np.testing.assert_allclose(running, matrix, atol=1e-12)
 
 
