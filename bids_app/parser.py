@@ -17,6 +17,7 @@ from workflows.params import (
     CALIBRATION_METHODS,
     DFC_PRESETS,
     STRATEGIES,
+    STRATEGY_TEXT,
     TARGETS,
     WINDOW_ESTIMATORS,
     WINDOW_SHAPES,
@@ -196,10 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--denoise",
         default=D("denoise"),
         choices=list(STRATEGIES),
-        help="confound strategy (nilearn's fMRIPrep loader): simple = 24 motion + WM + "
-        "CSF; +gsr adds the global signal; scrubbing censors high-motion volumes; "
-        "compcor = 24 motion + aCompCor + cosine; +lesion adds the lesion's mean signal and principal "
-        "components and keeps the lesion out of the smoothing (needs lesion masks)",
+        help="confound strategy (nilearn's fMRIPrep loader): "
+        + "; ".join(f"{name} = {text}" for name, text in STRATEGY_TEXT.items()).replace("{k}", "N")
+        + " (N = --lesion-components); the +lesion strategies also keep the lesion out of the smoothing "
+        "and need lesion masks",
     )
     g.add_argument("--fd-thresh", type=float, default=D("fd_thresh"), help="FD censoring threshold (mm)")
     g.add_argument(

@@ -519,11 +519,13 @@ def test_external_validation_matches_scikit_learn():
     assert external_validation(table.drop(columns="class_true")) is None
 
 
-def test_methods_text_names_every_window_shape():
-    from bids_app.reports.boilerplate import WINDOW_SHAPE_TEXT
-    from workflows.params import WINDOW_SHAPES
+def test_methods_text_names_every_window_shape_estimator_and_strategy():
+    from workflows.methods import WINDOW_ESTIMATOR_TEXT, WINDOW_SHAPE_TEXT
+    from workflows.params import STRATEGIES, STRATEGY_TEXT, WINDOW_ESTIMATORS, WINDOW_SHAPES
 
     assert set(WINDOW_SHAPE_TEXT) == set(WINDOW_SHAPES)
+    assert set(WINDOW_ESTIMATOR_TEXT) == set(WINDOW_ESTIMATORS)
+    assert set(STRATEGY_TEXT) == set(STRATEGIES)
 
 
 def test_cohort_summary_counts_sessions_per_subject():

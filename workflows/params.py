@@ -30,6 +30,23 @@ STRATEGIES = {
 #: lesion's cavity signal out of the tissue around it. They need a lesion mask.
 LESION_STRATEGIES = {"simple+lesion": "simple", "compcor+lesion": "compcor"}
 STRATEGIES.update({name: STRATEGIES[base] for name, base in LESION_STRATEGIES.items()})
+#: What each strategy regresses, in words (the methods text and ``--help``); ``{k}`` = lesion_components.
+STRATEGY_TEXT = {
+    "simple": "24 head-motion parameters (6 rigid-body parameters, their derivatives and squares) and the "
+    "mean white-matter and CSF signals",
+    "simple+gsr": "24 head-motion parameters, the mean white-matter and CSF signals and the global signal",
+    "scrubbing": "24 head-motion parameters and the mean white-matter and CSF signals, with high-motion "
+    "volumes censored",
+    "compcor": "24 head-motion parameters, anatomical CompCor components (combined white-matter and CSF "
+    "mask) and fMRIPrep's cosine drift regressors",
+}
+STRATEGY_TEXT.update(
+    {
+        name: STRATEGY_TEXT[base] + ", plus the lesion's mean signal and its first {k} principal components "
+        "(unsmoothed, voxelwise z-scored lesion voxels, as in fMRIStroke's lesion CompCor)"
+        for name, base in LESION_STRATEGIES.items()
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -95,19 +112,31 @@ DFC_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def split_duration(value: str | int | float) -> tuple[float, str]:
+    """``'60s'`` -> ``(60.0, 's')``, ``'30vol'`` -> ``(30, 'vol')``; a bare number is seconds.
+
+    Raises ValueError when ``value`` is not a duration.
+    """
+    text = str(value).strip().lower()
+    if text.endswith("vol"):
+        return int(text[:-3]), "vol"
+    return float(text[:-1] if text.endswith("s") else text), "s"
+
+
+def describe_duration(value: str | int | float) -> str:
+    """A duration in words, read as :func:`parse_duration` reads it: ``'60'`` -> ``'60 s'``."""
+    number, unit = split_duration(value)
+    return f"{number:g} s" if unit == "s" else f"{int(number)} volume{'s' if number != 1 else ''}"
+
+
 def parse_duration(value: str | int | float, tr: float, name: str = "WindowParams.window_length") -> int:
     """Convert ``'60s'``, ``'30vol'`` or a bare number of seconds to a whole number of volumes.
 
     Seconds are rounded to the nearest whole volume (at least 2).
     """
-    text = str(value).strip().lower()
     try:
-        if text.endswith("vol"):
-            n = int(text[:-3])
-        elif text.endswith("s"):
-            n = round(float(text[:-1]) / tr)
-        else:
-            n = round(float(text) / tr)
+        number, unit = split_duration(value)
+        n = int(number) if unit == "vol" else round(number / tr)
     except ValueError:
         raise InputError(
             f"{name} {value!r} is not a duration",

@@ -12,33 +12,8 @@ from pathlib import Path
 
 from bids_app.config import RunConfig
 from bids_app.reports import render_page
-from workflows.params import GroupParams, SeedParams
+from workflows.params import GroupParams
 from workflows.utils.io import atomic_write_text
-
-DENOISE_TEXT = {
-    "simple": "24 head-motion parameters (6 rigid-body parameters, their derivatives and squares) and the "
-    "mean white-matter and CSF signals",
-    "simple+gsr": "24 head-motion parameters, the mean white-matter and CSF signals and the global signal",
-    "scrubbing": "24 head-motion parameters and the mean white-matter and CSF signals, with high-motion "
-    "volumes censored",
-    "compcor": "24 head-motion parameters, anatomical CompCor components (combined white-matter and CSF "
-    "mask) and fMRIPrep's cosine drift regressors",
-}
-LESION_TEXT = (
-    ", plus the lesion's mean signal and its first {k} principal components (unsmoothed, voxelwise "
-    "z-scored lesion voxels, as in fMRIStroke's lesion CompCor)"
-)
-for _name, _base in (("simple+lesion", "simple"), ("compcor+lesion", "compcor")):
-    DENOISE_TEXT[_name] = DENOISE_TEXT[_base] + LESION_TEXT
-
-WINDOW_SHAPE_TEXT = {
-    "rectangular": "rectangular",
-    "hamming": "Hamming-tapered (as in DPABI's Temporal Dynamic Analysis)",
-    "tapered": "tapered (a rectangle convolved with a Gaussian of sigma 3 TRs, as in [@allen2014], "
-    "cut to the window)",
-    "tapered-circular": "tapered (a rectangle convolved with a Gaussian of sigma 3 TRs, as in [@allen2014]), "
-    "spanning the whole run with its Gaussian tails and circularly shifted, as GIFT's dFNC computes it",
-}
 
 REFERENCES = {
     "parkes2018": "Parkes L, Fulcher B, Yücel M, Fornito A. An evaluation of the efficacy, reliability, and "
@@ -75,105 +50,22 @@ def _v(versions: dict, name: str) -> str:
     return f" {versions[name]}" if versions.get(name) else ""
 
 
-def _hz(value: float | None) -> str:
-    return "off" if value in (None, 0) else f"{float(value):g} Hz"
-
-
-def _seed_sentence(seed: SeedParams) -> str:
-    if seed.seed_mask:
-        return (
-            f"The seed was the user-supplied left-hemisphere mask `{Path(seed.seed_mask).name}`, "
-            "mirrored to the right hemisphere for right-hemisphere lesions"
-        )
-    if seed.seed_coords:
-        xyz = ", ".join(f"{float(c):g}" for c in seed.seed_coords)
-        return (
-            f"The seed was a sphere of radius {float(seed.seed_radius):g} mm centred at "
-            f"({xyz}) mm (left hemisphere; mirrored about x = 0 for right-hemisphere lesions)"
-        )
-    atlas = seed.seed_atlas
-    region = "Primary_Motor_Cortex" if atlas == "HCPEx" else "Precentral"
-    ref = "[@hcpex]" if atlas == "HCPEx" else "[@aal]"
-    return (
-        f"The seed was the primary motor cortex of the lesioned hemisphere (ipsilesional M1): the "
-        f"{atlas} atlas {ref} region `{region}_L` or `{region}_R`, resampled to the BOLD grid"
-    )
-
-
 def _participant_paragraph(config: RunConfig) -> str:
-    denoise, window = config.denoise, config.window
-    strategy = denoise.strategy
-    confounds = DENOISE_TEXT.get(strategy, strategy).replace("{k}", str(denoise.lesion_components))
-    censor = ""
-    if strategy == "scrubbing":
-        censor = (
-            f" Volumes with framewise displacement above {float(denoise.fd_thresh):g} mm "
-            f"or standardised DVARS above {float(denoise.std_dvars_thresh):g} were censored "
-            "(excluded from the correlations)."
-        )
-    dummy = denoise.dummy_scans
-    dummy_text = (
-        "the non-steady-state volumes flagged by fMRIPrep"
-        if dummy == "auto"
-        else f"the first {dummy} volumes"
-    )
-    smoothing = denoise.smoothing_fwhm
-    smooth_text = (
-        f"spatially smoothed inside the brain mask with a Gaussian kernel of {float(smoothing):g} mm FWHM"
-        if smoothing
-        else "not spatially smoothed"
-    )
-    shape = window.window_shape
-    length = str(window.window_length)
-    length_text = (
-        f"{length[:-3]} volumes"
-        if length.endswith("vol")
-        else f"{length[:-1]} s"
-        if length.endswith("s")
-        else length
+    """The participant level, as its workflow describes itself (``LiterateWorkflow.visit_desc``)."""
+    from workflows.participant import describe_participant
+
+    steps = describe_participant(
+        denoise=config.denoise,
+        seed=config.seed,
+        window=config.window,
+        qc=config.qc,
+        combine_sessions=config.queries.combine_sessions,
     )
     return (
         f"Resting-state BOLD runs (task `{config.queries.task_id}`) preprocessed with fMRIPrep "
-        f"[@fmriprep] in `{config.queries.space}` space were denoised with nilearn "
-        f"[@nilearn]: {dummy_text} were discarded, and the confound strategy `{strategy}` ({confounds}) "
-        f"was regressed out together with a Butterworth band-pass filter (high-pass "
-        f"{_hz(denoise.high_pass)}, low-pass {_hz(denoise.low_pass)}) in one step "
-        f"(`nilearn.signal.clean`).{censor} The data were {smooth_text} and z-scored over time. "
-        f"{_qc_sentence(config)}\n\n"
-        f"{_seed_sentence(config.seed)}; the lesion hemisphere came from `participants.tsv` "
-        f"(column `{config.queries.lesion_column}`) or from the lesion mask. "
-        f"Dynamic functional connectivity was computed in sliding windows of {length_text} "
-        f"({WINDOW_SHAPE_TEXT.get(shape, shape)}), moved by {int(window.window_step)} volume(s); "
-        f"windows with less than {100 * float(window.min_window_coverage):.0f}% of their "
-        "volumes kept were dropped. In each window the Pearson correlation between the mean seed series "
-        "and every brain voxel was computed and Fisher z-transformed; the standard deviation of z over "
-        "windows gives the dFC variability map, the mean over windows the mean dFC map, and the "
-        "correlation over the whole run the static FC map (written alongside, since the variability of "
-        "windowed correlations partly re-encodes static connectivity). This follows the analysis of "
-        "[@gao2025]."
-    )
-
-
-def _qc_sentence(config: RunConfig) -> str:
-    """Exclusion rules, lesion handling and the lag QC, in words."""
-    qc = config.qc
-    rules = []
-    if qc.min_time is not None:
-        rules.append(f"fewer than {qc.min_time:g} s left after censoring")
-    if qc.max_mean_fd is not None:
-        rules.append(f"a mean framewise displacement above {qc.max_mean_fd:g} mm [@parkes2018]")
-    if qc.min_dof is not None:
-        rules.append(
-            f"fewer than {qc.min_dof:g} temporal degrees of freedom left after filtering and regression"
-        )
-    rules.append(f"fewer than {qc.min_windows} valid windows")
-    return (
-        "Runs were excluded with " + ", ".join(rules) + ". When a lesion mask was available (drawn in "
-        "template space, or in T1w space and warped with fMRIPrep's transform using nitransforms), the "
-        "lesion dilated by one voxel was removed from the analysis mask before smoothing, so that it "
-        "entered no map. A hemodynamic lag map was computed for every run by cross-correlating each voxel's "
-        "band-passed series with the mean brain signal (parabolic peak interpolation), and runs whose "
-        f"lesioned side lagged the other by more than {qc.max_lag:g} s were flagged [@siegel2016]."
+        f"[@fmriprep] in `{config.queries.space}` space were processed as follows. {steps} The lesion "
+        f"hemisphere came from `participants.tsv` (column `{config.queries.lesion_column}`) or from the "
+        "lesion mask."
     )
 
 
