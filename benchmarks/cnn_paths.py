@@ -17,7 +17,7 @@ import torch
 
 from strokefc_sim.planted import blob_cohort
 from workflows import cnn
-from workflows import evaluation as ev
+from workflows.cross_validation import cross_validate, subject_folds
 
 FULL = {"shape": (49, 60, 53), "n": 48, "folds": 5, "steps": 6}
 QUICK = {"shape": (24, 28, 24), "n": 24, "folds": 2, "steps": 3}
@@ -69,9 +69,9 @@ def _cv(effect: float, precision: str, p: dict) -> dict:
         model, curve = cnn.train_model(x_train, y_train, g_train, replace(settings, seed=seed))
         return cnn.predict_proba(model, x_test), curve
 
-    folds = ev.subject_folds(y, groups, p["folds"], 1, seed=0)
+    folds = subject_folds(y, groups, p["folds"], 1, seed=0)
     t = time.process_time()
-    _, metrics, _ = ev.cross_validate(x, y, groups, folds, {"cnn": fit_predict})
+    _, metrics, _ = cross_validate(x, y, groups, folds, {"cnn": fit_predict})
     return {
         "balanced_accuracy": float(np.mean([m["balanced_accuracy"] for m in metrics])),
         "cpu_s": time.process_time() - t,

@@ -368,7 +368,7 @@ def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
 def _group_permutation(run_dir: Path, out: Path, n: int) -> dict:
     """CPU time of one permutation draw as ``--n-permutations`` runs it (linear models, same CV)."""
     from workflows.params import CVParams, GroupParams
-    from workflows.training import run_permutation
+    from workflows.permutation import run_permutation
 
     data = run_dir / "work" / "strokefc_group_wf" / "prepare" / "group_inputs.npz"
     cv = json.loads((out / "group" / "cv_summary.json").read_text()).get("cv", {})

@@ -22,8 +22,9 @@ from bids_app.outputs import check_output_dir
 from bids_app.reporting import write_boilerplate, write_group_report
 from bids_app.scores import parse_score
 from workflows.group import init_group_wf
+from workflows.group_inputs import is_severe
 from workflows.metadata import shared_parameters
-from workflows.training import is_severe
+from workflows.models import LABELS, ordered
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
 from workflows.utils.io import atomic_write_text
@@ -277,6 +278,8 @@ def _print_metrics(summary: dict) -> None:
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    for model, metrics in summary["models"].items():
+    labels = LABELS[summary.get("target", "classification")]
+    for model in ordered(summary["models"]):
+        metrics = summary["models"][model]
         text = ", ".join(f"{m} {number(v['mean'])} ± {number(v['sd'])}" for m, v in metrics.items())
-        print(f"  {model}: {text}")
+        print(f"  {labels.get(model, model)}: {text}")

@@ -26,12 +26,11 @@ from bids_app.reports.participant import build_participant_report
 from bids_app.scores import parse_score
 from workflows.columns import tsv_sidecar
 from workflows.external_validation import validation_summary
+from workflows.group_inputs import is_severe
 from workflows.interfaces.reportlets import FIGURES
-from workflows.linear_models import bootstrap_comparison
 from workflows.metadata import software_versions
 from workflows.model_io import json_clean
-from workflows.regression import regression_metrics
-from workflows.training import is_severe
+from workflows.stats import bootstrap_comparison, regression_metrics
 from workflows.utils.bids import RunInputs
 from workflows.utils.io import atomic_write_json, atomic_write_text
 

@@ -7,7 +7,7 @@ import torch
 
 from strokefc_sim.planted import blob_cohort
 from workflows import cnn
-from workflows.cnn_inputs import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
+from workflows.grid import apply_grid, grid_mask, group_mask, make_grid, subsample_windows
 from workflows.params import TrainSettings
 from workflows.utils.errors import InputError
 
@@ -101,7 +101,7 @@ def test_bad_lesion_side_and_mixed_grids_are_refused():
 
 # -------------------------------------------------------------------------------------------- model
 def test_model_shapes_and_parameter_count(rng):
-    model = cnn.StrokeCNN(SHAPE, channels=(2, 4, 4, 8))
+    model = cnn.StrokeCNN(SHAPE, TrainSettings(channels=(2, 4, 4, 8)))
     x = rng.normal(size=(3, *SHAPE)).astype(np.float32)
     assert model(torch.from_numpy(x)).shape == (3, 2)
     p = cnn.predict_proba(model, x)
@@ -162,14 +162,14 @@ def test_auto_device_falls_back_to_cpu_without_cuda():
 def _cv_balanced_accuracy(x, y, groups, settings):
     from dataclasses import replace
 
-    from workflows import evaluation as ev
+    from workflows import cross_validation as xv
 
     def fit_predict(x_train, y_train, g_train, x_test, seed):
         model, curve = cnn.train_model(x_train, y_train, g_train, replace(settings, seed=seed))
         return cnn.predict_proba(model, x_test), curve
 
-    folds = ev.subject_folds(y, groups, 5, 1, seed=0)
-    _, metrics, _ = ev.cross_validate(x, y, groups, folds, {"cnn": fit_predict})
+    folds = xv.subject_folds(y, groups, 5, 1, seed=0)
+    _, metrics, _ = xv.cross_validate(x, y, groups, folds, {"cnn": fit_predict})
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
@@ -187,7 +187,7 @@ def test_cnn_learns_a_localised_effect_and_not_a_null():
 
 
 def test_group_mask_comes_from_the_template_not_from_the_maps():
-    from workflows.cnn_inputs import template_mask
+    from workflows.grid import template_mask
 
     aff = np.diag([4.0, 4.0, 4.0, 1.0])
     aff[:3, 3] = [-96.0, -132.0, -78.0]  # the simulator's 4 mm MNI grid, symmetric about x = 0

@@ -6,9 +6,9 @@ import pytest
 
 from workflows.columns import describe_column, tsv_sidecar
 from workflows.explain import REGION_COLUMNS
-from workflows.linear_models import CONFOUND_FEATURES
+from workflows.group_inputs import COHORT_COLUMNS
+from workflows.models import CONFOUND_FEATURES
 from workflows.qc import QC_COLUMNS, QC_SIDECAR
-from workflows.training import COHORT_COLUMNS
 
 TABLES = {
     "seed": ["seed", "kept"],

@@ -8,8 +8,14 @@ import nibabel as nb
 import numpy as np
 import pytest
 
-from workflows import evaluation as ev
+from workflows import cross_validation as xv
+from workflows import models, permutation, stats
 from workflows.params import CVParams, GroupParams, TrainSettings
+
+
+def _null(x, y, groups, fit_predict, **kwargs):
+    """One permutation draw of a single model's mean balanced accuracy."""
+    return permutation.permutation_nulls(x, y, groups, {"m": fit_predict}, **kwargs)["m"]
 
 
 def _cohort(rng, n_subjects=20, per_subject=1, shape=(6, 7, 8), effect=0.0):
@@ -24,7 +30,7 @@ def _cohort(rng, n_subjects=20, per_subject=1, shape=(6, 7, 8), effect=0.0):
 @pytest.mark.parametrize("per_subject", [1, 4])
 def test_folds_never_put_a_subject_on_both_sides(rng, per_subject):
     _, y, groups = _cohort(rng, n_subjects=17, per_subject=per_subject)
-    folds = ev.subject_folds(y, groups, n_folds=5, n_repeats=3, seed=1)
+    folds = xv.subject_folds(y, groups, n_folds=5, n_repeats=3, seed=1)
     assert len(folds) == 15
     for repeat in range(3):
         tested = []
@@ -44,16 +50,16 @@ def test_folds_never_put_a_subject_on_both_sides(rng, per_subject):
 def test_check_folds_refuses_a_leaky_split():
     groups = np.array([0, 0, 1, 1])
     with pytest.raises(RuntimeError, match="both training and test"):
-        ev.check_folds(
+        xv.check_folds(
             [{"repeat": 0, "fold": 0, "train": np.array([0, 2]), "test": np.array([1, 3])}], groups
         )
 
 
 def test_folds_are_lowered_to_the_smaller_class():
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
-    assert ev.effective_folds(y, np.arange(10), 5) == 3
+    assert xv.effective_folds(y, np.arange(10), 5) == 3
     with pytest.raises(ValueError, match="at least 2 per class"):
-        ev.effective_folds(np.array([1, 0, 0, 0]), np.arange(4), 2)
+        xv.effective_folds(np.array([1, 0, 0, 0]), np.arange(4), 2)
 
 
 def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
@@ -61,7 +67,7 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
     from sklearn.preprocessing import StandardScaler
 
     from workflows import cnn
-    from workflows.training import baseline_predict, cnn_fit_predict
+    from workflows.models import baseline_fit_predict, cnn_fit_predict
 
     n, per = 8, 2
     groups = np.repeat(np.arange(n), per)
@@ -93,12 +99,12 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
 
         return wrapped
 
-    folds = ev.subject_folds(y, groups, n_folds=2, n_repeats=1, seed=0)
+    folds = xv.subject_folds(y, groups, n_folds=2, n_repeats=1, seed=0)
     models = {
         "cnn": spy_model(partial(cnn_fit_predict, params=params)),
-        "baseline": spy_model(partial(baseline_predict, params=params)),
+        "baseline": spy_model(baseline_fit_predict),
     }
-    predictions, metrics, _ = ev.cross_validate(x, y, groups, folds, models)
+    predictions, metrics, _ = xv.cross_validate(x, y, groups, folds, models)
     assert len(seen["normaliser"]) == len(seen["scaler"]) == 2
     assert len(seen["fit"]) == 4
     for i, fold in enumerate(folds):
@@ -117,46 +123,43 @@ def test_models_and_normalisers_never_see_test_subjects(rng, monkeypatch):
 
 def test_baseline_learns_a_planted_signal_and_not_noise(rng):
     x, y, groups = _cohort(rng, n_subjects=30, effect=1.5)
-    folds = ev.subject_folds(y, groups, 5, 2, seed=0)
-    _, metrics, _ = ev.cross_validate(x, y, groups, folds, {"baseline": ev.baseline_fit_predict})
-    summary = ev.summarise_models(metrics)["baseline"]
+    folds = xv.subject_folds(y, groups, 5, 2, seed=0)
+    _, metrics, _ = xv.cross_validate(x, y, groups, folds, {"baseline": models.baseline_fit_predict})
+    summary = stats.summarise_models(metrics)["baseline"]
     assert summary["balanced_accuracy"]["mean"] > 0.85
     assert summary["roc_auc"]["mean"] > 0.9
     x0, y0, g0 = _cohort(rng, n_subjects=30, effect=0.0)
-    _, metrics0, _ = ev.cross_validate(
-        x0, y0, g0, ev.subject_folds(y0, g0, 5, 2, seed=0), {"baseline": ev.baseline_fit_predict}
+    _, metrics0, _ = xv.cross_validate(
+        x0, y0, g0, xv.subject_folds(y0, g0, 5, 2, seed=0), {"baseline": models.baseline_fit_predict}
     )
-    assert ev.summarise_models(metrics0)["baseline"]["balanced_accuracy"]["mean"] < 0.75
+    assert stats.summarise_models(metrics0)["baseline"]["balanced_accuracy"]["mean"] < 0.75
 
 
 def test_permutation_keeps_subjects_whole_and_gives_a_small_p_for_a_real_effect(rng):
     x, y, groups = _cohort(rng, n_subjects=20, per_subject=3, effect=2.0)
-    y_perm = ev.permute_subject_labels(y, groups, np.random.default_rng(0))
+    y_perm = permutation.permute_subject_labels(y, groups, np.random.default_rng(0))
     assert np.bincount(y_perm).tolist() == np.bincount(y).tolist()
     for g in np.unique(groups):
         assert len(set(y_perm[groups == g])) == 1
     # the null is drawn as the group workflow draws it: one permutation_null per index
-    null = [
-        ev.permutation_null(x, y, groups, ev.baseline_fit_predict, n_folds=4, seed=0, index=i)
-        for i in range(9)
-    ]
-    assert ev.permutation_p_value(1.0, null) == pytest.approx(0.1)
+    null = [_null(x, y, groups, models.baseline_fit_predict, n_folds=4, seed=0, index=i) for i in range(9)]
+    assert stats.permutation_p_value(1.0, null) == pytest.approx(0.1)
     assert max(null) < 0.9
-    assert ev.permutation_p_value(0.5, [0.6, 0.4, 0.5]) == pytest.approx(3 / 4)
+    assert stats.permutation_p_value(0.5, [0.6, 0.4, 0.5]) == pytest.approx(3 / 4)
 
 
 def test_metrics_and_summary():
-    m = ev.classification_metrics([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
+    m = stats.classification_metrics([1, 1, 0, 0], [0.9, 0.4, 0.2, 0.6])
     assert m["sensitivity"] == 0.5
     assert m["specificity"] == 0.5
     assert m["balanced_accuracy"] == 0.5
     assert m["roc_auc"] == 0.75
-    assert math.isnan(ev.classification_metrics([1, 1], [0.9, 0.8])["roc_auc"])
-    s = ev.summarise([0.6, 0.8, 0.7, 0.9])
+    assert math.isnan(stats.classification_metrics([1, 1], [0.9, 0.8])["roc_auc"])
+    s = stats.summarise([0.6, 0.8, 0.7, 0.9])
     assert s["mean"] == pytest.approx(0.75)
     assert s["ci95"][0] < 0.75 < s["ci95"][1] <= 1.0
-    assert ev.summarise([1.0, 1.0])["ci95"] == [1.0, 1.0]
-    subjects, prob = ev.subject_mean(np.array([0.2, 0.4, 0.9]), np.array(["a", "a", "b"]))
+    assert stats.summarise([1.0, 1.0])["ci95"] == [1.0, 1.0]
+    subjects, prob = xv.subject_mean(np.array([0.2, 0.4, 0.9]), np.array(["a", "a", "b"]))
     assert list(subjects) == ["a", "b"]
     assert prob.tolist() == pytest.approx([0.3, 0.9])
 
@@ -193,7 +196,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert "difference_from_parcel" in summary["bootstrap"]["cnn"]
     assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds"}
     for model in ("cnn", "baseline"):
-        assert set(summary["models"][model]) == set(ev.METRICS)
+        assert set(summary["models"][model]) == set(stats.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
     assert summary["n_subjects"] == 12
     assert summary["class_counts"] == {"severe": 6, "mild-to-moderate": 6}
@@ -297,8 +300,8 @@ def _parcel_cohort(effect, n=48, shape=(12, 13, 14), seed=0, confound_shift=0.0)
 
 
 def _cv(x, y, groups, fit_predict, repeats=1):
-    folds = ev.subject_folds(y, groups, 5, repeats, seed=0)
-    _, metrics, _ = ev.cross_validate(x, y, groups, folds, {"m": fit_predict})
+    folds = xv.subject_folds(y, groups, 5, repeats, seed=0)
+    _, metrics, _ = xv.cross_validate(x, y, groups, folds, {"m": fit_predict})
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
@@ -306,7 +309,7 @@ def _cv(x, y, groups, fit_predict, repeats=1):
 def test_parcel_model_finds_a_parcel_effect_and_not_a_null():
     from functools import partial
 
-    from workflows.linear_models import parcel_fit_predict, parcel_matrix
+    from workflows.models import parcel_fit_predict, parcel_matrix
 
     x, y, groups, parcels, _ = _parcel_cohort(0.5)
     operator, ids = parcel_matrix(parcels)
@@ -314,14 +317,14 @@ def test_parcel_model_finds_a_parcel_effect_and_not_a_null():
     model = partial(parcel_fit_predict, operator=operator)
     assert _cv(x, y, groups, model) >= 0.8
     x0, y0, g0, _, _ = _parcel_cohort(0.0, seed=3)
-    null = [ev.permutation_null(x0, y0, g0, model, n_folds=5, seed=0, index=i) for i in range(19)]
+    null = [_null(x0, y0, g0, model, n_folds=5, seed=0, index=i) for i in range(19)]
     observed = _cv(x0, y0, g0, model)
     assert 0.3 <= observed <= 0.7
-    assert ev.permutation_p_value(observed, null) > 0.05
+    assert stats.permutation_p_value(observed, null) > 0.05
 
 
 def test_confound_model_flags_a_class_difference_in_motion_only():
-    from workflows.linear_models import confound_fit_predict
+    from workflows.models import confound_fit_predict
 
     _x, y, groups, _, qc = _parcel_cohort(0.0, confound_shift=1.5)
     assert _cv(qc, y, groups, confound_fit_predict) >= 0.75
@@ -330,7 +333,7 @@ def test_confound_model_flags_a_class_difference_in_motion_only():
 
 
 def test_bootstrap_comparison_and_corrected_ttest():
-    from workflows.linear_models import bootstrap_comparison, corrected_resampled_ttest
+    from workflows.stats import bootstrap_comparison, corrected_resampled_ttest
 
     gen = np.random.default_rng(0)
     y = np.array([0, 1] * 20)
@@ -358,7 +361,7 @@ def test_bootstrap_comparison_and_corrected_ttest():
 
 
 def test_parcel_model_copes_with_one_training_subject_in_a_class():
-    from workflows.linear_models import parcel_fit_predict, parcel_matrix
+    from workflows.models import parcel_fit_predict, parcel_matrix
 
     x, y, groups, parcels, _ = _parcel_cohort(1.0, n=6)
     y[:] = [1, 0, 0, 0, 0, 1]
@@ -371,15 +374,15 @@ def test_parcel_model_copes_with_one_training_subject_in_a_class():
 
 def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     """Each draw permutes every linear model; the CNN (folds x repeats trainings per draw) only on request."""
-    from workflows import training
-    from workflows.params import CVParams, GroupParams
-
     data_file = tmp_path / "data.npz"
     np.savez(data_file, y=np.array([0, 1, 0, 1]), groups=np.array(["a", "b", "c", "d"]))
     seen = []
-    monkeypatch.setattr(training, "fold_models", lambda data, params: {"cnn": None, "parcel": None})
-    monkeypatch.setattr(training, "_split_groups", lambda data: data["groups"])
-    monkeypatch.setattr(training.ev, "permutation_nulls", lambda *a, **k: seen.append(sorted(a[3])) or {})
-    training.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1)))
-    training.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1, permute_cnn=True)))
+    monkeypatch.setattr(permutation, "fold_models", lambda data, params: {"cnn": None, "parcel": None})
+    monkeypatch.setattr(permutation, "permutation_nulls", lambda *a, **k: seen.append(sorted(a[3])) or {})
+    permutation.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1)))
+    permutation.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1, permute_cnn=True)))
     assert seen == [["parcel"], ["cnn", "parcel"]]
+    # the same decision names the permuted models in the methods text and adds the node to the graph
+    assert models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))[0] == models.PRIMARY_MODEL
+    assert models.EXPORTED_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
+    assert models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1))) == []

@@ -66,14 +66,15 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     from strokefc_sim.params import GRIDS
     from workflows import model_io
     from workflows.cnn import StrokeCNN, fit_normaliser
-    from workflows.cnn_inputs import make_grid, template_mask
+    from workflows.grid import make_grid, template_mask
     from workflows.metadata import shared_parameters
+    from workflows.params import TrainSettings
 
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
     aff[:3, 3] = ORIGIN
     ref = nb.Nifti1Image(np.ones(GRIDS[2], np.float32), aff)
     grid = make_grid(ref, template_mask(ref), 8.0)
-    model = StrokeCNN(grid["shape"], channels=(2, 2, 4, 4))
+    model = StrokeCNN(grid["shape"], TrainSettings(channels=(2, 2, 4, 4)))
     fit_normaliser(model, np.random.default_rng(0).normal(size=(4, *grid["shape"])).astype(np.float32))
     meta = {  # the site's defaults, at the model's TR of 2 s
         "Space": "MNI152NLin2009cAsym",

@@ -176,7 +176,7 @@ def test_lag_qc_recovers_a_planted_hemispheric_lag(tmp_path, lag):
 
 def test_group_inputs_lose_the_lesion_and_its_mirror(tmp_path, brain4):
     """On the CNN grid the (dilated) lesion and its mirror become NaN, after lesion alignment."""
-    from workflows.cnn_inputs import apply_grid, lesion_exclusion, make_grid, template_mask
+    from workflows.grid import apply_grid, lesion_exclusion, make_grid, template_mask
 
     lesion = lesion_sphere("R", 9.0, brain4)  # right lesion: mirrored to the left by alignment
     lesion_file = tmp_path / "lesion.nii.gz"

@@ -9,8 +9,9 @@ import torch
 
 from workflows import model_io
 from workflows.cnn import StrokeCNN, fit_normaliser, predict_proba
-from workflows.cnn_inputs import make_grid
+from workflows.grid import make_grid
 from workflows.metadata import shared_parameters
+from workflows.params import TrainSettings
 from workflows.utils.errors import InputError
 
 SHAPE = (9, 10, 11)
@@ -35,7 +36,7 @@ def exported(tmp_path, rng):
     """A small model exported with a card whose grid fits SHAPE maps at 4 mm."""
     ref = nb.Nifti1Image(np.ones(SHAPE, np.float32), _affine(SHAPE))
     grid = make_grid(ref, np.ones(SHAPE, bool), 4.0)
-    model = StrokeCNN(grid["shape"], channels=(2, 2, 4, 4))
+    model = StrokeCNN(grid["shape"], TrainSettings(channels=(2, 2, 4, 4)))
     fit_normaliser(model, rng.normal(size=(5, *grid["shape"])).astype(np.float32))
     model.eval()
     card = {

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from workflows import evaluation as ev
-from workflows import regression as rg
+from workflows import cross_validation as xv
+from workflows import models, stats
 from workflows.cnn import predict_score, train_model
-from workflows.linear_models import parcel_matrix
+from workflows.models import parcel_matrix
 from workflows.params import GroupParams, TrainSettings
 from workflows.utils.errors import InputError
 
@@ -16,20 +16,20 @@ from workflows.utils.errors import InputError
 def test_regression_metrics_against_direct_formulas():
     y = np.array([5.0, 15.0, 25.0, 40.0, 60.0])
     p = np.array([10.0, 12.0, 30.0, 35.0, 50.0])
-    m = rg.regression_metrics(y, p, threshold=20)
+    m = stats.regression_metrics(y, p, threshold=20)
     assert m["mae"] == pytest.approx(np.mean(np.abs(y - p)))
     assert m["rmse"] == pytest.approx(np.sqrt(np.mean((y - p) ** 2)))
     assert m["r2"] == pytest.approx(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
     assert m["pearson_r"] == pytest.approx(np.corrcoef(y, p)[0, 1])
     assert m["spearman_r"] == pytest.approx(1.0)  # same order
     assert m["balanced_accuracy"] == 1.0  # both severe (<= 20) predicted <= 20, the rest above
-    wrong = rg.regression_metrics(y, np.array([30.0, 30.0, 10.0, 10.0, 10.0]), threshold=20)
+    wrong = stats.regression_metrics(y, np.array([30.0, 30.0, 10.0, 10.0, 10.0]), threshold=20)
     assert wrong["balanced_accuracy"] == 0.0
-    flat = rg.regression_metrics(y, np.full(5, 29.0), threshold=20)  # the mean reference
+    flat = stats.regression_metrics(y, np.full(5, 29.0), threshold=20)  # the mean reference
     assert math.isnan(flat["pearson_r"])
     assert math.isnan(flat["spearman_r"])
     assert flat["r2"] == pytest.approx(0.0)
-    assert math.isnan(rg.regression_metrics(y[2:], p[2:], threshold=20)["balanced_accuracy"])
+    assert math.isnan(stats.regression_metrics(y[2:], p[2:], threshold=20)["balanced_accuracy"])
 
 
 def _parcel_cohort(rng, n=40, shuffle=False):
@@ -46,33 +46,36 @@ def _parcel_cohort(rng, n=40, shuffle=False):
     return x, y, np.arange(n), parcel_matrix(parcels)[0]
 
 
-def _out_of_fold(x, y, groups, models, threshold=20.0):
-    folds = ev.subject_folds((y <= threshold).astype(int), groups, 5, 2, seed=0)
-    preds, metrics, _ = ev.cross_validate(
+def _out_of_fold(x, y, groups, fits, threshold=20.0):
+    folds = xv.subject_folds((y <= threshold).astype(int), groups, 5, 2, seed=0)
+    preds, metrics, _ = xv.cross_validate(
         x,
         y,
         groups,
         folds,
-        models,
-        metrics=lambda t, p: rg.regression_metrics(t, p, threshold),
+        fits,
+        metrics=lambda t, p: stats.regression_metrics(t, p, threshold),
         value="predicted_score",
     )
-    return preds, rg.summarise_regression(preds, metrics, threshold, n_boot=300)
+    references = [r for r in models.REGRESSION_REFERENCES if r in {m["model"] for m in metrics}]
+    return preds, {
+        "models": stats.summarise_regression_models(metrics),
+        "bootstrap": stats.regression_bootstrap(preds, references, threshold, n_boot=300),
+    }
 
 
 def test_planted_linear_relation_is_learned_and_a_null_is_not(rng):
     """Nested-CV parcel ridge: r > 0.5 and R² > 0 on a planted relation; R² <= ~0 on shuffled scores."""
     for shuffle in (False, True):
         x, y, groups, operator = _parcel_cohort(rng, shuffle=shuffle)
-        fits = rg.model_functions(operator, TrainSettings(), 0)
-        preds, summary = _out_of_fold(
-            x, y, groups, {"parcel": fits["parcel"], "baseline": fits["baseline"], "mean": fits["mean"]}
-        )
+        context = models.FitContext(GroupParams(target="regression"), operator)
+        fits = {name: models.MODELS[name].build(context) for name in ("parcel", "baseline", "mean")}
+        preds, summary = _out_of_fold(x, y, groups, fits)
         assert {r["model"] for r in preds} == {"parcel", "baseline", "mean"}
         assert "predicted_score" in preds[0]
         assert isinstance(preds[0]["y_true"], float)
         parcel = summary["bootstrap"]["parcel"]
-        verdict = rg.beats(summary["bootstrap"], "parcel", "mean")
+        verdict = stats.beats(summary["bootstrap"], "parcel", "mean")
         if not shuffle:
             assert parcel["pearson_r"]["value"] > 0.5
             assert parcel["r2"]["value"] > 0
@@ -85,7 +88,7 @@ def test_planted_linear_relation_is_learned_and_a_null_is_not(rng):
             assert verdict in ("same", "worse")
         # the mean reference scores R² <= 0 out of fold (the training mean is not the test mean)
         assert summary["bootstrap"]["mean"]["r2"]["value"] <= 0.0
-        assert set(summary["models"]["parcel"]) == set(rg.REGRESSION_METRICS)
+        assert set(summary["models"]["parcel"]) == set(stats.REGRESSION_METRICS)
 
 
 def test_external_validation_of_a_regression_model_matches_direct_formulas(rng):
@@ -114,16 +117,16 @@ def test_external_validation_of_a_regression_model_matches_direct_formulas(rng):
 
 def test_inner_splits_keep_subjects_together(rng):
     groups = np.repeat(np.arange(9), 3)
-    splits = rg.inner_group_splits(groups, seed=1)
+    splits = models.inner_splits("regression", np.zeros(len(groups)), groups, seed=1)
     assert len(splits) == 5
     for train, test in splits:
         assert set(groups[train]).isdisjoint(groups[test])
-    assert rg.inner_group_splits(np.array([0, 0, 1]), seed=0) is None
+    assert models.inner_splits("regression", np.zeros(3), np.array([0, 0, 1]), seed=0) is None
 
 
 def test_mean_reference_counts_each_subject_once():
     y = np.array([10.0, 10.0, 10.0, 40.0])  # subject a has three samples, b one
-    pred, _ = rg.mean_fit_predict(np.zeros((4, 1)), y, np.array(["a", "a", "a", "b"]), np.zeros((2, 1)))
+    pred, _ = models.mean_fit_predict(np.zeros((4, 1)), y, np.array(["a", "a", "a", "b"]), np.zeros((2, 1)))
     assert pred.tolist() == [25.0, 25.0]
 
 
@@ -215,8 +218,8 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert summary["settings"]["target"] == "regression"
     assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds", "mean"}
     for model in summary["models"]:
-        assert set(summary["models"][model]) == set(rg.REGRESSION_METRICS)
-        assert set(summary["bootstrap"][model]) >= set(rg.REGRESSION_METRICS)
+        assert set(summary["models"][model]) == set(stats.REGRESSION_METRICS)
+        assert set(summary["bootstrap"][model]) >= set(stats.REGRESSION_METRICS)
     assert "difference_from_mean" in summary["bootstrap"]["parcel"]
     assert "difference_from_confounds" in summary["bootstrap"]["parcel"]
     assert summary["permutation"] is None
@@ -250,7 +253,11 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert result["predicted_class"] == expected
 
     _print_metrics(summary)  # the mean reference's correlations are null in JSON: printed as n/a
-    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  mean: ")]
+    printed = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("  Training mean (reference): ")
+    ]
     assert "pearson_r n/a ± n/a" in printed[0]
     page = write_group_report(config, subjects, {}).read_text()
     assert "UL-FMA regression: models on the same folds" in page

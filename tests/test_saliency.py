@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from workflows import evaluation as ev
-from workflows import explain
+from workflows import cross_validation as xv
+from workflows import explain, permutation, stats
 from workflows.cnn import StrokeCNN
-from workflows.cnn_inputs import grid_to_dict
+from workflows.grid import grid_to_dict
 from workflows.params import CVParams, GroupParams, TrainSettings
 
 SHAPE = (12, 13, 14)  # deliberately unequal, to catch axis mix-ups
@@ -41,7 +41,7 @@ def _box_parcels(shape=SHAPE):
 
 def test_integrated_gradients_are_signed_and_sum_to_the_log_odds_difference(rng):
     torch.manual_seed(0)
-    model = StrokeCNN(SHAPE, channels=(2, 4, 4, 4))
+    model = StrokeCNN(SHAPE, TrainSettings(channels=(2, 4, 4, 4)))
     model.in_mean.copy_(torch.from_numpy(rng.normal(size=SHAPE).astype(np.float32)))
     model.eval()
     x = rng.normal(size=(3, *SHAPE)).astype(np.float32)
@@ -126,13 +126,11 @@ def _planted_inputs(path, effect, n=32, seed=0):
 def test_each_fold_explains_only_its_test_subjects_and_finds_the_planted_region(tmp_path, monkeypatch):
     """A planted +3 SD parcel: every fold's CNN explains its own test subjects only (never one it was
     trained on), and the held-out saliency is positive and concentrated in the planted parcel."""
-    from workflows import training
-
     torch.set_num_threads(1)
     data_file = tmp_path / "group_inputs.npz"
     x, y, labels, parcels = _planted_inputs(data_file, 3.0)
     seen: list[np.ndarray] = []
-    original = training.subject_saliency
+    original = explain.subject_saliency
 
     def spy(model, xs, groups, n_steps=16):
         seen.append(np.asarray(groups))
@@ -140,13 +138,13 @@ def test_each_fold_explains_only_its_test_subjects_and_finds_the_planted_region(
             np.testing.assert_array_equal(sample, x[labels == g][0])
         return original(model, xs, groups, n_steps)
 
-    monkeypatch.setattr(training, "subject_saliency", spy)
+    monkeypatch.setattr(explain, "subject_saliency", spy)
     params = GroupParams(
         cv=CVParams(cv_folds=4, cv_repeats=1), train=TrainSettings(device="cpu", channels=(4, 8, 8, 8))
     )
     subjects = [{"label": s, "score": 10.0 if t else 40.0} for s, t in zip(labels, y)]
-    folds = training.plan_folds(subjects, params)
-    outputs = [training.run_fold(data_file, fold, params, tmp_path) for fold in folds]
+    folds = xv.plan_folds(subjects, params)
+    outputs = [xv.run_fold(data_file, fold, params, tmp_path) for fold in folds]
     assert len(seen) == len(folds)
     for fold, tested, out in zip(folds, seen, outputs):
         assert sorted(tested) == sorted(fold["test"])  # the fold's test units, all of them, only them
@@ -155,7 +153,7 @@ def test_each_fold_explains_only_its_test_subjects_and_finds_the_planted_region(
             assert int(part["n_severe"]) + int(part["n_mild"]) == len(fold["test"])
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps(_grid()))
-    files = training.summarise_saliency(
+    files = explain.summarise_saliency(
         [o.saliency_file for o in outputs],
         data_file,
         grid_file,
@@ -194,7 +192,7 @@ def _indexed(fit_predict, data):
 
 @pytest.mark.integration  # full nested cross-validations under permutation (about 45 s)
 def test_parcel_model_permutation_p_is_small_on_a_planted_effect_and_large_on_a_null():
-    from workflows.linear_models import confound_fit_predict, parcel_fit_predict, parcel_matrix
+    from workflows.models import confound_fit_predict, parcel_fit_predict, parcel_matrix
 
     parcels = _box_parcels()
     operator, _ = parcel_matrix(parcels)
@@ -211,22 +209,24 @@ def test_parcel_model_permutation_p_is_small_on_a_planted_effect_and_large_on_a_
             "parcel": _indexed(partial(parcel_fit_predict, operator=operator), x),
             "qc": _indexed(confound_fit_predict, qc),
         }
-        folds = ev.subject_folds(y, groups, 4, 2, seed=0)
-        _, metrics, _ = ev.cross_validate(np.arange(40), y, groups, folds, {"parcel": models["parcel"]})
+        folds = xv.subject_folds(y, groups, 4, 2, seed=0)
+        _, metrics, _ = xv.cross_validate(np.arange(40), y, groups, folds, {"parcel": models["parcel"]})
         observed = float(np.mean([m["balanced_accuracy"] for m in metrics]))
         # every draw cross-validates both models with 2 repeats, as the observed score
         draws = [
-            ev.permutation_nulls(np.arange(40), y, groups, models, n_folds=4, n_repeats=2, seed=0, index=i)
+            permutation.permutation_nulls(
+                np.arange(40), y, groups, models, n_folds=4, n_repeats=2, seed=0, index=i
+            )
             for i in range(n_draws)
         ]
         assert all(set(d) == {"parcel", "qc"} for d in draws)
         assert len({d["qc"] for d in draws}) > 1  # each draw is a different permutation
-        p = ev.permutation_p_value(observed, [d["parcel"] for d in draws])
+        p = stats.permutation_p_value(observed, [d["parcel"] for d in draws])
         assert (p <= 0.05) if small else (p > 0.05), (effect, observed, p)
 
 
 def test_permutation_summary_covers_every_model_with_the_observed_repeats():
-    from workflows.training import permutation_summary
+    from workflows.permutation import permutation_summary
 
     models = {
         "parcel": {"balanced_accuracy": {"mean": 0.9}},
@@ -297,7 +297,8 @@ def test_in_fold_calibration_fixes_overconfident_probabilities_from_training_sub
 
 def test_calibration_option_recalibrates_every_model_but_the_cnn(tmp_path, monkeypatch):
     from bids_app import parser
-    from workflows import training
+    from workflows import models
+    from workflows.calibration import calibration_text
 
     (tmp_path / "dataset_description.json").write_text("{}")
     (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
@@ -307,8 +308,8 @@ def test_calibration_option_recalibrates_every_model_but_the_cnn(tmp_path, monke
     data_file = tmp_path / "group_inputs.npz"
     _planted_inputs(data_file, 1.0, n=24)
     data = dict(np.load(data_file))
-    plain = training.fold_models(data, GroupParams())
-    recal = training.fold_models(data, GroupParams(calibration="isotonic"))
+    plain = models.fold_models(data, GroupParams())
+    recal = models.fold_models(data, GroupParams(calibration="isotonic"))
     idx, y, groups = np.arange(24), data["y"], data["groups"]
     train, test = idx[:16], idx[16:]
     for name in ("parcel", "confounds"):
@@ -322,11 +323,11 @@ def test_calibration_option_recalibrates_every_model_but_the_cnn(tmp_path, monke
         wrapped.append(method)
         return model
 
-    monkeypatch.setattr(training, "calibrated", spy)
-    models = training.fold_models(data, GroupParams(calibration="isotonic"))
-    assert wrapped == ["isotonic"] * (len(models) - 1)  # every model but the CNN
-    assert "isotonic" in training.calibration_text(GroupParams(calibration="isotonic"))
-    assert training.calibration_text(GroupParams()).startswith("none")
+    monkeypatch.setattr(models, "calibrated", spy)
+    fitted = models.fold_models(data, GroupParams(calibration="isotonic"))
+    assert wrapped == ["isotonic"] * (len(fitted) - 1)  # every model but the CNN
+    assert "isotonic" in calibration_text(GroupParams(calibration="isotonic"))
+    assert calibration_text(GroupParams()).startswith("none")
     with pytest.raises(Exception, match="calibration 'beta' is unknown"):
         GroupParams(calibration="beta")
 
@@ -334,7 +335,6 @@ def test_calibration_option_recalibrates_every_model_but_the_cnn(tmp_path, monke
 def test_held_out_explainer_takes_a_few_windows_per_subject_and_mirrors_right_lesions(monkeypatch):
     """Window samples: at most SALIENCY_WINDOWS per test subject; without lesion alignment, right-lesion
     subjects' saliency is mirrored onto the left before the class sums."""
-    from workflows import training
 
     groups = np.repeat(["a", "b", "c"], [10, 2, 6])
     assert explain.saliency_samples(groups, 4).tolist() == [0, 3, 6, 9, 10, 11, 12, 14, 15, 17]
@@ -354,14 +354,14 @@ def test_held_out_explainer_takes_a_few_windows_per_subject_and_mirrors_right_le
         units = np.unique(g)
         return units, np.stack([left.copy() for _ in units])
 
-    monkeypatch.setattr(training, "subject_saliency", fake_saliency)
+    monkeypatch.setattr(explain, "subject_saliency", fake_saliency)
     out: dict = {}
     params = GroupParams(samples="windows", align_lesion=False)
-    training.held_out_explainer(data, test, params, out)(None, np.zeros((len(test), *SHAPE), np.float32))
+    explain.held_out_explainer(data, test, params, out)(None, np.zeros((len(test), *SHAPE), np.float32))
     assert calls == [["b", "b", "c", "c", "c", "c"]]  # 2 of b's windows, 4 of c's 6
     assert sorted(out["units"]) == ["b", "c"]
     assert (int(out["n_severe"]), int(out["n_mild"])) == (1, 1)
     np.testing.assert_array_equal(out["sum_severe"], left[::-1])  # b (right lesion) mirrored
     np.testing.assert_array_equal(out["sum_mild"], left)
     with pytest.raises(RuntimeError, match="not the fold's test units"):
-        training.held_out_explainer(data, test, params, {})(None, np.zeros((3, *SHAPE), np.float32))
+        explain.held_out_explainer(data, test, params, {})(None, np.zeros((3, *SHAPE), np.float32))

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from helpers import NO_QC, run_cli, simulate
 
+from workflows.cross_validation import fold_indices, plan_folds
 from workflows.denoise import count_dummy_scans
 from workflows.dfc import weighted_mean_maps
 from workflows.params import DenoiseParams, GroupParams, QCParams, WindowParams
 from workflows.qc import exclusion_reasons, predict_run_quality
-from workflows.training import _fold_indices, plan_folds
 
 SPACE = "MNI152NLin2009cAsym"
 
@@ -90,7 +90,7 @@ def test_folds_keep_every_session_of_a_subject_together():
     units = np.array([s["label"] for s in subjects])
     of_subject = np.array([s["subject"] for s in subjects])
     for fold in folds:
-        idx = _fold_indices(units, fold)
+        idx = fold_indices(units, fold)
         assert not set(of_subject[idx["train"]]) & set(of_subject[idx["test"]])
         assert len(idx["test"]) % 3 == 0  # whole subjects
 

@@ -261,3 +261,88 @@ def test_ds_qc_and_figures_wfs(tmp_path):
     assert {f"ds_report_{fig}" for fig in FIGURES} == set(figures.list_node_names()) - {"inputnode"}
     for fig in FIGURES:
         assert ("inputnode", fig, f"ds_report_{fig}", "in_file") in _edges(figures)
+
+
+def _group_subjects(tmp_path, n=8):
+    return [
+        {
+            "label": f"{i:02d}",
+            "map_file": str(tmp_path / f"{i}.nii.gz"),
+            "windows_file": "",
+            "lesion_side": "LR"[i % 2],
+            "score": 10.0 if i % 2 else 40.0,
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "present", "absent"),
+    [
+        ({}, ["5-fold cross-validation repeated 5 times", "No permutation test", "classify severity"], []),
+        (
+            {"cv": CVParams(cv_folds=4, cv_repeats=3)},
+            ["4-fold cross-validation repeated 3 times"],
+            ["5-fold"],
+        ),
+        (
+            {"target": "regression", "cv": CVParams(n_permutations=20)},
+            [
+                "predict the UL-FMA score itself",
+                "ridge regressions",
+                "without stratification",
+                "MAE",
+                "the training subjects' mean score",
+                "No permutation test was run (it tests",
+            ],
+            ["label permutations", "recalibrated", "logistic"],
+        ),
+        (
+            {"calibration": "isotonic"},
+            ["recalibrated by isotonic regression"],
+            ["not recalibrated", "Platt"],
+        ),
+        ({"calibration": "sigmoid"}, ["recalibrated by Platt scaling"], ["not recalibrated"]),
+        (
+            {"cv": CVParams(n_permutations=30)},
+            ["30 label permutations", "the primary parcel model", "the CNN not permuted"],
+            ["No permutation test"],
+        ),
+        (
+            {"cv": CVParams(n_permutations=30, permute_cnn=True)},
+            ["30 label permutations", "of the primary parcel model, the CNN, the PCA baseline"],
+            ["not permuted"],
+        ),
+    ],
+)
+def test_group_methods_text_follows_every_option_and_is_the_graphs(tmp_path, change, present, absent):
+    """The methods paragraph is the workflow's own ``__desc__``: it names every model and control run, the
+    CV scheme, the statistics, calibration, target and exported model, and follows each option."""
+    from bids_app.reports.boilerplate import _group_paragraph
+    from workflows.group import describe_group
+    from workflows.models import models_for
+
+    params = GroupParams(**change)
+    wf = init_group_wf(
+        subjects=_group_subjects(tmp_path), params=params, shared_params={}, output_dir=tmp_path
+    )
+    text = wf.visit_desc()
+    assert text == describe_group(params) == _group_paragraph(params)
+    for needle in present:
+        assert needle in text, needle
+    for needle in absent:
+        assert needle not in text, needle
+    for spec in models_for(params.target):  # every model of the target, by the registry's words
+        assert spec.methods in text, spec.name
+    for needle in (
+        "primary model",
+        "stratified by class and split by subject",
+        "paired subject-level bootstrap",
+        "corrected resampled t-test",
+        "The exported model is the CNN",
+        "static-FC",
+        "mean-dFC",
+    ):
+        assert needle in text, needle
+    # the text says a permutation test ran exactly when the graph has the permutation node
+    assert ("label permutations" in text) == ("permutation" in wf.list_node_names())

@@ -2,7 +2,7 @@
 
 The group level's classifiers use balanced class weights, so their probabilities describe a world in
 which both classes are equally common; they are not calibrated risks. :func:`calibrated` wraps a
-``fit_predict`` (see :data:`workflows.evaluation.FitPredict`) so that its test probabilities pass
+``fit_predict`` (see :data:`workflows.models.FitPredict`) so that its test probabilities pass
 through a map fit on out-of-fold predictions of the *training* subjects only: the training fold is
 split again by subject (stratified group k-fold), the model is refit on each inner training part and
 predicts the inner held-out part, and a sigmoid (Platt 1999) or isotonic map from those predictions to
@@ -22,8 +22,10 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
 
-from workflows.params import CALIBRATION_METHODS
+from workflows.params import CALIBRATION_METHODS, GroupParams
 
+#: How each recalibration method is called in the summary and the methods text.
+CALIBRATION_NAMES = {"sigmoid": "Platt scaling", "isotonic": "isotonic regression"}
 #: Inner subject-level splits of the training fold that give the calibration data.
 CALIBRATION_SPLITS = 3
 _EPS = 1e-6
@@ -86,3 +88,19 @@ def calibrated(fit_predict: Callable[..., Any], method: str = "sigmoid") -> Call
         return fit_calibrator(inner, y_train, method)(prob), curve
 
     return fit
+
+
+def calibration_text(params: GroupParams) -> str | None:
+    """What ``cv_summary.json`` and the report say about the probabilities' calibration."""
+    if params.target == "regression":
+        return None
+    if params.calibration == "none":
+        return (
+            "none: probabilities of the class-weighted models are not recalibrated (the Brier score and "
+            "calibration curves describe them as they are)"
+        )
+    return (
+        f"{params.calibration}: the probabilities of every model but the CNN were recalibrated by "
+        f"{CALIBRATION_NAMES[params.calibration]} fit inside each training fold on out-of-fold predictions "
+        "of the training subjects (subject-level inner splits); the CNN's are not recalibrated"
+    )

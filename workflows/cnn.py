@@ -55,20 +55,16 @@ class StrokeCNN(nn.Module):
     target_std: torch.Tensor
 
     def __init__(
-        self,
-        in_shape: Sequence[int],
-        channels: Sequence[int] = (4, 8, 16, 32),
-        dropout: float = 0.3,
-        n_classes: int = 2,
-        pool: int = 2,
-        downsample: str = "avg",
+        self, in_shape: Sequence[int], settings: TrainSettings | None = None, n_classes: int = 2
     ) -> None:
+        """The architecture (channels, dropout, pool, downsample) of ``settings`` (default: TrainSettings)."""
         super().__init__()
-        self.pool = int(pool)
-        self.downsample = downsample
+        settings = TrainSettings() if settings is None else settings
+        self.pool = int(settings.pool)
+        self.downsample = downsample = settings.downsample
         self.in_shape = tuple(int(s) for s in in_shape)
-        self.channels = tuple(int(c) for c in channels)
-        self.dropout = float(dropout)
+        self.channels = tuple(int(c) for c in settings.channels)
+        self.dropout = float(settings.dropout)
         self.n_classes = int(n_classes)
         self.register_buffer("in_mean", torch.zeros(self.in_shape))
         self.register_buffer("in_std", torch.ones(self.in_shape))
@@ -136,14 +132,7 @@ def model_for(in_shape: Sequence[int], settings: TrainSettings, n_classes: int =
 
     ``n_classes=1`` gives the regression head (one output, the standardised score).
     """
-    return StrokeCNN(
-        in_shape,
-        settings.channels,
-        settings.dropout,
-        n_classes=n_classes,
-        pool=settings.pool,
-        downsample=settings.downsample,
-    )
+    return StrokeCNN(in_shape, settings, n_classes=n_classes)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -155,14 +144,13 @@ def build_model(architecture: dict) -> StrokeCNN:
     """Rebuild a model from :meth:`StrokeCNN.architecture` (as stored in the card)."""
     if architecture.get("name") != "StrokeCNN":
         raise ValueError(f"unknown architecture {architecture.get('name')!r}")
-    return StrokeCNN(
-        architecture["in_shape"],
-        architecture["channels"],
-        architecture["dropout"],
-        architecture.get("n_classes", 2),
-        architecture.get("pool", 1),  # cards written before the pooled-grid head had global pooling
-        architecture.get("downsample", "max"),
+    settings = TrainSettings(
+        channels=tuple(architecture["channels"]),
+        dropout=architecture["dropout"],
+        pool=architecture.get("pool", 1),  # cards written before the pooled-grid head had global pooling
+        downsample=architecture.get("downsample", "max"),
     )
+    return StrokeCNN(architecture["in_shape"], settings, n_classes=architecture.get("n_classes", 2))
 
 
 def fit_normaliser(model: StrokeCNN, x_train: np.ndarray, eps: float = 1e-6) -> None:
@@ -416,7 +404,7 @@ def fit_predict(
     """Train on one training fold, predict its test samples (severe probability, or the score); curve too.
 
     ``explain(model, x_test)``, when given, is called with the fold's model and its test samples only
-    (held-out saliency, see :func:`workflows.training.run_fold`).
+    (held-out saliency, see :func:`workflows.cross_validation.run_fold`).
     """
     model, curve = train_model(x_train, y_train, groups_train, settings, regression=regression)
     if explain is not None:

@@ -10,14 +10,20 @@ sample's attributions sum to its log-odds minus the baseline's. Saliency is aver
 subject's samples (windows), then over subjects (and within each class). Maps are lesion-aligned:
 world x < 0 is ipsilesional (right-lesion subjects were mirrored), so region sides are given relative
 to the lesion. Regions come from the HCPEx atlas, which is on MNI152NLin2009cAsym, the maps' space.
+
+In the group workflow each fold's CNN explains its test units through :func:`held_out_explainer`, and
+:func:`summarise_saliency` turns the folds' class sums into the group's held-out saliency maps and
+region table.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import nibabel as nb
 import numpy as np
@@ -26,13 +32,26 @@ from captum.attr import IntegratedGradients
 from nilearn.image import resample_img
 
 from workflows.cnn import StrokeCNN
-from workflows.cnn_inputs import grid_mask
 from workflows.columns import tsv_sidecar
-from workflows.seeds import atlas_record
+from workflows.grid import grid_image, grid_mask
+from workflows.model_io import json_clean
+from workflows.models import PARCEL_ATLAS
+from workflows.params import GroupParams
+from workflows.seeds import atlas_labels, atlas_record
+from workflows.utils.bids import sidecar_path
 from workflows.utils.io import atomic_write_json, write_tsv
 
 LOGGER = logging.getLogger("strokefc.group")
 
+#: Window maps per subject used for saliency with ``samples="windows"``.
+SALIENCY_WINDOWS = 4
+#: Group outputs of the held-out saliency (see :func:`summarise_saliency`).
+SALIENCY_FILES = {
+    "all": "desc-heldoutsaliency_map.nii.gz",
+    "severe": "desc-heldoutsaliencysevere_map.nii.gz",
+    "mild": "desc-heldoutsaliencymild_map.nii.gz",
+}
+SALIENCY_REGIONS = "saliency_regions.tsv"
 #: Fraction of a parcel's grid voxels that must lie on each side of x = 0 for it to count as midline.
 MIDLINE_FRACTION = 0.2
 #: Columns of the region table (described in :data:`workflows.columns.COLUMNS`).
@@ -208,7 +227,7 @@ def region_table(
     return rows[:top]
 
 
-def write_region_table(rows: list[dict], path: str | Path, atlas: str = "HCPEx") -> tuple[Path, Path]:
+def write_region_table(rows: list[dict], path: str | Path, atlas: str = PARCEL_ATLAS) -> tuple[Path, Path]:
     """Write the region table as TSV with a JSON sidecar describing its columns and naming the atlas."""
     path = Path(path)
     table = write_tsv(path, rows, list(REGION_COLUMNS))
@@ -218,3 +237,123 @@ def write_region_table(rows: list[dict], path: str | Path, atlas: str = "HCPEx")
         {**tsv_sidecar(REGION_COLUMNS, description, strict=True), "Atlas": atlas_record(atlas)},
     )
     return table, sidecar
+
+
+class ExplainFiles(NamedTuple):
+    """Files written by :func:`summarise_saliency`."""
+
+    saliency_file: str
+    regions_file: str
+    class_saliency_files: list[str]  # the class maps, and every JSON sidecar
+
+
+def save_grid_image(data: np.ndarray, grid: dict, path: Path, description: str = "", **meta: Any) -> Path:
+    """A group image on the CNN grid, with a JSON sidecar saying what it is, on which grid and how aligned."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb.save(grid_image(data, grid), str(path))
+    shape = [int(n) for n in grid["shape"]]
+    zooms = np.abs(np.diag(np.asarray(grid["affine"], dtype=float))[:3]).round(3).tolist()
+    atomic_write_json(
+        sidecar_path(path),
+        json_clean(
+            {
+                "Description": description,
+                "Grid": {
+                    "Shape": shape,
+                    "VoxelSize_mm": zooms,
+                    "Affine": np.asarray(grid["affine"]).tolist(),
+                },
+                "LesionAligned": meta.pop("aligned", None),
+                **meta,
+            }
+        ),
+    )
+    return path
+
+
+def held_out_explainer(
+    data: Mapping[str, np.ndarray], test: np.ndarray, params: GroupParams, out: dict[str, np.ndarray]
+) -> Callable[[StrokeCNN, np.ndarray], None]:
+    """``explain(model, x_test)`` for one fold: signed saliency of the fold's CNN on its test units.
+
+    ``test`` are the fold's test sample indices (the order of ``x_test``). Saliency is averaged over
+    each unit's samples (at most :data:`SALIENCY_WINDOWS` window maps), brought to the lesion-aligned
+    orientation when the maps were not aligned, and summed per class into ``out``
+    (:func:`class_sums`).
+    """
+    groups = np.asarray(data["groups"])[test]
+    row = {str(s): i for i, s in enumerate(data["subjects"])}
+
+    def explain(model: StrokeCNN, x_test: np.ndarray) -> None:
+        if len(x_test) != len(groups):
+            raise RuntimeError("held-out saliency: the test samples are not the fold's test units")
+        keep = saliency_samples(groups, SALIENCY_WINDOWS if params.samples == "windows" else len(groups))
+        units, maps = subject_saliency(model, x_test[keep], groups[keep])
+        rows = np.array([row[str(u)] for u in units])
+        if not params.align_lesion:  # bring right-lesion saliency to the left (grid symmetric in x)
+            right = np.asarray(data["sides"])[rows] == "R"
+            maps[right] = maps[right][:, ::-1]
+        out.update(class_sums(maps, np.asarray(data["y_subject"])[rows]), units=units.astype(str))
+
+    return explain
+
+
+def summarise_saliency(
+    saliency_files: list[str],
+    data_file: str | Path,
+    grid_file: str | Path,
+    params: GroupParams,
+    work_dir: str | Path,
+    space: str | None = None,
+) -> ExplainFiles:
+    """Held-out saliency maps (all subjects, each class) and the region table, from the folds' sums.
+
+    Each fold's CNN explained only its own test units (:func:`held_out_explainer`); the maps are the
+    mean over subjects (and over repeats) of the signed integrated gradients, lesion-aligned, on the
+    CNN grid. Regions: the HCPEx parcels (the parcel model's, already on the grid).
+    """
+    work_dir = Path(work_dir)
+    grid = json.loads(Path(grid_file).read_text())
+    parts = []
+    for path in saliency_files:
+        with np.load(path) as part:
+            if "sum_severe" in part:
+                parts.append({k: part[k] for k in ("sum_severe", "sum_mild", "n_severe", "n_mild")})
+    means = held_out_means(parts)
+    n_units = sum(int(p["n_severe"]) + int(p["n_mild"]) for p in parts)
+    regression = params.target == "regression"
+    output = (
+        "minus the predicted UL-FMA (standardised; positive pushes toward a lower score, i.e. severe)"
+        if regression
+        else "the severe-vs-mild log-odds (positive pushes toward severe)"
+    )
+    text = (
+        f"signed integrated gradients of {output}, each cross-validation fold's CNN on its own test "
+        "subjects only, averaged per subject and then over subjects{}"
+    )
+    meta = {
+        "aligned": True,
+        "Space": space,
+        "Units": "standardised UL-FMA per voxel" if regression else "log-odds per voxel",
+        "HeldOut": True,
+        "Folds": len(parts),
+        "Repeats": params.cv.cv_repeats,
+        "SubjectMapsAveraged": n_units,
+    }
+    saved = {
+        cls: save_grid_image(
+            mean,
+            grid,
+            work_dir / SALIENCY_FILES[cls],
+            text.format("" if cls == "all" else f" of the {cls} class"),
+            **meta,
+        )
+        for cls, mean in means.items()
+    }
+    data = np.load(data_file)
+    names = {value: name for name, value in atlas_labels(PARCEL_ATLAS).items()}
+    rows = region_table(means, grid, data["parcels"], names)
+    table, table_sidecar = write_region_table(rows, work_dir / SALIENCY_REGIONS, PARCEL_ATLAS)
+    class_maps = [str(p) for cls, p in saved.items() if cls != "all"]
+    sidecars = [str(sidecar_path(p)) for p in saved.values()] + [str(table_sidecar)]
+    return ExplainFiles(str(saved["all"]), str(table), class_maps + sidecars)

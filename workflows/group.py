@@ -1,7 +1,10 @@
 """Group level as a Nipype graph: lesion-aligned inputs -> subject-level CV (+ held-out saliency) -> model.
 
-The steps are the plain functions of :mod:`workflows.training`; this module only wires them. Every file
-that lands in ``output_dir`` goes through an always-run writer node (``ds_*``).
+The steps are plain functions (:mod:`workflows.group_inputs`, :mod:`workflows.cross_validation`,
+:mod:`workflows.permutation`, :mod:`workflows.cv_summary`, :mod:`workflows.explain`,
+:mod:`workflows.export`); this module only wires them, and writes the methods text of what it wires
+(:func:`describe_group`, the workflow's ``__desc__``). Every file that lands in ``output_dir`` goes
+through an always-run writer node (``ds_*``).
 """
 
 from __future__ import annotations
@@ -11,13 +14,151 @@ from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from workflows.calibration import CALIBRATION_NAMES
+from workflows.cross_validation import plan_folds
 from workflows.interfaces import group as gi
 from workflows.interfaces.writers import WriteOutputs
 from workflows.model_card import training_cohort
 from workflows.model_io import json_clean
+from workflows.models import (
+    CONTROL_MAPS,
+    EXPORTED_MODEL,
+    MODELS,
+    PRIMARY_MODEL,
+    ModelSpec,
+    models_for,
+    permuted_models,
+)
 from workflows.params import GroupParams
-from workflows.training import plan_folds
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _statistics(params: GroupParams, specs: list[ModelSpec]) -> str:
+    """The comparisons and the permutation test, in words."""
+    regression = params.target == "regression"
+    references = [s for s in specs if s.role == "reference"]
+    against = "the primary model" + (
+        " and each reference (" + _join([s.methods for s in references]) + ")" if references else ""
+    )
+    metric = "MAE" if regression else "balanced accuracy"
+    text = (
+        f"Every model was compared with {against} by a paired subject-level bootstrap (1000 draws of "
+        f"subjects, the same draws for every model) of the pooled out-of-fold {metric}, and by the "
+        "corrected resampled t-test of the fold-wise differences [@nadeau2003]."
+    )
+    permuted = [MODELS[name] for name in permuted_models(params)]
+    if permuted:
+        left_out = [s for s in specs if s not in permuted and s.role != "reference"]
+        return text + (
+            f" Significance of the balanced accuracy was assessed with {int(params.cv.n_permutations)} "
+            "label permutations (labels shuffled between subjects, then the whole cross-validation, "
+            f"{int(params.cv.cv_repeats)} repeat(s) as for the observed score, run again) of "
+            + _join([s.noun for s in permuted])
+            + ("; " + _join([s.noun for s in left_out]) + " not permuted (costly)" if left_out else "")
+            + "."
+        )
+    if regression:
+        return text + " No permutation test was run (it tests the balanced accuracy of classification)."
+    return text + " No permutation test was run."
+
+
+def describe_group(params: GroupParams) -> str:
+    """The methods text of the group level, from its parameters and the model registry.
+
+    :func:`init_group_wf` sets it as the workflow's ``__desc__``, and the methods boilerplate reads it
+    from here, so that the text names what the graph runs.
+    """
+    regression = params.target == "regression"
+    specs = models_for(params.target)
+    primary, exported = MODELS[PRIMARY_MODEL], MODELS[EXPORTED_MODEL]
+    others = [s for s in specs if s.role in ("model", "baseline")]
+    controls = [s for s in specs if s.role == "control"]
+    align = (
+        "Maps of patients with right-hemisphere lesions were mirrored about x = 0 (world "
+        "coordinates) so that the lesioned hemisphere is on the left for everyone"
+        if params.align_lesion
+        else "Maps were not mirrored (lesion alignment off)"
+    )
+    samples = (
+        "one sample per subject (the dFC variability map)"
+        if params.samples == "maps"
+        else "one sample per window map, with window predictions averaged per subject (soft vote)"
+    )
+    task = (
+        "predict the UL-FMA score itself (regression; severity read from the predicted score at the same "
+        "threshold)"
+        if regression
+        else "classify severity (severe vs mild-to-moderate)"
+    )
+    estimator = "ridge regressions" if regression else "L2 logistic regressions with balanced class weights"
+    inner = (
+        "subjects split without stratification, as a score has no class"
+        if regression
+        else "stratified by class"
+    )
+    head = (
+        "a one-output head and a Huber loss on the score standardised with the training fold's mean and SD"
+        if regression
+        else "a two-class head"
+    )
+    metrics = (
+        "MAE, RMSE, Pearson and Spearman r, R² and the balanced accuracy of the thresholded prediction"
+        if regression
+        else "balanced accuracy, ROC AUC, sensitivity, specificity, F1 and Brier score"
+    )
+    calibration = (
+        ""
+        if regression
+        else " Predicted probabilities come from class-weighted models and were not recalibrated."
+        if params.calibration == "none"
+        else " The probabilities of every model but the network were recalibrated by "
+        f"{CALIBRATION_NAMES[params.calibration]} fit inside each training fold on out-of-fold "
+        "predictions of its subjects (subject-level inner splits)."
+    )
+    return (
+        f"At the group level, patients were labelled severe when their upper-limb Fugl-Meyer score "
+        f"(column `{params.label_column}`) was <= {float(params.severe_threshold):g}, and "
+        f"mild-to-moderate otherwise, and models were trained to {task}. {align}, and resampled to "
+        f"{float(params.cnn_resolution):g} mm voxels; models were trained on {samples}. "
+        f"The primary model was {primary.methods}. It was compared on the same folds with "
+        + _join([s.methods for s in others])
+        + ", and with the control models: "
+        + _join(
+            [
+                s.methods + (" (when every subject had one)" if s.input in CONTROL_MAPS else "")
+                for s in controls
+            ]
+        )
+        + (
+            "; the reference was " + _join([s.methods for s in specs if s.role == "reference"])
+            if any(s.role == "reference" for s in specs)
+            else ""
+        )
+        + f". The linear models were {estimator}; where a strength was chosen, an inner subject-level "
+        f"cross-validation on the training subjects chose it ({inner}). The network had {head} and was "
+        f"trained for at most {int(params.train.epochs)} epochs with early stopping on a validation split "
+        "of its training subjects. "
+        f"Performance was estimated by {int(params.cv.cv_folds)}-fold cross-validation repeated "
+        f"{int(params.cv.cv_repeats)} times, stratified by class and split by subject so that no subject "
+        "(none of its sessions or windows) contributes to both training and test folds, with every "
+        f"fitted step inside the training folds; each fold's test subjects gave the {metrics}. "
+        + _statistics(params, specs)
+        + calibration
+        + f" The random seed was {params.random_seed}. "
+        f"The exported model is {exported.noun}, trained on every labelled subject with the same "
+        "settings; its card records the cross-validated performance of every model."
+        " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
+        "only its own test subjects with signed integrated gradients of "
+        + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
+        + ", averaged per subject and then over subjects, and summarised over the parcels of the HCPex "
+        "atlas [@hcpex] (MNI152NLin2009cAsym, the maps' space), midline parcels as bilateral."
+    )
 
 
 def init_group_wf(
@@ -28,8 +169,8 @@ def init_group_wf(
     output_dir: str | Path,
     excluded: Mapping[str, str] | None = None,
     name: str = "strokefc_group_wf",
-) -> pe.Workflow:
-    """Build the group-level workflow.
+) -> Workflow:
+    """Build the group-level workflow (a LiterateWorkflow whose ``__desc__`` is :func:`describe_group`).
 
     Workflow graph::
 
@@ -66,7 +207,8 @@ def init_group_wf(
     folds = plan_folds(list(subjects), params)
     params_dict = params.to_dict()
 
-    wf = pe.Workflow(name=name)
+    wf = Workflow(name=name)
+    wf.__desc__ = describe_group(params)
     inputnode = pe.Node(niu.IdentityInterface(fields=["subjects"]), name="inputnode")
     inputnode.inputs.subjects = list(subjects)
     outputnode = pe.Node(
@@ -135,7 +277,7 @@ def init_group_wf(
             (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
         ]
     )
-    if params.cv.n_permutations > 0 and params.target != "regression":  # tests balanced accuracy
+    if permuted_models(params):  # the same decision as the methods text's
         permutation = pe.MapNode(
             gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation"
         )

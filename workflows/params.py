@@ -192,9 +192,9 @@ class QCParams:
     max_lag: float = LAG_FLAG_S  # ipsi - contra lag (s, M1 or hemisphere) above which a run is flagged
 
 
-# -- group level (workflows.training, workflows.evaluation, workflows.cnn) -----------------------------
+# -- group level (workflows.models, workflows.cross_validation, workflows.cnn) -----------------------------
 
-#: What the group level learns: the severe/mild class, or the UL-FMA score (:mod:`workflows.regression`).
+#: What the group level learns: the severe/mild class, or the UL-FMA score (both: :mod:`workflows.models`).
 TARGETS = ("classification", "regression")
 #: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
@@ -232,7 +232,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"  # "auto" uses CUDA when present
     # "bfloat16" autocasts the training forward pass (about 1.5x faster on this CPU); weights, optimiser,
-    # validation and prediction stay float32. float32 by default: see benchmarks/cnn_cpu_paths.py
+    # validation and prediction stay float32. float32 by default: see benchmarks/cnn_paths.py
     precision: str = "float32"
 
     def to_dict(self) -> dict:
@@ -247,7 +247,7 @@ class GroupParams:
 
     severe_threshold: float = 20.0  # UL-FMA <= threshold is "severe"
     # "classification" (severe vs mild-to-moderate) or "regression" of the UL-FMA score itself
-    # (workflows.regression; the folds are the same, planned from the class)
+    # (workflows.models; the folds are the same, planned from the class)
     target: str = "classification"
     label_column: str = "ul_fma"
     # recalibration of the non-CNN classifiers' probabilities inside each training fold

@@ -22,6 +22,8 @@ import nibabel as nb
 import numpy as np
 
 from workflows.denoise import CARPET_VOXELS, carpet_sample
+from workflows.models import COLOURS
+from workflows.models import LABELS as MODEL_LABELS
 from workflows.utils.images import as_image, read_data
 
 if TYPE_CHECKING:
@@ -29,17 +31,18 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-#: Colours used across figures (colour-blind friendly pairs).
+#: Colours used across figures (colour-blind friendly pairs); each model's is in the registry.
 COLORS = {
-    "cnn": "#0072B2",
-    "baseline": "#D55E00",
+    **COLOURS,
+    "observed": "#0072B2",
     "train": "#0072B2",
     "val": "#D55E00",
     "seed": "#E69F00",
     "lesion": "#56B4E9",
     "censored": "#CC3311",
 }
-LABELS = {"cnn": "3D CNN", "baseline": "linear baseline"}
+#: Model labels in the classification figures (the registry's).
+LABELS = MODEL_LABELS["classification"]
 MAX_CARPET_VOXELS = CARPET_VOXELS
 
 
@@ -405,7 +408,7 @@ def plot_permutation(
         label=f"permuted labels (n={null.size})",
     )
     if observed is not None:
-        ax.axvline(observed, color=COLORS["cnn"], lw=2, label=f"observed {observed:.3f}")
+        ax.axvline(observed, color=COLORS["observed"], lw=2, label=f"observed {observed:.3f}")
     ax.axvline(0.5, color="k", ls=":", lw=1, label="chance")
     ax.set(
         xlabel="balanced accuracy",
@@ -504,7 +507,7 @@ def plot_regression_scatter(
         ax.plot([low, high], [low, high], color="0.5", ls="--", lw=1)
         ax.axvline(threshold, color="0.7", ls=":", lw=1)
         ax.axhline(threshold, color="0.7", ls=":", lw=1)
-        ax.scatter(y, p, s=14, color=COLORS.get(model, "#009E73"), alpha=0.8, edgecolor="none")
+        ax.scatter(y, p, s=14, color=COLORS.get(model), alpha=0.8, edgecolor="none")
         text = f"MAE {np.mean(np.abs(y - p)):.1f}"
         if len(y) > 2 and np.ptp(p) > 0:
             text += f", r {np.corrcoef(y, p)[0, 1]:.2f}"

@@ -9,9 +9,10 @@ import nibabel as nb
 import numpy as np
 
 from workflows.cnn import predict_proba, predict_score
-from workflows.cnn_inputs import apply_grid, grid_mask, lesion_exclusion
+from workflows.grid import apply_grid, grid_mask, lesion_exclusion
 from workflows.metadata import shared_parameters
 from workflows.model_io import check_card_compatible, load_model
+from workflows.models import EXPORTED_MODEL
 from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
 
@@ -66,7 +67,7 @@ def predict_subject(
             "prob_severe": None,
             "predicted_class": "severe" if score <= threshold else "mild-to-moderate",
             "decision_threshold": threshold,
-            "model_cv_mae": cv.get("cnn", {}).get("mae"),
+            "model_cv_mae": cv.get(EXPORTED_MODEL, {}).get("mae"),
         }
     else:
         prob = float(np.mean(predict_proba(model, x)))
@@ -81,7 +82,7 @@ def predict_subject(
         "label_definition": f"severe = UL-FMA <= {threshold:g}",
         "model_id": card.get("WeightsSHA256", "")[:12],
         "model_dir": str(Path(model_dir).resolve()),
-        "model_cv_balanced_accuracy": cv.get("cnn", {}).get("balanced_accuracy"),
+        "model_cv_balanced_accuracy": cv.get(EXPORTED_MODEL, {}).get("balanced_accuracy"),
         "lesion_side": lesion_side,
         "map_file": str(map_file),
         **resampling,

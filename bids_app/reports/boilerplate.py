@@ -43,6 +43,8 @@ REFERENCES = {
     "allen2014": "Allen EA, Damaraju E, Plis SM, Erhardt EB, Eichele T, Calhoun VD. Tracking whole-brain "
     "connectivity dynamics in the resting state. Cerebral Cortex 24, 663-676 (2014). "
     "doi:10.1093/cercor/bhs352",
+    "nadeau2003": "Nadeau C, Bengio Y. Inference for the generalization error. Machine Learning 52, 239-281 "
+    "(2003). doi:10.1023/A:1024068626366",
 }
 
 
@@ -70,62 +72,10 @@ def _participant_paragraph(config: RunConfig) -> str:
 
 
 def _group_paragraph(group: GroupParams) -> str:
-    threshold = float(group.severe_threshold)
-    align = (
-        "Maps of patients with right-hemisphere lesions were mirrored about x = 0 (world "
-        "coordinates) so that the lesioned hemisphere is on the left for everyone"
-        if group.align_lesion
-        else "Maps were not mirrored (lesion alignment off)"
-    )
-    samples = (
-        "one sample per subject (the dFC variability map)"
-        if group.samples == "maps"
-        else "one sample per window map, with window predictions averaged per subject (soft vote)"
-    )
-    regression = group.target == "regression"
-    perm = 0 if regression else int(group.cv.n_permutations)  # the permutation test is classification's
-    perm_text = (
-        f" Significance was assessed with {perm} label permutations for every model (the whole "
-        f"cross-validation, {int(group.cv.cv_repeats)} repeat(s) as for the observed score, run again "
-        "on labels shuffled between subjects)."
-        if perm
-        else ""
-    )
-    return (
-        f"At the group level, patients were labelled severe when their upper-limb Fugl-Meyer score "
-        f"(column `{group.label_column}`) was <= {threshold:g}, and mild-to-moderate "
-        f"otherwise. {align}, and resampled to {float(group.cnn_resolution):g} mm voxels. A 3D "
-        f"convolutional neural network (PyTorch [@pytorch], CPU-compatible) was trained on {samples} for "
-        f"at most {int(group.train.epochs)} epochs to "
-        + (
-            "predict the UL-FMA score itself (one-output head, Huber loss on the score standardised "
-            "with the training fold's mean and SD); a parcel ridge whose penalty was chosen by nested "
-            "subject-level cross-validation (the primary model), a voxel PCA-ridge, a ridge on quality "
-            "measures only and the training mean were evaluated on the same folds by MAE, RMSE, "
-            "Pearson and Spearman r, R² and the balanced accuracy of the thresholded prediction. "
-            if regression
-            else "classify severity. "
-        )
-        + f"Performance was estimated by {int(group.cv.cv_folds)}-fold cross-validation repeated "
-        f"{int(group.cv.cv_repeats)} times, split by subject so that no subject contributes to "
-        "both training and test folds, with every fitted step inside the training folds; a linear "
-        f"baseline, also fitted in-fold, was evaluated on the same folds.{perm_text} The random seed was "
-        f"{group.random_seed}."
-        + (
-            ""
-            if regression
-            else " Predicted probabilities come from class-weighted models and were not recalibrated."
-            if group.calibration == "none"
-            else " The probabilities of every model but the network were recalibrated by "
-            + ("Platt scaling" if group.calibration == "sigmoid" else "isotonic regression")
-            + " fit inside each training fold on out-of-fold predictions of its subjects."
-        )
-        + " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
-        "only its own test subjects with signed integrated gradients of "
-        + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
-        + ", averaged per subject and then over subjects, and summarised over the parcels of the HCPex "
-        "atlas [@hcpex] (MNI152NLin2009cAsym, the maps' space), midline parcels as bilateral."
-    )
+    """The group workflow's own methods text (:func:`workflows.group.describe_group`, its ``__desc__``)."""
+    from workflows.group import describe_group  # Nipype and the models: only when a group paragraph is due
+
+    return describe_group(group)
 
 
 def methods_text(config: RunConfig, versions: dict[str, str]) -> str:

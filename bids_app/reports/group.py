@@ -21,9 +21,11 @@ from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
-from workflows import regression as rg
+from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
+from workflows.group_inputs import COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
-from workflows.training import COHORT_COLUMNS, SALIENCY_FILES, SALIENCY_REGIONS, is_severe
+from workflows.models import EXPORTED_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
+from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
 from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
@@ -41,19 +43,9 @@ METRICS = {
     "spearman_r": "Spearman r",
     "r2": "R²",
 }
-MODEL_LABELS = {
-    "parcel": "dFC-SD parcels (primary)",
-    "cnn": "3D CNN",
-    "baseline": "Voxel PCA-logistic",
-    "parcel_fc": "Static FC (control)",
-    "parcel_dfcmean": "Mean dFC (control)",
-    "confounds": "Motion/QC only (control)",
-    "mean": "Training mean (reference)",
-}
-#: Labels that differ when the UL-FMA score is regressed (--target regression).
-REGRESSION_LABELS = {**MODEL_LABELS, "baseline": "Voxel PCA-ridge"}
-#: Order of the models in tables: the primary first, then the CNN, then the rest.
-MODEL_ORDER = ("parcel", "cnn", "baseline", "parcel_fc", "parcel_dfcmean", "confounds", "mean")
+#: Model labels (from the registry, :data:`workflows.models.MODELS`) of each target.
+MODEL_LABELS = LABELS["classification"]
+REGRESSION_LABELS = LABELS["regression"]
 
 
 def regression_rows(summary: dict) -> list[dict]:
@@ -62,16 +54,16 @@ def regression_rows(summary: dict) -> list[dict]:
     model (negative: closer to the true scores)."""
     boot = summary.get("bootstrap", {})
     rows = []
-    for model in [m for m in MODEL_ORDER if m in boot] + [m for m in boot if m not in MODEL_ORDER]:
+    for model in ordered(boot):
         rec = boot[model]
         row = {
             "model": REGRESSION_LABELS.get(model, model),
             "description": summary.get("model_descriptions", {}).get(model, ""),
-            **{k: rec.get(k, {}).get("value") for k in rg.REGRESSION_METRICS},
-            **{f"{k}_ci": rec.get(k, {}).get("ci95") for k in rg.REGRESSION_METRICS},
+            **{k: rec.get(k, {}).get("value") for k in REGRESSION_METRICS},
+            **{f"{k}_ci": rec.get(k, {}).get("ci95") for k in REGRESSION_METRICS},
         }
-        for ref in rg.REFERENCES:
-            diff = rec.get(f"difference_from_{ref}", {}).get(rg.COMPARE_METRIC)
+        for ref in REGRESSION_REFERENCES:
+            diff = rec.get(f"difference_from_{ref}", {}).get(COMPARE_METRIC["regression"])
             row[f"vs_{ref}"] = diff["value"] if diff else None
             row[f"vs_{ref}_ci"] = diff["ci95"] if diff else None
         rows.append(row)
@@ -87,7 +79,7 @@ def regression_sentences(summary: dict) -> list[str]:
         "same": "does not beat",
     }
     out = []
-    for model in [m for m in MODEL_ORDER if m in boot and m not in rg.REFERENCES[:1]]:
+    for model in [m for m in ordered(boot) if m in MODELS and m != REGRESSION_REFERENCES[0]]:
         rec = boot[model]
         label = REGRESSION_LABELS.get(model, model)
         lo, hi = rec["mae"]["ci95"]
@@ -96,8 +88,9 @@ def regression_sentences(summary: dict) -> list[str]:
             f"{lo:.1f} to {hi:.1f}), R² {rec['r2']['value']:.2f}"
         )
         parts = []
-        for ref, name in (("mean", "the training-mean reference"), ("confounds", "the confound-only model")):
-            verdict = rg.beats(boot, model, ref)
+        for ref in REGRESSION_REFERENCES:
+            name = MODELS[ref].noun
+            verdict = beats(boot, model, ref)
             if verdict and model != ref:
                 diff = rec[f"difference_from_{ref}"]["mae"]
                 parts.append(
@@ -123,7 +116,7 @@ def _regression_scatter(group_dir: Path, fig_dir: Path, summary: dict, notes: li
         fig_dir / "desc-regression_cv.svg",
         threshold,
         REGRESSION_LABELS,
-        MODEL_ORDER,
+        tuple(MODELS),
     )
     caption = (
         "Out-of-fold predicted UL-FMA against the true score, each subject's prediction averaged over "
@@ -136,9 +129,9 @@ def comparison_rows(summary: dict) -> list[dict]:
     """One row per model: pooled out-of-fold BA with its subject-bootstrap interval, and the paired
     difference from the primary model with its bootstrap interval and corrected t-test p."""
     boot, tests = summary.get("bootstrap", {}), summary.get("paired_tests", {})
-    primary = summary.get("primary_model", "parcel")
+    primary = summary.get("primary_model", PRIMARY_MODEL)
     rows = []
-    for model in [m for m in MODEL_ORDER if m in boot] + [m for m in boot if m not in MODEL_ORDER]:
+    for model in ordered(boot):
         ba = boot[model]["balanced_accuracy"]
         diff = boot[model].get(f"difference_from_{primary}", {}).get("balanced_accuracy")
         test = tests.get(model, {})
@@ -160,11 +153,11 @@ def comparison_rows(summary: dict) -> list[dict]:
 def comparison_sentences(summary: dict) -> list[str]:
     """What the comparison means, in words: above chance or not, and dFC-SD against each control."""
     boot = summary.get("bootstrap", {})
-    primary = summary.get("primary_model", "parcel")
+    primary = summary.get("primary_model", PRIMARY_MODEL)
     if primary not in boot:
         return []
     out = []
-    for model in [m for m in MODEL_ORDER if m in boot]:
+    for model in [m for m in MODELS if m in boot]:
         lo, hi = boot[model]["balanced_accuracy"]["ci95"]
         label = MODEL_LABELS.get(model, model)
         verdict = "above chance" if lo > 0.5 else "not distinguishable from chance"
@@ -172,7 +165,10 @@ def comparison_sentences(summary: dict) -> list[str]:
             f"{label}: balanced accuracy {boot[model]['balanced_accuracy']['value']:.2f} "
             f"(95% bootstrap interval {lo:.2f} to {hi:.2f}), {verdict}."
         )
-    for control in ("parcel_fc", "parcel_dfcmean", "confounds", "cnn", "baseline"):
+    # the controls first, then the other models
+    others = [m for m, spec in MODELS.items() if spec.role == "control"]
+    others += [m for m, spec in MODELS.items() if spec.role in ("model", "baseline")]
+    for control in others:
         diff = boot.get(control, {}).get(f"difference_from_{primary}", {}).get("balanced_accuracy")
         if not diff:
             continue
@@ -368,7 +364,7 @@ def cv_sentence(summary: dict) -> str:
         parts.append(f"CNN with {int(summary['cnn_parameters']):,} trainable parameters")
     perm = summary.get("permutation")
     if perm:
-        per_model = perm.get("models") or {perm.get("model", "cnn"): perm}
+        per_model = perm.get("models") or {perm.get("model", EXPORTED_MODEL): perm}
         parts.append(
             f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
             f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
@@ -381,7 +377,7 @@ def cv_sentence(summary: dict) -> str:
 
 
 def _model_rank(model: str) -> int:
-    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+    return list(MODELS).index(model) if model in MODELS else len(MODELS)
 
 
 CALIBRATION_NOTE = (
@@ -461,7 +457,7 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
         )
     perm = summary.get("permutation")
     if perm and perm.get("null_balanced_accuracy"):
-        model = perm.get("model", "cnn")
+        model = perm.get("model", EXPORTED_MODEL)
         observed = perm.get("observed_balanced_accuracy")
         if observed is None:
             observed = summary.get("models", {}).get(model, {}).get("balanced_accuracy", {}).get("mean")
@@ -576,7 +572,7 @@ def write_group_report(
         cohort_summary=cohort_summary(rows),
         cv_text=cv_sentence(summary),
         metrics=metrics,
-        metric_models=[m for m in MODEL_ORDER if m in metrics] + [m for m in metrics if m not in MODEL_ORDER],
+        metric_models=ordered(metrics),
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
         + sorted({m for v in metrics.values() for m in v if m not in METRICS}),
         metric_labels=METRICS,

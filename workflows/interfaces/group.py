@@ -1,4 +1,8 @@
-"""Group-level interfaces: each calls one step of :mod:`workflows.training` in its node directory."""
+"""Group-level interfaces: each calls one group-level step in its node directory.
+
+The steps: :mod:`workflows.group_inputs`, :mod:`workflows.cross_validation`, :mod:`workflows.permutation`,
+:mod:`workflows.cv_summary`, :mod:`workflows.export` and :mod:`workflows.explain`.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,14 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from workflows.cross_validation import run_fold
+from workflows.cv_summary import summarise_cv
+from workflows.explain import summarise_saliency
+from workflows.export import export_model, train_final
+from workflows.group_inputs import prepare_inputs
 from workflows.interfaces.base import StrokefcInterface
 from workflows.params import GroupParams
-from workflows.training import (
-    export_model,
-    prepare_inputs,
-    run_fold,
-    run_permutation,
-    summarise_cv,
-    summarise_saliency,
-    train_final,
-)
+from workflows.permutation import run_permutation
 
 _PARAMS_DESC = "GroupParams.to_dict() (workflows.params.GroupParams)"
 

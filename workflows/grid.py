@@ -1,4 +1,4 @@
-"""CNN inputs: lesion-aligned maps on a cropped, resampled grid shared by training and prediction.
+"""The analysis grid of every model: lesion-aligned maps on one cropped, resampled grid (group, prediction).
 
 The grid is defined once from the training cohort (group brain mask -> bounding box -> resolution) and
 stored in the model card as plain JSON (:func:`grid_to_dict`), so that :func:`apply_grid` puts a new
@@ -17,7 +17,7 @@ import nibabel as nb
 import numpy as np
 import numpy.typing as npt
 
-from workflows.lesion import mirror_lr
+from workflows.lesion import LESION_DILATION, exclusion_with_mirror, mirror_lr
 from workflows.utils.errors import InputError
 from workflows.utils.images import as_image
 
@@ -245,8 +245,6 @@ def lesion_exclusion(
     otherwise carry the lesion's size into the model.
     """
     from scipy.ndimage import binary_dilation
-
-    from workflows.lesion import LESION_DILATION, exclusion_with_mirror
 
     img = as_image(lesion)
     dilated = binary_dilation(np.asanyarray(img.dataobj) > 0, iterations=LESION_DILATION)

@@ -1,0 +1,141 @@
+"""``cv_summary.json``, ``cv_predictions.tsv`` and ``training_curves.tsv``: the folds gathered and summarised.
+
+:func:`summarise_cv` reads every fold's predictions and metrics (:func:`workflows.cross_validation.run_fold`)
+and the permutation draws (:mod:`workflows.permutation`), and writes the group's cross-validation record:
+fold summaries, subject-bootstrap intervals and paired tests against the primary model (and, for a
+regression, the references), quality by class, QC-FC, the settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from workflows.calibration import calibration_text
+from workflows.cnn import count_parameters, model_for
+from workflows.cross_validation import prediction_column
+from workflows.model_io import json_clean
+from workflows.models import (
+    BASELINE_MODEL,
+    CONFOUND_FEATURES,
+    INPUT_ARRAYS,
+    MODELS,
+    PRIMARY_MODEL,
+    QUALITY,
+    REGRESSION_REFERENCES,
+    descriptions,
+)
+from workflows.params import GroupParams
+from workflows.permutation import permutation_summary
+from workflows.qc import qc_fc
+from workflows.stats import (
+    COMPARE_METRIC,
+    bootstrap_comparison,
+    paired_tests,
+    quality_by_class,
+    regression_bootstrap,
+    summarise_models,
+    summarise_regression_models,
+)
+from workflows.utils.io import atomic_write_json, write_tsv
+
+
+class CVSummaryFiles(NamedTuple):
+    """Files written by :func:`summarise_cv`."""
+
+    summary_file: str
+    predictions_file: str
+    curves_file: str
+
+
+def summarise_cv(
+    fold_files: list[str],
+    null: list[dict[str, float]],
+    data_file: str | Path,
+    params: GroupParams,
+    work_dir: str | Path,
+) -> CVSummaryFiles:
+    """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
+    work_dir = Path(work_dir)
+    predictions, fold_metrics, curves = [], [], []
+    for path in fold_files:
+        part = json.loads(Path(path).read_text())
+        predictions += part["predictions"]
+        fold_metrics += part["metrics"]
+        curves += part["curves"]
+
+    def key(r: dict[str, Any]) -> tuple[int, int]:
+        return (r["repeat"], r["fold"])
+
+    predictions.sort(key=lambda r: (*key(r), r["model"], r["participant_id"]))
+    curves.sort(key=lambda r: (*key(r), r["epoch"]))
+    fold_metrics.sort(key=lambda r: (*key(r), r["model"]))
+    for row in predictions:
+        row["participant_id"] = f"sub-{row['participant_id']}"
+    regression = params.target == "regression"
+    predictions_file = write_tsv(
+        work_dir / "cv_predictions.tsv",
+        predictions,
+        ["participant_id", "repeat", "fold", "model", "y_true", prediction_column(params)],
+    )
+    curves_file = write_tsv(
+        work_dir / "training_curves.tsv", curves, ["repeat", "fold", "epoch", "train_loss", "val_loss"]
+    )
+    names = {m["model"] for m in fold_metrics}
+    if regression:
+        models = summarise_regression_models(fold_metrics)
+        references = [r for r in REGRESSION_REFERENCES if r in names]
+        bootstrap = regression_bootstrap(predictions, references, params.severe_threshold, params.random_seed)
+    else:
+        models = summarise_models(fold_metrics)
+        # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
+        bootstrap = bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed)
+    described = descriptions(params.target)
+    permutation = permutation_summary(models, null, params) if null and not regression else None
+    data = np.load(data_file)
+    y_subject = data["y_subject"]
+    quality = data[INPUT_ARRAYS[QUALITY]]
+    n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
+    summary = {
+        "target": params.target,
+        "models": models,
+        "model_descriptions": {name: described[name] for name in models if name in described},
+        "primary_model": PRIMARY_MODEL,
+        "bootstrap": bootstrap,
+        "quality_by_class": quality_by_class(quality, y_subject, CONFOUND_FEATURES),
+        "qc_fc": qc_fc(data["maps"], quality[:, CONFOUND_FEATURES.index("mean_fd_mm")]),
+        "paired_tests": paired_tests(
+            fold_metrics,
+            PRIMARY_MODEL,
+            test_fraction=1.0 / max(1, n_folds - 1),
+            metric=COMPARE_METRIC[params.target],
+        ),
+        "fold_metrics": fold_metrics,
+        "n_subjects": len(y_subject),
+        "n_samples": len(data["y"]),
+        "class_counts": {
+            "severe": int((y_subject == 1).sum()),
+            "mild-to-moderate": int((y_subject == 0).sum()),
+        },
+        "cv": {
+            "folds": n_folds,
+            "repeats": params.cv.cv_repeats,
+            "grouped_by": "subject",
+            "splitter": "sklearn StratifiedGroupKFold by subject (shuffled, seed = random_seed + repeat)",
+            "interval": "models.*.ci95: 95% t-interval over folds x repeats (optimistic: folds share "
+            "subjects); bootstrap.*.ci95: subject-level bootstrap of the pooled out-of-fold predictions",
+        },
+        "samples": params.samples,
+        "permutation": permutation,
+        "calibration": calibration_text(params),
+        "baseline": MODELS[BASELINE_MODEL].description[params.target],
+        "cnn_parameters": count_parameters(
+            model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)
+        ),
+        "settings": params.to_dict(),
+    }
+    summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
+    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))

@@ -1,0 +1,547 @@
+"""The model registry: every model of the group level, once, for both targets.
+
+Each :class:`ModelSpec` says what a model is called (internal name, label, colour, description per
+target), what it reads (its input: the dFC-SD samples, a subject's static-FC or mean-dFC map, or its
+quality measures), how it fits and predicts on one training fold for a classification and a regression
+target, whether it is the primary model, a control or a reference, and whether it is exported. The
+cross-validation, the permutation test, the summaries, the report, the figures, the console summary,
+the model card and the methods text all read the models from :data:`MODELS`.
+
+The linear models share one fitting path: standardise (and impute) the features, then the estimator of
+the target. Where a strength is chosen, :func:`nested_estimator` picks it by an inner subject-level CV
+on the training subjects only: an L2 logistic regression for the class, a ridge for the score.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import LinAlgWarning
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from workflows.calibration import calibrated
+from workflows.params import TARGETS, GroupParams
+
+if TYPE_CHECKING:
+    from workflows.cnn import StrokeCNN
+
+#: ``fit_predict(x_train, y_train, groups_train, x_test, seed=...) -> (test predictions, curve_rows)``:
+#: the probability of severe (classification) or the predicted score (regression) of each test sample.
+FitPredict = Callable[..., tuple[np.ndarray, list[dict[str, Any]]]]
+
+#: The atlas of the parcel models (and of the saliency region table), on MNI152NLin2009cAsym.
+PARCEL_ATLAS = "HCPEx"
+#: Parcels with fewer voxels than this on the CNN grid are left out (their mean is too noisy).
+MIN_PARCEL_VOXELS = 3
+#: Regularisation strengths searched by the inner CV of the nested logistic regression.
+PARCEL_CS = tuple(float(c) for c in np.logspace(-4, 1, 11))
+#: Ridge penalties searched by the inner CV of the nested ridge (standardised features).
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
+#: Inner subject-level folds of the nested CV (fewer when the training subjects are too few).
+INNER_FOLDS = 5
+#: L2 penalty, spelled as the installed scikit-learn wants it (1.8 moved it to ``l1_ratios=(0,)``).
+_LRCV_L2 = {
+    key: value
+    for key, value in {"l1_ratios": (0.0,), "use_legacy_attributes": False}.items()
+    if key in inspect.signature(LogisticRegressionCV).parameters
+}
+#: Quality measures and lesion volume of the confound-only model (sidecar fields, per subject). Lesion
+#: volume tracks impairment: a model that only sees lesion size must not pass for one reading connectivity.
+CONFOUND_FEATURES = (
+    "mean_fd_mm",
+    "censored_fraction",
+    "volumes_kept",
+    "windows_kept",
+    "dof_remaining",
+    "lesion_volume_ml",
+)
+
+# -- inputs: what each model reads, and the array of the group inputs (workflows.group_inputs) holding it
+DFCSD, FC, DFCMEAN, QUALITY = "dfcsd", "fc", "dfcmean", "confounds"
+#: Input -> array name in the group inputs (npz). ``dfcsd`` are the samples (maps or window maps); the
+#: others have one row per unit (subject or subject-session).
+INPUT_ARRAYS = {DFCSD: "x", FC: "control_fc", DFCMEAN: "control_dfcmean", QUALITY: "confounds"}
+#: Subject-level maps (participant-level ``stat-<name>``) that some models read besides the dFC SD.
+CONTROL_MAPS = (FC, DFCMEAN)
+
+
+# ------------------------------------------------------------------------------------ shared fitting
+def map_pipeline(*steps: Any) -> Pipeline:
+    """Standardise map features, unknown (NaN: lesion-excluded) ones at the training mean, then ``steps``."""
+    return make_pipeline(
+        StandardScaler(), SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True), *steps
+    )
+
+
+def confound_pipeline(estimator: Any) -> Pipeline:
+    """Impute unknown quality measures by the training median, standardise, then ``estimator``."""
+    return make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), estimator
+    )
+
+
+def make_baseline(n_train: int, max_components: int = 20, seed: int = 0, final: Any = None) -> Pipeline:
+    """StandardScaler -> PCA -> L2 logistic regression (or the estimator ``final``), for one training fold.
+
+    Excluded voxels (NaN: a lesion or its mirror) are ignored by the scaler and then set to 0, the
+    training mean. UL-FMA regression passes the nested ridge as ``final``.
+    """
+    n_components = max(1, min(max_components, n_train - 1))
+    return map_pipeline(
+        PCA(n_components=n_components, random_state=seed),
+        LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000) if final is None else final,
+    )
+
+
+def inner_splits(target: str, y: np.ndarray, groups: np.ndarray, seed: int) -> list | None:
+    """Subject-level splits of the training fold that choose a strength (None: too few subjects).
+
+    The splitter differs by target on purpose. A class needs both classes in every inner split, so
+    classification stratifies (StratifiedGroupKFold) and needs at least 2 training subjects per class;
+    a score has no class to stratify on, so regression splits subjects as they come (GroupKFold) and
+    needs 3 of them.
+    """
+    if target == "regression":
+        n_subjects = len(np.unique(groups))
+        if n_subjects < 3:
+            return None
+        splitter = GroupKFold(min(INNER_FOLDS, n_subjects), shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(groups)), groups=groups))
+    _, first = np.unique(groups, return_index=True)
+    smallest = int(np.bincount(np.asarray(y)[first].astype(int), minlength=2).min())
+    if smallest < 2:
+        return None
+    stratified = StratifiedGroupKFold(min(INNER_FOLDS, smallest), shuffle=True, random_state=seed)
+    return list(stratified.split(np.zeros(len(y)), y, groups))
+
+
+def nested_estimator(target: str, y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
+    """The target's linear estimator, its strength chosen by :func:`inner_splits` (nested CV).
+
+    Classification: L2 logistic regression (balanced class weights, log-loss); regression: ridge (mean
+    squared error). Without inner splits the strength stays at C = 1 or alpha = 1.
+    """
+    inner = inner_splits(target, y, groups, seed)
+    if target == "regression":
+        if inner is None:
+            return Ridge(alpha=1.0)
+        return RidgeCV(alphas=RIDGE_ALPHAS, cv=inner, scoring="neg_mean_squared_error")
+    if inner is None:
+        return LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
+    return LogisticRegressionCV(
+        Cs=list(PARCEL_CS),
+        cv=inner,
+        class_weight="balanced",
+        scoring="neg_log_loss",
+        max_iter=5000,
+        **_LRCV_L2,
+    )
+
+
+def _fit_predict(
+    model: Pipeline, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, target: str
+) -> np.ndarray:
+    """Fit ``model``; the test probability of severe, or the predicted score."""
+    with warnings.catch_warnings():  # the smallest ridge penalties on p >> n features: expected, harmless
+        warnings.simplefilter("ignore", LinAlgWarning)
+        model.fit(x_train, y_train)
+    return model.predict(x_test) if target == "regression" else model.predict_proba(x_test)[:, 1]
+
+
+def parcel_matrix(
+    labels: np.ndarray, min_voxels: int = MIN_PARCEL_VOXELS
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Averaging operator ``A`` (voxels x parcels) of an integer label image, and the parcel ids kept.
+
+    ``x.reshape(n, -1) @ A`` gives the (n, parcels) parcel means of samples ``x`` on the same grid.
+    """
+    flat = np.asarray(labels).reshape(-1).astype(int)
+    ids, counts = np.unique(flat[flat > 0], return_counts=True)
+    ids = ids[counts >= min_voxels]
+    if ids.size == 0:
+        raise ValueError("no parcel has enough voxels on this grid")
+    column = {int(p): j for j, p in enumerate(ids)}
+    rows = np.flatnonzero(np.isin(flat, ids))
+    cols = np.array([column[int(flat[r])] for r in rows])
+    weights = 1.0 / np.bincount(cols, minlength=ids.size)[cols]
+    return sparse.csr_matrix((weights, (rows, cols)), shape=(flat.size, ids.size)), ids
+
+
+def parcel_means(x: np.ndarray, operator: sparse.csr_matrix) -> np.ndarray:
+    """Parcel means (n, parcels) of samples ``x`` (n, X, Y, Z) over their finite voxels.
+
+    Excluded voxels (NaN: a lesion or its mirror) leave the mean; a parcel with no finite voxel in a
+    sample is NaN there (the model imputes it from its training fold).
+    """
+    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    finite = np.isfinite(flat)
+    sums = np.asarray(operator.T @ np.where(finite, flat, 0.0).T).T
+    weights = np.asarray(operator.T @ finite.T.astype(np.float64)).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weights > 0, sums / weights, np.nan)
+
+
+# ------------------------------------------------------------------------- one fit per model family
+def parcel_fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    operator: sparse.csr_matrix,
+    target: str = "classification",
+    seed: int = 0,
+) -> tuple[np.ndarray, list]:
+    """Nested-CV parcel model: parcel means, standardised, and :func:`nested_estimator`."""
+    model = map_pipeline(nested_estimator(target, y_train, groups_train, seed))
+    return _fit_predict(
+        model, parcel_means(x_train, operator), y_train, parcel_means(x_test, operator), target
+    ), []
+
+
+def baseline_fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    target: str = "classification",
+    seed: int = 0,
+) -> tuple[np.ndarray, list]:
+    """Voxel PCA baseline (flattened voxels): logistic regression at C = 1, or the nested ridge."""
+    final = nested_estimator(target, y_train, groups_train, seed) if target == "regression" else None
+    model = make_baseline(len(y_train), seed=seed, final=final)
+    flat = x_train.reshape(len(x_train), -1)
+    return _fit_predict(model, flat, y_train, x_test.reshape(len(x_test), -1), target), []
+
+
+def confound_fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    target: str = "classification",
+    seed: int = 0,
+) -> tuple[np.ndarray, list]:
+    """Confound-only model on (n, features) quality measures; NaN (unknown) values are imputed in-fold."""
+    del groups_train, seed  # the signature of every model; this one needs neither
+    estimator = (
+        Ridge(alpha=1.0)
+        if target == "regression"
+        else LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+    )
+    return _fit_predict(confound_pipeline(estimator), x_train, y_train, x_test, target), []
+
+
+def mean_fit_predict(
+    x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray, x_test: np.ndarray, *, seed: int = 0
+) -> tuple[np.ndarray, list]:
+    """Predict the training subjects' mean score (each subject counted once, whatever its samples)."""
+    del x_train, seed
+    _, first = np.unique(groups_train, return_index=True)
+    return np.full(len(x_test), float(np.mean(np.asarray(y_train, dtype=float)[first]))), []
+
+
+def cnn_fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    seed: int,
+    params: GroupParams,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, list[dict]]:
+    """Train the CNN (two-class or one-output head, by target) on one training fold; predict its test samples.
+
+    ``explain`` sees the fold's model and its test samples only (:func:`workflows.cnn.fit_predict`).
+    """
+    from workflows.cnn import fit_predict  # PyTorch only when a CNN is trained (the report reads labels)
+
+    train = replace(params.train, seed=params.random_seed + seed)
+    regression = params.target == "regression"
+    return fit_predict(x_train, y_train, groups_train, x_test, train, regression=regression, explain=explain)
+
+
+# ----------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class FitContext:
+    """What a model needs besides its fold: the settings, the parcel operator, the CNN's explainer."""
+
+    params: GroupParams
+    operator: sparse.csr_matrix | None = None
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None
+
+
+def _parcels(ctx: FitContext) -> FitPredict:
+    return partial(parcel_fit_predict, operator=ctx.operator, target=ctx.params.target)
+
+
+def _baseline(ctx: FitContext) -> FitPredict:
+    def fit(
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        groups_train: np.ndarray,
+        x_test: np.ndarray,
+        *,
+        seed: int = 0,
+    ) -> tuple[np.ndarray, list]:
+        return baseline_fit_predict(
+            x_train,
+            y_train,
+            groups_train,
+            x_test,
+            target=ctx.params.target,
+            seed=ctx.params.random_seed + seed,
+        )
+
+    return fit
+
+
+def _cnn(ctx: FitContext) -> FitPredict:
+    return partial(cnn_fit_predict, params=ctx.params, explain=ctx.explain)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model family of the group level (see the module docstring)."""
+
+    name: str  # internal name: cv_summary.json keys, the ``model`` column of cv_predictions.tsv
+    label: str  # in tables, figures and the console
+    colour: str  # in figures (Okabe-Ito, colour-blind friendly)
+    description: Mapping[str, str]  # target -> what the model is (cv_summary.json, the report)
+    methods: str  # the model in the methods text (a noun phrase)
+    noun: str  # its short name in sentences ("the CNN")
+    input: str  # DFCSD, FC, DFCMEAN or QUALITY (see INPUT_ARRAYS)
+    build: Callable[[FitContext], FitPredict]  # -> fit_predict on the input's arrays
+    role: str = "model"  # "primary", "model", "baseline", "control" or "reference"
+    targets: tuple[str, ...] = TARGETS
+    calibrated: bool = True  # recalibrated with --calibration (classification)
+    always_permuted: bool = True  # False: permuted only on request (--permute-cnn)
+    exported: bool = False  # the model trained on every subject and exported to ``model/``
+    labels: Mapping[str, str] | None = None  # target -> label, where it differs from ``label``
+
+    def label_for(self, target: str) -> str:
+        return (self.labels or {}).get(target, self.label)
+
+
+_INNER = f"an inner stratified group {INNER_FOLDS}-fold CV on the training subjects only"
+_RIDGE = (
+    f"a ridge whose penalty is chosen among {len(RIDGE_ALPHAS)} values (1e-2 to 1e5) by an inner group "
+    f"{INNER_FOLDS}-fold CV (mean squared error) on the training subjects only"
+)
+PARCEL_DESCRIPTION = (
+    "mean of the map in each parcel of the HCPEx atlas (lesion-aligned CNN grid), standardised, and an "
+    "L2 logistic regression (balanced class weights) whose regularisation is chosen among "
+    f"{len(PARCEL_CS)} values by {_INNER}"
+)
+_QUALITY = ", ".join(CONFOUND_FEATURES) + " (median-imputed and standardised inside each training fold)"
+
+#: Every model, in the order of tables and figures (the primary first). A model runs for the targets it
+#: lists, and only when its input was given (the static-FC and mean-dFC maps are optional).
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="parcel",
+            noun="the primary parcel model",
+            label="dFC-SD parcels (primary)",
+            colour="#009E73",
+            description={
+                "classification": "dFC-SD parcel model (primary): " + PARCEL_DESCRIPTION,
+                "regression": "dFC-SD parcel model (primary): mean of the map in each HCPEx parcel "
+                "(lesion-aligned CNN grid), standardised, and " + _RIDGE,
+            },
+            methods="the mean dFC SD in each parcel of the HCPex atlas [@hcpex], standardised, with a "
+            "linear model whose strength was chosen by nested subject-level cross-validation",
+            input=DFCSD,
+            build=_parcels,
+            role="primary",
+        ),
+        ModelSpec(
+            name="cnn",
+            noun="the CNN",
+            label="3D CNN",
+            colour="#0072B2",
+            description={
+                "classification": "3D CNN on the dFC-SD maps (location-aware head; see workflows/cnn.py)",
+                "regression": "3D CNN on the dFC-SD maps with a one-output head (Huber loss on the UL-FMA "
+                "standardised with the training fold's mean and SD)",
+            },
+            methods="a compact 3D convolutional neural network (PyTorch [@pytorch]) on the whole map",
+            input=DFCSD,
+            build=_cnn,
+            calibrated=False,  # recalibrating it would train it 4x per fold
+            always_permuted=False,  # every draw costs as many trainings as the observed CV
+            exported=True,
+        ),
+        ModelSpec(
+            name="baseline",
+            noun="the PCA baseline",
+            label="Voxel PCA-logistic",
+            labels={"regression": "Voxel PCA-ridge"},
+            colour="#D55E00",
+            description={
+                "classification": "L2-regularised logistic regression (C=1, balanced class weights) on the "
+                "principal components (up to 20) of the voxelwise z-scored masked maps; scaler, PCA and "
+                "classifier fit inside each training fold (scikit-learn pipeline)",
+                "regression": "voxel PCA (up to 20 components of the z-scored maps) and " + _RIDGE,
+            },
+            methods="a voxel baseline (up to 20 principal components of the z-scored maps)",
+            input=DFCSD,
+            build=_baseline,
+            role="baseline",
+        ),
+        ModelSpec(
+            name="parcel_fc",
+            noun="the static-FC control",
+            label="Static FC (control)",
+            colour="#CC79A7",
+            description={
+                "classification": "control: the parcel model on static-FC maps (is dFC-SD more than "
+                "static FC?)",
+                "regression": "control: the parcel model on static-FC maps",
+            },
+            methods="the parcel model on static-FC maps",
+            input=FC,
+            build=_parcels,
+            role="control",
+        ),
+        ModelSpec(
+            name="parcel_dfcmean",
+            noun="the mean-dFC control",
+            label="Mean dFC (control)",
+            colour="#56B4E9",
+            description={
+                "classification": "control: the parcel model on mean-dFC maps",
+                "regression": "control: the parcel model on mean-dFC maps",
+            },
+            methods="the parcel model on mean-dFC maps",
+            input=DFCMEAN,
+            build=_parcels,
+            role="control",
+        ),
+        ModelSpec(
+            name=QUALITY,
+            noun="the confound-only model",
+            label="Motion/QC only (control)",
+            colour="#E69F00",
+            description={
+                "classification": "control: L2 logistic regression (C=1, balanced class weights) on "
+                "quality measures and lesion volume only: " + _QUALITY,
+                "regression": "control: ridge (alpha = 1) on quality measures and lesion volume only: "
+                + _QUALITY,
+            },
+            methods="a confound-only model of quality measures and lesion volume ("
+            + ", ".join(CONFOUND_FEATURES)
+            + ")",
+            input=QUALITY,
+            build=lambda ctx: partial(confound_fit_predict, target=ctx.params.target),
+            role="control",
+        ),
+        ModelSpec(
+            name="mean",
+            noun="the training-mean reference",
+            label="Training mean (reference)",
+            colour="#999999",
+            description={
+                "regression": "reference: every test subject predicted at the training subjects' mean UL-FMA"
+            },
+            methods="the training subjects' mean score",
+            input=QUALITY,  # read, then ignored
+            build=lambda ctx: mean_fit_predict,
+            role="reference",
+            targets=("regression",),
+        ),
+    )
+}
+#: The model every other one is compared with (paired bootstrap and corrected t-test).
+PRIMARY_MODEL = next(name for name, spec in MODELS.items() if spec.role == "primary")
+#: The voxel baseline (its description is recorded on its own in cv_summary.json).
+BASELINE_MODEL = next(name for name, spec in MODELS.items() if spec.role == "baseline")
+#: The model trained on every subject and exported (``model/``).
+EXPORTED_MODEL = next(name for name, spec in MODELS.items() if spec.exported)
+#: The regression references every model is compared with (bootstrap of the MAE difference).
+REGRESSION_REFERENCES = ("mean", QUALITY)
+#: Labels of every model name, for tables and figures (``labels[target][name]``).
+LABELS = {target: {name: spec.label_for(target) for name, spec in MODELS.items()} for target in TARGETS}
+#: Colours of every model name, for figures.
+COLOURS = {name: spec.colour for name, spec in MODELS.items()}
+
+
+def models_for(target: str) -> list[ModelSpec]:
+    """The models of ``target``, in registry order."""
+    return [spec for spec in MODELS.values() if target in spec.targets]
+
+
+def descriptions(target: str) -> dict[str, str]:
+    """Model name -> description, for ``target``."""
+    return {spec.name: spec.description[target] for spec in models_for(target)}
+
+
+def ordered(names: Any) -> list[str]:
+    """``names`` in registry order, unknown names last (in their own order)."""
+    names = list(names)
+    return [n for n in MODELS if n in names] + [n for n in names if n not in MODELS]
+
+
+def permuted_models(params: GroupParams) -> list[str]:
+    """The models the permutation test re-runs on shuffled labels (empty when no test is run).
+
+    The test is of the balanced accuracy, so classification only; the CNN only on request.
+    """
+    if params.cv.n_permutations <= 0 or params.target == "regression":
+        return []
+    return [s.name for s in models_for(params.target) if s.always_permuted or params.cv.permute_cnn]
+
+
+def _by_index(data: np.ndarray, fit_predict: FitPredict) -> FitPredict:
+    """A model that receives sample indices and looks its inputs up in ``data``."""
+
+    def fit(
+        idx_train: np.ndarray, y_train: np.ndarray, g_train: np.ndarray, idx_test: np.ndarray, seed: int = 0
+    ) -> tuple[np.ndarray, list]:
+        return fit_predict(data[idx_train], y_train, g_train, data[idx_test], seed=seed)
+
+    return fit
+
+
+def fold_models(
+    data: Mapping[str, np.ndarray],
+    params: GroupParams,
+    explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
+) -> dict[str, FitPredict]:
+    """Every model of the target whose input is present, as functions of sample indices.
+
+    The dFC-SD models read the samples; the others the row of each sample's unit in their input
+    (``data`` are the group inputs, :func:`workflows.group_inputs.prepare_inputs`). ``explain`` goes to
+    the CNN. With ``params.calibration`` every classifier but the CNN is recalibrated in-fold.
+    """
+    operator, _ = parcel_matrix(data["parcels"])
+    ctx = FitContext(params, operator, explain)
+    row = {str(s): i for i, s in enumerate(data["subjects"])}
+    unit_of_sample = np.array([row[str(g)] for g in data["groups"]])
+    models: dict[str, FitPredict] = {}
+    for spec in models_for(params.target):
+        array = INPUT_ARRAYS[spec.input]
+        if array not in data:
+            continue
+        inputs = data[array] if spec.input == DFCSD else data[array][unit_of_sample]
+        model = _by_index(inputs, spec.build(ctx))
+        if params.target == "classification" and spec.calibrated:
+            model = calibrated(model, params.calibration)
+        models[spec.name] = model
+    return models

@@ -1,0 +1,111 @@
+"""The label-permutation test of every model's cross-validated balanced accuracy.
+
+One draw (:func:`run_permutation`, one MapNode iteration of the group workflow) shuffles the class labels
+between subjects (:func:`permute_subject_labels`: every sample of a subject keeps one label), plans new
+subject-level folds and cross-validates every permuted model with as many repeats as the observed score
+(:func:`permutation_nulls`). :func:`permutation_summary` turns the draws into each model's p-value
+(:func:`workflows.stats.permutation_p_value`). Which models are permuted:
+:func:`workflows.models.permuted_models` (the CNN only with ``permute_cnn``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from workflows.cross_validation import cross_validate, split_groups, subject_folds, subject_labels
+from workflows.models import PRIMARY_MODEL, FitPredict, fold_models, permuted_models
+from workflows.params import GroupParams
+from workflows.stats import permutation_p_value
+
+
+def permute_subject_labels(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle labels between subjects (all samples of a subject keep one label)."""
+    subjects, labels = subject_labels(y, groups)
+    mapping = dict(zip(subjects, rng.permutation(labels)))
+    return np.array([mapping[g] for g in groups])
+
+
+def permutation_nulls(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    models: dict[str, FitPredict],
+    *,
+    n_folds: int,
+    seed: int,
+    index: int,
+    n_repeats: int = 1,
+    split_groups: npt.ArrayLike | None = None,
+) -> dict[str, float]:
+    """One null draw for every model: labels permuted between units, then the same repeated k-fold.
+
+    Each model's mean balanced accuracy over ``n_repeats`` repeats of subject-level k-fold (use as many
+    repeats as the observed score, so that null and observed means average the same number of folds).
+    Folds are grouped by ``split_groups`` (default ``groups``) and shared by every model.
+    """
+    split = np.asarray(groups if split_groups is None else split_groups)
+    rng = np.random.default_rng([seed, 7919, index])
+    y_perm = permute_subject_labels(y, groups, rng)
+    folds = subject_folds(y_perm, split, n_folds, n_repeats, seed + 100_000 + index)
+    _, metrics, _ = cross_validate(x, y_perm, groups, folds, models, split_groups=split)
+    return {
+        name: float(np.nanmean([m["balanced_accuracy"] for m in metrics if m["model"] == name]))
+        for name in models
+    }
+
+
+def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> dict[str, float]:
+    """One draw of the label-permutation null of every permuted model's mean balanced accuracy.
+
+    Labels are permuted between units, then every model of :func:`workflows.models.permuted_models` is
+    cross-validated on the same subject-level folds, with as many repeats as the observed score.
+    """
+    torch.set_num_threads(params.threads)
+    data = np.load(data_file)
+    permuted = permuted_models(params)
+    models = {name: fit for name, fit in fold_models(data, params).items() if name in permuted}
+    return permutation_nulls(
+        np.arange(len(data["y"])),
+        data["y"],
+        data["groups"],
+        models,
+        n_folds=params.cv.cv_folds,
+        n_repeats=params.cv.cv_repeats,
+        seed=params.random_seed,
+        index=int(index),
+        split_groups=split_groups(data),
+    )
+
+
+def permutation_summary(
+    models: dict[str, dict], null: list[dict[str, float]], params: GroupParams
+) -> dict[str, Any]:
+    """Permutation p-value of every model's mean balanced accuracy; the primary model's at the top level."""
+    per_model = {}
+    for name in models:
+        draws = [float(d[name]) for d in null if name in d]
+        if not draws:
+            continue
+        observed = models[name]["balanced_accuracy"]["mean"]
+        per_model[name] = {
+            "p_value": permutation_p_value(observed, draws),
+            "null_balanced_accuracy": draws,
+            "observed_balanced_accuracy": observed,
+        }
+    primary = PRIMARY_MODEL if PRIMARY_MODEL in per_model else next(iter(per_model), None)
+    return {
+        "n": len(null),
+        "repeats": params.cv.cv_repeats,
+        "folds": params.cv.cv_folds,
+        "model": primary,
+        **(per_model[primary] if primary else {}),
+        "models": per_model,
+        "scheme": "labels permuted between units; every model cross-validated on the same subject-level "
+        f"folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score"
+        + ("" if params.cv.permute_cnn else "; the CNN is not permuted (--permute-cnn)"),
+    }

@@ -1,0 +1,339 @@
+"""Statistics of the group level: metrics, summaries over folds, paired comparisons and p-values.
+
+- :func:`classification_metrics` and :func:`regression_metrics`: the out-of-fold scores of one fold.
+- :func:`summarise` / :func:`summarise_folds`: mean, SD and a t-interval over folds x repeats.
+- :func:`bootstrap_comparison`: subject-level bootstrap 95% intervals of the pooled out-of-fold scores
+  of every model, and of each model's paired difference from reference models.
+- :func:`corrected_resampled_ttest` / :func:`paired_tests`: the Nadeau & Bengio (2003) test of a
+  paired difference over repeated k-fold (its variance correction accounts for overlapping training sets).
+- :func:`permutation_p_value`: the p-value of a label-permutation test (the null draws come from
+  :mod:`workflows.permutation`).
+- :func:`quality_by_class`: do quality measures differ by class (Mann-Whitney U)?
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
+
+#: Out-of-fold metrics of every classification model.
+METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1", "brier")
+#: Out-of-fold metrics of every regression model (``balanced_accuracy``: thresholded prediction).
+REGRESSION_METRICS = ("mae", "rmse", "pearson_r", "spearman_r", "r2", "balanced_accuracy")
+#: The metric of the paired comparisons, per target (MAE: UL-FMA points, lower is better).
+COMPARE_METRIC = {"classification": "balanced_accuracy", "regression": "mae"}
+
+
+# ------------------------------------------------------------------------------------ fold metrics
+def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold: float = 0.5) -> dict:
+    """Balanced accuracy, ROC AUC, sensitivity (severe = positive), specificity, F1 and Brier score.
+
+    The Brier score (mean squared error of the probability) is for the probabilities as the models give
+    them; class-weighted models are not recalibrated, so read it as a check, not as calibration.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    prob = np.asarray(prob, dtype=float)
+    pred = (prob >= threshold).astype(int)
+    pos, neg = y_true == 1, y_true == 0
+    sens = float(pred[pos].mean()) if pos.any() else math.nan
+    spec = float((1 - pred[neg]).mean()) if neg.any() else math.nan
+    auc = float(roc_auc_score(y_true, prob)) if pos.any() and neg.any() else math.nan
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred))
+        if pos.any() and neg.any()
+        else math.nan,
+        "roc_auc": auc,
+        "sensitivity": sens,
+        "specificity": spec,
+        "f1": float(f1_score(y_true, pred, zero_division=0)),
+        "brier": float(np.mean((prob - y_true) ** 2)) if len(y_true) else math.nan,
+    }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, threshold: float) -> dict[str, float]:
+    """MAE, RMSE, Pearson r, Spearman r, R² and the severe/mild balanced accuracy of thresholded scores.
+
+    ``threshold``: UL-FMA <= threshold is severe, for the true and the predicted score alike.
+    Correlations are NaN for a constant prediction (the mean reference), R² for fewer than 2 subjects
+    and the balanced accuracy when one class is absent from ``y_true``.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    varies = len(y_true) > 1 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # R² of one subject; constant inputs are caught above
+        r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan
+    severe, predicted = y_true <= threshold, y_pred <= threshold
+    both = severe.any() and (~severe).any()
+    return {
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
+        "pearson_r": float(np.corrcoef(y_true, y_pred)[0, 1]) if varies else math.nan,
+        "spearman_r": float(stats.spearmanr(y_true, y_pred)[0]) if varies else math.nan,
+        "r2": r2,
+        "balanced_accuracy": float((predicted[severe].mean() + (~predicted[~severe]).mean()) / 2)
+        if both
+        else math.nan,
+    }
+
+
+def fold_metrics_for(target: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], dict]:
+    """The fold metrics of ``target``: :func:`classification_metrics` or thresholded regression metrics."""
+    if target == "regression":
+        return partial(regression_metrics, threshold=threshold)
+    return classification_metrics
+
+
+# ------------------------------------------------------------------------------ summaries over folds
+def summarise(values: Iterable[float], bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """Mean, SD and a 95% t-interval over folds x repeats (clipped to ``bounds``; None: not clipped).
+
+    The folds of one repeat share subjects, so the interval is optimistic; it is a summary of the
+    spread, not a formal test (the permutation test is).
+    """
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
+    if len(v) == 0:
+        return {"mean": math.nan, "sd": math.nan, "ci95": [math.nan, math.nan]}
+    mean = float(v.mean())
+    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    half = float(stats.t.ppf(0.975, len(v) - 1) * sd / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    low, high = bounds if bounds is not None else (-math.inf, math.inf)
+    return {"mean": mean, "sd": sd, "ci95": [max(low, mean - half), min(high, mean + half)]}
+
+
+def summarise_models(fold_metrics: list[dict]) -> dict:
+    """``{model: {metric: summary}}`` of the classification metrics, from the per-fold metrics."""
+    out = {}
+    for name in dict.fromkeys(m["model"] for m in fold_metrics):
+        rows = [m for m in fold_metrics if m["model"] == name]
+        out[name] = {metric: summarise([r[metric] for r in rows]) for metric in METRICS}
+    return out
+
+
+def summarise_regression_models(fold_metrics: Sequence[Mapping]) -> dict:
+    """``{model: {metric: summary}}`` of the regression metrics (errors and R² are not clipped)."""
+    names = list(dict.fromkeys(str(m["model"]) for m in fold_metrics))  # NaN came back from JSON as None
+    return {
+        name: {
+            metric: summarise(
+                [
+                    math.nan if m[metric] is None else float(m[metric])
+                    for m in fold_metrics
+                    if m["model"] == name
+                ],
+                bounds=None if metric in ("mae", "rmse", "r2") else (-1.0, 1.0),
+            )
+            for metric in REGRESSION_METRICS
+        }
+        for name in names
+    }
+
+
+# ------------------------------------------------------------------------------ subject bootstrap
+def _pooled_predictions(
+    rows: Sequence[Mapping], model: str, value: str = "prob_severe"
+) -> dict[int, tuple[np.ndarray, np.ndarray, list]]:
+    """Out-of-fold predictions of ``model`` per repeat: ``{repeat: (y_true, prediction, subjects)}``."""
+    out: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}
+    for repeat in sorted({int(r["repeat"]) for r in rows if r["model"] == model}):
+        these = sorted(
+            (r for r in rows if r["model"] == model and int(r["repeat"]) == repeat),
+            key=lambda r: str(r["participant_id"]),
+        )
+        out[repeat] = (
+            np.array([float(r["y_true"]) for r in these]),
+            np.array([float(r[value]) for r in these]),
+            [str(r["participant_id"]) for r in these],
+        )
+    return out
+
+
+def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The pooled scores :func:`bootstrap_comparison` reports by default: balanced accuracy and AUC."""
+    y = np.asarray(y).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(y, p >= 0.5)) if both else math.nan,
+        "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
+    }
+
+
+def bootstrap_comparison(
+    predictions: Sequence[Mapping],
+    reference: str | Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    scores: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_scores,
+    value: str = "prob_severe",
+    compare: str = "balanced_accuracy",
+) -> dict[str, dict]:
+    """Pooled out-of-fold scores per model with subject-bootstrap 95% intervals, and paired differences.
+
+    For each repeat the out-of-fold predictions (column ``value``) of all subjects are pooled; a
+    bootstrap draw resamples subjects (the same draw for every model, so differences are paired) and
+    averages ``scores(y_true, prediction)`` over repeats. Returns ``{model: {"balanced_accuracy":
+    {"value", "ci95"}, "roc_auc": {...}, "difference_from_<reference>": {"balanced_accuracy": {"value",
+    "ci95", "p_two_sided"}}}}`` (the keys of ``scores``, and the difference in ``compare``, model minus
+    reference, from each reference model). Regression passes its own ``scores`` (MAE, R², ...).
+    """
+    references = [reference] if isinstance(reference, str) else list(reference)
+    models = sorted({str(r["model"]) for r in predictions})
+    pooled = {m: _pooled_predictions(predictions, m, value) for m in models}
+    first = next((r for r in references if r in pooled), models[0] if models else None)
+    subjects = pooled[first][next(iter(pooled[first]))][2] if first is not None else []
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(subjects), len(subjects)) for _ in range(n_boot)]
+
+    def score(model: str, idx: np.ndarray | None) -> dict[str, float]:
+        values = [
+            scores(y, p) if idx is None else scores(y[idx], p[idx]) for y, p, _ in pooled[model].values()
+        ]
+        return {k: _nanmean([v[k] for v in values]) for k in values[0]}
+
+    boot = {m: [score(m, idx) for idx in draws] for m in models}
+    plain = {m: score(m, None) for m in models}
+    out: dict[str, dict] = {}
+    for m in models:
+        out[m] = {
+            k: {"value": v, "ci95": _interval(np.array([b[k] for b in boot[m]]))} for k, v in plain[m].items()
+        }
+        for ref in references:
+            if m == ref or ref not in boot:
+                continue
+            diff = np.array([b[compare] for b in boot[m]]) - np.array([b[compare] for b in boot[ref]])
+            diff = diff[np.isfinite(diff)]
+            p_two = (
+                float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean()))) if diff.size else math.nan
+            )
+            out[m][f"difference_from_{ref}"] = {
+                compare: {
+                    "value": plain[m][compare] - plain[ref][compare],
+                    "ci95": _interval(diff),
+                    "p_two_sided": p_two,
+                }
+            }
+    return out
+
+
+def regression_bootstrap(
+    predictions: Sequence[Mapping],
+    references: Sequence[str],
+    threshold: float,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, dict]:
+    """:func:`bootstrap_comparison` of predicted scores: regression metrics, differences in MAE."""
+    return bootstrap_comparison(
+        predictions,
+        list(references),
+        n_boot=n_boot,
+        seed=seed,
+        scores=partial(regression_metrics, threshold=threshold),
+        value="predicted_score",
+        compare=COMPARE_METRIC["regression"],
+    )
+
+
+def beats(bootstrap: Mapping, model: str, reference: str) -> str | None:
+    """``"better"``, ``"worse"`` or ``"same"``: ``model`` against ``reference`` on the bootstrap of MAE."""
+    diff = bootstrap.get(model, {}).get(f"difference_from_{reference}", {}).get(COMPARE_METRIC["regression"])
+    if not diff or diff["ci95"][0] is None or not np.isfinite(diff["ci95"]).all():
+        return None
+    low, high = diff["ci95"]
+    return "better" if high < 0 else "worse" if low > 0 else "same"
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return [math.nan, math.nan]
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+# ------------------------------------------------------------------------------------ paired tests
+def corrected_resampled_ttest(differences: Sequence[float], test_fraction: float) -> dict[str, float]:
+    """Nadeau & Bengio (2003) corrected resampled t-test of fold-wise score differences.
+
+    ``test_fraction`` is n_test / n_train of one fold (1 / (k - 1) for k-fold). The variance of the
+    mean difference is inflated by that ratio because the folds' training sets overlap.
+    """
+    d = np.asarray([v for v in differences if np.isfinite(v)], dtype=float)
+    if d.size < 2:
+        return {
+            "mean_difference": float(d.mean()) if d.size else math.nan,
+            "t": math.nan,
+            "p_two_sided": math.nan,
+        }
+    var = d.var(ddof=1)
+    if var == 0:
+        return {
+            "mean_difference": float(d.mean()),
+            "t": math.nan,
+            "p_two_sided": 1.0 if d.mean() == 0 else 0.0,
+        }
+    t = float(d.mean() / math.sqrt((1.0 / d.size + test_fraction) * var))
+    return {
+        "mean_difference": float(d.mean()),
+        "t": t,
+        "p_two_sided": float(2 * stats.t.sf(abs(t), d.size - 1)),
+    }
+
+
+def paired_tests(
+    fold_metrics: list[dict], reference: str, test_fraction: float, metric: str = "balanced_accuracy"
+) -> dict[str, dict]:
+    """:func:`corrected_resampled_ttest` of each model's fold-wise ``metric`` minus the reference's."""
+    by_fold: dict[tuple[int, int], dict[str, float]] = {}
+    for m in fold_metrics:
+        by_fold.setdefault((int(m["repeat"]), int(m["fold"])), {})[m["model"]] = m[metric]
+    names = sorted({m["model"] for m in fold_metrics} - {reference})
+    return {
+        name: corrected_resampled_ttest(
+            [f[name] - f[reference] for f in by_fold.values() if name in f and reference in f], test_fraction
+        )
+        for name in names
+    }
+
+
+def permutation_p_value(observed: float, null: Iterable[float]) -> float:
+    """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw)."""
+    null = [v for v in null if not math.isnan(v)]
+    return float((1 + sum(v >= observed for v in null)) / (1 + len(null)))
+
+
+def quality_by_class(
+    confounds: np.ndarray, y_subject: np.ndarray, names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Median of each quality measure (columns ``names``) by class and a Mann-Whitney U test."""
+    out = {}
+    for j, name in enumerate(names):
+        severe, mild = confounds[y_subject == 1, j], confounds[y_subject == 0, j]
+        severe, mild = severe[np.isfinite(severe)], mild[np.isfinite(mild)]
+        if len(severe) < 2 or len(mild) < 2:
+            continue
+        out[name] = {
+            "median_severe": float(np.median(severe)),
+            "median_mild": float(np.median(mild)),
+            "p_mann_whitney": float(stats.mannwhitneyu(severe, mild).pvalue),
+        }
+    return out
