@@ -17,7 +17,7 @@ from typing import Any
 
 from bids_app import queries
 from bids_app.config import QueryParams, RunConfig, to_toml
-from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
+from bids_app.execution import execution_config, input_folders, plugin_settings, prepare_run, prepare_work_dir
 from bids_app.outputs import check_output_dir
 from bids_app.reporting import write_boilerplate, write_group_report
 from bids_app.scores import parse_score
@@ -225,7 +225,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
 
 def run_group_level(config: RunConfig) -> int:
     """Train and evaluate the CNN, export the model, write the group report; return the exit code."""
-    check_output_dir(config.output_dir, config.bids_dir)
+    check_output_dir(config.output_dir, input_folders(config))
     atomic_write_text(
         config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
     )
@@ -246,7 +246,7 @@ def run_group_level(config: RunConfig) -> int:
         report = write_group_report(config, subjects, excluded)
         print(f"Group report: {report}")
         return 0
-    prepare_work_dir(config.execution, config.work_dir)
+    prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     wf = init_group_wf(
         subjects=[s.as_dict() for s in subjects],
         params=config.group,

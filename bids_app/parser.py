@@ -519,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--clean-workdir",
         action="store_true",
-        help="empty the working directory before running (not with concurrent runs sharing it)",
+        help="empty the working directory before running: only one strokefc created (it holds a "
+        ".strokefc-workdir file) and that holds no input or output folder (not with concurrent runs sharing it)",
     )
     g.add_argument(
         "--bids-database-dir",

@@ -24,7 +24,7 @@ from nipype.pipeline import engine as pe
 from bids_app import queries
 from bids_app.config import RunConfig, to_toml
 from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
-from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
+from bids_app.execution import execution_config, input_folders, plugin_settings, prepare_run, prepare_work_dir
 from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_side, template_space_mask
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
@@ -213,7 +213,7 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
 def run_participant_level(config: RunConfig) -> int:
     """Plan, run and report every selected subject; return the exit code (0 or 1)."""
     started = time.time() - 1  # failure records and crash files older than this belong to earlier runs
-    check_output_dir(config.output_dir, config.bids_dir)
+    check_output_dir(config.output_dir, input_folders(config))
     atomic_write_text(
         config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
     )
@@ -244,7 +244,7 @@ def run_participant_level(config: RunConfig) -> int:
         )
     init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir)
     if not config.execution.reports_only:
-        prepare_work_dir(config.execution, config.work_dir)
+        prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
 
     plans: list[SubjectPlan] = []
