@@ -520,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--clean-workdir",
         action="store_true",
         help="empty the working directory before running: only one strokefc created (it holds a "
-        ".strokefc-workdir file) and that holds no input or output folder (not with concurrent runs sharing it)",
+        ".strokefc-workdir file) and that holds no input or output folder (not with concurrent runs "
+        "sharing it)",
     )
     g.add_argument(
         "--bids-database-dir",
