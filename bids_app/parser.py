@@ -576,7 +576,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
             problems.append(
                 f"participant label {label!r} must be letters and digits (no '/', '..' or spaces)"
             )
-        labels.append(text)
+        if text not in labels:  # "01 sub-01 01" is one subject
+            labels.append(text)
     sessions = []
     for label in opts.session_id:
         text = label[4:] if label.startswith("ses-") else label

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from bids_app.progress import SubjectProgress
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
+from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
@@ -217,6 +218,10 @@ def run_participant_level(config: RunConfig) -> int:
     atomic_write_text(
         config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
     )
+    if config.model:  # a wrong model stops the run before any subject is processed
+        read_card(config.model)
+        if Path(config.model).is_file():  # its model card or weights: the folder holding them
+            config = replace(config, model=Path(config.model).parent)
     if config.execution.boilerplate_only:
         path = write_boilerplate(config)
         print(f"Methods boilerplate: {path}")
@@ -259,6 +264,10 @@ def run_participant_level(config: RunConfig) -> int:
         except InputError as exc:
             failures[label] = (exc.render(flag_names()), None)
             LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
+        except Exception as exc:
+            failures[label] = (_planning_failure(label, exc), None)
+            LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
+            LOGGER.debug("sub-%s planning traceback", label, exc_info=True)
     if plans and not config.execution.reports_only:
         wf = build_workflow(config, plans)
         prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "participant")
@@ -281,6 +290,15 @@ def run_participant_level(config: RunConfig) -> int:
     notes = {p.subject: p.notes for p in plans if p.notes}
     _print_summary(config, labels, failures, reports, notes, excluded)
     return 1 if failures else 0
+
+
+def _planning_failure(label: str, exc: Exception) -> str:
+    """What went wrong while a subject's inputs were read (an error strokefc does not yet name itself)."""
+    return (
+        f"sub-{label}'s inputs could not be read ({type(exc).__name__}: {exc}); check this subject's "
+        "BOLD, sidecars, confounds and lesion mask (run with -v for the traceback); the other subjects "
+        "are processed"
+    )
 
 
 def _failure_reason(config: RunConfig, subject: str, since: float) -> tuple[str, Path | None] | None:
