@@ -278,8 +278,9 @@ def run_participant_level(config: RunConfig) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
         try:
             wf.run(plugin=plugin, plugin_args=plugin_args)
-        except RuntimeError as exc:
-            LOGGER.error("Some nodes failed: %s", str(exc).splitlines()[0])
+        except RuntimeError as exc:  # Nipype's message is a traceback: the summary below names each failure
+            LOGGER.error("some subjects' workflows failed; the summary below says which and why")
+            LOGGER.debug("Nipype: %s", exc)
         for plan in plans:
             reason = _failure_reason(config, plan.subject, started)
             if reason:
