@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from bids_app.config import ExecutionParams, RunConfig
+from bids_app.config import ExecutionParams, RunConfig, to_toml
 from workflows.utils.errors import InputError
+from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc")
 
@@ -82,6 +83,13 @@ def prepare_work_dir(execution: ExecutionParams, work_dir: Path, protected: Mapp
         (work_dir / WORKDIR_MARK).write_text(
             "This working directory was created by strokefc; --clean-workdir may delete it.\n"
         )
+
+
+def write_run_config(config: RunConfig) -> Path:
+    """``logs/strokefc_<level>_config.toml``: the configuration of an accepted run."""
+    path = config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml"
+    atomic_write_text(path, to_toml(config))
+    return path
 
 
 def prepare_run(wf: Any, execution: ExecutionParams, work_dir: Path, logs: Path, level: str) -> None:

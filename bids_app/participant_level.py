@@ -22,9 +22,16 @@ import nibabel as nb
 from nipype.pipeline import engine as pe
 
 from bids_app import queries
-from bids_app.config import RunConfig, to_toml
+from bids_app.config import RunConfig
 from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
-from bids_app.execution import execution_config, input_folders, plugin_settings, prepare_run, prepare_work_dir
+from bids_app.execution import (
+    execution_config,
+    input_folders,
+    plugin_settings,
+    prepare_run,
+    prepare_work_dir,
+    write_run_config,
+)
 from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_side, template_space_mask
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
@@ -37,7 +44,6 @@ from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
-from workflows.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -215,14 +221,12 @@ def run_participant_level(config: RunConfig) -> int:
     """Plan, run and report every selected subject; return the exit code (0 or 1)."""
     started = time.time() - 1  # failure records and crash files older than this belong to earlier runs
     check_output_dir(config.output_dir, input_folders(config))
-    atomic_write_text(
-        config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
-    )
     if config.model:  # a wrong model stops the run before any subject is processed
         read_card(config.model)
         if Path(config.model).is_file():  # its model card or weights: the folder holding them
             config = replace(config, model=Path(config.model).parent)
     if config.execution.boilerplate_only:
+        write_run_config(config)
         path = write_boilerplate(config)
         print(f"Methods boilerplate: {path}")
         return 0
@@ -251,6 +255,7 @@ def run_participant_level(config: RunConfig) -> int:
     if not config.execution.reports_only:
         prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
+    write_run_config(config)  # once the inputs are accepted: a refused run keeps the last run's
 
     plans: list[SubjectPlan] = []
     failures: dict[str, tuple[str, Path | None]] = {}

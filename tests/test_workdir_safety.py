@@ -99,3 +99,13 @@ def test_output_dir_may_not_be_an_input(dataset, tmp_path, capsys, output_is):
     assert code == 2
     assert "output directory" in capsys.readouterr().err
     assert tree_digest(study) == before
+
+
+def test_refused_run_keeps_the_last_config(dataset, tmp_path):
+    out = tmp_path / "out"
+    config = out / "logs" / "strokefc_participant_config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("# the last real run\n")
+    code = run_cli(dataset, out, "participant", "--participant-label", "99", "--skip-bids-validation")
+    assert code == 2
+    assert config.read_text() == "# the last real run\n"
