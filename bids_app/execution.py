@@ -4,23 +4,92 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bids_app.config import ExecutionParams
+from bids_app.config import ExecutionParams, RunConfig, to_toml
 from workflows.utils.errors import InputError
+from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc")
 
 
-def prepare_work_dir(execution: ExecutionParams, work_dir: Path) -> None:
-    """Create the working directory, emptied first with ``--clean-workdir`` (before anything is planned)."""
-    if execution.clean_workdir and work_dir.exists():
-        LOGGER.info("emptying the working directory %s (--clean-workdir)", work_dir)
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+#: Written into a working directory that strokefc created: ``--clean-workdir`` deletes only such a folder.
+WORKDIR_MARK = ".strokefc-workdir"
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def input_folders(config: RunConfig) -> dict[str, Path]:
+    """The folders a run reads or writes results to, by option name: never a working directory."""
+    folders = {
+        "bids_dir": config.bids_dir,
+        "--fmriprep-dir": config.fmriprep_dir,
+        "output_dir": config.output_dir,
+        "--lesion-dir": config.queries.lesion_dir,
+        "--fmristroke-dir": config.queries.fmristroke_dir,
+    }
+    return {name: Path(path).resolve() for name, path in folders.items() if path is not None}
+
+
+def check_work_dir(work_dir: Path, protected: Mapping[str, Path]) -> None:
+    """Refuse a working directory that is or contains an input or output folder."""
+    work_dir = Path(work_dir).resolve()
+    for name, folder in protected.items():
+        if _within(folder, work_dir):
+            where = "is" if work_dir == folder else "contains"
+            raise InputError(
+                f"the working directory {where} the {name} folder ({folder}); --clean-workdir would "
+                "delete it",
+                str(work_dir),
+                "give --work-dir a folder of its own, outside the input and output folders "
+                "(e.g. /tmp/strokefc-work)",
+                params=("ExecutionParams.clean_workdir",),
+            )
+
+
+def prepare_work_dir(execution: ExecutionParams, work_dir: Path, protected: Mapping[str, Path]) -> None:
+    """Create the working directory, emptied first with ``--clean-workdir`` (before anything is planned).
+
+    strokefc deletes only what it created: a folder it creates (or finds empty) gets
+    :data:`WORKDIR_MARK`, and ``--clean-workdir`` refuses a folder that is or contains an input or output
+    folder (``protected``), and any folder without the mark, before deleting anything. A folder inside
+    an input (the default ``<output_dir>/../work`` is inside ``bids_dir/derivatives``) is emptied only
+    when strokefc made it.
+    """
+    work_dir = Path(work_dir).resolve()
+    if execution.clean_workdir:
+        check_work_dir(work_dir, protected)
+        if work_dir.exists():
+            if not (work_dir / WORKDIR_MARK).is_file():
+                raise InputError(
+                    f"--clean-workdir refuses to empty a folder that strokefc did not create (no "
+                    f"{WORKDIR_MARK} file in it)",
+                    str(work_dir),
+                    "delete the folder yourself if it holds only an old strokefc working directory, "
+                    "or give --work-dir a new folder",
+                    params=("ExecutionParams.clean_workdir",),
+                )
+            LOGGER.info("emptying the working directory %s (--clean-workdir)", work_dir)
+            shutil.rmtree(work_dir)
+    if not work_dir.exists() or not any(work_dir.iterdir()):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / WORKDIR_MARK).write_text(
+            "This working directory was created by strokefc; --clean-workdir may delete it.\n"
+        )
+
+
+def write_run_config(config: RunConfig) -> Path:
+    """``logs/strokefc_<level>_config.toml``: the configuration of an accepted run."""
+    path = config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml"
+    atomic_write_text(path, to_toml(config))
+    return path
 
 
 def prepare_run(wf: Any, execution: ExecutionParams, work_dir: Path, logs: Path, level: str) -> None:

@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from bids_app import queries
-from bids_app.config import QueryParams, RunConfig, to_toml
-from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
+from bids_app.config import QueryParams, RunConfig
+from bids_app.execution import (
+    execution_config,
+    input_folders,
+    plugin_settings,
+    prepare_run,
+    prepare_work_dir,
+    write_run_config,
+)
 from bids_app.outputs import check_output_dir
 from bids_app.reporting import write_boilerplate, write_group_report
 from bids_app.scores import parse_score
@@ -27,7 +34,6 @@ from workflows.metadata import shared_parameters
 from workflows.models import LABELS, ordered
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
-from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.group")
 #: Fewest subjects the group level accepts (with at least ``--cv-folds``).
@@ -226,14 +232,13 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
 
 def run_group_level(config: RunConfig) -> int:
     """Train and evaluate the CNN, export the model, write the group report; return the exit code."""
-    check_output_dir(config.output_dir, config.bids_dir)
-    atomic_write_text(
-        config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
-    )
+    check_output_dir(config.output_dir, input_folders(config))
     if config.execution.boilerplate_only:
+        write_run_config(config)
         print(f"Methods boilerplate: {write_boilerplate(config)}")
         return 0
     subjects, excluded, params = collect_group_inputs(config)
+    write_run_config(config)  # once the inputs are accepted: a refused run keeps the last run's
     threshold = config.group.severe_threshold
     severe = sum(is_severe(s.ul_fma, threshold) for s in subjects)
     print(
@@ -247,7 +252,7 @@ def run_group_level(config: RunConfig) -> int:
         report = write_group_report(config, subjects, excluded)
         print(f"Group report: {report}")
         return 0
-    prepare_work_dir(config.execution, config.work_dir)
+    prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     wf = init_group_wf(
         subjects=[s.as_dict() for s in subjects],
         params=config.group,

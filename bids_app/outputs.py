@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,22 @@ sub-*/figures
 """
 
 
-def check_output_dir(output_dir: Path, bids_dir: Path) -> Path:
-    """Create the output folder, refusing one inside the input or one that cannot be written."""
+def check_output_dir(output_dir: Path, folders: Mapping[str, Path]) -> Path:
+    """Create the output folder, refusing an input folder, one that contains an input, or one that cannot
+    be written (``folders``: :func:`bids_app.execution.input_folders`).
+    """
     output_dir = Path(output_dir).resolve()
-    if output_dir == Path(bids_dir).resolve():
-        raise InputError(
-            "the output directory is the input dataset",
-            str(output_dir),
-            "write outputs elsewhere, e.g. <bids_dir>/derivatives/strokefc",
-        )
+    for name, folder in folders.items():
+        if name == "output_dir":
+            continue
+        if output_dir == folder or output_dir in folder.parents:
+            what = "is" if output_dir == folder else "contains"
+            raise InputError(
+                f"the output directory {what} the {name} folder ({folder}): strokefc would write over "
+                "its inputs",
+                str(output_dir),
+                "write outputs elsewhere, e.g. <bids_dir>/derivatives/strokefc",
+            )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=output_dir, prefix=".strokefc-write-test-")

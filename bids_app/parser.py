@@ -520,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--clean-workdir",
         action="store_true",
-        help="empty the working directory before running (not with concurrent runs sharing it)",
+        help="empty the working directory before running: only one strokefc created (it holds a "
+        ".strokefc-workdir file) and that holds no input or output folder (not with concurrent runs "
+        "sharing it)",
     )
     g.add_argument(
         "--bids-database-dir",
@@ -575,7 +577,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
             problems.append(
                 f"participant label {label!r} must be letters and digits (no '/', '..' or spaces)"
             )
-        labels.append(text)
+        if text not in labels:  # "01 sub-01 01" is one subject
+            labels.append(text)
     sessions = []
     for label in opts.session_id:
         text = label[4:] if label.startswith("ses-") else label

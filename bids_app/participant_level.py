@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +22,16 @@ import nibabel as nb
 from nipype.pipeline import engine as pe
 
 from bids_app import queries
-from bids_app.config import RunConfig, to_toml
+from bids_app.config import RunConfig
 from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
-from bids_app.execution import execution_config, plugin_settings, prepare_run, prepare_work_dir
+from bids_app.execution import (
+    execution_config,
+    input_folders,
+    plugin_settings,
+    prepare_run,
+    prepare_work_dir,
+    write_run_config,
+)
 from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_side, template_space_mask
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
@@ -33,10 +40,10 @@ from bids_app.progress import SubjectProgress
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
+from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
-from workflows.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -213,11 +220,13 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
 def run_participant_level(config: RunConfig) -> int:
     """Plan, run and report every selected subject; return the exit code (0 or 1)."""
     started = time.time() - 1  # failure records and crash files older than this belong to earlier runs
-    check_output_dir(config.output_dir, config.bids_dir)
-    atomic_write_text(
-        config.output_dir / "logs" / f"strokefc_{config.analysis_level}_config.toml", to_toml(config)
-    )
+    check_output_dir(config.output_dir, input_folders(config))
+    if config.model:  # a wrong model stops the run before any subject is processed
+        read_card(config.model)
+        if Path(config.model).is_file():  # its model card or weights: the folder holding them
+            config = replace(config, model=Path(config.model).parent)
     if config.execution.boilerplate_only:
+        write_run_config(config)
         path = write_boilerplate(config)
         print(f"Methods boilerplate: {path}")
         return 0
@@ -244,8 +253,9 @@ def run_participant_level(config: RunConfig) -> int:
         )
     init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir)
     if not config.execution.reports_only:
-        prepare_work_dir(config.execution, config.work_dir)
+        prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
+    write_run_config(config)  # once the inputs are accepted: a refused run keeps the last run's
 
     plans: list[SubjectPlan] = []
     failures: dict[str, tuple[str, Path | None]] = {}
@@ -259,6 +269,10 @@ def run_participant_level(config: RunConfig) -> int:
         except InputError as exc:
             failures[label] = (exc.render(flag_names()), None)
             LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
+        except Exception as exc:
+            failures[label] = (_planning_failure(label, exc), None)
+            LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
+            LOGGER.debug("sub-%s planning traceback", label, exc_info=True)
     if plans and not config.execution.reports_only:
         wf = build_workflow(config, plans)
         prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "participant")
@@ -269,8 +283,9 @@ def run_participant_level(config: RunConfig) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
         try:
             wf.run(plugin=plugin, plugin_args=plugin_args)
-        except RuntimeError as exc:
-            LOGGER.error("Some nodes failed: %s", str(exc).splitlines()[0])
+        except RuntimeError as exc:  # Nipype's message is a traceback: the summary below names each failure
+            LOGGER.error("some subjects' workflows failed; the summary below says which and why")
+            LOGGER.debug("Nipype: %s", exc)
         for plan in plans:
             reason = _failure_reason(config, plan.subject, started)
             if reason:
@@ -281,6 +296,15 @@ def run_participant_level(config: RunConfig) -> int:
     notes = {p.subject: p.notes for p in plans if p.notes}
     _print_summary(config, labels, failures, reports, notes, excluded)
     return 1 if failures else 0
+
+
+def _planning_failure(label: str, exc: Exception) -> str:
+    """What went wrong while a subject's inputs were read (an error strokefc does not yet name itself)."""
+    return (
+        f"sub-{label}'s inputs could not be read ({type(exc).__name__}: {exc}); check this subject's "
+        "BOLD, sidecars, confounds and lesion mask (run with -v for the traceback); the other subjects "
+        "are processed"
+    )
 
 
 def _failure_reason(config: RunConfig, subject: str, since: float) -> tuple[str, Path | None] | None:

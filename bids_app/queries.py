@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from importlib.resources import files
@@ -106,6 +107,25 @@ def check_participant_label(label: str) -> str:
     return label
 
 
+def read_table_text(path: Path) -> str:
+    """A text table's content: UTF-8 (a byte-order mark dropped), else Windows-1252/Latin-1 with a warning.
+
+    Every table strokefc reads (participants.tsv, sessions.tsv) goes through here, so a spreadsheet's
+    export in another encoding reads the same everywhere.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        encoding = "cp1252"
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            encoding, text = "latin-1", data.decode("latin-1")
+        LOGGER.warning("%s is not UTF-8; read as %s (save it as UTF-8 to silence this)", path, encoding)
+        return text
+
+
 def read_participants(bids_dir: Path, fmriprep_dir: Path | None = None) -> dict[str, dict[str, str]]:
     """Rows of ``participants.tsv`` by label (without ``sub-``), values as strings ('' for n/a).
 
@@ -122,8 +142,7 @@ def read_participants(bids_dir: Path, fmriprep_dir: Path | None = None) -> dict[
             str(candidates[0]),
             "add a tab-separated participants.tsv with participant_id, lesion_hemisphere and ul_fma columns",
         )
-    text = path.read_text(encoding="utf-8-sig")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in read_table_text(path).splitlines() if ln.strip()]
     if not lines:
         raise InputError("participants.tsv is empty", str(path), "add a header and one row per patient")
     header = lines[0].split("\t")
@@ -390,15 +409,34 @@ def _describe(query: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in query.items() if k not in ("extension",) and v)
 
 
+def _positive_seconds(value: Any, sidecar: Path) -> float:
+    """``RepetitionTime`` as a positive number of seconds, or an error naming the sidecar."""
+    try:
+        tr = float(value)
+    except (TypeError, ValueError):
+        tr = math.nan
+    if not math.isfinite(tr) or tr <= 0:
+        raise InputError(
+            f"RepetitionTime {value!r} is not a positive number of seconds",
+            str(sidecar),
+            'write the repetition time in seconds as a number, e.g. "RepetitionTime": 2.0',
+        )
+    return tr
+
+
 def _repetition_time(bold_path: Path) -> float:
-    """TR from the BOLD's JSON sidecar (``RepetitionTime``), else from the NIfTI header."""
+    """TR in seconds from the BOLD's JSON sidecar (``RepetitionTime``), else from the NIfTI header in
+    its own time unit (a header in ms or us is converted; one without a unit is taken as seconds).
+    """
     sidecar = sidecar_path(bold_path)
     if sidecar.exists():
         meta = read_json(sidecar, "the BOLD sidecar")
         if "RepetitionTime" in meta:
-            return float(meta["RepetitionTime"])
+            return _positive_seconds(meta["RepetitionTime"], sidecar)
     try:
-        zooms = nb.load(str(bold_path)).header.get_zooms()
+        header = nb.load(str(bold_path)).header
+        zooms = header.get_zooms()
+        unit = header.get_xyzt_units()[1] if hasattr(header, "get_xyzt_units") else "sec"
     except (OSError, ValueError, nb.filebasedimages.ImageFileError):
         raise InputError(
             "the BOLD file cannot be read as NIfTI and its sidecar has no RepetitionTime",
@@ -406,8 +444,15 @@ def _repetition_time(bold_path: Path) -> float:
             "re-copy or regenerate the BOLD file",
         ) from None
     if len(zooms) > 3 and zooms[3] > 0:
-        LOGGER.warning("RepetitionTime missing from %s; using the NIfTI header (%.3f s)", sidecar, zooms[3])
-        return float(zooms[3])
+        tr = float(zooms[3]) / {"msec": 1e3, "usec": 1e6}.get(unit, 1.0)
+        LOGGER.warning(
+            "RepetitionTime missing from %s; using the NIfTI header (%s %s = %.3f s)",
+            sidecar,
+            zooms[3],
+            unit,
+            tr,
+        )
+        return tr
     raise InputError(
         "the repetition time is unknown",
         str(sidecar),
@@ -509,8 +554,7 @@ def read_session_scores(bids_dir: Path, subject: str, column: str) -> dict[str, 
     path = bids_dir / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
     if not path.is_file():
         return {}
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    rows = list(csv.DictReader(read_table_text(path).splitlines(), delimiter="\t"))
     if rows and "session_id" not in rows[0]:
         raise InputError(
             "the sessions table has no session_id column",

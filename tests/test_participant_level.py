@@ -233,10 +233,10 @@ def test_clean_workdir_empties_it_first(tmp_path):
     from bids_app.execution import execution_config, prepare_work_dir
 
     work = tmp_path / "work"
-    (work / "old").mkdir(parents=True)
-    prepare_work_dir(ExecutionParams(), work)
+    prepare_work_dir(ExecutionParams(), work, {})
+    (work / "old").mkdir()
     assert (work / "old").exists()
-    prepare_work_dir(ExecutionParams(clean_workdir=True), work)
+    prepare_work_dir(ExecutionParams(clean_workdir=True), work, {})
     assert work.is_dir()
     assert not (work / "old").exists()
     assert execution_config(tmp_path, stop_on_first_crash=True)["stop_on_first_crash"] is True
