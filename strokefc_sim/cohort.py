@@ -5,9 +5,11 @@ Each patient has resting-state BOLD in MNI152NLin2009cAsym (fMRIPrep naming: ``r
 confounds table with fMRIPrep's column names (motion with derivatives and squares, WM/CSF/global
 signals, FD, DVARS, aCompCor with its JSON, non-steady-state outliers), plus a small lesion mask.
 
-Patients who carry the effect ("severe", UL-FMA <= 20) get a *time-varying* seed-target coupling
-(:mod:`strokefc_sim.signal`); mild-to-moderate patients a nearly constant one. Everything is seeded;
-the truth is written to ``code/strokefc_ground_truth.json``.
+Patients who carry the effect ("severe", UL-FMA <= 20) differ in their seed-target coupling
+(:mod:`strokefc_sim.signal`): by default it varies strongly in time (``effect_type="dynamic"``) while
+mild-to-moderate patients get a nearly constant one; ``effect_type`` ``static``, ``both`` and ``none``
+plant a lower mean coupling instead, both, or nothing (see :func:`class_coupling`). Everything is
+seeded; the truth is written to ``code/strokefc_ground_truth.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from strokefc_sim.lesions import (
     write_template_lesion,
 )
 from strokefc_sim.params import CohortParams
-from strokefc_sim.signal import PLANTED_TARGETS, simulate_run
+from strokefc_sim.signal import PLANTED_TARGETS, STATES_MEAN_COUPLING, simulate_run
 
 
 def cohort_table(rng: np.random.Generator, n_subjects: int, severe_fraction: float) -> pd.DataFrame:
@@ -50,6 +52,30 @@ def cohort_table(rng: np.random.Generator, n_subjects: int, severe_fraction: flo
             "group": np.where(severe, "severe", "mild"),
         }
     )
+
+
+def mild_amplitude(rng: np.random.Generator, effect: float) -> float:
+    """The coupling variation of a patient without the dynamic effect (a small fraction of ``effect``)."""
+    return effect * rng.uniform(0.0, 0.15)
+
+
+def class_coupling(
+    p: CohortParams, severe: bool, amp: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """(variation amplitude, mean-coupling shift) of a patient under ``p.effect_type``.
+
+    ``amp`` is the patient's drawn amplitude (``effect`` x U(0.8, 1.2) if severe, else the mild draw).
+    With ``dynamic`` it is used as is and nothing else is drawn (the original stream). Otherwise a
+    severe patient's variation is drawn from the mild distribution (one more draw from ``rng``), so the
+    dynamics of both classes have the same distribution; ``static`` and ``both`` lower the severe
+    patients' mean coupling by ``static_effect`` (``both`` keeps their drawn variation).
+    """
+    if p.effect_type == "dynamic" or not severe:
+        return amp, 0.0
+    if p.effect_type == "both":
+        return amp, -p.static_effect
+    mild = mild_amplitude(rng, p.effect)
+    return mild, (-p.static_effect if p.effect_type == "static" else 0.0)
 
 
 def simulate_cohort(
@@ -85,6 +111,12 @@ def simulate_cohort(
         "n_volumes": p.n_volumes,
         "tr": p.tr,
         "targets": [{"atlas": a, "region": r, "hemisphere": h} for a, r, h in PLANTED_TARGETS],
+        "dynamics": p.dynamics,
+        "effect_type": p.effect_type,
+        "effect": p.effect,
+        "static_effect": p.static_effect if p.effect_type in ("static", "both") else 0.0,
+        "dwell_range_s": [p.dwell_min_s, p.dwell_max_s] if p.dynamics == "states" else None,
+        "mean_coupling": STATES_MEAN_COUPLING if p.dynamics == "states" else 0.1,
         "subjects": {},
     }
     sessions: list[str | None] = [f"{i + 1}" for i in range(p.n_sessions)] or [None]
@@ -92,7 +124,8 @@ def simulate_cohort(
     for row in table.itertuples():
         label = row.participant_id[4:]
         severe = row.group == "severe"
-        amp = p.effect * rng.uniform(0.8, 1.2) if severe else p.effect * rng.uniform(0.0, 0.15)
+        amp = p.effect * rng.uniform(0.8, 1.2) if severe else mild_amplitude(rng, p.effect)
+        amp, shift = class_coupling(p, severe, amp, rng)
         radius = LESION_RADIUS_MM
         if p.lesion_size_by_class:
             radius = lesion_rng.uniform(11.0, 14.0) if severe else lesion_rng.uniform(5.0, 8.0)
@@ -102,6 +135,7 @@ def simulate_cohort(
             "lesion_hemisphere": row.lesion_hemisphere,
             "ul_fma": int(row.ul_fma),
             "coupling_amplitude": round(float(amp), 4),
+            "coupling_shift": round(float(shift), 4),
             "lesion_radius_mm": round(float(radius), 3),
             "lesion_centre_mm": list(lesion_centre(row.lesion_hemisphere)),
             "lag_s": float(p.lag),
@@ -111,16 +145,18 @@ def simulate_cohort(
         session_rows = []
         for index, ses in enumerate(sessions):
             sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
-            session_amp = amp
+            session_amp, session_shift = amp, shift
             if ses is not None:
                 # recovery: UL-FMA rises between sessions; a patient who crosses 20 loses the effect
                 score = int(min(66, row.ul_fma + index * lesion_rng.uniform(3.0, 9.0)))
                 crossed = (score <= 20) != severe
-                session_amp = p.effect * lesion_rng.uniform(0.0, 0.15) if crossed else amp
+                if crossed:
+                    session_amp, session_shift = mild_amplitude(lesion_rng, p.effect), 0.0
                 session_rows.append({"session_id": f"ses-{ses}", "ul_fma": score})
                 truth["subjects"][label].setdefault("sessions", {})[ses] = {
                     "ul_fma": score,
                     "coupling_amplitude": round(float(session_amp), 4),
+                    "coupling_shift": round(float(session_shift), 4),
                 }
             for run in range(1, p.n_runs + 1):
                 ents = (
@@ -129,6 +165,7 @@ def simulate_cohort(
                     + "_task-rest"
                     + (f"_run-{run}" if p.n_runs > 1 else "")
                 )
+                run_info: dict[str, Any] = {}
                 data, conf, comp = simulate_run(
                     rng,
                     mask_img,
@@ -140,7 +177,12 @@ def simulate_cohort(
                     lesion_noise=p.lesion_noise,
                     lag=p.lag,
                     motion_scale=p.motion_by_class if severe else 1.0,
+                    dynamics=p.dynamics,
+                    shift=session_shift,
+                    dwell_range_s=(p.dwell_min_s, p.dwell_max_s),
+                    info=run_info,
                 )
+                truth["subjects"][label].setdefault("runs", {})[ents] = run_info
                 fmriprep.write_run(
                     fmriprep_dir / sdir / "func",
                     ents,

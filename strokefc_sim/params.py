@@ -15,6 +15,10 @@ T = TypeVar("T")
 GRIDS = {2: (97, 115, 97), 4: (49, 58, 49)}
 #: How lesion masks are written (see :func:`strokefc_sim.cohort.simulate_cohort`).
 LESION_FORMS = ("template", "t1w", "both")
+#: Models of the seed-target coupling over time (``strokefc_sim.signal.coupling_course``).
+DYNAMICS = ("oscillation", "states")
+#: Where severe patients differ from the others (``strokefc_sim.signal.EFFECT_TYPES``).
+EFFECT_TYPES = ("dynamic", "static", "both", "none")
 
 
 def _opt(default: T, doc: str = "", **cli: Any) -> T:
@@ -38,7 +42,32 @@ class CohortParams:
     n_runs: int = _opt(1, "runs per session")
     n_sessions: int = _opt(0, "0 = no session level")
     severe_fraction: float = _opt(0.5, "share of severe patients (UL-FMA <= 20), who carry the effect")
-    effect: float = _opt(0.75, "amplitude of the seed-target coupling oscillation in severe patients")
+    effect: float = _opt(
+        0.75,
+        "size of the seed-target coupling's variation in severe patients: the oscillation's amplitude, "
+        "or the gap between the strong and the weak state",
+    )
+    dynamics: str = _opt(
+        "oscillation",
+        "oscillation: the original smoothed square wave of period 200-300 s; states: strong and weak "
+        "coupling states with dwell times uniform in --dwell-min-s..--dwell-max-s",
+        choices=DYNAMICS,
+    )
+    effect_type: str = _opt(
+        "dynamic",
+        "dynamic: severe patients' coupling varies more, same mean coupling (exactly so with states); "
+        "static: their mean coupling is lower by --static-effect, same dynamics as the others; both; "
+        "none: a null, every patient drawn alike",
+        choices=EFFECT_TYPES,
+    )
+    # Published sliding-window dFC states last of the order of tens of seconds to a few minutes (Allen
+    # et al. 2014, Cereb Cortex 24:663; Hutchison et al. 2013, NeuroImage 80:360); see
+    # strokefc_sim.signal for the sources. 40-80 s lies inside that range.
+    dwell_min_s: float = _opt(40.0, "shortest dwell time of a coupling state (s), with --dynamics states")
+    dwell_max_s: float = _opt(80.0, "longest dwell time of a coupling state (s), with --dynamics states")
+    static_effect: float = _opt(
+        0.2, "how much lower severe patients' mean coupling is, with --effect-type static or both"
+    )
     seed: int = _opt(1, "random seed")
     lesion_form: str = _opt(
         "template",
@@ -57,3 +86,9 @@ class CohortParams:
             raise SystemExit(f"--lesion-form must be one of {', '.join(LESION_FORMS)}")
         if self.resolution not in GRIDS:
             raise SystemExit(f"--resolution must be one of {sorted(GRIDS)} (mm)")
+        if self.dynamics not in DYNAMICS:
+            raise SystemExit(f"--dynamics must be one of {', '.join(DYNAMICS)}")
+        if self.effect_type not in EFFECT_TYPES:
+            raise SystemExit(f"--effect-type must be one of {', '.join(EFFECT_TYPES)}")
+        if not 0 < self.dwell_min_s <= self.dwell_max_s:
+            raise SystemExit("--dwell-min-s must be > 0 and <= --dwell-max-s")

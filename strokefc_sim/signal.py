@@ -1,10 +1,22 @@
 """The signal model of one simulated run: what each voxel of the BOLD data and the confounds hold.
 
 Band-limited (0.01-0.08 Hz) signals: a global signal, motion artefacts, a motor-network signal shared
-by both M1 and the SMA, voxel noise and, with ``amplitude`` > 0, a *time-varying* coupling between the
-ipsilesional M1 seed and the :data:`PLANTED_TARGETS`: their coupling switches sign over minutes, so
-the dFC variability (SD over windows) is higher there. Optional: a lesion cavity artefact and a
-hemodynamic lag of the lesioned hemisphere.
+by both M1 and the SMA, voxel noise and a coupling between the ipsilesional M1 seed and the
+:data:`PLANTED_TARGETS` that may vary in time (:func:`coupling_course`). Two models of that coupling:
+
+- ``oscillation`` (the original model): a smoothed square wave of period 200-300 s whose amplitude is
+  the ``amplitude`` argument. It was fitted to strokefc's 100 s default window, not to data.
+- ``states``: the coupling switches between a strong and a weak state with dwell times drawn
+  uniformly from ``dwell_range_s`` (default 40-80 s). Published sliding-window dFC states last of the
+  order of tens of seconds to a few minutes (Allen et al. 2014, Cereb Cortex 24:663, 405 subjects;
+  Hutchison et al. 2013, NeuroImage 80:360, review); sliding-window connectivity states are resolved at
+  about 30-60 s (Commun Biol 2022, doi:10.1038/s42003-022-03950-4, introduction), and motor-network
+  states after stroke were described at that resolution (Bonkhoff et al. 2020, Brain 143:1525). The
+  40-80 s default sits inside that range; it is not chosen to suit any window of strokefc. The
+  coupling's time average is exactly the subject's mean coupling, whatever share of the run each state
+  takes, so that static FC carries no dynamic effect by construction.
+
+Optional: a lesion cavity artefact and a hemodynamic lag of the lesioned hemisphere.
 """
 
 from __future__ import annotations
@@ -12,6 +24,8 @@ from __future__ import annotations
 import nibabel as nb
 import numpy as np
 import pandas as pd
+
+from strokefc_sim.params import DYNAMICS
 
 #: The simulator's own truth, the regions whose coupling with the seed it plants: (atlas, region
 #: pattern, hemisphere relative to the lesion). The app traces the same regions in its report
@@ -23,6 +37,12 @@ PLANTED_TARGETS = (
     ("AAL", "Thalamus_{side}", "ipsi"),
 )
 MOTION = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+#: Mean seed-target coupling of the ``states`` model (the ``oscillation`` model centres on 0.1).
+STATES_MEAN_COUPLING = 0.3
+#: Largest |coupling| either model reaches.
+MAX_COUPLING = 0.95
+#: Weights of the signal components of a voxel (shared with :func:`region_series`).
+W_NOISE_BL, W_NOISE_WHITE, W_GLOBAL, W_MOTOR, W_SEED, W_TARGET = 0.6, 0.4, 0.3, 0.5, 0.8, 1.6
 
 
 def bandlimited(
@@ -77,6 +97,95 @@ def _motion(
     return params, d, fd
 
 
+def coupling_course(
+    rng: np.random.Generator,
+    n_t: int,
+    tr: float,
+    amplitude: float,
+    *,
+    dynamics: str = "oscillation",
+    shift: float = 0.0,
+    dwell_range_s: tuple[float, float] = (40.0, 80.0),
+) -> tuple[np.ndarray, dict]:
+    """The seed-target coupling over the run (T,) and what was drawn for it (the truth of the run).
+
+    ``oscillation``: ``0.1 + shift + amplitude * tanh(3 sin(2 pi t / period + phase))``, clipped to
+    +-0.95 (its time average is only roughly the centre). ``states``: two states, strong and weak,
+    ``amplitude`` apart (less if needed to stay within +-0.95), alternating with dwell times uniform in
+    ``dwell_range_s`` (the first one cut at a uniform point, as if the run began inside it); the time
+    average is exactly ``STATES_MEAN_COUPLING + shift``. ``amplitude`` 0 gives a constant coupling.
+    """
+    t = np.arange(n_t) * tr
+    if dynamics == "oscillation":
+        phase = rng.uniform(0, 2 * np.pi)
+        # states last at least two default windows (100 s): the coupling switches sign every 100-150 s
+        # at least, so that windows as long as 1/high-pass (Leonardi & Van De Ville 2015) can see the
+        # dynamics
+        period = max(n_t * tr / rng.uniform(2.5, 3.5), rng.uniform(200.0, 300.0))
+        # slow switches between positive and negative coupling (a smoothed square wave), minutes apart
+        coupling = np.clip(
+            0.1 + shift + amplitude * np.tanh(3 * np.sin(2 * np.pi * t / period + phase)),
+            -MAX_COUPLING,
+            MAX_COUPLING,
+        )
+        return coupling, {"dynamics": dynamics, "period_s": round(float(period), 3)}
+    if dynamics != "states":
+        raise ValueError(f"dynamics must be one of {DYNAMICS}, not {dynamics!r}")
+    low, high = dwell_range_s
+    first_strong = bool(rng.integers(2))
+    dwells = [rng.uniform(low, high)]
+    offset = rng.uniform(0, dwells[0])  # the run starts inside the first dwell
+    while sum(dwells) - offset < n_t * tr:
+        dwells.append(rng.uniform(low, high))
+    bounds = np.cumsum(dwells) - offset
+    index = np.searchsorted(bounds, t, side="right")  # which dwell each volume falls in
+    strong = (index % 2 == 0) == first_strong
+    share = float(strong.mean())
+    centre = STATES_MEAN_COUPLING + shift
+    gap = float(amplitude)
+    if 0 < share < 1:  # keep both states within +-MAX_COUPLING without moving the mean
+        gap = min(gap, (MAX_COUPLING - centre) / (1 - share), (MAX_COUPLING + centre) / share)
+    coupling = centre + gap * (strong - share)
+    info = {
+        "dynamics": dynamics,
+        "dwell_s": [round(float(d), 3) for d in dwells],
+        "start_offset_s": round(float(offset), 3),
+        "first_state": "strong" if first_strong else "weak",
+        "strong_share": round(share, 4),
+        "state_gap": round(gap, 4),
+        "mean_coupling": round(float(coupling.mean()), 6),
+    }
+    return coupling, info
+
+
+def target_signal(coupling: np.ndarray, seed_sig: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """A target's neural signal (T, N): the seed signal at the coupling, plus its own remainder."""
+    return W_TARGET * (
+        coupling[:, None] * seed_sig[:, None] + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own
+    )
+
+
+def region_series(
+    rng: np.random.Generator, n_t: int, tr: float, coupling: np.ndarray, n_voxels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seed series (T,) and ``n_voxels`` target voxel series (T, n_voxels) of the same signal model.
+
+    For benchmarks that need the time series and not the NIfTI cohort (no motion, lesion or lag; the
+    draws are not those of :func:`simulate_run`). The seed is the region mean of the seed voxels, whose
+    voxel noise averages out; each target series is one voxel with its own noise, as in the app's
+    voxel-wise maps.
+    """
+    glob = bandlimited(rng, n_t, 1, tr)[:, 0]
+    motor = bandlimited(rng, n_t, 1, tr)[:, 0]
+    seed_sig = bandlimited(rng, n_t, 1, tr)[:, 0]
+    seed = W_GLOBAL * glob + W_MOTOR * motor + W_SEED * seed_sig
+    targets = W_NOISE_BL * bandlimited(rng, n_t, n_voxels, tr, 0.005, 0.2)
+    targets += W_NOISE_WHITE * rng.standard_normal((n_t, n_voxels))
+    targets += W_GLOBAL * glob[:, None]
+    targets += target_signal(coupling, seed_sig, bandlimited(rng, n_t, n_voxels, tr))
+    return seed, targets
+
+
 def simulate_run(
     rng: np.random.Generator,
     mask_img: nb.Nifti1Image,
@@ -91,6 +200,10 @@ def simulate_run(
     lesion_noise: float = 0.0,
     lag: float = 0.0,
     motion_scale: float = 1.0,
+    dynamics: str = "oscillation",
+    shift: float = 0.0,
+    dwell_range_s: tuple[float, float] = (40.0, 80.0),
+    info: dict | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON.
 
@@ -98,32 +211,29 @@ def simulate_run(
     signal but a shared cavity artefact plus voxel noise, of SD ``lesion_noise`` x the lesion radius in
     cm; half the artefact leaks into a one-voxel ring around it (partial volume). ``lag`` (s) delays
     every signal of the lesioned hemisphere (|x| > 8 mm on the lesion's side), as hypoperfusion does.
+    ``amplitude``, ``dynamics``, ``shift`` and ``dwell_range_s`` set the seed-target coupling
+    (:func:`coupling_course`); what was drawn for it is added to ``info`` when given.
     """
     regions = _regions(mask_img, side)
     n_v = int(regions["seed"].size)
-    t = np.arange(n_t) * tr
     glob = bandlimited(rng, n_t, 1, tr)[:, 0]
     motor = bandlimited(rng, n_t, 1, tr)[:, 0]
     seed_sig = bandlimited(rng, n_t, 1, tr)[:, 0]
-    data = 0.6 * bandlimited(rng, n_t, n_v, tr, 0.005, 0.2).astype(np.float32)
-    data += 0.4 * rng.standard_normal((n_t, n_v)).astype(np.float32)
-    data += 0.3 * glob[:, None].astype(np.float32)
-    data[:, regions["motor"]] += 0.5 * motor[:, None].astype(np.float32)
-    data[:, regions["seed"]] += 0.8 * seed_sig[:, None].astype(np.float32)
-    phase = rng.uniform(0, 2 * np.pi)
-    # states last at least two default windows (100 s): the coupling switches sign every 100-150 s at
-    # least, so that windows as long as 1/high-pass (Leonardi & Van De Ville 2015) can see the dynamics
-    period = max(n_t * tr / rng.uniform(2.5, 3.5), rng.uniform(200.0, 300.0))
-    # slow switches between positive and negative coupling (a smoothed square wave), minutes apart
-    coupling = np.clip(0.1 + amplitude * np.tanh(3 * np.sin(2 * np.pi * t / period + phase)), -0.95, 0.95)
+    data = W_NOISE_BL * bandlimited(rng, n_t, n_v, tr, 0.005, 0.2).astype(np.float32)
+    data += W_NOISE_WHITE * rng.standard_normal((n_t, n_v)).astype(np.float32)
+    data += W_GLOBAL * glob[:, None].astype(np.float32)
+    data[:, regions["motor"]] += W_MOTOR * motor[:, None].astype(np.float32)
+    data[:, regions["seed"]] += W_SEED * seed_sig[:, None].astype(np.float32)
+    coupling, coupling_info = coupling_course(
+        rng, n_t, tr, amplitude, dynamics=dynamics, shift=shift, dwell_range_s=dwell_range_s
+    )
+    if info is not None:
+        info.update(coupling_info)
     for name, sel in regions.items():
         if name in ("seed", "motor"):
             continue
         own = bandlimited(rng, n_t, int(sel.sum()), tr)  # voxel-specific remainder
-        data[:, sel] += (
-            1.6
-            * (coupling[:, None] * seed_sig[:, None] + np.sqrt(np.clip(1 - coupling**2, 0, 1))[:, None] * own)
-        ).astype(np.float32)
+        data[:, sel] += target_signal(coupling, seed_sig, own).astype(np.float32)
     if lag:
         territory = lag_territory(mask_img, side)
         data[:, territory] = delay(data[:, territory], lag, tr)
