@@ -167,7 +167,7 @@ def _null_text(meta: dict) -> str:
         if p is not None and p < 0.05
         else "no more dynamics than a stationary process with the same spectra and static FC"
     )
-    return f"{verdict} (top targets: mean excess {excess:+.2f} surrogate SD, p = {p:.3f})"
+    return f"{verdict} (top targets: mean excess {excess:+.3f} SD of Fisher z, p = {p:.3f})"
 
 
 def _seed_text(seed: dict) -> str:

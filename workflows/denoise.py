@@ -39,6 +39,8 @@ class DenoisedRun:
     bandpassed: np.ndarray | None = None  # (T, V) detrended and band-passed only, when asked (lag QC)
     tsnr: np.ndarray | None = None  # (X, Y, Z) temporal SNR before smoothing and denoising
     carpet: np.ndarray | None = None  # (T + dummy, <= CARPET_VOXELS) raw BOLD of the carpet plot's voxels
+    # (censored volumes, V) the cleaned series at the censored volumes, scaled as the kept ones (the null)
+    censored_values: np.ndarray | None = None
 
 
 #: Voxels of the raw BOLD kept for the report's carpet plot, so that the report need not read the run again.
@@ -222,11 +224,17 @@ def interpolate_censored(series: np.ndarray, kept: np.ndarray, chunk_size: int =
     return out
 
 
-def _zscore_rows(x: np.ndarray) -> np.ndarray:
-    """Columns z-scored over rows (ddof=1), constant columns left at zero (nilearn's ``zscore_sample``)."""
+def _zscore_rows(x: np.ndarray, also: np.ndarray | None = None) -> np.ndarray:
+    """Columns z-scored over rows (ddof=1), constant columns left at zero (nilearn's ``zscore_sample``).
+
+    ``also`` (rows, N), when given, is scaled by the same column means and SDs, in place.
+    """
     mean = x.mean(axis=0)
     std = x.std(axis=0, ddof=1)
     std[std < np.finfo(np.float64).eps] = 1.0
+    if also is not None:
+        also -= mean
+        also /= std
     return (x - mean) / std
 
 
@@ -273,6 +281,7 @@ def clean_and_bandpass(
     *,
     bandpassed: bool = True,
     chunk: int = 32768,
+    censored_values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`clean_series`, and the same series detrended and band-passed only (no regression).
 
@@ -281,6 +290,9 @@ def clean_and_bandpass(
     steps (filter once, then regress with ``detrend=False, filter=False``), so that the band-passed
     series the lag QC needs costs no second filtering of the whole run; the numbers are those of one
     call. Both outputs are (T, V) float32, z-scored over kept volumes, zero on censored volumes.
+    ``censored_values`` ((censored volumes, V) float32), when given, receives the cleaned series at the
+    censored volumes (interpolated, filtered, regressed, scaled as the kept ones): the stationary null
+    randomises continuous series, as the data were when filtered (:mod:`workflows.dfc_null`).
     """
     from nilearn import signal
 
@@ -317,7 +329,12 @@ def clean_and_bandpass(
             filtered = signal.clean(
                 filtered, confounds=conf_filtered, detrend=False, filter=False, standardize=None, t_r=tr
             )
-        out[kept, cols] = _zscore_rows(np.asarray(filtered[kept], np.float64))
+        fill = None
+        if censored_values is not None:
+            fill = np.asarray(filtered[~kept], np.float64)
+        out[kept, cols] = _zscore_rows(np.asarray(filtered[kept], np.float64), also=fill)
+        if fill is not None and censored_values is not None:
+            censored_values[:, cols] = fill
     return out, band
 
 
@@ -493,7 +510,10 @@ def denoise_run(
             "loosen DenoiseParams.fd_thresh / DenoiseParams.std_dvars_thresh",
             params=("DenoiseParams.fd_thresh", "DenoiseParams.std_dvars_thresh"),
         )
-    out, bandpassed = clean_and_bandpass(series, conf, kept, tr, params, bandpassed=keep_bandpassed)
+    censored_values = np.zeros(((~kept).sum(), series.shape[1]), np.float32)
+    out, bandpassed = clean_and_bandpass(
+        series, conf, kept, tr, params, bandpassed=keep_bandpassed, censored_values=censored_values
+    )
     censored = not kept.all()
     mask_used = nb.Nifti1Image(mask.astype(np.uint8), bold_img.affine)
     mask_used.header.set_xyzt_units("mm")
@@ -536,7 +556,9 @@ def denoise_run(
             "cubic-spline interpolation of data and confounds before filtering and regression, then "
             "removed (zero weight in every window)"
         )
-    return DenoisedRun(out, kept, mask_used, fd[n_dummy:], info, design, bandpassed, tsnr, carpet)
+    return DenoisedRun(
+        out, kept, mask_used, fd[n_dummy:], info, design, bandpassed, tsnr, carpet, censored_values
+    )
 
 
 def _confounds_path(bold_file: Path | str) -> Path:

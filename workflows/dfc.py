@@ -665,6 +665,7 @@ def seed_dfc_images(
         "mean": to_img(res.mean),
         "static": to_img(res.static),
         "seed": seed,
+        "seed_columns": seed_in_mask,  # (V,) bool: the voxel columns averaged into the seed
         "table": table,
         "plan": plan,
     }

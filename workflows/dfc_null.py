@@ -6,12 +6,19 @@ angle at each frequency (Prichard & Theiler 1994; used for dFC by Zalesky et al.
 al. 2016). The SD over windows of a surrogate is the variability a stationary process with this
 subject's spectra and static FC would show; the *excess* of the observed SD over the surrogates,
 
-.. math::  \\text{excess} = (SD_{obs} - \\overline{SD}_{surr}) / \\operatorname{sd}(SD_{surr}),
+.. math::  \\text{excess} = SD_{obs} - \\overline{SD}_{surr},
 
-is the dFC variability that sampling alone does not explain (``stat-dfcexcess``, in surrogate SD units).
+is the dFC variability that sampling alone does not explain (``stat-dfcexcess``, in Fisher z units: an
+effect size comparable between subjects, unlike the z-statistic (excess / sd(SD_surr)) of the first
+version, which grew with the number of windows).
 
-Censored volumes hold zeros in the denoised data; they keep zero weight in every window, but they are
-part of the series whose phases are randomised (a run with much censoring has a slightly whiter null).
+Censored volumes hold zeros in the denoised data and zero weight in every window. The surrogates are
+made from the *continuous* cleaned series (the censored volumes as the denoiser interpolated, filtered
+and scaled them, ``censored_values``), then windowed with the same kept-volume weights as the data.
+Randomising the zero-filled series instead whitens the null and biases the excess upwards: on 200
+stationary generated runs of 180 volumes with 25% of volumes censored in bursts (44 s windows, 19
+surrogates; tests/test_dfc_null.py), the mean excess was +0.088 and the 5% test rejected 53% of the
+runs from zero-filled series, against -0.031 and 2.5% from the continuous series.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ class NullResult:
     observed_sd: np.ndarray  # (V,)
     null_mean: np.ndarray  # (V,)
     null_sd: np.ndarray  # (V,)
-    excess: np.ndarray  # (V,) (observed - null mean) / null SD
+    excess: np.ndarray  # (V,) observed - null mean
     top_targets: np.ndarray  # (V,) bool: the voxels of the subject-level test
     top_excess: float  # mean excess over the top targets
     top_p_value: float  # (1 + #surrogates with mean SD over the targets >= observed) / (1 + n)
@@ -193,6 +200,8 @@ def stationary_null(
     *,
     n_surrogates: int,
     kept: np.ndarray | None = None,
+    censored_values: np.ndarray | None = None,
+    seed_censored: np.ndarray | None = None,
     static: np.ndarray | None = None,
     random_seed: int = 0,
     chunk_size: int = 1000,
@@ -204,7 +213,9 @@ def stationary_null(
     :func:`workflows.dfc.sliding_window_dfc`, with the same ``window``. ``static`` (V,), the
     static Fisher z, selects the top targets (:data:`TOP_TARGET_FRACTION` of voxels by |z|) of the
     subject-level test; without it every voxel is a target. Voxels are processed in chunks small enough
-    to stay in cache, on ``n_jobs`` threads; the result does not depend on either.
+    to stay in cache, on ``n_jobs`` threads; the result does not depend on either. ``censored_values``
+    (censored volumes, V) and ``seed_censored`` (censored volumes,) are the cleaned series where the
+    data hold zeros; the surrogates are made from the series with them put back.
     """
     seed = np.asarray(seed, dtype=np.float64)
     n_t, n_v = data.shape
@@ -219,8 +230,16 @@ def stationary_null(
         targets[np.argsort(-np.abs(static))[:k]] = True
     chunks = [slice(a, min(a + chunk_size, n_v)) for a in range(0, n_v, chunk_size)]
 
+    if seed_censored is not None:
+        seed = seed.copy()
+        seed[~kept] = seed_censored
+
     def run(c: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return _chunk_null(seed, data[:, c], design, phases, window.estimator, targets[c])
+        y = data[:, c]
+        if censored_values is not None:  # a chunk-sized copy with the censored rows put back
+            y = np.array(y)
+            y[~kept] = censored_values[:, c]
+        return _chunk_null(seed, y, design, phases, window.estimator, targets[c])
 
     with ThreadPoolExecutor(max(1, n_jobs)) as pool:
         parts = list(pool.map(run, chunks))  # in chunk order: sums are added in a fixed order
@@ -232,8 +251,7 @@ def stationary_null(
     null_sd = np.sqrt(
         np.clip(null_sq / n_surrogates - null_mean**2, 0.0, None) * n_surrogates / max(1, n_surrogates - 1)
     )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        excess = np.where(null_sd > 0, (observed - null_mean) / null_sd, 0.0)
+    excess = observed - null_mean
     top_observed = observed[targets].mean()
     top_null /= targets.sum()
     return NullResult(

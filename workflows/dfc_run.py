@@ -28,11 +28,14 @@ def run_dfc(
     out_dir: str | Path,
     regions: Mapping[str, nb.Nifti1Image] | None = None,
     n_threads: int = 1,
+    censored_values: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Compute and write one run's dFC outputs into ``out_dir``.
 
     Returns the paths (``dfcsd``, ``dfcmean``, ``fc``, [``windows``], [``dfcexcess``], ``seed_tsv``,
     ``windows_tsv``) and ``info`` (window parameters and counts, the null's summary, for sidecars).
+    ``censored_values`` (censored volumes, V): the cleaned series where ``data`` holds zeros, so that
+    the null randomises continuous series (without them a censored run's null is biased).
     """
     spec = WindowSpec.from_params(window, tr)
     out = seed_dfc_images(
@@ -61,6 +64,10 @@ def run_dfc(
             data,
             spec,
             kept=kept,
+            censored_values=censored_values,
+            seed_censored=(
+                None if censored_values is None else censored_values[:, out["seed_columns"]].mean(axis=1)
+            ),
             static=np.asarray(out["static"].dataobj)[mask],
             n_surrogates=window.null_surrogates,
             n_jobs=n_threads,
@@ -77,7 +84,7 @@ def run_dfc(
                 "Method": "multivariate phase-randomised surrogates (same phase shift for the seed and "
                 "every voxel: spectra and static FC kept, dynamics removed), same windows",
                 "Surrogates": int(window.null_surrogates),
-                "dfcexcess": "(observed SD - surrogate mean SD) / surrogate SD",
+                "dfcexcess": "observed SD - surrogate mean SD (Fisher z units)",
                 "TopTargets": f"{int(null.top_targets.sum())} voxels with the largest |static z|",
                 "TopTargetsMeanExcess": round(null.top_excess, 4),
                 "TopTargetsPValue": round(null.top_p_value, 4),

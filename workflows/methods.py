@@ -140,10 +140,12 @@ def describe_null(window: WindowParams) -> str:
     return (
         f"A stationary null was built from {n} multivariate phase-randomised surrogates of each run (the "
         "seed and every voxel shifted by the same random phases, which keeps their spectra and static "
-        "correlation and removes any dynamics), windowed exactly as the data; the excess variability map "
-        "(`stat-dfcexcess`) is (observed SD - surrogate mean SD) / surrogate SD, and a run-level p-value "
-        f"compares the mean SD of the {100 * TOP_TARGET_FRACTION:g}% of voxels with the largest static "
-        "|z| with its surrogate distribution."
+        "correlation and removes any dynamics), made from the continuous cleaned series (censored "
+        "volumes as the denoising interpolated and filtered them) and windowed exactly as the data, "
+        "censored volumes having zero weight; the excess variability map (`stat-dfcexcess`) is the "
+        "observed SD minus the surrogates' mean SD (Fisher z units, comparable between subjects), and a "
+        f"run-level p-value compares the mean SD of the {100 * TOP_TARGET_FRACTION:g}% of voxels with the "
+        "largest static |z| with its surrogate distribution."
     )
 
 

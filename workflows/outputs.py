@@ -26,7 +26,8 @@ MAP_STATS = {
     "dfcmean": "Mean over sliding windows of the Fisher-z seed correlation",
     "fc": "Static (whole-run) Fisher-z seed correlation",
     "dfcexcess": "Excess dFC variability over a stationary null (phase-randomised surrogates keeping the "
-    "spectra and static FC): (observed SD - surrogate mean SD) / surrogate SD",
+    "spectra and static FC, made from the continuous cleaned series): observed SD - surrogate mean SD "
+    "(Fisher z units)",
 }
 WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
 #: Entities of a run's QC table (also named by hand for excluded runs: ``bids_app.exclusions``).

@@ -242,7 +242,12 @@ def init_dfc_wf(
             (
                 denoise_node,
                 dfc,
-                [("denoised", "denoised"), ("volumes_tsv", "volumes_tsv"), ("mask_file", "mask_file")],
+                [
+                    ("denoised", "denoised"),
+                    ("censored_values", "censored_values"),
+                    ("volumes_tsv", "volumes_tsv"),
+                    ("mask_file", "mask_file"),
+                ],
             ),
             (seed_node, dfc, [("seed_mask", "seed_mask")]),
             (denoise_node, metadata, [("info", "denoise_info")]),

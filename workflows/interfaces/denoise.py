@@ -43,6 +43,9 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
 
 class _DenoiseOutputSpec(TraitedSpec):
     denoised = File(exists=True, desc="denoised series (T, V) float32 .npy, zeros where censored")
+    censored_values = File(
+        exists=True, desc="the cleaned series at the censored volumes (censored, V) .npy, for the null"
+    )
     volumes_tsv = File(exists=True, desc="per-volume table: kept flag and framewise displacement")
     mask_file = File(exists=True, desc="brain mask actually used (non-finite voxels removed)")
     info = traits.Dict(desc="denoising parameters and counts, for sidecars")
@@ -92,6 +95,9 @@ class DenoiseBold(StrokefcInterface):
         np.save(carpet, run.carpet if run.carpet is not None else np.zeros((0, 0), np.float32))
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
+        censored = os.path.join(runtime.cwd, "censored_values.npy")
+        fill = run.censored_values
+        np.save(censored, fill if fill is not None else np.zeros((0, run.data.shape[1]), np.float32))
         vols = os.path.join(runtime.cwd, "volumes.tsv")
         pd.DataFrame({"kept": run.kept.astype(int), "framewise_displacement": run.fd}).to_csv(
             vols, sep="\t", index_label="volume", na_rep="n/a"
@@ -108,6 +114,7 @@ class DenoiseBold(StrokefcInterface):
             lag_info=json.loads(json.dumps(lag_info, default=float)),
             design_tsv=design,
             denoised=out,
+            censored_values=censored,
             volumes_tsv=vols,
             mask_file=mask,
             info=json.loads(json.dumps(run.info, default=float)),

@@ -30,6 +30,13 @@ def _report_regions(lesion_side: str, ref_img: nb.Nifti1Image) -> dict[str, nb.N
 
 class _DFCInputSpec(BaseInterfaceInputSpec):
     denoised = File(exists=True, mandatory=True, desc="denoised (T, V) .npy from DenoiseBold")
+    censored_values = traits.Either(
+        None,
+        File(exists=True),
+        default=None,
+        usedefault=True,
+        desc="DenoiseBold's cleaned series at the censored volumes (the null's continuous series)",
+    )
     volumes_tsv = File(exists=True, mandatory=True, desc="per-volume kept flags")
     mask_file = File(exists=True, mandatory=True, desc="brain mask defining the voxel columns")
     seed_mask = File(exists=True, mandatory=True, desc="seed mask on the same grid")
@@ -53,7 +60,7 @@ class _DFCOutputSpec(TraitedSpec):
     fc = File(exists=True, desc="static (whole-run) Fisher z")
     windows = File(desc="4D window maps (when save_windows)")
     dfcexcess = File(
-        desc="excess dFC SD over the stationary null, in surrogate SD units (when null_surrogates)"
+        desc="dFC SD minus the stationary null's mean SD, in Fisher z units (when null_surrogates)"
     )
     seed_tsv = File(exists=True, desc="seed time series")
     windows_tsv = File(exists=True, desc="per-window table (volumes, coverage, region traces)")
@@ -78,6 +85,9 @@ class ComputeDFC(StrokefcInterface):
             high_pass=self.inputs.high_pass,
             out_dir=runtime.cwd,
             regions=_report_regions(self.inputs.lesion_side, mask_img),
+            censored_values=(
+                np.load(self.inputs.censored_values) if self.inputs.censored_values is not None else None
+            ),
             n_threads=self.inputs.n_threads,
         )
         self._results.update(results)
