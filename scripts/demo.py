@@ -30,7 +30,8 @@ def main(root="demo"):
     t0 = time.time()
     if not (bids / "dataset_description.json").exists():
         run(
-            "simulate a 24-patient cohort (4 mm grid, 400 volumes = 13 min 20 s at TR 2 s)",
+            "simulate a 24-patient cohort (4 mm grid, 240 volumes = 8 min at TR 2 s; coupling states "
+            "of 40-80 s)",
             [
                 BIN / "strokefc-simulate",
                 bids,
@@ -39,7 +40,9 @@ def main(root="demo"):
                 "--resolution",
                 4,
                 "--n-volumes",
-                400,
+                240,
+                "--dynamics",
+                "states",
                 "--seed",
                 1,
             ],

@@ -162,14 +162,16 @@ def test_smoothing_never_spreads_non_finite_values():
     np.testing.assert_allclose(out[mask], 1.0, atol=1e-5)
 
 
-def test_default_window_passes_its_own_leonardi_check():
+def test_short_windows_are_warned_about_only_without_the_null():
     from workflows.dfc import window_warnings
     from workflows.params import WindowParams, parse_duration
 
+    params = WindowParams()
     for tr in (0.8, 1.0, 2.0, 2.5):
-        length = parse_duration(WindowParams().window_length, tr)
-        assert window_warnings(length, tr, DenoiseParams().high_pass) == []
-    assert window_warnings(parse_duration("60s", 2.0), 2.0, 0.01)  # the old default did not
+        length = parse_duration(params.window_length, tr)
+        assert window_warnings(length, tr, DenoiseParams().high_pass, params.null_surrogates) == []
+        assert window_warnings(length, tr, DenoiseParams().high_pass, 0)  # 44 s < 1/0.01 Hz, no null
+    assert window_warnings(parse_duration("100s", 2.0), 2.0, 0.01, 0) == []
 
 
 def test_degrees_of_freedom_and_their_warning():

@@ -50,7 +50,7 @@ def test_every_subject_gets_maps_masks_tables_and_a_report(finished):
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
     assert desc["GeneratedBy"][0]["Name"] == "strokefc"
-    assert "sliding windows of 100 s (rectangular)" in (out / "logs" / "CITATION.md").read_text()
+    assert "sliding windows of 44 s (rounded to whole volumes; rectangular)" in (out / "logs" / "CITATION.md").read_text()
 
 
 def test_sidecars_hold_every_parameter(finished):
@@ -88,7 +88,7 @@ def test_sidecars_hold_every_parameter(finished):
     assert meta["Seed"]["source"] == "atlas"
     assert meta["Seed"]["atlas"] == "HCPEx"
     assert meta["Seed"]["Atlas"]["SHA256"] == atlas_record("HCPEx")["SHA256"]  # cited by checksum
-    assert meta["WindowLength_vol"] == 50  # the 100 s default at TR 2 s
+    assert meta["WindowLength_vol"] == 22  # the 44 s default at TR 2 s
     assert meta["WindowsKept"] == 200 - 2 - 50 + 1
     assert all(s.startswith("bids:fmriprep:") for s in meta["Sources"])
 

@@ -583,13 +583,18 @@ def naive_sliding_window_dfc(
     return np.asarray(out)
 
 
-def window_warnings(length: int, tr: float, high_pass: float | None) -> list[str]:
-    """Leonardi & Van De Ville (2015): windows shorter than 1/high-pass produce spurious fluctuations."""
-    if high_pass and length * tr < 1.0 / high_pass:
+def window_warnings(length: int, tr: float, high_pass: float | None, null_surrogates: int) -> list[str]:
+    """Leonardi & Van De Ville (2015): windows shorter than 1/high-pass produce spurious fluctuations.
+
+    With the stationary null on (``null_surrogates`` > 0) that floor is measured per run and
+    ``stat-dfcexcess`` subtracts it, so only a short window without the null is warned about.
+    """
+    if high_pass and length * tr < 1.0 / high_pass and null_surrogates <= 0:
         return [
-            f"The window ({length * tr:g} s) is shorter than 1/high-pass ({1.0 / high_pass:g} s): "
-            "part of the windowed-correlation variability may be spurious (Leonardi & Van De "
-            "Ville 2015). Consider a longer window or a higher high-pass cutoff."
+            f"The window ({length * tr:g} s) is shorter than 1/high-pass ({1.0 / high_pass:g} s) and the "
+            "stationary null is off: part of the windowed-correlation variability may be spurious "
+            "(Leonardi & Van De Ville 2015). Keep the null on (--null-surrogates) and read "
+            "stat-dfcexcess, or use a longer window or a higher high-pass cutoff."
         ]
     return []
 

@@ -110,7 +110,7 @@ def run_dfc(
                 else "Pearson of the tapered series (series x taper, then r), Fisher z (arctanh)"
             ),
             "SummaryOverWindows": {"dfcsd": "SD (ddof=1)", "dfcmean": "mean"},
-            "Warnings": window_warnings(spec.length, tr, high_pass),
+            "Warnings": window_warnings(spec.length, tr, high_pass, window.null_surrogates),
             **null_info,
         },
     )

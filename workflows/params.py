@@ -77,9 +77,14 @@ WINDOW_ESTIMATORS = ("weighted", "tapered-series")
 class WindowParams:
     """Sliding windows of the dFC step (``window_length``: ``'60s'`` or ``'30vol'``; step in volumes)."""
 
-    # >= 1/high-pass (100 s at 0.01 Hz): shorter windows let slow stationary fluctuations pass for
-    # dynamics (Leonardi & Van De Ville 2015)
-    window_length: str = "100s"
+    # 44 s = Allen et al. 2014's 22-TR window at TR 2 s. Coupling states last tens of seconds to a few
+    # minutes, and on generated cohorts with 40-80 s dwell times and 180-240 volumes (the 6-8 minute runs
+    # of stroke protocols) 44 s windows found dynamics-only effects best (oracle 0.84-0.93) where 100 s
+    # windows lost them (0.62-0.82), with no false positives on null cohorts
+    # (benchmarks/results/timescales-2026-12-03.md). Windows shorter than 1/high-pass (100 s at 0.01 Hz)
+    # carry spurious stationary fluctuations (Leonardi & Van De Ville 2015): the stationary null below
+    # measures that floor per subject, and stat-dfcexcess subtracts it.
+    window_length: str = "44s"
     window_step: int = 1
     window_shape: str = "rectangular"
     window_estimator: str = "weighted"  # see WINDOW_ESTIMATORS; identical for rectangular windows
@@ -179,8 +184,8 @@ LAG_FLAG_S = 1.0
 class QCParams:
     """Exclusion rules and hemodynamic-lag QC of each run (None switches a rule off)."""
 
-    # retained time after censoring and dummy scans (s): xcp_d's default, and about the shortest run in
-    # which windows of 1/high-pass (100 s) fit more than twice
+    # retained time after censoring and dummy scans (s): xcp_d's default (4 minutes), in which 44 s
+    # windows fit more than five times
     min_time: float | None = 240.0
     # mean framewise displacement (mm): Parkes et al. 2018's lenient gross-motion criterion
     max_mean_fd: float | None = 0.55
