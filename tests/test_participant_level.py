@@ -50,7 +50,10 @@ def test_every_subject_gets_maps_masks_tables_and_a_report(finished):
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
     assert desc["GeneratedBy"][0]["Name"] == "strokefc"
-    assert "sliding windows of 44 s (rounded to whole volumes; rectangular)" in (out / "logs" / "CITATION.md").read_text()
+    assert (
+        "sliding windows of 44 s (rounded to whole volumes; rectangular)"
+        in (out / "logs" / "CITATION.md").read_text()
+    )
 
 
 def test_sidecars_hold_every_parameter(finished):
