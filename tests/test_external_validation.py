@@ -78,7 +78,7 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     fit_normaliser(model, np.random.default_rng(0).normal(size=(4, *grid["shape"])).astype(np.float32))
     meta = {  # the site's defaults, at the model's TR of 2 s
         "Space": "MNI152NLin2009cAsym",
-        "WindowLength_s": 100.0,
+        "WindowLength_s": 44.0,  # the default window (WindowParams.window_length)
         "WindowStep_vol": 1,
         "WindowShape": "rectangular",
         "WindowEstimator": "weighted",

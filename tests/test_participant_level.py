@@ -92,7 +92,7 @@ def test_sidecars_hold_every_parameter(finished):
     assert meta["Seed"]["atlas"] == "HCPEx"
     assert meta["Seed"]["Atlas"]["SHA256"] == atlas_record("HCPEx")["SHA256"]  # cited by checksum
     assert meta["WindowLength_vol"] == 22  # the 44 s default at TR 2 s
-    assert meta["WindowsKept"] == 200 - 2 - 50 + 1
+    assert meta["WindowsKept"] == 200 - 2 - 22 + 1  # 44 s windows at TR 2 s
     assert all(s.startswith("bids:fmriprep:") for s in meta["Sources"])
 
 

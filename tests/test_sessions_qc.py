@@ -41,7 +41,9 @@ def test_qc_numbers_match_a_direct_computation(short_run):
     assert quality["dof_in_band"] == pytest.approx(in_band, abs=0.01)
     assert quality["regressors"] == 26  # 24 motion + WM + CSF
     assert quality["dof_remaining"] == pytest.approx(in_band - 26, abs=0.01)
-    assert quality["windows_valid"] == quality["windows_total"] == (200 - dummy) - 50 + 1
+    assert (
+        quality["windows_valid"] == quality["windows_total"] == (200 - dummy) - 22 + 1
+    )  # 44 s windows at TR 2 s
     assert exclusion_reasons(quality, QCParams()) == []
 
 
