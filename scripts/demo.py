@@ -52,7 +52,7 @@ def main(root="demo"):
         [BIN / "strokefc", bids, out, "participant", "--work-dir", work, "--nprocs", 2, *NULL],
     )
     run(
-        "group level (cross-validated CNN + linear baseline, final model)",
+        "group level (primary parcel model, CNN, baseline and controls on the same folds; final model)",
         [
             BIN / "strokefc",
             bids,
