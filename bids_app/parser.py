@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from bids_app import __version__
 from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name, read_toml
+from bids_app.fmriprep_options import add_fmriprep_options, translate
 from bids_app.queries import resolve_datasets
 from workflows.params import (
     CALIBRATION_METHODS,
@@ -540,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="more messages: -v adds strokefc's debug messages, Nipype's progress and "
         "tracebacks for errors; -vv adds Nipype's debug messages",
     )
+    add_fmriprep_options(parser)
     return parser
 
 
@@ -594,6 +597,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
             problems.append(f"--datasets {item!r}: {folder} is not a folder")
         else:
             fmristroke_dir = Path(folder).resolve()
+    habits = translate(opts, supported_space=D("space"), default_space=D("space"))
+    problems += habits.problems
+    if habits.fmristroke_dir:
+        if fmristroke_dir and fmristroke_dir != habits.fmristroke_dir:
+            problems.append("--derivatives and --datasets name two fMRIStroke folders; give one")
+        fmristroke_dir = habits.fmristroke_dir
     if opts.seed_mask and opts.seed_coords:
         problems.append("--seed-mask and --seed-coords are exclusive: give one")
     if opts.high_pass and opts.low_pass and opts.high_pass >= opts.low_pass:
@@ -610,6 +619,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
             problems.append(f"--bids-filter-file is not valid JSON: {exc}")
     if problems:
         parser.error("; ".join(problems))
+    for note in habits.notes:
+        print(f"strokefc: note: {note}", file=sys.stderr)
+    opts.space = habits.space or opts.space
+    opts.res = habits.res or opts.res
+    opts.fmriprep_dir = habits.fmriprep_dir or opts.fmriprep_dir
+    opts.lesion_dir = habits.lesion_dir or opts.lesion_dir
 
     bids_dir = opts.bids_dir.expanduser().resolve()
     output_dir = opts.output_dir.expanduser().resolve()

@@ -218,3 +218,97 @@ def test_group_methods_text_describes_the_participant_options_that_ran(tmp_path)
     assert "`scrubbing`" in md
     assert "30 volumes" in md
     assert "3-fold cross-validation" in md
+
+
+def _study(tmp_path):
+    """A raw dataset with an fMRIPrep folder in derivatives/ (enough for the parser)."""
+    (tmp_path / "dataset_description.json").write_text("{}")
+    fmriprep = tmp_path / "derivatives" / "fmriprep"
+    fmriprep.mkdir(parents=True)
+    (fmriprep / "dataset_description.json").write_text(
+        json.dumps({"Name": "x", "GeneratedBy": [{"Name": "fMRIPrep", "Version": "23.2.1"}]})
+    )
+    return [str(tmp_path), str(tmp_path / "out"), "participant"]
+
+
+def test_fmriprep_no_ops_are_accepted(tmp_path, capsys):
+    base = _study(tmp_path)
+    plain = parser.parse_args(base)
+    cfg = parser.parse_args([*base, "--fs-license-file", str(tmp_path / "license.txt"), "--notrack"])
+    assert cfg == plain  # nothing changes
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line
+    assert "--fs-license-file is ignored" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "space", "res"),
+    [
+        ("MNI152NLin2009cAsym", "MNI152NLin2009cAsym", None),
+        ("MNI152NLin2009cAsym:res-2", "MNI152NLin2009cAsym", "2"),
+    ],
+)
+def test_output_spaces_maps_onto_space_and_res(tmp_path, value, space, res):
+    cfg = parser.parse_args([*_study(tmp_path), "--output-spaces", value])
+    assert (cfg.queries.space, cfg.queries.res) == (space, res)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--output-spaces", "MNI152NLin6Asym:res-2"], "defined in MNI152NLin2009cAsym only"),
+        (["--output-spaces", "MNI152NLin2009cAsym", "T1w"], "one space at a time"),
+        (["--output-spaces", "MNI152NLin2009cAsym:cohort-1"], "only a res-N modifier"),
+        (["--output-spaces", "MNI152NLin2009cAsym:res-2", "--res", "1"], "disagree"),
+    ],
+)
+def test_unsupported_output_spaces_exit_2(tmp_path, args, message, capsys):
+    assert run_cli(*_study(tmp_path), *args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "--space" in err or "give one" in err
+
+
+def test_derivatives_map_onto_fmriprep_and_lesion_folders(tmp_path):
+    base = _study(tmp_path)
+    elsewhere = tmp_path / "prep"
+    (tmp_path / "derivatives" / "fmriprep").rename(elsewhere)
+    (tmp_path / "derivatives" / "fmriprep").mkdir()  # an empty default that must not be used
+    lesions = tmp_path / "masks" / "sub-01" / "anat"
+    lesions.mkdir(parents=True)
+    (lesions / "sub-01_space-MNI152NLin2009cAsym_label-lesion_roi.nii.gz").write_bytes(b"")
+    cfg = parser.parse_args([*base, "--derivatives", str(elsewhere), str(tmp_path / "masks")])
+    assert cfg.fmriprep_dir == elsewhere.resolve()
+    assert cfg.queries.lesion_dir == (tmp_path / "masks").resolve()
+    named = parser.parse_args(
+        [*base, "--derivatives", f"fmriprep={elsewhere}", f"lesions={tmp_path / 'masks'}"]
+    )
+    assert named == cfg
+    stroke = tmp_path / "fmristroke"
+    stroke.mkdir()
+    (stroke / "dataset_description.json").write_text(json.dumps({"GeneratedBy": [{"Name": "fMRIStroke"}]}))
+    cfg = parser.parse_args([*base, "--derivatives", str(elsewhere), str(stroke)])
+    assert cfg.queries.fmristroke_dir == stroke.resolve()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--derivatives", "{other}"], "nor a folder of lesion masks"),
+        (["--derivatives", "xcpd={other}"], "unknown name 'xcpd'"),
+        (["--derivatives", "{missing}"], "is not a folder"),
+        (["--derivatives", "{fmriprep}", "--fmriprep-dir", "{other}"], "give one"),
+    ],
+)
+def test_bad_derivatives_exit_2(tmp_path, extra, message, capsys):
+    base = _study(tmp_path)
+    (tmp_path / "other").mkdir()
+    names = {
+        "other": tmp_path / "other",
+        "missing": tmp_path / "missing",
+        "fmriprep": tmp_path / "derivatives" / "fmriprep",
+    }
+    assert run_cli(*base, *[a.format(**names) for a in extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "fmriprep=DIR" in err or "not a folder" in err or "give one" in err
