@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bids_app import __version__
+from workflows.utils.bids import dataset_link
 from workflows.utils.errors import InputError
 from workflows.utils.io import atomic_write_json, atomic_write_text
 
@@ -71,9 +72,20 @@ def check_output_dir(output_dir: Path, folders: Mapping[str, Path]) -> Path:
 
 
 def dataset_description(
-    bids_dir: Path, fmriprep_dir: Path, container: str | None = None, lesion_dir: Path | None = None
+    output_dir: Path,
+    bids_dir: Path,
+    fmriprep_dir: Path,
+    container: str | None = None,
+    lesion_dir: Path | None = None,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """BIDS-derivatives ``dataset_description.json`` content for strokefc's outputs."""
+    """BIDS-derivatives ``dataset_description.json`` content for strokefc's outputs.
+
+    ``DatasetLinks`` name every dataset a ``bids:<name>:`` URI of the outputs points into: ``raw``,
+    ``fmriprep``, ``lesions`` (with ``--lesion-dir``) and ``model`` (the group-level dataset holding the
+    model of ``participant --model``). Links are relative to the output folder when they share a folder
+    (:func:`workflows.utils.bids.dataset_link`), so that moving the study keeps them valid.
+    """
     generated: dict[str, Any] = {
         "Name": "strokefc",
         "Version": __version__,
@@ -81,30 +93,35 @@ def dataset_description(
     }
     if container:
         generated["Container"] = {"Type": container}
-    # every "bids:<name>:" URI in the sidecars' Sources resolves through these links
-    links = {"raw": Path(bids_dir).resolve().as_uri(), "fmriprep": Path(fmriprep_dir).resolve().as_uri()}
+    datasets = {"raw": bids_dir, "fmriprep": fmriprep_dir}
     if lesion_dir:
-        links["lesions"] = Path(lesion_dir).resolve().as_uri()
+        datasets["lesions"] = lesion_dir
+    if model_dir:
+        datasets["model"] = Path(model_dir).resolve().parent
+    links = {name: dataset_link(folder, output_dir) for name, folder in datasets.items()}
     return {
         "Name": "strokefc: ipsilesional-M1 seed-based dynamic functional connectivity",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
+        "HowToAcknowledge": "Cite strokefc (CITATION.cff) and the works in logs/CITATION.md, which "
+        "describes the run",
         "GeneratedBy": [generated],
         "DatasetLinks": links,
-        "SourceDatasets": [
-            {"URL": Path(bids_dir).resolve().as_uri()},
-            {"URL": Path(fmriprep_dir).resolve().as_uri()},
-        ],
+        "SourceDatasets": [{"URL": links["raw"]}, {"URL": links["fmriprep"]}],
     }
 
 
 def init_output_dataset(
-    output_dir: Path, bids_dir: Path, fmriprep_dir: Path, lesion_dir: Path | None = None
+    output_dir: Path,
+    bids_dir: Path,
+    fmriprep_dir: Path,
+    lesion_dir: Path | None = None,
+    model_dir: Path | None = None,
 ) -> None:
     """Write (atomically) ``dataset_description.json`` and ``.bidsignore``; safe to call concurrently."""
     container = os.environ.get("STROKEFC_CONTAINER")
     atomic_write_json(
         Path(output_dir) / "dataset_description.json",
-        dataset_description(bids_dir, fmriprep_dir, container, lesion_dir),
+        dataset_description(output_dir, bids_dir, fmriprep_dir, container, lesion_dir, model_dir),
     )
     atomic_write_text(Path(output_dir) / ".bidsignore", BIDSIGNORE)

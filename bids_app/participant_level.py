@@ -251,7 +251,9 @@ def run_participant_level(config: RunConfig) -> int:
             "add the lesion side (L/R) per patient, name the column with --lesion-column, "
             "or give lesion masks with --lesion-dir",
         )
-    init_output_dataset(config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir)
+    init_output_dataset(
+        config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir, config.model
+    )
     if not config.execution.reports_only:
         prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)

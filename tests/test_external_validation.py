@@ -69,6 +69,7 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     from workflows.grid import make_grid, template_mask
     from workflows.metadata import shared_parameters
     from workflows.params import TrainSettings
+    from workflows.utils.bids import resolve_bids_uri
 
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
     aff[:3, 3] = ORIGIN
@@ -110,6 +111,14 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     assert summary["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, prob))
     assert summary["brier"]["value"] == pytest.approx(brier_score_loss(y, prob), abs=1e-5)
     assert summary["maps_resampled"] == 4
+    # provenance that survives a move: the map as written (not the work dir) and the model, as BIDS URIs
+    links = json.loads((out / "dataset_description.json").read_text())["DatasetLinks"]
+    for path in sorted(out.glob("sub-*/func/*_desc-ulfma_prediction.json")):
+        record = json.loads(path.read_text())
+        assert record["map_file"].startswith("bids::sub-"), record["map_file"]
+        assert resolve_bids_uri(record["map_file"], out, links).is_file()
+        assert record["model_dir"] == "bids:model:model"
+        assert resolve_bids_uri(record["model_dir"], out, links).resolve() == model_dir.resolve()
     sidecar = json.loads((out / "predictions.json").read_text())
     assert sidecar["resampled"]["Description"]
     html = (out / "predictions.html").read_text()

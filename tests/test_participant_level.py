@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -193,7 +192,7 @@ def test_several_runs_give_a_weighted_subject_map(tmp_path):
 
 def test_every_bids_uri_resolves_through_dataset_links(finished):
     """Sources use bids:<name>:<path>; DatasetLinks must map <name> to a dataset holding <path>."""
-    from urllib.parse import urlsplit
+    from workflows.utils.bids import resolve_bids_uri
 
     _, out, _ = finished
     links = json.loads((out / "dataset_description.json").read_text())["DatasetLinks"]
@@ -205,9 +204,8 @@ def test_every_bids_uri_resolves_through_dataset_links(finished):
     ]
     assert uris
     for uri in uris:
-        _, name, relative = uri.split(":", 2)
-        assert name in links, uri
-        assert (Path(urlsplit(links[name]).path) / relative).is_file(), uri
+        assert uri.split(":")[1] in links, uri
+        assert resolve_bids_uri(uri, out, links).is_file(), uri
 
 
 def test_stationary_null_is_written_and_tested(finished):

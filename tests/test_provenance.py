@@ -3,6 +3,7 @@
 import hashlib
 import json
 from importlib.metadata import version
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -76,3 +77,41 @@ def test_tsv_sidecar_node_describes_the_header_and_adds_the_region_atlases(tmp_p
     assert meta["z_contraM1"]["Units"] == "Fisher z"
     assert meta["RegionAtlases"]["contraM1"]["Name"] == "HCPEx"
     assert meta["RegionAtlases"]["ipsiThalamus"]["Name"] == "AAL"
+
+
+def test_dataset_links_survive_moving_the_study(tmp_path):
+    """Links are relative to the output folder within one study tree, so a moved study still resolves;
+    a bids: URI of every linked dataset resolves through them."""
+    import shutil
+
+    from bids_app.outputs import dataset_description
+    from workflows.utils.bids import bids_uri, resolve_bids_uri
+
+    study = tmp_path / "study"
+    out = study / "derivatives" / "strokefc"
+    fmriprep = study / "derivatives" / "fmriprep"
+    model = study / "derivatives" / "trained" / "model"
+    for folder in (out, fmriprep / "sub-01", model):
+        folder.mkdir(parents=True)
+    (fmriprep / "sub-01" / "bold.nii.gz").write_bytes(b"x")
+    (model / "model_card.json").write_text("{}")
+    desc = dataset_description(out, study, fmriprep, model_dir=model)
+    links = desc["DatasetLinks"]
+    assert links == {"raw": "../..", "fmriprep": "../fmriprep", "model": "../trained"}
+    assert [d["URL"] for d in desc["SourceDatasets"]] == ["../..", "../fmriprep"]
+    uris = [bids_uri(fmriprep / "sub-01" / "bold.nii.gz", fmriprep), bids_uri(model, model.parent, "model")]
+    assert uris == ["bids:fmriprep:sub-01/bold.nii.gz", "bids:model:model"]
+    moved = tmp_path / "elsewhere"
+    shutil.move(study, moved)
+    moved_out = moved / "derivatives" / "strokefc"
+    assert resolve_bids_uri(uris[0], moved_out, links).resolve().is_file()
+    assert (resolve_bids_uri(uris[1], moved_out, links) / "model_card.json").is_file()
+    assert resolve_bids_uri("bids::x.tsv", moved_out, links) == moved_out / "x.tsv"
+
+
+def test_dataset_links_across_file_systems_are_absolute_uris(tmp_path):
+    from workflows.utils.bids import dataset_link, resolve_bids_uri
+
+    link = dataset_link("/", tmp_path)  # nothing shared below the root
+    assert link == "file:///"
+    assert resolve_bids_uri("bids:raw:etc", tmp_path, {"raw": link}) == Path("/etc")

@@ -37,7 +37,7 @@ from workflows.outputs import (
     init_ds_subject_map_wf,
 )
 from workflows.params import DenoiseParams, QCParams, SeedParams, WindowParams
-from workflows.utils.bids import RunInputs, safe_name
+from workflows.utils.bids import RunInputs, bids_uri, safe_name
 
 #: Fields of ``init_dfc_wf``'s inputnode.
 RUN_INPUTS = ("bold_file", "mask_file", "confounds_file", "boldref_file")
@@ -462,6 +462,7 @@ def init_participant_wf(
         sources = [str(runs[i].bold) for i in indices]
         if len(indices) == 1:
             unit_map: tuple[pe.Node | pe.Workflow, str] = (run_wfs[indices[0]], "outputnode.dfcsd")
+            written = (run_wfs[indices[0]], "ds_dfc_wf.ds_dfcsd.out_file")
         else:
             join = pe.Node(niu.Merge(len(indices)), name=f"merge_dfcsd{suffix}", run_without_submitting=True)
             join_info = pe.Node(
@@ -492,11 +493,20 @@ def init_participant_wf(
                 ]
             )
             unit_map = (aggregate, "out_file")
+            written = (ds_subject, "ds_subject_dfcsd.out_file")
         maps.append(unit_map)
         if not model_dir:
             continue
         predict = pe.Node(
-            PredictSubject(model_dir=str(model_dir), lesion_side=lesion_side, subject=subject, space=space),
+            PredictSubject(
+                model_dir=str(model_dir),
+                lesion_side=lesion_side,
+                subject=subject,
+                space=space,
+                output_dir=str(output_dir),
+                # "model" is the group-level dataset holding the model (DatasetLinks of the outputs)
+                model_uri=bids_uri(model_dir, Path(model_dir).resolve().parent, "model"),
+            ),
             name=f"predict{suffix}",
         )
         ds_pred = init_ds_prediction_wf(
@@ -505,6 +515,7 @@ def init_participant_wf(
         wf.connect(
             [
                 (unit_map[0], predict, [(unit_map[1], "in_file")]),
+                (written[0], predict, [(written[1], "derivative_file")]),
                 (run_wfs[indices[0]], predict, [("outputnode.meta", "meta")]),
                 (predict, ds_pred, [("out_file", "inputnode.in_file")]),
             ]

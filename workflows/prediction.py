@@ -29,6 +29,8 @@ def predict_subject(
     space: str,
     meta: dict,
     lesion_files: Sequence[Path | str] = (),
+    map_uri: str | None = None,
+    model_uri: str | None = None,
 ) -> dict:
     """Probability of severe impairment for one subject (a regression model: the predicted UL-FMA).
 
@@ -36,7 +38,9 @@ def predict_subject(
     pickle is ever loaded), and the card must match the subject's template space and dFC/denoising
     parameters; otherwise an ``InputError`` names the mismatch. A map on another grid (resolution,
     field of view) is resampled to the model's grid, and the result says so (:func:`grid_resampling`).
-    ``lesion_files`` take the lesion and its mirror out of the input, as training did.
+    ``lesion_files`` take the lesion and its mirror out of the input, as training did. ``map_uri`` and
+    ``model_uri`` (BIDS URIs of the map as written in the output dataset and of the model) are recorded
+    instead of the paths, so that the record survives moving the folders.
     """
     model, card = load_model(model_dir)
     if card.get("input", {}).get("samples", "maps") != "maps":
@@ -81,10 +85,10 @@ def predict_subject(
         **decision,
         "label_definition": f"severe = UL-FMA <= {threshold:g}",
         "model_id": card.get("WeightsSHA256", "")[:12],
-        "model_dir": str(Path(model_dir).resolve()),
+        "model_dir": model_uri or str(Path(model_dir).resolve()),
         "model_cv_balanced_accuracy": cv.get(EXPORTED_MODEL, {}).get("balanced_accuracy"),
         "lesion_side": lesion_side,
-        "map_file": str(map_file),
+        "map_file": map_uri or str(map_file),
         **resampling,
     }
 

@@ -14,6 +14,7 @@ from nipype.interfaces.base import (
 
 from workflows.interfaces.base import StrokefcInterface
 from workflows.prediction import predict_subject
+from workflows.utils.bids import bids_uri
 
 
 class _PredictInputSpec(BaseInterfaceInputSpec):
@@ -26,6 +27,13 @@ class _PredictInputSpec(BaseInterfaceInputSpec):
     lesion_masks = traits.List(
         File(exists=True), desc="the subject's lesion masks: out of the input, as in training"
     )
+    derivative_file = traits.Either(
+        File(exists=True),
+        traits.List(File(exists=True)),
+        desc="in_file as written in the output dataset (recorded as a bids:: URI)",
+    )
+    output_dir = traits.Str(desc="the output dataset (root of the bids:: URI)")
+    model_uri = traits.Str(desc="the model as a BIDS URI (bids:model:...), recorded instead of its path")
 
 
 class _PredictOutputSpec(TraitedSpec):
@@ -39,6 +47,14 @@ class PredictSubject(StrokefcInterface):
     input_spec = _PredictInputSpec
     output_spec = _PredictOutputSpec
 
+    def _map_uri(self) -> str | None:
+        """``bids::<path>`` of the written map (the sink's ``out_file``), when it is known."""
+        written = self.inputs.derivative_file
+        if not isdefined(written) or not isdefined(self.inputs.output_dir):
+            return None
+        written = written[0] if isinstance(written, list) else written
+        return bids_uri(written, self.inputs.output_dir, "")
+
     def _run_interface(self, runtime):
         result = predict_subject(
             self.inputs.in_file,
@@ -48,6 +64,8 @@ class PredictSubject(StrokefcInterface):
             space=self.inputs.space,
             meta=self.inputs.meta,
             lesion_files=self.inputs.lesion_masks if isdefined(self.inputs.lesion_masks) else (),
+            map_uri=self._map_uri(),
+            model_uri=self.inputs.model_uri if isdefined(self.inputs.model_uri) else None,
         )
         out = os.path.join(runtime.cwd, "prediction.json")
         with open(out, "w") as fh:

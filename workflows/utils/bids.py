@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 #: Entities that tell two runs of one subject apart, in BIDS filename order.
 RUN_ENTITIES = (("session", "ses"), ("task", "task"), ("acquisition", "acq"), ("run", "run"))
@@ -41,6 +43,32 @@ def bids_uri(path: str | Path, dataset_root: str | Path, dataset_name: str = "fm
         return f"bids:{dataset_name}:{Path(path).resolve().relative_to(Path(dataset_root).resolve())}"
     except ValueError:
         return Path(path).resolve().as_uri()
+
+
+def dataset_link(folder: str | Path, dataset_root: str | Path) -> str:
+    """A ``DatasetLinks`` value that survives moving the study: ``folder`` relative to ``dataset_root``
+    (BIDS allows relative links, resolved from the dataset's root) when the two share a folder below
+    the filesystem root, else an absolute ``file://`` URI.
+    """
+    folder, root = Path(folder).resolve(), Path(dataset_root).resolve()
+    common = Path(os.path.commonpath([folder, root]))
+    if common == Path(common.anchor):
+        return folder.as_uri()
+    return Path(os.path.relpath(folder, root)).as_posix()
+
+
+def resolve_bids_uri(uri: str, dataset_root: str | Path, links: Mapping[str, str]) -> Path:
+    """The file a ``bids:<name>:<path>`` URI names, through ``links`` (a ``DatasetLinks`` mapping; the
+    empty name is ``dataset_root`` itself); a relative link is resolved from ``dataset_root``.
+    """
+    scheme, name, relative = uri.split(":", 2)
+    if scheme != "bids":
+        raise ValueError(f"not a BIDS URI: {uri}")
+    if not name:
+        return Path(dataset_root) / relative
+    link = links[name]
+    target = Path(unquote(urlsplit(link).path)) if link.startswith("file:") else Path(dataset_root) / link
+    return target / relative
 
 
 def safe_name(text: str) -> str:
