@@ -1,22 +1,26 @@
-# The README's two commands: `make demo` and `make test` (plus `make bench`, `make lint`).
+# The README's two commands: `make demo` and `make test` (plus `make bench`, `make lint`, `make docs`).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= demo
 JOBS   ?= 2
-# torch is installed first at the exact CPU build (a bare "torch" requirement would pull CUDA).
-TORCH_PIN := torch==2.13.0
+# torch is installed first, pinned to the CPU build: PyPI's Linux torch is the multi-GB CUDA build, so the
+# "+cpu" wheel comes from PyTorch's CPU index (or a local mirror or --find-links that holds it; offline,
+# pip retries the index a few times, then takes the local wheel). `make install TORCH_PIN=torch==2.13.0
+# TORCH_INDEX=https://download.pytorch.org/whl/cu126` installs a CUDA build instead.
+TORCH_PIN   ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 # `make docker`: the image from this checkout (docker, else podman); PyTorch comes from its CPU index.
 DOCKER ?= $(shell command -v docker || command -v podman)
 
-.PHONY: install test test-quick demo bench lint clean docker
+.PHONY: install test test-quick demo bench lint docs clean docker
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) '$(TORCH_PIN)'
 	$(BIN)/python -m pip install --quiet -e '.[test,container]'
 	touch $(STAMP)
 
@@ -38,15 +42,25 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 # Formatter check, linter (ruff), type checker on the science layer (mypy), layer contracts (import-linter).
-LINTED := bids_app workflows strokefc_sim tests benchmarks scripts
+LINTED := bids_app workflows strokefc_sim tests benchmarks scripts docs
 lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The documentation (docs/, Sphinx + MyST): installs the `docs` extra into the venv, then builds the HTML
+# into docs/_build/html with -W (any warning fails) and -n (every cross-reference must resolve).
+DOCS_STAMP := $(VENV)/.docs-stamp
+$(DOCS_STAMP): $(STAMP) setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -n -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache docs/_build
 
 docker:
 	@test -n "$(DOCKER)" || { echo "make docker needs docker or podman"; exit 1; }
