@@ -6,6 +6,7 @@ training (2 severe, 2 mild-to-moderate), into a fresh output folder. The predict
 first step's working directory, so the held-out patients' maps are not computed twice.
 """
 
+import argparse
 import csv
 import subprocess
 import sys
@@ -43,8 +44,13 @@ def split_cohort(participants: Path) -> tuple[list[str], list[str]]:
     return train, held
 
 
-def main(root="demo"):
-    root = Path(root).resolve()
+def main(argv: list[str] | None = None) -> None:
+    cli = argparse.ArgumentParser(description="simulate a cohort and run strokefc on it end to end")
+    cli.add_argument("root", nargs="?", default="demo", help="folder of the demo (default: demo)")
+    cli.add_argument("--subjects", type=int, default=24, help="patients simulated (default 24)")
+    cli.add_argument("--volumes", type=int, default=240, help="volumes per run, TR 2 s (default 240)")
+    args = cli.parse_args(argv)
+    root = Path(args.root).resolve()
     # 20 surrogates (default 50) keep the demo within its budget on 2 cores
     NULL = ["--null-surrogates", 20]
     bids, out, work = root / "bids", root / "derivatives" / "strokefc", root / "work"
@@ -52,17 +58,17 @@ def main(root="demo"):
     t0 = time.time()
     if not (bids / "dataset_description.json").exists():
         run(
-            "simulate a 24-patient cohort (4 mm grid, 240 volumes = 8 min at TR 2 s; coupling states "
-            "of 40-80 s)",
+            f"simulate a {args.subjects}-patient cohort (4 mm grid, {args.volumes} volumes = "
+            f"{args.volumes * 2 / 60:g} min at TR 2 s; coupling states of 40-80 s)",
             [
                 BIN / "strokefc-simulate",
                 bids,
                 "--n-subjects",
-                24,
+                args.subjects,
                 "--resolution",
                 4,
                 "--n-volumes",
-                240,
+                args.volumes,
                 "--dynamics",
                 "states",
                 "--seed",
@@ -129,4 +135,4 @@ def main(root="demo"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()
