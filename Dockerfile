@@ -55,7 +55,7 @@ print(c['options']['install_requires'])" | grep -v '^\s*$' > /tmp/requirements.t
 
 # The package itself, non-editable (a regular wheel install into the venv; pip byte-compiles it, so the
 # read-only image needs no .pyc writes).
-COPY README.md /src/
+COPY README.md LICENSE /src/
 COPY bids_app /src/bids_app
 COPY workflows /src/workflows
 COPY strokefc_sim /src/strokefc_sim

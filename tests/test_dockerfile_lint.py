@@ -96,6 +96,7 @@ def test_dockerignore_keeps_the_context_small():
         "setup.cfg",
         "pyproject.toml",
         "README.md",
+        "LICENSE",
         "bids_app",
         "workflows",
         "strokefc_sim",
