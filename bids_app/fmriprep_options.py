@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: ``--derivatives NAME=DIR`` names and the strokefc option each one maps onto.
-DERIVATIVE_NAMES = {"fmriprep": "--fmriprep-dir", "lesions": "--lesion-dir", "fmristroke": "--datasets"}
+DERIVATIVE_NAMES = {
+    "fmriprep": "--fmriprep-dir",
+    "lesions": "--lesion-dir",
+    "fmristroke": "--datasets fmristroke=DIR",
+}
 
 
 def add_fmriprep_options(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +83,8 @@ def parse_output_spaces(values: list[str], supported: str, out: Translated) -> N
     if name != supported:
         out.problems.append(
             f"--output-spaces {values[0]}: strokefc's seed and parcel atlases are defined in {supported} "
-            f"only, so it reads fMRIPrep's {supported} outputs; {how}"
+            f"only, so it reads fMRIPrep's {supported} outputs; run fMRIPrep with --output-spaces "
+            f"{supported} (any res) and give --output-spaces {supported}[:res-N] here"
         )
         return
     out.space = name
