@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="lesion masks in template space (a folder, a BIDS-like tree or an fMRIStroke output): "
         "sub-<label>[_ses-<label>]_space-<space>[_res-<r>]_label-lesion_roi.nii.gz, ..._desc-lesion_mask or "
         "..._desc-lesion_roi (fMRIStroke). Without it, T1w-space masks in the raw dataset "
-        "(sub-<label>/[ses-<label>/]anat/<name>_label-lesion_roi.nii.gz) are warped with fMRIPrep's transform",
+        "(sub-<label>/[ses-<label>/]anat/<name>_label-lesion_roi.nii.gz) are warped with fMRIPrep's "
+        "transform",
     )
     g.add_argument(
         "--lesion-desc",
