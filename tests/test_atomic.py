@@ -137,3 +137,17 @@ def test_the_sink_writes_what_niworkflows_writes_and_nothing_else(tmp_path, rng,
     assert list(outputs["atomic"].values()) == list(outputs["plain"].values())
     assert result.outputs.out_file.startswith(str(tmp_path / "atomic"))
     assert result.outputs.out_meta.startswith(str(tmp_path / "atomic"))
+
+
+@pytest.mark.parametrize("name", ["map.nii.gz", "map.nii"])
+def test_check_complete_names_a_truncated_map(tmp_path, rng, name):
+    from workflows.utils.errors import InputError
+    from workflows.utils.images import check_complete
+
+    path = tmp_path / name
+    nb.Nifti1Image(rng.normal(size=(7, 8, 9)).astype(np.float32), np.eye(4)).to_filename(path)
+    assert check_complete(path, "dfcsd map").shape == (7, 8, 9)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    with pytest.raises(InputError, match="the dfcsd map file is truncated") as err:
+        check_complete(path, "dfcsd map")
+    assert err.value.where == str(path)

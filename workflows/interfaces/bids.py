@@ -60,4 +60,5 @@ class DerivativesDataSink(_NiworkflowsSink):
             str(atomic_move(path, final / Path(path).relative_to(staging)))
             for path in self._results["out_file"]
         ]
+        shutil.rmtree(staging, ignore_errors=True)
         return runtime
