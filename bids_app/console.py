@@ -72,7 +72,7 @@ class StrokefcMultiProcPlugin(MultiProcPlugin):
         # the pool starts no worker before its first job: replace it by one whose workers get the
         # parent's logging
         self.pool.shutdown(wait=False)
-        self.pool = ProcessPoolExecutor(
+        self.pool: ProcessPoolExecutor = ProcessPoolExecutor(
             max_workers=self.processors,
             initializer=_worker_init,
             initargs=(self._cwd, current_verbosity()),

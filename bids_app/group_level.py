@@ -205,10 +205,11 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
             if score is None:
                 excluded[unit] = "no UL-FMA score"
                 continue
-            used = {"dfcsd": map_file, **{k: v.get(session) for k, v in other.items()}}
-            for stat, path in used.items():
-                if path is not None:
-                    check_map(path, label, unit, stat)
+            used: dict[str, Path | None] = {"dfcsd": map_file}
+            used.update((stat, maps.get(session)) for stat, maps in other.items())
+            for stat, used_map in used.items():
+                if used_map is not None:
+                    check_map(used_map, label, unit, stat)
             meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
             these = shared_parameters(meta)
             if params is None:

@@ -66,6 +66,10 @@ def _append(path, text):
         fh.write(text)
 
 
+def _write_bytes(path, data):
+    path.write_bytes(data)
+
+
 def _truncate(path, keep=0.5):
     path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
 
@@ -193,8 +197,8 @@ CASES = [
     ),
     (  # reliability-2 case 55: read like participants.tsv (the run goes on, to the missing maps)
         "sessions.tsv with a BOM and CRLF",
-        lambda b: (b / "sub-01" / "sub-01_sessions.tsv").write_bytes(
-            b"\xef\xbb\xbfsession_id\tul_fma\r\nses-1\t30\r\n"
+        lambda b: _write_bytes(
+            b / "sub-01" / "sub-01_sessions.tsv", b"\xef\xbb\xbfsession_id\tul_fma\r\nses-1\t30\r\n"
         ),
         "group",
         2,
@@ -507,3 +511,25 @@ def test_group_names_an_unreadable_map(base, reference, tmp_path):
     assert f"Where: {dfcsd}." in text
     assert "--participant-label 01" in text
     assert "Traceback" not in text
+
+
+def test_verbose_shows_nipype_and_the_traceback(bids, tmp_path):
+    """The positive control of the quiet console: with -v, Nipype's node records (from its workers)
+    and the failure's traceback are shown."""
+    _truncate(_bold(bids, "01"))
+    code, text = run_strokefc(
+        bids,
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "01",
+        "--work-dir",
+        tmp_path / "w",
+        "--nprocs",
+        2,
+        "-v",
+        *FAST,
+    )
+    assert code == 1, text
+    assert "[Node] Setting-up" in text
+    assert "Traceback" in text
