@@ -43,23 +43,14 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.integration
 def test_group_progress_comes_from_the_workers_and_nipype_stays_silent(tmp_path):
-    tests = str(Path(__file__).parent)
-    lines = {}
-    for verbose in (0, 1):
-        root = tmp_path / f"v{verbose}"
-        root.mkdir()
-        proc = subprocess.run(
-            [sys.executable, "-c", SCRIPT.format(tests=tests, verbose=verbose, root=str(root))],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        lines[verbose] = proc.stdout + proc.stderr
-    quiet = lines[0]
-    assert "strokefc.group INFO: cross-validation: fold 1/2 done" in quiet
-    assert "strokefc.group INFO: cross-validation: fold 2/2 done" in quiet
-    assert "permutation test: permutation 2/2 done" in quiet
-    assert "final model: trained on every subject" in quiet
-    assert "[Node]" not in quiet
-    assert "[Node] Finished" in lines[1]  # the positive control: -v shows Nipype, workers included
+    """Folds, permutations and the final model run in MultiProc workers; their progress lines show,
+    Nipype's node records do not (``-v`` shows them: tests/test_reliability.py)."""
+    script = SCRIPT.format(tests=str(Path(__file__).parent), verbose=0, root=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text
+    assert "strokefc.group INFO: cross-validation: fold 1/2 done" in text
+    assert "strokefc.group INFO: cross-validation: fold 2/2 done" in text
+    assert "permutation test: permutation 2/2 done" in text
+    assert "final model: trained on every subject" in text
+    assert "[Node]" not in text

@@ -473,7 +473,7 @@ def test_sigkill_at_any_point_leaves_only_complete_files(base, reference, tmp_pa
     file under a final name loads whole each time, and a rerun completes to the reference outputs."""
     out, work = tmp_path / "out", tmp_path / "work"
     kills = 0
-    for delay in (0.0, 0.2, 0.5, 1.0, 2.0):  # after the next new output file, wait this long
+    for delay in (0.0, 0.5, 2.0):  # after the next new output file appears, wait this long
         before = len(_final_files(out)) if out.exists() else 0
         proc = _run(base, out, work, "01")
         deadline = time.time() + 300
@@ -489,7 +489,7 @@ def test_sigkill_at_any_point_leaves_only_complete_files(base, reference, tmp_pa
         kills += 1
         for path in _final_files(out):
             _load_fully(path)
-    assert kills >= 3
+    assert kills == 3
     proc = _run(base, out, work, "01")
     assert proc.wait(timeout=600) == 0, proc.stdout.read()
     assert _maps(out) == _maps(reference)
