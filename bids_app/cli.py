@@ -9,31 +9,11 @@ from __future__ import annotations
 import logging
 import sys
 
+from bids_app.execution import WorkflowFailed
 from bids_app.parser import flag_names, parse_args
 from workflows.utils.errors import InputError
 
 LOGGER = logging.getLogger("strokefc")
-
-
-def _setup_logging(verbose: int) -> None:
-    """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG
-    with -vv.
-    """
-    from nipype import config as nipype_config
-    from nipype import logging as nipype_logging
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("strokefc").setLevel(logging.DEBUG if verbose else logging.INFO)
-    # nipype re-applies its own levels when a workflow runs: set them through its config, and keep its
-    # records off the root handler (nipype has its own). Without -v nipype stays quiet: its node-failure
-    # records carry tracebacks, and strokefc's own summary already names each failure and its crash file.
-    nipype_level = {0: "CRITICAL", 1: "INFO"}.get(verbose, "DEBUG")
-    for key in ("workflow_level", "interface_level", "utils_level"):
-        nipype_config.set("logging", key, nipype_level)
-    nipype_logging.update_logging(nipype_config)
-    logging.getLogger("nipype").propagate = False
 
 
 def _count_verbose(argv: list[str]) -> int:
@@ -49,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     verbose = _count_verbose(argv)
     try:
         config = parse_args(argv)
-        _setup_logging(config.execution.verbose)
+        # Nipype is imported only once the arguments are known to be valid (--help answers at once)
+        from bids_app.console import setup_logging
+
+        setup_logging(config.execution.verbose)
         # the level runners import Nipype, nilearn and PyTorch: only once the arguments are known to be
         # valid, so that --help, --version and usage errors answer at once
         if config.analysis_level == "participant":
@@ -67,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("strokefc: interrupted", file=sys.stderr)
         return 130
+    except WorkflowFailed as exc:  # a node crashed: the message names its error and crash file
+        print(f"strokefc: processing failed: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a processing failure: exit 1, traceback with -v
         if verbose:
             LOGGER.exception("processing failure")
+        # the first line only: some messages (Nipype's) carry a whole traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
         print(
-            f"strokefc: processing failed: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+            f"strokefc: processing failed: {type(exc).__name__}: {first} (run with -v for the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 
 from bids_app.config import ExecutionParams, RunConfig, to_toml
-from workflows.utils.errors import InputError
+from workflows.utils.errors import FAILURE_RECORD, InputError
 from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc")
@@ -158,3 +159,50 @@ def execution_config(crash_dir: Path, stop_on_first_crash: bool = False) -> dict
         "parameterize_dirs": False,
         "hash_method": "content",
     }
+
+
+class WorkflowFailed(RuntimeError):
+    """A level's workflow stopped on a node's error; the message names the node's error and its crash
+    file (Nipype's own message is a traceback, kept for ``-v``).
+    """
+
+
+def crash_files(crash_dir: Path, marker: str, since: float) -> list[Path]:
+    """Nipype's text crash files in ``crash_dir`` written since ``since`` that mention ``marker``."""
+    out: list[Path] = []
+    for path in sorted(crash_dir.glob("crash-*.txt")) if crash_dir.exists() else []:
+        try:
+            if marker in path.read_text(errors="replace") and path.stat().st_mtime >= since:
+                out.append(path)
+        except OSError:
+            continue
+    return out
+
+
+def crash_reason(path: Path) -> str:
+    """The last error line of a Nipype text crash file (for failures that are not input errors)."""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "Exception" in ln:
+            return ln
+    return lines[-1] if lines else "unknown error"
+
+
+def node_failure(
+    node_dir: Path, crash_dir: Path, marker: str, since: float
+) -> tuple[InputError | str, Path | None] | None:
+    """Why a (sub-)workflow failed since ``since``: the input error a node recorded under ``node_dir``
+    (what, where, how to fix), else the last error line of its crash file; with the crash file.
+    ``None`` when nothing failed.
+    """
+    crash = crash_files(crash_dir, marker, since)
+    records = (
+        [p for p in sorted(node_dir.rglob(FAILURE_RECORD)) if p.stat().st_mtime >= since]
+        if node_dir.exists()
+        else []
+    )
+    if records:
+        return InputError.from_dict(json.loads(records[0].read_text())), crash[0] if crash else None
+    if crash:
+        return crash_reason(crash[0]), crash[0]
+    return None

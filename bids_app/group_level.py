@@ -11,15 +11,19 @@ import csv
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bids_app import queries
 from bids_app.config import QueryParams, RunConfig
+from bids_app.console import make_plugin
 from bids_app.execution import (
+    WorkflowFailed,
     execution_config,
     input_folders,
+    node_failure,
     plugin_settings,
     prepare_run,
     prepare_work_dir,
@@ -32,8 +36,10 @@ from workflows.group import init_group_wf
 from workflows.group_inputs import is_severe
 from workflows.metadata import shared_parameters
 from workflows.models import LABELS, ordered
+from workflows.utils.atomic import remove_stale_temps
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
+from workflows.utils.images import check_complete
 
 LOGGER = logging.getLogger("strokefc.group")
 #: Fewest subjects the group level accepts (with at least ``--cv-folds``).
@@ -143,6 +149,24 @@ def _unit_maps(layout: Any, q: QueryParams, label: str, stat: str) -> dict[str |
     )
 
 
+def check_map(path: Path, label: str, unit: str, stat: str) -> None:
+    """A participant map must load whole (a bad copy, a full disk, a run killed by an older strokefc):
+    otherwise the group level stops before training, naming the file and the subject to re-run.
+
+    Stopping (exit 2) rather than leaving the subject out: a silently smaller cohort would change the
+    model and its cross-validation without the user deciding it.
+    """
+    try:
+        check_complete(path, f"sub-{unit} stat-{stat} map")
+    except InputError as exc:
+        raise InputError(
+            exc.what,
+            exc.where,
+            f"re-run the participant level for this subject (--participant-label {label}), or leave it "
+            "out of the group level (--participant-label with the others)",
+        ) from None
+
+
 def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
     """Subjects with a map and a label, the excluded ones with their reason, and shared parameters."""
     q, group = config.queries, config.group
@@ -181,6 +205,11 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
             if score is None:
                 excluded[unit] = "no UL-FMA score"
                 continue
+            used: dict[str, Path | None] = {"dfcsd": map_file}
+            used.update((stat, maps.get(session)) for stat, maps in other.items())
+            for stat, used_map in used.items():
+                if used_map is not None:
+                    check_map(used_map, label, unit, stat)
             meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
             these = shared_parameters(meta)
             if params is None:
@@ -266,7 +295,24 @@ def run_group_level(config: RunConfig) -> int:
         config.output_dir / "logs" / "crash", config.execution.stop_on_first_crash
     )
     plugin, plugin_args = plugin_settings(config.execution)
-    wf.run(plugin=plugin, plugin_args=plugin_args)
+    started = time.time() - 1  # failure records and crash files older than this belong to earlier runs
+    for folder in ("group", "model"):  # what a killed run left half-written (never under a final name)
+        remove_stale_temps(config.output_dir / folder)
+    try:
+        wf.run(plugin=make_plugin(plugin, plugin_args), plugin_args=plugin_args)
+    except Exception as exc:
+        crash_dir = config.output_dir / "logs" / "crash"
+        failure = node_failure(config.work_dir / wf.name, crash_dir, wf.name, started)
+        if failure is None:
+            raise
+        LOGGER.debug("Nipype: %s", exc)
+        reason, crash = failure
+        if isinstance(reason, InputError):
+            raise reason from None
+        raise WorkflowFailed(
+            f"the group workflow stopped: {reason}"
+            + (f". The crash file has the details: {crash}" if crash else f" (crash files: {crash_dir})")
+        ) from None
 
     report = write_group_report(config, subjects, excluded)
     summary = json.loads((config.output_dir / "group" / "cv_summary.json").read_text())

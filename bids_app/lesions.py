@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import nibabel as nb
 
+from workflows.utils.atomic import atomic_path
 from workflows.utils.bids import bids_uri
 from workflows.utils.errors import InputError
 
@@ -207,6 +208,6 @@ def template_space_mask(
         lesion.path.stat().st_mtime, lesion.transform.stat().st_mtime
     ):
         warped = warp_mask_to_template(nb.load(str(lesion.path)), lesion.transform, nb.load(str(reference)))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        warped.to_filename(str(out))
+        with atomic_path(out) as tmp:  # reused by its mtime: a killed run must not leave half of it
+            warped.to_filename(str(tmp))
     return out, uris

@@ -7,7 +7,6 @@ if any subject failed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -23,10 +22,12 @@ from nipype.pipeline import engine as pe
 
 from bids_app import queries
 from bids_app.config import RunConfig
+from bids_app.console import make_plugin
 from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
 from bids_app.execution import (
     execution_config,
     input_folders,
+    node_failure,
     plugin_settings,
     prepare_run,
     prepare_work_dir,
@@ -36,14 +37,15 @@ from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_s
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
-from bids_app.progress import SubjectProgress
+from bids_app.progress import SubjectProgress, subject_priority
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
+from workflows.utils.atomic import remove_stale_temps
 from workflows.utils.bids import RunInputs
-from workflows.utils.errors import FAILURE_RECORD, InputError
+from workflows.utils.errors import InputError
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -281,10 +283,13 @@ def run_participant_level(config: RunConfig) -> int:
         plugin, plugin_args = plugin_settings(config.execution)
         plugin_args = {**plugin_args, "status_callback": SubjectProgress(wf)}
         LOGGER.info("Running %d subject(s) with %s", len(plans), plugin)
+        for plan in plans:  # what a killed run left half-written (never under a final name)
+            remove_stale_temps(config.output_dir / f"sub-{plan.subject}")
         # BLAS threads of every node (inherited by MultiProc workers and batch jobs)
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
+        runner = make_plugin(plugin, plugin_args, subject_priority([p.subject for p in plans]))
         try:
-            wf.run(plugin=plugin, plugin_args=plugin_args)
+            wf.run(plugin=runner, plugin_args=plugin_args)
         except RuntimeError as exc:  # Nipype's message is a traceback: the summary below names each failure
             LOGGER.error("some subjects' workflows failed; the summary below says which and why")
             LOGGER.debug("Nipype: %s", exc)
@@ -310,44 +315,17 @@ def _planning_failure(label: str, exc: Exception) -> str:
 
 
 def _failure_reason(config: RunConfig, subject: str, since: float) -> tuple[str, Path | None] | None:
-    """Why a subject's workflow failed in this run: its input-error record, else its crash file's last
-    error.
-    """
-    crash = _crash_files(config, subject, since)
-    node_dir = config.work_dir / "strokefc_participant_wf" / f"sub_{subject}_wf"
-    records = (
-        [p for p in sorted(node_dir.rglob(FAILURE_RECORD)) if p.stat().st_mtime >= since]
-        if node_dir.exists()
-        else []
+    """Why a subject's workflow failed in this run (:func:`bids_app.execution.node_failure`)."""
+    failure = node_failure(
+        config.work_dir / "strokefc_participant_wf" / f"sub_{subject}_wf",
+        config.output_dir / "logs" / "crash",
+        f"sub_{subject}_wf",
+        since,
     )
-    if records:
-        error = InputError.from_dict(json.loads(records[0].read_text()))
-        return error.render(flag_names()), crash[0] if crash else None
-    if crash:
-        return _crash_reason(crash[0]), crash[0]
-    return None
-
-
-def _crash_files(config: RunConfig, subject: str, since: float) -> list[Path]:
-    crash_dir = config.output_dir / "logs" / "crash"
-    marker = f"sub_{subject}_wf"
-    out: list[Path] = []
-    for path in sorted(crash_dir.glob("crash-*.txt")) if crash_dir.exists() else []:
-        try:
-            if marker in path.read_text(errors="replace") and path.stat().st_mtime >= since:
-                out.append(path)
-        except OSError:
-            continue
-    return out
-
-
-def _crash_reason(path: Path) -> str:
-    """The last error line of a Nipype text crash file (for failures that are not input errors)."""
-    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Error" in ln or "Exception" in ln:
-            return ln
-    return lines[-1] if lines else "unknown error"
+    if failure is None:
+        return None
+    reason, crash = failure
+    return reason.render(flag_names()) if isinstance(reason, InputError) else reason, crash
 
 
 def _print_summary(

@@ -1,10 +1,16 @@
-"""One line per finished or failed subject during a participant run (a Nipype status callback)."""
+"""One line per finished or failed subject during a participant run (a Nipype status callback).
+
+Lines come as subjects finish, because MultiProc runs the ready jobs subject by subject
+(:func:`subject_priority`); the time left is said once two subjects are done (one subject also
+carries the pipeline's start-up, so it overestimates by about the number of parallel jobs).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nipype.interfaces.utility import IdentityInterface
@@ -18,19 +24,40 @@ def _subject_of(fullname: str) -> str | None:
     return None
 
 
+def subject_priority(labels: list[str]) -> Callable[[Any], int]:
+    """A node's rank for MultiProc: the position of its subject in ``labels`` (others first)."""
+    rank = {label: i for i, label in enumerate(labels)}
+    return lambda node: rank.get(_subject_of(node.fullname) or "", -1)
+
+
+#: Subjects done before the time left is estimated.
+MIN_DONE_FOR_ESTIMATE = 2
+
+
+def _time_left(seconds: float) -> str:
+    return f"about {seconds / 60:.0f} min left" if seconds >= 90 else "under 2 min left"
+
+
 class SubjectProgress:
     """Counts the finished nodes of each subject; prints when a subject's last node ends or one fails.
 
     Nipype runs identity nodes without reporting them, so a subject's node count excludes them.
     """
 
-    def __init__(self, workflow: pe.Workflow, printer: Any = print) -> None:
-        flat = workflow._create_flat_graph()
-        self.expected = Counter(
-            _subject_of(node.fullname)
-            for node in flat.nodes()
-            if not isinstance(node.interface, IdentityInterface)
-        )
+    def __init__(
+        self,
+        workflow: pe.Workflow | None,
+        printer: Any = print,
+        expected: Mapping[str, int] | None = None,
+    ) -> None:
+        """``expected``: node counts by subject, when there is no ``workflow`` to count them from."""
+        self.expected: Counter[str | None] = Counter(expected or {})
+        if workflow is not None:
+            self.expected.update(
+                _subject_of(node.fullname)
+                for node in workflow._create_flat_graph().nodes()
+                if not isinstance(node.interface, IdentityInterface)
+            )
         self.expected.pop(None, None)
         self.finished: Counter[str | None] = Counter()
         self.reported: set[str] = set()
@@ -56,8 +83,9 @@ class SubjectProgress:
         self.reported.add(subject)
         done, total = len(self.reported), len(self.expected)
         elapsed = time.time() - self.started
-        remaining = elapsed / done * (total - done)
-        eta = f", about {remaining / 60:.0f} min left" if done < total else ""
+        eta = ""
+        if MIN_DONE_FOR_ESTIMATE <= done < total:
+            eta = f", {_time_left(elapsed / done * (total - done))}"
         self.printer(
             f"  sub-{subject} {what} ({done}/{total}, {elapsed / 60:.1f} min elapsed{eta})", flush=True
         )

@@ -37,6 +37,24 @@ def run_cli(*args) -> int:
         return exc.code
 
 
+def run_strokefc(*args, timeout: float = 900) -> tuple[int, str]:
+    """The ``strokefc`` console script in a subprocess: its exit code and its whole output (stdout and
+    stderr together, Nipype's worker processes included: what a user sees).
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "strokefc"), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    return proc.returncode, proc.stdout
+
+
 def tiny_group_maps(root: Path, rng, n_subjects: int = 12, spread: float = 0.0) -> list:
     """``GroupSubject``s of tiny generated dFC maps on an 8 mm grid (a blob in the even, severe ones).
 

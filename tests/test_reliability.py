@@ -10,13 +10,15 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 from pathlib import Path
+from xml.etree import ElementTree
 
 import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import NO_QC, run_cli, simulate
+from helpers import NO_QC, run_cli, run_strokefc, simulate
 
 pytestmark = pytest.mark.integration
 SPACE = "MNI152NLin2009cAsym"
@@ -62,6 +64,14 @@ def _set(bids, label, column, value):
 def _append(path, text):
     with open(path, "a") as fh:
         fh.write(text)
+
+
+def _write_bytes(path, data):
+    path.write_bytes(data)
+
+
+def _truncate(path, keep=0.5):
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
 
 
 def _flip_side(bids, label):
@@ -185,19 +195,36 @@ CASES = [
         2,
         "no 'ul_fma' column",
     ),
+    (  # reliability-2 case 55: read like participants.tsv (the run goes on, to the missing maps)
+        "sessions.tsv with a BOM and CRLF",
+        lambda b: _write_bytes(
+            b / "sub-01" / "sub-01_sessions.tsv", b"\xef\xbb\xbfsession_id\tul_fma\r\nses-1\t30\r\n"
+        ),
+        "group",
+        2,
+        r"only 0 subject\(s\) have a map and a label",
+    ),
+    (  # Nipype's failure records (tracebacks) and [Node] lines stay out of the console
+        "truncated BOLD",
+        lambda b: _truncate(_bold(b, "01")) or ["--participant-label", "01"],
+        "participant",
+        1,
+        r"sub-01: the BOLD file is truncated or corrupt.*\n    crash file: .*crash-.*\.txt",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_a_clear_error(case, bids, tmp_path, capsys):
+def test_bad_input_gets_a_clear_error(case, bids, tmp_path):
+    """The whole console output (a subprocess: Nipype's workers included) has the message, and no
+    traceback nor Nipype node record without -v."""
     _, fault, level, code, message = case
     extra = fault(bids) or []
-    result = run_cli(bids, tmp_path / "out", level, *extra, "--work-dir", tmp_path / "work", *FAST)
-    err = capsys.readouterr()
-    text = err.out + err.err
+    result, text = run_strokefc(bids, tmp_path / "out", level, *extra, "--work-dir", tmp_path / "work", *FAST)
     assert result == code, text
     assert re.search(message, text), text
-    assert "Traceback" not in text
+    assert "Traceback" not in text, text
+    assert "[Node]" not in text, text
     if code == 2:
         assert "How to fix" in text or "error:" in text
 
@@ -411,3 +438,98 @@ def test_read_only_output_dir_is_refused(bids, tmp_path, capsys):
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(ro)], check=False)
+
+
+def _final_files(out):
+    """Every file under a final name (hidden temporary files and folders excluded)."""
+    return sorted(
+        p
+        for p in out.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+    )
+
+
+def _load_fully(path):
+    """Read a file whole as its type says (raises when it is truncated or corrupt)."""
+    name = path.name
+    if name.endswith((".nii.gz", ".nii")):
+        nb.load(path).get_fdata()
+    elif name.endswith(".json"):
+        json.loads(path.read_text())
+    elif name.endswith(".tsv"):
+        pd.read_csv(path, sep="\t")
+    elif name.endswith(".toml"):
+        tomllib.loads(path.read_text())
+    elif name.endswith(".html"):
+        assert path.read_text().rstrip().endswith("</html>"), path
+    elif name.endswith(".svg"):
+        ElementTree.parse(path)
+    else:
+        path.read_bytes()
+
+
+def test_sigkill_at_any_point_leaves_only_complete_files(base, reference, tmp_path):
+    """A participant run killed (process group, SIGKILL) as outputs appear, at several points: every
+    file under a final name loads whole each time, and a rerun completes to the reference outputs."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    kills = 0
+    for delay in (0.0, 0.5, 2.0):  # after the next new output file appears, wait this long
+        before = len(_final_files(out)) if out.exists() else 0
+        proc = _run(base, out, work, "01")
+        deadline = time.time() + 300
+        while proc.poll() is None and time.time() < deadline:
+            if out.exists() and len(_final_files(out)) > before:
+                time.sleep(delay)
+                break
+            time.sleep(0.05)
+        if proc.poll() is not None:  # finished before this kill point
+            break
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        for path in _final_files(out):
+            _load_fully(path)
+    assert kills == 3
+    proc = _run(base, out, work, "01")
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    assert _maps(out) == _maps(reference)
+    for path in _final_files(out):
+        _load_fully(path)
+    assert not list(out.rglob(".tmp-*"))  # the rerun removed what the killed runs left
+
+
+def test_group_names_an_unreadable_map(base, reference, tmp_path):
+    """reliability-2 case 53: a truncated participant map stops the group level before training, with
+    the file and the subject to re-run named, and no traceback."""
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    dfcsd = next(out.glob("sub-01/func/*_stat-dfcsd_boldmap.nii.gz"))
+    dfcsd.write_bytes(dfcsd.read_bytes()[:2000])
+    code, text = run_strokefc(base, out, "group", "--work-dir", tmp_path / "work", "--skip-bids-validation")
+    assert code == 2, text
+    assert "sub-01 stat-dfcsd map file is truncated" in text
+    assert f"Where: {dfcsd}." in text
+    assert "--participant-label 01" in text
+    assert "Traceback" not in text
+
+
+def test_verbose_shows_nipype_and_the_traceback(bids, tmp_path):
+    """The positive control of the quiet console: with -v, Nipype's node records (from its workers)
+    and the failure's traceback are shown."""
+    _truncate(_bold(bids, "01"))
+    code, text = run_strokefc(
+        bids,
+        tmp_path / "out",
+        "participant",
+        "--participant-label",
+        "01",
+        "--work-dir",
+        tmp_path / "w",
+        "--nprocs",
+        2,
+        "-v",
+        *FAST,
+    )
+    assert code == 1, text
+    assert "[Node] Setting-up" in text
+    assert "Traceback" in text

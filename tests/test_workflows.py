@@ -202,6 +202,39 @@ def test_progress_prints_one_line_per_subject_when_its_last_node_ends(two_run_co
     progress(sub02, "exception")
     assert lines[1].startswith("  sub-02 failed")
     assert lines[1].endswith("min elapsed)")
+    assert "left" not in lines[0]  # one subject done: too early to estimate the time left
+
+
+def test_progress_estimates_the_time_left_from_two_subjects():
+    from types import SimpleNamespace
+
+    from bids_app.progress import SubjectProgress
+
+    lines: list[str] = []
+    progress = SubjectProgress(
+        None, printer=lambda text, **_: lines.append(text), expected={f"{i:02d}": 1 for i in range(1, 9)}
+    )
+    progress.started -= 600
+    for label in ("01", "02"):
+        progress(SimpleNamespace(fullname=f"strokefc_participant_wf.sub_{label}_wf.dfc"), "end")
+    assert "left" not in lines[0]
+    assert lines[1].endswith("about 30 min left)")  # 10 min for 2 subjects, 6 to go
+
+
+def test_ready_jobs_run_subject_by_subject():
+    """MultiProc takes the ready jobs of the earliest subject first, so subjects finish in turn."""
+    from types import SimpleNamespace
+
+    from bids_app.console import StrokefcMultiProcPlugin
+    from bids_app.progress import subject_priority
+
+    plugin = StrokefcMultiProcPlugin(
+        plugin_args={"n_procs": 1}, priority=subject_priority(["01", "02", "03"])
+    )
+    names = ["sub_03_wf.a", "sub_01_wf.a", "sub_02_wf.a", "sub_01_wf.b", "report"]
+    plugin.procs = [SimpleNamespace(fullname=f"strokefc_participant_wf.{n}") for n in names]
+    assert list(plugin._sort_jobs([0, 1, 2, 3, 4])) == [4, 1, 3, 2, 0]
+    plugin.pool.shutdown()
 
 
 def test_sinks_hash_their_source_by_path_and_their_input_by_content(tmp_path):

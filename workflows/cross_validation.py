@@ -165,12 +165,13 @@ def cross_validate(
                 for s, t, p in zip(subjects, truth, subject_prob)
             )
             curves.extend({"repeat": fold["repeat"], "fold": fold["fold"], **row} for row in curve)
-        LOGGER.info("fold %d of repeat %d done", fold["fold"] + 1, fold["repeat"] + 1)
+        LOGGER.debug("fold %d of repeat %d done", fold["fold"] + 1, fold["repeat"] + 1)
     return predictions, fold_metrics, curves
 
 
 def plan_folds(subjects: list[dict], params: GroupParams) -> list[dict]:
-    """Subject-level folds, fixed when the workflow is built: ``{repeat, fold, test: [unit labels]}``.
+    """Subject-level folds, fixed when the workflow is built: ``{repeat, fold, test: [unit labels],
+    number, of}`` (``number`` counts the folds of every repeat from 1 to ``of``).
 
     Every sample of a subject (each of its sessions, each window) follows the subject, so a subject is
     never on both sides of a fold.
@@ -180,8 +181,14 @@ def plan_folds(subjects: list[dict], params: GroupParams) -> list[dict]:
     y = np.array([int(is_severe(s["score"], params.severe_threshold)) for s in subjects])
     folds = subject_folds(y, split, params.cv.cv_folds, params.cv.cv_repeats, params.random_seed)
     return [
-        {"repeat": int(f["repeat"]), "fold": int(f["fold"]), "test": labels[f["test"]].tolist()}
-        for f in folds
+        {
+            "repeat": int(f["repeat"]),
+            "fold": int(f["fold"]),
+            "test": labels[f["test"]].tolist(),
+            "number": i + 1,  # for progress lines: fold <number>/<of>
+            "of": len(folds),
+        }
+        for i, f in enumerate(folds)
     ]
 
 
@@ -245,4 +252,6 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     )
     saliency_file = stem.parent / f"{stem.name}_saliency.npz"
     np.savez_compressed(saliency_file, **saliency)  # type: ignore[arg-type]
+    if "number" in fold:  # progress (the app shows strokefc's INFO lines)
+        LOGGER.info("cross-validation: fold %d/%d done", fold["number"], fold["of"])
     return FoldFiles(str(out), str(saliency_file))

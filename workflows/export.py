@@ -9,6 +9,7 @@ every model, the training cohort, intended use and limitations: :mod:`workflows.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from workflows.models import BASELINE_MODEL, EXPORTED_MODEL, MODELS, PARCEL_ATLA
 from workflows.params import GroupParams
 from workflows.seeds import atlas_record
 
+LOGGER = logging.getLogger("strokefc.group")
+
 
 def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path) -> str:
     """Train the final model on every labelled subject; saved (safetensors) in ``work_dir/final``."""
@@ -39,6 +42,7 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
         "input": {},
         "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": len(data["y"])},
     }
+    LOGGER.info("final model: trained on every subject (%d epochs)", len(curve))
     return str(save_model(model, card, Path(work_dir) / "final"))
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from workflows.cnn import StrokeCNN, build_model
+from workflows.utils.atomic import atomic_path, atomic_write
 from workflows.utils.errors import InputError
 from workflows.utils.io import sha256
 
@@ -36,12 +36,11 @@ def save_model(model: StrokeCNN, card: dict, out_dir: Path | str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_NAME
-    tmp = out_dir / (WEIGHTS_NAME + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     # one metadata key only: safetensors writes metadata from a hash map, so two keys come out in a
     # random order and the file's SHA-256 (the model id) would differ between identical trainings
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, weights)
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
     card = {
         **card,
         "CardVersion": CARD_VERSION,
@@ -49,9 +48,8 @@ def save_model(model: StrokeCNN, card: dict, out_dir: Path | str) -> Path:
         "WeightsFile": WEIGHTS_NAME,
         "WeightsSHA256": sha256(weights),
     }
-    tmp_card = out_dir / (CARD_NAME + ".tmp")
-    tmp_card.write_text(json.dumps(json_clean(card), indent=2, sort_keys=True, allow_nan=False))
-    os.replace(tmp_card, out_dir / CARD_NAME)
+    with atomic_write(out_dir / CARD_NAME) as fh:
+        fh.write(json.dumps(json_clean(card), indent=2, sort_keys=True, allow_nan=False))
     return out_dir
 
 

@@ -10,6 +10,7 @@ subject-level folds and cross-validates every permuted model with as many repeat
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from workflows.cross_validation import cross_validate, split_groups, subject_fol
 from workflows.models import PRIMARY_MODEL, FitPredict, fold_models, permuted_models
 from workflows.params import GroupParams
 from workflows.stats import permutation_p_value
+
+LOGGER = logging.getLogger("strokefc.group")
 
 
 def permute_subject_labels(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -69,7 +72,7 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> d
     data = np.load(data_file)
     permuted = permuted_models(params)
     models = {name: fit for name, fit in fold_models(data, params).items() if name in permuted}
-    return permutation_nulls(
+    nulls = permutation_nulls(
         np.arange(len(data["y"])),
         data["y"],
         data["groups"],
@@ -80,6 +83,10 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> d
         index=int(index),
         split_groups=split_groups(data),
     )
+    total = params.cv.n_permutations
+    if (index + 1) % max(1, total // 10) == 0 or index + 1 == total:  # about ten progress lines
+        LOGGER.info("permutation test: permutation %d/%d done", index + 1, total)
+    return nulls
 
 
 def permutation_summary(

@@ -9,7 +9,6 @@ rerun that reuses the working directory rewrites outputs that were deleted from 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -22,6 +21,7 @@ from nipype.interfaces.base import (
 )
 
 from workflows.columns import tsv_sidecar
+from workflows.utils.atomic import atomic_copy
 from workflows.utils.bids import sidecar_path
 from workflows.utils.io import atomic_write_json, read_tsv_header
 
@@ -51,11 +51,7 @@ class WriteOutputs(SimpleInterface):
         tables = {str(Path(s).with_suffix(".json")) for s in sources if str(s).endswith(".tsv")}
         sources = [s for s in sources if str(s) not in tables]  # a table's own sidecar is merged below
         for src in [s for s in dict.fromkeys(sources) if Path(s).exists()]:
-            dst = out_dir / Path(src).name
-            tmp = out_dir / f".{dst.name}.tmp"
-            shutil.copyfile(src, tmp)
-            tmp.chmod(0o644)
-            tmp.replace(dst)
+            dst = atomic_copy(src, out_dir / Path(src).name)
             written.append(str(dst))
             if dst.suffix == ".tsv":  # column descriptions, under what the step put in its own sidecar
                 own = Path(src).with_suffix(".json")

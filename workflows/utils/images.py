@@ -5,6 +5,7 @@ The errors cover missing, empty and corrupt files, and a brain mask on another g
 
 from __future__ import annotations
 
+import gzip
 import os
 import warnings
 import zlib
@@ -103,6 +104,35 @@ def read_data(
             str(path),
             "the file may be truncated: re-copy or regenerate it",
         ) from None
+
+
+def check_complete(path: Path | str, what: str) -> nb.Nifti1Image:
+    """Load an image's header and check that the whole file is there (a ``.gz`` is decompressed as a
+    stream, checking its CRC, without holding the data); a clear error for a truncated file.
+    """
+    img = load_image(path, what)
+    header = img.header
+    needed = int(header.get_data_offset()) + int(
+        np.prod(img.shape, dtype=np.int64) * header.get_data_dtype().itemsize
+    )
+    size = 0
+    try:
+        with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                size += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(
+            f"the {what} file is truncated or corrupt ({type(exc).__name__}: {exc})",
+            str(path),
+            "the file may be truncated: re-copy or regenerate it",
+        ) from None
+    if size < needed:
+        raise InputError(
+            f"the {what} file is truncated ({size} of {needed} bytes)",
+            str(path),
+            "the file may be truncated: re-copy or regenerate it",
+        )
+    return img
 
 
 #: Volumes of a 4D run read (and scaled) at a time by :func:`read_data`.

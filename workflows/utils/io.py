@@ -1,39 +1,28 @@
 """Atomic file writes and the TSV/NIfTI writers of the science layer.
 
-Several processes may write into one output directory at once, so every file shared between them is
-written to a temporary file in the same folder and renamed into place (atomic on POSIX file systems):
-a reader never sees half a file.
+Several processes may write into one output directory at once, and a run may be killed: every file is
+written through :mod:`workflows.utils.atomic` (a temporary file in the same folder, fsynced, renamed into
+place), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from workflows.utils.atomic import atomic_write
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`workflows.utils.atomic.atomic_write`)."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:

@@ -1,0 +1,100 @@
+"""What the console shows: strokefc's messages and progress; Nipype only with ``-v``, workers included.
+
+Nipype's ``MultiProc`` runs nodes in worker processes that import Nipype afresh, with its default INFO
+level: a participant run printed every ``[Node] Setting-up/Executing/Finished`` record, and the
+science layer's progress lines (``strokefc.*`` loggers: folds, permutations) were lost in the workers.
+:class:`StrokefcMultiProcPlugin` starts its workers with the parent's logging (:func:`setup_logging`),
+and runs ready jobs subject by subject so that subjects finish one after another.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from nipype import config as nipype_config
+from nipype import logging as nipype_logging
+from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer
+
+#: Nipype's loggers, as named in its config's ``logging`` section.
+NIPYPE_LOGGERS = ("workflow_level", "interface_level", "utils_level")
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+
+
+def setup_logging(verbose: int) -> None:
+    """strokefc's messages at INFO (DEBUG with -v); Nipype's quiet by default, INFO with -v, DEBUG
+    with -vv.
+
+    Without ``-v`` Nipype stays silent: its node records are noise to a user, and its failure records
+    carry tracebacks; strokefc's own summary names each failure and its crash file.
+    """
+    # other libraries (pybids' schema, matplotlib) only warn unless -v
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT, datefmt="%H:%M:%S"
+    )
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("strokefc").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # nipype re-applies its own levels when a workflow runs: set them through its config, and keep its
+    # records off the root handler (nipype has its own)
+    nipype_level = {0: "CRITICAL", 1: "INFO"}.get(verbose, "DEBUG")
+    for key in NIPYPE_LOGGERS:
+        nipype_config.set("logging", key, nipype_level)
+    nipype_logging.update_logging(nipype_config)
+    logging.getLogger("nipype").propagate = False
+
+
+def current_verbosity() -> int:
+    """The ``-v`` count that :func:`setup_logging` was given, read back from Nipype's config."""
+    level = nipype_config.get("logging", "workflow_level")
+    return {"CRITICAL": 0, "INFO": 1}.get(str(level).upper(), 2)
+
+
+def _worker_init(cwd: str, verbose: int) -> None:
+    """Initializer of a MultiProc worker: Nipype's own, then the parent's logging."""
+    process_initializer(cwd)
+    setup_logging(verbose)
+
+
+class StrokefcMultiProcPlugin(MultiProcPlugin):
+    """MultiProc whose workers log as the parent does, and which runs the jobs that are ready at once in
+    ``priority`` order (subject by subject at the participant level: MultiProc's own breadth-first
+    order finished every subject together at the end of the run).
+    """
+
+    def __init__(
+        self, plugin_args: dict[str, Any] | None = None, priority: Callable[[Any], Any] | None = None
+    ) -> None:
+        super().__init__(plugin_args=plugin_args)
+        self.priority = priority
+        # the pool starts no worker before its first job: replace it by one whose workers get the
+        # parent's logging
+        self.pool.shutdown(wait=False)
+        self.pool: ProcessPoolExecutor = ProcessPoolExecutor(
+            max_workers=self.processors,
+            initializer=_worker_init,
+            initargs=(self._cwd, current_verbosity()),
+            mp_context=mp.get_context(self.plugin_args.get("mp_context")),
+        )
+
+    def _sort_jobs(self, jobids: Any, scheduler: str = "tsort") -> Any:
+        jobids = super()._sort_jobs(jobids, scheduler=scheduler)
+        if self.priority is None:
+            return jobids
+        priority = self.priority
+        return sorted(jobids, key=lambda jobid: priority(self.procs[jobid]))  # stable: ties keep order
+
+
+def make_plugin(
+    plugin: str, plugin_args: dict[str, Any], priority: Callable[[Any], Any] | None = None
+) -> Any:
+    """What ``wf.run(plugin=...)`` gets: a :class:`StrokefcMultiProcPlugin` for MultiProc, else the
+    name (Linear runs in this process, batch plugins in their own jobs).
+
+    ``priority(node)`` orders the jobs that are ready at once (lowest first).
+    """
+    if plugin != "MultiProc":
+        return plugin
+    return StrokefcMultiProcPlugin(plugin_args=plugin_args, priority=priority)
