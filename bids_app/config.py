@@ -154,8 +154,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "cnn_resolution",
             "samples",
             "random_seed",
+            "timescale",
         )
     },
+    "group_map": ("group", "map"),
     **{
         name: ("qc", name)
         for name in ("min_time", "max_mean_fd", "min_windows", "min_dof", "lag_search", "max_lag")

@@ -14,8 +14,10 @@ from bids_app import __version__
 from bids_app.config import OPTIONS, RunConfig, build_config, option_default, parameter_name, read_toml
 from bids_app.queries import resolve_datasets
 from workflows.params import (
+    AUTO_TIMESCALE,
     CALIBRATION_METHODS,
     DFC_PRESETS,
+    GROUP_MAPS,
     STRATEGIES,
     STRATEGY_TEXT,
     TARGETS,
@@ -413,6 +415,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=D("samples"),
         help="one sample per subject map, or one per window map (needs --save-windows "
         "at the participant level); CV is grouped by subject either way",
+    )
+    g.add_argument(
+        "--map",
+        dest="group_map",
+        choices=list(GROUP_MAPS),
+        default=D("group_map"),
+        help="group level: the participant-level map the primary parcel model, the PCA baseline and the "
+        "CNN learn from: dfcsd (dFC variability, default), dfcexcess (its excess over the stationary "
+        "null; needs --null-surrogates > 0), fc (static FC) or dfcmean (mean dFC); the static-FC and "
+        "mean-dFC controls run on the same folds whatever the map",
+    )
+    g.add_argument(
+        "--timescale",
+        default=D("timescale"),
+        metavar=f"{{LENGTH,{AUTO_TIMESCALE}}}",
+        help="group level: the window length of the maps, one of the participant level's "
+        "--window-lengths ('60s'; default: its first, --window-length), or auto: chosen inside each "
+        "training fold by an inner subject-level CV of the primary model on the training subjects only",
     )
     g.add_argument("--cv-folds", type=_positive_int, default=D("cv_folds"), help="subject-level CV folds")
     g.add_argument("--cv-repeats", type=_positive_int, default=D("cv_repeats"), help="CV repetitions")
