@@ -135,6 +135,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
         name: ("window", name)
         for name in (
             "window_length",
+            "extra_window_lengths",
             "window_step",
             "window_shape",
             "window_estimator",

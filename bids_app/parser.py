@@ -23,6 +23,8 @@ from workflows.params import (
     TARGETS,
     WINDOW_ESTIMATORS,
     WINDOW_SHAPES,
+    split_duration,
+    timescale_label,
 )
 
 D = option_default  # every default below comes from the steps' parameter classes
@@ -64,6 +66,14 @@ def _existing_path(text: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"path does not exist: {path}")
     return path.resolve()
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        split_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _coords(text: str) -> tuple[float, ...]:
@@ -276,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--window-length",
         default=None,
         help=f"window length, '60s' or '30vol' (default {D('window_length')})",
+    )
+    g.add_argument(
+        "--window-lengths",
+        nargs="+",
+        default=None,
+        metavar="LENGTH",
+        help="several window lengths, e.g. 44s 60s 100s (Allen et al. 2014's 44 s; Shirer et al. 2012's "
+        "30-60 s; 100 s = 1/high-pass, Leonardi & Van De Ville 2015): the first is --window-length (its "
+        "maps keep their names), each other one gets its own maps (desc-win<length>) and stationary "
+        "null; the group level's --timescale chooses among them (default: one length)",
     )
     g.add_argument(
         "--window-step",
@@ -590,6 +610,19 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     for key in window:
         if getattr(opts, key) is not None:
             window[key] = getattr(opts, key)
+    extra = tuple(str(x) for x in getattr(opts, "extra_window_lengths", None) or ())
+    if opts.window_lengths:
+        if opts.window_length is not None and opts.window_length != opts.window_lengths[0]:
+            problems.append("give --window-length or --window-lengths (its first length), not both")
+        window["window_length"], extra = opts.window_lengths[0], tuple(opts.window_lengths[1:])
+    for length in (window["window_length"], *extra):
+        try:
+            split_duration(length)
+        except ValueError:
+            problems.append(f"window length {length!r} is not a duration: give seconds ('60s') or volumes")
+    labels_seen = [timescale_label(x) for x in (window["window_length"], *extra) if _is_duration(x)]
+    if len(set(labels_seen)) < len(labels_seen):
+        problems.append("--window-lengths repeats a length")
     labels = []
     for label in opts.participant_label:
         text = label[4:] if label.startswith("sub-") else label
@@ -647,6 +680,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         session_id=tuple(sessions),
         fmristroke_dir=fmristroke_dir,
         window_length=str(window["window_length"]),
+        extra_window_lengths=extra,
         window_step=int(window["window_step"]),
         seed_mask=str(opts.seed_mask) if opts.seed_mask else None,
         seed_coords=tuple(opts.seed_coords) if opts.seed_coords else None,

@@ -85,6 +85,12 @@ class WindowParams:
     # carry spurious stationary fluctuations (Leonardi & Van De Ville 2015): the stationary null below
     # measures that floor per subject, and stat-dfcexcess subtracts it.
     window_length: str = "44s"
+    # other window lengths (--window-lengths 44s 60s 100s: the first is window_length), each with its
+    # own maps (desc-win<length>) and stationary null; none by default (the participant level stays
+    # cheap; the group level's --timescale chooses among them). Windows of 30-60 s are the range
+    # Shirer et al. 2012 found to track cognitive states; 100 s (1/high-pass) is the length that needs
+    # no null by Leonardi & Van De Ville's rule.
+    extra_window_lengths: tuple[str, ...] = ()
     window_step: int = 1
     window_shape: str = "rectangular"
     window_estimator: str = "weighted"  # see WINDOW_ESTIMATORS; identical for rectangular windows
