@@ -360,3 +360,37 @@ def test_group_level_on_the_chosen_map_and_timescale(tmp_path, rng):
     assert card["input"]["stat"] == "dfcexcess"
     assert card["training"]["timescale_chosen"] in ("44s", "60s")
     assert card["dfc_parameters"]["WindowLength_s"] == float(card["training"]["timescale_chosen"][:-1])
+
+
+def test_session_mean_averages_every_map_by_its_own_window_counts(tmp_path):
+    from workflows.interfaces.subject import AggregateRuns
+
+    affine = np.eye(4)
+    maps = []
+    for run, value in enumerate((1.0, 4.0)):
+        files = {}
+        for key in ("dfcsd", "fc", "dfcsd_win60s"):
+            path = tmp_path / f"run{run}_{key}.nii.gz"
+            nb.save(nb.Nifti1Image(np.full((2, 2, 2), value, np.float32), affine), path)
+            files[key] = str(path)
+        maps.append(files)
+    infos = [
+        {"WindowsKept": 10, "OtherTimescales": {"win60s": {"WindowsKept": 30}}},
+        {"WindowsKept": 30, "OtherTimescales": {"win60s": {"WindowsKept": 10}}},
+    ]
+    metas = [
+        {"Space": "x", "OtherTimescales": {"win60s": {"WindowLength_s": 60.0, "WindowsKept": n}}}
+        for n in (30, 10)
+    ]
+    node = AggregateRuns(
+        in_files=[m["dfcsd"] for m in maps], dfc_infos=infos, run_metas=metas, run_maps=maps, static={}
+    )
+    node.base_dir = str(tmp_path)
+    result = node.run(cwd=str(tmp_path))
+    out = result.outputs.out_maps
+    assert set(out) == {"dfcsd", "fc", "dfcsd_win60s"}
+    mean = {k: float(nb.load(v).get_fdata().mean()) for k, v in out.items()}
+    assert mean["dfcsd"] == pytest.approx((10 * 1 + 30 * 4) / 40)
+    assert mean["fc"] == pytest.approx((10 * 1 + 30 * 4) / 40)
+    assert mean["dfcsd_win60s"] == pytest.approx((30 * 1 + 10 * 4) / 40)
+    assert result.outputs.meta["OtherTimescales"] == {"win60s": {"WindowLength_s": 60.0}}
