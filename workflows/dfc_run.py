@@ -73,7 +73,7 @@ def run_dfc(
         "static": static,
         "n_jobs": n_threads,
     }
-    null_info = {}
+    null_info: dict[str, Any] = {}
     if window.null_surrogates > 0:
         results["dfcexcess"], null_info = _null_map(
             out["seed"], data, spec, window.null_surrogates, mask, mask_img, out_dir, "dfcexcess", null_args
@@ -88,7 +88,7 @@ def run_dfc(
             path = os.path.join(out_dir, f"{name}_{label}.nii.gz")
             other[key].to_filename(path)
             results["maps"][f"{name}_{label}"] = path
-        other_null = {}
+        other_null: dict[str, Any] = {}
         if window.null_surrogates > 0:
             name = f"dfcexcess_{label}"
             results["maps"][name], other_null = _null_map(
