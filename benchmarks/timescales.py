@@ -286,13 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--null-cohorts", type=int, default=5, help="extra null cohorts (other seeds)")
     parser.add_argument("--seed", type=int, default=24)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--run-lengths", type=int, nargs="+", default=list(RUN_LENGTHS), help="volumes per run (TR 2 s)"
+    )
     parser.add_argument("--name", default="timescales", help="results file: <name>-<date>.json/.md")
     args = parser.parse_args(argv)
     start = time.time()
     info = machine()
     defaults = CohortParams(dynamics="states")
     rows, truth_summary = [], {}
-    for n_t in RUN_LENGTHS:
+    run_lengths = tuple(args.run_lengths)
+    for n_t in run_lengths:
         for effect_type in EFFECT_TYPES:
             subjects, y, truth = simulate_subjects(effect_type, n_t, args.subjects, args.voxels, args.seed)
             feats = features(subjects, args.surrogates, args.seed + n_t)
@@ -325,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     # more null cohorts: the spread of the oracle under no effect at all (false-positive check)
     null_bas: dict = {}
     for k in range(args.null_cohorts):
-        for n_t in RUN_LENGTHS[:2]:
+        for n_t in run_lengths[:2]:
             subjects, y, _ = simulate_subjects("none", n_t, args.subjects, args.voxels, args.seed + 1000 + k)
             feats = features(subjects, args.surrogates, args.seed + 2000 + k)
             for key, x in feats.items():
@@ -335,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 null_bas.setdefault(f"{row['map']}-auto-{n_t}", []).append(row["balanced_accuracy"])
     # censoring on the null
     censoring = {}
-    for n_t in RUN_LENGTHS[:2]:
+    for n_t in run_lengths[:2]:
         subjects, _, _ = simulate_subjects("none", n_t, args.subjects, args.voxels, args.seed + 7)
         crng = np.random.default_rng([args.seed, n_t, 99])
         masks = [censor_bursts(crng, n_t) for _ in subjects]
@@ -357,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             **vars(args),
             "tr": TR,
             "windows_s": WINDOWS_S,
-            "run_lengths": RUN_LENGTHS,
+            "run_lengths": run_lengths,
             "dwell_range_s": [defaults.dwell_min_s, defaults.dwell_max_s],
             "effect": defaults.effect,
             "static_effect": defaults.static_effect,

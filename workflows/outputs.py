@@ -98,8 +98,7 @@ def _add_map_sinks(
                     suffix="boldmap",
                     compress=True,
                     Description=(
-                        f"Subject-level {what[0].lower() + what[1:]}: mean of the run maps weighted by "
-                        "their number of valid windows"
+                        f"Subject-level mean of the run maps weighted by their number of valid windows: {what}"
                         if subject
                         else what
                     ),
