@@ -98,7 +98,7 @@ def _add_map_sinks(
                     suffix="boldmap",
                     compress=True,
                     Description=(
-                        f"Subject-level mean of the run maps weighted by their number of valid windows: {what}"
+                        f"Subject-level mean of the run maps weighted by their valid windows: {what}"
                         if subject
                         else what
                     ),
