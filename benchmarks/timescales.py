@@ -11,7 +11,13 @@ both, none) x run length (180, 240 and, for reference, 400 volumes at TR 2 s) x 
 - ``nullref``: ``dfcsd`` minus the mean ``dfcsd`` of ``--surrogates`` phase-randomised surrogates of the
   same series (the same random phases for the seed and the targets, so their cross-spectrum and hence
   their static coupling are kept), same window and filter;
+- ``dfcmean``: mean over windows of the same Fisher z (nearly static FC; a control);
 - ``fc``: Fisher z of the whole-run correlation (static FC, the same for every window).
+
+Besides each fixed window, ``auto`` chooses the window inside each outer training fold, as the group
+level's ``--timescale auto`` does: the window whose one-feature model scores the best balanced accuracy
+in an inner stratified 5-fold CV of the training subjects only, then that model predicts the fold's test
+subjects (the outer test subjects never take part in the choice).
 
 Each value is averaged over the target voxels; the **oracle** is a one-feature logistic regression on
 it, 5-fold stratified CV repeated ``--repeats`` times, balanced accuracy (mean and SD over repeats).
@@ -24,8 +30,8 @@ interpolated before filtering, windows with < 80% kept volumes are dropped, and 
 and (b) from the band-passed series with the censored volumes set to zero (the zero-filling the issue
 found biased). The mean ``nullref`` over subjects should be near 0 for (a).
 
-Usage: ``python benchmarks/timescales.py [--subjects 40] [--surrogates 20] [--repeats 5]``; writes
-``benchmarks/results/timescales-<date>.json`` and ``.md`` and prints the table.
+Usage: ``python benchmarks/timescales.py [--subjects 40] [--surrogates 20] [--repeats 5] [--name N]``;
+writes ``benchmarks/results/<N>-<date>.json`` and ``.md`` (N: ``timescales``) and prints the table.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 TR = 2.0
 WINDOWS_S = (30, 44, 60, 100)
 RUN_LENGTHS = (180, 240, 400)
-MAPS = ("dfcsd", "nullref", "fc")
+MAPS = ("dfcsd", "nullref", "dfcmean", "fc")
+#: The maps whose window length ``auto`` chooses inside each training fold.
+WINDOWED = ("dfcsd", "nullref", "dfcmean")
 
 
 def bandpass(x: np.ndarray, tr: float, low: float = 0.01, high: float = 0.08) -> np.ndarray:
@@ -116,8 +124,8 @@ def interpolate(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 def dfc_values(
     series: np.ndarray, surrogates: np.ndarray, w: int, kept: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """dfcsd and null-referenced dfcsd per target of ``series`` (T, 1 + N), surrogates (S, T, 1 + N).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dfcsd, null-referenced dfcsd and dfcmean per target of ``series`` (T, 1 + N), surrogates (S, T, 1 + N).
 
     With ``kept``, windows with < 80% kept volumes are dropped from the data and the surrogates alike.
     """
@@ -127,7 +135,7 @@ def dfc_values(
         good = window_sums(kept[:, None].astype(float), w)[:, 0] >= 0.8 * w
         z, zs = z[good], zs[:, good]
     sd = z.std(axis=0, ddof=1)
-    return sd, sd - zs.std(axis=1, ddof=1).mean(axis=0)
+    return sd, sd - zs.std(axis=1, ddof=1).mean(axis=0), z.mean(axis=0)
 
 
 def simulate_subjects(
@@ -170,6 +178,55 @@ def oracle(x: np.ndarray, y: np.ndarray, repeats: int) -> tuple[float, float]:
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def nested_oracle(xs: dict, y: np.ndarray, repeats: int) -> tuple[float, float, dict]:
+    """:func:`oracle` with the window chosen inside each outer training fold (``xs``: window -> feature):
+    the best inner 5-fold CV balanced accuracy on the training subjects only. Returns the balanced
+    accuracy (mean, SD over repeats) and how often each window was chosen."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def model():
+        return make_pipeline(StandardScaler(), LogisticRegression())
+
+    scores, chosen = [], {}
+    for r in range(repeats):
+        pred = np.zeros_like(y)
+        for train, test in StratifiedKFold(5, shuffle=True, random_state=r).split(y, y):
+            inner = StratifiedKFold(5, shuffle=True, random_state=1000 + r)
+            inner_ba = {
+                w: balanced_accuracy_score(
+                    y[train], cross_val_predict(model(), x[train][:, None], y[train], cv=inner)
+                )
+                for w, x in xs.items()
+            }
+            best = max(inner_ba, key=lambda w: inner_ba[w])
+            chosen[best] = chosen.get(best, 0) + 1
+            fitted = model().fit(xs[best][train][:, None], y[train])
+            pred[test] = fitted.predict(xs[best][test][:, None])
+        scores.append(balanced_accuracy_score(y, pred))
+    return float(np.mean(scores)), float(np.std(scores)), chosen
+
+
+def auto_rows(feats: dict, y: np.ndarray, repeats: int) -> list[dict]:
+    """One ``auto`` row per windowed map (:func:`nested_oracle`)."""
+    rows = []
+    for map_name in WINDOWED:
+        ba, sd, chosen = nested_oracle({w: feats[(map_name, w)] for w in WINDOWS_S}, y, repeats)
+        rows.append(
+            {
+                "window_s": "auto",
+                "map": map_name,
+                "balanced_accuracy": round(ba, 3),
+                "sd_over_repeats": round(sd, 3),
+                "chosen_windows_s": {str(k): v for k, v in sorted(chosen.items())},
+            }
+        )
+    return rows
+
+
 def features(
     subjects: list[np.ndarray], n_surrogates: int, seed: int, kept_masks: list | None = None
 ) -> dict:
@@ -177,7 +234,7 @@ def features(
     rng = np.random.default_rng(seed)
     out: dict = {
         "fc": [],
-        **{(m, w): [] for m in ("dfcsd", "nullref", "nullref_zerofill") for w in WINDOWS_S},
+        **{(m, w): [] for m in ("dfcsd", "nullref", "dfcmean", "nullref_zerofill") for w in WINDOWS_S},
     }
     for i, raw in enumerate(subjects):
         kept = None if kept_masks is None else kept_masks[i]
@@ -191,11 +248,12 @@ def features(
         out["fc"].append(static_z(clean[:, :1], clean[:, 1:]).mean())
         for w_s in WINDOWS_S:
             w = round(w_s / TR)
-            sd, ref = dfc_values(clean, sur, w, kept)
+            sd, ref, mean = dfc_values(clean, sur, w, kept)
             out[("dfcsd", w_s)].append(sd.mean())
             out[("nullref", w_s)].append(ref.mean())
+            out[("dfcmean", w_s)].append(mean.mean())
             if sur_zero is not None:
-                _, ref_zero = dfc_values(clean, sur_zero, w, kept)
+                _, ref_zero, _ = dfc_values(clean, sur_zero, w, kept)
                 out[("nullref_zerofill", w_s)].append(ref_zero.mean())
     return {k: np.asarray(v) for k, v in out.items() if len(v)}
 
@@ -228,12 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--null-cohorts", type=int, default=5, help="extra null cohorts (other seeds)")
     parser.add_argument("--seed", type=int, default=24)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--run-lengths", type=int, nargs="+", default=list(RUN_LENGTHS), help="volumes per run (TR 2 s)"
+    )
+    parser.add_argument("--name", default="timescales", help="results file: <name>-<date>.json/.md")
     args = parser.parse_args(argv)
     start = time.time()
     info = machine()
     defaults = CohortParams(dynamics="states")
     rows, truth_summary = [], {}
-    for n_t in RUN_LENGTHS:
+    run_lengths = tuple(args.run_lengths)
+    for n_t in run_lengths:
         for effect_type in EFFECT_TYPES:
             subjects, y, truth = simulate_subjects(effect_type, n_t, args.subjects, args.voxels, args.seed)
             feats = features(subjects, args.surrogates, args.seed + n_t)
@@ -258,19 +321,25 @@ def main(argv: list[str] | None = None) -> int:
                         "mean_mild": round(float(x[y == 0].mean()), 4),
                     }
                 )
+            rows += [
+                {"effect_type": effect_type, "n_volumes": n_t, **row}
+                for row in auto_rows(feats, y, args.repeats)
+            ]
             print(f"{effect_type:8s} {n_t} volumes: {time.time() - start:.0f} s", flush=True)
     # more null cohorts: the spread of the oracle under no effect at all (false-positive check)
     null_bas: dict = {}
     for k in range(args.null_cohorts):
-        for n_t in RUN_LENGTHS[:2]:
+        for n_t in run_lengths[:2]:
             subjects, y, _ = simulate_subjects("none", n_t, args.subjects, args.voxels, args.seed + 1000 + k)
             feats = features(subjects, args.surrogates, args.seed + 2000 + k)
             for key, x in feats.items():
                 name = "fc" if key == "fc" else f"{key[0]}-{key[1]}s"
                 null_bas.setdefault(f"{name}-{n_t}", []).append(oracle(x, y, args.repeats)[0])
+            for row in auto_rows(feats, y, args.repeats):
+                null_bas.setdefault(f"{row['map']}-auto-{n_t}", []).append(row["balanced_accuracy"])
     # censoring on the null
     censoring = {}
-    for n_t in RUN_LENGTHS[:2]:
+    for n_t in run_lengths[:2]:
         subjects, _, _ = simulate_subjects("none", n_t, args.subjects, args.voxels, args.seed + 7)
         crng = np.random.default_rng([args.seed, n_t, 99])
         masks = [censor_bursts(crng, n_t) for _ in subjects]
@@ -292,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             **vars(args),
             "tr": TR,
             "windows_s": WINDOWS_S,
-            "run_lengths": RUN_LENGTHS,
+            "run_lengths": run_lengths,
             "dwell_range_s": [defaults.dwell_min_s, defaults.dwell_max_s],
             "effect": defaults.effect,
             "static_effect": defaults.static_effect,
@@ -309,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(result)
     print(text)
     if not args.no_write:
-        stem = REPO / "benchmarks" / "results" / f"timescales-{dt.date.today().isoformat()}"
+        stem = REPO / "benchmarks" / "results" / f"{args.name}-{dt.date.today().isoformat()}"
         stem.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
         stem.with_suffix(".md").write_text(text)
         print(f"written to {stem}.json and .md")
@@ -328,7 +397,8 @@ def table(result: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores_usable']} cores (shared), load {m['load_avg_start'][0]:.2f}; "
         f"wall {m.get('wall_s', 0):.0f} s.",
         "",
-        "Oracle balanced accuracy (mean ± SD over repeats); `fc` does not depend on the window.",
+        "Oracle balanced accuracy (mean ± SD over repeats); `fc` does not depend on the window; `auto`: "
+        "the window chosen inside each training fold by an inner CV of the training subjects only.",
         "",
     ]
     cols = [(n_t, mp) for n_t in s["run_lengths"] for mp in MAPS]
@@ -336,12 +406,27 @@ def table(result: dict) -> str:
     lines.append("|---|---|" + "---|" * len(cols))
     index = {(r["effect_type"], r["window_s"], r["map"], r["n_volumes"]): r for r in result["oracle"]}
     for et in EFFECT_TYPES:
-        for w_s in s["windows_s"]:
+        for w_s in [*s["windows_s"], "auto"]:
             cells = []
             for n_t, mp in cols:
-                r = index[(et, None if mp == "fc" else w_s, mp, n_t)]
-                cells.append(f"{r['balanced_accuracy']:.2f} ± {r['sd_over_repeats']:.2f}")
-            lines.append(f"| {et} | {w_s} s | " + " | ".join(cells) + " |")
+                r = index.get((et, None if mp == "fc" else w_s, mp, n_t))
+                cells.append(f"{r['balanced_accuracy']:.2f} ± {r['sd_over_repeats']:.2f}" if r else "-")
+            unit = "" if w_s == "auto" else " s"
+            lines.append(f"| {et} | {w_s}{unit} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Windows chosen by `auto` (over folds x repeats) for dfcsd:",
+        "",
+        "| effect | " + " | ".join(f"{n} vol" for n in s["run_lengths"]) + " |",
+        "|---|" + "---|" * len(s["run_lengths"]),
+    ]
+    for et in EFFECT_TYPES:
+        cells = []
+        for n_t in s["run_lengths"]:
+            r = index.get((et, "auto", "dfcsd", n_t))
+            counts = r.get("chosen_windows_s", {}) if r else {}
+            cells.append(", ".join(f"{k} s: {v}" for k, v in counts.items()) or "-")
+        lines.append(f"| {et} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Null cohorts ({s['null_cohorts']} more seeds, effect type none): oracle balanced accuracy, "

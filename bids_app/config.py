@@ -135,6 +135,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
         name: ("window", name)
         for name in (
             "window_length",
+            "extra_window_lengths",
             "window_step",
             "window_shape",
             "window_estimator",
@@ -154,8 +155,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "cnn_resolution",
             "samples",
             "random_seed",
+            "timescale",
         )
     },
+    "group_map": ("group", "map"),
     **{
         name: ("qc", name)
         for name in ("min_time", "max_mean_fd", "min_windows", "min_dof", "lag_search", "max_lag")

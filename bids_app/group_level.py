@@ -36,6 +36,7 @@ from workflows.group import init_group_wf
 from workflows.group_inputs import is_severe
 from workflows.metadata import shared_parameters
 from workflows.models import LABELS, ordered
+from workflows.params import AUTO_TIMESCALE, TIMESCALE_PREFIX, split_duration
 from workflows.utils.atomic import remove_stale_temps
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
@@ -65,6 +66,8 @@ class GroupSubject:
     qc: dict[str, float] = field(default_factory=dict)  # quality measures (confound-only model)
     lesion_files: tuple[Path, ...] = ()  # the participant level's desc-lesion_mask (one per session)
     session: str | None = None  # one sample per subject-session unless sessions were combined
+    # the map at every window length the participant level wrote ("60s" -> file), when more than one
+    timescale_files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def unit(self) -> str:
@@ -85,6 +88,7 @@ class GroupSubject:
             "dfcmean_file": str(Path(self.dfcmean_file).absolute()) if self.dfcmean_file else "",
             "qc": dict(self.qc),
             "lesion_files": [str(Path(p).absolute()) for p in self.lesion_files],
+            "timescale_files": {k: str(Path(p).absolute()) for k, p in self.timescale_files.items()},
         }
 
 
@@ -142,10 +146,57 @@ def qc_exclusion(output_dir: Path, label: str) -> str | None:
     return "excluded by quality control (" + "; ".join(reasons) + ")" if reasons else None
 
 
-def _unit_maps(layout: Any, q: QueryParams, label: str, stat: str) -> dict[str | None, Path]:
+def _unit_maps(
+    layout: Any, q: QueryParams, label: str, stat: str, desc: str | None = None
+) -> dict[str | None, Path]:
     """A subject's ``stat`` maps, one per unit (session, or the subject), as the group level reads them."""
     return queries.find_unit_maps(
-        layout, label, space=q.space, res=q.res, stat=stat, combine_sessions=q.combine_sessions
+        layout, label, space=q.space, res=q.res, stat=stat, combine_sessions=q.combine_sessions, desc=desc
+    )
+
+
+def _timescale_maps(layout: Any, q: QueryParams, label: str, stat: str) -> dict[str | None, dict]:
+    """A subject's ``stat`` maps at every window length: ``desc-`` label (None: the default) -> unit maps."""
+    descs = layout.get(
+        subject=label, seed="ipsiM1", stat=stat, suffix="boldmap", return_type="id", target="desc"
+    )
+    out = {None: _unit_maps(layout, q, label, stat)}
+    for desc in sorted(str(d) for d in descs):
+        if desc.startswith(TIMESCALE_PREFIX):
+            out[desc] = _unit_maps(layout, q, label, stat, desc)
+    return out
+
+
+def timescale_name(meta: dict) -> str:
+    """A map's window length as tables name it (``'44s'``), from its sidecar."""
+    return f"{float(meta['WindowLength_s']):g}s"
+
+
+def matches_timescale(meta: dict, wanted: str) -> bool:
+    """Whether a map (its sidecar) has the window length ``wanted`` (``'60s'``, rounded to whole volumes
+    as the participant level rounds it, or ``'30vol'``)."""
+    number, unit = split_duration(wanted)
+    if unit == "vol":
+        return int(meta.get("WindowLength_vol", -1)) == int(number)
+    tolerance = float(meta.get("RepetitionTime") or 0.0) / 2 + 1e-6
+    return abs(float(meta["WindowLength_s"]) - number) <= tolerance
+
+
+def choose_timescale(metas: dict[str | None, dict], wanted: str | None, where: str) -> str | None:
+    """The ``desc-`` label (None: the default maps) of the window length ``wanted`` (None or auto: the
+    default's); a length the participant level did not write stops with the lengths it wrote."""
+    if wanted is None or wanted == AUTO_TIMESCALE:
+        return None
+    for desc, meta in metas.items():
+        if matches_timescale(meta, wanted):
+            return desc
+    raise InputError(
+        f"no map at the window length {wanted} (the participant level wrote "
+        + ", ".join(timescale_name(m) for m in metas.values())
+        + ")",
+        where,
+        "choose one of those with --timescale, or run the participant level with --window-lengths "
+        f"including {wanted}",
     )
 
 
@@ -184,19 +235,27 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
         if label not in rows:
             excluded[label] = "not in participants.tsv"
             continue
-        unit_maps = _unit_maps(layout, q, label, "dfcsd")
+        by_desc = _timescale_maps(layout, q, label, group.map)
+        unit_maps = by_desc[None]
         if q.session_id:
             unit_maps = {k: v for k, v in unit_maps.items() if k is None or k in q.session_id}
         if not unit_maps:
             excluded[label] = qc_exclusion(config.output_dir, label) or (
-                "no participant-level dFC map (run the participant level first)"
+                f"no participant-level stat-{group.map} map ("
+                + (
+                    "run the participant level with --null-surrogates > 0"
+                    if group.map == "dfcexcess"
+                    else "run the participant level first"
+                )
+                + ")"
             )
             continue
-        other = {stat: _unit_maps(layout, q, label, stat) for stat in ("fc", "dfcmean")}
+        dfcmean = _timescale_maps(layout, q, label, "dfcmean")
+        other = {"fc": _unit_maps(layout, q, label, "fc")}
         if group.samples == "windows":
             other["windows"] = _unit_maps(layout, q, label, "windows")
         all_lesions = queries.find_lesion_derivatives(layout, label, space=q.space, res=q.res)
-        for session, map_file in unit_maps.items():
+        for session, default_file in unit_maps.items():
             unit = unit_id(label, session)
             score = scores.get(label)
             if session is not None and session in session_scores:
@@ -205,13 +264,31 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
             if score is None:
                 excluded[unit] = "no UL-FMA score"
                 continue
-            used: dict[str, Path | None] = {"dfcsd": map_file}
-            used.update((stat, maps.get(session)) for stat, maps in other.items())
+            files = {d: maps[session] for d, maps in by_desc.items() if session in maps}
+            metas = {
+                d: queries.read_json(sidecar_path(f), "the map's JSON sidecar") for d, f in files.items()
+            }
+            chosen = choose_timescale(metas, group.timescale, str(default_file))
+            map_file, meta = files[chosen], metas[chosen]
+            names = {d: timescale_name(m) for d, m in metas.items()}
+            if group.timescale == AUTO_TIMESCALE and len(files) < 2:
+                raise InputError(
+                    f"--timescale {AUTO_TIMESCALE} needs maps at several window lengths; sub-{unit} has "
+                    f"one ({names[None]})",
+                    str(default_file),
+                    "run the participant level with --window-lengths (e.g. 44s 60s 100s), or give one "
+                    "--timescale",
+                )
+            used: dict[str, Path | None] = {f"{group.map} ({names[d]})": f for d, f in files.items()}
+            used["fc"] = other["fc"].get(session)
+            used["dfcmean"] = dfcmean.get(chosen, {}).get(session)
+            if group.samples == "windows":
+                used["windows"] = other["windows"].get(session)
             for stat, used_map in used.items():
                 if used_map is not None:
                     check_map(used_map, label, unit, stat)
-            meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
             these = shared_parameters(meta)
+            these["Timescales"] = sorted(names.values())
             if params is None:
                 params, first = these, unit
             elif these != params:
@@ -243,10 +320,15 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                     meta["LesionHemisphere"],
                     score,
                     fc_file=other["fc"].get(session),
-                    dfcmean_file=other["dfcmean"].get(session),
+                    dfcmean_file=dfcmean.get(chosen, {}).get(session),
                     qc=quality_measures(meta),
                     lesion_files=tuple(lesions),
                     session=session,
+                    timescale_files=(
+                        {names[d]: f for d, f in files.items()}
+                        if len(files) > 1 and group.samples == "maps"
+                        else {}
+                    ),
                 )
             )
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):

@@ -16,13 +16,17 @@ from bids_app.config import OPTIONS, RunConfig, build_config, option_default, pa
 from bids_app.fmriprep_options import add_fmriprep_options, translate
 from bids_app.queries import resolve_datasets
 from workflows.params import (
+    AUTO_TIMESCALE,
     CALIBRATION_METHODS,
     DFC_PRESETS,
+    GROUP_MAPS,
     STRATEGIES,
     STRATEGY_TEXT,
     TARGETS,
     WINDOW_ESTIMATORS,
     WINDOW_SHAPES,
+    split_duration,
+    timescale_label,
 )
 
 D = option_default  # every default below comes from the steps' parameter classes
@@ -64,6 +68,14 @@ def _existing_path(text: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"path does not exist: {path}")
     return path.resolve()
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        split_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _coords(text: str) -> tuple[float, ...]:
@@ -279,6 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"window length, '60s' or '30vol' (default {D('window_length')})",
     )
     g.add_argument(
+        "--window-lengths",
+        nargs="+",
+        default=None,
+        metavar="LENGTH",
+        help="several window lengths, e.g. 44s 60s 100s (Allen et al. 2014's 44 s; Shirer et al. 2012's "
+        "30-60 s; 100 s = 1/high-pass, Leonardi & Van De Ville 2015): the first is --window-length (its "
+        "maps keep their names), each other one gets its own maps (desc-win<length>) and stationary "
+        "null; the group level's --timescale chooses among them (default: one length)",
+    )
+    g.add_argument(
         "--window-step",
         type=_positive_int,
         default=None,
@@ -416,6 +438,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=D("samples"),
         help="one sample per subject map, or one per window map (needs --save-windows "
         "at the participant level); CV is grouped by subject either way",
+    )
+    g.add_argument(
+        "--map",
+        dest="group_map",
+        choices=list(GROUP_MAPS),
+        default=D("group_map"),
+        help="group level: the participant-level map the primary parcel model, the PCA baseline and the "
+        "CNN learn from: dfcsd (dFC variability, default), dfcexcess (its excess over the stationary "
+        "null; needs --null-surrogates > 0), fc (static FC) or dfcmean (mean dFC); the static-FC and "
+        "mean-dFC controls run on the same folds whatever the map",
+    )
+    g.add_argument(
+        "--timescale",
+        default=D("timescale"),
+        metavar=f"{{LENGTH,{AUTO_TIMESCALE}}}",
+        help="group level: the window length of the maps, one of the participant level's "
+        "--window-lengths ('60s'; default: its first, --window-length), or auto: chosen inside each "
+        "training fold by an inner subject-level CV of the primary model on the training subjects only",
     )
     g.add_argument("--cv-folds", type=_positive_int, default=D("cv_folds"), help="subject-level CV folds")
     g.add_argument("--cv-repeats", type=_positive_int, default=D("cv_repeats"), help="CV repetitions")
@@ -574,6 +614,19 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     for key in window:
         if getattr(opts, key) is not None:
             window[key] = getattr(opts, key)
+    extra = tuple(str(x) for x in getattr(opts, "extra_window_lengths", None) or ())
+    if opts.window_lengths:
+        if opts.window_length is not None and opts.window_length != opts.window_lengths[0]:
+            problems.append("give --window-length or --window-lengths (its first length), not both")
+        window["window_length"], extra = opts.window_lengths[0], tuple(opts.window_lengths[1:])
+    for length in (window["window_length"], *extra):
+        try:
+            split_duration(length)
+        except ValueError:
+            problems.append(f"window length {length!r} is not a duration: give seconds ('60s') or volumes")
+    labels_seen = [timescale_label(x) for x in (window["window_length"], *extra) if _is_duration(x)]
+    if len(set(labels_seen)) < len(labels_seen):
+        problems.append("--window-lengths repeats a length")
     labels = []
     for label in opts.participant_label:
         text = label[4:] if label.startswith("sub-") else label
@@ -643,6 +696,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         session_id=tuple(sessions),
         fmristroke_dir=fmristroke_dir,
         window_length=str(window["window_length"]),
+        extra_window_lengths=extra,
         window_step=int(window["window_step"]),
         seed_mask=str(opts.seed_mask) if opts.seed_mask else None,
         seed_coords=tuple(opts.seed_coords) if opts.seed_coords else None,

@@ -514,19 +514,27 @@ def find_unit_maps(
     res: str | None,
     stat: str = "dfcsd",
     combine_sessions: bool = False,
+    desc: str | None = None,
 ) -> dict[str | None, Path]:
     """The maps the group level learns from, one per session (key: session label; None: no session).
+
+    ``desc``: the timescale label of maps at another window length than the participant level's
+    default (``desc-win60s``, :func:`workflows.dfc_run.timescale_label`); None: the default's maps
+    (no ``desc-`` entity).
 
     A session's map is its multi-run mean (``ses-`` but no ``run-`` entity) or its single run's map; a
     session whose runs have no mean is left out. With ``combine_sessions`` (or a dataset without
     sessions) the subject-level map (neither ``ses-`` nor ``run-``) is the one unit, else the only map.
     """
+    from bids.layout import Query
+
     found = layout.get(
         subject=subject,
         seed="ipsiM1",
         stat=stat,
         suffix="boldmap",
         space=space,
+        desc=Query.NONE if desc is None else desc,
         extension=[".nii.gz", ".nii"],
     )
     if res is not None:

@@ -74,6 +74,8 @@ def _first(paths: Iterable[Path]) -> Path | None:
 
 def run_report_data(config: RunConfig, run: RunInputs, layout: BIDSLayout | None = None) -> dict[str, Any]:
     """Figures, sidecar and warnings of one run, found with pybids in the output dataset."""
+    from bids.layout import Query
+
     layout = layout or queries.derivatives_layout(config.output_dir)
     q = config.queries
     sidecars = [
@@ -86,6 +88,7 @@ def run_report_data(config: RunConfig, run: RunInputs, layout: BIDSLayout | None
             suffix="boldmap",
             extension=".json",
             space=q.space,
+            desc=Query.NONE,  # the default window length's map (others: desc-win<length>)
         )
         if q.res is None or f"_res-{q.res}_" in p.name
     ]

@@ -168,8 +168,11 @@ def test_several_runs_give_a_weighted_subject_map(tmp_path):
             "participant",
             "--work-dir",
             tmp_path / "work",
-            "--window-length",
+            "--window-lengths",
             "20vol",
+            "30vol",
+            "--null-surrogates",
+            "3",
             "--skip-bids-validation",
             *NO_QC,
         )
@@ -181,13 +184,26 @@ def test_several_runs_give_a_weighted_subject_map(tmp_path):
         for r in (1, 2)
     ]
     # the session's map (runs are averaged within a session, never across sessions)
-    subject = sorted(func.glob("sub-01_ses-1_task-rest_space-*_stat-dfcsd_boldmap.nii.gz"))
+    subject = sorted(func.glob("sub-01_ses-1_task-rest_space-*_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz"))
     assert len(subject) == 1
     assert not list(out.glob("sub-01/func/*_stat-dfcsd_boldmap.nii.gz"))
     meta = json.loads(subject[0].with_suffix("").with_suffix(".json").read_text())
     weights = np.asarray(meta["RunWeights_windows"], float)
     expected = sum(w * r.get_fdata() for w, r in zip(weights, runs)) / weights.sum()
     assert np.allclose(nb.load(subject[0]).get_fdata(), expected, atol=1e-5)
+    # every map gets its session mean, and so does every map of the other window length (--window-lengths)
+    stem = f"sub-01_ses-1_task-rest_space-{SPACE}_seed-ipsiM1"
+    for name in (
+        "stat-dfcmean",
+        "stat-fc",
+        "stat-dfcexcess",
+        *(f"desc-win30vol_stat-{s}" for s in STATS[:2]),
+    ):
+        assert (func / f"{stem}_{name}_boldmap.nii.gz").exists(), name
+    other = json.loads((func / f"{stem}_desc-win30vol_stat-dfcsd_boldmap.json").read_text())
+    assert other["WindowLength_vol"] == 30
+    assert "Subject-level" in other["Description"]
+    assert not list(func.glob(f"{stem}_desc-win30vol_stat-fc_*"))  # static FC has no window
 
 
 def test_every_bids_uri_resolves_through_dataset_links(finished):

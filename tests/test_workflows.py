@@ -91,6 +91,32 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+def test_other_window_lengths_are_written_per_run_and_per_session(two_run_cohort, tmp_path):
+    """--window-lengths: each run writes the maps of every other length; the session mean averages
+    every map (dfcmean, fc, dfcexcess and the other lengths'), not only the variability map."""
+    runs = collect_runs(two_run_cohort / "derivatives" / "fmriprep", "01")
+    wf = init_participant_wf(
+        subject="01",
+        runs=runs,
+        denoise=DenoiseParams(),
+        seed=SeedParams(),
+        window=WindowParams(extra_window_lengths=("60s",)),
+        lesion_side="L",
+        lesion_source="test",
+        output_dir=tmp_path / "out",
+        fmriprep_dir=two_run_cohort / "derivatives" / "fmriprep",
+    )
+    names = set(wf.list_node_names())
+    prefix = f"dfc_{runs[0].name.replace('-', '_')}_wf.ds_dfc_wf"
+    for stat in ("dfcsd", "dfcmean", "dfcexcess"):
+        assert f"{prefix}.ds_{stat}_win60s" in names
+        assert f"ds_subject_wf.ds_subject_{stat}_win60s" in names
+    assert {f"ds_subject_wf.ds_subject_{s}" for s in ("dfcsd", "dfcmean", "fc", "dfcexcess")} <= names
+    assert "ds_subject_wf.ds_subject_fc_win60s" not in names  # static FC has no window
+    assert ("aggregate", "out_maps", "ds_subject_wf.inputnode", "maps") in _full_edges(wf)
+    assert _unsatisfied(wf) == []
+
+
 def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
     wf = init_dfc_wf(
         tr=2.0,

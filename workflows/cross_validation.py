@@ -234,13 +234,14 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     folds = [fold_indices(groups, fold)]
     saliency: dict[str, np.ndarray] = {}
     explain = held_out_explainer(data, folds[0]["test"], params, saliency)
+    timescales: list[dict] = []  # the window lengths chosen in the fold (GroupParams.timescale auto)
     # every model sees the same folds; each takes its own inputs by sample index
     predictions, metrics, curves = cross_validate(
         np.arange(len(y)),
         y,
         groups,
         folds,
-        fold_models(data, params, explain),
+        fold_models(data, params, explain, record=timescales),
         split_groups=split_groups(data),
         metrics=fold_metrics_for(params.target, params.severe_threshold),
         value=prediction_column(params),
@@ -248,7 +249,19 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     stem = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}"
     out = atomic_write_json(
         stem.with_suffix(".json"),
-        json_clean({"predictions": predictions, "metrics": metrics, "curves": curves}),
+        json_clean(
+            {
+                "predictions": predictions,
+                "metrics": metrics,
+                "curves": curves,
+                # the fold's own choice (calibration's inner fits choose on fewer subjects)
+                "timescales": [
+                    {"repeat": fold["repeat"], "fold": fold["fold"], "timescale": t["timescale"]}
+                    for t in timescales
+                    if t["n_train"] == len(folds[0]["train"])
+                ][:1],
+            }
+        ),
     )
     saliency_file = stem.parent / f"{stem.name}_saliency.npz"
     np.savez_compressed(saliency_file, **saliency)  # type: ignore[arg-type]

@@ -26,9 +26,11 @@ from workflows.models import (
     PRIMARY_MODEL,
     QUALITY,
     REGRESSION_REFERENCES,
+    TIMESCALE_NAMES,
     descriptions,
+    timescale_model,
 )
-from workflows.params import GroupParams
+from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams
 from workflows.permutation import permutation_summary
 from workflows.qc import qc_fc
 from workflows.stats import (
@@ -41,6 +43,28 @@ from workflows.stats import (
     summarise_regression_models,
 )
 from workflows.utils.io import atomic_write_json, write_tsv
+
+#: The control every timescale's dynamics are compared with.
+STATIC_CONTROL = "parcel_fc"
+
+
+def timescale_summary(
+    names: list[str], chosen: list[dict], params: GroupParams, static: str | None
+) -> dict[str, Any]:
+    """The window lengths of the maps: which one the models read (or chose per fold, with auto), the
+    primary model run at each (:func:`workflows.models.timescale_model`) and the static-FC control they
+    are compared with (bootstrap ``difference_from_<static>``)."""
+    counts: dict[str, int] = {}
+    for row in chosen:
+        counts[row["timescale"]] = counts.get(row["timescale"], 0) + 1
+    return {
+        "requested": params.timescale or "default (the participant level's --window-length)",
+        "available": names,
+        "models": {name: timescale_model(name) for name in names},
+        "static_control": static,
+        "chosen_in_folds": chosen if params.timescale == AUTO_TIMESCALE else [],
+        "chosen_counts": counts,
+    }
 
 
 class CVSummaryFiles(NamedTuple):
@@ -60,12 +84,13 @@ def summarise_cv(
 ) -> CVSummaryFiles:
     """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
     work_dir = Path(work_dir)
-    predictions, fold_metrics, curves = [], [], []
+    predictions, fold_metrics, curves, chosen = [], [], [], []
     for path in fold_files:
         part = json.loads(Path(path).read_text())
         predictions += part["predictions"]
         fold_metrics += part["metrics"]
         curves += part["curves"]
+        chosen += part.get("timescales", [])
 
     def key(r: dict[str, Any]) -> tuple[int, int]:
         return (r["repeat"], r["fold"])
@@ -85,24 +110,34 @@ def summarise_cv(
         work_dir / "training_curves.tsv", curves, ["repeat", "fold", "epoch", "train_loss", "val_loss"]
     )
     names = {m["model"] for m in fold_metrics}
+    data = np.load(data_file)
+    timescales = [str(n) for n in data[TIMESCALE_NAMES]] if TIMESCALE_NAMES in data else []
+    # with maps at several window lengths every model is also compared with the static-FC control
+    static = [STATIC_CONTROL] if timescales and STATIC_CONTROL in names else []
     if regression:
         models = summarise_regression_models(fold_metrics)
-        references = [r for r in REGRESSION_REFERENCES if r in names]
+        references = [r for r in REGRESSION_REFERENCES if r in names] + static
         bootstrap = regression_bootstrap(predictions, references, params.severe_threshold, params.random_seed)
     else:
         models = summarise_models(fold_metrics)
         # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
-        bootstrap = bootstrap_comparison(predictions, PRIMARY_MODEL, seed=params.random_seed)
+        bootstrap = bootstrap_comparison(predictions, [PRIMARY_MODEL, *static], seed=params.random_seed)
     described = descriptions(params.target)
     permutation = permutation_summary(models, null, params) if null and not regression else None
-    data = np.load(data_file)
     y_subject = data["y_subject"]
     quality = data[INPUT_ARRAYS[QUALITY]]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
     summary = {
         "target": params.target,
         "models": models,
-        "model_descriptions": {name: described[name] for name in models if name in described},
+        "model_descriptions": {name: described[name] for name in models if name in described}
+        | {
+            timescale_model(t): f"the primary parcel model on the {t} maps (same folds)"
+            for t in timescales
+            if timescale_model(t) in models
+        },
+        "map": {"stat": params.map, "description": GROUP_MAPS[params.map]},
+        "timescales": timescale_summary(timescales, chosen, params, STATIC_CONTROL if static else None),
         "primary_model": PRIMARY_MODEL,
         "bootstrap": bootstrap,
         "quality_by_class": quality_by_class(quality, y_subject, CONFOUND_FEATURES),

@@ -54,6 +54,8 @@ class NullResult:
     excess: np.ndarray  # (V,) observed - null mean
     top_targets: np.ndarray  # (V,) bool: the voxels of the subject-level test
     top_excess: float  # mean excess over the top targets
+    top_observed: float  # mean observed SD over the top targets
+    top_null_mean: float  # mean over the top targets of the surrogates' mean SD
     top_p_value: float  # (1 + #surrogates with mean SD over the targets >= observed) / (1 + n)
 
 
@@ -261,5 +263,7 @@ def stationary_null(
         excess=excess.astype(np.float32),
         top_targets=targets,
         top_excess=float(excess[targets].mean()),
+        top_observed=float(top_observed),
+        top_null_mean=float(null_mean[targets].mean()),
         top_p_value=float((1 + np.sum(top_null >= top_observed)) / (1 + n_surrogates)),
     )

@@ -22,8 +22,17 @@ from workflows.cross_validation import split_groups, targets
 from workflows.metadata import software_versions
 from workflows.model_card import card_sections
 from workflows.model_io import load_model, save_model
-from workflows.models import BASELINE_MODEL, EXPORTED_MODEL, MODELS, PARCEL_ATLAS
-from workflows.params import GroupParams
+from workflows.models import (
+    BASELINE_MODEL,
+    EXPORTED_MODEL,
+    MODELS,
+    PARCEL_ATLAS,
+    TIMESCALE_MAPS,
+    TIMESCALE_NAMES,
+    parcel_matrix,
+    select_timescale,
+)
+from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams, timescale_seconds
 from workflows.seeds import atlas_record
 
 LOGGER = logging.getLogger("strokefc.group")
@@ -35,15 +44,38 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     data = np.load(data_file)
     train = replace(params.train, seed=params.random_seed)
     regression = params.target == "regression"
-    model, curve = train_model(
-        data["x"], targets(data, params), split_groups(data), train, regression=regression
-    )
+    x, y, groups = data["x"], targets(data, params), split_groups(data)
+    chosen = {}
+    if params.timescale == AUTO_TIMESCALE:  # chosen on every subject, as each fold chose on its own
+        names = [str(n) for n in data[TIMESCALE_NAMES]]
+        operator, _ = parcel_matrix(data["parcels"])
+        name = select_timescale(
+            dict(zip(names, data[TIMESCALE_MAPS])),
+            y,
+            groups,
+            operator=operator,
+            target=params.target,
+            seed=params.random_seed,
+        )
+        x, chosen = data[TIMESCALE_MAPS][names.index(name)], {"timescale_chosen": name}
+    model, curve = train_model(x, y, groups, train, regression=regression)
     card = {
         "input": {},
-        "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": len(data["y"])},
+        "training": {
+            **train.to_dict(),
+            "final_epochs_run": len(curve),
+            "n_samples": len(data["y"]),
+            **chosen,
+        },
     }
     LOGGER.info("final model: trained on every subject (%d epochs)", len(curve))
     return str(save_model(model, card, Path(work_dir) / "final"))
+
+
+def chosen_window(partial_card: dict) -> dict:
+    """``WindowLength_s`` of the window length the final model chose (``--timescale auto``), else {}."""
+    name = partial_card.get("training", {}).get("timescale_chosen")
+    return {"WindowLength_s": timescale_seconds(name)} if name else {}
 
 
 def export_model(
@@ -84,7 +116,8 @@ def export_model(
             if regression
             else "3D CNN classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb impairment"
         )
-        + " from lesion-aligned ipsilesional-M1 dFC variability (SD) maps",
+        + " from lesion-aligned ipsilesional-M1 "
+        + ("dFC variability (SD) maps" if params.map == "dfcsd" else GROUP_MAPS[params.map] + " maps"),
         "target": params.target,
         "strokefc_version": software_versions().get("strokefc", "unknown"),
         "software": software_versions(),
@@ -93,9 +126,17 @@ def export_model(
             "space": (shared_params or {}).get("Space"),
             "align_lesion": params.align_lesion,
             "resolution_mm": params.cnn_resolution,
-            "map": "stat-dfcsd (subject-level dFC SD map)"
+            "map": (
+                "stat-dfcsd (subject-level dFC SD map)"
+                if params.map == "dfcsd"
+                else f"stat-{params.map} (subject-level map: {GROUP_MAPS[params.map]})"
+            )
             if params.samples == "maps"
             else "stat-windows (window maps; subject prediction = mean over windows)",
+            "stat": params.map,
+            "timescale": partial_card.get("training", {}).get("timescale_chosen")
+            or params.timescale
+            or "the participant level's --window-length (dfc_parameters.WindowLength_s)",
             "samples": params.samples,
             "lesion_alignment": "right-lesion maps mirrored about world x = 0 (left = ipsilesional)"
             if params.align_lesion
@@ -113,7 +154,8 @@ def export_model(
             if regression
             else "probability of severe",
         },
-        "dfc_parameters": shared_params or {},
+        # a window length chosen by --timescale auto is the one a predicted subject's map must have
+        "dfc_parameters": {**(shared_params or {}), **chosen_window(partial_card)},
         "training": {
             **partial_card.get("training", {}),
             "n_subjects": summary["n_subjects"],

@@ -31,7 +31,7 @@ from workflows.models import (
     models_for,
     permuted_models,
 )
-from workflows.params import GroupParams
+from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams, describe_duration
 
 
 def _join(items: Sequence[str]) -> str:
@@ -68,6 +68,21 @@ def _statistics(params: GroupParams, specs: list[ModelSpec]) -> str:
     return text + " No permutation test was run."
 
 
+def _timescales(params: GroupParams) -> str:
+    """The window length of the maps (a chosen one, or one chosen inside each training fold)."""
+    if params.timescale is None:
+        return ""
+    if params.timescale == AUTO_TIMESCALE:
+        return (
+            " The window length of the maps was chosen inside each training fold, among those the "
+            "participant level computed, as the one at which the primary model scored best in its inner "
+            "subject-level cross-validation of the training subjects (never the fold's test subjects); "
+            "the primary model was also run at each window length on the same folds and compared with "
+            "the static-FC control."
+        )
+    return f" The maps of the {describe_duration(params.timescale)} windows were used."
+
+
 def describe_group(params: GroupParams) -> str:
     """The methods text of the group level, from its parameters and the model registry.
 
@@ -87,6 +102,8 @@ def describe_group(params: GroupParams) -> str:
     )
     samples = (
         "one sample per subject (the dFC variability map)"
+        if params.samples == "maps" and params.map == "dfcsd"
+        else f"one sample per subject (the `stat-{params.map}` map: {GROUP_MAPS[params.map]})"
         if params.samples == "maps"
         else "one sample per window map, with window predictions averaged per subject (soft vote)"
     )
@@ -149,6 +166,7 @@ def describe_group(params: GroupParams) -> str:
         "(none of its sessions or windows) contributes to both training and test folds, with every "
         f"fitted step inside the training folds; each fold's test subjects gave the {metrics}. "
         + _statistics(params, specs)
+        + _timescales(params)
         + calibration
         + f" The random seed was {params.random_seed}. "
         f"The exported model is {exported.noun}, trained on every labelled subject with the same "

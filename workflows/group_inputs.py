@@ -28,10 +28,20 @@ from workflows.grid import (
     subsample_windows,
     template_mask,
 )
-from workflows.models import CONFOUND_FEATURES, CONTROL_MAPS, DFCSD, INPUT_ARRAYS, PARCEL_ATLAS, QUALITY
-from workflows.params import GroupParams
+from workflows.models import (
+    CONFOUND_FEATURES,
+    CONTROL_MAPS,
+    DFCSD,
+    INPUT_ARRAYS,
+    PARCEL_ATLAS,
+    QUALITY,
+    TIMESCALE_MAPS,
+    TIMESCALE_NAMES,
+)
+from workflows.params import GROUP_MAPS, GroupParams, timescale_seconds
 from workflows.seeds import atlas_image
 from workflows.utils.bids import sidecar_path
+from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
 from workflows.utils.io import atomic_write_json, write_tsv
 
@@ -48,6 +58,10 @@ COHORT_COLUMNS = (
     "reason",
     *CONFOUND_FEATURES,
 )
+
+
+#: The class maps' description of each map (dfcsd: the first version's words).
+CLASS_MAP_TEXT = {"dfcsd": "dFC SD", "dfcexcess": "excess dFC SD", "fc": "static FC", "dfcmean": "mean dFC"}
 
 
 class PreparedInputs(NamedTuple):
@@ -128,6 +142,27 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
                     for s, ex in zip(subjects, excluded)
                 ]
             )
+    # the map at every window length (the per-timescale models and --timescale auto), same order for all
+    names = sorted(subjects[0].get("timescale_files") or {}, key=timescale_seconds)
+    if names and any(sorted(s.get("timescale_files") or {}) != sorted(names) for s in subjects):
+        raise InputError(
+            "the subjects' maps are not at the same window lengths",
+            str(subjects[0]["map_file"]),
+            "run the participant level with the same --window-lengths for everyone",
+        )
+    if names:
+        controls[TIMESCALE_MAPS] = np.stack(
+            [
+                np.concatenate(
+                    [
+                        apply_grid(s["timescale_files"][name], grid, s["lesion_side"], align, ex)
+                        for s, ex in zip(subjects, excluded)
+                    ]
+                )
+                for name in names
+            ]
+        )
+        controls[TIMESCALE_NAMES] = np.array(names)
     parcels = (atlas_on_grid(atlas_image(PARCEL_ATLAS), grid) * grid_mask(grid)).astype(np.int32)
     confounds = np.array(
         [[float(s.get("qc", {}).get(k, np.nan)) for k in CONFOUND_FEATURES] for s in subjects], dtype=float
@@ -156,20 +191,21 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         warnings.simplefilter("ignore", RuntimeWarning)  # voxels excluded in every subject of a class
         mean_severe = np.nan_to_num(np.nanmean(severe, 0)) if len(severe) else np.zeros(shape)
         mean_mild = np.nan_to_num(np.nanmean(mild, 0)) if len(mild) else np.zeros(shape)
+    what = CLASS_MAP_TEXT.get(params.map, GROUP_MAPS[params.map])
     class_maps = [
         save_grid_image(
             mean,
             grid,
-            work_dir / f"desc-{name}_dfcsd.nii.gz",
+            work_dir / f"desc-{name}_{params.map}.nii.gz",
             text,
             aligned=align,
             Space=space,
             Units="Fisher z",
         )
         for name, mean, text in (
-            ("severe", mean_severe, "mean dFC SD of the severe class"),
-            ("mild", mean_mild, "mean dFC SD of the mild-to-moderate class"),
-            ("difference", mean_severe - mean_mild, "severe minus mild-to-moderate mean dFC SD"),
+            ("severe", mean_severe, f"mean {what} of the severe class"),
+            ("mild", mean_mild, f"mean {what} of the mild-to-moderate class"),
+            ("difference", mean_severe - mean_mild, f"severe minus mild-to-moderate mean {what}"),
         )
     ]
     cohort = [

@@ -129,6 +129,14 @@ def describe_windows(window: WindowParams) -> str:
         "connectivity)"
         + ("; the map of every window was written too (4D)" if window.save_windows else "")
         + ". This follows the analysis of [@gao2025]."
+        + (
+            " The variability and mean dFC maps were also computed with windows of "
+            + ", ".join(describe_duration(x) for x in window.extra_window_lengths)
+            + " (`desc-win<length>` maps), each with its own stationary null when the null was on, so "
+            "that dynamics could be read at several timescales."
+            if window.extra_window_lengths
+            else ""
+        )
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from workflows.calibration import calibrated
-from workflows.params import TARGETS, GroupParams
+from workflows.params import AUTO_TIMESCALE, TARGETS, GroupParams
 
 if TYPE_CHECKING:
     from workflows.cnn import StrokeCNN
@@ -75,6 +75,9 @@ DFCSD, FC, DFCMEAN, QUALITY = "dfcsd", "fc", "dfcmean", "confounds"
 INPUT_ARRAYS = {DFCSD: "x", FC: "control_fc", DFCMEAN: "control_dfcmean", QUALITY: "confounds"}
 #: Subject-level maps (participant-level ``stat-<name>``) that some models read besides the dFC SD.
 CONTROL_MAPS = (FC, DFCMEAN)
+#: Group-input arrays of the map at every window length (n_timescales, units, ...) and their names
+#: ("44s"), present when the participant level wrote several (``--window-lengths``).
+TIMESCALE_MAPS, TIMESCALE_NAMES = "timescale_maps", "timescale_names"
 
 
 # ------------------------------------------------------------------------------------ shared fitting
@@ -519,29 +522,138 @@ def _by_index(data: np.ndarray, fit_predict: FitPredict) -> FitPredict:
     return fit
 
 
+def timescale_model(name: str) -> str:
+    """The name of the primary parcel model on the maps of window length ``name`` (``'parcel_ts60s'``)."""
+    return f"{PRIMARY_MODEL}_ts{name}"
+
+
+def inner_score(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, target: str, seed: int) -> float:
+    """How well the primary model's estimator predicts ``y`` from features ``x`` in its own inner
+    subject-level CV (best mean inner score over its strengths: minus log-loss, or minus MSE), or NaN
+    when the subjects are too few for inner splits. Only the rows given are seen."""
+    if inner_splits(target, y, groups, seed) is None:
+        return float("nan")
+    estimator = nested_estimator(target, y, groups, seed)
+    model = map_pipeline(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)
+        model.fit(x, y)
+    fitted = model[-1]
+    if target == "regression":
+        return float(fitted.best_score_)
+    scores = fitted.scores_  # (inner folds, [l1 ratios,] strengths); a dict by class in older releases
+    if isinstance(scores, dict):
+        scores = next(iter(scores.values()))
+    scores = np.asarray(scores)
+    return float(np.max(np.mean(scores.reshape(scores.shape[0], -1), axis=0)))
+
+
+def select_timescale(
+    candidates: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    *,
+    operator: sparse.csr_matrix,
+    target: str,
+    seed: int,
+) -> str:
+    """The window length (a key of ``candidates``: name -> training samples) at which the primary parcel
+    model scores best in its inner subject-level CV of the training subjects ``groups`` only
+    (:func:`inner_score`); the first candidate when the subjects are too few for inner splits."""
+    scores = {
+        name: inner_score(parcel_means(x, operator), y, groups, target=target, seed=seed)
+        for name, x in candidates.items()
+    }
+    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+    return max(finite, key=lambda k: finite[k]) if finite else next(iter(candidates))
+
+
+class TimescaleChoice:
+    """``--timescale auto``: the window length of one training fold, chosen on its training samples only
+    (:func:`select_timescale`), once per fold and shared by every map model of the fold; each choice is
+    appended to ``record``."""
+
+    def __init__(
+        self,
+        maps: np.ndarray,
+        names: Sequence[str],
+        operator: sparse.csr_matrix,
+        target: str,
+        record: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.maps, self.names, self.operator, self.target = maps, list(names), operator, target
+        self.record = record if record is not None else []
+        self._cache: dict[tuple[bytes, int], int] = {}
+
+    def __call__(self, idx_train: np.ndarray, y_train: np.ndarray, g_train: np.ndarray, seed: int) -> int:
+        key = (np.asarray(idx_train).tobytes(), int(seed))
+        if key not in self._cache:
+            candidates = {name: self.maps[i][idx_train] for i, name in enumerate(self.names)}
+            name = select_timescale(
+                candidates, y_train, g_train, operator=self.operator, target=self.target, seed=seed
+            )
+            self._cache[key] = self.names.index(name)
+            self.record.append({"seed": int(seed), "n_train": len(idx_train), "timescale": name})
+        return self._cache[key]
+
+
+def _auto_timescale(choice: TimescaleChoice, fit_predict: FitPredict) -> FitPredict:
+    """A map model that reads the maps of the window length its training fold chose."""
+
+    def fit(
+        idx_train: np.ndarray, y_train: np.ndarray, g_train: np.ndarray, idx_test: np.ndarray, seed: int = 0
+    ) -> tuple[np.ndarray, list]:
+        data = choice.maps[choice(idx_train, y_train, g_train, seed)]
+        return fit_predict(data[idx_train], y_train, g_train, data[idx_test], seed=seed)
+
+    return fit
+
+
 def fold_models(
     data: Mapping[str, np.ndarray],
     params: GroupParams,
     explain: Callable[[StrokeCNN, np.ndarray], None] | None = None,
+    record: list[dict[str, Any]] | None = None,
 ) -> dict[str, FitPredict]:
     """Every model of the target whose input is present, as functions of sample indices.
 
-    The dFC-SD models read the samples; the others the row of each sample's unit in their input
-    (``data`` are the group inputs, :func:`workflows.group_inputs.prepare_inputs`). ``explain`` goes to
-    the CNN. With ``params.calibration`` every classifier but the CNN is recalibrated in-fold.
+    The map models read the samples (``params.map``); the others the row of each sample's unit in
+    their input (``data`` are the group inputs, :func:`workflows.group_inputs.prepare_inputs`).
+    ``explain`` goes to the CNN. With ``params.calibration`` every classifier but the CNN is
+    recalibrated in-fold. When the inputs hold the maps at several window lengths, the primary parcel
+    model also runs on each (:func:`timescale_model`, same folds), and with ``params.timescale`` auto
+    every map model reads the window length its training fold chose (:class:`TimescaleChoice`; the
+    choices are appended to ``record``).
     """
     operator, _ = parcel_matrix(data["parcels"])
     ctx = FitContext(params, operator, explain)
     row = {str(s): i for i, s in enumerate(data["subjects"])}
     unit_of_sample = np.array([row[str(g)] for g in data["groups"]])
+    choice = None
+    if TIMESCALE_MAPS in data:
+        ts_maps = data[TIMESCALE_MAPS][:, unit_of_sample]
+        ts_names = [str(n) for n in data[TIMESCALE_NAMES]]
+        if params.timescale == AUTO_TIMESCALE:
+            choice = TimescaleChoice(ts_maps, ts_names, operator, params.target, record)
+    elif params.timescale == AUTO_TIMESCALE:
+        raise ValueError("GroupParams.timescale auto needs the maps at several window lengths")
     models: dict[str, FitPredict] = {}
     for spec in models_for(params.target):
         array = INPUT_ARRAYS[spec.input]
         if array not in data:
             continue
         inputs = data[array] if spec.input == DFCSD else data[array][unit_of_sample]
-        model = _by_index(inputs, spec.build(ctx))
+        if spec.input == DFCSD and choice is not None:
+            model = _auto_timescale(choice, spec.build(ctx))
+        else:
+            model = _by_index(inputs, spec.build(ctx))
         if params.target == "classification" and spec.calibrated:
             model = calibrated(model, params.calibration)
         models[spec.name] = model
+    if TIMESCALE_MAPS in data:  # the primary model at each window length, against the same controls
+        for i, name in enumerate(ts_names):
+            model = _by_index(ts_maps[i], MODELS[PRIMARY_MODEL].build(ctx))
+            if params.target == "classification":
+                model = calibrated(model, params.calibration)
+            models[timescale_model(name)] = model
     return models

@@ -33,7 +33,90 @@ WINDOWS_DESCRIPTION = "Fisher-z seed correlation of every valid window (4D)"
 #: Entities of a run's QC table (also named by hand for excluded runs: ``bids_app.exclusions``).
 QC_TABLE: dict[str, Any] = {"suffix": "qc", "extension": ".tsv", "dismiss_entities": ["space", "res", "desc"]}
 #: Fields of :func:`init_ds_dfc_wf`'s inputnode.
-DFC_OUTPUTS = ("dfcsd", "dfcmean", "fc", "windows", "dfcexcess", "seed_mask", "seed_tsv", "windows_tsv")
+DFC_OUTPUTS = (
+    "dfcsd",
+    "dfcmean",
+    "fc",
+    "windows",
+    "dfcexcess",
+    "seed_mask",
+    "seed_tsv",
+    "windows_tsv",
+    "maps",
+)
+
+
+def map_output(maps: dict, meta: dict, stat: str, label: str) -> tuple:
+    """The ``stat`` map at another window length (``label``: ``win60s``; ``''``: the default one) and its
+    sidecar: the run's (or the subject's), with that window length's record (window counts, its
+    stationary null) in place of the default's. The sink writes the map's Description.
+
+    A Nipype Function node runs it (nothing imported).
+    """
+    if not label:
+        return maps[stat], {k: v for k, v in meta.items() if k != "Description"}
+    other = dict(meta.get("OtherTimescales", {}).get(label, {}))
+    warnings = list(meta.get("Warnings", []))
+    warnings += [w for w in other.pop("Warnings", []) if w not in warnings]
+    dropped = ("OtherTimescales", "StationaryNull", "Warnings", "Description")
+    sidecar = {k: v for k, v in meta.items() if k not in dropped}
+    sidecar.update(other)
+    if warnings:
+        sidecar["Warnings"] = warnings
+    return maps[f"{stat}_{label}"], sidecar
+
+
+def _add_map_sinks(
+    wf: pe.Workflow,
+    labels: Sequence[str],
+    stats: Sequence[str],
+    subject: bool = False,
+    **sink_args: Any,
+) -> None:
+    """A sink per ``stat`` map at each window length of ``labels`` (``''``: the default, no ``desc-``;
+    ``win60s``: ``desc-win60s``), the maps and sidecar from ``inputnode.maps`` and ``inputnode.meta``,
+    named from ``inputnode.source_file`` (run maps) or the ``source_file`` in ``sink_args`` (subject)."""
+    inputnode = wf.get_node("inputnode")
+    for label in labels:
+        for stat in stats:
+            suffix = f"_{label}" if label else ""
+            pick = pe.Node(
+                niu.Function(
+                    function=map_output,
+                    input_names=["maps", "meta", "stat", "label"],
+                    output_names=["in_file", "meta"],
+                ),
+                name=f"pick_{stat}{suffix}",
+                run_without_submitting=True,
+            )
+            pick.inputs.stat, pick.inputs.label = stat, label
+            what = MAP_STATS[stat]
+            ds = pe.Node(
+                DerivativesDataSink(
+                    seed="ipsiM1",
+                    stat=stat,
+                    suffix="boldmap",
+                    compress=True,
+                    Description=(
+                        f"Subject-level mean of the run maps weighted by their valid windows: {what}"
+                        if subject
+                        else what
+                    ),
+                    Units="Fisher z",
+                    **({"desc": label} if label else {}),
+                    **sink_args,
+                ),
+                name=f"ds_{'subject_' if subject else ''}{stat}{suffix}",
+                run_without_submitting=True,
+            )
+            wf.connect(
+                [
+                    (inputnode, pick, [("maps", "maps"), ("meta", "meta")]),
+                    (pick, ds, [("in_file", "in_file"), ("meta", "meta_dict")]),
+                ]
+            )
+            if not subject:
+                wf.connect(inputnode, "source_file", ds, "source_file")
 
 
 def _tsv_sink(
@@ -68,10 +151,16 @@ def _tsv_sink(
 
 
 def init_ds_dfc_wf(
-    *, output_dir: str | Path, save_windows: bool, null: bool, name: str = "ds_dfc_wf"
+    *,
+    output_dir: str | Path,
+    save_windows: bool,
+    null: bool,
+    timescales: Sequence[str] = (),
+    name: str = "ds_dfc_wf",
 ) -> pe.Workflow:
     """The dFC maps (``stat-<stat>_boldmap``: dfcsd, dfcmean, fc, [windows], [dfcexcess]), the seed mask,
-    and the seed and window tables of one run.
+    and the seed and window tables of one run; with ``timescales`` (labels, ``win60s``) the dfcsd,
+    dfcmean [and dfcexcess] maps at each other window length (``desc-<label>_stat-<stat>_boldmap``).
 
     Inputs: ``source_file``, ``meta`` (the maps' and seed mask's sidecar), and :data:`DFC_OUTPUTS`.
     """
@@ -98,6 +187,13 @@ def init_ds_dfc_wf(
         )
         wf.connect(inputnode, stat, ds, "in_file")
         wf.connect([(inputnode, ds, [("meta", "meta_dict"), ("source_file", "source_file")])])
+    _add_map_sinks(
+        wf,
+        timescales,
+        ["dfcsd", "dfcmean"] + (["dfcexcess"] if null else []),
+        base_directory=outdir,
+        dismiss_entities=["desc"],
+    )
     ds_seed = pe.Node(
         DerivativesDataSink(
             base_directory=outdir,
@@ -244,11 +340,21 @@ def init_ds_lesion_wf(
 
 
 def init_ds_subject_map_wf(
-    *, output_dir: str | Path, source_files: Sequence[str], dismiss: Sequence[str], name: str
+    *,
+    output_dir: str | Path,
+    source_files: Sequence[str],
+    dismiss: Sequence[str],
+    name: str,
+    stats: Sequence[str] = (),
+    timescales: Sequence[str] = (),
 ) -> pe.Workflow:
-    """The variability map of several runs (one session, or the subject). Inputs: ``in_file``, ``meta``."""
+    """The maps of several runs (one session, or the subject): the variability map, and the other
+    ``stats`` (dfcmean, fc, dfcexcess) and the maps at the other window lengths (``timescales``).
+
+    Inputs: ``in_file`` (dfcsd), ``meta``, ``maps`` (AggregateRuns' ``out_maps``).
+    """
     wf = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=["in_file", "meta"]), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(fields=["in_file", "meta", "maps"]), name="inputnode")
     ds = pe.Node(
         DerivativesDataSink(
             base_directory=str(output_dir),
@@ -264,6 +370,13 @@ def init_ds_subject_map_wf(
         run_without_submitting=True,
     )
     wf.connect([(inputnode, ds, [("in_file", "in_file"), ("meta", "meta_dict")])])
+    sink_args = {
+        "base_directory": str(output_dir),
+        "source_file": list(source_files),
+        "dismiss_entities": list(dismiss),
+    }
+    _add_map_sinks(wf, [""], [s for s in stats if s != "dfcsd"], subject=True, **sink_args)
+    _add_map_sinks(wf, timescales, [s for s in stats if s != "fc"] or ["dfcsd"], subject=True, **sink_args)
     return wf
 
 

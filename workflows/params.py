@@ -85,6 +85,12 @@ class WindowParams:
     # carry spurious stationary fluctuations (Leonardi & Van De Ville 2015): the stationary null below
     # measures that floor per subject, and stat-dfcexcess subtracts it.
     window_length: str = "44s"
+    # other window lengths (--window-lengths 44s 60s 100s: the first is window_length), each with its
+    # own maps (desc-win<length>) and stationary null; none by default (the participant level stays
+    # cheap; the group level's --timescale chooses among them). Windows of 30-60 s are the range
+    # Shirer et al. 2012 found to track cognitive states; 100 s (1/high-pass) is the length that needs
+    # no null by Leonardi & Van De Ville's rule.
+    extra_window_lengths: tuple[str, ...] = ()
     window_step: int = 1
     window_shape: str = "rectangular"
     window_estimator: str = "weighted"  # see WINDOW_ESTIMATORS; identical for rectangular windows
@@ -159,6 +165,24 @@ def parse_duration(value: str | int | float, tr: float, name: str = "WindowParam
     return n
 
 
+#: Prefix of the ``desc-`` label that names a map at another window length than ``window_length``.
+TIMESCALE_PREFIX = "win"
+
+
+def timescale_label(length: str | int | float) -> str:
+    """The ``desc-`` label of maps at window ``length``: ``'60s'`` -> ``'win60s'``.
+
+    BIDS labels are letters and digits: a decimal point becomes ``p`` (``'44.5s'`` -> ``'win44p5s'``).
+    """
+    number, unit = split_duration(length)
+    return f"{TIMESCALE_PREFIX}{number:g}{unit}".replace(".", "p")
+
+
+def timescale_seconds(name: str) -> float:
+    """``'60s'`` -> 60.0 (the group level names timescales by their window length in seconds)."""
+    return split_duration(name)[0]
+
+
 # -- seed (workflows.seeds) ------------------------------------------------------------------------
 
 
@@ -203,6 +227,17 @@ class QCParams:
 TARGETS = ("classification", "regression")
 #: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
+#: ``--map``: the participant-level map the map models (primary parcel model, PCA baseline, CNN) learn
+#: from, and what it is in words (the methods text, the model card, the report).
+GROUP_MAPS = {
+    "dfcsd": "dFC variability (SD over windows of the Fisher-z seed correlation)",
+    "dfcexcess": "excess dFC variability over the stationary null (observed SD minus the surrogates' mean "
+    "SD)",
+    "fc": "static (whole-run) Fisher-z seed correlation",
+    "dfcmean": "mean over windows of the Fisher-z seed correlation",
+}
+#: ``--timescale auto``: the window length chosen inside each training fold by nested CV.
+AUTO_TIMESCALE = "auto"
 
 
 @dataclass(frozen=True)
@@ -268,6 +303,15 @@ class GroupParams:
     group_mask: str = "template"
     group_mask_min_fraction: float = 0.9
     threads: int = 1  # PyTorch threads per fold, permutation and final-training process
+    # the map the map models read (GROUP_MAPS). dfcsd by default: on generated cohorts (dwell 40-80 s,
+    # 180-240 volumes, 44 s windows) raw dfcsd and the null-referenced dfcexcess found dynamics-only
+    # effects equally (oracle 0.89 vs 0.93 at 180 volumes, 0.84 vs 0.83 at 240) with no false positive
+    # on null cohorts (benchmarks/results/timescales-2026-12-03.md): no evidence to change the default
+    map: str = "dfcsd"
+    # window length of the maps: None = the participant level's --window-length (the maps without a
+    # timescale label), a length ("60s", "30vol") among its --window-lengths, or "auto" (AUTO_TIMESCALE):
+    # chosen inside each training fold by an inner subject-level CV of the primary model
+    timescale: str | None = None
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -278,6 +322,23 @@ class GroupParams:
                 "GroupParams.target",
                 f"use one of {', '.join(TARGETS)}",
                 params=("GroupParams.target",),
+            )
+        if self.map not in GROUP_MAPS:
+            raise InputError(
+                f"map {self.map!r} is unknown",
+                "GroupParams.map",
+                f"use one of {', '.join(GROUP_MAPS)}",
+                params=("GroupParams.map",),
+            )
+        if self.timescale not in (None, AUTO_TIMESCALE):
+            parse_duration(self.timescale, 1.0, "GroupParams.timescale")  # a duration, or a clear error
+        if self.samples == "windows" and (self.map != "dfcsd" or self.timescale is not None):
+            raise InputError(
+                "samples 'windows' learns from the 4D window maps of the default window length: a map "
+                "or a timescale cannot be chosen with it",
+                "GroupParams.samples",
+                "use samples 'maps' with GroupParams.map / GroupParams.timescale, or leave them unset",
+                params=("GroupParams.samples", "GroupParams.map", "GroupParams.timescale"),
             )
         if self.calibration not in CALIBRATION_METHODS:
             raise InputError(

@@ -36,7 +36,7 @@ from workflows.outputs import (
     init_ds_qc_wf,
     init_ds_subject_map_wf,
 )
-from workflows.params import DenoiseParams, QCParams, SeedParams, WindowParams
+from workflows.params import DenoiseParams, QCParams, SeedParams, WindowParams, timescale_label
 from workflows.utils.bids import RunInputs, bids_uri, safe_name
 
 #: Fields of ``init_dfc_wf``'s inputnode.
@@ -132,6 +132,7 @@ def init_dfc_wf(
                 "seed_tsv",
                 "mask_file",
                 "dfc_info",
+                "maps",
             ]
         ),
         name="outputnode",
@@ -180,7 +181,10 @@ def init_dfc_wf(
     figures = pe.Node(RunReportlets(tr=tr, fd_thresh=denoise.fd_thresh), name="reportlets", mem_gb=1.0)
     run_qc = pe.Node(RunQC(run=run_label), name="qc", run_without_submitting=True)
     ds_dfc = init_ds_dfc_wf(
-        output_dir=output_dir, save_windows=window.save_windows, null=window.null_surrogates > 0
+        output_dir=output_dir,
+        save_windows=window.save_windows,
+        null=window.null_surrogates > 0,
+        timescales=[timescale_label(x) for x in window.extra_window_lengths],
     )
     ds_qc = init_ds_qc_wf(output_dir=output_dir)
     ds_figures = init_ds_figures_wf(output_dir=output_dir)
@@ -205,7 +209,7 @@ def init_dfc_wf(
                 ds_dfc,
                 [
                     (field, f"inputnode.{field}")
-                    for field in ("dfcsd", "dfcmean", "fc", "seed_tsv", "windows_tsv")
+                    for field in ("dfcsd", "dfcmean", "fc", "seed_tsv", "windows_tsv", "maps")
                     + (("windows",) if window.save_windows else ())
                     + (("dfcexcess",) if window.null_surrogates > 0 else ())
                 ],
@@ -287,6 +291,7 @@ def init_dfc_wf(
                     ("windows_tsv", "windows_tsv"),
                     ("seed_tsv", "seed_tsv"),
                     ("info", "dfc_info"),
+                    ("maps", "maps"),
                 ],
             ),
             (
@@ -471,6 +476,9 @@ def init_participant_wf(
             join_meta = pe.Node(
                 niu.Merge(len(indices)), name=f"merge_meta{suffix}", run_without_submitting=True
             )
+            join_maps = pe.Node(
+                niu.Merge(len(indices)), name=f"merge_maps{suffix}", run_without_submitting=True
+            )
             aggregate = pe.Node(AggregateRuns(static=static), name=f"aggregate{suffix}")
             for i, index in enumerate(indices, start=1):
                 rwf = run_wfs[index]
@@ -479,17 +487,32 @@ def init_participant_wf(
                         (rwf, join, [("outputnode.dfcsd", f"in{i}")]),
                         (rwf, join_info, [("outputnode.dfc_info", f"in{i}")]),
                         (rwf, join_meta, [("outputnode.meta", f"in{i}")]),
+                        (rwf, join_maps, [("outputnode.maps", f"in{i}")]),
                     ]
                 )
             ds_subject = init_ds_subject_map_wf(
-                output_dir=output_dir, source_files=sources, dismiss=dismissed, name=f"ds_subject{suffix}_wf"
+                output_dir=output_dir,
+                source_files=sources,
+                dismiss=dismissed,
+                name=f"ds_subject{suffix}_wf",
+                stats=("dfcsd", "dfcmean", "fc") + (("dfcexcess",) if window.null_surrogates > 0 else ()),
+                timescales=[timescale_label(x) for x in window.extra_window_lengths],
             )
             wf.connect(
                 [
                     (join, aggregate, [("out", "in_files")]),
                     (join_info, aggregate, [("out", "dfc_infos")]),
                     (join_meta, aggregate, [("out", "run_metas")]),
-                    (aggregate, ds_subject, [("out_file", "inputnode.in_file"), ("meta", "inputnode.meta")]),
+                    (join_maps, aggregate, [("out", "run_maps")]),
+                    (
+                        aggregate,
+                        ds_subject,
+                        [
+                            ("out_file", "inputnode.in_file"),
+                            ("meta", "inputnode.meta"),
+                            ("out_maps", "inputnode.maps"),
+                        ],
+                    ),
                 ]
             )
             unit_map = (aggregate, "out_file")

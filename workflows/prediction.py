@@ -52,6 +52,14 @@ def predict_subject(
             "retrain the group level with GroupParams.samples maps (the default)",
             params=("GroupParams.samples",),
         )
+    if card.get("input", {}).get("stat", "dfcsd") != "dfcsd":
+        raise InputError(
+            f"this model was trained on stat-{card['input']['stat']} maps (GroupParams.map); the "
+            "participant level predicts from the dFC variability map (stat-dfcsd)",
+            str(model_dir),
+            "retrain the group level with GroupParams.map dfcsd (the default) to predict new subjects",
+            params=("GroupParams.map",),
+        )
     img = load_nifti(str(map_file))
     check_card_compatible(
         card, space=space, dfc_params=shared_parameters(meta), tr=meta.get("RepetitionTime")

@@ -22,9 +22,10 @@ from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
-from workflows.group_inputs import COHORT_COLUMNS, is_severe
+from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
 from workflows.models import EXPORTED_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
+from workflows.params import AUTO_TIMESCALE
 from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
 from workflows.utils.io import atomic_write_text
 
@@ -232,6 +233,59 @@ MAP_FILES = {  # title -> file name in output_dir/group
     "held-out CNN saliency, severe subjects": SALIENCY_FILES["severe"],
     "held-out CNN saliency, mild-to-moderate subjects": SALIENCY_FILES["mild"],
 }
+
+
+def map_files(stat: str) -> dict[str, str]:
+    """:data:`MAP_FILES` for the class maps of the group's map (``--map``)."""
+    if stat == "dfcsd":
+        return dict(MAP_FILES)
+    what = CLASS_MAP_TEXT.get(stat, stat)
+    return {
+        f"severe: mean {what}": f"desc-severe_{stat}.nii.gz",
+        f"mild-to-moderate: mean {what}": f"desc-mild_{stat}.nii.gz",
+        "difference (severe - mild)": f"desc-difference_{stat}.nii.gz",
+        **{t: f for t, f in MAP_FILES.items() if "saliency" in t},
+    }
+
+
+def timescale_sentences(summary: dict) -> list[str]:
+    """Which map the models read, and, per window length, whether dynamics beat static FC (the primary
+    model at that window length against the static-FC control, same folds, subject bootstrap)."""
+    out = []
+    stat = (summary.get("map") or {}).get("stat")
+    if stat and stat != "dfcsd":
+        out.append(f"The map models read the stat-{stat} maps ({summary['map']['description']}).")
+    ts = summary.get("timescales") or {}
+    if ts.get("chosen_counts") and ts.get("requested") == AUTO_TIMESCALE:
+        out.append(
+            "Window length chosen inside each training fold (inner CV of the training subjects): "
+            + ", ".join(f"{n} in {k} fold(s)" for n, k in sorted(ts["chosen_counts"].items()))
+            + "."
+        )
+    static, boot = ts.get("static_control"), summary.get("bootstrap", {})
+    regression = summary.get("target") == "regression"
+    metric = COMPARE_METRIC["regression" if regression else "classification"]
+    for name, model in (ts.get("models") or {}).items():
+        diff = boot.get(model, {}).get(f"difference_from_{static}", {}).get(metric)
+        if not static or not diff or diff["ci95"][0] is None:
+            continue
+        lo, hi = diff["ci95"]
+        better = (hi < 0) if regression else (lo > 0)
+        worse = (lo > 0) if regression else (hi < 0)
+        verdict = (
+            "dynamics beat static FC"
+            if better
+            else "static FC beats dynamics"
+            if worse
+            else "dynamics do not beat static FC"
+        )
+        value = boot[model][metric]["value"]
+        out.append(
+            f"At {name} windows, {verdict}: the primary model's {metric.replace('_', ' ')} {value:.2f}, "
+            f"difference from the static-FC control {diff['value']:+.2f} (95% bootstrap interval "
+            f"{lo:+.2f} to {hi:+.2f})."
+        )
+    return out
 
 
 class CohortSubject(Protocol):
@@ -528,7 +582,8 @@ def write_group_report(
     figures = cv_figures(group_dir, fig_dir, summary, notes)
     regression = summary.get("target") == "regression"
 
-    maps = {t: group_dir / f for t, f in MAP_FILES.items() if (group_dir / f).is_file()}
+    stat = (summary.get("map") or {}).get("stat", "dfcsd")
+    maps = {t: group_dir / f for t, f in map_files(stat).items() if (group_dir / f).is_file()}
     maps_figure = None
     if maps:
         maps_figure = _draw(
@@ -578,7 +633,8 @@ def write_group_report(
         metric_labels=METRICS,
         model_labels=REGRESSION_LABELS if regression else MODEL_LABELS,
         comparison=[] if regression else comparison_rows(summary),
-        comparison_text=regression_sentences(summary) if regression else comparison_sentences(summary),
+        comparison_text=(regression_sentences(summary) if regression else comparison_sentences(summary))
+        + timescale_sentences(summary),
         regression=regression_rows(summary) if regression else [],
         cv_figures=figures,
         maps_figure=maps_figure,

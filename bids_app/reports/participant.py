@@ -63,6 +63,28 @@ def _prediction_context(prediction: dict | None) -> dict | None:
     }
 
 
+def dynamics_rows(meta: dict) -> list[dict]:
+    """Dynamics against the stationary null by window length, from a run's sidecar: for the voxels most
+    coupled to the seed, the observed dFC SD, the surrogates' mean SD, their difference (the excess) and
+    the p-value of the test; one row per window length (the default first). Empty without a null."""
+    records = [meta, *(meta.get("OtherTimescales") or {}).values()]
+    rows = []
+    for rec in records:
+        null = rec.get("StationaryNull") or {}
+        if not null or rec.get("WindowLength_s") is None:
+            continue
+        rows.append(
+            {
+                "timescale": f"{float(rec['WindowLength_s']):g} s",
+                "observed_sd": null.get("TopTargetsObservedSD"),
+                "null_mean_sd": null.get("TopTargetsNullMeanSD"),
+                "excess": null.get("TopTargetsMeanExcess"),
+                "p": null.get("TopTargetsPValue"),
+            }
+        )
+    return rows
+
+
 def build_participant_report(
     out_html: str | Path,
     *,
@@ -90,6 +112,7 @@ def build_participant_report(
                 "warnings": warnings,
                 "figures": dict(run.get("figures") or {}),
                 "metadata": run.get("metadata") or {},
+                "dynamics": dynamics_rows(run.get("metadata") or {}),
                 "metadata_json": json.dumps(run.get("metadata") or {}, indent=2, sort_keys=True, default=str),
             }
         )

@@ -64,6 +64,9 @@ class _DFCOutputSpec(TraitedSpec):
     )
     seed_tsv = File(exists=True, desc="seed time series")
     windows_tsv = File(exists=True, desc="per-window table (volumes, coverage, region traces)")
+    maps = traits.Dict(
+        desc="every map by name; those at the other window lengths as <stat>_<label> (label: win60s)"
+    )
     info = traits.Dict(desc="window parameters and counts, for sidecars")
 
 

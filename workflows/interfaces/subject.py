@@ -7,6 +7,7 @@ from nipype.interfaces.base import (
     File,
     InputMultiObject,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -19,10 +20,14 @@ class _AggregateInputSpec(BaseInterfaceInputSpec):
     dfc_infos = traits.List(traits.Dict, mandatory=True, desc="ComputeDFC info of each run")
     run_metas = traits.List(traits.Dict, mandatory=True, desc="sidecar content of each run")
     static = traits.Dict(desc="subject-level sidecar fields")
+    run_maps = traits.List(
+        traits.Dict, desc="each run's maps by name (ComputeDFC.maps): every one is averaged too"
+    )
 
 
 class _AggregateOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="subject-level map")
+    out_maps = traits.Dict(desc="subject-level map of every name in run_maps (dfcsd: out_file)")
     meta = traits.Dict(desc="sidecar content")
 
 
@@ -37,6 +42,19 @@ class AggregateRuns(StrokefcInterface):
         img = weighted_mean_maps(list(self.inputs.in_files), weights)
         out = os.path.join(runtime.cwd, "subject_dfcsd.nii.gz")
         img.to_filename(out)
+        out_maps = {"dfcsd": out}
+        run_maps = self.inputs.run_maps if isdefined(self.inputs.run_maps) else []
+        for key in [k for k in (run_maps[0] if run_maps else {}) if k != "dfcsd"]:
+            if not all(key in m for m in run_maps):
+                continue
+            label = key.partition("_")[2]  # another window length: weighted by its own windows
+            key_weights = [
+                info["OtherTimescales"][label]["WindowsKept"] if label else info["WindowsKept"]
+                for info in self.inputs.dfc_infos
+            ]
+            path = os.path.join(runtime.cwd, f"subject_{key}.nii.gz")
+            weighted_mean_maps([m[key] for m in run_maps], key_weights).to_filename(path)
+            out_maps[key] = path
         first = self.inputs.run_metas[0]
         shared = {k: v for k, v in first.items() if all(m.get(k) == v for m in self.inputs.run_metas[1:])}
         meta = {
@@ -47,5 +65,11 @@ class AggregateRuns(StrokefcInterface):
             "RunWeights_windows": weights,
             "Sources": [s for m in self.inputs.run_metas for s in m.get("Sources", [])[:1]],
         }
-        self._results.update(out_file=out, meta=meta)
+        others = [m.get("OtherTimescales", {}) for m in self.inputs.run_metas]
+        if others[0]:  # the other window lengths' records: what their runs share (the window length)
+            meta["OtherTimescales"] = {
+                label: {k: v for k, v in rec.items() if all(o.get(label, {}).get(k) == v for o in others[1:])}
+                for label, rec in others[0].items()
+            }
+        self._results.update(out_file=out, out_maps=out_maps, meta=meta)
         return runtime
