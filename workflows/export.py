@@ -37,7 +37,12 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     )
     card = {
         "input": {},
-        "training": {**train.to_dict(), "final_epochs_run": len(curve), "n_samples": len(data["y"])},
+        "training": {
+            **train.to_dict(),
+            "final_epochs_run": len(curve),
+            "n_samples": len(data["y"]),
+            **model.training_device,  # device, deterministic ("full", or "partial on CUDA"), ops that warned
+        },
     }
     return str(save_model(model, card, Path(work_dir) / "final"))
 
