@@ -37,6 +37,7 @@ import contextlib
 import copy
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
@@ -248,11 +249,24 @@ def deterministic(seed: int, device: torch.device | None = None) -> Iterator[Non
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=device is not None and device.type == "cuda")
+    _use_deterministic_algorithms(True, warn_only=device is not None and device.type == "cuda")
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+        _use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without importing ``torch._inductor`` to set its flag.
+
+    PyTorch's function imports ``torch._inductor.config`` (2-6 s per process on 2 shared cores, paid by
+    every fold process) only to tell ``torch.compile`` about the mode; nothing here is compiled, so the
+    flag is set where inductor is already loaded and the global switch is set as PyTorch sets it.
+    """
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode  # type: ignore[attr-defined]
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def validation_split(
