@@ -145,7 +145,7 @@ def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path):
     """Severe patients move twice as much and there is no dFC effect: the report says so, with QC-FC."""
     bids = simulate(tmp_path, n_subjects=12, n_volumes=80, seed=4, effect=0.0, motion_by_class=2.0)
     out = tmp_path / "out"
-    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2]
+    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2, *NO_QC]  # short runs
     assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
     assert run_cli(bids, out, "group", *common, "--cv-folds", 3, "--cv-repeats", 1, "--epochs", 1) == 0
     summary = json.loads((out / "group" / "cv_summary.json").read_text())
@@ -168,7 +168,7 @@ def test_a_session_in_another_space_is_recorded_not_dropped_silently(tmp_path, c
     out = tmp_path / "out"
     code = run_cli(
         bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation",
-        "--null-surrogates", 0, "--participant-label", "01",
+        "--null-surrogates", 0, "--participant-label", "01", *NO_QC,
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
