@@ -374,7 +374,9 @@ def run_group_level(config: RunConfig) -> int:
     prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "group")
     wf.base_dir = str(config.work_dir)
     wf.config["execution"] = execution_config(
-        config.output_dir / "logs" / "crash", config.execution.stop_on_first_crash
+        config.output_dir / "logs" / "crash",
+        config.execution.stop_on_first_crash,
+        local=not config.execution.use_plugin,
     )
     plugin, plugin_args = plugin_settings(config.execution)
     started = time.time() - 1  # failure records and crash files older than this belong to earlier runs

@@ -214,7 +214,9 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
             ]
         )
     wf.config["execution"] = execution_config(
-        config.output_dir / "logs" / "crash", config.execution.stop_on_first_crash
+        config.output_dir / "logs" / "crash",
+        config.execution.stop_on_first_crash,
+        local=not config.execution.use_plugin,
     )
     return wf
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import nibabel as nb
 import numpy as np
 
@@ -18,7 +20,13 @@ def grid_affine(resolution: int) -> np.ndarray:
 
 
 def brain_mask(resolution: int) -> nb.Nifti1Image:
-    """nilearn's MNI152 brain mask on the fMRIPrep-like grid."""
+    """nilearn's MNI152 brain mask on the fMRIPrep-like grid (a fresh image; the array is cached)."""
+    return nb.Nifti1Image(_brain_mask_data(resolution).copy(), grid_affine(resolution))
+
+
+@lru_cache(maxsize=4)
+def _brain_mask_data(resolution: int) -> np.ndarray:
+    """The mask's uint8 array, resampled once per process (seconds) for every cohort on the grid."""
     from nilearn.datasets import load_mni152_brain_mask
     from nilearn.image import resample_to_img
 
@@ -30,4 +38,6 @@ def brain_mask(resolution: int) -> nb.Nifti1Image:
         force_resample=True,
         copy_header=True,
     )
-    return nb.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8), ref.affine)
+    data = (np.asarray(img.dataobj) > 0).astype(np.uint8)
+    data.setflags(write=False)
+    return data

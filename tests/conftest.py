@@ -2,9 +2,15 @@
 
 import os
 
-import numpy as np
-import pytest
-from helpers import IN_CI, SHARED_DATA, simulate
+# One BLAS/OpenMP thread per test process, set before numpy and torch start their thread pools (child
+# processes inherit it): `make test` runs 2 xdist workers on 2 cores, and oversubscribed OpenBLAS threads
+# spin, which made a 120 x 570 SVD take 1-7 s instead of 20 ms on a shared machine.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from helpers import IN_CI, SHARED_DATA, simulate  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,10 @@
 """CNN inputs (lesion alignment, grid) and the CNN itself (shapes, determinism, in-fold normaliser)."""
 
+import contextlib
+import os
+import warnings
+from dataclasses import replace
+
 import nibabel as nb
 import numpy as np
 import pytest
@@ -210,3 +215,86 @@ def test_bfloat16_training_runs_deterministically_and_unknown_precisions_are_ref
     assert not torch.equal(m1.features[0].weight, f32.features[0].weight)  # the precision was used
     with pytest.raises(InputError, match="precision"):
         cnn.train_model(x, y, groups, TrainSettings(epochs=1, precision="float16"))
+
+
+# -------------------------------------------------------------------------------------------- CUDA
+def test_choosing_cuda_sets_the_cublas_workspace_first_and_keeps_a_users_setting(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert cnn.resolve_device("cpu").type == "cpu"
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ  # CPU runs leave it alone
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # torch.device() starts no CUDA
+    assert cnn.resolve_device("auto").type == "cuda"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    assert cnn.resolve_device("cuda").type == "cuda"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    with pytest.raises(InputError, match="'gpu' is unknown"):
+        cnn.resolve_device("gpu")
+
+
+def test_deterministic_mode_raises_on_cpu_warns_only_on_cuda_and_is_restored():
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    with cnn.deterministic(0, torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    with cnn.deterministic(0, torch.device("cuda")):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    after = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    assert after == before
+    assert cnn.determinism(torch.device("cpu")) == "full"
+    assert cnn.determinism(torch.device("cuda")) == "partial on CUDA"
+
+
+def test_nondeterministic_ops_are_read_from_pytorchs_warnings():
+    text = (
+        "{op} does not have a deterministic implementation, but you set "
+        "'torch.use_deterministic_algorithms(True, warn_only=True)'. You can file an issue at ..."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for op in (
+            "avg_pool3d_backward_cuda",
+            "adaptive_avg_pool3d_backward_cuda",
+            "avg_pool3d_backward_cuda",
+        ):
+            warnings.warn(text.format(op=op), UserWarning, stacklevel=1)
+        warnings.warn("an unrelated warning", UserWarning, stacklevel=1)
+    assert cnn.nondeterministic_ops(caught) == [
+        "avg_pool3d_backward_cuda",
+        "adaptive_avg_pool3d_backward_cuda",
+    ]
+
+
+def test_a_cpu_training_records_its_device_and_full_determinism_and_autocasts_nothing(rng):
+    x, y, groups = _tiny_data(rng)
+    model, _ = cnn.train_model(x, y, groups, TrainSettings(epochs=1, channels=(2, 2, 2, 2), device="cpu"))
+    assert model.training_device == {"device": "cpu", "deterministic": "full", "nondeterministic_ops": []}
+    assert isinstance(cnn._autocast(torch.device("cpu"), "float32"), contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # without CUDA, torch warns that it disables this context
+        on_gpu = cnn._autocast(torch.device("cuda"), "bfloat16")
+    assert isinstance(on_gpu, torch.autocast)
+    assert (on_gpu.device, on_gpu.fast_dtype) == ("cuda", torch.bfloat16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_runs_under_deterministic_mode_and_matches_the_cpu(rng):
+    """The default architecture trains on CUDA (pools warn instead of raising) close to the CPU."""
+    x, y, groups = _tiny_data(rng, n_subjects=16)
+    settings = TrainSettings(epochs=2, min_epochs=2, seed=3, noise=0.0)
+    cpu, c_cpu = cnn.train_model(x, y, groups, replace(settings, device="cpu"))
+    gpu, c_gpu = cnn.train_model(x, y, groups, replace(settings, device="cuda"))
+    assert gpu.training_device["device"] == "cuda"
+    assert gpu.training_device["deterministic"] == "partial on CUDA"
+    assert next(gpu.parameters()).device.type == "cpu"  # returned on the CPU, ready to save
+    np.testing.assert_allclose(
+        [c["train_loss"] for c in c_gpu], [c["train_loss"] for c in c_cpu], rtol=1e-2, atol=1e-3
+    )
+    np.testing.assert_allclose(cnn.predict_proba(gpu, x), cnn.predict_proba(cpu, x), atol=2e-2)

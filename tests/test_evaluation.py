@@ -267,6 +267,8 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert card["label"]["severe_threshold"] == 20.0
     assert card["input"]["align_lesion"] is True
     assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)
+    trained = card["training"]
+    assert trained["deterministic"] == ("full" if trained["device"] == "cpu" else "partial on CUDA")
     # provenance: every table's columns described, atlases cited by checksum, the training cohort
     for table in ("cohort", "cv_predictions", "training_curves", "saliency_regions"):
         sidecar = json.loads((group / f"{table}.json").read_text())

@@ -257,3 +257,6 @@ def test_clean_workdir_empties_it_first(tmp_path):
     assert work.is_dir()
     assert not (work / "old").exists()
     assert execution_config(tmp_path, stop_on_first_crash=True)["stop_on_first_crash"] is True
+    # a short scheduler poll for MultiProc/Linear; cluster plugins keep Nipype's (each poll asks the queue)
+    assert execution_config(tmp_path)["poll_sleep_duration"] < 1
+    assert "poll_sleep_duration" not in execution_config(tmp_path, local=False)

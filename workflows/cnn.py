@@ -22,7 +22,13 @@ the alignment a location-aware head relies on; never left-right flips, which wou
 alignment), early stopping on a validation split of whole subjects taken from the training data it is
 given, restoring the best epoch. Regression (``train_model(..., regression=True)``) uses the same loop
 with a Huber loss on the standardised score and no class weights.
-Deterministic on CPU for a given seed.
+Deterministic on CPU for a given seed. On CUDA (:func:`deterministic`): ``CUBLAS_WORKSPACE_CONFIG`` is
+set before CUDA starts and deterministic algorithms are asked for with ``warn_only=True``, because the
+CUDA backward passes of ``AvgPool3d`` and ``AdaptiveAvgPool3d`` (the default architecture) have no
+deterministic implementation and would otherwise raise; the ops that warned are recorded
+(:func:`nondeterministic_ops`) and the model card says "partial on CUDA". The architecture is the same on
+both devices, so CPU results and saved models are unchanged. Training data stay on the device for the
+whole training; only the batch order is drawn on the CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
@@ -53,6 +61,9 @@ class StrokeCNN(nn.Module):
     in_std: torch.Tensor
     target_mean: torch.Tensor  # regression only (n_classes == 1)
     target_std: torch.Tensor
+    #: set by :func:`train_model`: the device, ``deterministic`` ("full" or "partial on CUDA") and the
+    #: ops that had no deterministic implementation (for the model card)
+    training_device: dict
 
     def __init__(
         self, in_shape: Sequence[int], settings: TrainSettings | None = None, n_classes: int = 2
@@ -66,6 +77,7 @@ class StrokeCNN(nn.Module):
         self.channels = tuple(int(c) for c in settings.channels)
         self.dropout = float(settings.dropout)
         self.n_classes = int(n_classes)
+        self.training_device = {}
         self.register_buffer("in_mean", torch.zeros(self.in_shape))
         self.register_buffer("in_std", torch.ones(self.in_shape))
         if self.n_classes == 1:  # regression: the score's training mean and SD travel with the weights
@@ -168,9 +180,19 @@ def fit_normaliser(model: StrokeCNN, x_train: np.ndarray, eps: float = 1e-6) -> 
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a CUDA device is an :class:`InputError`.
+
+    Choosing CUDA sets ``CUBLAS_WORKSPACE_CONFIG`` first (:func:`configure_cuda`).
+    """
+    if device not in DEVICES:
+        raise InputError(
+            f"TrainSettings.device {device!r} is unknown",
+            "TrainSettings.device",
+            f"use one of {', '.join(DEVICES)}",
+            params=("TrainSettings.device",),
+        )
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError(
             "TrainSettings.device cuda was asked for but no CUDA device is available",
@@ -178,19 +200,73 @@ def resolve_device(device: str) -> torch.device:
             "use TrainSettings.device cpu or auto",
             params=("TrainSettings.device",),
         )
+    if device == "cuda":
+        configure_cuda()
     return torch.device(device)
 
 
+#: Devices a training may ask for (:attr:`TrainSettings.device`).
+DEVICES = ("auto", "cpu", "cuda")
+#: cuBLAS's documented setting for reproducible results under deterministic algorithms (CUDA >= 10.2);
+#: read when cuBLAS starts, so it is set before the first CUDA operation of the process.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def configure_cuda() -> None:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` (unless the user set it) so that cuBLAS can be deterministic."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+def determinism(device: torch.device) -> str:
+    """What the model card records: ``full`` on CPU, ``partial on CUDA`` (see :func:`deterministic`)."""
+    return "full" if device.type == "cpu" else "partial on CUDA"
+
+
+#: How PyTorch words the warning of an op without a deterministic implementation (``warn_only=True``).
+_NONDETERMINISTIC = "does not have a deterministic implementation"
+
+
+def nondeterministic_ops(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The ops named by PyTorch's "no deterministic implementation" warnings, once each, in order."""
+    ops: list[str] = []
+    for w in caught:
+        text = str(w.message)
+        if _NONDETERMINISTIC in text:
+            op = text.split(_NONDETERMINISTIC)[0].strip()
+            if op not in ops:
+                ops.append(op)
+    return ops
+
+
 @contextlib.contextmanager
-def deterministic(seed: int) -> Iterator[None]:
-    """Seed torch and switch on deterministic algorithms for the duration of a block."""
+def deterministic(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Seed torch and switch on deterministic algorithms for the duration of a block.
+
+    On CPU every op used here is deterministic, and a nondeterministic one would raise. On CUDA the
+    switch is ``warn_only``: the pools' backward passes have no deterministic CUDA implementation
+    (PyTorch raises for them otherwise), so they run and warn; everything else stays deterministic.
+    """
     previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    _use_deterministic_algorithms(True, warn_only=device is not None and device.type == "cuda")
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        _use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without importing ``torch._inductor`` to set its flag.
+
+    PyTorch's function imports ``torch._inductor.config`` (2-6 s per process on 2 shared cores, paid by
+    every fold process) only to tell ``torch.compile`` about the mode; nothing here is compiled, so the
+    flag is set where inductor is already loaded and the global switch is set as PyTorch sets it.
+    """
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:
+        inductor.deterministic = mode  # type: ignore[attr-defined]
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def validation_split(
@@ -220,29 +296,38 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[i
     return chunks
 
 
-def _augment(z: torch.Tensor, settings: TrainSettings, generator: torch.Generator) -> torch.Tensor:
+def _augment(
+    z: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    noise_generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Random shift (same for the batch) and Gaussian noise, applied to z-scored maps.
 
     Shifting after the voxelwise z-score matters: a shifted raw map minus the unshifted mean map
-    would turn the brain edge into huge artificial z-values.
+    would turn the brain edge into huge artificial z-values. The noise is drawn on ``z``'s device from
+    ``noise_generator`` (default ``generator``, which must then be on that device).
     """
     if settings.shift_vox > 0:
         shifts = torch.randint(-settings.shift_vox, settings.shift_vox + 1, (3,), generator=generator)
         z = torch.roll(z, shifts=tuple(int(s) for s in shifts), dims=(1, 2, 3))
     if settings.noise > 0:
-        z = z + settings.noise * torch.randn(z.shape, generator=generator)
+        noise_gen = generator if noise_generator is None else noise_generator
+        z = z + settings.noise * torch.randn(z.shape, generator=noise_gen, device=z.device)
     return z
 
 
 def _loss(
     model: StrokeCNN,
-    x: np.ndarray,
-    y: np.ndarray,
+    x: torch.Tensor,
+    y: torch.Tensor,
     weights: torch.Tensor | None,
-    device: torch.device,
     batch_size: int = 16,
 ) -> float:
-    """Validation loss: class-weighted cross-entropy, or (``weights`` None) the Huber loss of regression."""
+    """Validation loss: class-weighted cross-entropy, or (``weights`` None) the Huber loss of regression.
+
+    ``x``, ``y`` and ``weights`` are on the model's device.
+    """
     model.eval()
     total = 0.0
     criterion = (
@@ -252,12 +337,11 @@ def _loss(
     )
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[i : i + batch_size]).to(device)
-            yb = torch.from_numpy(y[i : i + batch_size]).to(device)
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             total += float(criterion(_output(model, xb, weights is None), yb))
     if weights is None:
         return total / max(len(y), 1)
-    return total / max(float(weights[torch.from_numpy(y)].sum()), 1e-12)
+    return total / max(float(weights[y].sum()), 1e-12)
 
 
 #: Training precisions: float32, or bfloat16 autocast of the forward pass (:attr:`TrainSettings.precision`).
@@ -306,7 +390,8 @@ def train_model(
     y = np.asarray(y, dtype=np.float32 if regression else np.int64)
     groups = np.asarray(groups)
     device = resolve_device(settings.device)
-    with deterministic(settings.seed):
+    with deterministic(settings.seed, device), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every op that warns is recorded (re-emitted below)
         rng = np.random.default_rng(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
         strata = (y > np.median(y)).astype(np.int64) if regression else y
@@ -327,8 +412,16 @@ def train_model(
         else:
             counts = np.bincount(y_fit, minlength=2).astype(float)
             weights = torch.tensor(len(y_fit) / (2.0 * np.maximum(counts, 1.0)), dtype=torch.float32)
-            criterion = nn.CrossEntropyLoss(weight=weights.to(device))
+            weights = weights.to(device)
+            criterion = nn.CrossEntropyLoss(weight=weights)
         model.to(device)
+        # the data live on the device for the whole training; the batch order is drawn on the CPU, the
+        # noise on the device (on CPU from the same generator as the batch order, as it always was)
+        xf, yf = torch.from_numpy(x_fit).to(device), torch.from_numpy(y_fit).to(device)
+        xv, yv = torch.from_numpy(x_val).to(device), torch.from_numpy(y_val).to(device)
+        noise_generator = (
+            generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(settings.seed)
+        )
         optimiser = torch.optim.AdamW(
             model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
@@ -337,10 +430,11 @@ def train_model(
             model.train()
             total, seen = 0.0, 0
             for idx in _batches(len(y_fit), settings.batch_size, generator):
+                rows = torch.tensor(idx, device=device)
                 with torch.no_grad():
-                    zb = model.normalise(torch.from_numpy(x_fit[idx]).to(device)).cpu()
-                zb = _augment(zb, settings, generator).to(device)
-                yb = torch.from_numpy(y_fit[idx]).to(device)
+                    zb = model.normalise(xf[rows])
+                zb = _augment(zb, settings, generator, noise_generator)
+                yb = yf[rows]
                 optimiser.zero_grad()
                 with _autocast(device, settings.precision):
                     loss = criterion(_output(model, zb, regression, z_scored=True), yb)
@@ -348,7 +442,7 @@ def train_model(
                 optimiser.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
-            val_loss = _loss(model, x_val, y_val, weights, device) if len(y_val) else math.nan
+            val_loss = _loss(model, xv, yv, weights) if len(y_val) else math.nan
             curve.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss})
             monitored = val_loss if len(y_val) else curve[-1]["train_loss"]
             if monitored < best_loss - 1e-4:
@@ -359,6 +453,13 @@ def train_model(
                     break
         if best is not None:
             model.load_state_dict(best)
+    for w in caught:  # shown as they would have been, once recorded
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    model.training_device = {
+        "device": device.type,
+        "deterministic": determinism(device),
+        "nondeterministic_ops": nondeterministic_ops(caught),
+    }
     model.eval()
     return model.cpu(), curve
 

@@ -66,6 +66,7 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
             "final_epochs_run": len(curve),
             "n_samples": len(data["y"]),
             **chosen,
+            **model.training_device,  # device, deterministic ("full", or "partial on CUDA"), ops that warned
         },
     }
     LOGGER.info("final model: trained on every subject (%d epochs)", len(curve))
