@@ -166,14 +166,21 @@ def target_signal(coupling: np.ndarray, seed_sig: np.ndarray, own: np.ndarray) -
 
 
 def region_series(
-    rng: np.random.Generator, n_t: int, tr: float, coupling: np.ndarray, n_voxels: int = 1
+    rng: np.random.Generator,
+    n_t: int,
+    tr: float,
+    coupling: np.ndarray,
+    n_voxels: int = 1,
+    n_uncoupled: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seed series (T,) and ``n_voxels`` target voxel series (T, n_voxels) of the same signal model.
 
-    For benchmarks that need the time series and not the NIfTI cohort (no motion, lesion or lag; the
-    draws are not those of :func:`simulate_run`). The seed is the region mean of the seed voxels, whose
-    voxel noise averages out; each target series is one voxel with its own noise, as in the app's
-    voxel-wise maps.
+    For benchmarks and the study-design calculator, which need the time series and not the NIfTI
+    cohort (no motion, lesion or lag; the draws are not those of :func:`simulate_run`). The seed is the
+    region mean of the seed voxels, whose voxel noise averages out; each target series is one voxel with
+    its own noise, as in the app's voxel-wise maps. ``n_uncoupled`` more columns are voxels of the same
+    model with no coupling to the seed (regions without the effect); drawn last, so the first columns
+    do not depend on it.
     """
     glob = bandlimited(rng, n_t, 1, tr)[:, 0]
     motor = bandlimited(rng, n_t, 1, tr)[:, 0]
@@ -183,6 +190,12 @@ def region_series(
     targets += W_NOISE_WHITE * rng.standard_normal((n_t, n_voxels))
     targets += W_GLOBAL * glob[:, None]
     targets += target_signal(coupling, seed_sig, bandlimited(rng, n_t, n_voxels, tr))
+    if n_uncoupled:
+        other = W_NOISE_BL * bandlimited(rng, n_t, n_uncoupled, tr, 0.005, 0.2)
+        other += W_NOISE_WHITE * rng.standard_normal((n_t, n_uncoupled))
+        other += W_GLOBAL * glob[:, None]
+        other += target_signal(np.zeros(n_t), seed_sig, bandlimited(rng, n_t, n_uncoupled, tr))
+        targets = np.concatenate([targets, other], axis=1)
     return seed, targets
 
 
