@@ -125,6 +125,10 @@ class ComBat(TransformerMixin, BaseEstimator):
             out[rows] = (z[rows] - gamma) / np.sqrt(delta2)
         return out * self.pooled_sd_ + self.grand_mean_ + cov @ self.covariate_beta_
 
-    def fit_transform(self, x: np.ndarray, y: object = None, **fit_params: np.ndarray | None) -> np.ndarray:
+    def fit_transform(  # type: ignore[override]  # sites are keyword-only, as in fit and transform
+        self, x: np.ndarray, y: object = None, *, sites: np.ndarray, covariates: np.ndarray | None = None
+    ) -> np.ndarray:
         """``fit`` then ``transform``, with the same ``sites`` and ``covariates``."""
-        return self.fit(x, y, **fit_params).transform(x, **fit_params)
+        return self.fit(x, y, sites=sites, covariates=covariates).transform(
+            x, sites=sites, covariates=covariates
+        )
