@@ -125,7 +125,7 @@ class ComBat(TransformerMixin, BaseEstimator):
             out[rows] = (z[rows] - gamma) / np.sqrt(delta2)
         return out * self.pooled_sd_ + self.grand_mean_ + cov @ self.covariate_beta_
 
-    def fit_transform(  # type: ignore[override]  # sites are keyword-only, as in fit and transform
+    def fit_transform(  # sites are keyword-only, as in fit and transform
         self, x: np.ndarray, y: object = None, *, sites: np.ndarray, covariates: np.ndarray | None = None
     ) -> np.ndarray:
         """``fit`` then ``transform``, with the same ``sites`` and ``covariates``."""
