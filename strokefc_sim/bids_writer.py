@@ -11,6 +11,11 @@ import numpy as np
 import pandas as pd
 
 GENERATED_BY = "strokefc-simulate"
+#: participants.json entries of the columns written only when asked for (sites, clinical covariates).
+OPTIONAL_COLUMNS = {
+    "site": {"Description": "scanning site (each with its own scanner noise level)"},
+    "time_since_stroke_months": {"Description": "time from stroke onset to the scan", "Units": "month"},
+}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -55,7 +60,8 @@ def write_dataset(out: Path, table: pd.DataFrame, tr: float) -> None:
                 "Description": "Fugl-Meyer Assessment, upper limb motor score (0-66)",
                 "Units": "score",
             },
-        },
+        }
+        | {column: doc for column, doc in OPTIONAL_COLUMNS.items() if column in table},
     )
     write_json(out / "task-rest_bold.json", {"TaskName": "rest", "RepetitionTime": tr})
 

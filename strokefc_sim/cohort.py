@@ -31,7 +31,7 @@ from strokefc_sim.lesions import (
     write_t1w_lesion,
     write_template_lesion,
 )
-from strokefc_sim.params import CohortParams
+from strokefc_sim.params import SITE_NOISE_RANGE, TIME_SINCE_STROKE_MONTHS, CohortParams
 from strokefc_sim.signal import PLANTED_TARGETS, STATES_MEAN_COUPLING, simulate_run
 
 
@@ -52,6 +52,43 @@ def cohort_table(rng: np.random.Generator, n_subjects: int, severe_fraction: flo
             "group": np.where(severe, "severe", "mild"),
         }
     )
+
+
+def assign_sites(
+    rng: np.random.Generator, severe: np.ndarray, n_sites: int, site_severity: float
+) -> np.ndarray:
+    """Each patient's site (0-based), drawn with weights tilted by class.
+
+    Site ``k`` of ``n`` has weight ``1 + site_severity * t_k`` for severe and ``1 - site_severity * t_k``
+    for mild patients, ``t`` evenly spaced from -1 (first site) to 1 (last): with ``site_severity`` 0
+    every site gets the same mix, with 1 the first site recruits no severe and the last no mild patient,
+    as when an acute stroke unit and an outpatient clinic pool their patients.
+    """
+    tilt = np.linspace(-1.0, 1.0, n_sites) if n_sites > 1 else np.zeros(1)
+    sites = np.empty(len(severe), dtype=int)
+    for i, is_severe in enumerate(severe):
+        weights = 1.0 + site_severity * tilt * (1.0 if is_severe else -1.0)
+        sites[i] = rng.choice(n_sites, p=weights / weights.sum())
+    return sites
+
+
+def add_sites_and_clinical(table: pd.DataFrame, p: CohortParams) -> dict[str, float]:
+    """Add ``site`` (when ``p.n_sites`` > 1) and ``time_since_stroke_months`` columns to ``table``.
+
+    Their draws come from their own stream, so a cohort without them is unchanged. Returns each
+    site's voxel-noise scale (``{"site1": 1.07, ...}``; empty with one site).
+    """
+    rng = np.random.default_rng([p.seed, 104729])
+    scales: dict[str, float] = {}
+    if p.n_sites > 1:
+        index = assign_sites(rng, (table["group"] == "severe").to_numpy(), p.n_sites, p.site_severity)
+        names = [f"site{k + 1}" for k in range(p.n_sites)]
+        scales = {name: round(float(rng.uniform(*SITE_NOISE_RANGE)), 4) for name in names}
+        table["site"] = [names[k] for k in index]
+    if p.clinical_covariates:
+        low, high = np.log(TIME_SINCE_STROKE_MONTHS)
+        table["time_since_stroke_months"] = np.round(np.exp(rng.uniform(low, high, len(table))), 1)
+    return scales
 
 
 def mild_amplitude(rng: np.random.Generator, effect: float) -> float:
@@ -98,6 +135,7 @@ def simulate_cohort(
     out = Path(out_dir)
     rng = np.random.default_rng(p.seed)
     table = cohort_table(rng, p.n_subjects, p.severe_fraction)
+    site_noise = add_sites_and_clinical(table, p)
     mask_img = brain_mask(p.resolution)
     mask = np.asarray(mask_img.dataobj) > 0
     bids_writer.write_dataset(out, table, p.tr)
@@ -117,6 +155,8 @@ def simulate_cohort(
         "static_effect": p.static_effect if p.effect_type in ("static", "both") else 0.0,
         "dwell_range_s": [p.dwell_min_s, p.dwell_max_s] if p.dynamics == "states" else None,
         "mean_coupling": STATES_MEAN_COUPLING if p.dynamics == "states" else 0.1,
+        "site_noise_scale": site_noise,
+        "site_severity": p.site_severity,
         "subjects": {},
     }
     sessions: list[str | None] = [f"{i + 1}" for i in range(p.n_sessions)] or [None]
@@ -130,6 +170,8 @@ def simulate_cohort(
         if p.lesion_size_by_class:
             radius = lesion_rng.uniform(11.0, 14.0) if severe else lesion_rng.uniform(5.0, 8.0)
         lesion_vol = lesion_sphere(row.lesion_hemisphere, radius, mask_img)
+        site = str(getattr(row, "site", ""))
+        noise_scale = site_noise.get(site, 1.0)
         truth["subjects"][label] = {
             "group": row.group,
             "lesion_hemisphere": row.lesion_hemisphere,
@@ -142,6 +184,8 @@ def simulate_cohort(
             "motion_scale": float(p.motion_by_class if severe else 1.0),
             "lag_territory": "lesioned hemisphere, |x| > 8 mm" if p.lag else "",
         }
+        if site:
+            truth["subjects"][label].update(site=site, noise_scale=noise_scale)
         session_rows = []
         for index, ses in enumerate(sessions):
             sdir = Path(f"sub-{label}") / (f"ses-{ses}" if ses else "")
@@ -180,6 +224,7 @@ def simulate_cohort(
                     dynamics=p.dynamics,
                     shift=session_shift,
                     dwell_range_s=(p.dwell_min_s, p.dwell_max_s),
+                    noise_scale=noise_scale,
                     info=run_info,
                 )
                 truth["subjects"][label].setdefault("runs", {})[ents] = run_info

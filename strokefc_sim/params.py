@@ -19,6 +19,15 @@ LESION_FORMS = ("template", "t1w", "both")
 DYNAMICS = ("oscillation", "states")
 #: Where severe patients differ from the others (``strokefc_sim.signal.EFFECT_TYPES``).
 EFFECT_TYPES = ("dynamic", "static", "both", "none")
+#: A site's voxel-noise SD relative to the reference scanner, drawn uniformly in this range. Temporal
+#: SNR of the same protocol differs by up to about a factor of two between scanners of a multi-site
+#: study (Friedman & Glover 2006, J Magn Reson Imaging 23:827, FBIRN phantom QA; site effects on
+#: resting-state measures: Yan et al. 2013, NeuroImage 80:246), hence 0.75-1.33 (a ratio of 1.8).
+SITE_NOISE_RANGE = (0.75, 1.33)
+#: Time since stroke (months), log-uniform: chronic-stroke rs-fMRI cohorts recruit from about 6 months
+#: to several years after onset (e.g. Park et al. 2011, Stroke 42:1357; Gao et al. 2025 recruit
+#: patients at least 3 months after onset); 3-72 months covers both.
+TIME_SINCE_STROKE_MONTHS = (3.0, 72.0)
 
 
 def _opt(default: T, doc: str = "", **cli: Any) -> T:
@@ -68,6 +77,19 @@ class CohortParams:
     static_effect: float = _opt(
         0.2, "how much lower severe patients' mean coupling is, with --effect-type static or both"
     )
+    n_sites: int = _opt(
+        1,
+        "scanning sites; with more than one, participants.tsv gets a site column and each site's "
+        "scanner its own voxel-noise level (see SITE_NOISE_RANGE)",
+    )
+    site_severity: float = _opt(
+        0.0,
+        "how unevenly severe patients are spread over sites (0 = the same mix everywhere, 1 = the "
+        "first site recruits mostly mild patients and the last mostly severe ones): a site confound",
+    )
+    clinical_covariates: bool = _opt(
+        False, "write time since stroke (months) in participants.tsv (drawn from TIME_SINCE_STROKE_MONTHS)"
+    )
     seed: int = _opt(1, "random seed")
     lesion_form: str = _opt(
         "template",
@@ -90,5 +112,9 @@ class CohortParams:
             raise SystemExit(f"--dynamics must be one of {', '.join(DYNAMICS)}")
         if self.effect_type not in EFFECT_TYPES:
             raise SystemExit(f"--effect-type must be one of {', '.join(EFFECT_TYPES)}")
+        if self.n_sites < 1:
+            raise SystemExit("--n-sites must be at least 1")
+        if not 0.0 <= self.site_severity <= 1.0:
+            raise SystemExit("--site-severity must be between 0 and 1")
         if not 0 < self.dwell_min_s <= self.dwell_max_s:
             raise SystemExit("--dwell-min-s must be > 0 and <= --dwell-max-s")

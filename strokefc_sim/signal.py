@@ -166,14 +166,21 @@ def target_signal(coupling: np.ndarray, seed_sig: np.ndarray, own: np.ndarray) -
 
 
 def region_series(
-    rng: np.random.Generator, n_t: int, tr: float, coupling: np.ndarray, n_voxels: int = 1
+    rng: np.random.Generator,
+    n_t: int,
+    tr: float,
+    coupling: np.ndarray,
+    n_voxels: int = 1,
+    n_uncoupled: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seed series (T,) and ``n_voxels`` target voxel series (T, n_voxels) of the same signal model.
 
-    For benchmarks that need the time series and not the NIfTI cohort (no motion, lesion or lag; the
-    draws are not those of :func:`simulate_run`). The seed is the region mean of the seed voxels, whose
-    voxel noise averages out; each target series is one voxel with its own noise, as in the app's
-    voxel-wise maps.
+    For benchmarks and the study-design calculator, which need the time series and not the NIfTI
+    cohort (no motion, lesion or lag; the draws are not those of :func:`simulate_run`). The seed is the
+    region mean of the seed voxels, whose voxel noise averages out; each target series is one voxel with
+    its own noise, as in the app's voxel-wise maps. ``n_uncoupled`` more columns are voxels of the same
+    model with no coupling to the seed (regions without the effect); drawn last, so the first columns
+    do not depend on it.
     """
     glob = bandlimited(rng, n_t, 1, tr)[:, 0]
     motor = bandlimited(rng, n_t, 1, tr)[:, 0]
@@ -183,6 +190,12 @@ def region_series(
     targets += W_NOISE_WHITE * rng.standard_normal((n_t, n_voxels))
     targets += W_GLOBAL * glob[:, None]
     targets += target_signal(coupling, seed_sig, bandlimited(rng, n_t, n_voxels, tr))
+    if n_uncoupled:
+        other = W_NOISE_BL * bandlimited(rng, n_t, n_uncoupled, tr, 0.005, 0.2)
+        other += W_NOISE_WHITE * rng.standard_normal((n_t, n_uncoupled))
+        other += W_GLOBAL * glob[:, None]
+        other += target_signal(np.zeros(n_t), seed_sig, bandlimited(rng, n_t, n_uncoupled, tr))
+        targets = np.concatenate([targets, other], axis=1)
     return seed, targets
 
 
@@ -203,6 +216,7 @@ def simulate_run(
     dynamics: str = "oscillation",
     shift: float = 0.0,
     dwell_range_s: tuple[float, float] = (40.0, 80.0),
+    noise_scale: float = 1.0,
     info: dict | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
     """One run: in-mask data (T, V) float32, confounds table and the CompCor JSON.
@@ -212,15 +226,17 @@ def simulate_run(
     cm; half the artefact leaks into a one-voxel ring around it (partial volume). ``lag`` (s) delays
     every signal of the lesioned hemisphere (|x| > 8 mm on the lesion's side), as hypoperfusion does.
     ``amplitude``, ``dynamics``, ``shift`` and ``dwell_range_s`` set the seed-target coupling
-    (:func:`coupling_course`); what was drawn for it is added to ``info`` when given.
+    (:func:`coupling_course`); what was drawn for it is added to ``info`` when given. ``noise_scale``
+    multiplies the voxel noise (band-limited and white): a scanner's temporal SNR (see
+    :data:`strokefc_sim.params.SITE_NOISE_RANGE`).
     """
     regions = _regions(mask_img, side)
     n_v = int(regions["seed"].size)
     glob = bandlimited(rng, n_t, 1, tr)[:, 0]
     motor = bandlimited(rng, n_t, 1, tr)[:, 0]
     seed_sig = bandlimited(rng, n_t, 1, tr)[:, 0]
-    data = W_NOISE_BL * bandlimited(rng, n_t, n_v, tr, 0.005, 0.2).astype(np.float32)
-    data += W_NOISE_WHITE * rng.standard_normal((n_t, n_v)).astype(np.float32)
+    data = (W_NOISE_BL * noise_scale) * bandlimited(rng, n_t, n_v, tr, 0.005, 0.2).astype(np.float32)
+    data += (W_NOISE_WHITE * noise_scale) * rng.standard_normal((n_t, n_v)).astype(np.float32)
     data += W_GLOBAL * glob[:, None].astype(np.float32)
     data[:, regions["motor"]] += W_MOTOR * motor[:, None].astype(np.float32)
     data[:, regions["seed"]] += W_SEED * seed_sig[:, None].astype(np.float32)

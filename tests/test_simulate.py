@@ -150,3 +150,57 @@ def test_states_cohort_records_its_truth(tmp_path):
         expected = STATES_MEAN_COUPLING - lower
         assert run["mean_coupling"] == pytest.approx(expected, abs=1e-6)
         assert subject["coupling_shift"] == pytest.approx(expected - STATES_MEAN_COUPLING)
+
+
+# --- sites and clinical covariates (issue 27) ---------------------------------------------------------
+
+
+def test_site_mix_follows_site_severity():
+    from strokefc_sim.cohort import assign_sites
+
+    rng = np.random.default_rng(0)
+    severe = np.array([True, False] * 2000)
+    even = assign_sites(rng, severe, 3, 0.0)
+    tilted = assign_sites(rng, severe, 3, 0.8)
+    share = lambda sites, k: severe[sites == k].mean()  # noqa: E731
+    assert all(abs(share(even, k) - 0.5) < 0.05 for k in range(3))
+    assert share(tilted, 0) < 0.2 < 0.8 < share(tilted, 2)
+    assert abs(share(tilted, 1) - 0.5) < 0.05
+    assert (assign_sites(rng, severe, 1, 1.0) == 0).all()
+
+
+def test_sites_write_a_column_and_scale_the_noise(tmp_path):
+    import pandas as pd
+
+    from strokefc_sim import simulate_cohort
+    from strokefc_sim.params import SITE_NOISE_RANGE
+
+    truth = simulate_cohort(tmp_path / "s", n_subjects=4, n_volumes=30, n_sites=2, clinical_covariates=True)
+    table = pd.read_csv(tmp_path / "s" / "participants.tsv", sep="\t")
+    assert set(table["site"]) <= {"site1", "site2"}
+    assert table["time_since_stroke_months"].between(3, 72).all()
+    doc = json.loads((tmp_path / "s" / "participants.json").read_text())
+    assert {"site", "time_since_stroke_months"} <= set(doc)
+    scales = truth["site_noise_scale"]
+    assert set(scales) == {"site1", "site2"}
+    assert all(SITE_NOISE_RANGE[0] <= v <= SITE_NOISE_RANGE[1] for v in scales.values())
+    for label, subject in truth["subjects"].items():
+        assert subject["noise_scale"] == scales[table.set_index("participant_id").loc[f"sub-{label}", "site"]]
+    # the site draws come from their own stream: the one-site cohort's labels and sides are unchanged
+    simulate_cohort(tmp_path / "one", n_subjects=4, n_volumes=30)
+    one = pd.read_csv(tmp_path / "one" / "participants.tsv", sep="\t")
+    assert one.columns.tolist() == ["participant_id", "age", "sex", "lesion_hemisphere", "ul_fma"]
+    pd.testing.assert_frame_equal(one, table[one.columns])
+
+
+def test_noise_scale_scales_the_voxel_noise():
+    from strokefc_sim.grid import brain_mask
+    from strokefc_sim.signal import simulate_run
+
+    mask = brain_mask(4)
+    quiet, _, _ = simulate_run(np.random.default_rng(1), mask, "L", n_t=40, tr=2.0, amplitude=0.0)
+    noisy, _, _ = simulate_run(
+        np.random.default_rng(1), mask, "L", n_t=40, tr=2.0, amplitude=0.0, noise_scale=1.3
+    )
+    # same draws, more noise: the temporal SD of a voxel outside every planted region grows
+    assert noisy[2:, :500].std(axis=0).mean() > 1.1 * quiet[2:, :500].std(axis=0).mean()

@@ -1,0 +1,129 @@
+"""How many patients a prediction model needs, and whether its predictions would help a clinician.
+
+Pure functions, no I/O:
+
+- :func:`minimum_sample_size`: Riley et al.'s three criteria for developing a prediction model of a
+  binary outcome (Riley et al. 2020, BMJ 368:m441; the ``pmsampsize`` R package, which has no Python
+  release, so the formulas are written here and checked against the paper's worked example).
+- :func:`r2cs_from_c`: the Cox-Snell R-squared a model with a given C statistic (AUROC) can be expected
+  to reach (Riley, Van Calster & Collins 2021, Stat Med 40:859), when no R-squared is known.
+- :func:`net_benefit`: decision-curve analysis (Vickers & Elkin 2006, Med Decis Making 26:565).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import expit
+from scipy.stats import norm
+
+
+def max_r2cs(prevalence: float) -> float:
+    """The largest Cox-Snell R-squared a binary outcome with this prevalence allows."""
+    phi = prevalence
+    log_lik_null = phi * math.log(phi) + (1 - phi) * math.log(1 - phi)
+    return 1 - math.exp(2 * log_lik_null)
+
+
+def r2cs_from_c(c_statistic: float, prevalence: float, n: int = 1_000_000, seed: int = 0) -> float:
+    """Cox-Snell R-squared expected from a C statistic (Riley et al. 2021's simulation approach).
+
+    A large sample with the given prevalence; the linear predictor is N(0, 1) in non-events and
+    N(mu, 1) in events with mu = sqrt(2) * Phi^-1(C), which has exactly that C. A logistic regression of
+    the outcome on it gives the likelihood-ratio statistic LR, and R2_CS = 1 - exp(-LR / n).
+    """
+    if not 0.5 < c_statistic < 1:
+        raise ValueError(f"the C statistic must lie between 0.5 and 1, not {c_statistic}")
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < prevalence
+    lp = rng.standard_normal(n) + y * math.sqrt(2) * norm.ppf(c_statistic)
+    beta = np.zeros(2)
+    design = np.column_stack([np.ones(n), lp])
+    for _ in range(50):  # Newton-Raphson for the two-parameter logistic regression
+        p = expit(design @ beta)
+        step = np.linalg.solve(design.T @ (design * (p * (1 - p))[:, None]), design.T @ (y - p))
+        beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    p = np.clip(expit(design @ beta), 1e-12, 1 - 1e-12)
+    log_lik = float(np.sum(y * np.log(p) + (~y) * np.log(1 - p)))
+    phi = y.mean()
+    log_lik_null = n * (phi * math.log(phi) + (1 - phi) * math.log(1 - phi))
+    return 1 - math.exp(-2 * (log_lik - log_lik_null) / n)
+
+
+def minimum_sample_size(
+    prevalence: float,
+    n_parameters: int,
+    *,
+    r2_cs: float | None = None,
+    c_statistic: float | None = None,
+    shrinkage: float = 0.9,
+    optimism: float = 0.05,
+    margin: float = 0.05,
+) -> dict[str, float | int]:
+    """Riley et al. (2020)'s minimum sample size for a binary-outcome prediction model.
+
+    ``n_parameters`` counts the candidate predictor parameters (for strokefc's parcel models, the
+    parcels). Give the anticipated ``r2_cs`` (Cox-Snell) or a ``c_statistic``. Criteria: (1) expected
+    uniform shrinkage >= ``shrinkage``; (2) optimism in Nagelkerke's R-squared <= ``optimism``;
+    (3) the overall risk estimated within +- ``margin`` (95%). Returns each criterion's n, the
+    required n (their maximum), the events it implies and the events per parameter.
+    """
+    if not 0 < prevalence < 1:
+        raise ValueError(f"the prevalence must lie between 0 and 1, not {prevalence}")
+    if n_parameters < 1:
+        raise ValueError("a model has at least one parameter")
+    if r2_cs is None:
+        if c_statistic is None:
+            raise ValueError("give the anticipated Cox-Snell R-squared or the C statistic")
+        r2_cs = r2cs_from_c(c_statistic, prevalence)
+    r2_max = max_r2cs(prevalence)
+    if not 0 < r2_cs < r2_max:
+        raise ValueError(f"the Cox-Snell R-squared must lie between 0 and {r2_max:.3f} at this prevalence")
+
+    def n_for(s: float) -> int:
+        return math.ceil(n_parameters / ((s - 1) * math.log(1 - r2_cs / s)))
+
+    n1 = n_for(shrinkage)
+    s2 = r2_cs / (r2_cs + optimism * r2_max)
+    n2 = n_for(s2)
+    n3 = math.ceil((norm.ppf(0.975) / margin) ** 2 * prevalence * (1 - prevalence))
+    n = max(n1, n2, n3)
+    return {
+        "r2_cs": r2_cs,
+        "max_r2_cs": r2_max,
+        "n_shrinkage": n1,
+        "shrinkage_criterion_2": s2,
+        "n_optimism": n2,
+        "n_overall_risk": n3,
+        "n": n,
+        "events": math.ceil(n * prevalence),
+        "events_per_parameter": n * prevalence / n_parameters,
+    }
+
+
+def net_benefit(y_true: np.ndarray, risk: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """Net benefit of treating patients whose predicted risk is at least each threshold probability.
+
+    NB(t) = TP/n - FP/n * t / (1 - t); "treat all" is the same with every patient treated, "treat none"
+    is 0. A model is useful at thresholds where its curve lies above both.
+    """
+    y = np.asarray(y_true).astype(bool)
+    risk = np.asarray(risk, dtype=float)
+    t = np.asarray(thresholds, dtype=float)
+    if ((t <= 0) | (t >= 1)).any():
+        raise ValueError("threshold probabilities must lie strictly between 0 and 1")
+    n = y.size
+    odds = t / (1 - t)
+    treated = risk[None, :] >= t[:, None]
+    tp = (treated & y[None, :]).sum(axis=1) / n
+    fp = (treated & ~y[None, :]).sum(axis=1) / n
+    prevalence = y.mean()
+    return {
+        "threshold": t,
+        "model": tp - fp * odds,
+        "treat_all": prevalence - (1 - prevalence) * odds,
+        "treat_none": np.zeros_like(t),
+    }
