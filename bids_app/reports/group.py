@@ -345,8 +345,11 @@ def cv_sentence(summary: dict) -> str:
         )
     if summary.get("n_subjects") is not None:
         counts = summary.get("class_counts") or {}
+        sessions = summary.get("n_sessions")
+        several = sessions is not None and sessions != summary["n_subjects"]
         parts.append(
             f"{summary['n_subjects']} subjects"
+            + (f" with {sessions} subject-sessions" if several else "")
             + (" (" + ", ".join(f"{n} {c}" for c, n in counts.items()) + ")" if counts else "")
         )
     if summary.get("samples"):
