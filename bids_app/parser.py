@@ -16,6 +16,7 @@ from bids_app.queries import resolve_datasets
 from workflows.params import (
     CALIBRATION_METHODS,
     DFC_PRESETS,
+    EXPORT_CHOICES,
     STRATEGIES,
     STRATEGY_TEXT,
     TARGETS,
@@ -388,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="group level, classification: recalibrate the probabilities of every model but the CNN "
         "inside each training fold (sigmoid = Platt scaling, isotonic), fit on out-of-fold predictions "
         "of the training subjects; none (default) leaves the class-weighted probabilities as they are",
+    )
+    g.add_argument(
+        "--export-model",
+        choices=list(EXPORT_CHOICES),
+        default=D("export_model"),
+        help="group level: the model trained on every subject and exported to OUTPUT_DIR/model (what "
+        "participant --model applies): primary (default), the pre-specified parcel model that the "
+        "cross-validation and permutation test validate, as plain arrays; or cnn, the 3D CNN",
     )
     g.add_argument(
         "--allow-missing-labels",

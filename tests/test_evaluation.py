@@ -170,7 +170,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     from helpers import tiny_group_maps
 
     from workflows.group import init_group_wf
-    from workflows.model_io import load_model
+    from workflows.model_io import load_arrays
 
     subjects = tiny_group_maps(tmp_path, rng)
     out = tmp_path / "out"
@@ -262,11 +262,19 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert {r.split("\t")[1] for r in regions[1:]} <= sides
     assert "mean_saliency" in json.loads((group / "saliency_regions.json").read_text())
     assert not (group / "desc-saliency_map.nii.gz").exists()  # the final model explains nobody
-    model, card = load_model(out / "model")
+    arrays, card = load_arrays(out / "model")  # the primary parcel model, exported by default
+    assert card["ModelType"] == "parcel_linear"
+    assert arrays["parcels"].shape == sal.shape
+    assert card["DeployedModel"]["model"] == "parcel"
+    assert card["DeployedModel"]["balanced_accuracy"]["value"] == (
+        summary["bootstrap"]["parcel"]["balanced_accuracy"]["value"]
+    )
+    assert card["TrainingCohort"]["Participants"]["N"] == 12
     assert card["input"]["grid"]["shape"] == list(sal.shape)
     assert card["label"]["severe_threshold"] == 20.0
     assert card["input"]["align_lesion"] is True
     assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)
+    assert (summary["n_subjects"], summary["n_sessions"]) == (12, 12)
     # provenance: every table's columns described, atlases cited by checksum, the training cohort
     for table in ("cohort", "cv_predictions", "training_curves", "saliency_regions"):
         sidecar = json.loads((group / f"{table}.json").read_text())
@@ -384,5 +392,5 @@ def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     assert seen == [["parcel"], ["cnn", "parcel"]]
     # the same decision names the permuted models in the methods text and adds the node to the graph
     assert models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))[0] == models.PRIMARY_MODEL
-    assert models.EXPORTED_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
+    assert models.CNN_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
     assert models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1))) == []

@@ -339,7 +339,7 @@ def test_group_methods_text_follows_every_option_and_is_the_graphs(tmp_path, cha
         "stratified by class and split by subject",
         "paired subject-level bootstrap",
         "corrected resampled t-test",
-        "The exported model is the CNN",
+        "The exported (deployed) model is the primary parcel model",
         "static-FC",
         "mean-dFC",
     ):

@@ -331,7 +331,7 @@ class ModelSpec:
     targets: tuple[str, ...] = TARGETS
     calibrated: bool = True  # recalibrated with --calibration (classification)
     always_permuted: bool = True  # False: permuted only on request (--permute-cnn)
-    exported: bool = False  # the model trained on every subject and exported to ``model/``
+    exported: bool = False  # can be trained on every subject and exported to ``model/`` (--export-model)
     labels: Mapping[str, str] | None = None  # target -> label, where it differs from ``label``
 
     def label_for(self, target: str) -> str:
@@ -370,6 +370,7 @@ MODELS: dict[str, ModelSpec] = {
             input=DFCSD,
             build=_parcels,
             role="primary",
+            exported=True,  # the default export (workflows.parcel_model)
         ),
         ModelSpec(
             name="cnn",
@@ -472,8 +473,17 @@ MODELS: dict[str, ModelSpec] = {
 PRIMARY_MODEL = next(name for name, spec in MODELS.items() if spec.role == "primary")
 #: The voxel baseline (its description is recorded on its own in cv_summary.json).
 BASELINE_MODEL = next(name for name, spec in MODELS.items() if spec.role == "baseline")
-#: The model trained on every subject and exported (``model/``).
-EXPORTED_MODEL = next(name for name, spec in MODELS.items() if spec.exported)
+#: The CNN (exported with ``--export-model cnn``).
+CNN_MODEL = "cnn"
+#: The model each ``GroupParams.export_model`` choice trains on every subject and exports (``model/``).
+EXPORTABLE = {"primary": PRIMARY_MODEL, "cnn": CNN_MODEL}
+
+
+def exported_model(params: GroupParams) -> str:
+    """The registry name of the model ``params`` export (the primary parcel model by default)."""
+    return EXPORTABLE[params.export_model]
+
+
 #: The regression references every model is compared with (bootstrap of the MAE difference).
 REGRESSION_REFERENCES = ("mean", QUALITY)
 #: Labels of every model name, for tables and figures (``labels[target][name]``).

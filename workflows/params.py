@@ -201,6 +201,8 @@ class QCParams:
 
 #: What the group level learns: the severe/mild class, or the UL-FMA score (both: :mod:`workflows.models`).
 TARGETS = ("classification", "regression")
+#: ``--export-model`` choices: the pre-specified primary parcel model (default) or the CNN.
+EXPORT_CHOICES = ("primary", "cnn")
 #: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
 
@@ -268,6 +270,9 @@ class GroupParams:
     group_mask: str = "template"
     group_mask_min_fraction: float = 0.9
     threads: int = 1  # PyTorch threads per fold, permutation and final-training process
+    # the model trained on every subject and exported to model/: "primary" (the validated parcel model)
+    # or "cnn" (workflows.export)
+    export_model: str = "primary"
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -278,6 +283,13 @@ class GroupParams:
                 "GroupParams.target",
                 f"use one of {', '.join(TARGETS)}",
                 params=("GroupParams.target",),
+            )
+        if self.export_model not in EXPORT_CHOICES:
+            raise InputError(
+                f"export model {self.export_model!r} is unknown",
+                "GroupParams.export_model",
+                f"use one of {', '.join(EXPORT_CHOICES)}",
+                params=("GroupParams.export_model",),
             )
         if self.calibration not in CALIBRATION_METHODS:
             raise InputError(

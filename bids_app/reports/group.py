@@ -24,7 +24,7 @@ from workflows import plotting as rl
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
-from workflows.models import EXPORTED_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
+from workflows.models import CNN_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
 from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
 from workflows.utils.io import atomic_write_text
 
@@ -367,7 +367,7 @@ def cv_sentence(summary: dict) -> str:
         parts.append(f"CNN with {int(summary['cnn_parameters']):,} trainable parameters")
     perm = summary.get("permutation")
     if perm:
-        per_model = perm.get("models") or {perm.get("model", EXPORTED_MODEL): perm}
+        per_model = perm.get("models") or {perm.get("model", CNN_MODEL): perm}
         parts.append(
             f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
             f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
@@ -460,7 +460,7 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
         )
     perm = summary.get("permutation")
     if perm and perm.get("null_balanced_accuracy"):
-        model = perm.get("model", EXPORTED_MODEL)
+        model = perm.get("model", CNN_MODEL)
         observed = perm.get("observed_balanced_accuracy")
         if observed is None:
             observed = summary.get("models", {}).get(model, {}).get("balanced_accuracy", {}).get("mean")
