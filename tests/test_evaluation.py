@@ -266,8 +266,9 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert card["ModelType"] == "parcel_linear"
     assert arrays["parcels"].shape == sal.shape
     assert card["DeployedModel"]["model"] == "parcel"
-    assert card["DeployedModel"]["balanced_accuracy"]["value"] == (
-        summary["bootstrap"]["parcel"]["balanced_accuracy"]["value"]
+    assert (
+        card["DeployedModel"]["balanced_accuracy"]["value"]
+        == (summary["bootstrap"]["parcel"]["balanced_accuracy"]["value"])
     )
     assert card["TrainingCohort"]["Participants"]["N"] == 12
     assert card["input"]["grid"]["shape"] == list(sal.shape)
