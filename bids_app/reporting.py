@@ -47,6 +47,8 @@ PREDICTION_REPORT_COLUMNS = (
     "predicted_class",
     "ul_fma_true",
     "class_true",
+    "in_training",
+    "model_type",
     "lesion_side",
     "source_voxel_size_mm",
     "grid_coverage",

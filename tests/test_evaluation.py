@@ -190,11 +190,11 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     group = out / "group"
     summary = json.loads((group / "cv_summary.json").read_text())
     # no static-FC or mean-dFC maps were given: those two controls are left out, the rest run
-    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds"}
+    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "parcel_l1", "confounds"}
     assert summary["primary_model"] == "parcel"
     assert set(summary["bootstrap"]) == set(summary["models"])
     assert "difference_from_parcel" in summary["bootstrap"]["cnn"]
-    assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds"}
+    assert set(summary["paired_tests"]) == {"cnn", "baseline", "parcel_l1", "confounds"}
     for model in ("cnn", "baseline"):
         assert set(summary["models"][model]) == set(stats.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
@@ -210,7 +210,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]
-    assert len(rows) == 1 + 4 * 12
+    assert len(rows) == 1 + 5 * 12
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
     assert cohort[0].split("\t")[:7] == [

@@ -46,7 +46,7 @@ def permute_subject_labels(
     blocks: dict[int, list] = {}
     for subject in sorted(units_of, key=str):
         blocks.setdefault(len(units_of[subject]), []).append(subject)
-    mapping = {}
+    mapping: dict[Any, Any] = {}
     for size in sorted(blocks):
         members = blocks[size]
         vectors = [[label_of[u] for u in units_of[s]] for s in members]

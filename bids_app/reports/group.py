@@ -506,6 +506,35 @@ def map_vmax(maps: dict) -> dict:
     return {t: float(f"{v:.2g}") for t, v in out.items()}
 
 
+#: Permutation p-value below which the CNN's saliency region table is shown.
+SALIENCY_ALPHA = 0.05
+
+
+def saliency_withheld(summary: dict | None) -> str | None:
+    """Why the CNN's region table is withheld (None: shown): only a model that beats chance is explained.
+
+    A model at chance, or one trained on permuted labels, ranks noise regions with the same confidence,
+    so the table is shown only when the CNN's own permutation test gives p < :data:`SALIENCY_ALPHA`.
+    """
+    if not summary:
+        return "the cross-validation summary (group/cv_summary.json) was not found"
+    if summary.get("target") == "regression":
+        return "the CNN's regression has no permutation test, so nothing shows it beats chance"
+    perm = ((summary.get("permutation") or {}).get("models") or {}).get(CNN_MODEL) or {}
+    p = perm.get("p_value")
+    if p is None:
+        return (
+            "the CNN's permutation test was not run (--n-permutations with --permute-cnn), so nothing "
+            "shows it beats chance; a model at chance ranks noise regions with the same confidence"
+        )
+    if p >= SALIENCY_ALPHA:
+        return (
+            f"the CNN does not beat chance (permutation p = {p:.3g} >= {SALIENCY_ALPHA:g}); a model at "
+            "chance ranks noise regions with the same confidence"
+        )
+    return None
+
+
 def write_group_report(
     config: RunConfig, subjects: Iterable[CohortSubject], excluded: dict[str, str]
 ) -> Path:
@@ -587,6 +616,7 @@ def write_group_report(
         maps_figure=maps_figure,
         maps_caption=maps_caption,
         regions=_records(regions) if regions is not None else [],
+        regions_withheld=saliency_withheld(summary),
         region_columns=list(regions.columns) if regions is not None else [],
         methods_html=markdown_to_html(md) if md else "",
     )
