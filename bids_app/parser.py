@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="strokefc",
         allow_abbrev=False,  # "--mem 16000" must not silently become --mem-gb 16000
         description="Ipsilesional-M1 seed-based dynamic functional connectivity from fMRIPrep "
-        "derivatives of stroke patients, and a 3D CNN that classifies upper-limb "
-        "motor impairment (UL Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate).",
+        "derivatives of stroke patients, and models that classify upper-limb motor impairment (UL "
+        "Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate): a pre-specified parcel model (exported by "
+        "default), a 3D CNN, baselines and controls.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis_level",
         choices=["participant", "group"],
         help="participant: dFC maps (and predictions with --model) per subject; "
-        "group: train and cross-validate the CNN",
+        "group: cross-validate every model and export one (--export-model, the primary parcel model)",
     )
     parser.add_argument("--version", action="version", version=f"strokefc {__version__}")
 
@@ -366,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_existing_path,
         default=None,
         metavar="MODEL_DIR",
-        help="participant level: predict with this trained model (output_dir/model)",
+        help="participant level: predict with this trained model (output_dir/model: the primary parcel "
+        "model or the CNN, as its card says); subjects it was trained on are flagged in_training",
     )
     g.add_argument(
         "--severe-threshold",
