@@ -319,7 +319,7 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
                 )
             rows.append(row)
     with locked(config.output_dir / ".predictions.lock"):
-        old = pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
+        old = _read_predictions(table)
         new = pd.DataFrame(
             [{k: v for k, v in r.items() if v is not None and not isinstance(v, (dict, list))} for r in rows]
         )
@@ -347,6 +347,14 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
             )
         write_predictions_report(config, merged, summary)
     return table
+
+
+def _read_predictions(table: Path) -> pd.DataFrame:
+    """The predictions table so far (empty when absent, or empty after a run that predicted nobody)."""
+    try:
+        return pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | None:

@@ -82,3 +82,12 @@ def test_too_few_validation_subjects_are_called_uninformative(n_new):
     assert summary["n_subjects"] == n_new
     assert "uninformative" in summary["uninformative"]
     assert f"fewer than {MIN_VALIDATION_SUBJECTS}" in summary["uninformative"]
+
+
+def test_an_empty_predictions_table_from_an_earlier_run_is_read_as_empty(tmp_path):
+    from bids_app.reporting import _read_predictions
+
+    table = tmp_path / "predictions.tsv"
+    table.write_text("\n")  # what a run that predicted nobody left
+    assert _read_predictions(table).empty
+    assert _read_predictions(tmp_path / "absent.tsv").empty
