@@ -310,7 +310,10 @@ def _group_subjects(tmp_path, n=8):
         ),
         (
             {"cv": CVParams(n_permutations=30, permute_cnn=True)},
-            ["30 label permutations", "of the primary parcel model, the CNN, the PCA baseline"],
+            [
+                "30 label permutations",
+                "of the primary parcel model, the CNN, the sparse parcel model, the PCA baseline",
+            ],
             ["not permuted"],
         ),
     ],
