@@ -150,6 +150,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "severe_threshold",
             "target",
             "calibration",
+            "export_model",
             "label_column",
             "align_lesion",
             "cnn_resolution",

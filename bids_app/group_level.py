@@ -341,6 +341,12 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     return subjects, excluded, params
 
 
+def training_dataset(config: RunConfig) -> dict:
+    """The BIDS dataset's ``dataset_description.json`` (the card identifies training subjects within it)."""
+    path = config.bids_dir / "dataset_description.json"
+    return queries.read_json(path, "the dataset description") if path.is_file() else {}
+
+
 def run_group_level(config: RunConfig) -> int:
     """Train and evaluate the CNN, export the model, write the group report; return the exit code."""
     check_output_dir(config.output_dir, input_folders(config))
@@ -370,6 +376,7 @@ def run_group_level(config: RunConfig) -> int:
         shared_params=params,
         output_dir=config.output_dir,
         excluded=excluded,
+        dataset=training_dataset(config),
     )
     prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "group")
     wf.base_dir = str(config.work_dir)

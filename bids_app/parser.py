@@ -19,6 +19,7 @@ from workflows.params import (
     AUTO_TIMESCALE,
     CALIBRATION_METHODS,
     DFC_PRESETS,
+    EXPORT_CHOICES,
     GROUP_MAPS,
     STRATEGIES,
     STRATEGY_TEXT,
@@ -104,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="strokefc",
         allow_abbrev=False,  # "--mem 16000" must not silently become --mem-gb 16000
         description="Ipsilesional-M1 seed-based dynamic functional connectivity from fMRIPrep "
-        "derivatives of stroke patients, and a 3D CNN that classifies upper-limb "
-        "motor impairment (UL Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate).",
+        "derivatives of stroke patients, and models that classify upper-limb motor impairment (UL "
+        "Fugl-Meyer <= 20 severe vs > 20 mild-to-moderate): a pre-specified parcel model (exported by "
+        "default), a 3D CNN, baselines and controls.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis_level",
         choices=["participant", "group"],
         help="participant: dFC maps (and predictions with --model) per subject; "
-        "group: train and cross-validate the CNN",
+        "group: cross-validate every model and export one (--export-model, the primary parcel model)",
     )
     parser.add_argument("--version", action="version", version=f"strokefc {__version__}")
 
@@ -390,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_existing_path,
         default=None,
         metavar="MODEL_DIR",
-        help="participant level: predict with this trained model (output_dir/model)",
+        help="participant level: predict with this trained model (output_dir/model: the primary parcel "
+        "model or the CNN, as its card says); subjects it was trained on are flagged in_training",
     )
     g.add_argument(
         "--severe-threshold",
@@ -413,6 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="group level, classification: recalibrate the probabilities of every model but the CNN "
         "inside each training fold (sigmoid = Platt scaling, isotonic), fit on out-of-fold predictions "
         "of the training subjects; none (default) leaves the class-weighted probabilities as they are",
+    )
+    g.add_argument(
+        "--export-model",
+        choices=list(EXPORT_CHOICES),
+        default=D("export_model"),
+        help="group level: the model trained on every subject and exported to OUTPUT_DIR/model (what "
+        "participant --model applies): primary (default), the pre-specified parcel model that the "
+        "cross-validation and permutation test validate, as plain arrays; or cnn, the 3D CNN",
     )
     g.add_argument(
         "--allow-missing-labels",

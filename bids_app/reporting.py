@@ -29,7 +29,8 @@ from workflows.external_validation import validation_summary
 from workflows.group_inputs import is_severe
 from workflows.interfaces.reportlets import FIGURES
 from workflows.metadata import software_versions
-from workflows.model_io import json_clean
+from workflows.model_card import MIN_VALIDATION_SUBJECTS, in_training
+from workflows.model_io import json_clean, read_card
 from workflows.stats import bootstrap_comparison, regression_metrics
 from workflows.utils.bids import RunInputs
 from workflows.utils.io import atomic_write_json, atomic_write_text
@@ -46,6 +47,8 @@ PREDICTION_REPORT_COLUMNS = (
     "predicted_class",
     "ul_fma_true",
     "class_true",
+    "in_training",
+    "model_type",
     "lesion_side",
     "source_voxel_size_mm",
     "grid_coverage",
@@ -194,12 +197,35 @@ def find_prediction(config: RunConfig, subject: str) -> dict | None:
     return next(iter(found.values())) if found else None
 
 
+#: What a prediction of a training subject says (predictions.tsv, the subject report).
+IN_TRAINING_NOTE = "in the training set: not a validation"
+
+
+def training_flag(config: RunConfig, subject: str) -> str:
+    """``yes`` when the model was trained on ``subject`` of this dataset, ``no``, or ``unknown``.
+
+    The card records its training subjects by a hash of their id within the training dataset's
+    identity (Name and DatasetDOI of dataset_description.json; :func:`workflows.model_card.in_training`).
+    """
+    if not config.model:
+        return "unknown"
+    path = config.bids_dir / "dataset_description.json"
+    dataset = queries.read_json(path, "the dataset description") if path.is_file() else {}
+    flag = in_training(read_card(config.model), dataset, subject)
+    return "unknown" if flag is None else "yes" if flag else "no"
+
+
 def find_predictions(config: RunConfig, subject: str) -> dict[str | None, dict]:
-    """The subject's predictions by session (None: a subject-level prediction)."""
+    """The subject's predictions by session (None: a subject-level prediction), flagged when the model
+    was trained on the subject (``in_training``, :func:`training_flag`)."""
     out: dict[str | None, dict] = {}
-    for path in sorted(subject_dir(config, subject).glob("**/*_desc-ulfma_prediction.json")):
+    paths = sorted(subject_dir(config, subject).glob("**/*_desc-ulfma_prediction.json"))
+    flag = training_flag(config, subject) if paths else "unknown"
+    for path in paths:
         ses = next((p[4:] for p in path.name.split("_") if p.startswith("ses-")), None)
-        out[ses] = json.loads(path.read_text())
+        out[ses] = {**json.loads(path.read_text()), "in_training": flag}
+        if flag == "yes":
+            out[ses]["validation_note"] = IN_TRAINING_NOTE
     return out
 
 
@@ -296,7 +322,7 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
                 )
             rows.append(row)
     with locked(config.output_dir / ".predictions.lock"):
-        old = pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
+        old = _read_predictions(table)
         new = pd.DataFrame(
             [{k: v for k, v in r.items() if v is not None and not isinstance(v, (dict, list))} for r in rows]
         )
@@ -326,13 +352,58 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
     return table
 
 
+def _read_predictions(table: Path) -> pd.DataFrame:
+    """The predictions table so far (empty when absent, or empty after a run that predicted nobody)."""
+    try:
+        return pd.read_csv(table, sep="\t", dtype=str) if table.exists() else pd.DataFrame()
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
 def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | None:
     """The labelled predictions scored (:func:`workflows.external_validation.validation_summary`).
 
-    Returns None without labels; with one class only, the counts and a note (nothing can be scored).
+    Predictions of the model's training subjects (``in_training`` = yes) are left out and counted: an
+    in-sample score is not a validation. Fewer than :data:`workflows.model_card.MIN_VALIDATION_SUBJECTS`
+    labelled subjects get an ``uninformative`` warning beside the metrics. Returns None without labels;
+    with one class only, the counts and a note (nothing can be scored).
     Predictions of a regression model (``predicted_ul_fma``) are scored against ``ul_fma_true`` instead
     (:func:`regression_validation`).
     """
+    training = table["in_training"].astype(str).eq("yes") if "in_training" in table else None
+    excluded = int(training.sum()) if training is not None else 0
+    left_out = (
+        {
+            "n_excluded_in_training": excluded,
+            "excluded_note": f"{excluded} prediction(s) of the model's training subjects left out "
+            f"({IN_TRAINING_NOTE})",
+        }
+        if excluded
+        else {"n_excluded_in_training": 0}
+    )
+    if training is not None:
+        table = table[~training]
+    summary = _validation(table, threshold)
+    if excluded and not (summary or {}).get("n_labelled"):
+        return {
+            **left_out,
+            "n_labelled": 0,
+            "note": f"only training subjects are labelled ({IN_TRAINING_NOTE})",
+        }
+    if summary is None:
+        return None
+    summary = {**summary, **left_out}
+    n = summary.get("n_subjects", summary.get("n_labelled", 0))
+    if summary.get("n_labelled") and n < MIN_VALIDATION_SUBJECTS:
+        summary["uninformative"] = (
+            f"only {n} labelled subject(s) outside the training set: fewer than "
+            f"{MIN_VALIDATION_SUBJECTS}, so these metrics and their intervals are uninformative"
+        )
+    return summary
+
+
+def _validation(table: pd.DataFrame, threshold: float) -> dict | None:
+    """:func:`external_validation` of the rows that remain once training subjects are left out."""
     if "predicted_ul_fma" in table and "ul_fma_true" in table:
         return regression_validation(table, threshold)
     if "class_true" not in table or "prob_severe" not in table:

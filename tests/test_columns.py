@@ -62,6 +62,10 @@ TABLES = {
         "target",
         "predicted_ul_fma",
         "model_cv_mae",
+        "model_type",
+        "calibrated",
+        "in_training",
+        "validation_note",
     ],
     "cv_predictions_regression": ["participant_id", "repeat", "fold", "model", "y_true", "predicted_score"],
 }

@@ -113,5 +113,13 @@ def test_participant_and_group_levels_run_in_the_image(image, tmp_path):
     assert newest_input <= min(p.stat().st_mtime for p in maps)
     summary = json.loads((out / "group" / "cv_summary.json").read_text())
     assert summary["n_subjects"] == 8
-    assert set(summary["models"]) == {"parcel", "cnn", "baseline", "parcel_fc", "parcel_dfcmean", "confounds"}
+    assert set(summary["models"]) == {
+        "parcel",
+        "cnn",
+        "parcel_l1",
+        "baseline",
+        "parcel_fc",
+        "parcel_dfcmean",
+        "confounds",
+    }
     assert any((out / "model").iterdir()), "the group level exported no model"

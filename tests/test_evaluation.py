@@ -170,7 +170,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     from helpers import tiny_group_maps
 
     from workflows.group import init_group_wf
-    from workflows.model_io import load_model
+    from workflows.model_io import load_arrays
 
     subjects = tiny_group_maps(tmp_path, rng)
     out = tmp_path / "out"
@@ -190,11 +190,11 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     group = out / "group"
     summary = json.loads((group / "cv_summary.json").read_text())
     # no static-FC or mean-dFC maps were given: those two controls are left out, the rest run
-    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds"}
+    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "parcel_l1", "confounds"}
     assert summary["primary_model"] == "parcel"
     assert set(summary["bootstrap"]) == set(summary["models"])
     assert "difference_from_parcel" in summary["bootstrap"]["cnn"]
-    assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds"}
+    assert set(summary["paired_tests"]) == {"cnn", "baseline", "parcel_l1", "confounds"}
     for model in ("cnn", "baseline"):
         assert set(summary["models"][model]) == set(stats.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
@@ -210,7 +210,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]
-    assert len(rows) == 1 + 4 * 12
+    assert len(rows) == 1 + 5 * 12
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
     assert cohort[0].split("\t")[:7] == [
@@ -262,13 +262,20 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert {r.split("\t")[1] for r in regions[1:]} <= sides
     assert "mean_saliency" in json.loads((group / "saliency_regions.json").read_text())
     assert not (group / "desc-saliency_map.nii.gz").exists()  # the final model explains nobody
-    model, card = load_model(out / "model")
+    arrays, card = load_arrays(out / "model")  # the primary parcel model, exported by default
+    assert card["ModelType"] == "parcel_linear"
+    assert arrays["parcels"].shape == sal.shape
+    assert card["DeployedModel"]["model"] == "parcel"
+    assert (
+        card["DeployedModel"]["balanced_accuracy"]["value"]
+        == (summary["bootstrap"]["parcel"]["balanced_accuracy"]["value"])
+    )
+    assert card["TrainingCohort"]["Participants"]["N"] == 12
     assert card["input"]["grid"]["shape"] == list(sal.shape)
     assert card["label"]["severe_threshold"] == 20.0
     assert card["input"]["align_lesion"] is True
     assert isinstance(card["cross_validation"]["cnn"]["balanced_accuracy"], float)
-    trained = card["training"]
-    assert trained["deterministic"] == ("full" if trained["device"] == "cpu" else "partial on CUDA")
+    assert (summary["n_subjects"], summary["n_sessions"]) == (12, 12)
     # provenance: every table's columns described, atlases cited by checksum, the training cohort
     for table in ("cohort", "cv_predictions", "training_curves", "saliency_regions"):
         sidecar = json.loads((group / f"{table}.json").read_text())
@@ -386,5 +393,5 @@ def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     assert seen == [["parcel"], ["cnn", "parcel"]]
     # the same decision names the permuted models in the methods text and adds the node to the graph
     assert models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))[0] == models.PRIMARY_MODEL
-    assert models.EXPORTED_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
+    assert models.CNN_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
     assert models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1))) == []

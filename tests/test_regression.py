@@ -182,7 +182,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     from bids_app.group_level import _print_metrics
     from bids_app.reports.group import write_group_report
     from workflows.group import init_group_wf
-    from workflows.model_io import load_model
+    from workflows.model_io import load_arrays
     from workflows.prediction import predict_subject
 
     subjects = tiny_group_maps(tmp_path, rng, spread=1.0)
@@ -238,11 +238,13 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert "predicted UL-FMA" in saliency["Description"]
     assert saliency["HeldOut"] is True
     assert saliency["SubjectMapsAveraged"] == 12  # each subject explained by the fold that tested it
-    model, card = load_model(config.output_dir / "model")
-    assert model.n_classes == 1
+    _, card = load_arrays(config.output_dir / "model")  # the primary parcel model (ridge)
+    assert card["ModelType"] == "parcel_linear"
+    assert card["features"]["link"].startswith("identity")
     assert card["target"] == "regression"
     assert card["label"]["target"] == "regression"
     assert "mae" in card["cross_validation"]["cnn"]
+    assert "mae" in card["DeployedModel"]
     meta = {"Space": "MNI152NLin2009cAsym"}
     result = predict_subject(
         subjects[0].map_file, config.output_dir / "model", subject="00", lesion_side="R", space="", meta=meta

@@ -123,6 +123,17 @@ def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
     table = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert table.session.tolist() == ["ses-1", "ses-2", "ses-3"]
     assert table.ul_fma_true.tolist() == sessions.ul_fma.astype(float).tolist()
+    # the exported primary model predicts its own training subject: flagged, and no external validation
+    summary = json.loads((out / "group" / "cv_summary.json").read_text())
+    assert (summary["n_subjects"], summary["n_sessions"]) == (4, 12)
+    assert table.model_type.tolist() == ["parcel"] * 3
+    assert table.in_training.tolist() == ["yes"] * 3
+    assert table.validation_note.str.contains("not a validation").all()
+    validation = json.loads((out / "predictions_summary.json").read_text())
+    assert (validation["n_excluded_in_training"], validation["n_labelled"]) == (3, 0)
+    assert "balanced_accuracy" not in validation
+    assert "External validation" not in (out / "predictions.html").read_text()
+    assert "in the model&#39;s training set" in (out / "sub-01.html").read_text().replace("'", "&#39;")
     # --combine-sessions: one subject map, the window-weighted mean of the three session maps
     combined = tmp_path / "combined"
     code = run_cli(

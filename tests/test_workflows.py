@@ -369,7 +369,10 @@ def _group_subjects(tmp_path, n=8):
         ),
         (
             {"cv": CVParams(n_permutations=30, permute_cnn=True)},
-            ["30 label permutations", "of the primary parcel model, the CNN, the PCA baseline"],
+            [
+                "30 label permutations",
+                "of the primary parcel model, the CNN, the sparse parcel model, the PCA baseline",
+            ],
             ["not permuted"],
         ),
     ],
@@ -398,7 +401,7 @@ def test_group_methods_text_follows_every_option_and_is_the_graphs(tmp_path, cha
         "stratified by class and split by subject",
         "paired subject-level bootstrap",
         "corrected resampled t-test",
-        "The exported model is the CNN",
+        "The exported (deployed) model is the primary parcel model",
         "static-FC",
         "mean-dFC",
     ):

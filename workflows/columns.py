@@ -129,7 +129,21 @@ COLUMNS: dict[str, dict[str, Any]] = {
         "Description": "the regression model's cross-validated mean absolute error (model card)",
         "Units": "points",
     },
-    "model_id": {"Description": "first 12 hex digits of the model weights' SHA-256"},
+    "model_id": {
+        "Description": "first 12 hex digits of the model id: SHA-256 of the weights and of every card "
+        "field that changes a prediction"
+    },
+    "model_type": {"Description": "the deployed model: parcel (the primary parcel model) or cnn"},
+    "calibrated": {"Description": "true when the model's probabilities were recalibrated"},
+    "in_training": {
+        "Description": "whether the model was trained on this subject of this dataset (model card)",
+        "Levels": {
+            "yes": "in the training set: an in-sample prediction, not a validation",
+            "no": "not a training subject",
+            "unknown": "the model card does not record its training subjects",
+        },
+    },
+    "validation_note": {"Description": "why a prediction does not count as a validation"},
     "model_dir": {"Description": "the model directory used"},
     "model_cv_balanced_accuracy": {
         "Description": "the model's cross-validated balanced accuracy on its training cohort (model card)"

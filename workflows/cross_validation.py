@@ -44,11 +44,14 @@ class FoldFiles(NamedTuple):
 
 def subject_labels(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique subjects and their label; refuses a subject whose samples disagree on the label."""
-    subjects, first = np.unique(groups, return_index=True)
-    labels = np.asarray(y)[first]
-    for subject, label in zip(subjects, labels):
-        if np.any(np.asarray(y)[groups == subject] != label):
-            raise ValueError(f"samples of subject {subject} have different labels")
+    y = np.asarray(y)
+    subjects, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    labels = y[first]
+    differ = np.flatnonzero(y != labels[inverse.reshape(-1)])
+    if differ.size:
+        raise ValueError(
+            f"samples of subject {subjects[inverse.reshape(-1)[differ[0]]]} have different labels"
+        )
     return subjects, labels
 
 

@@ -9,6 +9,7 @@ regression, the references), quality by class, QC-FC, the settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from workflows.calibration import calibration_text
 from workflows.cnn import count_parameters, model_for
-from workflows.cross_validation import prediction_column
+from workflows.cross_validation import prediction_column, split_groups
 from workflows.model_io import json_clean
 from workflows.models import (
     BASELINE_MODEL,
@@ -75,6 +76,14 @@ class CVSummaryFiles(NamedTuple):
     curves_file: str
 
 
+def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """``{"sub-<unit>": subject}`` of every unit of the group inputs (the bootstrap's clusters)."""
+    return {
+        f"sub-{unit}": str(subject)
+        for unit, subject in zip(data["groups"].tolist(), split_groups(data).tolist())
+    }
+
+
 def summarise_cv(
     fold_files: list[str],
     null: list[dict[str, float]],
@@ -114,14 +123,19 @@ def summarise_cv(
     timescales = [str(n) for n in data[TIMESCALE_NAMES]] if TIMESCALE_NAMES in data else []
     # with maps at several window lengths every model is also compared with the static-FC control
     static = [STATIC_CONTROL] if timescales and STATIC_CONTROL in names else []
+    clusters = unit_subjects(data)
     if regression:
         models = summarise_regression_models(fold_metrics)
         references = [r for r in REGRESSION_REFERENCES if r in names] + static
-        bootstrap = regression_bootstrap(predictions, references, params.severe_threshold, params.random_seed)
+        bootstrap = regression_bootstrap(
+            predictions, references, params.severe_threshold, params.random_seed, clusters=clusters
+        )
     else:
         models = summarise_models(fold_metrics)
         # subject-bootstrap intervals of the pooled out-of-fold scores and paired differences
-        bootstrap = bootstrap_comparison(predictions, [PRIMARY_MODEL, *static], seed=params.random_seed)
+        bootstrap = bootstrap_comparison(
+            predictions, [PRIMARY_MODEL, *static], seed=params.random_seed, clusters=clusters
+        )
     described = descriptions(params.target)
     permutation = permutation_summary(models, null, params) if null and not regression else None
     y_subject = data["y_subject"]
@@ -149,9 +163,10 @@ def summarise_cv(
             metric=COMPARE_METRIC[params.target],
         ),
         "fold_metrics": fold_metrics,
-        "n_subjects": len(y_subject),
+        "n_subjects": len(set(clusters.values())),
+        "n_sessions": len(y_subject),  # units: subject-sessions (the subjects without sessions)
         "n_samples": len(data["y"]),
-        "class_counts": {
+        "class_counts": {  # units (subject-sessions) per class; a subject's sessions may differ
             "severe": int((y_subject == 1).sum()),
             "mild-to-moderate": int((y_subject == 0).sum()),
         },
@@ -161,7 +176,8 @@ def summarise_cv(
             "grouped_by": "subject",
             "splitter": "sklearn StratifiedGroupKFold by subject (shuffled, seed = random_seed + repeat)",
             "interval": "models.*.ci95: 95% t-interval over folds x repeats (optimistic: folds share "
-            "subjects); bootstrap.*.ci95: subject-level bootstrap of the pooled out-of-fold predictions",
+            "subjects); bootstrap.*.ci95 (the honest interval): subject-level bootstrap of the pooled "
+            "out-of-fold predictions, a subject's sessions drawn together",
         },
         "samples": params.samples,
         "permutation": permutation,

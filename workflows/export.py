@@ -1,9 +1,12 @@
-"""The exported model: the registry's exported model (the CNN) trained on every subject, with its card.
+"""The exported model: the primary parcel model (default) or the CNN, trained on every subject, with its card.
 
-:func:`train_final` trains it on every labelled sample (its cross-validated performance comes from the
-folds, not from this fit); :func:`export_model` completes the model card (grid, labels, the CV metrics of
-every model, the training cohort, intended use and limitations: :mod:`workflows.model_card`) and writes
-``model.safetensors`` and ``model_card.json``.
+:func:`train_final` trains the model ``GroupParams.export_model`` names (:func:`workflows.models.
+exported_model`) on every labelled sample: the primary parcel model as plain arrays
+(:mod:`workflows.parcel_model`), or the CNN. Its cross-validated performance comes from the folds, not
+from this fit. :func:`export_model` completes the model card (grid, labels, the deployed model's
+subject-bootstrap interval and permutation p-value, the CV metrics of every model, the training cohort
+with a hash of every training subject's id, intended use and limitations: :mod:`workflows.model_card`)
+and writes ``model.safetensors`` and ``model_card.json``.
 """
 
 from __future__ import annotations
@@ -21,29 +24,29 @@ from workflows.cnn import train_model
 from workflows.cross_validation import split_groups, targets
 from workflows.metadata import software_versions
 from workflows.model_card import card_sections
-from workflows.model_io import load_model, save_model
+from workflows.model_io import load_arrays, load_model, read_card, save_arrays, save_model
 from workflows.models import (
     BASELINE_MODEL,
-    EXPORTED_MODEL,
     MODELS,
     PARCEL_ATLAS,
     TIMESCALE_MAPS,
     TIMESCALE_NAMES,
+    exported_model,
     parcel_matrix,
     select_timescale,
 )
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams, timescale_seconds
+from workflows.parcel_model import PARCEL_TYPE, ParcelLinearModel, features_record, fit_parcel_model
 from workflows.seeds import atlas_record
 
 LOGGER = logging.getLogger("strokefc.group")
 
 
 def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path) -> str:
-    """Train the final model on every labelled subject; saved (safetensors) in ``work_dir/final``."""
+    """Train the exported model on every labelled subject; saved (safetensors) in ``work_dir/final``."""
     torch.set_num_threads(params.threads)  # runs alongside the cross-validation folds
     data = np.load(data_file)
-    train = replace(params.train, seed=params.random_seed)
-    regression = params.target == "regression"
+    out = Path(work_dir) / "final"
     x, y, groups = data["x"], targets(data, params), split_groups(data)
     chosen = {}
     if params.timescale == AUTO_TIMESCALE:  # chosen on every subject, as each fold chose on its own
@@ -58,7 +61,22 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
             seed=params.random_seed,
         )
         x, chosen = data[TIMESCALE_MAPS][names.index(name)], {"timescale_chosen": name}
-    model, curve = train_model(x, y, groups, train, regression=regression)
+    if params.export_model == "primary":
+        model, _, facts = fit_parcel_model(
+            x, y, groups, data["parcels"], target=params.target, seed=params.random_seed
+        )
+        card = {
+            "ModelType": PARCEL_TYPE,
+            "input": {},
+            "target": params.target,
+            "features": features_record(model),
+            "training": {**facts, "n_samples": len(data["y"]), "seed": params.random_seed, **chosen},
+        }
+        LOGGER.info("final model: the primary parcel model trained on every subject")
+        return str(save_arrays(model.to_arrays(), card, out))
+    train = replace(params.train, seed=params.random_seed)
+    regression = params.target == "regression"
+    cnn, curve = train_model(x, y, groups, train, regression=regression)
     card = {
         "input": {},
         "training": {
@@ -66,11 +84,35 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
             "final_epochs_run": len(curve),
             "n_samples": len(data["y"]),
             **chosen,
-            **model.training_device,  # device, deterministic ("full", or "partial on CUDA"), ops that warned
+            **cnn.training_device,  # device, deterministic ("full", or "partial on CUDA"), ops that warned
         },
     }
     LOGGER.info("final model: trained on every subject (%d epochs)", len(curve))
-    return str(save_model(model, card, Path(work_dir) / "final"))
+    return str(save_model(cnn, card, out))
+
+
+def deployed_evidence(summary: dict, name: str) -> dict[str, Any]:
+    """The deployed model's evidence from ``cv_summary.json``: the honest interval and permutation p.
+
+    The interval is the subject-level (cluster) bootstrap of the pooled out-of-fold predictions, the
+    one the summary calls honest; the fold t-interval (``*_ci95`` of every model) is optimistic.
+    """
+    bootstrap = summary.get("bootstrap", {}).get(name, {})
+    permutation = ((summary.get("permutation") or {}).get("models") or {}).get(name) or {}
+    return {
+        "model": name,
+        **{
+            metric: {"value": value.get("value"), "ci95": value.get("ci95")}
+            for metric, value in bootstrap.items()
+            if isinstance(value, dict) and "value" in value
+        },
+        "interval": "95% subject-level bootstrap of the pooled out-of-fold predictions (a subject's "
+        "sessions drawn together)",
+        "permutation_p_value": permutation.get("p_value"),
+        "permutations": len(permutation.get("null_balanced_accuracy") or []),
+        "n_subjects": summary.get("n_subjects"),
+        "n_sessions": summary.get("n_sessions"),
+    }
 
 
 def chosen_window(partial_card: dict) -> dict:
@@ -88,37 +130,53 @@ def export_model(
     model_dir: str | Path,
     cohort: dict | None = None,
 ) -> str:
-    """Re-load the final model safely, complete its card (grid, labels, CV metrics, the training
-    ``cohort`` with intended use and limitations: :mod:`workflows.model_card`), export it."""
-    model, partial_card = load_model(final_dir)
+    """Re-load the final model safely, complete its card (grid, labels, the deployed model's evidence,
+    CV metrics, the training ``cohort`` with intended use and limitations: :mod:`workflows.model_card`),
+    export it."""
+    partial_card = read_card(final_dir)
+    name = exported_model(params)
     grid = json.loads(Path(grid_file).read_text())
     summary = json.loads(Path(summary_file).read_text())
     cv: dict[str, Any] = {
-        name: {
+        model: {
             **{m: v["mean"] for m, v in metrics.items()},
             **{f"{m}_sd": v["sd"] for m, v in metrics.items()},
             **{f"{m}_ci95": v["ci95"] for m, v in metrics.items()},
         }
-        for name, metrics in summary["models"].items()
+        for model, metrics in summary["models"].items()
     }
+    evidence = deployed_evidence(summary, name)
     cv.update(
         folds=summary["cv"]["folds"],
         repeats=summary["cv"]["repeats"],
         grouped_by="subject",
-        permutation_p_value=(
-            ((summary.get("permutation") or {}).get("models", {}).get(EXPORTED_MODEL) or {}).get("p_value")
-        ),
+        fold_interval="<model>.<metric>_ci95: 95% t-interval over folds x repeats (optimistic: folds "
+        "share subjects); the deployed model's honest interval is DeployedModel",
+        permutation_p_value=evidence["permutation_p_value"],
     )
     regression = params.target == "regression"
+    parcel = partial_card["ModelType"] == PARCEL_TYPE
+    what = (
+        "L2 logistic regression on HCPEx parcel means (the primary model)"
+        if parcel and not regression
+        else "ridge regression on HCPEx parcel means (the primary model)"
+        if parcel
+        else "3D CNN"
+    )
     card = {
-        "Name": "strokefc UL-FMA " + ("regression" if regression else "severity") + " CNN",
+        **{k: v for k, v in partial_card.items() if k in ("ModelType", "features", "architecture")},
+        "Name": "strokefc UL-FMA "
+        + ("regression" if regression else "severity")
+        + (" parcel model" if parcel else " CNN"),
         "Description": (
-            "3D CNN predicting the UL-FMA score (severe when the predicted score <= threshold)"
+            f"{what} predicting the UL-FMA score (severe when the predicted score <= threshold)"
             if regression
-            else "3D CNN classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb impairment"
+            else f"{what} classifying severe (UL-FMA <= threshold) vs mild-to-moderate upper-limb impairment"
         )
         + " from lesion-aligned ipsilesional-M1 "
         + ("dFC variability (SD) maps" if params.map == "dfcsd" else GROUP_MAPS[params.map] + " maps"),
+        "DeployedModel": evidence,
+        "calibrated": False,
         "target": params.target,
         "strokefc_version": software_versions().get("strokefc", "unknown"),
         "software": software_versions(),
@@ -142,8 +200,11 @@ def export_model(
             "lesion_alignment": "right-lesion maps mirrored about world x = 0 (left = ipsilesional)"
             if params.align_lesion
             else "none",
-            "normalisation": "voxelwise z-score, mean/SD fit on the training samples "
-            "(buffers in_mean/in_std of the weights)",
+            "normalisation": "parcel means standardised with the training mean/SD (arrays mean/scale "
+            "of the weights)"
+            if parcel
+            else "voxelwise z-score, mean/SD fit on the training samples (buffers in_mean/in_std of the "
+            "weights)",
         },
         "label": {
             "column": params.label_column,
@@ -160,6 +221,7 @@ def export_model(
         "training": {
             **partial_card.get("training", {}),
             "n_subjects": summary["n_subjects"],
+            "n_sessions": summary.get("n_sessions"),
             "class_counts": summary["class_counts"],
         },
         "cross_validation": cv,
@@ -170,4 +232,11 @@ def export_model(
             cohort, {"parcels": atlas_record(PARCEL_ATLAS), "saliency_regions": atlas_record(PARCEL_ATLAS)}
         ),
     }
+    if parcel:
+        arrays, _ = load_arrays(final_dir)
+        ParcelLinearModel.from_arrays(arrays, params.target)  # refuse a malformed file before export
+        return str(save_arrays(arrays, card, model_dir))
+    model, _ = load_model(final_dir)
+    card.pop("ModelType", None)  # save_model writes the CNN's own
+    card.pop("architecture", None)
     return str(save_model(model, card, model_dir))

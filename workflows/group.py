@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
@@ -24,10 +25,10 @@ from workflows.model_card import training_cohort
 from workflows.model_io import json_clean
 from workflows.models import (
     CONTROL_MAPS,
-    EXPORTED_MODEL,
     MODELS,
     PRIMARY_MODEL,
     ModelSpec,
+    exported_model,
     models_for,
     permuted_models,
 )
@@ -91,7 +92,7 @@ def describe_group(params: GroupParams) -> str:
     """
     regression = params.target == "regression"
     specs = models_for(params.target)
-    primary, exported = MODELS[PRIMARY_MODEL], MODELS[EXPORTED_MODEL]
+    primary, exported = MODELS[PRIMARY_MODEL], MODELS[exported_model(params)]
     others = [s for s in specs if s.role in ("model", "baseline")]
     controls = [s for s in specs if s.role == "control"]
     align = (
@@ -169,8 +170,9 @@ def describe_group(params: GroupParams) -> str:
         + _timescales(params)
         + calibration
         + f" The random seed was {params.random_seed}. "
-        f"The exported model is {exported.noun}, trained on every labelled subject with the same "
-        "settings; its card records the cross-validated performance of every model."
+        f"The exported (deployed) model is {exported.noun}, trained on every labelled subject with the "
+        "same settings; its card records its subject-bootstrap interval and permutation p-value, and "
+        "the cross-validated performance of every model."
         " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
         "only its own test subjects with signed integrated gradients of "
         + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
@@ -186,6 +188,7 @@ def init_group_wf(
     shared_params: dict,
     output_dir: str | Path,
     excluded: Mapping[str, str] | None = None,
+    dataset: Mapping[str, Any] | None = None,
     name: str = "strokefc_group_wf",
 ) -> Workflow:
     """Build the group-level workflow (a LiterateWorkflow whose ``__desc__`` is :func:`describe_group`).
@@ -216,6 +219,9 @@ def init_group_wf(
         The output dataset; outputs go to ``group/`` and ``model/`` inside it.
     excluded : dict, optional
         Left-out unit -> reason, for the model card's training-cohort description.
+    dataset : dict, optional
+        The training dataset's ``dataset_description.json``: the card records its subjects by hash
+        within it, so that ``participant --model`` flags predictions of training subjects.
 
     Inputs (``inputnode``): ``subjects``.
     Outputs (``outputnode``): ``summary_file``, ``model_dir``, ``saliency_file``, ``regions_file``.
@@ -242,7 +248,9 @@ def init_group_wf(
         gi.ExportModel(
             params=params_dict,
             shared_params=dict(shared_params or {}),
-            cohort=json_clean(training_cohort(list(subjects), params.severe_threshold, excluded)),
+            cohort=json_clean(
+                training_cohort(list(subjects), params.severe_threshold, excluded, dataset=dataset)
+            ),
         ),
         name="export",
     )

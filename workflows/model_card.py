@@ -8,6 +8,7 @@ level knows before training: the subjects' map sidecars and the exclusions; noth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -31,7 +32,7 @@ LIMITATIONS = (
     "Developed on the cohort described here only: its size, sites, scanners, lesion sides, time since "
     "stroke and run lengths bound where the probabilities hold; apply it elsewhere only after external "
     "validation (participant --model with true labels writes predictions_summary.json).",
-    "Probabilities come from a class-weighted network and are not recalibrated for another prevalence; "
+    "Probabilities come from a class-weighted model and are not recalibrated for another prevalence; "
     "check the calibration bins of an external validation before reading them as risks.",
     "Cross-validated metrics are internal validation; with tens of subjects their intervals are wide.",
     "Maps on another voxel size are resampled to the model grid; large differences in resolution, "
@@ -67,16 +68,65 @@ def _voxel_size(map_file: str) -> float | None:
         return None
 
 
+#: Fewest labelled subjects (not in training) whose external-validation metrics are informative.
+MIN_VALIDATION_SUBJECTS = 10
+
+
+def dataset_identity(description: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A BIDS dataset's identity from its ``dataset_description.json``: Name, DatasetDOI and their hash.
+
+    Participant ids repeat across datasets (``sub-01``), so a training subject is recognised by its id
+    within this identity (:func:`participant_hash`).
+    """
+    description = description or {}
+    name, doi = description.get("Name"), description.get("DatasetDOI")
+    digest = hashlib.sha256(f"{name or ''}|{doi or ''}".encode()).hexdigest()[:16]
+    return {"Name": name, "DatasetDOI": doi, "DatasetId": digest}
+
+
+def participant_hash(dataset_id: str, subject: str) -> str:
+    """SHA-256 of a participant's id within a dataset (the card stores these, not the ids)."""
+    label = subject[4:] if subject.startswith("sub-") else subject
+    return hashlib.sha256(f"{dataset_id}/sub-{label}".encode()).hexdigest()
+
+
+def training_participants(subjects: Sequence[Mapping[str, Any]], dataset: Mapping[str, Any]) -> dict:
+    """The card's record of who trained the model: the dataset and a hash of every subject's id."""
+    identity = dataset_identity(dataset) if "DatasetId" not in dataset else dict(dataset)
+    labels = sorted({str(s.get("subject") or s["label"]) for s in subjects})
+    return {
+        "Dataset": identity,
+        "N": len(labels),
+        "ParticipantSHA256": sorted(participant_hash(identity["DatasetId"], label) for label in labels),
+        "Hash": "SHA-256 of '<DatasetId>/sub-<label>' (workflows.model_card.participant_hash)",
+    }
+
+
+def in_training(card: Mapping[str, Any], dataset: Mapping[str, Any] | None, subject: str) -> bool | None:
+    """Was ``subject`` of ``dataset`` (its dataset_description) among the model's training subjects?
+
+    None when the card has no record of its training subjects (a card written before they were kept).
+    """
+    record = (card.get("TrainingCohort") or {}).get("Participants")
+    if not record:
+        return None
+    identity = dataset_identity(dataset)
+    return participant_hash(identity["DatasetId"], subject) in set(record.get("ParticipantSHA256", []))
+
+
 def training_cohort(
     subjects: Sequence[Mapping[str, Any]],
     severe_threshold: float,
     excluded: Mapping[str, str] | None = None,
     date: str | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The training cohort as the card describes it, from the group inputs and their map sidecars.
 
     ``subjects`` are the group workflow's subject dicts (``label``, ``subject``, ``score``,
-    ``lesion_side``, ``map_file``, ``qc``); ``excluded`` maps a left-out unit to its reason.
+    ``lesion_side``, ``map_file``, ``qc``); ``excluded`` maps a left-out unit to its reason;
+    ``dataset`` is the training dataset's ``dataset_description.json`` (its subjects are recorded by
+    hash, :func:`training_participants`, so ``participant --model`` can flag them).
     """
     classes = ["severe" if float(s["score"]) <= severe_threshold else "mild-to-moderate" for s in subjects]
     metas = [_sidecar(str(s["map_file"])) for s in subjects]
@@ -100,6 +150,7 @@ def training_cohort(
         "MeanFramewiseDisplacement_mm": _summary([d.get("MeanFramewiseDisplacement_mm") for d in denoising]),
         "VoxelSize_mm": sorted({_voxel_size(str(s["map_file"])) for s in subjects} - {None}),
         "Excluded": {"N": len(excluded or {}), "Reasons": dict(reasons)},
+        "Participants": training_participants(subjects, dataset or {}),
     }
 
 

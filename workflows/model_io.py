@@ -1,11 +1,17 @@
-"""Safe model export and loading: safetensors weights + a JSON model card holding their SHA-256.
+"""Safe model export and loading: safetensors weights + a JSON model card bound to them.
 
-Nothing is ever unpickled: weights are read with :func:`safetensors.torch.load_file` only after their
-checksum matches the card, and pickle-based files (``.pt``, ``.pth``, ``.pkl``, ...) are refused.
+Nothing is ever unpickled: weights are read with safetensors only after their checksum matches the card,
+and pickle-based files (``.pt``, ``.pth``, ``.pkl``, ...) are refused. The card names its weights by a
+plain file name inside the model folder (:func:`weights_path`), and its ``ModelId`` is a SHA-256 over the
+weights' checksum and every card field that changes a prediction (:data:`PREDICTION_FIELDS`:
+label threshold, grid, preprocessing, map, features, ...): editing any of them is refused at load
+(:func:`check_model_id`). Two kinds of model are written: the CNN (:func:`save_model`, PyTorch tensors)
+and array models such as the primary parcel model (:func:`save_arrays`, plain NumPy arrays).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -20,37 +26,122 @@ from workflows.utils.io import sha256
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model_card.json"
-#: Version of the card layout; a card with another version is refused.
-CARD_VERSION = 1
+#: Version of the card layout; a card with another version is refused (2: ModelType and ModelId).
+CARD_VERSION = 2
+#: ``ModelType`` of the CNN's card (array models name their own, e.g. the parcel model's).
+CNN_TYPE = "cnn"
+#: Card fields that change a prediction; :func:`model_id` hashes them with the weights' checksum.
+PREDICTION_FIELDS = ("ModelType", "target", "input", "label", "dfc_parameters", "features", "architecture")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 
 
 def save_model(model: StrokeCNN, card: dict, out_dir: Path | str) -> Path:
-    """Write ``model.safetensors`` and ``model_card.json`` (with ``WeightsSHA256``) into ``out_dir``.
-
-    The card is completed with the architecture, the card version and the checksum; files are
-    written to temporary names and renamed, so a crash never leaves a half-written model.
-    """
+    """Write the CNN's weights and card into ``out_dir`` (:func:`write_model`)."""
     from safetensors.torch import save_file
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / WEIGHTS_NAME
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     # one metadata key only: safetensors writes metadata from a hash map, so two keys come out in a
     # random order and the file's SHA-256 (the model id) would differ between identical trainings
+    return write_model(
+        lambda path: save_file(state, str(path), metadata={"format": "pt"}),
+        {**card, "ModelType": CNN_TYPE, "architecture": model.architecture()},
+        out_dir,
+    )
+
+
+def save_arrays(arrays: dict[str, np.ndarray], card: dict, out_dir: Path | str) -> Path:
+    """Write an array model (NumPy arrays as safetensors, no pickle) and its card (:func:`write_model`)."""
+    from safetensors.numpy import save_file
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    return write_model(lambda path: save_file(tensors, str(path), metadata={"format": "np"}), card, out_dir)
+
+
+def write_model(write_weights: Any, card: dict, out_dir: Path | str) -> Path:
+    """Write the weights (``write_weights(path)``) and ``model_card.json`` into ``out_dir``.
+
+    The card is completed with its version, the weights' file name and SHA-256 and the model id
+    (:func:`model_id`); files are written to temporary names and renamed, so a crash never leaves a
+    half-written model.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_NAME
     with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    card = {
-        **card,
-        "CardVersion": CARD_VERSION,
-        "architecture": model.architecture(),
-        "WeightsFile": WEIGHTS_NAME,
-        "WeightsSHA256": sha256(weights),
-    }
+        write_weights(tmp)
+    card = json_clean(
+        {**card, "CardVersion": CARD_VERSION, "WeightsFile": WEIGHTS_NAME, "WeightsSHA256": sha256(weights)}
+    )
+    card["ModelId"] = model_id(card)
     with atomic_write(out_dir / CARD_NAME) as fh:
-        fh.write(json.dumps(json_clean(card), indent=2, sort_keys=True, allow_nan=False))
+        fh.write(json.dumps(card, indent=2, sort_keys=True, allow_nan=False))
     return out_dir
+
+
+def model_id(card: dict) -> str:
+    """SHA-256 over the weights' checksum and every card field that changes a prediction.
+
+    The fields are :data:`PREDICTION_FIELDS` (what the model is, its input grid and preprocessing, the
+    label rule and threshold, the dFC parameters its maps need, its features), as canonical JSON.
+    """
+    bound = {key: card.get(key) for key in PREDICTION_FIELDS}
+    text = json.dumps(
+        json_clean({"WeightsSHA256": card.get("WeightsSHA256"), **bound}),
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_model_id(card: dict, where: str) -> None:
+    """Refuse a card whose ``ModelId`` does not match its weights' checksum and prediction fields."""
+    expected = model_id(card)
+    if card.get("ModelId") != expected:
+        raise InputError(
+            f"the model card was edited after export: its ModelId ({str(card.get('ModelId'))[:12]}...) "
+            f"does not match the weights and the fields that change a prediction "
+            f"({', '.join(PREDICTION_FIELDS)}; recomputed {expected[:12]}...), e.g. a changed "
+            "label.severe_threshold",
+            where,
+            "use the card written with the weights by 'strokefc ... group' (or retrain the model with "
+            "the settings you need)",
+        )
+
+
+def weights_path(model_dir: Path, card: dict) -> Path:
+    """The card's weights file: a plain file name inside ``model_dir``, never a path or a link out of it."""
+    name = card.get("WeightsFile", WEIGHTS_NAME)
+    where = str(model_dir / CARD_NAME)
+    plain = (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and not Path(name).is_absolute()
+        and Path(name).name == name
+    )
+    if not plain:
+        raise InputError(
+            f"the card's WeightsFile {name!r} is not a plain file name inside the model folder",
+            where,
+            f"set WeightsFile to {WEIGHTS_NAME!r} and keep the weights beside the card in one folder "
+            "(copy the whole model folder written by 'strokefc ... group')",
+        )
+    weights = model_dir / name
+    if weights.suffix.lower() in PICKLE_SUFFIXES or name != WEIGHTS_NAME:
+        raise InputError(
+            f"the card points at {name}; only {WEIGHTS_NAME} (safetensors) is loaded",
+            where,
+            "re-export the model with 'strokefc ... group'",
+        )
+    if weights.is_symlink() and model_dir.resolve() not in weights.resolve().parents:
+        raise InputError(
+            f"{WEIGHTS_NAME} is a link to {weights.resolve()}, outside the model folder",
+            str(weights),
+            "copy the weights file itself into the model folder (the folder must hold the model)",
+        )
+    return weights
 
 
 def json_clean(obj: Any) -> Any:
@@ -121,13 +212,15 @@ def read_card(model_dir: Path | str) -> dict:
             str(card_path),
             "retrain the model with this strokefc version, or use the version that wrote it",
         )
-    for key in ("architecture", "input", "WeightsSHA256"):
+    for key in ("ModelType", "input", "WeightsSHA256", "ModelId"):
         if key not in card:
             raise InputError(
                 f"the model card lacks {key!r}",
                 str(card_path),
                 "re-export the model with 'strokefc ... group'",
             )
+    check_model_id(card, str(card_path))
+    weights_path(model_dir, card)
     return card
 
 
@@ -140,14 +233,48 @@ def load_model(model_dir: Path | str) -> tuple[StrokeCNN, dict]:
     from safetensors.torch import load_file
 
     model_dir = _model_dir(model_dir)
-    card = read_card(model_dir)
-    weights = model_dir / card.get("WeightsFile", WEIGHTS_NAME)
-    if weights.suffix.lower() in PICKLE_SUFFIXES or weights.name != WEIGHTS_NAME:
+    card, weights = _verified(model_dir)
+    if card["ModelType"] != CNN_TYPE:
         raise InputError(
-            f"the card points at {weights.name}; only {WEIGHTS_NAME} (safetensors) is loaded",
+            f"this is a {card['ModelType']} model, not a CNN",
             str(model_dir / CARD_NAME),
-            "re-export the model with 'strokefc ... group'",
+            "load it with workflows.model_io.load_arrays (participant --model does)",
         )
+    try:
+        model = build_model(card["architecture"])
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"the weights do not fit the architecture in the card ({exc})",
+            str(weights),
+            "re-export the model with 'strokefc ... group'",
+        ) from None
+    model.eval()
+    return model, card
+
+
+def load_arrays(model_dir: Path | str) -> tuple[dict[str, np.ndarray], dict]:
+    """Load an array model safely (card and checksum verified, safetensors only): ``(arrays, card)``."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    model_dir = _model_dir(model_dir)
+    card, weights = _verified(model_dir)
+    try:
+        return dict(load_file(str(weights))), card
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(
+            f"the weights cannot be read as NumPy arrays ({exc})",
+            str(weights),
+            "re-export the model with 'strokefc ... group'",
+        ) from None
+
+
+def _verified(model_dir: Path) -> tuple[dict, Path]:
+    """The card (version, fields, model id checked) and its weights file, whose SHA-256 matches it."""
+    card = read_card(model_dir)
+    weights = weights_path(model_dir, card)
     if not weights.exists():
         raise InputError(
             f"the weights file {WEIGHTS_NAME} is missing",
@@ -163,18 +290,7 @@ def load_model(model_dir: Path | str) -> tuple[StrokeCNN, dict]:
             str(weights),
             "use the weights and card written together by 'strokefc ... group'",
         )
-    try:
-        model = build_model(card["architecture"])
-        state = load_file(str(weights))
-        model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"the weights do not fit the architecture in the card ({exc})",
-            str(weights),
-            "re-export the model with 'strokefc ... group'",
-        ) from None
-    model.eval()
-    return model, card
+    return card, weights
 
 
 def template_name(space: str | None) -> str:

@@ -25,9 +25,10 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import LinAlgWarning
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -47,6 +48,8 @@ PARCEL_ATLAS = "HCPEx"
 MIN_PARCEL_VOXELS = 3
 #: Regularisation strengths searched by the inner CV of the nested logistic regression.
 PARCEL_CS = tuple(float(c) for c in np.logspace(-4, 1, 11))
+#: L1 strengths searched by the inner CV of the sparse parcel model (whole pipeline refit per split).
+SPARSE_CS = tuple(float(c) for c in np.logspace(-2, 1, 7))
 #: Ridge penalties searched by the inner CV of the nested ridge (standardised features).
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 #: Inner subject-level folds of the nested CV (fewer when the training subjects are too few).
@@ -57,6 +60,12 @@ _LRCV_L2 = {
     for key, value in {"l1_ratios": (0.0,), "use_legacy_attributes": False}.items()
     if key in inspect.signature(LogisticRegressionCV).parameters
 }
+#: L1 penalty, spelled as the installed scikit-learn wants it (1.8 deprecated ``penalty`` for ``l1_ratio``).
+_LR_L1: dict[str, Any] = (
+    {"l1_ratio": 1.0}
+    if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated"
+    else {"penalty": "l1"}
+)
 #: Quality measures and lesion volume of the confound-only model (sidecar fields, per subject). Lesion
 #: volume tracks impairment: a model that only sees lesion size must not pass for one reading connectivity.
 CONFOUND_FEATURES = (
@@ -214,6 +223,45 @@ def parcel_fit_predict(
     ), []
 
 
+def sparse_estimator(y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
+    """L1 logistic regression on standardised parcel features, C chosen by an inner subject-level CV.
+
+    The inner CV refits the whole pipeline (scaler and imputer included) on each inner training split
+    (:class:`sklearn.model_selection.GridSearchCV`), so the choice of C sees no inner test subject.
+    Without inner splits (fewer than 2 training subjects in a class) C stays at 1.
+    """
+    base = map_pipeline(
+        LogisticRegression(C=1.0, solver="liblinear", class_weight="balanced", max_iter=5000, **_LR_L1)
+    )
+    inner = inner_splits("classification", y, groups, seed)
+    if inner is None:
+        return base
+    return GridSearchCV(
+        base, {"logisticregression__C": list(SPARSE_CS)}, cv=inner, scoring="neg_log_loss", refit=True
+    )
+
+
+def sparse_fit_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    groups_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    operator: sparse.csr_matrix,
+    seed: int = 0,
+) -> tuple[np.ndarray, list]:
+    """Sparse parcel model: parcel means, then :func:`sparse_estimator` (the probability of severe).
+
+    A few parcels carry a focal effect; the dense L2 model spreads its weight over hundreds of noise
+    parcels and misses it, the L1 model selects them.
+    """
+    model = sparse_estimator(y_train, groups_train, seed)
+    with warnings.catch_warnings():  # liblinear's convergence notes at the weakest penalties
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(parcel_means(x_train, operator), y_train)
+    return model.predict_proba(parcel_means(x_test, operator))[:, 1], []
+
+
 def baseline_fit_predict(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -293,6 +341,10 @@ def _parcels(ctx: FitContext) -> FitPredict:
     return partial(parcel_fit_predict, operator=ctx.operator, target=ctx.params.target)
 
 
+def _sparse(ctx: FitContext) -> FitPredict:
+    return partial(sparse_fit_predict, operator=ctx.operator)
+
+
 def _baseline(ctx: FitContext) -> FitPredict:
     def fit(
         x_train: np.ndarray,
@@ -334,7 +386,7 @@ class ModelSpec:
     targets: tuple[str, ...] = TARGETS
     calibrated: bool = True  # recalibrated with --calibration (classification)
     always_permuted: bool = True  # False: permuted only on request (--permute-cnn)
-    exported: bool = False  # the model trained on every subject and exported to ``model/``
+    exported: bool = False  # can be trained on every subject and exported to ``model/`` (--export-model)
     labels: Mapping[str, str] | None = None  # target -> label, where it differs from ``label``
 
     def label_for(self, target: str) -> str:
@@ -373,6 +425,7 @@ MODELS: dict[str, ModelSpec] = {
             input=DFCSD,
             build=_parcels,
             role="primary",
+            exported=True,  # the default export (workflows.parcel_model)
         ),
         ModelSpec(
             name="cnn",
@@ -390,6 +443,23 @@ MODELS: dict[str, ModelSpec] = {
             calibrated=False,  # recalibrating it would train it 4x per fold
             always_permuted=False,  # every draw costs as many trainings as the observed CV
             exported=True,
+        ),
+        ModelSpec(
+            name="parcel_l1",
+            noun="the sparse parcel model",
+            label="dFC-SD parcels, L1 (sparse)",
+            colour="#F0E442",
+            description={
+                "classification": "sparse parcel model: mean of the map in each HCPEx parcel, "
+                "standardised, and an L1 logistic regression (balanced class weights) whose strength is "
+                f"chosen among {len(SPARSE_CS)} values by {_INNER}, the whole pipeline refit in each "
+                "inner split (for focal effects)",
+            },
+            methods="a sparse parcel model (L1 logistic regression on the same parcels, its strength "
+            "chosen by nested subject-level cross-validation of the whole pipeline)",
+            input=DFCSD,
+            build=_sparse,
+            targets=("classification",),
         ),
         ModelSpec(
             name="baseline",
@@ -475,8 +545,17 @@ MODELS: dict[str, ModelSpec] = {
 PRIMARY_MODEL = next(name for name, spec in MODELS.items() if spec.role == "primary")
 #: The voxel baseline (its description is recorded on its own in cv_summary.json).
 BASELINE_MODEL = next(name for name, spec in MODELS.items() if spec.role == "baseline")
-#: The model trained on every subject and exported (``model/``).
-EXPORTED_MODEL = next(name for name, spec in MODELS.items() if spec.exported)
+#: The CNN (exported with ``--export-model cnn``).
+CNN_MODEL = "cnn"
+#: The model each ``GroupParams.export_model`` choice trains on every subject and exports (``model/``).
+EXPORTABLE = {"primary": PRIMARY_MODEL, "cnn": CNN_MODEL}
+
+
+def exported_model(params: GroupParams) -> str:
+    """The registry name of the model ``params`` export (the primary parcel model by default)."""
+    return EXPORTABLE[params.export_model]
+
+
 #: The regression references every model is compared with (bootstrap of the MAE difference).
 REGRESSION_REFERENCES = ("mean", QUALITY)
 #: Labels of every model name, for tables and figures (``labels[target][name]``).

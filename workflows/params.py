@@ -225,6 +225,8 @@ class QCParams:
 
 #: What the group level learns: the severe/mild class, or the UL-FMA score (both: :mod:`workflows.models`).
 TARGETS = ("classification", "regression")
+#: ``--export-model`` choices: the pre-specified primary parcel model (default) or the CNN.
+EXPORT_CHOICES = ("primary", "cnn")
 #: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
 #: ``--map``: the participant-level map the map models (primary parcel model, PCA baseline, CNN) learn
@@ -312,6 +314,9 @@ class GroupParams:
     # timescale label), a length ("60s", "30vol") among its --window-lengths, or "auto" (AUTO_TIMESCALE):
     # chosen inside each training fold by an inner subject-level CV of the primary model
     timescale: str | None = None
+    # the model trained on every subject and exported to model/: "primary" (the validated parcel model)
+    # or "cnn" (workflows.export)
+    export_model: str = "primary"
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -339,6 +344,13 @@ class GroupParams:
                 "GroupParams.samples",
                 "use samples 'maps' with GroupParams.map / GroupParams.timescale, or leave them unset",
                 params=("GroupParams.samples", "GroupParams.map", "GroupParams.timescale"),
+            )
+        if self.export_model not in EXPORT_CHOICES:
+            raise InputError(
+                f"export model {self.export_model!r} is unknown",
+                "GroupParams.export_model",
+                f"use one of {', '.join(EXPORT_CHOICES)}",
+                params=("GroupParams.export_model",),
             )
         if self.calibration not in CALIBRATION_METHODS:
             raise InputError(

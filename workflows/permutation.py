@@ -1,7 +1,8 @@
 """The label-permutation test of every model's cross-validated balanced accuracy.
 
 One draw (:func:`run_permutation`, one MapNode iteration of the group workflow) shuffles the class labels
-between subjects (:func:`permute_subject_labels`: every sample of a subject keeps one label), plans new
+between subjects (:func:`permute_subject_labels`: a subject's sessions move together, as one label
+vector exchanged only with subjects that have as many sessions, Winkler et al. 2015), plans new
 subject-level folds and cross-validates every permuted model with as many repeats as the observed score
 (:func:`permutation_nulls`). :func:`permutation_summary` turns the draws into each model's p-value
 (:func:`workflows.stats.permutation_p_value`). Which models are permuted:
@@ -26,11 +27,35 @@ from workflows.stats import permutation_p_value
 LOGGER = logging.getLogger("strokefc.group")
 
 
-def permute_subject_labels(y: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Shuffle labels between subjects (all samples of a subject keep one label)."""
-    subjects, labels = subject_labels(y, groups)
-    mapping = dict(zip(subjects, rng.permutation(labels)))
-    return np.array([mapping[g] for g in groups])
+def permute_subject_labels(
+    y: np.ndarray, groups: np.ndarray, rng: np.random.Generator, subjects: npt.ArrayLike | None = None
+) -> np.ndarray:
+    """Shuffle labels between subjects: a unit's samples keep one label, a subject's units move together.
+
+    ``groups`` are the units (a subject, or a subject-session), ``subjects`` the subject of each sample
+    (default: ``groups``, each unit its own subject). Under the null only whole subjects are
+    exchangeable (their sessions are not independent), so each subject's vector of unit labels (its
+    sessions in order) is exchanged with another subject's, within exchangeability blocks of subjects
+    with the same number of units (Winkler et al. 2015, NeuroImage 125:108; multi-level blocks).
+    Permuting units instead gives a null too narrow: p <= 0.05 about twice as often as it should.
+    """
+    groups = np.asarray(groups)
+    units, labels = subject_labels(y, groups)
+    label_of = dict(zip(units.tolist(), labels))
+    subject_of = dict(zip(groups.tolist(), np.asarray(groups if subjects is None else subjects).tolist()))
+    units_of: dict[Any, list] = {}
+    for unit in units.tolist():
+        units_of.setdefault(subject_of[unit], []).append(unit)
+    blocks: dict[int, list] = {}
+    for subject in sorted(units_of, key=str):
+        blocks.setdefault(len(units_of[subject]), []).append(subject)
+    mapping: dict[Any, Any] = {}
+    for size in sorted(blocks):
+        members = blocks[size]
+        vectors = [[label_of[u] for u in units_of[s]] for s in members]
+        for subject, order in zip(members, rng.permutation(len(members))):
+            mapping.update(zip(units_of[subject], vectors[order]))
+    return np.array([mapping[g] for g in groups.tolist()])
 
 
 def permutation_nulls(
@@ -45,15 +70,16 @@ def permutation_nulls(
     n_repeats: int = 1,
     split_groups: npt.ArrayLike | None = None,
 ) -> dict[str, float]:
-    """One null draw for every model: labels permuted between units, then the same repeated k-fold.
+    """One null draw for every model: labels permuted between subjects, then the same repeated k-fold.
 
     Each model's mean balanced accuracy over ``n_repeats`` repeats of subject-level k-fold (use as many
     repeats as the observed score, so that null and observed means average the same number of folds).
-    Folds are grouped by ``split_groups`` (default ``groups``) and shared by every model.
+    Labels are permuted between, and folds grouped by, the subjects ``split_groups`` (default
+    ``groups``): a subject's sessions keep their labels together. Folds are shared by every model.
     """
     split = np.asarray(groups if split_groups is None else split_groups)
     rng = np.random.default_rng([seed, 7919, index])
-    y_perm = permute_subject_labels(y, groups, rng)
+    y_perm = permute_subject_labels(y, groups, rng, split)
     folds = subject_folds(y_perm, split, n_folds, n_repeats, seed + 100_000 + index)
     _, metrics, _ = cross_validate(x, y_perm, groups, folds, models, split_groups=split)
     return {
@@ -65,8 +91,9 @@ def permutation_nulls(
 def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> dict[str, float]:
     """One draw of the label-permutation null of every permuted model's mean balanced accuracy.
 
-    Labels are permuted between units, then every model of :func:`workflows.models.permuted_models` is
-    cross-validated on the same subject-level folds, with as many repeats as the observed score.
+    Labels are permuted between subjects (sessions together), then every model of
+    :func:`workflows.models.permuted_models` is cross-validated on the same subject-level folds, with as
+    many repeats as the observed score.
     """
     torch.set_num_threads(params.threads)
     data = np.load(data_file)
@@ -112,7 +139,8 @@ def permutation_summary(
         "model": primary,
         **(per_model[primary] if primary else {}),
         "models": per_model,
-        "scheme": "labels permuted between units; every model cross-validated on the same subject-level "
-        f"folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score"
+        "scheme": "labels permuted between subjects (a subject's sessions move together, exchanged "
+        "within blocks of subjects with as many sessions); every model cross-validated on the same "
+        f"subject-level folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score"
         + ("" if params.cv.permute_cnn else "; the CNN is not permuted (--permute-cnn)"),
     }

@@ -1,4 +1,8 @@
-"""Apply a trained model to one subject's dFC variability map, refusing any mismatch with the card."""
+"""Apply a trained model to one subject's dFC variability map, refusing any mismatch with the card.
+
+The model is the primary parcel model (arrays, :mod:`workflows.parcel_model`) or the CNN, as its card's
+``ModelType`` says; both read the map put on the card's grid exactly as training did.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ import numpy as np
 from workflows.cnn import predict_proba, predict_score
 from workflows.grid import apply_grid, grid_mask, lesion_exclusion
 from workflows.metadata import shared_parameters
-from workflows.model_io import check_card_compatible, load_model
-from workflows.models import EXPORTED_MODEL
+from workflows.model_io import CNN_TYPE, check_card_compatible, load_arrays, load_model, read_card
+from workflows.models import CNN_MODEL, PRIMARY_MODEL
+from workflows.parcel_model import PARCEL_TYPE, ParcelLinearModel
 from workflows.utils.errors import InputError
 from workflows.utils.images import load_nifti
 
@@ -42,7 +47,13 @@ def predict_subject(
     ``model_uri`` (BIDS URIs of the map as written in the output dataset and of the model) are recorded
     instead of the paths, so that the record survives moving the folders.
     """
-    model, card = load_model(model_dir)
+    card = read_card(model_dir)
+    if card["ModelType"] not in (CNN_TYPE, PARCEL_TYPE):
+        raise InputError(
+            f"model type {card['ModelType']!r} is unknown to this strokefc",
+            str(model_dir),
+            "use a model exported by 'strokefc ... group' of this version",
+        )
     if card.get("input", {}).get("samples", "maps") != "maps":
         raise InputError(
             "this model was trained on single-window maps (GroupParams.samples windows); "
@@ -71,18 +82,35 @@ def predict_subject(
     resampling = grid_resampling(img, grid, x)
     threshold = float(card.get("label", {}).get("severe_threshold", 20))
     cv = card.get("cross_validation", {})
-    if model.n_classes == 1:  # regression (GroupParams.target): a score; the class is its threshold
-        score = float(np.mean(predict_score(model, x)))
+    cnn = card["ModelType"] == CNN_TYPE
+    name = (card.get("DeployedModel") or {}).get("model") or (CNN_MODEL if cnn else PRIMARY_MODEL)
+    if cnn:
+        model, card = load_model(model_dir)
+        regression = model.n_classes == 1
+        output = predict_score(model, x) if regression else predict_proba(model, x)
+    else:
+        arrays, card = load_arrays(model_dir)
+        regression = card.get("target") == "regression"
+        try:
+            output = ParcelLinearModel.from_arrays(arrays, str(card.get("target"))).predict(x)
+        except ValueError as exc:
+            raise InputError(
+                f"the parcel model's weights are malformed ({exc})",
+                str(model_dir),
+                "re-export the model with 'strokefc ... group'",
+            ) from None
+    if regression:  # GroupParams.target: a score; the class is its threshold
+        score = float(np.mean(output))
         decision = {
             "target": "regression",
             "predicted_ul_fma": round(score, 3),
             "prob_severe": None,
             "predicted_class": "severe" if score <= threshold else "mild-to-moderate",
             "decision_threshold": threshold,
-            "model_cv_mae": cv.get(EXPORTED_MODEL, {}).get("mae"),
+            "model_cv_mae": cv.get(name, {}).get("mae"),
         }
     else:
-        prob = float(np.mean(predict_proba(model, x)))
+        prob = float(np.mean(output))
         decision = {
             "prob_severe": round(prob, 6),
             "predicted_class": "severe" if prob >= 0.5 else "mild-to-moderate",
@@ -92,9 +120,11 @@ def predict_subject(
         "participant_id": f"sub-{subject}",
         **decision,
         "label_definition": f"severe = UL-FMA <= {threshold:g}",
-        "model_id": card.get("WeightsSHA256", "")[:12],
+        "model_type": name,
+        "model_id": str(card.get("ModelId", ""))[:12],
+        "calibrated": bool(card.get("calibrated", False)),
         "model_dir": model_uri or str(Path(model_dir).resolve()),
-        "model_cv_balanced_accuracy": cv.get(EXPORTED_MODEL, {}).get("balanced_accuracy"),
+        "model_cv_balanced_accuracy": cv.get(name, {}).get("balanced_accuracy"),
         "lesion_side": lesion_side,
         "map_file": map_uri or str(map_file),
         **resampling,

@@ -2,8 +2,8 @@
 
 - :func:`classification_metrics` and :func:`regression_metrics`: the out-of-fold scores of one fold.
 - :func:`summarise` / :func:`summarise_folds`: mean, SD and a t-interval over folds x repeats.
-- :func:`bootstrap_comparison`: subject-level bootstrap 95% intervals of the pooled out-of-fold scores
-  of every model, and of each model's paired difference from reference models.
+- :func:`bootstrap_comparison`: subject-level (cluster: sessions together) bootstrap 95% intervals of
+  the pooled out-of-fold scores of every model, and of each model's paired difference from reference models.
 - :func:`corrected_resampled_ttest` / :func:`paired_tests`: the Nadeau & Bengio (2003) test of a
   paired difference over repeated k-fold (its variance correction accounts for overlapping training sets).
 - :func:`permutation_p_value`: the p-value of a label-permutation test (the null draws come from
@@ -180,23 +180,26 @@ def bootstrap_comparison(
     scores: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_scores,
     value: str = "prob_severe",
     compare: str = "balanced_accuracy",
+    clusters: Mapping[str, str] | None = None,
 ) -> dict[str, dict]:
     """Pooled out-of-fold scores per model with subject-bootstrap 95% intervals, and paired differences.
 
-    For each repeat the out-of-fold predictions (column ``value``) of all subjects are pooled; a
+    For each repeat the out-of-fold predictions (column ``value``) of all units are pooled; a
     bootstrap draw resamples subjects (the same draw for every model, so differences are paired) and
     averages ``scores(y_true, prediction)`` over repeats. Returns ``{model: {"balanced_accuracy":
     {"value", "ci95"}, "roc_auc": {...}, "difference_from_<reference>": {"balanced_accuracy": {"value",
     "ci95", "p_two_sided"}}}}`` (the keys of ``scores``, and the difference in ``compare``, model minus
     reference, from each reference model). Regression passes its own ``scores`` (MAE, R², ...).
+    ``clusters`` maps a row's ``participant_id`` (a unit: subject or subject-session) to its subject; a
+    draw then takes whole subjects with all their sessions (a cluster bootstrap), since sessions of one
+    patient are not independent evidence. Without it every unit is its own subject.
     """
     references = [reference] if isinstance(reference, str) else list(reference)
     models = sorted({str(r["model"]) for r in predictions})
     pooled = {m: _pooled_predictions(predictions, m, value) for m in models}
     first = next((r for r in references if r in pooled), models[0] if models else None)
     subjects = pooled[first][next(iter(pooled[first]))][2] if first is not None else []
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(subjects), len(subjects)) for _ in range(n_boot)]
+    draws = cluster_draws(subjects, clusters, n_boot, seed)
 
     def score(model: str, idx: np.ndarray | None) -> dict[str, float]:
         values = [
@@ -229,12 +232,30 @@ def bootstrap_comparison(
     return out
 
 
+def cluster_draws(
+    units: Sequence[str], clusters: Mapping[str, str] | None, n_boot: int, seed: int
+) -> list[np.ndarray]:
+    """``n_boot`` bootstrap draws of row indices of ``units`` that resample clusters (subjects) whole.
+
+    Each draw picks as many subjects as there are, with replacement, and takes every unit of each
+    picked subject (``clusters[unit]``; None or a missing unit: the unit is its own subject).
+    """
+    of = [str((clusters or {}).get(str(u), u)) for u in units]
+    names = sorted(set(of))
+    rows = [np.flatnonzero(np.array(of) == name) for name in names]
+    rng = np.random.default_rng(seed)
+    if all(len(r) == 1 for r in rows) and [of[r[0]] for r in rows] == of:  # one unit each, in order
+        return [rng.integers(0, len(units), len(units)) for _ in range(n_boot)]
+    return [np.concatenate([rows[i] for i in rng.integers(0, len(names), len(names))]) for _ in range(n_boot)]
+
+
 def regression_bootstrap(
     predictions: Sequence[Mapping],
     references: Sequence[str],
     threshold: float,
     seed: int = 0,
     n_boot: int = 1000,
+    clusters: Mapping[str, str] | None = None,
 ) -> dict[str, dict]:
     """:func:`bootstrap_comparison` of predicted scores: regression metrics, differences in MAE."""
     return bootstrap_comparison(
@@ -245,6 +266,7 @@ def regression_bootstrap(
         scores=partial(regression_metrics, threshold=threshold),
         value="predicted_score",
         compare=COMPARE_METRIC["regression"],
+        clusters=clusters,
     )
 
 

@@ -24,7 +24,7 @@ from workflows import plotting as rl
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
-from workflows.models import EXPORTED_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
+from workflows.models import CNN_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
 from workflows.params import AUTO_TIMESCALE
 from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
 from workflows.utils.io import atomic_write_text
@@ -399,8 +399,11 @@ def cv_sentence(summary: dict) -> str:
         )
     if summary.get("n_subjects") is not None:
         counts = summary.get("class_counts") or {}
+        sessions = summary.get("n_sessions")
+        several = sessions is not None and sessions != summary["n_subjects"]
         parts.append(
             f"{summary['n_subjects']} subjects"
+            + (f" with {sessions} subject-sessions" if several else "")
             + (" (" + ", ".join(f"{n} {c}" for c, n in counts.items()) + ")" if counts else "")
         )
     if summary.get("samples"):
@@ -418,7 +421,7 @@ def cv_sentence(summary: dict) -> str:
         parts.append(f"CNN with {int(summary['cnn_parameters']):,} trainable parameters")
     perm = summary.get("permutation")
     if perm:
-        per_model = perm.get("models") or {perm.get("model", EXPORTED_MODEL): perm}
+        per_model = perm.get("models") or {perm.get("model", CNN_MODEL): perm}
         parts.append(
             f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
             f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
@@ -511,7 +514,7 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
         )
     perm = summary.get("permutation")
     if perm and perm.get("null_balanced_accuracy"):
-        model = perm.get("model", EXPORTED_MODEL)
+        model = perm.get("model", CNN_MODEL)
         observed = perm.get("observed_balanced_accuracy")
         if observed is None:
             observed = summary.get("models", {}).get(model, {}).get("balanced_accuracy", {}).get("mean")
@@ -555,6 +558,35 @@ def map_vmax(maps: dict) -> dict:
             out.update({t: shared for t in maps if kind in t})
     out.update({t: top([p]) for t, p in maps.items() if t not in out})
     return {t: float(f"{v:.2g}") for t, v in out.items()}
+
+
+#: Permutation p-value below which the CNN's saliency region table is shown.
+SALIENCY_ALPHA = 0.05
+
+
+def saliency_withheld(summary: dict | None) -> str | None:
+    """Why the CNN's region table is withheld (None: shown): only a model that beats chance is explained.
+
+    A model at chance, or one trained on permuted labels, ranks noise regions with the same confidence,
+    so the table is shown only when the CNN's own permutation test gives p < :data:`SALIENCY_ALPHA`.
+    """
+    if not summary:
+        return "the cross-validation summary (group/cv_summary.json) was not found"
+    if summary.get("target") == "regression":
+        return "the CNN's regression has no permutation test, so nothing shows it beats chance"
+    perm = ((summary.get("permutation") or {}).get("models") or {}).get(CNN_MODEL) or {}
+    p = perm.get("p_value")
+    if p is None:
+        return (
+            "the CNN's permutation test was not run (--n-permutations with --permute-cnn), so nothing "
+            "shows it beats chance; a model at chance ranks noise regions with the same confidence"
+        )
+    if p >= SALIENCY_ALPHA:
+        return (
+            f"the CNN does not beat chance (permutation p = {p:.3g} >= {SALIENCY_ALPHA:g}); a model at "
+            "chance ranks noise regions with the same confidence"
+        )
+    return None
 
 
 def write_group_report(
@@ -640,6 +672,7 @@ def write_group_report(
         maps_figure=maps_figure,
         maps_caption=maps_caption,
         regions=_records(regions) if regions is not None else [],
+        regions_withheld=saliency_withheld(summary),
         region_columns=list(regions.columns) if regions is not None else [],
         methods_html=markdown_to_html(md) if md else "",
     )

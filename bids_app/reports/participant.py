@@ -57,6 +57,9 @@ def _prediction_context(prediction: dict | None) -> dict | None:
         "label_definition": prediction.get("label_definition", ""),
         "threshold": prediction.get("decision_threshold", 0.5),
         "model_id": prediction.get("model_id") or "unknown",
+        "model_type": prediction.get("model_type") or "unknown",
+        "calibrated": bool(prediction.get("calibrated")),
+        "in_training": prediction.get("in_training") or "unknown",
         "cv_text": _cv_text(prediction.get("model_cv_balanced_accuracy")),
         "figure": prediction.get("figure"),
         "resampling": prediction.get("resampling"),  # how the map met the model's grid

@@ -1,0 +1,29 @@
+"""The CNN's region table is shown only when the CNN beats chance in its own permutation test."""
+
+import pytest
+
+from bids_app.reports.group import saliency_withheld
+
+
+def _summary(p):
+    models = {} if p is None else {"cnn": {"p_value": p}}
+    return {"target": "classification", "permutation": {"models": {"parcel": {"p_value": 0.01}, **models}}}
+
+
+def test_shown_when_the_cnn_passes_its_permutation_test():
+    assert saliency_withheld(_summary(0.01)) is None
+
+
+@pytest.mark.parametrize(
+    ("summary", "reason"),
+    [
+        (_summary(0.4), "does not beat chance (permutation p = 0.4"),  # a null cohort
+        (_summary(0.05), "does not beat chance"),
+        (_summary(None), "permutation test was not run"),  # the primary model's p does not count
+        ({"target": "classification", "permutation": None}, "not run"),
+        ({"target": "regression"}, "no permutation test"),
+        ({}, "not found"),
+    ],
+)
+def test_withheld_with_the_reason(summary, reason):
+    assert reason in saliency_withheld(summary)
