@@ -32,13 +32,20 @@ from bids_app.execution import (
     prepare_work_dir,
     write_run_config,
 )
-from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_side, template_space_mask
+from bids_app.lesions import (
+    check_lesion_placement,
+    find_lesion_masks,
+    masks_expected,
+    resolve_lesion_side,
+    template_space_mask,
+)
 from bids_app.outputs import check_output_dir, init_output_dataset
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
 from bids_app.progress import SubjectProgress
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
+from workflows.denoise import MISSING_FD_NOTE, read_confounds_table
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
@@ -162,7 +169,9 @@ def plan_subject(
     for session, lesion in found.items():
         reference = next(r for r in runs if r.entities.get("session") == session).mask
         masks[session], sources[session] = template_space_mask(config, label, lesion, reference)
-        mask_sides[session] = lesion_side_from_mask(nb.load(str(masks[session])), str(lesion.path))
+        mask_sides[session] = lesion_side_from_mask(
+            nb.load(str(masks[session])), str(lesion.path), config.lesion.threshold
+        )
     if len(set(mask_sides.values())) > 1:
         raise InputError(
             f"sub-{label}: the lesion masks of different sessions lie on different sides ({mask_sides})",
@@ -177,12 +186,22 @@ def plan_subject(
         )
         LOGGER.warning("sub-%s: %s", label, notes[-1])
     mask_side = next(iter(mask_sides.values()), None)
+    if tsv_side and mask_side and tsv_side != mask_side:
+        for session, lesion in found.items():  # a mask off its place is not a side disagreement
+            reference = next(r for r in runs if r.entities.get("session") == session).mask
+            check_lesion_placement(masks[session], reference, str(lesion.path), config.lesion.threshold)
     side, source = resolve_lesion_side(tsv_side, mask_side, label)
     ul_fma = None
     if participants is not None and label in participants:
         raw = participants[label].get(config.group.label_column)
         ul_fma = parse_score(raw, where) if raw else None
     notes += [f"{r['run']} excluded by quality control: {r['reason']}" for r in excluded_runs]
+    notes += [f"{r.name}: {r.tr_note}" for r in runs if r.tr_note]
+    notes += [
+        f"{r.name}: {MISSING_FD_NOTE}"
+        for r in runs
+        if "framewise_displacement" not in read_confounds_table(r.confounds)
+    ]
     return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes, excluded_runs)
 
 
@@ -208,6 +227,7 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                     model_dir=config.model,
                     combine_sessions=config.queries.combine_sessions,
                     omp_nthreads=config.execution.omp_nthreads,
+                    lesion=config.lesion,
                 )
             ]
         )
