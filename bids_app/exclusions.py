@@ -24,9 +24,10 @@ LOGGER = logging.getLogger("strokefc.participant")
 class SubjectExcluded(Exception):
     """Every run of a subject failed an exclusion rule: not an error, a recorded decision."""
 
-    def __init__(self, reason: str, rows: list[dict]):
+    def __init__(self, reason: str, rows: list[dict], scope: list[dict] | None = None):
         super().__init__(reason)
         self.rows = rows
+        self.scope = scope or []  # entities of the subject's runs (their earlier outputs are stale)
 
 
 def apply_exclusion_rules(config: RunConfig, runs: list[RunInputs]) -> tuple[list[RunInputs], list[dict]]:

@@ -30,6 +30,7 @@ from bids_app.reporting import write_boilerplate, write_group_report
 from bids_app.scores import parse_score
 from workflows.group import init_group_wf
 from workflows.group_inputs import is_severe
+from workflows.lesion import normalise_hemisphere
 from workflows.metadata import shared_parameters
 from workflows.models import LABELS, ordered
 from workflows.utils.bids import sidecar_path
@@ -143,6 +144,16 @@ def _unit_maps(layout: Any, q: QueryParams, label: str, stat: str) -> dict[str |
     )
 
 
+def side_disagreement(row: dict, column: str, meta: dict, where: str) -> str | None:
+    """participants.tsv's lesion side for a subject when it differs from the one its maps were made
+    for (sidecar ``LesionHemisphere``); None when they agree or the table gives no side."""
+    value = row.get(column, "")
+    if not value or "LesionHemisphere" not in meta:
+        return None
+    side = normalise_hemisphere(value, where)
+    return side if side != meta["LesionHemisphere"] else None
+
+
 def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
     """Subjects with a map and a label, the excluded ones with their reason, and shared parameters."""
     q, group = config.queries, config.group
@@ -152,6 +163,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     wanted = [queries.check_participant_label(x) for x in q.participant_label] or sorted(rows)
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
+    sides: dict[str, tuple[str, Path]] = {}  # unit -> (participants.tsv side, its map) when they disagree
     for label in wanted:
         session_scores = queries.read_session_scores(config.bids_dir, label, group.label_column)
         if label in missing and not session_scores:
@@ -182,6 +194,9 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                 excluded[unit] = "no UL-FMA score"
                 continue
             meta = queries.read_json(sidecar_path(map_file), "the map's JSON sidecar")
+            stale = side_disagreement(rows.get(label, {}), q.lesion_column, meta, f"{path}, sub-{label}")
+            if stale:
+                sides[unit] = (stale, map_file)
             these = shared_parameters(meta)
             if params is None:
                 params, first = these, unit
@@ -220,6 +235,20 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                     session=session,
                 )
             )
+    if sides:
+        raise InputError(
+            "participants.tsv and the participant-level maps disagree on the lesion side: "
+            + "; ".join(
+                f"sub-{unit}: participants.tsv says {tsv} but its maps were made for {other}"
+                for unit, (tsv, _) in sides.items()
+                for other in ["R" if tsv == "L" else "L"]
+            ),
+            f"{path} ({q.lesion_column}) and the maps' sidecars (LesionHemisphere), e.g. "
+            f"{sidecar_path(next(iter(sides.values()))[1])}",
+            "rerun the participant level for "
+            + " ".join(f"sub-{u}" for u in sides)
+            + " (the seed and the lesion alignment follow the side), or correct participants.tsv",
+        )
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):
         raise InputError(
             f"only {len(subjects)} subject(s) have a map and a label; "
