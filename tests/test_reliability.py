@@ -519,47 +519,47 @@ def test_read_only_output_dir_is_refused(bids, tmp_path, capsys):
 
 
 def test_input_faults_that_used_to_change_maps_silently_are_said_and_recorded(bids, tmp_path, capsys):
-    """One run, six subjects: no FD column, a TR conflict, an uncompressed BOLD, a 4D brain mask with one
-    volume, a probabilistic lesion mask, and a control. Every one completes; each fault is said in the
-    summary or recorded in the sidecars and QC table, and the probabilistic mask is cut at 0.5."""
+    """One run, four subjects: sub-01 without FD column and with a TR conflict, sub-02 with an uncompressed
+    BOLD and a 4D brain mask of one volume, sub-03 with a probabilistic lesion mask, sub-04 a control.
+    Every one completes; each fault is said in the summary and recorded in the sidecars and QC table,
+    and the probabilistic mask is cut at 0.5."""
+    from scipy.ndimage import gaussian_filter
+
     from workflows.utils.images import resample_binary
 
     conf = _confounds(bids, "01")
     pd.read_csv(conf, sep="\t").drop(columns=["framewise_displacement"]).to_csv(
         conf, sep="\t", index=False, na_rep="n/a"
     )
-    img = nb.load(_bold(bids, "02"))
+    img = nb.load(_bold(bids, "01"))
     img.header.set_zooms((*img.header.get_zooms()[:3], 0.8))
     img.header.set_xyzt_units("mm", "sec")
-    nb.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header).to_filename(_bold(bids, "02"))
-    bold = _bold(bids, "03")
-    nb.load(bold).to_filename(str(bold)[: -len(".gz")])  # float .nii, as some pipelines export
+    nb.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header).to_filename(_bold(bids, "01"))
+    bold = _bold(bids, "02")
+    nb.load(bold).to_filename(str(bold)[: -len(".gz")])  # uncompressed .nii, as some pipelines export
     bold.unlink()
-    _mask_volumes(bids, "04", 1)
-    binary = nb.load(_lesion(bids, "05"))
-    from scipy.ndimage import gaussian_filter
-
+    _mask_volumes(bids, "02", 1)
+    binary = nb.load(_lesion(bids, "03"))
     inside = np.asarray(binary.dataobj) > 0
     blurred = gaussian_filter(inside.astype(np.float32), 1.5)
     prob = np.where(inside, 0.9, np.clip(blurred, 0, 0.45)).astype(np.float32)  # tails < 0.5 outside
     prob[prob < 0.02] = 0
-    nb.Nifti1Image(prob, binary.affine).to_filename(_lesion(bids, "05"))
+    nb.Nifti1Image(prob, binary.affine).to_filename(_lesion(bids, "03"))
     assert (prob > 0).sum() > 3 * inside.sum()
 
     out = tmp_path / "out"
-    labels = ["01", "02", "03", "04", "05", "06"]
     lesions = bids / "derivatives" / "lesions"
     code = run_cli(
-        bids, out, "participant", "--participant-label", *labels, "--lesion-dir", lesions,
-        "--work-dir", tmp_path / "work", "--nprocs", 2, *FAST,
+        bids, out, "participant", "--participant-label", "01", "02", "03", "04", "--lesion-dir", lesions,
+        "--work-dir", tmp_path / "work", "--nprocs", 2, "--null-surrogates", 0, *FAST,
     )  # fmt: skip
     text = capsys.readouterr()
     assert code == 0, text.out + text.err
-    assert "6 of 6 participant(s) done" in text.out
+    assert "4 of 4 participant(s) done" in text.out
     assert "sub-01: task-rest: no framewise_displacement column in the confounds: motion rules" in text.out
     assert "not applied" in text.out
     assert (
-        "sub-02: task-rest: RepetitionTime 2 s from the JSON sidecar used; the NIfTI header says 0.8 s"
+        "sub-01: task-rest: RepetitionTime 2 s from the JSON sidecar used; the NIfTI header says 0.8 s"
         in (text.out)
     )
     assert "Traceback" not in text.out + text.err
@@ -572,19 +572,19 @@ def test_input_faults_that_used_to_change_maps_silently_are_said_and_recorded(bi
 
     assert any("framewise_displacement" in w for w in sidecar("01")["Warnings"])
     assert "mean-FD exclusion" in qc("01")["reason"][0]
-    assert sidecar("02")["RepetitionTime"] == 2.0
-    assert sidecar("02")["RepetitionTimeNIfTIHeader"] == pytest.approx(0.8)
-    assert "NIfTI header says 0.8 s" in qc("02")["reason"][0]
-    for label in ("03", "04", "06"):
+    assert sidecar("01")["RepetitionTime"] == 2.0
+    assert sidecar("01")["RepetitionTimeNIfTIHeader"] == pytest.approx(0.8)
+    assert "NIfTI header says 0.8 s" in qc("01")["reason"][0]
+    for label in ("02", "03", "04"):
         assert qc(label)["reason"][0] == ""
         assert "RepetitionTimeNIfTIHeader" not in sidecar(label)
-    lesion_meta = json.loads(next(out.glob("sub-05/anat/*_desc-lesion_mask.json")).read_text())
+    lesion_meta = json.loads(next(out.glob("sub-03/anat/*_desc-lesion_mask.json")).read_text())
     assert lesion_meta["Threshold"] == 0.5
-    assert sidecar("05")["Lesion"]["LesionMaskValues"] == "graded"
-    assert sidecar("06")["Lesion"]["LesionMaskValues"] == "binary"
-    written = np.asarray(nb.load(next(out.glob("sub-05/anat/*_desc-lesion_mask.nii.gz"))).dataobj) > 0
+    assert sidecar("03")["Lesion"]["LesionMaskValues"] == "graded"
+    assert sidecar("04")["Lesion"]["LesionMaskValues"] == "binary"
+    written = np.asarray(nb.load(next(out.glob("sub-03/anat/*_desc-lesion_mask.nii.gz"))).dataobj) > 0
     expected = resample_binary(
-        nb.Nifti1Image(inside.astype(np.uint8), binary.affine), nb.load(_mask(bids, "05"))
+        nb.Nifti1Image(inside.astype(np.uint8), binary.affine), nb.load(_mask(bids, "03"))
     )
     assert (written == expected).all()  # the mask it was blurred from, not every voxel > 0
 
@@ -596,7 +596,7 @@ def test_rerun_removes_stale_outputs_and_the_group_follows_participants_tsv(bids
     lesion side corrected in participants.tsv after the participant level stops the group level."""
     out, work = tmp_path / "out", tmp_path / "work"
     lesions = bids / "derivatives" / "lesions"
-    common = ("--participant-label", "01", "--work-dir", work, *FAST)
+    common = ("--participant-label", "01", "--work-dir", work, "--null-surrogates", 0, *FAST)
     assert run_cli(bids, out, "participant", *common, "--lesion-dir", lesions, "--save-windows") == 0
     stale = list(out.glob("sub-01/func/*_stat-windows_boldmap.*")) + list(out.glob("sub-01/anat/*lesion*"))
     assert len(stale) == 4
