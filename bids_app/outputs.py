@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,9 @@ def name_entities(name: str) -> dict[str, str]:
     return dict(part.split("-", 1) for part in parts[:-1] if "-" in part)
 
 
-def stale_outputs(output_dir: Path, label: str, runs: list[Mapping[str, Any]], since: float) -> list[Path]:
+def stale_outputs(
+    output_dir: Path, label: str, runs: Sequence[Mapping[str, Any]], since: float
+) -> list[Path]:
     """Files of an earlier run of ``label`` that this run did not rewrite, among those of the same runs.
 
     Only strokefc-named files (``sub-<label>_...`` with a derivative extension) inside
@@ -159,7 +161,7 @@ def stale_outputs(output_dir: Path, label: str, runs: list[Mapping[str, Any]], s
 
 
 def remove_stale_outputs(
-    output_dir: Path, label: str, runs: list[Mapping[str, Any]], since: float
+    output_dir: Path, label: str, runs: Sequence[Mapping[str, Any]], since: float
 ) -> list[Path]:
     """Delete :func:`stale_outputs` (the group level must never read an earlier run's maps); return them."""
     removed = []

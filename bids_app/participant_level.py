@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import nibabel as nb
 from nipype.pipeline import engine as pe
 
 from bids_app import locks, queries
@@ -51,6 +50,7 @@ from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import FAILURE_RECORD, InputError
+from workflows.utils.images import load_image
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -173,7 +173,7 @@ def plan_subject(
         reference = next(r for r in runs if r.entities.get("session") == session).mask
         masks[session], sources[session] = template_space_mask(config, label, lesion, reference)
         mask_sides[session] = lesion_side_from_mask(
-            nb.load(str(masks[session])), str(lesion.path), config.lesion.threshold
+            load_image(masks[session], "lesion mask"), str(lesion.path), config.lesion.threshold
         )
     if len(set(mask_sides.values())) > 1:
         raise InputError(
