@@ -18,6 +18,7 @@ from workflows.params import (
     CVParams,
     DenoiseParams,
     GroupParams,
+    LesionParams,
     QCParams,
     SeedParams,
     TrainSettings,
@@ -75,6 +76,7 @@ class RunConfig:
     denoise: DenoiseParams = field(default_factory=DenoiseParams)
     seed: SeedParams = field(default_factory=SeedParams)
     window: WindowParams = field(default_factory=WindowParams)
+    lesion: LesionParams = field(default_factory=LesionParams)
     qc: QCParams = field(default_factory=QCParams)
     group: GroupParams = field(default_factory=GroupParams)
     execution: ExecutionParams = field(default_factory=ExecutionParams)
@@ -90,6 +92,7 @@ SECTIONS: dict[str, type] = {
     "denoise": DenoiseParams,
     "seed": SeedParams,
     "window": WindowParams,
+    "lesion": LesionParams,
     "qc": QCParams,
     "group": GroupParams,
     "cv": CVParams,
@@ -144,6 +147,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "null_surrogates",
         )
     },
+    "lesion_threshold": ("lesion", "threshold"),
     **{
         name: ("group", name)
         for name in (
@@ -237,6 +241,7 @@ def build_config(
         denoise=DenoiseParams(**by_section.get("denoise", {})),
         seed=SeedParams(**by_section.get("seed", {})),
         window=WindowParams(**by_section.get("window", {})),
+        lesion=LesionParams(**by_section.get("lesion", {})),
         qc=QCParams(**by_section.get("qc", {})),
         group=group,
         execution=ExecutionParams(**by_section.get("execution", {})),
@@ -250,6 +255,7 @@ def option_values(config: RunConfig) -> dict[str, Any]:
         "denoise": config.denoise,
         "seed": config.seed,
         "window": config.window,
+        "lesion": config.lesion,
         "qc": config.qc,
         "group": config.group,
         "cv": config.group.cv,
@@ -323,7 +329,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 #: Sections whose values the group level takes from the participant run (for the methods text).
-PARTICIPANT_SECTIONS = ("queries", "denoise", "seed", "window")
+PARTICIPANT_SECTIONS = ("queries", "denoise", "seed", "window", "lesion")
 
 
 def with_participant_options(config: RunConfig) -> RunConfig:

@@ -5,10 +5,12 @@ sessions that exist only in another space. Nothing here reads an image.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bids_app.config import RunConfig
+from workflows.denoise import MISSING_FD_NOTE
 from workflows.qc import QC_COLUMNS, QC_SIDECAR, exclusion_reasons, predict_run_quality
 from workflows.utils.bids import RunInputs, run_prefix
 from workflows.utils.io import atomic_write_json, write_tsv
@@ -22,9 +24,10 @@ LOGGER = logging.getLogger("strokefc.participant")
 class SubjectExcluded(Exception):
     """Every run of a subject failed an exclusion rule: not an error, a recorded decision."""
 
-    def __init__(self, reason: str, rows: list[dict]):
+    def __init__(self, reason: str, rows: list[dict], scope: list[dict] | None = None):
         super().__init__(reason)
         self.rows = rows
+        self.scope = scope or []  # entities of the subject's runs (their earlier outputs are stale)
 
 
 def apply_exclusion_rules(config: RunConfig, runs: list[RunInputs]) -> tuple[list[RunInputs], list[dict]]:
@@ -36,6 +39,8 @@ def apply_exclusion_rules(config: RunConfig, runs: list[RunInputs]) -> tuple[lis
     for run in runs:
         quality = predict_run_quality(run.bold, run.confounds, run.tr, config.denoise, config.window)
         reasons = exclusion_reasons(quality, config.qc)
+        if not math.isfinite(quality["mean_fd_mm"]):
+            LOGGER.warning("sub-%s %s: %s", run.entities["subject"], run.name, MISSING_FD_NOTE)
         if reasons:
             row = {"run": run.name, **quality, "excluded": 1, "reason": "; ".join(reasons)}
             excluded.append(row)

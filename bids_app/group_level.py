@@ -34,6 +34,7 @@ from bids_app.reporting import write_boilerplate, write_group_report
 from bids_app.scores import parse_score
 from workflows.group import init_group_wf
 from workflows.group_inputs import is_severe
+from workflows.lesion import normalise_hemisphere
 from workflows.metadata import shared_parameters
 from workflows.models import LABELS, ordered
 from workflows.params import AUTO_TIMESCALE, TIMESCALE_PREFIX, split_duration
@@ -218,6 +219,16 @@ def check_map(path: Path, label: str, unit: str, stat: str) -> None:
         ) from None
 
 
+def side_disagreement(row: dict, column: str, meta: dict, where: str) -> str | None:
+    """participants.tsv's lesion side for a subject when it differs from the one its maps were made
+    for (sidecar ``LesionHemisphere``); None when they agree or the table gives no side."""
+    value = row.get(column, "")
+    if not value or "LesionHemisphere" not in meta:
+        return None
+    side = normalise_hemisphere(value, where)
+    return side if side != meta["LesionHemisphere"] else None
+
+
 def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[str, str], dict | None]:
     """Subjects with a map and a label, the excluded ones with their reason, and shared parameters."""
     q, group = config.queries, config.group
@@ -227,6 +238,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     wanted = [queries.check_participant_label(x) for x in q.participant_label] or sorted(rows)
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
+    sides: dict[str, tuple[str, Path]] = {}  # unit -> (participants.tsv side, its map) when they disagree
     for label in wanted:
         session_scores = queries.read_session_scores(config.bids_dir, label, group.label_column)
         if label in missing and not session_scores:
@@ -287,6 +299,9 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
             for stat, used_map in used.items():
                 if used_map is not None:
                     check_map(used_map, label, unit, stat)
+            stale = side_disagreement(rows.get(label, {}), q.lesion_column, meta, f"{path}, sub-{label}")
+            if stale:
+                sides[unit] = (stale, map_file)
             these = shared_parameters(meta)
             these["Timescales"] = sorted(names.values())
             if params is None:
@@ -331,6 +346,20 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                     ),
                 )
             )
+    if sides:
+        raise InputError(
+            "participants.tsv and the participant-level maps disagree on the lesion side: "
+            + "; ".join(
+                f"sub-{unit}: participants.tsv says {tsv} but its maps were made for {other}"
+                for unit, (tsv, _) in sides.items()
+                for other in ["R" if tsv == "L" else "L"]
+            ),
+            f"{path} ({q.lesion_column}) and the maps' sidecars (LesionHemisphere), e.g. "
+            f"{sidecar_path(next(iter(sides.values()))[1])}",
+            "rerun the participant level for "
+            + " ".join(f"sub-{u}" for u in sides)
+            + " (the seed and the lesion alignment follow the side), or correct participants.tsv",
+        )
     if len(subjects) < max(MIN_SUBJECTS, group.cv.cv_folds):
         raise InputError(
             f"only {len(subjects)} subject(s) have a map and a label; "

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 import nibabel as nb
 
+from workflows.lesion import OUTSIDE_BRAIN_WARNING, lesion_on_grid
 from workflows.utils.atomic import atomic_path
 from workflows.utils.bids import bids_uri
 from workflows.utils.errors import InputError
+from workflows.utils.images import load_image
 
 if TYPE_CHECKING:
     from bids_app.config import RunConfig
@@ -181,6 +183,26 @@ def resolve_lesion_side(tsv_side: str | None, mask_side: str | None, label: str)
     if tsv_side and mask_side:
         return tsv_side, "participants.tsv and lesion mask (agree)"
     return (tsv_side, "participants.tsv") if tsv_side else (mask_side, "lesion mask")
+
+
+def check_lesion_placement(mask: Path, reference: Path, where: str, threshold: float) -> None:
+    """Refuse a template-space lesion mask that is off the run's grid or mostly outside its brain mask.
+
+    A shifted (or wrongly registered) mask can lie mostly in the other hemisphere: it must be reported
+    as misplaced, not as a lesion side that disagrees with participants.tsv.
+    """
+    grid = lesion_on_grid(
+        load_image(mask, "lesion mask"), load_image(reference, "brain mask"), where=where, threshold=threshold
+    )
+    outside = grid.info["LesionFractionOutsideBrain"]
+    if outside > OUTSIDE_BRAIN_WARNING:
+        raise InputError(
+            f"the lesion mask is misplaced: {100 * outside:.0f}% of it lies outside the brain mask of the "
+            "run (shifted, or in another space), so its side cannot be read from it",
+            f"{where} (brain mask {reference})",
+            "check the mask's affine and space (it must be in the BOLD's template space and overlap "
+            "the brain); the side in participants.tsv is not the problem",
+        )
 
 
 def template_space_mask(

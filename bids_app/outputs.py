@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +125,67 @@ def init_output_dataset(
         dataset_description(output_dir, bids_dir, fmriprep_dir, container, lesion_dir, model_dir),
     )
     atomic_write_text(Path(output_dir) / ".bidsignore", BIDSIGNORE)
+
+
+#: Extensions of what strokefc writes under ``sub-<label>/`` (maps, sidecars, tables, figures).
+_OUTPUT_EXTENSIONS = (".nii.gz", ".nii", ".json", ".tsv", ".svg")
+#: Filename entity -> run entity (:class:`workflows.utils.bids.RunInputs` ``entities``).
+_RUN_KEYS = {
+    "ses": "session",
+    "task": "task",
+    "acq": "acquisition",
+    "run": "run",
+    "space": "space",
+    "res": "res",
+}
+
+
+def name_entities(name: str) -> dict[str, str]:
+    """The entities of a BIDS name: ``sub-01_task-rest_bold.nii.gz`` -> ``{"sub": "01", "task": "rest"}``."""
+    parts = name.split(".", 1)[0].split("_")
+    return dict(part.split("-", 1) for part in parts[:-1] if "-" in part)
+
+
+def stale_outputs(
+    output_dir: Path, label: str, runs: Sequence[Mapping[str, Any]], since: float
+) -> list[Path]:
+    """Files of an earlier run of ``label`` that this run did not rewrite, among those of the same runs.
+
+    Only strokefc-named files (``sub-<label>_...`` with a derivative extension) inside
+    ``output_dir/sub-<label>/`` count, and only those whose entities (session, task, acquisition, run,
+    space, resolution; the ones the name has) match one of ``runs`` (the run entities this run read):
+    another space, task or session keeps its outputs. "Rewritten" is the inode's change time
+    (``st_ctime``, which copying metadata cannot set back) at or after ``since``.
+    """
+    root = Path(output_dir) / f"sub-{label}"
+    if not root.is_dir():
+        return []
+    out = []
+    for path in sorted(root.rglob(f"sub-{label}_*")):
+        if path.is_symlink() or not path.is_file() or not path.name.endswith(_OUTPUT_EXTENSIONS):
+            continue
+        if path.stat().st_ctime >= since:
+            continue
+        entities = name_entities(path.name)
+        if entities.get("sub") != label:
+            continue
+        if any(
+            all(str(run.get(key)) == entities[short] for short, key in _RUN_KEYS.items() if short in entities)
+            for run in runs
+        ):
+            out.append(path)
+    return out
+
+
+def remove_stale_outputs(
+    output_dir: Path, label: str, runs: Sequence[Mapping[str, Any]], since: float
+) -> list[Path]:
+    """Delete :func:`stale_outputs` (the group level must never read an earlier run's maps); return them."""
+    removed = []
+    for path in stale_outputs(output_dir, label, runs, since):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed

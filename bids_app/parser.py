@@ -203,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also take ..._desc-<DESC>_mask/_roi files in --lesion-dir as lesion masks",
     )
     g.add_argument(
+        "--lesion-threshold",
+        type=_fraction,
+        default=D("lesion_threshold"),
+        metavar="T",
+        help="voxels of a lesion mask with a value >= T are the lesion (default %(default)s: a "
+        "probabilistic 0..1 mask is cut at 0.5; a binary mask is the same at any T; recorded in the "
+        "lesion sidecar)",
+    )
+    g.add_argument(
         "--skip-bids-validation",
         "--skip_bids_validation",
         action="store_true",

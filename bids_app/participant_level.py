@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import nibabel as nb
 from nipype.pipeline import engine as pe
 
-from bids_app import queries
+from bids_app import locks, queries
 from bids_app.config import RunConfig
 from bids_app.console import make_plugin
 from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
@@ -33,19 +32,27 @@ from bids_app.execution import (
     prepare_work_dir,
     write_run_config,
 )
-from bids_app.lesions import find_lesion_masks, masks_expected, resolve_lesion_side, template_space_mask
-from bids_app.outputs import check_output_dir, init_output_dataset
+from bids_app.lesions import (
+    check_lesion_placement,
+    find_lesion_masks,
+    masks_expected,
+    resolve_lesion_side,
+    template_space_mask,
+)
+from bids_app.outputs import check_output_dir, init_output_dataset, remove_stale_outputs
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
 from bids_app.progress import SubjectProgress, subject_priority
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
+from workflows.denoise import MISSING_FD_NOTE, read_confounds_table
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
 from workflows.utils.atomic import remove_stale_temps
 from workflows.utils.bids import RunInputs
 from workflows.utils.errors import InputError
+from workflows.utils.images import load_image
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
@@ -66,6 +73,7 @@ class SubjectPlan:
     ul_fma: float | None = None
     notes: list[str] = field(default_factory=list)  # said in the log, the summary and the report
     excluded_runs: list[dict] = field(default_factory=list)  # QC rows of runs excluded by the rules
+    scope: list[dict] = field(default_factory=list)  # entities of every run read (excluded ones too)
 
 
 def validator_executable() -> str | None:
@@ -135,12 +143,14 @@ def plan_subject(
     if q.fmristroke_dir:
         runs = [queries.with_fmristroke(run, q.fmristroke_dir) for run in runs]
     notes = sessions_without_space(config, label, runs, layout)
+    scope = [dict(r.entities) for r in runs]
     runs, excluded_runs = apply_exclusion_rules(config, runs)
     if not runs:
         raise SubjectExcluded(
             "every run was excluded by quality control: "
             + "; ".join(f"{r['run']}: {r['reason']}" for r in excluded_runs),
             excluded_runs,
+            scope,
         )
     tsv_side = None
     where = f"{config.bids_dir / 'participants.tsv'}, participant sub-{label}"
@@ -164,7 +174,9 @@ def plan_subject(
     for session, lesion in found.items():
         reference = next(r for r in runs if r.entities.get("session") == session).mask
         masks[session], sources[session] = template_space_mask(config, label, lesion, reference)
-        mask_sides[session] = lesion_side_from_mask(nb.load(str(masks[session])), str(lesion.path))
+        mask_sides[session] = lesion_side_from_mask(
+            load_image(masks[session], "lesion mask"), str(lesion.path), config.lesion.threshold
+        )
     if len(set(mask_sides.values())) > 1:
         raise InputError(
             f"sub-{label}: the lesion masks of different sessions lie on different sides ({mask_sides})",
@@ -179,13 +191,23 @@ def plan_subject(
         )
         LOGGER.warning("sub-%s: %s", label, notes[-1])
     mask_side = next(iter(mask_sides.values()), None)
+    if tsv_side and mask_side and tsv_side != mask_side:
+        for session, lesion in found.items():  # a mask off its place is not a side disagreement
+            reference = next(r for r in runs if r.entities.get("session") == session).mask
+            check_lesion_placement(masks[session], reference, str(lesion.path), config.lesion.threshold)
     side, source = resolve_lesion_side(tsv_side, mask_side, label)
     ul_fma = None
     if participants is not None and label in participants:
         raw = participants[label].get(config.group.label_column)
         ul_fma = parse_score(raw, where) if raw else None
     notes += [f"{r['run']} excluded by quality control: {r['reason']}" for r in excluded_runs]
-    return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes, excluded_runs)
+    notes += [f"{r.name}: {r.tr_note}" for r in runs if r.tr_note]
+    notes += [
+        f"{r.name}: {MISSING_FD_NOTE}"
+        for r in runs
+        if "framewise_displacement" not in read_confounds_table(r.confounds)
+    ]
+    return SubjectPlan(label, runs, side, source, masks, sources, ul_fma, notes, excluded_runs, scope)
 
 
 def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
@@ -210,6 +232,7 @@ def build_workflow(config: RunConfig, plans: list[SubjectPlan]) -> pe.Workflow:
                     model_dir=config.model,
                     combine_sessions=config.queries.combine_sessions,
                     omp_nthreads=config.execution.omp_nthreads,
+                    lesion=config.lesion,
                 )
             ]
         )
@@ -262,15 +285,39 @@ def run_participant_level(config: RunConfig) -> int:
         prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
     write_run_config(config)  # once the inputs are accepted: a refused run keeps the last run's
+    held: list[Path] = []
+    try:
+        return _run_subjects(config, labels, participants, layout, started, held)
+    finally:
+        for path in held:
+            locks.release(path)
 
+
+def _run_subjects(
+    config: RunConfig,
+    labels: list[str],
+    participants: dict[str, dict[str, str]] | None,
+    layout: BIDSLayout | None,
+    started: float,
+    held: list[Path],
+) -> int:
+    """Lock, plan, run, clean and report the subjects (``held``: the locks taken, released by the caller)."""
     plans: list[SubjectPlan] = []
     failures: dict[str, tuple[str, Path | None]] = {}
     excluded: dict[str, str] = {}
+    scopes: dict[str, list[dict]] = {}  # subject -> its runs' entities, for stale outputs
     for label in labels:
+        try:
+            held.append(locks.acquire(config.output_dir, label))
+        except InputError as exc:
+            failures[label] = (exc.render(flag_names()), None)
+            LOGGER.error("sub-%s skipped: %s", label, failures[label][0])
+            continue
         try:
             plans.append(plan_subject(config, label, participants, layout))
         except SubjectExcluded as exc:
             excluded[label] = str(exc)
+            scopes[label] = exc.scope
             LOGGER.warning("sub-%s excluded: %s", label, exc)
         except InputError as exc:
             failures[label] = (exc.render(flag_names()), None)
@@ -301,6 +348,13 @@ def run_participant_level(config: RunConfig) -> int:
                 failures[plan.subject] = reason
 
     done = [p for p in plans if p.subject not in failures]
+    if not config.execution.reports_only:
+        scopes.update({p.subject: p.scope for p in done})
+        for label, scope in scopes.items():
+            for path in remove_stale_outputs(config.output_dir, label, scope, started):
+                LOGGER.info(
+                    "sub-%s: removed %s (an earlier run's output this run did not write)", label, path
+                )
     reports = write_participant_reports(config, done, {k: v[0] for k, v in failures.items()})
     notes = {p.subject: p.notes for p in plans if p.notes}
     _print_summary(config, labels, failures, reports, notes, excluded)

@@ -329,14 +329,16 @@ def collect_runs(
         bold_path = _check_file(bold.path, "preprocessed BOLD")
         _check_file(mask, "brain mask")
         _check_file(confounds, "confounds table")
+        tr = _repetition_time(bold_path)
         runs.append(
             RunInputs(
                 bold=bold_path,
                 mask=mask,
                 confounds=confounds,
                 boldref=Path(refs[0].path) if refs else None,
-                tr=_repetition_time(bold_path),
+                tr=tr,
                 entities=ent,
+                tr_header=_conflicting_header_tr(bold_path, tr),
             )
         )
     return runs
@@ -424,6 +426,41 @@ def _positive_seconds(value: Any, sidecar: Path) -> float:
     return tr
 
 
+def header_repetition_time(header: Any) -> float | None:
+    """TR in seconds from a NIfTI header, in its own time unit (ms and us converted; no unit = seconds);
+    None when the header holds no positive TR."""
+    zooms = header.get_zooms()
+    if len(zooms) < 4 or not zooms[3] > 0:
+        return None
+    unit = header.get_xyzt_units()[1] if hasattr(header, "get_xyzt_units") else "sec"
+    return float(zooms[3]) / {"msec": 1e3, "usec": 1e6}.get(unit, 1.0)
+
+
+#: Relative difference between the sidecar's and the header's TR reported as a conflict.
+TR_CONFLICT = 0.01
+
+
+def _conflicting_header_tr(bold_path: Path, tr: float) -> float | None:
+    """The NIfTI header's TR when it disagrees with ``tr`` (the sidecar's, which BIDS says wins), else None.
+
+    The disagreement is logged; the caller records it in the run's sidecars and QC row.
+    """
+    try:
+        header_tr = header_repetition_time(nb.load(str(bold_path)).header)
+    except (OSError, ValueError, EOFError, nb.filebasedimages.ImageFileError):
+        return None  # an unreadable BOLD is reported by the run's preflight
+    if header_tr is None or math.isclose(header_tr, tr, rel_tol=TR_CONFLICT):
+        return None
+    LOGGER.warning(
+        "%s: the JSON sidecar's RepetitionTime (%g s) and the NIfTI header's TR (%g s) disagree; "
+        "the sidecar's is used, as BIDS says (recorded in the maps' sidecars and the QC table)",
+        bold_path,
+        tr,
+        header_tr,
+    )
+    return header_tr
+
+
 def _repetition_time(bold_path: Path) -> float:
     """TR in seconds from the BOLD's JSON sidecar (``RepetitionTime``), else from the NIfTI header in
     its own time unit (a header in ms or us is converted; one without a unit is taken as seconds).
@@ -435,23 +472,15 @@ def _repetition_time(bold_path: Path) -> float:
             return _positive_seconds(meta["RepetitionTime"], sidecar)
     try:
         header = nb.load(str(bold_path)).header
-        zooms = header.get_zooms()
-        unit = header.get_xyzt_units()[1] if hasattr(header, "get_xyzt_units") else "sec"
     except (OSError, ValueError, nb.filebasedimages.ImageFileError):
         raise InputError(
             "the BOLD file cannot be read as NIfTI and its sidecar has no RepetitionTime",
             str(bold_path),
             "re-copy or regenerate the BOLD file",
         ) from None
-    if len(zooms) > 3 and zooms[3] > 0:
-        tr = float(zooms[3]) / {"msec": 1e3, "usec": 1e6}.get(unit, 1.0)
-        LOGGER.warning(
-            "RepetitionTime missing from %s; using the NIfTI header (%s %s = %.3f s)",
-            sidecar,
-            zooms[3],
-            unit,
-            tr,
-        )
+    tr = header_repetition_time(header)
+    if tr is not None:
+        LOGGER.warning("RepetitionTime missing from %s; using the NIfTI header (%.3f s)", sidecar, tr)
         return tr
     raise InputError(
         "the repetition time is unknown",

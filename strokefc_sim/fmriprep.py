@@ -32,12 +32,20 @@ def write_description(fmriprep: Path) -> None:
     )
 
 
-def to_image(data_tv: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> nb.Nifti1Image:
-    """In-mask data (T, V) as a 4D int16 image around 1000 (a BOLD-like scale)."""
+def to_image(
+    data_tv: np.ndarray, mask: np.ndarray, affine: np.ndarray, tr: float | None = None
+) -> nb.Nifti1Image:
+    """In-mask data (T, V) as a 4D int16 image around 1000 (a BOLD-like scale).
+
+    With ``tr`` the header holds it in seconds, as fMRIPrep writes it (otherwise nibabel's 1, unitless).
+    """
     vol = np.zeros((*mask.shape, data_tv.shape[0]), np.float32)
     vol[mask] = (1000.0 + 20.0 * data_tv).T
     img = nb.Nifti1Image(vol, affine)
     img.set_data_dtype(np.int16)  # nibabel picks the scale factor; 10x smaller and faster to gzip
+    if tr is not None:
+        img.header.set_zooms((*img.header.get_zooms()[:3], tr))
+        img.header.set_xyzt_units("mm", "sec")
     return img
 
 
@@ -58,7 +66,7 @@ def write_run(
     mask = np.asarray(mask_img.dataobj) > 0
     affine = mask_img.affine
     sp = space_entities(resolution)
-    to_image(data, mask, affine).to_filename(func / f"{ents}{sp}_desc-preproc_bold.nii.gz")
+    to_image(data, mask, affine, tr).to_filename(func / f"{ents}{sp}_desc-preproc_bold.nii.gz")
     write_json(
         func / f"{ents}{sp}_desc-preproc_bold.json",
         {

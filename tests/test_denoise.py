@@ -4,8 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows.denoise import carpet_sample, clean_series, count_dummy_scans, denoise_run, smooth_in_mask
+from workflows.denoise import (
+    carpet_sample,
+    check_confound_values,
+    clean_series,
+    count_dummy_scans,
+    denoise_run,
+    smooth_in_mask,
+)
 from workflows.params import DenoiseParams
+from workflows.utils.errors import InputError
 
 
 def test_smoothing_stays_inside_the_mask_and_keeps_constants(rng):
@@ -18,6 +26,25 @@ def test_smoothing_stays_inside_the_mask_and_keeps_constants(rng):
     assert np.allclose(out[mask][:, 0], 5.0, atol=1e-4)  # normalised convolution: no edge darkening
     assert out[6, 6, 7, 1] > 5.0
     assert out[6, 6, 6, 1] < 50.0
+
+
+def test_confound_values_missing_inside_a_column_or_infinite_are_refused():
+    table = pd.DataFrame(
+        {
+            "csf": [1.0, 2.0, np.nan, 4.0, 5.0],
+            "csf_derivative1": [np.nan, 1.0, 1.0, 1.0, 1.0],  # fMRIPrep's leading n/a: allowed
+            "trans_x": [0.1, np.inf, 0.0, 0.0, 0.0],
+            "unused": [np.nan] * 5,  # a column of n/a only: nothing to regress, allowed as before
+        }
+    )
+    check_confound_values(table[["csf_derivative1", "unused"]], "c.tsv")
+    with pytest.raises(InputError) as info:
+        check_confound_values(table, "c.tsv")
+    text = str(info.value)
+    assert "column 'csf', row(s) 3 (n/a)" in text
+    assert "column 'trans_x', row(s) 2 (infinite)" in text
+    assert "csf_derivative1" not in text
+    assert info.value.where == "c.tsv"
 
 
 def test_dummy_scans_from_fmriprep_outliers():

@@ -14,8 +14,8 @@ from bids_app.participant_level import validator_executable
 from strokefc_sim.grid import brain_mask
 from strokefc_sim.lesions import lesion_sphere
 from workflows.denoise import denoise_run
-from workflows.lesion import exclusion_with_mirror, lesion_on_grid
-from workflows.params import DenoiseParams
+from workflows.lesion import exclusion_with_mirror, hemisphere_fractions, lesion_on_grid
+from workflows.params import DenoiseParams, LesionParams
 from workflows.utils.errors import InputError
 
 SPACE = "MNI152NLin2009cAsym"
@@ -58,6 +58,33 @@ def test_lesion_mask_errors(brain4, tmp_path):
         lesion_on_grid(nb.Nifti1Image(corner, affine), brain4)
     with pytest.raises(InputError, match="4D"):
         lesion_on_grid(nb.Nifti1Image(np.ones((4, 4, 4, 2), np.uint8), affine), brain4)
+
+
+def test_probabilistic_masks_are_cut_at_the_threshold_and_binary_ones_unchanged(brain4):
+    """A 0..1 mask keeps its voxels >= 0.5 (not every voxel > 0); a binary mask gives the same lesion at
+    any threshold; both record the threshold and whether the mask was graded."""
+    core = lesion_sphere("L", 8.0, brain4)
+    near = lesion_sphere("L", 16.0, brain4) & ~core
+    prob = np.where(core, 0.8, np.where(near, 0.2, 0.0)).astype(np.float32)
+    graded = lesion_on_grid(nb.Nifti1Image(prob, brain4.affine), brain4)
+    binary = lesion_on_grid(nb.Nifti1Image(core.astype(np.uint8), brain4.affine), brain4)
+    assert (graded.lesion == binary.lesion).all()
+    assert graded.info["LesionThreshold"] == 0.5
+    assert graded.info["LesionMaskValues"] == "graded"
+    assert binary.info["LesionMaskValues"] == "binary"
+    assert graded.info["LesionVolume_ml"] == binary.info["LesionVolume_ml"]
+    wide = lesion_on_grid(nb.Nifti1Image(prob, brain4.affine), brain4, threshold=0.1)
+    assert wide.lesion.sum() > 2 * binary.lesion.sum()
+    for threshold in (0.01, 1.0):
+        at = lesion_on_grid(
+            nb.Nifti1Image(core.astype(np.uint8) * 255, brain4.affine), brain4, threshold=threshold
+        )
+        assert (at.lesion == binary.lesion).all()
+    assert hemisphere_fractions(nb.Nifti1Image(prob, brain4.affine))["L"] == 1.0
+    with pytest.raises(InputError, match=r"no voxel >= 0\.9"):
+        lesion_on_grid(nb.Nifti1Image(prob, brain4.affine), brain4, threshold=0.9)
+    with pytest.raises(InputError, match=r"LesionParams\.threshold"):
+        LesionParams(threshold=0.0)
 
 
 def test_exclusion_and_its_mirror(brain4):

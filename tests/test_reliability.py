@@ -80,6 +80,67 @@ def _flip_side(bids, label):
     return ["--participant-label", label, "--lesion-dir", bids / "derivatives" / "lesions"]
 
 
+def _confounds(bids, label):
+    return _func(bids, label) / f"sub-{label}_task-rest_desc-confounds_timeseries.tsv"
+
+
+def _set_confound(bids, label, column, rows, value):
+    """Write ``value`` (e.g. "n/a", "inf") into ``rows`` (0-based) of a confounds column."""
+    path = _confounds(bids, label)
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    table.loc[list(rows), column] = value
+    table.to_csv(path, sep="\t", index=False)
+    return ["--participant-label", label]
+
+
+def _zero_bold(bids, label):
+    img = nb.load(_bold(bids, label))
+    nb.Nifti1Image(np.zeros(img.shape, np.int16), img.affine, img.header).to_filename(_bold(bids, label))
+    return ["--participant-label", label]
+
+
+def _mask(bids, label):
+    return _func(bids, label) / f"sub-{label}_task-rest_space-{SPACE}_desc-brain_mask.nii.gz"
+
+
+def _mask_volumes(bids, label, n):
+    """The brain mask saved as 4D with ``n`` volumes."""
+    img = nb.load(_mask(bids, label))
+    data = np.repeat(np.asarray(img.dataobj)[..., None], n, axis=3)
+    nb.Nifti1Image(data, img.affine).to_filename(_mask(bids, label))
+    return ["--participant-label", label]
+
+
+def _lesion(bids, label):
+    return (
+        bids
+        / "derivatives"
+        / "lesions"
+        / f"sub-{label}"
+        / "anat"
+        / (f"sub-{label}_space-{SPACE}_desc-lesion_mask.nii.gz")
+    )
+
+
+def _shift_lesion(bids, label, dx):
+    """Move the lesion mask's affine ``dx`` mm in x (a mask saved with a wrong origin)."""
+    img = nb.load(_lesion(bids, label))
+    affine = img.affine.copy()
+    affine[0, 3] += dx
+    nb.Nifti1Image(np.asarray(img.dataobj), affine).to_filename(_lesion(bids, label))
+    return ["--participant-label", label, "--lesion-dir", bids / "derivatives" / "lesions"]
+
+
+def _lock(bids, label, pid):
+    """A lock of another run of ``label`` (pid 1 is always alive) in the output folder ``bids/../out``."""
+    import socket
+
+    path = bids.parent / "out" / "logs" / "locks" / f"sub-{label}.lock"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "2026-12-03 07:00:00"}))
+    return ["--participant-label", label]
+
+
 # (id, fault injected into the copy -> extra CLI args or None, analysis level, exit code, message)
 CASES = [
     ("bids_dir missing", lambda b: shutil.rmtree(b), "participant", 2, "BIDS directory does not exist"),
@@ -173,6 +234,50 @@ CASES = [
         "participant",
         1,
         r"sub-01: participants.tsv says the lesion is on the . side but the lesion mask lies mostly on the",
+    ),
+    (
+        "n/a inside a confound column",
+        lambda b: _set_confound(b, "01", "trans_x", [40, 41], "n/a"),
+        "participant",
+        1,
+        r"sub-01: the confounds table has missing or infinite values: column 'trans_x', row\(s\) 41, 42 "
+        r"\(n/a\)\. Where: .*sub-01_task-rest_desc-confounds_timeseries\.tsv\. How to fix",
+    ),
+    (
+        "inf in a confound column",
+        lambda b: _set_confound(b, "01", "csf", [10], "inf"),
+        "participant",
+        1,
+        r"column 'csf', row\(s\) 11 \(infinite\)",
+    ),
+    (
+        "BOLD all zeros",
+        lambda b: _zero_bold(b, "01"),
+        "participant",
+        1,
+        r"sub-01: the BOLD is constant over time in every brain voxel \(all zeros\)",
+    ),
+    (
+        "brain mask with two volumes",
+        lambda b: _mask_volumes(b, "01", 2),
+        "participant",
+        1,
+        r"sub-01: the brain mask is 4D .*a 3D mask is expected",
+    ),
+    (
+        "lesion mask shifted in x",
+        lambda b: _shift_lesion(b, "01", 500.0),
+        "participant",
+        1,
+        r"sub-01: the lesion mask has no voxel on the BOLD grid",
+    ),
+    (
+        "same subject running elsewhere",
+        lambda b: _lock(b, "01", 1),
+        "participant",
+        1,
+        r"sub-01 is being processed by another strokefc run \(pid 1, started 2026-12-03 07:00:00\).*"
+        r"remove the lock file if that run is dead",
     ),
     (
         "UL-FMA out of range",
@@ -533,3 +638,119 @@ def test_verbose_shows_nipype_and_the_traceback(bids, tmp_path):
     assert code == 1, text
     assert "[Node] Setting-up" in text
     assert "Traceback" in text
+
+
+def test_input_faults_that_used_to_change_maps_silently_are_said_and_recorded(bids, tmp_path, capsys):
+    """One run, four subjects: sub-01 without FD column and with a TR conflict, sub-02 with an uncompressed
+    BOLD and a 4D brain mask of one volume, sub-03 with a probabilistic lesion mask, sub-04 a control.
+    Every one completes; each fault is said in the summary and recorded in the sidecars and QC table,
+    and the probabilistic mask is cut at 0.5."""
+    from scipy.ndimage import gaussian_filter
+
+    from workflows.utils.images import resample_binary
+
+    conf = _confounds(bids, "01")
+    pd.read_csv(conf, sep="\t").drop(columns=["framewise_displacement"]).to_csv(
+        conf, sep="\t", index=False, na_rep="n/a"
+    )
+    img = nb.load(_bold(bids, "01"))
+    img.header.set_zooms((*img.header.get_zooms()[:3], 0.8))
+    img.header.set_xyzt_units("mm", "sec")
+    nb.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header).to_filename(_bold(bids, "01"))
+    bold = _bold(bids, "02")
+    nb.load(bold).to_filename(str(bold)[: -len(".gz")])  # uncompressed .nii, as some pipelines export
+    bold.unlink()
+    _mask_volumes(bids, "02", 1)
+    binary = nb.load(_lesion(bids, "03"))
+    inside = np.asarray(binary.dataobj) > 0
+    blurred = gaussian_filter(inside.astype(np.float32), 1.5)
+    prob = np.where(inside, 0.9, np.clip(blurred, 0, 0.45)).astype(np.float32)  # tails < 0.5 outside
+    prob[prob < 0.02] = 0
+    nb.Nifti1Image(prob, binary.affine).to_filename(_lesion(bids, "03"))
+    assert (prob > 0).sum() > 3 * inside.sum()
+
+    out = tmp_path / "out"
+    lesions = bids / "derivatives" / "lesions"
+    code = run_cli(
+        bids, out, "participant", "--participant-label", "01", "02", "03", "04", "--lesion-dir", lesions,
+        "--work-dir", tmp_path / "work", "--nprocs", 2, "--null-surrogates", 0, *FAST,
+    )  # fmt: skip
+    text = capsys.readouterr()
+    assert code == 0, text.out + text.err
+    assert "4 of 4 participant(s) done" in text.out
+    assert "sub-01: task-rest: no framewise_displacement column in the confounds: motion rules" in text.out
+    assert "not applied" in text.out
+    assert (
+        "sub-01: task-rest: RepetitionTime 2 s from the JSON sidecar used; the NIfTI header says 0.8 s"
+        in (text.out)
+    )
+    assert "Traceback" not in text.out + text.err
+
+    def sidecar(label, pattern="*_stat-dfcsd_boldmap.json"):
+        return json.loads(next(out.glob(f"sub-{label}/func/{pattern}")).read_text())
+
+    def qc(label):
+        return pd.read_csv(next(out.glob(f"sub-{label}/func/*_qc.tsv")), sep="\t", keep_default_na=False)
+
+    assert any("framewise_displacement" in w for w in sidecar("01")["Warnings"])
+    assert "mean-FD exclusion" in qc("01")["reason"][0]
+    assert sidecar("01")["RepetitionTime"] == 2.0
+    assert sidecar("01")["RepetitionTimeNIfTIHeader"] == pytest.approx(0.8)
+    assert "NIfTI header says 0.8 s" in qc("01")["reason"][0]
+    for label in ("02", "03", "04"):
+        assert qc(label)["reason"][0] == ""
+        assert "RepetitionTimeNIfTIHeader" not in sidecar(label)
+    lesion_meta = json.loads(next(out.glob("sub-03/anat/*_desc-lesion_mask.json")).read_text())
+    assert lesion_meta["Threshold"] == 0.5
+    assert sidecar("03")["Lesion"]["LesionMaskValues"] == "graded"
+    assert sidecar("04")["Lesion"]["LesionMaskValues"] == "binary"
+    written = np.asarray(nb.load(next(out.glob("sub-03/anat/*_desc-lesion_mask.nii.gz"))).dataobj) > 0
+    expected = resample_binary(
+        nb.Nifti1Image(inside.astype(np.uint8), binary.affine), nb.load(_mask(bids, "03"))
+    )
+    assert (written == expected).all()  # the mask it was blurred from, not every voxel > 0
+
+
+def test_rerun_removes_stale_outputs_and_the_group_follows_participants_tsv(bids, tmp_path, capsys):
+    """Run A (lesion masks, window maps) then run B (30-volume windows, no lesion, no window maps) of
+    sub-01 on one output folder: A's window maps and lesion mask are gone, every map left is B's; other
+    files (another space, the user's) stay. Then the
+    lesion side corrected in participants.tsv after the participant level stops the group level."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    lesions = bids / "derivatives" / "lesions"
+    common = ("--participant-label", "01", "--work-dir", work, "--null-surrogates", 0, *FAST)
+    assert run_cli(bids, out, "participant", *common, "--lesion-dir", lesions, "--save-windows") == 0
+    stale = list(out.glob("sub-01/func/*_stat-windows_boldmap.*")) + list(out.glob("sub-01/anat/*lesion*"))
+    assert len(stale) == 4
+    mine = out / "sub-01" / "func" / "my_notes.txt"
+    mine.write_text("not strokefc's")
+    other_space = (
+        out
+        / "sub-01"
+        / "func"
+        / ("sub-01_task-rest_space-MNI152NLin6Asym_seed-ipsiM1_stat-dfcsd_boldmap.nii.gz")
+    )
+    other_space.write_bytes(b"another space's map")
+    capsys.readouterr()
+    assert run_cli(bids, out, "participant", *common, "--window-length", "30vol") == 0
+    assert not [p for p in stale if p.exists()]
+    assert mine.exists()
+    assert other_space.exists()
+    other_space.unlink()
+    lengths = {
+        json.loads(p.read_text()).get("WindowLength_vol") for p in out.glob("sub-01/func/*_boldmap.json")
+    }
+    assert lengths <= {30, None}  # the lag map has no window
+
+    side = _participants(bids).set_index("participant_id").loc["sub-01", "lesion_hemisphere"]
+    _set(bids, "01", "lesion_hemisphere", "R" if side == "L" else "L")
+    capsys.readouterr()
+    code = run_cli(bids, out, "group", "--work-dir", work, "--skip-bids-validation")
+    text = capsys.readouterr()
+    assert code == 2, text.out + text.err
+    assert re.search(
+        r"sub-01: participants.tsv says . but its maps were made for .*How to fix: rerun the participant "
+        r"level for sub-01",
+        text.err,
+    ), text.err
+    assert "Traceback" not in text.out + text.err

@@ -64,7 +64,10 @@ COLUMNS: dict[str, dict[str, Any]] = {
     },
     "lag_flagged": {"Description": "1 when either lag difference exceeds QCParams.max_lag"},
     "excluded": {"Description": "1 when an exclusion rule removed the run (no maps)"},
-    "reason": {"Description": "why the run (or subject) was excluded"},
+    "reason": {
+        "Description": "why the run (or subject) was excluded; for a processed run, input problems that "
+        "changed what was applied (a missing FD column, a TR conflict), else empty"
+    },
     # group level: cohort, cross-validation, training curves, saliency regions
     "ul_fma": {"Description": "upper-limb Fugl-Meyer score (0-66)", "Units": "points"},
     "class": {

@@ -87,6 +87,42 @@ def count_dummy_scans(confounds: pd.DataFrame, dummy_scans: int | str = "auto") 
     return n
 
 
+#: Said in the sidecar, the QC table, the log and the report when the confounds have no FD column.
+MISSING_FD_NOTE = (
+    "no framewise_displacement column in the confounds: motion rules that need it (the mean-FD "
+    "exclusion, QCParams.max_mean_fd) were not applied"
+)
+
+
+def check_confound_values(confounds: pd.DataFrame, where: Path | str) -> None:
+    """Refuse confound columns with missing (n/a, NaN) values after their first row, or infinite values.
+
+    fMRIPrep leaves ``n/a`` only in the first rows of derivative and FD-like columns (no previous
+    volume); those leading values become 0, as nilearn's loader expects. Anywhere else a missing or
+    infinite value would silently regress a 0 (or stop the regression), so it is an error naming the
+    file, the columns and the rows (1 = the first row below the header).
+    """
+    problems = []
+    for column in confounds.columns:
+        values = pd.to_numeric(confounds[column], errors="coerce").to_numpy(float)
+        missing = np.isnan(values)
+        leading = int(np.argmax(~missing)) if (~missing).any() else missing.size
+        for kind, bad in (
+            ("n/a", np.flatnonzero(missing & (np.arange(values.size) >= leading))),
+            ("infinite", np.flatnonzero(np.isinf(values))),
+        ):
+            if bad.size:
+                rows = ", ".join(str(i + 1) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
+                problems.append(f"column {column!r}, row(s) {rows} ({kind})")
+    if problems:
+        raise InputError(
+            "the confounds table has missing or infinite values: " + "; ".join(problems),
+            str(where),
+            "use the confounds fMRIPrep wrote for this run (it leaves n/a only in the first rows of "
+            "derivative columns), or fill those rows (e.g. by interpolating the neighbouring values)",
+        )
+
+
 def load_run_confounds(
     bold_file: Path | str, params: DenoiseParams, n_volumes: int
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
@@ -104,6 +140,17 @@ def load_run_confounds(
             params=("DenoiseParams.strategy",),
         )
     kwargs: dict[str, Any] = dict(STRATEGIES[params.strategy])
+    conf_path = _confounds_path(bold_file)
+    if "scrub" in kwargs["strategy"] and conf_path.is_file():
+        if "framewise_displacement" not in read_confounds_table(conf_path):
+            raise InputError(
+                "the scrubbing strategy censors volumes by framewise displacement, and the confounds "
+                "have no framewise_displacement column",
+                str(conf_path),
+                "use the confounds fMRIPrep wrote (they hold framewise_displacement), or pick a "
+                "strategy without censoring",
+                params=("DenoiseParams.strategy",),
+            )
     if "scrub" in kwargs["strategy"]:
         kwargs.update(fd_threshold=params.fd_thresh, std_dvars_threshold=params.std_dvars_thresh)
     if "compcor" in kwargs["strategy"]:
@@ -111,7 +158,9 @@ def load_run_confounds(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            confounds, sample_mask = load_confounds(str(bold_file), **kwargs)
+            # nilearn reads only the name (to find the confounds next to it) and accepts .nii.gz only
+            name = str(bold_file) + (".gz" if str(bold_file).endswith(".nii") else "")
+            confounds, sample_mask = load_confounds(name, **kwargs)
     except (ValueError, KeyError, FileNotFoundError, json.JSONDecodeError) as exc:
         raise InputError(
             f"nilearn could not load the fMRIPrep confounds for strategy {params.strategy!r} ({exc})",
@@ -127,6 +176,9 @@ def load_run_confounds(
             str(bold_file),
             "use the confounds file produced with this BOLD run",
         )
+    if conf_path.is_file():  # nilearn demeans the columns: check the values as written
+        table = read_confounds_table(conf_path)
+        check_confound_values(table[[c for c in confounds.columns if c in table]], conf_path)
     kept = np.ones(n_volumes, bool)
     if sample_mask is not None:
         kept[:] = False
@@ -151,7 +203,7 @@ def load_bold_masked(
     mask_img = load_image(mask_file, "brain mask")
     check_bold_and_mask(bold_img, mask_img, bold_file, mask_file)
     data = read_data(bold_img, bold_file, "BOLD")
-    mask = read_data(mask_img, mask_file, "brain mask") > 0
+    mask = read_data(mask_img, mask_file, "brain mask").reshape(mask_img.shape[:3]) > 0  # (X, Y, Z, 1) too
     finite = np.isfinite(data).all(axis=3)
     n_bad = int((mask & ~finite).sum())
     mask &= finite
@@ -161,8 +213,25 @@ def load_bold_masked(
             str(mask_file),
             "check the mask and the BOLD",
         )
+    check_not_constant(data, mask, bold_file)
     info: dict[str, Any] = {"NonFiniteVoxelsExcluded": n_bad}
     return data, mask, bold_img, info
+
+
+def check_not_constant(data: np.ndarray, mask: np.ndarray, bold_file: Path | str) -> None:
+    """Refuse a BOLD whose brain voxels never change (all zeros, a copied volume): no signal to correlate.
+
+    Volumes are compared with the first until one differs (normally the second), so this costs little.
+    """
+    first = data[..., 0][mask]
+    if any(np.any(data[..., t][mask] != first) for t in range(1, data.shape[3])):
+        return
+    value = "all zeros" if not first.any() else "the same value in every volume"
+    raise InputError(
+        f"the BOLD is constant over time in every brain voxel ({value}): it holds no signal",
+        str(bold_file),
+        "the file was probably damaged or wrongly exported: re-copy it or re-run fMRIPrep for this run",
+    )
 
 
 def smooth_in_mask(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, zooms: Sequence[float]) -> np.ndarray:
@@ -540,6 +609,8 @@ def denoise_run(
     )
     if params.strategy == "scrubbing":
         info.update({"FDThreshold_mm": params.fd_thresh, "StdDVARSThreshold": params.std_dvars_thresh})
+    if "framewise_displacement" not in table:
+        info.setdefault("Warnings", []).append(MISSING_FD_NOTE[0].upper() + MISSING_FD_NOTE[1:] + ".")
     dof = degrees_of_freedom(
         int(kept.sum()), tr, params.high_pass, params.low_pass, 0 if conf is None else int(conf.shape[1])
     )

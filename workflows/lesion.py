@@ -14,6 +14,7 @@ import nibabel as nb
 import numpy as np
 from scipy import ndimage
 
+from workflows.params import LesionParams
 from workflows.utils.errors import InputError
 from workflows.utils.images import resample_binary
 
@@ -32,9 +33,16 @@ def normalise_hemisphere(value: object, where: str = "participants.tsv") -> str:
     return _SIDES[key]
 
 
-def hemisphere_fractions(mask_img: nb.Nifti1Image) -> dict[str, float]:
+def lesion_voxels(data: np.ndarray, threshold: float = LesionParams.threshold) -> np.ndarray:
+    """The lesion of a mask's values: ``>= threshold`` (a binary 0/1 or 0/255 mask is unchanged)."""
+    return np.asarray(data) >= threshold
+
+
+def hemisphere_fractions(
+    mask_img: nb.Nifti1Image, threshold: float = LesionParams.threshold
+) -> dict[str, float]:
     """Fraction of a mask's volume in the left (x < 0) and right (x > 0) hemisphere (world x)."""
-    data = np.asarray(mask_img.dataobj) > 0
+    data = lesion_voxels(np.asarray(mask_img.dataobj), threshold)
     ijk = np.argwhere(data)
     if ijk.size == 0:
         return {"L": 0.0, "R": 0.0}
@@ -43,14 +51,16 @@ def hemisphere_fractions(mask_img: nb.Nifti1Image) -> dict[str, float]:
     return {"L": float((x < 0).sum()) / n, "R": float((x > 0).sum()) / n}
 
 
-def lesion_side_from_mask(mask_img: nb.Nifti1Image, where: str = "lesion mask") -> str:
+def lesion_side_from_mask(
+    mask_img: nb.Nifti1Image, where: str = "lesion mask", threshold: float = LesionParams.threshold
+) -> str:
     """Return the hemisphere (``'L'``/``'R'``) holding most of the lesion volume."""
     if mask_img.ndim != 3:
         raise InputError(f"the lesion mask has {mask_img.ndim} dimensions", where, "give a 3D mask")
-    frac = hemisphere_fractions(mask_img)
+    frac = hemisphere_fractions(mask_img, threshold)
     if frac["L"] == 0 and frac["R"] == 0:
         raise InputError(
-            "the lesion mask is empty (no voxel > 0)",
+            f"the lesion mask is empty (no voxel >= {threshold:g}, LesionParams.threshold)",
             where,
             "check the mask, or give the side in participants.tsv instead",
         )
@@ -119,8 +129,12 @@ def lesion_on_grid(
     *,
     dilation: int = LESION_DILATION,
     where: str = "lesion mask",
+    threshold: float = LesionParams.threshold,
 ) -> LesionOnGrid:
     """Put a template-space lesion mask on the BOLD grid of ``brain_img`` and check it.
+
+    The lesion is the mask's voxels ``>= threshold`` (:class:`workflows.params.LesionParams`), recorded
+    with whether the mask was binary or graded (probabilistic).
 
     The mask is resampled with :func:`workflows.utils.images.resample_binary` (voxels at least half
     covered). An empty mask, a mask with nothing on the BOLD grid (another space or field of view) or
@@ -131,9 +145,14 @@ def lesion_on_grid(
         raise InputError(
             f"the lesion mask is {lesion_img.ndim}D {lesion_img.shape}", where, "give a 3D binary mask"
         )
-    source = np.asanyarray(lesion_img.dataobj).reshape(lesion_img.shape[:3]) > 0
+    values = np.asanyarray(lesion_img.dataobj).reshape(lesion_img.shape[:3])
+    source = lesion_voxels(values, threshold)
     if not source.any():
-        raise InputError("the lesion mask is empty (no voxel > 0)", where, "check the mask, or remove it")
+        raise InputError(
+            f"the lesion mask is empty (no voxel >= {threshold:g}, LesionParams.threshold)",
+            where,
+            "check the mask, lower the threshold (a probabilistic mask), or remove it",
+        )
     lesion_img = nb.Nifti1Image(source.astype(np.uint8), lesion_img.affine)
     lesion = resample_binary(lesion_img, brain_img)
     if not lesion.any():
@@ -143,7 +162,7 @@ def lesion_on_grid(
             "check that the mask is in the space of the BOLD (the space entity of --output-spaces) and "
             "not in T1w or native space",
         )
-    brain = np.asanyarray(brain_img.dataobj) > 0
+    brain = np.asanyarray(brain_img.dataobj).reshape(brain_img.shape[:3]) > 0  # (X, Y, Z, 1) too
     inside = lesion & brain
     if not inside.any():
         raise InputError(
@@ -166,6 +185,9 @@ def lesion_on_grid(
         "LesionFractionOutsideBrain": round(float(outside), 4),
         "LesionExcludedVoxels": int(excluded.sum()),
         "LesionDilation_vox": int(dilation),
+        "LesionThreshold": float(threshold),
+        # "graded": a probabilistic mask, cut at the threshold
+        "LesionMaskValues": "binary" if np.unique(values[values != 0]).size <= 1 else "graded",
         "Warnings": warnings,
     }
     return LesionOnGrid(lesion, excluded, info)

@@ -17,6 +17,7 @@ from workflows.interfaces.bids import DerivativesDataSink
 from workflows.interfaces.dfc import REPORT_REGIONS
 from workflows.interfaces.metadata import TSVSidecar
 from workflows.interfaces.reportlets import FIGURES
+from workflows.params import LesionParams
 from workflows.qc import QC_SIDECAR
 from workflows.seeds import atlas_record
 
@@ -313,7 +314,12 @@ def init_ds_figures_wf(
 
 
 def init_ds_lesion_wf(
-    *, output_dir: str | Path, source_file: str, sources: Sequence[str], name: str = "ds_lesion_wf"
+    *,
+    output_dir: str | Path,
+    source_file: str,
+    sources: Sequence[str],
+    threshold: float = LesionParams.threshold,
+    name: str = "ds_lesion_wf",
 ) -> pe.Workflow:
     """The lesion mask on the BOLD grid (``anat/..._desc-lesion_mask``). Input: ``lesion_mask``."""
     wf = pe.Workflow(name=name)
@@ -331,6 +337,7 @@ def init_ds_lesion_wf(
             Description="The lesion mask used, on the BOLD grid (voxels at least half covered); "
             "dilated by one voxel it leaves every map and the analysis mask",
             Sources=list(sources),
+            Threshold=float(threshold),  # mask values >= Threshold are the lesion (LesionParams)
         ),
         name="ds_lesion_mask",
         run_without_submitting=True,

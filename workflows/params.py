@@ -196,6 +196,28 @@ class SeedParams:
     seed_radius: float = 6.0  # sphere radius (mm)
 
 
+# -- lesion (workflows.lesion) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LesionParams:
+    """How a lesion mask becomes the lesion that leaves the maps and gives the side."""
+
+    # voxels with a value >= threshold are the lesion: a probabilistic mask (0..1) is cut at 0.5, as
+    # a warped T1w mask is (workflows.lesion_warp); a binary mask (0/1, 0/255) is the same at any
+    # threshold in (0, 1]
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise InputError(
+                f"lesion threshold {self.threshold!r} is not in (0, 1]",
+                "LesionParams.threshold",
+                "give a fraction such as 0.5",
+                params=("LesionParams.threshold",),
+            )
+
+
 # -- quality control (workflows.qc, workflows.lag) -------------------------------------------------------
 
 #: Lag (s) of the ipsilesional relative to the contralesional hemisphere above which a run is flagged:

@@ -36,7 +36,7 @@ from workflows.outputs import (
     init_ds_qc_wf,
     init_ds_subject_map_wf,
 )
-from workflows.params import DenoiseParams, QCParams, SeedParams, WindowParams, timescale_label
+from workflows.params import DenoiseParams, LesionParams, QCParams, SeedParams, WindowParams, timescale_label
 from workflows.utils.bids import RunInputs, bids_uri, safe_name
 
 #: Fields of ``init_dfc_wf``'s inputnode.
@@ -59,6 +59,7 @@ def init_dfc_wf(
     lesion_confounds: str | Path | None = None,
     external_lag_map: str | Path | None = None,
     omp_nthreads: int = 1,
+    notes: Sequence[str] = (),
     name: str = "dfc_wf",
 ) -> Workflow:
     """Denoise one BOLD run, build the seed, compute and write its dFC maps and figures.
@@ -88,6 +89,8 @@ def init_dfc_wf(
         The output dataset, and the fMRIPrep dataset the inputs come from (sidecar ``Sources``).
     static_meta : dict
         Sidecar fields known before running (lesion side and its source, software versions).
+    notes : list of str
+        Input problems that changed what was applied (a TR conflict): the QC table's ``reason``.
     has_lesion : bool
         The subject has a lesion mask: the inputnode takes it on the run grid (``LesionOnGrid``); the
         lesion leaves the seed, the dilated lesion leaves the analysis mask, and ``+lesion``
@@ -180,6 +183,8 @@ def init_dfc_wf(
     )
     figures = pe.Node(RunReportlets(tr=tr, fd_thresh=denoise.fd_thresh), name="reportlets", mem_gb=1.0)
     run_qc = pe.Node(RunQC(run=run_label), name="qc", run_without_submitting=True)
+    if notes:
+        run_qc.inputs.notes = list(notes)
     ds_dfc = init_ds_dfc_wf(
         output_dir=output_dir,
         save_windows=window.save_windows,
@@ -324,6 +329,7 @@ def init_participant_wf(
     model_dir: str | Path | None = None,
     combine_sessions: bool = False,
     omp_nthreads: int = 1,
+    lesion: LesionParams | None = None,
     name: str | None = None,
 ) -> Workflow:
     """All runs of one participant, a map per session (or per subject), and predictions with a model.
@@ -361,6 +367,8 @@ def init_participant_wf(
         runs are averaged within a session only, and each session gets its own ``ses-`` map.
     omp_nthreads : int
         Threads of each run's dFC node (its stationary null); the node books as many MultiProc slots.
+    lesion : LesionParams, optional
+        How a lesion mask's values become the lesion (the threshold); the defaults when not given.
 
     Inputs
     ------
@@ -397,17 +405,20 @@ def init_participant_wf(
         # BIDS defines SoftwareVersions as a string
         "SoftwareVersions": "; ".join(f"{k} {v}" for k, v in software_versions().items()),
     }
+    lesion = lesion or LesionParams()
     lesion_nodes = {}
     for session, mask in (lesion_masks or {}).items():
         first = next(r for r in runs if r.entities.get("session") == session)
         suffix = f"_ses_{safe_name(session)}" if session else ""
         lesion_nodes[session] = node = pe.Node(
-            LesionOnGrid(lesion_file=str(mask), mask_file=str(first.mask)), name=f"lesion{suffix}"
+            LesionOnGrid(lesion_file=str(mask), mask_file=str(first.mask), threshold=lesion.threshold),
+            name=f"lesion{suffix}",
         )
         ds_lesion = init_ds_lesion_wf(
             output_dir=output_dir,
             source_file=str(first.bold),
             sources=(lesion_sources or {}).get(session) or [str(mask)],
+            threshold=lesion.threshold,
             name=f"ds_lesion{suffix}_wf",
         )
         wf.connect(node, "lesion_mask", ds_lesion, "inputnode.lesion_mask")
@@ -421,7 +432,8 @@ def init_participant_wf(
             lesion_side=lesion_side,
             output_dir=output_dir,
             fmriprep_dir=fmriprep_dir,
-            static_meta=static,
+            static_meta={**static, "RepetitionTimeNIfTIHeader": run.tr_header} if run.tr_note else static,
+            notes=[run.tr_note] if run.tr_note else [],
             has_lesion=run.entities.get("session") in lesion_nodes,
             qc=qc,
             run_label=run.name,

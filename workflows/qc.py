@@ -13,6 +13,7 @@ lesion): fMRIPrep gives no grey-matter mask on the BOLD grid, and grey matter do
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from workflows.columns import tsv_sidecar
-from workflows.denoise import count_dummy_scans, degrees_of_freedom, load_run_confounds, read_confounds_table
+from workflows.denoise import (
+    MISSING_FD_NOTE,
+    count_dummy_scans,
+    degrees_of_freedom,
+    load_run_confounds,
+    read_confounds_table,
+)
 from workflows.dfc import WindowSpec, window_design
 from workflows.lag import lag_map, lag_summary
 from workflows.params import LESION_STRATEGIES, DenoiseParams, QCParams, WindowParams
@@ -121,9 +128,18 @@ def qc_row(
     seed_tsnr: float,
     lag_info: dict | None = None,
     lesion_info: dict | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The QC table row of a processed run, from the records of its steps."""
+    """The QC table row of a processed run, from the records of its steps.
+
+    ``notes`` (input problems that changed what was applied, such as a TR conflict) and a missing
+    framewise displacement (:data:`workflows.denoise.MISSING_FD_NOTE`) go into ``reason``, which is
+    otherwise empty for a processed run.
+    """
     lag = lag_info or {}
+    notes = list(notes)
+    if denoise_info.get("MeanFramewiseDisplacement_mm") is None:
+        notes.append(MISSING_FD_NOTE)
     return {
         "run": run,
         "mean_fd_mm": _num(denoise_info.get("MeanFramewiseDisplacement_mm")),
@@ -143,7 +159,7 @@ def qc_row(
         "lag_hemisphere_s": _num(lag.get("HemisphereIpsiMinusContra_s")),
         "lag_flagged": int(bool(lag.get("Flagged"))) if lag else math.nan,
         "excluded": 0,
-        "reason": "",
+        "reason": "; ".join(notes),
     }
 
 

@@ -8,6 +8,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, tr
 
 from workflows.interfaces.base import StrokefcInterface
 from workflows.lesion import LESION_DILATION, lesion_on_grid
+from workflows.params import LesionParams
 from workflows.utils.images import load_nifti
 
 
@@ -15,6 +16,9 @@ class _LesionInputSpec(BaseInterfaceInputSpec):
     lesion_file = File(exists=True, mandatory=True, desc="lesion mask in the template space (any grid)")
     mask_file = File(exists=True, mandatory=True, desc="fMRIPrep brain mask on the BOLD grid")
     dilation = traits.Int(LESION_DILATION, usedefault=True, desc="voxels of dilation before exclusion")
+    threshold = traits.Float(
+        LesionParams.threshold, usedefault=True, desc="mask values >= threshold are the lesion"
+    )
 
 
 class _LesionOutputSpec(TraitedSpec):
@@ -36,6 +40,7 @@ class LesionOnGrid(StrokefcInterface):
             brain,
             dilation=self.inputs.dilation,
             where=str(self.inputs.lesion_file),
+            threshold=self.inputs.threshold,
         )
         for name, data in (("lesion_mask", result.lesion), ("exclude_mask", result.excluded)):
             img = nb.Nifti1Image(data.astype(np.uint8), brain.affine)

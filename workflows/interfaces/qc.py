@@ -20,6 +20,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     lesion_info = traits.Dict(desc="from LesionOnGrid")
     tsnr_file = File(exists=True, mandatory=True, desc="temporal SNR map on the BOLD grid")
     seed_mask = File(exists=True, mandatory=True, desc="the seed on the same grid")
+    notes = traits.List(traits.Str, desc="input problems that changed what was applied (QC reason column)")
 
 
 class _QCOutputSpec(TraitedSpec):
@@ -42,6 +43,7 @@ class RunQC(StrokefcInterface):
             float(np.median(tsnr)) if tsnr.size else math.nan,
             self.inputs.lag_info if isdefined(self.inputs.lag_info) else None,
             self.inputs.lesion_info if isdefined(self.inputs.lesion_info) else None,
+            self.inputs.notes if isdefined(self.inputs.notes) else (),
         )
         self._results["qc_tsv"] = str(write_tsv(os.path.join(runtime.cwd, "qc.tsv"), [row], list(QC_COLUMNS)))
         return runtime

@@ -88,6 +88,17 @@ class RunInputs:
     entities: dict = field(hash=False)  # subject, session, task, acquisition, run, space, res
     lesion_confounds: Path | None = None  # fMRIStroke's desc-confounds2_timeseries.tsv, when given
     lag_map: Path | None = None  # fMRIStroke's desc-maxtime_map (rapidtide), when given
+    tr_header: float | None = None  # the NIfTI header's TR (s) when it disagrees with ``tr`` (the sidecar's)
+
+    @property
+    def tr_note(self) -> str | None:
+        """The TR conflict in words (sidecars, QC table), or None."""
+        if self.tr_header is None:
+            return None
+        return (
+            f"RepetitionTime {self.tr:g} s from the JSON sidecar used; the NIfTI header says "
+            f"{self.tr_header:g} s"
+        )
 
     @property
     def name(self) -> str:

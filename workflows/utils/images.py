@@ -32,12 +32,20 @@ def check_bold_and_mask(
             str(bold_file),
             "point strokefc to fMRIPrep's preprocessed 4D BOLD (desc-preproc_bold)",
         )
+    if mask_img.ndim != 3 and not (mask_img.ndim == 4 and mask_img.shape[3] == 1):
+        raise InputError(
+            f"the brain mask is {mask_img.ndim}D {mask_img.shape}; a 3D mask is expected",
+            str(mask_file),
+            "use the 3D desc-brain_mask fMRIPrep wrote for this run",
+        )
     if mask_img.shape[:3] != bold_img.shape[:3] or not np.allclose(
         mask_img.affine, bold_img.affine, atol=1e-3
     ):
+        same_shape = mask_img.shape[:3] == bold_img.shape[:3]
         raise InputError(
             f"the BOLD (grid {bold_img.shape[:3]}) and its brain mask (grid {mask_img.shape[:3]}) are on "
-            "different grids",
+            "different grids"
+            + (" (same shape, different affines: shifted or rotated)" if same_shape else ""),
             f"{bold_file} and {mask_file}",
             "use the mask fMRIPrep wrote for the same space and resolution as the BOLD",
         )
