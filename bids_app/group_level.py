@@ -291,7 +291,9 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                     "run the participant level with --window-lengths (e.g. 44s 60s 100s), or give one "
                     "--timescale",
                 )
-            used: dict[str, Path | None] = {f"{group.map} ({names[d]})": f for d, f in files.items()}
+            used: dict[str, Path | None] = {
+                group.map if d is None else f"{group.map} ({names[d]})": f for d, f in files.items()
+            }
             used["fc"] = other["fc"].get(session)
             used["dfcmean"] = dfcmean.get(chosen, {}).get(session)
             if group.samples == "windows":

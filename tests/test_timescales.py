@@ -300,7 +300,7 @@ def test_group_level_on_the_chosen_map_and_timescale(tmp_path, rng):
     from bids_app.group_level import collect_group_inputs
     from bids_app.reports.group import timescale_sentences
     from workflows.group import init_group_wf
-    from workflows.model_io import load_model
+    from workflows.model_io import load_arrays
 
     bids, out = _derivatives(tmp_path, rng)
     values = {
@@ -356,7 +356,7 @@ def test_group_level_on_the_chosen_map_and_timescale(tmp_path, rng):
     assert any(s.startswith("At 60s windows,") for s in sentences)
     assert any("stat-dfcexcess" in s for s in sentences)
     assert (out / "group" / "desc-difference_dfcexcess.nii.gz").exists()
-    _, card = load_model(out / "model")
+    _, card = load_arrays(out / "model")  # the primary parcel model, exported by default
     assert card["input"]["stat"] == "dfcexcess"
     assert card["training"]["timescale_chosen"] in ("44s", "60s")
     assert card["dfc_parameters"]["WindowLength_s"] == float(card["training"]["timescale_chosen"][:-1])

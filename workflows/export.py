@@ -72,7 +72,7 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
             "features": features_record(model),
             "training": {**facts, "n_samples": len(data["y"]), "seed": params.random_seed, **chosen},
         }
-        LOGGER.info("final model: the primary parcel model trained on every subject")
+        LOGGER.info("final model: trained on every subject (the primary parcel model)")
         return str(save_arrays(model.to_arrays(), card, out))
     train = replace(params.train, seed=params.random_seed)
     regression = params.target == "regression"
