@@ -61,8 +61,8 @@ def write_result(name: str, lines: list[str]) -> Path:
     return target
 
 
-def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
-    """One-feature logistic regression on the planted regions' mean dFC SD, subject-level repeated CV."""
+def oracle(bids: Path, out: Path, stat: str = "dfcsd", n_folds: int = 5, n_repeats: int = 5) -> dict:
+    """One-feature logistic regression on the planted regions' mean of one map, subject-level repeated CV."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold
@@ -74,7 +74,7 @@ def oracle(bids: Path, out: Path, n_folds: int = 5, n_repeats: int = 5) -> dict:
     labels, feature = [], []
     masks: dict[str, np.ndarray] = {}
     for label, info in sorted(truth.items()):
-        path = next((out / f"sub-{label}" / "func").glob("*_stat-dfcsd_boldmap.nii.gz"))
+        path = next((out / f"sub-{label}" / "func").glob(f"*_stat-{stat}_boldmap.nii.gz"))
         img = nb.load(str(path))
         side = info["lesion_hemisphere"]
         if side not in masks:
@@ -123,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-subjects", type=int, default=40)
     parser.add_argument("--n-volumes", type=int, default=240)
     parser.add_argument("--effect", type=float, default=0.75)
+    parser.add_argument("--dynamics", default="oscillation", help="the simulator's coupling model")
+    parser.add_argument("--effect-type", default="dynamic", help="dynamic, static, both or none")
+    parser.add_argument(
+        "--null-surrogates",
+        type=int,
+        default=None,
+        help="passed to the participant level (default: strokefc's default; 0 = no stationary null)",
+    )
     parser.add_argument("--cv-repeats", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-planted"))
     parser.add_argument("--skip-null", action="store_true")
@@ -141,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             str(args.n_volumes),
             "--effect",
             str(args.effect),
+            "--dynamics",
+            args.dynamics,
+            "--effect-type",
+            args.effect_type,
             "--seed",
             "7",
         ],
@@ -148,12 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         stdout=subprocess.DEVNULL,
     )
     common = ["--nprocs", 2, "--skip-bids-validation"]
+    null = [] if args.null_surrogates is None else ["--null-surrogates", args.null_surrogates]
     t_part = run(
-        [BIN / "strokefc", bids, out, "participant", "--work-dir", work, "--null-surrogates", 0, *common],
+        [BIN / "strokefc", bids, out, "participant", "--work-dir", work, *null, *common],
         cache / "participant.log",
     )
-    oracle_ba = oracle(bids, out, n_repeats=args.cv_repeats)
-    print(f"oracle balanced accuracy {oracle_ba['mean']:.3f} ± {oracle_ba['sd']:.3f}", flush=True)
+    stats = [
+        s for s in ("dfcsd", "dfcexcess", "fc") if any(out.glob(f"sub-*/func/*_stat-{s}_boldmap.nii.gz"))
+    ]
+    oracles = {s: oracle(bids, out, s, n_repeats=args.cv_repeats) for s in stats}
+    for stat, value in oracles.items():
+        print(f"oracle on {stat}: balanced accuracy {value['mean']:.3f} ± {value['sd']:.3f}", flush=True)
     t_group = run(
         [
             BIN / "strokefc",
@@ -190,17 +207,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["labels shuffled"] = json.loads((out_null / "group" / "cv_summary.json").read_text())
     models = list(results["planted"]["models"])
+    name = "planted-cohort" if args.effect_type == "dynamic" else f"planted-cohort-{args.effect_type}"
+    settings = f"`--effect {args.effect} --dynamics {args.dynamics} --effect-type {args.effect_type}`"
+    null_text = "default" if args.null_surrogates is None else str(args.null_surrogates)
     lines = [
-        f"# Planted-cohort positive and negative control ({dt.date.today().isoformat()})",
+        f"# Planted-cohort control, effect type {args.effect_type} ({dt.date.today().isoformat()})",
         "",
         f"{args.n_subjects} generated patients (4 mm, {args.n_volumes} volumes at TR 2 s, "
-        f"`--effect {args.effect}`, seed 7); subject-level 5-fold CV x {args.cv_repeats} repeats, "
+        f"{settings}, seed 7); participant level at strokefc's default settings (stationary null "
+        f"surrogates: {null_text}); subject-level 5-fold CV x {args.cv_repeats} repeats, "
         "the same folds for every model. "
         "Balanced accuracy: mean ± SD over folds, and the pooled out-of-fold value with its 95% "
         "subject-bootstrap interval. Chance is 0.5.",
         "",
-        f"Oracle (one feature: mean dFC SD over the planted regions, logistic regression, independent code): "
-        f"{oracle_ba['mean']:.2f} ± {oracle_ba['sd']:.2f}.",
+        "Oracle (one feature: the mean of one map over the planted regions, logistic regression, "
+        "independent code): "
+        + "; ".join(f"{stat} {v['mean']:.2f} ± {v['sd']:.2f}" for stat, v in oracles.items())
+        + ".",
         "",
         "| model | " + " | ".join(results) + " |",
         "|---|" + "---|" * len(results),
@@ -208,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         lines.append(f"| {m} | " + " | ".join(ba_cell(summary, m) for summary in results.values()) + " |")
     lines += ["", "Run times on this machine (2 cores): " + ", ".join(f"{k} {v}" for k, v in times.items())]
-    write_result("planted-cohort", lines)
+    write_result(name, lines)
     return 0
 
 
