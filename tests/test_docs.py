@@ -49,16 +49,16 @@ def test_generated_parts_point_at_real_code():
 
 def test_benchmark_records_are_all_included(monkeypatch):
     monkeypatch.syspath_prepend(str(DOCS / "_ext"))
-    import strokefc_tables
+    import strokefc_results
 
     source = [""]
-    strokefc_tables._include_results(None, "benchmarks", source)
+    strokefc_results.include_results(None, "benchmarks", source)
     records = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
     assert records
     for record in records:
         assert f"../benchmarks/results/{record.name}" in source[0]
     other = [""]
-    strokefc_tables._include_results(None, "usage", other)
+    strokefc_results.include_results(None, "usage", other)
     assert other == [""]
 
 

@@ -8,13 +8,13 @@ workflow graphs as a run does (``workflows.participant.describe_participant``,
 """
 
 import re
-from pathlib import Path
 from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
+from strokefc_results import include_results
 
 
 def _row(cells: list[str]) -> nodes.row:
@@ -79,23 +79,8 @@ class MethodsText(SphinxDirective):
         return [container]
 
 
-#: The dated benchmark records, included in full by the ``benchmarks`` page (newest first).
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-
-
-def _include_results(app: Any, docname: str, source: list[str]) -> None:
-    """Append every ``benchmarks/results/*.md`` to the ``benchmarks`` page, so a new record needs no
-    docs edit (``source-read`` hook)."""
-    if docname != "benchmarks":
-        return
-    parts = []
-    for path in sorted(RESULTS.glob("*.md"), key=lambda p: (p.stem[-10:], p.stem), reverse=True):
-        parts.append(f"\n```{{include}} ../benchmarks/results/{path.name}\n:heading-offset: 1\n```\n")
-    source[0] += "".join(parts)
-
-
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("source-read", _include_results)
+    app.connect("source-read", include_results)
     app.add_directive("column-table", ColumnTable)
     app.add_directive("methods-text", MethodsText)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
