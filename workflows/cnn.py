@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from workflows.params import TrainSettings
-from workflows.utils.errors import InputError
+from workflows.utils.errors import InputError, check_choice
 
 #: BatchNorm running-statistics momentum: higher than PyTorch's 0.1 because an epoch has only a few
 #: batches on cohorts of tens of subjects, and stale running statistics make the validation loss erratic.
@@ -184,13 +184,7 @@ def resolve_device(device: str) -> torch.device:
 
     Choosing CUDA sets ``CUBLAS_WORKSPACE_CONFIG`` first (:func:`configure_cuda`).
     """
-    if device not in DEVICES:
-        raise InputError(
-            f"TrainSettings.device {device!r} is unknown",
-            "TrainSettings.device",
-            f"use one of {', '.join(DEVICES)}",
-            params=("TrainSettings.device",),
-        )
+    check_choice(device, DEVICES, "TrainSettings.device", "TrainSettings.device")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -350,13 +344,7 @@ PRECISIONS = ("float32", "bfloat16")
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The forward pass's precision context: bfloat16 autocast on ``device``, or nothing."""
-    if precision not in PRECISIONS:
-        raise InputError(
-            f"training precision {precision!r} is unknown",
-            "TrainSettings.precision",
-            f"use one of {', '.join(PRECISIONS)}",
-            params=("TrainSettings.precision",),
-        )
+    check_choice(precision, PRECISIONS, "training precision", "TrainSettings.precision")
     if precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from workflows.params import LESION_STRATEGIES, STRATEGIES, DenoiseParams
-from workflows.utils.errors import InputError
+from workflows.utils.errors import InputError, check_choice
 from workflows.utils.images import check_bold_and_mask, load_image, read_data
 
 
@@ -132,13 +132,7 @@ def load_run_confounds(
     """
     from nilearn.interfaces.fmriprep import load_confounds
 
-    if params.strategy not in STRATEGIES:
-        raise InputError(
-            f"denoising strategy {params.strategy!r} is unknown",
-            "DenoiseParams.strategy",
-            f"use one of {', '.join(STRATEGIES)}",
-            params=("DenoiseParams.strategy",),
-        )
+    check_choice(params.strategy, STRATEGIES, "denoising strategy", "DenoiseParams.strategy")
     kwargs: dict[str, Any] = dict(STRATEGIES[params.strategy])
     conf_path = _confounds_path(bold_file)
     if "scrub" in kwargs["strategy"] and conf_path.is_file():

@@ -31,7 +31,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from workflows.params import WINDOW_ESTIMATORS, WINDOW_SHAPES, WindowParams, parse_duration
-from workflows.utils.errors import InputError
+from workflows.utils.errors import InputError, check_choice
 from workflows.utils.images import as_image
 
 _R_CLIP = 1.0 - 1e-7  # keeps arctanh finite for (numerically) perfect correlations
@@ -295,13 +295,7 @@ def window_corr(
 
 
 def check_estimator(estimator: str) -> None:
-    if estimator not in WINDOW_ESTIMATORS:
-        raise InputError(
-            f"window estimator {estimator!r} is unknown",
-            "WindowParams.window_estimator",
-            f"use one of {', '.join(WINDOW_ESTIMATORS)}",
-            params=("WindowParams.window_estimator",),
-        )
+    check_choice(estimator, WINDOW_ESTIMATORS, "window estimator", "WindowParams.window_estimator")
 
 
 def centre_kept(a: np.ndarray, kept: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from workflows.utils.errors import InputError
+from workflows.utils.errors import InputError, check_choice
 
 # -- denoising (workflows.denoise) -------------------------------------------------------------------
 #: Denoising strategies -> :func:`nilearn.interfaces.fmriprep.load_confounds` keyword arguments.
@@ -343,20 +343,8 @@ class GroupParams:
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise InputError(
-                f"target {self.target!r} is unknown",
-                "GroupParams.target",
-                f"use one of {', '.join(TARGETS)}",
-                params=("GroupParams.target",),
-            )
-        if self.map not in GROUP_MAPS:
-            raise InputError(
-                f"map {self.map!r} is unknown",
-                "GroupParams.map",
-                f"use one of {', '.join(GROUP_MAPS)}",
-                params=("GroupParams.map",),
-            )
+        check_choice(self.target, TARGETS, "target", "GroupParams.target")
+        check_choice(self.map, GROUP_MAPS, "map", "GroupParams.map")
         if self.timescale not in (None, AUTO_TIMESCALE):
             parse_duration(self.timescale, 1.0, "GroupParams.timescale")  # a duration, or a clear error
         if self.samples == "windows" and (self.map != "dfcsd" or self.timescale is not None):
@@ -367,20 +355,8 @@ class GroupParams:
                 "use samples 'maps' with GroupParams.map / GroupParams.timescale, or leave them unset",
                 params=("GroupParams.samples", "GroupParams.map", "GroupParams.timescale"),
             )
-        if self.export_model not in EXPORT_CHOICES:
-            raise InputError(
-                f"export model {self.export_model!r} is unknown",
-                "GroupParams.export_model",
-                f"use one of {', '.join(EXPORT_CHOICES)}",
-                params=("GroupParams.export_model",),
-            )
-        if self.calibration not in CALIBRATION_METHODS:
-            raise InputError(
-                f"calibration {self.calibration!r} is unknown",
-                "GroupParams.calibration",
-                f"use one of {', '.join(CALIBRATION_METHODS)}",
-                params=("GroupParams.calibration",),
-            )
+        check_choice(self.export_model, EXPORT_CHOICES, "export model", "GroupParams.export_model")
+        check_choice(self.calibration, CALIBRATION_METHODS, "calibration", "GroupParams.calibration")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections), for records and Nipype inputs."""

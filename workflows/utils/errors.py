@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
@@ -52,6 +52,16 @@ class InputError(ValueError):
     def from_dict(cls, data: Mapping) -> InputError:
         """Inverse of :meth:`to_dict`."""
         return cls(data["what"], data.get("where"), data.get("fix"), tuple(data.get("params", ())))
+
+
+def check_choice(value: object, choices: Iterable[str], what: str, param: str) -> None:
+    """Raise the :class:`InputError` of an unknown choice: ``"<what> 'x' is unknown"``, where ``param``
+    (e.g. ``"GroupParams.map"``, rendered as its flag by the app), and the choices to use."""
+    options = list(choices)
+    if value not in options:
+        raise InputError(
+            f"{what} {value!r} is unknown", param, f"use one of {', '.join(options)}", params=(param,)
+        )
 
 
 #: File a node leaves in its working directory when it stops on an :class:`InputError`.
