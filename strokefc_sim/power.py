@@ -24,20 +24,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from strokefc_sim.cohort import class_coupling, mild_amplitude
-from strokefc_sim.params import EFFECT_TYPES, CohortParams
+from strokefc_sim.params import EFFECT_TYPES, CohortParams, _opt
 from strokefc_sim.signal import coupling_course, region_series
+from workflows.params import WindowParams, split_duration
 
 MODELS = ("oracle", "parcel", "static_fc")
 
 
-def _opt(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"help": doc})
+#: The simulator's and the app's defaults, so that a design's defaults are theirs (each written once).
+_SIM = CohortParams()
+_LENGTH, _UNIT = split_duration(WindowParams.window_length)
+_WINDOW_S = _LENGTH if _UNIT == "s" else _LENGTH * _SIM.tr
 
 
 @dataclass(frozen=True)
@@ -45,17 +48,19 @@ class Design:
     """A study design and how many cohorts to simulate for it."""
 
     n_patients: int = _opt(40, "patients")
-    severe_fraction: float = _opt(0.5, "share of severe patients (UL-FMA <= 20)")
+    severe_fraction: float = _opt(_SIM.severe_fraction, "share of severe patients (UL-FMA <= 20)")
     n_volumes: int = _opt(240, "volumes per run (after dummy scans)")
-    tr: float = _opt(2.0, "repetition time (s)")
-    window_s: float = _opt(44.0, "sliding-window length (s), as strokefc's --window-length")
+    tr: float = _opt(_SIM.tr, "repetition time (s)")
+    window_s: float = _opt(_WINDOW_S, "sliding-window length (s), as strokefc's --window-length")
     effect: float = _opt(
-        0.75, "size of the coupling's variation in severe patients (the simulator's --effect)"
+        _SIM.effect, "size of the coupling's variation in severe patients (the simulator's --effect)"
     )
     effect_type: str = _opt("dynamic", "dynamic, static, both or none (the simulator's --effect-type)")
-    static_effect: float = _opt(0.2, "lower mean coupling of severe patients with static or both")
-    dwell_min_s: float = _opt(40.0, "shortest coupling-state dwell time (s)")
-    dwell_max_s: float = _opt(80.0, "longest coupling-state dwell time (s)")
+    static_effect: float = _opt(
+        _SIM.static_effect, "lower mean coupling of severe patients with static or both"
+    )
+    dwell_min_s: float = _opt(_SIM.dwell_min_s, "shortest coupling-state dwell time (s)")
+    dwell_max_s: float = _opt(_SIM.dwell_max_s, "longest coupling-state dwell time (s)")
     planted_parcels: int = _opt(4, "parcels that carry the effect")
     n_parcels: int = _opt(400, "parcel features of the model (HCPEx keeps 406 on the 4 mm grid)")
     voxels_per_parcel: int = _opt(8, "voxel maps averaged into one parcel value")
@@ -83,7 +88,7 @@ def simulate_features(design: Design, rng: np.random.Generator) -> dict[str, np.
     """One cohort: labels (1 = severe) and (patients, parcels) dFC-SD and static-FC features."""
     from workflows.denoise import clean_series
     from workflows.dfc import WindowSpec, sliding_window_dfc
-    from workflows.params import DenoiseParams, WindowParams
+    from workflows.params import DenoiseParams
 
     p = CohortParams(
         dynamics="states",

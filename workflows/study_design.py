@@ -19,11 +19,15 @@ from scipy.special import expit
 from scipy.stats import norm
 
 
+def _null_log_lik(prevalence: float) -> float:
+    """Log-likelihood per patient of the intercept-only model of a binary outcome."""
+    phi = prevalence
+    return phi * math.log(phi) + (1 - phi) * math.log(1 - phi)
+
+
 def max_r2cs(prevalence: float) -> float:
     """The largest Cox-Snell R-squared a binary outcome with this prevalence allows."""
-    phi = prevalence
-    log_lik_null = phi * math.log(phi) + (1 - phi) * math.log(1 - phi)
-    return 1 - math.exp(2 * log_lik_null)
+    return 1 - math.exp(2 * _null_log_lik(prevalence))
 
 
 def r2cs_from_c(c_statistic: float, prevalence: float, n: int = 1_000_000, seed: int = 0) -> float:
@@ -48,8 +52,7 @@ def r2cs_from_c(c_statistic: float, prevalence: float, n: int = 1_000_000, seed:
             break
     p = np.clip(expit(design @ beta), 1e-12, 1 - 1e-12)
     log_lik = float(np.sum(y * np.log(p) + (~y) * np.log(1 - p)))
-    phi = y.mean()
-    log_lik_null = n * (phi * math.log(phi) + (1 - phi) * math.log(1 - phi))
+    log_lik_null = n * _null_log_lik(float(y.mean()))
     return 1 - math.exp(-2 * (log_lik - log_lik_null) / n)
 
 
