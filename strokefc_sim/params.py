@@ -24,9 +24,9 @@ EFFECT_TYPES = ("dynamic", "static", "both", "none")
 #: study (Friedman & Glover 2006, J Magn Reson Imaging 23:827, FBIRN phantom QA; site effects on
 #: resting-state measures: Yan et al. 2013, NeuroImage 80:246), hence 0.75-1.33 (a ratio of 1.8).
 SITE_NOISE_RANGE = (0.75, 1.33)
-#: Time since stroke (months), log-uniform: chronic-stroke rs-fMRI cohorts recruit from about 6 months
-#: to several years after onset (e.g. Park et al. 2011, Stroke 42:1357; Gao et al. 2025 recruit
-#: patients at least 3 months after onset); 3-72 months covers both.
+#: Time since stroke (months), log-uniform: resting-state studies of chronic stroke recruit from a few
+#: months to several years after onset (e.g. Park et al. 2011, Stroke 42:1357); 3-72 months is this
+#: project's reading of that range, not a figure from one paper. Not correlated with severity.
 TIME_SINCE_STROKE_MONTHS = (3.0, 72.0)
 
 
@@ -85,7 +85,8 @@ class CohortParams:
     site_severity: float = _opt(
         0.0,
         "how unevenly severe patients are spread over sites (0 = the same mix everywhere, 1 = the "
-        "first site recruits mostly mild patients and the last mostly severe ones): a site confound",
+        "first site recruits only mild patients and the last only severe ones): a site confound, a design "
+        "setting with no published value",
     )
     clinical_covariates: bool = _opt(
         False, "write time since stroke (months) in participants.tsv (drawn from TIME_SINCE_STROKE_MONTHS)"
