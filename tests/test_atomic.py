@@ -1,6 +1,7 @@
 """The atomic writer: a file appears under its final name only when complete; a failed write leaves
 nothing behind."""
 
+import errno
 import os
 
 import nibabel as nb
@@ -80,6 +81,27 @@ def test_copy_and_move_keep_the_bytes(tmp_path):
     moved = atomic_move(copied, tmp_path / "b" / "moved.bin")
     assert moved.read_bytes() == src.read_bytes()
     assert not copied.exists()
+
+
+def test_move_copies_when_the_rename_crosses_mounts(tmp_path, monkeypatch):
+    """Two bind mounts of one file system share st_dev and still refuse a rename (EXDEV): the CI
+    container's /scratch -> /out. The move then copies into place and removes the source."""
+    src = tmp_path / "work" / "map.json"
+    src.parent.mkdir()
+    src.write_text('{"a": 1}')
+    dst = tmp_path / "out" / "map.json"
+    real_replace = os.replace
+
+    def replace(a, b):
+        if os.fspath(a) == os.fspath(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link", os.fspath(a))
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert atomic_move(src, dst) == dst
+    assert dst.read_text() == '{"a": 1}'
+    assert not src.exists()
+    assert os.listdir(dst.parent) == ["map.json"]
 
 
 def test_only_temporary_files_of_dead_processes_are_removed(tmp_path):

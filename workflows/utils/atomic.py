@@ -12,6 +12,7 @@ The temporary name ends with the final name, so writers that choose the format f
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -95,19 +96,25 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
 
 
 def atomic_move(src: str | Path, dst: str | Path) -> Path:
-    """Move ``src`` to ``dst`` atomically: a rename when both share a file system, else a copy
-    (fsynced, renamed into place) and the source removed.
+    """Move ``src`` to ``dst`` atomically: a rename when the kernel allows it, else a copy (fsynced,
+    renamed into place) and the source removed.
+
+    The rename is tried rather than predicted: two bind mounts of one file system (a container's
+    ``/scratch`` and ``/out``) share a device number and still refuse a rename with ``EXDEV``.
     """
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if os.stat(src).st_dev == os.stat(dst.parent).st_dev:
-        _fsync_file(src)
-        os.chmod(src, FILE_MODE)
+    _fsync_file(src)
+    os.chmod(src, FILE_MODE)
+    try:
         os.replace(src, dst)
-        _fsync_dir(dst.parent)
-    else:
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
         atomic_copy(src, dst)
         src.unlink()
+        return dst
+    _fsync_dir(dst.parent)
     return dst
 
 
