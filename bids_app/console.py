@@ -9,6 +9,7 @@ and runs ready jobs subject by subject so that subjects finish one after another
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing as mp
 from collections.abc import Callable
@@ -78,6 +79,36 @@ class StrokefcMultiProcPlugin(MultiProcPlugin):
             initargs=(self._cwd, current_verbosity()),
             mp_context=mp.get_context(self.plugin_args.get("mp_context")),
         )
+
+    def run(self, graph: Any, config: Any, updatehash: bool = False) -> Any:
+        """Nipype's run with the heap built before it (pybids and TemplateFlow layouts, imports) frozen.
+
+        MultiProc calls ``gc.collect()`` before each submission; over the hundreds of thousands of
+        objects of the layouts each call took about 0.3 s, 15 of the 35 s of a two-subject run.
+        :func:`gc.freeze` moves them out of the collector's sight (objects made during the run are
+        still collected) and keeps the forked workers' copies of them shared.
+        """
+        self._preload_interfaces(graph)
+        gc.collect()
+        gc.freeze()
+        try:
+            return super().run(graph, config, updatehash=updatehash)
+        finally:
+            gc.unfreeze()
+
+    def _preload_interfaces(self, graph: Any) -> None:
+        """Import the graph's interface modules once in the forkserver, before its first worker.
+
+        A forkserver worker starts from a fresh interpreter and imported Nipype, nilearn and
+        niworkflows' sink (whose import indexes TemplateFlow: about 7 s) before its first node, each
+        worker again. Preloaded, the server imports them once while the parent is still scheduling and
+        every worker is forked with them. Only imports: no thread pool runs in the server, which is
+        why strokefc uses a forkserver and not fork.
+        """
+        if self.plugin_args.get("mp_context") != "forkserver":
+            return
+        modules = {type(node.interface).__module__ for node in graph.nodes()}
+        mp.get_context("forkserver").set_forkserver_preload(sorted(modules))
 
     def _sort_jobs(self, jobids: Any, scheduler: str = "tsort") -> Any:
         jobids = super()._sort_jobs(jobids, scheduler=scheduler)
