@@ -80,6 +80,9 @@ class RunConfig:
     qc: QCParams = field(default_factory=QCParams)
     group: GroupParams = field(default_factory=GroupParams)
     execution: ExecutionParams = field(default_factory=ExecutionParams)
+    #: The command line that started the run (``strokefc`` and its arguments; empty when not parsed from
+    #: one), for the reports' About section.
+    command: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections, paths as strings), for logs and records."""

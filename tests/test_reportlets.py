@@ -3,6 +3,7 @@
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nb
@@ -68,7 +69,7 @@ def tiny_run(rng):
 
 
 def draw_run_figures(run, fig_dir: Path) -> dict:
-    """The five participant figures of a run, as the RunReportlets interface draws them."""
+    """The six participant figures of a run, as the RunReportlets interface draws them."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     return {
         "seed": rl.plot_seed_overlay(
@@ -82,7 +83,18 @@ def draw_run_figures(run, fig_dir: Path) -> dict:
             run["seed_ts"], TR, run["table"], run["traces"], fig_dir / "seedts.svg"
         ),
         "maps": rl.plot_map_mosaics(
-            run["maps"], fig_dir / "maps.svg", {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
+            run["maps"],
+            fig_dir / "maps.svg",
+            {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0},
+            seed_img=run["seed"],
+            lesion_mask_img=run["lesion"],
+        ),
+        "dynamics": rl.plot_map_mosaics(
+            {"dFC excess": run["maps"]["mean dFC"], "hemodynamic lag": run["maps"]["static FC"]},
+            fig_dir / "dynamics.svg",
+            {"dFC excess": 0.25, "hemodynamic lag": 2.0},
+            seed_img=run["seed"],
+            units={"hemodynamic lag": "s"},
         ),
     }
 
@@ -122,7 +134,8 @@ def make_config(tmp_path: Path, level: str, **values) -> RunConfig:
 
 
 def make_participant_report(tmp_path: Path, rng) -> Path:
-    """A participant report of one subject with one run, its five figures and a prediction."""
+    """A participant report of one subject with one run, its six figures and a prediction."""
+    from bids_app.reports.about import about_rows
     from bids_app.reports.boilerplate import methods_text
     from bids_app.reports.participant import build_participant_report
 
@@ -144,7 +157,10 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
         "label_definition": "severe = UL-FMA <= 20",
         "figure": None,
     }
-    config = make_config(tmp_path, "participant")
+    config = replace(
+        make_config(tmp_path, "participant"),
+        command=("strokefc", "bids", "out", "participant", "--participant-label", "01"),
+    )
     return build_participant_report(
         out / "sub-01.html",
         subject="01",
@@ -153,6 +169,8 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
         prediction=prediction,
         methods_md=methods_text(config, {"nilearn": "0.x"}),
         errors=[],
+        notes=["UL-FMA taken from participants.tsv"],
+        about=about_rows(config, {"nilearn": "0.14.1", "torch": "2.13.0"}),
     )
 
 
@@ -282,7 +300,7 @@ def make_group_report(tmp_path: Path, rng, **kwargs) -> Path:
 def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     run = tiny_run(rng)
     figs = draw_run_figures(run, tmp_path)
-    assert set(figs) == {"seed", "confounds", "carpet", "seedts", "maps"}
+    assert set(figs) == {"seed", "confounds", "carpet", "seedts", "maps", "dynamics"}
     for path in figs.values():
         assert_valid_svg(path)
     # the fixed colour scales are stated in the mosaic, the censoring count in the motion plot
@@ -290,8 +308,13 @@ def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     maps_svg = Path(figs["maps"]).read_text()
     for title in ("dFC SD (scale 0 to 0.5)", "mean dFC (scale -1 to 1)", "static FC (scale -1 to 1)"):
         assert f"<!-- {title} -->" in maps_svg
-    n_censored = int(run["censored"][2:].sum())  # 2 dummy scans are not counted
-    assert f"{n_censored} of {N_VOLS - 2} volumes censored" in Path(figs["confounds"]).read_text()
+    assert "<!-- hemodynamic lag (scale -2 to 2, s) -->" in Path(figs["dynamics"]).read_text()
+    # the FD series is the one after the dummy scans: every censored volume of it is counted
+    n_censored = int(run["censored"].sum())
+    text = f"{n_censored} of {N_VOLS} volumes censored (after 2 dummy scans)"
+    assert text in Path(figs["confounds"]).read_text()
+    seed_svg = Path(figs["seed"]).read_text()
+    assert "<!-- Seed (orange) on the MNI152 template, run's brain mask (grey), lesion (blue) -->" in seed_svg
 
 
 def test_seed_overlay_without_lesion_and_from_4d_reference(tmp_path, rng):
@@ -400,11 +423,13 @@ def test_participant_report_embeds_every_figure(tmp_path, rng):
     out = make_participant_report(tmp_path, rng)
     html = Path(out).read_text()
     assert Path(out).name == "sub-01.html"
-    assert html.count('src="data:image/svg+xml;base64,') == 5
+    assert html.count('src="data:image/svg+xml;base64,') == 6
     for needle in (
         "sub-01",
         "L (from mask)",
+        "Dynamics beyond a stationary null, and hemodynamic lag",
         "12% of the seed lies in the lesion",
+        "UL-FMA taken from participants.tsv",
         "0.73",
         "severe",
         "abc123def456",
@@ -414,6 +439,18 @@ def test_participant_report_embeds_every_figure(tmp_path, rng):
     ):
         assert needle in html, needle
     assert no_external_resources(html)
+    # the sidecar's warning and the subject's note are in "Errors and warnings", before the runs
+    problems = html[html.index('<section id="errors">') : html.index('<section id="run-1">')]
+    assert "12% of the seed lies in the lesion" in problems
+    assert "UL-FMA taken from participants.tsv" in problems
+    assert "No errors or warnings" not in problems
+    # About: the command line, strokefc's version and the key packages
+    from bids_app import __version__
+
+    about = html[html.index('<section id="about">') : html.index('<section id="methods">')]
+    assert "<code>strokefc bids out participant --participant-label 01</code>" in about
+    assert f"<th>strokefc version</th><td>{__version__}</td>" in about
+    assert "nilearn 0.14.1, torch 2.13.0" in about
 
 
 def test_participant_report_notes_missing_figures(tmp_path):
@@ -432,9 +469,72 @@ def test_participant_report_notes_missing_figures(tmp_path):
     )
     html = Path(out).read_text()
     assert "figure not available" in html
-    assert "run-2 failed: boom" in html
+    assert '<div class="errors"><ul>\n<li>run-2 failed: boom</li>' in html
     assert "<img" not in html
     assert 'id="prediction"' not in html
+    assert "Not recorded." in html  # no About rows given
+
+
+def test_participant_report_without_problems_says_so(tmp_path):
+    from bids_app.reports.participant import build_participant_report
+
+    html = Path(
+        build_participant_report(
+            tmp_path / "sub-03.html",
+            subject="03",
+            summary={"Subject": "sub-03"},
+            runs=[{"name": "run-1", "metadata": {}, "warnings": [], "figures": {}}],
+        )
+    ).read_text()
+    assert "No errors or warnings to report." in html
+
+
+def test_qc_problems_name_each_excluded_run_and_its_reason():
+    from bids_app.reports.about import qc_problems
+
+    rows = [
+        {"run": "task-rest run-1", "excluded": "0", "reason": ""},
+        {"run": "task-rest run-2", "excluded": "1", "reason": "mean FD 0.61 mm > 0.5 mm"},
+        {"run": "task-rest run-3", "excluded": "1", "reason": "n/a"},
+    ]
+    assert qc_problems(rows) == [
+        "task-rest run-2: excluded by QC (mean FD 0.61 mm > 0.5 mm)",
+        "task-rest run-3: excluded by QC (no reason recorded)",
+    ]
+
+
+def test_command_line_is_recorded_by_the_parser(tmp_path):
+    from bids_app.parser import parse_args
+    from bids_app.reports.about import command_text
+
+    argv = [str(tmp_path), str(tmp_path / "out"), "group", "--boilerplate-only", "--cv-folds", "4"]
+    config = parse_args(argv)
+    assert config.command == ("strokefc", *argv)
+    assert command_text(config).endswith("group --boilerplate-only --cv-folds 4")
+
+
+def test_fd_panel_counts_the_series_after_the_dummy_scans_once(tmp_path, monkeypatch):
+    """The denoising step writes FD and the kept flags after its dummy scans; the panel must not drop
+    them again: its x axis starts after the dummies and every censored volume is counted."""
+    drawn = []
+    monkeypatch.setattr(rl, "_save", lambda fig, out: drawn.append(fig) or str(out))
+    fd = np.array([0.1, 0.2, 0.9, 0.1, 0.1, 1.1, 0.2, 0.1, 0.1, 0.2])  # 10 volumes after 3 dummies
+    censored = fd > 0.5
+    rl.plot_confounds(fd, censored, tmp_path / "fd.svg", fd_thresh=0.5, dummy=3)
+    ax = drawn[0].axes[0]
+    assert ax.get_title().endswith("2 of 10 volumes censored (after 3 dummy scans)")
+    fd_line = next(line for line in ax.get_lines() if line.get_label() == "FD")
+    assert list(fd_line.get_xdata()) == list(range(3, 13))
+    assert list(fd_line.get_ydata()) == list(fd)
+    assert ax.get_xlim() == (-0.5, 12.5)
+    red = [line.get_xdata()[0] for line in ax.get_lines() if line.get_label().startswith("_child")]
+    assert sorted(red) == [5, 8]  # censored volumes 2 and 5 of the series, shifted by the dummies
+    # without scrubbing there is no threshold to draw
+    drawn.clear()
+    rl.plot_confounds(fd, np.zeros(10, bool), tmp_path / "fd.svg", fd_thresh=None, dummy=0)
+    labels = [line.get_label() for line in drawn[0].axes[0].get_lines()]
+    assert not any(label.startswith("threshold") for label in labels)
+    assert drawn[0].axes[0].get_title().endswith("0 of 10 volumes censored")
 
 
 def test_group_report_from_contract_outputs(tmp_path, rng):
