@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.colors
 import nibabel as nb
 import numpy as np
 import pandas as pd
@@ -174,6 +175,44 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
     )
 
 
+#: Models of the fake cross-validation and the noise of their probabilities (the primary at a second
+#: window length included, as --window-lengths writes it).
+MODEL_NOISE = (
+    ("cnn", 0.25),
+    ("baseline", 0.35),
+    ("parcel", 0.2),
+    ("parcel_fc", 0.3),
+    ("parcel_dfcmean", 0.3),
+    ("confounds", 0.45),
+    ("parcel_ts30s", 0.3),
+)
+
+
+def fake_bootstrap() -> dict:
+    """cv_summary.json's bootstrap: the primary above chance, beating the motion/QC control, not
+    differing from static FC, and beaten by mean dFC."""
+
+    def rec(ba, lo, hi, auc, diff=None):
+        out = {
+            "balanced_accuracy": {"value": ba, "ci95": [lo, hi]},
+            "roc_auc": {"value": auc, "ci95": [0.5, 1]},
+        }
+        if diff:
+            out["difference_from_parcel"] = {
+                "balanced_accuracy": {"value": diff[0], "ci95": [diff[1], diff[2]], "p_two_sided": 0.04}
+            }
+        return out
+
+    return {
+        "parcel": rec(0.81, 0.66, 0.93, 0.88),
+        "cnn": rec(0.7, 0.55, 0.85, 0.8, (-0.11, -0.3, 0.06)),
+        "baseline": rec(0.62, 0.45, 0.78, 0.7, (-0.19, -0.4, 0.01)),
+        "parcel_fc": rec(0.78, 0.62, 0.91, 0.84, (-0.03, -0.2, 0.12)),
+        "parcel_dfcmean": rec(0.95, 0.85, 1.0, 0.99, (0.14, 0.02, 0.3)),
+        "confounds": rec(0.5, 0.33, 0.66, 0.52, (-0.31, -0.5, -0.12)),
+    }
+
+
 def make_group_outputs(out: Path, rng, permutation=True) -> None:
     """Every file of the group contract, small and synthetic."""
     group = out / "group"
@@ -216,6 +255,9 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
         }
         if permutation
         else None,
+        "bootstrap": fake_bootstrap(),
+        "primary_model": "parcel",
+        "paired_tests": {"cnn": {"p_two_sided": 0.21}},
         "baseline": "L2 logistic regression on PCA of the maps, fit in-fold",
         "cnn_parameters": 12345,
         "settings": {"epochs": 5},
@@ -224,7 +266,7 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
     rows = []
     for rep in range(2):
         for i, (pid, yt) in enumerate(zip(labels, y)):
-            for model, noise in (("cnn", 0.25), ("baseline", 0.35)):
+            for model, noise in MODEL_NOISE:
                 prob = float(np.clip(0.5 + (yt - 0.5) * 0.5 + rng.normal(0, noise), 0, 1))
                 rows.append(
                     {
@@ -570,8 +612,81 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
     ):
         assert needle in html, needle
     assert no_external_resources(html)
+    # the answer comes first: the Result section, then cross-validation, and the cohort table last,
+    # folded
+    order = [html.index(f'<section id="{s}">') for s in ("result", "cv", "maps", "cohort", "errors", "about")]
+    assert order == sorted(order)
+    result = html[order[0] : order[1]]
+    assert "balanced accuracy of 0.81 (95% subject-bootstrap interval 0.66 to 0.93): above chance" in result
+    assert "it beats Motion/QC only (control)" in result
+    assert "it does not differ from Static FC (control)" in result
+    assert "Mean dFC (control) does better" in result
+    assert "<th>dFC-SD parcels (primary)</th>" in result
+    assert "0.81 [0.66 to 0.93]" in result
+    assert "worse (-0.31, -0.50 to -0.12)" in result
+    cohort = html[order[3] : order[4]]
+    assert cohort.index("<details>") < cohort.index("<table>")
+    # the ROC caption counts the models drawn, by their table names
+    assert "ROC curves of the out-of-fold predictions of 7 models (dFC-SD parcels (primary), 3D CNN" in html
+    assert "dFC-SD parcels (primary) at 30s windows" in html
+    assert "No errors or warnings to report." in html
+    assert "<th>strokefc version</th>" in html
     assert (tmp_path / "out" / "logs" / "CITATION.md").is_file()
     assert (tmp_path / "out" / "logs" / "CITATION.html").is_file()
+
+
+def test_result_sentences_without_controls_or_summary():
+    from bids_app.reports.group import result_sentences
+
+    assert result_sentences({}) == []
+    boot = {"parcel": fake_bootstrap()["parcel"]}
+    boot["parcel"]["balanced_accuracy"]["ci95"] = [0.45, 0.8]
+    text = result_sentences({"bootstrap": boot, "primary_model": "parcel"})
+    assert "not distinguishable from chance (0.5)" in text[0]
+    assert text[1].startswith("No control model ran")
+
+
+def test_group_figures_use_the_table_names_and_one_colour_per_model(tmp_path, rng, monkeypatch):
+    """Every legend entry and panel title is a model's table name; no two models share a colour; the
+    confusion matrices are panels of a grid, not a strip."""
+    from bids_app.reports.group import result_rows
+
+    make_group_outputs(tmp_path, rng)
+    preds = pd.read_csv(tmp_path / "group" / "cv_predictions.tsv", sep="\t")
+    table_names = {row["model"] for row in result_rows({"bootstrap": fake_bootstrap()})}
+    table_names.add("dFC-SD parcels (primary) at 30s windows")
+    drawn = []
+    monkeypatch.setattr(rl, "_save", lambda fig, out: drawn.append(fig) or str(out))
+    rl.plot_roc(preds, tmp_path / "roc.svg")
+    rl.plot_calibration(preds, tmp_path / "cal.svg")
+    rl.plot_confusion(preds, tmp_path / "cm.svg")
+    roc, cal, confusion = drawn
+    for fig, reference in ((roc, "chance"), (cal, "perfect calibration")):
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert legend[0] == reference
+        names = [re.sub(r" \((AUC|\d+ repeats).*$", "", t) for t in legend[1:]]
+        assert len(names) == len(MODEL_NOISE)
+        assert set(names) <= table_names, set(names) - table_names
+        lines = [h for h in fig.axes[0].get_legend().legend_handles[1:]]
+        colours = [matplotlib.colors.to_hex(h.get_color()) for h in lines]
+        assert len(set(colours)) == len(colours), colours
+    titles = {ax.get_title() for ax in confusion.axes if ax.axison}
+    assert titles <= table_names
+    assert len(titles) == len(MODEL_NOISE)
+    width, height = confusion.get_size_inches()
+    assert height / width > 0.6  # 3 panels a row: 3 rows for 7 models
+
+
+def test_model_label_and_colours_cover_models_outside_the_registry():
+    from workflows.models import COLOURS, model_colours, model_label
+
+    assert model_label("parcel") == "dFC-SD parcels (primary)"
+    assert model_label("baseline", "regression") == "Voxel PCA-ridge"
+    assert model_label("parcel_ts44s") == "dFC-SD parcels (primary) at 44s windows"
+    assert model_label("unknown") == "unknown"
+    names = [*COLOURS, "parcel_ts30s", "parcel_ts60s"]
+    colours = model_colours(names)
+    assert len(set(colours.values())) == len(names)
 
 
 def test_group_report_tolerates_missing_optional_outputs(tmp_path):
