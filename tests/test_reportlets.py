@@ -359,6 +359,17 @@ def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     assert "<!-- Seed (orange) on the MNI152 template, run's brain mask (grey), lesion (blue) -->" in seed_svg
 
 
+def test_mosaic_cuts_move_onto_the_seed_and_the_lesion():
+    seed = np.zeros(SHAPE, np.uint8)
+    seed[5:8, 10:13, 12:15] = 1  # centre z index 13 -> -30 + 4 * 13 = 22 mm
+    lesion = np.zeros(SHAPE, np.uint8)
+    lesion[6:10, 8:14, 2:4] = 1  # centre z index 2.5 -> -20 mm
+    masks = [nb.Nifti1Image(m, affine()) for m in (seed, lesion)]
+    cuts = rl.with_landmark_slices([-24.0, -10.0, 5.0, 20.0, 40.0], masks)
+    assert cuts == [-20.0, -10.0, 5.0, 22.0, 40.0]
+    assert rl.with_landmark_slices([0.0, 10.0], []) == [0.0, 10.0]
+
+
 def test_seed_overlay_without_lesion_and_from_4d_reference(tmp_path, rng):
     run = tiny_run(rng)
     out = rl.plot_seed_overlay(run["seed"], run["bold"], tmp_path / "seed.svg")

@@ -138,6 +138,7 @@ def plot_seed_overlay(
         black_bg=False,
         draw_cross=False,
         annotate=True,
+        colorbar=False,
         dim=-0.3,
     )
     opacity = _opacity(type(display).add_overlay, 0.7)
@@ -296,6 +297,22 @@ def plot_seed_timeseries(
     return _save(fig, out_svg)
 
 
+def with_landmark_slices(cuts: Sequence[float], masks: Sequence[nb.Nifti1Image]) -> list[float]:
+    """Axial cuts (mm) where the cut nearest each mask's centre moves onto that centre, so that the seed
+    and the lesion outlines are on a slice; the number of cuts stays the same."""
+    out = [float(c) for c in cuts]
+    fixed: set[int] = set()
+    for mask in masks:
+        centre = _centre_of_mass(mask)
+        if centre is None or not out:
+            continue
+        free = [i for i in range(len(out)) if i not in fixed] or list(range(len(out)))
+        nearest = min(free, key=lambda i: abs(out[i] - centre[2]))
+        out[nearest] = round(centre[2], 1)
+        fixed.add(nearest)
+    return sorted(out)
+
+
 def plot_map_mosaics(
     maps: Mapping[str, nb.Nifti1Image | Path | str],
     out_svg: Path | str,
@@ -329,7 +346,8 @@ def plot_map_mosaics(
         nonzero = nb.Nifti1Image(
             np.nan_to_num(np.abs(np.asarray(first.dataobj, dtype=np.float32))), first.affine
         )
-        cut_coords = plotting.find_cut_slices(nonzero, direction="z", n_cuts=cut_coords)
+        cuts = plotting.find_cut_slices(nonzero, direction="z", n_cuts=cut_coords)
+        cut_coords = with_landmark_slices(cuts, [img for img, _ in outlines])
     fig, axes = plt.subplots(len(maps), 1, figsize=(10, 1.9 * len(maps)), squeeze=False)
     for ax, (title, img) in zip(axes[:, 0], maps.items()):
         img = _as_3d(img)
