@@ -188,10 +188,7 @@ def result_sentences(summary: dict) -> list[str]:
         )
         # each control's difference from the primary is stored on the control: invert its verdict
         invert = {"better": "worse", "worse": "better", "same": "same"}
-        verdicts = {
-            c: invert.get(beats(boot, c, primary, metric) or "", None)
-            for c in controls  # type: ignore[misc]
-        }
+        verdicts = {c: invert.get(beats(boot, c, primary, metric) or "") for c in controls}
     groups: dict[str, list[str]] = {"better": [], "same": [], "worse": []}
     for control, verdict in verdicts.items():
         if verdict:
@@ -677,11 +674,11 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
 
 def map_vmax(maps: dict) -> dict:
     """Colour scales: one shared by the class means, one by the saliency maps, one for the difference."""
-    import nibabel as nb
+    from workflows.utils.images import as_image
 
     def top(imgs: Iterable[str | Path]) -> float:
         vals = np.concatenate(
-            [np.abs(np.asarray(nb.load(i).dataobj, dtype=np.float32)).ravel() for i in imgs]
+            [np.abs(np.asarray(as_image(i).dataobj, dtype=np.float32)).ravel() for i in imgs]
         )
         vals = vals[np.isfinite(vals) & (vals > 0)]
         return float(np.percentile(vals, 99)) if vals.size else 1.0

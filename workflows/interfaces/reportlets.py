@@ -109,14 +109,23 @@ class RunReportlets(StrokefcInterface):
             "mean dFC": load_nifti(self.inputs.dfcmean),
             "static FC": load_nifti(self.inputs.fc),
         }
-        outlines = {"seed_img": seed_img, "lesion_mask_img": lesion}
         self._results["maps"] = plotting.plot_map_mosaics(
-            maps, os.path.join(cwd, "maps.svg"), MAP_VMAX, units=MAP_UNITS, **outlines
+            maps,
+            os.path.join(cwd, "maps.svg"),
+            MAP_VMAX,
+            units=MAP_UNITS,
+            seed_img=seed_img,
+            lesion_mask_img=lesion,
         )
         dynamics = {"hemodynamic lag": load_nifti(self.inputs.lag_map)}
         if self.inputs.dfcexcess:
             dynamics = {"dFC excess over the stationary null": load_nifti(self.inputs.dfcexcess), **dynamics}
         self._results["dynamics"] = plotting.plot_map_mosaics(
-            dynamics, os.path.join(cwd, "dynamics.svg"), MAP_VMAX, units=MAP_UNITS, **outlines
+            dynamics,
+            os.path.join(cwd, "dynamics.svg"),
+            MAP_VMAX,
+            units=MAP_UNITS,
+            seed_img=seed_img,
+            lesion_mask_img=lesion,
         )
         return runtime
