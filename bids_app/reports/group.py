@@ -772,7 +772,8 @@ def write_group_report(
         "subjects (each cross-validation fold's CNN on its own test subjects; signed integrated "
         "gradients of the severe log-odds from the training-mean map, red pushes toward severe, blue "
         "toward mild-to-moderate) averaged over the severe and over the mild-to-moderate subjects, on "
-        "one shared scale; scales in each row's title (99th percentile of |value|)."
+        "one shared scale; scales in each row's title (99th percentile of |value|). On a diverging "
+        "scale, values within 5% of 0 are left clear so that the MNI152 template shows through."
     )
 
     regions = _read_tsv(group_dir / SALIENCY_REGIONS)
