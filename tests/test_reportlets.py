@@ -657,6 +657,27 @@ def test_result_sentences_without_controls_or_summary():
     assert text[1].startswith("No control model ran")
 
 
+def test_result_sentences_of_a_regression_read_the_mae_differences():
+    from bids_app.reports.group import result_sentences
+
+    def diff(lo, hi):
+        return {"mae": {"value": (lo + hi) / 2, "ci95": [lo, hi], "p_two_sided": 0.1}}
+
+    boot = {
+        "parcel": {
+            "mae": {"value": 8.0, "ci95": [6.0, 10.0]},
+            "difference_from_mean": diff(-5.0, -1.0),  # lower MAE than the mean reference: better
+            "difference_from_confounds": diff(-2.0, 1.0),
+        },
+        "confounds": {"mae": {"value": 9.0, "ci95": [7.0, 11.0]}},
+        "mean": {"mae": {"value": 12.0, "ci95": [10.0, 14.0]}},
+    }
+    text = result_sentences({"bootstrap": boot, "primary_model": "parcel", "target": "regression"})
+    assert "MAE of 8.0 points (95% subject-bootstrap interval 6.00 to 10.00)" in text[0]
+    assert text[0].endswith("better than predicting the training mean.")
+    assert "it does not differ from Motion/QC only (control)" in text[1]
+
+
 def test_group_figures_use_the_table_names_and_one_colour_per_model(tmp_path, rng, monkeypatch):
     """Every legend entry and panel title is a model's table name; no two models share a colour; the
     confusion matrices are panels of a grid, not a strip."""
