@@ -80,6 +80,10 @@ class RunConfig:
     qc: QCParams = field(default_factory=QCParams)
     group: GroupParams = field(default_factory=GroupParams)
     execution: ExecutionParams = field(default_factory=ExecutionParams)
+    #: The command line that started the run (``strokefc`` and its arguments; empty when not parsed from
+    #: one), for the reports' About section: provenance, not configuration (two runs with the same
+    #: options compare equal, e.g. one repeated with --config-file).
+    command: tuple[str, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections, paths as strings), for logs and records."""

@@ -36,7 +36,7 @@ from workflows.group import init_group_wf
 from workflows.group_inputs import is_severe
 from workflows.lesion import normalise_hemisphere
 from workflows.metadata import shared_parameters
-from workflows.models import LABELS, ordered
+from workflows.models import model_label, ordered
 from workflows.params import AUTO_TIMESCALE, TIMESCALE_PREFIX, split_duration
 from workflows.utils.atomic import remove_stale_temps
 from workflows.utils.bids import sidecar_path
@@ -451,8 +451,8 @@ def _print_metrics(summary: dict) -> None:
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    labels = LABELS[summary.get("target", "classification")]
+    target = summary.get("target", "classification")
     for model in ordered(summary["models"]):
         metrics = summary["models"][model]
         text = ", ".join(f"{m} {number(v['mean'])} ± {number(v['sd'])}" for m, v in metrics.items())
-        print(f"  {labels.get(model, model)}: {text}")
+        print(f"  {model_label(model, target)}: {text}")

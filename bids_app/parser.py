@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bids_app import __version__
@@ -722,7 +723,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         seed_coords=tuple(opts.seed_coords) if opts.seed_coords else None,
     )
     values["bids_filters"] = filters
-    return build_config(
+    config = build_config(
         bids_dir=bids_dir,
         output_dir=output_dir,
         analysis_level=opts.analysis_level,
@@ -731,6 +732,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         model=opts.model,
         values=values,
     )
+    return replace(config, command=("strokefc", *(sys.argv[1:] if argv is None else argv)))
 
 
 def flag_names(parser: argparse.ArgumentParser | None = None) -> dict[str, str]:

@@ -19,6 +19,7 @@ import pandas as pd
 from bids_app import queries
 from bids_app.config import RunConfig
 from bids_app.reports import render_page
+from bids_app.reports.about import about_rows, qc_problems
 from bids_app.reports.boilerplate import methods_text, write_citation
 from bids_app.reports.group import CohortSubject
 from bids_app.reports.group import write_group_report as build_group_report
@@ -102,7 +103,24 @@ def run_report_data(config: RunConfig, run: RunInputs, layout: BIDSLayout | None
         if found:
             figs[fig] = str(found[0])
     name = " ".join(run.name.split("_")) or f"sub-{run.entities['subject']}"
-    return {"name": name, "metadata": meta, "warnings": meta.get("Warnings", []), "figures": figs}
+    qc = queries.find_run_outputs(layout, run.entities, suffix="qc", extension=".tsv")
+    qc_rows = _read_qc_rows(qc[0]) if qc else []
+    return {
+        "name": name,
+        "metadata": meta,
+        "warnings": meta.get("Warnings", []),
+        "figures": figs,
+        "errors": qc_problems(qc_rows),
+    }
+
+
+def _read_qc_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a run's QC table (``..._qc.tsv``); an unreadable table is logged and read as empty."""
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False).to_dict("records")
+    except (OSError, ValueError, pd.errors.ParserError):
+        LOGGER.exception("Could not read %s", path)
+        return []
 
 
 def subject_summary(config: RunConfig, plan: ParticipantPlan, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,6 +277,9 @@ def write_participant_reports(
             summary = subject_summary(config, plan, runs)
             if len(predictions) > 1:
                 summary["Predictions by session"] = _trajectory(predictions)
+            errors = [e for run in runs for e in run["errors"]]
+            if plan.subject in failures:
+                errors.insert(0, failures[plan.subject])
             out = build_participant_report(
                 config.output_dir / f"sub-{plan.subject}.html",
                 subject=plan.subject,
@@ -266,6 +287,9 @@ def write_participant_reports(
                 runs=runs,
                 prediction=prediction,
                 methods_md=methods_md,
+                errors=errors,
+                notes=list(plan.notes),
+                about=about_rows(config),
             )
             written.append(Path(out))
         except Exception:  # a report must never fail the run

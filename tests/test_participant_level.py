@@ -234,6 +234,27 @@ def test_stationary_null_is_written_and_tested(finished):
     assert np.isfinite(np.asarray(excess.dataobj)).all()
 
 
+def test_report_shows_every_figure_and_counts_volumes_as_the_sidecar(finished):
+    """The subject report embeds the six figures (the dFC-excess and lag maps included), holds the
+    About and Errors-and-warnings sections, and its FD panel counts the volumes the sidecar kept."""
+    _, out, _ = finished
+    html = (out / "sub-01.html").read_text()
+    assert html.count('src="data:image/svg+xml;base64,') == 6
+    about = html[html.index('<section id="about">') : html.index('<section id="methods">')]
+    assert "participant" in about
+    assert "<code>strokefc " in about
+    assert '<section id="errors">' in html
+    figures = out / "sub-01" / "figures"
+    assert (figures / "sub-01_task-rest_desc-dynamics_bold.svg").is_file()
+    denoising = json.loads(_map(out, "01", "dfcsd").with_suffix("").with_suffix(".json").read_text())[
+        "Denoising"
+    ]
+    after_dummies = denoising["VolumesTotal"] - denoising["DummyScans"]
+    assert after_dummies == denoising["VolumesKept"] + denoising["VolumesCensored"]
+    svg = (figures / "sub-01_task-rest_desc-confounds_bold.svg").read_text()
+    assert f"{denoising['VolumesCensored']} of {after_dummies} volumes censored" in svg
+
+
 def test_reports_only_rewrites_reports_without_running(finished, tmp_path):
     cohort, out, _ = finished
     report = out / "sub-01.html"

@@ -3,8 +3,10 @@
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.colors
 import nibabel as nb
 import numpy as np
 import pandas as pd
@@ -68,7 +70,7 @@ def tiny_run(rng):
 
 
 def draw_run_figures(run, fig_dir: Path) -> dict:
-    """The five participant figures of a run, as the RunReportlets interface draws them."""
+    """The six participant figures of a run, as the RunReportlets interface draws them."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     return {
         "seed": rl.plot_seed_overlay(
@@ -82,7 +84,18 @@ def draw_run_figures(run, fig_dir: Path) -> dict:
             run["seed_ts"], TR, run["table"], run["traces"], fig_dir / "seedts.svg"
         ),
         "maps": rl.plot_map_mosaics(
-            run["maps"], fig_dir / "maps.svg", {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0}
+            run["maps"],
+            fig_dir / "maps.svg",
+            {"dFC SD": 0.5, "mean dFC": 1.0, "static FC": 1.0},
+            seed_img=run["seed"],
+            lesion_mask_img=run["lesion"],
+        ),
+        "dynamics": rl.plot_map_mosaics(
+            {"dFC excess": run["maps"]["mean dFC"], "hemodynamic lag": run["maps"]["static FC"]},
+            fig_dir / "dynamics.svg",
+            {"dFC excess": 0.25, "hemodynamic lag": 2.0},
+            seed_img=run["seed"],
+            units={"hemodynamic lag": "s"},
         ),
     }
 
@@ -122,7 +135,8 @@ def make_config(tmp_path: Path, level: str, **values) -> RunConfig:
 
 
 def make_participant_report(tmp_path: Path, rng) -> Path:
-    """A participant report of one subject with one run, its five figures and a prediction."""
+    """A participant report of one subject with one run, its six figures and a prediction."""
+    from bids_app.reports.about import about_rows
     from bids_app.reports.boilerplate import methods_text
     from bids_app.reports.participant import build_participant_report
 
@@ -144,7 +158,10 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
         "label_definition": "severe = UL-FMA <= 20",
         "figure": None,
     }
-    config = make_config(tmp_path, "participant")
+    config = replace(
+        make_config(tmp_path, "participant"),
+        command=("strokefc", "bids", "out", "participant", "--participant-label", "01"),
+    )
     return build_participant_report(
         out / "sub-01.html",
         subject="01",
@@ -153,7 +170,47 @@ def make_participant_report(tmp_path: Path, rng) -> Path:
         prediction=prediction,
         methods_md=methods_text(config, {"nilearn": "0.x"}),
         errors=[],
+        notes=["UL-FMA taken from participants.tsv"],
+        about=about_rows(config, {"nilearn": "0.14.1", "torch": "2.13.0"}),
     )
+
+
+#: Models of the fake cross-validation and the noise of their probabilities (the primary at a second
+#: window length included, as --window-lengths writes it).
+MODEL_NOISE = (
+    ("cnn", 0.25),
+    ("baseline", 0.35),
+    ("parcel", 0.2),
+    ("parcel_fc", 0.3),
+    ("parcel_dfcmean", 0.3),
+    ("confounds", 0.45),
+    ("parcel_ts30s", 0.3),
+)
+
+
+def fake_bootstrap() -> dict:
+    """cv_summary.json's bootstrap: the primary above chance, beating the motion/QC control, not
+    differing from static FC, and beaten by mean dFC."""
+
+    def rec(ba, lo, hi, auc, diff=None):
+        out = {
+            "balanced_accuracy": {"value": ba, "ci95": [lo, hi]},
+            "roc_auc": {"value": auc, "ci95": [0.5, 1]},
+        }
+        if diff:
+            out["difference_from_parcel"] = {
+                "balanced_accuracy": {"value": diff[0], "ci95": [diff[1], diff[2]], "p_two_sided": 0.04}
+            }
+        return out
+
+    return {
+        "parcel": rec(0.81, 0.66, 0.93, 0.88),
+        "cnn": rec(0.7, 0.55, 0.85, 0.8, (-0.11, -0.3, 0.06)),
+        "baseline": rec(0.62, 0.45, 0.78, 0.7, (-0.19, -0.4, 0.01)),
+        "parcel_fc": rec(0.78, 0.62, 0.91, 0.84, (-0.03, -0.2, 0.12)),
+        "parcel_dfcmean": rec(0.95, 0.85, 1.0, 0.99, (0.14, 0.02, 0.3)),
+        "confounds": rec(0.5, 0.33, 0.66, 0.52, (-0.31, -0.5, -0.12)),
+    }
 
 
 def make_group_outputs(out: Path, rng, permutation=True) -> None:
@@ -198,6 +255,9 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
         }
         if permutation
         else None,
+        "bootstrap": fake_bootstrap(),
+        "primary_model": "parcel",
+        "paired_tests": {"cnn": {"p_two_sided": 0.21}},
         "baseline": "L2 logistic regression on PCA of the maps, fit in-fold",
         "cnn_parameters": 12345,
         "settings": {"epochs": 5},
@@ -206,7 +266,7 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
     rows = []
     for rep in range(2):
         for i, (pid, yt) in enumerate(zip(labels, y)):
-            for model, noise in (("cnn", 0.25), ("baseline", 0.35)):
+            for model, noise in MODEL_NOISE:
                 prob = float(np.clip(0.5 + (yt - 0.5) * 0.5 + rng.normal(0, noise), 0, 1))
                 rows.append(
                     {
@@ -282,7 +342,7 @@ def make_group_report(tmp_path: Path, rng, **kwargs) -> Path:
 def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     run = tiny_run(rng)
     figs = draw_run_figures(run, tmp_path)
-    assert set(figs) == {"seed", "confounds", "carpet", "seedts", "maps"}
+    assert set(figs) == {"seed", "confounds", "carpet", "seedts", "maps", "dynamics"}
     for path in figs.values():
         assert_valid_svg(path)
     # the fixed colour scales are stated in the mosaic, the censoring count in the motion plot
@@ -290,8 +350,24 @@ def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     maps_svg = Path(figs["maps"]).read_text()
     for title in ("dFC SD (scale 0 to 0.5)", "mean dFC (scale -1 to 1)", "static FC (scale -1 to 1)"):
         assert f"<!-- {title} -->" in maps_svg
-    n_censored = int(run["censored"][2:].sum())  # 2 dummy scans are not counted
-    assert f"{n_censored} of {N_VOLS - 2} volumes censored" in Path(figs["confounds"]).read_text()
+    assert "<!-- hemodynamic lag (scale -2 to 2, s) -->" in Path(figs["dynamics"]).read_text()
+    # the FD series is the one after the dummy scans: every censored volume of it is counted
+    n_censored = int(run["censored"].sum())
+    text = f"{n_censored} of {N_VOLS} volumes censored (after 2 dummy scans)"
+    assert text in Path(figs["confounds"]).read_text()
+    seed_svg = Path(figs["seed"]).read_text()
+    assert "<!-- Seed (orange) on the MNI152 template, run's brain mask (grey), lesion (blue) -->" in seed_svg
+
+
+def test_mosaic_cuts_move_onto_the_seed_and_the_lesion():
+    seed = np.zeros(SHAPE, np.uint8)
+    seed[5:8, 10:13, 12:15] = 1  # centre z index 13 -> -30 + 4 * 13 = 22 mm
+    lesion = np.zeros(SHAPE, np.uint8)
+    lesion[6:10, 8:14, 2:4] = 1  # centre z index 2.5 -> -20 mm
+    masks = [nb.Nifti1Image(m, affine()) for m in (seed, lesion)]
+    cuts = rl.with_landmark_slices([-24.0, -10.0, 5.0, 20.0, 40.0], masks)
+    assert cuts == [-20.0, -10.0, 5.0, 22.0, 40.0]
+    assert rl.with_landmark_slices([0.0, 10.0], []) == [0.0, 10.0]
 
 
 def test_seed_overlay_without_lesion_and_from_4d_reference(tmp_path, rng):
@@ -400,11 +476,13 @@ def test_participant_report_embeds_every_figure(tmp_path, rng):
     out = make_participant_report(tmp_path, rng)
     html = Path(out).read_text()
     assert Path(out).name == "sub-01.html"
-    assert html.count('src="data:image/svg+xml;base64,') == 5
+    assert html.count('src="data:image/svg+xml;base64,') == 6
     for needle in (
         "sub-01",
         "L (from mask)",
+        "Dynamics beyond a stationary null, and hemodynamic lag",
         "12% of the seed lies in the lesion",
+        "UL-FMA taken from participants.tsv",
         "0.73",
         "severe",
         "abc123def456",
@@ -414,6 +492,18 @@ def test_participant_report_embeds_every_figure(tmp_path, rng):
     ):
         assert needle in html, needle
     assert no_external_resources(html)
+    # the sidecar's warning and the subject's note are in "Errors and warnings", before the runs
+    problems = html[html.index('<section id="errors">') : html.index('<section id="run-1">')]
+    assert "12% of the seed lies in the lesion" in problems
+    assert "UL-FMA taken from participants.tsv" in problems
+    assert "No errors or warnings" not in problems
+    # About: the command line, strokefc's version and the key packages
+    from bids_app import __version__
+
+    about = html[html.index('<section id="about">') : html.index('<section id="methods">')]
+    assert "<code>strokefc bids out participant --participant-label 01</code>" in about
+    assert f"<th>strokefc version</th><td>{__version__}</td>" in about
+    assert "nilearn 0.14.1, torch 2.13.0" in about
 
 
 def test_participant_report_notes_missing_figures(tmp_path):
@@ -432,9 +522,72 @@ def test_participant_report_notes_missing_figures(tmp_path):
     )
     html = Path(out).read_text()
     assert "figure not available" in html
-    assert "run-2 failed: boom" in html
+    assert '<div class="errors"><ul>\n<li>run-2 failed: boom</li>' in html
     assert "<img" not in html
     assert 'id="prediction"' not in html
+    assert "Not recorded." in html  # no About rows given
+
+
+def test_participant_report_without_problems_says_so(tmp_path):
+    from bids_app.reports.participant import build_participant_report
+
+    html = Path(
+        build_participant_report(
+            tmp_path / "sub-03.html",
+            subject="03",
+            summary={"Subject": "sub-03"},
+            runs=[{"name": "run-1", "metadata": {}, "warnings": [], "figures": {}}],
+        )
+    ).read_text()
+    assert "No errors or warnings to report." in html
+
+
+def test_qc_problems_name_each_excluded_run_and_its_reason():
+    from bids_app.reports.about import qc_problems
+
+    rows = [
+        {"run": "task-rest run-1", "excluded": "0", "reason": ""},
+        {"run": "task-rest run-2", "excluded": "1", "reason": "mean FD 0.61 mm > 0.5 mm"},
+        {"run": "task-rest run-3", "excluded": "1", "reason": "n/a"},
+    ]
+    assert qc_problems(rows) == [
+        "task-rest run-2: excluded by QC (mean FD 0.61 mm > 0.5 mm)",
+        "task-rest run-3: excluded by QC (no reason recorded)",
+    ]
+
+
+def test_command_line_is_recorded_by_the_parser(tmp_path):
+    from bids_app.parser import parse_args
+    from bids_app.reports.about import command_text
+
+    argv = [str(tmp_path), str(tmp_path / "out"), "group", "--boilerplate-only", "--cv-folds", "4"]
+    config = parse_args(argv)
+    assert config.command == ("strokefc", *argv)
+    assert command_text(config).endswith("group --boilerplate-only --cv-folds 4")
+
+
+def test_fd_panel_counts_the_series_after_the_dummy_scans_once(tmp_path, monkeypatch):
+    """The denoising step writes FD and the kept flags after its dummy scans; the panel must not drop
+    them again: its x axis starts after the dummies and every censored volume is counted."""
+    drawn = []
+    monkeypatch.setattr(rl, "_save", lambda fig, out: drawn.append(fig) or str(out))
+    fd = np.array([0.1, 0.2, 0.9, 0.1, 0.1, 1.1, 0.2, 0.1, 0.1, 0.2])  # 10 volumes after 3 dummies
+    censored = fd > 0.5
+    rl.plot_confounds(fd, censored, tmp_path / "fd.svg", fd_thresh=0.5, dummy=3)
+    ax = drawn[0].axes[0]
+    assert ax.get_title().endswith("2 of 10 volumes censored (after 3 dummy scans)")
+    fd_line = next(line for line in ax.get_lines() if line.get_label() == "FD")
+    assert list(fd_line.get_xdata()) == list(range(3, 13))
+    assert list(fd_line.get_ydata()) == list(fd)
+    assert ax.get_xlim() == (-0.5, 12.5)
+    red = [line.get_xdata()[0] for line in ax.get_lines() if line.get_label().startswith("_child")]
+    assert sorted(red) == [5, 8]  # censored volumes 2 and 5 of the series, shifted by the dummies
+    # without scrubbing there is no threshold to draw
+    drawn.clear()
+    rl.plot_confounds(fd, np.zeros(10, bool), tmp_path / "fd.svg", fd_thresh=None, dummy=0)
+    labels = [line.get_label() for line in drawn[0].axes[0].get_lines()]
+    assert not any(label.startswith("threshold") for label in labels)
+    assert drawn[0].axes[0].get_title().endswith("0 of 10 volumes censored")
 
 
 def test_group_report_from_contract_outputs(tmp_path, rng):
@@ -470,8 +623,102 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
     ):
         assert needle in html, needle
     assert no_external_resources(html)
+    # the answer comes first: the Result section, then cross-validation, and the cohort table last,
+    # folded
+    order = [html.index(f'<section id="{s}">') for s in ("result", "cv", "maps", "cohort", "errors", "about")]
+    assert order == sorted(order)
+    result = html[order[0] : order[1]]
+    assert "balanced accuracy of 0.81 (95% subject-bootstrap interval 0.66 to 0.93): above chance" in result
+    assert "it beats Motion/QC only (control)" in result
+    assert "it does not differ from Static FC (control)" in result
+    assert "Mean dFC (control) does better" in result
+    assert "<th>dFC-SD parcels (primary)</th>" in result
+    assert "0.81 [0.66 to 0.93]" in result
+    assert "worse (-0.31, -0.50 to -0.12)" in result
+    cohort = html[order[3] : order[4]]
+    assert cohort.index("<details>") < cohort.index("<table>")
+    # the ROC caption counts the models drawn, by their table names
+    assert "ROC curves of the out-of-fold predictions of 7 models (dFC-SD parcels (primary), 3D CNN" in html
+    assert "dFC-SD parcels (primary) at 30s windows" in html
+    assert "No errors or warnings to report." in html
+    assert "<th>strokefc version</th>" in html
     assert (tmp_path / "out" / "logs" / "CITATION.md").is_file()
     assert (tmp_path / "out" / "logs" / "CITATION.html").is_file()
+
+
+def test_result_sentences_without_controls_or_summary():
+    from bids_app.reports.group import result_sentences
+
+    assert result_sentences({}) == []
+    boot = {"parcel": fake_bootstrap()["parcel"]}
+    boot["parcel"]["balanced_accuracy"]["ci95"] = [0.45, 0.8]
+    text = result_sentences({"bootstrap": boot, "primary_model": "parcel"})
+    assert "not distinguishable from chance (0.5)" in text[0]
+    assert text[1].startswith("No control model ran")
+
+
+def test_result_sentences_of_a_regression_read_the_mae_differences():
+    from bids_app.reports.group import result_sentences
+
+    def diff(lo, hi):
+        return {"mae": {"value": (lo + hi) / 2, "ci95": [lo, hi], "p_two_sided": 0.1}}
+
+    boot = {
+        "parcel": {
+            "mae": {"value": 8.0, "ci95": [6.0, 10.0]},
+            "difference_from_mean": diff(-5.0, -1.0),  # lower MAE than the mean reference: better
+            "difference_from_confounds": diff(-2.0, 1.0),
+        },
+        "confounds": {"mae": {"value": 9.0, "ci95": [7.0, 11.0]}},
+        "mean": {"mae": {"value": 12.0, "ci95": [10.0, 14.0]}},
+    }
+    text = result_sentences({"bootstrap": boot, "primary_model": "parcel", "target": "regression"})
+    assert "MAE of 8.0 points (95% subject-bootstrap interval 6.00 to 10.00)" in text[0]
+    assert text[0].endswith("better than predicting the training mean.")
+    assert "it does not differ from Motion/QC only (control)" in text[1]
+
+
+def test_group_figures_use_the_table_names_and_one_colour_per_model(tmp_path, rng, monkeypatch):
+    """Every legend entry and panel title is a model's table name; no two models share a colour; the
+    confusion matrices are panels of a grid, not a strip."""
+    from bids_app.reports.group import result_rows
+
+    make_group_outputs(tmp_path, rng)
+    preds = pd.read_csv(tmp_path / "group" / "cv_predictions.tsv", sep="\t")
+    table_names = {row["model"] for row in result_rows({"bootstrap": fake_bootstrap()})}
+    table_names.add("dFC-SD parcels (primary) at 30s windows")
+    drawn = []
+    monkeypatch.setattr(rl, "_save", lambda fig, out: drawn.append(fig) or str(out))
+    rl.plot_roc(preds, tmp_path / "roc.svg")
+    rl.plot_calibration(preds, tmp_path / "cal.svg")
+    rl.plot_confusion(preds, tmp_path / "cm.svg")
+    roc, cal, confusion = drawn
+    for fig, reference in ((roc, "chance"), (cal, "perfect calibration")):
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert legend[0] == reference
+        names = [re.sub(r" \((AUC|\d+ repeats).*$", "", t) for t in legend[1:]]
+        assert len(names) == len(MODEL_NOISE)
+        assert set(names) <= table_names, set(names) - table_names
+        lines = [h for h in fig.axes[0].get_legend().legend_handles[1:]]
+        colours = [matplotlib.colors.to_hex(h.get_color()) for h in lines]
+        assert len(set(colours)) == len(colours), colours
+    titles = {ax.get_title() for ax in confusion.axes if ax.axison}
+    assert titles <= table_names
+    assert len(titles) == len(MODEL_NOISE)
+    width, height = confusion.get_size_inches()
+    assert height / width > 0.6  # 3 panels a row: 3 rows for 7 models
+
+
+def test_model_label_and_colours_cover_models_outside_the_registry():
+    from workflows.models import COLOURS, model_colours, model_label
+
+    assert model_label("parcel") == "dFC-SD parcels (primary)"
+    assert model_label("baseline", "regression") == "Voxel PCA-ridge"
+    assert model_label("parcel_ts44s") == "dFC-SD parcels (primary) at 44s windows"
+    assert model_label("unknown") == "unknown"
+    names = [*COLOURS, "parcel_ts30s", "parcel_ts60s"]
+    colours = model_colours(names)
+    assert len(set(colours.values())) == len(names)
 
 
 def test_group_report_tolerates_missing_optional_outputs(tmp_path):

@@ -202,9 +202,18 @@ def test_report_loads_offline_with_every_image_drawn(reports, kind, tmp_path, pr
     remote = [r for r in result["resources"] if not r.startswith(("file:", "data:"))]
     assert remote == []
     images = [e for e in result["elements"] if e["tag"] == "img"]
-    assert len(images) == {"participant": 5, "group": 6}[kind]
+    assert len(images) == {"participant": 6, "group": 6}[kind]
     empty = [e for e in result["elements"] if not (e["w"] > 0 and e["h"] > 0 and e["decoded"])]
     assert empty == [], f"elements without size in the {kind} report: {empty}"
     assert shot.is_file()
     assert shot.stat().st_size > 20000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_group_confusion_matrices_are_legible(reports, tmp_path, proxy):
+    """The confusion matrices (one panel per model) are drawn at least 250 px tall at 1280 px wide,
+    not as a strip in a column of the figure grid."""
+    result = probe(reports["group"], tmp_path, proxy)
+    confusion = [e for e in result["elements"] if e["name"] == "Confusion matrices"]
+    assert len(confusion) == 1
+    assert confusion[0]["h"] >= 250, confusion[0]

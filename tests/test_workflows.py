@@ -131,7 +131,7 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
     edges = _edges(wf)
     full = _full_edges(wf)
     sinks = [n for n in wf.list_node_names() if n.split(".")[-1].startswith("ds_")]
-    assert len(sinks) == 5 + 5 + 5  # maps (dfcexcess and lag included), seed mask, four tables, figures
+    assert len(sinks) == 5 + 5 + 6  # maps (dfcexcess and lag included), seed mask, four tables, figures
     for sink in sinks:  # outputs are named after the run given to the inputnode, not at build time
         ds_wf = sink.split(".")[0]
         assert (f"{ds_wf}.inputnode", "source_file", sink, "source_file") in full
@@ -139,7 +139,9 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
     # the BOLD is read once: the report's carpet takes the denoising step's voxel sample
     assert ("denoise", "carpet_bold", "reportlets", "carpet_bold") in edges
     assert not any(e[0] == "inputnode" and e[1] == "bold_file" and e[2] == "reportlets" for e in edges)
-    assert ("inputnode", "boldref_file", "reportlets", "boldref") in edges
+    # the report shows the lag and dFC-excess maps it writes (stat-lag, stat-dfcexcess)
+    assert ("denoise", "lag_map", "reportlets", "lag_map") in edges
+    assert ("dfc", "dfcexcess", "reportlets", "dfcexcess") in edges
     for field in RUN_INPUTS[:3]:
         assert ("inputnode", field, "denoise", field) in edges
     assert _unsatisfied(wf) == []

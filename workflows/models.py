@@ -562,6 +562,33 @@ REGRESSION_REFERENCES = ("mean", QUALITY)
 LABELS = {target: {name: spec.label_for(target) for name, spec in MODELS.items()} for target in TARGETS}
 #: Colours of every model name, for figures.
 COLOURS = {name: spec.colour for name, spec in MODELS.items()}
+#: Colours of the models outside the registry (the primary model at other window lengths), in order
+#: (Paul Tol's muted palette: colour-blind friendly, none of them a registry colour).
+EXTRA_COLOURS = ("#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#DDCC77", "#661100", "#6699CC")
+
+
+def model_label(name: str, target: str = "classification") -> str:
+    """The label of a model name in tables, legends and the console: the registry's, and for the primary
+    model at another window length (:func:`timescale_model`) the primary's label with that length."""
+    if name in MODELS:
+        return MODELS[name].label_for(target)
+    prefix = f"{PRIMARY_MODEL}_ts"
+    if name.startswith(prefix):
+        return f"{MODELS[PRIMARY_MODEL].label_for(target)} at {name[len(prefix) :]} windows"
+    return name
+
+
+def model_colours(names: Any) -> dict[str, str]:
+    """One distinct colour per model name: the registry's, then :data:`EXTRA_COLOURS` in turn for the
+    others (cycled, with a different dash in the figures, when there are more of them)."""
+    out, extra = {}, 0
+    for name in names:
+        if name in COLOURS:
+            out[name] = COLOURS[name]
+        else:
+            out[name] = EXTRA_COLOURS[extra % len(EXTRA_COLOURS)]
+            extra += 1
+    return out
 
 
 def models_for(target: str) -> list[ModelSpec]:

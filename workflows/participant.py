@@ -181,7 +181,7 @@ def init_dfc_wf(
         name="metadata",
         run_without_submitting=True,
     )
-    figures = pe.Node(RunReportlets(tr=tr, fd_thresh=denoise.fd_thresh), name="reportlets", mem_gb=1.0)
+    figures = pe.Node(RunReportlets(tr=tr), name="reportlets", mem_gb=1.0)
     run_qc = pe.Node(RunQC(run=run_label), name="qc", run_without_submitting=True)
     if notes:
         run_qc.inputs.notes = list(notes)
@@ -262,7 +262,6 @@ def init_dfc_wf(
             (denoise_node, metadata, [("info", "denoise_info")]),
             (seed_node, metadata, [("info", "seed_info")]),
             (dfc, metadata, [("info", "dfc_info")]),
-            (inputnode, figures, [("boldref_file", "boldref")]),
             (
                 denoise_node,
                 figures,
@@ -272,6 +271,7 @@ def init_dfc_wf(
                     ("carpet_bold", "carpet_bold"),
                     ("volumes_tsv", "volumes_tsv"),
                     ("info", "denoise_info"),
+                    ("lag_map", "lag_map"),
                 ],
             ),
             (seed_node, figures, [("seed_mask", "seed_mask")]),
@@ -284,6 +284,7 @@ def init_dfc_wf(
                     ("dfcsd", "dfcsd"),
                     ("dfcmean", "dfcmean"),
                     ("fc", "fc"),
+                    *((("dfcexcess", "dfcexcess"),) if window.null_surrogates > 0 else ()),
                 ],
             ),
             (

@@ -22,8 +22,7 @@ import nibabel as nb
 import numpy as np
 
 from workflows.denoise import CARPET_VOXELS, carpet_sample
-from workflows.models import COLOURS
-from workflows.models import LABELS as MODEL_LABELS
+from workflows.models import COLOURS, model_colours, model_label, ordered
 from workflows.utils.images import as_image, read_data
 
 if TYPE_CHECKING:
@@ -41,8 +40,8 @@ COLORS = {
     "lesion": "#56B4E9",
     "censored": "#CC3311",
 }
-#: Model labels in the classification figures (the registry's).
-LABELS = MODEL_LABELS["classification"]
+#: Line styles that tell models apart besides their colour (curves that overlap stay visible).
+DASHES = ("-", "--", "-.", ":")
 MAX_CARPET_VOXELS = CARPET_VOXELS
 
 
@@ -85,38 +84,72 @@ def _mni_template() -> nb.Nifti1Image:
 # --------------------------------------------------------------------------- participant figures
 
 
+def _binary(img: nb.Nifti1Image | Path | str) -> nb.Nifti1Image:
+    """A 0/1 image of the non-zero voxels of a (3D or 4D-mean) image."""
+    img = _as_3d(img)
+    return nb.Nifti1Image(
+        (np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32)) > 0).astype(np.uint8), img.affine
+    )
+
+
+def _outline(
+    display: object, img: nb.Nifti1Image | None, colour: str, width: float = 1.5, **kwargs: object
+) -> bool:
+    """Draw the outline of a mask on every cut of a nilearn display; False when the mask is empty."""
+    if img is None or not np.any(np.asarray(img.dataobj) > 0):
+        return False
+    display.add_contours(img, levels=[0.5], colors=[colour], linewidths=width, **kwargs)  # type: ignore[attr-defined]
+    return True
+
+
+def _opacity(func: object, value: float, fallback: bool = True) -> dict[str, float]:
+    """Opacity keyword of a nilearn plotting call: ``transparency`` (nilearn >= 0.12), else ``alpha``
+    (or nothing when ``fallback`` is False)."""
+    import inspect
+
+    if "transparency" in inspect.signature(func).parameters:  # type: ignore[arg-type]
+        return {"transparency": value}
+    return {"alpha": value} if fallback else {}
+
+
 def plot_seed_overlay(
     seed_img: nb.Nifti1Image | Path | str,
     ref_img: nb.Nifti1Image | Path | str,
     out_svg: Path | str,
     lesion_mask_img: nb.Nifti1Image | Path | str | None = None,
+    bg_img: nb.Nifti1Image | Path | str | None = None,
 ) -> str:
-    """Seed mask (filled) over the run's reference image in three orthogonal views; lesion as a contour."""
+    """The seed (orange, filled and outlined) on anatomy in three orthogonal views through its centre.
+
+    The underlay is ``bg_img``, by default nilearn's MNI152 template (the maps are on an MNI grid, and an
+    fMRIPrep BOLD reference may carry no contrast); ``ref_img`` (the run's brain mask, or its BOLD
+    reference) is outlined in grey to show the run's coverage; the lesion is outlined in blue.
+    """
+    from matplotlib.colors import ListedColormap
     from nilearn import plotting
 
-    seed_img, ref_img = _as_3d(seed_img), _as_3d(ref_img)
-    seed = nb.Nifti1Image((np.asarray(seed_img.dataobj) > 0).astype(np.uint8), seed_img.affine)
+    seed = _binary(seed_img)
     fig = plt.figure(figsize=(9, 3.2))
-    display = plotting.plot_roi(
-        seed,
-        bg_img=ref_img,
+    display = plotting.plot_anat(
+        _mni_template() if bg_img is None else bg_img,
         display_mode="ortho",
         figure=fig,
         cut_coords=_centre_of_mass(seed),
-        cmap="autumn",
-        alpha=0.8,
-        black_bg=True,
+        black_bg=False,
         draw_cross=False,
         annotate=True,
-        dim=0,
+        colorbar=False,
+        dim=-0.3,
     )
-    title = "Seed (orange)"
-    if lesion_mask_img is not None:
-        lesion = _as_3d(lesion_mask_img)
-        if np.any(np.asarray(lesion.dataobj) > 0):
-            display.add_contours(lesion, levels=[0.5], colors=COLORS["lesion"], linewidths=1.5)
-            title += ", lesion outline (blue)"
-    display.title(title, size=10)
+    opacity = _opacity(type(display).add_overlay, 0.7)
+    display.add_overlay(seed, cmap=ListedColormap([COLORS["seed"]]), threshold=0.5, **opacity)
+    _outline(display, seed, COLORS["seed"], 1.2)
+    title = "Seed (orange) on the MNI152 template"
+    if _outline(display, _binary(ref_img), "0.45", 0.8, linestyles="dashed"):
+        title += ", run's brain mask (grey)"
+    if lesion_mask_img is not None and _outline(display, _binary(lesion_mask_img), COLORS["lesion"], 1.8):
+        title += ", lesion (blue)"
+    display.title(title, size=10, color="black", bgcolor="white")
     return _save(fig, out_svg)
 
 
@@ -127,16 +160,22 @@ def plot_confounds(
     fd_thresh: float | None = 0.5,
     dummy: int = 0,
 ) -> str:
-    """Framewise displacement over volumes, the FD threshold, dummy scans and censored volumes."""
+    """Framewise displacement over volumes, the FD threshold, dummy scans and censored volumes.
+
+    ``fd_array`` and ``censored_bool_array`` cover the volumes *after* the ``dummy`` dummy scans, as the
+    denoising step writes them (``volumes.tsv``); the x axis counts acquired volumes, so the dummy scans
+    are the grey band before the series and are never counted again. ``fd_thresh`` is drawn only when
+    it censored volumes (scrubbing); None draws no threshold.
+    """
     fd = np.asarray(fd_array, dtype=float)
-    censored = np.asarray(censored_bool_array, dtype=bool).copy()
-    censored[: int(dummy)] = False  # dummy scans are shown as a band, not counted as censored
+    censored = np.asarray(censored_bool_array, dtype=bool)[: fd.size]
+    dummy = int(dummy)
     fig, ax = plt.subplots(figsize=(9, 2.4))
-    x = np.arange(fd.size)
+    x = np.arange(fd.size) + dummy
     if dummy:
-        ax.axvspan(-0.5, dummy - 0.5, color="0.85", label=f"dummy scans ({dummy})")
-    for i in np.flatnonzero(censored[: fd.size]):
-        ax.axvline(int(i), color=COLORS["censored"], alpha=0.35, lw=1)
+        ax.axvspan(-0.5, dummy - 0.5, color="0.85", label=f"dummy scans ({dummy}, dropped)")
+    for i in np.flatnonzero(censored):
+        ax.axvline(int(i) + dummy, color=COLORS["censored"], alpha=0.35, lw=1)
     ax.plot(x, np.nan_to_num(fd), color="k", lw=1, label="FD")
     if fd_thresh is not None:
         ax.axhline(fd_thresh, color=COLORS["censored"], ls="--", lw=1, label=f"threshold {fd_thresh:g} mm")
@@ -144,11 +183,12 @@ def plot_confounds(
         ax.plot([], [], color=COLORS["censored"], alpha=0.5, label=f"censored ({int(censored.sum())})")
     finite = fd[np.isfinite(fd)]
     ax.set(
-        xlabel="volume",
+        xlabel="volume (acquired, dummy scans included)",
         ylabel="FD (mm)",
-        xlim=(-0.5, max(fd.size, 1) - 0.5),
+        xlim=(-0.5, max(fd.size + dummy, 1) - 0.5),
         title=f"Framewise displacement: mean {finite.mean() if finite.size else float('nan'):.3f} mm, "
-        f"{int(censored.sum())} of {censored.size - int(dummy)} volumes censored",
+        f"{int(censored.sum())} of {fd.size} volumes censored"
+        + (f" (after {dummy} dummy scans)" if dummy else ""),
     )
     ax.legend(loc="upper right", fontsize=7, ncol=4, frameon=False)
     return _save(fig, out_svg)
@@ -206,7 +246,8 @@ def plot_carpet(
             yticks=[],
             title=f"Carpet {name}: {n_voxels} voxels x {data.shape[0]} volumes, z-scored, range +/-2",
         )
-    axes[1].set_xlabel("time (s)")
+    axes[0].set_xlabel("time (s), dummy scans included")
+    axes[1].set_xlabel("time (s), after the dummy scans")
     fig.tight_layout()
     return _save(fig, out_svg)
 
@@ -256,19 +297,47 @@ def plot_seed_timeseries(
     return _save(fig, out_svg)
 
 
+def with_landmark_slices(cuts: Sequence[float], masks: Sequence[nb.Nifti1Image]) -> list[float]:
+    """Axial cuts (mm) where the cut nearest each mask's centre moves onto that centre, so that the seed
+    and the lesion outlines are on a slice; the number of cuts stays the same."""
+    out = [float(c) for c in cuts]
+    fixed: set[int] = set()
+    for mask in masks:
+        centre = _centre_of_mass(mask)
+        if centre is None or not out:
+            continue
+        free = [i for i in range(len(out)) if i not in fixed] or list(range(len(out)))
+        nearest = min(free, key=lambda i: abs(out[i] - centre[2]))
+        out[nearest] = round(centre[2], 1)
+        fixed.add(nearest)
+    return sorted(out)
+
+
 def plot_map_mosaics(
     maps: Mapping[str, nb.Nifti1Image | Path | str],
     out_svg: Path | str,
     vmax: Mapping[str, float | None],
     cut_coords: int | Sequence[float] = 7,
     bg_img: nb.Nifti1Image | Path | str | None = None,
+    seed_img: nb.Nifti1Image | Path | str | None = None,
+    lesion_mask_img: nb.Nifti1Image | Path | str | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> str:
     """One axial mosaic per map (title -> image), on a fixed colour scale per map (``vmax`` by title).
 
     Maps that are never negative (e.g. dFC SD, saliency) use a sequential scale from 0; the others a
-    diverging scale symmetric about 0. The scale is written in each row's title.
+    diverging scale symmetric about 0, with the values within 5% of 0 left clear so that the template
+    shows through. The scale (and its unit, ``units`` by title) is written in each row's title. The seed
+    (orange) and the lesion (blue) are outlined on every slice when given, as landmarks.
     """
     from nilearn import plotting
+
+    see_through = _opacity(plotting.plot_stat_map, 0.85, fallback=False)
+    outlines = [
+        (_binary(img), colour)
+        for img, colour in ((seed_img, COLORS["seed"]), (lesion_mask_img, COLORS["lesion"]))
+        if img is not None
+    ]
 
     bg_img = _mni_template() if bg_img is None else bg_img
     if isinstance(cut_coords, int) and maps:
@@ -277,7 +346,8 @@ def plot_map_mosaics(
         nonzero = nb.Nifti1Image(
             np.nan_to_num(np.abs(np.asarray(first.dataobj, dtype=np.float32))), first.affine
         )
-        cut_coords = plotting.find_cut_slices(nonzero, direction="z", n_cuts=cut_coords)
+        cuts = plotting.find_cut_slices(nonzero, direction="z", n_cuts=cut_coords)
+        cut_coords = with_landmark_slices(cuts, [img for img, _ in outlines])
     fig, axes = plt.subplots(len(maps), 1, figsize=(10, 1.9 * len(maps)), squeeze=False)
     for ax, (title, img) in zip(axes[:, 0], maps.items()):
         img = _as_3d(img)
@@ -287,19 +357,19 @@ def plot_map_mosaics(
         top = top if top > 0 else 1.0
         positive = data.min() >= 0
         kwargs = (
-            dict(cmap="inferno", vmin=0, vmax=top, symmetric_cbar=False)
+            dict(cmap="inferno", vmin=0, vmax=top, symmetric_cbar=False, threshold=1e-6, **see_through)
             if positive
-            else dict(cmap="RdBu_r", vmax=top, symmetric_cbar=True)
+            else dict(cmap="RdBu_r", vmax=top, symmetric_cbar=True, threshold=0.05 * top)
         )
-        scale = f"0 to {top:g}" if positive else f"-{top:g} to {top:g}"
-        plotting.plot_stat_map(
+        unit = f", {(units or {}).get(title)}" if (units or {}).get(title) else ""
+        scale = f"0 to {top:g}{unit}" if positive else f"-{top:g} to {top:g}{unit}"
+        display = plotting.plot_stat_map(
             img,
             bg_img=bg_img,
             display_mode="z",
             cut_coords=cut_coords,
             axes=ax,
             figure=fig,
-            threshold=1e-6,
             colorbar=True,
             annotate=True,
             black_bg=True,
@@ -307,19 +377,44 @@ def plot_map_mosaics(
             draw_cross=False,
             **kwargs,
         )
+        for outline, colour in outlines:
+            _outline(display, outline, colour, 1.0)
     return _save(fig, out_svg)
 
 
 # --------------------------------------------------------------------------- group figures
 
 
+def _model_styles(models: Sequence[str]) -> dict[str, dict]:
+    """Colour (one per model, :func:`workflows.models.model_colours`) and dash of each model's lines."""
+    colours = model_colours(models)
+    return {m: {"color": colours[m], "ls": DASHES[i % len(DASHES)]} for i, m in enumerate(models)}
+
+
+def roc_models(predictions: pd.DataFrame) -> list[str]:
+    """The models :func:`plot_roc` draws (registry order): those with both classes in some repeat."""
+    drawn = [
+        str(model)
+        for model, rows in predictions.groupby("model", sort=False)
+        if any(rep["y_true"].nunique() == 2 for _, rep in rows.groupby("repeat"))
+    ]
+    return ordered(drawn)
+
+
 def plot_roc(predictions: pd.DataFrame, out_svg: Path | str) -> str:
-    """ROC curves of each model, one thin line per CV repeat (out-of-fold predictions pooled)."""
+    """ROC curves of each model, one thin line per CV repeat (out-of-fold predictions pooled).
+
+    Each model has its own colour and dash, and the axes are padded, so that curves lying on the axes
+    (AUC = 1) or on each other stay visible. Legend entries are the models' table labels.
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="chance")
-    for model, rows in predictions.groupby("model", sort=True):
+    models = roc_models(predictions)
+    styles = _model_styles(models)
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    ax.plot([0, 1], [0, 1], color="0.6", ls=(0, (1, 3)), lw=1, label="chance")
+    for model in models:
+        rows = predictions[predictions["model"] == model]
         curves = []
         for _, rep in rows.groupby("repeat"):
             y, p = rep["y_true"].to_numpy(int), rep["prob_severe"].to_numpy(float)
@@ -330,20 +425,20 @@ def plot_roc(predictions: pd.DataFrame, out_svg: Path | str) -> str:
                 None
                 if i
                 else (
-                    f"{LABELS.get(model, model)} (mean AUC "
-                    f"{np.mean([c[2] for c in curves]):.2f}, {len(curves)} repeats)"
+                    f"{model_label(model)} (AUC {np.mean([c[2] for c in curves]):.2f}"
+                    + (f", mean of {len(curves)} repeats)" if len(curves) > 1 else ")")
                 )
             )
-            ax.plot(fpr, tpr, color=COLORS.get(model), alpha=0.6, lw=1.2, label=label)
+            ax.plot(fpr, tpr, alpha=0.8, lw=1.6, label=label, **styles[model])
     ax.set(
         xlabel="1 - specificity",
         ylabel="sensitivity",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
+        xlim=(-0.03, 1.01),
+        ylim=(-0.01, 1.03),
         title="ROC, out-of-fold predictions",
         aspect="equal",
     )
-    ax.legend(fontsize=7, loc="lower right", frameon=False)
+    ax.legend(fontsize=7, loc="lower right", frameon=True, framealpha=0.9)
     return _save(fig, out_svg)
 
 
@@ -356,13 +451,21 @@ def subject_probabilities(predictions: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def plot_confusion(predictions: pd.DataFrame, out_svg: Path | str, threshold: float = 0.5) -> str:
-    """Subject-level confusion matrix per model (probabilities averaged over repeats, cut at 0.5)."""
+def plot_confusion(
+    predictions: pd.DataFrame, out_svg: Path | str, threshold: float = 0.5, columns: int = 3
+) -> str:
+    """Subject-level confusion matrix per model (probabilities averaged over repeats, cut at 0.5).
+
+    One square panel per model, at most ``columns`` per row, so that the figure stays legible at the
+    report's full width whatever the number of models.
+    """
     per_subject = subject_probabilities(predictions)
-    models = sorted(per_subject["model"].unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.2), squeeze=False)
-    names = ["mild-to-moderate", "severe"]
-    for ax, model in zip(axes[0], models):
+    models = ordered(str(m) for m in per_subject["model"].unique())
+    n_cols = max(1, min(columns, len(models)))
+    n_rows = max(1, -(-len(models) // n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.1 * n_rows + 0.4), squeeze=False)
+    names = ["mild-to-\nmoderate", "severe"]
+    for ax, model in zip(axes.ravel(), models):
         rows = per_subject[per_subject["model"] == model]
         y = rows["y_true"].to_numpy(int)
         pred = (rows["prob_severe"].to_numpy(float) >= threshold).astype(int)
@@ -376,20 +479,17 @@ def plot_confusion(predictions: pd.DataFrame, out_svg: Path | str, threshold: fl
                     str(cm[t, p]),
                     ha="center",
                     va="center",
-                    fontsize=12,
+                    fontsize=14,
                     color="white" if cm[t, p] > cm.max() / 2 else "black",
                 )
-        ax.set(
-            xticks=[0, 1],
-            yticks=[0, 1],
-            xticklabels=names,
-            yticklabels=names,
-            xlabel="predicted",
-            ylabel="true",
-            title=LABELS.get(model, model),
-        )
-        ax.tick_params(labelsize=7)
-    fig.suptitle("Subjects, probability averaged over repeats, cut at 0.5", fontsize=8)
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names)
+        ax.set_xlabel("predicted", fontsize=9)
+        ax.set_ylabel("true", fontsize=9)
+        ax.set_title(model_label(model), fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.ravel()[len(models) :]:
+        ax.axis("off")
+    fig.suptitle(f"Subjects, probability of severe averaged over repeats, cut at {threshold:g}", fontsize=9)
     fig.tight_layout()
     return _save(fig, out_svg)
 
@@ -457,14 +557,18 @@ def plot_calibration(predictions: pd.DataFrame, out_svg: Path | str, n_bins: int
     Probabilities are not averaged over repeats first (a subject's mean over repeats is smoother, hence
     looks better calibrated, than any one model's output).
     """
-    fig, ax = plt.subplots(figsize=(4.4, 4.2))
-    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
-    for model, rows in predictions.groupby("model", sort=True):
-        repeats = list(rows.groupby("repeat", sort=True))
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    ax.plot([0, 1], [0, 1], color="0.6", ls=(0, (1, 3)), lw=1, label="perfect calibration")
+    models = ordered(str(m) for m in predictions["model"].unique())
+    styles = _model_styles(models)
+    for model in models:
+        repeats = list(predictions[predictions["model"] == model].groupby("repeat", sort=True))
         for i, (_, rep) in enumerate(repeats):
             xs, ys, _ = calibration_points(rep["prob_severe"], rep["y_true"], n_bins)
-            label = None if i else f"{LABELS.get(model, model)} ({len(repeats)} repeats)"
-            ax.plot(xs, ys, marker="o", ms=3, lw=1, alpha=0.6, color=COLORS.get(model), label=label)
+            label = (
+                None if i else model_label(model) + (f" ({len(repeats)} repeats)" if len(repeats) > 1 else "")
+            )
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.4, alpha=0.8, label=label, **styles[model])
     ax.set(
         xlabel="mean predicted probability (severe)",
         ylabel="observed fraction severe",
@@ -473,7 +577,7 @@ def plot_calibration(predictions: pd.DataFrame, out_svg: Path | str, n_bins: int
         aspect="equal",
         title=f"Calibration ({n_bins} bins, per repeat)",
     )
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax.legend(fontsize=7, frameon=True, framealpha=0.9, loc="upper left")
     return _save(fig, out_svg)
 
 
@@ -499,6 +603,7 @@ def plot_regression_scatter(
     n_cols = min(3, max(1, len(models)))
     n_rows = -(-len(models) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.0 * n_cols, 3.3 * n_rows), squeeze=False)
+    colours = model_colours(models)
     values = np.concatenate([per_subject["y_true"].to_numpy(float), per_subject["predicted"].to_numpy(float)])
     low, high = float(np.nanmin(values)) - 3, float(np.nanmax(values)) + 3
     for ax, model in zip(axes.ravel(), models):
@@ -507,11 +612,12 @@ def plot_regression_scatter(
         ax.plot([low, high], [low, high], color="0.5", ls="--", lw=1)
         ax.axvline(threshold, color="0.7", ls=":", lw=1)
         ax.axhline(threshold, color="0.7", ls=":", lw=1)
-        ax.scatter(y, p, s=14, color=COLORS.get(model), alpha=0.8, edgecolor="none")
+        ax.scatter(y, p, s=14, color=colours[model], alpha=0.8, edgecolor="none")
         text = f"MAE {np.mean(np.abs(y - p)):.1f}"
         if len(y) > 2 and np.ptp(p) > 0:
             text += f", r {np.corrcoef(y, p)[0, 1]:.2f}"
-        ax.set_title(f"{(labels or {}).get(model, model)}\n{text}", fontsize=8)
+        label = (labels or {}).get(model) or model_label(model, "regression")
+        ax.set_title(f"{label}\n{text}", fontsize=8)
         ax.set(xlim=(low, high), ylim=(low, high), aspect="equal")
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(models) :]:

@@ -270,13 +270,23 @@ def regression_bootstrap(
     )
 
 
-def beats(bootstrap: Mapping, model: str, reference: str) -> str | None:
-    """``"better"``, ``"worse"`` or ``"same"``: ``model`` against ``reference`` on the bootstrap of MAE."""
-    diff = bootstrap.get(model, {}).get(f"difference_from_{reference}", {}).get(COMPARE_METRIC["regression"])
+#: Metrics of which a lower value is better (errors); for the others a higher value is better.
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "brier"})
+
+
+def beats(bootstrap: Mapping, model: str, reference: str, metric: str | None = None) -> str | None:
+    """``"better"``, ``"worse"`` or ``"same"``: ``model`` against ``reference`` on the subject bootstrap
+    of their difference in ``metric`` (the MAE by default; ``balanced_accuracy`` for classes), as
+    :func:`bootstrap_comparison` stores it under ``bootstrap[model]["difference_from_<reference>"]``;
+    None when that difference was not computed. "same": the 95% interval holds 0."""
+    metric = metric or COMPARE_METRIC["regression"]
+    diff = bootstrap.get(model, {}).get(f"difference_from_{reference}", {}).get(metric)
     if not diff or diff["ci95"][0] is None or not np.isfinite(diff["ci95"]).all():
         return None
     low, high = diff["ci95"]
-    return "better" if high < 0 else "worse" if low > 0 else "same"
+    if metric in LOWER_IS_BETTER:
+        low, high = -high, -low
+    return "better" if low > 0 else "worse" if high < 0 else "same"
 
 
 def _nanmean(values: Sequence[float]) -> float:

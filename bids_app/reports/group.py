@@ -19,12 +19,20 @@ import pandas as pd
 
 from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
+from bids_app.reports.about import about_rows
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
-from workflows.models import CNN_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
+from workflows.models import (
+    CNN_MODEL,
+    MODELS,
+    PRIMARY_MODEL,
+    REGRESSION_REFERENCES,
+    model_label,
+    ordered,
+)
 from workflows.params import AUTO_TIMESCALE
 from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
 from workflows.utils.io import atomic_write_text
@@ -44,9 +52,6 @@ METRICS = {
     "spearman_r": "Spearman r",
     "r2": "R²",
 }
-#: Model labels (from the registry, :data:`workflows.models.MODELS`) of each target.
-MODEL_LABELS = LABELS["classification"]
-REGRESSION_LABELS = LABELS["regression"]
 
 
 def regression_rows(summary: dict) -> list[dict]:
@@ -58,7 +63,7 @@ def regression_rows(summary: dict) -> list[dict]:
     for model in ordered(boot):
         rec = boot[model]
         row = {
-            "model": REGRESSION_LABELS.get(model, model),
+            "model": model_label(model, "regression"),
             "description": summary.get("model_descriptions", {}).get(model, ""),
             **{k: rec.get(k, {}).get("value") for k in REGRESSION_METRICS},
             **{f"{k}_ci": rec.get(k, {}).get("ci95") for k in REGRESSION_METRICS},
@@ -82,7 +87,7 @@ def regression_sentences(summary: dict) -> list[str]:
     out = []
     for model in [m for m in ordered(boot) if m in MODELS and m != REGRESSION_REFERENCES[0]]:
         rec = boot[model]
-        label = REGRESSION_LABELS.get(model, model)
+        label = model_label(model, "regression")
         lo, hi = rec["mae"]["ci95"]
         text = (
             f"{label}: out-of-fold MAE {rec['mae']['value']:.1f} UL-FMA points (95% bootstrap interval "
@@ -116,14 +121,131 @@ def _regression_scatter(group_dir: Path, fig_dir: Path, summary: dict, notes: li
         preds,
         fig_dir / "desc-regression_cv.svg",
         threshold,
-        REGRESSION_LABELS,
+        {m: model_label(m, "regression") for m in preds["model"].unique()},
         tuple(MODELS),
     )
     caption = (
         "Out-of-fold predicted UL-FMA against the true score, each subject's prediction averaged over "
         f"repeats; dashed: identity, dotted: the severe threshold ({threshold:g}) on both axes."
     )
-    return [{"path": path, "title": "Predicted vs true UL-FMA", "caption": caption}]
+    return [{"path": path, "title": "Predicted vs true UL-FMA", "caption": caption, "wide": True}]
+
+
+def _interval(ci: Any) -> str:
+    return f"{ci[0]:.2f} to {ci[1]:.2f}" if ci and None not in ci else "no interval"
+
+
+def _primary_permutation(summary: dict, primary: str) -> float | None:
+    perm = summary.get("permutation") or {}
+    models = perm.get("models") or ({perm["model"]: perm} if perm.get("model") else {})
+    return (models.get(primary) or {}).get("p_value")
+
+
+def result_sentences(summary: dict) -> list[str]:
+    """The answer first, in words: does the primary model beat chance, and the controls on the same folds?
+
+    Read from ``cv_summary.json`` only: the pooled out-of-fold score of the primary model with its
+    subject-bootstrap interval (above chance when the interval's lower end is above 0.5, or, for
+    UL-FMA scores, when it beats the training-mean reference), its permutation p when run, and the
+    paired bootstrap of its difference from each control (:func:`workflows.stats.beats`).
+    """
+    boot = summary.get("bootstrap") or {}
+    primary = summary.get("primary_model", PRIMARY_MODEL)
+    if primary not in boot:
+        return []
+    regression = summary.get("target") == "regression"
+    target = "regression" if regression else "classification"
+    metric = COMPARE_METRIC[target]
+    name = model_label(primary, target)
+    rec = boot[primary].get(metric) or {}
+    controls = [m for m, spec in MODELS.items() if spec.role == "control" and m in boot]
+    out = []
+    if regression:
+        verdict = beats(boot, primary, "mean", metric)
+        chance = {
+            "better": "better than predicting the training mean",
+            "worse": "worse than predicting the training mean",
+            "same": "no better than predicting the training mean",
+        }.get(verdict or "", "not compared with the training mean")
+        out.append(
+            f"The primary model ({name}) predicts the UL-FMA with an out-of-fold MAE of "
+            f"{rec.get('value', float('nan')):.1f} points (95% subject-bootstrap interval "
+            f"{_interval(rec.get('ci95'))}): {chance}."
+        )
+        # the controls: the primary's own difference from each (stored on the primary)
+        verdicts = {c: beats(boot, primary, c, metric) for c in controls}
+    else:
+        lo = (rec.get("ci95") or [None])[0]
+        above = lo is not None and lo > 0.5
+        p = _primary_permutation(summary, primary)
+        out.append(
+            f"The primary model ({name}) tells severe from mild-to-moderate impairment with a balanced "
+            f"accuracy of {rec.get('value', float('nan')):.2f} (95% subject-bootstrap interval "
+            f"{_interval(rec.get('ci95'))}): "
+            + ("above chance (0.5)" if above else "not distinguishable from chance (0.5)")
+            + (f"; permutation p = {p:.3g}" if p is not None else "")
+            + "."
+        )
+        # each control's difference from the primary is stored on the control: invert its verdict
+        invert = {"better": "worse", "worse": "better", "same": "same"}
+        verdicts = {c: invert.get(beats(boot, c, primary, metric) or "") for c in controls}
+    groups: dict[str, list[str]] = {"better": [], "same": [], "worse": []}
+    for control, verdict in verdicts.items():
+        if verdict:
+            groups[verdict].append(model_label(control, target))
+    parts = []
+    if groups["better"]:
+        parts.append("it beats " + ", ".join(groups["better"]))
+    if groups["same"]:
+        parts.append("it does not differ from " + ", ".join(groups["same"]))
+    if groups["worse"]:
+        parts.append(
+            ", ".join(groups["worse"]) + (" does" if len(groups["worse"]) == 1 else " do") + " better"
+        )
+    if parts:
+        out.append(
+            "On the same folds (paired subject bootstrap of the difference, 95% interval): "
+            + "; ".join(parts)
+            + "."
+        )
+        if groups["same"] or groups["worse"]:
+            out.append(
+                "So these data do not show that the primary model does better than "
+                + ", ".join(groups["same"] + groups["worse"])
+                + "; the table below and the sentences under Cross-validation give the intervals."
+            )
+        else:
+            out.append("So the primary model does better than every control on the same folds.")
+    elif not controls:
+        out.append("No control model ran (static FC, mean dFC and motion/QC need their inputs).")
+    return out
+
+
+def result_rows(summary: dict) -> list[dict]:
+    """The compact closing table: per model, balanced accuracy with its interval, AUC, and against chance
+    and the primary, each as one short cell."""
+    rows = []
+    primary = summary.get("primary_model", PRIMARY_MODEL)
+    for row in comparison_rows(summary):
+        lo = row["ba_ci"][0] if row["ba_ci"] else None
+        diff = row["diff_ci"]
+        versus = "\u2014"
+        if diff and None not in diff:
+            verdict = "better" if diff[0] > 0 else "worse" if diff[1] < 0 else "no difference"
+            versus = f"{verdict} ({row['diff']:+.2f}, {diff[0]:+.2f} to {diff[1]:+.2f})"
+        rows.append(
+            {
+                "model": row["model"],
+                "primary": row["name"] == primary,
+                "description": row["description"],
+                "ba": f"{row['ba']:.2f} [{_interval(row['ba_ci'])}]",
+                "auc": row["auc"],
+                "chance": "above" if lo is not None and lo > 0.5 else "not above",
+                "versus": versus,
+                "p": row["p"],
+            }
+        )
+    return rows
 
 
 def comparison_rows(summary: dict) -> list[dict]:
@@ -138,7 +260,8 @@ def comparison_rows(summary: dict) -> list[dict]:
         test = tests.get(model, {})
         rows.append(
             {
-                "model": MODEL_LABELS.get(model, model),
+                "name": model,
+                "model": model_label(model),
                 "description": summary.get("model_descriptions", {}).get(model, ""),
                 "ba": ba["value"],
                 "ba_ci": ba["ci95"],
@@ -160,7 +283,7 @@ def comparison_sentences(summary: dict) -> list[str]:
     out = []
     for model in [m for m in MODELS if m in boot]:
         lo, hi = boot[model]["balanced_accuracy"]["ci95"]
-        label = MODEL_LABELS.get(model, model)
+        label = model_label(model)
         verdict = "above chance" if lo > 0.5 else "not distinguishable from chance"
         out.append(
             f"{label}: balanced accuracy {boot[model]['balanced_accuracy']['value']:.2f} "
@@ -174,7 +297,7 @@ def comparison_sentences(summary: dict) -> list[str]:
         if not diff:
             continue
         lo, hi = diff["ci95"]
-        label = MODEL_LABELS.get(control, control)
+        label = model_label(control)
         if hi < 0:
             text = f"the primary dFC-SD model beats {label} (difference interval {-hi:.2f} to {-lo:.2f})"
         elif lo > 0:
@@ -394,8 +517,9 @@ def cv_sentence(summary: dict) -> str:
     parts = []
     if cv:
         parts.append(
-            f"{cv.get('folds', '?')}-fold cross-validation repeated {cv.get('repeats', '?')} "
-            f"times, folds grouped by {cv.get('grouped_by', 'subject')}"
+            f"{cv.get('folds', '?')}-fold cross-validation "
+            + ("run once" if cv.get("repeats") == 1 else f"repeated {cv.get('repeats', '?')} times")
+            + f", folds grouped by {cv.get('grouped_by', 'subject')}"
         )
     if summary.get("n_subjects") is not None:
         counts = summary.get("class_counts") or {}
@@ -426,7 +550,7 @@ def cv_sentence(summary: dict) -> str:
             f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
             f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
             + ", ".join(
-                f"{MODEL_LABELS.get(m, m)} p = {v.get('p_value', float('nan')):.3g}"
+                f"{model_label(m)} p = {v.get('p_value', float('nan')):.3g}"
                 for m, v in sorted(per_model.items(), key=lambda kv: _model_rank(kv[0]))
             )
         )
@@ -471,20 +595,18 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
     if regression:
         figures += _regression_scatter(group_dir, fig_dir, summary, notes)
     elif preds is not None and not preds.empty:
-        for name, func, title, caption in (
+        drawn = [model_label(m) for m in rl.roc_models(preds)]
+        listed = f"{len(drawn)} model{'s' if len(drawn) != 1 else ''} ({', '.join(drawn)})"
+        for name, func, title, caption, wide in (
             (
                 "roc",
                 rl.plot_roc,
                 "ROC curves",
-                "ROC curves of the out-of-fold predictions, one line per CV repeat, for the CNN and the "
-                "linear baseline.",
-            ),
-            (
-                "confusion",
-                rl.plot_confusion,
-                "Confusion matrices",
-                "Subject-level confusion matrices: each subject's probability of 'severe' averaged over "
-                "repeats, cut at 0.5.",
+                f"ROC curves of the out-of-fold predictions of {listed}, one line per CV repeat; each "
+                "model has its own colour and dash, and the legend gives its AUC (mean over repeats, so it "
+                "can differ from the pooled AUC of the table). Curves of an AUC of 1 run along the left "
+                "and top axes.",
+                False,
             ),
             (
                 "calibration",
@@ -493,10 +615,19 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
                 "Calibration (reliability) of the out-of-fold probabilities, one line per CV repeat "
                 "(not averaged over repeats first): a well-calibrated model follows the diagonal. "
                 + calibration_note(summary),
+                False,
+            ),
+            (
+                "confusion",
+                rl.plot_confusion,
+                "Confusion matrices",
+                "Subject-level confusion matrices, one per model: each subject's probability of "
+                "'severe' averaged over repeats, cut at 0.5.",
+                True,
             ),
         ):
             path = _draw(name, func, notes, preds, fig_dir / f"desc-{name}_cv.svg")
-            figures.append({"path": path, "title": title, "caption": caption})
+            figures.append({"path": path, "title": title, "caption": caption, "wide": wide})
     else:
         notes.append(
             "No cross-validated predictions (group/cv_predictions.tsv): ROC, confusion and "
@@ -510,6 +641,7 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
                 "path": path,
                 "title": "Loss curves",
                 "caption": "Training and validation loss per epoch of the CNN in every fold.",
+                "wide": False,
             }
         )
     perm = summary.get("permutation")
@@ -530,10 +662,11 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
         figures.append(
             {
                 "path": path,
-                "title": f"Permutation test ({MODEL_LABELS.get(model, model)})",
+                "title": f"Permutation test ({model_label(model)})",
                 "caption": "Balanced accuracy of the whole cross-validation (as many repeats as the "
                 "observed score) on permuted labels, against the observed one; every model's p-value is "
                 "in the text above.",
+                "wide": False,
             }
         )
     return figures
@@ -541,11 +674,11 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
 
 def map_vmax(maps: dict) -> dict:
     """Colour scales: one shared by the class means, one by the saliency maps, one for the difference."""
-    import nibabel as nb
+    from workflows.utils.images import as_image
 
     def top(imgs: Iterable[str | Path]) -> float:
         vals = np.concatenate(
-            [np.abs(np.asarray(nb.load(i).dataobj, dtype=np.float32)).ravel() for i in imgs]
+            [np.abs(np.asarray(as_image(i).dataobj, dtype=np.float32)).ravel() for i in imgs]
         )
         vals = vals[np.isfinite(vals) & (vals > 0)]
         return float(np.percentile(vals, 99)) if vals.size else 1.0
@@ -639,7 +772,8 @@ def write_group_report(
         "subjects (each cross-validation fold's CNN on its own test subjects; signed integrated "
         "gradients of the severe log-odds from the training-mean map, red pushes toward severe, blue "
         "toward mild-to-moderate) averaged over the severe and over the mild-to-moderate subjects, on "
-        "one shared scale; scales in each row's title (99th percentile of |value|)."
+        "one shared scale; scales in each row's title (99th percentile of |value|). On a diverging "
+        "scale, values within 5% of 0 are left clear so that the MNI152 template shows through."
     )
 
     regions = _read_tsv(group_dir / SALIENCY_REGIONS)
@@ -654,6 +788,9 @@ def write_group_report(
         "group.html",
         title="strokefc group report",
         notes=notes,
+        result_text=result_sentences(summary),
+        result=[] if regression else result_rows(summary),
+        about=about_rows(config),
         cohort=rows,
         cohort_columns=COHORT_COLUMNS,
         cohort_summary=cohort_summary(rows),
@@ -663,7 +800,7 @@ def write_group_report(
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
         + sorted({m for v in metrics.values() for m in v if m not in METRICS}),
         metric_labels=METRICS,
-        model_labels=REGRESSION_LABELS if regression else MODEL_LABELS,
+        model_labels={m: model_label(m, "regression" if regression else "classification") for m in metrics},
         comparison=[] if regression else comparison_rows(summary),
         comparison_text=(regression_sentences(summary) if regression else comparison_sentences(summary))
         + timescale_sentences(summary),

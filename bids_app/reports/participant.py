@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,29 @@ FIGURE_TITLES = {
     "carpet": "Carpet plots",
     "seedts": "Seed time series and windowed correlation",
     "maps": "Connectivity maps",
+    "dynamics": "Dynamics beyond a stationary null, and hemodynamic lag",
 }
 FIGURE_CAPTIONS = {
-    "seed": "Seed mask (ipsilesional M1, orange) over the run's BOLD reference in three orthogonal views; "
-    "the lesion mask is outlined in blue when one was given.",
-    "confounds": "Framewise displacement (mm) per volume; the dashed line is the FD threshold, red lines "
-    "mark censored volumes and the grey band the dropped non-steady-state volumes.",
-    "carpet": "Every brain voxel (rows, subsampled) over time, z-scored, before denoising (fMRIPrep output) "
-    "and after confound regression, filtering and smoothing.",
+    "seed": "Seed mask (ipsilesional M1, orange) on the MNI152 template in three orthogonal views through "
+    "its centre; the run's brain mask is outlined in dashed grey and the lesion mask in blue when one "
+    "was given.",
+    "confounds": "Framewise displacement (mm) per acquired volume after the dummy scans (grey band, "
+    "dropped); red lines mark censored volumes, and the dashed line the FD threshold when scrubbing "
+    "censored by it. The count in the title is of the volumes after the dummy scans, as in the summary.",
+    "carpet": "Every brain voxel (rows, subsampled) over time, z-scored, before denoising (fMRIPrep output, "
+    "dummy scans included) and after confound regression, filtering and smoothing.",
     "seedts": "Top: mean seed signal. Bottom: Fisher-z correlation of the seed with contralesional M1, "
     "ipsilesional SMA and ipsilesional thalamus in each sliding window (dropped windows in grey).",
-    "maps": "Axial mosaics (template orientation, not lesion-aligned) of the dFC variability (SD of "
-    "windowed Fisher z), the mean windowed Fisher z and the static FC (Fisher z) maps. The colour "
-    "scales are fixed, the same for every subject, and stated in each row's title.",
+    "maps": "Axial mosaics on the MNI152 template (template orientation, not lesion-aligned) of the dFC "
+    "variability (SD of windowed Fisher z), the mean windowed Fisher z and the static FC (Fisher z) "
+    "maps; the seed is outlined in orange and the lesion in blue. The colour scales are fixed, the same "
+    "for every subject, and stated in each row's title.",
+    "dynamics": "Top (when the stationary null ran, --null-surrogates): the dFC excess, the observed dFC SD "
+    "minus the mean SD of phase-randomised surrogates with the same spectra and static FC but no "
+    "dynamics (stat-dfcexcess; SD of Fisher z): red where the seed coupling varies more than a "
+    "stationary process would, blue where less. Bottom: the hemodynamic lag of each voxel against the "
+    "brain mean (stat-lag, seconds; positive: later). A lag that differs between the lesioned and the "
+    "other hemisphere distorts the dFC of the late side (see the summary's lag line).",
 }
 
 
@@ -97,12 +108,16 @@ def build_participant_report(
     prediction: dict | None = None,
     methods_md: str = "",
     errors: list | None = None,
+    notes: list | None = None,
+    about: Mapping[str, str] | None = None,
 ) -> Path:
     """Write one participant's self-contained HTML report and return its path.
 
     ``runs`` holds ``{"name", "metadata", "warnings", "figures": {kind: path}}`` per run (figure kinds
-    seed, confounds, carpet, seedts, maps; missing ones are noted, not fatal); ``prediction`` holds
-    prob_severe, predicted_class, model_id, model_cv_balanced_accuracy, label_definition and figure.
+    of :data:`FIGURE_TITLES`; missing ones are noted, not fatal); ``prediction`` holds prob_severe,
+    predicted_class, model_id, model_cv_balanced_accuracy, label_definition and figure. ``errors`` (a
+    failure, a run excluded by QC) and the runs' sidecar ``Warnings`` and the subject's ``notes`` fill the
+    "Errors and warnings" section; ``about`` the "About" table (:func:`bids_app.reports.about.about_rows`).
     """
     label = subject[4:] if subject.startswith("sub-") else subject
     run_ctx, all_warnings = [], []
@@ -130,6 +145,8 @@ def build_participant_report(
         if methods_md
         else '<h2>Methods</h2><p class="missing">The methods text was not written (see logs/).</p>',
         errors=[str(e) for e in errors or []],
+        notes=[str(n) for n in notes or []],
+        about=dict(about or {}),
         figure_titles=FIGURE_TITLES,
         figure_captions=FIGURE_CAPTIONS,
     )
