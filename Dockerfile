@@ -94,6 +94,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DENO_DIR=/tmp/.strokefc-cache/deno \
     NIPYPE_NO_ET=1 \
     NO_ET=1 \
+    STROKEFC_CONTAINER=docker \
     TEMPLATEFLOW_HOME=/opt/templateflow \
     TEMPLATEFLOW_AUTOUPDATE=0 \
     NILEARN_DATA=/tmp/.strokefc-cache/nilearn_data \
