@@ -45,6 +45,7 @@ PREDICTION_REPORT_COLUMNS = (
     "session",
     "prob_severe",
     "predicted_class",
+    "prediction_set",
     "ul_fma_true",
     "class_true",
     "in_training",
@@ -332,7 +333,16 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
         if "participant_id" in merged:
             first = [
                 c
-                for c in ("participant_id", "session", "prob_severe", "predicted_ul_fma", "predicted_class")
+                for c in (
+                    "participant_id",
+                    "session",
+                    "prob_severe",
+                    "predicted_ul_fma",
+                    "predicted_class",
+                    "prediction_set",
+                    "ul_fma_lower",
+                    "ul_fma_upper",
+                )
                 if c in merged
             ]
             merged = merged[first + [c for c in merged.columns if c not in first]]
