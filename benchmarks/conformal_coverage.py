@@ -29,18 +29,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflows.conformal import UL_FMA_RANGE, apply_calibration, cv_calibration  # noqa: E402
-from workflows.cross_validation import conformal_fold, cross_validate, subject_folds  # noqa: E402
-from workflows.models import parcel_fit_predict, parcel_matrix  # noqa: E402
-from workflows.params import GroupParams  # noqa: E402
-from workflows.parcel_model import fit_parcel_model  # noqa: E402
-from workflows.stats import fold_metrics_for  # noqa: E402
+from workflows.conformal import UL_FMA_RANGE, apply_calibration, cv_calibration
+from workflows.cross_validation import conformal_fold, cross_validate, subject_folds
+from workflows.models import parcel_fit_predict, parcel_matrix
+from workflows.params import GroupParams
+from workflows.parcel_model import fit_parcel_model
+from workflows.stats import fold_metrics_for
 
 SHAPE = (12, 13, 14)
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for target in ("classification", "regression"):
         draws = [one_draw(seed, target, args, labels) for seed in range(args.draws)]
-        out = {}
+        out: dict[str, Any] = {}
         for key in ("cv_hits", "held_out_hits"):
             hits = [int(h) for d in draws for h in d[key]]
             out[key.removesuffix("_hits")] = {
@@ -158,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     for target, out in results.items():
         for where in ("cv", "held_out"):
             r = out[where]
+            place = "CV test folds" if where == "cv" else "held-out (exported model)"
             lines.append(
-                f"| {target} | {'CV test folds' if where == 'cv' else 'held-out (exported model)'} | {r['n']} "
+                f"| {target} | {place} | {r['n']} "
                 f"| {r['coverage']:.3f} | {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f} | "
                 f"{'yes' if r['within_5_points'] else 'no'} | "
                 + (f"{out['mean_size']:.2f}" if where == "held_out" else "")

@@ -550,7 +550,8 @@ MODELS: dict[str, ModelSpec] = {
                 "regression": "clinical baseline: ridge (alpha = 1) on " + _CLINICAL,
             },
             methods="a clinical baseline (age, time since stroke and lesion volume where known, and the "
-            "participants.tsv columns named with --clinical-covariates; logistic or ridge regression)",
+            "participants.tsv columns named with --clinical-covariates, imputed and standardised inside "
+            "each training fold)",
             input=CLINICAL,
             build=lambda ctx: partial(confound_fit_predict, target=ctx.params.target),
             role="clinical",
