@@ -123,3 +123,13 @@ def test_exported_calibration_round_trip():
     record = cf.cv_calibration(probs, "parcel", "classification", "prob_severe", 0.9)
     assert cf.apply_calibration(record, "classification", 0.9)["prediction_set"] == "severe"
     assert cf.apply_calibration(record, "classification", 0.5)["prediction_set"] == cf.EMPTY_SET
+
+
+def test_the_calibration_is_bound_to_the_model_id_and_old_cards_keep_theirs():
+    from workflows.model_io import PREDICTION_FIELDS, model_id
+
+    old = {"WeightsSHA256": "ab" * 32, **{key: {"x": 1} for key in PREDICTION_FIELDS}}
+    with_calibration = {**old, "conformal": {"coverage": 0.9, "scores": [0.1, 0.2]}}
+    edited = {**old, "conformal": {"coverage": 0.9, "scores": [0.1, 0.9]}}
+    assert model_id(old) == model_id({**old, "Name": "renamed"})  # unbound fields change nothing
+    assert len({model_id(old), model_id(with_calibration), model_id(edited)}) == 3
