@@ -236,6 +236,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert len(rows) == 1 + 6 * 12
     sets = [r.split("\t")[6] for r in rows[1:]]
     assert sum(s != "n/a" for s in sets) == 12  # the primary model's rows only
+    assert not any("None" in r.split("\t") for r in rows)  # an infinite threshold is n/a
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
     assert cohort[0].split("\t")[:7] == [

@@ -146,7 +146,7 @@ def summarise_cv(
     extra = list(CONFORMAL_COLUMNS[params.target])
     predictions_file = write_tsv(
         work_dir / "cv_predictions.tsv",
-        [{**{c: "n/a" for c in extra}, **row} for row in predictions],
+        [{**row, **{c: "n/a" for c in extra if row.get(c) is None}} for row in predictions],
         ["participant_id", "repeat", "fold", "model", "y_true", prediction_column(params), *extra],
     )
     curves_file = write_tsv(
