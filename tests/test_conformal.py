@@ -133,3 +133,30 @@ def test_the_calibration_is_bound_to_the_model_id_and_old_cards_keep_theirs():
     edited = {**old, "conformal": {"coverage": 0.9, "scores": [0.1, 0.9]}}
     assert model_id(old) == model_id({**old, "Name": "renamed"})  # unbound fields change nothing
     assert len({model_id(old), model_id(with_calibration), model_id(edited)}) == 3
+
+
+def test_external_validation_reports_the_coverage_of_labelled_new_subjects():
+    import pandas as pd
+
+    from bids_app.reporting import conformal_validation
+
+    table = pd.DataFrame(
+        {
+            "participant_id": ["sub-1", "sub-2", "sub-3", "sub-4"],
+            "class_true": ["severe", "severe", "mild-to-moderate", None],
+            "prediction_set": ["severe", "mild-to-moderate", "mild-to-moderate|severe", "severe"],
+            "conformal_coverage": ["0.9"] * 4,
+        }
+    )
+    out = conformal_validation(table)["conformal"]
+    assert out == {"stated_coverage": 0.9, "n_labelled": 3, "empirical_coverage": 2 / 3}
+    scores = pd.DataFrame(
+        {
+            "ul_fma_true": ["10", "50", "n/a"],
+            "ul_fma_lower": ["5", "10", "0"],
+            "ul_fma_upper": ["15", "40", "66"],
+            "conformal_coverage": ["0.8"] * 3,
+        }
+    )
+    assert conformal_validation(scores)["conformal"]["empirical_coverage"] == 0.5
+    assert conformal_validation(table.drop(columns="conformal_coverage")) == {}
