@@ -118,3 +118,29 @@ def test_clinical_inputs_keep_known_columns_and_the_model_runs_on_them(rng):
     prob, _ = models[CLINICAL](np.arange(8), y[:8], data["groups"][:8], np.arange(8, 10))
     assert prob.shape == (2,)
     assert "clinical" not in fold_models({k: v for k, v in data.items() if k != "clinical"}, GroupParams())
+
+
+def test_the_options_reach_the_group_parameters_and_survive_the_saved_config(tmp_path):
+    from bids_app import parser
+    from bids_app.config import to_toml
+
+    (tmp_path / "dataset_description.json").write_text("{}")
+    (tmp_path / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "derivatives" / "fmriprep" / "dataset_description.json").write_text("{}")
+    args = [str(tmp_path), str(tmp_path / "out"), "group"]
+    default = parser.parse_args(args)
+    assert default.group.clinical_covariates == ()
+    assert default.group.conformal_coverage == 0.9
+    config = parser.parse_args(
+        [*args, "--clinical-covariates", "nihss", "moca", "--conformal-coverage", "0.8"]
+    )
+    assert config.group.clinical_covariates == ("nihss", "moca")
+    assert config.group.conformal_coverage == 0.8
+    assert GroupParams.from_dict(config.group.to_dict()) == config.group
+    saved = tmp_path / "config.toml"
+    saved.write_text(to_toml(config))
+    again = parser.parse_args([*args, "--config-file", str(saved)])
+    assert again.group.clinical_covariates == ("nihss", "moca")
+    assert again.group.conformal_coverage == 0.8
+    with pytest.raises(InputError, match="conformal coverage"):
+        GroupParams(conformal_coverage=1.0)
