@@ -160,3 +160,35 @@ def test_external_validation_reports_the_coverage_of_labelled_new_subjects():
     )
     assert conformal_validation(scores)["conformal"]["empirical_coverage"] == 0.5
     assert conformal_validation(table.drop(columns="conformal_coverage")) == {}
+
+
+def test_the_reports_say_the_set_and_the_coverage_in_words():
+    from bids_app.reports.group import clinical_and_conformal_sentences
+    from bids_app.reports.participant import _prediction_context
+
+    both = _prediction_context(
+        {"prob_severe": 0.5, "prediction_set": "mild-to-moderate|severe", "conformal_coverage": 0.9}
+    )
+    assert both["conformal"].startswith("mild-to-moderate or severe (90% conformal prediction set;")
+    assert "cannot tell" in both["conformal"]
+    empty = _prediction_context({"prob_severe": 0.5, "prediction_set": "none", "conformal_coverage": 0.9})
+    assert empty["conformal"].startswith("no class at 90%")
+    score = _prediction_context(
+        {"predicted_ul_fma": 30.0, "ul_fma_lower": 18.0, "ul_fma_upper": 42.0, "conformal_coverage": 0.8}
+    )
+    assert score["conformal"].startswith("UL-FMA between 18")
+    assert _prediction_context({"prob_severe": 0.5})["conformal"] is None  # a card without calibration
+    summary = {
+        "primary_model": "parcel",
+        "target": "classification",
+        "conformal": {
+            "coverage": 0.9,
+            "empirical_coverage": 0.88,
+            "n_predictions": 50,
+            "by_class": {"mild-to-moderate": 0.9, "severe": 0.85},
+            "set_shares": {"single class": 0.7},
+        },
+    }
+    (sentence,) = clinical_and_conformal_sentences(summary)
+    assert "stated coverage 90%" in sentence
+    assert "held the truth for 88% of 50 held-out predictions (mild-to-moderate 90%, severe 85%)" in sentence
