@@ -165,6 +165,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "samples",
             "random_seed",
             "timescale",
+            "clinical_covariates",
+            "conformal_coverage",
         )
     },
     "group_map": ("group", "map"),

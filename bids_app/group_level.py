@@ -37,7 +37,7 @@ from workflows.group_inputs import is_severe
 from workflows.lesion import normalise_hemisphere
 from workflows.metadata import shared_parameters
 from workflows.models import model_label, ordered
-from workflows.params import AUTO_TIMESCALE, TIMESCALE_PREFIX, split_duration
+from workflows.params import AUTO_TIMESCALE, CLINICAL_COLUMNS, TIMESCALE_PREFIX, split_duration
 from workflows.utils.atomic import remove_stale_temps
 from workflows.utils.bids import sidecar_path
 from workflows.utils.errors import InputError
@@ -69,6 +69,8 @@ class GroupSubject:
     session: str | None = None  # one sample per subject-session unless sessions were combined
     # the map at every window length the participant level wrote ("60s" -> file), when more than one
     timescale_files: dict[str, Path] = field(default_factory=dict)
+    # the clinical baseline's participants.tsv covariates (NaN where unknown): clinical_values
+    clinical: dict[str, float] = field(default_factory=dict)
 
     @property
     def unit(self) -> str:
@@ -90,6 +92,7 @@ class GroupSubject:
             "qc": dict(self.qc),
             "lesion_files": [str(Path(p).absolute()) for p in self.lesion_files],
             "timescale_files": {k: str(Path(p).absolute()) for k, p in self.timescale_files.items()},
+            "clinical": dict(self.clinical),
         }
 
 
@@ -135,6 +138,48 @@ def parse_labels(
             "add the scores, or pass --allow-missing-labels to leave them out",
         )
     return scores, missing
+
+
+#: participants.tsv cells that mean "unknown" (imputed inside the training folds).
+MISSING_VALUES = ("", "n/a", "na", "nan")
+
+
+def clinical_values(rows: dict, named: tuple[str, ...] | list[str], path: str) -> dict[str, dict[str, float]]:
+    """The clinical baseline's participants.tsv covariates by subject: the default columns
+    (:data:`workflows.params.CLINICAL_COLUMNS`) the table has, and every column ``named``
+    (``--clinical-covariates``), which must exist and hold numbers (``n/a`` where unknown: NaN)."""
+    header = list(next(iter(rows.values()))) if rows else []
+    missing = [c for c in named if c not in header]
+    if missing:
+        raise InputError(
+            "participants.tsv has no column " + ", ".join(repr(c) for c in missing) + " (named by "
+            "--clinical-covariates)",
+            path,
+            "add the column (numbers, n/a where unknown: imputed inside the training folds) or leave it "
+            "out of --clinical-covariates; the table's columns are " + ", ".join(header),
+        )
+    columns = list(dict.fromkeys([c for c in CLINICAL_COLUMNS if c in header] + list(named)))
+    out: dict[str, dict[str, float]] = {}
+    for lineno, (label, row) in enumerate(rows.items(), start=2):
+        values = {}
+        for column in columns:
+            raw = str(row.get(column, "")).strip()
+            if raw.lower() in MISSING_VALUES:
+                values[column] = math.nan
+                continue
+            try:
+                values[column] = float(raw)
+            except ValueError:
+                raise InputError(
+                    f"the clinical covariate {column!r} of sub-{label} is {raw!r}, not a number",
+                    f"{path}, line {lineno}",
+                    "write numbers (code a category such as sex as 0/1) or n/a where unknown, or leave the "
+                    "column out of --clinical-covariates",
+                ) from None
+            if not math.isfinite(values[column]):
+                values[column] = math.nan
+        out[label] = values
+    return out
 
 
 def qc_exclusion(output_dir: Path, label: str) -> str | None:
@@ -235,6 +280,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     rows = queries.read_participants(config.bids_dir, config.fmriprep_dir)
     path = str(config.bids_dir / "participants.tsv")
     scores, missing = parse_labels(rows, group.label_column, path, q.allow_missing_labels)
+    clinical = clinical_values(rows, group.clinical_covariates, path)
     wanted = [queries.check_participant_label(x) for x in q.participant_label] or sorted(rows)
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
@@ -346,6 +392,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                         if len(files) > 1 and group.samples == "maps"
                         else {}
                     ),
+                    clinical=clinical.get(label, {}),
                 )
             )
     if sides:

@@ -478,6 +478,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--window-lengths ('60s'; default: its first, --window-length), or auto: chosen inside each "
         "training fold by an inner subject-level CV of the primary model on the training subjects only",
     )
+    g.add_argument(
+        "--clinical-covariates",
+        nargs="+",
+        default=list(D("clinical_covariates")),
+        metavar="COL",
+        help="group level: more numeric participants.tsv columns for the clinical baseline model (it "
+        "always uses age, time_since_stroke_months where participants.tsv has them, and lesion volume); "
+        "the primary model's value over it is tested (cv_summary.json clinical_value)",
+    )
+    g.add_argument(
+        "--conformal-coverage",
+        type=_fraction,
+        default=D("conformal_coverage"),
+        help="group level: coverage of the conformal prediction sets (class) and UL-FMA intervals that "
+        "the primary model's cross-validation checks and the exported model gives each new subject "
+        "(default %(default)s)",
+    )
     g.add_argument("--cv-folds", type=_positive_int, default=D("cv_folds"), help="subject-level CV folds")
     g.add_argument("--cv-repeats", type=_positive_int, default=D("cv_repeats"), help="CV repetitions")
     g.add_argument(

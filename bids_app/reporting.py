@@ -26,6 +26,7 @@ from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
 from bids_app.scores import parse_score
 from workflows.columns import tsv_sidecar
+from workflows.conformal import CLASS_NAMES, SET_SEPARATOR
 from workflows.external_validation import validation_summary
 from workflows.group_inputs import is_severe
 from workflows.interfaces.reportlets import FIGURES
@@ -46,6 +47,7 @@ PREDICTION_REPORT_COLUMNS = (
     "session",
     "prob_severe",
     "predicted_class",
+    "prediction_set",
     "ul_fma_true",
     "class_true",
     "in_training",
@@ -356,7 +358,16 @@ def update_predictions_table(config: RunConfig, plans: list[ParticipantPlan]) ->
         if "participant_id" in merged:
             first = [
                 c
-                for c in ("participant_id", "session", "prob_severe", "predicted_ul_fma", "predicted_class")
+                for c in (
+                    "participant_id",
+                    "session",
+                    "prob_severe",
+                    "predicted_ul_fma",
+                    "predicted_class",
+                    "prediction_set",
+                    "ul_fma_lower",
+                    "ul_fma_upper",
+                )
                 if c in merged
             ]
             merged = merged[first + [c for c in merged.columns if c not in first]]
@@ -416,7 +427,7 @@ def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | 
         }
     if summary is None:
         return None
-    summary = {**summary, **left_out}
+    summary = {**summary, **left_out, **conformal_validation(table)}
     n = summary.get("n_subjects", summary.get("n_labelled", 0))
     if summary.get("n_labelled") and n < MIN_VALIDATION_SUBJECTS:
         summary["uninformative"] = (
@@ -424,6 +435,34 @@ def external_validation(table: pd.DataFrame, threshold: float = 20.0) -> dict | 
             f"{MIN_VALIDATION_SUBJECTS}, so these metrics and their intervals are uninformative"
         )
     return summary
+
+
+def conformal_validation(table: pd.DataFrame) -> dict:
+    """``{"conformal": ...}``: how often the labelled rows' conformal sets (or UL-FMA intervals) held the
+    true class (score), against the coverage the model states; {} without conformal columns or labels."""
+    if "conformal_coverage" not in table:
+        return {}
+    if "prediction_set" in table and "class_true" in table:
+        rows = table[table["class_true"].isin(CLASS_NAMES) & table["prediction_set"].notna()]
+        hits = [t in str(s).split(SET_SEPARATOR) for t, s in zip(rows["class_true"], rows["prediction_set"])]
+    elif {"ul_fma_lower", "ul_fma_upper", "ul_fma_true"} <= set(table.columns):
+        values = table[["ul_fma_lower", "ul_fma_upper", "ul_fma_true"]].apply(pd.to_numeric, errors="coerce")
+        rows = values.dropna()
+        hits = list(
+            (rows["ul_fma_lower"] <= rows["ul_fma_true"]) & (rows["ul_fma_true"] <= rows["ul_fma_upper"])
+        )
+    else:
+        return {}
+    if not hits:
+        return {}
+    stated = pd.to_numeric(table["conformal_coverage"], errors="coerce").dropna()
+    return {
+        "conformal": {
+            "stated_coverage": float(stated.iloc[0]) if len(stated) else None,
+            "n_labelled": len(hits),
+            "empirical_coverage": float(sum(hits)) / len(hits),
+        }
+    }
 
 
 def _validation(table: pd.DataFrame, threshold: float) -> dict | None:

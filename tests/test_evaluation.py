@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from functools import partial
 
 import nibabel as nb
@@ -171,8 +172,12 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
 
     from workflows.group import init_group_wf
     from workflows.model_io import load_arrays
+    from workflows.prediction import predict_subject
 
-    subjects = tiny_group_maps(tmp_path, rng)
+    subjects = [  # ages for the clinical baseline (one unknown: imputed in-fold)
+        replace(s, clinical={"age": float("nan") if i == 3 else 50.0 + 2 * i})
+        for i, s in enumerate(tiny_group_maps(tmp_path, rng))
+    ]
     out = tmp_path / "out"
     params = GroupParams(
         cnn_resolution=8.0,
@@ -190,11 +195,19 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     group = out / "group"
     summary = json.loads((group / "cv_summary.json").read_text())
     # no static-FC or mean-dFC maps were given: those two controls are left out, the rest run
-    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "parcel_l1", "confounds"}
+    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "parcel_l1", "confounds", "clinical"}
     assert summary["primary_model"] == "parcel"
     assert set(summary["bootstrap"]) == set(summary["models"])
     assert "difference_from_parcel" in summary["bootstrap"]["cnn"]
-    assert set(summary["paired_tests"]) == {"cnn", "baseline", "parcel_l1", "confounds"}
+    assert set(summary["paired_tests"]) == {"cnn", "baseline", "parcel_l1", "confounds", "clinical"}
+    clinical = summary["clinical_value"]  # the primary model's value over the clinical baseline
+    assert clinical["covariates"] == ["age"]  # no lesion mask: no lesion volume
+    assert 0.0 <= clinical["test_result"]["p_value"] <= 1.0
+    assert clinical["test_result"]["n_units"] == 12
+    conformal = summary["conformal"]  # every held-out prediction of the primary model got a set
+    assert conformal["n_predictions"] == 12
+    assert 0.0 <= conformal["empirical_coverage"] <= 1.0
+    assert len(conformal["folds"]) == 2
     for model in ("cnn", "baseline"):
         assert set(summary["models"][model]) == set(stats.METRICS)
         assert len(summary["models"][model]["balanced_accuracy"]["ci95"]) == 2
@@ -209,8 +222,21 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert summary["samples"] == "maps"
     assert summary["cnn_parameters"] > 0
     rows = (group / "cv_predictions.tsv").read_text().splitlines()
-    assert rows[0].split("\t") == ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"]
-    assert len(rows) == 1 + 5 * 12
+    assert rows[0].split("\t") == [
+        "participant_id",
+        "repeat",
+        "fold",
+        "model",
+        "y_true",
+        "prob_severe",
+        "prediction_set",
+        "conformal_threshold",
+        "conformal_covered",
+    ]
+    assert len(rows) == 1 + 6 * 12
+    sets = [r.split("\t")[6] for r in rows[1:]]
+    assert sum(s != "n/a" for s in sets) == 12  # the primary model's rows only
+    assert not any("None" in r.split("\t") for r in rows)  # an infinite threshold is n/a
     assert (group / "training_curves.tsv").read_text().startswith("repeat\tfold\tepoch\ttrain_loss\tval_loss")
     cohort = (group / "cohort.tsv").read_text().splitlines()
     assert cohort[0].split("\t")[:7] == [
@@ -290,6 +316,20 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     assert card["TrainingCohort"]["LesionSidesByClass"]["severe"] == {"L": 4, "R": 2}
     assert card["TrainingCohort"]["VoxelSize_mm"] == [8.0]
     assert card["IntendedUse"].startswith("Research only")
+    # the exported model's conformal calibration: one score per CV prediction of the primary model
+    assert card["conformal"]["coverage"] == 0.9
+    assert card["conformal"]["n_calibration"] == 12
+    assert len(card["conformal"]["scores"]) == 12
+    result = predict_subject(
+        subjects[1].map_file,
+        out / "model",
+        subject="01",
+        lesion_side="L",
+        space="",
+        meta={"Space": "MNI152NLin2009cAsym"},
+    )
+    assert result["prediction_set"] in ("severe", "mild-to-moderate", "mild-to-moderate|severe", "none")
+    assert result["conformal_coverage"] == 0.9
 
 
 # ------------------------------------------------------------ the parcel model and the controls

@@ -216,7 +216,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     summary = json.loads((group / "cv_summary.json").read_text())
     assert summary["target"] == "regression"
     assert summary["settings"]["target"] == "regression"
-    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds", "mean"}
+    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds", "mean"}  # no clinical data
     for model in summary["models"]:
         assert set(summary["models"][model]) == set(stats.REGRESSION_METRICS)
         assert set(summary["bootstrap"][model]) >= set(stats.REGRESSION_METRICS)
@@ -225,8 +225,28 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert summary["permutation"] is None
     assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds", "mean"}
     preds = pd.read_csv(group / "cv_predictions.tsv", sep="\t")
-    assert list(preds.columns) == ["participant_id", "repeat", "fold", "model", "y_true", "predicted_score"]
+    assert list(preds.columns) == [
+        "participant_id",
+        "repeat",
+        "fold",
+        "model",
+        "y_true",
+        "predicted_score",
+        "interval_lower",
+        "interval_upper",
+        "conformal_threshold",
+        "conformal_covered",
+    ]
     assert len(preds) == 5 * 12
+    primary = preds[preds["model"] == "parcel"]  # conformal UL-FMA intervals of the primary model
+    assert (primary["interval_lower"] <= primary["predicted_score"]).all()
+    assert (primary["predicted_score"] <= primary["interval_upper"]).all()
+    inside = (primary["interval_lower"] <= primary["y_true"]) & (
+        primary["y_true"] <= primary["interval_upper"]
+    )
+    assert (inside.astype(int) == primary["conformal_covered"]).all()
+    assert preds.loc[preds["model"] != "parcel", "interval_lower"].isna().all()
+    assert summary["conformal"]["empirical_coverage"] == pytest.approx(inside.mean())
     truth = {f"sub-{s.subject}": s.ul_fma for s in subjects}
     assert all(preds["y_true"] == preds["participant_id"].map(truth))  # the score, not the class
     mean_rows = preds[preds["model"] == "mean"]
@@ -253,6 +273,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert isinstance(result["predicted_ul_fma"], float)
     expected = "severe" if result["predicted_ul_fma"] <= 20 else "mild-to-moderate"
     assert result["predicted_class"] == expected
+    assert result["ul_fma_lower"] <= result["predicted_ul_fma"] <= result["ul_fma_upper"]
 
     _print_metrics(summary)  # the mean reference's correlations are null in JSON: printed as n/a
     printed = [

@@ -88,6 +88,27 @@ COLUMNS: dict[str, dict[str, Any]] = {
     },
     "predicted_score": {"Description": "predicted UL-FMA score (regression models)", "Units": "points"},
     "prob_severe": {"Description": "predicted probability of severe impairment", "Units": "probability"},
+    "prediction_set": {
+        "Description": "conformal prediction set of the primary model (workflows.conformal): the classes "
+        "(mild-to-moderate, severe, joined by |) whose nonconformity is within the fold's threshold; none "
+        "= no class; n/a for the other models"
+    },
+    "interval_lower": {
+        "Description": "lower end of the primary model's conformal UL-FMA interval; n/a for the others",
+        "Units": "points",
+    },
+    "interval_upper": {
+        "Description": "upper end of the primary model's conformal UL-FMA interval; n/a for the others",
+        "Units": "points",
+    },
+    "conformal_threshold": {
+        "Description": "the fold's conformal threshold: the ceil((n+1) coverage)-th smallest out-of-fold "
+        "nonconformity score of its training subjects (n/a: infinite, too few subjects)"
+    },
+    "conformal_covered": {
+        "Description": "1 when the conformal set or interval holds the true class or score",
+        "Levels": {"0": "not covered", "1": "covered"},
+    },
     "epoch": {"Description": "training epoch (1-based)"},
     "train_loss": {"Description": "class-weighted cross-entropy on the training samples", "Units": "nats"},
     "val_loss": {"Description": "class-weighted cross-entropy on the validation subjects", "Units": "nats"},
@@ -124,6 +145,13 @@ COLUMNS: dict[str, dict[str, Any]] = {
         "Units": "probability",
     },
     "label_definition": {"Description": "the model's label rule"},
+    "conformal_coverage": {
+        "Description": "stated coverage of the conformal set or interval (share of new subjects whose set "
+        "holds the truth), calibrated on the training subjects' cross-validated predictions",
+        "Units": "fraction",
+    },
+    "ul_fma_lower": {"Description": "lower end of the conformal UL-FMA interval", "Units": "points"},
+    "ul_fma_upper": {"Description": "upper end of the conformal UL-FMA interval", "Units": "points"},
     "target": {
         "Description": "what the model predicts: regression (a UL-FMA score); empty for classification"
     },

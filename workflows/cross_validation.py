@@ -23,10 +23,19 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from workflows.conformal import (
+    UL_FMA_RANGE,
+    conformal_threshold,
+    covered,
+    intervals,
+    out_of_fold_scores,
+    prediction_sets,
+    set_label,
+)
 from workflows.explain import held_out_explainer
 from workflows.group_inputs import is_severe
 from workflows.model_io import json_clean
-from workflows.models import FitPredict, fold_models
+from workflows.models import PRIMARY_MODEL, FitPredict, fold_models
 from workflows.params import GroupParams
 from workflows.stats import classification_metrics, fold_metrics_for
 from workflows.utils.errors import InputError
@@ -224,6 +233,65 @@ def prediction_column(params: GroupParams) -> str:
     return "predicted_score" if params.target == "regression" else "prob_severe"
 
 
+#: Columns of cv_predictions.tsv with the primary model's conformal set or interval (n/a for the others).
+CONFORMAL_COLUMNS = {
+    "classification": ("prediction_set", "conformal_threshold", "conformal_covered"),
+    "regression": ("interval_lower", "interval_upper", "conformal_threshold", "conformal_covered"),
+}
+
+
+def conformal_fold(
+    predictions: list[dict[str, Any]],
+    fit_predict: FitPredict,
+    fold: dict,
+    y: np.ndarray,
+    split: np.ndarray,
+    groups: np.ndarray,
+    params: GroupParams,
+    model: str = PRIMARY_MODEL,
+) -> dict[str, Any]:
+    """Give the fold's test units of ``model`` their conformal set or interval (columns added in place).
+
+    The threshold comes from out-of-fold nonconformity scores of the fold's *training* subjects only
+    (:func:`workflows.conformal.out_of_fold_scores`: ``fit_predict`` refit on subject-level inner
+    splits of the training samples); the test units' predictions (already in ``predictions``) are then
+    given their set or interval and whether it holds the truth. Returns the fold's threshold record.
+    """
+    train = fold["train"]
+    scores = out_of_fold_scores(
+        fit_predict,
+        train,  # fit_predict takes sample indices (workflows.models.fold_models)
+        y[train],
+        split[train],
+        groups[train],
+        target=params.target,
+        seed=1000 * fold["repeat"] + fold["fold"],
+    )
+    threshold = conformal_threshold(scores, params.conformal_coverage)
+    regression = params.target == "regression"
+    value = prediction_column(params)
+    for row in predictions:
+        if row["model"] != model:
+            continue
+        predicted = np.array([row[value]])
+        if regression:
+            lower, upper = intervals(predicted, threshold, UL_FMA_RANGE)
+            row.update(interval_lower=float(lower[0]), interval_upper=float(upper[0]))
+        else:
+            row["prediction_set"] = set_label(prediction_sets(predicted, threshold)[0])
+        row["conformal_threshold"] = threshold
+        row["conformal_covered"] = int(
+            covered(params.target, np.array([row["y_true"]]), predicted, threshold)[0]
+        )
+    return {
+        "repeat": fold["repeat"],
+        "fold": fold["fold"],
+        "model": model,
+        "n_calibration": len(scores),
+        "threshold": threshold,
+    }
+
+
 def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> FoldFiles:
     """Fit every model (:func:`workflows.models.fold_models`) on one fold's training subjects, predict
     its test subjects.
@@ -238,16 +306,21 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     saliency: dict[str, np.ndarray] = {}
     explain = held_out_explainer(data, folds[0]["test"], params, saliency)
     timescales: list[dict] = []  # the window lengths chosen in the fold (GroupParams.timescale auto)
+    models = fold_models(data, params, explain, record=timescales)
     # every model sees the same folds; each takes its own inputs by sample index
     predictions, metrics, curves = cross_validate(
         np.arange(len(y)),
         y,
         groups,
         folds,
-        fold_models(data, params, explain, record=timescales),
+        models,
         split_groups=split_groups(data),
         metrics=fold_metrics_for(params.target, params.severe_threshold),
         value=prediction_column(params),
+    )
+    # the primary model's conformal sets, calibrated on the fold's training subjects only
+    conformal = conformal_fold(
+        predictions, models[PRIMARY_MODEL], folds[0], y, split_groups(data), groups, params
     )
     stem = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}"
     out = atomic_write_json(
@@ -257,6 +330,7 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
                 "predictions": predictions,
                 "metrics": metrics,
                 "curves": curves,
+                "conformal": conformal,
                 # the fold's own choice (calibration's inner fits choose on fewer subjects)
                 "timescales": [
                     {"repeat": fold["repeat"], "fold": fold["fold"], "timescale": t["timescale"]}

@@ -17,10 +17,14 @@ import numpy as np
 
 from workflows.calibration import calibration_text
 from workflows.cnn import count_parameters, model_for
-from workflows.cross_validation import prediction_column, split_groups
+from workflows.conformal import cv_coverage
+from workflows.cross_validation import CONFORMAL_COLUMNS, prediction_column, split_groups
+from workflows.incremental import ALPHA, METHOD, incremental_value, unit_predictions
 from workflows.model_io import json_clean
 from workflows.models import (
     BASELINE_MODEL,
+    CLINICAL,
+    CLINICAL_NAMES,
     CONFOUND_FEATURES,
     INPUT_ARRAYS,
     MODELS,
@@ -68,6 +72,34 @@ def timescale_summary(
     }
 
 
+def clinical_value(
+    data: Mapping[str, np.ndarray], predictions: list[dict[str, Any]], params: GroupParams, names: set[str]
+) -> dict[str, Any] | None:
+    """The primary model's incremental value over the clinical baseline (:mod:`workflows.incremental`),
+    on its out-of-fold predictions averaged over repeats; None without clinical covariates."""
+    if INPUT_ARRAYS[CLINICAL] not in data or CLINICAL not in names:
+        return None
+    rows = {f"sub-{u}": i for i, u in enumerate(data["subjects"].tolist())}
+    unit = unit_predictions(predictions, PRIMARY_MODEL, prediction_column(params), params.target)
+    order = [u for u in unit if u in rows]
+    index = np.array([rows[u] for u in order])
+    truth = data["scores"] if params.target == "regression" else data["y_subject"]
+    result = incremental_value(
+        truth[index],
+        data[INPUT_ARRAYS[CLINICAL]][index],
+        np.array([unit[u] for u in order]),
+        target=params.target,
+    )
+    return {
+        "method": METHOD,
+        "model": PRIMARY_MODEL,
+        "clinical_model": CLINICAL,
+        "covariates": [str(n) for n in data[CLINICAL_NAMES]],
+        "alpha": ALPHA,
+        "test_result": result,
+    }
+
+
 class CVSummaryFiles(NamedTuple):
     """Files written by :func:`summarise_cv`."""
 
@@ -93,13 +125,14 @@ def summarise_cv(
 ) -> CVSummaryFiles:
     """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
     work_dir = Path(work_dir)
-    predictions, fold_metrics, curves, chosen = [], [], [], []
+    predictions, fold_metrics, curves, chosen, conformal = [], [], [], [], []
     for path in fold_files:
         part = json.loads(Path(path).read_text())
         predictions += part["predictions"]
         fold_metrics += part["metrics"]
         curves += part["curves"]
         chosen += part.get("timescales", [])
+        conformal += [part["conformal"]] if part.get("conformal") else []
 
     def key(r: dict[str, Any]) -> tuple[int, int]:
         return (r["repeat"], r["fold"])
@@ -110,10 +143,11 @@ def summarise_cv(
     for row in predictions:
         row["participant_id"] = f"sub-{row['participant_id']}"
     regression = params.target == "regression"
+    extra = list(CONFORMAL_COLUMNS[params.target])
     predictions_file = write_tsv(
         work_dir / "cv_predictions.tsv",
-        predictions,
-        ["participant_id", "repeat", "fold", "model", "y_true", prediction_column(params)],
+        [{**row, **{c: "n/a" for c in extra if row.get(c) is None}} for row in predictions],
+        ["participant_id", "repeat", "fold", "model", "y_true", prediction_column(params), *extra],
     )
     curves_file = write_tsv(
         work_dir / "training_curves.tsv", curves, ["repeat", "fold", "epoch", "train_loss", "val_loss"]
@@ -186,6 +220,10 @@ def summarise_cv(
         "cnn_parameters": count_parameters(
             model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)
         ),
+        "conformal": cv_coverage(
+            predictions, conformal, params.target, params.conformal_coverage, PRIMARY_MODEL
+        ),
+        "clinical_value": clinical_value(data, predictions, params, names),
         "settings": params.to_dict(),
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))

@@ -11,6 +11,7 @@ and writes ``model.safetensors`` and ``model_card.json``.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from dataclasses import replace
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 from workflows.cnn import train_model
-from workflows.cross_validation import split_groups, targets
+from workflows.conformal import cv_calibration
+from workflows.cross_validation import prediction_column, split_groups, targets
 from workflows.metadata import software_versions
 from workflows.model_card import card_sections
 from workflows.model_io import load_arrays, load_model, read_card, save_arrays, save_model
@@ -115,6 +117,28 @@ def deployed_evidence(summary: dict, name: str) -> dict[str, Any]:
     }
 
 
+def conformal_record(predictions_file: str | Path | None, name: str, params: GroupParams) -> dict[str, Any]:
+    """``{"conformal": ...}``: the exported model's calibration scores from its cross-validated predictions
+    (:func:`workflows.conformal.cv_calibration`), or {} without them (no file, or no row of the model)."""
+    if predictions_file is None:
+        return {}
+    value = prediction_column(params)
+    with open(predictions_file) as fh:
+        rows = [
+            {
+                "participant_id": r["participant_id"],
+                "model": r["model"],
+                "y_true": float(r["y_true"]),
+                value: float(r[value]),
+            }
+            for r in csv.DictReader(fh, delimiter="\t")
+            if r["model"] == name and r[value] not in ("", "n/a")
+        ]
+    if not rows:
+        return {}
+    return {"conformal": cv_calibration(rows, name, params.target, value, params.conformal_coverage)}
+
+
 def chosen_window(partial_card: dict) -> dict:
     """``WindowLength_s`` of the window length the final model chose (``--timescale auto``), else {}."""
     name = partial_card.get("training", {}).get("timescale_chosen")
@@ -129,10 +153,12 @@ def export_model(
     shared_params: dict,
     model_dir: str | Path,
     cohort: dict | None = None,
+    predictions_file: str | Path | None = None,
 ) -> str:
     """Re-load the final model safely, complete its card (grid, labels, the deployed model's evidence,
     CV metrics, the training ``cohort`` with intended use and limitations: :mod:`workflows.model_card`),
-    export it."""
+    export it. With ``predictions_file`` (cv_predictions.tsv) the card carries the exported model's
+    conformal calibration (:func:`conformal_record`)."""
     partial_card = read_card(final_dir)
     name = exported_model(params)
     grid = json.loads(Path(grid_file).read_text())
@@ -225,6 +251,7 @@ def export_model(
             "class_counts": summary["class_counts"],
         },
         "cross_validation": cv,
+        **conformal_record(predictions_file, name, params),
         # the classification baseline's text for both targets, as the cards written so far (a regression
         # card's own baseline is in cv_summary.json)
         "baseline": MODELS[BASELINE_MODEL].description["classification"],

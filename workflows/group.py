@@ -69,6 +69,30 @@ def _statistics(params: GroupParams, specs: list[ModelSpec]) -> str:
     return text + " No permutation test was run."
 
 
+def _clinical(params: GroupParams, specs: list[ModelSpec]) -> str:
+    """The clinical baseline, the test of the primary model's value over it, and the conformal sets."""
+    coverage = f"{100 * params.conformal_coverage:g}%"
+    conformal = (
+        " Each test subject of the primary model received a conformal prediction "
+        + ("interval of the UL-FMA" if params.target == "regression" else "set of classes")
+        + f" at {coverage} coverage [@angelopoulos2023], its threshold computed from out-of-fold "
+        "predictions of the fold's training subjects only (subject-level inner splits), and the share of "
+        "test subjects covered was recorded; the exported model carries the same calibration from the "
+        "cross-validated predictions of every subject."
+    )
+    clinical = [s for s in specs if s.role == "clinical"]
+    if not clinical:
+        return conformal
+    extra = list(params.clinical_covariates)
+    return (
+        f" The primary model's value over {clinical[0].methods}"
+        + (" (also " + _join([f"`{c}`" for c in extra]) + ")" if extra else "")
+        + ", fit on the same folds when participants.tsv or the sidecars gave them, was tested on the "
+        "out-of-fold predictions by a likelihood-ratio test of nested models (outcome on the clinical "
+        "variables, then also on the primary model's cross-validated prediction) [@dinga2020]." + conformal
+    )
+
+
 def _timescales(params: GroupParams) -> str:
     """The window length of the maps (a chosen one, or one chosen inside each training fold)."""
     if params.timescale is None:
@@ -167,6 +191,7 @@ def describe_group(params: GroupParams) -> str:
         "(none of its sessions or windows) contributes to both training and test folds, with every "
         f"fitted step inside the training folds; each fold's test subjects gave the {metrics}. "
         + _statistics(params, specs)
+        + _clinical(params, specs)
         + _timescales(params)
         + calibration
         + f" The random seed was {params.random_seed}. "
@@ -288,7 +313,7 @@ def init_group_wf(
             (prepare, train, [("data_file", "data_file")]),
             (train, export, [("out_dir", "final_dir")]),
             (prepare, export, [("grid_file", "grid_file")]),
-            (summarise, export, [("summary_file", "summary_file")]),
+            (summarise, export, [("summary_file", "summary_file"), ("predictions_file", "predictions_file")]),
             (export, ds_model, [("model_files", "in_files")]),
             (prepare, explain, [("data_file", "data_file"), ("grid_file", "grid_file")]),
             (cv_fold, explain, [("saliency_file", "saliency_files")]),

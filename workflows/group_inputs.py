@@ -29,10 +29,13 @@ from workflows.grid import (
     template_mask,
 )
 from workflows.models import (
+    CLINICAL,
+    CLINICAL_NAMES,
     CONFOUND_FEATURES,
     CONTROL_MAPS,
     DFCSD,
     INPUT_ARRAYS,
+    LESION_VOLUME,
     PARCEL_ATLAS,
     QUALITY,
     TIMESCALE_MAPS,
@@ -84,12 +87,36 @@ def _exclusion(lesion_files: list[str], grid: dict, side: str, align: bool) -> n
     return np.logical_or.reduce(masks) if masks else None
 
 
+def clinical_inputs(subjects: list[dict]) -> dict[str, np.ndarray]:
+    """The clinical baseline's covariates (units, columns) and their names, or {} when none is known.
+
+    The columns are each subject's ``clinical`` values (participants.tsv, chosen by the app: NaN where
+    unknown) and the lesion volume of its map sidecar (``qc``); a column unknown for every unit is left
+    out, and without any known column the clinical model does not run.
+    """
+    names = list(subjects[0].get("clinical") or {}) if subjects else []
+    rows = [
+        [float((s.get("clinical") or {}).get(n, np.nan)) for n in names]
+        + [float((s.get("qc") or {}).get(LESION_VOLUME, np.nan))]
+        for s in subjects
+    ]
+    values = np.array(rows, dtype=float).reshape(len(subjects), len(names) + 1)
+    known = np.isfinite(values).any(axis=0)
+    if not known.any():
+        return {}
+    return {
+        INPUT_ARRAYS[CLINICAL]: values[:, known],
+        CLINICAL_NAMES: np.array([n for n, k in zip([*names, LESION_VOLUME], known) if k]),
+    }
+
+
 def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Path) -> PreparedInputs:
     """Lesion-align the maps, build the CNN grid, put every sample on it; write cohort and class maps.
 
     ``subjects`` are dicts with ``label, map_file, windows_file, lesion_side, score`` and, for the
     control models, ``fc_file``, ``dfcmean_file`` and ``qc`` (quality measures, see
-    :data:`workflows.models.CONFOUND_FEATURES`). ``lesion_files`` (the participant level's
+    :data:`workflows.models.CONFOUND_FEATURES`); ``clinical`` (participants.tsv covariates of the
+    clinical baseline, :func:`clinical_inputs`). ``lesion_files`` (the participant level's
     lesion masks) take the lesion and its mirror out of every model input (NaN). The atlas parcels of
     the primary model are put on the same grid. Everything is written into ``work_dir``; the group
     workflow's writer node copies the outputs into the dataset.
@@ -180,6 +207,7 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         "sides": np.array([s["lesion_side"] for s in subjects]),
         "parcels": parcels,
         INPUT_ARRAYS[QUALITY]: confounds,
+        **clinical_inputs(subjects),
         **controls,
     }
     np.savez(data_file, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle

@@ -39,6 +39,9 @@ LIMITATIONS = (
     "repetition time or run length change the dFC maps in ways the model has not seen.",
     "Lesions are taken out of the maps only where a lesion mask was given; the lesion-size negative "
     "control (README) is the check that lesion size is not what the model reads.",
+    "The conformal set or interval (card field 'conformal') covers the truth at the stated rate on "
+    "average over patients exchangeable with the training cohort, not for every kind of patient, and not "
+    "at another site or prevalence until an external validation (predictions_summary.json) shows it.",
 )
 
 

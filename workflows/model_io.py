@@ -32,6 +32,9 @@ CARD_VERSION = 2
 CNN_TYPE = "cnn"
 #: Card fields that change a prediction; :func:`model_id` hashes them with the weights' checksum.
 PREDICTION_FIELDS = ("ModelType", "target", "input", "label", "dfc_parameters", "features", "architecture")
+#: Fields that change a prediction when present, bound to the model id only then (cards written before
+#: they existed keep their id): the conformal calibration (workflows.conformal).
+OPTIONAL_PREDICTION_FIELDS = ("conformal",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 
 
@@ -85,6 +88,7 @@ def model_id(card: dict) -> str:
     label rule and threshold, the dFC parameters its maps need, its features), as canonical JSON.
     """
     bound = {key: card.get(key) for key in PREDICTION_FIELDS}
+    bound.update({key: card[key] for key in OPTIONAL_PREDICTION_FIELDS if key in card})
     text = json.dumps(
         json_clean({"WeightsSHA256": card.get("WeightsSHA256"), **bound}),
         sort_keys=True,

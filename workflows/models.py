@@ -78,10 +78,20 @@ CONFOUND_FEATURES = (
 )
 
 # -- inputs: what each model reads, and the array of the group inputs (workflows.group_inputs) holding it
-DFCSD, FC, DFCMEAN, QUALITY = "dfcsd", "fc", "dfcmean", "confounds"
+DFCSD, FC, DFCMEAN, QUALITY, CLINICAL = "dfcsd", "fc", "dfcmean", "confounds", "clinical"
 #: Input -> array name in the group inputs (npz). ``dfcsd`` are the samples (maps or window maps); the
 #: others have one row per unit (subject or subject-session).
-INPUT_ARRAYS = {DFCSD: "x", FC: "control_fc", DFCMEAN: "control_dfcmean", QUALITY: "confounds"}
+INPUT_ARRAYS = {
+    DFCSD: "x",
+    FC: "control_fc",
+    DFCMEAN: "control_dfcmean",
+    QUALITY: "confounds",
+    CLINICAL: "clinical",
+}
+#: Group-input array of the clinical covariates' names (the columns of ``clinical``).
+CLINICAL_NAMES = "clinical_names"
+#: The clinical model's covariate from the map sidecars (the others come from participants.tsv).
+LESION_VOLUME = "lesion_volume_ml"
 #: Subject-level maps (participant-level ``stat-<name>``) that some models read besides the dFC SD.
 CONTROL_MAPS = (FC, DFCMEAN)
 #: Group-input arrays of the map at every window length (n_timescales, units, ...) and their names
@@ -380,9 +390,9 @@ class ModelSpec:
     description: Mapping[str, str]  # target -> what the model is (cv_summary.json, the report)
     methods: str  # the model in the methods text (a noun phrase)
     noun: str  # its short name in sentences ("the CNN")
-    input: str  # DFCSD, FC, DFCMEAN or QUALITY (see INPUT_ARRAYS)
+    input: str  # DFCSD, FC, DFCMEAN, QUALITY or CLINICAL (see INPUT_ARRAYS)
     build: Callable[[FitContext], FitPredict]  # -> fit_predict on the input's arrays
-    role: str = "model"  # "primary", "model", "baseline", "control" or "reference"
+    role: str = "model"  # "primary", "model", "baseline", "control", "clinical" or "reference"
     targets: tuple[str, ...] = TARGETS
     calibrated: bool = True  # recalibrated with --calibration (classification)
     always_permuted: bool = True  # False: permuted only on request (--permute-cnn)
@@ -404,6 +414,10 @@ PARCEL_DESCRIPTION = (
     f"{len(PARCEL_CS)} values by {_INNER}"
 )
 _QUALITY = ", ".join(CONFOUND_FEATURES) + " (median-imputed and standardised inside each training fold)"
+_CLINICAL = (
+    "age, time since stroke and lesion volume where known, and any participants.tsv columns named with "
+    "--clinical-covariates (median-imputed and standardised inside each training fold)"
+)
 
 #: Every model, in the order of tables and figures (the primary first). A model runs for the targets it
 #: lists, and only when its input was given (the static-FC and mean-dFC maps are optional).
@@ -526,6 +540,23 @@ MODELS: dict[str, ModelSpec] = {
             role="control",
         ),
         ModelSpec(
+            name=CLINICAL,
+            noun="the clinical baseline",
+            label="Clinical variables (baseline)",
+            colour="#000000",
+            description={
+                "classification": "clinical baseline: L2 logistic regression (C=1, balanced class weights) "
+                "on " + _CLINICAL,
+                "regression": "clinical baseline: ridge (alpha = 1) on " + _CLINICAL,
+            },
+            methods="a clinical baseline (age, time since stroke and lesion volume where known, and the "
+            "participants.tsv columns named with --clinical-covariates, imputed and standardised inside "
+            "each training fold)",
+            input=CLINICAL,
+            build=lambda ctx: partial(confound_fit_predict, target=ctx.params.target),
+            role="clinical",
+        ),
+        ModelSpec(
             name="mean",
             noun="the training-mean reference",
             label="Training mean (reference)",
@@ -557,7 +588,7 @@ def exported_model(params: GroupParams) -> str:
 
 
 #: The regression references every model is compared with (bootstrap of the MAE difference).
-REGRESSION_REFERENCES = ("mean", QUALITY)
+REGRESSION_REFERENCES = ("mean", QUALITY, CLINICAL)
 #: Labels of every model name, for tables and figures (``labels[target][name]``).
 LABELS = {target: {name: spec.label_for(target) for name, spec in MODELS.items()} for target in TARGETS}
 #: Colours of every model name, for figures.

@@ -262,6 +262,9 @@ GROUP_MAPS = {
 }
 #: ``--timescale auto``: the window length chosen inside each training fold by nested CV.
 AUTO_TIMESCALE = "auto"
+#: participants.tsv columns of the clinical baseline model whenever the table has them (the simulator's
+#: ``--clinical-covariates`` writes both); lesion volume comes from the map sidecars.
+CLINICAL_COLUMNS = ("age", "time_since_stroke_months")
 
 
 @dataclass(frozen=True)
@@ -339,10 +342,17 @@ class GroupParams:
     # the model trained on every subject and exported to model/: "primary" (the validated parcel model)
     # or "cnn" (workflows.export)
     export_model: str = "primary"
+    # more numeric participants.tsv columns for the clinical baseline model (besides CLINICAL_COLUMNS and
+    # lesion volume); a named column that is missing or not numeric stops the run (workflows.models)
+    clinical_covariates: tuple[str, ...] = ()
+    # stated coverage of the conformal prediction sets (class) and intervals (UL-FMA) of the primary and
+    # exported models (workflows.conformal); 0.9 = the truth in the set for 90% of new subjects
+    conformal_coverage: float = 0.9
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "clinical_covariates", tuple(self.clinical_covariates))  # argparse: a list
         check_choice(self.target, TARGETS, "target", "GroupParams.target")
         check_choice(self.map, GROUP_MAPS, "map", "GroupParams.map")
         if self.timescale not in (None, AUTO_TIMESCALE):
@@ -357,11 +367,19 @@ class GroupParams:
             )
         check_choice(self.export_model, EXPORT_CHOICES, "export model", "GroupParams.export_model")
         check_choice(self.calibration, CALIBRATION_METHODS, "calibration", "GroupParams.calibration")
+        if not 0.0 < self.conformal_coverage < 1.0:
+            raise InputError(
+                f"conformal coverage {self.conformal_coverage!r} is not between 0 and 1",
+                "GroupParams.conformal_coverage",
+                "give a share such as 0.9 (90% of new subjects' sets hold the truth)",
+                params=("GroupParams.conformal_coverage",),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections), for records and Nipype inputs."""
         out = asdict(self)
         out["train"] = self.train.to_dict()
+        out["clinical_covariates"] = list(self.clinical_covariates)
         return out
 
     @classmethod
@@ -370,4 +388,11 @@ class GroupParams:
         train = dict(data.get("train", {}))
         if "channels" in train:
             train["channels"] = tuple(train["channels"])
-        return cls(**{**data, "cv": CVParams(**data.get("cv", {})), "train": TrainSettings(**train)})
+        return cls(
+            **{
+                **data,
+                "clinical_covariates": tuple(data.get("clinical_covariates", ())),
+                "cv": CVParams(**data.get("cv", {})),
+                "train": TrainSettings(**train),
+            }
+        )

@@ -13,6 +13,7 @@ import nibabel as nb
 import numpy as np
 
 from workflows.cnn import predict_proba, predict_score
+from workflows.conformal import UL_FMA_RANGE, apply_calibration
 from workflows.grid import apply_grid, grid_mask, lesion_exclusion
 from workflows.metadata import shared_parameters
 from workflows.model_io import CNN_TYPE, check_card_compatible, load_arrays, load_model, read_card
@@ -116,6 +117,15 @@ def predict_subject(
             "predicted_class": "severe" if prob >= 0.5 else "mild-to-moderate",
             "decision_threshold": 0.5,
         }
+    if card.get("conformal"):  # the exported model's conformal set or interval (workflows.conformal)
+        decision.update(
+            apply_calibration(
+                card["conformal"],
+                "regression" if regression else "classification",
+                float(np.mean(output)),
+                UL_FMA_RANGE,
+            )
+        )
     return {
         "participant_id": f"sub-{subject}",
         **decision,

@@ -45,6 +45,10 @@ REFERENCES = {
     "doi:10.1093/cercor/bhs352",
     "nadeau2003": "Nadeau C, Bengio Y. Inference for the generalization error. Machine Learning 52, 239-281 "
     "(2003). doi:10.1023/A:1024068626366",
+    "dinga2020": "Dinga R, Schmaal L, Penninx BWJH, Veltman DJ, Marquand AF. Controlling for effects of "
+    "confounding variables on machine learning predictions. bioRxiv (2020). doi:10.1101/2020.08.17.255034",
+    "angelopoulos2023": "Angelopoulos AN, Bates S. Conformal prediction: a gentle introduction. Foundations "
+    "and Trends in Machine Learning 16, 494-591 (2023)",
 }
 
 

@@ -24,6 +24,7 @@ from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_c
 from workflows import plotting as rl
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
+from workflows.incremental import clinical_value_sentence
 from workflows.metadata import software_versions
 from workflows.models import (
     CNN_MODEL,
@@ -369,6 +370,34 @@ def map_files(stat: str) -> dict[str, str]:
         "difference (severe - mild)": f"desc-difference_{stat}.nii.gz",
         **{t: f for t, f in MAP_FILES.items() if "saliency" in t},
     }
+
+
+def clinical_and_conformal_sentences(summary: dict) -> list[str]:
+    """The primary model's value over the clinical baseline (workflows.incremental), and how often its
+    conformal sets or intervals held the truth on held-out subjects (workflows.conformal), in words."""
+    out = []
+    primary = summary.get("primary_model", PRIMARY_MODEL)
+    label = MODELS[primary].noun.removeprefix("the ") if primary in MODELS else primary
+    if summary.get("clinical_value"):
+        out.append(clinical_value_sentence(summary["clinical_value"], label))
+    conformal = summary.get("conformal") or {}
+    if conformal.get("empirical_coverage") is not None:
+        stated = 100 * conformal["coverage"]
+        what = "UL-FMA intervals" if summary.get("target") == "regression" else "prediction sets"
+        text = (
+            f"Conformal {what} of the {label} (stated coverage {stated:g}%, calibrated on the training "
+            f"subjects of each fold) held the truth for {100 * conformal['empirical_coverage']:.0f}% of "
+            f"{conformal['n_predictions']} held-out predictions"
+        )
+        if conformal.get("by_class"):
+            text += " (" + ", ".join(f"{c} {100 * v:.0f}%" for c, v in conformal["by_class"].items()) + ")"
+        shares = conformal.get("set_shares") or {}
+        if shares.get("single class") is not None:
+            text += f"; {100 * shares['single class']:.0f}% of the sets named a single class"
+        if conformal.get("median_interval_width") is not None:
+            text += f"; median interval width {conformal['median_interval_width']:.1f} points"
+        out.append(text + ".")
+    return out
 
 
 def timescale_sentences(summary: dict) -> list[str]:
@@ -803,6 +832,7 @@ def write_group_report(
         model_labels={m: model_label(m, "regression" if regression else "classification") for m in metrics},
         comparison=[] if regression else comparison_rows(summary),
         comparison_text=(regression_sentences(summary) if regression else comparison_sentences(summary))
+        + clinical_and_conformal_sentences(summary)
         + timescale_sentences(summary),
         regression=regression_rows(summary) if regression else [],
         cv_figures=figures,

@@ -9,6 +9,7 @@ from typing import Any
 
 from bids_app.reports import format_value, render_page
 from bids_app.reports.boilerplate import markdown_to_html
+from workflows.conformal import EMPTY_SET, SET_SEPARATOR
 from workflows.utils.io import atomic_write_text
 
 FIGURE_TITLES = {
@@ -74,7 +75,34 @@ def _prediction_context(prediction: dict | None) -> dict | None:
         "cv_text": _cv_text(prediction.get("model_cv_balanced_accuracy")),
         "figure": prediction.get("figure"),
         "resampling": prediction.get("resampling"),  # how the map met the model's grid
+        "conformal": _conformal_text(prediction),
     }
+
+
+def _conformal_text(prediction: dict) -> str | None:
+    """The conformal prediction set or UL-FMA interval in words (None when the model has none)."""
+    coverage = prediction.get("conformal_coverage")
+    if coverage is None:
+        return None
+    stated = f"{100 * float(coverage):g}%"
+    if prediction.get("ul_fma_lower") is not None:
+        return (
+            f"UL-FMA between {format_value(prediction['ul_fma_lower'])} and "
+            f"{format_value(prediction['ul_fma_upper'])} ({stated} conformal interval)"
+        )
+    classes = str(prediction.get("prediction_set", ""))
+    if classes == EMPTY_SET:
+        return (
+            f"no class at {stated} (conformal set empty: this map is unlike the calibration subjects of "
+            "either class)"
+        )
+    named = classes.split(SET_SEPARATOR)
+    return (
+        " or ".join(named)
+        + f" ({stated} conformal prediction set"
+        + ("; the model cannot tell the classes apart for this subject" if len(named) > 1 else "")
+        + ")"
+    )
 
 
 def dynamics_rows(meta: dict) -> list[dict]:

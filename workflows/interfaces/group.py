@@ -161,6 +161,9 @@ class _ExportInputSpec(BaseInterfaceInputSpec):
     final_dir = Directory(exists=True, mandatory=True, desc="output of TrainFinal")
     grid_file = File(exists=True, mandatory=True, desc="CNN grid JSON")
     summary_file = File(exists=True, mandatory=True, desc="cv_summary.json (CV metrics go in the card)")
+    predictions_file = File(
+        exists=True, desc="cv_predictions.tsv (the exported model's conformal calibration scores)"
+    )
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
     shared_params = traits.Dict(desc="space and dFC/denoising parameters shared by the maps")
     cohort = traits.Dict(desc="the training cohort's description (workflows.model_card.training_cohort)")
@@ -187,6 +190,9 @@ class ExportModel(StrokefcInterface):
             shared,
             os.path.join(runtime.cwd, "model"),
             cohort=self.inputs.cohort if isdefined(self.inputs.cohort) else None,
+            predictions_file=(
+                self.inputs.predictions_file if isdefined(self.inputs.predictions_file) else None
+            ),
         )
         self._results.update(
             model_dir=model_dir,
