@@ -270,6 +270,10 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         card["DeployedModel"]["balanced_accuracy"]["value"]
         == (summary["bootstrap"]["parcel"]["balanced_accuracy"]["value"])
     )
+    calibration = card["DeployedModel"]["calibration"]  # in-CV, from the out-of-fold predictions
+    assert calibration == summary["calibration_metrics"]
+    assert calibration["model"] == "parcel"
+    assert {"calibration_intercept", "calibration_slope", "brier", "scaled_brier"} <= set(calibration)
     assert card["TrainingCohort"]["Participants"]["N"] == 12
     assert card["input"]["grid"]["shape"] == list(sal.shape)
     assert card["label"]["severe_threshold"] == 20.0

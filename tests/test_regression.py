@@ -245,6 +245,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert card["label"]["target"] == "regression"
     assert "mae" in card["cross_validation"]["cnn"]
     assert "mae" in card["DeployedModel"]
+    assert "calibration_slope" in card["DeployedModel"]["calibration"]
     meta = {"Space": "MNI152NLin2009cAsym"}
     result = predict_subject(
         subjects[0].map_file, config.output_dir / "model", subject="00", lesion_side="R", space="", meta=meta

@@ -29,6 +29,7 @@ from workflows.models import (
     REGRESSION_REFERENCES,
     TIMESCALE_NAMES,
     descriptions,
+    exported_model,
     timescale_model,
 )
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams
@@ -37,6 +38,7 @@ from workflows.qc import qc_fc
 from workflows.stats import (
     COMPARE_METRIC,
     bootstrap_comparison,
+    calibration_summary,
     paired_tests,
     quality_by_class,
     regression_bootstrap,
@@ -82,6 +84,24 @@ def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:
         f"sub-{unit}": str(subject)
         for unit, subject in zip(data["groups"].tolist(), split_groups(data).tolist())
     }
+
+
+def deployed_calibration(
+    predictions: list[dict[str, Any]], params: GroupParams, clusters: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """In-CV calibration (intercept, slope, scaled Brier) of the model the group level exports, from its
+    out-of-fold predictions (:func:`workflows.stats.calibration_summary`); the model card carries it."""
+    name = exported_model(params)
+    out = calibration_summary(predictions, name, params.target, seed=params.random_seed, clusters=clusters)
+    if out is not None and params.target != "regression" and params.calibration != "none":
+        recalibrated = MODELS[name].calibrated
+        out["note"] = (
+            f"the out-of-fold probabilities were recalibrated in-fold ({params.calibration}), but the "
+            "exported model is not: its own probabilities may be less well calibrated than these"
+            if recalibrated
+            else "this model is never recalibrated (--calibration leaves it as it is)"
+        )
+    return out
 
 
 def summarise_cv(
@@ -137,6 +157,7 @@ def summarise_cv(
             predictions, [PRIMARY_MODEL, *static], seed=params.random_seed, clusters=clusters
         )
     described = descriptions(params.target)
+    calibration = deployed_calibration(predictions, params, clusters)
     permutation = permutation_summary(models, null, params) if null and not regression else None
     y_subject = data["y_subject"]
     quality = data[INPUT_ARRAYS[QUALITY]]
@@ -182,6 +203,7 @@ def summarise_cv(
         "samples": params.samples,
         "permutation": permutation,
         "calibration": calibration_text(params),
+        "calibration_metrics": calibration,
         "baseline": MODELS[BASELINE_MODEL].description[params.target],
         "cnn_parameters": count_parameters(
             model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)

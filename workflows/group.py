@@ -171,8 +171,11 @@ def describe_group(params: GroupParams) -> str:
         + calibration
         + f" The random seed was {params.random_seed}. "
         f"The exported (deployed) model is {exported.noun}, trained on every labelled subject with the "
-        "same settings; its card records its subject-bootstrap interval and permutation p-value, and "
-        "the cross-validated performance of every model."
+        "same settings; its card records its subject-bootstrap interval, its permutation p-value, the "
+        "calibration "
+        + ("in the large and slope" if regression else "intercept and slope and the scaled Brier score")
+        + " of its out-of-fold predictions [@vancalster2019], and the cross-validated performance of "
+        "every model."
         " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
         "only its own test subjects with signed integrated gradients of "
         + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
