@@ -398,4 +398,7 @@ def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     # the same decision names the permuted models in the methods text and adds the node to the graph
     assert models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))[0] == models.PRIMARY_MODEL
     assert models.CNN_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
-    assert models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1))) == []
+    regression = models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1)))
+    assert regression[0] == models.PRIMARY_MODEL  # the MAE is permuted too
+    assert "mean" not in regression  # the training-mean reference has nothing to test
+    assert models.CNN_MODEL not in regression

@@ -158,7 +158,7 @@ def summarise_cv(
         )
     described = descriptions(params.target)
     calibration = deployed_calibration(predictions, params, clusters)
-    permutation = permutation_summary(models, null, params) if null and not regression else None
+    permutation = permutation_summary(models, null, params) if null else None
     y_subject = data["y_subject"]
     quality = data[INPUT_ARRAYS[QUALITY]]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)

@@ -37,6 +37,7 @@ from workflows.models import (
 )
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams, timescale_seconds
 from workflows.parcel_model import PARCEL_TYPE, ParcelLinearModel, features_record, fit_parcel_model
+from workflows.permutation import null_scores
 from workflows.seeds import atlas_record
 
 LOGGER = logging.getLogger("strokefc.group")
@@ -113,7 +114,7 @@ def deployed_evidence(summary: dict, name: str) -> dict[str, Any]:
         "interval": "95% subject-level bootstrap of the pooled out-of-fold predictions (a subject's "
         "sessions drawn together)",
         "permutation_p_value": permutation.get("p_value"),
-        "permutations": len(permutation.get("null_balanced_accuracy") or []),
+        "permutations": len(null_scores(permutation)[1]),
         "n_subjects": summary.get("n_subjects"),
         "n_sessions": summary.get("n_sessions"),
         "calibration": calibration if calibration.get("model") == name else None,

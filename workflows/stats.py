@@ -341,10 +341,18 @@ def paired_tests(
     }
 
 
-def permutation_p_value(observed: float, null: Iterable[float]) -> float:
-    """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw)."""
-    null = [v for v in null if not math.isnan(v)]
-    return float((1 + sum(v >= observed for v in null)) / (1 + len(null)))
+def permutation_p_value(observed: float, null: Iterable[float], *, lower_is_better: bool = False) -> float:
+    """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw).
+
+    With ``lower_is_better`` (an error such as the MAE) a null draw counts when it is <= the observed.
+    """
+    null = [v for v in null if v is not None and not math.isnan(v)]
+    as_good = sum((v <= observed) if lower_is_better else (v >= observed) for v in null)
+    return float((1 + as_good) / (1 + len(null)))
+
+
+#: The metrics of which lower values are better (the permutation test and comparisons turn around).
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "brier"})
 
 
 def quality_by_class(

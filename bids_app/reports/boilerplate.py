@@ -45,6 +45,8 @@ REFERENCES = {
     "doi:10.1093/cercor/bhs352",
     "nadeau2003": "Nadeau C, Bengio Y. Inference for the generalization error. Machine Learning 52, 239-281 "
     "(2003). doi:10.1023/A:1024068626366",
+    "winkler2015": "Winkler AM, Webster MA, Vidaurre D, Nichols TE, Smith SM. Multi-level block permutation. "
+    "NeuroImage 123, 253-268 (2015). doi:10.1016/j.neuroimage.2015.05.092",
     "vancalster2019": "Van Calster B, McLernon DJ, van Smeden M, Wynants L, Steyerberg EW. Calibration: the "
     "Achilles heel of predictive analytics. BMC Medicine 17, 230 (2019). doi:10.1186/s12916-019-1466-7",
 }

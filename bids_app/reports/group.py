@@ -26,6 +26,7 @@ from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
 from workflows.models import CNN_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
 from workflows.params import AUTO_TIMESCALE
+from workflows.permutation import null_scores
 from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
 from workflows.utils.io import atomic_write_text
 
@@ -423,8 +424,10 @@ def cv_sentence(summary: dict) -> str:
     if perm:
         per_model = perm.get("models") or {perm.get("model", CNN_MODEL): perm}
         parts.append(
-            f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
-            f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
+            f"permutation test over {perm.get('n', len(null_scores(perm)[1]))} label "
+            f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw"
+            + (", of the MAE" if null_scores(perm)[0] == "mae" else "")
+            + "): "
             + ", ".join(
                 f"{MODEL_LABELS.get(m, m)} p = {v.get('p_value', float('nan')):.3g}"
                 for m, v in sorted(per_model.items(), key=lambda kv: _model_rank(kv[0]))
@@ -513,27 +516,28 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
             }
         )
     perm = summary.get("permutation")
-    if perm and perm.get("null_balanced_accuracy"):
+    metric, null, observed = null_scores(perm)
+    if perm and null:
         model = perm.get("model", CNN_MODEL)
-        observed = perm.get("observed_balanced_accuracy")
         if observed is None:
-            observed = summary.get("models", {}).get(model, {}).get("balanced_accuracy", {}).get("mean")
+            observed = summary.get("models", {}).get(model, {}).get(metric, {}).get("mean")
         path = _draw(
             "permutation",
             rl.plot_permutation,
             notes,
-            perm["null_balanced_accuracy"],
+            null,
             observed,
             perm.get("p_value"),
             fig_dir / "desc-permutation_cv.svg",
+            metric,
         )
         figures.append(
             {
                 "path": path,
                 "title": f"Permutation test ({MODEL_LABELS.get(model, model)})",
-                "caption": "Balanced accuracy of the whole cross-validation (as many repeats as the "
-                "observed score) on permuted labels, against the observed one; every model's p-value is "
-                "in the text above.",
+                "caption": ("MAE" if metric == "mae" else "Balanced accuracy")
+                + " of the whole cross-validation (as many repeats as the observed score) on permuted "
+                "labels, against the observed one; every model's p-value is in the text above.",
             }
         )
     return figures
@@ -572,8 +576,6 @@ def saliency_withheld(summary: dict | None) -> str | None:
     """
     if not summary:
         return "the cross-validation summary (group/cv_summary.json) was not found"
-    if summary.get("target") == "regression":
-        return "the CNN's regression has no permutation test, so nothing shows it beats chance"
     perm = ((summary.get("permutation") or {}).get("models") or {}).get(CNN_MODEL) or {}
     p = perm.get("p_value")
     if p is None:
