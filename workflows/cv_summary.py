@@ -17,6 +17,7 @@ import numpy as np
 
 from workflows.calibration import calibration_text
 from workflows.cnn import count_parameters, model_for
+from workflows.comparisons import comparisons, cv_warnings
 from workflows.cross_validation import prediction_column, split_groups
 from workflows.model_io import json_clean
 from workflows.models import (
@@ -83,6 +84,20 @@ def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:
     return {
         f"sub-{unit}": str(subject)
         for unit, subject in zip(data["groups"].tolist(), split_groups(data).tolist())
+    }
+
+
+def subjects_per_class(data: Mapping[str, np.ndarray], regression: bool) -> dict[str, int]:
+    """Subjects (not sessions) of each class; one count of every subject for a regression. A subject
+    whose sessions differ in class counts in both."""
+    clusters = unit_subjects(data)
+    units = [f"sub-{u}" for u in data["subjects"].tolist()]
+    if regression:
+        return {"subjects": len(set(clusters.values()))}
+    y = np.asarray(data["y_subject"]).astype(int)
+    return {
+        name: len({clusters[u] for u, c in zip(units, y) if c == value})
+        for name, value in (("severe", 1), ("mild-to-moderate", 0))
     }
 
 
@@ -210,5 +225,9 @@ def summarise_cv(
         ),
         "settings": params.to_dict(),
     }
+    summary["comparisons"] = comparisons(summary)
+    summary["warnings"] = cv_warnings(
+        summary, subjects_per_class(data, regression), exported=exported_model(params)
+    )
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
     return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))

@@ -92,18 +92,20 @@ def permutation_nulls(
     split = np.asarray(groups if split_groups is None else split_groups)
     rng = np.random.default_rng([seed, 7919, index])
     y_perm = permute_subject_labels(y, groups, rng, split)
-    if severe_threshold is None:
-        strata, metric = y_perm, COMPARE_METRIC["classification"]
-        scoring = {}
-    else:
-        strata = np.array([int(is_severe(v, severe_threshold)) for v in y_perm])
-        metric = COMPARE_METRIC["regression"]
-        scoring = {
-            "metrics": fold_metrics_for("regression", severe_threshold),
-            "value": "predicted_score",
-        }
+    regression, threshold = severe_threshold is not None, float(severe_threshold or 0.0)
+    strata = np.array([int(is_severe(v, threshold)) for v in y_perm]) if regression else y_perm
     folds = subject_folds(strata, split, n_folds, n_repeats, seed + 100_000 + index)
-    _, metrics, _ = cross_validate(x, y_perm, groups, folds, models, split_groups=split, **scoring)
+    _, metrics, _ = cross_validate(
+        x,
+        y_perm,
+        groups,
+        folds,
+        models,
+        split_groups=split,
+        metrics=fold_metrics_for("regression" if regression else "classification", threshold),
+        value="predicted_score" if regression else "prob_severe",
+    )
+    metric = COMPARE_METRIC["regression" if regression else "classification"]
     return {name: float(np.nanmean([m[metric] for m in metrics if m["model"] == name])) for name in models}
 
 

@@ -21,13 +21,14 @@ from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
+from workflows.comparisons import above_chance, paired_verdict
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
 from workflows.metadata import software_versions
 from workflows.models import CNN_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
 from workflows.params import AUTO_TIMESCALE
 from workflows.permutation import null_scores
-from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
+from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS
 from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
@@ -73,13 +74,13 @@ def regression_rows(summary: dict) -> list[dict]:
 
 
 def regression_sentences(summary: dict) -> list[str]:
-    """In words: does each model predict the UL-FMA better than the training mean and the confound model?"""
+    """In words: does each model predict the UL-FMA better than the training mean and the confound model?
+
+    "Beats" only when the paired MAE interval excludes 0 and the better model is above chance itself
+    (:func:`workflows.comparisons.paired_verdict`).
+    """
     boot = summary.get("bootstrap", {})
-    words = {
-        "better": "beats",
-        "worse": "is worse than",
-        "same": "does not beat",
-    }
+    permutation = summary.get("permutation")
     out = []
     for model in [m for m in ordered(boot) if m in MODELS and m != REGRESSION_REFERENCES[0]]:
         rec = boot[model]
@@ -87,19 +88,15 @@ def regression_sentences(summary: dict) -> list[str]:
         lo, hi = rec["mae"]["ci95"]
         text = (
             f"{label}: out-of-fold MAE {rec['mae']['value']:.1f} UL-FMA points (95% bootstrap interval "
-            f"{lo:.1f} to {hi:.1f}), R² {rec['r2']['value']:.2f}"
+            f"{lo:.1f} to {hi:.1f}), R² {rec['r2']['value']:.2f}."
         )
-        parts = []
-        for ref in REGRESSION_REFERENCES:
-            name = MODELS[ref].noun
-            verdict = beats(boot, model, ref)
-            if verdict and model != ref:
-                diff = rec[f"difference_from_{ref}"]["mae"]
-                parts.append(
-                    f"{words[verdict]} {name} (MAE difference {diff['value']:+.1f}, "
-                    f"interval {diff['ci95'][0]:+.1f} to {diff['ci95'][1]:+.1f})"
-                )
-        out.append(text + ("; it " + " and ".join(parts) if parts else "") + ".")
+        verdicts = [
+            record["sentence"]
+            for ref in REGRESSION_REFERENCES
+            if model != ref
+            and (record := paired_verdict(boot, permutation, model, ref, "regression")) is not None
+        ]
+        out.append(" ".join([text, *verdicts]))
     return out
 
 
@@ -162,30 +159,27 @@ def comparison_sentences(summary: dict) -> list[str]:
     for model in [m for m in MODELS if m in boot]:
         lo, hi = boot[model]["balanced_accuracy"]["ci95"]
         label = MODEL_LABELS.get(model, model)
-        verdict = "above chance" if lo > 0.5 else "not distinguishable from chance"
+        chance = above_chance(boot, summary.get("permutation"), model, "classification")
+        verdict = (
+            "above chance"
+            if chance["above_chance"]
+            else "not distinguishable from chance"
+            if chance["above_chance"] is False
+            else "chance not assessed"
+        )
         out.append(
             f"{label}: balanced accuracy {boot[model]['balanced_accuracy']['value']:.2f} "
-            f"(95% bootstrap interval {lo:.2f} to {hi:.2f}), {verdict}."
+            f"(95% bootstrap interval {lo:.2f} to {hi:.2f}), {verdict} ({chance['evidence']})."
         )
-    # the controls first, then the other models
+    # the controls first, then the other models; "beats" only with the paired interval excluding 0 and
+    # the better model above chance itself (workflows.comparisons)
     others = [m for m, spec in MODELS.items() if spec.role == "control"]
     others += [m for m, spec in MODELS.items() if spec.role in ("model", "baseline")]
+    permutation = summary.get("permutation")
     for control in others:
-        diff = boot.get(control, {}).get(f"difference_from_{primary}", {}).get("balanced_accuracy")
-        if not diff:
-            continue
-        lo, hi = diff["ci95"]
-        label = MODEL_LABELS.get(control, control)
-        if hi < 0:
-            text = f"the primary dFC-SD model beats {label} (difference interval {-hi:.2f} to {-lo:.2f})"
-        elif lo > 0:
-            text = f"{label} beats the primary dFC-SD model (difference interval {lo:.2f} to {hi:.2f})"
-        else:
-            text = (
-                f"the primary dFC-SD model and {label} do not differ "
-                f"(difference interval {lo:.2f} to {hi:.2f})"
-            )
-        out.append(text[0].upper() + text[1:] + ".")
+        record = paired_verdict(boot, permutation, control, primary, "classification")
+        if record:
+            out.append(record["sentence"])
     qcfc = summary.get("qc_fc", {})
     if qcfc.get("computed"):
         share = qcfc["fraction_p_below_alpha"]
@@ -264,28 +258,18 @@ def timescale_sentences(summary: dict) -> list[str]:
             + "."
         )
     static, boot = ts.get("static_control"), summary.get("bootstrap", {})
-    regression = summary.get("target") == "regression"
-    metric = COMPARE_METRIC["regression" if regression else "classification"]
+    target = "regression" if summary.get("target") == "regression" else "classification"
     for name, model in (ts.get("models") or {}).items():
-        diff = boot.get(model, {}).get(f"difference_from_{static}", {}).get(metric)
-        if not static or not diff or diff["ci95"][0] is None:
+        record = paired_verdict(boot, summary.get("permutation"), model, static, target) if static else None
+        if record is None:
             continue
-        lo, hi = diff["ci95"]
-        better = (hi < 0) if regression else (lo > 0)
-        worse = (lo > 0) if regression else (hi < 0)
-        verdict = (
-            "dynamics beat static FC"
-            if better
-            else "static FC beats dynamics"
-            if worse
-            else "dynamics do not beat static FC"
-        )
-        value = boot[model][metric]["value"]
-        out.append(
-            f"At {name} windows, {verdict}: the primary model's {metric.replace('_', ' ')} {value:.2f}, "
-            f"difference from the static-FC control {diff['value']:+.2f} (95% bootstrap interval "
-            f"{lo:+.2f} to {hi:+.2f})."
-        )
+        verdict = {
+            "model_better": "dynamics beat static FC",
+            "reference_better": "static FC beats dynamics",
+            "no_difference": "dynamics do not beat static FC",
+            "winner_at_chance": "no claim (the better of the two is not above chance)",
+        }[record["verdict"]]
+        out.append(f"At {name} windows, {verdict}: {record['sentence']}")
     return out
 
 
@@ -660,6 +644,7 @@ def write_group_report(
         cohort_columns=COHORT_COLUMNS,
         cohort_summary=cohort_summary(rows),
         cv_text=cv_sentence(summary),
+        cv_warnings=[str(w.get("message")) for w in summary.get("warnings") or []],
         metrics=metrics,
         metric_models=ordered(metrics),
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
