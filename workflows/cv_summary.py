@@ -46,6 +46,7 @@ from workflows.stats import (
     summarise_models,
     summarise_regression_models,
 )
+from workflows.study_design import detectable_effect
 from workflows.utils.io import atomic_write_json, write_tsv
 
 #: The control every timescale's dynamics are compared with.
@@ -225,9 +226,9 @@ def summarise_cv(
         ),
         "settings": params.to_dict(),
     }
+    per_class = subjects_per_class(data, regression)
     summary["comparisons"] = comparisons(summary)
-    summary["warnings"] = cv_warnings(
-        summary, subjects_per_class(data, regression), exported=exported_model(params)
-    )
+    summary["warnings"] = cv_warnings(summary, per_class, exported=exported_model(params))
+    summary["detectable_effect"] = detectable_effect(per_class, params.target)
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
     return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))

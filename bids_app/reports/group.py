@@ -273,6 +273,12 @@ def timescale_sentences(summary: dict) -> list[str]:
     return out
 
 
+def sensitivity_sentences(summary: dict) -> list[str]:
+    """What this cohort could detect at best (``cv_summary.json`` ``detectable_effect``), if recorded."""
+    statement = (summary.get("detectable_effect") or {}).get("statement")
+    return [str(statement)] if statement else []
+
+
 class CohortSubject(Protocol):
     """What the report reads of a group-level subject (:class:`bids_app.group_level.GroupSubject`)."""
 
@@ -496,7 +502,11 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
             {
                 "path": path,
                 "title": "Loss curves",
-                "caption": "Training and validation loss per epoch of the CNN in every fold.",
+                "caption": "Learning curves: training and validation loss per epoch of the CNN in every "
+                "fold. The validation subjects are whole subjects held out of each fold's training "
+                "subjects for early stopping; no test subject of the fold is seen. A validation loss "
+                "that never falls below its first epochs means the network learned nothing that "
+                "generalises to new subjects.",
             }
         )
     perm = summary.get("permutation")
@@ -654,6 +664,7 @@ def write_group_report(
         comparison=[] if regression else comparison_rows(summary),
         comparison_text=(regression_sentences(summary) if regression else comparison_sentences(summary))
         + timescale_sentences(summary),
+        sensitivity=sensitivity_sentences(summary),
         regression=regression_rows(summary) if regression else [],
         cv_figures=figures,
         maps_figure=maps_figure,
