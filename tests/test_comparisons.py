@@ -54,8 +54,13 @@ def test_a_difference_between_two_models_at_chance_is_no_claim(rng):
 
 
 def test_a_primary_above_chance_beats_a_control_at_chance(rng):
-    summary = _summary(rng, {"parcel": 0.85, "parcel_fc": 0.5})
-    record = paired_verdict(summary["bootstrap"], None, "parcel_fc", "parcel", "classification")
+    permutation = {"models": {"parcel": {"p_value": 0.01}}}
+    summary = _summary(rng, {"parcel": 0.85, "parcel_fc": 0.5}, permutation)
+    untested = paired_verdict(summary["bootstrap"], None, "parcel_fc", "parcel", "classification")
+    assert untested["verdict"] == "untested"  # no permutation test: no claim, whatever the bootstrap
+    assert "beats" not in untested["sentence"]
+    assert "--n-permutations" in untested["sentence"]
+    record = paired_verdict(summary["bootstrap"], permutation, "parcel_fc", "parcel", "classification")
     assert record["verdict"] == "reference_better"
     assert record["sentence"].startswith("dFC-SD parcels (primary) beats Static FC (control)")
     primary, control = record["reference_score"], record["model_score"]
@@ -102,9 +107,11 @@ def _regression_boot(diff_mean: list[float], diff_confounds: list[float]) -> dic
 
 def test_regression_claims_need_the_model_below_the_training_mean():
     good = _regression_boot([-4.0, -1.0], [-3.0, -0.5])
-    record = paired_verdict(good, None, "parcel", "confounds", "regression")
-    assert record["verdict"] == "model_better"  # lower MAE than the confounds, and than the mean
-    summary = {"target": "regression", "bootstrap": good}
+    assert paired_verdict(good, None, "parcel", "confounds", "regression")["verdict"] == "untested"
+    passed = {"models": {"parcel": {"p_value": 0.02, "metric": "mae"}}}
+    record = paired_verdict(good, passed, "parcel", "confounds", "regression")
+    assert record["verdict"] == "model_better"  # lower MAE than the confounds, and a permutation p
+    summary = {"target": "regression", "bootstrap": good, "permutation": passed}
     assert sum(" beats " in s for s in regression_sentences(summary)) == 1
     # lower MAE than the confound control, but not below the training mean: no claim
     at_chance = _regression_boot([-2.0, 1.0], [-3.0, -0.5])

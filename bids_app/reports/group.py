@@ -268,6 +268,7 @@ def timescale_sentences(summary: dict) -> list[str]:
             "reference_better": "static FC beats dynamics",
             "no_difference": "dynamics do not beat static FC",
             "winner_at_chance": "no claim (the better of the two is not above chance)",
+            "untested": "no claim (the better of the two has no permutation test)",
         }[record["verdict"]]
         out.append(f"At {name} windows, {verdict}: {record['sentence']}")
     return out
