@@ -493,7 +493,8 @@ def run_group_level(config: RunConfig) -> int:
 
 
 def _print_metrics(summary: dict) -> None:
-    """One line per model; a metric that cannot be computed (JSON null: the mean reference's r) is n/a."""
+    """One line per model, then the summary's warnings; a metric that cannot be computed (JSON null: the
+    mean reference's r) is n/a."""
 
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -503,3 +504,5 @@ def _print_metrics(summary: dict) -> None:
         metrics = summary["models"][model]
         text = ", ".join(f"{m} {number(v['mean'])} ± {number(v['sd'])}" for m, v in metrics.items())
         print(f"  {model_label(model, target)}: {text}")
+    for warning in summary.get("warnings") or []:  # what to read before the numbers (cv_summary.json)
+        print(f"  Warning: {warning['message']}")

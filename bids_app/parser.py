@@ -501,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-permutations",
         type=_nonneg_int,
         default=D("n_permutations"),
-        help="label permutations for every model's p-value (100+ for papers)",
+        help="label permutations for every model's p-value (of the balanced accuracy; of the MAE with "
+        "--target regression, the scores permuted); 100+ for papers",
     )
     g.add_argument(
         "--permute-cnn",

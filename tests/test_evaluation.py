@@ -296,6 +296,10 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         card["DeployedModel"]["balanced_accuracy"]["value"]
         == (summary["bootstrap"]["parcel"]["balanced_accuracy"]["value"])
     )
+    calibration = card["DeployedModel"]["calibration"]  # in-CV, from the out-of-fold predictions
+    assert calibration == summary["calibration_metrics"]
+    assert calibration["model"] == "parcel"
+    assert {"calibration_intercept", "calibration_slope", "brier", "scaled_brier"} <= set(calibration)
     assert card["TrainingCohort"]["Participants"]["N"] == 12
     assert card["input"]["grid"]["shape"] == list(sal.shape)
     assert card["label"]["severe_threshold"] == 20.0
@@ -434,4 +438,7 @@ def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     # the same decision names the permuted models in the methods text and adds the node to the graph
     assert models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))[0] == models.PRIMARY_MODEL
     assert models.CNN_MODEL not in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
-    assert models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1))) == []
+    regression = models.permuted_models(GroupParams(target="regression", cv=CVParams(n_permutations=1)))
+    assert regression[0] == models.PRIMARY_MODEL  # the MAE is permuted too
+    assert "mean" not in regression  # the training-mean reference has nothing to test
+    assert models.CNN_MODEL not in regression

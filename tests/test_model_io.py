@@ -369,6 +369,11 @@ def test_train_final_and_export_the_chosen_model(tmp_path, rng, choice):
         "models": {"parcel": metrics, "cnn": metrics},
         "bootstrap": {"parcel": {"balanced_accuracy": {"value": 0.62, "ci95": [0.41, 0.8]}}},
         "permutation": {"models": {"parcel": {"p_value": 0.04, "null_balanced_accuracy": [0.5] * 24}}},
+        "calibration_metrics": {
+            "model": "parcel",
+            "calibration_slope": {"value": 0.7, "ci95": [0.2, 1.4]},
+            "scaled_brier": {"value": 0.1, "ci95": [-0.2, 0.3]},
+        },
         "cv": {"folds": 2, "repeats": 1},
         "n_subjects": 12,
         "n_sessions": 12,
@@ -397,9 +402,13 @@ def test_train_final_and_export_the_chosen_model(tmp_path, rng, choice):
             "ci95": [0.41, 0.8],
         }  # not the fold t-interval
         assert card["cross_validation"]["permutation_p_value"] == 0.04
+        calibration = deployed["calibration"]  # in-CV calibration of the deployed model
+        assert calibration["calibration_slope"] == {"value": 0.7, "ci95": [0.2, 1.4]}
+        assert calibration["scaled_brier"]["value"] == 0.1
         model_io.load_arrays(out)
     else:
         assert card["ModelType"] == "cnn"
         assert deployed["model"] == "cnn"
         assert deployed["permutation_p_value"] is None  # the CNN was not permuted
+        assert deployed["calibration"] is None  # the summary's calibration is the parcel model's
         model_io.load_model(out)

@@ -180,7 +180,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
 
     from bids_app.config import build_config
     from bids_app.group_level import _print_metrics
-    from bids_app.reports.group import write_group_report
+    from bids_app.reports.group import regression_sentences, write_group_report
     from workflows.group import init_group_wf
     from workflows.model_io import load_arrays
     from workflows.prediction import predict_subject
@@ -200,7 +200,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
             "cv_repeats": 1,
             "epochs": 2,
             "device": "cpu",
-            "n_permutations": 2,  # classification only: no permutation node in regression
+            "n_permutations": 2,  # the scores are permuted, the statistic is the MAE
         },
     )
     wf = init_group_wf(
@@ -209,7 +209,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
         output_dir=config.output_dir,
         shared_params={"Space": "MNI152NLin2009cAsym"},
     )
-    assert "permutation" not in wf.list_node_names()
+    assert "permutation" in wf.list_node_names()
     wf.base_dir = str(tmp_path / "work")
     wf.run(plugin="Linear")
     group = config.output_dir / "group"
@@ -222,7 +222,13 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
         assert set(summary["bootstrap"][model]) >= set(stats.REGRESSION_METRICS)
     assert "difference_from_mean" in summary["bootstrap"]["parcel"]
     assert "difference_from_confounds" in summary["bootstrap"]["parcel"]
-    assert summary["permutation"] is None
+    permutation = summary["permutation"]
+    assert permutation["n"] == 2
+    assert set(permutation["models"]) == {"parcel", "baseline", "confounds"}  # not the mean, not the CNN
+    assert all(0 < v < 66 for v in permutation["models"]["parcel"]["null_mae"])  # UL-FMA points
+    assert permutation["models"]["parcel"]["observed_mae"] == summary["models"]["parcel"]["mae"]["mean"]
+    assert summary["detectable_effect"]["n_subjects"] == 12
+    assert any(w["code"] == "few_subjects" for w in summary["warnings"])  # 12 < 20 subjects
     assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds", "mean"}
     preds = pd.read_csv(group / "cv_predictions.tsv", sep="\t")
     assert list(preds.columns) == [
@@ -265,6 +271,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert card["label"]["target"] == "regression"
     assert "mae" in card["cross_validation"]["cnn"]
     assert "mae" in card["DeployedModel"]
+    assert "calibration_slope" in card["DeployedModel"]["calibration"]
     meta = {"Space": "MNI152NLin2009cAsym"}
     result = predict_subject(
         subjects[0].map_file, config.output_dir / "model", subject="00", lesion_side="R", space="", meta=meta
@@ -276,16 +283,16 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert result["ul_fma_lower"] <= result["predicted_ul_fma"] <= result["ul_fma_upper"]
 
     _print_metrics(summary)  # the mean reference's correlations are null in JSON: printed as n/a
-    printed = [
-        line
-        for line in capsys.readouterr().out.splitlines()
-        if line.startswith("  Training mean (reference): ")
-    ]
+    console = capsys.readouterr().out.splitlines()
+    printed = [line for line in console if line.startswith("  Training mean (reference): ")]
+    assert any(line.startswith("  Warning: 12 subjects (fewer than 20)") for line in console)
     assert "pearson_r n/a ± n/a" in printed[0]
     page = write_group_report(config, subjects, {}).read_text()
     assert "UL-FMA regression: models on the same folds" in page
-    assert "the training-mean reference" in page
-    assert "the confound-only model" in page
+    sentences = " ".join(regression_sentences(summary))  # each model against both references
+    assert "Training mean (reference)" in sentences
+    assert "Motion/QC only (control)" in sentences
+    assert sentences.split(". ")[0] in page
     assert (group / "figures" / "desc-regression_cv.svg").stat().st_size > 0
     assert "could not be drawn" not in page
     assert "predict the UL-FMA score itself" in (config.output_dir / "logs" / "CITATION.md").read_text()

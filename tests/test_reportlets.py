@@ -261,6 +261,10 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
         "baseline": "L2 logistic regression on PCA of the maps, fit in-fold",
         "cnn_parameters": 12345,
         "settings": {"epochs": 5},
+        "warnings": [
+            {"code": "few_subjects", "model": None, "message": "6 severe subject(s) (fewer than 10"}
+        ],
+        "detectable_effect": {"statement": "With 6 severe and 6 mild-to-moderate subjects, a model needs"},
     }
     (group / "cv_summary.json").write_text(json.dumps(summary))
     rows = []
@@ -620,6 +624,9 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
         "class_difference",
         "not calibrated",
         "12,345",
+        "6 severe subject(s) (fewer than 10",  # the summary's warnings, in the CV section
+        "With 6 severe and 6 mild-to-moderate subjects, a model needs",  # what the cohort can detect
+        "no test subject of the fold is seen",  # the learning curves come from the training subjects
     ):
         assert needle in html, needle
     assert no_external_resources(html)

@@ -21,9 +21,18 @@ def test_shown_when_the_cnn_passes_its_permutation_test():
         (_summary(0.05), "does not beat chance"),
         (_summary(None), "permutation test was not run"),  # the primary model's p does not count
         ({"target": "classification", "permutation": None}, "not run"),
-        ({"target": "regression"}, "no permutation test"),
+        ({"target": "regression"}, "permutation test was not run"),
+        (
+            {"target": "regression", "permutation": {"models": {"cnn": {"p_value": 0.3, "metric": "mae"}}}},
+            "does not beat chance",
+        ),
         ({}, "not found"),
     ],
 )
 def test_withheld_with_the_reason(summary, reason):
     assert reason in saliency_withheld(summary)
+
+
+def test_a_regression_cnn_that_passes_its_mae_permutation_test_is_explained():
+    summary = {"target": "regression", "permutation": {"models": {"cnn": {"p_value": 0.01, "metric": "mae"}}}}
+    assert saliency_withheld(summary) is None

@@ -111,7 +111,11 @@ COLUMNS: dict[str, dict[str, Any]] = {
     },
     "epoch": {"Description": "training epoch (1-based)"},
     "train_loss": {"Description": "class-weighted cross-entropy on the training samples", "Units": "nats"},
-    "val_loss": {"Description": "class-weighted cross-entropy on the validation subjects", "Units": "nats"},
+    "val_loss": {
+        "Description": "class-weighted cross-entropy on the validation subjects (whole subjects held out "
+        "of the fold's training subjects for early stopping; never a test subject)",
+        "Units": "nats",
+    },
     "region": {"Description": "HCPEx parcel (MNI152NLin2009cAsym), hemisphere suffix removed"},
     "side": {
         "Description": "relative to the lesion after alignment (x < 0 ipsilesional); 'bilateral (midline)' "

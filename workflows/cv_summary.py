@@ -17,6 +17,7 @@ import numpy as np
 
 from workflows.calibration import calibration_text
 from workflows.cnn import count_parameters, model_for
+from workflows.comparisons import comparisons, cv_warnings
 from workflows.conformal import cv_coverage
 from workflows.cross_validation import CONFORMAL_COLUMNS, prediction_column, split_groups
 from workflows.incremental import ALPHA, METHOD, incremental_value, unit_predictions
@@ -33,6 +34,7 @@ from workflows.models import (
     REGRESSION_REFERENCES,
     TIMESCALE_NAMES,
     descriptions,
+    exported_model,
     timescale_model,
 )
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams
@@ -41,12 +43,14 @@ from workflows.qc import qc_fc
 from workflows.stats import (
     COMPARE_METRIC,
     bootstrap_comparison,
+    calibration_summary,
     paired_tests,
     quality_by_class,
     regression_bootstrap,
     summarise_models,
     summarise_regression_models,
 )
+from workflows.study_design import detectable_effect
 from workflows.utils.io import atomic_write_json, write_tsv
 
 #: The control every timescale's dynamics are compared with.
@@ -116,6 +120,38 @@ def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:
     }
 
 
+def subjects_per_class(data: Mapping[str, np.ndarray], regression: bool) -> dict[str, int]:
+    """Subjects (not sessions) of each class; one count of every subject for a regression. A subject
+    whose sessions differ in class counts in both."""
+    clusters = unit_subjects(data)
+    units = [f"sub-{u}" for u in data["subjects"].tolist()]
+    if regression:
+        return {"subjects": len(set(clusters.values()))}
+    y = np.asarray(data["y_subject"]).astype(int)
+    return {
+        name: len({clusters[u] for u, c in zip(units, y) if c == value})
+        for name, value in (("severe", 1), ("mild-to-moderate", 0))
+    }
+
+
+def deployed_calibration(
+    predictions: list[dict[str, Any]], params: GroupParams, clusters: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """In-CV calibration (intercept, slope, scaled Brier) of the model the group level exports, from its
+    out-of-fold predictions (:func:`workflows.stats.calibration_summary`); the model card carries it."""
+    name = exported_model(params)
+    out = calibration_summary(predictions, name, params.target, seed=params.random_seed, clusters=clusters)
+    if out is not None and params.target != "regression" and params.calibration != "none":
+        recalibrated = MODELS[name].calibrated
+        out["note"] = (
+            f"the out-of-fold probabilities were recalibrated in-fold ({params.calibration}), but the "
+            "exported model is not: its own probabilities may be less well calibrated than these"
+            if recalibrated
+            else "this model is never recalibrated (--calibration leaves it as it is)"
+        )
+    return out
+
+
 def summarise_cv(
     fold_files: list[str],
     null: list[dict[str, float]],
@@ -171,7 +207,8 @@ def summarise_cv(
             predictions, [PRIMARY_MODEL, *static], seed=params.random_seed, clusters=clusters
         )
     described = descriptions(params.target)
-    permutation = permutation_summary(models, null, params) if null and not regression else None
+    calibration = deployed_calibration(predictions, params, clusters)
+    permutation = permutation_summary(models, null, params) if null else None
     y_subject = data["y_subject"]
     quality = data[INPUT_ARRAYS[QUALITY]]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
@@ -216,6 +253,7 @@ def summarise_cv(
         "samples": params.samples,
         "permutation": permutation,
         "calibration": calibration_text(params),
+        "calibration_metrics": calibration,
         "baseline": MODELS[BASELINE_MODEL].description[params.target],
         "cnn_parameters": count_parameters(
             model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)
@@ -226,5 +264,9 @@ def summarise_cv(
         "clinical_value": clinical_value(data, predictions, params, names),
         "settings": params.to_dict(),
     }
+    per_class = subjects_per_class(data, regression)
+    summary["comparisons"] = comparisons(summary)
+    summary["warnings"] = cv_warnings(summary, per_class, exported=exported_model(params))
+    summary["detectable_effect"] = detectable_effect(per_class, params.target)
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
     return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))

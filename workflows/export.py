@@ -4,9 +4,9 @@
 exported_model`) on every labelled sample: the primary parcel model as plain arrays
 (:mod:`workflows.parcel_model`), or the CNN. Its cross-validated performance comes from the folds, not
 from this fit. :func:`export_model` completes the model card (grid, labels, the deployed model's
-subject-bootstrap interval and permutation p-value, the CV metrics of every model, the training cohort
-with a hash of every training subject's id, intended use and limitations: :mod:`workflows.model_card`)
-and writes ``model.safetensors`` and ``model_card.json``.
+subject-bootstrap interval, permutation p-value and in-CV calibration, the CV metrics of every model,
+the training cohort with a hash of every training subject's id, intended use and limitations:
+:mod:`workflows.model_card`) and writes ``model.safetensors`` and ``model_card.json``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from workflows.models import (
 )
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams, timescale_seconds
 from workflows.parcel_model import PARCEL_TYPE, ParcelLinearModel, features_record, fit_parcel_model
+from workflows.permutation import null_scores
 from workflows.seeds import atlas_record
 
 LOGGER = logging.getLogger("strokefc.group")
@@ -94,12 +95,16 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
 
 
 def deployed_evidence(summary: dict, name: str) -> dict[str, Any]:
-    """The deployed model's evidence from ``cv_summary.json``: the honest interval and permutation p.
+    """The deployed model's evidence from ``cv_summary.json``: the honest interval, permutation p and
+    in-CV calibration.
 
     The interval is the subject-level (cluster) bootstrap of the pooled out-of-fold predictions, the
-    one the summary calls honest; the fold t-interval (``*_ci95`` of every model) is optimistic.
+    one the summary calls honest; the fold t-interval (``*_ci95`` of every model) is optimistic. The
+    calibration (intercept, slope, Brier and scaled Brier, or for a regression calibration-in-the-large
+    and slope) is that of the same out-of-fold predictions (None in a summary written before it).
     """
     bootstrap = summary.get("bootstrap", {}).get(name, {})
+    calibration = summary.get("calibration_metrics") or {}
     permutation = ((summary.get("permutation") or {}).get("models") or {}).get(name) or {}
     return {
         "model": name,
@@ -111,9 +116,10 @@ def deployed_evidence(summary: dict, name: str) -> dict[str, Any]:
         "interval": "95% subject-level bootstrap of the pooled out-of-fold predictions (a subject's "
         "sessions drawn together)",
         "permutation_p_value": permutation.get("p_value"),
-        "permutations": len(permutation.get("null_balanced_accuracy") or []),
+        "permutations": len(null_scores(permutation)[1]),
         "n_subjects": summary.get("n_subjects"),
         "n_sessions": summary.get("n_sessions"),
+        "calibration": calibration if calibration.get("model") == name else None,
     }
 
 

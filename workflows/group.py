@@ -57,15 +57,15 @@ def _statistics(params: GroupParams, specs: list[ModelSpec]) -> str:
     if permuted:
         left_out = [s for s in specs if s not in permuted and s.role != "reference"]
         return text + (
-            f" Significance of the balanced accuracy was assessed with {int(params.cv.n_permutations)} "
-            "label permutations (labels shuffled between subjects, then the whole cross-validation, "
+            f" Significance of the {metric} was assessed with {int(params.cv.n_permutations)} "
+            + ("permutations of the UL-FMA scores" if regression else "label permutations")
+            + " (whole subjects exchanged, a subject's sessions together, within blocks of subjects with "
+            "as many sessions [@winkler2015], then the whole cross-validation, "
             f"{int(params.cv.cv_repeats)} repeat(s) as for the observed score, run again) of "
             + _join([s.noun for s in permuted])
             + ("; " + _join([s.noun for s in left_out]) + " not permuted (costly)" if left_out else "")
             + "."
         )
-    if regression:
-        return text + " No permutation test was run (it tests the balanced accuracy of classification)."
     return text + " No permutation test was run."
 
 
@@ -196,8 +196,11 @@ def describe_group(params: GroupParams) -> str:
         + calibration
         + f" The random seed was {params.random_seed}. "
         f"The exported (deployed) model is {exported.noun}, trained on every labelled subject with the "
-        "same settings; its card records its subject-bootstrap interval and permutation p-value, and "
-        "the cross-validated performance of every model."
+        "same settings; its card records its subject-bootstrap interval, its permutation p-value, the "
+        "calibration "
+        + ("in the large and slope" if regression else "intercept and slope and the scaled Brier score")
+        + " of its out-of-fold predictions [@vancalster2019], and the cross-validated performance of "
+        "every model."
         " Saliency was computed on held-out subjects: each cross-validation fold's network explained "
         "only its own test subjects with signed integrated gradients of "
         + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
@@ -336,7 +339,7 @@ def init_group_wf(
         wf.connect(
             [
                 (prepare, permutation, [("data_file", "data_file")]),
-                (permutation, summarise, [("null_balanced_accuracy", "null")]),
+                (permutation, summarise, [("null_scores", "null")]),
             ]
         )
     return wf

@@ -641,11 +641,16 @@ def ordered(names: Any) -> list[str]:
 def permuted_models(params: GroupParams) -> list[str]:
     """The models the permutation test re-runs on shuffled labels (empty when no test is run).
 
-    The test is of the balanced accuracy, so classification only; the CNN only on request.
+    The test is of the balanced accuracy (classification) or of the MAE (regression, scores shuffled
+    between subjects); the CNN only on request; a reference (the training mean) has nothing to test.
     """
-    if params.cv.n_permutations <= 0 or params.target == "regression":
+    if params.cv.n_permutations <= 0:
         return []
-    return [s.name for s in models_for(params.target) if s.always_permuted or params.cv.permute_cnn]
+    return [
+        s.name
+        for s in models_for(params.target)
+        if s.role != "reference" and (s.always_permuted or params.cv.permute_cnn)
+    ]
 
 
 def _by_index(data: np.ndarray, fit_predict: FitPredict) -> FitPredict:

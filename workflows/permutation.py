@@ -1,12 +1,13 @@
-"""The label-permutation test of every model's cross-validated balanced accuracy.
+"""The label-permutation test of every model's cross-validated balanced accuracy (or, for a UL-FMA
+regression, its MAE).
 
-One draw (:func:`run_permutation`, one MapNode iteration of the group workflow) shuffles the class labels
-between subjects (:func:`permute_subject_labels`: a subject's sessions move together, as one label
-vector exchanged only with subjects that have as many sessions, Winkler et al. 2015), plans new
-subject-level folds and cross-validates every permuted model with as many repeats as the observed score
-(:func:`permutation_nulls`). :func:`permutation_summary` turns the draws into each model's p-value
-(:func:`workflows.stats.permutation_p_value`). Which models are permuted:
-:func:`workflows.models.permuted_models` (the CNN only with ``permute_cnn``).
+One draw (:func:`run_permutation`, one MapNode iteration of the group workflow) shuffles the class
+labels (or the UL-FMA scores) between subjects (:func:`permute_subject_labels`: a subject's sessions
+move together, as one label vector exchanged only with subjects that have as many sessions, Winkler
+et al. 2015), plans new subject-level folds and cross-validates every permuted model with as many
+repeats as the observed score (:func:`permutation_nulls`). :func:`permutation_summary` turns the
+draws into each model's p-value (:func:`workflows.stats.permutation_p_value`). Which models are
+permuted: :func:`workflows.models.permuted_models` (the CNN only with ``permute_cnn``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from workflows.cross_validation import cross_validate, split_groups, subject_folds, subject_labels
+from workflows.cross_validation import (
+    cross_validate,
+    split_groups,
+    subject_folds,
+    subject_labels,
+    targets,
+)
+from workflows.group_inputs import is_severe
 from workflows.models import PRIMARY_MODEL, FitPredict, fold_models, permuted_models
 from workflows.params import GroupParams
-from workflows.stats import permutation_p_value
+from workflows.stats import COMPARE_METRIC, LOWER_IS_BETTER, fold_metrics_for, permutation_p_value
 
 LOGGER = logging.getLogger("strokefc.group")
 
@@ -69,6 +77,7 @@ def permutation_nulls(
     index: int,
     n_repeats: int = 1,
     split_groups: npt.ArrayLike | None = None,
+    severe_threshold: float | None = None,
 ) -> dict[str, float]:
     """One null draw for every model: labels permuted between subjects, then the same repeated k-fold.
 
@@ -76,20 +85,33 @@ def permutation_nulls(
     repeats as the observed score, so that null and observed means average the same number of folds).
     Labels are permuted between, and folds grouped by, the subjects ``split_groups`` (default
     ``groups``): a subject's sessions keep their labels together. Folds are shared by every model.
+    With ``severe_threshold`` the targets ``y`` are UL-FMA scores (regression): the scores are permuted
+    the same way, the folds are stratified by the permuted scores' class (as the observed folds), and
+    the statistic is each model's mean MAE.
     """
     split = np.asarray(groups if split_groups is None else split_groups)
     rng = np.random.default_rng([seed, 7919, index])
     y_perm = permute_subject_labels(y, groups, rng, split)
-    folds = subject_folds(y_perm, split, n_folds, n_repeats, seed + 100_000 + index)
-    _, metrics, _ = cross_validate(x, y_perm, groups, folds, models, split_groups=split)
-    return {
-        name: float(np.nanmean([m["balanced_accuracy"] for m in metrics if m["model"] == name]))
-        for name in models
-    }
+    regression, threshold = severe_threshold is not None, float(severe_threshold or 0.0)
+    strata = np.array([int(is_severe(v, threshold)) for v in y_perm]) if regression else y_perm
+    folds = subject_folds(strata, split, n_folds, n_repeats, seed + 100_000 + index)
+    _, metrics, _ = cross_validate(
+        x,
+        y_perm,
+        groups,
+        folds,
+        models,
+        split_groups=split,
+        metrics=fold_metrics_for("regression" if regression else "classification", threshold),
+        value="predicted_score" if regression else "prob_severe",
+    )
+    metric = COMPARE_METRIC["regression" if regression else "classification"]
+    return {name: float(np.nanmean([m[metric] for m in metrics if m["model"] == name])) for name in models}
 
 
 def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> dict[str, float]:
-    """One draw of the label-permutation null of every permuted model's mean balanced accuracy.
+    """One draw of the label-permutation null of every permuted model's mean balanced accuracy (MAE for
+    a regression: the scores are permuted).
 
     Labels are permuted between subjects (sessions together), then every model of
     :func:`workflows.models.permuted_models` is cross-validated on the same subject-level folds, with as
@@ -99,9 +121,10 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> d
     data = np.load(data_file)
     permuted = permuted_models(params)
     models = {name: fit for name, fit in fold_models(data, params).items() if name in permuted}
+    regression = params.target == "regression"
     nulls = permutation_nulls(
         np.arange(len(data["y"])),
-        data["y"],
+        targets(data, params),
         data["groups"],
         models,
         n_folds=params.cv.cv_folds,
@@ -109,6 +132,7 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> d
         seed=params.random_seed,
         index=int(index),
         split_groups=split_groups(data),
+        severe_threshold=params.severe_threshold if regression else None,
     )
     total = params.cv.n_permutations
     if (index + 1) % max(1, total // 10) == 0 or index + 1 == total:  # about ten progress lines
@@ -119,17 +143,21 @@ def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> d
 def permutation_summary(
     models: dict[str, dict], null: list[dict[str, float]], params: GroupParams
 ) -> dict[str, Any]:
-    """Permutation p-value of every model's mean balanced accuracy; the primary model's at the top level."""
+    """Permutation p-value of every model's mean balanced accuracy (regression: mean MAE, lower is
+    better); the primary model's at the top level. The draws are under ``null_<metric>``, the observed
+    score under ``observed_<metric>`` (:func:`null_scores` reads them)."""
+    metric = COMPARE_METRIC[params.target]
     per_model = {}
     for name in models:
         draws = [float(d[name]) for d in null if name in d]
         if not draws:
             continue
-        observed = models[name]["balanced_accuracy"]["mean"]
+        observed = models[name][metric]["mean"]
         per_model[name] = {
-            "p_value": permutation_p_value(observed, draws),
-            "null_balanced_accuracy": draws,
-            "observed_balanced_accuracy": observed,
+            "metric": metric,
+            "p_value": permutation_p_value(observed, draws, lower_is_better=metric in LOWER_IS_BETTER),
+            f"null_{metric}": draws,
+            f"observed_{metric}": observed,
         }
     primary = PRIMARY_MODEL if PRIMARY_MODEL in per_model else next(iter(per_model), None)
     return {
@@ -139,8 +167,19 @@ def permutation_summary(
         "model": primary,
         **(per_model[primary] if primary else {}),
         "models": per_model,
-        "scheme": "labels permuted between subjects (a subject's sessions move together, exchanged "
+        "scheme": ("UL-FMA scores" if params.target == "regression" else "labels")
+        + " permuted between subjects (a subject's sessions move together, exchanged "
         "within blocks of subjects with as many sessions); every model cross-validated on the same "
         f"subject-level folds with {params.cv.cv_repeats} repeat(s) of k-fold per draw, as the observed score"
         + ("" if params.cv.permute_cnn else "; the CNN is not permuted (--permute-cnn)"),
     }
+
+
+def null_scores(permutation: dict[str, Any] | None) -> tuple[str, list[float], float | None]:
+    """``(metric, null draws, observed)`` of a permutation record (the summary's top level, or one
+    model's entry); summaries written before regression had a test hold the balanced accuracy."""
+    record = permutation or {}
+    metric = str(record.get("metric") or COMPARE_METRIC["classification"])
+    if f"null_{metric}" not in record and "null_balanced_accuracy" in record:
+        metric = COMPARE_METRIC["classification"]
+    return metric, list(record.get(f"null_{metric}") or []), record.get(f"observed_{metric}")

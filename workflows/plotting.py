@@ -495,9 +495,14 @@ def plot_confusion(
 
 
 def plot_permutation(
-    null_scores: npt.ArrayLike, observed: float | None, p_value: float | None, out_svg: Path | str
+    null_scores: npt.ArrayLike,
+    observed: float | None,
+    p_value: float | None,
+    out_svg: Path | str,
+    metric: str = "balanced_accuracy",
 ) -> str:
-    """Histogram of balanced accuracy under permuted labels, with the observed score marked."""
+    """Histogram of the score (balanced accuracy, or MAE for a regression) under permuted labels, with
+    the observed score marked (and chance, 0.5, for the balanced accuracy)."""
     null = np.asarray(null_scores, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(
@@ -509,9 +514,10 @@ def plot_permutation(
     )
     if observed is not None:
         ax.axvline(observed, color=COLORS["observed"], lw=2, label=f"observed {observed:.3f}")
-    ax.axvline(0.5, color="k", ls=":", lw=1, label="chance")
+    if metric == "balanced_accuracy":
+        ax.axvline(0.5, color="k", ls=":", lw=1, label="chance")
     ax.set(
-        xlabel="balanced accuracy",
+        xlabel="balanced accuracy" if metric == "balanced_accuracy" else f"{metric.upper()} (UL-FMA points)",
         ylabel="count",
         title=f"Permutation test: p = {p_value:.3g}" if p_value is not None else "Permutation test",
     )

@@ -9,6 +9,9 @@
 - :func:`permutation_p_value`: the p-value of a label-permutation test (the null draws come from
   :mod:`workflows.permutation`).
 - :func:`quality_by_class`: do quality measures differ by class (Mann-Whitney U)?
+- :func:`calibration_statistics` / :func:`regression_calibration` and :func:`calibration_summary`: the
+  calibration intercept and slope (Van Calster et al. 2019) and the scaled Brier score of out-of-fold
+  predictions, with subject-bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -347,10 +351,18 @@ def paired_tests(
     }
 
 
-def permutation_p_value(observed: float, null: Iterable[float]) -> float:
-    """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw)."""
-    null = [v for v in null if not math.isnan(v)]
-    return float((1 + sum(v >= observed for v in null)) / (1 + len(null)))
+def permutation_p_value(observed: float, null: Iterable[float], *, lower_is_better: bool = False) -> float:
+    """p = (1 + #{null >= observed}) / (1 + n) (never 0: the observed labelling counts as one draw).
+
+    With ``lower_is_better`` (an error such as the MAE) a null draw counts when it is <= the observed.
+    """
+    null = [v for v in null if v is not None and not math.isnan(v)]
+    as_good = sum((v <= observed) if lower_is_better else (v >= observed) for v in null)
+    return float((1 + as_good) / (1 + len(null)))
+
+
+#: The metrics of which lower values are better (the permutation test and comparisons turn around).
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "brier"})
 
 
 def quality_by_class(
@@ -369,3 +381,116 @@ def quality_by_class(
             "p_mann_whitney": float(stats.mannwhitneyu(severe, mild).pvalue),
         }
     return out
+
+
+# ------------------------------------------------------------------------------------ calibration
+#: Probabilities are clipped to [eps, 1 - eps] before their logit is taken.
+_LOGIT_EPS = 1e-6
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, offset: np.ndarray, slope: bool) -> np.ndarray | None:
+    """Unpenalised maximum-likelihood logistic regression ``y ~ a (+ b x) + offset`` by Newton's method.
+
+    Returns ``[a]`` or ``[a, b]``, or None when no finite estimate exists (a class absent, or the
+    predictions separate the classes perfectly, so the likelihood keeps rising as ``b`` grows).
+    """
+    if y.min() == y.max():
+        return None
+    design = np.column_stack([np.ones_like(x), x]) if slope else np.ones((len(x), 1))
+    beta = np.zeros(design.shape[1])
+    for _ in range(100):
+        eta = np.clip(design @ beta + offset, -500, 500)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        weight = mu * (1.0 - mu)
+        hessian = design.T @ (design * weight[:, None])
+        try:
+            step = np.linalg.solve(hessian, design.T @ (y - mu))
+        except np.linalg.LinAlgError:
+            return None
+        beta = beta + step
+        if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 1e3:
+            return None  # diverging: perfect separation
+        if np.abs(step).max() < 1e-8:
+            return beta
+    return None
+
+
+def calibration_statistics(y_true: npt.ArrayLike, prob: npt.ArrayLike) -> dict[str, float]:
+    """Calibration of predicted probabilities of severe (Van Calster et al. 2019, BMC Medicine 17:230).
+
+    - ``calibration_intercept`` (calibration-in-the-large): ``a`` of ``logit P(y) = a + logit(p)``;
+      0 when the mean prediction matches the observed rate, > 0 when the model under-predicts severe.
+    - ``calibration_slope``: ``b`` of ``logit P(y) = a + b logit(p)``; 1 is ideal, < 1 means too
+      extreme predictions (overfitting), > 1 too modest ones.
+    - ``brier``: mean squared error of the probability; ``brier_reference``: that of always predicting
+      the observed prevalence, ``prevalence (1 - prevalence)``; ``scaled_brier`` = 1 - brier /
+      brier_reference (1 perfect, 0 no better than the prevalence, < 0 worse).
+
+    Intercept and slope are NaN where no estimate exists (one class only, or perfect separation).
+    """
+    y = np.asarray(y_true, dtype=float)
+    p = np.clip(np.asarray(prob, dtype=float), _LOGIT_EPS, 1 - _LOGIT_EPS)
+    if not y.size:
+        keys = ("calibration_intercept", "calibration_slope", "brier", "brier_reference", "scaled_brier")
+        return dict.fromkeys(keys, math.nan)
+    logit = np.log(p / (1 - p))
+    intercept = _logistic_fit(logit, y, logit, slope=False)
+    slope = _logistic_fit(logit, y, np.zeros_like(logit), slope=True)
+    brier = float(np.mean((np.asarray(prob, dtype=float) - y) ** 2))
+    prevalence = float(y.mean())
+    reference = prevalence * (1 - prevalence)
+    return {
+        "calibration_intercept": float(intercept[0]) if intercept is not None else math.nan,
+        "calibration_slope": float(slope[1]) if slope is not None else math.nan,
+        "brier": brier,
+        "brier_reference": reference,
+        "scaled_brier": 1.0 - brier / reference if reference > 0 else math.nan,
+    }
+
+
+def regression_calibration(y_true: npt.ArrayLike, predicted: npt.ArrayLike) -> dict[str, float]:
+    """Calibration of predicted scores: ``calibration_in_the_large`` = mean(true - predicted) (points;
+    0 ideal) and ``calibration_slope``, the least-squares slope of the true on the predicted score (1
+    ideal, < 1: predictions spread too far). The slope is NaN for a constant prediction."""
+    y, pred = np.asarray(y_true, dtype=float), np.asarray(predicted, dtype=float)
+    if not y.size:
+        return {"calibration_in_the_large": math.nan, "calibration_slope": math.nan}
+    spread = float(np.var(pred))
+    slope = float(np.mean((pred - pred.mean()) * (y - y.mean())) / spread) if spread > 0 else math.nan
+    return {"calibration_in_the_large": float(np.mean(y - pred)), "calibration_slope": slope}
+
+
+def calibration_summary(
+    predictions: Sequence[Mapping],
+    model: str,
+    target: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    clusters: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """In-CV calibration of ``model``: :func:`calibration_statistics` (or :func:`regression_calibration`)
+    of its pooled out-of-fold predictions, averaged over repeats, with subject-bootstrap 95% intervals
+    (a subject's sessions drawn together). None when the model has no predictions."""
+    rows = [r for r in predictions if r["model"] == model]
+    if not rows:
+        return None
+    regression = target == "regression"
+    boot = bootstrap_comparison(
+        rows,
+        model,
+        n_boot=n_boot,
+        seed=seed,
+        scores=regression_calibration if regression else calibration_statistics,
+        value="predicted_score" if regression else "prob_severe",
+        compare="calibration_slope",
+        clusters=clusters,
+    )[model]
+    return {
+        "model": model,
+        **boot,
+        "predictions": "out-of-fold predictions of the cross-validation (each subject predicted by a "
+        "model that never saw it), scored per repeat and averaged over repeats",
+        "interval": "95% subject-level bootstrap (a subject's sessions drawn together)",
+        "reference": "Van Calster et al. 2019, BMC Medicine 17:230 (calibration intercept and slope)",
+    }

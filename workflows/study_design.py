@@ -8,6 +8,8 @@ Pure functions, no I/O:
 - :func:`r2cs_from_c`: the Cox-Snell R-squared a model with a given C statistic (AUROC) can be expected
   to reach (Riley, Van Calster & Collins 2021, Stat Med 40:859), when no R-squared is known.
 - :func:`net_benefit`: decision-curve analysis (Vickers & Elkin 2006, Med Decis Making 26:565).
+- :func:`detectable_effect`: the smallest balanced accuracy (or correlation of predicted and true
+  UL-FMA) a cohort of this size could show to be above chance: a sensitivity statement for the summary.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import norm
 
@@ -129,4 +132,82 @@ def net_benefit(y_true: np.ndarray, risk: np.ndarray, thresholds: np.ndarray) ->
         "model": tp - fp * odds,
         "treat_all": prevalence - (1 - prevalence) * odds,
         "treat_none": np.zeros_like(t),
+    }
+
+
+def detectable_balanced_accuracy(
+    n_severe: int, n_mild: int, alpha: float = 0.05, power: float = 0.8
+) -> dict[str, float]:
+    """The balanced accuracy a cohort could show to be above 0.5 (one-sided ``alpha``, with ``power``).
+
+    The balanced accuracy of a fixed classifier on ``n_severe`` and ``n_mild`` independent subjects is
+    (sensitivity + specificity) / 2, two binomial proportions; with both at ``b`` its variance is
+    ``b (1 - b) (1/n_severe + 1/n_mild) / 4`` (normal approximation). ``critical`` is the score that
+    rejects chance (b = 0.5); ``detectable`` the true ``b`` exceeding ``critical`` with probability
+    ``power``. Cross-validation adds the variance of refitting on different subjects, so both are
+    lower bounds: the real thresholds are higher.
+    """
+    if min(n_severe, n_mild) < 1:
+        raise ValueError("both classes need at least one subject")
+    inverse = 1.0 / n_severe + 1.0 / n_mild
+
+    def sd(b: float) -> float:
+        return math.sqrt(b * (1 - b) * inverse / 4)
+
+    critical = 0.5 + norm.ppf(1 - alpha) * sd(0.5)
+    if critical >= 1:
+        return {"critical": 1.0, "detectable": 1.0}
+    gap = norm.ppf(power)
+    detectable = brentq(lambda b: (b - critical) / sd(b) - gap, critical, 1 - 1e-12)
+    return {"critical": float(critical), "detectable": float(detectable)}
+
+
+def detectable_correlation(n_subjects: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The correlation of predicted and true scores detectable as above 0 (one-sided ``alpha``, with
+    ``power``) in ``n_subjects`` independent subjects: Fisher's z, tanh((z_alpha + z_power) /
+    sqrt(n - 3)). A lower bound for a cross-validated model, as above."""
+    if n_subjects < 4:
+        return 1.0
+    return float(math.tanh((norm.ppf(1 - alpha) + norm.ppf(power)) / math.sqrt(n_subjects - 3)))
+
+
+def detectable_effect(
+    subjects_per_class: dict[str, int], target: str, alpha: float = 0.05, power: float = 0.8
+) -> dict[str, object]:
+    """The summary's sensitivity statement: what this many subjects can detect, at best."""
+    caveat = (
+        "a fixed classifier's binomial variance on independent subjects (normal approximation); "
+        "cross-validation adds the variance of refitting, so a cross-validated model needs more"
+    )
+    if target == "regression":
+        n = int(sum(subjects_per_class.values()))
+        r = detectable_correlation(n, alpha, power)
+        return {
+            "n_subjects": n,
+            "alpha_one_sided": alpha,
+            "power": power,
+            "detectable_pearson_r": round(r, 3),
+            "statement": f"With {n} subjects, a model needs a true correlation of predicted and true "
+            f"UL-FMA of at least about {r:.2f} to be shown above 0 in {100 * power:.0f}% of studies "
+            f"(one-sided alpha {alpha:g}; Fisher's z on independent subjects, a lower bound for a "
+            "cross-validated model).",
+        }
+    severe, mild = (
+        int(subjects_per_class.get("severe", 0)),
+        int(subjects_per_class.get("mild-to-moderate", 0)),
+    )
+    if min(severe, mild) < 1:
+        return {"statement": "a class has no subject: nothing can be detected"}
+    ba = detectable_balanced_accuracy(severe, mild, alpha, power)
+    return {
+        "subjects_per_class": {"severe": severe, "mild-to-moderate": mild},
+        "alpha_one_sided": alpha,
+        "power": power,
+        "critical_balanced_accuracy": round(ba["critical"], 3),
+        "detectable_balanced_accuracy": round(ba["detectable"], 3),
+        "assumption": caveat,
+        "statement": f"With {severe} severe and {mild} mild-to-moderate subjects, a model needs a true "
+        f"balanced accuracy of at least about {ba['detectable']:.2f} to be shown above chance in "
+        f"{100 * power:.0f}% of studies (one-sided alpha {alpha:g}; an observed {ba['critical']:.2f} is "
+        "the least that rejects chance); lower bounds from " + caveat + ".",
     }

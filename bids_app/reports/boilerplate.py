@@ -49,6 +49,10 @@ REFERENCES = {
     "confounding variables on machine learning predictions. bioRxiv (2020). doi:10.1101/2020.08.17.255034",
     "angelopoulos2023": "Angelopoulos AN, Bates S. Conformal prediction: a gentle introduction. Foundations "
     "and Trends in Machine Learning 16, 494-591 (2023)",
+    "winkler2015": "Winkler AM, Webster MA, Vidaurre D, Nichols TE, Smith SM. Multi-level block permutation. "
+    "NeuroImage 123, 253-268 (2015). doi:10.1016/j.neuroimage.2015.05.092",
+    "vancalster2019": "Van Calster B, McLernon DJ, van Smeden M, Wynants L, Steyerberg EW. Calibration: the "
+    "Achilles heel of predictive analytics. BMC Medicine 17, 230 (2019). doi:10.1186/s12916-019-1466-7",
 }
 
 

@@ -22,6 +22,7 @@ from bids_app.reports import render_page
 from bids_app.reports.about import about_rows
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from workflows import plotting as rl
+from workflows.comparisons import above_chance, paired_verdict
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
 from workflows.incremental import clinical_value_sentence
@@ -35,7 +36,8 @@ from workflows.models import (
     ordered,
 )
 from workflows.params import AUTO_TIMESCALE
-from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS, beats
+from workflows.permutation import null_scores
+from workflows.stats import COMPARE_METRIC, REGRESSION_METRICS
 from workflows.utils.io import atomic_write_text
 
 LOGGER = logging.getLogger("strokefc.reports")
@@ -78,13 +80,13 @@ def regression_rows(summary: dict) -> list[dict]:
 
 
 def regression_sentences(summary: dict) -> list[str]:
-    """In words: does each model predict the UL-FMA better than the training mean and the confound model?"""
+    """In words: does each model predict the UL-FMA better than the training mean and the confound model?
+
+    "Beats" only when the paired MAE interval excludes 0 and the better model is above chance itself
+    (:func:`workflows.comparisons.paired_verdict`).
+    """
     boot = summary.get("bootstrap", {})
-    words = {
-        "better": "beats",
-        "worse": "is worse than",
-        "same": "does not beat",
-    }
+    permutation = summary.get("permutation")
     out = []
     for model in [m for m in ordered(boot) if m in MODELS and m != REGRESSION_REFERENCES[0]]:
         rec = boot[model]
@@ -92,19 +94,15 @@ def regression_sentences(summary: dict) -> list[str]:
         lo, hi = rec["mae"]["ci95"]
         text = (
             f"{label}: out-of-fold MAE {rec['mae']['value']:.1f} UL-FMA points (95% bootstrap interval "
-            f"{lo:.1f} to {hi:.1f}), R² {rec['r2']['value']:.2f}"
+            f"{lo:.1f} to {hi:.1f}), R² {rec['r2']['value']:.2f}."
         )
-        parts = []
-        for ref in REGRESSION_REFERENCES:
-            name = MODELS[ref].noun
-            verdict = beats(boot, model, ref)
-            if verdict and model != ref:
-                diff = rec[f"difference_from_{ref}"]["mae"]
-                parts.append(
-                    f"{words[verdict]} {name} (MAE difference {diff['value']:+.1f}, "
-                    f"interval {diff['ci95'][0]:+.1f} to {diff['ci95'][1]:+.1f})"
-                )
-        out.append(text + ("; it " + " and ".join(parts) if parts else "") + ".")
+        verdicts = [
+            record["sentence"]
+            for ref in REGRESSION_REFERENCES
+            if model != ref
+            and (record := paired_verdict(boot, permutation, model, ref, "regression")) is not None
+        ]
+        out.append(" ".join([text, *verdicts]))
     return out
 
 
@@ -146,11 +144,13 @@ def result_sentences(summary: dict) -> list[str]:
     """The answer first, in words: does the primary model beat chance, and the controls on the same folds?
 
     Read from ``cv_summary.json`` only: the pooled out-of-fold score of the primary model with its
-    subject-bootstrap interval (above chance when the interval's lower end is above 0.5, or, for
-    UL-FMA scores, when it beats the training-mean reference), its permutation p when run, and the
-    paired bootstrap of its difference from each control (:func:`workflows.stats.beats`).
+    subject-bootstrap interval, whether it is above chance (its permutation p when run, else the
+    interval: :func:`workflows.comparisons.above_chance`), and the gated verdict against each control
+    (:func:`workflows.comparisons.paired_verdict`: "beats" only when the paired interval excludes 0
+    and the better model is above chance by its own permutation test).
     """
     boot = summary.get("bootstrap") or {}
+    permutation = summary.get("permutation")
     primary = summary.get("primary_model", PRIMARY_MODEL)
     if primary not in boot:
         return []
@@ -160,40 +160,45 @@ def result_sentences(summary: dict) -> list[str]:
     name = model_label(primary, target)
     rec = boot[primary].get(metric) or {}
     controls = [m for m, spec in MODELS.items() if spec.role == "control" and m in boot]
+    chance = above_chance(boot, permutation, primary, target)
+    chance_words = {
+        True: "above chance",
+        False: "not distinguishable from chance",
+        None: "chance not assessed",
+    }[chance["above_chance"]]
     out = []
     if regression:
-        verdict = beats(boot, primary, "mean", metric)
-        chance = {
-            "better": "better than predicting the training mean",
-            "worse": "worse than predicting the training mean",
-            "same": "no better than predicting the training mean",
-        }.get(verdict or "", "not compared with the training mean")
         out.append(
             f"The primary model ({name}) predicts the UL-FMA with an out-of-fold MAE of "
             f"{rec.get('value', float('nan')):.1f} points (95% subject-bootstrap interval "
-            f"{_interval(rec.get('ci95'))}): {chance}."
+            f"{_interval(rec.get('ci95'))}): {chance_words} ({chance['evidence']})."
         )
-        # the controls: the primary's own difference from each (stored on the primary)
-        verdicts = {c: beats(boot, primary, c, metric) for c in controls}
+        # the primary's own difference from each control is stored on the primary
+        records = {c: paired_verdict(boot, permutation, primary, c, target) for c in controls}
+        mine, theirs = "model_better", "reference_better"
     else:
-        lo = (rec.get("ci95") or [None])[0]
-        above = lo is not None and lo > 0.5
-        p = _primary_permutation(summary, primary)
         out.append(
             f"The primary model ({name}) tells severe from mild-to-moderate impairment with a balanced "
             f"accuracy of {rec.get('value', float('nan')):.2f} (95% subject-bootstrap interval "
-            f"{_interval(rec.get('ci95'))}): "
-            + ("above chance (0.5)" if above else "not distinguishable from chance (0.5)")
-            + (f"; permutation p = {p:.3g}" if p is not None else "")
-            + "."
+            f"{_interval(rec.get('ci95'))}): {chance_words} ({chance['evidence']})."
         )
-        # each control's difference from the primary is stored on the control: invert its verdict
-        invert = {"better": "worse", "worse": "better", "same": "same"}
-        verdicts = {c: invert.get(beats(boot, c, primary, metric) or "") for c in controls}
-    groups: dict[str, list[str]] = {"better": [], "same": [], "worse": []}
-    for control, verdict in verdicts.items():
-        if verdict:
-            groups[verdict].append(model_label(control, target))
+        # each control's difference from the primary is stored on the control
+        records = {c: paired_verdict(boot, permutation, c, primary, target) for c in controls}
+        mine, theirs = "reference_better", "model_better"
+    groups: dict[str, list[str]] = {"better": [], "same": [], "worse": [], "untested": []}
+    for control, record in records.items():
+        if record:
+            verdict = record["verdict"]
+            key = (
+                "better"
+                if verdict == mine
+                else "worse"
+                if verdict == theirs
+                else "same"
+                if verdict == "no_difference"
+                else "untested"
+            )
+            groups[key].append(model_label(control, target))
     parts = []
     if groups["better"]:
         parts.append("it beats " + ", ".join(groups["better"]))
@@ -203,16 +208,22 @@ def result_sentences(summary: dict) -> list[str]:
         parts.append(
             ", ".join(groups["worse"]) + (" does" if len(groups["worse"]) == 1 else " do") + " better"
         )
+    if groups["untested"]:
+        parts.append(
+            "it differs from "
+            + ", ".join(groups["untested"])
+            + ", but the better of the two is not shown above chance by a permutation test, so no claim"
+        )
     if parts:
         out.append(
             "On the same folds (paired subject bootstrap of the difference, 95% interval): "
             + "; ".join(parts)
             + "."
         )
-        if groups["same"] or groups["worse"]:
+        if groups["same"] or groups["worse"] or groups["untested"]:
             out.append(
                 "So these data do not show that the primary model does better than "
-                + ", ".join(groups["same"] + groups["worse"])
+                + ", ".join(groups["same"] + groups["worse"] + groups["untested"])
                 + "; the table below and the sentences under Cross-validation give the intervals."
             )
         else:
@@ -285,30 +296,27 @@ def comparison_sentences(summary: dict) -> list[str]:
     for model in [m for m in MODELS if m in boot]:
         lo, hi = boot[model]["balanced_accuracy"]["ci95"]
         label = model_label(model)
-        verdict = "above chance" if lo > 0.5 else "not distinguishable from chance"
+        chance = above_chance(boot, summary.get("permutation"), model, "classification")
+        verdict = (
+            "above chance"
+            if chance["above_chance"]
+            else "not distinguishable from chance"
+            if chance["above_chance"] is False
+            else "chance not assessed"
+        )
         out.append(
             f"{label}: balanced accuracy {boot[model]['balanced_accuracy']['value']:.2f} "
-            f"(95% bootstrap interval {lo:.2f} to {hi:.2f}), {verdict}."
+            f"(95% bootstrap interval {lo:.2f} to {hi:.2f}), {verdict} ({chance['evidence']})."
         )
-    # the controls first, then the other models
+    # the controls first, then the other models; "beats" only with the paired interval excluding 0 and
+    # the better model above chance itself (workflows.comparisons)
     others = [m for m, spec in MODELS.items() if spec.role == "control"]
     others += [m for m, spec in MODELS.items() if spec.role in ("model", "baseline")]
+    permutation = summary.get("permutation")
     for control in others:
-        diff = boot.get(control, {}).get(f"difference_from_{primary}", {}).get("balanced_accuracy")
-        if not diff:
-            continue
-        lo, hi = diff["ci95"]
-        label = model_label(control)
-        if hi < 0:
-            text = f"the primary dFC-SD model beats {label} (difference interval {-hi:.2f} to {-lo:.2f})"
-        elif lo > 0:
-            text = f"{label} beats the primary dFC-SD model (difference interval {lo:.2f} to {hi:.2f})"
-        else:
-            text = (
-                f"the primary dFC-SD model and {label} do not differ "
-                f"(difference interval {lo:.2f} to {hi:.2f})"
-            )
-        out.append(text[0].upper() + text[1:] + ".")
+        record = paired_verdict(boot, permutation, control, primary, "classification")
+        if record:
+            out.append(record["sentence"])
     qcfc = summary.get("qc_fc", {})
     if qcfc.get("computed"):
         share = qcfc["fraction_p_below_alpha"]
@@ -415,29 +423,26 @@ def timescale_sentences(summary: dict) -> list[str]:
             + "."
         )
     static, boot = ts.get("static_control"), summary.get("bootstrap", {})
-    regression = summary.get("target") == "regression"
-    metric = COMPARE_METRIC["regression" if regression else "classification"]
+    target = "regression" if summary.get("target") == "regression" else "classification"
     for name, model in (ts.get("models") or {}).items():
-        diff = boot.get(model, {}).get(f"difference_from_{static}", {}).get(metric)
-        if not static or not diff or diff["ci95"][0] is None:
+        record = paired_verdict(boot, summary.get("permutation"), model, static, target) if static else None
+        if record is None:
             continue
-        lo, hi = diff["ci95"]
-        better = (hi < 0) if regression else (lo > 0)
-        worse = (lo > 0) if regression else (hi < 0)
-        verdict = (
-            "dynamics beat static FC"
-            if better
-            else "static FC beats dynamics"
-            if worse
-            else "dynamics do not beat static FC"
-        )
-        value = boot[model][metric]["value"]
-        out.append(
-            f"At {name} windows, {verdict}: the primary model's {metric.replace('_', ' ')} {value:.2f}, "
-            f"difference from the static-FC control {diff['value']:+.2f} (95% bootstrap interval "
-            f"{lo:+.2f} to {hi:+.2f})."
-        )
+        verdict = {
+            "model_better": "dynamics beat static FC",
+            "reference_better": "static FC beats dynamics",
+            "no_difference": "dynamics do not beat static FC",
+            "winner_at_chance": "no claim (the better of the two is not above chance)",
+            "untested": "no claim (the better of the two has no permutation test)",
+        }[record["verdict"]]
+        out.append(f"At {name} windows, {verdict}: {record['sentence']}")
     return out
+
+
+def sensitivity_sentences(summary: dict) -> list[str]:
+    """What this cohort could detect at best (``cv_summary.json`` ``detectable_effect``), if recorded."""
+    statement = (summary.get("detectable_effect") or {}).get("statement")
+    return [str(statement)] if statement else []
 
 
 class CohortSubject(Protocol):
@@ -576,8 +581,10 @@ def cv_sentence(summary: dict) -> str:
     if perm:
         per_model = perm.get("models") or {perm.get("model", CNN_MODEL): perm}
         parts.append(
-            f"permutation test over {perm.get('n', len(perm.get('null_balanced_accuracy', [])))} label "
-            f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw): "
+            f"permutation test over {perm.get('n', len(null_scores(perm)[1]))} label "
+            f"permutations ({perm.get('repeats', 1)} repeat(s) of k-fold per draw"
+            + (", of the MAE" if null_scores(perm)[0] == "mae" else "")
+            + "): "
             + ", ".join(
                 f"{model_label(m)} p = {v.get('p_value', float('nan')):.3g}"
                 for m, v in sorted(per_model.items(), key=lambda kv: _model_rank(kv[0]))
@@ -669,32 +676,37 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
             {
                 "path": path,
                 "title": "Loss curves",
-                "caption": "Training and validation loss per epoch of the CNN in every fold.",
+                "caption": "Learning curves: training and validation loss per epoch of the CNN in every "
+                "fold. The validation subjects are whole subjects held out of each fold's training "
+                "subjects for early stopping; no test subject of the fold is seen. A validation loss "
+                "that never falls below its first epochs means the network learned nothing that "
+                "generalises to new subjects.",
                 "wide": False,
             }
         )
     perm = summary.get("permutation")
-    if perm and perm.get("null_balanced_accuracy"):
+    metric, null, observed = null_scores(perm)
+    if perm and null:
         model = perm.get("model", CNN_MODEL)
-        observed = perm.get("observed_balanced_accuracy")
         if observed is None:
-            observed = summary.get("models", {}).get(model, {}).get("balanced_accuracy", {}).get("mean")
+            observed = summary.get("models", {}).get(model, {}).get(metric, {}).get("mean")
         path = _draw(
             "permutation",
             rl.plot_permutation,
             notes,
-            perm["null_balanced_accuracy"],
+            null,
             observed,
             perm.get("p_value"),
             fig_dir / "desc-permutation_cv.svg",
+            metric,
         )
         figures.append(
             {
                 "path": path,
                 "title": f"Permutation test ({model_label(model)})",
-                "caption": "Balanced accuracy of the whole cross-validation (as many repeats as the "
-                "observed score) on permuted labels, against the observed one; every model's p-value is "
-                "in the text above.",
+                "caption": ("MAE" if metric == "mae" else "Balanced accuracy")
+                + " of the whole cross-validation (as many repeats as the observed score) on permuted "
+                "labels, against the observed one; every model's p-value is in the text above.",
                 "wide": False,
             }
         )
@@ -734,8 +746,6 @@ def saliency_withheld(summary: dict | None) -> str | None:
     """
     if not summary:
         return "the cross-validation summary (group/cv_summary.json) was not found"
-    if summary.get("target") == "regression":
-        return "the CNN's regression has no permutation test, so nothing shows it beats chance"
     perm = ((summary.get("permutation") or {}).get("models") or {}).get(CNN_MODEL) or {}
     p = perm.get("p_value")
     if p is None:
@@ -824,6 +834,7 @@ def write_group_report(
         cohort_columns=COHORT_COLUMNS,
         cohort_summary=cohort_summary(rows),
         cv_text=cv_sentence(summary),
+        cv_warnings=[str(w.get("message")) for w in summary.get("warnings") or []],
         metrics=metrics,
         metric_models=ordered(metrics),
         metric_names=[m for m in METRICS if any(m in v for v in metrics.values())]
@@ -834,6 +845,7 @@ def write_group_report(
         comparison_text=(regression_sentences(summary) if regression else comparison_sentences(summary))
         + clinical_and_conformal_sentences(summary)
         + timescale_sentences(summary),
+        sensitivity=sensitivity_sentences(summary),
         regression=regression_rows(summary) if regression else [],
         cv_figures=figures,
         maps_figure=maps_figure,

@@ -87,7 +87,9 @@ class _RunPermutationInputSpec(BaseInterfaceInputSpec):
 
 
 class _RunPermutationOutputSpec(TraitedSpec):
-    null_balanced_accuracy = traits.Dict(desc="model -> mean balanced accuracy on permuted labels")
+    null_scores = traits.Dict(
+        desc="model -> mean balanced accuracy (regression: MAE) on permuted labels (scores)"
+    )
 
 
 class RunPermutation(StrokefcInterface):
@@ -97,7 +99,7 @@ class RunPermutation(StrokefcInterface):
     output_spec = _RunPermutationOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["null_balanced_accuracy"] = run_permutation(
+        self._results["null_scores"] = run_permutation(
             self.inputs.data_file, self.inputs.index, GroupParams.from_dict(self.inputs.params)
         )
         return runtime
@@ -105,7 +107,7 @@ class RunPermutation(StrokefcInterface):
 
 class _SummariseInputSpec(BaseInterfaceInputSpec):
     fold_files = traits.List(File(exists=True), mandatory=True, desc="outputs of RunFold")
-    null = traits.List(traits.Dict, desc="per draw, model -> null balanced accuracy (empty: no test)")
+    null = traits.List(traits.Dict, desc="per draw, model -> null balanced accuracy or MAE (empty: no test)")
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
