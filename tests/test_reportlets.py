@@ -636,9 +636,12 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
     assert order == sorted(order)
     result = html[order[0] : order[1]]
     assert "balanced accuracy of 0.81 (95% subject-bootstrap interval 0.66 to 0.93): above chance" in result
-    assert "it beats Motion/QC only (control)" in result
     assert "it does not differ from Static FC (control)" in result
-    assert "Mean dFC (control) does better" in result
+    # the paired intervals exclude 0, but no permutation test ran for the better model: no claim
+    claim = result[result.index("it differs from") :]
+    assert "Motion/QC only (control)" in claim and "Mean dFC (control)" in claim
+    assert "so no claim" in claim
+    assert " beats " not in result
     assert "<th>dFC-SD parcels (primary)</th>" in result
     assert "0.81 [0.66 to 0.93]" in result
     assert "worse (-0.31, -0.50 to -0.12)" in result
@@ -660,8 +663,22 @@ def test_result_sentences_without_controls_or_summary():
     boot = {"parcel": fake_bootstrap()["parcel"]}
     boot["parcel"]["balanced_accuracy"]["ci95"] = [0.45, 0.8]
     text = result_sentences({"bootstrap": boot, "primary_model": "parcel"})
-    assert "not distinguishable from chance (0.5)" in text[0]
+    assert "not distinguishable from chance (balanced accuracy interval 0.45 to 0.80" in text[0]
     assert text[1].startswith("No control model ran")
+
+
+def test_result_sentences_claim_beats_only_after_the_better_model_s_permutation_test():
+    from bids_app.reports.group import result_sentences
+
+    boot = fake_bootstrap()
+    summary = {"bootstrap": boot, "primary_model": "parcel"}
+    untested = " ".join(result_sentences(summary))
+    assert " beats " not in untested and "so no claim" in untested
+    summary["permutation"] = {"models": {"parcel": {"p_value": 0.01}, "parcel_dfcmean": {"p_value": 0.4}}}
+    tested = " ".join(result_sentences(summary))
+    assert "it beats Motion/QC only (control)" in tested  # primary better, and above chance by permutation
+    assert "permutation p = 0.01" in tested
+    assert "Mean dFC (control)" in tested[tested.index("it differs from") :]  # better, but at chance
 
 
 def test_result_sentences_of_a_regression_read_the_mae_differences():
@@ -681,7 +698,7 @@ def test_result_sentences_of_a_regression_read_the_mae_differences():
     }
     text = result_sentences({"bootstrap": boot, "primary_model": "parcel", "target": "regression"})
     assert "MAE of 8.0 points (95% subject-bootstrap interval 6.00 to 10.00)" in text[0]
-    assert text[0].endswith("better than predicting the training mean.")
+    assert "above chance (MAE difference from the training mean -5.0 to -1.0" in text[0]
     assert "it does not differ from Motion/QC only (control)" in text[1]
 
 
