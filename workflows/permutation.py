@@ -44,7 +44,7 @@ def permute_subject_labels(
     (default: ``groups``, each unit its own subject). Under the null only whole subjects are
     exchangeable (their sessions are not independent), so each subject's vector of unit labels (its
     sessions in order) is exchanged with another subject's, within exchangeability blocks of subjects
-    with the same number of units (Winkler et al. 2015, NeuroImage 123:253-268, multi-level block permutation).
+    with the same number of units (Winkler et al. 2015, NeuroImage 123:253-268: multi-level blocks).
     Permuting units instead gives a null too narrow: p <= 0.05 about twice as often as it should.
     """
     groups = np.asarray(groups)
