@@ -69,6 +69,7 @@ class GroupSubject:
     session: str | None = None  # one sample per subject-session unless sessions were combined
     # the map at every window length the participant level wrote ("60s" -> file), when more than one
     timescale_files: dict[str, Path] = field(default_factory=dict)
+    site: str = ""  # scanning site ('' when the cohort has no site information)
 
     @property
     def unit(self) -> str:
@@ -90,6 +91,7 @@ class GroupSubject:
             "qc": dict(self.qc),
             "lesion_files": [str(Path(p).absolute()) for p in self.lesion_files],
             "timescale_files": {k: str(Path(p).absolute()) for k, p in self.timescale_files.items()},
+            "site": self.site,
         }
 
 
@@ -135,6 +137,25 @@ def parse_labels(
             "add the scores, or pass --allow-missing-labels to leave them out",
         )
     return scores, missing
+
+
+def parse_sites(rows: dict, column: str, path: str, labels: list[str]) -> dict[str, str] | None:
+    """Each of ``labels``' site from participants.tsv's ``column``; None when the table has no such
+    column (a single-site cohort). A blank (or n/a) site among them stops with the rows named, since a
+    subject without a site can be neither harmonised nor held out with its site."""
+    if not rows or column not in next(iter(rows.values())):
+        return None
+    line = {label: n for n, label in enumerate(rows, start=2)}
+    blank = [label for label in labels if label in rows and not rows[label].get(column, "").strip()]
+    if blank:
+        raise InputError(
+            f"{len(blank)} participant(s) have no {column!r} value: "
+            + ", ".join(f"sub-{b} (line {line[b]})" for b in blank),
+            path,
+            f"fill in the {column} column for every participant (the site's name), or remove the column "
+            "for a single-site cohort",
+        )
+    return {label: rows[label][column].strip() for label in labels if label in rows}
 
 
 def qc_exclusion(output_dir: Path, label: str) -> str | None:
@@ -236,6 +257,14 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     path = str(config.bids_dir / "participants.tsv")
     scores, missing = parse_labels(rows, group.label_column, path, q.allow_missing_labels)
     wanted = [queries.check_participant_label(x) for x in q.participant_label] or sorted(rows)
+    if group.sites_from_sidecars:
+        if group.site_column in next(iter(rows.values()), {}):
+            LOGGER.info(
+                "--site-from-sidecars: the %r column of participants.tsv is not used", group.site_column
+            )
+        sites = queries.sidecar_sites(config.bids_dir, [w for w in wanted if w in rows])
+    else:
+        sites = parse_sites(rows, group.site_column, path, wanted) or {}
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
     sides: dict[str, tuple[str, Path]] = {}  # unit -> (participants.tsv side, its map) when they disagree
@@ -346,6 +375,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                         if len(files) > 1 and group.samples == "maps"
                         else {}
                     ),
+                    site=sites.get(label, ""),
                 )
             )
     if sides:

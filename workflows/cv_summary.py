@@ -34,6 +34,7 @@ from workflows.models import (
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams
 from workflows.permutation import permutation_summary
 from workflows.qc import qc_fc
+from workflows.sites import site_class_counts, site_summary
 from workflows.stats import (
     COMPARE_METRIC,
     bootstrap_comparison,
@@ -74,6 +75,57 @@ class CVSummaryFiles(NamedTuple):
     summary_file: str
     predictions_file: str
     curves_file: str
+    site_predictions_file: str | None = None  # site_predictions.tsv (leave-one-site-out), when run
+
+
+def site_section(
+    site_fold_files: list[str],
+    data: Mapping[str, np.ndarray],
+    params: GroupParams,
+    clusters: Mapping[str, str],
+    work_dir: Path,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``sites`` record of cv_summary.json (class counts per site and, when it ran, the
+    leave-one-site-out results: :func:`workflows.sites.site_summary`) and site_predictions.tsv."""
+    if "sites" not in data:
+        return None, None
+    units = [f"sub-{u}" for u in data["subjects"].tolist()]
+    site_of = dict(zip(units, np.asarray(data["sites"]).astype(str).tolist()))
+    record: dict[str, Any] = {
+        "class_counts": site_class_counts(list(site_of.values()), data["y_subject"]),
+        "cv_scheme": params.cv.scheme,
+        "leave_site_out": None,
+    }
+    if not site_fold_files:
+        return record, None
+    predictions, metrics, held_out = [], [], []
+    for path in site_fold_files:
+        part = json.loads(Path(path).read_text())
+        predictions += part["predictions"]
+        metrics += [dict(m, site=part["site"]) for m in part["metrics"]]
+        held_out.append(str(part["site"]))
+    for row in predictions:
+        row["participant_id"] = f"sub-{row['participant_id']}"
+        row["site"] = site_of[row["participant_id"]]
+    predictions.sort(key=lambda r: (r["site"], r["model"], r["participant_id"]))
+    value = prediction_column(params)
+    path = write_tsv(
+        work_dir / "site_predictions.tsv",
+        predictions,
+        ["participant_id", "site", "model", "y_true", value],
+    )
+    sites = sorted(held_out)
+    record["leave_site_out"] = {
+        "sites": sites,
+        "training_sites": {s: [t for t in sites if t != s] for s in sites},
+        "description": "each site held out once: every model trained on the subjects of the other sites "
+        "(every fitted step inside that training set) and scored on the held-out site's subjects; "
+        "ci95: subject-level bootstrap (1000 draws, a subject's sessions together) of the held-out "
+        "predictions, pooled over sites or within one site",
+        **site_summary(predictions, site_of, params, PRIMARY_MODEL, clusters=clusters),
+        "fold_metrics": sorted(metrics, key=lambda m: (m["site"], m["model"])),
+    }
+    return record, str(path)
 
 
 def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -90,8 +142,14 @@ def summarise_cv(
     data_file: str | Path,
     params: GroupParams,
     work_dir: str | Path,
+    site_fold_files: list[str] | None = None,
 ) -> CVSummaryFiles:
-    """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
+    """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``).
+
+    ``site_fold_files`` are the leave-one-site-out folds (:func:`workflows.sites.plan_site_folds`):
+    summarised apart (``sites`` in cv_summary.json, site_predictions.tsv), never pooled with the
+    subject-level folds.
+    """
     work_dir = Path(work_dir)
     predictions, fold_metrics, curves, chosen = [], [], [], []
     for path in fold_files:
@@ -141,6 +199,7 @@ def summarise_cv(
     y_subject = data["y_subject"]
     quality = data[INPUT_ARRAYS[QUALITY]]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
+    sites, site_predictions = site_section(site_fold_files or [], data, params, clusters, work_dir)
     summary = {
         "target": params.target,
         "models": models,
@@ -186,7 +245,22 @@ def summarise_cv(
         "cnn_parameters": count_parameters(
             model_for(data["x"].shape[1:], params.train, n_classes=1 if regression else 2)
         ),
+        "sites": sites,
+        "harmonization": harmonization_text(params),
         "settings": params.to_dict(),
     }
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
-    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))
+    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file), site_predictions)
+
+
+def harmonization_text(params: GroupParams) -> str | None:
+    """What was harmonised, in words (None without harmonisation)."""
+    if params.harmonize != "combat":
+        return None
+    return (
+        "ComBat (empirical Bayes; workflows.harmonize) of the parcel features of the parcel models, "
+        "fitted on each training fold's subjects only with their outcome protected, and applied to the "
+        "fold's test subjects with the training estimates and without their outcome (a site absent from "
+        "training: estimated from its test subjects' features, unlabelled); the voxel PCA baseline, the "
+        "CNN and the confound-only model are not harmonised; the exported model is not harmonised"
+    )

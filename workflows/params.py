@@ -262,6 +262,14 @@ GROUP_MAPS = {
 }
 #: ``--timescale auto``: the window length chosen inside each training fold by nested CV.
 AUTO_TIMESCALE = "auto"
+#: ``--cv`` choices: the subject-level repeated k-fold only ("subject"), plus leave-one-site-out ("site"),
+#: or leave-one-site-out added when the cohort has enough sites ("auto": :data:`MIN_SITES_AUTO`).
+CV_SCHEMES = ("auto", "subject", "site")
+#: Sites with patients of both classes that ``--cv auto`` needs to add leave-one-site-out validation: with
+#: two, each held-out site is predicted by a model of one other site only.
+MIN_SITES_AUTO = 3
+#: ``--harmonize`` choices: none, or ComBat of the parcel features fitted inside each training fold.
+HARMONIZE_METHODS = ("none", "combat")
 
 
 @dataclass(frozen=True)
@@ -274,6 +282,13 @@ class CVParams:
     # the CNN in every draw costs n_permutations x folds x repeats trainings (2,500 for 100 draws of 5 x 5):
     # off by default, the primary (parcel) and the other linear models are always permuted
     permute_cnn: bool = False
+    # "subject": the repeated subject-level k-fold only; "site": also leave-one-site-out (every site held
+    # out once, trained on the others), reported per site; "auto": site when at least MIN_SITES_AUTO
+    # sites have patients of both classes (CV_SCHEMES)
+    scheme: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice(self.scheme, CV_SCHEMES, "cross-validation scheme", "CVParams.scheme")
 
 
 @dataclass(frozen=True)
@@ -339,6 +354,13 @@ class GroupParams:
     # the model trained on every subject and exported to model/: "primary" (the validated parcel model)
     # or "cnn" (workflows.export)
     export_model: str = "primary"
+    # the participants.tsv column naming each patient's scanning site (absent: one site); with
+    # sites_from_sidecars the site is read from the BOLD sidecars' scanner fields instead
+    site_column: str = "site"
+    sites_from_sidecars: bool = False
+    # "combat": ComBat (workflows.harmonize) of the parcel features of the parcel models, fitted inside
+    # each training fold only and applied to its test subjects with the fold's estimates
+    harmonize: str = "none"
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -357,6 +379,7 @@ class GroupParams:
             )
         check_choice(self.export_model, EXPORT_CHOICES, "export model", "GroupParams.export_model")
         check_choice(self.calibration, CALIBRATION_METHODS, "calibration", "GroupParams.calibration")
+        check_choice(self.harmonize, HARMONIZE_METHODS, "harmonisation", "GroupParams.harmonize")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections), for records and Nipype inputs."""

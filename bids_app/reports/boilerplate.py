@@ -45,6 +45,11 @@ REFERENCES = {
     "doi:10.1093/cercor/bhs352",
     "nadeau2003": "Nadeau C, Bengio Y. Inference for the generalization error. Machine Learning 52, 239-281 "
     "(2003). doi:10.1023/A:1024068626366",
+    "johnson2007": "Johnson WE, Li C, Rabinovic A. Adjusting batch effects in microarray expression data "
+    "using empirical Bayes methods. Biostatistics 8, 118-127 (2007). doi:10.1093/biostatistics/kxj037",
+    "fortin2018": "Fortin JP, Cullen N, Sheline YI, et al. Harmonization of cortical thickness "
+    "measurements across scanners and sites. NeuroImage 167, 104-120 (2018). "
+    "doi:10.1016/j.neuroimage.2017.11.024",
 }
 
 

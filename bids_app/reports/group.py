@@ -20,9 +20,10 @@ import pandas as pd
 from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
+from bids_app.reports.sites import class_rows, site_sentences, site_table
 from workflows import plotting as rl
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
-from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
+from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, SITE_COLUMN, is_severe
 from workflows.metadata import software_versions
 from workflows.models import CNN_MODEL, LABELS, MODELS, PRIMARY_MODEL, REGRESSION_REFERENCES, ordered
 from workflows.params import AUTO_TIMESCALE
@@ -655,7 +656,11 @@ def write_group_report(
         title="strokefc group report",
         notes=notes,
         cohort=rows,
-        cohort_columns=COHORT_COLUMNS,
+        cohort_columns=list(COHORT_COLUMNS)
+        + ([SITE_COLUMN] if any(r.get(SITE_COLUMN) for r in rows) else []),
+        site_classes=class_rows(summary, rows),
+        site_text=site_sentences(summary),
+        site_table=site_table(summary),
         cohort_summary=cohort_summary(rows),
         cv_text=cv_sentence(summary),
         metrics=metrics,
