@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from scipy.stats import rankdata
 
 from workflows.group_inputs import is_severe
 from workflows.params import MIN_SITES_AUTO, GroupParams
@@ -123,16 +123,27 @@ def plan_site_folds(subjects: list[dict], params: GroupParams) -> list[dict]:
 
 def site_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Scores of one site's held-out predictions: accuracy, sensitivity and specificity exist with one
-    class; balanced accuracy and ROC AUC need both (NaN otherwise)."""
-    y, pred = np.asarray(y).astype(int), np.asarray(p) >= 0.5
-    both = len(np.unique(y)) == 2
+    class; balanced accuracy and ROC AUC (Mann-Whitney, ties counted half) need both (NaN otherwise).
+
+    Plain NumPy: the bootstrap calls it thousands of times per site.
+    """
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    pred = p >= 0.5
     pos, neg = y == 1, y == 0
+    sens = float(pred[pos].mean()) if pos.any() else math.nan
+    spec = float((~pred[neg]).mean()) if neg.any() else math.nan
+    both = bool(pos.any() and neg.any())
+    auc = math.nan
+    if both:
+        ranks = rankdata(p)
+        n_pos, n_neg = int(pos.sum()), int(neg.sum())
+        auc = float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
     return {
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else math.nan,
-        "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
+        "balanced_accuracy": (sens + spec) / 2 if both else math.nan,
+        "roc_auc": auc,
         "accuracy": float(np.mean(pred == pos)) if len(y) else math.nan,
-        "sensitivity": float(pred[pos].mean()) if pos.any() else math.nan,
-        "specificity": float((~pred[neg]).mean()) if neg.any() else math.nan,
+        "sensitivity": sens,
+        "specificity": spec,
     }
 
 
