@@ -265,3 +265,128 @@ def test_site_scores_agree_with_scikit_learn(rng):
     got = sites.site_scores(y, p)
     assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p))
     assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p >= 0.5))
+
+
+def _site_derivatives(root, rng):
+    """A 3-site cohort from the simulator (``--n-sites 3``: its participants.tsv with the site column)
+    and, in place of the participant level, tiny 8 mm dFC maps (a blob in the severe patients' maps,
+    helpers.tiny_group_maps) with the sidecar fields the group level reads."""
+    import shutil
+
+    import nibabel as nb
+    import pandas as pd
+    from helpers import simulate, tiny_group_maps
+
+    # seed 5: sites of 5, 3 and 4 patients, each with both classes (ComBat needs 3+ per site)
+    bids = simulate(root, n_subjects=12, n_sites=3, seed=5, n_volumes=30)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str)
+    (root / "maps").mkdir()
+    tiny = tiny_group_maps(root / "maps", rng)  # even = severe (blob), odd = mild
+    severe, mild = iter(tiny[0::2]), iter(tiny[1::2])
+    out = root / "out"
+    out.mkdir()
+    (out / "dataset_description.json").write_text('{"Name": "strokefc", "BIDSVersion": "1.9.0"}')
+    for row in table.itertuples():
+        source = next(severe if float(row.ul_fma) <= 20 else mild)
+        func = out / row.participant_id / "func"
+        func.mkdir(parents=True)
+        stem = f"{row.participant_id}_task-rest_space-MNI152NLin2009cAsym_seed-ipsiM1_stat-dfcsd_boldmap"
+        shutil.copy(source.map_file, func / f"{stem}.nii.gz")
+        meta = {
+            "LesionHemisphere": row.lesion_hemisphere,
+            "Space": "MNI152NLin2009cAsym",
+            "RepetitionTime": 2.0,
+            "WindowLength_s": 44.0,
+            "WindowLength_vol": 22,
+        }
+        (func / f"{stem}.json").write_text(json.dumps(meta))
+    assert nb.load(func / f"{stem}.nii.gz").shape == (20, 24, 20)
+    return bids, out, table
+
+
+@pytest.mark.integration
+def test_group_level_with_three_sites_leave_site_out_and_combat(tmp_path, rng):
+    """A simulated 3-site cohort through the group level with --cv site --harmonize combat: sites in
+    cohort.tsv, leave-one-site-out per site with intervals next to the subject folds, the site in the
+    confound model, the training sites on the model card and the sites section of the report."""
+    import pandas as pd
+
+    from bids_app.config import build_config
+    from bids_app.group_level import collect_group_inputs
+    from bids_app.parser import parse_args
+    from bids_app.reports.group import write_group_report
+    from workflows.group import init_group_wf
+    from workflows.model_io import load_arrays
+
+    bids, out, table = _site_derivatives(tmp_path, rng)
+    config = parse_args(
+        [str(bids), str(out), "group", "--cv", "site", "--harmonize", "combat", "-w", str(tmp_path / "w")]
+    )
+    assert (config.group.cv.scheme, config.group.harmonize) == ("site", "combat")
+    values = {
+        "cv_scheme": "site",
+        "harmonize": "combat",
+        "cnn_resolution": 8.0,
+        "cv_folds": 2,
+        "cv_repeats": 1,
+        "epochs": 2,
+        "device": "cpu",
+    }
+    config = build_config(
+        bids_dir=bids,
+        output_dir=out,
+        analysis_level="group",
+        fmriprep_dir=bids,
+        work_dir=tmp_path / "work",
+        model=None,
+        values=values,
+    )
+    subjects, excluded, shared = collect_group_inputs(config)
+    assert not excluded
+    site_of = dict(zip(table["participant_id"].str[4:], table["site"]))
+    assert {s.subject: s.site for s in subjects} == site_of
+    wf = init_group_wf(
+        subjects=[s.as_dict() for s in subjects], params=config.group, output_dir=out, shared_params=shared
+    )
+    assert "site_fold" in wf.list_node_names()
+    assert "Leave-one-site-out validation was run" in wf.__desc__
+    assert "ComBat" in wf.__desc__
+    wf.base_dir = str(tmp_path / "work")
+    wf.run(plugin="Linear")
+
+    group = out / "group"
+    cohort = pd.read_csv(group / "cohort.tsv", sep="\t")
+    assert dict(zip(cohort["participant_id"].str[4:], cohort["site"])) == site_of
+    assert "scanning site" in json.loads((group / "cohort.json").read_text())["site"]["Description"]
+    summary = json.loads((group / "cv_summary.json").read_text())
+    assert summary["cv"]["folds"] == 2  # the subject-level folds are unchanged, and summarised apart
+    assert len(pd.read_csv(group / "cv_predictions.tsv", sep="\t")) == 12 * len(summary["models"])
+    record = summary["sites"]
+    counts = table.assign(c=np.where(table["ul_fma"].astype(float) <= 20, "severe", "mild-to-moderate"))
+    assert record["class_counts"] == {
+        site: {"severe": int((g["c"] == "severe").sum()), "mild-to-moderate": int((g["c"] != "severe").sum())}
+        for site, g in counts.groupby("site")
+    }
+    loso = record["leave_site_out"]
+    assert loso["sites"] == ["site1", "site2", "site3"]
+    assert loso["training_sites"]["site2"] == ["site1", "site3"]
+    for site, rec in loso["per_site"].items():
+        assert rec["n_units"] == sum(v == site for v in site_of.values())
+        low, high = rec["models"]["parcel"]["balanced_accuracy"]["ci95"]
+        assert 0.0 <= low <= high <= 1.0
+    assert {"parcel", "confounds", "cnn"} <= set(loso["pooled"])
+    site_predictions = pd.read_csv(group / "site_predictions.tsv", sep="\t")
+    assert list(site_predictions.columns) == ["participant_id", "site", "model", "y_true", "prob_severe"]
+    assert len(site_predictions) == 12 * len(loso["pooled"])  # each subject held out once, per model
+    assert (site_predictions["site"] == site_predictions["participant_id"].str[4:].map(site_of)).all()
+    assert "fitted on each training fold" in summary["harmonization"]
+
+    _, card = load_arrays(out / "model")
+    assert card["TrainingCohort"]["Sites"] == record["class_counts"]
+    assert set(card["sites"]["leave_site_out"]["per_site"]) == {"site1", "site2", "site3"}
+    assert card["sites"]["deployed_model_harmonized"] is False
+
+    page = write_group_report(config, subjects, excluded).read_text()
+    assert 'id="sites"' in page
+    assert "Leave-one-site-out validation" in page
+    assert "site3" in page
