@@ -425,6 +425,14 @@ def run_group_level(config: RunConfig) -> int:
     )
     for label, why in excluded.items():
         print(f"  excluded sub-{label}: {why}")
+    if all(s.site for s in subjects):
+        by_site: dict[str, list[int]] = {}
+        for s in subjects:
+            by_site.setdefault(s.site, [0, 0])[0 if is_severe(s.ul_fma, threshold) else 1] += 1
+        print(
+            f"  {len(by_site)} site(s): "
+            + "; ".join(f"{k} {n[0]} severe, {n[1]} mild-to-moderate" for k, n in sorted(by_site.items()))
+        )
 
     if config.execution.reports_only:
         report = write_group_report(config, subjects, excluded)

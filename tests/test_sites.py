@@ -390,3 +390,16 @@ def test_group_level_with_three_sites_leave_site_out_and_combat(tmp_path, rng):
     assert 'id="sites"' in page
     assert "Leave-one-site-out validation" in page
     assert "site3" in page
+
+
+def test_too_few_rows_of_an_unseen_site_are_left_unharmonised(rng, caplog):
+    x = rng.normal(size=(14, 5)) + np.repeat([0.0, 3.0], 7)[:, None]
+    site = np.repeat(["A", "B"], 7)
+    train, test = np.r_[0:6, 7:13], np.array([6, 13])
+    extra = rng.normal(size=(2, 5))  # two rows of a site "C" never trained on (an inner split)
+    _, out = harmonize.harmonize_fold(
+        x[train], np.vstack([x[test], extra]), site[train], np.r_[site[test], ["C", "C"]], protect=None
+    )
+    np.testing.assert_allclose(out[2:], extra)
+    assert not np.allclose(out[:2], x[test])  # the trained sites are adjusted
+    assert "left unharmonised" in caplog.text

@@ -109,7 +109,7 @@ def site_section(
         row["site"] = site_of[row["participant_id"]]
     predictions.sort(key=lambda r: (r["site"], r["model"], r["participant_id"]))
     value = prediction_column(params)
-    path = write_tsv(
+    table = write_tsv(
         work_dir / "site_predictions.tsv",
         predictions,
         ["participant_id", "site", "model", "y_true", value],
@@ -125,7 +125,7 @@ def site_section(
         **site_summary(predictions, site_of, params, PRIMARY_MODEL, clusters=clusters),
         "fold_metrics": sorted(metrics, key=lambda m: (m["site"], m["model"])),
     }
-    return record, str(path)
+    return record, str(table)
 
 
 def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:

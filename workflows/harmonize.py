@@ -23,8 +23,12 @@ at least :data:`MIN_NEW_SITE_SUBJECTS` subjects of the new site.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+
+LOGGER = logging.getLogger("strokefc.group")
 
 #: Subjects of a site unseen in training needed to estimate its site effect at transform time.
 MIN_NEW_SITE_SUBJECTS = 3
@@ -158,6 +162,9 @@ def harmonize_fold(
 
     Unknown features (NaN: a lesion-excluded parcel) are set to the training column mean for the fit
     and the transform, and are NaN again in the output, so that the model imputes them as before.
+    Test rows of a site that is neither in training nor has :data:`MIN_NEW_SITE_SUBJECTS` rows here
+    (an inner split of a small training fold, as calibration makes) are left unharmonised, with a
+    warning: the group level checks that an outer fold never needs it.
     ``fitted`` (a list) receives the fitted :class:`ComBat` (tests, and a record of the estimates).
     """
     train, test = np.asarray(train, dtype=float), np.asarray(test, dtype=float)
@@ -174,5 +181,19 @@ def harmonize_fold(
     out_train = model.transform(
         np.where(np.isfinite(train), train, fill), sites=sites_train, covariates=covariates
     )
-    out_test = model.transform(np.where(np.isfinite(test), test, fill), sites=sites_test, covariates=no_label)
+    sites_test = np.asarray(sites_test)
+    unseen, counts = np.unique(sites_test[~np.isin(sites_test, model.sites_)], return_counts=True)
+    left = np.isin(sites_test, unseen[counts < MIN_NEW_SITE_SUBJECTS])
+    out_test = np.where(np.isfinite(test), test, fill)
+    if left.any():
+        LOGGER.warning(
+            "ComBat: %d test row(s) of site(s) %s, unseen in training and too few to estimate, left "
+            "unharmonised",
+            int(left.sum()),
+            ", ".join(map(str, unseen[counts < MIN_NEW_SITE_SUBJECTS])),
+        )
+    if (~left).any():
+        out_test[~left] = model.transform(
+            out_test[~left], sites=sites_test[~left], covariates=None if no_label is None else no_label[~left]
+        )
     return np.where(np.isfinite(train), out_train, np.nan), np.where(np.isfinite(test), out_test, np.nan)

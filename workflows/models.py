@@ -808,7 +808,7 @@ def fold_models(
         if array not in data:
             continue
         inputs = data[array] if spec.input == DFCSD else data[array][unit_of_sample]
-        if spec.input == QUALITY and several:  # the site's code after the quality measures
+        if spec.input == QUALITY and unit_sites is not None and several:  # the site's code, last
             codes = np.unique(unit_sites, return_inverse=True)[1].reshape(-1).astype(float)
             inputs = np.column_stack([inputs, codes[unit_of_sample]])
         sites = harmonize_sites if spec.harmonized else None

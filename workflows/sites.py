@@ -27,12 +27,14 @@ from workflows.utils.errors import InputError
 CLASS_NAMES = {1: "severe", 0: "mild-to-moderate"}
 
 
-def site_class_counts(sites: Sequence[str], y: Sequence[int]) -> dict[str, dict[str, int]]:
+def site_class_counts(
+    sites: Sequence[str] | np.ndarray, y: Sequence[int] | np.ndarray
+) -> dict[str, dict[str, int]]:
     """Units per site and class: ``{site: {"severe": n, "mild-to-moderate": n}}`` (sites sorted)."""
-    sites, y = np.asarray(sites).astype(str), np.asarray(y).astype(int)
+    at, cls = np.asarray(sites).astype(str), np.asarray(y).astype(int)
     return {
-        str(site): {name: int(((sites == site) & (y == c)).sum()) for c, name in CLASS_NAMES.items()}
-        for site in sorted(set(sites.tolist()))
+        str(site): {name: int(((at == site) & (cls == c)).sum()) for c, name in CLASS_NAMES.items()}
+        for site in sorted(set(at.tolist()))
     }
 
 
