@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site-severity", type=float, default=0.8)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    conditions = [(s, h) for s in ("subject", "site") for h in ("none", "combat")]
+    conditions = [(s, h) for s in ("subject", "site") for h in ("none", "combat", "combat-nolabel")]
     results: dict[tuple[str, str], list[float]] = {c: [] for c in conditions}
     controls: dict[tuple[str, str], list[float]] = {c: [] for c in conditions}
     started = time.time()

@@ -511,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=D("harmonize"),
         help="group level: combat harmonises the parcel models' features across sites with ComBat fitted "
         "inside each training fold only (the training outcome protected; test subjects adjusted with the "
-        "fold's estimates); needs 3+ subjects per site. none (default) leaves them as they are",
+        "fold's estimates, without theirs); combat-nolabel does not protect the outcome (removes more of "
+        "a site offset aliased with its class mix, and some class signal with it); needs 3+ subjects per "
+        "site. none (default) leaves them as they are",
     )
     g.add_argument("--cv-repeats", type=_positive_int, default=D("cv_repeats"), help="CV repetitions")
     g.add_argument(

@@ -188,8 +188,10 @@ def test_harmonize_fold_fits_on_training_rows_only(rng):
     assert np.isfinite(np.delete(out_test, 0, axis=0)).all()
 
 
-def test_parcel_models_never_harmonise_with_test_subjects(rng, monkeypatch):
-    """A spy on the in-fold ComBat: the rows it is fitted on are the fold's training subjects only."""
+@pytest.mark.parametrize("method", ["combat", "combat-nolabel"])
+def test_parcel_models_never_harmonise_with_test_subjects(rng, monkeypatch, method):
+    """A spy on the in-fold ComBat: the rows it is fitted on are the fold's training subjects only, and
+    the outcome it protects (combat) is theirs."""
     n = 18
     shape = (4, 4, 4)
     # every voxel of a subject's map holds its index: the parcel features name the subject
@@ -210,11 +212,16 @@ def test_parcel_models_never_harmonise_with_test_subjects(rng, monkeypatch):
     real = models.harmonize_fold
 
     def spy(f_train, f_test, sites_train, sites_test, protect=None, **kw):
-        seen.append((set(f_train[:, 0].round().astype(int)), set(f_test[:, 0].round().astype(int))))
+        rows = f_train[:, 0].round().astype(int)
+        seen.append((set(rows), set(f_test[:, 0].round().astype(int))))
+        if method == "combat":  # the training rows' own labels, in their order
+            np.testing.assert_array_equal(protect, data["y"][rows])
+        else:
+            assert protect is None
         return real(f_train, f_test, sites_train, sites_test, protect=protect, **kw)
 
     monkeypatch.setattr(models, "harmonize_fold", spy)
-    params = GroupParams(harmonize="combat")
+    params = GroupParams(harmonize=method)
     fits = models.fold_models(data, params)
     assert "parcel" in fits
     assert "confounds" in fits

@@ -31,7 +31,7 @@ from workflows.models import (
     descriptions,
     timescale_model,
 )
-from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams
+from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, PROTECT_OUTCOME, GroupParams
 from workflows.permutation import permutation_summary
 from workflows.qc import qc_fc
 from workflows.sites import site_class_counts, site_summary
@@ -257,12 +257,16 @@ def summarise_cv(
 
 def harmonization_text(params: GroupParams) -> str | None:
     """What was harmonised, in words (None without harmonisation)."""
-    if params.harmonize != "combat":
+    if params.harmonize == "none":
         return None
+    protected = PROTECT_OUTCOME[params.harmonize]
     return (
         "ComBat (empirical Bayes; workflows.harmonize) of the parcel features of the parcel models, "
-        "fitted on each training fold's subjects only with their outcome protected, and applied to the "
-        "fold's test subjects with the training estimates and without their outcome (a site absent from "
+        "fitted on each training fold's subjects only"
+        + (" with their outcome protected" if protected else " (outcome not protected)")
+        + ", and applied to the fold's test subjects with the training estimates"
+        + (" and without their outcome" if protected else "")
+        + " (a site absent from "
         "training: estimated from its test subjects' features, unlabelled); the voxel PCA baseline, the "
         "CNN and the confound-only model are not harmonised; the exported model is not harmonised"
     )

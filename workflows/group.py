@@ -32,7 +32,14 @@ from workflows.models import (
     models_for,
     permuted_models,
 )
-from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, MIN_SITES_AUTO, GroupParams, describe_duration
+from workflows.params import (
+    AUTO_TIMESCALE,
+    GROUP_MAPS,
+    MIN_SITES_AUTO,
+    PROTECT_OUTCOME,
+    GroupParams,
+    describe_duration,
+)
 from workflows.sites import check_site_options, plan_site_folds
 
 
@@ -100,13 +107,16 @@ def _sites(params: GroupParams) -> str:
             f" When at least {MIN_SITES_AUTO} sites had patients of both classes, leave-one-site-out "
             f"validation was run next to the subject-level folds: {site_cv}."
         )
-    if params.harmonize == "combat":
+    if params.harmonize != "none":
+        protected = PROTECT_OUTCOME[params.harmonize]
         text += (
             " The parcel features of the parcel models were harmonised across sites with ComBat "
-            "[@johnson2007] [@fortin2018] fitted inside each training fold only, the training subjects' "
-            "outcome protected as a covariate; test subjects were adjusted with the training fold's site "
-            "estimates and without their outcome (a site absent from training was estimated from its own "
-            "subjects' features, without labels)."
+            "[@johnson2007] [@fortin2018] fitted inside each training fold only"
+            + (", the training subjects' outcome protected as a covariate" if protected else "")
+            + "; test subjects were adjusted with the training fold's site estimates"
+            + (" and without their outcome" if protected else "")
+            + " (a site absent from training was estimated from its own subjects' features, without "
+            "labels)."
         )
     return text
 

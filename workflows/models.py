@@ -35,7 +35,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from workflows.calibration import calibrated
 from workflows.harmonize import harmonize_fold
-from workflows.params import AUTO_TIMESCALE, TARGETS, GroupParams
+from workflows.params import AUTO_TIMESCALE, PROTECT_OUTCOME, TARGETS, GroupParams
 
 if TYPE_CHECKING:
     from workflows.cnn import StrokeCNN
@@ -124,12 +124,15 @@ def fold_features(
     y_train: np.ndarray,
     sites_train: np.ndarray | None,
     sites_test: np.ndarray | None,
+    protect_outcome: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A fold's parcel features, ComBat-harmonised on its training rows when sites are given
-    (:func:`workflows.harmonize.harmonize_fold`: the training outcome protected, test rows without it)."""
+    (:func:`workflows.harmonize.harmonize_fold`: with ``protect_outcome`` the training outcome is a
+    protected covariate, test rows are adjusted without theirs)."""
     if sites_train is None or sites_test is None:
         return f_train, f_test
-    return harmonize_fold(f_train, f_test, sites_train, sites_test, protect=y_train)
+    protect = y_train if protect_outcome else None
+    return harmonize_fold(f_train, f_test, sites_train, sites_test, protect=protect)
 
 
 def make_baseline(n_train: int, max_components: int = 20, seed: int = 0, final: Any = None) -> Pipeline:
@@ -245,12 +248,18 @@ def parcel_fit_predict(
     seed: int = 0,
     sites_train: np.ndarray | None = None,
     sites_test: np.ndarray | None = None,
+    protect_outcome: bool = True,
 ) -> tuple[np.ndarray, list]:
     """Nested-CV parcel model: parcel means (ComBat-harmonised in the fold when sites are given),
     standardised, and :func:`nested_estimator`."""
     model = map_pipeline(nested_estimator(target, y_train, groups_train, seed))
     f_train, f_test = fold_features(
-        parcel_means(x_train, operator), parcel_means(x_test, operator), y_train, sites_train, sites_test
+        parcel_means(x_train, operator),
+        parcel_means(x_test, operator),
+        y_train,
+        sites_train,
+        sites_test,
+        protect_outcome,
     )
     return _fit_predict(model, f_train, y_train, f_test, target), []
 
@@ -283,6 +292,7 @@ def sparse_fit_predict(
     seed: int = 0,
     sites_train: np.ndarray | None = None,
     sites_test: np.ndarray | None = None,
+    protect_outcome: bool = True,
 ) -> tuple[np.ndarray, list]:
     """Sparse parcel model: parcel means (ComBat-harmonised in the fold when sites are given), then
     :func:`sparse_estimator` (the probability of severe).
@@ -292,7 +302,12 @@ def sparse_fit_predict(
     """
     model = sparse_estimator(y_train, groups_train, seed)
     f_train, f_test = fold_features(
-        parcel_means(x_train, operator), parcel_means(x_test, operator), y_train, sites_train, sites_test
+        parcel_means(x_train, operator),
+        parcel_means(x_test, operator),
+        y_train,
+        sites_train,
+        sites_test,
+        protect_outcome,
     )
     with warnings.catch_warnings():  # liblinear's convergence notes at the weakest penalties
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -641,14 +656,26 @@ def permuted_models(params: GroupParams) -> list[str]:
     return [s.name for s in models_for(params.target) if s.always_permuted or params.cv.permute_cnn]
 
 
-def _site_kwargs(sites: np.ndarray | None, idx_train: np.ndarray, idx_test: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FoldSites:
+    """The sites of every sample and whether the in-fold ComBat protects the training outcome."""
+
+    sites: np.ndarray
+    protect_outcome: bool = True
+
+
+def _site_kwargs(sites: FoldSites | None, idx_train: np.ndarray, idx_test: np.ndarray) -> dict[str, Any]:
     """The sites of a fold's training and test samples, for a harmonised model (none: no keywords)."""
     if sites is None:
         return {}
-    return {"sites_train": sites[idx_train], "sites_test": sites[idx_test]}
+    return {
+        "sites_train": sites.sites[idx_train],
+        "sites_test": sites.sites[idx_test],
+        "protect_outcome": sites.protect_outcome,
+    }
 
 
-def _by_index(data: np.ndarray, fit_predict: FitPredict, sites: np.ndarray | None = None) -> FitPredict:
+def _by_index(data: np.ndarray, fit_predict: FitPredict, sites: FoldSites | None = None) -> FitPredict:
     """A model that receives sample indices and looks its inputs up in ``data`` (and, for a model
     harmonised in the fold, the samples' ``sites``)."""
 
@@ -743,7 +770,7 @@ class TimescaleChoice:
 
 
 def _auto_timescale(
-    choice: TimescaleChoice, fit_predict: FitPredict, sites: np.ndarray | None = None
+    choice: TimescaleChoice, fit_predict: FitPredict, sites: FoldSites | None = None
 ) -> FitPredict:
     """A map model that reads the maps of the window length its training fold chose."""
 
@@ -790,10 +817,10 @@ def fold_models(
     several = unit_sites is not None and len(set(unit_sites.tolist())) > 1
     ctx = FitContext(params, operator, explain, site_column=several)
     harmonize_sites = None
-    if params.harmonize == "combat":
-        if not several:
-            raise ValueError("GroupParams.harmonize combat needs the sites of at least 2 sites")
-        harmonize_sites = unit_sites[unit_of_sample]  # type: ignore[index]
+    if params.harmonize != "none":
+        if unit_sites is None or not several:
+            raise ValueError(f"GroupParams.harmonize {params.harmonize} needs the sites of at least 2 sites")
+        harmonize_sites = FoldSites(unit_sites[unit_of_sample], PROTECT_OUTCOME[params.harmonize])
     choice = None
     if TIMESCALE_MAPS in data:
         ts_maps = data[TIMESCALE_MAPS][:, unit_of_sample]

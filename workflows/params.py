@@ -268,8 +268,11 @@ CV_SCHEMES = ("auto", "subject", "site")
 #: Sites with patients of both classes that ``--cv auto`` needs to add leave-one-site-out validation: with
 #: two, each held-out site is predicted by a model of one other site only.
 MIN_SITES_AUTO = 3
-#: ``--harmonize`` choices: none, or ComBat of the parcel features fitted inside each training fold.
-HARMONIZE_METHODS = ("none", "combat")
+#: ``--harmonize`` choices: none, or ComBat of the parcel features fitted inside each training fold, with
+#: the training subjects' outcome protected ("combat") or not ("combat-nolabel"; benchmarks/sites.py).
+HARMONIZE_METHODS = ("none", "combat", "combat-nolabel")
+#: ``--harmonize`` choices that protect the training outcome in the fold's ComBat fit.
+PROTECT_OUTCOME = {"none": False, "combat": True, "combat-nolabel": False}
 
 
 @dataclass(frozen=True)
@@ -359,7 +362,11 @@ class GroupParams:
     site_column: str = "site"
     sites_from_sidecars: bool = False
     # "combat": ComBat (workflows.harmonize) of the parcel features of the parcel models, fitted inside
-    # each training fold only and applied to its test subjects with the fold's estimates
+    # each training fold only and applied to its test subjects with the fold's estimates, the training
+    # outcome protected (keeps the class where a site recruits more severe patients, but keeps the part of
+    # a site's offset that is aliased with its class mix); "combat-nolabel": the same without the outcome
+    # (removes that part too, and with it some class signal). On generated 3-site cohorts with recruitment
+    # tilted by class: null 0.65 vs 0.50, true effect 0.78 vs 0.65 (benchmarks/results/sites-2026-12-03.md)
     harmonize: str = "none"
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)

@@ -213,7 +213,7 @@ def check_site_options(subjects: Sequence[Mapping[str, Any]], params: GroupParam
     sites = [str(s.get("site") or "") for s in subjects]
     known = sites if all(sites) else None
     y = [int(is_severe(s["score"], params.severe_threshold)) for s in subjects]
-    if params.harmonize == "combat":
+    if params.harmonize != "none":
         if known is None or len(set(known)) < 2:
             raise InputError(
                 "ComBat harmonisation needs each subject's site and at least 2 sites",
