@@ -410,3 +410,51 @@ def test_too_few_rows_of_an_unseen_site_are_left_unharmonised(rng, caplog):
     np.testing.assert_allclose(out[2:], extra)
     assert not np.allclose(out[:2], x[test])  # the trained sites are adjusted
     assert "left unharmonised" in caplog.text
+
+
+def test_site_summary_of_a_regression_scores_each_site_in_points():
+    rows = [
+        {"participant_id": f"sub-{i}", "model": m, "y_true": t, "predicted_score": t + e}
+        for m, e in (("parcel", 2.0), ("mean", 10.0))
+        for i, t in enumerate([10.0, 40.0, 15.0, 50.0, 30.0, 12.0])
+    ]
+    site_of = {f"sub-{i}": "A" if i < 3 else "B" for i in range(6)}
+    out = sites.site_summary(rows, site_of, GroupParams(target="regression"), "parcel", n_boot=100)
+    assert out["per_site"]["B"]["models"]["parcel"]["mae"]["value"] == pytest.approx(2.0)
+    assert out["pooled"]["mean"]["difference_from_parcel"]["mae"]["value"] == pytest.approx(8.0)
+    assert "class_counts" not in out["per_site"]["A"]
+
+
+def test_report_sites_section_from_the_summary():
+    from bids_app.reports.sites import class_rows, site_sentences, site_table
+
+    ba = {"balanced_accuracy": {"value": 0.6, "ci95": [0.4, 0.8]}}
+    one_class = {"balanced_accuracy": {"value": float("nan")}, "accuracy": {"value": 0.5, "ci95": [0, 1]}}
+    summary = {
+        "target": "classification",
+        "bootstrap": {"parcel": {"balanced_accuracy": {"value": 0.8, "ci95": [0.7, 0.9]}}},
+        "sites": {
+            "class_counts": {
+                "A": {"severe": 2, "mild-to-moderate": 3},
+                "B": {"severe": 4, "mild-to-moderate": 0},
+            },
+            "leave_site_out": {
+                "pooled": {"parcel": ba},
+                "per_site": {
+                    "A": {"n_units": 5, "class_counts": {"severe": 2}, "models": {"parcel": ba}},
+                    "B": {"n_units": 4, "class_counts": {"severe": 4}, "models": {"parcel": one_class}},
+                },
+                "training_sites": {"A": ["B"], "B": ["A"]},
+            },
+        },
+    }
+    assert class_rows(summary, []) == [
+        {"site": "A", "severe": 2, "mild-to-moderate": 3},
+        {"site": "B", "severe": 4, "mild-to-moderate": 0},
+    ]
+    table = site_table(summary)
+    assert [r["site"] for r in table["rows"]] == ["A", "B", "all sites (pooled)"]
+    assert table["rows"][1]["cells"][0]["metric"] == "accuracy"  # one class: the accuracy, marked
+    text = " ".join(site_sentences(summary))
+    assert "pooled balanced accuracy was 0.60 (95% interval 0.40 to 0.80), against 0.80" in text
+    assert site_table({"sites": {"class_counts": {}, "leave_site_out": None}}) is None
