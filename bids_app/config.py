@@ -167,9 +167,13 @@ OPTIONS: dict[str, tuple[str, str]] = {
             "timescale",
             "clinical_covariates",
             "conformal_coverage",
+            "site_column",
+            "sites_from_sidecars",
+            "harmonize",
         )
     },
     "group_map": ("group", "map"),
+    "cv_scheme": ("cv", "scheme"),
     **{
         name: ("qc", name)
         for name in ("min_time", "max_mean_fd", "min_windows", "min_dof", "lag_search", "max_lag")

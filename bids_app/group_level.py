@@ -71,6 +71,7 @@ class GroupSubject:
     timescale_files: dict[str, Path] = field(default_factory=dict)
     # the clinical baseline's participants.tsv covariates (NaN where unknown): clinical_values
     clinical: dict[str, float] = field(default_factory=dict)
+    site: str = ""  # scanning site ('' when the cohort has no site information)
 
     @property
     def unit(self) -> str:
@@ -93,6 +94,7 @@ class GroupSubject:
             "lesion_files": [str(Path(p).absolute()) for p in self.lesion_files],
             "timescale_files": {k: str(Path(p).absolute()) for k, p in self.timescale_files.items()},
             "clinical": dict(self.clinical),
+            "site": self.site,
         }
 
 
@@ -180,6 +182,25 @@ def clinical_values(rows: dict, named: tuple[str, ...] | list[str], path: str) -
                 values[column] = math.nan
         out[label] = values
     return out
+
+
+def parse_sites(rows: dict, column: str, path: str, labels: list[str]) -> dict[str, str] | None:
+    """Each of ``labels``' site from participants.tsv's ``column``; None when the table has no such
+    column (a single-site cohort). A blank (or n/a) site among them stops with the rows named, since a
+    subject without a site can be neither harmonised nor held out with its site."""
+    if not rows or column not in next(iter(rows.values())):
+        return None
+    line = {label: n for n, label in enumerate(rows, start=2)}
+    blank = [label for label in labels if label in rows and not rows[label].get(column, "").strip()]
+    if blank:
+        raise InputError(
+            f"{len(blank)} participant(s) have no {column!r} value: "
+            + ", ".join(f"sub-{b} (line {line[b]})" for b in blank),
+            path,
+            f"fill in the {column} column for every participant (the site's name), or remove the column "
+            "for a single-site cohort",
+        )
+    return {label: rows[label][column].strip() for label in labels if label in rows}
 
 
 def qc_exclusion(output_dir: Path, label: str) -> str | None:
@@ -282,6 +303,14 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
     scores, missing = parse_labels(rows, group.label_column, path, q.allow_missing_labels)
     clinical = clinical_values(rows, group.clinical_covariates, path)
     wanted = [queries.check_participant_label(x) for x in q.participant_label] or sorted(rows)
+    if group.sites_from_sidecars:
+        if group.site_column in next(iter(rows.values()), {}):
+            LOGGER.info(
+                "--site-from-sidecars: the %r column of participants.tsv is not used", group.site_column
+            )
+        sites = queries.sidecar_sites(config.bids_dir, [w for w in wanted if w in rows])
+    else:
+        sites = parse_sites(rows, group.site_column, path, wanted) or {}
     layout = queries.derivatives_layout(config.output_dir)
     subjects, excluded, params, first = [], {}, None, None
     sides: dict[str, tuple[str, Path]] = {}  # unit -> (participants.tsv side, its map) when they disagree
@@ -393,6 +422,7 @@ def collect_group_inputs(config: RunConfig) -> tuple[list[GroupSubject], dict[st
                         else {}
                     ),
                     clinical=clinical.get(label, {}),
+                    site=sites.get(label, ""),
                 )
             )
     if sides:
@@ -442,6 +472,14 @@ def run_group_level(config: RunConfig) -> int:
     )
     for label, why in excluded.items():
         print(f"  excluded sub-{label}: {why}")
+    if all(s.site for s in subjects):
+        by_site: dict[str, list[int]] = {}
+        for s in subjects:
+            by_site.setdefault(s.site, [0, 0])[0 if is_severe(s.ul_fma, threshold) else 1] += 1
+        print(
+            f"  {len(by_site)} site(s): "
+            + "; ".join(f"{k} {n[0]} severe, {n[1]} mild-to-moderate" for k, n in sorted(by_site.items()))
+        )
 
     if config.execution.reports_only:
         report = write_group_report(config, subjects, excluded)

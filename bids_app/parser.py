@@ -19,9 +19,12 @@ from bids_app.queries import resolve_datasets
 from workflows.params import (
     AUTO_TIMESCALE,
     CALIBRATION_METHODS,
+    CV_SCHEMES,
     DFC_PRESETS,
     EXPORT_CHOICES,
     GROUP_MAPS,
+    HARMONIZE_METHODS,
+    MIN_SITES_AUTO,
     STRATEGIES,
     STRATEGY_TEXT,
     TARGETS,
@@ -185,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-column",
         default=D("label_column"),
         help="participants.tsv column with the UL-FMA score (0..66)",
+    )
+    g.add_argument(
+        "--site-column",
+        default=D("site_column"),
+        help="group level: participants.tsv column with each patient's scanning site (absent: one site); "
+        "recorded in cohort.tsv, used by the confound-only model, by --cv site and by --harmonize",
+    )
+    g.add_argument(
+        "--site-from-sidecars",
+        dest="sites_from_sidecars",
+        action="store_true",
+        default=D("sites_from_sidecars"),
+        help="group level: name each patient's site from the raw BOLD sidecars' scanner fields "
+        "(Manufacturer, ManufacturersModelName, InstitutionName, MagneticFieldStrength) instead of "
+        "the --site-column",
     )
     g.add_argument(
         "--lesion-dir",
@@ -496,6 +514,25 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     g.add_argument("--cv-folds", type=_positive_int, default=D("cv_folds"), help="subject-level CV folds")
+    g.add_argument(
+        "--cv",
+        dest="cv_scheme",
+        choices=list(CV_SCHEMES),
+        default=D("cv_scheme"),
+        help="group level: subject (the repeated subject-level k-fold only), site (also leave-one-site-out: "
+        "each site held out once, scored per site with bootstrap intervals; needs 2+ sites), or auto "
+        f"(default: site when at least {MIN_SITES_AUTO} sites have patients of both classes)",
+    )
+    g.add_argument(
+        "--harmonize",
+        choices=list(HARMONIZE_METHODS),
+        default=D("harmonize"),
+        help="group level: combat harmonises the parcel models' features across sites with ComBat fitted "
+        "inside each training fold only (the training outcome protected; test subjects adjusted with the "
+        "fold's estimates, without theirs); combat-nolabel does not protect the outcome (removes more of "
+        "a site offset aliased with its class mix, and some class signal with it); needs 3+ subjects per "
+        "site. none (default) leaves them as they are",
+    )
     g.add_argument("--cv-repeats", type=_positive_int, default=D("cv_repeats"), help="CV repetitions")
     g.add_argument(
         "--n-permutations",

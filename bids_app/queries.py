@@ -190,6 +190,69 @@ def participant_value(
     return rows[label].get(column) or None
 
 
+#: BOLD sidecar fields that name a scanner (``--site-from-sidecars``), in the order the site names them.
+SCANNER_FIELDS = ("Manufacturer", "ManufacturersModelName", "InstitutionName", "MagneticFieldStrength")
+
+
+def scanner_name(meta: dict) -> str:
+    """A site name from a BOLD sidecar's scanner fields (``'Siemens / Prisma / Hospital A / 3T'``);
+    '' when it has none of :data:`SCANNER_FIELDS`."""
+    parts = []
+    for name in SCANNER_FIELDS:
+        value = meta.get(name)
+        if value in (None, ""):
+            continue
+        if name == "MagneticFieldStrength":
+            try:
+                value = f"{float(value):g}T"
+            except (TypeError, ValueError):
+                value = f"{value}T"
+        parts.append(" ".join(str(value).split()))  # one line, single spaces (a TSV cell)
+    return " / ".join(parts)
+
+
+def sidecar_sites(bids_dir: Path, labels: Sequence[str]) -> dict[str, str]:
+    """Each subject's site from the scanner fields of its raw BOLD runs' sidecars (BIDS inheritance:
+    a top-level ``task-<label>_bold.json`` counts, as pybids reads it).
+
+    A subject whose runs name different scanners, or none, stops with the files named.
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    layout = BIDSLayout(
+        str(bids_dir), validate=False, indexer=BIDSLayoutIndexer(validate=False, index_metadata=True)
+    )
+    fields = ", ".join(SCANNER_FIELDS)
+    sites: dict[str, str] = {}
+    for label in labels:
+        runs = layout.get(subject=label, suffix="bold", extension=[".nii", ".nii.gz"], return_type="object")
+        if not runs:
+            raise InputError(
+                f"sub-{label} has no raw BOLD run to read its scanner from",
+                f"{bids_dir}/sub-{label}",
+                "give the site in a participants.tsv site column instead of --site-from-sidecars",
+            )
+        names = {run.path: scanner_name(run.get_metadata()) for run in runs}
+        blank = [p for p, n in names.items() if not n]
+        if blank:
+            raise InputError(
+                f"the BOLD sidecar of sub-{label} has none of {fields}",
+                str(sidecar_path(blank[0])),
+                "add the scanner fields to the sidecars (dcm2niix writes them), or give the site in a "
+                "participants.tsv site column instead of --site-from-sidecars",
+            )
+        if len(set(names.values())) > 1:
+            raise InputError(
+                f"the BOLD runs of sub-{label} name different scanners: "
+                + "; ".join(f"{Path(p).name}: {n}" for p, n in sorted(names.items())),
+                f"{bids_dir}/sub-{label}",
+                "give each subject one site in a participants.tsv site column instead of "
+                "--site-from-sidecars",
+            )
+        sites[label] = next(iter(names.values()))
+    return sites
+
+
 def fmriprep_layout(fmriprep_dir: Path, database_dir: Path | None = None) -> BIDSLayout:
     """pybids over the fMRIPrep dataset; with ``database_dir`` the index is saved there and reused."""
     from bids import BIDSLayout, BIDSLayoutIndexer

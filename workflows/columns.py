@@ -76,6 +76,11 @@ COLUMNS: dict[str, dict[str, Any]] = {
     },
     "lesion_side": {"Description": "lesioned hemisphere", "Levels": {"L": "left", "R": "right"}},
     "included": {"Description": "true when the subject entered the group analysis"},
+    "site": {
+        "Description": "scanning site: the participants.tsv site column, or the BOLD sidecars' scanner "
+        "fields (Manufacturer, ManufacturersModelName, InstitutionName, MagneticFieldStrength) with "
+        "--site-from-sidecars"
+    },
     "censored_fraction": {"Description": "share of the volumes censored", "Units": "fraction"},
     "volumes_kept": {"Description": "volumes used after censoring and dummy scans"},
     "windows_kept": {"Description": "valid sliding windows"},

@@ -322,7 +322,8 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     conformal = conformal_fold(
         predictions, models[PRIMARY_MODEL], folds[0], y, split_groups(data), groups, params
     )
-    stem = Path(work_dir) / f"fold_r{fold['repeat']}_f{fold['fold']}"
+    scheme = "_site" if fold.get("scheme") == "site" else ""
+    stem = Path(work_dir) / f"fold{scheme}_r{fold['repeat']}_f{fold['fold']}"
     out = atomic_write_json(
         stem.with_suffix(".json"),
         json_clean(
@@ -331,6 +332,9 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
                 "metrics": metrics,
                 "curves": curves,
                 "conformal": conformal,
+                # leave-one-site-out folds say so (workflows.sites.plan_site_folds)
+                "scheme": fold.get("scheme", "subject"),
+                "site": fold.get("site"),
                 # the fold's own choice (calibration's inner fits choose on fewer subjects)
                 "timescales": [
                     {"repeat": fold["repeat"], "fold": fold["fold"], "timescale": t["timescale"]}
@@ -343,5 +347,6 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     saliency_file = stem.parent / f"{stem.name}_saliency.npz"
     np.savez_compressed(saliency_file, **saliency)  # type: ignore[arg-type]
     if "number" in fold:  # progress (the app shows strokefc's INFO lines)
-        LOGGER.info("cross-validation: fold %d/%d done", fold["number"], fold["of"])
+        what = "leave-one-site-out" if fold.get("scheme") == "site" else "cross-validation"
+        LOGGER.info("%s: fold %d/%d done", what, fold["number"], fold["of"])
     return FoldFiles(str(out), str(saliency_file))

@@ -37,9 +37,10 @@ from workflows.models import (
     exported_model,
     timescale_model,
 )
-from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams
+from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, PROTECT_OUTCOME, GroupParams
 from workflows.permutation import permutation_summary
 from workflows.qc import qc_fc
+from workflows.sites import site_class_counts, site_summary
 from workflows.stats import (
     COMPARE_METRIC,
     bootstrap_comparison,
@@ -110,6 +111,59 @@ class CVSummaryFiles(NamedTuple):
     summary_file: str
     predictions_file: str
     curves_file: str
+    site_predictions_file: str | None = None  # site_predictions.tsv (leave-one-site-out), when run
+
+
+def site_section(
+    site_fold_files: list[str],
+    data: Mapping[str, np.ndarray],
+    params: GroupParams,
+    clusters: Mapping[str, str],
+    work_dir: Path,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The ``sites`` record of cv_summary.json (class counts per site and, when it ran, the
+    leave-one-site-out results: :func:`workflows.sites.site_summary`) and site_predictions.tsv."""
+    if "sites" not in data:
+        return None, None
+    units = [f"sub-{u}" for u in data["subjects"].tolist()]
+    site_of = dict(zip(units, np.asarray(data["sites"]).astype(str).tolist()))
+    record: dict[str, Any] = {
+        "class_counts": site_class_counts(list(site_of.values()), data["y_subject"]),
+        "cv_scheme": params.cv.scheme,
+        "leave_site_out": None,
+    }
+    if not site_fold_files:
+        return record, None
+    predictions, metrics, held_out = [], [], []
+    for path in site_fold_files:
+        part = json.loads(Path(path).read_text())
+        predictions += part["predictions"]
+        metrics += [dict(m, site=part["site"]) for m in part["metrics"]]
+        held_out.append(str(part["site"]))
+    for row in predictions:
+        row["participant_id"] = f"sub-{row['participant_id']}"
+        row["site"] = site_of[row["participant_id"]]
+    predictions.sort(key=lambda r: (r["site"], r["model"], r["participant_id"]))
+    value = prediction_column(params)
+    table = write_tsv(
+        work_dir / "site_predictions.tsv",
+        predictions,
+        ["participant_id", "site", "model", "y_true", value],
+    )
+    sites = sorted(held_out)
+    record["leave_site_out"] = {
+        "sites": sites,
+        "training_sites": {s: [t for t in sites if t != s] for s in sites},
+        "description": "each site held out once: every model trained on the subjects of the other sites "
+        "(every fitted step inside that training set) and scored on the held-out site's subjects; "
+        "ci95: subject-level bootstrap (1000 draws, a subject's sessions together) of the held-out "
+        "predictions, pooled over sites or within one site (a draw without both classes has no balanced "
+        "accuracy or AUC and is left out of their interval; a site of one class reports accuracy, "
+        "sensitivity or specificity)",
+        **site_summary(predictions, site_of, params, PRIMARY_MODEL, clusters=clusters),
+        "fold_metrics": sorted(metrics, key=lambda m: (m["site"], m["model"])),
+    }
+    return record, str(table)
 
 
 def unit_subjects(data: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -158,8 +212,14 @@ def summarise_cv(
     data_file: str | Path,
     params: GroupParams,
     work_dir: str | Path,
+    site_fold_files: list[str] | None = None,
 ) -> CVSummaryFiles:
-    """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``)."""
+    """Gather the folds into cv_predictions.tsv, training_curves.tsv and cv_summary.json (in ``work_dir``).
+
+    ``site_fold_files`` are the leave-one-site-out folds (:func:`workflows.sites.plan_site_folds`):
+    summarised apart (``sites`` in cv_summary.json, site_predictions.tsv), never pooled with the
+    subject-level folds.
+    """
     work_dir = Path(work_dir)
     predictions, fold_metrics, curves, chosen, conformal = [], [], [], [], []
     for path in fold_files:
@@ -212,6 +272,7 @@ def summarise_cv(
     y_subject = data["y_subject"]
     quality = data[INPUT_ARRAYS[QUALITY]]
     n_folds = int(max(m["fold"] for m in fold_metrics) + 1)
+    sites, site_predictions = site_section(site_fold_files or [], data, params, clusters, work_dir)
     summary = {
         "target": params.target,
         "models": models,
@@ -262,6 +323,8 @@ def summarise_cv(
             predictions, conformal, params.target, params.conformal_coverage, PRIMARY_MODEL
         ),
         "clinical_value": clinical_value(data, predictions, params, names),
+        "sites": sites,
+        "harmonization": harmonization_text(params),
         "settings": params.to_dict(),
     }
     per_class = subjects_per_class(data, regression)
@@ -269,4 +332,21 @@ def summarise_cv(
     summary["warnings"] = cv_warnings(summary, per_class, exported=exported_model(params))
     summary["detectable_effect"] = detectable_effect(per_class, params.target)
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
-    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file))
+    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file), site_predictions)
+
+
+def harmonization_text(params: GroupParams) -> str | None:
+    """What was harmonised, in words (None without harmonisation)."""
+    if params.harmonize == "none":
+        return None
+    protected = PROTECT_OUTCOME[params.harmonize]
+    return (
+        "ComBat (empirical Bayes; workflows.harmonize) of the parcel features of the parcel models, "
+        "fitted on each training fold's subjects only"
+        + (" with their outcome protected" if protected else " (outcome not protected)")
+        + ", and applied to the fold's test subjects with the training estimates"
+        + (" and without their outcome" if protected else "")
+        + " (a site absent from "
+        "training: estimated from its test subjects' features, unlabelled); the voxel PCA baseline, the "
+        "CNN and the confound-only model are not harmonised; the exported model is not harmonised"
+    )

@@ -145,6 +145,41 @@ def conformal_record(predictions_file: str | Path | None, name: str, params: Gro
     return {"conformal": cv_calibration(rows, name, params.target, value, params.conformal_coverage)}
 
 
+def site_evidence(summary: dict, name: str) -> dict[str, Any] | None:
+    """The card's sites: the training sites with their class counts, the deployed model's
+    leave-one-site-out results (pooled and per held-out site, bootstrap intervals) when that ran, and
+    whether the features were harmonised (None without site information)."""
+    sites = summary.get("sites")
+    if not sites:
+        return None
+    loso = sites.get("leave_site_out") or {}
+
+    def scores(record: dict) -> dict:
+        return {
+            metric: {"value": value.get("value"), "ci95": value.get("ci95")}
+            for metric, value in record.get(name, {}).items()
+            if isinstance(value, dict) and "value" in value
+        }
+
+    return {
+        "training_sites": sites.get("class_counts"),
+        "leave_site_out": {
+            "pooled": scores(loso.get("pooled", {})),
+            "per_site": {
+                site: {"class_counts": rec.get("class_counts"), **scores(rec.get("models", {}))}
+                for site, rec in (loso.get("per_site") or {}).items()
+            },
+        }
+        if loso
+        else None,
+        "harmonization": summary.get("harmonization")
+        or "none: the features were not harmonised across sites",
+        # ComBat's training estimates are not stored with the weights: participant --model applies the
+        # model to unharmonised features, as it was trained (left for a later version)
+        "deployed_model_harmonized": False,
+    }
+
+
 def chosen_window(partial_card: dict) -> dict:
     """``WindowLength_s`` of the window length the final model chose (``--timescale auto``), else {}."""
     name = partial_card.get("training", {}).get("timescale_chosen")
@@ -258,6 +293,7 @@ def export_model(
         },
         "cross_validation": cv,
         **conformal_record(predictions_file, name, params),
+        "sites": site_evidence(summary, name),
         # the classification baseline's text for both targets, as the cards written so far (a regression
         # card's own baseline is in cv_summary.json)
         "baseline": MODELS[BASELINE_MODEL].description["classification"],

@@ -32,7 +32,15 @@ from workflows.models import (
     models_for,
     permuted_models,
 )
-from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, GroupParams, describe_duration
+from workflows.params import (
+    AUTO_TIMESCALE,
+    GROUP_MAPS,
+    MIN_SITES_AUTO,
+    PROTECT_OUTCOME,
+    GroupParams,
+    describe_duration,
+)
+from workflows.sites import check_site_options, plan_site_folds
 
 
 def _join(items: Sequence[str]) -> str:
@@ -106,6 +114,35 @@ def _timescales(params: GroupParams) -> str:
             "the static-FC control."
         )
     return f" The maps of the {describe_duration(params.timescale)} windows were used."
+
+
+def _sites(params: GroupParams) -> str:
+    """Leave-one-site-out validation and ComBat harmonisation, in words (empty when neither applies)."""
+    text = ""
+    site_cv = (
+        "each site was held out once, the models trained on the subjects of the other sites (every "
+        "fitted step inside that training set) and scored on the held-out site's subjects, per site and "
+        "pooled, with subject-bootstrap 95% intervals"
+    )
+    if params.cv.scheme == "site":
+        text += f" Leave-one-site-out validation was run next to the subject-level folds: {site_cv}."
+    elif params.cv.scheme == "auto":
+        text += (
+            f" When at least {MIN_SITES_AUTO} sites had patients of both classes, leave-one-site-out "
+            f"validation was run next to the subject-level folds: {site_cv}."
+        )
+    if params.harmonize != "none":
+        protected = PROTECT_OUTCOME[params.harmonize]
+        text += (
+            " The parcel features of the parcel models were harmonised across sites with ComBat "
+            "[@johnson2007] [@fortin2018] fitted inside each training fold only"
+            + (", the training subjects' outcome protected as a covariate" if protected else "")
+            + "; test subjects were adjusted with the training fold's site estimates"
+            + (" and without their outcome" if protected else "")
+            + " (a site absent from training was estimated from its own subjects' features, without "
+            "labels)."
+        )
+    return text
 
 
 def describe_group(params: GroupParams) -> str:
@@ -193,6 +230,7 @@ def describe_group(params: GroupParams) -> str:
         + _statistics(params, specs)
         + _clinical(params, specs)
         + _timescales(params)
+        + _sites(params)
         + calibration
         + f" The random seed was {params.random_seed}. "
         f"The exported (deployed) model is {exported.noun}, trained on every labelled subject with the "
@@ -257,6 +295,7 @@ def init_group_wf(
     output_dir = Path(output_dir).absolute()
     group_dir, model_dir = str(output_dir / "group"), str(output_dir / "model")
     folds = plan_folds(list(subjects), params)
+    site_folds = plan_site_folds(list(subjects), params) if check_site_options(subjects, params) else []
     params_dict = params.to_dict()
 
     wf = Workflow(name=name)
@@ -331,6 +370,19 @@ def init_group_wf(
             (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
         ]
     )
+    if site_folds:  # leave-one-site-out, next to the subject-level folds (its own summary section)
+        site_fold = pe.MapNode(gi.RunFold(params=params_dict), iterfield=["fold"], name="site_fold")
+        site_fold.inputs.fold = site_folds
+        site_files = pe.Node(niu.Merge(1), name="site_files", run_without_submitting=True)
+        ds_sites = writer("ds_sites", group_dir)
+        wf.connect(
+            [
+                (prepare, site_fold, [("data_file", "data_file")]),
+                (site_fold, summarise, [("out_file", "site_fold_files")]),
+                (summarise, site_files, [("site_predictions_file", "in1")]),
+                (site_files, ds_sites, [("out", "in_files")]),
+            ]
+        )
     if permuted_models(params):  # the same decision as the methods text's
         permutation = pe.MapNode(
             gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation"

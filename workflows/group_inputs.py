@@ -61,6 +61,8 @@ COHORT_COLUMNS = (
     "reason",
     *CONFOUND_FEATURES,
 )
+#: Column of ``group/cohort.tsv`` added after :data:`COHORT_COLUMNS` when the subjects have sites.
+SITE_COLUMN = "site"
 
 
 #: The class maps' description of each map (dfcsd: the first version's words).
@@ -118,8 +120,10 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
     :data:`workflows.models.CONFOUND_FEATURES`); ``clinical`` (participants.tsv covariates of the
     clinical baseline, :func:`clinical_inputs`). ``lesion_files`` (the participant level's
     lesion masks) take the lesion and its mirror out of every model input (NaN). The atlas parcels of
-    the primary model are put on the same grid. Everything is written into ``work_dir``; the group
-    workflow's writer node copies the outputs into the dataset.
+    the primary model are put on the same grid. ``site`` (optional, the same for every unit of a
+    subject) names each subject's scanning site: when every subject has one, the sites are kept
+    (``sites``, one per unit) and ``cohort.tsv`` gets a ``site`` column. Everything is written into
+    ``work_dir``; the group workflow's writer node copies the outputs into the dataset.
     """
     work_dir = Path(work_dir)
     align = params.align_lesion
@@ -210,6 +214,9 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         **clinical_inputs(subjects),
         **controls,
     }
+    sites = [str(s.get("site") or "") for s in subjects]
+    if all(sites):
+        arrays["sites"] = np.array(sites)
     np.savez(data_file, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     grid_file = atomic_write_json(work_dir / "grid.json", grid)
 
@@ -246,10 +253,12 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
             "included": True,
             "reason": "",
             **{k: float(v) for k, v in zip(CONFOUND_FEATURES, row)},
+            SITE_COLUMN: site,
         }
-        for s, t, row in zip(subjects, y_subject, confounds)
+        for s, t, row, site in zip(subjects, y_subject, confounds, sites)
     ]
-    cohort_file = write_tsv(work_dir / "cohort.tsv", cohort, list(COHORT_COLUMNS))
+    columns = list(COHORT_COLUMNS) + ([SITE_COLUMN] if all(sites) else [])
+    cohort_file = write_tsv(work_dir / "cohort.tsv", cohort, columns)
     LOGGER.info(
         "group inputs: %d subjects, %d samples on a %s grid (%d mask voxels)",
         len(subjects),

@@ -10,8 +10,10 @@ removed from numpy, and neither is a scikit-learn transformer, which is what kee
 folds. The algorithm is short; it is written here and tested on data with known site effects.
 
 Covariates to protect (kept in the data, not removed with the site) must be known for test subjects
-too, such as age and sex. The outcome (the impairment class or score) is never a covariate: it is
-unknown for a test subject, and protecting it with all subjects' labels is a leak.
+too, such as age and sex. The outcome (the impairment class or score) is unknown for a test subject:
+protecting it with all subjects' labels is a leak. Inside a fold it may be protected with the
+training subjects' labels only, test subjects being transformed without theirs
+(:func:`harmonize_fold`, which the group level uses).
 
 A site absent from the training fold (leave-site-out validation) has no training estimate; ``transform``
 then estimates its location and scale from the features of that site's subjects as given (no labels),
@@ -21,8 +23,12 @@ at least :data:`MIN_NEW_SITE_SUBJECTS` subjects of the new site.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+
+LOGGER = logging.getLogger("strokefc.group")
 
 #: Subjects of a site unseen in training needed to estimate its site effect at transform time.
 MIN_NEW_SITE_SUBJECTS = 3
@@ -132,3 +138,62 @@ class ComBat(TransformerMixin, BaseEstimator):
         return self.fit(x, y, sites=sites, covariates=covariates).transform(
             x, sites=sites, covariates=covariates
         )
+
+
+def harmonize_fold(
+    train: np.ndarray,
+    test: np.ndarray,
+    sites_train: np.ndarray,
+    sites_test: np.ndarray,
+    protect: np.ndarray | None = None,
+    *,
+    fitted: list[ComBat] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ComBat of one fold's features: fitted on the training rows only, applied to both.
+
+    ``train`` (n, p) and ``test`` (m, p) features with their ``sites``. ``protect`` (n,) is the outcome
+    of the training rows (class or score), kept in their data as a covariate. Protecting the outcome is
+    valid here because only training labels enter the fit: the site effects are then estimated net of
+    the class, so a site that recruits more severe patients does not lose its severity signal as a
+    "site effect". A test subject's label is unknown, so test rows are transformed with the covariate at
+    the training mean (no label: the site's location and scale come from the training estimates, as
+    neuroHarmonize's ``applyHarmonizationModel`` applies a stored model). A site absent from the training
+    rows is estimated from its own test rows, without labels (see :class:`ComBat`).
+
+    Unknown features (NaN: a lesion-excluded parcel) are set to the training column mean for the fit
+    and the transform, and are NaN again in the output, so that the model imputes them as before.
+    Test rows of a site that is neither in training nor has :data:`MIN_NEW_SITE_SUBJECTS` rows here
+    (an inner split of a small training fold, as calibration makes) are left unharmonised, with a
+    warning: the group level checks that an outer fold never needs it.
+    ``fitted`` (a list) receives the fitted :class:`ComBat` (tests, and a record of the estimates).
+    """
+    train, test = np.asarray(train, dtype=float), np.asarray(test, dtype=float)
+    with np.errstate(invalid="ignore"):
+        counts = np.isfinite(train).sum(axis=0)
+        fill = np.where(counts > 0, np.nansum(np.where(np.isfinite(train), train, 0.0), axis=0), 0.0)
+        fill = fill / np.maximum(counts, 1)
+    model = ComBat()
+    covariates = None if protect is None else np.asarray(protect, dtype=float).reshape(-1, 1)
+    model.fit(np.where(np.isfinite(train), train, fill), sites=sites_train, covariates=covariates)
+    if fitted is not None:
+        fitted.append(model)
+    no_label = None if protect is None else np.tile(model.covariate_mean_, (len(test), 1))
+    out_train = model.transform(
+        np.where(np.isfinite(train), train, fill), sites=sites_train, covariates=covariates
+    )
+    sites_test = np.asarray(sites_test)
+    unseen, counts = np.unique(sites_test[~np.isin(sites_test, model.sites_)], return_counts=True)
+    left = np.isin(sites_test, unseen[counts < MIN_NEW_SITE_SUBJECTS])
+    out_test = np.where(np.isfinite(test), test, fill)
+    if left.any():
+        LOGGER.warning(
+            "ComBat: %d test row(s) of site(s) %s, unseen in training and too few to estimate, left "
+            "unharmonised",
+            int(left.sum()),
+            ", ".join(map(str, unseen[counts < MIN_NEW_SITE_SUBJECTS])),
+        )
+    if (~left).any():
+        out_test[~left] = model.transform(
+            out_test[~left], sites=sites_test[~left], covariates=None if no_label is None else no_label[~left]
+        )
+    return np.where(np.isfinite(train), out_train, np.nan), np.where(np.isfinite(test), out_test, np.nan)

@@ -154,7 +154,20 @@ def training_cohort(
         "VoxelSize_mm": sorted({_voxel_size(str(s["map_file"])) for s in subjects} - {None}),
         "Excluded": {"N": len(excluded or {}), "Reasons": dict(reasons)},
         "Participants": training_participants(subjects, dataset or {}),
+        # the scanning sites it was trained on, with units per class (None: no site information)
+        "Sites": _sites_by_class(subjects, classes),
     }
+
+
+def _sites_by_class(subjects: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> dict | None:
+    """``{site: {"severe": n, "mild-to-moderate": n}}`` of the training units, or None without sites."""
+    sites = [str(s.get("site") or "") for s in subjects]
+    if not all(sites):
+        return None
+    counts: dict[str, Counter] = {site: Counter() for site in sorted(set(sites))}
+    for site, c in zip(sites, classes):
+        counts[site][c] += 1
+    return {site: {c: n[c] for c in ("severe", "mild-to-moderate")} for site, n in counts.items()}
 
 
 def card_sections(cohort: Mapping[str, Any] | None, atlases: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,16 +24,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 from scipy.linalg import LinAlgWarning
+from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from workflows.calibration import calibrated
-from workflows.params import AUTO_TIMESCALE, TARGETS, GroupParams
+from workflows.harmonize import harmonize_fold
+from workflows.params import AUTO_TIMESCALE, PROTECT_OUTCOME, TARGETS, GroupParams
 
 if TYPE_CHECKING:
     from workflows.cnn import StrokeCNN
@@ -107,11 +109,40 @@ def map_pipeline(*steps: Any) -> Pipeline:
     )
 
 
-def confound_pipeline(estimator: Any) -> Pipeline:
-    """Impute unknown quality measures by the training median, standardise, then ``estimator``."""
-    return make_pipeline(
-        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), estimator
+def confound_pipeline(estimator: Any, n_features: int | None = None) -> Pipeline:
+    """Impute unknown quality measures by the training median, standardise, then ``estimator``.
+
+    With ``n_features``, the input has one more column after the ``n_features`` measures: the site
+    (an integer code), one-hot encoded on the training fold's sites (a site unseen in training, as in
+    leave-one-site-out, is all zeros).
+    """
+    quality = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler())
+    if n_features is None:
+        return make_pipeline(quality, estimator)
+    columns = ColumnTransformer(
+        [
+            ("quality", quality, list(range(n_features))),
+            ("site", OneHotEncoder(handle_unknown="ignore", sparse_output=False), [n_features]),
+        ]
     )
+    return make_pipeline(columns, estimator)
+
+
+def fold_features(
+    f_train: np.ndarray,
+    f_test: np.ndarray,
+    y_train: np.ndarray,
+    sites_train: np.ndarray | None,
+    sites_test: np.ndarray | None,
+    protect_outcome: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's parcel features, ComBat-harmonised on its training rows when sites are given
+    (:func:`workflows.harmonize.harmonize_fold`: with ``protect_outcome`` the training outcome is a
+    protected covariate, test rows are adjusted without theirs)."""
+    if sites_train is None or sites_test is None:
+        return f_train, f_test
+    protect = y_train if protect_outcome else None
+    return harmonize_fold(f_train, f_test, sites_train, sites_test, protect=protect)
 
 
 def make_baseline(n_train: int, max_components: int = 20, seed: int = 0, final: Any = None) -> Pipeline:
@@ -225,12 +256,22 @@ def parcel_fit_predict(
     operator: sparse.csr_matrix,
     target: str = "classification",
     seed: int = 0,
+    sites_train: np.ndarray | None = None,
+    sites_test: np.ndarray | None = None,
+    protect_outcome: bool = True,
 ) -> tuple[np.ndarray, list]:
-    """Nested-CV parcel model: parcel means, standardised, and :func:`nested_estimator`."""
+    """Nested-CV parcel model: parcel means (ComBat-harmonised in the fold when sites are given),
+    standardised, and :func:`nested_estimator`."""
     model = map_pipeline(nested_estimator(target, y_train, groups_train, seed))
-    return _fit_predict(
-        model, parcel_means(x_train, operator), y_train, parcel_means(x_test, operator), target
-    ), []
+    f_train, f_test = fold_features(
+        parcel_means(x_train, operator),
+        parcel_means(x_test, operator),
+        y_train,
+        sites_train,
+        sites_test,
+        protect_outcome,
+    )
+    return _fit_predict(model, f_train, y_train, f_test, target), []
 
 
 def sparse_estimator(y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
@@ -259,17 +300,29 @@ def sparse_fit_predict(
     *,
     operator: sparse.csr_matrix,
     seed: int = 0,
+    sites_train: np.ndarray | None = None,
+    sites_test: np.ndarray | None = None,
+    protect_outcome: bool = True,
 ) -> tuple[np.ndarray, list]:
-    """Sparse parcel model: parcel means, then :func:`sparse_estimator` (the probability of severe).
+    """Sparse parcel model: parcel means (ComBat-harmonised in the fold when sites are given), then
+    :func:`sparse_estimator` (the probability of severe).
 
     A few parcels carry a focal effect; the dense L2 model spreads its weight over hundreds of noise
     parcels and misses it, the L1 model selects them.
     """
     model = sparse_estimator(y_train, groups_train, seed)
+    f_train, f_test = fold_features(
+        parcel_means(x_train, operator),
+        parcel_means(x_test, operator),
+        y_train,
+        sites_train,
+        sites_test,
+        protect_outcome,
+    )
     with warnings.catch_warnings():  # liblinear's convergence notes at the weakest penalties
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(parcel_means(x_train, operator), y_train)
-    return model.predict_proba(parcel_means(x_test, operator))[:, 1], []
+        model.fit(f_train, y_train)
+    return model.predict_proba(f_test)[:, 1], []
 
 
 def baseline_fit_predict(
@@ -296,15 +349,20 @@ def confound_fit_predict(
     *,
     target: str = "classification",
     seed: int = 0,
+    site_column: bool = False,
 ) -> tuple[np.ndarray, list]:
-    """Confound-only model on (n, features) quality measures; NaN (unknown) values are imputed in-fold."""
+    """Confound-only model on (n, features) quality measures; NaN (unknown) values are imputed in-fold.
+
+    ``site_column``: the last column is the site code, one-hot encoded in-fold (:func:`confound_pipeline`).
+    """
     del groups_train, seed  # the signature of every model; this one needs neither
     estimator = (
         Ridge(alpha=1.0)
         if target == "regression"
         else LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
     )
-    return _fit_predict(confound_pipeline(estimator), x_train, y_train, x_test, target), []
+    n_features = x_train.shape[1] - 1 if site_column else None
+    return _fit_predict(confound_pipeline(estimator, n_features), x_train, y_train, x_test, target), []
 
 
 def mean_fit_predict(
@@ -345,6 +403,7 @@ class FitContext:
     params: GroupParams
     operator: sparse.csr_matrix | None = None
     explain: Callable[[StrokeCNN, np.ndarray], None] | None = None
+    site_column: bool = False  # the confound inputs end with a site code (one-hot in the fold)
 
 
 def _parcels(ctx: FitContext) -> FitPredict:
@@ -398,6 +457,7 @@ class ModelSpec:
     always_permuted: bool = True  # False: permuted only on request (--permute-cnn)
     exported: bool = False  # can be trained on every subject and exported to ``model/`` (--export-model)
     labels: Mapping[str, str] | None = None  # target -> label, where it differs from ``label``
+    harmonized: bool = False  # parcel features ComBat-harmonised in the fold with --harmonize combat
 
     def label_for(self, target: str) -> str:
         return (self.labels or {}).get(target, self.label)
@@ -438,6 +498,7 @@ MODELS: dict[str, ModelSpec] = {
             "linear model whose strength was chosen by nested subject-level cross-validation",
             input=DFCSD,
             build=_parcels,
+            harmonized=True,
             role="primary",
             exported=True,  # the default export (workflows.parcel_model)
         ),
@@ -473,6 +534,7 @@ MODELS: dict[str, ModelSpec] = {
             "chosen by nested subject-level cross-validation of the whole pipeline)",
             input=DFCSD,
             build=_sparse,
+            harmonized=True,
             targets=("classification",),
         ),
         ModelSpec(
@@ -505,6 +567,7 @@ MODELS: dict[str, ModelSpec] = {
             methods="the parcel model on static-FC maps",
             input=FC,
             build=_parcels,
+            harmonized=True,
             role="control",
         ),
         ModelSpec(
@@ -519,6 +582,7 @@ MODELS: dict[str, ModelSpec] = {
             methods="the parcel model on mean-dFC maps",
             input=DFCMEAN,
             build=_parcels,
+            harmonized=True,
             role="control",
         ),
         ModelSpec(
@@ -536,7 +600,9 @@ MODELS: dict[str, ModelSpec] = {
             + ", ".join(CONFOUND_FEATURES)
             + ")",
             input=QUALITY,
-            build=lambda ctx: partial(confound_fit_predict, target=ctx.params.target),
+            build=lambda ctx: partial(
+                confound_fit_predict, target=ctx.params.target, site_column=ctx.site_column
+            ),
             role="control",
         ),
         ModelSpec(
@@ -653,13 +719,40 @@ def permuted_models(params: GroupParams) -> list[str]:
     ]
 
 
-def _by_index(data: np.ndarray, fit_predict: FitPredict) -> FitPredict:
-    """A model that receives sample indices and looks its inputs up in ``data``."""
+@dataclass(frozen=True)
+class FoldSites:
+    """The sites of every sample and whether the in-fold ComBat protects the training outcome."""
+
+    sites: np.ndarray
+    protect_outcome: bool = True
+
+
+def _site_kwargs(sites: FoldSites | None, idx_train: np.ndarray, idx_test: np.ndarray) -> dict[str, Any]:
+    """The sites of a fold's training and test samples, for a harmonised model (none: no keywords)."""
+    if sites is None:
+        return {}
+    return {
+        "sites_train": sites.sites[idx_train],
+        "sites_test": sites.sites[idx_test],
+        "protect_outcome": sites.protect_outcome,
+    }
+
+
+def _by_index(data: np.ndarray, fit_predict: FitPredict, sites: FoldSites | None = None) -> FitPredict:
+    """A model that receives sample indices and looks its inputs up in ``data`` (and, for a model
+    harmonised in the fold, the samples' ``sites``)."""
 
     def fit(
         idx_train: np.ndarray, y_train: np.ndarray, g_train: np.ndarray, idx_test: np.ndarray, seed: int = 0
     ) -> tuple[np.ndarray, list]:
-        return fit_predict(data[idx_train], y_train, g_train, data[idx_test], seed=seed)
+        return fit_predict(
+            data[idx_train],
+            y_train,
+            g_train,
+            data[idx_test],
+            seed=seed,
+            **_site_kwargs(sites, idx_train, idx_test),
+        )
 
     return fit
 
@@ -739,14 +832,23 @@ class TimescaleChoice:
         return self._cache[key]
 
 
-def _auto_timescale(choice: TimescaleChoice, fit_predict: FitPredict) -> FitPredict:
+def _auto_timescale(
+    choice: TimescaleChoice, fit_predict: FitPredict, sites: FoldSites | None = None
+) -> FitPredict:
     """A map model that reads the maps of the window length its training fold chose."""
 
     def fit(
         idx_train: np.ndarray, y_train: np.ndarray, g_train: np.ndarray, idx_test: np.ndarray, seed: int = 0
     ) -> tuple[np.ndarray, list]:
         data = choice.maps[choice(idx_train, y_train, g_train, seed)]
-        return fit_predict(data[idx_train], y_train, g_train, data[idx_test], seed=seed)
+        return fit_predict(
+            data[idx_train],
+            y_train,
+            g_train,
+            data[idx_test],
+            seed=seed,
+            **_site_kwargs(sites, idx_train, idx_test),
+        )
 
     return fit
 
@@ -766,11 +868,22 @@ def fold_models(
     model also runs on each (:func:`timescale_model`, same folds), and with ``params.timescale`` auto
     every map model reads the window length its training fold chose (:class:`TimescaleChoice`; the
     choices are appended to ``record``).
+
+    With sites in the inputs (``sites``, one per unit) the confound-only model also reads the site
+    (one-hot in the fold), and with ``params.harmonize`` combat the parcel models' features are
+    ComBat-harmonised inside each training fold (:attr:`ModelSpec.harmonized`).
     """
     operator, _ = parcel_matrix(data["parcels"])
-    ctx = FitContext(params, operator, explain)
     row = {str(s): i for i, s in enumerate(data["subjects"])}
     unit_of_sample = np.array([row[str(g)] for g in data["groups"]])
+    unit_sites = np.asarray(data["sites"]).astype(str) if "sites" in data else None
+    several = unit_sites is not None and len(set(unit_sites.tolist())) > 1
+    ctx = FitContext(params, operator, explain, site_column=several)
+    harmonize_sites = None
+    if params.harmonize != "none":
+        if unit_sites is None or not several:
+            raise ValueError(f"GroupParams.harmonize {params.harmonize} needs the sites of at least 2 sites")
+        harmonize_sites = FoldSites(unit_sites[unit_of_sample], PROTECT_OUTCOME[params.harmonize])
     choice = None
     if TIMESCALE_MAPS in data:
         ts_maps = data[TIMESCALE_MAPS][:, unit_of_sample]
@@ -785,16 +898,20 @@ def fold_models(
         if array not in data:
             continue
         inputs = data[array] if spec.input == DFCSD else data[array][unit_of_sample]
+        if spec.input == QUALITY and unit_sites is not None and several:  # the site's code, last
+            codes = np.unique(unit_sites, return_inverse=True)[1].reshape(-1).astype(float)
+            inputs = np.column_stack([inputs, codes[unit_of_sample]])
+        sites = harmonize_sites if spec.harmonized else None
         if spec.input == DFCSD and choice is not None:
-            model = _auto_timescale(choice, spec.build(ctx))
+            model = _auto_timescale(choice, spec.build(ctx), sites)
         else:
-            model = _by_index(inputs, spec.build(ctx))
+            model = _by_index(inputs, spec.build(ctx), sites)
         if params.target == "classification" and spec.calibrated:
             model = calibrated(model, params.calibration)
         models[spec.name] = model
     if TIMESCALE_MAPS in data:  # the primary model at each window length, against the same controls
         for i, name in enumerate(ts_names):
-            model = _by_index(ts_maps[i], MODELS[PRIMARY_MODEL].build(ctx))
+            model = _by_index(ts_maps[i], MODELS[PRIMARY_MODEL].build(ctx), harmonize_sites)
             if params.target == "classification":
                 model = calibrated(model, params.calibration)
             models[timescale_model(name)] = model

@@ -265,6 +265,17 @@ AUTO_TIMESCALE = "auto"
 #: participants.tsv columns of the clinical baseline model whenever the table has them (the simulator's
 #: ``--clinical-covariates`` writes both); lesion volume comes from the map sidecars.
 CLINICAL_COLUMNS = ("age", "time_since_stroke_months")
+#: ``--cv`` choices: the subject-level repeated k-fold only ("subject"), plus leave-one-site-out ("site"),
+#: or leave-one-site-out added when the cohort has enough sites ("auto": :data:`MIN_SITES_AUTO`).
+CV_SCHEMES = ("auto", "subject", "site")
+#: Sites with patients of both classes that ``--cv auto`` needs to add leave-one-site-out validation: with
+#: two, each held-out site is predicted by a model of one other site only.
+MIN_SITES_AUTO = 3
+#: ``--harmonize`` choices: none, or ComBat of the parcel features fitted inside each training fold, with
+#: the training subjects' outcome protected ("combat") or not ("combat-nolabel"; benchmarks/sites.py).
+HARMONIZE_METHODS = ("none", "combat", "combat-nolabel")
+#: ``--harmonize`` choices that protect the training outcome in the fold's ComBat fit.
+PROTECT_OUTCOME = {"none": False, "combat": True, "combat-nolabel": False}
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,13 @@ class CVParams:
     # the CNN in every draw costs n_permutations x folds x repeats trainings (2,500 for 100 draws of 5 x 5):
     # off by default, the primary (parcel) and the other linear models are always permuted
     permute_cnn: bool = False
+    # "subject": the repeated subject-level k-fold only; "site": also leave-one-site-out (every site held
+    # out once, trained on the others), reported per site; "auto": site when at least MIN_SITES_AUTO
+    # sites have patients of both classes (CV_SCHEMES)
+    scheme: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice(self.scheme, CV_SCHEMES, "cross-validation scheme", "CVParams.scheme")
 
 
 @dataclass(frozen=True)
@@ -348,6 +366,17 @@ class GroupParams:
     # stated coverage of the conformal prediction sets (class) and intervals (UL-FMA) of the primary and
     # exported models (workflows.conformal); 0.9 = the truth in the set for 90% of new subjects
     conformal_coverage: float = 0.9
+    # the participants.tsv column naming each patient's scanning site (absent: one site); with
+    # sites_from_sidecars the site is read from the BOLD sidecars' scanner fields instead
+    site_column: str = "site"
+    sites_from_sidecars: bool = False
+    # "combat": ComBat (workflows.harmonize) of the parcel features of the parcel models, fitted inside
+    # each training fold only and applied to its test subjects with the fold's estimates, the training
+    # outcome protected (keeps the class where a site recruits more severe patients, but keeps the part of
+    # a site's offset that is aliased with its class mix); "combat-nolabel": the same without the outcome
+    # (removes that part too, and with it some class signal). On generated 3-site cohorts with recruitment
+    # tilted by class: null 0.65 vs 0.50, true effect 0.78 vs 0.65 (benchmarks/results/sites-2026-12-03.md)
+    harmonize: str = "none"
     cv: CVParams = field(default_factory=CVParams)
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -374,6 +403,7 @@ class GroupParams:
                 "give a share such as 0.9 (90% of new subjects' sets hold the truth)",
                 params=("GroupParams.conformal_coverage",),
             )
+        check_choice(self.harmonize, HARMONIZE_METHODS, "harmonisation", "GroupParams.harmonize")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (nested sections), for records and Nipype inputs."""

@@ -53,6 +53,11 @@ REFERENCES = {
     "NeuroImage 123, 253-268 (2015). doi:10.1016/j.neuroimage.2015.05.092",
     "vancalster2019": "Van Calster B, McLernon DJ, van Smeden M, Wynants L, Steyerberg EW. Calibration: the "
     "Achilles heel of predictive analytics. BMC Medicine 17, 230 (2019). doi:10.1186/s12916-019-1466-7",
+    "johnson2007": "Johnson WE, Li C, Rabinovic A. Adjusting batch effects in microarray expression data "
+    "using empirical Bayes methods. Biostatistics 8, 118-127 (2007). doi:10.1093/biostatistics/kxj037",
+    "fortin2018": "Fortin JP, Cullen N, Sheline YI, et al. Harmonization of cortical thickness "
+    "measurements across scanners and sites. NeuroImage 167, 104-120 (2018). "
+    "doi:10.1016/j.neuroimage.2017.11.024",
 }
 
 

@@ -21,10 +21,11 @@ from bids_app.config import RunConfig, with_participant_options
 from bids_app.reports import render_page
 from bids_app.reports.about import about_rows
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
+from bids_app.reports.sites import class_rows, site_sentences, site_table
 from workflows import plotting as rl
 from workflows.comparisons import above_chance, paired_verdict
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
-from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, is_severe
+from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, SITE_COLUMN, is_severe
 from workflows.incremental import clinical_value_sentence
 from workflows.metadata import software_versions
 from workflows.models import (
@@ -831,7 +832,11 @@ def write_group_report(
         result=[] if regression else result_rows(summary),
         about=about_rows(config),
         cohort=rows,
-        cohort_columns=COHORT_COLUMNS,
+        cohort_columns=list(COHORT_COLUMNS)
+        + ([SITE_COLUMN] if any(r.get(SITE_COLUMN) for r in rows) else []),
+        site_classes=class_rows(summary, rows),
+        site_text=site_sentences(summary),
+        site_table=site_table(summary),
         cohort_summary=cohort_summary(rows),
         cv_text=cv_sentence(summary),
         cv_warnings=[str(w.get("message")) for w in summary.get("warnings") or []],

@@ -108,6 +108,7 @@ class RunPermutation(StrokefcInterface):
 class _SummariseInputSpec(BaseInterfaceInputSpec):
     fold_files = traits.List(File(exists=True), mandatory=True, desc="outputs of RunFold")
     null = traits.List(traits.Dict, desc="per draw, model -> null balanced accuracy or MAE (empty: no test)")
+    site_fold_files = traits.List(File(exists=True), desc="outputs of RunFold on leave-one-site-out folds")
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
 
@@ -116,6 +117,7 @@ class _SummariseOutputSpec(TraitedSpec):
     summary_file = File(exists=True, desc="cv_summary.json")
     predictions_file = File(exists=True, desc="cv_predictions.tsv")
     curves_file = File(exists=True, desc="training_curves.tsv")
+    site_predictions_file = File(exists=True, desc="site_predictions.tsv (leave-one-site-out only)")
 
 
 class SummariseCV(StrokefcInterface):
@@ -126,14 +128,16 @@ class SummariseCV(StrokefcInterface):
 
     def _run_interface(self, runtime):
         null = list(self.inputs.null) if isdefined(self.inputs.null) else []
+        sites = list(self.inputs.site_fold_files) if isdefined(self.inputs.site_fold_files) else []
         out = summarise_cv(
             self.inputs.fold_files,
             null,
             self.inputs.data_file,
             GroupParams.from_dict(self.inputs.params),
             runtime.cwd,
+            site_fold_files=sites,
         )
-        self._results.update(out._asdict())
+        self._results.update({k: v for k, v in out._asdict().items() if v is not None})
         return runtime
 
 
