@@ -44,6 +44,8 @@ from workflows.utils.errors import InputError
 from workflows.utils.images import check_complete
 
 LOGGER = logging.getLogger("strokefc.group")
+#: The working directory's folder of finished permutation draws (read back by a rerun: resumable draws).
+DRAWS_FOLDER = "permutation_draws"
 #: Fewest subjects the group level accepts (with at least ``--cv-folds``).
 MIN_SUBJECTS = 4
 
@@ -493,6 +495,7 @@ def run_group_level(config: RunConfig) -> int:
         output_dir=config.output_dir,
         excluded=excluded,
         dataset=training_dataset(config),
+        draws_dir=config.work_dir / DRAWS_FOLDER,
     )
     prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "group")
     wf.base_dir = str(config.work_dir)
@@ -503,8 +506,9 @@ def run_group_level(config: RunConfig) -> int:
     )
     plugin, plugin_args = plugin_settings(config.execution)
     started = time.time() - 1  # failure records and crash files older than this belong to earlier runs
-    for folder in ("group", "model"):  # what a killed run left half-written (never under a final name)
-        remove_stale_temps(config.output_dir / folder)
+    # what a killed run left half-written (never under a final name)
+    for folder in (config.output_dir / "group", config.output_dir / "model", config.work_dir / DRAWS_FOLDER):
+        remove_stale_temps(folder)
     try:
         wf.run(plugin=make_plugin(plugin, plugin_args), plugin_args=plugin_args)
     except Exception as exc:

@@ -7,12 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 DEF_FILE = ROOT / "singularity" / "strokefc.def"
 SBATCH_PARTICIPANT = ROOT / "singularity" / "slurm_participant.sbatch"
 SBATCH_GROUP = ROOT / "singularity" / "slurm_group.sbatch"
+SBATCH_PERMUTATIONS = ROOT / "singularity" / "slurm_group_permutations.sbatch"
 
 
 def _hadolint():
@@ -182,3 +184,39 @@ def test_participant_sbatch_picks_the_row_of_its_task(tmp_path):
     proc = subprocess.run(["bash", str(SBATCH_PARTICIPANT)], capture_output=True, text=True, env=env)
     assert proc.returncode == 2
     assert "no participant on row 3" in proc.stderr
+
+
+def test_permutation_sbatch_drives_the_group_level_through_the_slurm_plugin(tmp_path):
+    """The driver script with a fake strokefc: it writes a SLURM plugin file with the node jobs'
+    resources and its tag, and passes it with the draws; without a shared install it stops clearly."""
+    assert subprocess.run(["bash", "-n", str(SBATCH_PERMUTATIONS)]).returncode == 0
+    fake = tmp_path / "strokefc"
+    fake.write_text('#!/bin/sh\necho "ARGS $*"\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BIDS_DIR": str(tmp_path / "bids"),
+        "OUT_DIR": str(tmp_path / "out"),
+        "STROKEFC_EXEC": str(fake),
+        "SLURM_JOB_ID": "77",
+        "N_PERMUTATIONS": "500",
+        "JOB_CPUS": "2",
+        "JOB_SBATCH_ARGS": "--partition=short",
+    }
+    proc = subprocess.run(["bash", str(SBATCH_PERMUTATIONS)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    args = next(ln for ln in proc.stdout.splitlines() if ln.startswith("ARGS")).split()
+    assert args[1:4] == [str(tmp_path / "bids"), str(tmp_path / "out"), "group"]
+    work = tmp_path / "out_work" / "group"
+    assert args[args.index("-w") + 1] == str(work)
+    assert args[args.index("--n-permutations") + 1] == "500"
+    assert args[args.index("--omp-nthreads") + 1] == "2"
+    plugin = yaml.safe_load(Path(args[args.index("--use-plugin") + 1]).read_text())
+    assert plugin["plugin"] == "SLURM"  # not SLURMGraph: the driver must wait for its jobs
+    sbatch_args = plugin["plugin_args"]["sbatch_args"].split()
+    assert {"--cpus-per-task=2", "--comment=strokefc-driver-77", "--partition=short"} <= set(sbatch_args)
+    assert plugin["plugin_args"]["max_jobs"] == 50
+    del env["STROKEFC_EXEC"]
+    proc = subprocess.run(["bash", str(SBATCH_PERMUTATIONS)], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    assert "set STROKEFC_EXEC to a strokefc that every compute node can run" in proc.stderr

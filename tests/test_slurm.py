@@ -1,6 +1,9 @@
 """SLURM for real: a one-node cluster on localhost (scripts/slurm-local) runs the participant level through
 Nipype's SLURM plugin (``--use-plugin``) and the array-job example; outputs must equal a MultiProc run's.
 
+The group level goes through the cluster too (the permutation example drives it): its folds, permutation
+draws and final training as SLURM jobs, stopped and resumed, equal to MultiProc.
+
 Marked ``slurm``: runs in CI (CI=true) or with STROKEFC_SLOW_TESTS=1. Needs root and Debian's slurm-wlm
 and munge (scripts/install-system-deps). The daemons started here are stopped at the end.
 """
@@ -9,15 +12,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nb
 import numpy as np
 import pytest
-from helpers import IN_CI
+from helpers import IN_CI, NO_QC
 
 pytestmark = pytest.mark.slurm
 
@@ -235,3 +240,170 @@ def test_sbatch_array_then_dependent_group_job(slurm, cohort):
         assert f"participant sub-{label}" in logs
     assert "strokefc group level" in logs
     assert f"Methods boilerplate: {out / 'logs' / 'CITATION.md'}" in logs
+
+
+# ------------------------------------------------------------------ the group level on the cluster
+#: One tiny group level for both runs: the same seed, folds, draws and settings.
+GROUP_ARGS = (
+    "--skip-bids-validation",
+    "--cv-folds",
+    "2",
+    "--cv-repeats",
+    "1",
+    "--epochs",
+    "2",
+    "--cnn-resolution",
+    "4",
+    "--device",
+    "cpu",
+    "--random-seed",
+    "3",
+)
+N_DRAWS = 8
+#: A participant run kept short (no null surrogates, exclusion rules off: 120 volumes).
+FAST = ("--skip-bids-validation", "--null-surrogates", "0", *NO_QC)
+#: Keys that record when a file was written, not what it holds.
+WHEN = {"Date", "GeneratedAt", "DateCreated"}
+
+
+def _without_dates(value):
+    if isinstance(value, dict):
+        return {k: _without_dates(v) for k, v in value.items() if k not in WHEN}
+    if isinstance(value, list):
+        return [_without_dates(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def group_cohort(tmp_path_factory):
+    """Six generated patients through the participant level (MultiProc), ready for two group runs."""
+    root = tmp_path_factory.mktemp("slurm_group")
+    bids = root / "bids"
+    subprocess.run(
+        [
+            str(BIN / "strokefc-simulate"),
+            str(bids),
+            "--n-subjects",
+            "6",
+            "--voxel-size",
+            "4",
+            "--n-volumes",
+            "120",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    _strokefc(
+        [bids, root / "participant", "participant", "-w", root / "work_participant", "--nprocs", "2", *FAST]
+    )
+    return root
+
+
+def _draws(work: Path) -> dict[Path, tuple[int, int]]:
+    """The stored permutation draws: path -> (inode, mtime): a draw computed again is written anew."""
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in work.glob("permutation_draws/*/draw-*.json")}
+
+
+def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, group_cohort):
+    """singularity/slurm_group_permutations.sbatch drives ``group --use-plugin`` (plugin: SLURM): every
+    fold, permutation draw and the final training is a SLURM job. The driver is stopped after two
+    draws (it cancels its jobs), started again, and computes only the draws it lacks; the results
+    equal a MultiProc run's for the same seed."""
+    root = group_cohort
+    bids = root / "bids"
+    out_mp, out_slurm = root / "out_multiproc", root / "out_slurm"
+    shutil.copytree(root / "participant", out_mp)
+    shutil.copytree(root / "participant", out_slurm)
+    _strokefc(
+        [
+            bids,
+            out_mp,
+            "group",
+            "-w",
+            root / "work_mp",
+            "--nprocs",
+            "2",
+            "--omp-nthreads",
+            "1",
+            "--n-permutations",
+            N_DRAWS,
+            *GROUP_ARGS,
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+
+    env = dict(
+        slurm["env"],
+        BIDS_DIR=str(bids),
+        OUT_DIR=str(out_slurm),
+        STROKEFC_EXEC=str(BIN / "strokefc"),
+        STROKEFC_ARGS=" ".join(GROUP_ARGS),
+        N_PERMUTATIONS=str(N_DRAWS),
+        JOB_CPUS="1",
+        JOB_MEM="2G",
+        JOB_TIME="00:20:00",
+        MAX_JOBS="2",
+    )
+    work = root / "out_slurm_work" / "group"
+    # The driver runs as the script it is, but outside SLURM: the test cluster has one CPU (nproc under
+    # OMP_NUM_THREADS=1), which a driver job would hold while its node jobs wait for it forever.
+    driver = ["bash", str(ROOT / "singularity" / "slurm_group_permutations.sbatch")]
+    before = len(_jobs(slurm["jobcomp"]))
+    with open(root / "driver-1.log", "w") as log:
+        first = subprocess.Popen(driver, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        deadline = time.time() + 900
+        while len(_draws(work)) < 2 and first.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(_draws(work)) >= 2, "no permutation draw was stored in time"
+        first.send_signal(signal.SIGTERM)  # what SLURM sends the batch shell (scancel, --signal)
+        assert first.wait(timeout=120) == 143
+    stopped = (root / "driver-1.log").read_text()
+    assert "Submit again with the same variables to resume" in stopped
+    while time.time() < deadline:  # every job the driver submitted leaves the queue
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=env, check=True)
+        if not queue.stdout.strip():
+            break
+        time.sleep(0.5)
+    assert not queue.stdout.strip(), f"jobs left after the driver stopped:\n{queue.stdout}"
+    kept = _draws(work)
+    assert 2 <= len(kept) < N_DRAWS, f"{len(kept)} draws stored before the stop: nothing left to resume"
+    time.sleep(2)  # jobcomp records a cancelled job as it leaves
+    interrupted = _jobs(slurm["jobcomp"])[before:]
+    assert any(j["JobState"] == "CANCELLED" for j in interrupted), (
+        f"the driver's node jobs were not cancelled with it: {interrupted}"
+    )
+
+    middle = len(_jobs(slurm["jobcomp"]))
+    again = subprocess.run(driver, capture_output=True, text=True, env=env, cwd=root, timeout=1800)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    jobs = _jobs(slurm["jobcomp"])[middle:]
+    assert {j["JobState"] for j in jobs} == {"COMPLETED"}
+    # Nipype names a job <node>.<workflow...>.<LOGNAME>: the folds, draws and final training were jobs
+    # (in the stopped run or this one), every draw of this run one it lacked
+    names = [j.get("Name", "") for j in _jobs(slurm["jobcomp"])[before:]]
+    for node in ("_cv_fold0.", "_cv_fold1.", "_permutation", "train_final."):
+        assert any(n.startswith(node) for n in names), f"no SLURM job for {node}: {names}"
+    resumed = [j["Name"] for j in jobs if j.get("Name", "").startswith("_permutation")]
+    assert 0 < len(resumed) <= N_DRAWS - len(kept), resumed
+    stored = _draws(work)
+    assert len(stored) == N_DRAWS
+    assert {p: stored[p] for p in kept} == kept  # the draws of the stopped run were not computed again
+
+    for table in ("cv_predictions.tsv", "training_curves.tsv", "cohort.tsv", "saliency_regions.tsv"):
+        assert (out_slurm / "group" / table).read_text() == (out_mp / "group" / table).read_text(), table
+    ref = json.loads((out_mp / "group" / "cv_summary.json").read_text())
+    got = json.loads((out_slurm / "group" / "cv_summary.json").read_text())
+    assert got["permutation"]["n"] == N_DRAWS
+    assert got["permutation"]["null_balanced_accuracy"] == ref["permutation"]["null_balanced_accuracy"]
+    assert _without_dates(got) == _without_dates(ref)
+    card = json.loads((out_slurm / "model" / "model_card.json").read_text())  # its weights' SHA-256 too
+    assert _without_dates(card) == _without_dates(
+        json.loads((out_mp / "model" / "model_card.json").read_text())
+    )
+    ref_maps = {p.name: np.asanyarray(nb.load(p).dataobj) for p in (out_mp / "group").glob("*.nii.gz")}
+    got_maps = {p.name: np.asanyarray(nb.load(p).dataobj) for p in (out_slurm / "group").glob("*.nii.gz")}
+    assert ref_maps
+    assert sorted(got_maps) == sorted(ref_maps)
+    for name, data in ref_maps.items():  # class maps and held-out saliency
+        np.testing.assert_array_equal(got_maps[name], data, err_msg=name)

@@ -54,3 +54,17 @@ def test_sparse_estimator_without_inner_splits_keeps_c_at_one(n_train):
     y = np.arange(n_train) % 2
     est = models.sparse_estimator(y, np.arange(n_train).astype(str), seed=0)
     assert hasattr(est, "param_grid") == (n_train >= 4)
+
+
+def test_sparse_model_depends_on_its_seed_only():
+    """liblinear shuffles the data with its random_state: the fold's seed, never NumPy's global state
+    (which differs between processes: a SLURM job and a MultiProc worker gave other predictions)."""
+    x, y, _, parcels = _focal_cohort(0.5, n=24)
+    operator, _ = models.parcel_matrix(parcels)
+    groups = np.arange(len(y)).astype(str)
+
+    def predict(global_seed, seed=0):
+        np.random.seed(global_seed)
+        return models.sparse_fit_predict(x[:16], y[:16], groups[:16], x[16:], operator=operator, seed=seed)[0]
+
+    np.testing.assert_array_equal(predict(1), predict(2))

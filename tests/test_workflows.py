@@ -177,8 +177,13 @@ def test_group_graph(tmp_path):
         params=GroupParams(cv=CVParams(cv_folds=4, n_permutations=3)),
         shared_params={},
         output_dir=tmp_path,
+        draws_dir=tmp_path / "work" / "permutation_draws",
     )
     assert with_null.get_node("permutation").inputs.index == [0, 1, 2]
+    assert with_null.get_node("permutation").inputs.draws_dir == str(tmp_path / "work" / "permutation_draws")
+    # the jobs that a cluster plugin submits: every fold, draw and the final training apart; writers local
+    for node in ("cv_fold", "permutation", "train_final"):
+        assert not with_null.get_node(node).run_without_submitting
 
 
 def test_run_names_keep_every_distinguishing_entity():

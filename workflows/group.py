@@ -255,6 +255,7 @@ def init_group_wf(
     output_dir: str | Path,
     excluded: Mapping[str, str] | None = None,
     dataset: Mapping[str, Any] | None = None,
+    draws_dir: str | Path | None = None,
     name: str = "strokefc_group_wf",
 ) -> Workflow:
     """Build the group-level workflow (a LiterateWorkflow whose ``__desc__`` is :func:`describe_group`).
@@ -288,6 +289,12 @@ def init_group_wf(
     dataset : dict, optional
         The training dataset's ``dataset_description.json``: the card records its subjects by hash
         within it, so that ``participant --model`` flags predictions of training subjects.
+    draws_dir : path, optional
+        Where every permutation draw is stored as it finishes, so that a rerun (after an interruption,
+        or with more draws) computes only the draws it lacks (:func:`workflows.permutation.run_permutation`).
+
+    The fold, permutation and final-training nodes are independent Nipype jobs: with
+    ``--use-plugin`` (``plugin: SLURM``) each runs as its own cluster job.
 
     Inputs (``inputnode``): ``subjects``.
     Outputs (``outputnode``): ``summary_file``, ``model_dir``, ``saliency_file``, ``regions_file``.
@@ -388,6 +395,7 @@ def init_group_wf(
             gi.RunPermutation(params=params_dict), iterfield=["index"], name="permutation"
         )
         permutation.inputs.index = list(range(params.cv.n_permutations))
+        permutation.inputs.draws_dir = str(Path(draws_dir).absolute()) if draws_dir else ""
         wf.connect(
             [
                 (prepare, permutation, [("data_file", "data_file")]),

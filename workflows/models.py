@@ -279,10 +279,19 @@ def sparse_estimator(y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
 
     The inner CV refits the whole pipeline (scaler and imputer included) on each inner training split
     (:class:`sklearn.model_selection.GridSearchCV`), so the choice of C sees no inner test subject.
-    Without inner splits (fewer than 2 training subjects in a class) C stays at 1.
+    Without inner splits (fewer than 2 training subjects in a class) C stays at 1. liblinear shuffles
+    the data with ``seed`` (by default it would draw from NumPy's global state, which differs between
+    processes: the same fold gave other predictions in a SLURM job than in a MultiProc worker).
     """
     base = map_pipeline(
-        LogisticRegression(C=1.0, solver="liblinear", class_weight="balanced", max_iter=5000, **_LR_L1)
+        LogisticRegression(
+            C=1.0,
+            solver="liblinear",
+            class_weight="balanced",
+            max_iter=5000,
+            random_state=seed,
+            **_LR_L1,
+        )
     )
     inner = inner_splits("classification", y, groups, seed)
     if inner is None:

@@ -8,11 +8,20 @@ et al. 2015), plans new subject-level folds and cross-validates every permuted m
 repeats as the observed score (:func:`permutation_nulls`). :func:`permutation_summary` turns the
 draws into each model's p-value (:func:`workflows.stats.permutation_p_value`). Which models are
 permuted: :func:`workflows.models.permuted_models` (the CNN only with ``permute_cnn``).
+
+Draws are resumable: with a ``draws_dir`` each finished draw is stored there (written atomically) under
+its index, the seed and a digest of everything it depends on (:func:`draw_inputs_digest`), and a rerun
+reads it back instead of computing it again. An interrupted run of 1000 draws (a SLURM time limit, a
+killed process) thus continues where it stopped, also after ``--n-permutations`` changed; a changed
+input or setting gives another digest, so stale draws are never reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +40,7 @@ from workflows.group_inputs import is_severe
 from workflows.models import PRIMARY_MODEL, FitPredict, fold_models, permuted_models
 from workflows.params import GroupParams
 from workflows.stats import COMPARE_METRIC, LOWER_IS_BETTER, fold_metrics_for, permutation_p_value
+from workflows.utils.io import atomic_write_json
 
 LOGGER = logging.getLogger("strokefc.group")
 
@@ -109,31 +119,83 @@ def permutation_nulls(
     return {name: float(np.nanmean([m[metric] for m in metrics if m["model"] == name])) for name in models}
 
 
-def run_permutation(data_file: str | Path, index: int, params: GroupParams) -> dict[str, float]:
+def draw_inputs_digest(data: Mapping[str, np.ndarray], params: GroupParams) -> str:
+    """SHA-256 of what a permutation draw depends on: every array of the group inputs (name, dtype,
+    shape and values: not the file's bytes, which hold the time it was written) and every group setting
+    but the number of draws (a run extended from 100 to 1000 draws keeps its first 100).
+    """
+    digest = hashlib.sha256()
+    for name in sorted(data):
+        array = np.ascontiguousarray(data[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    settings = params.to_dict()
+    settings["cv"] = {k: v for k, v in settings["cv"].items() if k != "n_permutations"}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def draw_path(draws_dir: str | Path, inputs: str, index: int, seed: int) -> Path:
+    """Where draw ``index`` of the inputs with digest ``inputs`` and random seed ``seed`` is stored."""
+    return Path(draws_dir) / inputs[:16] / f"draw-{int(index):06d}_seed-{int(seed)}.json"
+
+
+def _stored_draw(path: Path, record: dict[str, Any]) -> dict[str, float] | None:
+    """A stored draw's nulls when ``path`` holds the draw ``record`` describes; None otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+        if all(stored.get(k) == v for k, v in record.items()):
+            return {str(name): float(value) for name, value in stored["null"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        LOGGER.warning("permutation test: %s is unreadable (%s); computing that draw again", path, exc)
+        return None
+    LOGGER.warning("permutation test: %s is another draw's; computing this draw again", path)
+    return None
+
+
+def run_permutation(
+    data_file: str | Path, index: int, params: GroupParams, draws_dir: str | Path | None = None
+) -> dict[str, float]:
     """One draw of the label-permutation null of every permuted model's mean balanced accuracy (MAE for
     a regression: the scores are permuted).
 
     Labels are permuted between subjects (sessions together), then every model of
     :func:`workflows.models.permuted_models` is cross-validated on the same subject-level folds, with as
-    many repeats as the observed score.
+    many repeats as the observed score. With ``draws_dir`` the draw is read from there when an earlier
+    run stored it (:func:`draw_path`), else computed and stored.
     """
     torch.set_num_threads(params.threads)
     data = np.load(data_file)
-    permuted = permuted_models(params)
-    models = {name: fit for name, fit in fold_models(data, params).items() if name in permuted}
-    regression = params.target == "regression"
-    nulls = permutation_nulls(
-        np.arange(len(data["y"])),
-        targets(data, params),
-        data["groups"],
-        models,
-        n_folds=params.cv.cv_folds,
-        n_repeats=params.cv.cv_repeats,
-        seed=params.random_seed,
-        index=int(index),
-        split_groups=split_groups(data),
-        severe_threshold=params.severe_threshold if regression else None,
-    )
+    index = int(index)
+    stored, path, record = None, None, {}
+    if draws_dir:
+        inputs = draw_inputs_digest(data, params)
+        record = {"index": index, "seed": params.random_seed, "inputs": inputs}
+        path = draw_path(draws_dir, inputs, index, params.random_seed)
+        stored = _stored_draw(path, record)
+    if stored is not None:
+        LOGGER.debug("permutation test: draw %d read from %s", index, path)
+        nulls = stored
+    else:
+        permuted = permuted_models(params)
+        models = {name: fit for name, fit in fold_models(data, params).items() if name in permuted}
+        regression = params.target == "regression"
+        nulls = permutation_nulls(
+            np.arange(len(data["y"])),
+            targets(data, params),
+            data["groups"],
+            models,
+            n_folds=params.cv.cv_folds,
+            n_repeats=params.cv.cv_repeats,
+            seed=params.random_seed,
+            index=index,
+            split_groups=split_groups(data),
+            severe_threshold=params.severe_threshold if regression else None,
+        )
+        if path is not None:
+            atomic_write_json(path, {**record, "null": nulls})
     total = params.cv.n_permutations
     if (index + 1) % max(1, total // 10) == 0 or index + 1 == total:  # about ten progress lines
         LOGGER.info("permutation test: permutation %d/%d done", index + 1, total)

@@ -84,6 +84,10 @@ class _RunPermutationInputSpec(BaseInterfaceInputSpec):
     data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs")
     index = traits.Int(mandatory=True, desc="index of the permutation (seeds the shuffle)")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
+    # a plain string, not a Directory: Nipype would hash the folder's content, which every draw changes
+    draws_dir = traits.Str(
+        "", usedefault=True, desc="folder of stored draws, read back on a rerun ('' = none)"
+    )
 
 
 class _RunPermutationOutputSpec(TraitedSpec):
@@ -100,7 +104,10 @@ class RunPermutation(StrokefcInterface):
 
     def _run_interface(self, runtime):
         self._results["null_scores"] = run_permutation(
-            self.inputs.data_file, self.inputs.index, GroupParams.from_dict(self.inputs.params)
+            self.inputs.data_file,
+            self.inputs.index,
+            GroupParams.from_dict(self.inputs.params),
+            self.inputs.draws_dir or None,
         )
         return runtime
 
