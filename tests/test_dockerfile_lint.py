@@ -118,11 +118,15 @@ def test_apptainer_definition_parses():
     assert recipe.fromHeader == "strokefc.tar"
     assert recipe.cmd.strip() == 'exec strokefc "$@"'
     assert "apptainer build strokefc.sif strokefc.def" in DEF_FILE.read_text()
-    # %environment repeats the Docker ENV it names (same values), so both images behave alike.
+    # %environment repeats the Docker ENV it names (same values), so both images behave alike; only the
+    # container kind (GeneratedBy.Container, the reports' About section) differs.
     docker_env = _docker_env()
+    assert docker_env["STROKEFC_CONTAINER"] == "docker"
     for item in recipe.environ:
         key, value = item.split("=", 1)
-        if key != "PATH":
+        if key == "STROKEFC_CONTAINER":
+            assert value == "singularity"
+        elif key != "PATH":
             assert docker_env[key] == value, key
     assert any("org.opencontainers.image.title strokefc" == lbl for lbl in recipe.labels)
 
