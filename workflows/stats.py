@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -25,14 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
-from sklearn.metrics import (
-    balanced_accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    r2_score,
-    roc_auc_score,
-)
+from sklearn.metrics import f1_score
 
 #: Out-of-fold metrics of every classification model.
 METRICS = ("balanced_accuracy", "roc_auc", "sensitivity", "specificity", "f1", "brier")
@@ -43,6 +35,35 @@ COMPARE_METRIC = {"classification": "balanced_accuracy", "regression": "mae"}
 
 
 # ------------------------------------------------------------------------------------ fold metrics
+# NumPy versions of scikit-learn's scores, equal to them to rounding (tests/test_stats_scores.py): the
+# subject bootstrap calls them thousands of times per model, and scikit-learn's input validation made
+# them ~20 ms a call, most of a small group level's summary step.
+def balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
+    """Mean of the two classes' recalls (``y_true`` and ``pred`` in {0, 1}; both classes in ``y_true``)."""
+    y, pred = np.asarray(y_true).astype(bool), np.asarray(pred).astype(bool)
+    return float((pred[y].mean() + (~pred[~y]).mean()) / 2)
+
+
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve: the Mann-Whitney U of the positives' scores over the negatives' (ties
+    count one half, as the trapezoids of :func:`sklearn.metrics.roc_auc_score`)."""
+    y = np.asarray(y_true).astype(bool)
+    ranks = stats.rankdata(np.asarray(score, dtype=float))
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination; a constant truth gives 1 when predicted exactly, else 0 (as
+    :func:`sklearn.metrics.r2_score`)."""
+    residual = float(np.sum((y_true - y_pred) ** 2))
+    total = float(np.sum((y_true - np.mean(y_true)) ** 2))
+    if total == 0.0:
+        return 1.0 if residual == 0.0 else 0.0
+    return 1.0 - residual / total
+
+
 def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold: float = 0.5) -> dict:
     """Balanced accuracy, ROC AUC, sensitivity (severe = positive), specificity, F1 and Brier score.
 
@@ -55,11 +76,9 @@ def classification_metrics(y_true: npt.ArrayLike, prob: npt.ArrayLike, threshold
     pos, neg = y_true == 1, y_true == 0
     sens = float(pred[pos].mean()) if pos.any() else math.nan
     spec = float((1 - pred[neg]).mean()) if neg.any() else math.nan
-    auc = float(roc_auc_score(y_true, prob)) if pos.any() and neg.any() else math.nan
+    auc = roc_auc(y_true, prob) if pos.any() and neg.any() else math.nan
     return {
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred))
-        if pos.any() and neg.any()
-        else math.nan,
+        "balanced_accuracy": balanced_accuracy(y_true, pred) if pos.any() and neg.any() else math.nan,
         "roc_auc": auc,
         "sensitivity": sens,
         "specificity": spec,
@@ -77,17 +96,15 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, threshold: float)
     """
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
     varies = len(y_true) > 1 and np.ptp(y_true) > 0 and np.ptp(y_pred) > 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # R² of one subject; constant inputs are caught above
-        r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan
+    r_squared = r2(y_true, y_pred) if len(y_true) > 1 else math.nan
     severe, predicted = y_true <= threshold, y_pred <= threshold
     both = severe.any() and (~severe).any()
     return {
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
+        "mae": float(np.mean(np.abs(y_true - y_pred))),
+        "rmse": float(math.sqrt(np.mean((y_true - y_pred) ** 2))),
         "pearson_r": float(np.corrcoef(y_true, y_pred)[0, 1]) if varies else math.nan,
         "spearman_r": float(stats.spearmanr(y_true, y_pred)[0]) if varies else math.nan,
-        "r2": r2,
+        "r2": r_squared,
         "balanced_accuracy": float((predicted[severe].mean() + (~predicted[~severe]).mean()) / 2)
         if both
         else math.nan,
@@ -170,8 +187,8 @@ def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     y = np.asarray(y).astype(int)
     both = len(np.unique(y)) == 2
     return {
-        "balanced_accuracy": float(balanced_accuracy_score(y, p >= 0.5)) if both else math.nan,
-        "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
+        "balanced_accuracy": balanced_accuracy(y, p >= 0.5) if both else math.nan,
+        "roc_auc": roc_auc(y, p) if both else math.nan,
     }
 
 
