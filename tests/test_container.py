@@ -121,5 +121,6 @@ def test_participant_and_group_levels_run_in_the_image(image, tmp_path):
         "parcel_fc",
         "parcel_dfcmean",
         "confounds",
+        "clinical",  # participants.tsv has the age column and the maps a lesion volume
     }
     assert any((out / "model").iterdir()), "the group level exported no model"
