@@ -284,6 +284,14 @@ def run_participant_level(config: RunConfig) -> int:
     if not config.execution.reports_only:
         prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
+    queries.check_filters_match(
+        layout,
+        config.fmriprep_dir,
+        labels,
+        task=config.queries.task_id,
+        space=config.queries.space,
+        filters=config.queries.bids_filters,
+    )
     write_run_config(config)  # once the inputs are accepted: a refused run keeps the last run's
     held: list[Path] = []
     try:

@@ -295,6 +295,43 @@ def _check_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_filters_match(
+    layout: BIDSLayout,
+    fmriprep_dir: Path,
+    subjects: Sequence[str],
+    *,
+    task: str,
+    space: str,
+    filters: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Stop when the task, the space and the ``--bids-filter-file`` query match no preprocessed BOLD of
+    any selected subject: a mistyped filter, said once with what the dataset has (exit 2), instead of
+    one failed subject per participant (exit 1). Subjects not in the derivatives are left to
+    :func:`collect_runs`, which names them."""
+    present = [s for s in subjects if s in set(layout.get_subjects())]
+    bold = {"desc": "preproc", "suffix": "bold", "extension": [".nii.gz", ".nii"]}
+    extra = (filters or {}).get("bold", {})
+    if not present or layout.get(subject=present, task=task, space=space, **{**bold, **extra}):
+        return
+    found = layout.get(subject=present, **bold)
+    tasks = sorted({str(b.entities.get("task", "(none)")) for b in found})
+    spaces = sorted({str(b.entities.get("space", "(none)")) for b in found})
+    what = (
+        f"no preprocessed BOLD of the {len(present)} selected participant(s) has task {task!r} "
+        f"in space {space!r}"
+    )
+    if extra:
+        what += f" with the filter file's bold query {json.dumps(extra, sort_keys=True)}"
+    raise InputError(
+        what,
+        str(fmriprep_dir),
+        f"the derivatives have task(s) {', '.join(tasks) or 'none'} "
+        f"in space(s) {', '.join(spaces) or 'none'}: check QueryParams.task_id and QueryParams.space"
+        + (" and the filter file (--bids-filter-file)" if extra else ""),
+        params=("QueryParams.task_id", "QueryParams.space"),
+    )
+
+
 def collect_runs(
     fmriprep_dir: Path,
     subject: str,

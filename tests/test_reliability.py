@@ -179,12 +179,20 @@ CASES = [
         2,
         "must be letters and digits",
     ),
-    (
+    (  # a filter that matches nothing is said once, naming it and what the data have (not per subject)
         "no run in the space",
         lambda b: ["--participant-label", "01", "--space", "MNI152NLin6Asym"],
         "participant",
-        1,
-        "MNI152NLin6Asym",
+        2,
+        r"has task 'rest' in space 'MNI152NLin6Asym'.*task\(s\) rest in space\(s\) MNI152NLin2009cAsym.*"
+        r"check --task-id and --space",
+    ),
+    (
+        "a task that no run has",
+        lambda b: ["--task-id", "nope"],
+        "participant",
+        2,
+        r"no preprocessed BOLD of the \d+ selected participant\(s\) has task 'nope'",
     ),
     (
         "participants.tsv missing",
