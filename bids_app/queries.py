@@ -308,7 +308,8 @@ def check_filters_match(
     any selected subject: a mistyped filter, said once with what the dataset has (exit 2), instead of
     one failed subject per participant (exit 1). Subjects not in the derivatives are left to
     :func:`collect_runs`, which names them."""
-    present = [s for s in subjects if s in set(layout.get_subjects())]
+    known = set(layout.get_subjects())
+    present = [s for s in subjects if s in known]
     bold = {"desc": "preproc", "suffix": "bold", "extension": [".nii.gz", ".nii"]}
     extra = (filters or {}).get("bold", {})
     if not present or layout.get(subject=present, task=task, space=space, **{**bold, **extra}):
