@@ -266,7 +266,8 @@ def init_group_wf(
            prepare -> cv_fold (MapNode: every model per subject-level fold; folds run in parallel;
                       the fold's CNN explains its own test subjects)
               -> [permutation (MapNode, every model; only when params.cv.n_permutations > 0, classification)]
-              -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv)
+              -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv,
+                 learning_curves.tsv, decision_curves.tsv [classification])
               cv_fold -> explain (held-out saliency maps, saliency_regions.tsv) -> ds_explain
            prepare -> train_final (all subjects) -> export (card with the CV metrics) -> ds_model
         summarise_cv, export, explain -> outputnode
@@ -343,7 +344,8 @@ def init_group_wf(
         writer("ds_explain", group_dir),
     )
     group_files = pe.Node(niu.Merge(2), name="group_files", run_without_submitting=True)
-    cv_files = pe.Node(niu.Merge(3), name="cv_files", run_without_submitting=True)
+    classification = params.target != "regression"  # decision curves need probabilities of a class
+    cv_files = pe.Node(niu.Merge(5 if classification else 4), name="cv_files", run_without_submitting=True)
     explain_files = pe.Node(niu.Merge(3), name="explain_files", run_without_submitting=True)
     wf.connect(
         [
@@ -356,7 +358,12 @@ def init_group_wf(
             (
                 summarise,
                 cv_files,
-                [("summary_file", "in1"), ("predictions_file", "in2"), ("curves_file", "in3")],
+                [
+                    ("summary_file", "in1"),
+                    ("predictions_file", "in2"),
+                    ("curves_file", "in3"),
+                    ("learning_curves_file", "in4"),
+                ],
             ),
             (cv_files, ds_cv, [("out", "in_files")]),
             (prepare, train, [("data_file", "data_file")]),
@@ -377,6 +384,8 @@ def init_group_wf(
             (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
         ]
     )
+    if classification:
+        wf.connect(summarise, "decision_curves_file", cv_files, "in5")
     if site_folds:  # leave-one-site-out, next to the subject-level folds (its own summary section)
         site_fold = pe.MapNode(gi.RunFold(params=params_dict), iterfield=["fold"], name="site_fold")
         site_fold.inputs.fold = site_folds
