@@ -19,8 +19,10 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from workflows.calibration import CALIBRATION_NAMES
 from workflows.cross_validation import plan_folds
+from workflows.decision_curve import DCA_THRESHOLDS
 from workflows.interfaces import group as gi
 from workflows.interfaces.writers import WriteOutputs
+from workflows.learning_curve import LEARNING_FRACTIONS
 from workflows.model_card import training_cohort
 from workflows.model_io import json_clean
 from workflows.models import (
@@ -98,6 +100,27 @@ def _clinical(params: GroupParams, specs: list[ModelSpec]) -> str:
         + ", fit on the same folds when participants.tsv or the sidecars gave them, was tested on the "
         "out-of-fold predictions by a likelihood-ratio test of nested models (outcome on the clinical "
         "variables, then also on the primary model's cross-validated prediction) [@dinga2020]." + conformal
+    )
+
+
+def _curves(params: GroupParams) -> str:
+    """Decision curves, the learning curve and the minimum sample size, in words."""
+    fractions = _join([f"{100 * f:.0f}%" for f in LEARNING_FRACTIONS if f < 1])
+    text = (
+        f" A learning curve refit the primary model on nested subsets ({fractions}) of the subjects of "
+        "each outer training fold"
+        + ("" if params.target == "regression" else ", stratified by class")
+        + ", and scored it on the fold's unchanged test subjects."
+    )
+    if params.target == "regression":
+        return text
+    return text + (
+        " Decision curves [@vickers2006] gave the net benefit of every classifier's out-of-fold "
+        f"probabilities at threshold probabilities {min(DCA_THRESHOLDS):.2f} to {max(DCA_THRESHOLDS):.2f} "
+        "(each repeat's predictions, then averaged), against treating every patient and treating none. "
+        "The minimum sample size for developing a model of the binary outcome [@riley2020] was computed at "
+        "the cohort's prevalence with the primary model's parcels as candidate parameters, across "
+        "anticipated C statistics and at its out-of-fold AUC."
     )
 
 
@@ -229,6 +252,7 @@ def describe_group(params: GroupParams) -> str:
         f"fitted step inside the training folds; each fold's test subjects gave the {metrics}. "
         + _statistics(params, specs)
         + _clinical(params, specs)
+        + _curves(params)
         + _timescales(params)
         + _sites(params)
         + calibration
