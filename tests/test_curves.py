@@ -113,6 +113,17 @@ def test_subsets_are_nested_stratified_whole_subjects_of_the_training_fold_only(
     assert set(split[subsets[-1]["train"]]) == train_subjects
     with pytest.raises(ValueError, match="fraction"):
         subsampled_folds(fold, y, split, (0.0,))
+    # a small fold: 3 training subjects per class give 2, 2, 3, 3 -> each subset once, the largest fraction
+    small = {
+        "repeat": 0,
+        "fold": 0,
+        "train": np.flatnonzero(np.isin(split, [0, 1, 2, 15, 16, 17])),
+        "test": [],
+    }
+    assert [(s["fraction"], s["n_train_subjects"]) for s in subsampled_folds(small, y, split)] == [
+        (0.6, 4),
+        (1.0, 6),
+    ]
 
 
 def test_learning_curve_fits_only_on_training_subjects_and_scores_the_same_test_subjects():

@@ -39,7 +39,8 @@ def subsampled_folds(
     are shuffled once (``seed``), within each class when ``stratify``; a fraction keeps the first
     ``ceil(fraction * n)`` subjects of each stratum (at least 2, when it has them), every sample of a kept
     subject with it, so that smaller subsets lie inside larger ones. The test samples are unchanged.
-    Returns ``{repeat, fold, fraction, n_train_subjects, train, test}`` per fraction.
+    Returns ``{repeat, fold, fraction, n_train_subjects, train, test}`` per fraction; fractions that give
+    the same subset (a small fold) appear once, under the largest of them.
     """
     train = np.asarray(fold["train"])
     subjects, first = np.unique(split[train], return_index=True)
@@ -54,6 +55,8 @@ def subsampled_folds(
             [o[: min(len(o), max(2, math.ceil(fraction * len(o))))] for o in order.values()]
         )
         idx = train[np.isin(split[train], kept)]
+        if out and out[-1]["n_train_subjects"] == len(kept):  # nested: the same subset again
+            out.pop()
         out.append(
             {
                 "repeat": fold["repeat"],
