@@ -47,7 +47,7 @@ def subsampled_folds(
     strata = np.asarray(y)[train][first].astype(int) if stratify else np.zeros(len(subjects), int)
     rng = np.random.default_rng(seed)
     order = {s: rng.permutation(subjects[strata == s]) for s in np.unique(strata)}
-    out = []
+    out: list[dict[str, Any]] = []
     for fraction in fractions:
         if not 0 < fraction <= 1:
             raise ValueError(f"a learning-curve fraction must lie in (0, 1], not {fraction}")
