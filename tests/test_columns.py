@@ -5,8 +5,10 @@ import json
 import pytest
 
 from workflows.columns import describe_column, tsv_sidecar
+from workflows.decision_curve import DECISION_COLUMNS
 from workflows.explain import REGION_COLUMNS
 from workflows.group_inputs import COHORT_COLUMNS
+from workflows.learning_curve import LEARNING_COLUMNS
 from workflows.models import CONFOUND_FEATURES
 from workflows.qc import QC_COLUMNS, QC_SIDECAR
 
@@ -39,6 +41,8 @@ TABLES = {
     "cohort": list(COHORT_COLUMNS) + list(CONFOUND_FEATURES),
     "cv_predictions": ["participant_id", "repeat", "fold", "model", "y_true", "prob_severe"],
     "training_curves": ["repeat", "fold", "epoch", "train_loss", "val_loss"],
+    "learning_curves": [*LEARNING_COLUMNS, "mae"],
+    "decision_curves": list(DECISION_COLUMNS),
     "saliency_regions": list(REGION_COLUMNS),
     "predictions": [
         "participant_id",

@@ -296,3 +296,11 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert (group / "figures" / "desc-regression_cv.svg").stat().st_size > 0
     assert "could not be drawn" not in page
     assert "predict the UL-FMA score itself" in (config.output_dir / "logs" / "CITATION.md").read_text()
+    # a regression has a learning curve in points, no decision curves and no (binary) sample size
+    learning = pd.read_csv(group / "learning_curves.tsv", sep="\t")
+    assert list(learning.columns)[-2:] == ["balanced_accuracy", "mae"]
+    assert (learning["mae"] >= 0).all()
+    assert not (group / "decision_curves.tsv").exists()
+    assert "No decision curves: decision curves need predicted probabilities" in page
+    assert "No sample-size figure" in page
+    assert (group / "figures" / "desc-learning_cv.svg").stat().st_size > 0

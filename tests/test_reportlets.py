@@ -14,6 +14,9 @@ import pytest
 
 from bids_app.config import RunConfig, build_config
 from workflows import plotting as rl
+from workflows.decision_curve import decision_curves, decision_summary
+from workflows.learning_curve import learning_curve_summary
+from workflows.study_design import sample_size_curve
 
 SHAPE = (20, 24, 20)
 N_VOLS = 40
@@ -283,6 +286,27 @@ def make_group_outputs(out: Path, rng, permutation=True) -> None:
                     }
                 )
     pd.DataFrame(rows).to_csv(group / "cv_predictions.tsv", sep="\t", index=False)
+    # decision curves, the primary model's learning curve and the sample size, by the real functions
+    decisions = decision_curves(rows)
+    pd.DataFrame(decisions).to_csv(group / "decision_curves.tsv", sep="\t", index=False)
+    learning = [
+        {
+            "model": "parcel",
+            "repeat": r,
+            "fold": f,
+            "fraction": fraction,
+            "n_train_subjects": round(8 * fraction),
+            "balanced_accuracy": 0.55 + 0.25 * fraction + rng.normal(0, 0.05),
+        }
+        for r in range(2)
+        for f in range(3)
+        for fraction in (0.4, 0.6, 0.8, 1.0)
+    ]
+    pd.DataFrame(learning).to_csv(group / "learning_curves.tsv", sep="\t", index=False)
+    summary["decision_curve"] = decision_summary(decisions, "parcel", "none")
+    summary["learning_curve"] = {"points": learning_curve_summary(learning, "balanced_accuracy")}
+    summary["sample_size"] = sample_size_curve(0.5, 40, 12, 0.88, simulation=20_000)
+    (group / "cv_summary.json").write_text(json.dumps(summary))
     curves = [
         {
             "repeat": r,
@@ -390,6 +414,16 @@ def test_group_reportlets_are_valid_svgs(tmp_path, rng):
         rl.plot_calibration(preds, tmp_path / "cal.svg"),
         rl.plot_loss_curves(curves, tmp_path / "loss.svg"),
         rl.plot_permutation(rng.normal(0.5, 0.1, 50), 0.7, 0.02, tmp_path / "perm.svg"),
+        rl.plot_decision_curves(
+            pd.read_csv(tmp_path / "group" / "decision_curves.tsv", sep="\t"), tmp_path / "dca.svg", "parcel"
+        ),
+        rl.plot_learning_curve(
+            pd.read_csv(tmp_path / "group" / "learning_curves.tsv", sep="\t"), tmp_path / "learning.svg"
+        ),
+        rl.plot_sample_size(
+            json.loads((tmp_path / "group" / "cv_summary.json").read_text())["sample_size"],
+            tmp_path / "size.svg",
+        ),
     ):
         assert_valid_svg(path)
 
@@ -602,12 +636,15 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
     assert figures == [
         "desc-calibration_cv.svg",
         "desc-confusion_cv.svg",
+        "desc-decision_cv.svg",
         "desc-groupmaps_mosaic.svg",
+        "desc-learning_cv.svg",
         "desc-loss_cv.svg",
         "desc-permutation_cv.svg",
         "desc-roc_cv.svg",
+        "desc-samplesize_cv.svg",
     ]
-    assert html.count('src="data:image/svg+xml;base64,') == 6
+    assert html.count('src="data:image/svg+xml;base64,') == 9
     for needle in (
         "no UL-FMA score",
         "sub-13",
@@ -627,6 +664,14 @@ def test_group_report_from_contract_outputs(tmp_path, rng):
         "6 severe subject(s) (fewer than 10",  # the summary's warnings, in the CV section
         "With 6 severe and 6 mild-to-moderate subjects, a model needs",  # what the cohort can detect
         "no test subject of the fold is seen",  # the learning curves come from the training subjects
+        # decision curves, learning curve and sample size: figures with captions, and their sentences
+        "Decision curves (Vickers &amp; Elkin 2006)",
+        "Decision curves: for the primary parcel model, its mean out-of-fold net benefit exceeds",
+        "scored on the fold&#39;s unchanged test subjects",
+        "Learning curve: the primary parcel model reached a balanced accuracy of",
+        "Minimum sample size (Riley et al. 2020)",
+        "This cohort has 12 patients (50% severe); by the criteria of Riley et al. (2020), a model with 40 "
+        "candidate parameters and C = 0.88",
     ):
         assert needle in html, needle
     assert no_external_resources(html)

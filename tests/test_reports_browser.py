@@ -202,7 +202,7 @@ def test_report_loads_offline_with_every_image_drawn(reports, kind, tmp_path, pr
     remote = [r for r in result["resources"] if not r.startswith(("file:", "data:"))]
     assert remote == []
     images = [e for e in result["elements"] if e["tag"] == "img"]
-    assert len(images) == {"participant": 6, "group": 6}[kind]
+    assert len(images) == {"participant": 6, "group": 9}[kind]
     empty = [e for e in result["elements"] if not (e["w"] > 0 and e["h"] > 0 and e["decoded"])]
     assert empty == [], f"elements without size in the {kind} report: {empty}"
     assert shot.is_file()

@@ -397,6 +397,29 @@ def test_group_level_with_three_sites_leave_site_out_and_combat(tmp_path, rng):
     assert 'id="sites"' in page
     assert "Leave-one-site-out validation" in page
     assert "site3" in page
+    # the decision curves, the learning curve and the sample size, from this run's own folds
+    learning = pd.read_csv(group / "learning_curves.tsv", sep="\t")
+    assert sorted(learning["fold"].unique()) == [0, 1]  # each subject-level fold, no site fold
+    for fold, rows in learning.groupby("fold"):
+        # 3 training subjects per class: 40% and 60% keep 2 of each, 80% and 100% all (each subset once)
+        assert list(rows["fraction"]) == [0.6, 1.0]
+        assert list(rows["n_train_subjects"]) == [4, 6]
+        own = next(m for m in summary["fold_metrics"] if m["model"] == "parcel" and m["fold"] == fold)
+        assert rows["balanced_accuracy"].iloc[-1] == pytest.approx(own["balanced_accuracy"], abs=1e-5)
+    assert "fraction" in json.loads((group / "learning_curves.json").read_text())
+    decisions = pd.read_csv(group / "decision_curves.tsv", sep="\t")
+    assert set(decisions["model"]) == set(summary["models"])
+    assert len(decisions) == 91 * len(summary["models"])
+    assert summary["decision_curve"]["model"] == "parcel"
+    assert summary["sample_size"]["n_cohort"] == 12
+    assert summary["sample_size"]["prevalence"] == pytest.approx(np.mean(counts["c"] == "severe"))
+    figures = group / "figures"
+    for name in ("decision", "learning", "samplesize"):
+        assert (figures / f"desc-{name}_cv.svg").stat().st_size > 0
+    for needle in ("Decision curves", "Learning curve (training size)", "Minimum sample size"):
+        assert needle in page, needle
+    assert summary["sample_size"]["statement"].split(";")[0] in page
+    assert "could not be drawn" not in page
 
 
 def test_too_few_rows_of_an_unseen_site_are_left_unharmonised(rng, caplog):

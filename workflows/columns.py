@@ -121,6 +121,37 @@ COLUMNS: dict[str, dict[str, Any]] = {
         "of the fold's training subjects for early stopping; never a test subject)",
         "Units": "nats",
     },
+    # learning curves (the primary model by training size) and decision curves (net benefit)
+    "fraction": {
+        "Description": "share of the fold's training subjects the model was refit on (nested "
+        "subject-level subsets, stratified by class; 1 = the fold's own fit)",
+        "Units": "fraction",
+    },
+    "n_train_subjects": {"Description": "training subjects of that subset"},
+    "balanced_accuracy": {
+        "Description": "balanced accuracy on the fold's unchanged test subjects (for a regression, of the "
+        "thresholded predicted score)",
+        "Units": "fraction",
+    },
+    "mae": {"Description": "mean absolute error on the fold's unchanged test subjects", "Units": "points"},
+    "threshold": {
+        "Description": "threshold probability: a patient is treated (called severe) when the predicted "
+        "probability of severe is at least this",
+        "Units": "probability",
+    },
+    "net_benefit": {
+        "Description": "net benefit TP/n - FP/n * t/(1-t) of the model's out-of-fold probabilities, mean "
+        "over CV repeats (Vickers & Elkin 2006)",
+        "Units": "fraction",
+    },
+    "net_benefit_min": {"Description": "lowest net benefit of a single CV repeat", "Units": "fraction"},
+    "net_benefit_max": {"Description": "highest net benefit of a single CV repeat", "Units": "fraction"},
+    "treat_all": {
+        "Description": "net benefit of treating every patient: prevalence - (1 - prevalence) * t/(1-t)",
+        "Units": "fraction",
+    },
+    "treat_none": {"Description": "net benefit of treating no patient (always 0)", "Units": "fraction"},
+    "n_repeats": {"Description": "CV repeats whose out-of-fold predictions entered the mean"},
     "region": {"Description": "HCPEx parcel (MNI152NLin2009cAsym), hemisphere suffix removed"},
     "side": {
         "Description": "relative to the lesion after alignment (x < 0 ipsilesional); 'bilateral (midline)' "

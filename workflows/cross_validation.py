@@ -34,6 +34,7 @@ from workflows.conformal import (
 )
 from workflows.explain import held_out_explainer
 from workflows.group_inputs import is_severe
+from workflows.learning_curve import LEARNING_FRACTIONS, subsampled_folds
 from workflows.model_io import json_clean
 from workflows.models import PRIMARY_MODEL, FitPredict, fold_models
 from workflows.params import GroupParams
@@ -292,6 +293,63 @@ def conformal_fold(
     }
 
 
+def fold_learning_curve(
+    fit_predict: FitPredict,
+    fold: dict,
+    y: np.ndarray,
+    split: np.ndarray,
+    groups: np.ndarray,
+    params: GroupParams,
+    full: Mapping[str, Any],
+    model: str = PRIMARY_MODEL,
+    fractions: Sequence[float] = LEARNING_FRACTIONS,
+) -> list[dict[str, Any]]:
+    """``model``'s learning curve in one fold: refit on nested subject-level subsets of the fold's
+    training subjects only (:func:`workflows.learning_curve.subsampled_folds`), scored on the fold's
+    unchanged test units; fraction 1.0 is the fold's own fit (``full``: its fold metrics).
+
+    Rows of learning_curves.tsv: ``model, repeat, fold, fraction, n_train_subjects`` and the balanced
+    accuracy (plus the MAE for a regression).
+    """
+    regression = params.target == "regression"
+    metric_names = ["balanced_accuracy"] + (["mae"] if regression else [])
+    subsets = subsampled_folds(
+        fold,
+        y,
+        split,
+        fractions,
+        stratify=not regression,
+        seed=params.random_seed + 1000 * fold["repeat"] + fold["fold"],
+    )
+    rows = []
+    for subset in subsets:
+        if subset["fraction"] >= 1.0:
+            metrics: Mapping[str, Any] = full
+        else:
+            _, scored, _ = cross_validate(
+                np.arange(len(y)),
+                y,
+                groups,
+                [subset],
+                {model: fit_predict},
+                split_groups=split,
+                metrics=fold_metrics_for(params.target, params.severe_threshold),
+                value=prediction_column(params),
+            )
+            metrics = scored[0]
+        rows.append(
+            {
+                "model": model,
+                "repeat": fold["repeat"],
+                "fold": fold["fold"],
+                "fraction": subset["fraction"],
+                "n_train_subjects": subset["n_train_subjects"],
+                **{m: metrics.get(m, float("nan")) for m in metric_names},
+            }
+        )
+    return rows
+
+
 def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: str | Path) -> FoldFiles:
     """Fit every model (:func:`workflows.models.fold_models`) on one fold's training subjects, predict
     its test subjects.
@@ -322,6 +380,20 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     conformal = conformal_fold(
         predictions, models[PRIMARY_MODEL], folds[0], y, split_groups(data), groups, params
     )
+    # the primary model's learning curve (subject-level folds only: a held-out site is scored apart)
+    learning = (
+        []
+        if fold.get("scheme") == "site"
+        else fold_learning_curve(
+            models[PRIMARY_MODEL],
+            folds[0],
+            y,
+            split_groups(data),
+            groups,
+            params,
+            next(m for m in metrics if m["model"] == PRIMARY_MODEL),
+        )
+    )
     scheme = "_site" if fold.get("scheme") == "site" else ""
     stem = Path(work_dir) / f"fold{scheme}_r{fold['repeat']}_f{fold['fold']}"
     out = atomic_write_json(
@@ -332,6 +404,7 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
                 "metrics": metrics,
                 "curves": curves,
                 "conformal": conformal,
+                "learning_curve": learning,
                 # leave-one-site-out folds say so (workflows.sites.plan_site_folds)
                 "scheme": fold.get("scheme", "subject"),
                 "site": fold.get("site"),

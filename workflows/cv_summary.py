@@ -1,9 +1,13 @@
-"""``cv_summary.json``, ``cv_predictions.tsv`` and ``training_curves.tsv``: the folds gathered and summarised.
+"""``cv_summary.json`` and the group tables (``cv_predictions.tsv``, ``training_curves.tsv``,
+``decision_curves.tsv``, ``learning_curves.tsv``): the folds gathered and summarised.
 
 :func:`summarise_cv` reads every fold's predictions and metrics (:func:`workflows.cross_validation.run_fold`)
 and the permutation draws (:mod:`workflows.permutation`), and writes the group's cross-validation record:
 fold summaries, subject-bootstrap intervals and paired tests against the primary model (and, for a
-regression, the references), quality by class, QC-FC, the settings.
+regression, the references), quality by class, QC-FC, the decision curves of every classifier
+(:mod:`workflows.decision_curve`), the primary model's learning curve (:mod:`workflows.learning_curve`),
+the minimum sample size at the cohort's prevalence (:func:`workflows.study_design.sample_size_curve`),
+the settings.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from workflows.cnn import count_parameters, model_for
 from workflows.comparisons import comparisons, cv_warnings
 from workflows.conformal import cv_coverage
 from workflows.cross_validation import CONFORMAL_COLUMNS, prediction_column, split_groups
+from workflows.decision_curve import DECISION_COLUMNS, decision_curves, decision_summary
 from workflows.incremental import ALPHA, METHOD, incremental_value, unit_predictions
+from workflows.learning_curve import LEARNING_COLUMNS, learning_curve_summary
 from workflows.model_io import json_clean
 from workflows.models import (
     BASELINE_MODEL,
@@ -35,6 +41,7 @@ from workflows.models import (
     TIMESCALE_NAMES,
     descriptions,
     exported_model,
+    parcel_matrix,
     timescale_model,
 )
 from workflows.params import AUTO_TIMESCALE, GROUP_MAPS, PROTECT_OUTCOME, GroupParams
@@ -51,7 +58,7 @@ from workflows.stats import (
     summarise_models,
     summarise_regression_models,
 )
-from workflows.study_design import detectable_effect
+from workflows.study_design import detectable_effect, sample_size_curve
 from workflows.utils.io import atomic_write_json, write_tsv
 
 #: The control every timescale's dynamics are compared with.
@@ -112,6 +119,8 @@ class CVSummaryFiles(NamedTuple):
     predictions_file: str
     curves_file: str
     site_predictions_file: str | None = None  # site_predictions.tsv (leave-one-site-out), when run
+    learning_curves_file: str | None = None  # learning_curves.tsv
+    decision_curves_file: str | None = None  # decision_curves.tsv (classification only)
 
 
 def site_section(
@@ -206,6 +215,58 @@ def deployed_calibration(
     return out
 
 
+def decision_section(
+    predictions: list[dict[str, Any]], params: GroupParams, work_dir: Path
+) -> tuple[dict[str, Any], str | None]:
+    """cv_summary.json's ``decision_curve`` and decision_curves.tsv (every classifier's net benefit,
+    :mod:`workflows.decision_curve`); a regression gets only a note (a predicted score is not a risk)."""
+    if params.target == "regression":
+        return {
+            "skipped": "decision curves need predicted probabilities of a class; this run predicted the "
+            "UL-FMA score (regression)"
+        }, None
+    rows = decision_curves(predictions)
+    table = write_tsv(work_dir / "decision_curves.tsv", rows, list(DECISION_COLUMNS))
+    summary = decision_summary(rows, PRIMARY_MODEL, calibration_text(params) or "") or {}
+    return summary, str(table)
+
+
+def learning_section(
+    fold_learning: list[dict[str, Any]], params: GroupParams, work_dir: Path
+) -> tuple[dict[str, Any], str]:
+    """cv_summary.json's ``learning_curve`` and learning_curves.tsv (the primary model by training size)."""
+    regression = params.target == "regression"
+    fold_learning.sort(key=lambda r: (r["repeat"], r["fold"], r["fraction"]))
+    columns = list(LEARNING_COLUMNS) + (["mae"] if regression else [])
+    table = write_tsv(work_dir / "learning_curves.tsv", fold_learning, columns)
+    metric = "mae" if regression else "balanced_accuracy"
+    return {
+        "model": PRIMARY_MODEL,
+        "metric": metric,
+        "description": "the primary model refit on nested subject-level subsets of each outer fold's "
+        "training subjects (stratified by class for a classification) and scored on the fold's unchanged "
+        "test subjects; fraction 1.0 is the fold's own fit; mean, SD and range over folds x repeats",
+        "points": learning_curve_summary(fold_learning, metric),
+    }, str(table)
+
+
+def sample_size_section(
+    data: Mapping[str, np.ndarray], summary: Mapping[str, Any], per_class: Mapping[str, int], target: str
+) -> dict[str, Any]:
+    """cv_summary.json's ``sample_size``: Riley et al.'s minimum n for this cohort's prevalence and the
+    primary model's candidate parameters (its parcels), across anticipated C and at its out-of-fold AUC."""
+    if target == "regression":
+        return {
+            "skipped": "the minimum sample size is computed for the binary outcome (severe vs "
+            "mild-to-moderate); this run predicted the UL-FMA score (regression)"
+        }
+    severe, mild = int(per_class.get("severe", 0)), int(per_class.get("mild-to-moderate", 0))
+    _, parcels = parcel_matrix(data["parcels"])
+    auc = ((summary.get("bootstrap") or {}).get(PRIMARY_MODEL) or {}).get("roc_auc", {}).get("value")
+    observed = None if auc is None or not np.isfinite(auc) else float(auc)
+    return sample_size_curve(severe / (severe + mild), int(parcels.size), severe + mild, observed)
+
+
 def summarise_cv(
     fold_files: list[str],
     null: list[dict[str, float]],
@@ -221,7 +282,7 @@ def summarise_cv(
     subject-level folds.
     """
     work_dir = Path(work_dir)
-    predictions, fold_metrics, curves, chosen, conformal = [], [], [], [], []
+    predictions, fold_metrics, curves, chosen, conformal, learning = [], [], [], [], [], []
     for path in fold_files:
         part = json.loads(Path(path).read_text())
         predictions += part["predictions"]
@@ -229,6 +290,7 @@ def summarise_cv(
         curves += part["curves"]
         chosen += part.get("timescales", [])
         conformal += [part["conformal"]] if part.get("conformal") else []
+        learning += part.get("learning_curve", [])
 
     def key(r: dict[str, Any]) -> tuple[int, int]:
         return (r["repeat"], r["fold"])
@@ -331,8 +393,18 @@ def summarise_cv(
     summary["comparisons"] = comparisons(summary)
     summary["warnings"] = cv_warnings(summary, per_class, exported=exported_model(params))
     summary["detectable_effect"] = detectable_effect(per_class, params.target)
+    summary["decision_curve"], decision_file = decision_section(predictions, params, work_dir)
+    summary["learning_curve"], learning_file = learning_section(learning, params, work_dir)
+    summary["sample_size"] = sample_size_section(data, summary, per_class, params.target)
     summary_file = atomic_write_json(work_dir / "cv_summary.json", json_clean(summary))
-    return CVSummaryFiles(str(summary_file), str(predictions_file), str(curves_file), site_predictions)
+    return CVSummaryFiles(
+        str(summary_file),
+        str(predictions_file),
+        str(curves_file),
+        site_predictions,
+        learning_file,
+        decision_file,
+    )
 
 
 def harmonization_text(params: GroupParams) -> str | None:

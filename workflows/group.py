@@ -19,8 +19,10 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from workflows.calibration import CALIBRATION_NAMES
 from workflows.cross_validation import plan_folds
+from workflows.decision_curve import DCA_THRESHOLDS
 from workflows.interfaces import group as gi
 from workflows.interfaces.writers import WriteOutputs
+from workflows.learning_curve import LEARNING_FRACTIONS
 from workflows.model_card import training_cohort
 from workflows.model_io import json_clean
 from workflows.models import (
@@ -98,6 +100,27 @@ def _clinical(params: GroupParams, specs: list[ModelSpec]) -> str:
         + ", fit on the same folds when participants.tsv or the sidecars gave them, was tested on the "
         "out-of-fold predictions by a likelihood-ratio test of nested models (outcome on the clinical "
         "variables, then also on the primary model's cross-validated prediction) [@dinga2020]." + conformal
+    )
+
+
+def _curves(params: GroupParams) -> str:
+    """Decision curves, the learning curve and the minimum sample size, in words."""
+    fractions = _join([f"{100 * f:.0f}%" for f in LEARNING_FRACTIONS if f < 1])
+    text = (
+        f" A learning curve refit the primary model on nested subsets ({fractions}) of the subjects of "
+        "each outer training fold"
+        + ("" if params.target == "regression" else ", stratified by class")
+        + ", and scored it on the fold's unchanged test subjects."
+    )
+    if params.target == "regression":
+        return text
+    return text + (
+        " Decision curves [@vickers2006] gave the net benefit of every classifier's out-of-fold "
+        f"probabilities at threshold probabilities {min(DCA_THRESHOLDS):.2f} to {max(DCA_THRESHOLDS):.2f} "
+        "(each repeat's predictions, then averaged), against treating every patient and treating none. "
+        "The minimum sample size for developing a model of the binary outcome [@riley2020] was computed at "
+        "the cohort's prevalence with the primary model's parcels as candidate parameters, across "
+        "anticipated C statistics and at its out-of-fold AUC."
     )
 
 
@@ -229,6 +252,7 @@ def describe_group(params: GroupParams) -> str:
         f"fitted step inside the training folds; each fold's test subjects gave the {metrics}. "
         + _statistics(params, specs)
         + _clinical(params, specs)
+        + _curves(params)
         + _timescales(params)
         + _sites(params)
         + calibration
@@ -266,7 +290,8 @@ def init_group_wf(
            prepare -> cv_fold (MapNode: every model per subject-level fold; folds run in parallel;
                       the fold's CNN explains its own test subjects)
               -> [permutation (MapNode, every model; only when params.cv.n_permutations > 0, classification)]
-              -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv)
+              -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv,
+                 learning_curves.tsv, decision_curves.tsv [classification])
               cv_fold -> explain (held-out saliency maps, saliency_regions.tsv) -> ds_explain
            prepare -> train_final (all subjects) -> export (card with the CV metrics) -> ds_model
         summarise_cv, export, explain -> outputnode
@@ -343,7 +368,8 @@ def init_group_wf(
         writer("ds_explain", group_dir),
     )
     group_files = pe.Node(niu.Merge(2), name="group_files", run_without_submitting=True)
-    cv_files = pe.Node(niu.Merge(3), name="cv_files", run_without_submitting=True)
+    classification = params.target != "regression"  # decision curves need probabilities of a class
+    cv_files = pe.Node(niu.Merge(5 if classification else 4), name="cv_files", run_without_submitting=True)
     explain_files = pe.Node(niu.Merge(3), name="explain_files", run_without_submitting=True)
     wf.connect(
         [
@@ -356,7 +382,12 @@ def init_group_wf(
             (
                 summarise,
                 cv_files,
-                [("summary_file", "in1"), ("predictions_file", "in2"), ("curves_file", "in3")],
+                [
+                    ("summary_file", "in1"),
+                    ("predictions_file", "in2"),
+                    ("curves_file", "in3"),
+                    ("learning_curves_file", "in4"),
+                ],
             ),
             (cv_files, ds_cv, [("out", "in_files")]),
             (prepare, train, [("data_file", "data_file")]),
@@ -377,6 +408,8 @@ def init_group_wf(
             (explain, outputnode, [("saliency_file", "saliency_file"), ("regions_file", "regions_file")]),
         ]
     )
+    if classification:
+        wf.connect(summarise, "decision_curves_file", cv_files, "in5")
     if site_folds:  # leave-one-site-out, next to the subject-level folds (its own summary section)
         site_fold = pe.MapNode(gi.RunFold(params=params_dict), iterfield=["fold"], name="site_fold")
         site_fold.inputs.fold = site_folds

@@ -634,3 +634,105 @@ def plot_regression_scatter(
         ax.set_ylabel("predicted UL-FMA (out of fold)", fontsize=8)
     fig.tight_layout()
     return _save(fig, out_svg)
+
+
+def plot_decision_curves(curves: pd.DataFrame, out_svg: Path | str, primary: str | None = None) -> str:
+    """Net benefit by threshold probability of every model (decision_curves.tsv), with treat-all and
+    treat-none; the primary model's range over CV repeats is shaded. The y axis stops a little below 0
+    (treat-all falls steeply at high thresholds) and above the prevalence (the most any model can gain).
+    """
+    models = ordered(str(m) for m in curves["model"].unique())
+    styles = _model_styles(models)
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    first = curves[curves["model"] == models[0]].sort_values("threshold")
+    t = first["threshold"].to_numpy(float)
+    ax.plot(t, first["treat_all"].to_numpy(float), color="0.45", lw=1.4, label="treat all")
+    ax.plot(t, np.zeros_like(t), color="k", lw=1.0, ls=(0, (1, 2)), label="treat none")
+    for model in models:
+        rows = curves[curves["model"] == model].sort_values("threshold")
+        style = dict(styles[model])
+        lw = 2.2 if model == primary else 1.3
+        ax.plot(rows["threshold"], rows["net_benefit"], lw=lw, label=model_label(model), **style)
+        if model == primary:
+            ax.fill_between(
+                rows["threshold"].to_numpy(float),
+                rows["net_benefit_min"].to_numpy(float),
+                rows["net_benefit_max"].to_numpy(float),
+                color=style["color"],
+                alpha=0.15,
+                lw=0,
+            )
+    odds = t[0] / (1 - t[0])
+    prevalence = (float(first["treat_all"].iloc[0]) + odds) / (1 + odds)  # treat_all = prev - (1-prev) odds
+    top = max(prevalence, float(curves["net_benefit"].max())) * 1.15 + 0.01
+    ax.set(
+        xlabel="threshold probability (risk of severe at which one would act)",
+        ylabel="net benefit",
+        xlim=(float(t.min()), float(t.max())),
+        ylim=(-max(0.05, 0.25 * top), top),
+        title="Decision curves, out-of-fold probabilities (mean over repeats)",
+    )
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, out_svg)
+
+
+def plot_learning_curve(curves: pd.DataFrame, out_svg: Path | str, metric: str = "balanced_accuracy") -> str:
+    """The primary model's score by number of training subjects (learning_curves.tsv): one faint line per
+    fold, the mean over folds x repeats with +- 1 SD."""
+    from workflows.models import PRIMARY_MODEL
+
+    colour = model_colours([PRIMARY_MODEL])[PRIMARY_MODEL]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for _, fold in curves.groupby(["repeat", "fold"]):
+        fold = fold.sort_values("fraction")
+        ax.plot(fold["n_train_subjects"], fold[metric], color=colour, alpha=0.15, lw=0.8)
+    mean = curves.groupby("fraction").agg(
+        n=("n_train_subjects", "mean"), mean=(metric, "mean"), sd=(metric, "std")
+    )
+    sd = mean["sd"].fillna(0.0).to_numpy(float)
+    ax.fill_between(mean["n"], mean["mean"] - sd, mean["mean"] + sd, color=colour, alpha=0.2, lw=0)
+    ax.plot(mean["n"], mean["mean"], color=colour, lw=2, marker="o", ms=4, label="mean +- SD over folds")
+    if metric == "balanced_accuracy":
+        ax.axhline(0.5, color="k", ls=":", lw=1, label="chance")
+    n_folds = curves.groupby(["repeat", "fold"]).ngroups
+    ax.set(
+        xlabel="training subjects (share of each fold's training subjects)",
+        ylabel="balanced accuracy" if metric == "balanced_accuracy" else "MAE (UL-FMA points)",
+        title=f"Learning curve of {model_label(PRIMARY_MODEL)} ({n_folds} folds)",
+    )
+    ax.set_xticks(mean["n"].to_numpy(float))
+    ax.set_xticklabels([f"{n:.0f}\n({f:g})" for f, n in zip(mean.index, mean["n"])], fontsize=7)
+    ax.legend(fontsize=7, frameon=False)
+    return _save(fig, out_svg)
+
+
+def plot_sample_size(record: Mapping, out_svg: Path | str) -> str:
+    """Riley et al.'s minimum sample size by anticipated C statistic (cv_summary.json ``sample_size``),
+    on a log scale, with the cohort's own size and, when defined, the n at its observed C marked."""
+    curve = record["curve"]
+    c = np.array([p["c_statistic"] for p in curve], dtype=float)
+    n = np.array([p["n"] for p in curve], dtype=float)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(c, n, color=COLORS["observed"], lw=2, marker="o", ms=4, label="minimum n (Riley et al. 2020)")
+    ax.axhline(
+        record["n_cohort"], color=COLORS["val"], ls="--", lw=1.4, label=f"this cohort: {record['n_cohort']}"
+    )
+    observed, at = record.get("observed_c"), record.get("at_observed_c")
+    if observed is not None and at:
+        ax.plot([observed], [at["n"]], marker="D", ms=7, color="k", ls="none", label="_nolegend_")
+        ax.axvline(observed, color="0.5", ls=":", lw=1)
+        ax.annotate(
+            f"observed C {observed:.2f}: n >= {at['n']}",
+            (observed, at["n"]),
+            xytext=(6, 6),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    ax.set_yscale("log")
+    ax.set(
+        xlabel="anticipated C statistic (AUC)",
+        ylabel="patients needed",
+        title=f"{record['n_parameters']} candidate parameters, {100 * record['prevalence']:.0f}% severe",
+    )
+    ax.legend(fontsize=7, frameon=False)
+    return _save(fig, out_svg)

@@ -7,6 +7,9 @@ Pure functions, no I/O:
   release, so the formulas are written here and checked against the paper's worked example).
 - :func:`r2cs_from_c`: the Cox-Snell R-squared a model with a given C statistic (AUROC) can be expected
   to reach (Riley, Van Calster & Collins 2021, Stat Med 40:859), when no R-squared is known.
+- :func:`sample_size_curve`: that minimum over a range of anticipated C statistics, for a cohort's
+  prevalence and number of candidate parameters, with the cohort's own size and C (the group report's
+  sample-size figure).
 - :func:`net_benefit`: decision-curve analysis (Vickers & Elkin 2006, Med Decis Making 26:565).
 - :func:`detectable_effect`: the smallest balanced accuracy (or correlation of predicted and true
   UL-FMA) a cohort of this size could show to be above chance: a sensitivity statement for the summary.
@@ -107,6 +110,70 @@ def minimum_sample_size(
         "n": n,
         "events": math.ceil(n * prevalence),
         "events_per_parameter": n * prevalence / n_parameters,
+    }
+
+
+#: Anticipated C statistics of the sample-size curve of the group report.
+SAMPLE_SIZE_C = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+#: Patients simulated to convert each C into a Cox-Snell R-squared for that curve (:func:`r2cs_from_c`;
+#: about 1% from the 10^6 default, at a fifth of the time).
+SAMPLE_SIZE_SIMULATION = 200_000
+
+
+def sample_size_curve(
+    prevalence: float,
+    n_parameters: int,
+    n_cohort: int,
+    observed_c: float | None = None,
+    c_statistics: tuple[float, ...] = SAMPLE_SIZE_C,
+    simulation: int = SAMPLE_SIZE_SIMULATION,
+) -> dict[str, object]:
+    """Riley et al.'s minimum sample size (:func:`minimum_sample_size`) across anticipated C statistics,
+    for a cohort of ``n_cohort`` patients with this ``prevalence`` and a model of ``n_parameters``
+    candidate parameters, and at the cohort's ``observed_c`` (its model's out-of-fold AUC) when that lies
+    strictly between 0.5 and 1. ``statement`` says it in one sentence."""
+    curve = []
+    for c in c_statistics:
+        need = minimum_sample_size(prevalence, n_parameters, r2_cs=r2cs_from_c(c, prevalence, n=simulation))
+        curve.append({"c_statistic": float(c), "n": int(need["n"]), "events": int(need["events"])})
+    head = (
+        f"This cohort has {n_cohort} patients ({100 * prevalence:.0f}% severe); by the criteria of Riley "
+        f"et al. (2020), a model with {n_parameters} candidate parameters"
+    )
+    at_observed = None
+    if observed_c is not None and 0.5 < observed_c < 1:
+        need = minimum_sample_size(
+            prevalence, n_parameters, r2_cs=r2cs_from_c(observed_c, prevalence, n=simulation)
+        )
+        at_observed = {"n": int(need["n"]), "events": int(need["events"])}
+        verdict = "meets" if n_cohort >= need["n"] else "falls short of"
+        statement = (
+            f"{head} and C = {observed_c:.2f} (the primary model's out-of-fold AUC) needs at least "
+            f"{need['n']} patients ({need['events']} severe): this cohort {verdict} it."
+        )
+    else:
+        reference = next(r for r in curve if r["c_statistic"] == max(c_statistics))
+        why = (
+            "is at chance, so no sample size is defined for it"
+            if observed_c is not None and observed_c <= 0.5
+            else "is 1, which at this size is more likely luck than a perfect model"
+            if observed_c is not None
+            else "was not recorded"
+        )
+        statement = (
+            f"{head} and C = {reference['c_statistic']:.2f} needs at least {reference['n']} patients; "
+            f"the primary model's out-of-fold AUC {why}."
+        )
+    return {
+        "method": "Riley et al. 2020 (BMJ 368:m441): shrinkage >= 0.9, optimism in Nagelkerke R2 <= 0.05, "
+        "overall risk within 0.05; C converted to Cox-Snell R2 as in Riley, Van Calster & Collins 2021",
+        "prevalence": float(prevalence),
+        "n_parameters": int(n_parameters),
+        "n_cohort": int(n_cohort),
+        "observed_c": None if observed_c is None else float(observed_c),
+        "curve": curve,
+        "at_observed_c": at_observed,
+        "statement": statement,
     }
 
 

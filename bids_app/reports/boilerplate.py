@@ -58,6 +58,10 @@ REFERENCES = {
     "fortin2018": "Fortin JP, Cullen N, Sheline YI, et al. Harmonization of cortical thickness "
     "measurements across scanners and sites. NeuroImage 167, 104-120 (2018). "
     "doi:10.1016/j.neuroimage.2017.11.024",
+    "vickers2006": "Vickers AJ, Elkin EB. Decision curve analysis: a novel method for evaluating prediction "
+    "models. Medical Decision Making 26, 565-574 (2006). doi:10.1177/0272989X06295361",
+    "riley2020": "Riley RD, Ensor J, Snell KIE, et al. Calculating the sample size required for developing a "
+    "clinical prediction model. BMJ 368, m441 (2020). doi:10.1136/bmj.m441",
 }
 
 

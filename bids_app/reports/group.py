@@ -1,9 +1,9 @@
 """The group report ``output_dir/group.html``: cohort, cross-validation, group maps, methods.
 
 Reads the group outputs described in the group contract (``output_dir/group/``: cv_summary.json,
-cv_predictions.tsv, training_curves.tsv, cohort.tsv, the group maps, saliency_regions.tsv); any of them may
-be missing, in which case its section says so. Figures are written to ``output_dir/group/figures/`` and
-embedded in the page.
+cv_predictions.tsv, training_curves.tsv, learning_curves.tsv, decision_curves.tsv, cohort.tsv, the group
+maps, saliency_regions.tsv); any of them may be missing, in which case its section says so. Figures are
+written to ``output_dir/group/figures/`` and embedded in the page.
 """
 
 from __future__ import annotations
@@ -624,6 +624,106 @@ def _draw(name: str, func: Callable[..., str], notes: list[str], *args: Any, **k
         return None
 
 
+def curve_sentences(summary: dict) -> list[str]:
+    """Decision curves, learning curve and minimum sample size of the primary model, in words (from
+    ``cv_summary.json``: ``decision_curve``, ``learning_curve``, ``sample_size``)."""
+    out = []
+    primary = summary.get("primary_model", PRIMARY_MODEL)
+    label = MODELS[primary].noun if primary in MODELS else primary
+    decision = summary.get("decision_curve") or {}
+    if decision.get("skipped"):
+        out.append(f"No decision curves: {decision['skipped']}.")
+    elif decision.get("statement"):
+        out.append(f"Decision curves: for {label}, {decision['statement']}.")
+    points = (summary.get("learning_curve") or {}).get("points") or []
+    if len(points) > 1:
+        metric = points[0]["metric"]
+        name = "balanced accuracy" if metric == "balanced_accuracy" else "MAE"
+        out.append(
+            f"Learning curve: {label} reached a {name} of {points[0]['mean']:.2f} (SD {points[0]['sd']:.2f}) "
+            f"trained on {points[0]['n_train_subjects']:.0f} subjects and {points[-1]['mean']:.2f} "
+            f"(SD {points[-1]['sd']:.2f}) on {points[-1]['n_train_subjects']:.0f} (the full training "
+            "folds), on the same test subjects."
+        )
+    size = summary.get("sample_size") or {}
+    if size.get("skipped"):
+        out.append(f"No sample-size figure: {size['skipped']}.")
+    elif size.get("statement"):
+        out.append(str(size["statement"]))
+    return out
+
+
+def curve_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> list[dict]:
+    """Decision curves (classification), the primary model's learning curve and the sample-size figure."""
+    figures = []
+    decisions = _read_tsv(group_dir / "decision_curves.tsv")
+    primary = summary.get("primary_model", PRIMARY_MODEL)
+    if decisions is not None and not decisions.empty:
+        path = _draw(
+            "decision curves",
+            rl.plot_decision_curves,
+            notes,
+            decisions,
+            fig_dir / "desc-decision_cv.svg",
+            primary,
+        )
+        caption = (
+            "Decision curves (Vickers & Elkin 2006): the net benefit of calling severe every patient "
+            "whose out-of-fold probability of severe is at least the threshold probability (true "
+            "positives per patient minus false positives weighted by the threshold's odds, t/(1-t)), "
+            "mean over CV repeats, against treating every patient (grey) and treating none (dotted). A "
+            "model helps a decision only at thresholds where its curve lies above both; the primary "
+            "model's range over repeats is shaded. Net benefit reads the probabilities as risks: "
+            + calibration_note(summary)
+        )
+        figures.append({"path": path, "title": "Decision curves", "caption": caption, "wide": False})
+    learning = _read_tsv(group_dir / "learning_curves.tsv")
+    if learning is not None and not learning.empty:
+        metric = "mae" if summary.get("target") == "regression" else "balanced_accuracy"
+        path = _draw(
+            "learning curve",
+            rl.plot_learning_curve,
+            notes,
+            learning,
+            fig_dir / "desc-learning_cv.svg",
+            metric,
+        )
+        fractions = ", ".join(f"{100 * f:.0f}%" for f in sorted(learning["fraction"].unique()) if f < 1)
+        figures.append(
+            {
+                "path": path,
+                "title": "Learning curve (training size)",
+                "caption": f"The primary model refit on {fractions} of each outer fold's training "
+                "subjects (whole subjects, nested subsets"
+                + ("" if metric == "mae" else ", stratified by class")
+                + ") and scored on the fold's unchanged test subjects; 100% is the fold's own fit. Faint "
+                "lines are single folds, the band is the mean +- 1 SD over folds and repeats. A curve "
+                "still rising at the right says more patients would help; a flat one, that this kind "
+                "of data gives this model no more.",
+                "wide": False,
+            }
+        )
+    size = summary.get("sample_size") or {}
+    if size.get("curve"):
+        path = _draw("sample size", rl.plot_sample_size, notes, size, fig_dir / "desc-samplesize_cv.svg")
+        figures.append(
+            {
+                "path": path,
+                "title": "Minimum sample size (Riley et al. 2020)",
+                "caption": "Patients needed to develop a prediction model of severe vs mild-to-moderate "
+                "impairment (Riley et al. 2020: expected shrinkage >= 0.9, optimism in Nagelkerke's R² "
+                "<= 0.05, overall risk within +-0.05) at this cohort's prevalence, with the primary "
+                f"model's {size['n_parameters']} parcels as candidate parameters, by the C statistic "
+                "one anticipates; the dashed line is this cohort's size, the diamond the n at the "
+                "primary model's observed out-of-fold AUC. A cohort below the curve can still evaluate "
+                "a model honestly by cross-validation; it is too small to develop one that is not "
+                "overfit.",
+                "wide": False,
+            }
+        )
+    return figures
+
+
 def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> list[dict]:
     """ROC, confusion, calibration (or, for regression, predicted vs true), loss curves, permutation."""
     figures = []
@@ -685,6 +785,7 @@ def cv_figures(group_dir: Path, fig_dir: Path, summary: dict, notes: list) -> li
                 "wide": False,
             }
         )
+    figures += curve_figures(group_dir, fig_dir, summary, notes)
     perm = summary.get("permutation")
     metric, null, observed = null_scores(perm)
     if perm and null:
@@ -851,6 +952,7 @@ def write_group_report(
         + clinical_and_conformal_sentences(summary)
         + timescale_sentences(summary),
         sensitivity=sensitivity_sentences(summary),
+        usefulness=curve_sentences(summary),
         regression=regression_rows(summary) if regression else [],
         cv_figures=figures,
         maps_figure=maps_figure,

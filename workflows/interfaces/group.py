@@ -125,10 +125,12 @@ class _SummariseOutputSpec(TraitedSpec):
     predictions_file = File(exists=True, desc="cv_predictions.tsv")
     curves_file = File(exists=True, desc="training_curves.tsv")
     site_predictions_file = File(exists=True, desc="site_predictions.tsv (leave-one-site-out only)")
+    learning_curves_file = File(exists=True, desc="learning_curves.tsv (the primary model by training size)")
+    decision_curves_file = File(exists=True, desc="decision_curves.tsv (classification only)")
 
 
 class SummariseCV(StrokefcInterface):
-    """Write cv_predictions.tsv, training_curves.tsv and cv_summary.json from the folds."""
+    """Write cv_summary.json and the group tables (predictions, training, learning and decision curves)."""
 
     input_spec = _SummariseInputSpec
     output_spec = _SummariseOutputSpec
