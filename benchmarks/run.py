@@ -12,9 +12,10 @@ Five benchmarks (issues 7 and 16), each measured in one run of this script:
    ``--nprocs 1``, reports included): wall and CPU time, peak RSS (sampled from ``/proc``), and each
    Nipype node's share (issue 16: < 60 s, < 2.5 GB).
 3. ``group``: the group level on the 69-subject generator cohort (4 mm, 200 volumes) with default CV
-   settings: wall time, CNN training throughput, and inference time per subject.
-4. ``scaling``: the participant level for 1, 2, 4 and 8 subjects (4 mm, 200 volumes, ``--nprocs 2``):
-   the time per subject must not grow.
+   settings: wall time, CNN training throughput, inference time per subject, and ``participant
+   --model`` on 2 subjects end to end (issue 28: < 30 s).
+4. ``scaling``: the participant level for 1, 2, 4, 8 and 24 subjects (4 mm, 200 volumes, ``--nprocs
+   2``): the time per subject must not grow, and 24 subjects take < 5 s each (issue 28).
 5. ``cnn``: PyTorch's CPU paths for the CNN (float32, channels-last 3D, bfloat16 autocast,
    ``torch.compile``) and the balanced accuracy of float32 vs bfloat16 training on the same folds of
    planted cohorts (``benchmarks/cnn_paths.py``).
@@ -57,7 +58,7 @@ FULL = {
     "group_vols": 200,
     "scale_res": 4,
     "scale_vols": 200,
-    "scale_n": (1, 2, 4, 8),
+    "scale_n": (1, 2, 4, 8, 24),
     "cv_repeats": None,
     "epochs": None,
     "cnn_quick": False,
@@ -365,6 +366,17 @@ def _group_inference(run_dir: Path, out: Path, n: int) -> dict:
     return {"inference_s_per_subject": float(np.median(times)), "inference_s_first": times[0]}
 
 
+def _group_predict_cli(run_dir: Path, out: Path, n: int) -> dict:
+    """Wall time of ``participant --model`` on 2 subjects end to end (maps, prediction, reports)."""
+    work = run_dir.parent / "predict"
+    fresh(work)
+    work.mkdir(parents=True)
+    cohort = out.with_name(out.name.removesuffix("_out"))  # the cohort's BIDS folder (bench_group)
+    cmd = participant_cmd(cohort, work / "out", work / "work", ["01", "02"], extra=("--model", out / "model"))
+    r = run_measured(cmd, work / "log.txt")
+    return {"predict_cli_2_wall_s": r["wall_s"]}
+
+
 def _group_permutation(run_dir: Path, out: Path, n: int) -> dict:
     """CPU time of one permutation draw as ``--n-permutations`` runs it (linear models, same CV)."""
     from workflows.params import CVParams, GroupParams
@@ -428,7 +440,14 @@ def bench_group(cache: Path, p: dict) -> dict:
     res["cv_repeats"] = p["cv_repeats"] or 5
     res["nodes"] = node_times(run_dir / "log.txt")
 
-    steps = (_group_epochs, _group_training, _group_inference, _group_permutation, _group_half)
+    steps = (
+        _group_epochs,
+        _group_training,
+        _group_inference,
+        _group_predict_cli,
+        _group_permutation,
+        _group_half,
+    )
     for step in steps:  # a failure here keeps the wall time
         try:
             res.update(step(run_dir, out, n) if step is not _group_half else step(run_dir, out, n, cmd))
@@ -599,6 +618,15 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
                     ok(g["wall_s"] / g["half_wall_s"] <= 1.2 * g["n_subjects"] / g["half_n"]),
                 )
             )
+        if "predict_cli_2_wall_s" in g:
+            rows.append(
+                (
+                    "  participant --model, 2 subjects, wall",
+                    f"{g['predict_cli_2_wall_s']:.1f} s (maps, prediction and reports)",
+                    "< 30 s",
+                    ok(g["predict_cli_2_wall_s"] < 30),
+                )
+            )
         if "permutation_draw_cpu_s" in g:
             est = 100 * g["permutation_draw_cpu_s"] / 2 / 60  # two draws at a time on 2 cores
             rows.append(
@@ -617,6 +645,16 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         per = [r["per_subject_s"] for r in s["rows"]]
         # flat: no subject count costs more than 1.2x the single subject's time per subject
         rows.append(("scaling, s/subject (n: s)", series, "flat", ok(max(per) <= per[0] * 1.2)))
+        for r in s["rows"]:
+            if r["n"] == 24:
+                rows.append(
+                    (
+                        "participant 4 mm, 24 subjects, 2 processes",
+                        f"{r['per_subject_s']:.1f} s/subject ({r['wall_s']:.0f} s)",
+                        "< 5 s/subject",
+                        ok(r["per_subject_s"] < 5),
+                    )
+                )
     return rows
 
 
