@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from functools import partial
@@ -236,6 +237,13 @@ def table_markdown(c: dict) -> str:
     return "\n".join(lines)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (lscpu), else the platform's machine type."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    names = [ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")]
+    return names[0] if names else platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="24 subjects on a 4 mm grid (a smoke check)")
@@ -248,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     result = bench_focal(args.quick, args.table, args.cnn)
     result["wall_s"] = round(time.perf_counter() - t, 1)
     result["load_avg_start"], result["load_avg_end"] = load, os.getloadavg()
-    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    result["machine"] = f"{_cpu_model()}, {os.cpu_count()} cores"
+    result["commit"] = subprocess.run(
+        ["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     text = table_markdown(result)
     print(text)
     if not args.no_write:
@@ -258,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         stem.with_suffix(".md").write_text(
             f"# Focal planted effect on the real grid, {today}\n\n"
             f"`{' '.join(['benchmarks/focal_effect.py', *sys.argv[1:]])}`; {result['machine']}, load average "
-            f"at start {', '.join(f'{v:.2f}' for v in load)}; wall {result['wall_s'] / 60:.1f} min.\n\n"
+            f"at start {', '.join(f'{v:.2f}' for v in load)}; wall {result['wall_s'] / 60:.1f} min; commit "
+            f"{result['commit']}.\n\n"
             f"Grid {result['grid']} ({result['resolution_mm']:g} mm), {result['n_parcels']} HCPEx parcels, "
             f"{result['n']} subjects (half severe), Gaussian noise (i.i.d. or smoothed), "
             f"subject-level {result['folds']}-fold CV x {result['repeats']}; balanced accuracy, mean over "
