@@ -195,6 +195,12 @@ def nested_estimator(target: str, y: np.ndarray, groups: np.ndarray, seed: int) 
 
     Classification: L2 logistic regression (balanced class weights, log-loss); regression: ridge (mean
     squared error). Without inner splits the strength stays at C = 1 or alpha = 1.
+
+    In :func:`map_pipeline` the scaler is fit on the whole outer training fold before this inner CV
+    chooses the strength: the outer estimate stays unbiased, the choice of C sees the inner test
+    subjects' scaling. Refitting the scaler per inner split (as :func:`sparse_estimator` and
+    :func:`enet_estimator` do) changed the chosen C in 7 of 15 folds of a focal cohort (probabilities
+    by up to 0.08), so the primary model keeps this path until it is re-validated.
     """
     inner = inner_splits(target, y, groups, seed)
     if target == "regression":
