@@ -19,6 +19,10 @@ Five benchmarks (issues 7 and 16), each measured in one run of this script:
 5. ``cnn``: PyTorch's CPU paths for the CNN (float32, channels-last 3D, bfloat16 autocast,
    ``torch.compile``) and the balanced accuracy of float32 vs bfloat16 training on the same folds of
    planted cohorts (``benchmarks/cnn_paths.py``).
+6. ``focal``: every parcel model, the PCA baseline and the blob-mean oracle on an 81-voxel ball at +2 SD
+   in 48 subjects on the real 3 mm grid, in i.i.d. and smooth noise, and its null (issue 23: the
+   elastic net >= 0.9; ``benchmarks/focal_effect.py``, which alone also writes the detectable-effect
+   table).
 
 Generated data and work folders live in ``--cache`` (default ``/tmp/strokefc-bench``, outside the
 repository); simulated cohorts are reused between runs, work and output folders are always fresh.
@@ -44,12 +48,13 @@ from importlib import metadata
 from pathlib import Path
 
 import cnn_paths  # benchmarks/ (this script's folder) is on sys.path
+import focal_effect
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-SECTIONS = ("kernel", "participant", "group", "scaling", "cnn")
+SECTIONS = ("kernel", "participant", "group", "scaling", "cnn", "focal")
 FULL = {
     "res": 2,
     "vols": 240,
@@ -62,6 +67,7 @@ FULL = {
     "cv_repeats": None,
     "epochs": None,
     "cnn_quick": False,
+    "focal_quick": False,
 }
 QUICK = {
     "res": 4,
@@ -75,6 +81,7 @@ QUICK = {
     "cv_repeats": 1,
     "epochs": 3,
     "cnn_quick": True,
+    "focal_quick": True,
 }
 NODE_RE = re.compile(r'\[Node\] Finished "([^"]+)", elapsed time ([0-9.]+)s')
 
@@ -486,6 +493,7 @@ BENCHES = {
     "group": bench_group,
     "scaling": bench_scaling,
     "cnn": lambda cache, p: cnn_paths.bench_cnn(quick=p["cnn_quick"]),
+    "focal": lambda cache, p: focal_effect.bench_focal(quick=p["focal_quick"]),
 }
 
 
@@ -639,6 +647,8 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
             )
     if results.get("cnn"):
         rows += cnn_paths.rows(results["cnn"])
+    if results.get("focal"):
+        rows += focal_effect.rows(results["focal"])
     s = results.get("scaling")
     if s:
         series = ", ".join(f"{r['n']}: {r['per_subject_s']:.1f}" for r in s["rows"])
@@ -818,7 +828,7 @@ def main(argv=None) -> int:
     results: dict = {}
     errors: dict = {}
     # the group level first: it is the longest, and run while the machine is freshest
-    for name in ("group", "kernel", "participant", "scaling", "cnn"):
+    for name in ("group", "kernel", "participant", "scaling", "cnn", "focal"):
         if name in only:
             print(f"== {name}", flush=True)
             t = time.perf_counter()

@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=D("export_model"),
         help="group level: the model trained on every subject and exported to OUTPUT_DIR/model (what "
         "participant --model applies): primary (default), the pre-specified parcel model that the "
-        "cross-validation and permutation test validate, as plain arrays; or cnn, the 3D CNN",
+        "cross-validation and permutation test validate, as plain arrays; cnn, the 3D CNN; or parcel_l1 / "
+        "parcel_enet, the sparse parcel models (classification; plain arrays, for focal effects)",
     )
     g.add_argument(
         "--allow-missing-labels",

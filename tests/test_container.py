@@ -117,6 +117,7 @@ def test_participant_and_group_levels_run_in_the_image(image, tmp_path):
         "parcel",
         "cnn",
         "parcel_l1",
+        "parcel_enet",
         "baseline",
         "parcel_fc",
         "parcel_dfcmean",

@@ -195,11 +195,26 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
     group = out / "group"
     summary = json.loads((group / "cv_summary.json").read_text())
     # no static-FC or mean-dFC maps were given: those two controls are left out, the rest run
-    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "parcel_l1", "confounds", "clinical"}
+    assert set(summary["models"]) == {
+        "cnn",
+        "baseline",
+        "parcel",
+        "parcel_l1",
+        "parcel_enet",
+        "confounds",
+        "clinical",
+    }
     assert summary["primary_model"] == "parcel"
     assert set(summary["bootstrap"]) == set(summary["models"])
     assert "difference_from_parcel" in summary["bootstrap"]["cnn"]
-    assert set(summary["paired_tests"]) == {"cnn", "baseline", "parcel_l1", "confounds", "clinical"}
+    assert set(summary["paired_tests"]) == {
+        "cnn",
+        "baseline",
+        "parcel_l1",
+        "parcel_enet",
+        "confounds",
+        "clinical",
+    }
     clinical = summary["clinical_value"]  # the primary model's value over the clinical baseline
     assert clinical["covariates"] == ["age"]  # no lesion mask: no lesion volume
     assert 0.0 <= clinical["test_result"]["p_value"] <= 1.0
@@ -233,7 +248,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         "conformal_threshold",
         "conformal_covered",
     ]
-    assert len(rows) == 1 + 6 * 12
+    assert len(rows) == 1 + len(summary["models"]) * 12  # every model predicts every subject once
     sets = [r.split("\t")[6] for r in rows[1:]]
     assert sum(s != "n/a" for s in sets) == 12  # the primary model's rows only
     assert not any("None" in r.split("\t") for r in rows)  # an infinite threshold is n/a

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from workflows import model_io
+from workflows import model_io, models
 from workflows.cnn import StrokeCNN, fit_normaliser, predict_proba
 from workflows.grid import make_grid
 from workflows.metadata import shared_parameters
 from workflows.params import TrainSettings
+from workflows.parcel_model import ParcelLinearModel
 from workflows.utils.errors import InputError
 
 SHAPE = (9, 10, 11)
@@ -342,9 +343,10 @@ def test_parcel_model_prediction_through_the_card(tmp_path, rng):
     assert result["model_id"] == model_io.read_card(out)["ModelId"][:12]
 
 
-@pytest.mark.parametrize("choice", ["primary", "cnn"])
+@pytest.mark.parametrize("choice", ["primary", "cnn", "parcel_enet"])
 def test_train_final_and_export_the_chosen_model(tmp_path, rng, choice):
-    """--export-model primary (default) exports the parcel model with its honest evidence; cnn the CNN."""
+    """--export-model primary (default) exports the parcel model with its honest evidence; cnn the CNN;
+    parcel_enet the elastic-net parcel model as the same plain arrays, applied by the same code."""
     from workflows.export import export_model, train_final
     from workflows.params import GroupParams
 
@@ -406,6 +408,17 @@ def test_train_final_and_export_the_chosen_model(tmp_path, rng, choice):
         assert calibration["calibration_slope"] == {"value": 0.7, "ci95": [0.2, 1.4]}
         assert calibration["scaled_brier"]["value"] == 0.1
         model_io.load_arrays(out)
+    elif choice == "parcel_enet":
+        assert card["ModelType"] == "parcel_linear"
+        assert deployed["model"] == "parcel_enet"
+        assert deployed["permutation_p_value"] is None  # the summary has no permutation of it
+        training = card["training"]
+        assert (training["model"], training["estimator"]) == ("parcel_enet", "LogisticRegression")
+        assert training["strength"]["l1_ratio"] in models.ENET_L1_RATIOS
+        arrays, _ = model_io.load_arrays(out)
+        fitted = ParcelLinearModel.from_arrays(arrays, "classification")
+        x = np.load(tmp_path / "inputs.npz")["x"]
+        assert np.all((fitted.predict(x) >= 0) & (fitted.predict(x) <= 1))
     else:
         assert card["ModelType"] == "cnn"
         assert deployed["model"] == "cnn"

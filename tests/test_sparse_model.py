@@ -1,4 +1,5 @@
-"""The sparse (L1) parcel model: it finds a focal effect (positive control) and stays at chance on a null."""
+"""The sparse parcel models (L1, elastic net): they find a focal effect (positive control) and stay at
+chance on a null."""
 
 from functools import partial
 
@@ -24,36 +25,57 @@ def _focal_cohort(effect: float, n: int = 48, shape=(18, 18, 18), seed: int = 0)
     return x, y, np.arange(n).astype(str), parcels
 
 
-def _sparse_ba(effect: float) -> float:
+FITS = {"parcel_l1": models.sparse_fit_predict, "parcel_enet": models.enet_fit_predict}
+
+
+def _sparse_ba(effect: float, name: str = "parcel_l1") -> float:
     x, y, groups, parcels = _focal_cohort(effect)
     operator, _ = models.parcel_matrix(parcels)
     folds = xv.subject_folds(y, groups, 4, 1, seed=0)
-    fit = partial(models.sparse_fit_predict, operator=operator)
-    _, metrics, _ = xv.cross_validate(x, y, groups, folds, {"parcel_l1": fit})
-    return stats.summarise_models(metrics)["parcel_l1"]["balanced_accuracy"]["mean"]
+    fit = partial(FITS[name], operator=operator)
+    _, metrics, _ = xv.cross_validate(x, y, groups, folds, {name: fit})
+    return stats.summarise_models(metrics)[name]["balanced_accuracy"]["mean"]
 
 
-def test_positive_control_a_focal_effect_is_found():
-    """+1 SD in 94 voxels of 216 parcels, 48 subjects: L1 1.00 (the dense L2 parcel model: 0.875)."""
-    assert _sparse_ba(1.0) >= 0.9
+@pytest.mark.parametrize("name", list(FITS))
+def test_positive_control_a_focal_effect_is_found(name):
+    """+1 SD in 94 voxels of 216 parcels, 48 subjects: L1 1.00, elastic net 1.00 (the dense L2 parcel
+    model: 0.875)."""
+    assert _sparse_ba(1.0, name) >= 0.9
 
 
-def test_negative_control_a_null_stays_at_chance():
-    assert _sparse_ba(0.0) <= 0.7
+@pytest.mark.parametrize("name", list(FITS))
+def test_negative_control_a_null_stays_at_chance(name):
+    assert _sparse_ba(0.0, name) <= 0.7
 
 
-def test_sparse_model_is_in_the_registry_for_classification_only():
+@pytest.mark.parametrize("name", list(FITS))
+def test_sparse_model_is_in_the_registry_for_classification_only(name):
     names = [spec.name for spec in models.models_for("classification")]
-    assert "parcel_l1" in names
-    assert "parcel_l1" not in [spec.name for spec in models.models_for("regression")]
-    assert "parcel_l1" in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
+    assert name in names
+    assert name not in [spec.name for spec in models.models_for("regression")]
+    assert name in models.permuted_models(GroupParams(cv=CVParams(n_permutations=1)))
 
 
+@pytest.mark.parametrize("estimator", [models.sparse_estimator, models.enet_estimator])
 @pytest.mark.parametrize("n_train", [3, 20])
-def test_sparse_estimator_without_inner_splits_keeps_c_at_one(n_train):
+def test_sparse_estimator_without_inner_splits_keeps_c_at_one(n_train, estimator):
     y = np.arange(n_train) % 2
-    est = models.sparse_estimator(y, np.arange(n_train).astype(str), seed=0)
+    est = estimator(y, np.arange(n_train).astype(str), seed=0)
     assert hasattr(est, "param_grid") == (n_train >= 4)
+
+
+def test_elastic_net_searches_mixing_and_strength_over_the_whole_pipeline():
+    """The inner CV refits scaler, imputer and classifier per inner split (no scaler fitted on the
+    inner test subjects), over every L1 share and strength, on subject-level inner splits."""
+    groups = np.repeat(np.arange(10), 2).astype(str)
+    y = np.repeat(np.arange(10) % 2, 2)
+    est = models.enet_estimator(y, groups, seed=0)
+    assert [name for name, _ in est.estimator.steps][:2] == ["standardscaler", "simpleimputer"]
+    assert set(est.param_grid) == {"logisticregression__C", "logisticregression__l1_ratio"}
+    assert est.param_grid["logisticregression__l1_ratio"] == list(models.ENET_L1_RATIOS)
+    for train, test in est.cv:
+        assert not set(groups[train]) & set(groups[test])
 
 
 def test_sparse_model_depends_on_its_seed_only():
@@ -63,8 +85,19 @@ def test_sparse_model_depends_on_its_seed_only():
     operator, _ = models.parcel_matrix(parcels)
     groups = np.arange(len(y)).astype(str)
 
-    def predict(global_seed, seed=0):
-        np.random.seed(global_seed)
-        return models.sparse_fit_predict(x[:16], y[:16], groups[:16], x[16:], operator=operator, seed=seed)[0]
+    for fit in FITS.values():
 
-    np.testing.assert_array_equal(predict(1), predict(2))
+        def predict(global_seed, seed=0, fit=fit):
+            np.random.seed(global_seed)
+            return fit(x[:16], y[:16], groups[:16], x[16:], operator=operator, seed=seed)[0]
+
+        np.testing.assert_array_equal(predict(1), predict(2))
+
+
+def test_a_sparse_model_is_exported_for_a_class_only():
+    """--export-model parcel_enet with a regression target stops with what to do instead."""
+    from workflows.utils.errors import InputError
+
+    assert models.exported_model(GroupParams(export_model="parcel_enet")) == "parcel_enet"
+    with pytest.raises(InputError, match="is a classifier"):
+        GroupParams(target="regression", export_model="parcel_enet")

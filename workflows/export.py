@@ -31,6 +31,8 @@ from workflows.models import (
     BASELINE_MODEL,
     MODELS,
     PARCEL_ATLAS,
+    PARCEL_EXPORTS,
+    PRIMARY_MODEL,
     TIMESCALE_MAPS,
     TIMESCALE_NAMES,
     exported_model,
@@ -64,9 +66,10 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
             seed=params.random_seed,
         )
         x, chosen = data[TIMESCALE_MAPS][names.index(name)], {"timescale_chosen": name}
-    if params.export_model == "primary":
+    name = exported_model(params)
+    if name in PARCEL_EXPORTS:
         model, _, facts = fit_parcel_model(
-            x, y, groups, data["parcels"], target=params.target, seed=params.random_seed
+            x, y, groups, data["parcels"], target=params.target, seed=params.random_seed, name=name
         )
         card = {
             "ModelType": PARCEL_TYPE,
@@ -75,7 +78,7 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
             "features": features_record(model),
             "training": {**facts, "n_samples": len(data["y"]), "seed": params.random_seed, **chosen},
         }
-        LOGGER.info("final model: trained on every subject (the primary parcel model)")
+        LOGGER.info("final model: trained on every subject (%s)", MODELS[name].noun)
         return str(save_arrays(model.to_arrays(), card, out))
     train = replace(params.train, seed=params.random_seed)
     regression = params.target == "regression"
@@ -224,11 +227,13 @@ def export_model(
     regression = params.target == "regression"
     parcel = partial_card["ModelType"] == PARCEL_TYPE
     what = (
-        "L2 logistic regression on HCPEx parcel means (the primary model)"
-        if parcel and not regression
+        "3D CNN"
+        if not parcel
         else "ridge regression on HCPEx parcel means (the primary model)"
-        if parcel
-        else "3D CNN"
+        if regression
+        else "L2 logistic regression on HCPEx parcel means (the primary model)"
+        if name == PRIMARY_MODEL
+        else MODELS[name].methods
     )
     card = {
         **{k: v for k, v in partial_card.items() if k in ("ModelType", "features", "architecture")},

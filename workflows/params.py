@@ -247,8 +247,11 @@ class QCParams:
 
 #: What the group level learns: the severe/mild class, or the UL-FMA score (both: :mod:`workflows.models`).
 TARGETS = ("classification", "regression")
-#: ``--export-model`` choices: the pre-specified primary parcel model (default) or the CNN.
-EXPORT_CHOICES = ("primary", "cnn")
+#: ``--export-model`` choices: the pre-specified primary parcel model (default), the CNN, or the sparse
+#: parcel models (L1, elastic net; classification only), by their registry names.
+EXPORT_CHOICES = ("primary", "cnn", "parcel_l1", "parcel_enet")
+#: The export choices that only exist for a classification target.
+CLASSIFICATION_EXPORTS = ("parcel_l1", "parcel_enet")
 #: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
 #: ``--map``: the participant-level map the map models (primary parcel model, PCA baseline, CNN) learn
@@ -357,8 +360,8 @@ class GroupParams:
     # timescale label), a length ("60s", "30vol") among its --window-lengths, or "auto" (AUTO_TIMESCALE):
     # chosen inside each training fold by an inner subject-level CV of the primary model
     timescale: str | None = None
-    # the model trained on every subject and exported to model/: "primary" (the validated parcel model)
-    # or "cnn" (workflows.export)
+    # the model trained on every subject and exported to model/: "primary" (the validated parcel model),
+    # "cnn", or a sparse parcel model ("parcel_l1", "parcel_enet"; classification) (workflows.export)
     export_model: str = "primary"
     # more numeric participants.tsv columns for the clinical baseline model (besides CLINICAL_COLUMNS and
     # lesion volume); a named column that is missing or not numeric stops the run (workflows.models)
@@ -395,6 +398,13 @@ class GroupParams:
                 params=("GroupParams.samples", "GroupParams.map", "GroupParams.timescale"),
             )
         check_choice(self.export_model, EXPORT_CHOICES, "export model", "GroupParams.export_model")
+        if self.export_model in CLASSIFICATION_EXPORTS and self.target != "classification":
+            raise InputError(
+                f"export model {self.export_model!r} is a classifier; the target is {self.target}",
+                "GroupParams.export_model",
+                "export the primary model or the CNN for a regression, or set the target to classification",
+                params=("GroupParams.export_model", "GroupParams.target"),
+            )
         check_choice(self.calibration, CALIBRATION_METHODS, "calibration", "GroupParams.calibration")
         if not 0.0 < self.conformal_coverage < 1.0:
             raise InputError(

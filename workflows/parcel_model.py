@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 from scipy.linalg import LinAlgWarning
+from sklearn.exceptions import ConvergenceWarning
 
 from workflows.models import (
     MIN_PARCEL_VOXELS,
     PARCEL_ATLAS,
+    PARCEL_EXPORTS,
+    PRIMARY_MODEL,
     map_pipeline,
     nested_estimator,
     parcel_matrix,
@@ -112,19 +115,28 @@ def fit_parcel_model(
     *,
     target: str = "classification",
     seed: int = 0,
+    name: str = PRIMARY_MODEL,
 ) -> tuple[ParcelLinearModel, Any, dict[str, Any]]:
-    """Fit the primary pipeline on every sample; returns ``(model, fitted pipeline, card facts)``.
+    """Fit the pipeline of parcel model ``name`` on every sample; returns ``(model, fitted pipeline,
+    card facts)``.
 
     ``x`` (n, X, Y, Z) samples on the grid, ``y`` classes (1 = severe) or scores, ``groups`` the
     subject of each sample (the inner CV that chooses the strength splits by subject), ``parcels`` the
-    atlas label volume on the grid. The pipeline is the one the cross-validation fits per fold.
+    atlas label volume on the grid. The pipeline is the one the cross-validation fits per fold: the
+    primary model's, or a sparse model's whole-pipeline search (:data:`workflows.models.PARCEL_EXPORTS`),
+    of which the refit on every sample is kept.
     """
     operator, ids = parcel_matrix(parcels)
     features = parcel_means(x, operator)
-    pipeline = map_pipeline(nested_estimator(target, y, groups, seed))
+    search = PARCEL_EXPORTS[name]
+    fitted = (
+        map_pipeline(nested_estimator(target, y, groups, seed)) if search is None else search(y, groups, seed)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LinAlgWarning)
-        pipeline.fit(features, y)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted.fit(features, y)
+    pipeline = getattr(fitted, "best_estimator_", fitted)
     scaler, estimator = pipeline[0], pipeline[-1]
     kept = np.where(np.isin(parcels, ids), parcels, 0).astype(np.int32)
     model = ParcelLinearModel(
@@ -141,7 +153,15 @@ def fit_parcel_model(
         for name, attr in (("C", "C_"), ("C", "C"), ("alpha", "alpha_"), ("alpha", "alpha"))
         if hasattr(estimator, attr) and not isinstance(getattr(estimator, attr), str)
     }
-    facts = {"estimator": type(estimator).__name__, "strength": strength, "n_parcels": int(ids.size)}
+    if search is not None:  # the sparse models' mixing (1 for L1), and how many parcels they kept
+        strength["l1_ratio"] = float(estimator.l1_ratio)
+    facts = {
+        "model": name,
+        "estimator": type(estimator).__name__,
+        "strength": strength,
+        "n_parcels": int(ids.size),
+        "n_nonzero": int(np.count_nonzero(estimator.coef_)),
+    }
     return model, pipeline, facts
 
 
