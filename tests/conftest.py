@@ -12,9 +12,44 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from helpers import IN_CI, SHARED_DATA, simulate  # noqa: E402
 
+#: The modules that take longest, longest first (``--durations`` of ``CI=true make test``, 2026-12-03).
+#: ``make test`` (``--dist loadgroup --no-loadscope-reorder``) hands each xdist worker one test at a
+#: time in this order, so the long tests start first and no worker is left alone on one at the end.
+SLOW_MODULES = (
+    "test_slurm",
+    "test_container",
+    "test_reliability",
+    "test_sessions_qc",
+    "test_participant_level",
+    "test_external_validation",
+    "test_console",
+    "test_cnn",
+)
+#: Module-scoped fixtures too costly to build on both workers (a SLURM cluster, the container image, a
+#: participant run): the tests that use one go to one worker together (an ``xdist_group``).
+COSTLY_FIXTURES = frozenset({"slurm", "image", "finished", "reference"})
 
+
+def _module_rank(item) -> tuple[int, int]:
+    """The listed slow modules first, then the other modules with integration tests, then the rest."""
+    name = item.path.stem
+    if name in SLOW_MODULES:
+        return (0, SLOW_MODULES.index(name))
+    return (1, 0) if item.get_closest_marker("integration") else (2, 0)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
 def pytest_collection_modifyitems(config, items):
-    """Container and SLURM tests run in CI (CI=true) or with STROKEFC_SLOW_TESTS=1; skipped otherwise."""
+    """Slow modules first, each module's tests together and in their order (a module-scoped fixture is
+    built at most once per worker); the tests sharing a costly fixture in one xdist group. Container
+    and SLURM tests run in CI (CI=true) or with STROKEFC_SLOW_TESTS=1 and are skipped otherwise."""
+    first = {}  # a module's place: its best rank, then its first test's index
+    for index, item in enumerate(items):
+        first.setdefault(item.path, (_module_rank(item), index))
+        first[item.path] = min(first[item.path], (_module_rank(item), index))
+        if COSTLY_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    items.sort(key=lambda item: first[item.path])
     if IN_CI or os.environ.get("STROKEFC_SLOW_TESTS"):
         return
     skip = pytest.mark.skip(reason="needs CI=true (container build / SLURM daemons)")
