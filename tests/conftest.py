@@ -44,8 +44,9 @@ import pytest  # noqa: E402
 from helpers import IN_CI, SHARED_DATA, simulate  # noqa: E402
 
 #: The modules that take longest, longest first (``--durations`` of ``CI=true make test``, 2026-12-03).
-#: ``make test`` (``--dist loadgroup --no-loadscope-reorder``) hands each xdist worker one test at a
-#: time in this order, so the long tests start first and no worker is left alone on one at the end.
+#: ``make test`` (``--dist loadfile --no-loadscope-reorder``) gives each xdist worker one whole module at
+#: a time in this order: the long ones start first and no worker is left alone on one at the end, and a
+#: module's fixtures (the SLURM cluster, the container image, a participant run) are built once.
 SLOW_MODULES = (
     "test_slurm",
     "test_container",
@@ -56,9 +57,6 @@ SLOW_MODULES = (
     "test_console",
     "test_cnn",
 )
-#: Module-scoped fixtures too costly to build on both workers (a SLURM cluster, the container image, a
-#: participant run): the tests that use one go to one worker together (an ``xdist_group``).
-COSTLY_FIXTURES = frozenset({"slurm", "image", "finished", "reference"})
 
 
 def _module_rank(item) -> tuple[int, int]:
@@ -69,17 +67,12 @@ def _module_rank(item) -> tuple[int, int]:
     return (1, 0) if item.get_closest_marker("integration") else (2, 0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
 def pytest_collection_modifyitems(config, items):
-    """Slow modules first, each module's tests together and in their order (a module-scoped fixture is
-    built at most once per worker); the tests sharing a costly fixture in one xdist group. Container
-    and SLURM tests run in CI (CI=true) or with STROKEFC_SLOW_TESTS=1 and are skipped otherwise."""
+    """Slow modules first, each module's tests together and in their order; container and SLURM tests
+    run in CI (CI=true) or with STROKEFC_SLOW_TESTS=1 and are skipped otherwise."""
     first = {}  # a module's place: its best rank, then its first test's index
     for index, item in enumerate(items):
-        first.setdefault(item.path, (_module_rank(item), index))
-        first[item.path] = min(first[item.path], (_module_rank(item), index))
-        if COSTLY_FIXTURES.intersection(item.fixturenames):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+        first[item.path] = min(first.get(item.path, (_module_rank(item), index)), (_module_rank(item), index))
     items.sort(key=lambda item: first[item.path])
     if IN_CI or os.environ.get("STROKEFC_SLOW_TESTS"):
         return
