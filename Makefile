@@ -27,13 +27,16 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # CI=true runs every test, the container build and SLURM included; locally those are skipped.
+# --dist loadfile --no-loadscope-reorder: xdist hands out one module at a time in the order of
+# tests/conftest.py, slow modules first (not a quarter of the suite per worker at once, in file order):
+# both workers stay busy to the end, and each module's fixtures are built once.
 test: $(STAMP)
 	@if [ "$$CI" = "true" ]; then bash scripts/install-system-deps; fi
-	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # Unit and graph tests only (no workflow, CLI or full CNN run): under 2 minutes on 2 cores.
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) -m "not integration" --durations=10 tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder -m "not integration" --durations=10 tests
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/demo.py $(DEMO)

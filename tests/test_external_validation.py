@@ -93,7 +93,7 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     }
     model_dir = model_io.save_model(model, card, tmp_path / "model")
 
-    bids = simulate(tmp_path, n_subjects=4, n_volumes=140, tr=1.5, seed=3)
+    bids = simulate(tmp_path, n_subjects=4, n_volumes=80, tr=1.5, seed=3)  # 120 s: about 50 windows of 44 s
     out = tmp_path / "out"
     args = ("--work-dir", tmp_path / "work", "--nprocs", 2, "--null-surrogates", 0, *NO_QC)
     assert run_cli(bids, out, "participant", "--model", model_dir, *args) == 0
