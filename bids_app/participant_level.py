@@ -346,6 +346,7 @@ def _run_subjects(
         # BLAS threads of every node (inherited by MultiProc workers and batch jobs)
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
         runner = make_plugin(plugin, plugin_args, subject_priority([p.subject for p in plans]))
+        progress.cpu_seconds = getattr(runner, "worker_cpu_seconds", None)
         try:
             wf.run(plugin=runner, plugin_args=plugin_args)
         except RuntimeError as exc:  # Nipype's message is a traceback: the summary below names each failure

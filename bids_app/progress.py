@@ -11,12 +11,11 @@ as a whole batch, the last almost none.
 
 from __future__ import annotations
 
-import heapq
 import os
 import pickle
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -47,20 +46,31 @@ def subject_priority(labels: list[str]) -> Callable[[Any], int]:
     return lambda node: rank.get(_subject_of(node.fullname) or "", -1)
 
 
-def estimate_time_left(started: Iterable[float], queued: Iterable[float], workers: int) -> float:
-    """Seconds until the last subject is done: the subjects' work left, ``started`` ones each on a
-    worker, ``queued`` ones in the order they will start, each on the first worker free.
+def estimate_time_left(
+    started: Iterable[float], queued: Iterable[float], workers: int, cores: float | None = None
+) -> float:
+    """Seconds until the last subject is done: the subjects' work left (CPU seconds), ``started`` ones
+    each on a worker, ``queued`` ones in the order they will start, each on the first worker free.
 
-    A subject's work is its nodes' run times, one after another (its nodes form a chain). Scheduling
-    the work left, rather than dividing it by the rate so far, counts the parallelism the end of a run
-    really has: five subjects on four workers take two rounds, and the last subject runs alone.
+    A subject's nodes run one after another, so a subject progresses at most one second of work per
+    second; the ``k`` subjects running at once share the ``cores`` the machine gives the run (default:
+    one a worker). Scheduling the work left, rather than dividing it by the rate so far, counts the
+    parallelism the end of a run really has: five subjects on four workers take two rounds, the last
+    subject runs alone, and on a busy machine it runs faster alone than it did in company.
     """
-    free = sorted(started)
-    free += [0.0] * (workers - len(free))
-    heapq.heapify(free)
-    for work in queued:
-        heapq.heappush(free, heapq.heappop(free) + work)
-    return max(free, default=0.0)
+    cores = float(workers) if cores is None else cores
+    waiting = deque(queued)
+    active = [work for work in started if work > 0]
+    elapsed = 0.0
+    while active or waiting:
+        while len(active) < workers and waiting:
+            active.append(waiting.popleft())
+        speed = min(1.0, cores / len(active))  # work seconds per second, each
+        step = min(active) / speed
+        elapsed += step
+        active = [work - step * speed for work in active]
+        active = [work for work in active if work > 1e-9]
+    return elapsed
 
 
 def workers_of(plugin: str, plugin_args: Mapping[str, Any]) -> int | None:
@@ -104,10 +114,12 @@ class SubjectProgress:
         workers: int | None = None,
         graph: Mapping[str, Iterable[str]] | None = None,
         clock: Callable[[], float] = time.time,
+        cpu_seconds: Callable[[], float | None] | None = None,
     ) -> None:
         """``workers``: the jobs run at once (``None``: the work done per second so far, rounded).
         ``graph``: every reporting node's full name and its successors', when there is no ``workflow``
-        to read them from. ``clock``: the time now (epoch seconds)."""
+        to read them from. ``clock``: the time now (epoch seconds). ``cpu_seconds``: the CPU time the
+        workers have used (``None``, or returning ``None``: run times are taken as CPU time)."""
         self.successors: dict[str, list[str]] = {k: list(v) for k, v in (graph or {}).items()}
         if workflow is not None:
             flat = workflow._create_flat_graph()
@@ -128,6 +140,7 @@ class SubjectProgress:
         self.finished: Counter[str | None] = Counter()
         self.reported: set[str] = set()
         self.clock = clock
+        self.cpu_seconds = cpu_seconds
         self.started = clock()
         self.printer = printer
         self.lock = threading.Lock()
@@ -183,7 +196,7 @@ class SubjectProgress:
         if self.first_start is None:
             return None
         now = self.clock()
-        left: Counter[str | None] = Counter()
+        left: dict[str | None, float] = defaultdict(float)
         done = self.work_done
         pace = {subject: self.pace(subject) for subject in self.ran}
         for name in self.pending:
@@ -193,10 +206,15 @@ class SubjectProgress:
             left[subject] += expected - ran
             done += ran
         begun = {_subject_of(name) for name in self.running} | set(self.finished)
-        started = [work for subject, work in left.items() if subject in begun]
-        queued = [left[subject] for subject in sorted(left, key=str) if subject not in begun]
-        workers = self.workers or max(1, round(done / max(now - self.first_start, 1e-9)))
-        return estimate_time_left(started, queued, workers)
+        elapsed = max(now - self.first_start, 1e-9)
+        workers = self.workers or max(1, round(done / elapsed))
+        # on a busy machine a node runs longer than its CPU time: count work in CPU seconds, and the
+        # cores the run got, so that a subject left alone at the end is seen to run faster
+        cpu = self.cpu_seconds() if self.cpu_seconds else None
+        ratio, cores = (cpu / done, cpu / elapsed) if cpu and done > 0 else (1.0, None)
+        started = [work * ratio for subject, work in left.items() if subject in begun]
+        queued = [left[subject] * ratio for subject in sorted(left, key=str) if subject not in begun]
+        return estimate_time_left(started, queued, workers, cores)
 
     def _report(self, subject: str, what: str) -> None:
         self.reported.add(subject)

@@ -1,7 +1,6 @@
 """The time left of the participant progress lines, against runs scheduled here as MultiProc does
 (synthetic timelines: the factor-2 check of tests/test_console.py on many schedules, in milliseconds)."""
 
-import heapq
 import itertools
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -29,16 +28,20 @@ def _node(name, start=None, duration=None):
     return SimpleNamespace(fullname=name, result=SimpleNamespace(runtime=runtime))
 
 
-def run_schedule(n_subjects, n_procs, rng, startup=20.0, spread=0.3, slow_subject=None, known=True):
+def run_schedule(
+    n_subjects, n_procs, rng, startup=20.0, spread=0.3, slow_subject=None, known=True, cores=None
+):
     """Runs ``n_subjects`` chains on ``n_procs`` workers, the ready node of the earliest subject first
     (as :class:`StrokefcMultiProcPlugin` with :func:`subject_priority`), the workers ready ``startup`` s
     after the first submission; feeds :class:`SubjectProgress` the callbacks at their times.
 
-    Run times vary by a factor drawn per subject (``spread``) and per node; ``slow_subject`` takes 1.6
-    times as long (more volumes; a subject far slower than any before it cannot be foreseen).
-    ``known``: :class:`SubjectProgress` is told the number of workers. Returns the progress lines with
-    their times.
+    The jobs running at once share ``cores`` (default: one a worker; fewer on a busy machine, where a
+    node takes longer than its CPU time). CPU times vary by a factor drawn per subject (``spread``) and
+    per node; ``slow_subject`` takes 1.6 times as long (more volumes; a subject far slower than any
+    before it cannot be foreseen). ``known``: :class:`SubjectProgress` is told the number of workers.
+    Returns the progress lines with their times.
     """
+    cores = n_procs if cores is None else cores
     names = {
         s: [f"strokefc_participant_wf.sub_{s:02d}_wf.dfc_task_rest_wf.{leaf}" for leaf, _ in CHAIN]
         for s in range(1, n_subjects + 1)
@@ -47,7 +50,7 @@ def run_schedule(n_subjects, n_procs, rng, startup=20.0, spread=0.3, slow_subjec
     for chain in names.values():
         graph.update({a: [b] for a, b in itertools.pairwise(chain)})
         graph[chain[-1]] = []
-    now = [EPOCH]
+    now, cpu = [EPOCH], [0.0]
     lines = []
     progress = SubjectProgress(
         None,
@@ -55,49 +58,59 @@ def run_schedule(n_subjects, n_procs, rng, startup=20.0, spread=0.3, slow_subjec
         workers=n_procs if known else None,
         graph=graph,
         clock=lambda: now[0],
+        cpu_seconds=lambda: cpu[0],
     )
     factor = {s: rng.uniform(1 - spread, 1 + spread) * (1.6 if s == slow_subject else 1) for s in names}
     step = dict.fromkeys(names, 0)  # each subject's next node
-    running, events, t = set(), [], 0.0
+    active = {}  # subject -> [CPU seconds left, when its node began]
+    t = 0.0
     while True:
-        ready = [s for s in sorted(names) if s not in running and step[s] < len(CHAIN)]
-        for s in ready[: n_procs - len(running)]:
-            running.add(s)
-            base = CHAIN[step[s]][1]
-            name = names[s][step[s]]
+        ready = [s for s in sorted(names) if s not in active and step[s] < len(CHAIN)]
+        for s in ready[: n_procs - len(active)]:
             now[0] = EPOCH + t
-            progress(_node(name), "start")
-            begin = max(t, startup)
-            duration = base * factor[s] * rng.uniform(0.8, 1.25)
-            heapq.heappush(events, (begin + duration + 0.05, s, name, begin, duration))
-        if not events:
+            progress(_node(names[s][step[s]]), "start")
+            work = CHAIN[step[s]][1] * factor[s] * rng.uniform(0.8, 1.25)
+            active[s] = [work, max(t, startup)]
+        if not active:
             return lines
-        t, s, name, begin, duration = heapq.heappop(events)
+        t = max(t, startup)
+        speed = min(1.0, cores / len(active))
+        dt = min(left for left, _ in active.values()) / speed
+        t += dt
+        cpu[0] += dt * speed * len(active)
         now[0] = EPOCH + t
-        running.discard(s)
-        step[s] += 1
-        progress(_node(name, begin, duration), "end")
+        for s in sorted(active):
+            active[s][0] -= dt * speed
+            if active[s][0] <= 1e-9:
+                begin = active.pop(s)[1]
+                progress(_node(names[s][step[s]], begin, t - begin), "end")
+                step[s] += 1
 
 
 @pytest.mark.parametrize(
-    ("n_subjects", "n_procs", "slow", "known"),
+    ("n_subjects", "n_procs", "cores", "slow", "known"),
     [
-        (5, 2, None, True),
-        (24, 2, None, True),
-        (8, 4, None, True),
-        (9, 4, None, True),
-        (3, 2, None, True),
-        (12, 2, 12, True),
-        (12, 4, 1, True),
-        (9, 4, None, False),
-        (24, 2, None, False),
+        (5, 2, None, None, True),
+        (24, 2, None, None, True),
+        (8, 4, None, None, True),
+        (9, 4, None, None, True),
+        (3, 2, None, None, True),
+        (12, 2, None, 12, True),
+        (12, 4, None, 1, True),
+        (9, 4, None, None, False),
+        (24, 2, None, None, False),
+        (5, 2, 1.0, None, True),  # seen on the shared 2-core machine: the last subject ran twice as fast
+        (9, 4, 2.0, None, True),
+        (24, 2, 1.3, None, False),
     ],
 )
-def test_time_left_is_within_a_factor_of_2_after_the_first_quarter(n_subjects, n_procs, slow, known):
-    """Subjects finish in batches of ``n_procs``; five subjects on four workers take two rounds; a slow
-    subject last (or first) is not seen coming; the workers are counted or inferred from the rate."""
+def test_time_left_is_within_a_factor_of_2_after_the_first_quarter(n_subjects, n_procs, cores, slow, known):
+    """Subjects finish in batches of ``n_procs``; five subjects on four workers take two rounds; on a
+    busy machine a subject left alone runs faster than in company; a slow subject last (or first) is not
+    seen coming; the workers are counted or inferred from the rate."""
     for seed in range(5):
-        lines = run_schedule(n_subjects, n_procs, np.random.default_rng(seed), slow_subject=slow, known=known)
+        rng = np.random.default_rng(seed)
+        lines = run_schedule(n_subjects, n_procs, rng, slow_subject=slow, known=known, cores=cores)
         assert len(lines) == n_subjects
         assert check_progress_lines([(t, text + "\n") for t, text in lines], start=0.0) >= 1
 
@@ -116,6 +129,8 @@ def test_the_estimate_schedules_the_subjects_left_on_the_workers():
     assert estimate_time_left(started=[5], queued=[40], workers=4) == 40  # the last one runs alone
     assert estimate_time_left(started=[5, 5, 5, 5], queued=[40], workers=4) == 45
     assert estimate_time_left(started=[], queued=[], workers=2) == 0
+    # two workers sharing one core: a pair takes twice its work, the last one alone only its own
+    assert estimate_time_left(started=[40, 40], queued=[40], workers=2, cores=1.0) == 120
 
 
 def test_a_failed_node_takes_what_depends_on_it_out_of_the_work_left():
@@ -137,3 +152,23 @@ def test_a_failed_node_takes_what_depends_on_it_out_of_the_work_left():
     now[0] += 10
     progress(_node("w.sub_01_wf.b", 10, 10), "end")
     assert lines[-1] == "  sub-01 done (2/2, 0.3 min elapsed)"
+
+
+def test_cpu_time_of_a_process_is_read_from_proc():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bids_app.console import process_cpu_seconds
+
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        pytest.skip("no /proc here: the estimate takes run times as CPU time")
+    before = process_cpu_seconds(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert process_cpu_seconds(os.getpid()) - before == pytest.approx(0.3, abs=0.1)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert process_cpu_seconds(ended.pid) is None
