@@ -3,7 +3,8 @@
 Lines come as subjects finish, because MultiProc runs the ready jobs subject by subject
 (:func:`subject_priority`). The time left schedules the work left on the workers
 (:func:`estimate_time_left`): a node's expected run time is the mean of the same node in the subjects
-done, as the nodes' own results measure it (so a worker's start-up is not counted as work). Counting
+done, as the nodes' own results measure it (so a worker's start-up is not counted as work), times
+the subject's own pace; the workers' CPU time says how much faster the last subjects run alone. Counting
 subjects instead (the time per finished subject times the subjects left) was off by up to the number
 of workers: subjects finish in batches of that size, and the first of a batch said as much time left
 as a whole batch, the last almost none.
@@ -47,25 +48,25 @@ def subject_priority(labels: list[str]) -> Callable[[Any], int]:
 
 
 def estimate_time_left(
-    started: Iterable[float], queued: Iterable[float], workers: int, cores: float | None = None
+    started: Iterable[float], queued: Iterable[float], workers: int, speedup: float = 1.0
 ) -> float:
-    """Seconds until the last subject is done: the subjects' work left (CPU seconds), ``started`` ones
-    each on a worker, ``queued`` ones in the order they will start, each on the first worker free.
+    """Seconds until the last subject is done: the subjects' work left, ``started`` ones each on a
+    worker, ``queued`` ones in the order they will start, each on the first worker free.
 
-    A subject's nodes run one after another, so a subject progresses at most one second of work per
-    second; the ``k`` subjects running at once share the ``cores`` the machine gives the run (default:
-    one a worker). Scheduling the work left, rather than dividing it by the rate so far, counts the
-    parallelism the end of a run really has: five subjects on four workers take two rounds, the last
-    subject runs alone, and on a busy machine it runs faster alone than it did in company.
+    Work is in seconds as the nodes took with every worker busy. A subject's nodes run one after
+    another; when fewer subjects than workers are left, each runs up to ``speedup`` times faster (at
+    most ``workers / k`` with ``k`` running: on a machine busy with other work the run's share of the
+    cores goes to the subjects left). Scheduling the work left, rather than dividing it by the rate so
+    far, counts the parallelism the end of a run really has: five subjects on four workers take two
+    rounds, and the last subject runs alone.
     """
-    cores = float(workers) if cores is None else cores
     waiting = deque(queued)
     active = [work for work in started if work > 0]
     elapsed = 0.0
     while active or waiting:
         while len(active) < workers and waiting:
             active.append(waiting.popleft())
-        speed = min(1.0, cores / len(active))  # work seconds per second, each
+        speed = max(1.0, min(speedup, workers / len(active)))
         step = min(active) / speed
         elapsed += step
         active = [work - step * speed for work in active]
@@ -208,13 +209,13 @@ class SubjectProgress:
         begun = {_subject_of(name) for name in self.running} | set(self.finished)
         elapsed = max(now - self.first_start, 1e-9)
         workers = self.workers or max(1, round(done / elapsed))
-        # on a busy machine a node runs longer than its CPU time: count work in CPU seconds, and the
-        # cores the run got, so that a subject left alone at the end is seen to run faster
+        # a node that got a fraction of a core (a busy machine) runs faster when fewer subjects share
+        # the run's cores: its CPU time over its run time says by how much at most
         cpu = self.cpu_seconds() if self.cpu_seconds else None
-        ratio, cores = (cpu / done, cpu / elapsed) if cpu and done > 0 else (1.0, None)
-        started = [work * ratio for subject, work in left.items() if subject in begun]
-        queued = [left[subject] * ratio for subject in sorted(left, key=str) if subject not in begun]
-        return estimate_time_left(started, queued, workers, cores)
+        speedup = done / cpu if cpu and done > 0 else 1.0
+        started = [work for subject, work in left.items() if subject in begun]
+        queued = [left[subject] for subject in sorted(left, key=str) if subject not in begun]
+        return estimate_time_left(started, queued, workers, speedup)
 
     def _report(self, subject: str, what: str) -> None:
         self.reported.add(subject)

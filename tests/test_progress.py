@@ -129,8 +129,9 @@ def test_the_estimate_schedules_the_subjects_left_on_the_workers():
     assert estimate_time_left(started=[5], queued=[40], workers=4) == 40  # the last one runs alone
     assert estimate_time_left(started=[5, 5, 5, 5], queued=[40], workers=4) == 45
     assert estimate_time_left(started=[], queued=[], workers=2) == 0
-    # two workers sharing one core: a pair takes twice its work, the last one alone only its own
-    assert estimate_time_left(started=[40, 40], queued=[40], workers=2, cores=1.0) == 120
+    # two workers sharing one core: alone, the last subject runs twice as fast as in company
+    assert estimate_time_left(started=[40, 40], queued=[40], workers=2, speedup=2.5) == 60
+    assert estimate_time_left(started=[40], queued=[], workers=4, speedup=2.5) == 16
 
 
 def test_a_failed_node_takes_what_depends_on_it_out_of_the_work_left():
