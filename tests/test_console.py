@@ -68,6 +68,7 @@ def test_participant_progress_counts_up_and_its_time_left_comes_true(tmp_path):
         "--skip-bids-validation", *NO_QC,
     )  # fmt: skip
     text = "".join(f"{t:6.1f} {line}" for t, line in timed)
+    print(text)  # the timed console, shown with pytest -rP
     assert code == 0, text
     assert "[Node]" not in text
     assert check_progress_lines(timed, start=0.0) >= 3, text
