@@ -4,7 +4,8 @@ Lines come as subjects finish, because MultiProc runs the ready jobs subject by 
 (:func:`subject_priority`). The time left schedules the work left on the workers
 (:func:`estimate_time_left`): a node's expected run time is the mean of the same node in the subjects
 done, as the nodes' own results measure it (so a worker's start-up is not counted as work), times
-the subject's own pace; the workers' CPU time says how much faster the last subjects run alone. Counting
+the subject's own pace, plus the workers' wait between nodes so far; the workers' CPU time says how
+much faster the last subjects run alone. Counting
 subjects instead (the time per finished subject times the subjects left) was off by up to the number
 of workers: subjects finish in batches of that size, and the first of a batch said as much time left
 as a whole batch, the last almost none.
@@ -48,29 +49,37 @@ def subject_priority(labels: list[str]) -> Callable[[Any], int]:
 
 
 def estimate_time_left(
-    started: Iterable[float], queued: Iterable[float], workers: int, speedup: float = 1.0
+    started: Iterable[tuple[float, float]],
+    queued: Iterable[tuple[float, float]],
+    workers: int,
+    speedup: float = 1.0,
 ) -> float:
-    """Seconds until the last subject is done: the subjects' work left, ``started`` ones each on a
-    worker, ``queued`` ones in the order they will start, each on the first worker free.
+    """Seconds until the last subject is done, from each subject's ``(work, wait)`` left: ``started``
+    ones each on a worker, ``queued`` ones in the order they will start, each on the first worker free.
 
-    Work is in seconds as the nodes took with every worker busy. A subject's nodes run one after
-    another; when fewer subjects than workers are left, each runs up to ``speedup`` times faster (at
-    most ``workers / k`` with ``k`` running: on a machine busy with other work the run's share of the
-    cores goes to the subjects left). Scheduling the work left, rather than dividing it by the rate so
-    far, counts the parallelism the end of a run really has: five subjects on four workers take two
-    rounds, and the last subject runs alone.
+    Work is in seconds as the nodes ran with every worker busy; wait is the time between its nodes
+    (Nipype's main process checks, submits and collects). A subject's nodes run one after another;
+    when fewer subjects than workers are left, their work runs up to ``speedup`` times faster (at most
+    ``workers / k`` with ``k`` running: on a machine busy with other work the run's share of the cores
+    goes to the subjects left); with more, they share the workers. Scheduling what is left, rather
+    than dividing it by the rate so far, counts the parallelism the end of a run really has: five
+    subjects on four workers take two rounds, and the last subject runs alone.
     """
     waiting = deque(queued)
-    active = [work for work in started if work > 0]
+    active = [(work, wait) for work, wait in started if work + wait > 0]
     elapsed = 0.0
     while active or waiting:
         while len(active) < workers and waiting:
             active.append(waiting.popleft())
-        speed = max(1.0, min(speedup, workers / len(active)))
-        step = min(active) / speed
+        speed = min(max(1.0, speedup), workers / len(active))
+        durations = [work / speed + wait for work, wait in active]
+        step = min(durations)
         elapsed += step
-        active = [work - step * speed for work in active]
-        active = [work for work in active if work > 1e-9]
+        active = [
+            (work * (1 - step / d), wait * (1 - step / d))
+            for (work, wait), d in zip(active, durations, strict=True)
+            if d - step > 1e-9
+        ]
     return elapsed
 
 
@@ -137,6 +146,7 @@ class SubjectProgress:
         self.leaf_samples: dict[str, list[float]] = defaultdict(list)  # and by the node's own name
         self.ran: dict[str | None, dict[str, float]] = defaultdict(dict)  # subject -> node -> run time
         self.work_done = 0.0
+        self.nodes_done = 0
         self.first_start: float | None = None
         self.finished: Counter[str | None] = Counter()
         self.reported: set[str] = set()
@@ -173,6 +183,7 @@ class SubjectProgress:
         if run is None or run[0] < self.started:  # a node cached from an earlier run cost this run nothing
             return
         self.work_done += run[1]
+        self.nodes_done += 1
         self.ran[_subject_of(name)][name] = run[1]
         self.samples[_within_subject(name)].append(run[1])
         self.leaf_samples[name.rsplit(".", 1)[-1]].append(run[1])
@@ -198,6 +209,7 @@ class SubjectProgress:
             return None
         now = self.clock()
         left: dict[str | None, float] = defaultdict(float)
+        nodes: Counter[str | None] = Counter()
         done = self.work_done
         pace = {subject: self.pace(subject) for subject in self.ran}
         for name in self.pending:
@@ -205,16 +217,21 @@ class SubjectProgress:
             expected = self.expected_run_time(name) * pace.get(subject, 1.0)
             ran = min(now - self.running[name], expected) if name in self.running else 0.0
             left[subject] += expected - ran
+            nodes[subject] += 1
             done += ran
         begun = {_subject_of(name) for name in self.running} | set(self.finished)
         elapsed = max(now - self.first_start, 1e-9)
         workers = self.workers or max(1, round(done / elapsed))
+        # the workers' time not spent in nodes, a node: on a busy machine they waited for Nipype's main
+        # process about as long as they ran nodes (28 nodes a subject, most of them sinks)
+        wait = max(0.0, workers * elapsed - done) / max(1, self.nodes_done)
         # a node that got a fraction of a core (a busy machine) runs faster when fewer subjects share
-        # the run's cores: its CPU time over its run time says by how much at most
+        # the run's cores: its run time over its CPU time says by how much at most
         cpu = self.cpu_seconds() if self.cpu_seconds else None
         speedup = done / cpu if cpu and done > 0 else 1.0
-        started = [work for subject, work in left.items() if subject in begun]
-        queued = [left[subject] for subject in sorted(left, key=str) if subject not in begun]
+        order = sorted(left, key=str)
+        started = [(left[s], nodes[s] * wait) for s in order if s in begun]
+        queued = [(left[s], nodes[s] * wait) for s in order if s not in begun]
         return estimate_time_left(started, queued, workers, speedup)
 
     def _report(self, subject: str, what: str) -> None:
