@@ -4,8 +4,8 @@ Lines come as subjects finish, because MultiProc runs the ready jobs subject by 
 (:func:`subject_priority`). The time left schedules the work left on the workers
 (:func:`estimate_time_left`): a node's expected run time is the mean of the same node in the subjects
 done, as the nodes' own results measure it (so a worker's start-up is not counted as work), times
-the subject's own pace, plus the workers' wait between nodes so far; the workers' CPU time says how
-much faster the last subjects run alone. Counting
+the subject's own pace, plus the wait between nodes the subjects done had; the workers' CPU time
+says how much faster the last subjects run alone. Counting
 subjects instead (the time per finished subject times the subjects left) was off by up to the number
 of workers: subjects finish in batches of that size, and the first of a batch said as much time left
 as a whole batch, the last almost none.
@@ -146,7 +146,8 @@ class SubjectProgress:
         self.leaf_samples: dict[str, list[float]] = defaultdict(list)  # and by the node's own name
         self.ran: dict[str | None, dict[str, float]] = defaultdict(dict)  # subject -> node -> run time
         self.work_done = 0.0
-        self.nodes_done = 0
+        self.subject_start: dict[str | None, float] = {}  # when a subject's first worker node began
+        self.waits: list[float] = []  # a done subject's wall time not in its nodes, a node
         self.first_start: float | None = None
         self.finished: Counter[str | None] = Counter()
         self.reported: set[str] = set()
@@ -167,7 +168,17 @@ class SubjectProgress:
                 return
             self.finished[subject] += 1
             if self.finished[subject] >= self.expected[subject]:
+                self._record_wait(subject)
                 self._report(subject, "done")
+
+    def _record_wait(self, subject: str) -> None:
+        """How long a finished subject waited between its nodes, a node: Nipype's main process checks,
+        submits and collects each node, and on a busy machine that took about as long as the nodes
+        (28 nodes a subject, most of them sinks)."""
+        ran = self.ran.get(subject, {})
+        if subject in self.subject_start and ran:
+            span = self.clock() - self.subject_start[subject]
+            self.waits.append(max(0.0, span - sum(ran.values())) / self.expected[subject])
 
     def _account(self, node: pe.Node, status: str) -> None:
         name = node.fullname
@@ -183,12 +194,13 @@ class SubjectProgress:
         if run is None or run[0] < self.started:  # a node cached from an earlier run cost this run nothing
             return
         self.work_done += run[1]
-        self.nodes_done += 1
         self.ran[_subject_of(name)][name] = run[1]
         self.samples[_within_subject(name)].append(run[1])
         self.leaf_samples[name.rsplit(".", 1)[-1]].append(run[1])
         if submitted is not None:  # ran in a worker: the rate starts with the workers' first node
             self.first_start = run[0] if self.first_start is None else min(self.first_start, run[0])
+            subject = _subject_of(name)
+            self.subject_start[subject] = min(self.subject_start.get(subject, run[0]), run[0])
 
     def expected_run_time(self, name: str) -> float:
         """The mean run time of this node in the subjects done so far (of nodes with its name when no
@@ -222,9 +234,7 @@ class SubjectProgress:
         begun = {_subject_of(name) for name in self.running} | set(self.finished)
         elapsed = max(now - self.first_start, 1e-9)
         workers = self.workers or max(1, round(done / elapsed))
-        # the workers' time not spent in nodes, a node: on a busy machine they waited for Nipype's main
-        # process about as long as they ran nodes (28 nodes a subject, most of them sinks)
-        wait = max(0.0, workers * elapsed - done) / max(1, self.nodes_done)
+        wait = sum(self.waits) / len(self.waits) if self.waits else 0.0
         # a node that got a fraction of a core (a busy machine) runs faster when fewer subjects share
         # the run's cores: its run time over its CPU time says by how much at most
         cpu = self.cpu_seconds() if self.cpu_seconds else None
