@@ -210,10 +210,14 @@ class SubjectProgress:
 
     def pace(self, subject: str | None) -> float:
         """How much longer than expected this subject's nodes ran so far (1 before any ran): a subject
-        with more volumes is slower at every node."""
+        with more volumes is slower at every node. Shrunk towards 1 by a tenth of a subject's work,
+        so that a first short node (a sink run in a hundredth of a second) does not set it."""
         ran = self.ran.get(subject)
-        expected = sum(self.expected_run_time(name) for name in ran) if ran else 0.0
-        return sum(ran.values()) / expected if ran and expected > 0 else 1.0
+        if not ran:
+            return 1.0
+        prior = 0.1 * self.work_done / max(1, len(self.ran))
+        expected = sum(self.expected_run_time(name) for name in ran)
+        return (sum(ran.values()) + prior) / (expected + prior) if expected + prior > 0 else 1.0
 
     def time_left(self) -> float | None:
         """Seconds until every subject is done, or ``None`` before the first worker's node ends."""
