@@ -1,4 +1,5 @@
-"""What tests share besides fixtures: data paths, the CI switch, a generated cohort, the CLI in-process."""
+"""What tests share besides fixtures: data paths, the CI switch, a generated cohort, the CLI in-process
+and in a subprocess (its output timed), the check of the progress lines."""
 
 import os
 import re
