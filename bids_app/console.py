@@ -12,8 +12,10 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing as mp
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from nipype import config as nipype_config
@@ -51,6 +53,17 @@ def current_verbosity() -> int:
     """The ``-v`` count that :func:`setup_logging` was given, read back from Nipype's config."""
     level = nipype_config.get("logging", "workflow_level")
     return {"CRITICAL": 0, "INFO": 1}.get(str(level).upper(), 2)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process, from Linux's ``/proc/<pid>/stat``; ``None`` elsewhere or
+    when it has ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _worker_init(cwd: str, verbose: int) -> None:
@@ -109,6 +122,11 @@ class StrokefcMultiProcPlugin(MultiProcPlugin):
             return
         modules = {type(node.interface).__module__ for node in graph.nodes()}
         mp.get_context("forkserver").set_forkserver_preload(sorted(modules))
+
+    def worker_cpu_seconds(self) -> float | None:
+        """The CPU time the pool's workers have used so far (``None`` where ``/proc`` cannot say)."""
+        times = [process_cpu_seconds(pid) for pid in list(getattr(self.pool, "_processes", None) or {})]
+        return None if not times or None in times else sum(t for t in times if t is not None)
 
     def _sort_jobs(self, jobids: Any, scheduler: str = "tsort") -> Any:
         jobids = super()._sort_jobs(jobids, scheduler=scheduler)

@@ -42,7 +42,7 @@ from bids_app.lesions import (
 from bids_app.outputs import check_output_dir, init_output_dataset, remove_stale_outputs
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
-from bids_app.progress import SubjectProgress, subject_priority
+from bids_app.progress import SubjectProgress, subject_priority, workers_of
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
 from workflows.denoise import MISSING_FD_NOTE, read_confounds_table
@@ -338,13 +338,15 @@ def _run_subjects(
         wf = build_workflow(config, plans)
         prepare_run(wf, config.execution, config.work_dir, config.output_dir / "logs", "participant")
         plugin, plugin_args = plugin_settings(config.execution)
-        plugin_args = {**plugin_args, "status_callback": SubjectProgress(wf)}
+        progress = SubjectProgress(wf, workers=workers_of(plugin, plugin_args))
+        plugin_args = {**plugin_args, "status_callback": progress}
         LOGGER.info("Running %d subject(s) with %s", len(plans), plugin)
         for plan in plans:  # what a killed run left half-written (never under a final name)
             remove_stale_temps(config.output_dir / f"sub-{plan.subject}")
         # BLAS threads of every node (inherited by MultiProc workers and batch jobs)
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
         runner = make_plugin(plugin, plugin_args, subject_priority([p.subject for p in plans]))
+        progress.cpu_seconds = getattr(runner, "worker_cpu_seconds", None)
         try:
             wf.run(plugin=runner, plugin_args=plugin_args)
         except RuntimeError as exc:  # Nipype's message is a traceback: the summary below names each failure

@@ -1,6 +1,8 @@
-"""What tests share besides fixtures: data paths, the CI switch, a generated cohort, the CLI in-process."""
+"""What tests share besides fixtures: data paths, the CI switch, a generated cohort, the CLI in-process
+and in a subprocess (its output timed), the check of the progress lines."""
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +43,81 @@ def run_strokefc(*args, timeout: float = 900) -> tuple[int, str]:
     """The ``strokefc`` console script in a subprocess: its exit code and its whole output (stdout and
     stderr together, Nipype's worker processes included: what a user sees).
     """
+    code, lines = run_strokefc_timed(*args, timeout=timeout)
+    return code, "".join(line for _, line in lines)
+
+
+def run_strokefc_timed(*args, timeout: float = 900) -> tuple[int, list[tuple[float, str]]]:
+    """:func:`run_strokefc` with each output line and the time it came, in seconds since the start;
+    the last item is the exit (with an empty line)."""
     import subprocess
     import sys
+    import threading
+    import time
 
-    proc = subprocess.run(
+    started = time.monotonic()
+    proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "strokefc"), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    return proc.returncode, proc.stdout
+    killed = threading.Event()
+    timer = threading.Timer(timeout, lambda: (killed.set(), proc.kill()))
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        lines = [(time.monotonic() - started, line) for line in proc.stdout]
+        code = proc.wait()
+    finally:
+        timer.cancel()
+    if killed.is_set():
+        raise subprocess.TimeoutExpired(proc.args, timeout, "".join(line for _, line in lines))
+    return code, [*lines, (time.monotonic() - started, "")]
+
+
+#: A subject's progress line: ``  sub-01 done (3/8, 1.2 min elapsed, about 4 min left)``.
+PROGRESS_LINE = re.compile(
+    r"^  sub-\S+ (?:done|failed.*) \((\d+)/(\d+), [\d.]+ min elapsed(?:, (.*) left)?\)$"
+)
+
+
+def said_seconds_left(text: str) -> float:
+    """The seconds a progress line's time left says (``a few seconds``: 5)."""
+    if text == "a few seconds":
+        return 5.0
+    number, unit = re.fullmatch(r"about (\d+) (min|s)", text).groups()
+    return float(number) * (60 if unit == "min" else 1)
+
+
+def check_progress_lines(timed: list[tuple[float, str]], start: float, tolerance_s: float = 10.0) -> int:
+    """Asserts that the progress lines among ``timed`` (time, text) count subjects up, and that every
+    time left said after the first quarter of the run (``start`` to the last subject's line) is within
+    a factor of 2 of the time really left, or within ``tolerance_s`` of it. Returns the lines checked.
+
+    The tolerance is for the last seconds: times under 90 s are said to 5 s, under 10 s as "a few
+    seconds", and a node's end is seen when Nipype next polls; a factor of 2 on 3 s tells a reader
+    nothing.
+    """
+    found = [(t, PROGRESS_LINE.match(line.rstrip("\n"))) for t, line in timed]
+    progress = [(t, m) for t, m in found if m]
+    assert progress, "no progress line"
+    shown = "".join(f"\n{t:7.1f} s {m.group(0)}" for t, m in progress)
+    counts = [int(m.group(1)) for _, m in progress]
+    assert counts == sorted(set(counts)), f"the subjects done do not count up:{shown}"
+    assert counts[-1] == int(progress[-1][1].group(2)), f"the last line is not the last subject:{shown}"
+    end = progress[-1][0]
+    checked = 0
+    for t, m in progress:
+        if m.group(3) is None or t < start + (end - start) / 4:
+            continue
+        said, true = said_seconds_left(m.group(3)), end - t
+        assert true / 2 <= said <= true * 2 or abs(said - true) <= tolerance_s, (
+            f"at {t:.0f} s: {m.group(0).strip()!r}, truly {true:.0f} s left (from {start:.0f} s):{shown}"
+        )
+        checked += 1
+    return checked
 
 
 def tiny_group_maps(root: Path, rng, n_subjects: int = 12, spread: float = 0.0) -> list:

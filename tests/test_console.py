@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import NO_QC, check_progress_lines, run_strokefc_timed, simulate
 
 SCRIPT = textwrap.dedent(
     """
@@ -54,3 +55,20 @@ def test_group_progress_comes_from_the_workers_and_nipype_stays_silent(tmp_path)
     assert "permutation test: permutation 2/2 done" in text
     assert "final model: trained on every subject" in text
     assert "[Node]" not in text
+
+
+@pytest.mark.integration
+def test_participant_progress_counts_up_and_its_time_left_comes_true(tmp_path):
+    """Five subjects on two workers (subjects finish in pairs, the fifth runs alone): each line counts
+    one more subject, and each time left said after the first quarter of the run is within a factor
+    of 2 of the time that was left (tests/test_progress.py: the same check on synthetic schedules)."""
+    bids = simulate(tmp_path, n_subjects=5)
+    code, timed = run_strokefc_timed(
+        bids, tmp_path / "out", "participant", "--work-dir", tmp_path / "work", "--nprocs", 2,
+        "--skip-bids-validation", *NO_QC,
+    )  # fmt: skip
+    text = "".join(f"{t:6.1f} {line}" for t, line in timed)
+    print(text)  # the timed console, shown with pytest -rP
+    assert code == 0, text
+    assert "[Node]" not in text
+    assert check_progress_lines(timed, start=0.0) >= 3, text

@@ -70,6 +70,12 @@ def _write_bytes(path, data):
     path.write_bytes(data)
 
 
+def _filter_file(bids, spec):
+    path = bids.parent / "filter.json"
+    path.write_text(json.dumps(spec))
+    return ["--bids-filter-file", path]
+
+
 def _truncate(path, keep=0.5):
     path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
 
@@ -186,6 +192,13 @@ CASES = [
         2,
         r"has task 'rest' in space 'MNI152NLin6Asym'.*task\(s\) rest in space\(s\) MNI152NLin2009cAsym.*"
         r"check --task-id and --space",
+    ),
+    (  # issue 25: said once, naming the filter (a filter file used to exit 1 blaming --space)
+        "a filter file matching no run",
+        lambda b: _filter_file(b, {"bold": {"acquisition": "nope"}}),
+        "participant",
+        2,
+        r"filter file's bold query \{\"acquisition\": \"nope\"\}.*and the filter file \(--bids-filter-file\)",
     ),
     (
         "a task that no run has",
