@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         help="passed to the participant level (default: strokefc's default; 0 = no stationary null)",
     )
     parser.add_argument("--cv-repeats", type=int, default=5)
+    parser.add_argument(
+        "--n-permutations",
+        type=int,
+        default=0,
+        help="label permutations at the group level (the report's gated verdicts need them; default 0)",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-planted"))
     parser.add_argument("--skip-null", action="store_true")
     args = parser.parse_args(argv)
@@ -181,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             cache / "gwork",
             "--cv-repeats",
             args.cv_repeats,
+            "--n-permutations",
+            args.n_permutations,
             *common,
         ],
         cache / "group.log",
@@ -200,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                     cache / "nwork",
                     "--cv-repeats",
                     args.cv_repeats,
+                    "--n-permutations",
+                    args.n_permutations,
                     *common,
                 ],
                 cache / "null_group.log",

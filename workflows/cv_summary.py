@@ -17,7 +17,7 @@ import numpy as np
 
 from workflows.calibration import calibration_text
 from workflows.cnn import count_parameters, model_for
-from workflows.comparisons import comparisons, cv_warnings
+from workflows.comparisons import STATIC_CONTROL, comparisons, cv_warnings
 from workflows.conformal import cv_coverage
 from workflows.cross_validation import CONFORMAL_COLUMNS, prediction_column, split_groups
 from workflows.incremental import ALPHA, METHOD, incremental_value, unit_predictions
@@ -53,9 +53,6 @@ from workflows.stats import (
 )
 from workflows.study_design import detectable_effect
 from workflows.utils.io import atomic_write_json, write_tsv
-
-#: The control every timescale's dynamics are compared with.
-STATIC_CONTROL = "parcel_fc"
 
 
 def timescale_summary(
