@@ -51,6 +51,16 @@ def ba_cell(summary: dict, model: str) -> str:
     return f"{ba['mean']:.2f} ± {ba['sd']:.2f} (pooled {boot['value']:.2f}, {low:.2f}-{high:.2f})"
 
 
+def report_result(out: Path) -> list[str]:
+    """The sentences of the group report's Result section (``group.html``), as the reader sees them."""
+    import html
+    import re
+
+    page = (out / "group.html").read_text()
+    block = re.search(r'<div class="result">(.*?)</div>', page, re.S)
+    return [html.unescape(p) for p in re.findall(r"<p>(.*?)</p>", block.group(1), re.S)] if block else []
+
+
 def write_result(name: str, lines: list[str]) -> Path:
     """Write ``lines`` to ``benchmarks/results/<today>-<name>.md``, print them and the path."""
     text = "\n".join(lines) + "\n"
@@ -240,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for m in models:
         lines.append(f"| {m} | " + " | ".join(ba_cell(summary, m) for summary in results.values()) + " |")
+    lines += ["", "The group report's Result section (planted):", ""]
+    lines += [f"> {sentence}" for sentence in report_result(out)]
     lines += ["", "Run times on this machine (2 cores): " + ", ".join(f"{k} {v}" for k, v in times.items())]
     write_result(name, lines)
     return 0
