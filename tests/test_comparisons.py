@@ -214,3 +214,34 @@ def test_no_dynamic_map_or_no_static_control_is_no_claim(rng):
     assert effect_kind({**summary, "map": {"stat": "dfcexcess"}})["kind"] == "dynamic"  # a dynamic map
     alone = _summary(rng, {"parcel": 0.85}, permutation)
     assert effect_kind(alone)["reason"] == "no_control"
+    unpaired = {
+        **summary,
+        "bootstrap": {
+            m: {"balanced_accuracy": r["balanced_accuracy"]} for m, r in summary["bootstrap"].items()
+        },
+    }
+    assert effect_kind(unpaired)["reason"] == "not_compared"
+
+
+def test_a_regression_says_dynamic_when_the_primary_has_the_lower_error():
+    def diff(lo, hi):
+        return {"mae": {"value": (lo + hi) / 2, "ci95": [lo, hi]}}
+
+    boot = {
+        "parcel": {
+            "mae": {"value": 8.0, "ci95": [6.0, 10.0]},
+            "difference_from_mean": diff(-5.0, -1.0),
+            "difference_from_parcel_fc": diff(-4.0, -0.5),  # lower error than the static-FC control
+        },
+        "parcel_fc": {"mae": {"value": 11.0, "ci95": [9.0, 13.0]}, "difference_from_mean": diff(-2.0, 1.0)},
+        "mean": {"mae": {"value": 12.0, "ci95": [10.0, 14.0]}},
+    }
+    permutation = {"models": {"parcel": {"p_value": 0.02, "metric": "mae"}}}
+    summary = {
+        "target": "regression",
+        "primary_model": "parcel",
+        "bootstrap": boot,
+        "permutation": permutation,
+    }
+    assert effect_kind(summary)["kind"] == "dynamic"
+    assert effect_kind({**summary, "permutation": None})["reason"] == "untested"

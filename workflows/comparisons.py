@@ -352,7 +352,8 @@ def effect_kind(summary: Mapping[str, Any]) -> dict[str, Any]:
     ``"at_chance"`` (neither model shown above chance, or the better one not), ``"no_difference"`` (the
     two do not differ: the effect may be both, or the cohort too small to tell), ``"untested"`` (no
     permutation test of the better model), ``"static_map"`` (``--map`` fc or dfcmean: the primary reads no
-    dynamics) or ``"no_control"`` (the static-FC control did not run). Returns ``{"kind", "reason",
+    dynamics), ``"no_control"`` (the static-FC control did not run) or ``"not_compared"`` (no paired
+    difference of the two in the summary). Returns ``{"kind", "reason",
     "sentence"}``: the sentence is what the report's Result section says.
     """
     target = str(summary.get("target") or "classification")
@@ -373,6 +374,13 @@ def effect_kind(summary: Mapping[str, Any]) -> dict[str, Any]:
             "FC).",
         )
     record = _static_record(bootstrap, permutation, primary, target) if primary in bootstrap else None
+    if record is None and STATIC_CONTROL in bootstrap:
+        return answer(
+            None,
+            "not_compared",
+            "Dynamic or static: no claim. This summary holds no paired comparison of the primary model "
+            "with the static-FC control.",
+        )
     if record is None:
         return answer(
             None,

@@ -253,7 +253,9 @@ def summarise_cv(
     clusters = unit_subjects(data)
     if regression:
         models = summarise_regression_models(fold_metrics)
-        references = [r for r in REGRESSION_REFERENCES if r in names] + static
+        # the primary's difference from the static-FC control says whether an effect is dynamic or static
+        control = [STATIC_CONTROL] if STATIC_CONTROL in names else []
+        references = [r for r in REGRESSION_REFERENCES if r in names] + control
         bootstrap = regression_bootstrap(
             predictions, references, params.severe_threshold, params.random_seed, clusters=clusters
         )
