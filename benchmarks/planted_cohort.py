@@ -51,6 +51,16 @@ def ba_cell(summary: dict, model: str) -> str:
     return f"{ba['mean']:.2f} ± {ba['sd']:.2f} (pooled {boot['value']:.2f}, {low:.2f}-{high:.2f})"
 
 
+def report_result(out: Path) -> list[str]:
+    """The sentences of the group report's Result section (``group.html``), as the reader sees them."""
+    import html
+    import re
+
+    page = (out / "group.html").read_text()
+    block = re.search(r'<div class="result">(.*?)</div>', page, re.S)
+    return [html.unescape(p) for p in re.findall(r"<p>(.*?)</p>", block.group(1), re.S)] if block else []
+
+
 def write_result(name: str, lines: list[str]) -> Path:
     """Write ``lines`` to ``benchmarks/results/<today>-<name>.md``, print them and the path."""
     text = "\n".join(lines) + "\n"
@@ -132,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         help="passed to the participant level (default: strokefc's default; 0 = no stationary null)",
     )
     parser.add_argument("--cv-repeats", type=int, default=5)
+    parser.add_argument(
+        "--n-permutations",
+        type=int,
+        default=0,
+        help="label permutations at the group level (the report's gated verdicts need them; default 0)",
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-planted"))
     parser.add_argument("--skip-null", action="store_true")
     args = parser.parse_args(argv)
@@ -181,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             cache / "gwork",
             "--cv-repeats",
             args.cv_repeats,
+            "--n-permutations",
+            args.n_permutations,
             *common,
         ],
         cache / "group.log",
@@ -200,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                     cache / "nwork",
                     "--cv-repeats",
                     args.cv_repeats,
+                    "--n-permutations",
+                    args.n_permutations,
                     *common,
                 ],
                 cache / "null_group.log",
@@ -230,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for m in models:
         lines.append(f"| {m} | " + " | ".join(ba_cell(summary, m) for summary in results.values()) + " |")
+    lines += ["", "The group report's Result section (planted):", ""]
+    lines += [f"> {sentence}" for sentence in report_result(out)]
     lines += ["", "Run times on this machine (2 cores): " + ", ".join(f"{k} {v}" for k, v in times.items())]
     write_result(name, lines)
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bids_app.reports.group import comparison_sentences, regression_sentences
-from workflows.comparisons import above_chance, comparisons, cv_warnings, paired_verdict
+from bids_app.reports.group import comparison_sentences, regression_sentences, result_sentences
+from workflows.comparisons import above_chance, comparisons, cv_warnings, effect_kind, paired_verdict
 from workflows.stats import bootstrap_comparison
 
 
@@ -155,3 +155,93 @@ def test_a_small_regression_cohort_is_warned(n, warned):
     summary = {"target": "regression", "bootstrap": {}, "permutation": {"models": {}}}
     codes = [w["code"] for w in cv_warnings(summary, {"subjects": n})]
     assert ("few_subjects" in codes) is warned
+
+
+def test_the_effect_is_dynamic_when_the_dfc_model_beats_static_fc(rng):
+    permutation = {"models": {"parcel": {"p_value": 0.01}, "parcel_fc": {"p_value": 0.6}}}
+    summary = _summary(rng, {"parcel": 0.85, "parcel_fc": 0.5}, permutation)
+    kind = effect_kind(summary)
+    assert (kind["kind"], kind["reason"]) == ("dynamic", "dynamic")
+    assert kind["sentence"].startswith("The effect is dynamic: dFC-SD parcels (primary) beats Static FC")
+    assert "permutation p = 0.01" in kind["sentence"]
+    assert result_sentences(summary)[-1] == kind["sentence"]  # the Result section says it
+
+
+def test_the_effect_is_static_when_the_static_fc_control_beats_the_dfc_model(rng):
+    permutation = {"models": {"parcel": {"p_value": 0.3}, "parcel_fc": {"p_value": 0.001}}}
+    summary = _summary(rng, {"parcel": 0.55, "parcel_fc": 0.95}, permutation)
+    kind = effect_kind(summary)
+    assert (kind["kind"], kind["reason"]) == ("static", "static")
+    assert kind["sentence"].startswith("The effect is static: Static FC (control) beats dFC-SD parcels")
+    assert "The effect is static" in " ".join(result_sentences(summary))
+
+
+def test_the_static_fc_control_stored_on_the_primary_gives_the_same_answer(rng):
+    """With several timescales (and in regression) the difference is stored on the primary model."""
+    permutation = {"models": {"parcel": {"p_value": 0.3}, "parcel_fc": {"p_value": 0.001}}}
+    rows = _predictions(rng, {"parcel": 0.55, "parcel_fc": 0.95})
+    boot = bootstrap_comparison(rows, ["parcel_fc"], n_boot=100)
+    assert "difference_from_parcel_fc" in boot["parcel"]
+    assert "difference_from_parcel" not in boot["parcel_fc"]
+    summary = {"primary_model": "parcel", "bootstrap": boot, "permutation": permutation}
+    assert effect_kind(summary)["kind"] == "static"
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "p_values", "reason"),
+    [
+        ({"parcel": 0.5, "parcel_fc": 0.5}, {"parcel": 0.5, "parcel_fc": 0.6}, "at_chance"),  # a null
+        ({"parcel": 0.5, "parcel_fc": 0.3}, {"parcel": 0.5, "parcel_fc": 0.9}, "at_chance"),  # anti-learning
+        ({"parcel": 0.85, "parcel_fc": 0.85}, {"parcel": 0.01, "parcel_fc": 0.01}, "no_difference"),  # both
+        ({"parcel": 0.85, "parcel_fc": 0.5}, None, "untested"),  # no permutation test
+    ],
+)
+def test_neither_winning_nor_above_chance_is_no_claim(rng, accuracy, p_values, reason):
+    permutation = {"models": {m: {"p_value": p} for m, p in p_values.items()}} if p_values else None
+    summary = _summary(rng, accuracy, permutation)
+    kind = effect_kind(summary)
+    assert (kind["kind"], kind["reason"]) == (None, reason)
+    assert kind["sentence"].startswith("Dynamic or static: no claim")
+    assert "The effect is" not in " ".join(result_sentences(summary))
+
+
+def test_no_dynamic_map_or_no_static_control_is_no_claim(rng):
+    permutation = {"models": {"parcel": {"p_value": 0.01}}}
+    summary = _summary(rng, {"parcel": 0.85, "parcel_fc": 0.5}, permutation)
+    fc = effect_kind({**summary, "map": {"stat": "fc"}})
+    assert (fc["kind"], fc["reason"]) == (None, "static_map")
+    assert "--map dfcsd" in fc["sentence"]
+    assert effect_kind({**summary, "map": {"stat": "dfcexcess"}})["kind"] == "dynamic"  # a dynamic map
+    alone = _summary(rng, {"parcel": 0.85}, permutation)
+    assert effect_kind(alone)["reason"] == "no_control"
+    unpaired = {
+        **summary,
+        "bootstrap": {
+            m: {"balanced_accuracy": r["balanced_accuracy"]} for m, r in summary["bootstrap"].items()
+        },
+    }
+    assert effect_kind(unpaired)["reason"] == "not_compared"
+
+
+def test_a_regression_says_dynamic_when_the_primary_has_the_lower_error():
+    def diff(lo, hi):
+        return {"mae": {"value": (lo + hi) / 2, "ci95": [lo, hi]}}
+
+    boot = {
+        "parcel": {
+            "mae": {"value": 8.0, "ci95": [6.0, 10.0]},
+            "difference_from_mean": diff(-5.0, -1.0),
+            "difference_from_parcel_fc": diff(-4.0, -0.5),  # lower error than the static-FC control
+        },
+        "parcel_fc": {"mae": {"value": 11.0, "ci95": [9.0, 13.0]}, "difference_from_mean": diff(-2.0, 1.0)},
+        "mean": {"mae": {"value": 12.0, "ci95": [10.0, 14.0]}},
+    }
+    permutation = {"models": {"parcel": {"p_value": 0.02, "metric": "mae"}}}
+    summary = {
+        "target": "regression",
+        "primary_model": "parcel",
+        "bootstrap": boot,
+        "permutation": permutation,
+    }
+    assert effect_kind(summary)["kind"] == "dynamic"
+    assert effect_kind({**summary, "permutation": None})["reason"] == "untested"

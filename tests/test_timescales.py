@@ -298,7 +298,8 @@ def test_group_level_on_the_chosen_map_and_timescale(tmp_path, rng):
     compared with static FC on the same folds, and the report and card say so."""
     from bids_app.config import build_config
     from bids_app.group_level import collect_group_inputs
-    from bids_app.reports.group import timescale_sentences
+    from bids_app.reports.group import result_sentences, timescale_sentences
+    from workflows.comparisons import effect_kind
     from workflows.group import init_group_wf
     from workflows.model_io import load_arrays
 
@@ -354,6 +355,9 @@ def test_group_level_on_the_chosen_map_and_timescale(tmp_path, rng):
     assert "difference_from_parcel_fc" in summary["bootstrap"]["parcel_ts60s"]
     sentences = timescale_sentences(summary)
     assert any(s.startswith("At 60s windows,") for s in sentences)
+    kind = effect_kind(summary)  # the primary (on the chosen timescale) against static FC, no permutation
+    assert kind["reason"] in ("untested", "no_difference", "at_chance")
+    assert result_sentences(summary)[-1] == kind["sentence"]
     assert any("stat-dfcexcess" in s for s in sentences)
     assert (out / "group" / "desc-difference_dfcexcess.nii.gz").exists()
     _, card = load_arrays(out / "model")  # the primary parcel model, exported by default

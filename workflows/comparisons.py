@@ -34,6 +34,10 @@ MIN_SUBJECTS_PER_CLASS = 10
 MIN_SUBJECTS_REGRESSION = 20
 #: The reference a regression model must beat to be above chance.
 CHANCE_REFERENCE = REGRESSION_REFERENCES[0]
+#: The control every dynamic map is compared with: when it wins, the effect is static.
+STATIC_CONTROL = "parcel_fc"
+#: Group maps (``--map``) that measure no dynamics: a primary model on them cannot tell dynamic from static.
+STATIC_MAPS = ("fc", "dfcmean")
 
 
 def _finite(interval: Any) -> TypeGuard[Sequence[float]]:
@@ -326,3 +330,94 @@ def cv_warnings(
             )
         )
     return out
+
+
+def _static_record(
+    bootstrap: Mapping[str, Any], permutation: Mapping[str, Any] | None, primary: str, target: str
+) -> dict[str, Any] | None:
+    """The paired verdict of the primary model against the static-FC control, whichever way the summary
+    stored the difference (on the control for classification, on the primary with several timescales)."""
+    return paired_verdict(bootstrap, permutation, primary, STATIC_CONTROL, target) or paired_verdict(
+        bootstrap, permutation, STATIC_CONTROL, primary, target
+    )
+
+
+def effect_kind(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Is the effect dynamic or static? The primary model (on a dynamic map) against the static-FC control.
+
+    The same gate as every claim (:func:`paired_verdict`): the effect is ``"dynamic"`` when the primary
+    model beats the static-FC control on the same folds (paired subject-bootstrap interval of the
+    difference excludes 0, and the primary passes its own permutation test), ``"static"`` when the
+    control beats the primary the same way. Anything else is no claim (``kind`` None), with the reason:
+    ``"at_chance"`` (neither model shown above chance, or the better one not), ``"no_difference"`` (the
+    two do not differ: the effect may be both, or the cohort too small to tell), ``"untested"`` (no
+    permutation test of the better model), ``"static_map"`` (``--map`` fc or dfcmean: the primary reads no
+    dynamics), ``"no_control"`` (the static-FC control did not run) or ``"not_compared"`` (no paired
+    difference of the two in the summary). Returns ``{"kind", "reason",
+    "sentence"}``: the sentence is what the report's Result section says.
+    """
+    target = str(summary.get("target") or "classification")
+    bootstrap = summary.get("bootstrap") or {}
+    permutation = summary.get("permutation")
+    primary = str(summary.get("primary_model") or PRIMARY_MODEL)
+    stat = str((summary.get("map") or {}).get("stat") or "dfcsd")
+
+    def answer(kind: str | None, reason: str, sentence: str) -> dict[str, Any]:
+        return {"kind": kind, "reason": reason, "sentence": sentence}
+
+    if stat in STATIC_MAPS:
+        return answer(
+            None,
+            "static_map",
+            f"Dynamic or static: not asked. The models read the stat-{stat} maps, which measure no "
+            "dynamics (run the group level with --map dfcsd or dfcexcess to compare dynamics with static "
+            "FC).",
+        )
+    record = _static_record(bootstrap, permutation, primary, target) if primary in bootstrap else None
+    if record is None and STATIC_CONTROL in bootstrap:
+        return answer(
+            None,
+            "not_compared",
+            "Dynamic or static: no claim. This summary holds no paired comparison of the primary model "
+            "with the static-FC control.",
+        )
+    if record is None:
+        return answer(
+            None,
+            "no_control",
+            "Dynamic or static: no claim. The static-FC control did not run (it needs the stat-fc maps of "
+            "the participant level), so these data cannot tell a dynamic effect from a static one.",
+        )
+    verdict, winner = record["verdict"], record["winner"]
+    if verdict in ("model_better", "reference_better"):
+        if winner == primary:
+            return answer(
+                "dynamic",
+                "dynamic",
+                "The effect is dynamic: " + record["sentence"] + " The time-varying coupling tells the "
+                "groups apart beyond its static strength.",
+            )
+        return answer(
+            "static",
+            "static",
+            "The effect is static: " + record["sentence"] + " The strength of static coupling tells the "
+            "groups apart; these data do not show that its variation over time adds to it.",
+        )
+    if verdict == "untested":
+        return answer(None, "untested", "Dynamic or static: no claim. " + record["sentence"])
+    chances = [
+        above_chance(bootstrap, permutation, m, target)["above_chance"] for m in (primary, STATIC_CONTROL)
+    ]
+    if verdict == "winner_at_chance" or not any(chances):
+        lead = (
+            "the better of the two is not shown above chance"
+            if any(chances)
+            else "neither the dFC model nor the static-FC control is shown above chance"
+        )
+        return answer(None, "at_chance", f"Dynamic or static: no claim, since {lead}. " + record["sentence"])
+    return answer(
+        None,
+        "no_difference",
+        "Dynamic or static: no claim. " + record["sentence"] + " The effect may be both dynamic and "
+        "static, or the cohort too small to tell them apart.",
+    )

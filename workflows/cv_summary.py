@@ -21,7 +21,7 @@ import numpy as np
 
 from workflows.calibration import calibration_text
 from workflows.cnn import count_parameters, model_for
-from workflows.comparisons import comparisons, cv_warnings
+from workflows.comparisons import STATIC_CONTROL, comparisons, cv_warnings
 from workflows.conformal import cv_coverage
 from workflows.cross_validation import CONFORMAL_COLUMNS, prediction_column, split_groups
 from workflows.decision_curve import DECISION_COLUMNS, decision_curves, decision_summary
@@ -60,9 +60,6 @@ from workflows.stats import (
 )
 from workflows.study_design import detectable_effect, sample_size_curve
 from workflows.utils.io import atomic_write_json, write_tsv
-
-#: The control every timescale's dynamics are compared with.
-STATIC_CONTROL = "parcel_fc"
 
 
 def timescale_summary(
@@ -318,7 +315,9 @@ def summarise_cv(
     clusters = unit_subjects(data)
     if regression:
         models = summarise_regression_models(fold_metrics)
-        references = [r for r in REGRESSION_REFERENCES if r in names] + static
+        # the primary's difference from the static-FC control says whether an effect is dynamic or static
+        control = [STATIC_CONTROL] if STATIC_CONTROL in names else []
+        references = [r for r in REGRESSION_REFERENCES if r in names] + control
         bootstrap = regression_bootstrap(
             predictions, references, params.severe_threshold, params.random_seed, clusters=clusters
         )

@@ -23,7 +23,7 @@ from bids_app.reports.about import about_rows
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from bids_app.reports.sites import class_rows, site_sentences, site_table
 from workflows import plotting as rl
-from workflows.comparisons import above_chance, paired_verdict
+from workflows.comparisons import above_chance, effect_kind, paired_verdict
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, SITE_COLUMN, is_severe
 from workflows.incremental import clinical_value_sentence
@@ -146,9 +146,10 @@ def result_sentences(summary: dict) -> list[str]:
 
     Read from ``cv_summary.json`` only: the pooled out-of-fold score of the primary model with its
     subject-bootstrap interval, whether it is above chance (its permutation p when run, else the
-    interval: :func:`workflows.comparisons.above_chance`), and the gated verdict against each control
+    interval: :func:`workflows.comparisons.above_chance`), the gated verdict against each control
     (:func:`workflows.comparisons.paired_verdict`: "beats" only when the paired interval excludes 0
-    and the better model is above chance by its own permutation test).
+    and the better model is above chance by its own permutation test), and whether the effect is
+    dynamic or static by the same gate (:func:`workflows.comparisons.effect_kind`).
     """
     boot = summary.get("bootstrap") or {}
     permutation = summary.get("permutation")
@@ -231,6 +232,7 @@ def result_sentences(summary: dict) -> list[str]:
             out.append("So the primary model does better than every control on the same folds.")
     elif not controls:
         out.append("No control model ran (static FC, mean dFC and motion/QC need their inputs).")
+    out.append(effect_kind(summary)["sentence"])
     return out
 
 
