@@ -7,7 +7,9 @@ the noise (a scanner), and recruits unevenly: the first site mostly mild, the la
 (:func:`workflows.models.fold_models`, the group level's own fits) is validated four ways, each over
 ``--draws`` cohorts: subject-level repeated 5-fold and leave-one-site-out, each without and with
 ``--harmonize combat``. A model that reads site looks good in the subject folds, which train on every
-site, and loses it on a site it has not seen.
+site, and loses it on a site it has not seen. A fifth way is the mistake the in-fold version avoids:
+ComBat fitted once on every subject's maps with the outcome protected (as a harmonisation step run
+before the analysis would), then subject-level CV: the labels of the test subjects reach the features.
 
 Usage: ``python benchmarks/sites.py [--draws 5] [--n 90] [--effect 0.5] [--no-write]``; writes
 ``benchmarks/results/sites-<date>.md``.
@@ -29,14 +31,17 @@ sys.path.insert(0, str(ROOT))
 
 from workflows import cross_validation as xv  # noqa: E402
 from workflows import sites  # noqa: E402
+from workflows.harmonize import ComBat  # noqa: E402
 from workflows.models import PRIMARY_MODEL, fold_models  # noqa: E402
 from workflows.params import CVParams, GroupParams  # noqa: E402
 from workflows.stats import classification_scores  # noqa: E402
 
-SHAPE = (10, 10, 8)  # 800 voxels in 40 parcels of 20
+SHAPE = (10, 10, 8)  # 800 voxels in 40 parcels of 20 (or --parcel-voxels)
 
 
-def cohort(seed: int, n: int, effect: float, site_effect: float, site_severity: float) -> dict:
+def cohort(
+    seed: int, n: int, effect: float, site_effect: float, site_severity: float, parcel_voxels: int = 20
+) -> dict:
     """Group inputs (the npz arrays the fold models read) of one generated 3-site cohort."""
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % 2)
@@ -44,13 +49,17 @@ def cohort(seed: int, n: int, effect: float, site_effect: float, site_severity: 
     site = np.array(
         [rng.choice(3, p=(1 + site_severity * tilt * (1 if c else -1)) / 3.0) for c in y]
     )  # first site mostly mild, last mostly severe
-    parcels = (np.arange(np.prod(SHAPE)) // 20 + 1).reshape(SHAPE).astype(np.int32)
-    offsets = rng.normal(0, site_effect, size=(3, 40))  # each site's scanner pattern over the parcels
+    n_parcels = int(np.prod(SHAPE)) // parcel_voxels
+    parcels = (np.arange(np.prod(SHAPE)) // parcel_voxels + 1).reshape(SHAPE).astype(np.int32)
+    parcels[parcels > n_parcels] = 0  # a remainder too small for a parcel: background
+    offsets = rng.normal(0, site_effect, size=(3, n_parcels))  # each site's scanner pattern over the parcels
     noise_scale = np.array([1.0, 1.4, 0.8])
-    true = np.zeros(40)
+    true = np.zeros(n_parcels)
     true[:4] = effect  # the severe patients' effect: 4 parcels
-    per_parcel = offsets[site] + noise_scale[site, None] * rng.normal(size=(n, 40)) + np.outer(y, true)
-    maps = per_parcel[:, parcels.reshape(-1) - 1].reshape(n, *SHAPE)
+    per_parcel = offsets[site] + noise_scale[site, None] * rng.normal(size=(n, n_parcels)) + np.outer(y, true)
+    maps = np.concatenate([per_parcel, np.zeros((n, 1))], axis=1)[:, parcels.reshape(-1) - 1].reshape(
+        n, *SHAPE
+    )
     maps = maps + 0.5 * rng.normal(size=maps.shape)  # voxel noise within parcels
     labels = np.array([f"{i:03d}" for i in range(n)])
     return {
@@ -62,6 +71,13 @@ def cohort(seed: int, n: int, effect: float, site_effect: float, site_severity: 
         "confounds": np.full((n, 6), np.nan),
         "sites": np.array(["site1", "site2", "site3"])[site],
     }
+
+
+def harmonized_on_all(data: dict) -> dict:
+    """The cohort's maps ComBat-harmonised on every subject at once, the outcome protected (the leak)."""
+    x = data["x"].reshape(len(data["y"]), -1).astype(float)
+    fixed = ComBat().fit_transform(x, sites=data["sites"], covariates=data["y"].astype(float))
+    return {**data, "x": fixed.reshape(data["x"].shape).astype(np.float32)}
 
 
 def score(data: dict, harmonize: str, scheme: str, seed: int) -> float:
@@ -85,6 +101,40 @@ def score(data: dict, harmonize: str, scheme: str, seed: int) -> float:
     return float(np.mean(values))
 
 
+def leak(args: argparse.Namespace) -> int:
+    """Null cohorts (site offsets, tilted recruitment, no effect): does ComBat fitted on all subjects leak?"""
+    ways = {"none": [], "in-fold combat": [], "combat on all subjects, outcome protected": []}
+    started = time.time()
+    for draw in range(args.draws):
+        data = cohort(draw, args.n, 0.0, args.site_effect, args.site_severity, args.parcel_voxels)
+        ways["none"].append(score(data, "none", "subject", draw))
+        ways["in-fold combat"].append(score(data, "combat", "subject", draw))
+        ways["combat on all subjects, outcome protected"].append(
+            score(harmonized_on_all(data), "none", "subject", draw)
+        )
+    n_parcels = 800 // args.parcel_voxels
+    lines = [
+        f"# Sites: ComBat fitted on all subjects against in-fold ComBat, null cohorts ({dt.date.today()})",
+        "",
+        f"`python benchmarks/sites.py --leak --draws {args.draws} --n {args.n} --parcel-voxels "
+        f"{args.parcel_voxels} --site-effect {args.site_effect} --site-severity {args.site_severity}` "
+        f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {time.time() - started:.0f} s). "
+        f"{args.n} subjects, {n_parcels} parcels, 3 sites, no class effect; the primary parcel model, "
+        "subject-level 5-fold x 2. Balanced accuracy, mean and range over draws; chance is 0.5.",
+        "",
+        "| Harmonisation | Balanced accuracy | Range |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {k} | {np.mean(v):.2f} | {min(v):.2f}-{max(v):.2f} |" for k, v in ways.items()]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        out = Path(__file__).parent / "results" / f"sites-leak-{dt.date.today()}.md"
+        out.write_text(text)
+        print(f"written: {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--draws", type=int, default=5)
@@ -94,20 +144,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--site-effect", type=float, default=1.0, help="SD of each site's parcel offsets")
     parser.add_argument("--site-severity", type=float, default=0.8)
+    parser.add_argument("--parcel-voxels", type=int, default=20, help="voxels per parcel (800 in all)")
+    parser.add_argument(
+        "--leak",
+        action="store_true",
+        help="null cohorts only: subject-level CV without ComBat, with in-fold ComBat and with ComBat "
+        "fitted on all subjects (writes sites-leak-<date>.md)",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
+    if args.leak:
+        return leak(args)
     conditions = [(s, h) for s in ("subject", "site") for h in ("none", "combat", "combat-nolabel")]
     results: dict[tuple[str, str], list[float]] = {c: [] for c in conditions}
     controls: dict[tuple[str, str], list[float]] = {c: [] for c in conditions}
     reference: list[float] = []  # the same effect without site offsets or tilted recruitment
+    on_all: dict[str, list[float]] = {"effect": [], "null": []}  # ComBat fitted on all subjects
     started = time.time()
     for draw in range(args.draws):
         plain = cohort(draw, args.n, args.effect, 0.0, 0.0)
         reference.append(score(plain, "none", "subject", draw))
         for effect, store in ((args.effect, results), (0.0, controls)):  # the null: site only, no effect
-            data = cohort(draw, args.n, effect, args.site_effect, args.site_severity)
+            data = cohort(draw, args.n, effect, args.site_effect, args.site_severity, args.parcel_voxels)
             for scheme, harmonize in conditions:
                 store[(scheme, harmonize)].append(score(data, harmonize, scheme, draw))
+            on_all["effect" if effect else "null"].append(
+                score(harmonized_on_all(data), "none", "subject", draw)
+            )
     wall = time.time() - started
 
     def cell(values: list[float]) -> str:
@@ -134,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {harmonize} | {cell(results[(scheme, harmonize)])} | "
             f"{cell(controls[(scheme, harmonize)])} |"
         )
+    lines.append(
+        f"| subject-level 5-fold x 2 | combat on all subjects, outcome protected | "
+        f"{cell(on_all['effect'])} | {cell(on_all['null'])} |"
+    )
     lines += [
         "",
         f"Reference: the same effect without site offsets or tilted recruitment (noise levels still differ "
