@@ -101,6 +101,17 @@ def score(data: dict, harmonize: str, scheme: str, seed: int) -> float:
     return float(np.mean(values))
 
 
+def record(lines: list[str], stem: str, no_write: bool) -> int:
+    """Print the record and, unless ``no_write``, write it to ``results/<stem>-<date>.md``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not no_write:
+        out = Path(__file__).parent / "results" / f"{stem}-{dt.date.today()}.md"
+        out.write_text(text)
+        print(f"written: {out}")
+    return 0
+
+
 def leak(args: argparse.Namespace) -> int:
     """Null cohorts (site offsets, tilted recruitment, no effect): does ComBat fitted on all subjects leak?"""
     ways = {"none": [], "in-fold combat": [], "combat on all subjects, outcome protected": []}
@@ -126,13 +137,7 @@ def leak(args: argparse.Namespace) -> int:
         "|---|---|---|",
     ]
     lines += [f"| {k} | {np.mean(v):.2f} | {min(v):.2f}-{max(v):.2f} |" for k, v in ways.items()]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        out = Path(__file__).parent / "results" / f"sites-leak-{dt.date.today()}.md"
-        out.write_text(text)
-        print(f"written: {out}")
-    return 0
+    return record(lines, "sites-leak", args.no_write)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,13 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Reference: the same effect without site offsets or tilted recruitment (noise levels still differ "
         f"by site), subject-level 5-fold x 2, no harmonisation: {cell(reference)}.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        out = Path(__file__).parent / "results" / f"sites-{dt.date.today()}.md"
-        out.write_text(text)
-        print(f"written: {out}")
-    return 0
+    return record(lines, "sites", args.no_write)
 
 
 if __name__ == "__main__":
