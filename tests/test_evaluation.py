@@ -445,7 +445,7 @@ def test_permutations_leave_the_cnn_out_unless_asked(tmp_path, monkeypatch):
     data_file = tmp_path / "data.npz"
     np.savez(data_file, y=np.array([0, 1, 0, 1]), groups=np.array(["a", "b", "c", "d"]))
     seen = []
-    monkeypatch.setattr(permutation, "fold_models", lambda data, params: {"cnn": None, "parcel": None})
+    monkeypatch.setattr(permutation, "fold_models", lambda data, params, *_: {"cnn": None, "parcel": None})
     monkeypatch.setattr(permutation, "permutation_nulls", lambda *a, **k: seen.append(sorted(a[3])) or {})
     permutation.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1)))
     permutation.run_permutation(data_file, 0, GroupParams(cv=CVParams(n_permutations=1, permute_cnn=True)))

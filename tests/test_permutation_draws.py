@@ -31,7 +31,7 @@ def inputs(tmp_path, rng, monkeypatch):
     x = rng.normal(size=(16, 5)) + 1.5 * y[:, None]
     data_file = tmp_path / "group_inputs.npz"
     np.savez(data_file, x=x, y=y, groups=np.array([f"s{i:02d}" for i in range(16)]))
-    monkeypatch.setattr(permutation, "fold_models", lambda data, params: {"parcel": _nearest_mean(data)})
+    monkeypatch.setattr(permutation, "fold_models", lambda data, params, *_: {"parcel": _nearest_mean(data)})
     computed = []
     real = permutation.permutation_nulls
 

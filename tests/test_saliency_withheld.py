@@ -36,3 +36,19 @@ def test_withheld_with_the_reason(summary, reason):
 def test_a_regression_cnn_that_passes_its_mae_permutation_test_is_explained():
     summary = {"target": "regression", "permutation": {"models": {"cnn": {"p_value": 0.01, "metric": "mae"}}}}
     assert saliency_withheld(summary) is None
+
+
+def test_the_region_note_says_the_stability_and_the_null_or_that_there_is_none():
+    from bids_app.reports.group import region_note
+
+    stability = {"FoldModels": 25, "TopK": 20, "StableShare": 0.5, "FoldProfileSpearman": 0.314}
+    null = {"Draws": 99, "Alpha": 0.05}
+    text = region_note({"Stability": stability, "Null": null})
+    assert "Stability over 25 fold models" in text
+    assert "mean Spearman rho 0.31" in text
+    assert "Null: 99 permuted-label CNNs" in text
+    assert "fold_top_share >= 0.5 and null_p_fwe < 0.05" in text
+    bare = region_note({"Stability": {**stability, "FoldProfileSpearman": None}, "Null": {"Draws": 0}})
+    assert "rho n/a" in bare
+    assert "No permuted-label null (the CNN was not permuted)" in bare
+    assert region_note(None) == ""  # a table written before stability: no note

@@ -176,6 +176,30 @@ COLUMNS: dict[str, dict[str, Any]] = {
         "Units": "log-odds",
     },
     "n_voxels": {"Description": "parcel voxels inside the CNN mask"},
+    "fold_top_share": {
+        "Description": "stability: share of the cross-validation fold models (folds x repeats) whose own "
+        "held-out subjects rank the region among the table's top regions (workflows.explain.TOP_REGIONS) "
+        "by |class_difference|",
+        "Units": "fraction",
+    },
+    "fold_sign_agreement": {
+        "Description": "share of the fold models whose class_difference on their own held-out subjects "
+        "has the sign of the pooled one",
+        "Units": "fraction",
+    },
+    "null_p": {
+        "Description": "permutation p of |class_difference| among the permuted-label CNNs' held-out "
+        "saliency ((1 + draws as large) / (1 + draws)); n/a when the CNN was not permuted (--permute-cnn)"
+    },
+    "null_p_fwe": {
+        "Description": "null_p corrected for every region: against each draw's largest |class_difference| "
+        "over all regions (family-wise error)"
+    },
+    "stable_above_null": {
+        "Description": "yes when fold_top_share >= 0.5 (workflows.explain.STABLE_SHARE) and null_p_fwe < "
+        "0.05 (workflows.explain.NULL_ALPHA); n/a without a null",
+        "Levels": {"yes": "stable and above the null", "no": "not both", "n/a": "no permutation null"},
+    },
     # predictions.tsv (participant --model)
     "predicted_class": {
         "Description": "severe when prob_severe >= decision_threshold, else mild-to-moderate"

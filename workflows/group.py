@@ -26,6 +26,7 @@ from workflows.learning_curve import LEARNING_FRACTIONS
 from workflows.model_card import training_cohort
 from workflows.model_io import json_clean
 from workflows.models import (
+    CNN_MODEL,
     CONTROL_MAPS,
     MODELS,
     PRIMARY_MODEL,
@@ -267,7 +268,16 @@ def describe_group(params: GroupParams) -> str:
         "only its own test subjects with signed integrated gradients of "
         + ("minus the predicted score" if regression else "the severe-vs-mild log-odds")
         + ", averaged per subject and then over subjects, and summarised over the parcels of the HCPex "
-        "atlas [@hcpex] (MNI152NLin2009cAsym, the maps' space), midline parcels as bilateral."
+        "atlas [@hcpex] (MNI152NLin2009cAsym, the maps' space), midline parcels as bilateral. "
+        "A region's stability was the share of fold models whose own held-out subjects ranked it among "
+        "the top regions"
+        + (
+            "; its null, the same held-out saliency of every permuted-label draw's networks, gave each "
+            "region a permutation p-value, also corrected over regions by the maximum statistic"
+            if CNN_MODEL in permuted_models(params)
+            else "; the network was not permuted, so the regions have no null"
+        )
+        + ". The region table is shown only when the network passes its own permutation test."
     )
 
 
@@ -289,7 +299,8 @@ def init_group_wf(
         inputnode.subjects -> prepare (align, grid, samples) -> ds_group (cohort.tsv, class maps)
            prepare -> cv_fold (MapNode: every model per subject-level fold; folds run in parallel;
                       the fold's CNN explains its own test subjects)
-              -> [permutation (MapNode, every model; only when params.cv.n_permutations > 0, classification)]
+              -> [permutation (MapNode, every model; only when params.cv.n_permutations > 0; with the CNN
+                  permuted, its folds' held-out region saliency -> explain: the region table's null)]
               -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv,
                  learning_curves.tsv, decision_curves.tsv [classification])
               cv_fold -> explain (held-out saliency maps, saliency_regions.tsv) -> ds_explain
@@ -435,4 +446,11 @@ def init_group_wf(
                 (permutation, summarise, [("null_scores", "null")]),
             ]
         )
+        if CNN_MODEL in permuted_models(params):  # the permuted CNNs explain their test subjects too
+            wf.connect(
+                [
+                    (prepare, permutation, [("grid_file", "grid_file")]),
+                    (permutation, explain, [("null_saliency", "null_saliency")]),
+                ]
+            )
     return wf

@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +36,9 @@ from workflows.cross_validation import (
     subject_labels,
     targets,
 )
+from workflows.explain import FoldExplainer, null_region_statistic
 from workflows.group_inputs import is_severe
-from workflows.models import PRIMARY_MODEL, FitPredict, fold_models, permuted_models
+from workflows.models import CNN_MODEL, PRIMARY_MODEL, FitPredict, fold_models, permuted_models
 from workflows.params import GroupParams
 from workflows.stats import COMPARE_METRIC, LOWER_IS_BETTER, fold_metrics_for, permutation_p_value
 from workflows.utils.io import atomic_write_json
@@ -88,6 +89,7 @@ def permutation_nulls(
     n_repeats: int = 1,
     split_groups: npt.ArrayLike | None = None,
     severe_threshold: float | None = None,
+    on_fold: Callable[[dict, np.ndarray], None] | None = None,
 ) -> dict[str, float]:
     """One null draw for every model: labels permuted between subjects, then the same repeated k-fold.
 
@@ -97,7 +99,9 @@ def permutation_nulls(
     ``groups``): a subject's sessions keep their labels together. Folds are shared by every model.
     With ``severe_threshold`` the targets ``y`` are UL-FMA scores (regression): the scores are permuted
     the same way, the folds are stratified by the permuted scores' class (as the observed folds), and
-    the statistic is each model's mean MAE.
+    the statistic is each model's mean MAE. ``on_fold(fold, classes)``, when given, is called before
+    each fold with the fold and every sample's permuted class (the CNN's null saliency,
+    :class:`workflows.explain.FoldExplainer`).
     """
     split = np.asarray(groups if split_groups is None else split_groups)
     rng = np.random.default_rng([seed, 7919, index])
@@ -105,16 +109,20 @@ def permutation_nulls(
     regression, threshold = severe_threshold is not None, float(severe_threshold or 0.0)
     strata = np.array([int(is_severe(v, threshold)) for v in y_perm]) if regression else y_perm
     folds = subject_folds(strata, split, n_folds, n_repeats, seed + 100_000 + index)
-    _, metrics, _ = cross_validate(
-        x,
-        y_perm,
-        groups,
-        folds,
-        models,
-        split_groups=split,
-        metrics=fold_metrics_for("regression" if regression else "classification", threshold),
-        value="predicted_score" if regression else "prob_severe",
-    )
+    metrics: list[dict[str, Any]] = []
+    for batch in [[fold] for fold in folds] if on_fold else [folds]:  # fold by fold for on_fold
+        if on_fold:
+            on_fold(batch[0], np.asarray(strata))
+        metrics += cross_validate(
+            x,
+            y_perm,
+            groups,
+            batch,
+            models,
+            split_groups=split,
+            metrics=fold_metrics_for("regression" if regression else "classification", threshold),
+            value="predicted_score" if regression else "prob_severe",
+        )[1]
     metric = COMPARE_METRIC["regression" if regression else "classification"]
     return {name: float(np.nanmean([m[metric] for m in metrics if m["model"] == name])) for name in models}
 
@@ -140,14 +148,27 @@ def draw_path(draws_dir: str | Path, inputs: str, index: int, seed: int) -> Path
     return Path(draws_dir) / inputs[:16] / f"draw-{int(index):06d}_seed-{int(seed)}.json"
 
 
-def _stored_draw(path: Path, record: dict[str, Any]) -> dict[str, float] | None:
-    """A stored draw's nulls when ``path`` holds the draw ``record`` describes; None otherwise."""
+class Draw(NamedTuple):
+    """One permutation draw: every permuted model's null score, and the permuted CNN's region saliency."""
+
+    null: dict[str, float]  # model -> mean balanced accuracy (regression: MAE) on permuted labels
+    saliency: dict[str, float]  # atlas label -> held-out region statistic ({}: not computed)
+
+
+def _stored_draw(path: Path, record: dict[str, Any], saliency: bool) -> Draw | None:
+    """A stored draw when ``path`` holds the draw ``record`` describes (with its region saliency when
+    ``saliency`` is wanted); None otherwise."""
     if not path.is_file():
         return None
     try:
         stored = json.loads(path.read_text())
         if all(stored.get(k) == v for k, v in record.items()):
-            return {str(name): float(value) for name, value in stored["null"].items()}
+            if saliency and not stored.get("saliency"):
+                return None  # stored before the saliency null was asked for
+            return Draw(
+                {str(name): float(value) for name, value in stored["null"].items()},
+                {str(label): float(value) for label, value in (stored.get("saliency") or {}).items()},
+            )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         LOGGER.warning("permutation test: %s is unreadable (%s); computing that draw again", path, exc)
         return None
@@ -155,32 +176,41 @@ def _stored_draw(path: Path, record: dict[str, Any]) -> dict[str, float] | None:
     return None
 
 
-def run_permutation(
-    data_file: str | Path, index: int, params: GroupParams, draws_dir: str | Path | None = None
-) -> dict[str, float]:
+def permutation_draw(
+    data_file: str | Path,
+    index: int,
+    params: GroupParams,
+    draws_dir: str | Path | None = None,
+    grid_file: str | Path | None = None,
+) -> Draw:
     """One draw of the label-permutation null of every permuted model's mean balanced accuracy (MAE for
     a regression: the scores are permuted).
 
     Labels are permuted between subjects (sessions together), then every model of
     :func:`workflows.models.permuted_models` is cross-validated on the same subject-level folds, with as
-    many repeats as the observed score. With ``draws_dir`` the draw is read from there when an earlier
-    run stored it (:func:`draw_path`), else computed and stored.
+    many repeats as the observed score. When the CNN is permuted and ``grid_file`` is given, each fold's
+    permuted-label CNN also explains its own test subjects (as the observed folds do, classes by the
+    permuted labels), and the draw keeps the region statistic of that held-out saliency
+    (:func:`workflows.explain.null_region_statistic`): the null of the region table. With ``draws_dir``
+    the draw is read from there when an earlier run stored it (:func:`draw_path`), else computed and
+    stored.
     """
     torch.set_num_threads(params.threads)
     data = np.load(data_file)
     index = int(index)
+    permuted = permuted_models(params)
+    explain = FoldExplainer(data, params) if grid_file and CNN_MODEL in permuted else None
     stored, path, record = None, None, {}
     if draws_dir:
         inputs = draw_inputs_digest(data, params)
         record = {"index": index, "seed": params.random_seed, "inputs": inputs}
         path = draw_path(draws_dir, inputs, index, params.random_seed)
-        stored = _stored_draw(path, record)
+        stored = _stored_draw(path, record, explain is not None)
     if stored is not None:
         LOGGER.debug("permutation test: draw %d read from %s", index, path)
-        nulls = stored
+        draw = stored
     else:
-        permuted = permuted_models(params)
-        models = {name: fit for name, fit in fold_models(data, params).items() if name in permuted}
+        models = {name: fit for name, fit in fold_models(data, params, explain).items() if name in permuted}
         regression = params.target == "regression"
         nulls = permutation_nulls(
             np.arange(len(data["y"])),
@@ -193,13 +223,26 @@ def run_permutation(
             index=index,
             split_groups=split_groups(data),
             severe_threshold=params.severe_threshold if regression else None,
+            on_fold=explain.start if explain is not None else None,
         )
+        saliency = {}
+        if explain is not None and explain.parts:
+            grid = json.loads(Path(grid_file or "").read_text())
+            saliency = null_region_statistic(explain.parts, grid, data["parcels"])
+        draw = Draw(nulls, saliency)
         if path is not None:
-            atomic_write_json(path, {**record, "null": nulls})
+            atomic_write_json(path, {**record, "null": nulls, **({"saliency": saliency} if saliency else {})})
     total = params.cv.n_permutations
     if (index + 1) % max(1, total // 10) == 0 or index + 1 == total:  # about ten progress lines
         LOGGER.info("permutation test: permutation %d/%d done", index + 1, total)
-    return nulls
+    return draw
+
+
+def run_permutation(
+    data_file: str | Path, index: int, params: GroupParams, draws_dir: str | Path | None = None
+) -> dict[str, float]:
+    """The null scores of :func:`permutation_draw` (no saliency)."""
+    return permutation_draw(data_file, index, params, draws_dir).null
 
 
 def permutation_summary(

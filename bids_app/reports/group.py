@@ -461,6 +461,15 @@ class CohortSubject(Protocol):
     def ul_fma(self) -> float: ...
 
 
+def _read_json(path: Path) -> dict | None:
+    """An optional JSON record (None when missing or unreadable: its section says so)."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        LOGGER.exception("Could not read %s", path)
+        return None
+
+
 def _read_tsv(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
@@ -865,6 +874,27 @@ def saliency_withheld(summary: dict | None) -> str | None:
     return None
 
 
+def region_note(sidecar: Mapping[str, Any] | None) -> str:
+    """The region table's stability and null in words, from its JSON sidecar (empty without one)."""
+    stability, null = (sidecar or {}).get("Stability") or {}, (sidecar or {}).get("Null") or {}
+    if not stability:
+        return ""
+    rho = stability.get("FoldProfileSpearman")
+    text = (
+        f"Stability over {stability.get('FoldModels')} fold models (folds x repeats, each on its own "
+        f"held-out subjects): fold_top_share is the share that rank the region among the top "
+        f"{stability.get('TopK')}; the whole region profile correlates between fold models at mean "
+        "Spearman rho " + ("n/a" if rho is None else f"{rho:.2f}") + ". "
+    )
+    if not null.get("Draws"):
+        return text + "No permuted-label null (the CNN was not permuted): null_p is n/a."
+    return text + (
+        f"Null: {null['Draws']} permuted-label CNNs explained their own held-out subjects; null_p_fwe is "
+        f"corrected over every region; stable_above_null is yes when fold_top_share >= "
+        f"{stability.get('StableShare')} and null_p_fwe < {null.get('Alpha')}."
+    )
+
+
 def write_group_report(
     config: RunConfig, subjects: Iterable[CohortSubject], excluded: dict[str, str]
 ) -> Path:
@@ -961,6 +991,7 @@ def write_group_report(
         maps_caption=maps_caption,
         regions=_records(regions) if regions is not None else [],
         regions_withheld=saliency_withheld(summary),
+        regions_note=region_note(_read_json(group_dir / SALIENCY_REGIONS.replace(".tsv", ".json"))),
         region_columns=list(regions.columns) if regions is not None else [],
         methods_html=markdown_to_html(md) if md else "",
     )

@@ -24,7 +24,7 @@ from workflows.export import export_model, train_final
 from workflows.group_inputs import prepare_inputs
 from workflows.interfaces.base import StrokefcInterface
 from workflows.params import GroupParams
-from workflows.permutation import run_permutation
+from workflows.permutation import permutation_draw
 
 _PARAMS_DESC = "GroupParams.to_dict() (workflows.params.GroupParams)"
 
@@ -88,11 +88,15 @@ class _RunPermutationInputSpec(BaseInterfaceInputSpec):
     draws_dir = traits.Str(
         "", usedefault=True, desc="folder of stored draws, read back on a rerun ('' = none)"
     )
+    grid_file = File(exists=True, desc="CNN grid JSON: with the CNN permuted, its held-out region saliency")
 
 
 class _RunPermutationOutputSpec(TraitedSpec):
     null_scores = traits.Dict(
         desc="model -> mean balanced accuracy (regression: MAE) on permuted labels (scores)"
+    )
+    null_saliency = traits.Dict(
+        desc="atlas label -> the permuted CNN's held-out region statistic ({}: the CNN not permuted)"
     )
 
 
@@ -103,12 +107,14 @@ class RunPermutation(StrokefcInterface):
     output_spec = _RunPermutationOutputSpec
 
     def _run_interface(self, runtime):
-        self._results["null_scores"] = run_permutation(
+        draw = permutation_draw(
             self.inputs.data_file,
             self.inputs.index,
             GroupParams.from_dict(self.inputs.params),
             self.inputs.draws_dir or None,
+            self.inputs.grid_file if isdefined(self.inputs.grid_file) else None,
         )
+        self._results["null_scores"], self._results["null_saliency"] = draw.null, draw.saliency
         return runtime
 
 
@@ -224,6 +230,9 @@ class _ExplainInputSpec(BaseInterfaceInputSpec):
     grid_file = File(exists=True, mandatory=True, desc="CNN grid JSON")
     params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
     space = traits.Str(desc="template space of the maps (recorded in the sidecars)")
+    null_saliency = traits.List(
+        traits.Dict, desc="per permutation draw, the permuted CNN's region statistic (empty: no null)"
+    )
 
 
 class _ExplainOutputSpec(TraitedSpec):
@@ -246,6 +255,7 @@ class ExplainHeldOut(StrokefcInterface):
             GroupParams.from_dict(self.inputs.params),
             runtime.cwd,
             (self.inputs.space if isdefined(self.inputs.space) else "") or None,
+            list(self.inputs.null_saliency) if isdefined(self.inputs.null_saliency) else None,
         )
         self._results.update(out._asdict())
         return runtime
