@@ -173,12 +173,28 @@ def test_each_fold_explains_only_its_test_subjects_and_finds_the_planted_region(
     meta = json.loads((tmp_path / "out" / "desc-heldoutsaliency_map.json").read_text())
     assert meta["SubjectMapsAveraged"] == len(labels)
     assert meta["HeldOut"] is True
-    top = (tmp_path / "out" / "saliency_regions.tsv").read_text().splitlines()[1].split("\t")
+    header, top = (
+        line.split("\t") for line in (tmp_path / "out" / "saliency_regions.tsv").read_text().splitlines()[:2]
+    )
+    top = dict(zip(header, top))
     from workflows.seeds import atlas_labels
 
     name = {v: k for k, v in atlas_labels("HCPEx").items()}[3]
-    assert top[0] == name[:-2]
-    assert float(top[2]) > 0
+    assert top["region"] == name[:-2]
+    assert float(top["class_difference"]) > 0
+    # stable: every fold's CNN, on its own test subjects, agrees on its sign and ranks it first of 8
+    assert float(top["fold_sign_agreement"]) == 1.0
+    assert float(top["fold_top_share"]) == 1.0  # top 20 of 8 regions: trivially; the top 1 is not
+    parts = []
+    for o in outputs:
+        with np.load(o.saliency_file) as part:
+            parts.append({k: part[k] for k in ("sum_severe", "sum_mild", "n_severe", "n_mild")})
+    regions = explain.grid_regions(_grid(), parcels)
+    first = explain.top_share(explain.fold_profiles(parts, regions), 1)
+    assert first[list(regions.labels).index(3)] == 1.0
+    assert (top["null_p"], top["stable_above_null"]) == ("n/a", "n/a")  # no permutation here
+    stability = json.loads((out / "saliency_regions.json").read_text())["Stability"]
+    assert stability["FoldModels"] == len(folds)
 
 
 def _indexed(fit_predict, data):

@@ -219,7 +219,7 @@ def test_a_draw_without_a_grid_or_a_permuted_cnn_has_no_saliency(tmp_path, monke
     assert permutation.run_permutation(data_file, 0, params) == {"parcel": 0.5}
 
 
-@pytest.mark.integration  # a tiny group run with 20 CNN permutations (see the test's docstring for its time)
+@pytest.mark.integration  # a tiny group run with 20 CNN permutations: about 90 CPU s
 def test_on_a_null_cohort_the_region_table_carries_its_null_and_the_report_withholds_it(tmp_path, rng):
     """Labels unrelated to the maps (the blob is in half of each class): the group level with the CNN
     permuted gives every region a fold stability and a permutation p, the CNN does not beat chance, and
@@ -290,3 +290,56 @@ def test_on_a_null_cohort_the_region_table_carries_its_null_and_the_report_withh
     page = write_group_report(config, subjects, {}).read_text()
     assert "Region table withheld: the CNN does not beat chance (permutation p = " in page
     assert "<th>null_p_fwe</th>" not in page  # the table itself is not shown
+
+
+def test_a_cnn_permutation_draw_keeps_its_region_saliency_and_stores_it(tmp_path, monkeypatch):
+    """A real (tiny) draw: the permuted CNNs of both folds explain their own test subjects, the draw
+    keeps one value per region and stores it with its scores; a rerun reads both back."""
+    import json
+
+    from workflows.params import TrainSettings
+
+    gen = np.random.default_rng(0)
+    n = 8
+    labels = np.array([f"{i:02d}" for i in range(n)])
+    y = np.arange(n) % 2
+    x = gen.normal(size=(n, *SHAPE)).astype(np.float32)
+    data_file = tmp_path / "group_inputs.npz"
+    np.savez(
+        data_file,
+        x=x,
+        y=y,
+        groups=labels,
+        split_groups=labels,
+        subjects=labels,
+        y_subject=y,
+        maps=x,
+        sides=np.array(["L"] * n),
+        parcels=_parcels(),
+        confounds=gen.normal(size=(n, 3)),
+    )
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps(_grid()))
+    params = GroupParams(
+        cv=CVParams(cv_folds=2, cv_repeats=1, n_permutations=1, permute_cnn=True),
+        train=TrainSettings(device="cpu", epochs=1, min_epochs=1, channels=(2, 2, 2, 2)),
+    )
+    monkeypatch.setattr(permutation, "permuted_models", lambda params: ["cnn"])  # the linear models: cost
+    seen = []
+    real = explain.held_out_explainer
+    monkeypatch.setattr(explain, "held_out_explainer", lambda *a, **k: seen.append(a[1]) or real(*a, **k))
+    draws = tmp_path / "draws"
+    draw = permutation.permutation_draw(data_file, 0, params, draws, grid_file)
+    assert set(draw.null) == {"cnn"}
+    assert set(draw.saliency) == {"1", "2", "3"}  # label 9 has one voxel
+    assert all(np.isfinite(v) for v in draw.saliency.values())
+    assert sorted(np.concatenate(seen).tolist()) == list(range(n))  # each subject by the fold testing it
+    stored = json.loads(next(draws.rglob("draw-*.json")).read_text())
+    assert stored["saliency"] == draw.saliency
+    seen.clear()
+    assert permutation.permutation_draw(data_file, 0, params, draws, grid_file) == draw
+    assert seen == []  # read back, not computed
+    # a draw stored without saliency (an earlier run without the grid) is computed again when asked
+    assert permutation.permutation_draw(data_file, 1, params, draws).saliency == {}
+    assert permutation.permutation_draw(data_file, 1, params, draws, grid_file).saliency
+    assert seen
