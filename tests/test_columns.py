@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from workflows.activation_patterns import PATTERN_COLUMNS
 from workflows.columns import describe_column, tsv_sidecar
 from workflows.decision_curve import DECISION_COLUMNS
 from workflows.explain import REGION_COLUMNS
@@ -44,6 +45,7 @@ TABLES = {
     "learning_curves": [*LEARNING_COLUMNS, "mae"],
     "decision_curves": list(DECISION_COLUMNS),
     "saliency_regions": list(REGION_COLUMNS),
+    "parcel_patterns": list(PATTERN_COLUMNS),
     "predictions": [
         "participant_id",
         "session",

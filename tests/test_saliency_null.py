@@ -287,9 +287,19 @@ def test_on_a_null_cohort_the_region_table_carries_its_null_and_the_report_withh
     assert sidecar["Stability"]["FoldModels"] == 2
     assert -1 <= sidecar["Stability"]["FoldProfileSpearman"] <= 1
 
+    # the primary model explained too (its activation patterns), shown only when it beats chance
+    from workflows.activation_patterns import PATTERN_COLUMNS
+    from workflows.models import PRIMARY_MODEL
+
+    patterns = pd.read_csv(group / "parcel_patterns.tsv", sep="\t")
+    assert list(patterns.columns) == list(PATTERN_COLUMNS)
+    assert patterns["fold_top_share"].between(0, 1).all()
+
     page = write_group_report(config, subjects, {}).read_text()
     assert "Region table withheld: the CNN does not beat chance (permutation p = " in page
     assert "<th>null_p_fwe</th>" not in page  # the table itself is not shown
+    primary_p = summary["permutation"]["models"][PRIMARY_MODEL]["p_value"]
+    assert ("Pattern table withheld" in page) == (primary_p >= 0.05)
 
 
 def test_a_cnn_permutation_draw_keeps_its_region_saliency_and_stores_it(tmp_path, monkeypatch):

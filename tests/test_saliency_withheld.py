@@ -52,3 +52,15 @@ def test_the_region_note_says_the_stability_and_the_null_or_that_there_is_none()
     assert "rho n/a" in bare
     assert "No permuted-label null (the CNN was not permuted)" in bare
     assert region_note(None) == ""  # a table written before stability: no note
+
+
+def test_the_primary_models_patterns_follow_its_own_permutation_test():
+    from workflows.models import MODELS, PRIMARY_MODEL
+
+    summary = {"permutation": {"models": {PRIMARY_MODEL: {"p_value": 0.01}, "cnn": {"p_value": 0.5}}}}
+    assert saliency_withheld(summary, PRIMARY_MODEL) is None
+    assert "does not beat chance" in saliency_withheld(summary)  # the CNN's own test
+    summary["permutation"]["models"][PRIMARY_MODEL]["p_value"] = 0.2
+    assert saliency_withheld(summary, PRIMARY_MODEL).startswith(f"{MODELS[PRIMARY_MODEL].noun} does not beat")
+    untested = saliency_withheld({"permutation": None}, PRIMARY_MODEL)
+    assert "permutation test was not run (--n-permutations)" in untested  # no --permute-cnn needed

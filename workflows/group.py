@@ -17,6 +17,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from workflows.activation_patterns import patterns_computed
 from workflows.calibration import CALIBRATION_NAMES
 from workflows.cross_validation import plan_folds
 from workflows.decision_curve import DCA_THRESHOLDS
@@ -278,6 +279,14 @@ def describe_group(params: GroupParams) -> str:
             else "; the network was not permuted, so the regions have no null"
         )
         + ". The region table is shown only when the network passes its own permutation test."
+        + (
+            f" {primary.noun[0].upper() + primary.noun[1:]} was explained by its activation patterns "
+            "[@haufe2014] (each parcel's covariance with the model's decision value over the test subjects "
+            "of each fold's model, per unit of its variance), averaged over the fold models, with the same "
+            "stability."
+            if patterns_computed(params)
+            else ""
+        )
     )
 
 
@@ -304,6 +313,8 @@ def init_group_wf(
               -> summarise_cv -> ds_cv (cv_summary.json, cv_predictions.tsv, training_curves.tsv,
                  learning_curves.tsv, decision_curves.tsv [classification])
               cv_fold -> explain (held-out saliency maps, saliency_regions.tsv) -> ds_explain
+           prepare -> patterns (the primary model's activation patterns per fold: parcel_patterns.tsv)
+              -> ds_explain
            prepare -> train_final (all subjects) -> export (card with the CV metrics) -> ds_model
         summarise_cv, export, explain -> outputnode
 
@@ -381,7 +392,8 @@ def init_group_wf(
     group_files = pe.Node(niu.Merge(2), name="group_files", run_without_submitting=True)
     classification = params.target != "regression"  # decision curves need probabilities of a class
     cv_files = pe.Node(niu.Merge(5 if classification else 4), name="cv_files", run_without_submitting=True)
-    explain_files = pe.Node(niu.Merge(3), name="explain_files", run_without_submitting=True)
+    explain_files = pe.Node(niu.Merge(4), name="explain_files", run_without_submitting=True)
+    patterns = pe.Node(gi.ExplainParcelModel(params=params_dict, folds=folds), name="patterns")
     wf.connect(
         [
             (inputnode, prepare, [("subjects", "subjects")]),
@@ -413,6 +425,8 @@ def init_group_wf(
                 explain_files,
                 [("saliency_file", "in1"), ("regions_file", "in2"), ("class_saliency_files", "in3")],
             ),
+            (prepare, patterns, [("data_file", "data_file"), ("grid_file", "grid_file")]),
+            (patterns, explain_files, [("out_files", "in4")]),
             (explain_files, ds_explain, [("out", "in_files")]),
             (summarise, outputnode, [("summary_file", "summary_file")]),
             (export, outputnode, [("model_dir", "model_dir")]),

@@ -31,6 +31,9 @@ REFERENCES = {
     "scikit-learn. Front Neuroinform 8:14 (2014). doi:10.3389/fninf.2014.00014 (nilearn)",
     "pytorch": "Paszke A, Gross S, Massa F, et al. PyTorch: an imperative style, high-performance deep "
     "learning library. Advances in Neural Information Processing Systems 32 (2019)",
+    "haufe2014": "Haufe S, Meinecke F, Görgen K, Dähne S, Haynes JD, Blankertz B, Bießmann F. On the "
+    "interpretation of weight vectors of linear models in multivariate neuroimaging. NeuroImage 87, "
+    "96-110 (2014). doi:10.1016/j.neuroimage.2013.10.067",
     "hcpex": "Huang CC, Rolls ET, Feng J, Lin CP. An extended Human Connectome Project multimodal "
     "parcellation atlas of the human cortex and subcortical areas. Brain Struct Funct 227, "
     "763-778 (2022). doi:10.1007/s00429-021-02421-6 (HCPex atlas)",

@@ -23,6 +23,7 @@ from bids_app.reports.about import about_rows
 from bids_app.reports.boilerplate import markdown_to_html, methods_text, write_citation
 from bids_app.reports.sites import class_rows, site_sentences, site_table
 from workflows import plotting as rl
+from workflows.activation_patterns import PATTERN_REGIONS
 from workflows.comparisons import above_chance, effect_kind, paired_verdict
 from workflows.explain import SALIENCY_FILES, SALIENCY_REGIONS
 from workflows.group_inputs import CLASS_MAP_TEXT, COHORT_COLUMNS, SITE_COLUMN, is_severe
@@ -851,24 +852,28 @@ def map_vmax(maps: dict) -> dict:
 SALIENCY_ALPHA = 0.05
 
 
-def saliency_withheld(summary: dict | None) -> str | None:
-    """Why the CNN's region table is withheld (None: shown): only a model that beats chance is explained.
+def saliency_withheld(summary: dict | None, model: str = CNN_MODEL) -> str | None:
+    """Why a model's region table is withheld (None: shown): only a model that beats chance is explained.
 
     A model at chance, or one trained on permuted labels, ranks noise regions with the same confidence,
-    so the table is shown only when the CNN's own permutation test gives p < :data:`SALIENCY_ALPHA`.
+    so the table is shown only when the model's own permutation test gives p < :data:`SALIENCY_ALPHA`
+    (the CNN's saliency by default; the primary model's activation patterns with ``model``).
     """
     if not summary:
         return "the cross-validation summary (group/cv_summary.json) was not found"
-    perm = ((summary.get("permutation") or {}).get("models") or {}).get(CNN_MODEL) or {}
+    perm = ((summary.get("permutation") or {}).get("models") or {}).get(model) or {}
     p = perm.get("p_value")
+    noun = MODELS[model].noun if model in MODELS else model
     if p is None:
         return (
-            "the CNN's permutation test was not run (--n-permutations with --permute-cnn), so nothing "
-            "shows it beats chance; a model at chance ranks noise regions with the same confidence"
+            f"{noun}'s permutation test was not run (--n-permutations"
+            + (" with --permute-cnn" if model == CNN_MODEL else "")
+            + "), so nothing shows it beats chance; a model at chance ranks noise regions with the same "
+            "confidence"
         )
     if p >= SALIENCY_ALPHA:
         return (
-            f"the CNN does not beat chance (permutation p = {p:.3g} >= {SALIENCY_ALPHA:g}); a model at "
+            f"{noun} does not beat chance (permutation p = {p:.3g} >= {SALIENCY_ALPHA:g}); a model at "
             "chance ranks noise regions with the same confidence"
         )
     return None
@@ -886,6 +891,8 @@ def region_note(sidecar: Mapping[str, Any] | None) -> str:
         f"{stability.get('TopK')}; the whole region profile correlates between fold models at mean "
         "Spearman rho " + ("n/a" if rho is None else f"{rho:.2f}") + ". "
     )
+    if "Null" not in (sidecar or {}):  # the parcel model's patterns: stability only
+        return text.strip()
     if not null.get("Draws"):
         return text + "No permuted-label null (the CNN was not permuted): null_p is n/a."
     return text + (
@@ -950,6 +957,7 @@ def write_group_report(
     )
 
     regions = _read_tsv(group_dir / SALIENCY_REGIONS)
+    patterns = _read_tsv(group_dir / PATTERN_REGIONS)
     md = ""
     try:
         md = methods_text(with_participant_options(config), software_versions())
@@ -992,6 +1000,11 @@ def write_group_report(
         regions=_records(regions) if regions is not None else [],
         regions_withheld=saliency_withheld(summary),
         regions_note=region_note(_read_json(group_dir / SALIENCY_REGIONS.replace(".tsv", ".json"))),
+        patterns=_records(patterns) if patterns is not None else [],
+        patterns_withheld=saliency_withheld(summary, PRIMARY_MODEL),
+        patterns_note=region_note(_read_json(group_dir / PATTERN_REGIONS.replace(".tsv", ".json"))),
+        pattern_columns=list(patterns.columns) if patterns is not None else [],
+        primary_noun=MODELS[PRIMARY_MODEL].noun,
         region_columns=list(regions.columns) if regions is not None else [],
         methods_html=markdown_to_html(md) if md else "",
     )

@@ -17,6 +17,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from workflows.activation_patterns import explain_parcel_model
 from workflows.cross_validation import run_fold
 from workflows.cv_summary import summarise_cv
 from workflows.explain import summarise_saliency
@@ -239,6 +240,36 @@ class _ExplainOutputSpec(TraitedSpec):
     saliency_file = File(exists=True, desc="desc-heldoutsaliency_map.nii.gz (lesion-aligned, CNN grid)")
     regions_file = File(exists=True, desc="saliency_regions.tsv (HCPEx parcels, signed)")
     class_saliency_files = traits.List(File(exists=True), desc="class maps and every JSON sidecar")
+
+
+class _PatternsInputSpec(BaseInterfaceInputSpec):
+    data_file = File(exists=True, mandatory=True, desc="npz from PrepareGroupInputs (maps, parcels, labels)")
+    grid_file = File(exists=True, mandatory=True, desc="CNN grid JSON")
+    folds = traits.List(traits.Dict, mandatory=True, desc="the planned folds (test unit labels)")
+    params = traits.Dict(mandatory=True, desc=_PARAMS_DESC)
+
+
+class _PatternsOutputSpec(TraitedSpec):
+    out_files = traits.List(
+        File(exists=True), desc="parcel_patterns.tsv and its sidecar (none: not computed)"
+    )
+
+
+class ExplainParcelModel(StrokefcInterface):
+    """The primary parcel model's activation patterns over the fold models, with their fold stability."""
+
+    input_spec = _PatternsInputSpec
+    output_spec = _PatternsOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results["out_files"] = explain_parcel_model(
+            self.inputs.data_file,
+            self.inputs.grid_file,
+            list(self.inputs.folds),
+            GroupParams.from_dict(self.inputs.params),
+            runtime.cwd,
+        )
+        return runtime
 
 
 class ExplainHeldOut(StrokefcInterface):
