@@ -20,11 +20,14 @@ def test_the_pattern_is_the_covariance_with_the_decision_value_not_the_weight():
     signal, noise = np.array([1.0, -1.0, 1.0, -1.0]), np.array([1.0, 1.0, -1.0, -1.0])
     z = np.column_stack([signal + noise, noise])
     score = z @ np.array([1.0, -1.0])  # = signal
-    np.testing.assert_allclose(ap.activation_pattern(z, score), [1.0, 0.0], atol=1e-12)
-    # by hand: centred columns (-1, 0, 1) and (-1, -1, 2), centred s (-1, -1, 2): (3, 6) / 6
+    # the signal's covariance with itself over its SD (4/3 / sqrt(4/3)); the noise: nothing
+    np.testing.assert_allclose(ap.activation_pattern(z, score), [np.sqrt(4 / 3), 0.0], atol=1e-12)
+    np.testing.assert_allclose(ap.activation_pattern(z, 7 * score), [np.sqrt(4 / 3), 0.0], atol=1e-12)
+    # by hand: centred columns (-1, 0, 1) and (-1, -1, 2), centred s (-1, -1, 2): covariances (3, 6) / 2,
+    # SD of s sqrt(6 / 2)
     z = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 3.0]])
     s = np.array([1.0, 1.0, 4.0])
-    np.testing.assert_allclose(ap.activation_pattern(z, s), [0.5, 1.0])
+    np.testing.assert_allclose(ap.activation_pattern(z, s), [1.5 / np.sqrt(3), 3 / np.sqrt(3)])
     assert np.isnan(ap.activation_pattern(z, np.ones(3))).all()  # a constant decision value
 
 

@@ -2,8 +2,10 @@
 
 A linear model's weights are not what it reads: a large weight may only cancel noise that a parcel
 shares with another. Haufe et al. (2014, NeuroImage 87:96-110) turn the weights ``w`` of a linear
-model into its activation pattern ``A = cov(z) w / var(s)``: the covariance of each (standardised)
-feature ``z`` with the model's decision value ``s = z w``, per unit of that value. Each
+model into its activation pattern ``A = cov(z) w``, the covariance of each (standardised) feature
+``z`` with the model's decision value ``s = z w``; here per SD of that value (``A / sd(s)``), so that
+patterns of fold models with different strengths share a scale (Haufe's ``cov(z) w / var(s)`` shrinks
+as a model's weights grow). Each
 cross-validation fold's primary model, refit on the fold's training subjects as the fold fit it (the
 same pipeline and seed, :func:`workflows.parcel_model.fit_parcel_model`), gives the pattern of its own
 test subjects; the table is the mean over the fold models, ranked by its absolute value, with the same
@@ -55,16 +57,17 @@ PATTERN_COLUMNS = (
 
 
 def activation_pattern(z: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """``cov(z_j, s) / var(s)`` for every feature ``j`` (columns of ``z``: samples x features) and the
-    decision values ``s`` (Haufe et al. 2014 for one output); NaN when ``s`` does not vary."""
+    """``cov(z_j, s) / sd(s)`` for every feature ``j`` (columns of ``z``: samples x features) and the
+    decision values ``s`` (Haufe et al. 2014 for one output, the source scaled to unit variance; sample
+    covariance and SD); NaN when ``s`` does not vary."""
     z, score = np.asarray(z, float), np.asarray(score, float)
     if len(score) < 2:
         return np.full(z.shape[1], np.nan)
     s = score - score.mean()
-    var = float(s @ s)
-    if var <= 0:
+    sd = math.sqrt(float(s @ s) / (len(s) - 1))
+    if sd <= 0:
         return np.full(z.shape[1], np.nan)
-    return ((z - z.mean(0)).T @ s) / var
+    return ((z - z.mean(0)).T @ s) / (len(s) - 1) / sd
 
 
 def fold_patterns(

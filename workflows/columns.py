@@ -178,10 +178,10 @@ COLUMNS: dict[str, dict[str, Any]] = {
     "n_voxels": {"Description": "parcel voxels inside the CNN mask"},
     "activation_pattern": {
         "Description": "the primary parcel model's activation pattern (Haufe et al. 2014): covariance of the "
-        "parcel's standardised feature with the model's decision value over the fold's test subjects, "
-        "divided by the decision value's variance, mean over the fold models (positive: higher in subjects "
-        "the model calls severe, or for a regression, predicts a higher score)",
-        "Units": "SD per unit of decision value",
+        "parcel's standardised feature with the model's decision value over the fold's test subjects, per SD "
+        "of the decision value, mean over the fold models (positive: higher in subjects the model calls "
+        "severe, or for a regression, predicts a higher score)",
+        "Units": "SD of the feature per SD of the decision value",
     },
     "fold_top_share": {
         "Description": "stability: share of the cross-validation fold models (folds x repeats) whose own "

@@ -282,7 +282,7 @@ def describe_group(params: GroupParams) -> str:
         + (
             f" {primary.noun[0].upper() + primary.noun[1:]} was explained by its activation patterns "
             "[@haufe2014] (each parcel's covariance with the model's decision value over the test subjects "
-            "of each fold's model, per unit of its variance), averaged over the fold models, with the same "
+            "of each fold's model, per SD of that value), averaged over the fold models, with the same "
             "stability."
             if patterns_computed(params)
             else ""
