@@ -13,7 +13,11 @@ to the lesion. Regions come from the HCPEx atlas, which is on MNI152NLin2009cAsy
 
 In the group workflow each fold's CNN explains its test units through :func:`held_out_explainer`, and
 :func:`summarise_saliency` turns the folds' class sums into the group's held-out saliency maps and
-region table.
+region table. The table says how far to trust each region: its stability over the fold models (each
+on its own held-out subjects: :func:`top_share`, :func:`sign_agreement`, and the whole profile's
+:func:`profile_correlation`) and, when the CNN's permutation test ran, its permutation p-values against
+the same held-out saliency of the permuted-label CNNs (:class:`FoldExplainer`,
+:func:`null_p_values`, corrected over regions by the maximum statistic).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ move together, as one label vector exchanged only with subjects that have as man
 et al. 2015), plans new subject-level folds and cross-validates every permuted model with as many
 repeats as the observed score (:func:`permutation_nulls`). :func:`permutation_summary` turns the
 draws into each model's p-value (:func:`workflows.stats.permutation_p_value`). Which models are
-permuted: :func:`workflows.models.permuted_models` (the CNN only with ``permute_cnn``).
+permuted: :func:`workflows.models.permuted_models` (the CNN only with ``permute_cnn``). A permuted
+CNN also explains each fold's test subjects, as the observed folds do (:func:`permutation_draw`): the
+draws' region saliency is the null of the saliency region table.
 
 Draws are resumable: with a ``draws_dir`` each finished draw is stored there (written atomically) under
 its index, the seed and a digest of everything it depends on (:func:`draw_inputs_digest`), and a rerun
