@@ -297,8 +297,16 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         "mean_saliency_mild",
         "mean_saliency",
         "n_voxels",
+        "fold_top_share",
+        "fold_sign_agreement",
+        "null_p",
+        "null_p_fwe",
+        "stable_above_null",
     ]
     assert 1 < len(regions) <= 21
+    # no CNN permutation here: stability, but no null
+    assert {r.split("\t")[-1] for r in regions[1:]} == {"n/a"}
+    assert (group / "parcel_patterns.tsv").is_file()  # the primary model explained too
     sides = {"ipsilesional", "contralesional", "bilateral (midline)"}
     assert {r.split("\t")[1] for r in regions[1:]} <= sides
     assert "mean_saliency" in json.loads((group / "saliency_regions.json").read_text())
