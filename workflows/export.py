@@ -32,6 +32,7 @@ from workflows.models import (
     MODELS,
     PARCEL_ATLAS,
     PARCEL_EXPORTS,
+    PARCEL_VOLUMES,
     PRIMARY_MODEL,
     TIMESCALE_MAPS,
     TIMESCALE_NAMES,
@@ -69,13 +70,13 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     name = exported_model(params)
     if name in PARCEL_EXPORTS:
         model, _, facts = fit_parcel_model(
-            x, y, groups, data["parcels"], target=params.target, seed=params.random_seed, name=name
+            x, y, groups, data[PARCEL_VOLUMES[name]], target=params.target, seed=params.random_seed, name=name
         )
         card = {
             "ModelType": PARCEL_TYPE,
             "input": {},
             "target": params.target,
-            "features": features_record(model),
+            "features": features_record(model, name),
             "training": {**facts, "n_samples": len(data["y"]), "seed": params.random_seed, **chosen},
         }
         LOGGER.info("final model: trained on every subject (%s)", MODELS[name].noun)
