@@ -147,10 +147,8 @@ def light_group(
     from workflows.permutation import permutation_nulls, permutation_summary
     from workflows.stats import bootstrap_comparison, summarise_models
 
-    config = parse_args(
-        [str(bids), str(out), "group", "--work-dir", str(work), "--skip-bids-validation"]
-        + ["--cv-repeats", str(cv_repeats)]
-    )
+    argv = [str(bids), str(out), "group", "--work-dir", str(work), "--skip-bids-validation"]
+    config = parse_args([*argv, "--cv-repeats", str(cv_repeats)])
     params = config.group
     work.mkdir(parents=True, exist_ok=True)
     data_file = work / "group_inputs.npz"

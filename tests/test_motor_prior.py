@@ -131,7 +131,7 @@ def test_export_and_apply_round_trip(tmp_path):
     np.savez(tmp_path / "inputs.npz", **data)
     final = train_final(tmp_path / "inputs.npz", GroupParams(export_model=PRIOR), tmp_path / "work")
     arrays, card = model_io.load_arrays(final)
-    assert card["training"]["model"] == PRIOR and card["training"]["n_parcels"] == 12
+    assert (card["training"]["model"], card["training"]["n_parcels"]) == (PRIOR, 12)
     assert card["features"]["atlas"]["regions"] == region_names()
     assert json.dumps(card["features"])  # plain JSON
     loaded = ParcelLinearModel.from_arrays(arrays, "classification")
