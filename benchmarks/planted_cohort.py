@@ -22,8 +22,8 @@ whole group level (no CNN), with strokefc's own steps on strokefc's folds: the g
 ``cross_validate``, the subject bootstrap with paired differences from ``--primary`` (default: the
 registry's primary), permutation draws of the ``--permute`` models, and the report's effect-kind
 sentence (``workflows.comparisons.effect_kind``) with ``--primary`` read as the primary model. It
-writes ``models.json`` in the cache and prints a table; labels shuffled between subjects with
-``--shuffle-labels``.
+writes ``models[-shuffled<seed>]-<names>.json`` in the cache and prints a table; labels shuffled
+between subjects with ``--shuffle-labels``.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def light_group(
             s["score"] = 10.0 if label else 50.0
     y, groups, split = data["y"], data["groups"], split_groups(data)
     folds = [fold_indices(groups, f) for f in plan_folds(subjects, params)]
-    models = {k: v for k, v in fold_models(data, params).items() if k in names}
+    built = fold_models(data, params)
+    models = {k: built[k] for k in names if k in built}  # in the order asked
     metrics, predictions, seconds = [], [], {}
     for name, model in models.items():
         start = time.time()
@@ -171,7 +172,11 @@ def light_group(
         predictions += [{**r, "participant_id": f"sub-{r['participant_id']}"} for r in pred]
         metrics += met
         seconds[name] = round(time.time() - start)
-        print(f"{name}: {seconds[name]} s", flush=True)
+        ba = [m["balanced_accuracy"] for m in met]
+        print(
+            f"{name}: balanced accuracy {np.mean(ba):.3f} ± {np.std(ba, ddof=1):.3f}, {seconds[name]} s",
+            flush=True,
+        )
     summary = summarise_models(metrics)
     bootstrap = bootstrap_comparison(
         predictions, [primary], seed=params.random_seed, clusters=unit_subjects(data)
@@ -291,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.shuffle_labels is None:
             stats = ("dfcsd", "fc")
             result["oracle"] = {s: oracle(bids, out, s, n_repeats=args.cv_repeats) for s in stats}
-        (cache / f"models{tag}.json").write_text(json.dumps(result, indent=1, default=str))
+        name = f"models{tag}-{'-'.join(args.models)}.json"
+        (cache / name).write_text(json.dumps(result, indent=1, default=str))
         for name in result["models"]:
             print(f"| {name} | {light_cell(result, name)} |")
         for stat, value in result.get("oracle", {}).items():
