@@ -604,7 +604,7 @@ MODELS: dict[str, ModelSpec] = {
             },
             methods="the mean dFC SD in 12 motor-network regions named before the analysis from the "
             "stroke literature (M1, SMA, premotor cortex, thalamus, putamen and motor cerebellum, "
-            "ipsi- and contralesional) [@carter2010; @park2011; @grefkes2011], standardised, with the "
+            "ipsi- and contralesional) [@carter2010] [@park2011] [@grefkes2011], standardised, with the "
             "same nested linear model",
             input=DFCSD,
             build=_prior,
