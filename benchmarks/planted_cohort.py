@@ -20,7 +20,8 @@ analyses share its derivatives. ``--models NAME ...`` scores only those registry
 whole group level (no CNN), with strokefc's own steps on strokefc's folds: the group inputs
 (``collect_group_inputs``, ``prepare_inputs``), the planned subject-level folds, ``fold_models``,
 ``cross_validate``, the subject bootstrap with paired differences from ``--primary`` (default: the
-registry's primary), permutation draws of the ``--permute`` models, and the report's effect-kind
+registry's primary), permutation draws of the ``--permute`` models (one repeat of k-fold per draw, for
+time: a wider null than the mean over the observed repeats, so a larger p), and the report's effect-kind
 sentence (``workflows.comparisons.effect_kind``) with ``--primary`` read as the primary model. It
 writes ``models[-shuffled<seed>]-<names>.json`` in the cache and prints a table; labels shuffled
 between subjects with ``--shuffle-labels``.
