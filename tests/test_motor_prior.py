@@ -142,3 +142,72 @@ def test_export_and_apply_round_trip(tmp_path):
     new = np.random.default_rng(3).normal(size=(4, *data["x"].shape[1:]))
     features = models.parcel_means(new, models.parcel_matrix(data[models.PRIOR_REGIONS])[0])
     np.testing.assert_allclose(loaded.predict(new), pipeline.predict_proba(features)[:, 1], rtol=1e-9)
+
+
+def test_exported_card_names_the_prior_and_participant_model_applies_it(tmp_path):
+    """The card describes the motor prior (not the HCPEx primary) and cites AAL; predict_subject applies
+    the exported arrays to a map on the card's grid."""
+    import nibabel as nb
+
+    from workflows.export import export_model, train_final
+    from workflows.grid import apply_grid, grid_mask
+    from workflows.metadata import shared_parameters
+    from workflows.parcel_model import ParcelLinearModel
+    from workflows.prediction import predict_subject
+
+    meta = {
+        "Space": "MNI152NLin2009cAsym",
+        "WindowLength_s": 44.0,
+        "WindowStep_vol": 1,
+        "WindowShape": "rectangular",
+        "MinWindowCoverage": 0.8,
+        "Denoising": {"Strategy": "simple", "HighPass_Hz": 0.01, "LowPass_Hz": 0.08},
+    }
+    shape = (12, 10, 8)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = [-22.0, -20.0, -20.0]
+    grid = make_grid(nb.Nifti1Image(np.ones(shape, np.float32), affine), np.ones(shape, bool), 4.0)
+    data = _prior_cohort(0.6, n=20)
+    on_grid = tuple(grid["shape"])
+    prior = np.zeros(on_grid, np.int32)
+    prior[: on_grid[0] // 2], prior[on_grid[0] // 2 :] = 1, 2  # two regions fill the grid
+    prior *= grid_mask(grid)
+    data.update(x=np.random.default_rng(1).normal(size=(20, *on_grid)), parcels=prior)
+    data[models.PRIOR_REGIONS] = prior
+    np.savez(tmp_path / "inputs.npz", **data)
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    metrics = {"balanced_accuracy": {"mean": 0.6, "sd": 0.1, "ci95": [0.5, 0.7]}}
+    summary = {
+        "models": {PRIOR: metrics},
+        "bootstrap": {PRIOR: {"balanced_accuracy": {"value": 0.62, "ci95": [0.41, 0.8]}}},
+        "cv": {"folds": 2, "repeats": 1},
+        "n_subjects": 20,
+        "n_sessions": 20,
+        "class_counts": {"severe": 10, "mild-to-moderate": 10},
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    params = GroupParams(export_model=PRIOR)
+    final = train_final(tmp_path / "inputs.npz", params, tmp_path / "work")
+    out = export_model(
+        final,
+        tmp_path / "grid.json",
+        tmp_path / "summary.json",
+        params,
+        shared_parameters(meta),
+        tmp_path / "m",
+    )
+    card = model_io.read_card(out)
+    assert card["DeployedModel"]["model"] == PRIOR
+    assert "motor-network regions" in card["Description"]
+    assert "HCPEx parcel means" not in card["Description"]
+    assert card["Atlases"]["motor_prior_regions"]["Name"] == "AAL"
+    img = nb.Nifti1Image(np.random.default_rng(2).normal(size=shape).astype(np.float32), affine)
+    nb.save(img, tmp_path / "map.nii.gz")
+    result = predict_subject(
+        tmp_path / "map.nii.gz", out, subject="01", lesion_side="L", space=meta["Space"], meta=meta
+    )
+    arrays, _ = model_io.load_arrays(out)
+    expected = ParcelLinearModel.from_arrays(arrays, "classification").predict(
+        apply_grid(img, grid, "L", True, None)
+    )
+    assert result["prob_severe"] == pytest.approx(float(expected[0]), abs=1e-6)
