@@ -14,6 +14,17 @@
 
 Usage: ``python benchmarks/planted_cohort.py [--effect 0.75] [--n-subjects 40] [--n-volumes 240]``;
 writes ``benchmarks/results/<date>-planted-cohort.md`` and prints it.
+
+``--reuse`` keeps a cohort whose participant level has run (the same ``--cache``), so several group
+analyses share its derivatives. ``--models NAME ...`` scores only those registry models instead of the
+whole group level (no CNN), with strokefc's own steps on strokefc's folds: the group inputs
+(``collect_group_inputs``, ``prepare_inputs``), the planned subject-level folds, ``fold_models``,
+``cross_validate``, the subject bootstrap with paired differences from ``--primary`` (default: the
+registry's primary), permutation draws of the ``--permute`` models (one repeat of k-fold per draw, for
+time: a wider null than the mean over the observed repeats, so a larger p), and the report's effect-kind
+sentence (``workflows.comparisons.effect_kind``) with ``--primary`` read as the primary model. It
+writes ``models[-shuffled<seed>]-<names>.json`` in the cache and prints a table; labels shuffled
+between subjects with ``--shuffle-labels``.
 """
 
 from __future__ import annotations
@@ -108,6 +119,109 @@ def oracle(bids: Path, out: Path, stat: str = "dfcsd", n_folds: int = 5, n_repea
     return {"mean": float(np.mean(scores)), "sd": float(np.std(scores, ddof=1))}
 
 
+def light_group(
+    bids: Path,
+    out: Path,
+    work: Path,
+    names: list[str],
+    *,
+    primary: str,
+    cv_repeats: int,
+    permute: list[str],
+    n_permutations: int,
+    shuffle_seed: int | None = None,
+) -> dict:
+    """Score registry models ``names`` on strokefc's folds with strokefc's own group steps (no workflow).
+
+    Returns ``{"models": per-fold summaries, "bootstrap": pooled values and paired differences from
+    ``primary``, "permutation": the draws' p-values (or None), "effect_kind": the report's sentence
+    with ``primary`` as the primary model, "seconds": per model}``. With ``shuffle_seed`` the subjects'
+    labels are permuted (a null on the same maps).
+    """
+    from bids_app.group_level import collect_group_inputs
+    from bids_app.parser import parse_args
+    from workflows.comparisons import effect_kind
+    from workflows.cross_validation import cross_validate, fold_indices, plan_folds, split_groups
+    from workflows.cv_summary import unit_subjects
+    from workflows.group_inputs import prepare_inputs
+    from workflows.models import fold_models
+    from workflows.permutation import permutation_nulls, permutation_summary
+    from workflows.stats import bootstrap_comparison, summarise_models
+
+    argv = [str(bids), str(out), "group", "--work-dir", str(work), "--skip-bids-validation"]
+    config = parse_args([*argv, "--cv-repeats", str(cv_repeats)])
+    params = config.group
+    work.mkdir(parents=True, exist_ok=True)
+    data_file = work / "group_inputs.npz"
+    subjects = [s.as_dict() for s in collect_group_inputs(config)[0]]
+    if not data_file.exists():
+        prepare_inputs(subjects, params, work)
+    data = dict(np.load(data_file))
+    if shuffle_seed is not None:  # whole subjects' labels exchanged (one map per subject here)
+        order = np.random.default_rng(shuffle_seed).permutation(len(data["y"]))
+        data["y"], data["y_subject"] = data["y"][order], data["y_subject"][order]
+        for s, label in zip(subjects, data["y_subject"]):
+            s["score"] = 10.0 if label else 50.0
+    y, groups, split = data["y"], data["groups"], split_groups(data)
+    folds = [fold_indices(groups, f) for f in plan_folds(subjects, params)]
+    built = fold_models(data, params)
+    models = {k: built[k] for k in names if k in built}  # in the order asked
+    metrics, predictions, seconds = [], [], {}
+    for name, model in models.items():
+        start = time.time()
+        pred, met, _ = cross_validate(np.arange(len(y)), y, groups, folds, {name: model}, split_groups=split)
+        predictions += [{**r, "participant_id": f"sub-{r['participant_id']}"} for r in pred]
+        metrics += met
+        seconds[name] = round(time.time() - start)
+        ba = [m["balanced_accuracy"] for m in met]
+        print(
+            f"{name}: balanced accuracy {np.mean(ba):.3f} ± {np.std(ba, ddof=1):.3f}, {seconds[name]} s",
+            flush=True,
+        )
+    summary = summarise_models(metrics)
+    bootstrap = bootstrap_comparison(
+        predictions, [primary], seed=params.random_seed, clusters=unit_subjects(data)
+    )
+    null = []
+    for index in range(n_permutations if permute else 0):
+        null.append(
+            permutation_nulls(
+                np.arange(len(y)),
+                y,
+                groups,
+                {k: v for k, v in models.items() if k in permute},
+                n_folds=params.cv.cv_folds,
+                seed=params.random_seed,
+                index=index,
+                split_groups=split,
+            )
+        )
+    permutation = permutation_summary(summary, null, params) if null else None
+    kind = effect_kind(
+        {
+            "target": "classification",
+            "bootstrap": bootstrap,
+            "permutation": permutation,
+            "primary_model": primary,
+            "map": {"stat": params.map},
+        }
+    )
+    return {
+        "models": summary,
+        "bootstrap": bootstrap,
+        "permutation": permutation,
+        "effect_kind": kind,
+        "seconds": seconds,
+    }
+
+
+def light_cell(result: dict, model: str) -> str:
+    """A table cell of :func:`light_group`'s result (as :func:`ba_cell`), with the permutation p."""
+    cell = ba_cell(result, model)
+    perm = ((result.get("permutation") or {}).get("models") or {}).get(model)
+    return cell + (f", p = {perm['p_value']:.3f}" if perm else "")
+
+
 def shuffled_copy(bids: Path, out: Path, dest: Path, seed: int = 11) -> tuple[Path, Path]:
     """The raw dataset with labels permuted between subjects (derivatives linked), and a linked output."""
     raw = dest / "bids"
@@ -150,11 +264,47 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/strokefc-planted"))
     parser.add_argument("--skip-null", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="keep a cohort whose participant level ran")
+    parser.add_argument("--models", nargs="+", default=None, help="score only these registry models")
+    parser.add_argument("--primary", default=None, help="with --models: the model read as the primary")
+    parser.add_argument("--permute", nargs="*", default=[], help="with --models: models permuted")
+    parser.add_argument("--shuffle-labels", type=int, default=None, metavar="SEED")
     args = parser.parse_args(argv)
     cache = args.cache
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
     bids, out, work = cache / "bids", cache / "out", cache / "work"
+    reuse = args.reuse and any(out.glob("sub-*/func/*_stat-dfcsd_boldmap.nii.gz"))
+    if not reuse:
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+    if args.models:
+        from workflows.models import PRIMARY_MODEL
+
+        if not reuse:
+            raise SystemExit("--models needs --reuse and a cohort whose participant level ran")
+        primary = args.primary or PRIMARY_MODEL
+        tag = "" if args.shuffle_labels is None else f"-shuffled{args.shuffle_labels}"
+        result = light_group(
+            bids,
+            out,
+            cache / f"light{tag}",
+            args.models,
+            primary=primary,
+            cv_repeats=args.cv_repeats,
+            permute=args.permute,
+            n_permutations=args.n_permutations,
+            shuffle_seed=args.shuffle_labels,
+        )
+        if args.shuffle_labels is None:
+            stats = ("dfcsd", "fc")
+            result["oracle"] = {s: oracle(bids, out, s, n_repeats=args.cv_repeats) for s in stats}
+        name = f"models{tag}-{'-'.join(args.models)}.json"
+        (cache / name).write_text(json.dumps(result, indent=1, default=str))
+        for name in result["models"]:
+            print(f"| {name} | {light_cell(result, name)} |")
+        for stat, value in result.get("oracle", {}).items():
+            print(f"oracle {stat}: {value['mean']:.2f} ± {value['sd']:.2f}")
+        print(result["effect_kind"]["sentence"])
+        return 0
     subprocess.run(
         [
             str(BIN / "strokefc-simulate"),

@@ -451,8 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=D("export_model"),
         help="group level: the model trained on every subject and exported to OUTPUT_DIR/model (what "
         "participant --model applies): primary (default), the pre-specified parcel model that the "
-        "cross-validation and permutation test validate, as plain arrays; cnn, the 3D CNN; or parcel_l1 / "
-        "parcel_enet, the sparse parcel models (classification; plain arrays, for focal effects)",
+        "cross-validation and permutation test validate, as plain arrays; cnn, the 3D CNN; parcel_l1 / "
+        "parcel_enet, the sparse parcel models (classification; plain arrays, for focal effects); or "
+        "motor_prior, the model of 12 a-priori motor-network regions (plain arrays with its regions)",
     )
     g.add_argument(
         "--allow-missing-labels",

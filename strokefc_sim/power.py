@@ -12,8 +12,10 @@ band-pass (:func:`workflows.denoise.clean_series`), the sliding-window kernel
 voxel maps, as the app averages voxel maps within atlas parcels.
 
 Models, on the same folds of each cohort: the **oracle** (one feature: the mean over the planted
-parcels; an upper bound no real model reaches, since it knows where the effect is), the **primary
-parcel model** on the dFC-SD parcels and the **static-FC control** on the static FC parcels. The answer
+parcels; an upper bound no real model reaches, since it knows where the effect is), the **whole-brain
+parcel model** on the dFC-SD parcels, the **a-priori model** on ``prior_parcels`` of them (as the motor
+prior's 12 regions: the planted parcels unless ``planted_outside_prior`` of them lie outside it, which
+measures what a wrong prior costs) and the **static-FC control** on the static FC parcels. The answer
 is each model's balanced accuracy over cohorts: mean, SD, 10th and 90th percentiles (the spread a study
 of this design would meet). It is a sketch of the full app (no motion, lesions or confound regression;
 fewer voxels per parcel), checked against full app runs in ``benchmarks/results``.
@@ -34,7 +36,7 @@ from strokefc_sim.params import EFFECT_TYPES, CohortParams, _opt
 from strokefc_sim.signal import coupling_course, region_series
 from workflows.params import WindowParams, split_duration
 
-MODELS = ("oracle", "parcel", "static_fc")
+MODELS = ("oracle", "parcel", "prior", "static_fc")
 
 
 #: The simulator's and the app's defaults, so that a design's defaults are theirs (each written once).
@@ -63,6 +65,10 @@ class Design:
     dwell_max_s: float = _opt(_SIM.dwell_max_s, "longest coupling-state dwell time (s)")
     planted_parcels: int = _opt(4, "parcels that carry the effect")
     n_parcels: int = _opt(400, "parcel features of the model (HCPEx keeps 406 on the 4 mm grid)")
+    prior_parcels: int = _opt(12, "features of the a-priori model (the motor prior's 12 regions)")
+    planted_outside_prior: int = _opt(
+        0, "planted parcels that lie outside the a-priori model's features (its cost when the prior is wrong)"
+    )
     voxels_per_parcel: int = _opt(8, "voxel maps averaged into one parcel value")
     n_folds: int = _opt(5, "cross-validation folds")
     repeats: int = _opt(5, "simulated cohorts")
@@ -80,6 +86,14 @@ class Design:
             )
         if not 0 < self.planted_parcels < self.n_parcels:
             raise SystemExit("--planted-parcels must be at least 1 and fewer than --n-parcels")
+        inside = self.planted_parcels - self.planted_outside_prior
+        if not 0 <= self.planted_outside_prior <= self.planted_parcels or inside > self.prior_parcels:
+            raise SystemExit(
+                "--planted-outside-prior must be between 0 and --planted-parcels, and the planted parcels "
+                "inside the prior at most --prior-parcels"
+            )
+        if self.prior_parcels - inside > self.n_parcels - self.planted_parcels:
+            raise SystemExit("--prior-parcels leaves too few unplanted parcels to fill the prior")
         if round(self.window_s / self.tr) * 2 > self.n_volumes:
             raise SystemExit("--window-s must be at most half the run (--n-volumes x --tr)")
 
@@ -126,6 +140,14 @@ def simulate_features(design: Design, rng: np.random.Generator) -> dict[str, np.
     return {"y": severe.astype(int), "dfcsd": np.array(sd), "fc": np.array(fc)}
 
 
+def prior_columns(design: Design) -> np.ndarray:
+    """The a-priori model's features: the planted parcels inside the prior (the first
+    ``planted_parcels - planted_outside_prior``), then unplanted parcels up to ``prior_parcels``."""
+    inside = design.planted_parcels - design.planted_outside_prior
+    rest = np.arange(design.planted_parcels, design.planted_parcels + design.prior_parcels - inside)
+    return np.concatenate([np.arange(inside), rest])
+
+
 def cohort_accuracy(features: dict[str, np.ndarray], design: Design, seed: int) -> dict[str, float]:
     """Each model's balanced accuracy on one cohort, pooled over the same subject-level folds."""
     from sklearn.metrics import balanced_accuracy_score
@@ -140,6 +162,7 @@ def cohort_accuracy(features: dict[str, np.ndarray], design: Design, seed: int) 
     inputs = {
         "oracle": features["dfcsd"][:, : design.planted_parcels].mean(axis=1, keepdims=True),
         "parcel": features["dfcsd"],
+        "prior": features["dfcsd"][:, prior_columns(design)],
         "static_fc": features["fc"],
     }
     folds = subject_folds(y, groups, design.n_folds, 1, seed)
@@ -189,7 +212,8 @@ def expected_accuracy(design: Design) -> dict[str, Any]:
 
 LABELS = {
     "oracle": "oracle (knows the planted parcels: an upper bound)",
-    "parcel": "primary parcel model (dFC SD)",
+    "parcel": "whole-brain parcel model (dFC SD)",
+    "prior": "a-priori model (dFC SD, --prior-parcels)",
     "static_fc": "static-FC control",
 }
 

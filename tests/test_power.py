@@ -37,3 +37,17 @@ def test_impossible_designs_are_refused_with_the_flag_named():
         Design(n_volumes=40, window_s=60).check()
     args = build_parser().parse_args(["--n-patients", "30", "--tr", "0.8"])
     assert (args.n_patients, args.tr) == (30, 0.8)
+
+
+def test_the_a_priori_model_reads_its_parcels_and_a_wrong_prior_misses_the_effect():
+    """The prior holds the planted parcels unless --planted-outside-prior moves them out of it."""
+    from strokefc_sim.power import prior_columns
+
+    design = Design(**{**TINY, "n_parcels": 40}, prior_parcels=6, effect=0.9)
+    assert prior_columns(design).tolist() == [0, 1, 2, 3, 4, 5]
+    wrong = Design(**{**TINY, "n_parcels": 40}, prior_parcels=6, planted_outside_prior=4, effect=0.9)
+    assert prior_columns(wrong).tolist() == [4, 5, 6, 7, 8, 9]  # no planted parcel (0-3)
+    assert expected_accuracy(design)["summary"]["prior"]["mean"] >= 0.75
+    assert expected_accuracy(wrong)["summary"]["prior"]["mean"] <= 0.7
+    with pytest.raises(SystemExit, match="--planted-outside-prior"):
+        Design(planted_outside_prior=5).check()

@@ -369,8 +369,8 @@ def _group_subjects(tmp_path, n=8):
             {"cv": CVParams(n_permutations=30, permute_cnn=True)},
             [
                 "30 label permutations",
-                "of the primary parcel model, the CNN, the sparse parcel model, the elastic-net parcel "
-                "model, the PCA baseline",
+                "of the primary parcel model, the motor-prior model, the CNN, the sparse parcel model, "
+                "the elastic-net parcel model, the PCA baseline",
             ],
             ["not permuted"],
         ),

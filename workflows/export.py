@@ -30,8 +30,10 @@ from workflows.model_io import load_arrays, load_model, read_card, save_arrays, 
 from workflows.models import (
     BASELINE_MODEL,
     MODELS,
+    MOTOR_PRIOR_MODEL,
     PARCEL_ATLAS,
     PARCEL_EXPORTS,
+    PARCEL_VOLUMES,
     PRIMARY_MODEL,
     TIMESCALE_MAPS,
     TIMESCALE_NAMES,
@@ -69,13 +71,13 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
     name = exported_model(params)
     if name in PARCEL_EXPORTS:
         model, _, facts = fit_parcel_model(
-            x, y, groups, data["parcels"], target=params.target, seed=params.random_seed, name=name
+            x, y, groups, data[PARCEL_VOLUMES[name]], target=params.target, seed=params.random_seed, name=name
         )
         card = {
             "ModelType": PARCEL_TYPE,
             "input": {},
             "target": params.target,
-            "features": features_record(model),
+            "features": features_record(model, name),
             "training": {**facts, "n_samples": len(data["y"]), "seed": params.random_seed, **chosen},
         }
         LOGGER.info("final model: trained on every subject (%s)", MODELS[name].noun)
@@ -229,12 +231,15 @@ def export_model(
     what = (
         "3D CNN"
         if not parcel
+        else MODELS[name].methods
+        if name != PRIMARY_MODEL
         else "ridge regression on HCPEx parcel means (the primary model)"
         if regression
         else "L2 logistic regression on HCPEx parcel means (the primary model)"
-        if name == PRIMARY_MODEL
-        else MODELS[name].methods
     )
+    atlases = {"parcels": atlas_record(PARCEL_ATLAS), "saliency_regions": atlas_record(PARCEL_ATLAS)}
+    if name == MOTOR_PRIOR_MODEL:  # its regions come from HCPEx and AAL (workflows.motor_prior)
+        atlases["motor_prior_regions"] = atlas_record("AAL")
     card = {
         **{k: v for k, v in partial_card.items() if k in ("ModelType", "features", "architecture")},
         "Name": "strokefc UL-FMA "
@@ -302,9 +307,7 @@ def export_model(
         # the classification baseline's text for both targets, as the cards written so far (a regression
         # card's own baseline is in cv_summary.json)
         "baseline": MODELS[BASELINE_MODEL].description["classification"],
-        **card_sections(
-            cohort, {"parcels": atlas_record(PARCEL_ATLAS), "saliency_regions": atlas_record(PARCEL_ATLAS)}
-        ),
+        **card_sections(cohort, atlases),
     }
     if parcel:
         arrays, _ = load_arrays(final_dir)

@@ -37,10 +37,12 @@ from workflows.models import (
     INPUT_ARRAYS,
     LESION_VOLUME,
     PARCEL_ATLAS,
+    PRIOR_REGIONS,
     QUALITY,
     TIMESCALE_MAPS,
     TIMESCALE_NAMES,
 )
+from workflows.motor_prior import motor_prior_labels
 from workflows.params import GROUP_MAPS, GroupParams, timescale_seconds
 from workflows.seeds import atlas_image
 from workflows.utils.bids import sidecar_path
@@ -195,6 +197,8 @@ def prepare_inputs(subjects: list[dict], params: GroupParams, work_dir: str | Pa
         )
         controls[TIMESCALE_NAMES] = np.array(names)
     parcels = (atlas_on_grid(atlas_image(PARCEL_ATLAS), grid) * grid_mask(grid)).astype(np.int32)
+    if align:  # the motor prior's regions, ipsilesional on the left (aligned maps only)
+        controls[PRIOR_REGIONS] = motor_prior_labels(grid)
     confounds = np.array(
         [[float(s.get("qc", {}).get(k, np.nan)) for k in CONFOUND_FEATURES] for s in subjects], dtype=float
     )

@@ -109,6 +109,9 @@ CONTROL_MAPS = (FC, DFCMEAN)
 #: Group-input arrays of the map at every window length (n_timescales, units, ...) and their names
 #: ("44s"), present when the participant level wrote several (``--window-lengths``).
 TIMESCALE_MAPS, TIMESCALE_NAMES = "timescale_maps", "timescale_names"
+#: Group-input array of the motor prior's label volume on the grid (:mod:`workflows.motor_prior`),
+#: present when the maps are lesion-aligned.
+PRIOR_REGIONS = "prior_regions"
 
 
 # ------------------------------------------------------------------------------------ shared fitting
@@ -473,10 +476,15 @@ class FitContext:
     operator: sparse.csr_matrix | None = None
     explain: Callable[[StrokeCNN, np.ndarray], None] | None = None
     site_column: bool = False  # the confound inputs end with a site code (one-hot in the fold)
+    prior_operator: sparse.csr_matrix | None = None  # region means of the motor prior
 
 
 def _parcels(ctx: FitContext) -> FitPredict:
     return partial(parcel_fit_predict, operator=ctx.operator, target=ctx.params.target)
+
+
+def _prior(ctx: FitContext) -> FitPredict:
+    return partial(parcel_fit_predict, operator=ctx.prior_operator, target=ctx.params.target)
 
 
 def _sparse(ctx: FitContext) -> FitPredict:
@@ -531,6 +539,7 @@ class ModelSpec:
     exported: bool = False  # can be trained on every subject and exported to ``model/`` (--export-model)
     labels: Mapping[str, str] | None = None  # target -> label, where it differs from ``label``
     harmonized: bool = False  # parcel features ComBat-harmonised in the fold with --harmonize combat
+    requires: str | None = None  # a group-input array the model needs besides its input
 
     def label_for(self, target: str) -> str:
         return (self.labels or {}).get(target, self.label)
@@ -545,6 +554,14 @@ PARCEL_DESCRIPTION = (
     "mean of the map in each parcel of the HCPEx atlas (lesion-aligned CNN grid), standardised, and an "
     "L2 logistic regression (balanced class weights) whose regularisation is chosen among "
     f"{len(PARCEL_CS)} values by {_INNER}"
+)
+#: The a-priori motor-network model (:mod:`workflows.motor_prior`).
+MOTOR_PRIOR_MODEL = "motor_prior"
+MOTOR_PRIOR_DESCRIPTION = (
+    "mean of the map in each of 12 motor-network regions named from the stroke literature before any "
+    "data were seen (M1, SMA, dorsal and ventral premotor cortex, thalamus, putamen, motor cerebellum; "
+    "ipsi- and contralesional on the lesion-aligned grid; workflows/motor_prior.py), standardised, and "
+    "the primary model's nested L2 logistic regression"
 )
 _QUALITY = ", ".join(CONFOUND_FEATURES) + " (median-imputed and standardised inside each training fold)"
 _CLINICAL = (
@@ -574,6 +591,26 @@ MODELS: dict[str, ModelSpec] = {
             harmonized=True,
             role="primary",
             exported=True,  # the default export (workflows.parcel_model)
+        ),
+        ModelSpec(
+            name=MOTOR_PRIOR_MODEL,
+            noun="the motor-prior model",
+            label="dFC-SD motor network (a priori)",
+            colour="#AA3377",
+            description={
+                "classification": "motor-prior model: " + MOTOR_PRIOR_DESCRIPTION,
+                "regression": "motor-prior model: mean of the map in each of 12 a-priori motor-network "
+                "regions (lesion-aligned grid), standardised, and " + _RIDGE,
+            },
+            methods="the mean dFC SD in 12 motor-network regions named before the analysis from the "
+            "stroke literature (M1, SMA, premotor cortex, thalamus, putamen and motor cerebellum, "
+            "ipsi- and contralesional) [@carter2010] [@park2011] [@grefkes2011], standardised, with the "
+            "same nested linear model",
+            input=DFCSD,
+            build=_prior,
+            harmonized=True,
+            requires=PRIOR_REGIONS,
+            exported=True,  # --export-model motor_prior (workflows.parcel_model)
         ),
         ModelSpec(
             name="cnn",
@@ -744,10 +781,18 @@ EXPORTABLE = {
     "cnn": CNN_MODEL,
     "parcel_l1": "parcel_l1",
     "parcel_enet": "parcel_enet",
+    MOTOR_PRIOR_MODEL: MOTOR_PRIOR_MODEL,
 }
 #: The exportable parcel models and the estimator fitted on every subject (its inner CV on every subject's
 #: splits): the nested L2/ridge pipeline of the primary model, the searched pipelines of the sparse ones.
-PARCEL_EXPORTS = {PRIMARY_MODEL: None, "parcel_l1": sparse_estimator, "parcel_enet": enet_estimator}
+PARCEL_EXPORTS = {
+    PRIMARY_MODEL: None,
+    "parcel_l1": sparse_estimator,
+    "parcel_enet": enet_estimator,
+    MOTOR_PRIOR_MODEL: None,
+}
+#: The label volume (group-input array) of each exportable parcel model's features.
+PARCEL_VOLUMES = {name: "parcels" for name in PARCEL_EXPORTS} | {MOTOR_PRIOR_MODEL: PRIOR_REGIONS}
 
 
 def exported_model(params: GroupParams) -> str:
@@ -980,7 +1025,8 @@ def fold_models(
     unit_of_sample = np.array([row[str(g)] for g in data["groups"]])
     unit_sites = np.asarray(data["sites"]).astype(str) if "sites" in data else None
     several = unit_sites is not None and len(set(unit_sites.tolist())) > 1
-    ctx = FitContext(params, operator, explain, site_column=several)
+    prior = parcel_matrix(data[PRIOR_REGIONS])[0] if PRIOR_REGIONS in data else None
+    ctx = FitContext(params, operator, explain, site_column=several, prior_operator=prior)
     harmonize_sites = None
     if params.harmonize != "none":
         if unit_sites is None or not several:
@@ -997,7 +1043,7 @@ def fold_models(
     models: dict[str, FitPredict] = {}
     for spec in models_for(params.target):
         array = INPUT_ARRAYS[spec.input]
-        if array not in data:
+        if array not in data or (spec.requires and spec.requires not in data):
             continue
         inputs = data[array] if spec.input == DFCSD else data[array][unit_of_sample]
         if spec.input == QUALITY and unit_sites is not None and several:  # the site's code, last

@@ -249,7 +249,7 @@ class QCParams:
 TARGETS = ("classification", "regression")
 #: ``--export-model`` choices: the pre-specified primary parcel model (default), the CNN, or the sparse
 #: parcel models (L1, elastic net; classification only), by their registry names.
-EXPORT_CHOICES = ("primary", "cnn", "parcel_l1", "parcel_enet")
+EXPORT_CHOICES = ("primary", "cnn", "parcel_l1", "parcel_enet", "motor_prior")
 #: The export choices that only exist for a classification target.
 CLASSIFICATION_EXPORTS = ("parcel_l1", "parcel_enet")
 #: ``--calibration`` choices: no recalibration, Platt scaling, isotonic regression.

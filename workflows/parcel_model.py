@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from workflows.models import (
     MIN_PARCEL_VOXELS,
+    MOTOR_PRIOR_MODEL,
     PARCEL_ATLAS,
     PARCEL_EXPORTS,
     PRIMARY_MODEL,
@@ -29,6 +30,7 @@ from workflows.models import (
     parcel_matrix,
     parcel_means,
 )
+from workflows.motor_prior import MOTOR_PRIOR_REGIONS, PRIOR_REFERENCES, region_names
 
 #: ``ModelType`` of the parcel model's card.
 PARCEL_TYPE = "parcel_linear"
@@ -165,13 +167,24 @@ def fit_parcel_model(
     return model, pipeline, facts
 
 
-def features_record(model: ParcelLinearModel) -> dict[str, Any]:
-    """The card's definition of the features (bound to the model id: it changes a prediction)."""
+def features_record(model: ParcelLinearModel, name: str = PRIMARY_MODEL) -> dict[str, Any]:
+    """The card's definition of the features (bound to the model id: it changes a prediction) of the
+    parcel model ``name``: HCPEx parcels, or the motor prior's regions (:mod:`workflows.motor_prior`)."""
+    if name == MOTOR_PRIOR_MODEL:
+        atlas: Any = {
+            "regions": region_names(),
+            "atlases": {r.name: f"{r.atlas}: {', '.join(r.patterns)}" for r in MOTOR_PRIOR_REGIONS},
+            "references": list(PRIOR_REFERENCES),
+        }
+        what = "region of the motor prior (label i is the i-th of 'regions'; ipsilesional = left)"
+        kept = "regions"
+    else:
+        atlas, what, kept = PARCEL_ATLAS, "parcel", "atlas parcels"
     return {
-        "atlas": PARCEL_ATLAS,
-        "definition": "mean of the map over the finite voxels of each parcel of the label volume stored "
+        "atlas": atlas,
+        "definition": f"mean of the map over the finite voxels of each {what} of the label volume stored "
         "with the weights (array 'parcels', on the card's input grid: lesion-aligned, lesion and mirror "
-        f"excluded as NaN); atlas parcels with at least {MIN_PARCEL_VOXELS} voxels on the grid",
+        f"excluded as NaN); {kept} with at least {MIN_PARCEL_VOXELS} voxels on the grid",
         "n_parcels": int(model.parcel_ids.size),
         "preprocessing": "standardised with the training mean and SD (arrays 'mean', 'scale'); a parcel "
         "without a finite voxel is set to the training mean",

@@ -37,6 +37,14 @@ REFERENCES = {
     "hcpex": "Huang CC, Rolls ET, Feng J, Lin CP. An extended Human Connectome Project multimodal "
     "parcellation atlas of the human cortex and subcortical areas. Brain Struct Funct 227, "
     "763-778 (2022). doi:10.1007/s00429-021-02421-6 (HCPex atlas)",
+    "carter2010": "Carter AR, Astafiev SV, Lang CE, et al. Resting interhemispheric functional magnetic "
+    "resonance imaging connectivity predicts performance after stroke. Ann Neurol 67, 365-375 (2010). "
+    "doi:10.1002/ana.21905",
+    "park2011": "Park CH, Chang WH, Ohn SH, et al. Longitudinal changes of resting-state functional "
+    "connectivity during motor recovery after stroke. Stroke 42, 1357-1362 (2011). "
+    "doi:10.1161/STROKEAHA.110.596155",
+    "grefkes2011": "Grefkes C, Fink GR. Reorganization of cerebral networks after stroke: new insights from "
+    "neuroimaging with connectivity approaches. Brain 134, 1264-1276 (2011). doi:10.1093/brain/awr033",
     "aal": "Tzourio-Mazoyer N, Landeau B, Papathanassiou D, et al. Automated anatomical labeling of "
     "activations in SPM using a macroscopic anatomical parcellation of the MNI MRI single-subject "
     "brain. NeuroImage 15, 273-289 (2002). doi:10.1006/nimg.2001.0978 (AAL atlas)",
