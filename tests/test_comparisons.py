@@ -68,6 +68,11 @@ def test_a_primary_above_chance_beats_a_control_at_chance(rng):
         assert (
             f"{score['value']:.2f} ({score['ci95'][0]:.2f} to {score['ci95'][1]:.2f})" in record["sentence"]
         )
+    # the winner's score first and the paired difference as winner minus loser, whichever is the model
+    text = record["sentence"].split("balanced accuracy ", 1)[1]
+    assert text.startswith(f"{primary['value']:.2f} (")
+    lo, hi = (float(v) for v in text.split("paired difference ", 1)[1].split(" (95%")[0].split(" to "))
+    assert 0 < lo <= hi
     assert any(" beats " in s for s in comparison_sentences(summary))
 
 

@@ -174,14 +174,19 @@ def verdict_sentence(record: Mapping[str, Any], target: str, chance: Mapping[str
     """One sentence for a :func:`paired_verdict` record, with both models' scores and intervals."""
     metric, model, reference = record["metric"], record["model"], record["reference"]
     names = {model: _label(model, target), reference: _label(reference, target)}
-    lo, hi = record["ci95"]
+    winner = record["winner"]
+    # The scores and the paired difference in the sentence's own order: the winner's first (the
+    # record's difference is model minus reference, so it turns sign when the reference wins).
+    first, flip = (reference, -1.0) if winner == reference else (model, 1.0)
+    second = model if first == reference else reference
+    lo, hi = sorted(flip * float(v) for v in record["ci95"])
     digits = ".1f" if metric in LOWER_IS_BETTER else ".2f"
+    score = {model: record["model_score"], reference: record["reference_score"]}
     scores = (
-        f"{metric.replace('_', ' ')} {_score_text(record['model_score'], metric)} against "
-        f"{_score_text(record['reference_score'], metric)}; paired difference {lo:+{digits}} to "
+        f"{metric.replace('_', ' ')} {_score_text(score[first], metric)} against "
+        f"{_score_text(score[second], metric)}; paired difference {lo:+{digits}} to "
         f"{hi:+{digits}} (95% subject bootstrap)"
     )
-    winner = record["winner"]
     if winner is None:
         return f"{names[model]} and {names[reference]} do not differ ({scores})."
     loser = reference if winner == model else model
