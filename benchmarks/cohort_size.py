@@ -147,7 +147,7 @@ def group_inputs(cache: Path, n_subjects: int) -> Path:
     )
     subjects, excluded, _ = collect_group_inputs(config)
     if excluded:
-        print(f"group inputs: {len(excluded)} subject(s) excluded: {excluded}", flush=True)
+        print(f"group inputs: {len(excluded)} subject(s) left out (no map yet, or excluded)", flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     out = prepare_inputs([s.as_dict() for s in subjects], config.group, target.parent)
     return Path(out.data_file)
@@ -277,8 +277,6 @@ def record(args, state: dict, names: dict[str, str]) -> None:
         f"{state['machine']}. Cohort and group inputs: `{state['cache']}` "
         f"(`out/`: participant derivatives; `group_inputs/n{state['n_subjects']}/group_inputs.npz`).",
     ]
-    if args.notes and Path(args.notes).is_file():
-        lines += ["", Path(args.notes).read_text().strip()]
     write_result("cohort-size", lines)
 
 
@@ -301,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-participant", action="store_true", help="use the subjects processed so far, start no new ones"
     )
-    parser.add_argument("--notes", default=None, help="a markdown file appended to the record (its reading)")
     args = parser.parse_args(argv)
     import torch
 
@@ -355,15 +352,15 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     cnn_sizes = set(args.sizes if args.cnn_sizes is None else args.cnn_sizes)
-    for n in sorted(args.sizes):
-        for draw in range(args.draws):
+    for draw in range(args.draws):  # a whole curve per draw: an interrupted run still spans every size
+        for n in sorted(args.sizes):
             subset = cohort_subsets(data["y"], args.sizes, draw)[n]
             these = dict(models)
             if draw < args.cnn_draws and n in cnn_sizes:
                 these[CNN_MODEL] = registry[CNN_MODEL]
             for name, fit in these.items():
                 start = time.time()
-                scores = evaluate(data, {name: fit}, subset, args.folds, args.cv_repeats, seed=draw)
+                scores = evaluate(data, {name: fit}, subset, args.folds, args.cv_repeats, seed=draw)[name]
                 seconds = time.time() - start
                 run_row = next((r for r in state["runs"] if r["n"] == n and r["draw"] == draw), None)
                 if run_row is None:
