@@ -201,6 +201,27 @@ def summary_rows(runs: list[dict], names: list[str]) -> dict[str, dict[int, dict
     return out
 
 
+def merge_runs(states: list[dict]) -> dict:
+    """One state from the records of runs on the same cohort (e.g. the linear models and the CNN run in
+    two processes): the scores of each (n, draw) gathered, the commands and times kept."""
+    merged = {**states[0], "runs": [], "times": [s["times"] for s in states]}
+    merged["commands"] = [s["command"] for s in states]
+    for state in states:
+        for run_row in state["runs"]:
+            same = next(
+                (r for r in merged["runs"] if (r["n"], r["draw"]) == (run_row["n"], run_row["draw"])), None
+            )
+            if same is None:
+                merged["runs"].append(
+                    {**run_row, **{k: dict(run_row[k]) for k in ("scores", "seconds", "load")}}
+                )
+            else:
+                for key in ("scores", "seconds", "load"):
+                    same[key].update(run_row[key])
+    merged["runs"].sort(key=lambda r: (r["draw"], r["n"]))
+    return merged
+
+
 def record(args, state: dict, names: dict[str, str]) -> None:
     """Write the markdown record and its JSON (``benchmarks/results/<date>-cohort-size``)."""
     table = summary_rows(state["runs"], list(names.values()))
@@ -213,7 +234,7 @@ def record(args, state: dict, names: dict[str, str]) -> None:
         if names[role] in table
     }
     state["summary"], state["reach"] = table, reach
-    json_path = Path(__file__).parent / "results" / f"{dt.date.today().isoformat()}-cohort-size.json"
+    json_path = Path(__file__).parent / "results" / f"{dt.date.today().isoformat()}-{args.name}.json"
     json_path.write_text(json.dumps(state, indent=1, default=lambda o: o.tolist()) + "\n")
     labels = {
         names["primary"]: f"primary ({names['primary']})",
@@ -277,7 +298,7 @@ def record(args, state: dict, names: dict[str, str]) -> None:
         f"{state['machine']}. Cohort and group inputs: `{state['cache']}` "
         f"(`out/`: participant derivatives; `group_inputs/n{state['n_subjects']}/group_inputs.npz`).",
     ]
-    write_result("cohort-size", lines)
+    write_result(args.name, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,7 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-participant", action="store_true", help="use the subjects processed so far, start no new ones"
     )
+    parser.add_argument("--name", default="cohort-size", help="record name: results/<date>-<name>.md/.json")
+    parser.add_argument("--cnn-only", action="store_true", help="the CNN alone (a second process)")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="records (.json) of runs to merge into one record"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge_runs([json.loads(p.read_text()) for p in args.merge])
+        merged["command"] = "python benchmarks/cohort_size.py " + " ".join(argv or sys.argv[1:])
+        record(args, merged, merged["models"])
+        return 0
     import torch
 
     from workflows.params import GroupParams
@@ -334,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     names = {"primary": PRIMARY_MODEL, "cnn": CNN_MODEL, "control": control_model(), "oracle": ORACLE}
     registry = fold_models(data, params)
     models = {ORACLE: oracle_fit(feature), **{names[r]: registry[names[r]] for r in ("primary", "control")}}
+    if args.cnn_only:
+        models = {}
     commit = subprocess.run(
         ["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
         capture_output=True,

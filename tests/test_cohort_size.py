@@ -48,3 +48,26 @@ def test_size_to_reach(cohort_size):
     flat = cohort_size.size_to_reach(sizes, [0.55, 0.5, 0.52], 0.8)
     assert flat["reached_n"] is None
     assert flat["trend_n"] is None
+
+
+def test_merge_runs_gathers_models_of_one_subset(cohort_size):
+    def state(model, draws, command):
+        runs = [
+            {
+                "n": n,
+                "subjects": n,
+                "draw": d,
+                "scores": {model: [0.5]},
+                "seconds": {model: 1},
+                "load": {model: 2},
+            }
+            for d in draws
+            for n in (40, 80)
+        ]
+        return {"command": command, "times": {}, "models": {}, "runs": runs}
+
+    merged = cohort_size.merge_runs([state("parcel", [0, 1], "a"), state("cnn", [0], "b")])
+    assert merged["commands"] == ["a", "b"]
+    assert [(r["n"], r["draw"]) for r in merged["runs"]] == [(40, 0), (80, 0), (40, 1), (80, 1)]
+    assert sorted(merged["runs"][0]["scores"]) == ["cnn", "parcel"]
+    assert sorted(merged["runs"][2]["scores"]) == ["parcel"]
