@@ -82,20 +82,19 @@ def write_result(name: str, lines: list[str]) -> Path:
     return target
 
 
-def oracle(bids: Path, out: Path, stat: str = "dfcsd", n_folds: int = 5, n_repeats: int = 5) -> dict:
-    """One-feature logistic regression on the planted regions' mean of one map, subject-level repeated CV."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold
-
+def oracle_feature(bids: Path, out: Path, stat: str = "dfcsd") -> dict[str, tuple[float, int]]:
+    """Per subject label: the mean of one map over the planted regions (lesion-aligned by the side in the
+    ground truth, atlas masks on the map grid) and the class (1 = severe), from independent code."""
     from strokefc_sim.signal import PLANTED_TARGETS
     from workflows.seeds import atlas_region_mask
 
     truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]
-    labels, feature = [], []
+    values: dict[str, tuple[float, int]] = {}
     masks: dict[str, np.ndarray] = {}
     for label, info in sorted(truth.items()):
-        path = next((out / f"sub-{label}" / "func").glob(f"*_stat-{stat}_boldmap.nii.gz"))
+        path = next((out / f"sub-{label}" / "func").glob(f"*_stat-{stat}_boldmap.nii.gz"), None)
+        if path is None:  # not (yet) processed
+            continue
         img = nb.load(str(path))
         side = info["lesion_hemisphere"]
         if side not in masks:
@@ -108,9 +107,19 @@ def oracle(bids: Path, out: Path, stat: str = "dfcsd", n_folds: int = 5, n_repea
                 for a, p, h in PLANTED_TARGETS
             ]
             masks[side] = np.logical_or.reduce(regions)
-        feature.append(float(np.asarray(img.dataobj)[masks[side]].mean()))
-        labels.append(int(info["ul_fma"] <= 20))
-    x, y = np.array(feature)[:, None], np.array(labels)
+        values[label] = (float(np.asarray(img.dataobj)[masks[side]].mean()), int(info["ul_fma"] <= 20))
+    return values
+
+
+def oracle(bids: Path, out: Path, stat: str = "dfcsd", n_folds: int = 5, n_repeats: int = 5) -> dict:
+    """One-feature logistic regression on the planted regions' mean of one map, subject-level repeated CV."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold
+
+    values = oracle_feature(bids, out, stat)
+    x = np.array([v[0] for v in values.values()])[:, None]
+    y = np.array([v[1] for v in values.values()])
     scores = []
     for repeat in range(n_repeats):
         for train, test in StratifiedKFold(n_folds, shuffle=True, random_state=repeat).split(x, y):
@@ -222,6 +231,32 @@ def light_cell(result: dict, model: str) -> str:
     return cell + (f", p = {perm['p_value']:.3f}" if perm else "")
 
 
+def simulate(
+    bids: Path, n_subjects: int, n_volumes: int, effect: float, dynamics: str, effect_type: str, seed: int = 7
+) -> None:
+    """``strokefc-simulate`` a 4 mm cohort at TR 2 s into ``bids`` (the planted effect's settings)."""
+    subprocess.run(
+        [
+            str(BIN / "strokefc-simulate"),
+            str(bids),
+            "--n-subjects",
+            str(n_subjects),
+            "--n-volumes",
+            str(n_volumes),
+            "--effect",
+            str(effect),
+            "--dynamics",
+            dynamics,
+            "--effect-type",
+            effect_type,
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def shuffled_copy(bids: Path, out: Path, dest: Path, seed: int = 11) -> tuple[Path, Path]:
     """The raw dataset with labels permuted between subjects (derivatives linked), and a linked output."""
     raw = dest / "bids"
@@ -305,26 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"oracle {stat}: {value['mean']:.2f} ± {value['sd']:.2f}")
         print(result["effect_kind"]["sentence"])
         return 0
-    subprocess.run(
-        [
-            str(BIN / "strokefc-simulate"),
-            str(bids),
-            "--n-subjects",
-            str(args.n_subjects),
-            "--n-volumes",
-            str(args.n_volumes),
-            "--effect",
-            str(args.effect),
-            "--dynamics",
-            args.dynamics,
-            "--effect-type",
-            args.effect_type,
-            "--seed",
-            "7",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    simulate(bids, args.n_subjects, args.n_volumes, args.effect, args.dynamics, args.effect_type)
     common = ["--nprocs", 2, "--skip-bids-validation"]
     null = [] if args.null_surrogates is None else ["--null-surrogates", args.null_surrogates]
     t_part = run(
