@@ -21,6 +21,8 @@ from bids_app.config import RunConfig
 from bids_app.reports import render_page
 from bids_app.reports.about import about_rows, qc_problems
 from bids_app.reports.boilerplate import methods_text, write_citation
+from bids_app.reports.group import CohortSubject
+from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
 from bids_app.scores import parse_score
 from workflows.columns import tsv_sidecar
@@ -37,8 +39,6 @@ from workflows.utils.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
-
-    from bids_app.reports.group import CohortSubject
 
 LOGGER = logging.getLogger("strokefc.reports")
 #: Columns of predictions.tsv shown in predictions.html, in order.
@@ -548,10 +548,6 @@ def write_group_report(
     config: RunConfig, subjects: Sequence[CohortSubject], excluded: dict[str, str]
 ) -> Path | None:
     """``output_dir/group.html`` (see :mod:`bids_app.reports.group`); never fails the run."""
-    # imported here: the group report's imports (PyTorch, scikit-learn; ~3 s of CPU) are the group
-    # level's, not every participant run's
-    from bids_app.reports.group import write_group_report as build_group_report
-
     try:
         return build_group_report(config, subjects, excluded)
     except Exception:  # the report must never fail the run
