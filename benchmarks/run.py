@@ -130,9 +130,39 @@ def _tree_memory(root: int) -> tuple[int, int]:
     return rss, pss
 
 
+def _adopt_orphans() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    Nipype's forkserver (and the MultiProc workers it forked) outlive the ``strokefc`` process that
+    started them by a moment and are never waited for by it; reparented to this process instead of
+    init, they are reaped here, so that ``RUSAGE_CHILDREN`` holds the whole tree's CPU time.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):  # not Linux: the workers' CPU goes uncounted
+        pass
+
+
+def _reap_orphans(timeout: float = 10.0) -> None:
+    """Wait for the descendants that outlived the measured command (see :func:`_adopt_orphans`)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def run_measured(cmd: list, log_file: Path, interval: float = 0.1) -> dict:
-    """Run ``cmd``; return wall time (s), peak process-tree RSS (bytes), exit code. Output to ``log_file``."""
+    """Run ``cmd``; return wall time (s), CPU time of the whole process tree (s), peak process-tree RSS
+    (bytes), the load average at the start. Output to ``log_file``."""
     cmd = [str(c) for c in cmd]
+    _adopt_orphans()
+    load = os.getloadavg()[0]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_file, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -152,13 +182,21 @@ def run_measured(cmd: list, log_file: Path, interval: float = 0.1) -> dict:
         sampler.start()
         code = proc.wait()
         wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         sampler.join()
+        _reap_orphans()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise RuntimeError(f"exit {code}; see {log_file}: {' '.join(cmd)}")
-    # user + system CPU of the command and the children it waited for (MultiProc workers included)
+    # user + system CPU of the command and of every descendant (MultiProc workers and forkserver)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss": peak[0], "peak_pss": peak[1], "log": str(log_file)}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss": peak[0],
+        "peak_pss": peak[1],
+        "load_start": load,
+        "log": str(log_file),
+    }
 
 
 def node_times(log_file: Path) -> dict[str, float]:
@@ -480,7 +518,15 @@ def bench_scaling(cache: Path, p: dict) -> dict:
             participant_cmd(bids, run_dir / "out", run_dir / "work", labels), run_dir / "log.txt"
         )
         rows.append(
-            {"n": n, "wall_s": r["wall_s"], "per_subject_s": r["wall_s"] / n, "peak_rss": r["peak_rss"]}
+            {
+                "n": n,
+                "wall_s": r["wall_s"],
+                "per_subject_s": r["wall_s"] / n,
+                "cpu_s": r["cpu_s"],
+                "cpu_per_subject_s": r["cpu_s"] / n,
+                "load_start": r["load_start"],
+                "peak_rss": r["peak_rss"],
+            }
         )
     return {"rows": rows}
 
@@ -681,6 +727,11 @@ def render_table(rows) -> str:
     return "\n".join(lines)
 
 
+def _num(row: dict, key: str, fmt: str = ".1f") -> str:
+    """``row[key]`` formatted, or "?" for a row recorded before the field existed."""
+    return format(row[key], fmt) if key in row else "?"
+
+
 def details(results: dict) -> str:
     out = []
     pr = results.get("participant")
@@ -730,9 +781,13 @@ def details(results: dict) -> str:
     s = results.get("scaling")
     if s:
         out.append("### Scaling (participant level, --nprocs 2)\n")
-        out.append("| Subjects | Wall (s) | s/subject | Peak RSS |\n|---|---|---|---|")
+        out.append(
+            "| Subjects | Wall (s) | s/subject | CPU (s, whole tree) | CPU s/subject | Load at start "
+            "| Peak RSS |\n|---|---|---|---|---|---|---|"
+        )
         out += [
-            f"| {r['n']} | {r['wall_s']:.1f} | {r['per_subject_s']:.1f} | {gb(r['peak_rss'])} |"
+            f"| {r['n']} | {r['wall_s']:.1f} | {r['per_subject_s']:.1f} | {_num(r, 'cpu_s')} "
+            f"| {_num(r, 'cpu_per_subject_s')} | {_num(r, 'load_start', '.2f')} | {gb(r['peak_rss'])} |"
             for r in s["rows"]
         ]
         out.append("")

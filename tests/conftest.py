@@ -9,36 +9,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
-def _template_names_only() -> str | None:
-    """A TemplateFlow home with each template's description and nothing else, from the skeleton that
-    templateflow ships (None if it is not found).
-
-    Importing niworkflows' sink lists TemplateFlow's templates, which indexes all ~2,600 files of the
-    home with pybids: about 6 s of CPU in every strokefc process and every Nipype forkserver, some 100
-    times in the suite. strokefc reads no TemplateFlow file; the template names, all the sink uses, are
-    the same here (one description per template), and indexing them takes well under a second.
-    """
-    import atexit
-    import importlib.util
-    import shutil
-    import tempfile
-    import zipfile
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("templateflow")  # found, not imported: it reads the variable once
-    skeleton = Path(spec.submodule_search_locations[0]) / "conf" / "templateflow-skel.zip" if spec else None
-    if skeleton is None or not skeleton.is_file():
-        return None
-    home = tempfile.mkdtemp(prefix="strokefc-tests-templateflow-")
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
-    with zipfile.ZipFile(skeleton) as archive:
-        archive.extractall(home, [n for n in archive.namelist() if n.endswith("template_description.json")])
-    return home
-
-
-if "TEMPLATEFLOW_HOME" not in os.environ and (_home := _template_names_only()):
-    os.environ["TEMPLATEFLOW_HOME"] = _home  # child processes (strokefc, Nipype's workers) inherit it
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from helpers import IN_CI, SHARED_DATA, simulate  # noqa: E402

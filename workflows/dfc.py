@@ -320,7 +320,7 @@ def running_sums(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
     Row by row: numpy's ``cumsum`` along the first axis of a C-ordered (T, V) array walks each column
     with a stride of V and is several times slower. ``out`` (T + 1, ...) is filled instead of a new
-    float64 array (its dtype is the accumulator's).
+    float64 array (its dtype is the accumulator's); ``a`` may be ``out[1:]`` itself (summed in place).
     """
     if out is None:
         out = np.empty((a.shape[0] + 1, *a.shape[1:]))
@@ -328,7 +328,9 @@ def running_sums(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if a.ndim == 1:
         np.cumsum(a, out=out[1:])
         return out
-    out[1:] = a
+    rows = out[1:]
+    if not (a.shape == rows.shape and a.strides == rows.strides and a.ctypes.data == rows.ctypes.data):
+        rows[...] = a
     for t in range(1, out.shape[0]):
         np.add(out[t], out[t - 1], out=out[t])
     return out

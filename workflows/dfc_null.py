@@ -96,6 +96,10 @@ class BoxcarSD:
     below the Monte-Carlo error of a null of 100 surrogates, for half the memory traffic. The buffers
     are allocated once and reused by every call (fresh arrays of this size cost page faults, 4x the
     arithmetic here). No matrix product: the result does not depend on BLAS threads.
+
+    The series and their products are written straight into the running sums' buffer, which is then
+    summed in place; a caller that makes the series (the surrogates' inverse FFT) can write them there
+    itself (:meth:`series`) and save a copy.
     """
 
     def __init__(self, kept: np.ndarray, length: int, step: int, valid: np.ndarray, n_voxels: int) -> None:
@@ -107,10 +111,13 @@ class BoxcarSD:
         self.n_valid = int(valid.sum())
         n_w = len(range(0, self.last, step))
         f4 = np.float32
-        self.stack = np.empty((n_t, 3, n_voxels), f4)  # y, y^2, x*y
-        self.sums = np.empty((n_t + 1, 3 * n_voxels), f4)
+        self.sums = np.empty((n_t + 1, 3, n_voxels), f4)  # running sums of y, y^2, x*y (row 0: zeros)
         self.win = np.empty((n_w, 3, n_voxels), f4)
         self.num, self.den = np.empty((n_w, n_voxels), f4), np.empty((n_w, n_voxels), f4)
+
+    def series(self, n_v: int) -> np.ndarray:
+        """Where a call's voxel series (T, ``n_v``) may be written before ``self(x, that view)``."""
+        return self.sums[1:, 0, :n_v]
 
     def _edges(self, cs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Running sums ``cs`` (T + 1, ...) at the ends and at the starts of the windows."""
@@ -123,14 +130,16 @@ class BoxcarSD:
         end, start = self._edges(np.concatenate([np.zeros((1, 3)), np.cumsum([x, x * x, kept], axis=1).T]))
         sx, sxx, n = (end - start).T
         n = np.maximum(n, 1.0)
-        stack, sums, win = self.stack[..., :n_v], self.sums[:, : 3 * n_v], self.win[..., :n_v]
+        sums, win = self.sums[..., :n_v], self.win[..., :n_v]
         num, den = self.num[:, :n_v], self.den[:, :n_v]
-        stack[:, 0] = y
-        stack[~kept, 0] = 0.0
-        np.multiply(stack[:, 0], stack[:, 0], out=stack[:, 1])
-        np.multiply(stack[:, 0], x[:, None].astype(np.float32), out=stack[:, 2])
-        running_sums(stack.reshape(stack.shape[0], -1), out=sums)
-        np.subtract(*self._edges(sums.reshape(-1, 3, n_v)), out=win)
+        series = sums[1:, 0]
+        if not np.shares_memory(y, sums):
+            series[...] = y
+        series[~kept] = 0.0
+        np.multiply(series, series, out=sums[1:, 1])
+        np.multiply(series, x[:, None].astype(np.float32), out=sums[1:, 2])
+        running_sums(sums[1:], out=sums)  # in place
+        np.subtract(*self._edges(sums), out=win)
         sy, syy, sxy = win[:, 0], win[:, 1], win[:, 2]
         np.multiply(sxy, n[:, None].astype(np.float32), out=num)
         np.multiply(sy, sx[:, None].astype(np.float32), out=den)
@@ -184,7 +193,8 @@ def _chunk_null(
     top = np.zeros(len(phases))
     rotation = np.exp(1j * phases).astype(spectrum.dtype)
     rotated = np.empty_like(spectrum)  # reused: fresh arrays of this size cost page faults
-    surrogate = np.empty_like(y)
+    # the surrogates go straight where the SD reads them (BoxcarSD's running-sum buffer)
+    surrogate = window_sd.series(y.shape[1]) if isinstance(window_sd, BoxcarSD) else np.empty_like(y)
     for i, turn in enumerate(rotation):
         x = np.fft.irfft(seed_spec * turn, n=n_t)
         np.multiply(spectrum, turn[:, None], out=rotated)

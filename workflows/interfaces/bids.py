@@ -7,9 +7,13 @@ from importlib.resources import files
 from pathlib import Path
 
 from nipype.interfaces.base import File, InputMultiObject, isdefined
-from niworkflows.interfaces.bids import DerivativesDataSink as _NiworkflowsSink
 
+from workflows.interfaces import template_names
 from workflows.utils.atomic import atomic_move
+
+template_names.install()  # before niworkflows' sink module, which lists TemplateFlow's templates on import
+
+from niworkflows.interfaces.bids import DerivativesDataSink as _NiworkflowsSink  # noqa: E402
 
 _CONFIG = json.loads(files("workflows").joinpath("data/strokefc_bids_config.json").read_text())
 
