@@ -15,6 +15,9 @@ from workflows.params import DenoiseParams, GroupParams, QCParams, WindowParams
 from workflows.qc import exclusion_reasons, predict_run_quality
 
 SPACE = "MNI152NLin2009cAsym"
+#: Group options of the tests that check how sessions and QC reach the group outputs, not what the models
+#: learn: 3 folds once, one CNN epoch, the CNN on the generated maps' own 4 mm grid (not upsampled to 3 mm)
+WIRING_ONLY = ("--cv-folds", 3, "--cv-repeats", 1, "--epochs", 1, "--cnn-resolution", 4)
 
 
 def _run_files(bids, label="01"):
@@ -105,8 +108,8 @@ def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
     assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
     maps = sorted((out / "sub-01").glob("ses-*/func/*_stat-dfcsd_boldmap.nii.gz"))
     assert [m.name.split("_")[1] for m in maps] == ["ses-1", "ses-2", "ses-3"]
-    # one CNN epoch: this checks the wiring of sessions, not what the models learn
-    assert run_cli(bids, out, "group", *common, "--cv-folds", 3, "--cv-repeats", 1, "--epochs", 1) == 0
+    # one CNN epoch on the maps' own 4 mm grid: this checks the wiring of sessions, not what the models learn
+    assert run_cli(bids, out, "group", *common, *WIRING_ONLY) == 0
     cohort = pd.read_csv(out / "group" / "cohort.tsv", sep="\t")
     assert len(cohort) == 12
     sessions = pd.read_csv(bids / "sub-01" / "sub-01_sessions.tsv", sep="\t")
@@ -160,7 +163,7 @@ def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path):
     out = tmp_path / "out"
     common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2, *NO_QC]  # short runs
     assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
-    assert run_cli(bids, out, "group", *common, "--cv-folds", 3, "--cv-repeats", 1, "--epochs", 1) == 0
+    assert run_cli(bids, out, "group", *common, *WIRING_ONLY) == 0
     summary = json.loads((out / "group" / "cv_summary.json").read_text())
     fd = summary["quality_by_class"]["mean_fd_mm"]
     assert fd["median_severe"] > 1.5 * fd["median_mild"]
