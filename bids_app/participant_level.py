@@ -341,7 +341,10 @@ def _run_subjects(
         progress = SubjectProgress(wf, workers=workers_of(plugin, plugin_args))
         plugin_args = {**plugin_args, "status_callback": progress}
         LOGGER.info("Running %d subject(s) with %s", len(plans), plugin)
-        for plan in plans:  # what a killed run left half-written (never under a final name)
+        # what a killed run left half-written (never under a final name): the dataset's own files
+        # (dataset_description.json, .bidsignore) at the top, and each subject's folder
+        remove_stale_temps(config.output_dir, recursive=False)
+        for plan in plans:
             remove_stale_temps(config.output_dir / f"sub-{plan.subject}")
         # BLAS threads of every node (inherited by MultiProc workers and batch jobs)
         os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))

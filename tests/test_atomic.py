@@ -116,6 +116,17 @@ def test_only_temporary_files_of_dead_processes_are_removed(tmp_path):
     assert final.exists()
 
 
+def test_stale_temps_at_the_top_alone_leave_the_subfolders(tmp_path):
+    """The output root's own files (a killed run's ``.bidsignore``) without touching subjects' folders."""
+    top = tmp_path / f"{TMP_PREFIX}999999999-abcd1234-.bidsignore"
+    below = tmp_path / "sub-01" / f"{TMP_PREFIX}999999999-abcd1234-map.nii.gz"
+    below.parent.mkdir()
+    for path in (top, below):
+        path.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, recursive=False) == [top]
+    assert below.exists()
+
+
 def test_only_whole_file_modes(tmp_path):
     with pytest.raises(ValueError, match="mode must be"), atomic_write(tmp_path / "x", "a"):
         pass

@@ -118,6 +118,7 @@ def test_participant_and_group_levels_run_in_the_image(image, tmp_path):
         "cnn",
         "parcel_l1",
         "parcel_enet",
+        "motor_prior",
         "baseline",
         "parcel_fc",
         "parcel_dfcmean",

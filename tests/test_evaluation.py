@@ -201,6 +201,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         "parcel",
         "parcel_l1",
         "parcel_enet",
+        "motor_prior",  # the maps are lesion-aligned
         "confounds",
         "clinical",
     }
@@ -212,6 +213,7 @@ def test_group_workflow_writes_the_contract(tmp_path, rng):
         "baseline",
         "parcel_l1",
         "parcel_enet",
+        "motor_prior",
         "confounds",
         "clinical",
     }

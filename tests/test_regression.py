@@ -216,7 +216,14 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     summary = json.loads((group / "cv_summary.json").read_text())
     assert summary["target"] == "regression"
     assert summary["settings"]["target"] == "regression"
-    assert set(summary["models"]) == {"cnn", "baseline", "parcel", "confounds", "mean"}  # no clinical data
+    assert set(summary["models"]) == {
+        "cnn",
+        "baseline",
+        "parcel",
+        "motor_prior",
+        "confounds",
+        "mean",
+    }  # no clinical
     for model in summary["models"]:
         assert set(summary["models"][model]) == set(stats.REGRESSION_METRICS)
         assert set(summary["bootstrap"][model]) >= set(stats.REGRESSION_METRICS)
@@ -224,12 +231,17 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
     assert "difference_from_confounds" in summary["bootstrap"]["parcel"]
     permutation = summary["permutation"]
     assert permutation["n"] == 2
-    assert set(permutation["models"]) == {"parcel", "baseline", "confounds"}  # not the mean, not the CNN
+    assert set(permutation["models"]) == {
+        "parcel",
+        "motor_prior",
+        "baseline",
+        "confounds",
+    }  # not the mean, not the CNN
     assert all(0 < v < 66 for v in permutation["models"]["parcel"]["null_mae"])  # UL-FMA points
     assert permutation["models"]["parcel"]["observed_mae"] == summary["models"]["parcel"]["mae"]["mean"]
     assert summary["detectable_effect"]["n_subjects"] == 12
     assert any(w["code"] == "few_subjects" for w in summary["warnings"])  # 12 < 20 subjects
-    assert set(summary["paired_tests"]) == {"cnn", "baseline", "confounds", "mean"}
+    assert set(summary["paired_tests"]) == {"cnn", "motor_prior", "baseline", "confounds", "mean"}
     preds = pd.read_csv(group / "cv_predictions.tsv", sep="\t")
     assert list(preds.columns) == [
         "participant_id",
@@ -243,7 +255,7 @@ def test_group_level_regression_end_to_end(tmp_path, rng, capsys):
         "conformal_threshold",
         "conformal_covered",
     ]
-    assert len(preds) == 5 * 12
+    assert len(preds) == 6 * 12  # six models, 12 subjects
     primary = preds[preds["model"] == "parcel"]  # conformal UL-FMA intervals of the primary model
     assert (primary["interval_lower"] <= primary["predicted_score"]).all()
     assert (primary["predicted_score"] <= primary["interval_upper"]).all()

@@ -128,12 +128,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the temporary files under ``folder`` whose writing process no longer runs on this
-    machine (left by a killed run); return them. Files of live processes are kept.
+def remove_stale_temps(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files under ``folder`` (in it alone with ``recursive=False``) whose writing
+    process no longer runs on this machine (left by a killed run); return them. Files of live processes
+    are kept.
     """
     removed = []
-    for tmp in Path(folder).rglob(f"{TMP_PREFIX}*"):
+    found = Path(folder).rglob if recursive else Path(folder).glob
+    for tmp in found(f"{TMP_PREFIX}*"):
         pid = tmp.name[len(TMP_PREFIX) :].split("-", 1)[0]
         if tmp.is_file() and pid.isdigit() and not _pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
