@@ -150,3 +150,25 @@ def tiny_group_maps(root: Path, rng, n_subjects: int = 12, spread: float = 0.0) 
         score = (10.0 if i % 2 == 0 else 40.0) + spread * i
         subjects.append(GroupSubject(f"{i:02d}", path, None, side, score))
     return subjects
+
+
+def save_group_inputs(
+    path: Path, x: np.ndarray, y: np.ndarray, parcels: np.ndarray, confounds: np.ndarray
+) -> np.ndarray:
+    """A ``group_inputs.npz`` as the group level's prepare step writes it, one map per subject, all
+    left-lesioned; returns the subjects' labels ("00", "01", ...)."""
+    labels = np.array([f"{i:02d}" for i in range(len(y))])
+    np.savez(
+        path,
+        x=x,
+        y=y,
+        groups=labels,
+        split_groups=labels,
+        subjects=labels,
+        y_subject=y,
+        maps=x,
+        sides=np.array(["L"] * len(y)),
+        parcels=parcels,
+        confounds=confounds,
+    )
+    return labels

@@ -7,6 +7,7 @@ import nibabel as nb
 import numpy as np
 import pytest
 import torch
+from helpers import save_group_inputs
 
 from workflows import cross_validation as xv
 from workflows import explain, permutation, stats
@@ -106,20 +107,7 @@ def _planted_inputs(path, effect, n=32, seed=0):
     y = (np.arange(n) % 2).astype(int)
     gen.shuffle(y)
     x[y == 1] += effect * (parcels == 3)
-    labels = np.array([f"{i:02d}" for i in range(n)])
-    np.savez(
-        path,
-        x=x,
-        y=y,
-        groups=labels,
-        split_groups=labels,
-        subjects=labels,
-        y_subject=y,
-        maps=x,
-        sides=np.array(["L"] * n),
-        parcels=parcels,
-        confounds=gen.normal(size=(n, 6)),
-    )
+    labels = save_group_inputs(path, x, y, parcels, gen.normal(size=(n, 6)))
     return x, y, labels, parcels
 
 

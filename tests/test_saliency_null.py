@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import save_group_inputs
 
 from workflows import explain, permutation
 from workflows.grid import grid_to_dict
@@ -311,23 +312,10 @@ def test_a_cnn_permutation_draw_keeps_its_region_saliency_and_stores_it(tmp_path
 
     gen = np.random.default_rng(0)
     n = 8
-    labels = np.array([f"{i:02d}" for i in range(n)])
     y = np.arange(n) % 2
     x = gen.normal(size=(n, *SHAPE)).astype(np.float32)
     data_file = tmp_path / "group_inputs.npz"
-    np.savez(
-        data_file,
-        x=x,
-        y=y,
-        groups=labels,
-        split_groups=labels,
-        subjects=labels,
-        y_subject=y,
-        maps=x,
-        sides=np.array(["L"] * n),
-        parcels=_parcels(),
-        confounds=gen.normal(size=(n, 3)),
-    )
+    save_group_inputs(data_file, x, y, _parcels(), gen.normal(size=(n, 3)))
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps(_grid()))
     params = GroupParams(
