@@ -21,24 +21,22 @@ from bids_app.config import RunConfig
 from bids_app.reports import render_page
 from bids_app.reports.about import about_rows, qc_problems
 from bids_app.reports.boilerplate import methods_text, write_citation
-from bids_app.reports.group import CohortSubject
-from bids_app.reports.group import write_group_report as build_group_report
 from bids_app.reports.participant import build_participant_report
 from bids_app.scores import parse_score
 from workflows.columns import tsv_sidecar
 from workflows.conformal import CLASS_NAMES, SET_SEPARATOR
-from workflows.external_validation import validation_summary
-from workflows.group_inputs import is_severe
 from workflows.interfaces.reportlets import FIGURES
+from workflows.labels import is_severe
 from workflows.metadata import software_versions
 from workflows.model_card import MIN_VALIDATION_SUBJECTS, in_training
 from workflows.model_io import json_clean, read_card
-from workflows.stats import bootstrap_comparison, regression_metrics
 from workflows.utils.bids import RunInputs
 from workflows.utils.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from bids import BIDSLayout
+
+    from bids_app.reports.group import CohortSubject
 
 LOGGER = logging.getLogger("strokefc.reports")
 #: Columns of predictions.tsv shown in predictions.html, in order.
@@ -476,6 +474,8 @@ def _validation(table: pd.DataFrame, threshold: float) -> dict | None:
     prob = labelled["prob_severe"].astype(float).to_numpy()
     if len(y) < 2 or len(set(y)) < 2:
         return {"n_labelled": len(y), "note": "both classes are needed to score the model"}
+    from workflows.external_validation import validation_summary  # scikit-learn: only when scoring
+
     summary = validation_summary(y, prob, labelled["participant_id"].astype(str).tolist())
     resampled = table["resampled"].astype(str).str.lower().eq("true") if "resampled" in table else None
     return {
@@ -495,6 +495,8 @@ def regression_validation(table: pd.DataFrame, threshold: float) -> dict:
     y, p = true[keep].to_numpy(float), predicted[keep].to_numpy(float)
     if len(y) < 3:
         return {"n_labelled": len(y), "note": "at least 3 labelled predictions are needed to score the model"}
+    from workflows.stats import bootstrap_comparison, regression_metrics  # scikit-learn: only when scoring
+
     rows = [
         {"participant_id": pid, "repeat": 0, "model": "model", "y_true": t, "predicted_score": v}
         for pid, t, v in zip(table["participant_id"][keep], y, p)
@@ -548,6 +550,10 @@ def write_group_report(
     config: RunConfig, subjects: Sequence[CohortSubject], excluded: dict[str, str]
 ) -> Path | None:
     """``output_dir/group.html`` (see :mod:`bids_app.reports.group`); never fails the run."""
+    # imported here: the group report's modules pull in PyTorch and scikit-learn (seconds of CPU), which
+    # the participant level, a user of this module, never needs
+    from bids_app.reports.group import write_group_report as build_group_report
+
     try:
         return build_group_report(config, subjects, excluded)
     except Exception:  # the report must never fail the run

@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 #: ``GroupParams.conformal_coverage``'s default: the share of subjects whose set or interval holds the truth.
 DEFAULT_COVERAGE = 0.9
@@ -117,6 +116,9 @@ def covered(target: str, y_true: np.ndarray, predicted: np.ndarray, threshold: f
 
 def _inner_splits(target: str, y: np.ndarray, groups: np.ndarray, seed: int) -> list | None:
     """Subject-level splits of the training samples (stratified by class for a classification)."""
+    # imported here: the participant level reads this module's constants and need not load scikit-learn
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
     subjects, first = np.unique(groups, return_index=True)
     if target == "regression":
         if len(subjects) < 3:

@@ -28,6 +28,7 @@ from workflows.grid import (
     subsample_windows,
     template_mask,
 )
+from workflows.labels import is_severe
 from workflows.models import (
     CLINICAL,
     CLINICAL_NAMES,
@@ -78,11 +79,6 @@ class PreparedInputs(NamedTuple):
     grid_file: str  # JSON description of the CNN grid
     cohort_file: str  # cohort.tsv
     class_maps: list[str]  # mean maps of the severe and mild classes and their difference
-
-
-def is_severe(score: float, threshold: float) -> bool:
-    """The label rule of the mission: UL-FMA <= threshold is severe impairment."""
-    return float(score) <= float(threshold)
 
 
 def _exclusion(lesion_files: list[str], grid: dict, side: str, align: bool) -> np.ndarray | None:

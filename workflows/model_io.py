@@ -15,14 +15,16 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workflows.cnn import StrokeCNN, build_model
 from workflows.utils.atomic import atomic_path, atomic_write
 from workflows.utils.errors import InputError
 from workflows.utils.io import sha256
+
+if TYPE_CHECKING:  # PyTorch is imported by the functions that need it: reading a card does not
+    from workflows.cnn import StrokeCNN
 
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "model_card.json"
@@ -235,6 +237,8 @@ def load_model(model_dir: Path | str) -> tuple[StrokeCNN, dict]:
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from workflows.cnn import build_model
 
     model_dir = _model_dir(model_dir)
     card, weights = _verified(model_dir)

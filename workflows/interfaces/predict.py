@@ -13,7 +13,6 @@ from nipype.interfaces.base import (
 )
 
 from workflows.interfaces.base import StrokefcInterface
-from workflows.prediction import predict_subject
 from workflows.utils.bids import bids_uri
 
 
@@ -56,6 +55,9 @@ class PredictSubject(StrokefcInterface):
         return bids_uri(written, self.inputs.output_dir, "")
 
     def _run_interface(self, runtime):
+        # imported here (PyTorch): the process that builds the workflow never predicts
+        from workflows.prediction import predict_subject
+
         result = predict_subject(
             self.inputs.in_file,
             self.inputs.model_dir,

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
-from workflows import plotting
 from workflows.interfaces.base import StrokefcInterface
 from workflows.utils.images import load_nifti
 
@@ -70,6 +69,9 @@ class RunReportlets(StrokefcInterface):
     output_spec = _ReportletsOutputSpec
 
     def _run_interface(self, runtime):
+        # imported here (matplotlib, nilearn's plotting): the process that builds the workflow never draws
+        from workflows import plotting
+
         cwd = runtime.cwd
         mask_img = load_nifti(self.inputs.mask_file)
         lesion = load_nifti(self.inputs.lesion_mask) if self.inputs.lesion_mask else None

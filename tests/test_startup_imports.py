@@ -1,0 +1,37 @@
+"""What the participant level's main process imports: no PyTorch or scikit-learn (seconds of CPU per run).
+
+The process that plans the run and builds the workflow never trains or predicts; the modules that do
+(the CNN, the group report, the validation of predictions) are imported where they are used.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workflows.labels import is_severe
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "sklearn")
+
+
+def _loaded(code: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    return out.stdout.split()
+
+
+def test_the_participant_level_and_its_workflow_import_neither_pytorch_nor_scikit_learn():
+    assert _loaded("import bids_app.cli, bids_app.participant_level, workflows.participant") == []
+
+
+def test_the_probe_sees_a_heavy_import():  # the check above can fail: the group level does import them
+    assert set(_loaded("import bids_app.reports.group")) == set(HEAVY)
+
+
+@pytest.mark.parametrize(("score", "severe"), [(19.5, True), (20.0, True), (20.5, False)])
+def test_the_label_rule_is_inclusive_at_the_threshold(score, severe):
+    assert is_severe(score, 20.0) is severe
