@@ -13,6 +13,7 @@ import gc
 import logging
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -71,6 +72,17 @@ def _worker_init(cwd: str, verbose: int) -> None:
     """Initializer of a MultiProc worker: Nipype's own, then the parent's logging."""
     process_initializer(cwd)
     setup_logging(verbose)
+
+
+def preload_modules(graph: Any) -> list[str]:
+    """The modules a worker needs for ``graph``: each node's interface module and the modules that
+    module lists in ``WORKER_IMPORTS`` (what its interfaces import only when they run), sorted."""
+    modules = set()
+    for node in graph.nodes():
+        name = type(node.interface).__module__
+        modules.add(name)
+        modules.update(getattr(sys.modules.get(name), "WORKER_IMPORTS", ()))
+    return sorted(modules)
 
 
 class DependencyMatrix(ssp.lil_matrix):
@@ -156,12 +168,12 @@ class StrokefcMultiProcPlugin(MultiProcPlugin):
         niworkflows' sink (whose import indexes TemplateFlow: about 7 s) before its first node, each
         worker again. Preloaded, the server imports them once while the parent is still scheduling and
         every worker is forked with them. Only imports: no thread pool runs in the server, which is
-        why strokefc uses a forkserver and not fork.
+        why strokefc uses a forkserver and not fork. Modules that an interface imports only when it runs
+        (its ``WORKER_IMPORTS``) are preloaded too, so that the parent never imports them.
         """
         if self.plugin_args.get("mp_context") != "forkserver":
             return
-        modules = {type(node.interface).__module__ for node in graph.nodes()}
-        mp.get_context("forkserver").set_forkserver_preload(sorted(modules))
+        mp.get_context("forkserver").set_forkserver_preload(preload_modules(graph))
 
     def worker_cpu_seconds(self) -> float | None:
         """The CPU time the pool's workers have used so far (``None`` where ``/proc`` cannot say)."""

@@ -35,3 +35,25 @@ def test_the_probe_sees_a_heavy_import():  # the check above can fail: the group
 @pytest.mark.parametrize(("score", "severe"), [(19.5, True), (20.0, True), (20.5, False)])
 def test_the_label_rule_is_inclusive_at_the_threshold(score, severe):
     assert is_severe(score, 20.0) is severe
+
+
+def test_the_worker_pool_preloads_what_the_interfaces_import_when_they_run():
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    from bids_app.console import preload_modules
+    from workflows.interfaces.predict import PredictSubject
+    from workflows.interfaces.reportlets import RunReportlets
+
+    wf = pe.Workflow("w")
+    wf.add_nodes(
+        [
+            pe.Node(RunReportlets(), "reportlets"),
+            pe.Node(PredictSubject(), "predict"),
+            pe.Node(niu.IdentityInterface(["a"]), "ident"),
+        ]
+    )
+    modules = preload_modules(wf._graph)
+    assert {"workflows.plotting", "workflows.prediction", "workflows.interfaces.reportlets"} <= set(modules)
+    assert "nipype.interfaces.utility.base" in modules  # an interface without WORKER_IMPORTS
+    assert modules == sorted(modules)

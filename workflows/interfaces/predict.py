@@ -15,6 +15,10 @@ from nipype.interfaces.base import (
 from workflows.interfaces.base import StrokefcInterface
 from workflows.utils.bids import bids_uri
 
+#: Imported by the interface when it runs (PyTorch), not by the process that builds the workflow;
+#: a pool of Nipype workers may import them ahead, once, for all its workers.
+WORKER_IMPORTS = ("workflows.prediction",)
+
 
 class _PredictInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="subject-level dFC SD map")

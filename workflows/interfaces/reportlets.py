@@ -29,6 +29,11 @@ MAP_UNITS = {
 }
 
 
+#: Imported by the interface when it runs (matplotlib, nilearn's plotting), not by the process that
+#: builds the workflow; a pool of Nipype workers may import them ahead, once, for all its workers.
+WORKER_IMPORTS = ("workflows.plotting",)
+
+
 class _ReportletsInputSpec(BaseInterfaceInputSpec):
     carpet_bold = File(
         exists=True, mandatory=True, desc="raw BOLD of the carpet's voxel sample, (T, n) .npy (DenoiseBold)"
