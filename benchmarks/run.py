@@ -843,6 +843,16 @@ def details(results: dict) -> str:
             )
         out += [f"- Error: {e}" for e in g.get("errors", [])]
         out.append("")
+    mp = results.get("model-predict")
+    if mp:
+        out.append("### participant --model (2 held-out subjects, --nprocs 2, fresh work folder)\n")
+        out.append(
+            f"- Wall {mp['wall_s']:.1f} s, CPU {_num(mp, 'cpu_s')} s (whole tree), load at start "
+            f"{_num(mp, 'load_start', '.2f')}, peak RSS {gb(mp['peak_rss']) if 'peak_rss' in mp else '?'}; "
+            f"subjects {', '.join(mp.get('subjects', []))}, {mp.get('predictions', '?')} prediction file(s) "
+            "written. The model (a quick group level on the cohort's other subjects) is built once, "
+            "outside the timing.\n"
+        )
     s = results.get("scaling")
     if s:
         out.append("### Scaling (participant level, --nprocs 2)\n")
