@@ -31,7 +31,7 @@ MAP_UNITS = {
 
 #: Imported by the interface when it runs (matplotlib, nilearn's plotting), not by the process that
 #: builds the workflow; a pool of Nipype workers may import them ahead, once, for all its workers.
-WORKER_IMPORTS = ("workflows.plotting",)
+WORKER_IMPORTS = ("workflows.plotting", "nilearn.plotting")
 
 
 class _ReportletsInputSpec(BaseInterfaceInputSpec):
