@@ -120,13 +120,14 @@ def curve_fit(runs: list[dict], name: str, target: float) -> dict | None:
 def fit_sentence(label: str, fit: dict) -> str:
     """What a fitted curve says about its target, in words: measured, within range, extrapolated (how far)
     or not reached (the asymptote below the target)."""
-    from workflows.learning_curve import MAX_EXTRAPOLATION
+    from workflows.learning_curve import EXPONENT_RANGE, MAX_EXTRAPOLATION
 
     target, largest = fit["target"], int(fit["largest_n"])
     a_low, a_high = fit["a_ci"]
+    bound = " at its search bound" if min(abs(fit["c"] - e) for e in EXPONENT_RANGE) < 1e-3 else ""
     curve = (
-        f"fit {fit['a']:.2f} - {fit['b']:.3g} n^-{fit['c']:.2f} (asymptote a = {fit['a']:.2f}, 95% "
-        f"{a_low:.2f}-{a_high:.2f}; RMSE {fit['rmse']:.3f})"
+        f"Fit {fit['a']:.2f} - {fit['b']:.3g} n^-{fit['c']:.2f} (c{bound}; asymptote a = {fit['a']:.2f}, "
+        f"95% {a_low:.2f}-{a_high:.2f}; RMSE {fit['rmse']:.3f})"
     )
     measured = (
         f"measured mean reaches {target} at n = {fit['reached_n']}"
