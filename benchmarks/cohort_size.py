@@ -120,15 +120,18 @@ def curve_fit(runs: list[dict], name: str, target: float) -> dict | None:
 def fit_sentence(label: str, fit: dict) -> str:
     """What a fitted curve says about its target, in words: measured, within range, extrapolated (how far)
     or not reached (the asymptote below the target)."""
-    from workflows.learning_curve import EXPONENT_RANGE, MAX_EXTRAPOLATION
+    from workflows.learning_curve import EXPONENT_RANGE
 
     target, largest = fit["target"], int(fit["largest_n"])
     a_low, a_high = fit["a_ci"]
-    bound = " at its search bound" if min(abs(fit["c"] - e) for e in EXPONENT_RANGE) < 1e-3 else ""
-    curve = (
-        f"Fit {fit['a']:.2f} - {fit['b']:.3g} n^-{fit['c']:.2f} (c{bound}; asymptote a = {fit['a']:.2f}, "
-        f"95% {a_low:.2f}-{a_high:.2f}; RMSE {fit['rmse']:.3f})"
-    )
+    if fit["b"] == 0:  # a flat (or falling) curve: c is undetermined
+        shape = f"Fit flat at {fit['a']:.2f} (b = 0, c undetermined)"
+    else:
+        bound = (
+            ", c at its search bound" if min(abs(np.log(fit["c"] / e)) for e in EXPONENT_RANGE) < 0.05 else ""
+        )
+        shape = f"Fit {fit['a']:.2f} - {fit['b']:.3g} n^-{fit['c']:.2f}{bound}"
+    curve = f"{shape}; asymptote a = {fit['a']:.2f} (95% {a_low:.2f}-{a_high:.2f}); RMSE {fit['rmse']:.3f}"
     measured = (
         f"measured mean reaches {target} at n = {fit['reached_n']}"
         if fit["reached_n"] is not None
@@ -151,9 +154,9 @@ def fit_sentence(label: str, fit: dict) -> str:
         )
     else:
         verdict = (
-            f"the fit would cross {target} only beyond {MAX_EXTRAPOLATION:g} times the largest measured n "
-            f"(at n = {n_target:.0f}, {fit['extrapolation']:.0f} x {largest}): not supported by the measured "
-            f"range, read it as not reached (95% {interval})"
+            f"the fit would cross {target} at n = {n_target:.0f} ({fit['extrapolation']:.1f} x {largest}), "
+            f"which the fit does not support ({'; '.join(fit['caveats'])}): read it as not shown "
+            f"(95% {interval})"
         )
     return f"- {label}, target {target}: {measured}; {verdict}. {curve}."
 
@@ -402,8 +405,9 @@ def record(args, state: dict, names: dict[str, str]) -> None:
         "Learning curves: an inverse power law BA(n) = a - b n^-c (Figueroa et al. 2012, BMC Med Inform "
         "Decis Mak 12:8) fitted by weighted least squares to the mean at each size (weights: the draws; "
         "0 <= b, a <= 1, 0.05 <= c <= 2); the interval refits on the draws resampled within each size (the "
-        "folds, where a size has one draw). A crossing beyond "
-        "4 times the largest measured n is not given as a result.",
+        "folds, where a size has one draw). A crossing beyond the largest measured n is not given as a "
+        "result when it lies beyond 4 times that n, when fewer than four sizes were measured, or when "
+        "more than 2.5% of refits never reach the target.",
         "",
     ]
     for role, fit in fits.items():

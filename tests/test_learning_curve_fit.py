@@ -71,6 +71,19 @@ def test_a_far_crossing_is_flagged_as_unsupported():
     summary = fit_learning_curve(SIZES, [[v] for v in values], 0.8, n_boot=0)
     assert summary["n_target"] > MAX_EXTRAPOLATION * max(SIZES)
     assert not summary["supported"]
+    assert summary["caveats"] == [f"beyond {MAX_EXTRAPOLATION:g} times the largest measured size"]
+
+
+def test_three_sizes_do_not_support_an_extrapolation():
+    sizes = [40, 60, 80]
+    values = inverse_power_law(np.array(sizes), 0.86, 1.5, 0.5)  # crosses 0.8 at 625
+    summary = fit_learning_curve(sizes, [[v] for v in values], 0.8, n_boot=0)
+    assert summary["n_target"] is not None
+    assert not summary["supported"]
+    assert summary["caveats"] == [
+        f"beyond {MAX_EXTRAPOLATION:g} times the largest measured size",
+        "fewer than four sizes for three parameters",
+    ]
 
 
 def test_bad_input_is_refused():

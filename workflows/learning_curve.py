@@ -183,9 +183,11 @@ def fit_learning_curve(
     within each size; a refit whose asymptote stays below the target counts as "not reached" (an
     infinite size), so the upper end of the interval is None when more than 2.5% of refits never get
     there. Returns the fit (``a``, ``b``, ``c``, ``rmse``), ``n_target`` (None: not reached),
-    ``extrapolation`` (``n_target`` over the largest measured size) and ``supported`` (False when
-    ``n_target`` lies beyond :data:`MAX_EXTRAPOLATION` times the largest size), ``reached_share`` (of the
-    refits), and 95% percentile intervals ``a_ci`` and ``n_target_ci``.
+    ``extrapolation`` (``n_target`` over the largest measured size), ``supported`` and ``caveats`` (a
+    crossing beyond the measured sizes is not supported when it lies beyond :data:`MAX_EXTRAPOLATION`
+    times the largest size, when fewer than four sizes determine the three parameters, or when more than
+    2.5% of refits never reach the target), ``reached_share`` (of the refits), and 95% percentile
+    intervals ``a_ci`` and ``n_target_ci``.
     """
     n = np.asarray(sizes, dtype=float)
     reps = [np.asarray(r, dtype=float) for r in replicates]
@@ -206,12 +208,21 @@ def fit_learning_curve(
     # "nearest": no interpolation between a finite size and an infinite one
     low, high = np.percentile(boot_n_arr, [2.5, 97.5], method="nearest") if n_boot else (np.nan, np.nan)
     largest = float(n.max())
+    caveats = []  # why a crossing beyond the measured sizes is not supported by the fit
+    if n_target is not None and n_target > largest:
+        if n_target > MAX_EXTRAPOLATION * largest:
+            caveats.append(f"beyond {MAX_EXTRAPOLATION:g} times the largest measured size")
+        if len(n) < 4:
+            caveats.append("fewer than four sizes for three parameters")
+        if n_boot and not np.isfinite(high):
+            caveats.append("more than 2.5% of refits never reach the target")
     return {
         **fit,
         "target": float(target),
         "n_target": n_target,
         "extrapolation": None if n_target is None else n_target / largest,
-        "supported": n_target is not None and n_target <= MAX_EXTRAPOLATION * largest,
+        "supported": n_target is not None and not caveats,
+        "caveats": caveats,
         "largest_n": largest,
         "reached_share": float(np.mean(np.isfinite(boot_n_arr))) if n_boot else None,
         "a_ci": [float(v) for v in np.percentile(boot_a, [2.5, 97.5])] if n_boot else None,
