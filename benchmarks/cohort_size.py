@@ -4,8 +4,8 @@ Issue 23 asks the primary model for a balanced accuracy of 0.8 and the CNN for 0
 effect is about as large as a one-feature oracle at 0.85-0.9; at 40 patients they reached 0.69 and 0.60
 (``2026-12-03-planted-cohort.md``). This script measures the same models at larger cohorts:
 
-1. ``strokefc-simulate`` writes ONE large cohort with the planted-cohort record's effect (4 mm, 200
-   volumes at TR 2 s, ``--effect 0.75 --dynamics states --effect-type dynamic``, seed 7).
+1. ``strokefc-simulate`` writes ONE large cohort (4 mm, 200 volumes at TR 2 s, ``--dynamics states
+   --effect-type dynamic``, seed 7, ``--effect`` 0.75 by default: the planted-cohort record's effect).
 2. The participant level computes the maps in batches of 40 subjects (``--nprocs 2``; subjects whose
    dFC-SD map exists are skipped, so an interrupted run resumes). The stationary null is off by default
    (``--null-surrogates 0``): it only adds the ``dfcexcess`` map, which no model here reads.
@@ -20,11 +20,16 @@ effect is about as large as a one-feature oracle at 0.85-0.9; at 40 patients the
    ``planted_cohort.py``, a logistic regression fitted in the training folds). The models are the
    registry's fit functions (``fold_models``): every scaler, inner CV and early stop sits inside the
    training fold. The group-level mask is the one the app builds from all subjects' maps (no labels).
-5. Writes ``benchmarks/results/<date>-cohort-size.md`` and ``.json`` (after every subset, so a partial
+5. Fits a learning curve per model (an inverse power law, :func:`workflows.learning_curve.fit_learning_curve`)
+   and the size at which it reaches the issue's target, or "not reached" when its asymptote stays
+   below; compares the primary model with the static-FC control fold by fold (paired differences on
+   the same folds); the one-feature oracle on the whole cohort's dFC-SD, static-FC and mean-dFC maps
+   says whether the planted dynamic effect also shows in static FC.
+6. Writes ``benchmarks/results/<date>-<name>.md`` and ``.json`` (after every subset, so a partial
    run leaves a record).
 
 Usage: ``python benchmarks/cohort_size.py [--n-subjects 160] [--sizes 40 60 80 120 160] [--draws 3]
-[--cnn-draws 1] [--cnn-sizes ...] [--cache /work/bench/sizes]``
+[--cnn-draws 1] [--cnn-sizes ...] [--effect 0.75] [--cache /work/bench/sizes] [--name cohort-size]``
 """
 
 from __future__ import annotations
@@ -78,21 +83,131 @@ def cohort_subsets(y: np.ndarray, sizes: Sequence[int], draw: int) -> dict[int, 
     return {n: s["train"] for n, s in zip(sorted(sizes), subsets, strict=True)}
 
 
-def size_to_reach(sizes: Sequence[int], means: Sequence[float], target: float) -> dict:
-    """The smallest measured size whose mean reaches ``target``; otherwise a log-linear trend's guess.
+def curve_replicates(runs: list[dict], name: str) -> tuple[list[int], list[list[float]], list[int]]:
+    """A model's learning curve as :func:`workflows.learning_curve.fit_learning_curve` takes it: the sizes,
+    per size the replicates that a refit resamples (the draws' mean scores when the size has several
+    draws, else its fold scores) and the weights (the number of draws)."""
+    sizes, replicates, weights = [], [], []
+    for n in sorted({r["n"] for r in runs}):
+        these = [r["scores"][name] for r in runs if r["n"] == n and name in r["scores"]]
+        if not these:
+            continue
+        sizes.append(n)
+        replicates.append([float(np.mean(t)) for t in these] if len(these) > 1 else list(these[0]))
+        weights.append(len(these))
+    return sizes, replicates, weights
 
-    ``trend_n`` extrapolates ``mean = a + b log(n)`` (least squares over the measured sizes) to
-    ``target``; it is None when the fit does not rise (a flat or falling curve never gets there).
-    """
-    sizes, means = np.asarray(sizes, dtype=float), np.asarray(means, dtype=float)
-    reached = [int(n) for n, m in zip(sizes, means) if m >= target]
-    slope, intercept = np.polyfit(np.log(sizes), means, 1) if len(sizes) > 1 else (0.0, means[0])
-    trend = float(np.exp((target - intercept) / slope)) if slope > 0 else None
-    return {
-        "reached_n": min(reached) if reached else None,
-        "slope_per_doubling": float(slope * np.log(2)),
-        "trend_n": None if trend is None else round(trend),
-    }
+
+def curve_fit(runs: list[dict], name: str, target: float) -> dict | None:
+    """The inverse power law fitted to a model's curve, where it crosses ``target``, and the smallest
+    measured size whose mean reaches it (``reached_n``); None with fewer than three sizes."""
+    from workflows.learning_curve import fit_learning_curve
+
+    sizes, replicates, weights = curve_replicates(runs, name)
+    if len(sizes) < 3:
+        return None
+    fit = fit_learning_curve(sizes, replicates, target, weights=weights)
+    means = [
+        float(
+            np.mean(np.concatenate([r["scores"][name] for r in runs if r["n"] == n and name in r["scores"]]))
+        )
+        for n in sizes
+    ]
+    fit["reached_n"] = next((n for n, m in zip(sizes, means, strict=True) if m >= target), None)
+    return fit
+
+
+def fit_sentence(label: str, fit: dict) -> str:
+    """What a fitted curve says about its target, in words: measured, within range, extrapolated (how far)
+    or not reached (the asymptote below the target)."""
+    from workflows.learning_curve import EXPONENT_RANGE
+
+    target, largest = fit["target"], int(fit["largest_n"])
+    a_low, a_high = fit["a_ci"]
+    if fit["b"] == 0:  # a flat (or falling) curve: c is undetermined
+        shape = f"Fit flat at {fit['a']:.2f} (b = 0, c undetermined)"
+    else:
+        bound = (
+            ", c at its search bound" if min(abs(np.log(fit["c"] / e)) for e in EXPONENT_RANGE) < 0.05 else ""
+        )
+        shape = f"Fit {fit['a']:.2f} - {fit['b']:.3g} n^-{fit['c']:.2f}{bound}"
+    curve = f"{shape}; asymptote a = {fit['a']:.2f} (95% {a_low:.2f}-{a_high:.2f}); RMSE {fit['rmse']:.3f}"
+    measured = (
+        f"measured mean reaches {target} at n = {fit['reached_n']}"
+        if fit["reached_n"] is not None
+        else f"no measured mean reaches {target} (n <= {largest})"
+    )
+    low, high = fit["n_target_ci"]
+    interval = (
+        f"{'n/a' if low is None else round(low)}-{'not reached' if high is None else round(high)}; "
+        f"{fit['reached_share']:.0%} of {fit['n_boot']} refits reach it"
+    )
+    n_target = fit["n_target"]
+    if n_target is None:
+        verdict = f"**not reached**: the fitted asymptote {fit['a']:.2f} lies below {target}"
+    elif n_target <= largest:
+        verdict = f"the fit crosses {target} at n = {n_target:.0f} (95% {interval})"
+    elif fit["supported"]:
+        verdict = (
+            f"the fit crosses {target} at n = {n_target:.0f}, an extrapolation {fit['extrapolation']:.1f} "
+            f"times the largest measured n ({largest}) (95% {interval})"
+        )
+    else:
+        verdict = (
+            f"the fit would cross {target} at n = {n_target:.0f} ({fit['extrapolation']:.1f} x {largest}), "
+            f"which the fit does not support ({'; '.join(fit['caveats'])}): read it as not shown "
+            f"(95% {interval})"
+        )
+    return f"- {label}, target {target}: {measured}; {verdict}. {curve}."
+
+
+def paired_differences(runs: list[dict], model: str, reference: str, n_folds: int) -> dict[int, dict]:
+    """Per size: fold-wise ``model`` minus ``reference`` balanced accuracy on the same folds (every draw),
+    the folds won and lost, and the Nadeau-Bengio corrected resampled t-test of the differences (the
+    draws' subsets overlap, so its p is a rough guide)."""
+    from workflows.stats import corrected_resampled_ttest
+
+    out = {}
+    for n in sorted({r["n"] for r in runs}):
+        pairs = [
+            np.subtract(r["scores"][model], r["scores"][reference])
+            for r in runs
+            if r["n"] == n and model in r["scores"] and reference in r["scores"]
+        ]
+        if not pairs:
+            continue
+        d = np.concatenate(pairs)
+        test = corrected_resampled_ttest(d, 1 / (n_folds - 1))
+        out[n] = {
+            **test,
+            "sd": float(np.std(d, ddof=1)) if d.size > 1 else None,
+            "wins": int(np.sum(d > 0)),
+            "losses": int(np.sum(d < 0)),
+            "folds": int(d.size),
+            "draw_means": [float(np.mean(p)) for p in pairs],
+        }
+    return out
+
+
+def cohort_oracles(cache: Path) -> dict[str, dict]:
+    """The one-feature oracle on the whole cohort (5 x 5 CV) for the dFC-SD, static-FC and mean-dFC maps,
+    with the feature's class separation (Cohen's d): does the dynamic effect show in static FC?"""
+    from planted_cohort import oracle
+
+    out = {}
+    for stat in ("dfcsd", "fc", "dfcmean"):
+        values = oracle_feature(cache / "bids", cache / "out", stat)
+        x = np.array([v[0] for v in values.values()])
+        y = np.array([v[1] for v in values.values()])
+        if len(x) < 10:
+            continue
+        pooled = np.sqrt((np.var(x[y == 1], ddof=1) + np.var(x[y == 0], ddof=1)) / 2)
+        out[stat] = {
+            **oracle(cache / "bids", cache / "out", stat),
+            "cohens_d": float((x[y == 1].mean() - x[y == 0].mean()) / pooled),
+            "subjects": len(x),
+        }
+    return out
 
 
 def participant(cache: Path, labels: list[str], null_surrogates: int) -> list[dict]:
@@ -223,17 +338,17 @@ def merge_runs(states: list[dict]) -> dict:
 
 
 def record(args, state: dict, names: dict[str, str]) -> None:
-    """Write the markdown record and its JSON (``benchmarks/results/<date>-cohort-size``)."""
+    """Write the markdown record and its JSON (``benchmarks/results/<date>-<name>``)."""
     table = summary_rows(state["runs"], list(names.values()))
     sizes = sorted({r["n"] for r in state["runs"]})
-    reach = {
-        role: size_to_reach(
-            list(table[names[role]]), [v["mean"] for v in table[names[role]].values()], target
-        )
+    fits = {
+        role: curve_fit(state["runs"], names[role], target)
         for role, target in TARGETS.items()
         if names[role] in table
     }
-    state["summary"], state["reach"] = table, reach
+    paired = paired_differences(state["runs"], names["primary"], names["control"], args.folds)
+    state["summary"], state["fits"], state["paired_primary_minus_control"] = table, fits, paired
+    state.pop("reach", None)  # the log-linear trend of earlier records, replaced by the fits
     json_path = Path(__file__).parent / "results" / f"{dt.date.today().isoformat()}-{args.name}.json"
     json_path.write_text(json.dumps(state, indent=1, default=lambda o: o.tolist()) + "\n")
     labels = {
@@ -242,12 +357,13 @@ def record(args, state: dict, names: dict[str, str]) -> None:
         names["control"]: f"static-FC control ({names['control']})",
         ORACLE: "oracle (planted regions, 1 feature)",
     }
+    design = state.get("design", {"effect": args.effect, "n_volumes": args.n_volumes, "seed": args.seed})
     lines = [
         f"# Cohort size: learning curves on generated data (issue 23, {dt.date.today().isoformat()})",
         "",
-        f"One generated cohort of {state['n_subjects']} patients (4 mm, {args.n_volumes} volumes at TR 2 s, "
-        f"`--effect {args.effect} --dynamics states --effect-type dynamic`, seed {args.seed}: the effect of "
-        "`2026-12-03-planted-cohort.md`), participant level at the default settings but "
+        f"One generated cohort of {state['n_subjects']} patients (4 mm, {design['n_volumes']} volumes at TR "
+        f"2 s, `--effect {design['effect']} --dynamics states --effect-type dynamic`, seed {design['seed']}; "
+        "coupling states of 40-80 s), participant level at the default settings but "
         f"`--null-surrogates {args.null_surrogates}` (the stationary null only adds a map no model here "
         "reads). Nested class-stratified subsets of n patients (each draw shuffles each class once; a "
         "smaller subset lies inside the larger ones of its draw), strokefc's subject-level "
@@ -255,6 +371,20 @@ def record(args, state: dict, names: dict[str, str]) -> None:
         "model. Balanced accuracy: mean over every test fold of every draw ± SD over those folds (the SD "
         "of the draw means in brackets when there are several draws). Chance is 0.5.",
         "",
+    ]
+    oracles = state.get("oracles", {})
+    if oracles:
+        lines += [
+            "One-feature oracle on the whole cohort (mean of the map over the planted regions, logistic "
+            "regression, 5 x 5 CV; Cohen's d of the feature between classes): "
+            + "; ".join(
+                f"{stat} {o['mean']:.2f} ± {o['sd']:.2f} (d = {o['cohens_d']:.2f})"
+                for stat, o in oracles.items()
+            )
+            + ".",
+            "",
+        ]
+    lines += [
         "| n | " + " | ".join(labels[m] for m in labels if m in table) + " |",
         "|---|" + "---|" * sum(m in table for m in labels),
     ]
@@ -270,26 +400,37 @@ def record(args, state: dict, names: dict[str, str]) -> None:
             draws = f" [{v['sd_draws']:.2f}]" if v["sd_draws"] is not None else ""
             cells.append(f"{v['mean']:.2f} ± {v['sd_folds']:.2f}{draws} ({v['draws']} draw(s))")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += ["", "Sizes at which the issue's targets are reached (on the measured means):", ""]
-    for role, target in TARGETS.items():
-        if role not in reach:
-            continue
-        r = reach[role]
-        measured = max(table[names[role]])
-        where = (
-            f"reached at n = {r['reached_n']}"
-            if r["reached_n"] is not None
-            else f"not within n <= {measured}"
-        )
-        trend = (
-            f"the log-linear trend would reach it near n = {r['trend_n']} (an extrapolation)"
-            if r["trend_n"] is not None and r["reached_n"] is None
-            else ("the curve does not rise" if r["trend_n"] is None else "")
-        )
-        lines.append(
-            f"- {labels[names[role]]}, target {target}: {where}; slope "
-            f"{r['slope_per_doubling']:+.3f} per doubling of n" + (f"; {trend}" if trend else "") + "."
-        )
+    lines += [
+        "",
+        "Learning curves: an inverse power law BA(n) = a - b n^-c (Figueroa et al. 2012, BMC Med Inform "
+        "Decis Mak 12:8) fitted by weighted least squares to the mean at each size (weights: the draws; "
+        "0 <= b, a <= 1, 0.05 <= c <= 2); the interval refits on the draws resampled within each size (the "
+        "folds, where a size has one draw). A crossing beyond the largest measured n is not given as a "
+        "result when it lies beyond 4 times that n, when fewer than four sizes were measured, or when "
+        "more than 2.5% of refits never reach the target.",
+        "",
+    ]
+    for role, fit in fits.items():
+        if fit is None:
+            lines.append(f"- {labels[names[role]]}: fewer than three sizes, no fit.")
+        else:
+            lines.append(fit_sentence(labels[names[role]], fit))
+    if paired:
+        lines += [
+            "",
+            "Primary minus static-FC control on the same folds (every draw): mean paired difference ± SD, "
+            "folds won/lost, Nadeau-Bengio corrected t-test (the draws' subsets overlap: a rough guide).",
+            "",
+            "| n | difference | won/lost of folds | draws' mean differences | corrected t, p |",
+            "|---|---|---|---|---|",
+        ]
+        for n, d in paired.items():
+            sd = "" if d["sd"] is None else f" ± {d['sd']:.2f}"
+            lines.append(
+                f"| {n} | {d['mean_difference']:+.2f}{sd} | {d['wins']}/{d['losses']} of {d['folds']} | "
+                + ", ".join(f"{v:+.2f}" for v in d["draw_means"])
+                + f" | {d['t']:.2f}, {d['p_two_sided']:.3f} |"
+            )
     lines += [
         "",
         f"Run times (s, load average at the time): {json.dumps(state['times'])}",
@@ -380,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/cohort_size.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, shared; niced",
         "cache": str(cache),
+        "design": {"effect": args.effect, "n_volumes": args.n_volumes, "seed": args.seed},
+        "oracles": {} if args.cnn_only else cohort_oracles(cache),
         "models": names,
         "times": times,
         "runs": [],

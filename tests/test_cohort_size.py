@@ -1,4 +1,4 @@
-"""The cohort-size benchmark's pure parts: nested stratified subsets and the size a curve reaches a target."""
+"""The cohort-size benchmark's pure parts: nested stratified subsets, curve fits, paired differences."""
 
 import itertools
 from pathlib import Path
@@ -37,17 +37,55 @@ def test_subsets_are_nested_stratified_and_seeded(cohort_size):
         cohort_size.cohort_subsets(y, [40, 200], draw=0)
 
 
-def test_size_to_reach(cohort_size):
-    sizes = [40, 80, 160]
-    rising = cohort_size.size_to_reach(sizes, [0.6, 0.7, 0.8], 0.8)
-    assert rising["reached_n"] == 160
-    assert rising["slope_per_doubling"] == pytest.approx(0.1)
-    short = cohort_size.size_to_reach(sizes, [0.6, 0.65, 0.7], 0.8)
-    assert short["reached_n"] is None
-    assert short["trend_n"] == 640
-    flat = cohort_size.size_to_reach(sizes, [0.55, 0.5, 0.52], 0.8)
-    assert flat["reached_n"] is None
-    assert flat["trend_n"] is None
+def runs_of(scores_by_draw: dict[int, dict[int, dict[str, list[float]]]]) -> list[dict]:
+    """Benchmark runs from {draw: {n: {model: fold scores}}}."""
+    return [
+        {"n": n, "draw": d, "scores": scores}
+        for d, by_n in scores_by_draw.items()
+        for n, scores in by_n.items()
+    ]
+
+
+def test_curve_replicates_are_draw_means_or_folds(cohort_size):
+    runs = runs_of(
+        {
+            0: {40: {"p": [0.5, 0.7], "cnn": [0.4, 0.6]}, 80: {"p": [0.6, 0.8]}},
+            1: {40: {"p": [0.7, 0.9]}, 80: {"p": [0.8, 0.8]}},
+        }
+    )
+    assert cohort_size.curve_replicates(runs, "p") == ([40, 80], [[0.6, 0.8], [0.7, 0.8]], [2, 2])
+    # one draw: the folds are what a refit resamples
+    assert cohort_size.curve_replicates(runs, "cnn") == ([40], [[0.4, 0.6]], [1])
+
+
+def test_curve_fit_and_its_sentence(cohort_size):
+    sizes = [40, 60, 80, 120, 160]
+    rising = runs_of({d: {n: {"p": [0.9 - 2.0 * n**-0.6 + 0.01 * d] * 5} for n in sizes} for d in range(3)})
+    fit = cohort_size.curve_fit(rising, "p", 0.8)
+    # mean over draws 0.91 - 2 n^-0.6: 0.797 at n = 120, 0.815 at 160; crosses 0.8 at (2 / 0.11)^(1 / 0.6)
+    assert fit["reached_n"] == 160
+    assert fit["n_target"] == pytest.approx((2 / 0.11) ** (1 / 0.6), rel=0.02)
+    assert "the fit crosses 0.8 at n = " in cohort_size.fit_sentence("primary", fit)
+    flat = runs_of({d: {n: {"p": [0.6 + 0.01 * d] * 5} for n in sizes} for d in range(3)})
+    fit = cohort_size.curve_fit(flat, "p", 0.8)
+    assert fit["n_target"] is None
+    assert fit["reached_n"] is None
+    assert "**not reached**: the fitted asymptote 0.61 lies below 0.8" in cohort_size.fit_sentence("p", fit)
+    assert cohort_size.curve_fit(runs_of({0: {40: {"p": [0.5]}, 80: {"p": [0.6]}}}), "p", 0.8) is None
+
+
+def test_paired_differences_are_fold_by_fold(cohort_size):
+    runs = runs_of(
+        {
+            0: {40: {"p": [0.8, 0.6, 0.7], "c": [0.6, 0.6, 0.5]}},
+            1: {40: {"p": [0.5, 0.7, 0.6], "c": [0.6, 0.5, 0.5]}},
+        }
+    )
+    d = cohort_size.paired_differences(runs, "p", "c", n_folds=3)[40]
+    assert d["mean_difference"] == pytest.approx(np.mean([0.2, 0.0, 0.2, -0.1, 0.2, 0.1]))
+    assert (d["wins"], d["losses"], d["folds"]) == (4, 1, 6)
+    assert d["draw_means"] == pytest.approx([0.4 / 3, 0.2 / 3])
+    assert 0 < d["p_two_sided"] < 1
 
 
 def test_merge_runs_gathers_models_of_one_subset(cohort_size):
