@@ -22,9 +22,7 @@ from helpers import NO_QC, run_cli, run_strokefc, simulate
 
 pytestmark = pytest.mark.integration
 SPACE = "MNI152NLin2009cAsym"
-#: Runs kept short: 20-volume windows, exclusion rules off, no stationary null (what these tests check
-#: is how faults, interruptions and reruns are handled, not the maps)
-FAST = ("--window-length", "20vol", "--skip-bids-validation", "--null-surrogates", "0", *NO_QC)
+FAST = ("--window-length", "20vol", "--skip-bids-validation", *NO_QC)
 STROKEFC = str(Path(sys.executable).parent / "strokefc")
 
 
@@ -708,7 +706,7 @@ def test_input_faults_that_used_to_change_maps_silently_are_said_and_recorded(bi
     lesions = bids / "derivatives" / "lesions"
     code = run_cli(
         bids, out, "participant", "--participant-label", "01", "02", "03", "04", "--lesion-dir", lesions,
-        "--work-dir", tmp_path / "work", "--nprocs", 2, *FAST,
+        "--work-dir", tmp_path / "work", "--nprocs", 2, "--null-surrogates", 0, *FAST,
     )  # fmt: skip
     text = capsys.readouterr()
     assert code == 0, text.out + text.err
@@ -753,7 +751,7 @@ def test_rerun_removes_stale_outputs_and_the_group_follows_participants_tsv(bids
     lesion side corrected in participants.tsv after the participant level stops the group level."""
     out, work = tmp_path / "out", tmp_path / "work"
     lesions = bids / "derivatives" / "lesions"
-    common = ("--participant-label", "01", "--work-dir", work, *FAST)
+    common = ("--participant-label", "01", "--work-dir", work, "--null-surrogates", 0, *FAST)
     assert run_cli(bids, out, "participant", *common, "--lesion-dir", lesions, "--save-windows") == 0
     stale = list(out.glob("sub-01/func/*_stat-windows_boldmap.*")) + list(out.glob("sub-01/anat/*lesion*"))
     assert len(stale) == 4
