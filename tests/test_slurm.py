@@ -344,8 +344,8 @@ def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, cohort):
         MAX_JOBS="2",
     )
     work = root / "out_slurm_work" / "group"
-    # The driver runs as the script it is, but outside SLURM: the test cluster has one CPU (nproc under
-    # OMP_NUM_THREADS=1), which a driver job would hold while its node jobs wait for it forever.
+    # The driver runs as the script it is, but outside SLURM: on the two-CPU test cluster a driver job
+    # would hold one CPU for the whole run while its node jobs share the other.
     driver = ["bash", str(ROOT / "singularity" / "slurm_group_permutations.sbatch")]
     before = len(_jobs(slurm["jobcomp"]))
     with open(root / "driver-1.log", "w") as log:
