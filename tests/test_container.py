@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import IN_CI
+from helpers import IN_CI, NO_QC
 
 pytestmark = pytest.mark.container
 
@@ -97,22 +97,33 @@ def test_image_has_cpu_torch_and_a_non_editable_install(image):
     assert workflows_dir.startswith("/opt/venv/lib/python3.11/site-packages/")
 
 
+#: The run step's cohort and options: the image's wiring (users, mounts, every model), not what the models
+#: learn: short runs with the exclusion rules off, no stationary null, the CNN on the maps' own 4 mm grid.
+N_SUBJECTS = 6
+RUN_ENV = {
+    "N_SUBJECTS": str(N_SUBJECTS),
+    "N_VOLUMES": "120",
+    "PARTICIPANT_ARGS": " ".join(("--null-surrogates", "0", *NO_QC)),
+    "GROUP_ARGS": "--cnn-resolution 4",
+}
+
+
 def test_participant_and_group_levels_run_in_the_image(image, tmp_path):
-    """The script's run step: simulate 8 subjects, participant then group level as uid 1234, input ro."""
-    env = dict(os.environ, CONTAINER_TEST_DIR=str(tmp_path), IMAGE=image)
+    """The script's run step: simulate 6 subjects, participant then group level as uid 1234, input ro."""
+    env = dict(os.environ, CONTAINER_TEST_DIR=str(tmp_path), IMAGE=image, **RUN_ENV)
     proc = subprocess.run([str(SCRIPT), "run"], capture_output=True, text=True, env=env, timeout=3600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "strokefc" in proc.stdout  # --version
     out = tmp_path / "out"
     maps = sorted(out.glob("sub-*/func/*_stat-dfcsd_boldmap.nii.gz"))
-    assert len(maps) == 8
-    assert len(list(out.glob("sub-*.html"))) == 8
+    assert len(maps) == N_SUBJECTS
+    assert len(list(out.glob("sub-*.html"))) == N_SUBJECTS
     # Everything written belongs to the container's user; the read-only input was not touched.
     assert {p.stat().st_uid for p in out.rglob("*")} == {1234}
     newest_input = max(p.stat().st_mtime for p in (tmp_path / "bids").rglob("*"))
     assert newest_input <= min(p.stat().st_mtime for p in maps)
     summary = json.loads((out / "group" / "cv_summary.json").read_text())
-    assert summary["n_subjects"] == 8
+    assert summary["n_subjects"] == N_SUBJECTS
     assert set(summary["models"]) == {
         "parcel",
         "cnn",

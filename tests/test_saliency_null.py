@@ -220,20 +220,36 @@ def test_a_draw_without_a_grid_or_a_permuted_cnn_has_no_saliency(tmp_path, monke
     assert permutation.run_permutation(data_file, 0, params) == {"parcel": 0.5}
 
 
-@pytest.mark.integration  # a tiny group run with 20 CNN permutations: about 90 CPU s
-def test_on_a_null_cohort_the_region_table_carries_its_null_and_the_report_withholds_it(tmp_path, rng):
+@pytest.mark.integration  # a tiny group run with 20 CNN permutations
+def test_on_a_null_cohort_the_region_table_carries_its_null_and_the_report_withholds_it(
+    tmp_path, rng, monkeypatch
+):
     """Labels unrelated to the maps (the blob is in half of each class): the group level with the CNN
     permuted gives every region a fold stability and a permutation p, the CNN does not beat chance, and
-    the report withholds the table and says why. 20 draws, so that p < 0.05 is reachable (1/21)."""
+    the report withholds the table and says why. 20 draws, so that p < 0.05 is reachable (1/21).
+
+    The draws permute the CNN and the primary model (whose patterns the report shows or withholds by its
+    p) only: the other linear models' draws (the elastic net's inner search most of all) were three
+    quarters of this test's time; which models a draw permutes is tested in tests/test_evaluation.py, and
+    group runs with every linear model permuted in tests/test_console.py and tests/test_slurm.py."""
     import json
     from dataclasses import replace
 
     import pandas as pd
     from helpers import tiny_group_maps
 
+    import workflows.group
     from bids_app.config import build_config
     from bids_app.reports.group import write_group_report
     from workflows.group import init_group_wf
+    from workflows.models import CNN_MODEL, PRIMARY_MODEL
+
+    for module in (workflows.group, permutation):  # the plan of the workflow and of each draw
+        monkeypatch.setattr(
+            module,
+            "permuted_models",
+            lambda params: [PRIMARY_MODEL, CNN_MODEL] * (params.cv.n_permutations > 0),
+        )
 
     # the blob is in the even subjects; severe are 0, 1, 4, 5, 8, 9: three with the blob, three without
     subjects = [
@@ -288,9 +304,10 @@ def test_on_a_null_cohort_the_region_table_carries_its_null_and_the_report_withh
     assert sidecar["Stability"]["FoldModels"] == 2
     assert -1 <= sidecar["Stability"]["FoldProfileSpearman"] <= 1
 
+    assert set(summary["permutation"]["models"]) == {PRIMARY_MODEL, CNN_MODEL}
+
     # the primary model explained too (its activation patterns), shown only when it beats chance
     from workflows.activation_patterns import PATTERN_COLUMNS
-    from workflows.models import PRIMARY_MODEL
 
     patterns = pd.read_csv(group / "parcel_patterns.tsv", sep="\t")
     assert list(patterns.columns) == list(PATTERN_COLUMNS)

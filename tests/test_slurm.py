@@ -67,16 +67,23 @@ def slurm(tmp_path_factory):
             pytest.fail(reason)
         pytest.skip(reason)
     cluster = tmp_path_factory.mktemp("slurm")
-    port_env = dict(os.environ, SLURM_LOCAL_PORT=str(_free_port_pair()))  # another cluster may run here
+    # Another cluster may run here (a port pair of its own). Two CPUs, as on a 2-core runner: nproc says
+    # 1 under OMP_NUM_THREADS=1, and one CPU ran both subjects' jobs one after the other.
+    port_env = dict(os.environ, SLURM_LOCAL_PORT=str(_free_port_pair()), SLURM_LOCAL_CPUS="2")
     proc = subprocess.run(
         [str(SLURM_LOCAL), "start", str(cluster)], capture_output=True, text=True, timeout=120, env=port_env
     )
     assert proc.returncode == 0, proc.stderr
+    # Nipype's driver asks the queue every poll_sleep_duration (2 s by default, paid once per job along
+    # each chain of dependent jobs): 0.5 s on this one-node cluster, where squeue answers at once.
+    (cluster / "nipype").mkdir()
+    (cluster / "nipype" / "nipype.cfg").write_text("[execution]\npoll_sleep_duration = 0.5\n")
     env = dict(
         os.environ,
         SLURM_CONF=str(cluster / "slurm.conf"),
         LOGNAME=os.environ.get("LOGNAME", "root"),
         OMP_NUM_THREADS="1",
+        NIPYPE_CONFIG_DIR=str(cluster / "nipype"),
     )
     yield {"env": env, "dir": cluster, "jobcomp": cluster / "jobcomp.log"}
     subprocess.run([str(SLURM_LOCAL), "stop", str(cluster)], capture_output=True, text=True, timeout=60)
@@ -84,14 +91,33 @@ def slurm(tmp_path_factory):
     assert not any(p.exists() for p in pidfiles), "daemons left running"
 
 
+#: A participant run kept short (no null surrogates, exclusion rules off: 120 volumes).
+FAST = ("--skip-bids-validation", "--null-surrogates", "0", *NO_QC)
+
+
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
+    """Six generated patients through the participant level (MultiProc): the reference of the SLURM
+    participant run (two of them), the input of the array job and of the two group runs."""
     root = tmp_path_factory.mktemp("slurm_cohort")
+    bids = root / "bids"
     subprocess.run(
-        [str(BIN / "strokefc-simulate"), str(root / "bids"), "--n-subjects", "2", "--voxel-size", "4"],
+        [
+            str(BIN / "strokefc-simulate"),
+            str(bids),
+            "--n-subjects",
+            "6",
+            "--voxel-size",
+            "4",
+            "--n-volumes",
+            "120",
+        ],
         check=True,
         capture_output=True,
         timeout=300,
+    )
+    _strokefc(
+        [bids, root / "participant", "participant", "-w", root / "work_participant", "--nprocs", "2", *FAST]
     )
     return root
 
@@ -109,32 +135,28 @@ def _strokefc(args, env=None, cwd=None):
     return proc
 
 
-def _maps(out: Path) -> dict[str, np.ndarray]:
+def _maps(out: Path, subjects: tuple[str, ...] = ("sub-",)) -> dict[str, np.ndarray]:
+    """The participant maps under ``out`` whose path starts with one of ``subjects``."""
     return {
-        str(p.relative_to(out)): np.asanyarray(nb.load(p).dataobj)
+        name: np.asanyarray(nb.load(p).dataobj)
         for p in sorted(out.glob("sub-*/**/*.nii.gz"))
+        if (name := str(p.relative_to(out))).startswith(subjects)
     }
 
 
-def _sidecars(out: Path) -> dict[str, dict]:
-    return {str(p.relative_to(out)): json.loads(p.read_text()) for p in sorted(out.glob("sub-*/**/*.json"))}
+def _sidecars(out: Path, subjects: tuple[str, ...] = ("sub-",)) -> dict[str, dict]:
+    return {
+        name: json.loads(p.read_text())
+        for p in sorted(out.glob("sub-*/**/*.json"))
+        if (name := str(p.relative_to(out))).startswith(subjects)
+    }
 
 
 def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
-    """``--use-plugin`` with ``plugin: SLURM``: every node is a SLURM job; the maps equal MultiProc's."""
+    """``--use-plugin`` with ``plugin: SLURM``: every node is a SLURM job; the maps of two subjects equal
+    those of the module's MultiProc run."""
     bids = cohort / "bids"
-    _strokefc(
-        [
-            bids,
-            cohort / "out_multiproc",
-            "participant",
-            "-w",
-            cohort / "work_mp",
-            "--nprocs",
-            "2",
-            "--skip-bids-validation",
-        ]
-    )
+    labels = ("01", "02")
     plugin = cohort / "plugin.yml"
     plugin.write_text(
         "plugin: SLURM\nplugin_args:\n  sbatch_args: --cpus-per-task=1 --time=00:20:00\n  max_jobs: 4\n"
@@ -143,20 +165,22 @@ def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
     _strokefc(
         [
             bids,
-            cohort / "out_slurm",
+            cohort / "participant_slurm",
             "participant",
             "-w",
-            cohort / "work_slurm",
+            cohort / "work_participant_slurm",
             "--use-plugin",
             plugin,
-            "--skip-bids-validation",
+            "--participant-label",
+            *labels,
+            *FAST,
         ],
         env=slurm["env"],
     )
 
     jobs = _jobs(slurm["jobcomp"])[before:]
     # Nipype names each job <node>.<workflow...>.<LOGNAME>: both subjects' nodes went through SLURM.
-    for label in ("01", "02"):
+    for label in labels:
         mine = [j for j in jobs if f"sub_{label}_wf" in j.get("Name", "")]
         assert mine, f"no SLURM job ran for sub-{label}: {[j.get('Name') for j in jobs]}"
         assert {j["JobState"] for j in mine} == {"COMPLETED"}
@@ -165,13 +189,14 @@ def test_participant_level_through_slurm_equals_multiproc(slurm, cohort):
     queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True, env=slurm["env"], check=True)
     assert queue.stdout.strip() == ""
 
-    ref, got = _maps(cohort / "out_multiproc"), _maps(cohort / "out_slurm")
+    mine = tuple(f"sub-{label}/" for label in labels)
+    ref, got = _maps(cohort / "participant", mine), _maps(cohort / "participant_slurm")
     assert ref
     assert sorted(ref) == sorted(got)
     assert any("stat-dfcsd_boldmap" in name for name in ref)
     for name, data in ref.items():
         np.testing.assert_allclose(got[name], data, rtol=0, atol=1e-6, err_msg=name)
-    ref_meta, got_meta = _sidecars(cohort / "out_multiproc"), _sidecars(cohort / "out_slurm")
+    ref_meta, got_meta = _sidecars(cohort / "participant", mine), _sidecars(cohort / "participant_slurm")
     assert sorted(ref_meta) == sorted(got_meta)
     for name, meta in ref_meta.items():
         drop = {"Sources", "GeneratedAt", "DateCreated"}
@@ -189,7 +214,7 @@ def test_sbatch_array_then_dependent_group_job(slurm, cohort):
         BIDS_DIR=str(bids),
         OUT_DIR=str(out),
         STROKEFC_EXEC=str(BIN / "strokefc"),
-        STROKEFC_ARGS="--skip-bids-validation",
+        STROKEFC_ARGS=" ".join(FAST),
     )
     sub = subprocess.run(
         [
@@ -207,7 +232,7 @@ def test_sbatch_array_then_dependent_group_job(slurm, cohort):
     )
     assert sub.returncode == 0, sub.stderr
     array_id = sub.stdout.strip().split(";")[0]
-    # The group job: the real script; --boilerplate-only keeps it short (2 subjects cannot be trained on).
+    # The group job: the real script; --boilerplate-only keeps it short (2 of 6 subjects have maps).
     group = subprocess.run(
         [
             "sbatch",
@@ -259,9 +284,8 @@ GROUP_ARGS = (
     "--random-seed",
     "3",
 )
-N_DRAWS = 8
-#: A participant run kept short (no null surrogates, exclusion rules off: 120 volumes).
-FAST = ("--skip-bids-validation", "--null-surrogates", "0", *NO_QC)
+#: Draws: the first run is stopped after two of them, the second computes the others.
+N_DRAWS = 4
 #: Keys that record when a file was written, not what it holds.
 WHEN = {"Date", "GeneratedAt", "DateCreated"}
 
@@ -274,43 +298,17 @@ def _without_dates(value):
     return value
 
 
-@pytest.fixture(scope="module")
-def group_cohort(tmp_path_factory):
-    """Six generated patients through the participant level (MultiProc), ready for two group runs."""
-    root = tmp_path_factory.mktemp("slurm_group")
-    bids = root / "bids"
-    subprocess.run(
-        [
-            str(BIN / "strokefc-simulate"),
-            str(bids),
-            "--n-subjects",
-            "6",
-            "--voxel-size",
-            "4",
-            "--n-volumes",
-            "120",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    _strokefc(
-        [bids, root / "participant", "participant", "-w", root / "work_participant", "--nprocs", "2", *FAST]
-    )
-    return root
-
-
 def _draws(work: Path) -> dict[Path, tuple[int, int]]:
     """The stored permutation draws: path -> (inode, mtime): a draw computed again is written anew."""
     return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in work.glob("permutation_draws/*/draw-*.json")}
 
 
-def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, group_cohort):
+def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, cohort):
     """singularity/slurm_group_permutations.sbatch drives ``group --use-plugin`` (plugin: SLURM): every
     fold, permutation draw and the final training is a SLURM job. The driver is stopped after two
     draws (it cancels its jobs), started again, and computes only the draws it lacks; the results
     equal a MultiProc run's for the same seed."""
-    root = group_cohort
+    root = cohort
     bids = root / "bids"
     out_mp, out_slurm = root / "out_multiproc", root / "out_slurm"
     shutil.copytree(root / "participant", out_mp)
@@ -346,8 +344,8 @@ def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, group_coh
         MAX_JOBS="2",
     )
     work = root / "out_slurm_work" / "group"
-    # The driver runs as the script it is, but outside SLURM: the test cluster has one CPU (nproc under
-    # OMP_NUM_THREADS=1), which a driver job would hold while its node jobs wait for it forever.
+    # The driver runs as the script it is, but outside SLURM: on the two-CPU test cluster a driver job
+    # would hold one CPU for the whole run while its node jobs share the other.
     driver = ["bash", str(ROOT / "singularity" / "slurm_group_permutations.sbatch")]
     before = len(_jobs(slurm["jobcomp"]))
     with open(root / "driver-1.log", "w") as log:
