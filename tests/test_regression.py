@@ -47,7 +47,7 @@ def _parcel_cohort(rng, n=40, shuffle=False):
 
 
 def _out_of_fold(x, y, groups, fits, threshold=20.0):
-    folds = xv.subject_folds((y <= threshold).astype(int), groups, 5, 2, seed=0)
+    folds = xv.subject_folds((y <= threshold).astype(int), groups, 5, 1, seed=0)
     preds, metrics, _ = xv.cross_validate(
         x,
         y,
