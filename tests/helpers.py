@@ -172,3 +172,15 @@ def save_group_inputs(
         confounds=confounds,
     )
     return labels
+
+
+def fewer_bootstrap_draws(monkeypatch, n_boot: int = 100) -> None:
+    """External validation (``bids_app.reporting.external_validation``) with ``n_boot`` bootstrap draws
+    instead of 1000, for tests that check its counts, notes and point metrics, not its intervals (each
+    draw scores with scikit-learn: 1000 draws took about 4 s of CPU)."""
+    from functools import partial
+
+    from bids_app import reporting
+    from workflows.external_validation import validation_summary
+
+    monkeypatch.setattr(reporting, "validation_summary", partial(validation_summary, n_boot=n_boot))
