@@ -184,3 +184,16 @@ def fewer_bootstrap_draws(monkeypatch, n_boot: int = 100) -> None:
     from workflows.external_validation import validation_summary
 
     monkeypatch.setattr(reporting, "validation_summary", partial(validation_summary, n_boot=n_boot))
+
+
+def fewer_group_bootstrap_draws(monkeypatch, n_boot: int = 100) -> None:
+    """The group level's summary (``workflows.cv_summary``, run in-process by Nipype's Linear plugin) with
+    ``n_boot`` bootstrap draws instead of 1000, for group runs that check its wiring and records (which
+    models are compared, which fields are written), not its intervals: the 1000-draw subject bootstraps of
+    every model and of the calibration took about a third of a tiny group run's CPU time."""
+    from functools import partial
+
+    from workflows import cv_summary
+
+    for name in ("bootstrap_comparison", "regression_bootstrap", "calibration_summary", "site_summary"):
+        monkeypatch.setattr(cv_summary, name, partial(getattr(cv_summary, name), n_boot=n_boot))
