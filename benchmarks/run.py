@@ -17,9 +17,8 @@ Five benchmarks (issues 7 and 16), each measured in one run of this script:
 4. ``scaling``: the participant level for 1, 2, 4, 8 and 24 subjects (4 mm, 200 volumes, ``--nprocs
    2``): the time per subject must not grow, and 24 subjects take < 5 s each (issue 28).
 5. ``cnn``: PyTorch's CPU paths for the CNN (float32, channels-last 3D, bfloat16 autocast,
-   ``torch.compile``), the balanced accuracy of float32 vs bfloat16 training on the same folds of
-   planted cohorts, and the first architecture against the default on a +1 SD blob
-   (``benchmarks/cnn_paths.py``).
+   ``torch.compile``) and the balanced accuracy of float32 vs bfloat16 training on the same folds of
+   planted cohorts (``benchmarks/cnn_paths.py``).
 6. ``focal``: every parcel model, the PCA baseline and the blob-mean oracle on an 81-voxel ball at +2 SD
    in 48 subjects on the real 3 mm grid, in i.i.d. and smooth noise, and its null (issue 23: the
    elastic net >= 0.9; ``benchmarks/focal_effect.py``, which alone also writes the detectable-effect
