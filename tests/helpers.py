@@ -172,3 +172,30 @@ def save_group_inputs(
         confounds=confounds,
     )
     return labels
+
+
+def fewer_bootstrap_draws(monkeypatch, n_boot: int = 100) -> None:
+    """External validation (``bids_app.reporting.external_validation``) with ``n_boot`` bootstrap draws
+    instead of 1000, for tests that check its counts, notes and point metrics, not its intervals (each
+    draw scores with scikit-learn: 1000 draws took about 4 s of CPU)."""
+    from functools import partial
+
+    from bids_app import reporting
+    from workflows import external_validation
+
+    fewer = partial(external_validation.validation_summary, n_boot=n_boot)
+    monkeypatch.setattr(external_validation, "validation_summary", fewer)  # imported where it is used
+    monkeypatch.setattr(reporting, "validation_summary", fewer, raising=False)  # or at the module's top
+
+
+def fewer_group_bootstrap_draws(monkeypatch, n_boot: int = 100) -> None:
+    """The group level's summary (``workflows.cv_summary``, run in-process by Nipype's Linear plugin) with
+    ``n_boot`` bootstrap draws instead of 1000, for group runs that check its wiring and records (which
+    models are compared, which fields are written), not its intervals: the 1000-draw subject bootstraps of
+    every model and of the calibration took about a third of a tiny group run's CPU time."""
+    from functools import partial
+
+    from workflows import cv_summary
+
+    for name in ("bootstrap_comparison", "regression_bootstrap", "calibration_summary", "site_summary"):
+        monkeypatch.setattr(cv_summary, name, partial(getattr(cv_summary, name), n_boot=n_boot))

@@ -178,17 +178,16 @@ def _cv_balanced_accuracy(x, y, groups, settings):
     return float(np.mean([m["balanced_accuracy"] for m in metrics]))
 
 
-@pytest.mark.integration  # 20 default CNN trainings
+@pytest.mark.integration  # 10 default CNN trainings
 def test_cnn_learns_a_localised_effect_and_not_a_null():
-    """The default CNN finds a +2 SD blob in 48 subjects; on a null it stays near chance."""
+    """The default CNN finds a +2 SD blob in 48 subjects; on a null it stays near chance. (The first
+    architecture against the default on a weaker blob is an accuracy comparison: `make bench`, section
+    cnn, benchmarks/cnn_paths.py:architectures.)"""
     torch.set_num_threads(1)
     settings = TrainSettings(device="cpu")
     assert _cv_balanced_accuracy(*blob_cohort(2.0), settings) >= 0.8
     null = _cv_balanced_accuracy(*blob_cohort(0.0, seed=1), settings)
     assert 0.3 <= null <= 0.7
-    # the first architecture (max-pooling, global average pooling, shifts) does worse on a weaker blob
-    old = TrainSettings(device="cpu", pool=1, downsample="max", shift_vox=1)
-    assert _cv_balanced_accuracy(*blob_cohort(1.0), old) < _cv_balanced_accuracy(*blob_cohort(1.0), settings)
 
 
 def test_group_mask_comes_from_the_template_not_from_the_maps():

@@ -3,6 +3,7 @@ and an external validation that leaves training subjects out and warns when too 
 
 import pandas as pd
 import pytest
+from helpers import fewer_bootstrap_draws
 
 from bids_app.reporting import IN_TRAINING_NOTE, external_validation
 from workflows.model_card import (
@@ -14,6 +15,12 @@ from workflows.model_card import (
 )
 
 DATASET = {"Name": "stroke cohort A", "DatasetDOI": "doi:10.1/a"}
+
+
+@pytest.fixture(autouse=True)
+def _fewer_draws(monkeypatch):
+    """These tests check who is scored and the notes, not the bootstrap intervals."""
+    fewer_bootstrap_draws(monkeypatch)
 
 
 def _card(subjects, dataset=DATASET):
