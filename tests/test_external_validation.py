@@ -127,3 +127,19 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     assert "External validation" in html
     assert "resampled (linear) to the model" in html
     assert "Calibration" in html
+
+
+def test_bootstrap_scores_equal_scikit_learn_to_rounding():
+    """The draws are scored with NumPy (workflows.stats); each score equals scikit-learn's, ties included."""
+    from workflows.external_validation import _point
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        y = rng.integers(0, 2, 15)
+        y[:2] = [0, 1]
+        prob = np.round(rng.uniform(0, 1, 15), 1)  # rounded: tied probabilities
+        got = _point(y, prob, 0.5)
+        assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, prob >= 0.5), abs=1e-12)
+        assert got["roc_auc"] == pytest.approx(roc_auc_score(y, prob), abs=1e-12)
+        assert got["brier"] == pytest.approx(brier_score_loss(y, prob), abs=1e-12)
+    assert np.isnan(_point(np.ones(3, int), np.full(3, 0.7), 0.5)["roc_auc"])

@@ -1,6 +1,7 @@
 """External validation of a trained model on labelled patients of another site (``participant --model``).
 
-The metrics are scikit-learn's (balanced accuracy, ROC AUC, Brier score, confusion matrix); intervals
+The metrics are scikit-learn's (confusion matrix) or their NumPy equivalents in :mod:`workflows.stats`
+(balanced accuracy, ROC AUC; equal to rounding, and fast enough for a thousand bootstrap draws); intervals
 are percentile bootstraps over subjects (a subject's sessions are drawn together, so repeated scans of
 one patient never count as independent evidence). Calibration is shown in fixed-width probability bins
 with the observed share of severe patients in each.
@@ -14,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import balanced_accuracy_score, brier_score_loss, confusion_matrix, roc_auc_score
+from sklearn.metrics import confusion_matrix
+
+from workflows.stats import balanced_accuracy, roc_auc
 
 CLASS_NAMES = ("mild-to-moderate", "severe")  # label 0, label 1 (the positive class)
 
@@ -23,9 +26,9 @@ def _point(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, float
     both = 0 < y.sum() < y.size
     pred = (prob >= threshold).astype(int)
     return {
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else math.nan,
-        "roc_auc": float(roc_auc_score(y, prob)) if both else math.nan,
-        "brier": float(brier_score_loss(y, prob, pos_label=1)) if y.size else math.nan,
+        "balanced_accuracy": balanced_accuracy(y, pred) if both else math.nan,
+        "roc_auc": roc_auc(y, prob) if both else math.nan,
+        "brier": float(np.mean((prob - y) ** 2)) if y.size else math.nan,
     }
 
 
