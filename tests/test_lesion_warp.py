@@ -14,7 +14,7 @@ from nitransforms.manip import load
 from strokefc_sim.itk import write_itk_affine_h5, write_itk_composite_h5
 from workflows.lesion_warp import warp_mask_to_template
 from workflows.utils.errors import InputError
-from workflows.utils.images import box_average
+from workflows.utils.images import box_average, resample_binary
 
 #: T1w grid: 40^3 voxels of 1 mm, LAS (x decreasing with i, as many T1w images), centred near 0.
 T1W_AFFINE = np.array([[-1.0, 0, 0, 20], [0, 1.0, 0, -20], [0, 0, 1.0, -19], [0, 0, 0, 1]])
@@ -304,3 +304,30 @@ def test_a_threshold_outside_0_1_is_an_input_error(tmp_path, threshold):
     with pytest.raises(InputError, match=r"not a fraction in \(0, 1\]") as err:
         warp_mask_to_template(_lesion_img(), xfm, _reference_img(), threshold=threshold)
     assert err.value.where == "threshold"
+
+
+@pytest.mark.parametrize(
+    "target_affine",
+    [
+        np.diag([3.0, 3.0, 3.0, 1.0]),
+        np.array([[3.1, 0.2, 0, -2.3], [0, 2.9, 0.1, 1.2], [0, 0, 4.3, 0.7], [0, 0, 0, 1]]),
+    ],
+)
+def test_resample_binary_on_the_cropped_mask_equals_the_whole_image(monkeypatch, target_affine):
+    """resample_binary cuts the mask to its bounding box first: the same mask as without the cut,
+    for blobs inside the image and touching its edges, on an aligned and an oblique target grid."""
+    import workflows.utils.images as images
+
+    rng = np.random.default_rng(0)
+    grid = np.indices((60, 70, 50)).transpose(1, 2, 3, 0)
+    target = nb.Nifti1Image(np.zeros((22, 26, 17), np.uint8), target_affine)
+    src_affine = np.array([[1.0, 0, 0, -1.5], [0, 1, 0, 0.5], [0, 0, 1, 0], [0, 0, 0, 1]])
+    for centre in ([30, 35, 25], [2, 3, 48], [58, 1, 2]):
+        radius = rng.uniform(3, 9)
+        mask = nb.Nifti1Image((np.linalg.norm(grid - centre, axis=-1) <= radius).astype(np.uint8), src_affine)
+        cut = resample_binary(mask, target)
+        monkeypatch.setattr(images, "_crop_to_mask", lambda m, a, d: (m, a))  # the cut undone
+        whole = resample_binary(mask, target)
+        monkeypatch.undo()
+        assert whole.any()
+        assert np.array_equal(cut, whole)

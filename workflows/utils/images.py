@@ -168,8 +168,8 @@ def resample_binary(img: nb.Nifti1Image, target_img: nb.Nifti1Image) -> np.ndarr
     coarser (:func:`box_average`), gives the covered fraction of each target voxel; thresholding it at
     0.5 keeps thin cortical ribbons when the target grid is coarser.
     """
-    data = np.asarray(img.dataobj) > 0
-    src = nb.Nifti1Image(box_average(data, img.affine, target_img.affine), img.affine)
+    data, affine = _crop_to_mask(np.asarray(img.dataobj) > 0, img.affine, target_img.affine)
+    src = nb.Nifti1Image(box_average(data, affine, target_img.affine), affine)
     target = nb.Nifti1Image(np.zeros(target_img.shape[:3], np.uint8), target_img.affine)
     from nilearn.image import resample_to_img
 
@@ -177,6 +177,28 @@ def resample_binary(img: nb.Nifti1Image, target_img: nb.Nifti1Image) -> np.ndarr
         warnings.filterwarnings("ignore", message="Resampling binary images")
         out = resample_to_img(src, target, interpolation="linear", force_resample=True, copy_header=True)
     return np.asarray(out.dataobj) >= 0.5
+
+
+def _crop_to_mask(
+    mask: npt.NDArray[np.bool_], affine: np.ndarray, dst_affine: np.ndarray
+) -> tuple[npt.NDArray[np.bool_], np.ndarray]:
+    """``mask`` cut to its bounding box plus a margin of zeros, with the affine of the cut.
+
+    The margin (two target voxels, in source voxels) is wider than :func:`box_average`'s box and the
+    interpolation's support, so :func:`resample_binary` gives the same mask as on the whole image,
+    without box-averaging a 1 mm atlas-sized volume of zeros for a region of a few thousand voxels.
+    """
+    if not mask.any():
+        return mask, affine
+    target_voxel = float(np.max(nb.affines.voxel_sizes(dst_affine)[:3]))
+    margin = int(np.ceil(2 * target_voxel / float(np.min(nb.affines.voxel_sizes(affine)[:3])))) + 2
+    where = np.nonzero(mask)
+    lo = [max(int(idx.min()) - margin, 0) for idx in where]
+    hi = [min(int(idx.max()) + margin + 1, n) for idx, n in zip(where, mask.shape, strict=True)]
+    cut = mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    shifted = np.array(affine, dtype=float)
+    shifted[:3, 3] = nb.affines.apply_affine(affine, lo)
+    return cut, shifted
 
 
 def box_average(mask: npt.NDArray[np.bool_], src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
