@@ -280,8 +280,8 @@ def simulate_run(
         conf[f"{name}_derivative1_power2"] = deriv[:, i] ** 2
     # fMRIPrep's tissue signals come from eroded WM and CSF masks, which hold no planted grey-matter
     # region: sample them among the other voxels. Sampled from all voxels, they held a few seed and
-    # target voxels, a different handful per lesion side, and regressing them out cut the planted dFC
-    # effect of right-lesion patients to a third to a half of the left-lesion one.
+    # target voxels (a different handful per lesion side), and regressing them out removed part of the
+    # planted dFC effect, by an amount that varied from run to run.
     quiet = np.flatnonzero(~np.logical_or.reduce(list(regions.values())))
     wm_sig = data[:, quiet[::97]].mean(axis=1)
     csf_sig = data[:, quiet[5::89]].mean(axis=1)
