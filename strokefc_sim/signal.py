@@ -278,8 +278,13 @@ def simulate_run(
         conf[f"{name}_derivative1"] = deriv[:, i]
         conf[f"{name}_power2"] = params[:, i] ** 2
         conf[f"{name}_derivative1_power2"] = deriv[:, i] ** 2
-    wm_sig = data[:, ::97].mean(axis=1)
-    csf_sig = data[:, 5::89].mean(axis=1)
+    # fMRIPrep's tissue signals come from eroded WM and CSF masks, which hold no planted grey-matter
+    # region: sample them among the other voxels. Sampled from all voxels, they held a few seed and
+    # target voxels (a different handful per lesion side), and regressing them out removed part of the
+    # planted dFC effect, by an amount that varied from run to run.
+    quiet = np.flatnonzero(~np.logical_or.reduce(list(regions.values())))
+    wm_sig = data[:, quiet[::97]].mean(axis=1)
+    csf_sig = data[:, quiet[5::89]].mean(axis=1)
     for name, sig in (("global_signal", data.mean(axis=1)), ("white_matter", wm_sig), ("csf", csf_sig)):
         conf[name] = sig
         d = np.concatenate([[np.nan], np.diff(sig)])
@@ -293,7 +298,7 @@ def simulate_run(
     conf["std_dvars"] = dvars / np.nanmedian(dvars)
     conf["rmsd"] = conf["framewise_displacement"] / 2
     # aCompCor: principal components of a random "WM+CSF" voxel sample, as fMRIPrep computes them.
-    sample = data[:, ::53] - data[:, ::53].mean(axis=0)
+    sample = data[:, quiet[::53]] - data[:, quiet[::53]].mean(axis=0)
     u, s, _ = np.linalg.svd(sample, full_matrices=False)
     var = s**2 / (s**2).sum()
     comp_json = {}

@@ -46,8 +46,10 @@ def test_unwritable_settings_stop_with_the_flag_named(field, value):
 #: ``simulate_cohort(out, n_subjects=2, n_volumes=30)`` as written before the states model existed
 #: (commit 42da45c). Decompressed, so that the zlib version does not matter; descriptions (which carry
 #: version strings) and the ground truth (which gained keys) are left out.
-# the BOLD header holds the TR (2 s, unit sec) since the TR-conflict check; every voxel value is as before
-DEFAULT_GOLDEN = "ea4d52494bb6933262dc6922342b21d38c99a4bde0a25343739201abc3c074d5"
+# the BOLD header holds the TR (2 s, unit sec) since the TR-conflict check; every voxel value is as before.
+# The confounds changed on purpose when the WM/CSF signals and aCompCor stopped sampling planted voxels
+# (test_tissue_signals_hold_no_planted_signal); the BOLD, masks and every random draw are unchanged.
+DEFAULT_GOLDEN = "a45ac90e5a3a1367815dc6247f50b0c600d5873b845d1f2a8f3c71119666a199"
 
 
 def _signal_digest(root: Path) -> str:
@@ -205,3 +207,25 @@ def test_noise_scale_scales_the_voxel_noise():
     )
     # same draws, more noise: the temporal SD of a voxel outside every planted region grows
     assert noisy[2:, :500].std(axis=0).mean() > 1.1 * quiet[2:, :500].std(axis=0).mean()
+
+
+@pytest.mark.parametrize("side", ["L", "R"])
+def test_tissue_signals_hold_no_planted_signal(side, monkeypatch):
+    """fMRIPrep's WM/CSF signals and aCompCor come from WM/CSF masks, which hold no planted region: with
+    the seed, motor and target signals switched off they are unchanged (the global signal is not)."""
+    import strokefc_sim.signal as signal
+    from strokefc_sim.grid import brain_mask
+
+    mask = brain_mask(4)
+
+    def confounds():
+        kw = {"n_t": 40, "tr": 2.0, "amplitude": 0.9, "dynamics": "states"}
+        return signal.simulate_run(np.random.default_rng(3), mask, side, **kw)[1]
+
+    planted = confounds()
+    for weight in ("W_SEED", "W_MOTOR", "W_TARGET"):
+        monkeypatch.setattr(signal, weight, 0.0)
+    silent = confounds()
+    tissue = ["white_matter", "csf"] + [c for c in planted if c.startswith("a_comp_cor")]
+    np.testing.assert_array_equal(planted[tissue].to_numpy(), silent[tissue].to_numpy())
+    assert not np.allclose(planted["global_signal"], silent["global_signal"])
