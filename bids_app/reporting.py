@@ -502,9 +502,7 @@ def regression_validation(table: pd.DataFrame, threshold: float) -> dict:
         for pid, t, v in zip(table["participant_id"][keep], y, p)
     ]
     scores = partial(regression_metrics, threshold=threshold)
-    boot = bootstrap_comparison(
-        rows, "model", n_boot=1000, scores=scores, value="predicted_score", compare="mae"
-    )
+    boot = bootstrap_comparison(rows, "model", scores=scores, value="predicted_score", compare="mae")
     metrics = scores(y, p)
     return {
         "target": "regression",

@@ -49,6 +49,7 @@ from workflows.permutation import permutation_summary
 from workflows.qc import qc_fc
 from workflows.sites import site_class_counts, site_summary
 from workflows.stats import (
+    BOOTSTRAP_DRAWS,
     COMPARE_METRIC,
     bootstrap_comparison,
     calibration_summary,
@@ -162,9 +163,9 @@ def site_section(
         "training_sites": {s: [t for t in sites if t != s] for s in sites},
         "description": "each site held out once: every model trained on the subjects of the other sites "
         "(every fitted step inside that training set) and scored on the held-out site's subjects; "
-        "ci95: subject-level bootstrap (1000 draws, a subject's sessions together) of the held-out "
-        "predictions, pooled over sites or within one site (a draw without both classes has no balanced "
-        "accuracy or AUC and is left out of their interval; a site of one class reports accuracy, "
+        f"ci95: subject-level bootstrap ({BOOTSTRAP_DRAWS} draws, a subject's sessions together) of the "
+        "held-out predictions, pooled over sites or within one site (a draw without both classes has no "
+        "balanced accuracy or AUC and is left out of their interval; a site of one class reports accuracy, "
         "sensitivity or specificity)",
         **site_summary(predictions, site_of, params, PRIMARY_MODEL, clusters=clusters),
         "fold_metrics": sorted(metrics, key=lambda m: (m["site"], m["model"])),

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import confusion_matrix
 
-from workflows.stats import balanced_accuracy, roc_auc
+from workflows.stats import BOOTSTRAP_DRAWS, balanced_accuracy, roc_auc
 
 CLASS_NAMES = ("mild-to-moderate", "severe")  # label 0, label 1 (the positive class)
 
@@ -62,7 +62,7 @@ def validation_summary(
     *,
     threshold: float = 0.5,
     n_bins: int = 5,
-    n_boot: int = 1000,
+    n_boot: int = BOOTSTRAP_DRAWS,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Metrics of a model's predictions against true labels, with subject-bootstrap 95% intervals.

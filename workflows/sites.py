@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 
 from workflows.group_inputs import is_severe
 from workflows.params import MIN_SITES_AUTO, GroupParams
-from workflows.stats import bootstrap_comparison, regression_metrics
+from workflows.stats import BOOTSTRAP_DRAWS, bootstrap_comparison, regression_metrics
 from workflows.utils.errors import InputError
 
 #: Class names of the per-site counts (1 = severe).
@@ -155,7 +155,7 @@ def site_summary(
     params: GroupParams,
     primary: str,
     clusters: Mapping[str, str] | None = None,
-    n_boot: int = 1000,
+    n_boot: int = BOOTSTRAP_DRAWS,
 ) -> dict[str, Any]:
     """Leave-one-site-out results: pooled over sites and per held-out site, each model with
     subject-bootstrap 95% intervals (:func:`workflows.stats.bootstrap_comparison`; a subject's sessions

@@ -34,10 +34,17 @@ REGRESSION_METRICS = ("mae", "rmse", "pearson_r", "spearman_r", "r2", "balanced_
 COMPARE_METRIC = {"classification": "balanced_accuracy", "regression": "mae"}
 
 
+#: Draws of every subject bootstrap in the summaries (percentile 95% intervals; Efron & Tibshirani 1993
+#: advise about 1000 for percentile intervals).
+BOOTSTRAP_DRAWS = 1000
+
+
 # ------------------------------------------------------------------------------------ fold metrics
 # NumPy versions of scikit-learn's scores, equal to them to rounding (tests/test_stats_scores.py): the
 # subject bootstrap calls them thousands of times per model, and scikit-learn's input validation made
 # them ~20 ms a call, most of a small group level's summary step.
+
+
 def balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
     """Mean of the two classes' recalls (``y_true`` and ``pred`` in {0, 1}; both classes in ``y_true``)."""
     y, pred = np.asarray(y_true).astype(bool), np.asarray(pred).astype(bool)
@@ -195,7 +202,7 @@ def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def bootstrap_comparison(
     predictions: Sequence[Mapping],
     reference: str | Sequence[str],
-    n_boot: int = 1000,
+    n_boot: int = BOOTSTRAP_DRAWS,
     seed: int = 0,
     *,
     scores: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_scores,
@@ -275,7 +282,7 @@ def regression_bootstrap(
     references: Sequence[str],
     threshold: float,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_boot: int = BOOTSTRAP_DRAWS,
     clusters: Mapping[str, str] | None = None,
 ) -> dict[str, dict]:
     """:func:`bootstrap_comparison` of predicted scores: regression metrics, differences in MAE."""
@@ -482,7 +489,7 @@ def calibration_summary(
     model: str,
     target: str,
     *,
-    n_boot: int = 1000,
+    n_boot: int = BOOTSTRAP_DRAWS,
     seed: int = 0,
     clusters: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
