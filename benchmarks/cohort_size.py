@@ -145,6 +145,8 @@ def fit_sentence(label: str, fit: dict) -> str:
     n_target = fit["n_target"]
     if n_target is None:
         verdict = f"**not reached**: the fitted asymptote {fit['a']:.2f} lies below {target}"
+    elif n_target < fit["smallest_n"]:
+        verdict = f"the fit lies above {target} from the smallest measured size ({fit['smallest_n']:.0f}) on"
     elif n_target <= largest:
         verdict = f"the fit crosses {target} at n = {n_target:.0f} (95% {interval})"
     elif fit["supported"]:

@@ -71,6 +71,12 @@ def test_curve_fit_and_its_sentence(cohort_size):
     assert fit["n_target"] is None
     assert fit["reached_n"] is None
     assert "**not reached**: the fitted asymptote 0.61 lies below 0.8" in cohort_size.fit_sentence("p", fit)
+    high = runs_of({d: {n: {"p": [0.92 + 0.01 * d] * 5} for n in sizes} for d in range(3)})
+    fit = cohort_size.curve_fit(high, "p", 0.8)
+    assert fit["reached_n"] == 40
+    sentence = cohort_size.fit_sentence("p", fit)
+    assert "the fit lies above 0.8 from the smallest measured size (40) on" in sentence
+    assert "not reached" not in sentence
     assert cohort_size.curve_fit(runs_of({0: {40: {"p": [0.5]}, 80: {"p": [0.6]}}}), "p", 0.8) is None
 
 

@@ -57,6 +57,19 @@ def test_a_flat_curve_is_not_reached():
     assert summary["n_target_ci"] == [None, None]
 
 
+def test_a_flat_curve_above_the_target_is_reached_at_every_size():
+    rng = np.random.default_rng(0)
+    replicates = [0.92 + rng.normal(0, 0.01, 3) for _ in SIZES]
+    summary = fit_learning_curve(SIZES, replicates, 0.8, n_boot=200)
+    assert summary["b"] == 0.0
+    assert summary["n_target"] == 0.0
+    assert summary["supported"]
+    assert summary["reached_share"] == 1.0
+    assert summary["smallest_n"] == min(SIZES)
+    assert size_for_target(0.92, 0.0, 1.0, 0.8) == 0.0
+    assert size_for_target(0.7, 0.0, 1.0, 0.8) is None
+
+
 def test_a_falling_curve_is_fitted_flat_and_a_stays_below_one():
     falling = fit_inverse_power_law(SIZES, [0.7, 0.68, 0.66, 0.64, 0.62])
     assert falling["b"] == 0.0

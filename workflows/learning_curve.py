@@ -159,9 +159,11 @@ def fit_inverse_power_law(
 
 def size_for_target(a: float, b: float, c: float, target: float) -> float | None:
     """The size at which :func:`inverse_power_law` reaches ``target``; None when its asymptote ``a`` does
-    not pass the target (or the curve is flat)."""
-    if b <= 0 or a <= target:
+    not pass the target; 0 when a flat curve (``b`` 0) lies above it at every size."""
+    if a <= target:
         return None
+    if b <= 0:
+        return 0.0
     return float((b / (a - target)) ** (1 / c))
 
 
@@ -224,6 +226,7 @@ def fit_learning_curve(
         "supported": n_target is not None and not caveats,
         "caveats": caveats,
         "largest_n": largest,
+        "smallest_n": float(n.min()),
         "reached_share": float(np.mean(np.isfinite(boot_n_arr))) if n_boot else None,
         "a_ci": [float(v) for v in np.percentile(boot_a, [2.5, 97.5])] if n_boot else None,
         "n_target_ci": [
