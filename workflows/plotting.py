@@ -233,7 +233,8 @@ def plot_carpet(
     """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising.
 
     ``bold`` is the 4D BOLD, or the (T, n) series of its mask voxels at :func:`workflows.denoise.
-    carpet_sample` (what the denoising step keeps, so that the report does not read the run again).
+    carpet_sample` (what the denoising step keeps, so that the report does not read the run again);
+    ``denoised_TxV_array`` all (T, V) denoised mask voxels, or the same sample of them (the same rows).
     """
     mask = np.asarray(mask_img.dataobj) > 0
     n_voxels = int(mask.sum())
