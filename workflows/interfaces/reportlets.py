@@ -44,7 +44,9 @@ class _ReportletsInputSpec(BaseInterfaceInputSpec):
         None, File(exists=True), default=None, usedefault=True, desc="lesion mask, drawn when given"
     )
     carpet_denoised = File(
-        exists=True, mandatory=True, desc="denoised series of the carpet's voxel sample, (T, n) .npy (DenoiseBold)"
+        exists=True,
+        mandatory=True,
+        desc="denoised series of the carpet's voxel sample, (T, n) .npy (DenoiseBold)",
     )
     volumes_tsv = File(exists=True, mandatory=True, desc="kept flags and FD")
     seed_tsv = File(exists=True, mandatory=True, desc="seed series")
