@@ -387,6 +387,29 @@ def test_participant_reportlets_are_valid_svgs(tmp_path, rng):
     assert "<!-- Seed (orange) on the MNI152 template, run's brain mask (grey), lesion (blue) -->" in seed_svg
 
 
+def test_tight_box_is_the_tight_crop_without_a_second_draw():
+    """The crop measured on the layout (one draw when saved) is savefig's tight crop within 2 points (text
+    measured by the Agg renderer, not the SVG one), and
+    it reaches past the figure's edge to keep a legend placed outside the axes."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], label="a long legend entry")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_title("a title")
+    box = rl.tight_box(fig)
+    assert box.x1 > 4.0  # inches: the legend lies right of the 4-inch figure
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    size = re.search(rb'width="([\d.]+)pt" height="([\d.]+)pt"', buf.getvalue())
+    assert size is not None
+    assert abs(float(size.group(1)) - box.width * 72) < 2.0
+    assert abs(float(size.group(2)) - box.height * 72) < 2.0
+
+
 def test_mosaic_cuts_move_onto_the_seed_and_the_lesion():
     seed = np.zeros(SHAPE, np.uint8)
     seed[5:8, 10:13, 12:15] = 1  # centre z index 13 -> -30 + 4 * 13 = 22 mm

@@ -138,6 +138,9 @@ def test_dfc_graph_takes_every_file_from_its_inputnode(tmp_path):
         assert ("inputnode", "bold_file", f"{ds_wf}.inputnode", "source_file") in full
     # the BOLD is read once: the report's carpet takes the denoising step's voxel sample
     assert ("denoise", "carpet_bold", "reportlets", "carpet_bold") in edges
+    # ... and the same sample of the denoised series: the report's node neither hashes nor reads the run
+    assert ("denoise", "carpet_denoised", "reportlets", "carpet_denoised") in edges
+    assert not any(e[0] == "denoise" and e[1] == "denoised" and e[2] == "reportlets" for e in edges)
     assert not any(e[0] == "inputnode" and e[1] == "bold_file" and e[2] == "reportlets" for e in edges)
     # the report shows the lag and dFC-excess maps it writes (stat-lag, stat-dfcexcess)
     assert ("denoise", "lag_map", "reportlets", "lag_map") in edges

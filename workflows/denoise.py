@@ -288,7 +288,8 @@ def interpolate_censored(series: np.ndarray, kept: np.ndarray, chunk_size: int =
 
 
 def _zscore_rows(x: np.ndarray, also: np.ndarray | None = None) -> np.ndarray:
-    """Columns z-scored over rows (ddof=1), constant columns left at zero (nilearn's ``zscore_sample``).
+    """Columns of ``x`` z-scored over rows (ddof=1) in place and returned; constant columns left at zero
+    (nilearn's ``zscore_sample``).
 
     ``also`` (rows, N), when given, is scaled by the same column means and SDs, in place.
     """
@@ -298,7 +299,9 @@ def _zscore_rows(x: np.ndarray, also: np.ndarray | None = None) -> np.ndarray:
     if also is not None:
         also -= mean
         also /= std
-    return (x - mean) / std
+    x -= mean
+    x /= std
+    return x
 
 
 #: A run keeping less than this fraction of its in-band degrees of freedom gets a warning.
@@ -381,13 +384,14 @@ def clean_and_bandpass(
     conf_filtered = signal.clean(conf, detrend=True, standardize=None, **filtering) if with_conf else None
     out = np.zeros(series.shape, np.float32)
     band = np.zeros(series.shape, np.float32) if bandpassed else None
+    rows = slice(None) if kept.all() else kept  # a slice: no copy of every row
     # by voxel blocks: every step is column by column, and the float64 copies of detrending and
     # filtering (several of the run's size) stay a block's size
     for start in range(0, series.shape[1], chunk):
         cols = slice(start, start + chunk)
         filtered = signal.clean(series[:, cols], detrend=True, standardize=None, **filtering)
-        if band is not None:
-            band[kept, cols] = _zscore_rows(np.asarray(filtered[kept], np.float64))
+        if band is not None:  # z-scored in a copy: the regression below needs ``filtered``
+            band[rows, cols] = _zscore_rows(np.array(filtered[rows], np.float64))
         if with_conf:
             filtered = signal.clean(
                 filtered, confounds=conf_filtered, detrend=False, filter=False, standardize=None, t_r=tr
@@ -395,7 +399,7 @@ def clean_and_bandpass(
         fill = None
         if censored_values is not None:
             fill = np.asarray(filtered[~kept], np.float64)
-        out[kept, cols] = _zscore_rows(np.asarray(filtered[kept], np.float64), also=fill)
+        out[rows, cols] = _zscore_rows(np.asarray(filtered[rows], np.float64), also=fill)  # in place
         if fill is not None and censored_values is not None:
             censored_values[:, cols] = fill
     return out, band

@@ -267,7 +267,7 @@ def init_dfc_wf(
                 figures,
                 [
                     ("mask_file", "mask_file"),
-                    ("denoised", "denoised"),
+                    ("carpet_denoised", "carpet_denoised"),
                     ("carpet_bold", "carpet_bold"),
                     ("volumes_tsv", "volumes_tsv"),
                     ("info", "denoise_info"),

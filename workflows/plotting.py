@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
     from matplotlib.figure import Figure
+    from matplotlib.transforms import Bbox
 
 #: Colours used across figures (colour-blind friendly pairs); each model's is in the registry.
 COLORS = {
@@ -46,13 +47,30 @@ MAX_CARPET_VOXELS = CARPET_VOXELS
 
 
 def _save(fig: Figure, out_svg: Path | str) -> str:
-    """Write a figure as SVG (text kept as paths so that no font is needed) and close it."""
+    """Write a figure as SVG (text kept as paths so that no font is needed), cropped to what it draws, and
+    close it.
+
+    The crop is the figure's tight box as its layout stands (:func:`tight_box`), given to ``savefig``:
+    ``bbox_inches="tight"`` would draw the whole figure once more to find it (0.25 s of the six
+    participant figures' 1.8 s of CPU).
+    """
     out_svg = str(out_svg)
     os.makedirs(os.path.dirname(os.path.abspath(out_svg)), exist_ok=True)
     with matplotlib.rc_context({"svg.fonttype": "path"}):
-        fig.savefig(out_svg, format="svg", bbox_inches="tight")
+        fig.savefig(out_svg, format="svg", bbox_inches=tight_box(fig))
     plt.close(fig)
     return out_svg
+
+
+def tight_box(fig: Figure) -> Bbox:
+    """The box (inches) around everything ``fig`` draws, padded by ``savefig.pad_inches``, without drawing.
+
+    Measured with the figure's own (Agg) renderer on its current layout, as ``tight_layout`` measures;
+    ``bbox_inches="tight"`` measures after a draw with the SVG renderer, whose text extents can differ by
+    a point or two (the participant figures: under 1 pt).
+    """
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # type: ignore[attr-defined]
+    return box.padded(matplotlib.rcParams["savefig.pad_inches"])
 
 
 def _as_3d(img: nb.Nifti1Image | Path | str) -> nb.Nifti1Image:
@@ -215,7 +233,8 @@ def plot_carpet(
     """Carpet plots (voxels x time, z-scored) of the BOLD inside the mask before and after denoising.
 
     ``bold`` is the 4D BOLD, or the (T, n) series of its mask voxels at :func:`workflows.denoise.
-    carpet_sample` (what the denoising step keeps, so that the report does not read the run again).
+    carpet_sample` (what the denoising step keeps, so that the report does not read the run again);
+    ``denoised_TxV_array`` all (T, V) denoised mask voxels, or the same sample of them (the same rows).
     """
     mask = np.asarray(mask_img.dataobj) > 0
     n_voxels = int(mask.sum())

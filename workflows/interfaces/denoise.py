@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, isdefined, traits
 
-from workflows.denoise import denoise_run
+from workflows.denoise import carpet_sample, denoise_run
 from workflows.interfaces.base import StrokefcInterface
 from workflows.params import DenoiseParams, QCParams
 from workflows.qc import run_lag_qc
@@ -53,6 +53,9 @@ class _DenoiseOutputSpec(TraitedSpec):
     lag_map = File(exists=True, desc="hemodynamic lag of each voxel (s), see workflows.qc")
     tsnr_file = File(exists=True, desc="temporal SNR before smoothing and denoising (3D)")
     carpet_bold = File(exists=True, desc="raw BOLD (T, n) .npy of the carpet plot's voxel sample")
+    carpet_denoised = File(
+        exists=True, desc="denoised series (T, n) .npy of the same voxel sample (the report reads no more)"
+    )
     lag_info = traits.Dict(desc="lag QC record, for sidecars and the report")
 
 
@@ -95,6 +98,9 @@ class DenoiseBold(StrokefcInterface):
         np.save(carpet, run.carpet if run.carpet is not None else np.zeros((0, 0), np.float32))
         out = os.path.join(runtime.cwd, "denoised.npy")
         np.save(out, run.data)
+        # the carpet's columns of the denoised series: the report's node neither hashes nor reads the run
+        carpet_denoised = os.path.join(runtime.cwd, "carpet_denoised.npy")
+        np.save(carpet_denoised, run.data[:, carpet_sample(run.data.shape[1])])
         censored = os.path.join(runtime.cwd, "censored_values.npy")
         fill = run.censored_values
         np.save(censored, fill if fill is not None else np.zeros((0, run.data.shape[1]), np.float32))
@@ -110,6 +116,7 @@ class DenoiseBold(StrokefcInterface):
         self._results.update(
             tsnr_file=tsnr_path,
             carpet_bold=carpet,
+            carpet_denoised=carpet_denoised,
             lag_map=lag_path,
             lag_info=json.loads(json.dumps(lag_info, default=float)),
             design_tsv=design,

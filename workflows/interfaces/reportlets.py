@@ -43,7 +43,11 @@ class _ReportletsInputSpec(BaseInterfaceInputSpec):
     lesion_mask = traits.Either(
         None, File(exists=True), default=None, usedefault=True, desc="lesion mask, drawn when given"
     )
-    denoised = File(exists=True, mandatory=True, desc="denoised (T, V) .npy")
+    carpet_denoised = File(
+        exists=True,
+        mandatory=True,
+        desc="denoised series of the carpet's voxel sample, (T, n) .npy (DenoiseBold)",
+    )
     volumes_tsv = File(exists=True, mandatory=True, desc="kept flags and FD")
     seed_tsv = File(exists=True, mandatory=True, desc="seed series")
     windows_tsv = File(exists=True, mandatory=True, desc="per-window table with region traces")
@@ -96,7 +100,7 @@ class RunReportlets(StrokefcInterface):
         )
         self._results["carpet"] = plotting.plot_carpet(
             np.load(self.inputs.carpet_bold),
-            np.load(self.inputs.denoised, mmap_mode="r"),
+            np.load(self.inputs.carpet_denoised),
             mask_img,
             os.path.join(cwd, "carpet.svg"),
             self.inputs.tr,

@@ -157,7 +157,10 @@ def _read_by_volumes(path: str, shape: tuple[int, ...], dtype: npt.DTypeLike) ->
     proxy = load_nifti(path, keep_file_open=True).dataobj
     out = np.empty(shape, dtype)
     for start in range(0, shape[3], READ_VOLUMES):
-        out[..., start : start + READ_VOLUMES] = proxy[..., start : start + READ_VOLUMES]
+        # cast in the file's order first, then copy into place: a casting copy between two orders is
+        # slower than the two (a 4 mm run: 0.40 s of CPU instead of 0.47 s); the values are the same
+        block = proxy[..., start : start + READ_VOLUMES].astype(dtype, order="F")
+        out[..., start : start + READ_VOLUMES] = block
     return out
 
 
