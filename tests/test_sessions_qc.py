@@ -79,7 +79,9 @@ def test_runs_built_to_fail_are_excluded_with_their_reason(tmp_path):
     """Short runs (no rule off) get no maps; the reason is in the QC table and the summary."""
     bids = simulate(tmp_path, n_subjects=2, n_volumes=100, seed=3)
     out = tmp_path / "out"
-    code = run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation")
+    code = run_cli(
+        bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation", *IN_PROCESS
+    )
     assert code == 0  # exclusion is a decision, not a failure
     for label in ("01", "02"):
         qc = pd.read_csv(out / f"sub-{label}" / "func" / f"sub-{label}_task-rest_qc.tsv", sep="\t")
@@ -191,7 +193,7 @@ def test_a_session_in_another_space_is_recorded_not_dropped_silently(tmp_path, c
     out = tmp_path / "out"
     code = run_cli(
         bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation",
-        "--null-surrogates", 0, "--participant-label", "01", *NO_QC,
+        "--null-surrogates", 0, "--participant-label", "01", *IN_PROCESS, *NO_QC,
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
