@@ -97,7 +97,7 @@ def test_a_model_applied_to_a_second_site_on_another_grid_and_tr(tmp_path):
     # (sub-02, right lesion): both classes for the labelled summary, and both lesion sides
     bids = simulate(tmp_path, n_subjects=2, n_volumes=80, tr=1.5, seed=3)
     out = tmp_path / "out"
-    args = ("--work-dir", tmp_path / "work", "--nprocs", 2, "--null-surrogates", 0, *NO_QC)
+    args = ("--work-dir", tmp_path / "work", "--nprocs", 1, "--null-surrogates", 0, *NO_QC)
     assert run_cli(bids, out, "participant", "--model", model_dir, *args) == 0
     table = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert len(table) == 2

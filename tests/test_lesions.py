@@ -142,7 +142,7 @@ def test_t1w_masks_are_warped_written_and_kept_out_of_the_maps(tmp_path, brain4)
     (bids / "sub-02" / "anat" / "sub-02_label-lesion_roi.nii.gz").unlink()
     out = tmp_path / "out"
     code = run_cli(
-        bids, out, "participant", "--work-dir", tmp_path / "work", "--null-surrogates", 0, "--nprocs", 2
+        bids, out, "participant", "--work-dir", tmp_path / "work", "--null-surrogates", 0, "--nprocs", 1
     )
     assert code == 0
     truth = json.loads((bids / "code" / "strokefc_ground_truth.json").read_text())["subjects"]["01"]

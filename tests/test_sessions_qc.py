@@ -6,7 +6,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import NO_QC, run_cli, simulate
+from helpers import NO_QC, fewer_group_bootstrap_draws, run_cli, simulate
 
 from workflows.cross_validation import fold_indices, plan_folds
 from workflows.denoise import count_dummy_scans
@@ -18,6 +18,11 @@ SPACE = "MNI152NLin2009cAsym"
 #: Group options of the tests that check how sessions and QC reach the group outputs, not what the models
 #: learn: 3 folds once, one CNN epoch, the CNN on the generated maps' own 4 mm grid (not upsampled to 3 mm)
 WIRING_ONLY = ("--cv-folds", 3, "--cv-repeats", 1, "--epochs", 1, "--cnn-resolution", 4)
+#: Their participant and group runs in this process (Nipype's Linear plugin): the two xdist workers already
+#: use both cores, and a MultiProc run's forkserver and job hand-offs cost CPU and nothing that these tests
+#: check (MultiProc is tested by test_participant_level, test_reliability and test_console); in this
+#: process, the group summary's bootstraps can take fewer draws (helpers.fewer_group_bootstrap_draws).
+IN_PROCESS = ("--nprocs", 1)
 
 
 def _run_files(bids, label="01"):
@@ -74,7 +79,9 @@ def test_runs_built_to_fail_are_excluded_with_their_reason(tmp_path):
     """Short runs (no rule off) get no maps; the reason is in the QC table and the summary."""
     bids = simulate(tmp_path, n_subjects=2, n_volumes=100, seed=3)
     out = tmp_path / "out"
-    code = run_cli(bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation")
+    code = run_cli(
+        bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation", *IN_PROCESS
+    )
     assert code == 0  # exclusion is a decision, not a failure
     for label in ("01", "02"):
         qc = pd.read_csv(out / f"sub-{label}" / "func" / f"sub-{label}_task-rest_qc.tsv", sep="\t")
@@ -101,10 +108,11 @@ def test_folds_keep_every_session_of_a_subject_together():
 
 
 @pytest.mark.integration
-def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
+def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path, monkeypatch):
     bids = simulate(tmp_path, n_subjects=4, n_sessions=3, n_volumes=60, seed=2)  # 37 windows a session
     out = tmp_path / "out"
-    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2, *NO_QC]
+    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", *IN_PROCESS, *NO_QC]
+    fewer_group_bootstrap_draws(monkeypatch)  # the records are checked, not their intervals
     assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
     maps = sorted((out / "sub-01").glob("ses-*/func/*_stat-dfcsd_boldmap.nii.gz"))
     assert [m.name.split("_")[1] for m in maps] == ["ses-1", "ses-2", "ses-3"]
@@ -141,7 +149,7 @@ def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
     combined = tmp_path / "combined"
     code = run_cli(
         bids, combined, "participant", "--work-dir", tmp_path / "work2", "--skip-bids-validation",
-        "--null-surrogates", 0, "--participant-label", "01", "--combine-sessions", *NO_QC,
+        "--null-surrogates", 0, "--participant-label", "01", "--combine-sessions", *IN_PROCESS, *NO_QC,
     )  # fmt: skip
     assert code == 0
     subject_map = (
@@ -155,13 +163,14 @@ def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path):
 
 
 @pytest.mark.integration
-def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path):
+def test_motion_by_class_is_reported_next_to_the_accuracy(tmp_path, monkeypatch):
     """Severe patients move twice as much and there is no dFC effect: the report says so, with QC-FC."""
     # 8 patients, 4 a class, every severe one moving more (exact Mann-Whitney p = 2/70, the least 4 + 4
     # can give): enough for the wiring from the QC tables to the summary and the report
     bids = simulate(tmp_path, n_subjects=8, n_volumes=60, seed=4, effect=0.0, motion_by_class=2.0)
     out = tmp_path / "out"
-    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", "--nprocs", 2, *NO_QC]  # short runs
+    common = ["--work-dir", tmp_path / "work", "--skip-bids-validation", *IN_PROCESS, *NO_QC]  # short runs
+    fewer_group_bootstrap_draws(monkeypatch)  # the motion and QC-FC records are checked, not intervals
     assert run_cli(bids, out, "participant", *common, "--null-surrogates", 0) == 0
     assert run_cli(bids, out, "group", *common, *WIRING_ONLY) == 0
     summary = json.loads((out / "group" / "cv_summary.json").read_text())
@@ -184,7 +193,7 @@ def test_a_session_in_another_space_is_recorded_not_dropped_silently(tmp_path, c
     out = tmp_path / "out"
     code = run_cli(
         bids, out, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation",
-        "--null-surrogates", 0, "--participant-label", "01", *NO_QC,
+        "--null-surrogates", 0, "--participant-label", "01", *IN_PROCESS, *NO_QC,
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
