@@ -77,6 +77,12 @@ def test_denoise_run_regresses_confounds_and_keeps_the_signal(tmp_path):
     fit = np.linalg.lstsq(np.column_stack([motion, np.ones(len(motion))]), kept[:, :500], rcond=None)
     resid = kept[:, :500] - np.column_stack([motion, np.ones(len(motion))]) @ fit[0]
     assert 1 - resid.var() / kept[:, :500].var() < 0.05  # motion explains almost nothing after cleaning
+    # a confounds table other than the BOLD's sibling is refused: the regressors come from the sibling
+    other = tmp_path / "elsewhere_desc-confounds_timeseries.tsv"
+    other.write_text((func / "sub-01_task-rest_desc-confounds_timeseries.tsv").read_text())
+    with pytest.raises(InputError, match="not the one next to the preprocessed BOLD") as info:
+        denoise_run(bold, mask, 2.0, DenoiseParams(), confounds_file=other)
+    assert info.value.where == str(other)
     # the carpet plot's raw voxels, kept so that the report does not read the BOLD again
     import nibabel as nb
 

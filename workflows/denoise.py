@@ -509,6 +509,16 @@ def denoise_run(
     swaps the WM/CSF signals for fMRIStroke's lesion-free ones and adds its lesion signals
     (:func:`fmristroke_columns`).
     """
+    sibling = _confounds_path(bold_file)
+    if confounds_file is not None and Path(confounds_file).resolve() != sibling.resolve():
+        # nilearn's load_confounds finds the regressors by the BOLD's name: another table would only give
+        # the dummy scans and FD, and the regressors would silently come from the sibling (or fail)
+        raise InputError(
+            f"the confounds table is not the one next to the preprocessed BOLD ({sibling.name}), where "
+            "the confound regressors are read from",
+            str(confounds_file),
+            f"put fMRIPrep's confounds table next to the BOLD as {sibling.name}, as fMRIPrep writes it",
+        )
     data, mask, bold_img, info = load_bold_masked(bold_file, mask_file)
     if params.strategy in LESION_STRATEGIES and lesion_mask is None:
         raise InputError(
@@ -527,8 +537,7 @@ def denoise_run(
         info["LesionVoxelsExcluded"] = int(excluded.sum())
         mask = mask & ~excluded
     n_t = data.shape[3]
-    conf_path = confounds_file or _confounds_path(bold_file)
-    table = read_confounds_table(conf_path)
+    table = read_confounds_table(sibling)
     confounds, kept, conf_info = load_run_confounds(bold_file, params, n_t)
     n_dummy = count_dummy_scans(table, params.dummy_scans)
     if n_dummy >= n_t - 2:
