@@ -1,8 +1,9 @@
 """Learning curves by cohort size on full-app generated data: how many patients would the models need?
 
 Issue 23 asks the primary model for a balanced accuracy of 0.8 and the CNN for 0.75 on a cohort whose
-effect is about as large as a one-feature oracle at 0.85-0.9; at 40 patients they reached 0.69 and 0.60
-(``2026-12-03-planted-cohort.md``). This script measures the same models at larger cohorts:
+effect is about as large as a one-feature oracle at 0.85-0.9. On the fixed simulator that cohort takes
+``--effect 1.5`` (oracle 0.87; at 40 patients the primary model reached 0.91 and the CNN 0.80:
+``2026-12-04-cohort-size-fixed.md``). This script measures the models at several cohort sizes:
 
 1. ``strokefc-simulate`` writes ONE large cohort (4 mm, 200 volumes at TR 2 s, ``--dynamics states
    --effect-type dynamic``, seed 7, ``--effect`` 0.75 by default: the planted-cohort record's effect).
