@@ -21,7 +21,7 @@ from nipype.pipeline import engine as pe
 
 from bids_app import locks, queries
 from bids_app.config import RunConfig
-from bids_app.console import make_plugin
+from bids_app.console import interface_modules, make_plugin, start_forkserver
 from bids_app.exclusions import SubjectExcluded, apply_exclusion_rules, sessions_without_space
 from bids_app.execution import (
     execution_config,
@@ -45,7 +45,10 @@ from bids_app.preflight import check_run
 from bids_app.progress import SubjectProgress, subject_priority, workers_of
 from bids_app.reporting import write_boilerplate, write_participant_reports
 from bids_app.scores import parse_score
+from workflows import outputs as output_workflows
+from workflows import participant as participant_workflows
 from workflows.denoise import MISSING_FD_NOTE, read_confounds_table
+from workflows.interfaces.predict import PredictSubject
 from workflows.lesion import lesion_side_from_mask, normalise_hemisphere
 from workflows.model_io import read_card
 from workflows.participant import init_participant_wf
@@ -260,6 +263,7 @@ def run_participant_level(config: RunConfig) -> int:
     if not config.queries.skip_bids_validation and config.bids_dir != config.fmriprep_dir:
         validate_bids(config.bids_dir)
     labels = select_subjects(config)
+    _start_workers(config)
     try:
         participants = queries.read_participants(config.bids_dir, config.fmriprep_dir)
     except InputError:
@@ -299,6 +303,26 @@ def run_participant_level(config: RunConfig) -> int:
     finally:
         for path in held:
             locks.release(path)
+
+
+def _set_worker_threads(config: RunConfig) -> None:
+    """BLAS threads of every node (inherited by MultiProc workers and batch jobs)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
+
+
+def _start_workers(config: RunConfig) -> None:
+    """Start MultiProc's forkserver with the participant workflow's modules while the subjects are
+    planned (:func:`bids_app.console.start_forkserver`); the prediction's only with ``--model``."""
+    plugin, plugin_args = plugin_settings(config.execution)
+    if (
+        config.execution.reports_only
+        or plugin != "MultiProc"
+        or plugin_args.get("mp_context") != "forkserver"
+    ):
+        return
+    _set_worker_threads(config)
+    without = () if config.model else (PredictSubject,)
+    start_forkserver(interface_modules(participant_workflows, output_workflows, without=without))
 
 
 def _run_subjects(
@@ -346,8 +370,7 @@ def _run_subjects(
         remove_stale_temps(config.output_dir, recursive=False)
         for plan in plans:
             remove_stale_temps(config.output_dir / f"sub-{plan.subject}")
-        # BLAS threads of every node (inherited by MultiProc workers and batch jobs)
-        os.environ.setdefault("OMP_NUM_THREADS", str(config.execution.omp_nthreads))
+        _set_worker_threads(config)
         runner = make_plugin(plugin, plugin_args, subject_priority([p.subject for p in plans]))
         progress.cpu_seconds = getattr(runner, "worker_cpu_seconds", None)
         try:

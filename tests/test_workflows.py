@@ -4,8 +4,12 @@ import networkx as nx
 import pytest
 from nipype.interfaces.base import isdefined
 
+from bids_app.console import interface_modules, preload_modules
 from bids_app.queries import collect_runs
+from workflows import outputs as output_workflows
+from workflows import participant as participant_workflows
 from workflows.group import init_group_wf
+from workflows.interfaces.predict import PredictSubject
 from workflows.params import CVParams, DenoiseParams, GroupParams, SeedParams, WindowParams
 from workflows.participant import RUN_INPUTS, init_dfc_wf, init_participant_wf
 from workflows.utils.bids import RunInputs, run_name, run_prefix
@@ -89,6 +93,13 @@ def test_participant_graph_is_complete_without_running(two_run_cohort, tmp_path)
     assert "The variability maps of several runs of one session were averaged" in wf.visit_desc()
     assert _unsatisfied(wf) == []
     assert not (tmp_path / "out").exists()  # nothing ran
+    # the forkserver started before planning imports every module this graph's workers need
+    early = interface_modules(participant_workflows, output_workflows)
+    needed = preload_modules(wf._create_flat_graph())
+    assert [m for m in needed if not any(m == e or m.startswith(f"{e}.") for e in early)] == []
+    assert "workflows.prediction" in needed  # a model: the prediction is in the graph ...
+    without = interface_modules(participant_workflows, output_workflows, without=(PredictSubject,))
+    assert "workflows.prediction" not in without  # ... and left out of runs without one
 
 
 def test_other_window_lengths_are_written_per_run_and_per_session(two_run_cohort, tmp_path):
