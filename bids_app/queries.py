@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -295,6 +296,13 @@ def _check_file(path: str | Path, what: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def layout_subjects(layout: BIDSLayout) -> tuple[str, ...]:
+    """The dataset's subject labels, asked of pybids once per layout (its ``get_subjects`` reads every
+    file's entities: about 0.1 s per call on 24 subjects, once per subject while planning)."""
+    return tuple(layout.get_subjects())
+
+
 def check_filters_match(
     layout: BIDSLayout,
     fmriprep_dir: Path,
@@ -308,7 +316,7 @@ def check_filters_match(
     any selected subject: a mistyped filter, said once with what the dataset has (exit 2), instead of
     one failed subject per participant (exit 1). Subjects not in the derivatives are left to
     :func:`collect_runs`, which names them."""
-    known = set(layout.get_subjects())
+    known = set(layout_subjects(layout))
     present = [s for s in subjects if s in known]
     bold = {"desc": "preproc", "suffix": "bold", "extension": [".nii.gz", ".nii"]}
     extra = (filters or {}).get("bold", {})
@@ -352,11 +360,11 @@ def collect_runs(
     """
     layout = layout or fmriprep_layout(fmriprep_dir)
     where = f"{fmriprep_dir}/sub-{subject}"
-    if subject not in layout.get_subjects():
+    if subject not in layout_subjects(layout):
         raise InputError(
             f"participant sub-{subject} is not in the fMRIPrep derivatives",
             str(fmriprep_dir),
-            f"choose among: {', '.join(layout.get_subjects()) or 'none'}",
+            f"choose among: {', '.join(layout_subjects(layout)) or 'none'}",
         )
     query = {
         "subject": subject,
