@@ -421,6 +421,89 @@ def test_mosaic_cuts_move_onto_the_seed_and_the_lesion():
     assert rl.with_landmark_slices([0.0, 10.0], []) == [0.0, 10.0]
 
 
+def _planted(x_mm, y_mm, z_mm, shape=(7, 8, 9)):
+    """A 4 mm map on a deliberately unequal grid, 1 at the voxel holding (x, y, z) mm and 0 elsewhere."""
+    aff = np.diag([4.0, 4.0, 4.0, 1.0])
+    aff[:3, 3] = [-14.0, -16.0, -18.0]
+    data = np.zeros(shape, np.float32)
+    ijk = np.rint(nb.affines.apply_affine(np.linalg.inv(aff), [x_mm, y_mm, z_mm])).astype(int)
+    data[tuple(ijk)] = 1.0
+    return nb.Nifti1Image(data, aff)
+
+
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_axial_canvas_puts_a_voxel_on_its_side_and_cut(flip_x):
+    """Left on the left and anterior up on the cut through the voxel, whatever the background's x
+    direction; nothing on a cut that misses it."""
+    bg_aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    bg_aff[:3, 3] = [-20.0, -24.0, -20.0]
+    bg_data = np.ones((21, 25, 21), np.float32)  # x -20..20, y -24..24, z -20..20 mm
+    if flip_x:  # the same image stored right-to-left
+        bg_aff = bg_aff @ np.array([[-1, 0, 0, 20], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
+        bg_data = bg_data[::-1]
+    bg = nb.Nifti1Image(bg_data, bg_aff)
+    left_front = _planted(-10.0, 8.0, 2.0)
+    right_back = _planted(10.0, -8.0, 2.0)
+    canvas = rl.axial_canvas(bg, [left_front, right_back], [-10.0, 2.0])
+    assert canvas.cuts == (-10.0, 2.0)
+    height, width = canvas.background.shape
+    assert height == 25  # the whole background has content: y kept from -24 to 24 mm
+    (a0, a1), (b0, b1) = canvas.columns
+    assert (a1 - a0, b1 - b0) == (21, 21)
+    assert b0 == a1 + 2
+    assert width == b1
+    for layer in canvas.layers:
+        assert not layer[:, a0:a1].any()  # the cut at z = -10 mm misses both voxels
+        assert not layer[:, a1:b0].any()  # the gap between cuts stays empty
+    rows, cols = np.nonzero(canvas.layers[0][:, b0:b1])
+    # a 4 mm voxel covers 2-3 canvas pixels (2 mm) a side around x = -10, y = 8 mm
+    assert cols.mean() == pytest.approx((-10.0 + 20.0) / 2, abs=1.0)  # left half
+    assert rows.mean() == pytest.approx((8.0 + 24.0) / 2, abs=1.0)  # upper (anterior) half
+    rows, cols = np.nonzero(canvas.layers[1][:, b0:b1])
+    assert cols.mean() == pytest.approx((10.0 + 20.0) / 2, abs=1.0)
+    assert rows.mean() == pytest.approx((-8.0 + 24.0) / 2, abs=1.0)
+
+
+def test_axial_canvas_crops_each_cut_to_its_content():
+    aff = np.diag([2.0, 2.0, 2.0, 1.0])
+    data = np.zeros((30, 20, 10), np.float32)
+    data[5:25, 4:16, 2] = 1.0  # a wide slice
+    data[12:16, 8:12, 7] = 1.0  # a small one
+    canvas = rl.axial_canvas(nb.Nifti1Image(data, aff), [], [4.0, 14.0])
+    (a0, a1), (b0, b1) = canvas.columns
+    assert (a1 - a0, b1 - b0) == (22, 6)  # content and one voxel either side
+    assert canvas.background.shape[0] == 14  # rows 4..15 of the wider cut, one either side
+    assert canvas.background_range == (0.0, 1.0)
+
+
+def test_map_scale_is_sequential_only_for_maps_never_negative():
+    sd = np.array([0.0, 0.1, 0.3])
+    assert rl.map_scale(sd, 0.5, "SD of Fisher z") == (0.5, True, "0 to 0.5, SD of Fisher z")
+    assert rl.map_scale(sd - 0.01, 0.5, None) == (0.5, False, "-0.5 to 0.5")
+    assert rl.map_scale(np.zeros(3), 0.5, "s") == (1.0, True, "0 to 1, s")  # an empty map
+    top, _, _ = rl.map_scale(np.linspace(-2.0, 2.0, 101), None, None)
+    assert top == pytest.approx(np.percentile(np.abs(np.linspace(-2.0, 2.0, 101)[np.arange(101) != 50]), 99))
+
+
+def test_map_colours_clear_what_is_under_the_threshold():
+    values = np.array([0.0, 5e-7, 0.02, 0.25, 0.5, 0.9])
+    rgba, cmap, norm = rl.map_rgba(values, 0.5, positive=True)
+    assert cmap.name == "inferno"
+    assert (norm.vmin, norm.vmax) == (0.0, 0.5)
+    np.testing.assert_allclose(rgba[:, 3], [0, 0, 0.85, 0.85, 0.85, 0.85])
+    np.testing.assert_allclose(rgba[4, :3], matplotlib.colormaps["inferno"](1.0)[:3])
+    np.testing.assert_allclose(rgba[5, :3], rgba[4, :3])  # above the top: the top colour
+    signed = np.array([-1.0, -0.04, 0.0, 0.04, 0.06, 1.0])
+    rgba, cmap, norm = rl.map_rgba(signed, 1.0, positive=False)
+    assert (norm.vmin, norm.vmax) == (-1.0, 1.0)
+    np.testing.assert_allclose(rgba[:, 3], [1, 0, 0, 0, 1, 1])  # within 5% of the scale: clear
+    np.testing.assert_allclose(rgba[0, :3], matplotlib.colormaps["RdBu_r"](0.0)[:3])
+    np.testing.assert_allclose(rgba[5, :3], matplotlib.colormaps["RdBu_r"](1.0)[:3])
+    # the colourbar greys the clear band and keeps both ends
+    np.testing.assert_allclose(cmap(0.5)[:3], (0.5, 0.5, 0.5))
+    np.testing.assert_allclose(cmap(1.0), matplotlib.colormaps["RdBu_r"](1.0))
+
+
 def test_seed_overlay_without_lesion_and_from_4d_reference(tmp_path, rng):
     run = tiny_run(rng)
     out = rl.plot_seed_overlay(run["seed"], run["bold"], tmp_path / "seed.svg")
