@@ -22,19 +22,23 @@ the alignment a location-aware head relies on; never left-right flips, which wou
 alignment), early stopping on a validation split of whole subjects taken from the training data it is
 given, restoring the best epoch. Regression (``train_model(..., regression=True)``) uses the same loop
 with a Huber loss on the standardised score and no class weights.
-Deterministic on CPU for a given seed. On CUDA (:func:`deterministic`): ``CUBLAS_WORKSPACE_CONFIG`` is
-set before CUDA starts and deterministic algorithms are asked for with ``warn_only=True``, because the
-CUDA backward passes of ``AvgPool3d`` and ``AdaptiveAvgPool3d`` (the default architecture) have no
-deterministic implementation and would otherwise raise; the ops that warned are recorded
-(:func:`nondeterministic_ops`) and the model card says "partial on CUDA". The architecture is the same on
-both devices, so CPU results and saved models are unchanged. Training data stay on the device for the
-whole training; only the batch order is drawn on the CPU.
+Deterministic for a given seed on CPU and on CUDA, and the same model on both up to float rounding.
+PyTorch's CUDA backward passes of ``AvgPool3d`` and ``AdaptiveAvgPool3d`` accumulate with atomics (no
+deterministic implementation: two CUDA trainings of one seed differed), so on CUDA the pools average
+with fixed per-axis averaging matrices (:class:`MeanPool3d`, :class:`AdaptiveMeanPool3d`: the same
+function, whose backward pass is a matrix product); on CPU they are PyTorch's pools, unchanged. Every
+random draw (batch order, noise, dropout masks) comes from the CPU's generators on either device, so a
+CUDA training sees the CPU's draws (:func:`_augment`, :class:`CpuDrawnDropout`), and TF32 is off during
+training. ``CUBLAS_WORKSPACE_CONFIG`` is set before CUDA starts and deterministic algorithms are asked
+for (``warn_only`` on CUDA: an op a future PyTorch flags is recorded (:func:`nondeterministic_ops`) and
+the model card then says "partial on CUDA"). Training data stay on the device for the whole training.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import os
 import sys
@@ -51,6 +55,79 @@ from workflows.utils.errors import InputError, check_choice
 #: BatchNorm running-statistics momentum: higher than PyTorch's 0.1 because an epoch has only a few
 #: batches on cohorts of tens of subjects, and stale running statistics make the validation loss erratic.
 BN_MOMENTUM = 0.3
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_matrix(bins: tuple[tuple[int, int], ...], n_in: int, device: torch.device) -> torch.Tensor:
+    """(len(bins), n_in) matrix whose row i averages the inputs ``bins[i] = (start, end)``.
+
+    Cached: made once per grid and device (a copy to the GPU at every forward pass doubled a step).
+    """
+    m = torch.zeros(len(bins), n_in, dtype=torch.float32)
+    for i, (start, end) in enumerate(bins):
+        m[i, start:end] = 1.0 / (end - start)
+    return m.to(device)
+
+
+def separable_mean(x: torch.Tensor, bins: Sequence[tuple[tuple[int, int], ...]]) -> torch.Tensor:
+    """Box means of ``x`` (N, C, X, Y, Z) over ``bins`` per axis, as three matrix products.
+
+    A box mean is the product of per-axis means, so a pool is three averaging matrices; their backward
+    pass is a matrix product, deterministic on CUDA (PyTorch's CUDA pool backward passes are not).
+    """
+    mats = [_mean_matrix(b, n, x.device) for b, n in zip(bins, x.shape[2:])]
+    return torch.einsum("ncxyz,ax,by,kz->ncabk", x, *mats)
+
+
+class MeanPool3d(nn.AvgPool3d):
+    """``AvgPool3d(kernel, stride=kernel, ceil_mode=True)``, deterministic on CUDA (:func:`separable_mean`).
+
+    With ``ceil_mode`` a window that overhangs the edge averages the voxels it covers, as PyTorch's does.
+    """
+
+    def __init__(self, kernel: tuple[int, int, int]) -> None:
+        super().__init__(kernel, stride=kernel, ceil_mode=True)
+
+    def bins(self, shape: Sequence[int]) -> list[tuple[tuple[int, int], ...]]:
+        """Per axis, the (start, end) of each window over an input of spatial ``shape``."""
+        return [
+            tuple((s, min(s + k, n)) for s in range(0, n, k))
+            for k, n in zip(self.kernel_size, shape)  # type: ignore[arg-type]
+        ]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return separable_mean(x, self.bins(x.shape[2:])) if x.is_cuda else super().forward(x)
+
+
+class AdaptiveMeanPool3d(nn.AdaptiveAvgPool3d):
+    """``AdaptiveAvgPool3d(size)``, deterministic on CUDA: PyTorch's bins, averaged by matrices."""
+
+    def bins(self, shape: Sequence[int]) -> list[tuple[tuple[int, int], ...]]:
+        """Per axis, PyTorch's adaptive bins: [floor(i n / o), ceil((i + 1) n / o))."""
+        out = self.output_size
+        size = [int(o) for o in out] if isinstance(out, tuple) else [int(out)] * 3  # type: ignore[arg-type]
+        return [tuple((i * n // o, -(-(i + 1) * n // o)) for i in range(o)) for o, n in zip(size, shape)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return separable_mean(x, self.bins(x.shape[2:])) if x.is_cuda else super().forward(x)
+
+
+class CpuDrawnDropout(nn.Dropout):
+    """Dropout whose mask is drawn from the CPU's generator on every device, as CPU dropout draws it
+    (``empty_like(x).bernoulli_(1 - p) / (1 - p)``): a CUDA training drops the units a CPU training
+    of the same seed drops. The masks are small (the head's flattened features)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cpu_drawn_dropout(x, self.p) if x.is_cuda and self.training else super().forward(x)
+
+
+def cpu_drawn_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``x`` times a dropout mask drawn on the CPU (default generator) and moved to ``x``'s device."""
+    if p == 1.0:
+        return x * 0.0
+    noise = torch.empty(x.shape, dtype=torch.float32).bernoulli_(1.0 - p)
+    noise.div_(1.0 - p)
+    return x * noise.to(device=x.device, dtype=x.dtype)
 
 
 class StrokeCNN(nn.Module):
@@ -100,16 +177,14 @@ class StrokeCNN(nn.Module):
                     nn.Conv3d(c_in, c, 3, padding=1, bias=False),
                     nn.BatchNorm3d(c, momentum=BN_MOMENTUM),
                     nn.ReLU(inplace=True),
-                    nn.MaxPool3d(2, ceil_mode=True)
-                    if downsample == "max"
-                    else nn.AvgPool3d(kernel, stride=kernel, ceil_mode=True),
+                    nn.MaxPool3d(2, ceil_mode=True) if downsample == "max" else MeanPool3d(kernel),
                 ]
             c_in = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool3d(self.pool),
+            AdaptiveMeanPool3d(self.pool),
             nn.Flatten(),
-            nn.Dropout(self.dropout),
+            CpuDrawnDropout(self.dropout),
             nn.Linear(c_in * self.pool**3, self.n_classes),
         )
 
@@ -211,9 +286,10 @@ def configure_cuda() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 
 
-def determinism(device: torch.device) -> str:
-    """What the model card records: ``full`` on CPU, ``partial on CUDA`` (see :func:`deterministic`)."""
-    return "full" if device.type == "cpu" else "partial on CUDA"
+def determinism(device: torch.device, ops: Sequence[str] = ()) -> str:
+    """What the model card records: ``full``, or ``partial on CUDA`` when CUDA ``ops`` had no
+    deterministic implementation (see :func:`deterministic`)."""
+    return "partial on CUDA" if device.type == "cuda" and ops else "full"
 
 
 #: How PyTorch words the warning of an op without a deterministic implementation (``warn_only=True``).
@@ -236,18 +312,27 @@ def nondeterministic_ops(caught: Sequence[warnings.WarningMessage]) -> list[str]
 def deterministic(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Seed torch and switch on deterministic algorithms for the duration of a block.
 
-    On CPU every op used here is deterministic, and a nondeterministic one would raise. On CUDA the
-    switch is ``warn_only``: the pools' backward passes have no deterministic CUDA implementation
-    (PyTorch raises for them otherwise), so they run and warn; everything else stays deterministic.
+    Every op the CNN uses is deterministic on both devices (the pools on CUDA are :class:`MeanPool3d`
+    and :class:`AdaptiveMeanPool3d`). On CPU a nondeterministic op would raise; on CUDA the switch is
+    ``warn_only``, so that an op a future PyTorch flags is recorded rather than stopping a training.
+    On CUDA, TF32 is switched off for the block (convolutions and matrix products in full float32, as
+    on the CPU); the previous settings are restored after it.
     """
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_tf32 = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    on_cuda = device is not None and device.type == "cuda"
     torch.manual_seed(seed)
-    _use_deterministic_algorithms(True, warn_only=device is not None and device.type == "cuda")
+    _use_deterministic_algorithms(True, warn_only=on_cuda)
+    if on_cuda:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
     try:
         yield
     finally:
         _use_deterministic_algorithms(previous, warn_only=previous_warn)
+        torch.backends.cudnn.allow_tf32 = previous_tf32[0]
+        torch.set_float32_matmul_precision(previous_tf32[1])
 
 
 def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
@@ -294,20 +379,18 @@ def _augment(
     z: torch.Tensor,
     settings: TrainSettings,
     generator: torch.Generator,
-    noise_generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Random shift (same for the batch) and Gaussian noise, applied to z-scored maps.
 
     Shifting after the voxelwise z-score matters: a shifted raw map minus the unshifted mean map
-    would turn the brain edge into huge artificial z-values. The noise is drawn on ``z``'s device from
-    ``noise_generator`` (default ``generator``, which must then be on that device).
+    would turn the brain edge into huge artificial z-values. Shifts and noise come from ``generator``
+    (a CPU generator) and the noise moves to ``z``'s device, so that both devices draw the same.
     """
     if settings.shift_vox > 0:
         shifts = torch.randint(-settings.shift_vox, settings.shift_vox + 1, (3,), generator=generator)
         z = torch.roll(z, shifts=tuple(int(s) for s in shifts), dims=(1, 2, 3))
-    if settings.noise > 0:
-        noise_gen = generator if noise_generator is None else noise_generator
-        z = z + settings.noise * torch.randn(z.shape, generator=noise_gen, device=z.device)
+    if settings.noise > 0:  # drawn on the CPU on every device: a CUDA training sees the CPU's noise
+        z = z + settings.noise * torch.randn(z.shape, generator=generator).to(z.device)
     return z
 
 
@@ -403,13 +486,10 @@ def train_model(
             weights = weights.to(device)
             criterion = nn.CrossEntropyLoss(weight=weights)
         model.to(device)
-        # the data live on the device for the whole training; the batch order is drawn on the CPU, the
-        # noise on the device (on CPU from the same generator as the batch order, as it always was)
+        # the data live on the device for the whole training; the batch order, the noise and the dropout
+        # masks are drawn on the CPU (the same draws on either device)
         xf, yf = torch.from_numpy(x_fit).to(device), torch.from_numpy(y_fit).to(device)
         xv, yv = torch.from_numpy(x_val).to(device), torch.from_numpy(y_val).to(device)
-        noise_generator = (
-            generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(settings.seed)
-        )
         optimiser = torch.optim.AdamW(
             model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
@@ -421,7 +501,7 @@ def train_model(
                 rows = torch.tensor(idx, device=device)
                 with torch.no_grad():
                     zb = model.normalise(xf[rows])
-                zb = _augment(zb, settings, generator, noise_generator)
+                zb = _augment(zb, settings, generator)
                 yb = yf[rows]
                 optimiser.zero_grad()
                 with _autocast(device, settings.precision):
@@ -445,7 +525,7 @@ def train_model(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     model.training_device = {
         "device": device.type,
-        "deterministic": determinism(device),
+        "deterministic": determinism(device, nondeterministic_ops(caught)),
         "nondeterministic_ops": nondeterministic_ops(caught),
     }
     model.eval()
