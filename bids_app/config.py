@@ -45,12 +45,20 @@ class QueryParams:
     allow_missing_labels: bool = False
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (a SLURM or container CPU allocation), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ExecutionParams:
     """How to run: Nipype plugin, processes, threads, memory and verbosity."""
 
-    nprocs: int = field(default_factory=lambda: os.cpu_count() or 1)  # Nipype MultiProc processes
-    omp_nthreads: int = 1
+    nprocs: int = field(default_factory=available_cpus)  # Nipype MultiProc processes
+    omp_nthreads: int | None = None  # threads per process; None: chosen for the run (threads_per_process)
     mem_gb: float | None = None
     use_plugin: Path | None = None
     verbose: int = 0
@@ -60,6 +68,14 @@ class ExecutionParams:
     write_graph: bool = False  # the workflow graph (SVG, needs Graphviz) in output_dir/logs
     clean_workdir: bool = False  # empty the working directory first
     bids_database_dir: Path | None = None  # pybids index of the fMRIPrep dataset, reused between runs
+
+    def threads_per_process(self, n_jobs: int) -> int:
+        """``omp_nthreads``, or where it was not given the CPUs left to each of ``n_jobs`` concurrent jobs
+        (``nprocs // n_jobs``, from 1 to 8): a one-subject participant run uses the whole machine (the
+        stationary null's voxel chunks run on these threads), a run of many subjects one thread each."""
+        if self.omp_nthreads is not None:
+            return self.omp_nthreads
+        return max(1, min(8, self.nprocs // max(1, n_jobs)))
 
 
 @dataclass(frozen=True)
@@ -237,7 +253,7 @@ def build_config(
             **{f.name: getattr(group, f.name) for f in fields(GroupParams)},
             "cv": CVParams(**by_section.get("cv", {})),
             "train": TrainSettings(**by_section.get("train", {})),
-            "threads": int(by_section.get("execution", {}).get("omp_nthreads", 1)),
+            "threads": int(by_section.get("execution", {}).get("omp_nthreads") or 1),
         }
     )
     return RunConfig(

@@ -571,14 +571,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--nthreads",
         type=_positive_int,
         default=D("nprocs"),
-        help="processes for Nipype's MultiProc (default: the CPUs of this machine)",
+        help="processes for Nipype's MultiProc (default: the CPUs this process may use)",
     )
     g.add_argument(
         "--omp-nthreads",
         type=_positive_int,
         default=D("omp_nthreads"),
-        help="threads per process (BLAS in every node; PyTorch in each cross-validation fold, "
-        "permutation and final training)",
+        help="threads per process (BLAS and the stationary null in every node; PyTorch in each "
+        "cross-validation fold, permutation and final training). Default: participant level, the "
+        "processes divided by the subjects (1 to 8: one subject gets the whole machine); group level, 1",
     )
     g.add_argument(
         "--mem-gb", "--mem_gb", type=float, default=D("mem_gb"), help="memory limit for MultiProc (GB)"

@@ -263,6 +263,8 @@ def run_participant_level(config: RunConfig) -> int:
     if not config.queries.skip_bids_validation and config.bids_dir != config.fmriprep_dir:
         validate_bids(config.bids_dir)
     labels = select_subjects(config)
+    threads = config.execution.threads_per_process(len(labels))
+    config = replace(config, execution=replace(config.execution, omp_nthreads=threads))
     _start_workers(config)
     try:
         participants = queries.read_participants(config.bids_dir, config.fmriprep_dir)

@@ -312,3 +312,19 @@ def test_bad_derivatives_exit_2(tmp_path, extra, message, capsys):
     error = capsys.readouterr().err.splitlines()[-1]
     assert message in error
     assert error.startswith("strokefc: error: --derivatives")
+
+
+def test_threads_per_process_default_gives_a_lone_subject_the_machine():
+    """Without --omp-nthreads, the participant level divides the processes among the subjects (1 to 8
+    threads each); a given value is kept; the default process count is the CPUs this process may use."""
+    import os
+
+    from bids_app.config import ExecutionParams, available_cpus
+
+    assert ExecutionParams(nprocs=2).threads_per_process(1) == 2
+    assert ExecutionParams(nprocs=2).threads_per_process(24) == 1
+    assert ExecutionParams(nprocs=16).threads_per_process(3) == 5
+    assert ExecutionParams(nprocs=64).threads_per_process(1) == 8
+    assert ExecutionParams(nprocs=2, omp_nthreads=1).threads_per_process(1) == 1
+    assert ExecutionParams(nprocs=8, omp_nthreads=3).threads_per_process(24) == 3
+    assert ExecutionParams().nprocs == available_cpus() == len(os.sched_getaffinity(0))
