@@ -9,23 +9,30 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from helpers import IN_CI, SHARED_DATA, simulate  # noqa: E402
+from helpers import IMAGE_BUILD, IN_CI, SHARED_DATA, simulate  # noqa: E402
 
 #: The modules that take longest, longest first (``--durations`` of ``CI=true make test``, 2026-12-03).
 #: ``make test`` (``--dist loadfile --no-loadscope-reorder``) gives each xdist worker one whole module at
 #: a time in this order: the long ones start first and no worker is left alone on one at the end, and a
 #: module's fixtures (the SLURM cluster, the container image, a participant run) are built once.
+#: The container module comes last of them: its image is built in the background from the start
+#: (:func:`pytest_configure`), 5.5 minutes on a new machine, so a worker reaching it does not wait.
 SLOW_MODULES = (
     "test_slurm",
-    "test_container",
     "test_reliability",
     "test_sessions_qc",
     "test_participant_level",
     "test_external_validation",
     "test_console",
     "test_cnn",
+    "test_container",
 )
 
 
@@ -50,6 +57,39 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "container" in item.keywords or "slurm" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config):
+    """Start the container image's build in the background where the container tests will run (CI or
+    STROKEFC_SLOW_TESTS, the whole suite, no -m): downloads and disk for the most part, it overlaps the
+    other tests instead of holding a worker (tests/test_container.py's fixture waits for it). Only the
+    first process starts it (xdist's workers inherit the variable naming its folder)."""
+    if hasattr(config, "workerinput") or IMAGE_BUILD in os.environ:
+        return
+    if not (IN_CI or os.environ.get("STROKEFC_SLOW_TESTS")) or config.option.markexpr:
+        return
+    tests = Path(__file__).parent
+    if not any(Path(a.split("::")[0]).resolve() in (tests, tests / "test_container.py") for a in config.args):
+        return
+    if subprocess.run(["which", "podman", "debootstrap"], capture_output=True).returncode:
+        return  # the fixture says what is missing
+    folder = tempfile.mkdtemp(prefix="strokefc-image-build-")
+    script = tests.parent / "scripts" / "container-test"
+    # rc is written last and whole (rename): its presence means the build is over
+    shell = f'cd "{folder}" && "{script}" build >log 2>&1; echo $? >rc.part; mv rc.part rc'
+    config.stash[_BUILD] = subprocess.Popen(["bash", "-c", shell], start_new_session=True)
+    os.environ[IMAGE_BUILD] = folder
+
+
+def pytest_unconfigure(config):
+    """A build still running when the session ends (stopped early, container tests deselected) is ended."""
+    build = config.stash.get(_BUILD, None)
+    if build is not None and build.poll() is None:
+        os.killpg(build.pid, signal.SIGTERM)
+        build.wait()
+
+
+_BUILD = pytest.StashKey[subprocess.Popen]()
 
 
 @pytest.fixture

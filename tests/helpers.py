@@ -14,6 +14,9 @@ SHARED_DATA = Path(
 )
 #: The one CI switch of the tests (the Makefile installs the system packages when CI is "true").
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+#: The variable naming the folder (``log``, ``rc``) of the container image's background build
+#: (conftest.py's ``pytest_configure`` starts it; tests/test_container.py waits for it).
+IMAGE_BUILD = "STROKEFC_IMAGE_BUILD"
 
 
 def simulate(root: Path, **kwargs) -> Path:

@@ -10,10 +10,11 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from helpers import IN_CI, NO_QC
+from helpers import IMAGE_BUILD, IN_CI, NO_QC
 
 pytestmark = pytest.mark.container
 
@@ -33,8 +34,18 @@ def _need_podman():
 
 @pytest.fixture(scope="module")
 def image():
-    """Build (or refresh: cached layers make a rebuild quick) the image."""
+    """Build (or refresh: cached layers make a rebuild quick) the image, or wait for the build that
+    conftest.py started in the background at the start of the session."""
     _need_podman()
+    started = os.environ.get(IMAGE_BUILD)
+    if started:
+        rc, deadline = Path(started) / "rc", time.monotonic() + 3600
+        while not rc.exists():
+            assert time.monotonic() < deadline, f"the image build in {started} took over an hour"
+            time.sleep(2)
+        log = (Path(started) / "log").read_text()
+        assert rc.read_text().strip() == "0", f"image build failed (log: {started}/log)\n{log[-5000:]}"
+        return IMAGE
     proc = subprocess.run([str(SCRIPT), "build"], capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     return IMAGE
