@@ -312,9 +312,10 @@ def nondeterministic_ops(caught: Sequence[warnings.WarningMessage]) -> list[str]
 def deterministic(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Seed torch and switch on deterministic algorithms for the duration of a block.
 
-    Every op the CNN uses is deterministic on both devices (the pools on CUDA are :class:`MeanPool3d`
-    and :class:`AdaptiveMeanPool3d`). On CPU a nondeterministic op would raise; on CUDA the switch is
-    ``warn_only``, so that an op a future PyTorch flags is recorded rather than stopping a training.
+    Every op of the default architecture is deterministic on both devices (the pools on CUDA are
+    :class:`MeanPool3d` and :class:`AdaptiveMeanPool3d`; ``downsample="max"``'s CUDA max-pool backward is
+    not). On CPU a nondeterministic op would raise; on CUDA the switch is ``warn_only``, so that such an
+    op is recorded (the card then says "partial on CUDA") rather than stopping a training.
     On CUDA, TF32 is switched off for the block (convolutions and matrix products in full float32, as
     on the CPU); the previous settings are restored after it.
     """
