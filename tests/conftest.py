@@ -22,23 +22,26 @@ from helpers import IMAGE_BUILD, IN_CI, SHARED_DATA, simulate  # noqa: E402
 #: ``make test`` (``--dist loadfile --no-loadscope-reorder``) gives each xdist worker one whole module at
 #: a time in this order: the long ones start first and no worker is left alone on one at the end, and a
 #: module's fixtures (the SLURM cluster, the container image, a participant run) are built once.
-#: The container module comes last of them: its image is built in the background from the start
-#: (:func:`pytest_configure`), 5.5 minutes on a new machine, so a worker reaching it does not wait.
+#: When the container image is built in the background (:func:`pytest_configure`: not yet built on this
+#: machine, 5.5 minutes), the container module moves to the end of them, so a worker reaching it does not
+#: wait; an image already built is refreshed by the module's fixture (its cached layers: about a minute).
 SLOW_MODULES = (
     "test_slurm",
+    "test_container",
     "test_reliability",
     "test_sessions_qc",
     "test_participant_level",
     "test_external_validation",
     "test_console",
     "test_cnn",
-    "test_container",
 )
 
 
 def _module_rank(item) -> tuple[int, int]:
     """The listed slow modules first, then the other modules with integration tests, then the rest."""
     name = item.path.stem
+    if name == "test_container" and os.environ.get(IMAGE_BUILD):
+        return (0, len(SLOW_MODULES))
     if name in SLOW_MODULES:
         return (0, SLOW_MODULES.index(name))
     return (1, 0) if item.get_closest_marker("integration") else (2, 0)
@@ -60,10 +63,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    """Start the container image's build in the background where the container tests will run (CI or
-    STROKEFC_SLOW_TESTS, the whole suite, no -m): downloads and disk for the most part, it overlaps the
-    other tests instead of holding a worker (tests/test_container.py's fixture waits for it). Only the
-    first process starts it (xdist's workers inherit the variable naming its folder)."""
+    """Start the container image's first build in the background where the container tests will run
+    (CI or STROKEFC_SLOW_TESTS, the whole suite, no -m, no image built yet): its minutes overlap the other
+    tests instead of holding a worker (tests/test_container.py's fixture waits for it). Only the first
+    process starts it (xdist's workers inherit the variable naming its folder)."""
     if hasattr(config, "workerinput") or IMAGE_BUILD in os.environ:
         return
     if not (IN_CI or os.environ.get("STROKEFC_SLOW_TESTS")) or config.option.markexpr:
@@ -73,8 +76,11 @@ def pytest_configure(config):
         return
     if subprocess.run(["which", "podman", "debootstrap"], capture_output=True).returncode:
         return  # the fixture says what is missing
-    folder = tempfile.mkdtemp(prefix="strokefc-image-build-")
     script = tests.parent / "scripts" / "container-test"
+    image = os.environ.get("IMAGE", "localhost/strokefc:test")
+    if subprocess.run([script, "podman", "image", "exists", image], capture_output=True).returncode == 0:
+        return  # built before: the fixture refreshes it from its cached layers
+    folder = tempfile.mkdtemp(prefix="strokefc-image-build-")
     # rc is written last and whole (rename): its presence means the build is over
     shell = f'cd "{folder}" && "{script}" build >log 2>&1; echo $? >rc.part; mv rc.part rc'
     config.stash[_BUILD] = subprocess.Popen(["bash", "-c", shell], start_new_session=True)
