@@ -72,9 +72,13 @@ class ExecutionParams:
     def threads_per_process(self, n_jobs: int) -> int:
         """``omp_nthreads``, or where it was not given the CPUs left to each of ``n_jobs`` concurrent jobs
         (``nprocs // n_jobs``, from 1 to 8): a one-subject participant run uses the whole machine (the
-        stationary null's voxel chunks run on these threads), a run of many subjects one thread each."""
+        stationary null's voxel chunks run on these threads), a run of many subjects one thread each.
+        With a batch plugin (``use_plugin``) the jobs run on other machines, whose CPUs this one does not
+        know: one thread unless told."""
         if self.omp_nthreads is not None:
             return self.omp_nthreads
+        if self.use_plugin is not None:
+            return 1
         return max(1, min(8, self.nprocs // max(1, n_jobs)))
 
 

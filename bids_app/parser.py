@@ -579,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=D("omp_nthreads"),
         help="threads per process (BLAS and the stationary null in every node; PyTorch in each "
         "cross-validation fold, permutation and final training). Default: participant level, the "
-        "processes divided by the subjects (1 to 8: one subject gets the whole machine); group level, 1",
+        "processes divided by the subjects (1 to 8: one subject gets the whole machine; 1 with "
+        "--use-plugin); group level, 1",
     )
     g.add_argument(
         "--mem-gb", "--mem_gb", type=float, default=D("mem_gb"), help="memory limit for MultiProc (GB)"

@@ -318,6 +318,7 @@ def test_threads_per_process_default_gives_a_lone_subject_the_machine():
     """Without --omp-nthreads, the participant level divides the processes among the subjects (1 to 8
     threads each); a given value is kept; the default process count is the CPUs this process may use."""
     import os
+    from pathlib import Path
 
     from bids_app.config import ExecutionParams, available_cpus
 
@@ -327,4 +328,5 @@ def test_threads_per_process_default_gives_a_lone_subject_the_machine():
     assert ExecutionParams(nprocs=64).threads_per_process(1) == 8
     assert ExecutionParams(nprocs=2, omp_nthreads=1).threads_per_process(1) == 1
     assert ExecutionParams(nprocs=8, omp_nthreads=3).threads_per_process(24) == 3
+    assert ExecutionParams(nprocs=2, use_plugin=Path("slurm.yml")).threads_per_process(1) == 1
     assert ExecutionParams().nprocs == available_cpus() == len(os.sched_getaffinity(0))
