@@ -370,8 +370,9 @@ def bench_participant(cache: Path, p: dict) -> dict:
 
     fresh(run_dir)
     run_dir.mkdir(parents=True)
-    cmd = participant_cmd(bids, run_dir / "out", run_dir / "work", nprocs=available_cpus())
-    r["defaults"] = {**run_measured(cmd, run_dir / "log.txt"), "nprocs": available_cpus()}
+    nprocs = available_cpus()
+    cmd = participant_cmd(bids, run_dir / "out", run_dir / "work", nprocs=nprocs)
+    r["defaults"] = {**run_measured(cmd, run_dir / "log.txt"), "nprocs": nprocs}
     return r
 
 

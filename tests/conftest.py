@@ -9,6 +9,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -16,7 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from helpers import IMAGE_BUILD, IN_CI, SHARED_DATA, simulate  # noqa: E402
+from helpers import IMAGE, IMAGE_BUILD, IN_CI, SHARED_DATA, simulate  # noqa: E402
 
 #: The modules that take longest, longest first (``--durations`` of ``CI=true make test``, 2026-12-03).
 #: ``make test`` (``--dist loadfile --no-loadscope-reorder``) gives each xdist worker one whole module at
@@ -74,11 +75,10 @@ def pytest_configure(config):
     tests = Path(__file__).parent
     if not any(Path(a.split("::")[0]).resolve() in (tests, tests / "test_container.py") for a in config.args):
         return
-    if subprocess.run(["which", "podman", "debootstrap"], capture_output=True).returncode:
+    if shutil.which("podman") is None or shutil.which("debootstrap") is None:
         return  # the fixture says what is missing
     script = tests.parent / "scripts" / "container-test"
-    image = os.environ.get("IMAGE", "localhost/strokefc:test")
-    if subprocess.run([script, "podman", "image", "exists", image], capture_output=True).returncode == 0:
+    if subprocess.run([script, "podman", "image", "exists", IMAGE], capture_output=True).returncode == 0:
         return  # built before: the fixture refreshes it from its cached layers
     folder = tempfile.mkdtemp(prefix="strokefc-image-build-")
     # rc is written last and whole (rename): its presence means the build is over

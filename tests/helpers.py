@@ -17,6 +17,8 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 #: The variable naming the folder (``log``, ``rc``) of the container image's background build
 #: (conftest.py's ``pytest_configure`` starts it; tests/test_container.py waits for it).
 IMAGE_BUILD = "STROKEFC_IMAGE_BUILD"
+#: The container image the tests build and run (scripts/container-test's default).
+IMAGE = os.environ.get("IMAGE", "localhost/strokefc:test")
 
 
 def simulate(root: Path, **kwargs) -> Path:

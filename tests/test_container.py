@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE_BUILD, IN_CI, NO_QC
+from helpers import IMAGE, IMAGE_BUILD, IN_CI, NO_QC
 
 pytestmark = pytest.mark.container
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "container-test"
-IMAGE = os.environ.get("IMAGE", "localhost/strokefc:test")
 PODMAN = [str(SCRIPT), "podman"]  # podman with the script's own storage (overlay, or vfs)
 
 

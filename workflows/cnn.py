@@ -524,10 +524,11 @@ def train_model(
             model.load_state_dict(best)
     for w in caught:  # shown as they would have been, once recorded
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    flagged = nondeterministic_ops(caught)
     model.training_device = {
         "device": device.type,
-        "deterministic": determinism(device, nondeterministic_ops(caught)),
-        "nondeterministic_ops": nondeterministic_ops(caught),
+        "deterministic": determinism(device, flagged),
+        "nondeterministic_ops": flagged,
     }
     model.eval()
     return model.cpu(), curve
