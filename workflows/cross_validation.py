@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from workflows.conformal import (
     UL_FMA_RANGE,
@@ -357,6 +356,8 @@ def run_fold(data_file: str | Path, fold: dict, params: GroupParams, work_dir: s
     Writes a JSON file with the fold's predictions, metrics and training curve, and an npz with the
     fold CNN's signed saliency on the fold's test units (held out), summed per class.
     """
+    import torch  # here, not at the top: the modules that read this one's tables train no CNN
+
     torch.set_num_threads(params.threads)  # folds run in parallel as separate Nipype nodes
     data = np.load(data_file)
     y, groups = targets(data, params), data["groups"]

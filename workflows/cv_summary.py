@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from workflows.calibration import calibration_text
-from workflows.cnn import count_parameters, model_for
 from workflows.comparisons import STATIC_CONTROL, comparisons, cv_warnings
 from workflows.conformal import cv_coverage
 from workflows.cross_validation import CONFORMAL_COLUMNS, prediction_column, split_groups
@@ -279,6 +278,8 @@ def summarise_cv(
     summarised apart (``sites`` in cv_summary.json, site_predictions.tsv), never pooled with the
     subject-level folds.
     """
+    from workflows.cnn import count_parameters, model_for  # PyTorch: only to count the CNN's weights
+
     work_dir = Path(work_dir)
     predictions, fold_metrics, curves, chosen, conformal, learning = [], [], [], [], [], []
     for path in fold_files:

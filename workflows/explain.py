@@ -27,15 +27,12 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import nibabel as nb
 import numpy as np
-import torch
-from captum.attr import IntegratedGradients
 from nilearn.image import resample_img
 
-from workflows.cnn import StrokeCNN
 from workflows.columns import tsv_sidecar
 from workflows.grid import grid_image, grid_mask
 from workflows.model_io import json_clean
@@ -45,6 +42,11 @@ from workflows.seeds import atlas_labels, atlas_record
 from workflows.stats import permutation_p_value
 from workflows.utils.bids import sidecar_path
 from workflows.utils.io import atomic_write_json, write_tsv
+
+if TYPE_CHECKING:  # PyTorch is imported where a CNN is explained: a node that only reads tables never does
+    import torch
+
+    from workflows.cnn import StrokeCNN
 
 LOGGER = logging.getLogger("strokefc.group")
 
@@ -103,6 +105,9 @@ def integrated_gradients(
 
     Excluded voxels (NaN: a lesion or its mirror) are set to the baseline and get no attribution.
     """
+    import torch
+    from captum.attr import IntegratedGradients
+
     model.eval()
     ig = IntegratedGradients(_severe_log_odds(model))
     baseline = model.in_mean.detach()[None]

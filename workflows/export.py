@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from workflows.cnn import train_model
 from workflows.conformal import cv_calibration
 from workflows.cross_validation import prediction_column, split_groups, targets
 from workflows.metadata import software_versions
@@ -51,7 +49,6 @@ LOGGER = logging.getLogger("strokefc.group")
 
 def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path) -> str:
     """Train the exported model on every labelled subject; saved (safetensors) in ``work_dir/final``."""
-    torch.set_num_threads(params.threads)  # runs alongside the cross-validation folds
     data = np.load(data_file)
     out = Path(work_dir) / "final"
     x, y, groups = data["x"], targets(data, params), split_groups(data)
@@ -82,6 +79,11 @@ def train_final(data_file: str | Path, params: GroupParams, work_dir: str | Path
         }
         LOGGER.info("final model: trained on every subject (%s)", MODELS[name].noun)
         return str(save_arrays(model.to_arrays(), card, out))
+    import torch  # only when the CNN is the exported model: a parcel model's final fit needs none
+
+    from workflows.cnn import train_model
+
+    torch.set_num_threads(params.threads)  # runs alongside the cross-validation folds
     train = replace(params.train, seed=params.random_seed)
     regression = params.target == "regression"
     cnn, curve = train_model(x, y, groups, train, regression=regression)

@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from workflows.cross_validation import (
     cross_validate,
@@ -197,10 +196,13 @@ def permutation_draw(
     the draw is read from there when an earlier run stored it (:func:`draw_path`), else computed and
     stored.
     """
-    torch.set_num_threads(params.threads)
     data = np.load(data_file)
     index = int(index)
     permuted = permuted_models(params)
+    if CNN_MODEL in permuted:  # PyTorch only for --permute-cnn: a draw of the linear models never needs it
+        import torch
+
+        torch.set_num_threads(params.threads)
     explain = FoldExplainer(data, params) if grid_file and CNN_MODEL in permuted else None
     stored, path, record = None, None, {}
     if draws_dir:

@@ -27,6 +27,11 @@ from workflows.interfaces.base import StrokefcInterface
 from workflows.params import GroupParams
 from workflows.permutation import permutation_draw
 
+#: Imported by the nodes that train or explain a CNN (folds, ``--permute-cnn`` draws, a CNN's final fit)
+#: when they run, not by the others: a SLURM job of a permutation draw or of the summary starts without
+#: PyTorch. A pool of Nipype workers imports them ahead, once, for all its workers.
+WORKER_IMPORTS = ("torch", "captum.attr", "workflows.cnn")
+
 _PARAMS_DESC = "GroupParams.to_dict() (workflows.params.GroupParams)"
 
 
