@@ -38,6 +38,18 @@ def _jobs(jobcomp: Path) -> list[dict]:
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in jobcomp.read_text().splitlines()]
 
 
+def _finished_job(jobcomp: Path, job_id: str, timeout: float) -> dict:
+    """The completion record of ``job_id``, waited for (every 0.2 s: ``sbatch --wait`` backs off to
+    half a minute between its checks, which here cost more than the job)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [j for j in _jobs(jobcomp) if j.get("JobId") == job_id]
+        if done:
+            return done[0]
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
+
+
 def _free_port_pair() -> int:
     """A port P with P and P+1 free (slurmctld and slurmd)."""
     for _ in range(50):
@@ -238,7 +250,6 @@ def test_sbatch_array_then_dependent_group_job(slurm, cohort):
         [
             "sbatch",
             "--parsable",
-            "--wait",
             f"--dependency=afterok:{array_id}",
             "--cpus-per-task=1",
             "--mem=1G",
@@ -248,17 +259,16 @@ def test_sbatch_array_then_dependent_group_job(slurm, cohort):
         text=True,
         env=dict(env, STROKEFC_ARGS="--boilerplate-only"),
         cwd=cohort,
-        timeout=1200,
     )
+    assert group.returncode == 0, group.stderr
+    group_job = _finished_job(slurm["jobcomp"], group.stdout.strip(), timeout=1200)
     logs = "\n".join(p.read_text() for p in sorted(cohort.glob("strokefc-*.log")))
-    assert group.returncode == 0, group.stderr + logs
 
     jobs = {j["JobId"]: j for j in _jobs(slurm["jobcomp"])}
     tasks = [j for j in jobs.values() if j.get("Name") == "strokefc-participant"]
-    group_job = jobs[group.stdout.strip()]
     assert len(tasks) >= 2
     assert all(j["JobState"] == "COMPLETED" for j in tasks)
-    assert group_job["JobState"] == "COMPLETED"
+    assert group_job["JobState"] == "COMPLETED", logs
     assert group_job["StartTime"] >= max(j["EndTime"] for j in tasks)  # ISO times sort as text
     for label in ("01", "02"):
         assert list((out / f"sub-{label}").glob("func/*stat-dfcsd_boldmap.nii.gz")), f"sub-{label} maps"
