@@ -441,6 +441,36 @@ def test_bootstrap_comparison_and_corrected_ttest():
     assert corrected["mean_difference"] == pytest.approx(np.mean(d))
 
 
+@pytest.mark.parametrize(
+    ("n_subjects", "repeats", "sessions"), [(12, 1, 1), (9, 3, 1), (10, 2, 3), (7, 1, 2)]
+)
+def test_bootstrap_of_all_draws_at_once_equals_draw_by_draw(n_subjects, repeats, sessions):
+    """The default scores of equal-length draws are computed for every draw at once: the same numbers,
+    bit for bit, as the draw-by-draw path (a scores callable of one's own), with tied probabilities,
+    draws of one class (NaN), a missing prediction, repeats and subjects with several sessions."""
+    from workflows.stats import bootstrap_comparison, classification_scores
+
+    gen = np.random.default_rng(n_subjects)
+    rows, clusters = [], {}
+    for model in ("a", "b", "c"):
+        for repeat in range(repeats):
+            for i in range(n_subjects):
+                for k in range(sessions):
+                    unit = f"sub-{i:02d}" + (f"_ses-{k}" if sessions > 1 else "")
+                    clusters[unit] = f"sub-{i:02d}"
+                    prob = round(float(gen.random()), 1)  # ties
+                    if (model, repeat, i, k) == ("c", 0, 2, 0):
+                        prob = float("nan")
+                    row = {"participant_id": unit, "repeat": repeat, "model": model, "prob_severe": prob}
+                    rows.append({**row, "y_true": int(i % 3 == 0)})
+    kwargs = {"n_boot": 200, "clusters": clusters if sessions > 1 else None}
+    at_once = bootstrap_comparison(rows, ["a", "b"], **kwargs)
+    one_by_one = bootstrap_comparison(
+        rows, ["a", "b"], scores=lambda y, p: classification_scores(y, p), **kwargs
+    )
+    assert json.dumps(at_once, sort_keys=True) == json.dumps(one_by_one, sort_keys=True)
+
+
 def test_parcel_model_copes_with_one_training_subject_in_a_class():
     from workflows.models import parcel_fit_predict, parcel_matrix
 

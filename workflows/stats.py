@@ -199,6 +199,27 @@ def classification_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def _classification_scores_of_draws(y: np.ndarray, p: np.ndarray, draws: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`classification_scores` of every bootstrap draw at once (``draws``: one row of indices per
+    draw, all of one length), each equal to the per-draw call's: the same counts, ranks (row-wise
+    :func:`scipy.stats.rankdata`) and divisions; rank sums are exact (multiples of one half)."""
+    yb = np.asarray(y).astype(int).astype(bool)[draws]
+    pb = np.asarray(p, dtype=float)[draws]
+    n = yb.shape[1]
+    n_pos = yb.sum(axis=1)
+    n_neg = n - n_pos
+    both = (n_pos > 0) & (n_neg > 0)
+    pred = pb >= 0.5
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recalls = (pred & yb).sum(axis=1) / n_pos + (~pred & ~yb).sum(axis=1) / n_neg
+        rank_sums = np.where(yb, stats.rankdata(pb, axis=1), 0.0).sum(axis=1)
+        auc = (rank_sums - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return {
+        "balanced_accuracy": np.where(both, recalls / 2, math.nan),
+        "roc_auc": np.where(both, auc, math.nan),
+    }
+
+
 def bootstrap_comparison(
     predictions: Sequence[Mapping],
     reference: str | Sequence[str],
@@ -235,17 +256,29 @@ def bootstrap_comparison(
         ]
         return {k: _nanmean([v[k] for v in values]) for k in values[0]}
 
-    boot = {m: [score(m, idx) for idx in draws] for m in models}
+    def score_draws(model: str) -> dict[str, np.ndarray]:
+        """The scores of every draw, ``{score: (n_boot,)}``: the default scores of draws of one length
+        (one unit per subject) at once, else draw by draw (a thousand draws x ten models: a second)."""
+        if scores is classification_scores and draws and len({len(d) for d in draws}) == 1:
+            matrix = np.stack(draws)
+            repeats = [_classification_scores_of_draws(y, p, matrix) for y, p, _ in pooled[model].values()]
+            if len(repeats) == 1:  # the mean of one value, as _nanmean takes it
+                return {k: np.where(np.isfinite(v), v, math.nan) for k, v in repeats[0].items()}
+            return {k: np.array([_nanmean(col) for col in zip(*(r[k] for r in repeats))]) for k in repeats[0]}
+        per_draw = [score(model, idx) for idx in draws]
+        return {k: np.array([b[k] for b in per_draw]) for k in (per_draw[0] if per_draw else {})}
+
+    boot = {m: score_draws(m) for m in models}
     plain = {m: score(m, None) for m in models}
     out: dict[str, dict] = {}
     for m in models:
         out[m] = {
-            k: {"value": v, "ci95": _interval(np.array([b[k] for b in boot[m]]))} for k, v in plain[m].items()
+            k: {"value": v, "ci95": _interval(boot[m].get(k, np.array([])))} for k, v in plain[m].items()
         }
         for ref in references:
             if m == ref or ref not in boot:
                 continue
-            diff = np.array([b[compare] for b in boot[m]]) - np.array([b[compare] for b in boot[ref]])
+            diff = boot[m][compare] - boot[ref][compare]
             diff = diff[np.isfinite(diff)]
             p_two = (
                 float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean()))) if diff.size else math.nan
