@@ -975,3 +975,14 @@ def test_cohort_summary_counts_sessions_per_subject():
     )
     plain = cohort_summary([{**r, "session": "n/a"} for r in rows[:2]])
     assert plain.startswith("2 subjects included")
+
+
+def test_the_underlay_is_nilearns_2mm_template_without_its_resampling():
+    from nilearn.datasets import load_mni152_template
+
+    from workflows.plotting import _mni_template
+
+    resampled, ours = load_mni152_template(resolution=2), _mni_template()
+    np.testing.assert_array_equal(ours.affine, resampled.affine)
+    assert ours.shape == resampled.shape
+    np.testing.assert_allclose(ours.get_fdata(), resampled.get_fdata(), rtol=0, atol=1e-12)
