@@ -177,6 +177,15 @@ def stale_outputs(
     return out
 
 
+def file_clock(folder: Path) -> float:
+    """The time now on the clock that stamps files in ``folder``: the change time of a file written
+    there (and removed). It can lag :func:`time.time` by a clock tick, so the outputs of this run are
+    compared with it (:func:`stale_outputs`), not with the process's clock: an earlier run's file written
+    a moment before this run started is then older, however quick the rerun."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".strokefc-clock-") as marker:
+        return os.fstat(marker.fileno()).st_ctime
+
+
 def remove_stale_outputs(
     output_dir: Path, label: str, runs: Sequence[Mapping[str, Any]], since: float
 ) -> list[Path]:

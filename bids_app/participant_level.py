@@ -39,7 +39,7 @@ from bids_app.lesions import (
     resolve_lesion_side,
     template_space_mask,
 )
-from bids_app.outputs import check_output_dir, init_output_dataset, remove_stale_outputs
+from bids_app.outputs import check_output_dir, file_clock, init_output_dataset, remove_stale_outputs
 from bids_app.parser import flag_names
 from bids_app.preflight import check_run
 from bids_app.progress import SubjectProgress, subject_priority, workers_of
@@ -287,6 +287,7 @@ def run_participant_level(config: RunConfig) -> int:
     init_output_dataset(
         config.output_dir, config.bids_dir, config.fmriprep_dir, config.queries.lesion_dir, config.model
     )
+    outputs_since = file_clock(config.output_dir)  # what this run writes from now on is not stale
     if not config.execution.reports_only:
         prepare_work_dir(config.execution, config.work_dir, input_folders(config))
     layout = queries.fmriprep_layout(config.fmriprep_dir, config.execution.bids_database_dir)
@@ -301,7 +302,7 @@ def run_participant_level(config: RunConfig) -> int:
     write_run_config(config)  # once the inputs are accepted: a refused run keeps the last run's
     held: list[Path] = []
     try:
-        return _run_subjects(config, labels, participants, layout, started, held)
+        return _run_subjects(config, labels, participants, layout, started, held, outputs_since)
     finally:
         for path in held:
             locks.release(path)
@@ -334,8 +335,10 @@ def _run_subjects(
     layout: BIDSLayout | None,
     started: float,
     held: list[Path],
+    outputs_since: float,
 ) -> int:
-    """Lock, plan, run, clean and report the subjects (``held``: the locks taken, released by the caller)."""
+    """Lock, plan, run, clean and report the subjects (``held``: the locks taken, released by the caller;
+    outputs changed before ``outputs_since``, on the file system's clock, are an earlier run's)."""
     plans: list[SubjectPlan] = []
     failures: dict[str, tuple[str, Path | None]] = {}
     excluded: dict[str, str] = {}
@@ -389,7 +392,7 @@ def _run_subjects(
     if not config.execution.reports_only:
         scopes.update({p.subject: p.scope for p in done})
         for label, scope in scopes.items():
-            for path in remove_stale_outputs(config.output_dir, label, scope, started):
+            for path in remove_stale_outputs(config.output_dir, label, scope, outputs_since):
                 LOGGER.info(
                     "sub-%s: removed %s (an earlier run's output this run did not write)", label, path
                 )

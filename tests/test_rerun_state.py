@@ -26,6 +26,23 @@ def _touch(path, text="x"):
     return path
 
 
+def test_an_output_written_just_before_a_rerun_is_stale(tmp_path):
+    """The cut between an earlier run's outputs and this run's is the file system's clock at the start
+    (bids_app.outputs.file_clock): a file of a run that ended a moment before is stale, one written after
+    the start is not (a second of slack once kept a quick rerun's stale maps)."""
+    from bids_app.outputs import file_clock
+
+    name = "sub-01_task-rest_space-MNI152NLin2009cAsym_seed-ipsiM1_stat-windows_boldmap.nii.gz"
+    earlier = _touch(tmp_path / "sub-01" / "func" / name)
+    time.sleep(0.05)  # a clock tick or more: within the second before the rerun's start
+    since = file_clock(tmp_path)
+    assert earlier.stat().st_ctime < since <= time.time()
+    assert not list(tmp_path.glob(".strokefc-clock-*"))  # the marker is gone
+    mine = _touch(tmp_path / "sub-01" / "func" / name.replace("windows", "dfcsd"))
+    assert stale_outputs(tmp_path, "01", [RUN], since) == [earlier]
+    assert mine.stat().st_ctime >= since
+
+
 def test_name_entities():
     assert name_entities("sub-01_ses-1_task-rest_stat-dfcsd_boldmap.nii.gz") == {
         "sub": "01",
