@@ -278,7 +278,7 @@ def bootstrap_comparison(
         for ref in references:
             if m == ref or ref not in boot:
                 continue
-            diff = boot[m][compare] - boot[ref][compare]
+            diff = boot[m].get(compare, np.array([])) - boot[ref].get(compare, np.array([]))  # none: n_boot 0
             diff = diff[np.isfinite(diff)]
             p_two = (
                 float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean()))) if diff.size else math.nan
