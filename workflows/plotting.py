@@ -50,8 +50,13 @@ MAX_CARPET_VOXELS = CARPET_VOXELS
 
 
 def _save(fig: Figure, out_svg: Path | str) -> str:
-    """Write a figure as SVG (text kept as paths so that no font is needed), cropped to what it draws, and
-    close it.
+    """Write a figure as SVG, cropped to what it draws, and close it.
+
+    Text stays text (``svg.fonttype: none``, with matplotlib's sans-serif family list ending in the generic
+    ``sans-serif``): a reader can select and search it and a screen reader can read it, the files are
+    smaller, and drawing a participant's figures takes a quarter less time than with every glyph written as
+    a path (1.30 s against 1.70 s a subject, 4 mm). A browser without DejaVu Sans draws the labels in a
+    narrower sans-serif font, so they still fit the box measured with DejaVu's metrics.
 
     The crop is the figure's tight box as its layout stands (:func:`tight_box`), given to ``savefig``:
     ``bbox_inches="tight"`` would draw the whole figure once more to find it (0.25 s of the six
@@ -59,7 +64,7 @@ def _save(fig: Figure, out_svg: Path | str) -> str:
     """
     out_svg = str(out_svg)
     os.makedirs(os.path.dirname(os.path.abspath(out_svg)), exist_ok=True)
-    with matplotlib.rc_context({"svg.fonttype": "path"}):
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
         fig.savefig(out_svg, format="svg", bbox_inches=tight_box(fig))
     plt.close(fig)
     return out_svg
