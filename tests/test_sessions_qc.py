@@ -147,8 +147,8 @@ def test_three_sessions_give_three_maps_labels_and_predictions(tmp_path, monkeyp
     assert "in the model&#39;s training set" in (out / "sub-01.html").read_text().replace("'", "&#39;")
     # --combine-sessions: one subject map, the window-weighted mean of the three session maps
     combined = tmp_path / "combined"
-    code = run_cli(
-        bids, combined, "participant", "--work-dir", tmp_path / "work2", "--skip-bids-validation",
+    code = run_cli(  # the same work folder: the sessions' nodes are cached, the combination is new
+        bids, combined, "participant", "--work-dir", tmp_path / "work", "--skip-bids-validation",
         "--null-surrogates", 0, "--participant-label", "01", "--combine-sessions", *IN_PROCESS, *NO_QC,
     )  # fmt: skip
     assert code == 0
