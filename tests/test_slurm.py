@@ -352,7 +352,10 @@ def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, cohort):
         JOB_CPUS="1",
         JOB_MEM="2G",
         JOB_TIME="00:20:00",
-        MAX_JOBS="2",
+        # more than the cluster's two CPUs: SLURM's queue holds the jobs waiting for a CPU, and a job
+        # starts as soon as one frees (with 2, Nipype submitted the final training and the patterns
+        # before the folds, and nothing else until they ended: 10 s more on this test)
+        MAX_JOBS="8",
     )
     work = root / "out_slurm_work" / "group"
     # The driver runs as the script it is, but outside SLURM: on the two-CPU test cluster a driver job
