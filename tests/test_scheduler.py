@@ -1,4 +1,7 @@
-"""The MultiProc scheduler's dependency matrix keeps its column sums between changes (bids_app.console)."""
+"""The plugins of bids_app.console: the MultiProc scheduler's dependency matrix keeps its column sums
+between changes; batch plugins gather a MapNode's results in the driver."""
+
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -59,3 +62,56 @@ def test_expanding_a_mapnode_keeps_the_matrix_kind():
     assert isinstance(plugin.depidx, DependencyMatrix)
     assert plugin.depidx.shape == (5, 5)
     np.testing.assert_array_equal(np.asarray(plugin.depidx.sum(0)).ravel(), [3, 1, 0, 0, 0])
+
+
+def _double(x):
+    return 2 * x
+
+
+def _batch_run(tmp_path, plugin, monkeypatch):
+    """A MapNode of three through ``plugin`` on a stand-in for the cluster: each job (the node the
+    plugin wrote a batch script for) runs at once, in this process (tests/test_slurm.py submits to a
+    real SLURM); returns the names of the jobs and the outputs."""
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    jobs = []
+
+    def submit(self, scriptfile, node):
+        assert Path(scriptfile).is_file()
+        jobs.append(node.name)
+        node.run()
+        self._pending[len(jobs)] = node.output_dir()
+        return len(jobs)
+
+    monkeypatch.setattr(type(plugin), "_submit_batchtask", submit)
+    monkeypatch.setattr(type(plugin), "_is_pending", lambda self, taskid: False)
+    wf = pe.Workflow("batch", base_dir=str(tmp_path))
+    wf.config["execution"]["poll_sleep_duration"] = 0.01  # the driver's wait between looks at the queue
+    double = pe.MapNode(
+        niu.Function(function=_double, input_names=["x"], output_names=["y"]), iterfield=["x"], name="double"
+    )
+    double.inputs.x = [1, 2, 3]
+    wf.add_nodes([double])
+    result = wf.run(plugin=plugin)
+    (node,) = result.nodes()
+    return jobs, node.result.outputs.y
+
+
+def test_batch_plugins_gather_a_mapnode_in_the_driver(tmp_path, monkeypatch):
+    """The subnodes are jobs; the parent that gathers them is not (Nipype's own plugin submits it too)."""
+    from nipype.pipeline.plugins import SLURMPlugin
+
+    from bids_app.console import GatherMapNodesInDriver, make_plugin
+
+    plugin = make_plugin("SLURM", {"sbatch_args": "--mem=1G"})
+    assert isinstance(plugin, SLURMPlugin)
+    assert isinstance(plugin, GatherMapNodesInDriver)
+    assert plugin._sbatch_args == "--mem=1G"
+    jobs, outputs = _batch_run(tmp_path / "ours", plugin, monkeypatch)
+    assert sorted(jobs) == ["_double0", "_double1", "_double2"]
+    assert outputs == [2, 4, 6]
+    jobs, outputs = _batch_run(tmp_path / "nipype", SLURMPlugin(plugin_args={}), monkeypatch)
+    assert sorted(jobs) == ["_double0", "_double1", "_double2", "double"]
+    assert outputs == [2, 4, 6]
+    assert make_plugin("Linear", {}) == "Linear"

@@ -396,6 +396,8 @@ def test_group_level_through_slurm_equals_multiproc_and_resumes(slurm, cohort):
     names = [j.get("Name", "") for j in _jobs(slurm["jobcomp"])[before:]]
     for node in ("_cv_fold0.", "_cv_fold1.", "_permutation", "train_final."):
         assert any(n.startswith(node) for n in names), f"no SLURM job for {node}: {names}"
+    # the MapNodes' parents only gather their subnodes' results: in the driver, not as jobs of their own
+    assert not [n for n in names if n.startswith(("cv_fold.", "permutation."))], names
     resumed = [j["Name"] for j in jobs if j.get("Name", "").startswith("_permutation")]
     assert 0 < len(resumed) <= N_DRAWS - len(kept), resumed
     stored = _draws(work)
