@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -166,12 +167,48 @@ class StrokefcMultiProcPlugin(MultiProcPlugin):
         # the pool starts no worker before its first job: replace it by one whose workers get the
         # parent's logging
         self.pool.shutdown(wait=False)
-        self.pool: ProcessPoolExecutor = ProcessPoolExecutor(
+        self.pool: ProcessPoolExecutor = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
             max_workers=self.processors,
             initializer=_worker_init,
             initargs=(self._cwd, current_verbosity()),
             mp_context=mp.get_context(self.plugin_args.get("mp_context")),
         )
+
+    def _async_callback(self, future: Any) -> None:
+        """Nipype's callback, for the jobs that returned (the others: :meth:`_get_result`)."""
+        if future.exception() is None:
+            super()._async_callback(future)
+
+    def _get_result(self, taskid: int) -> Any:
+        """Nipype's result of a job, or a failure when its worker died (killed, out of memory).
+
+        A worker that dies breaks the whole pool: every job in it ends with ``BrokenProcessPool`` and
+        none returns a result, so Nipype waited for them forever (the run hung). Each such job is now a
+        failed node with that reason; :meth:`_submit_job` sends the next jobs to a new pool.
+        """
+        result = super()._get_result(taskid)
+        future = self._task_obj.get(taskid)
+        if result is None and future is not None and future.done() and future.exception() is not None:
+            exc = future.exception()
+            reason = (
+                f"the worker process running this node ended abruptly ({type(exc).__name__}: {exc}); "
+                "it was killed, for example by the system when memory ran out. Give the run more memory "
+                "or fewer processes (--nprocs, --mem-gb), then run again: finished nodes are reused.\n"
+            )
+            return {"taskid": taskid, "result": None, "traceback": [reason]}
+        return result
+
+    def _submit_job(self, node: Any, updatehash: bool = False) -> int:
+        """Nipype's submission, to a new pool when a dead worker broke the last one."""
+        try:
+            return super()._submit_job(node, updatehash=updatehash)
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=False)
+            self.pool = self._new_pool()
+            return super()._submit_job(node, updatehash=updatehash)
 
     def run(self, graph: Any, config: Any, updatehash: bool = False) -> Any:
         """Nipype's run with the heap built before it (pybids and TemplateFlow layouts, imports) frozen.

@@ -115,3 +115,63 @@ def test_batch_plugins_gather_a_mapnode_in_the_driver(tmp_path, monkeypatch):
     assert sorted(jobs) == ["_double0", "_double1", "_double2", "double"]
     assert outputs == [2, 4, 6]
     assert make_plugin("Linear", {}) == "Linear"
+
+
+KILLED_WORKER = """
+import sys
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_app.console import StrokefcMultiProcPlugin
+
+
+def die(x):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def add_one(x):
+    return x + 1
+
+
+def node(function, name):
+    return pe.Node(niu.Function(function=function, input_names=["x"], output_names=["y"]), name=name)
+
+
+if __name__ == "__main__":
+    wf = pe.Workflow("killed", base_dir=sys.argv[1])
+    wf.config["execution"].update(
+        {"poll_sleep_duration": 0.05, "crashdump_dir": sys.argv[1], "crashfile_format": "txt"}
+    )
+    dies, first, second = node(die, "dies"), node(add_one, "first"), node(add_one, "second")
+    dies.inputs.x = first.inputs.x = 1
+    wf.connect(first, "y", second, "x")
+    wf.add_nodes([dies])
+    try:
+        wf.run(plugin=StrokefcMultiProcPlugin(plugin_args={"n_procs": 1}))
+    except RuntimeError:
+        print("the run raised")
+"""
+
+
+def test_a_killed_worker_fails_its_node_and_the_run_goes_on(tmp_path):
+    """A worker killed by the system (SIGKILL: out of memory) breaks the whole process pool. Nipype then
+    waited forever for its job; now that node fails with the reason, and the other nodes run in a new
+    pool (one worker: the two branches run one after the other, in either order)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "killed_worker.py"
+    script.write_text(KILLED_WORKER)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the run raised" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert list((tmp_path / "killed" / "second").glob("result_*.pklz")), "the other branch did not run"
+    (crash,) = tmp_path.glob("crash-*dies*.txt")
+    assert "ended abruptly (BrokenProcessPool" in crash.read_text()
+    assert "memory" in crash.read_text()
