@@ -1,5 +1,6 @@
 """The plugins of bids_app.console: the MultiProc scheduler's dependency matrix keeps its column sums
-between changes; batch plugins gather a MapNode's results in the driver."""
+between changes, and a worker killed by the system fails its node instead of hanging the run; batch
+plugins gather a MapNode's results in the driver."""
 
 from pathlib import Path
 
